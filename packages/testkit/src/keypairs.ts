@@ -1,0 +1,6 @@
+import { Keypair } from '@stellar/stellar-sdk';
+
+/** Fresh random Stellar keypairs for a test run. Never a fixed seed: nothing here is reusable key material. */
+export function randomKeypairs(n: number): Keypair[] {
+  return Array.from({ length: n }, () => Keypair.random());
+}

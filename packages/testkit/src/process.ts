@@ -1,0 +1,116 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root, from this file's location. */
+export const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
+/** The `cosigner` executable every process test runs. */
+export const COSIGNER_BIN = join(REPO_ROOT, 'packages/cli/bin/cosigner.js');
+
+/** A fresh temporary directory; remove it with `rm(dir, { recursive: true, force: true })`. */
+export async function tempDir(prefix = 'cosigner-test-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+export interface RunningProcess {
+  readonly proc: ChildProcess;
+  readonly pid: number;
+  /** Base URL from the ready file, e.g. http://127.0.0.1:41233 */
+  readonly url: string;
+  /** Everything the ready file held (url, pid and whatever else the service wrote). */
+  readonly ready: Record<string, unknown>;
+  /** stdout and stderr so far, for assertions on what a process logged. */
+  output(): string;
+  /** SIGTERM and wait for exit (SIGKILL after `graceMs`). */
+  stop(graceMs?: number): Promise<number | null>;
+  /** SIGKILL and wait for exit. */
+  kill9(): Promise<void>;
+  /** Resolves with the exit code when the process ends. */
+  readonly exited: Promise<number | null>;
+}
+
+export interface StartOptions {
+  /** Arguments after `cosigner`, e.g. ['kms-emulator', '--data-dir', dir]. `--port 0 --ready-file` are added. */
+  args: string[];
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  readyTimeoutMs?: number;
+  /** Node executable; defaults to the one running the tests. */
+  nodePath?: string;
+  /** Do not add `--port 0` (for commands that pick several ports themselves). */
+  noPort?: boolean;
+}
+
+/**
+ * Start `cosigner <args> --port 0 --ready-file <tmp>` as a real child process and wait until it serves.
+ * Rejects with the process output if it exits or does not become ready in time.
+ */
+export async function startCosignerProcess(opts: StartOptions): Promise<RunningProcess> {
+  const dir = await tempDir('cosigner-ready-');
+  const readyFile = join(dir, 'ready.json');
+  const args = [COSIGNER_BIN, ...opts.args, ...(opts.noPort ? [] : ['--port', '0']), '--ready-file', readyFile];
+  const proc = spawn(opts.nodePath ?? process.execPath, args, {
+    cwd: opts.cwd ?? REPO_ROOT,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  proc.stderr?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const exited = new Promise<number | null>((res) => {
+    proc.once('exit', (code, signal) => res(code ?? (signal ? null : 0)));
+  });
+  let done = false;
+  void exited.then(() => {
+    done = true;
+  });
+
+  const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000);
+  let ready: Record<string, unknown> | undefined;
+  while (!ready) {
+    if (done) {
+      await rm(dir, { recursive: true, force: true });
+      throw new Error(`cosigner ${opts.args.join(' ')} exited before it was ready:\n${out}`);
+    }
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      await exited;
+      await rm(dir, { recursive: true, force: true });
+      throw new Error(`cosigner ${opts.args.join(' ')} was not ready in time:\n${out}`);
+    }
+    try {
+      ready = JSON.parse(await readFile(readyFile, 'utf8')) as Record<string, unknown>;
+    } catch {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+  await rm(dir, { recursive: true, force: true });
+
+  const stop = async (graceMs = 5_000): Promise<number | null> => {
+    if (done) return exited;
+    proc.kill('SIGTERM');
+    const t = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+    const code = await exited;
+    clearTimeout(t);
+    return code;
+  };
+  return {
+    proc,
+    pid: proc.pid as number,
+    url: String(ready.url),
+    ready,
+    output: () => out,
+    stop,
+    kill9: async () => {
+      if (!done) proc.kill('SIGKILL');
+      await exited;
+    },
+    exited,
+  };
+}
