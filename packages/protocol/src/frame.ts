@@ -142,3 +142,18 @@ export function decodeFrame(raw: string | Buffer, opts: DecodeOptions): { envelo
   }
   return { envelope: env, signer };
 }
+
+/**
+ * The sender a frame claims, read WITHOUT verifying it: only for choosing which enrolled key to verify
+ * with (the coordinator knows a node's identity key by its id). Never trust anything else from it.
+ */
+export function peekSender(raw: string | Buffer): string | undefined {
+  try {
+    const o = JSON.parse(raw.toString()) as { p?: unknown };
+    if (typeof o?.p !== 'string') return undefined;
+    const from = (JSON.parse(o.p) as { from?: unknown })?.from;
+    return typeof from === 'string' ? from : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -247,3 +247,13 @@ describe('replay guard and token bucket', () => {
     expect(b.take(100)).toBe(true);
   });
 });
+
+describe('peekSender', () => {
+  it('reads the claimed sender without trusting it, and never throws', async () => {
+    const { peekSender } = await import('../src/frame.ts');
+    expect(peekSender(proposalFrame())).toBe('coordinator');
+    expect(peekSender('garbage')).toBeUndefined();
+    expect(peekSender('{"p":"{}"}')).toBeUndefined();
+    expect(peekSender('{"p":1}')).toBeUndefined();
+  });
+});
