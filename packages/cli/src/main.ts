@@ -19,8 +19,8 @@ export function buildProgram(): Command {
   return program;
 }
 
-export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
+/** Parse and run. Errors print one line naming what is wrong and set a non-zero exit code; nothing throws. */
+export async function main(argv: string[], program: Command = buildProgram()): Promise<void> {
   program.exitOverride();
   try {
     await program.parseAsync(argv);
