@@ -162,6 +162,24 @@ export interface DecoratedSig {
 /** The outcome of stellar-core's signature checks, in the order core runs them. */
 export type AuthCheckResult =
   | { ok: true }
-  | { ok: false; code: 'txBAD_AUTH'; reason: string }
-  | { ok: false; code: 'txFAILED'; opIndex: number; opCode: 'opBAD_AUTH'; reason: string }
-  | { ok: false; code: 'txBAD_AUTH_EXTRA'; reason: string };
+  | {
+      ok: false;
+      code: 'txBAD_AUTH';
+      reason: string /** The account short of weight (absent for extra signers). */;
+      accountId?: string;
+    }
+  | {
+      ok: false;
+      code: 'txFAILED';
+      opIndex: number;
+      opCode: 'opBAD_AUTH';
+      reason: string;
+      /** The operation's source account that is short of weight. */
+      accountId?: string;
+    }
+  | {
+      ok: false;
+      code: 'txBAD_AUTH_EXTRA';
+      reason: string /** Indexes of the signatures no check used. */;
+      unusedSignatures?: number[];
+    };
