@@ -52,6 +52,8 @@ export interface InvocationSummary {
   functionName?: string;
   /** Arguments rendered with scValToNative, bigint as decimal strings, bytes as hex. */
   args?: unknown[];
+  /** createContract: the contract id preimage and executable (XDR JSON); uploadContractWasm: wasm sha256 and size. */
+  details?: Record<string, unknown>;
   subInvocations: InvocationSummary[];
 }
 
@@ -75,6 +77,8 @@ export interface OperationSummary {
   sendAmount?: string;
   destAsset?: AssetRef;
   destMin?: string;
+  /** pathPaymentStrictReceive: the exact amount the destination receives (in `destAsset`). */
+  destAmount?: string;
   path?: AssetRef[];
   /** changeTrust limit. */
   limit?: string;

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   Account,
+  Address,
   Asset,
   Claimant,
   type FeeBumpTransaction,
@@ -13,8 +14,11 @@ import {
   StrKey,
   type Transaction,
   TransactionBuilder,
-  type xdr,
+  xdr,
 } from '@stellar/stellar-sdk';
+
+const xdrNs = xdr;
+
 import { type DecodedTransaction, decodeEnvelope } from '../src/decode.ts';
 import type { AccountAuth } from '../src/types.ts';
 
@@ -195,4 +199,48 @@ export function everyOperation(): { type: string; op: xdr.Operation }[] {
 /** A decorated signature over `hash` by `kp`, as plain buffers. */
 export function sigOf(kp: Keypair, hash: Uint8Array): { hint: Buffer; signature: Buffer } {
   return { hint: Buffer.from(kp.signatureHint()), signature: Buffer.from(kp.sign(Buffer.from(hash))) };
+}
+
+/** InvokeContractArgs for `contract.fn(args)`. */
+export function invokeArgs(contract: string, fn: string, args: xdr.ScVal[] = []): xdr.InvokeContractArgs {
+  return new xdrNs.InvokeContractArgs({
+    contractAddress: Address.fromString(contract).toScAddress(),
+    functionName: fn,
+    args,
+  });
+}
+
+/** An authorization tree node calling `contract.fn(args)` with the given children. */
+export function invocationNode(
+  contract: string,
+  fn: string,
+  args: xdr.ScVal[] = [],
+  subs: xdr.SorobanAuthorizedInvocation[] = [],
+): xdr.SorobanAuthorizedInvocation {
+  return new xdrNs.SorobanAuthorizedInvocation({
+    function: xdrNs.SorobanAuthorizedFunction.sorobanAuthorizedFunctionTypeContractFn(invokeArgs(contract, fn, args)),
+    subInvocations: subs,
+  });
+}
+
+/** An ADDRESS-credential auth entry for `address` (G or C) over `root`, unsigned (signature void). */
+export function addressAuthEntry(
+  address: string,
+  root: xdr.SorobanAuthorizedInvocation,
+  nonce = 7n,
+  expiration = 1000,
+  v2 = false,
+): xdr.SorobanAuthorizationEntry {
+  const creds = new xdrNs.SorobanAddressCredentials({
+    address: Address.fromString(address).toScAddress(),
+    nonce,
+    signatureExpirationLedger: expiration,
+    signature: xdrNs.ScVal.scvVoid(),
+  });
+  return new xdrNs.SorobanAuthorizationEntry({
+    credentials: v2
+      ? xdrNs.SorobanCredentials.sorobanCredentialsAddressV2(creds)
+      : xdrNs.SorobanCredentials.sorobanCredentialsAddress(creds),
+    rootInvocation: root,
+  });
 }
