@@ -1,0 +1,191 @@
+import { secretEquals } from '@cosigner/runtime/secrets';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { type Static, Type } from 'typebox';
+import { nodeErrors } from './errors.ts';
+import type { SigningLedger } from './ledger.ts';
+import type { NodeMetrics } from './metrics.ts';
+import type { DecisionBody, Reviewer } from './review.ts';
+
+/**
+ * The node's private admin API: health, readiness, metrics, and manual approval of held proposals.
+ * It listens on 127.0.0.1 by default (config.ts refuses a non-loopback address without a token in
+ * production). Every route has a response schema: it is also the leak guard (only listed fields leave).
+ */
+
+export interface AppDeps {
+  reviewer: Reviewer;
+  ledger: SigningLedger;
+  metrics: NodeMetrics;
+  /** Key backend probe (Signer.health). */
+  keyHealth(): Promise<{ ok: boolean; detail?: string }>;
+  /** True while the coordinator session is up. */
+  sessionUp(): boolean;
+  /** Deliver a decision made here (manual approval) to the coordinator, now or after reconnect. */
+  sendDecision(d: DecisionBody): void;
+  /** When set, every /v1 route requires `authorization: Bearer <token>`. */
+  adminToken?: string;
+  logger?: Logger;
+}
+
+const ErrorBody = Type.Object({
+  code: Type.String(),
+  message: Type.String(),
+  details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+});
+const ReasonSchema = Type.Object({
+  code: Type.String(),
+  message: Type.String(),
+  opIndex: Type.Optional(Type.Integer()),
+  field: Type.Optional(Type.String()),
+});
+const PendingItem = Type.Object({
+  id: Type.String(),
+  hash: Type.String(),
+  reasons: Type.Array(ReasonSchema),
+  receivedAt: Type.Integer(),
+  summary: Type.Unknown(),
+});
+const DecisionSchema = Type.Object({
+  proposalId: Type.String(),
+  hash: Type.String(),
+  outcome: Type.String(),
+  reasons: Type.Array(ReasonSchema),
+  signerKey: Type.String(),
+  signature: Type.Optional(Type.String()),
+  delivered: Type.Boolean(),
+});
+const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._:-]+$' }) });
+const ActionBody = Type.Object(
+  {
+    note: Type.Optional(Type.String({ maxLength: 512 })),
+    by: Type.Optional(Type.String({ maxLength: 128, pattern: '^[A-Za-z0-9._@:-]+$' })),
+  },
+  { additionalProperties: false },
+);
+
+export function build(deps: AppDeps) {
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    disableRequestLogging: deps.logger === undefined,
+    bodyLimit: 16 * 1024,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.setErrorHandler((err, _req, reply) => {
+    const e = err as {
+      code?: string;
+      status?: number;
+      statusCode?: number;
+      message: string;
+      toJSON?: () => unknown;
+      validation?: unknown;
+    };
+    if (nodeErrors.is(err)) return reply.status(err.status).send(err.toJSON());
+    if (e.validation) return reply.status(400).send({ code: 'NODE_BAD_REQUEST', message: e.message });
+    const status = e.statusCode && e.statusCode < 500 ? e.statusCode : 500;
+    return reply.status(status).send({
+      code: status === 500 ? 'NODE_INTERNAL' : 'NODE_BAD_REQUEST',
+      message: status === 500 ? 'internal error' : e.message,
+    });
+  });
+
+  const guard = async (req: FastifyRequest): Promise<void> => {
+    if (deps.adminToken === undefined) return;
+    const h = req.headers.authorization ?? '';
+    const token = h.startsWith('Bearer ') ? h.slice(7) : '';
+    if (!secretEquals(token, deps.adminToken)) throw nodeErrors.error('NODE_UNAUTHORIZED');
+  };
+
+  app.get('/healthz', { schema: { response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({
+    status: 'ok' as const,
+  }));
+
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        response: {
+          200: Type.Object({
+            ready: Type.Boolean(),
+            key: Type.Boolean(),
+            session: Type.Boolean(),
+            detail: Type.Optional(Type.String()),
+          }),
+          503: Type.Object({
+            ready: Type.Boolean(),
+            key: Type.Boolean(),
+            session: Type.Boolean(),
+            detail: Type.Optional(Type.String()),
+          }),
+        },
+      },
+    },
+    async (_req, reply) => {
+      const key = await deps.keyHealth();
+      const session = deps.sessionUp();
+      const body = { ready: key.ok && session, key: key.ok, session, ...(key.detail ? { detail: key.detail } : {}) };
+      return reply.status(body.ready ? 200 : 503).send(body);
+    },
+  );
+
+  app.get('/metrics', async (_req, reply) => {
+    const c = deps.ledger.counts();
+    deps.metrics.ledgerRows.set({ kind: 'signatures' }, c.signatures);
+    deps.metrics.ledgerRows.set({ kind: 'signed' }, c.signed);
+    deps.metrics.ledgerRows.set({ kind: 'decisions' }, c.decisions);
+    return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  });
+
+  app.get(
+    '/v1/pending',
+    {
+      preHandler: guard,
+      schema: { response: { 200: Type.Object({ pending: Type.Array(PendingItem) }), 401: ErrorBody } },
+    },
+    async () => ({
+      pending: deps.reviewer.listHeld().map((p) => ({
+        id: p.proposalId,
+        hash: p.hash,
+        reasons: p.reasons,
+        receivedAt: p.receivedAt,
+        summary: p.summary,
+      })),
+    }),
+  );
+
+  const respond = (d: DecisionBody): Static<typeof DecisionSchema> => {
+    const delivered = deps.sessionUp();
+    deps.sendDecision(d);
+    return { ...d, delivered };
+  };
+  const by = (body: Static<typeof ActionBody> | undefined): string => `admin:${body?.by ?? 'operator'}`;
+
+  app.post(
+    '/v1/pending/:id/approve',
+    {
+      preHandler: guard,
+      schema: {
+        params: IdParams,
+        body: ActionBody,
+        response: { 200: DecisionSchema, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+      },
+    },
+    async (req) => respond(await deps.reviewer.approveHeld(req.params.id, by(req.body))),
+  );
+
+  app.post(
+    '/v1/pending/:id/reject',
+    {
+      preHandler: guard,
+      schema: {
+        params: IdParams,
+        body: ActionBody,
+        response: { 200: DecisionSchema, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+      },
+    },
+    async (req) => respond(deps.reviewer.rejectHeld(req.params.id, by(req.body), req.body?.note)),
+  );
+
+  return app;
+}

@@ -1,0 +1,321 @@
+import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import type { SignerConfig } from '@cosigner/keys/signer';
+import { parsePublicKeyB64 } from '@cosigner/protocol/identity';
+import { isProduction } from '@cosigner/runtime/mode';
+import { type Static, Type } from 'typebox';
+import { Value } from 'typebox/value';
+import { parse as parseYaml } from 'yaml';
+import { nodeErrors } from './errors.ts';
+
+/**
+ * The node's configuration: one schema, validated once at boot, then frozen (STYLE.md habit 6). Sources in
+ * increasing precedence: defaults, the YAML file, command-line flags. Relative paths in the file are
+ * resolved against the file's directory, so a config moves with its data.
+ */
+
+const G_ADDRESS = Type.String({ pattern: '^G[A-Z2-7]{55}$' });
+const ExpectedAddress = Type.Optional(G_ADDRESS);
+
+/** Mirrors packages/keys SignerConfig (a tagged union picked by `type`). */
+const KeySchema = Type.Union([
+  Type.Object(
+    {
+      type: Type.Literal('aws-kms'),
+      keyId: Type.String({ minLength: 1, maxLength: 2048 }),
+      region: Type.String({ minLength: 1, maxLength: 64 }),
+      endpoint: Type.Optional(Type.String({ pattern: '^https?://' })),
+      credentials: Type.Optional(
+        Type.Object(
+          {
+            accessKeyId: Type.String({ minLength: 1 }),
+            secretAccessKey: Type.String({ minLength: 1 }),
+            sessionToken: Type.Optional(Type.String()),
+          },
+          { additionalProperties: false },
+        ),
+      ),
+      expectedAddress: ExpectedAddress,
+      timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 60_000 })),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      type: Type.Literal('pkcs11'),
+      module: Type.String({ minLength: 1 }),
+      tokenLabel: Type.String({ minLength: 1, maxLength: 32 }),
+      keyIdHex: Type.String({ pattern: '^[0-9a-fA-F]+$' }),
+      pinFile: Type.Optional(Type.String({ minLength: 1 })),
+      pinEnv: Type.Optional(Type.String({ minLength: 1 })),
+      sessions: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+      expectedAddress: ExpectedAddress,
+      timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 60_000 })),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    { type: Type.Literal('local'), keyFile: Type.String({ minLength: 1 }), expectedAddress: ExpectedAddress },
+    { additionalProperties: false },
+  ),
+]);
+
+export const ConfigSchema = Type.Object(
+  {
+    mode: Type.Union([Type.Literal('development'), Type.Literal('production')], { default: 'development' }),
+    nodeId: Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._:-]+$' }),
+    dataDir: Type.String({ minLength: 1 }),
+    coordinator: Type.Object(
+      {
+        url: Type.String({ pattern: '^wss?://' }),
+        /** Pinned coordinator message keys, base64 raw ed25519; several during a rotation. */
+        publicKeys: Type.Array(Type.String(), { minItems: 1, maxItems: 8 }),
+      },
+      { additionalProperties: false },
+    ),
+    /** Node identity key (PEM); default <dataDir>/identity.pem, created 0600 on first start. */
+    identityKeyFile: Type.Optional(Type.String({ minLength: 1 })),
+    /** The network passphrase this node signs for: every hash is computed with it. */
+    network: Type.String({ minLength: 1, maxLength: 256 }),
+    key: KeySchema,
+    /** Path of the policy YAML (packages/policy). */
+    policy: Type.String({ minLength: 1 }),
+    admin: Type.Object(
+      {
+        host: Type.String({ default: '127.0.0.1' }),
+        port: Type.Integer({ minimum: 0, maximum: 65535, default: 0 }),
+        /** File holding the admin API token (mode 0600). Required in production off loopback. */
+        tokenFile: Type.Optional(Type.String({ minLength: 1 })),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    limits: Type.Object(
+      {
+        /** Frames per second accepted from the coordinator, and the burst allowance. */
+        framesPerSecond: Type.Number({ minimum: 1, default: 200 }),
+        frameBurst: Type.Integer({ minimum: 1, default: 1000 }),
+        /** How long a signed slot stays held after its maxTime (clock skew between host and network). */
+        slotGraceSeconds: Type.Integer({ minimum: 0, maximum: 86_400, default: 60 }),
+        /** Largest clock difference accepted on a coordinator frame. */
+        maxSkewMs: Type.Integer({ minimum: 1000, maximum: 300_000, default: 30_000 }),
+        /** Cap of the jittered exponential reconnect backoff. */
+        reconnectMaxMs: Type.Integer({ minimum: 100, maximum: 300_000, default: 10_000 }),
+        /** Handshake deadline after the socket opens. */
+        handshakeTimeoutMs: Type.Integer({ minimum: 100, maximum: 120_000, default: 10_000 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    logLevel: Type.Union(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+      { default: 'info' },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+type RawConfig = Static<typeof ConfigSchema>;
+
+export interface NodeConfig extends Omit<RawConfig, 'key'> {
+  key: SignerConfig;
+  identityKeyFile: string;
+  /** Absolute path of the file the config came from (undefined when built in code). */
+  configFile: string | undefined;
+  /** sha256 hex of the config file bytes, for the audit log. */
+  configSha256: string;
+  /** Decoded pinned coordinator keys. */
+  coordinatorKeys: readonly Buffer[];
+  production: boolean;
+}
+
+export interface ConfigOverrides {
+  dataDir?: string;
+  host?: string;
+  port?: number;
+  mode?: 'development' | 'production';
+}
+
+function describeError(e: { instancePath: string; message: string; params?: unknown }): string {
+  const field = e.instancePath === '' ? '(top level)' : e.instancePath.slice(1).replaceAll('/', '.');
+  const extra = (e.params as { additionalProperties?: string[] } | undefined)?.additionalProperties;
+  const requiredList = (e.params as { requiredProperties?: string[] } | undefined)?.requiredProperties;
+  if (extra) return `${field}: unknown field(s) ${extra.join(', ')}`;
+  if (requiredList) return `${field}: missing ${requiredList.join(', ')}`;
+  return `${field}: ${e.message}`;
+}
+
+function resolvePath(base: string, p: string): string {
+  return isAbsolute(p) ? p : resolve(base, p);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o !== null && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o as object)) deepFreeze(v);
+  }
+  return o;
+}
+
+/**
+ * Validate a parsed config object, apply defaults and flags, resolve paths, freeze it.
+ * @throws CosignerError NODE_CONFIG_INVALID naming the first offending field
+ */
+export function parseConfig(
+  input: unknown,
+  opts: { baseDir: string; overrides?: ConfigOverrides; configFile?: string; sha256?: string; env?: NodeJS.ProcessEnv },
+): NodeConfig {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw nodeErrors.error(
+      'NODE_CONFIG_INVALID',
+      { field: '(top level)' },
+      { message: 'The node config must be a YAML mapping.' },
+    );
+  }
+  const o = opts.overrides ?? {};
+  const merged = structuredClone(input) as Record<string, unknown>;
+  if (o.dataDir !== undefined) merged.dataDir = o.dataDir;
+  if (o.mode !== undefined) merged.mode = o.mode;
+  if (o.host !== undefined || o.port !== undefined) {
+    const admin = { ...((merged.admin as Record<string, unknown> | undefined) ?? {}) };
+    if (o.host !== undefined) admin.host = o.host;
+    if (o.port !== undefined) admin.port = o.port;
+    merged.admin = admin;
+  }
+  const withDefaults = Value.Default(ConfigSchema, merged);
+  if (!Value.Check(ConfigSchema, withDefaults)) {
+    const errors = [...Value.Errors(ConfigSchema, withDefaults)];
+    // Prefer the most specific error (deepest path) over the generic anyOf at the union's root.
+    const first = errors.filter((e) => e.keyword !== 'anyOf' && e.keyword !== 'boolean').at(0) ?? errors[0];
+    const text = first ? describeError(first) : 'invalid';
+    throw nodeErrors.error(
+      'NODE_CONFIG_INVALID',
+      { field: first?.instancePath ?? '', problem: text },
+      { message: `Invalid node config: ${text}.` },
+    );
+  }
+  const raw = withDefaults as RawConfig;
+  const coordinatorKeys = raw.coordinator.publicKeys.map((k, i) => {
+    try {
+      return parsePublicKeyB64(k, `coordinator.publicKeys.${i}`);
+    } catch {
+      throw nodeErrors.error(
+        'NODE_CONFIG_INVALID',
+        { field: `coordinator.publicKeys.${i}` },
+        { message: `Invalid node config: coordinator.publicKeys.${i} is not a base64 raw ed25519 public key.` },
+      );
+    }
+  });
+  const base = opts.baseDir;
+  const dataDir = resolvePath(base, raw.dataDir);
+  const key = { ...raw.key } as SignerConfig;
+  if (key.type === 'local') key.keyFile = resolvePath(base, key.keyFile);
+  if (key.type === 'pkcs11') {
+    key.module = resolvePath(base, key.module);
+    if (key.pinFile) key.pinFile = resolvePath(base, key.pinFile);
+  }
+  const admin = { ...raw.admin, ...(raw.admin.tokenFile ? { tokenFile: resolvePath(base, raw.admin.tokenFile) } : {}) };
+  const config: NodeConfig = {
+    ...raw,
+    dataDir,
+    key,
+    admin,
+    policy: resolvePath(base, raw.policy),
+    identityKeyFile: raw.identityKeyFile ? resolvePath(base, raw.identityKeyFile) : join(dataDir, 'identity.pem'),
+    configFile: opts.configFile,
+    configSha256: opts.sha256 ?? createHash('sha256').update(JSON.stringify(input)).digest('hex'),
+    coordinatorKeys,
+    production: isProduction(raw.mode, opts.env ?? {}),
+  };
+  return deepFreeze(config);
+}
+
+/**
+ * Read, validate and freeze the config file.
+ * @throws CosignerError NODE_CONFIG_INVALID (unreadable, not YAML, or failing the schema)
+ */
+export async function loadConfig(
+  path: string,
+  overrides: ConfigOverrides = {},
+  env = process.env,
+): Promise<NodeConfig> {
+  const file = resolve(path);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (cause) {
+    throw nodeErrors.error('NODE_CONFIG_INVALID', { file }, { message: `Cannot read the node config ${file}.`, cause });
+  }
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(text);
+  } catch (cause) {
+    throw nodeErrors.error(
+      'NODE_CONFIG_INVALID',
+      { file },
+      { message: `The node config ${file} is not valid YAML.`, cause },
+    );
+  }
+  return parseConfig(parsed, {
+    baseDir: dirname(file),
+    overrides,
+    configFile: file,
+    sha256: createHash('sha256').update(text).digest('hex'),
+    env,
+  });
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/** True for addresses only this host can reach. */
+export function isLoopback(host: string): boolean {
+  return LOOPBACK.has(host) || host.startsWith('127.');
+}
+
+async function refuseIfReadable(path: string, what: string, mask: number): Promise<string | undefined> {
+  let mode: number;
+  try {
+    mode = (await stat(path)).mode;
+  } catch {
+    return undefined;
+  }
+  return (mode & mask) !== 0 ? `${what} ${path} is readable by others (mode ${(mode & 0o777).toString(8)})` : undefined;
+}
+
+/**
+ * The production refusals that depend on the config and files (policy velocity is checked where the
+ * policy is loaded). Every problem is listed at once so an operator fixes them in one pass.
+ * @throws CosignerError NODE_CONFIG_UNSAFE
+ */
+export async function assertProductionSafe(config: NodeConfig, files: { ledger?: string } = {}): Promise<void> {
+  if (!config.production) return;
+  const problems: string[] = [];
+  if (config.key.type === 'local') problems.push('key.type local is for development only (use aws-kms or pkcs11)');
+  if (config.key.type === 'aws-kms' && config.key.credentials) {
+    problems.push(
+      'key.credentials (static keys in the config) are for the KMS emulator only; use the AWS credential chain',
+    );
+  }
+  if (!isLoopback(config.admin.host) && !config.admin.tokenFile) {
+    problems.push(`admin.host ${config.admin.host} is not loopback and admin.tokenFile is not set`);
+  }
+  if (config.coordinator.url.startsWith('ws://') && !isLoopback(new URL(config.coordinator.url).hostname)) {
+    problems.push('coordinator.url must use wss:// off this host');
+  }
+  for (const [path, what, mask] of [
+    [config.configFile, 'config file', 0o007],
+    [config.identityKeyFile, 'identity key', 0o077],
+    [files.ledger, 'signing ledger', 0o077],
+    [config.admin.tokenFile, 'admin token file', 0o077],
+  ] as const) {
+    if (!path) continue;
+    const p = await refuseIfReadable(path, what, mask);
+    if (p) problems.push(p);
+  }
+  if (problems.length > 0) {
+    throw nodeErrors.error(
+      'NODE_CONFIG_UNSAFE',
+      { problems },
+      { message: `Refusing to start in production: ${problems.join('; ')}.` },
+    );
+  }
+}

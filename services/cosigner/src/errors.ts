@@ -1,0 +1,28 @@
+import { defineErrors } from '@cosigner/errors/errors';
+
+/**
+ * Errors of the cosigner node (configuration, admin API, audit) and of its signing ledger (LEDGER_*).
+ * A refusal to sign is not an error: it is a decision with reasons (see review.ts). These codes are for
+ * things an operator must fix or a caller must handle.
+ */
+export const nodeErrors = defineErrors('cosigner-node', {
+  NODE_CONFIG_INVALID: { status: 400, message: 'The node configuration is invalid.' },
+  NODE_CONFIG_UNSAFE: {
+    status: 400,
+    message: 'The node configuration is not safe for production mode; refusing to start.',
+  },
+  NODE_ADDRESS_MISMATCH: {
+    status: 500,
+    message: "The key backend's Stellar address differs from the one the configuration expects.",
+  },
+  NODE_UNAUTHORIZED: { status: 401, message: 'The admin token is missing or wrong.' },
+  NODE_PENDING_NOT_FOUND: { status: 404, message: 'No held proposal has this id.' },
+  NODE_PENDING_CLOSED: { status: 409, message: 'This held proposal was already approved, rejected or cancelled.' },
+  NODE_ADMIN_UNREACHABLE: { status: 502, message: 'The node admin API did not answer.' },
+  LEDGER_MIGRATION_FAILED: { status: 500, message: 'The signing ledger schema could not be migrated.' },
+  LEDGER_NEWER_SCHEMA: {
+    status: 500,
+    message: 'The signing ledger was written by a newer version of the node; refusing to open it.',
+  },
+  LEDGER_UNKNOWN_HASH: { status: 500, message: 'The signing ledger holds no intent for this hash.' },
+});

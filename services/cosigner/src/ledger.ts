@@ -1,0 +1,367 @@
+import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { nodeErrors } from './errors.ts';
+
+/**
+ * The signing ledger: the node's durable memory of what it decided and what it signed.
+ *
+ * Invariant (ARCHITECTURE.md "A proposal's life", step 4): a node never holds two live signatures for one
+ * (source account, sequence number) slot. stellar-core accepts a transaction only when its seqNum is the
+ * account's sequence + 1 (TransactionFrame::isBadSeq), so two transactions with the same slot are mutually
+ * exclusive; signing both would let whoever holds them choose which one happens. A slot stays held until
+ * the signed transaction's maxTime (plus a grace period for clock skew between this host and the network's
+ * close time) has passed; a transaction without a maxTime holds its slot forever.
+ *
+ * Order (web3signer DbSlashingProtection; STYLE.md habit 10): in ONE SQLite transaction check the slot and
+ * record the intent (with its velocity spend), then sign, then store the signature, then reply. An intent
+ * already holds the slot, so a crash between record and sign cannot open a window for a different hash;
+ * a re-ask for the same hash signs again (ed25519 is deterministic, RFC 8032 section 5.1.6: same key, same
+ * message, same signature) and completes the row.
+ */
+
+export interface SpendEntry {
+  assetKey: string;
+  amount: bigint;
+}
+
+export interface SlotIntent {
+  proposalId: string;
+  /** Hex of the hash the key signs. */
+  signHash: string;
+  /** Hex of the transaction that consumes the slot: the inner transaction for a fee bump, else signHash. */
+  txHash: string;
+  source: string;
+  seq: string;
+  /** Unix seconds; 0 = no upper time bound. */
+  maxTime: number;
+  /** G... address of the signing key. */
+  signer: string;
+  spend: readonly SpendEntry[];
+  manual: boolean;
+}
+
+export interface SignatureRecord {
+  signHash: string;
+  txHash: string;
+  source: string;
+  seq: string;
+  maxTime: number;
+  proposalId: string;
+  signer: string;
+  state: 'intent' | 'signed';
+  signature: string | null;
+  manual: boolean;
+  createdAt: number;
+  signedAt: number | null;
+}
+
+export interface Reason {
+  code: string;
+  message: string;
+  opIndex?: number;
+  field?: string;
+}
+
+export type Outcome = 'approve' | 'reject' | 'hold';
+
+export interface PendingRecord {
+  proposalId: string;
+  hash: string;
+  xdr: string;
+  network: string;
+  reasons: Reason[];
+  summary: unknown;
+  state: 'held' | 'approved' | 'rejected' | 'cancelled';
+  receivedAt: number;
+  closedAt: number | null;
+  closedBy: string | null;
+}
+
+export type ReserveResult =
+  | { status: 'reserved'; record: SignatureRecord }
+  | { status: 'existing'; record: SignatureRecord }
+  | { status: 'slot-taken'; holder: SignatureRecord };
+
+const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
+
+interface SignatureRow {
+  sign_hash: string;
+  tx_hash: string;
+  source: string;
+  seq: string;
+  max_time: number;
+  proposal_id: string;
+  signer: string;
+  state: 'intent' | 'signed';
+  signature: string | null;
+  manual: number;
+  created_at: number;
+  signed_at: number | null;
+}
+
+interface PendingRow {
+  proposal_id: string;
+  hash: string;
+  xdr: string;
+  network: string;
+  reasons: string;
+  summary: string;
+  state: PendingRecord['state'];
+  received_at: number;
+  closed_at: number | null;
+  closed_by: string | null;
+}
+
+function toRecord(r: SignatureRow): SignatureRecord {
+  return {
+    signHash: r.sign_hash,
+    txHash: r.tx_hash,
+    source: r.source,
+    seq: r.seq,
+    maxTime: r.max_time,
+    proposalId: r.proposal_id,
+    signer: r.signer,
+    state: r.state,
+    signature: r.signature,
+    manual: r.manual === 1,
+    createdAt: r.created_at,
+    signedAt: r.signed_at,
+  };
+}
+
+function toPending(r: PendingRow): PendingRecord {
+  return {
+    proposalId: r.proposal_id,
+    hash: r.hash,
+    xdr: r.xdr,
+    network: r.network,
+    reasons: JSON.parse(r.reasons) as Reason[],
+    summary: JSON.parse(r.summary) as unknown,
+    state: r.state,
+    receivedAt: r.received_at,
+    closedAt: r.closed_at,
+    closedBy: r.closed_by,
+  };
+}
+
+/** The numbered migrations shipped with this version, in order: `001_init.sql` is version 1. */
+export function listMigrations(dir = MIGRATIONS_DIR): { version: number; name: string; sql: string }[] {
+  return readdirSync(dir)
+    .filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f))
+    .sort()
+    .map((name) => ({ version: Number(name.slice(0, 3)), name, sql: readFileSync(join(dir, name), 'utf8') }));
+}
+
+/** Path of the ledger file inside a data directory. */
+export function ledgerPath(dataDir: string): string {
+  return join(dataDir, 'ledger.sqlite');
+}
+
+/**
+ * Open (creating if needed, mode 0600) a SQLite file with the durability settings the ledger needs and
+ * bring its schema up to date. WAL lets the admin API read while a decision commits; synchronous=FULL makes
+ * every commit durable (fsync of the WAL) before the signature can leave the process, so a power cut
+ * cannot lose an intent that was followed by a released signature.
+ * @throws CosignerError LEDGER_NEWER_SCHEMA, LEDGER_MIGRATION_FAILED
+ */
+export function openLedgerDb(
+  path: string,
+  opts: { migrationsDir?: string; readonly?: boolean } = {},
+): Database.Database {
+  if (!opts.readonly) {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // Create the file ourselves so it is never, even briefly, readable by others; SQLite gives its -wal and
+    // -shm files the mode of the main file (os_unix.c robust_open/findCreateFileMode).
+    closeSync(openSync(path, 'a', 0o600));
+    chmodSync(path, 0o600);
+  }
+  const db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
+  if (opts.readonly) return db;
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  const current = db.pragma('user_version', { simple: true }) as number;
+  const migrations = listMigrations(opts.migrationsDir);
+  const latest = migrations.at(-1)?.version ?? 0;
+  if (current > latest) {
+    db.close();
+    throw nodeErrors.error('LEDGER_NEWER_SCHEMA', { path, version: current, supported: latest });
+  }
+  for (const m of migrations) {
+    if (m.version <= current) continue;
+    try {
+      db.transaction(() => {
+        db.exec(m.sql);
+        db.pragma(`user_version = ${m.version}`);
+      }).immediate();
+    } catch (cause) {
+      db.close();
+      throw nodeErrors.error('LEDGER_MIGRATION_FAILED', { path, migration: m.name }, { cause });
+    }
+  }
+  return db;
+}
+
+/** The signing ledger over one SQLite file. All methods are synchronous: better-sqlite3 commits before returning. */
+export class SigningLedger {
+  readonly db: Database.Database;
+  readonly #graceSeconds: number;
+  readonly #stmts;
+
+  /**
+   * @param graceSeconds how long after a signed transaction's maxTime its slot stays held: covers the
+   *   difference between this host's clock and the ledger close time the network checks maxTime against.
+   */
+  constructor(db: Database.Database, opts: { graceSeconds?: number } = {}) {
+    this.db = db;
+    this.#graceSeconds = opts.graceSeconds ?? 60;
+    this.#stmts = {
+      byHash: db.prepare<[string], SignatureRow>('SELECT * FROM signatures WHERE sign_hash = ?'),
+      slot: db.prepare<[string, string], SignatureRow>(
+        'SELECT * FROM signatures WHERE source = ? AND seq = ? ORDER BY created_at, rowid',
+      ),
+      insertSig: db.prepare(
+        `INSERT INTO signatures (sign_hash, tx_hash, source, seq, max_time, proposal_id, signer, state, manual, created_at)
+         VALUES (@signHash, @txHash, @source, @seq, @maxTime, @proposalId, @signer, 'intent', @manual, @now)`,
+      ),
+      insertSpend: db.prepare('INSERT INTO spend (sign_hash, asset_key, amount, at) VALUES (?, ?, ?, ?)'),
+      sign: db.prepare(
+        "UPDATE signatures SET state = 'signed', signature = ?, signed_at = ? WHERE sign_hash = ? AND state = 'intent'",
+      ),
+      spent: db.prepare<[string, number], { amount: string }>(
+        'SELECT amount FROM spend WHERE asset_key = ? AND at > ?',
+      ),
+      decision: db.prepare('INSERT INTO decisions (proposal_id, hash, outcome, reasons, at) VALUES (?, ?, ?, ?, ?)'),
+      hold: db.prepare(
+        `INSERT INTO pending (proposal_id, hash, xdr, network, reasons, summary, state, received_at)
+         VALUES (?, ?, ?, ?, ?, ?, 'held', ?) ON CONFLICT (proposal_id) DO NOTHING`,
+      ),
+      pending: db.prepare<[string], PendingRow>('SELECT * FROM pending WHERE proposal_id = ?'),
+      held: db.prepare<[], PendingRow>("SELECT * FROM pending WHERE state = 'held' ORDER BY received_at, proposal_id"),
+      closePending: db.prepare(
+        "UPDATE pending SET state = ?, closed_at = ?, closed_by = ? WHERE proposal_id = ? AND state = 'held'",
+      ),
+      counts: db.prepare<[], { signatures: number; signed: number; decisions: number }>(
+        `SELECT (SELECT count(*) FROM signatures) AS signatures,
+                (SELECT count(*) FROM signatures WHERE state = 'signed') AS signed,
+                (SELECT count(*) FROM decisions) AS decisions`,
+      ),
+    };
+  }
+
+  get graceSeconds(): number {
+    return this.#graceSeconds;
+  }
+
+  /** Run `fn` in one write transaction (BEGIN IMMEDIATE: no other writer, even another process, interleaves). */
+  atomically<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  byHash(signHash: string): SignatureRecord | undefined {
+    const row = this.#stmts.byHash.get(signHash);
+    return row ? toRecord(row) : undefined;
+  }
+
+  /** Every record for a slot, oldest first. */
+  slot(source: string, seq: string): SignatureRecord[] {
+    return this.#stmts.slot.all(source, seq).map(toRecord);
+  }
+
+  /** True while a record still holds its slot at `now` (unix seconds). */
+  isLive(r: Pick<SignatureRecord, 'maxTime'>, now: number): boolean {
+    return r.maxTime === 0 || r.maxTime + this.#graceSeconds >= now;
+  }
+
+  /** A live record of this slot for a DIFFERENT transaction, if any: the reason to refuse. */
+  liveConflict(source: string, seq: string, txHash: string, now: number): SignatureRecord | undefined {
+    return this.slot(source, seq).find((r) => r.txHash !== txHash && this.isLive(r, now));
+  }
+
+  /**
+   * Check the slot and record the intent to sign, atomically. Same hash again: the existing record (no
+   * second spend). Different transaction for a live slot: `slot-taken`, nothing written.
+   */
+  reserve(intent: SlotIntent, now: number): ReserveResult {
+    return this.atomically(() => this.reserveInTransaction(intent, now));
+  }
+
+  /** `reserve` for callers already inside `atomically` (the reviewer evaluates policy in the same transaction). */
+  reserveInTransaction(intent: SlotIntent, now: number): ReserveResult {
+    const existing = this.byHash(intent.signHash);
+    if (existing) return { status: 'existing', record: existing };
+    const holder = this.liveConflict(intent.source, intent.seq, intent.txHash, now);
+    if (holder) return { status: 'slot-taken', holder };
+    this.#stmts.insertSig.run({ ...intent, manual: intent.manual ? 1 : 0, now });
+    for (const s of intent.spend) {
+      if (s.amount > 0n) this.#stmts.insertSpend.run(intent.signHash, s.assetKey, s.amount.toString(), now);
+    }
+    return { status: 'reserved', record: this.byHash(intent.signHash) as SignatureRecord };
+  }
+
+  /**
+   * Store the signature for a recorded intent. Idempotent for the same signature; an intent must exist.
+   * @throws CosignerError LEDGER_UNKNOWN_HASH
+   */
+  storeSignature(signHash: string, signatureB64: string, now: number): SignatureRecord {
+    return this.atomically(() => {
+      const r = this.byHash(signHash);
+      if (!r) throw nodeErrors.error('LEDGER_UNKNOWN_HASH', { hash: signHash });
+      if (r.state === 'intent') this.#stmts.sign.run(signatureB64, now, signHash);
+      return this.byHash(signHash) as SignatureRecord;
+    });
+  }
+
+  /** Sum of amounts recorded for `assetKey` in the last `windowSeconds` before `now` (policy velocity). */
+  spent(assetKey: string, windowSeconds: number, now: number): bigint {
+    let total = 0n;
+    for (const row of this.#stmts.spent.all(assetKey, now - windowSeconds)) total += BigInt(row.amount);
+    return total;
+  }
+
+  recordDecision(proposalId: string, hash: string, outcome: Outcome, reasons: readonly Reason[], now: number): void {
+    this.#stmts.decision.run(proposalId, hash, outcome, JSON.stringify(reasons), now);
+  }
+
+  /** Keep a held proposal for manual approval; a second hold for the same proposal id keeps the first. */
+  hold(
+    p: { proposalId: string; hash: string; xdr: string; network: string; reasons: readonly Reason[]; summary: unknown },
+    now: number,
+  ): PendingRecord {
+    this.#stmts.hold.run(
+      p.proposalId,
+      p.hash,
+      p.xdr,
+      p.network,
+      JSON.stringify(p.reasons),
+      JSON.stringify(p.summary),
+      now,
+    );
+    return this.pending(p.proposalId) as PendingRecord;
+  }
+
+  pending(proposalId: string): PendingRecord | undefined {
+    const row = this.#stmts.pending.get(proposalId);
+    return row ? toPending(row) : undefined;
+  }
+
+  listHeld(): PendingRecord[] {
+    return this.#stmts.held.all().map(toPending);
+  }
+
+  /** Close a held proposal; false when it was not held (already closed or unknown). */
+  closePending(proposalId: string, state: 'approved' | 'rejected' | 'cancelled', by: string, now: number): boolean {
+    return this.#stmts.closePending.run(state, now, by, proposalId).changes === 1;
+  }
+
+  counts(): { signatures: number; signed: number; decisions: number } {
+    return this.#stmts.counts.get() as { signatures: number; signed: number; decisions: number };
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
