@@ -27,7 +27,7 @@ function nodeVerify(publicKey: Buffer, payload: Buffer, signature: Buffer): bool
 async function signCount(registry: Registry): Promise<number> {
   const metric = await registry.getSingleMetric('cosigner_keys_sign_seconds')?.get();
   return (metric?.values ?? [])
-    .filter((v) => v.metricName === 'cosigner_keys_sign_seconds_count')
+    .filter((v) => (v as { metricName?: string }).metricName === 'cosigner_keys_sign_seconds_count')
     .reduce((n, v) => n + v.value, 0);
 }
 

@@ -25,12 +25,12 @@ runSignerConformance(
 describe('local backend', () => {
   it('creates a missing key file with mode 0600 holding a 32-byte seed, and reuses it', async () => {
     const keyFile = join(dir, 'sub', 'node.key');
-    const first = await createLocalSigner({ keyFile }, { production: false, env: {} });
+    const first = await createLocalSigner({ type: 'local', keyFile }, { production: false, env: {} });
     expect(((await stat(keyFile)).mode & 0o777).toString(8)).toBe('600');
     const seed = await readFile(keyFile);
     expect(seed).toHaveLength(32);
     expect(first.address).toBe(Keypair.fromRawEd25519Seed(seed).publicKey());
-    const again = await createLocalSigner({ keyFile }, { production: false, env: {} });
+    const again = await createLocalSigner({ type: 'local', keyFile }, { production: false, env: {} });
     expect(again.address).toBe(first.address);
     expect(first.keyId).toBe(keyFile);
   });
@@ -63,7 +63,7 @@ describe('local backend', () => {
     const keyFile = join(dir, 'open.key');
     await createLocalKey(keyFile, { env: {} });
     await chmod(keyFile, 0o644);
-    await expect(createLocalSigner({ keyFile }, { production: false, env: {} })).rejects.toMatchObject({
+    await expect(createLocalSigner({ type: 'local', keyFile }, { production: false, env: {} })).rejects.toMatchObject({
       code: 'RUNTIME_FILE_NOT_PRIVATE',
     });
   });
@@ -71,7 +71,7 @@ describe('local backend', () => {
   it('refuses a key file that is not a 32-byte seed', async () => {
     const keyFile = join(dir, 'short.key');
     await writeFile(keyFile, Buffer.alloc(31), { mode: 0o600 });
-    await expect(createLocalSigner({ keyFile }, { production: false, env: {} })).rejects.toMatchObject({
+    await expect(createLocalSigner({ type: 'local', keyFile }, { production: false, env: {} })).rejects.toMatchObject({
       code: 'KEYS_BAD_CONFIG',
     });
   });
