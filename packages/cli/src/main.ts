@@ -3,6 +3,7 @@ import { register as registerKmsEmulator } from '@cosigner/kms-emulator/command'
 import { register as registerLedgerSim } from '@cosigner/ledger-sim/command';
 import { register as registerNode } from '@cosigner/node/command';
 import { Command } from 'commander';
+import { registerCluster } from './commands/cluster.ts';
 import { registerKeys } from './commands/keys.ts';
 
 /** Build the `cosigner` program. Each service owns its command module; the CLI only assembles them. */
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
   registerCoordinator(program);
   registerNode(program);
   registerKeys(program);
+  registerCluster(program);
   return program;
 }
 

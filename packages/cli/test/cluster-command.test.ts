@@ -1,0 +1,136 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Cluster, ClusterFile } from '@cosigner/testkit/cluster';
+import { tempDir } from '@cosigner/testkit/process';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { clusterDown, endpointLines, progressLines } from '../src/commands/cluster.ts';
+import { main } from '../src/main.ts';
+
+// `cosigner cluster`: the pure parts and `down` here; `up` with a whole cluster runs in test/e2e/cluster.test.ts.
+
+const cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  process.exitCode = undefined;
+  vi.restoreAllMocks();
+  for (const f of cleanup.splice(0)) await f();
+});
+
+/** A real process whose command line names cosigner (what `down` checks before it signals a pid). */
+async function fakeChild(ignoreTerm: boolean): Promise<ChildProcess> {
+  const code = `${ignoreTerm ? "process.on('SIGTERM', () => {});" : ''} setInterval(() => {}, 1000); console.log('up');`;
+  const p = spawn(process.execPath, ['-e', code, 'cosigner-fake'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  cleanup.push(async () => {
+    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  });
+  // Wait until its SIGTERM handler is installed.
+  await new Promise((r) => p.stdout?.once('data', r));
+  return p;
+}
+
+describe('cluster progress lines', () => {
+  it('reports each new decision once, with reasons for a refusal, then the status', () => {
+    const p1 = { id: 'p1', status: 'pending', decisions: [{ nodeId: 'node-0', outcome: 'approve', reasons: [] }] };
+    expect(progressLines(undefined, p1)).toEqual(['  node-0: approve', '  proposal p1: pending']);
+    const p2 = {
+      ...p1,
+      decisions: [
+        ...p1.decisions,
+        { nodeId: 'node-1', outcome: 'reject', reasons: [{ code: 'POLICY_AMOUNT', message: 'amount over 1000' }] },
+      ],
+    };
+    expect(progressLines(p1, p2)).toEqual(['  node-1: reject (amount over 1000)']);
+    const p3 = { ...p2, status: 'signed' };
+    expect(progressLines(p2, p3)).toEqual(['  proposal p1: signed: quorum reached, envelope assembled']);
+    const p4 = { ...p3, status: 'submitted', result: { ledger: 42 } };
+    expect(progressLines(p3, p4)).toEqual(['  proposal p1: submitted (ledger 42)']);
+    const p5 = { ...p3, status: 'rejected', statusReason: 'quorum unreachable' };
+    expect(progressLines(p3, p5)).toEqual(['  proposal p1: rejected (quorum unreachable)']);
+  });
+
+  it('accepts decisions keyed by node, and reasons given only by code', () => {
+    const p = {
+      id: 'p2',
+      status: 'pending',
+      decisions: { 'node-2': { outcome: 'reject', reasons: [{ code: 'X' }] } },
+    };
+    expect(progressLines({ id: 'p2', status: 'pending' }, p)).toEqual(['  node-2: reject (X)']);
+    expect(progressLines({ id: 'p2', status: 'pending' }, { id: 'p2', status: 'pending', decisions: 'junk' })).toEqual(
+      [],
+    );
+    expect(progressLines(undefined, { id: 'p3', status: 'pending', decisions: [{}] })).toEqual([
+      '  a node: decided',
+      '  proposal p3: pending',
+    ]);
+  });
+
+  it('lists endpoints and the admin key file, never the key', () => {
+    const proc = (name: string, url: string) => ({ name, url, pid: 1 });
+    const c = {
+      dir: '/d',
+      coordinator: proc('coordinator', 'http://c'),
+      adminKeyFile: '/d/coordinator/admin.key',
+      apiKey: 'cak.secret',
+      horizonUrl: 'http://h',
+      networkPassphrase: 'Net',
+      nodes: [proc('node-0', 'http://n0')],
+      nodeInfo: [{ stellarKey: 'GABC' }],
+      kms: [proc('kms-0', 'http://k0')],
+      account: { id: 'GACCT', threshold: 1, signers: ['GABC'] },
+    } as unknown as Cluster;
+    const text = endpointLines(c).join('\n');
+    for (const s of ['http://c', '/d/coordinator/admin.key', 'http://h', 'http://n0', 'GABC', 'http://k0', 'GACCT']) {
+      expect(text).toContain(s);
+    }
+    expect(text).not.toContain('cak.secret');
+  });
+});
+
+describe('cosigner cluster down', () => {
+  it('says clearly when there is no cluster to stop', async () => {
+    const d = await tempDir();
+    cleanup.push(() => rm(d, { recursive: true, force: true }));
+    await expect(clusterDown(d, () => {})).rejects.toThrow(/no running cluster under/);
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    await main(['node', 'cosigner', 'cluster', 'down', '--dir', d]);
+    expect(process.exitCode).toBe(1);
+    expect(err.mock.calls.map((c) => String(c[0])).join('')).toMatch(/no running cluster under/);
+  });
+
+  it('stops every pid of cluster.json, killing one that ignores SIGTERM, skipping dead ones', async () => {
+    const d = await tempDir();
+    cleanup.push(() => rm(d, { recursive: true, force: true }));
+    const [polite, stubborn, gone] = await Promise.all([fakeChild(false), fakeChild(true), fakeChild(false)]);
+    gone.kill('SIGKILL');
+    await new Promise((r) => gone.once('exit', r));
+    const file: ClusterFile = {
+      launcherPid: gone.pid as number,
+      coordinator: { url: 'http://c', pid: polite.pid as number, adminKeyFile: '/x' },
+      ledger: { url: 'http://l', pid: stubborn.pid as number, networkPassphrase: 'n' },
+      kms: [],
+      nodes: [],
+      account: 'G',
+    };
+    await writeFile(join(d, 'cluster.json'), JSON.stringify(file));
+    const lines: string[] = [];
+    expect(await clusterDown(d, (l) => lines.push(l), 1_000)).toBe(2);
+    const ended = (c: ChildProcess): Promise<NodeJS.Signals | null> =>
+      c.exitCode !== null || c.signalCode !== null
+        ? Promise.resolve(c.signalCode)
+        : new Promise((r) => c.once('exit', (_code, sig) => r(sig)));
+    expect(await ended(polite)).toBe('SIGTERM');
+    expect(await ended(stubborn)).toBe('SIGKILL');
+    expect(lines.join('\n')).toMatch(/ledger \(pid \d+\) ignored SIGTERM; killing it/);
+  });
+
+  it('refuses a threshold above the node count and a non-numeric node count', async () => {
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    await main(['node', 'cosigner', 'cluster', 'up', '--nodes', '2', '--threshold', '3']);
+    expect(process.exitCode).toBe(1);
+    expect(err.mock.calls.map((c) => String(c[0])).join('')).toMatch(/--threshold 3 exceeds --nodes 2/);
+    process.exitCode = undefined;
+    await main(['node', 'cosigner', 'cluster', 'up', '--nodes', 'many']);
+    expect(process.exitCode).toBe(1);
+    expect(err.mock.calls.map((c) => String(c[0])).join('')).toMatch(/whole number from 1 to 20/);
+  });
+});

@@ -1,0 +1,635 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { CreateKeyCommand, GetPublicKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { loadOrCreateIdentity } from '@cosigner/protocol/identity';
+import { Asset, Horizon, Keypair, Operation, StrKey, TransactionBuilder } from '@stellar/stellar-sdk';
+import { stringify as toYaml } from 'yaml';
+import { COSIGNER_BIN, REPO_ROOT, type RunningProcess } from './process.ts';
+
+/**
+ * The whole system on one machine, as real processes: one KMS emulator per node (separate simulated accounts,
+ * so each node's credentials reach only its own emulator, as separate AWS accounts would), the ledger simulator,
+ * the coordinator and N cosigner nodes. Used by the end-to-end tests and by `cosigner cluster up`, so it must not
+ * import vitest. Every child is spawned exactly as an operator would run it: `cosigner <cmd> --port 0
+ * --ready-file F`; nothing here imports a service's source.
+ *
+ * Layout under `dir`: `kms-<i>/`, `ledger/`, `coordinator/`, `node-<i>/` (one data directory each),
+ * `logs/<name>.log` (every child's stdout+stderr), `run/<name>.ready.json`, and `cluster.json` (pids and
+ * endpoints, read by `cosigner cluster down`; it never holds a secret, only the admin key's file path).
+ */
+
+export interface ClusterOptions {
+  /** State directory; created when absent. */
+  dir: string;
+  /** Number of cosigner nodes (default 3). */
+  nodes?: number;
+  /** Signing weight the operator account needs at every threshold level (default 2). */
+  threshold?: number;
+  /** Ledger simulator close interval in ms (default 200: fast enough for tests, visible in a demo). */
+  closeMs?: number;
+  /** Extra environment for the node processes only. */
+  nodeEnv?: NodeJS.ProcessEnv;
+  /** Largest native payment (XLM, decimal string) the nodes' policy approves (default '1000'). */
+  maxPaymentXlm?: string;
+  /** How long each child may take to become ready (default 60 s: eight tsx processes on two cores). */
+  readyTimeoutMs?: number;
+  /** Progress lines for a human (the CLI prints them); silent by default. */
+  onStep?: (line: string) => void;
+  /** Abort the start (Ctrl-C while starting): every child started so far is stopped. */
+  signal?: AbortSignal;
+}
+
+export interface ClusterProcess extends RunningProcess {
+  /** e.g. `kms-0`, `ledger`, `coordinator`, `node-1`. */
+  readonly name: string;
+  readonly logFile: string;
+}
+
+/** One node as the launcher set it up. */
+export interface ClusterNodeInfo {
+  readonly id: string;
+  readonly configFile: string;
+  readonly stellarKey: string;
+  readonly identityKey: string;
+  readonly kmsKeyId: string;
+}
+
+/** A proposal as the coordinator reports it (GET /v1/proposals/:id); fields beyond these are kept as-is. */
+export interface ProposalView {
+  id: string;
+  /** pending, signed, submitted, failed, rejected, expired or cancelled. */
+  status: string;
+  [k: string]: unknown;
+}
+
+export interface Cluster {
+  readonly dir: string;
+  readonly kms: ClusterProcess[];
+  readonly ledger: ClusterProcess;
+  readonly coordinator: ClusterProcess;
+  /** Index i is node i; a killed or restarted node's entry is replaced by its new process. */
+  readonly nodes: ClusterProcess[];
+  readonly nodeInfo: readonly ClusterNodeInfo[];
+  /** The multisig operator account: master weight 0, every node's key at weight 1. */
+  readonly account: { id: string; signers: string[]; threshold: number };
+  /** The coordinator's admin API key (for `authorization: Bearer`); also in `adminKeyFile` (0600). */
+  readonly apiKey: string;
+  readonly adminKeyFile: string;
+  readonly networkPassphrase: string;
+  /** Horizon base URL of the ledger simulator. */
+  readonly horizonUrl: string;
+  readonly horizon: Horizon.Server;
+  /** Stop every child: nodes first, then the coordinator, the ledger and the emulators. */
+  stop(): Promise<void>;
+  /** SIGKILL node i (its data stays). */
+  kill9Node(i: number): Promise<void>;
+  /** Stop node i if it runs, then start it again with the same config and data. */
+  restartNode(i: number): Promise<ClusterProcess>;
+  /** A fresh account funded by the friendbot. */
+  fundedAccount(): Promise<Keypair>;
+  /** The native balance of an account as Horizon prints it (e.g. '10010.0000000'). */
+  nativeBalance(accountId: string): Promise<string>;
+  /** An unsigned payment from the operator account, valid for `timeoutSeconds` (default 120). */
+  paymentXdr(p: { destination: string; amount: string; timeoutSeconds?: number }): Promise<string>;
+  /** POST /v1/proposals with submit: true. */
+  propose(p: { xdr: string; note?: string; idempotencyKey?: string; submit?: boolean }): Promise<ProposalView>;
+  getProposal(id: string): Promise<ProposalView>;
+  /** Poll until the proposal has a terminal status (or one of `states`); `onChange` sees each new view. */
+  waitForProposal(
+    id: string,
+    opts?: { states?: string[]; timeoutMs?: number; onChange?: (p: ProposalView) => void },
+  ): Promise<ProposalView>;
+}
+
+/**
+ * Proposal statuses after which nothing changes (ARCHITECTURE.md "A proposal's life", step 6). `signed` is
+ * final only for a proposal that was not asked to be submitted; pass it in `states` then.
+ */
+export const TERMINAL_STATES = ['submitted', 'failed', 'rejected', 'expired', 'cancelled'];
+
+/** Environment for every child: quieter logs, never production (the emulators refuse production mode). */
+const CHILD_ENV: NodeJS.ProcessEnv = { NODE_ENV: 'development' };
+
+interface SpawnParams {
+  name: string;
+  args: string[];
+  dir: string;
+  env?: NodeJS.ProcessEnv;
+  readyTimeoutMs: number;
+  signal?: AbortSignal;
+}
+
+/** The last `n` lines of a log file ('' when it does not exist yet). */
+export function tailFile(path: string, n = 20): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+  return text.trimEnd().split('\n').slice(-n).join('\n');
+}
+
+/** A child failed to start: the message names it and quotes its last output lines. */
+export class ClusterStartError extends Error {
+  readonly code = 'TESTKIT_CLUSTER_START_FAILED';
+  constructor(
+    readonly child: string,
+    readonly reason: string,
+    readonly lastOutput: string,
+    readonly logFile: string,
+  ) {
+    super(
+      `${child} ${reason}. Last output (${logFile}):\n${lastOutput
+        .split('\n')
+        .map((l) => `  | ${l}`)
+        .join('\n')}`,
+    );
+    this.name = 'ClusterStartError';
+  }
+}
+
+/**
+ * Spawn `cosigner <args> --port 0 --ready-file <dir>/run/<name>.ready.json`, output appended to
+ * `<dir>/logs/<name>.log`, and wait for the ready file. The child gets its own process group (detached) so a
+ * terminal's Ctrl-C reaches only the launcher, which then stops the children in order.
+ */
+export async function spawnService(p: SpawnParams): Promise<ClusterProcess> {
+  const runDir = join(p.dir, 'run');
+  const logDir = join(p.dir, 'logs');
+  await mkdir(runDir, { recursive: true, mode: 0o700 });
+  await mkdir(logDir, { recursive: true, mode: 0o700 });
+  const readyFile = join(runDir, `${p.name}.ready.json`);
+  const logFile = join(logDir, `${p.name}.log`);
+  await rm(readyFile, { force: true });
+  const fd = openSync(logFile, 'a', 0o600);
+  let proc: ChildProcess;
+  try {
+    proc = spawn(process.execPath, [COSIGNER_BIN, ...p.args, '--port', '0', '--ready-file', readyFile], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, ...CHILD_ENV, ...p.env },
+      stdio: ['ignore', fd, fd],
+      detached: true,
+    });
+  } finally {
+    closeSync(fd);
+  }
+  let done = false;
+  const exited = new Promise<number | null>((res) => {
+    proc.once('exit', (code, signal) => {
+      done = true;
+      res(code ?? (signal ? null : 0));
+    });
+  });
+  const deadline = Date.now() + p.readyTimeoutMs;
+  let ready: Record<string, unknown> | undefined;
+  while (!ready) {
+    if (done) throw new ClusterStartError(p.name, 'exited before it was ready', tailFile(logFile), logFile);
+    if (p.signal?.aborted) {
+      proc.kill('SIGKILL');
+      await exited;
+      throw new Error(`start of ${p.name} interrupted`);
+    }
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      await exited;
+      throw new ClusterStartError(p.name, `was not ready within ${p.readyTimeoutMs} ms`, tailFile(logFile), logFile);
+    }
+    try {
+      ready = JSON.parse(await readFile(readyFile, 'utf8')) as Record<string, unknown>;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  const stop = async (graceMs = 5_000): Promise<number | null> => {
+    if (done) return exited;
+    proc.kill('SIGTERM');
+    const t = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+    const code = await exited;
+    clearTimeout(t);
+    return code;
+  };
+  return {
+    name: p.name,
+    logFile,
+    proc,
+    pid: proc.pid as number,
+    url: String(ready.url),
+    ready,
+    output: () => tailFile(logFile, 10_000),
+    stop,
+    kill9: async () => {
+      if (!done) proc.kill('SIGKILL');
+      await exited;
+    },
+    exited,
+  };
+}
+
+interface KmsPrincipal {
+  name: string;
+  role: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  arn?: string;
+}
+interface KmsAccount {
+  name: string;
+  accountId: string;
+  region: string;
+  principals: KmsPrincipal[];
+}
+
+function principal(acct: KmsAccount, role: string, emulator: string): KmsPrincipal {
+  const p = acct.principals.find((x) => x.role === role);
+  if (!p) throw new Error(`${emulator}: its accounts file has no '${role}' principal`);
+  return p;
+}
+
+function kmsClient(endpoint: string, region: string, p: KmsPrincipal): KMSClient {
+  return new KMSClient({
+    endpoint,
+    region,
+    credentials: { accessKeyId: p.accessKeyId, secretAccessKey: p.secretAccessKey },
+    maxAttempts: 3,
+  });
+}
+
+/**
+ * Create the node's Ed25519 signing key with the account's admin credentials, then read its public key with
+ * the node's own credentials (proving the node can use it). KMS returns DER SubjectPublicKeyInfo: the raw key
+ * is the last 32 bytes (KEYS-AND-CLUSTER-NOTES.md "AWS KMS Ed25519").
+ */
+async function createNodeKey(
+  endpoint: string,
+  acct: KmsAccount,
+  emulator: string,
+): Promise<{ keyId: string; stellarKey: string; node: KmsPrincipal }> {
+  const admin = kmsClient(endpoint, acct.region, principal(acct, 'admin', emulator));
+  const node = principal(acct, 'node', emulator);
+  try {
+    const created = await admin.send(
+      new CreateKeyCommand({
+        KeySpec: 'ECC_NIST_EDWARDS25519',
+        KeyUsage: 'SIGN_VERIFY',
+        Description: 'stellar-cosigner node signing key (cluster launcher)',
+      }),
+    );
+    const keyId = created.KeyMetadata?.KeyId;
+    if (!keyId) throw new Error(`${emulator}: CreateKey returned no KeyId`);
+    const reader = kmsClient(endpoint, acct.region, node);
+    try {
+      const pub = await reader.send(new GetPublicKeyCommand({ KeyId: keyId }));
+      const spki = Buffer.from(pub.PublicKey ?? new Uint8Array());
+      if (spki.length !== 44) throw new Error(`${emulator}: GetPublicKey returned ${spki.length} bytes, not 44`);
+      return { keyId, stellarKey: StrKey.encodeEd25519PublicKey(spki.subarray(12)), node };
+    } finally {
+      reader.destroy();
+    }
+  } finally {
+    admin.destroy();
+  }
+}
+
+/** The policy every demo node runs: native payments up to `maxXlm`, nothing else. */
+export function demoPolicyYaml(maxXlm: string): string {
+  return toYaml({
+    version: 1,
+    rules: [
+      {
+        name: 'small-native-payments',
+        operations: ['payment'],
+        assets: ['native'],
+        maxAmount: maxXlm,
+      },
+    ],
+  });
+}
+
+async function httpJson(
+  url: string,
+  init: { method?: string; body?: unknown; apiKey?: string } = {},
+): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(url, {
+    method: init.method ?? 'GET',
+    headers: {
+      ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}),
+      ...(init.apiKey ? { authorization: `Bearer ${init.apiKey}` } : {}),
+    },
+    body: init.body !== undefined ? JSON.stringify(init.body) : undefined,
+  });
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // Not JSON (e.g. a proxy error page): keep the text for the error message.
+  }
+  return { status: res.status, body };
+}
+
+/**
+ * The coordinator base URL a node dials, from its HTTP URL: same host and port, ws(s) scheme. The node adds
+ * the path itself (`v1/nodes/connect`, services/cosigner/src/session.ts).
+ */
+export function nodeSocketUrl(coordinatorUrl: string): string {
+  const u = new URL(coordinatorUrl);
+  return `${u.protocol === 'https:' ? 'wss:' : 'ws:'}//${u.host}`;
+}
+
+/**
+ * Start a whole cluster under `opts.dir` and set up the multisig account. On any failure every child already
+ * started is stopped before the error (a ClusterStartError naming the child) is thrown.
+ */
+export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
+  const dir = resolve(opts.dir);
+  const n = opts.nodes ?? 3;
+  const threshold = opts.threshold ?? 2;
+  if (!Number.isInteger(n) || n < 1 || n > 20) throw new Error(`nodes must be 1..20, got ${n}`);
+  if (!Number.isInteger(threshold) || threshold < 1 || threshold > n) {
+    throw new Error(`threshold must be 1..${n} (one weight per node), got ${threshold}`);
+  }
+  const readyTimeoutMs = opts.readyTimeoutMs ?? 60_000;
+  const step = opts.onStep ?? (() => {});
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+
+  const started: ClusterProcess[] = [];
+  const launch = async (name: string, args: string[], env?: NodeJS.ProcessEnv): Promise<ClusterProcess> => {
+    if (opts.signal?.aborted) throw new Error('cluster start interrupted');
+    const p = await spawnService({ name, args, dir, env, readyTimeoutMs, signal: opts.signal });
+    started.push(p);
+    step(`${name} ready at ${p.url} (pid ${p.pid})`);
+    return p;
+  };
+  const stopAll = async (procs: ClusterProcess[]): Promise<void> => {
+    // Reverse dependency order: nodes, coordinator, ledger, emulators.
+    const rank = (p: ClusterProcess): number =>
+      p.name.startsWith('node-') ? 0 : p.name === 'coordinator' ? 1 : p.name === 'ledger' ? 2 : 3;
+    for (const r of [0, 1, 2, 3]) await Promise.all(procs.filter((p) => rank(p) === r).map((p) => p.stop()));
+  };
+
+  try {
+    step(`starting ${n} KMS emulators and the ledger simulator`);
+    const ledgerStart = launch('ledger', [
+      'ledger-sim',
+      '--data-dir',
+      join(dir, 'ledger'),
+      '--close-ms',
+      String(opts.closeMs ?? 200),
+    ]);
+    const kmsStarts = Array.from({ length: n }, (_, i) =>
+      launch(`kms-${i}`, ['kms-emulator', '--data-dir', join(dir, `kms-${i}`), '--accounts', '1']),
+    );
+    const [ledger, ...kms] = (await settleAll([ledgerStart, ...kmsStarts])) as [ClusterProcess, ...ClusterProcess[]];
+    const networkPassphrase = String(ledger.ready.networkPassphrase);
+    const horizonUrl = ledger.url;
+
+    // Node keys and identities first, so both the coordinator's enrolment and the node configs can be written
+    // before either starts.
+    const coordDir = join(dir, 'coordinator');
+    const message = await loadOrCreateIdentity(join(coordDir, 'message-key.pem'));
+    const nodeInfo: ClusterNodeInfo[] = [];
+    const nodeKms: { endpoint: string; region: string; keyId: string; node: KmsPrincipal }[] = [];
+    for (let i = 0; i < n; i++) {
+      const emulator = kms[i]!;
+      const file = String(emulator.ready.accountsFile);
+      const accounts = (JSON.parse(await readFile(file, 'utf8')) as { accounts: KmsAccount[] }).accounts;
+      const acct = accounts[0];
+      if (!acct) throw new Error(`kms-${i}: its accounts file ${file} lists no account`);
+      const key = await createNodeKey(emulator.url, acct, `kms-${i}`);
+      const nodeDir = join(dir, `node-${i}`);
+      const { identity } = await loadOrCreateIdentity(join(nodeDir, 'identity.pem'));
+      nodeKms.push({ endpoint: emulator.url, region: acct.region, keyId: key.keyId, node: key.node });
+      nodeInfo.push({
+        id: `node-${i}`,
+        configFile: join(nodeDir, 'node.yaml'),
+        stellarKey: key.stellarKey,
+        identityKey: identity.publicKeyB64,
+        kmsKeyId: key.keyId,
+      });
+    }
+    step(`created ${n} node keys in ${n} separate KMS accounts`);
+
+    const coordConfig = join(coordDir, 'coordinator.yaml');
+    await writeFile(
+      coordConfig,
+      toYaml({
+        network: networkPassphrase,
+        horizonUrl,
+        messageKeyFile: join(coordDir, 'message-key.pem'),
+        nodes: nodeInfo.map((x) => ({ id: x.id, identityKey: x.identityKey, stellarKey: x.stellarKey })),
+      }),
+      { mode: 0o600 },
+    );
+    const coordinator = await launch('coordinator', ['coordinator', '--config', coordConfig, '--data-dir', coordDir]);
+    const adminKeyFile = String(coordinator.ready.adminKeyFile ?? join(coordDir, 'admin.key'));
+    const apiKey = (await readFile(adminKeyFile, 'utf8')).trim();
+    const coordinatorKey = String(coordinator.ready.messageKey ?? message.identity.publicKeyB64);
+
+    const policyFile = join(dir, 'policy.yaml');
+    await writeFile(policyFile, demoPolicyYaml(opts.maxPaymentXlm ?? '1000'), { mode: 0o600 });
+    for (let i = 0; i < n; i++) {
+      const k = nodeKms[i]!;
+      const info = nodeInfo[i]!;
+      await writeFile(
+        info.configFile,
+        toYaml({
+          mode: 'development',
+          nodeId: info.id,
+          dataDir: join(dir, `node-${i}`),
+          coordinator: { url: nodeSocketUrl(coordinator.url), publicKeys: [coordinatorKey] },
+          identityKeyFile: join(dir, `node-${i}`, 'identity.pem'),
+          network: networkPassphrase,
+          key: {
+            type: 'aws-kms',
+            keyId: k.keyId,
+            region: k.region,
+            endpoint: k.endpoint,
+            credentials: { accessKeyId: k.node.accessKeyId, secretAccessKey: k.node.secretAccessKey },
+            expectedAddress: info.stellarKey,
+          },
+          policy: policyFile,
+        }),
+        { mode: 0o600 },
+      );
+    }
+    const nodeArgs = (i: number): string[] => ['node', '--config', nodeInfo[i]!.configFile];
+    const nodes = await settleAll(nodeInfo.map((x, i) => launch(x.id, nodeArgs(i), opts.nodeEnv)));
+
+    // The operator account: funded by the friendbot, then one setOptions transaction signed by its master key
+    // adds every node's key at weight 1, sets low/med/high to the threshold and the master weight to 0, so from
+    // here on only a quorum of nodes can move its funds (STELLAR-RULES.md: setOptions is a high-threshold op).
+    const horizon = new Horizon.Server(horizonUrl, { allowHttp: true });
+    const master = Keypair.random();
+    await friendbot(horizonUrl, master.publicKey());
+    const source = await horizon.loadAccount(master.publicKey());
+    const builder = new TransactionBuilder(source, { fee: '100', networkPassphrase });
+    for (const x of nodeInfo) {
+      builder.addOperation(Operation.setOptions({ signer: { ed25519PublicKey: x.stellarKey, weight: 1 } }));
+    }
+    builder.addOperation(
+      Operation.setOptions({
+        masterWeight: 0,
+        lowThreshold: threshold,
+        medThreshold: threshold,
+        highThreshold: threshold,
+      }),
+    );
+    const setup = builder.setTimeout(60).build();
+    setup.sign(master);
+    await horizon.submitTransaction(setup);
+    const account = { id: master.publicKey(), signers: nodeInfo.map((x) => x.stellarKey), threshold };
+    step(`operator account ${account.id}: ${threshold}-of-${n} multisig, master weight 0`);
+
+    const nodeAt = (i: number): ClusterProcess => {
+      const p = cluster.nodes[i];
+      if (!p) throw new RangeError(`no node ${i}: the cluster has nodes 0..${cluster.nodes.length - 1}`);
+      return p;
+    };
+    const cluster: Cluster = {
+      dir,
+      kms,
+      ledger,
+      coordinator,
+      nodes,
+      nodeInfo,
+      account,
+      apiKey,
+      adminKeyFile,
+      networkPassphrase,
+      horizonUrl,
+      horizon,
+      stop: async () => {
+        await stopAll([...cluster.nodes, coordinator, ledger, ...kms]);
+        await rm(join(dir, 'cluster.json'), { force: true });
+      },
+      kill9Node: async (i) => {
+        await nodeAt(i).kill9();
+      },
+      restartNode: async (i) => {
+        await nodeAt(i).stop();
+        const p = await spawnService({
+          name: nodeAt(i).name,
+          args: nodeArgs(i),
+          dir,
+          env: opts.nodeEnv,
+          readyTimeoutMs,
+        });
+        cluster.nodes[i] = p;
+        await writeClusterFile(cluster);
+        return p;
+      },
+      fundedAccount: async () => {
+        const kp = Keypair.random();
+        await friendbot(horizonUrl, kp.publicKey());
+        return kp;
+      },
+      nativeBalance: async (id) => {
+        const a = await horizon.loadAccount(id);
+        return a.balances.find((b) => b.asset_type === 'native')?.balance ?? '0';
+      },
+      paymentXdr: async ({ destination, amount, timeoutSeconds }) => {
+        const src = await horizon.loadAccount(account.id);
+        return new TransactionBuilder(src, { fee: '100', networkPassphrase })
+          .addOperation(Operation.payment({ destination, asset: Asset.native(), amount }))
+          .setTimeout(timeoutSeconds ?? 120)
+          .build()
+          .toXDR();
+      },
+      propose: async ({ xdr, note, idempotencyKey, submit }) => {
+        const res = await httpJson(`${coordinator.url}/v1/proposals`, {
+          method: 'POST',
+          apiKey,
+          body: {
+            xdr,
+            submit: submit ?? true,
+            idempotencyKey: idempotencyKey ?? `launcher-${Date.now()}-${Math.random().toString(36).slice(2)}`,
+            ...(note ? { note } : {}),
+          },
+        });
+        if (res.status >= 300) {
+          throw new Error(`POST /v1/proposals answered ${res.status}: ${JSON.stringify(res.body)}`);
+        }
+        return res.body as ProposalView;
+      },
+      getProposal: async (id) => {
+        const res = await httpJson(`${coordinator.url}/v1/proposals/${encodeURIComponent(id)}`, { apiKey });
+        if (res.status !== 200) throw new Error(`GET /v1/proposals/${id} answered ${res.status}`);
+        return res.body as ProposalView;
+      },
+      waitForProposal: async (id, w = {}) => {
+        const states = w.states ?? TERMINAL_STATES;
+        const deadline = Date.now() + (w.timeoutMs ?? 30_000);
+        let last = '';
+        for (;;) {
+          const p = await cluster.getProposal(id);
+          const seen = JSON.stringify(p);
+          if (seen !== last) {
+            last = seen;
+            w.onChange?.(p);
+          }
+          if (states.includes(p.status)) return p;
+          if (Date.now() > deadline) {
+            throw new Error(`proposal ${id} is still '${p.status}' after ${w.timeoutMs ?? 30_000} ms: ${seen}`);
+          }
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      },
+    };
+    await writeClusterFile(cluster);
+    return cluster;
+  } catch (e) {
+    await stopAll(started);
+    throw e;
+  }
+}
+
+/**
+ * Like Promise.all, but waits for every launch to settle before rejecting, so no child that was still starting
+ * is left running when the launcher cleans up after a failure.
+ */
+async function settleAll<T>(ps: Promise<T>[]): Promise<T[]> {
+  const rs = await Promise.allSettled(ps);
+  const failed = rs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return rs.map((r) => (r as PromiseFulfilledResult<T>).value);
+}
+
+async function friendbot(horizonUrl: string, address: string): Promise<void> {
+  const res = await httpJson(`${horizonUrl}/friendbot?addr=${address}`);
+  if (res.status !== 200) throw new Error(`friendbot refused ${address}: ${res.status} ${JSON.stringify(res.body)}`);
+}
+
+/** What `cluster.json` holds: pids and endpoints, never a secret. */
+export interface ClusterFile {
+  launcherPid: number;
+  coordinator: { url: string; pid: number; adminKeyFile: string };
+  ledger: { url: string; pid: number; networkPassphrase: string };
+  kms: { name: string; url: string; pid: number }[];
+  nodes: { name: string; url: string; pid: number; stellarKey: string }[];
+  account: string;
+}
+
+export function clusterFileOf(c: Cluster, launcherPid = process.pid): ClusterFile {
+  return {
+    launcherPid,
+    coordinator: { url: c.coordinator.url, pid: c.coordinator.pid, adminKeyFile: c.adminKeyFile },
+    ledger: { url: c.ledger.url, pid: c.ledger.pid, networkPassphrase: c.networkPassphrase },
+    kms: c.kms.map((p) => ({ name: p.name, url: p.url, pid: p.pid })),
+    nodes: c.nodes.map((p, i) => ({
+      name: p.name,
+      url: p.url,
+      pid: p.pid,
+      stellarKey: c.nodeInfo[i]?.stellarKey ?? '',
+    })),
+    account: c.account.id,
+  };
+}
+
+export async function writeClusterFile(c: Cluster): Promise<void> {
+  const tmp = join(c.dir, `cluster.json.${process.pid}.tmp`);
+  await writeFile(tmp, `${JSON.stringify(clusterFileOf(c), null, 2)}\n`, { mode: 0o600 });
+  await rename(tmp, join(c.dir, 'cluster.json'));
+}
