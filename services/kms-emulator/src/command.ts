@@ -1,6 +1,51 @@
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 
-/** `cosigner kms-emulator`: registered by the CLI; the service's own work fills it in. */
+/** Parse an integer flag within bounds, for commander. */
+export function intOption(name: string, min: number, max: number): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || n < min || n > max) throw new InvalidArgumentError(`${name} must be ${min} to ${max}.`);
+    return n;
+  };
+}
+
+export interface CommandFlags {
+  port: number;
+  host: string;
+  readyFile?: string;
+  dataDir: string;
+  config?: string;
+  masterKeyFile?: string;
+  accounts: number;
+}
+
+/** `cosigner kms-emulator`: the AWS KMS-compatible emulator for development and tests. */
 export function register(program: Command): void {
-  program.command('kms-emulator').description('AWS KMS-compatible emulator (development and tests only)');
+  program
+    .command('kms-emulator')
+    .description('AWS KMS-compatible emulator (development and tests only; refused when NODE_ENV=production)')
+    .option('--port <port>', 'port to listen on (0 picks a free one)', intOption('--port', 0, 65535), 4566)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--ready-file <path>', 'write {url, pid, accountsFile, dataDir} here once serving')
+    .option('--data-dir <dir>', 'accounts.json, master.key, sealed keys.json and audit.jsonl', '.cosigner/kms-emulator')
+    .option('--config <file>', 'accounts file (JSON or YAML, mode 0600) instead of the generated accounts.json')
+    .option(
+      '--master-key-file <path>',
+      '32-byte master key sealing keys at rest (default: generated <data-dir>/master.key)',
+    )
+    .option(
+      '--accounts <n>',
+      'how many development accounts to generate when there is no accounts file',
+      intOption('--accounts', 1, 26),
+      3,
+    )
+    .addHelpText(
+      'after',
+      '\nClients use the endpoint URL from the ready file with region us-east-1 and the credentials in the accounts file.\n' +
+        'Each account has an admin (creates and manages keys) and a node principal (Sign, Verify, GetPublicKey, DescribeKey).',
+    )
+    .action(async (flags: CommandFlags) => {
+      const { start } = await import('./server.ts');
+      await start(flags);
+    });
 }
