@@ -47,6 +47,10 @@ export const stellarErrors = defineErrors('stellar', {
     status: 400,
     message: 'An account signing setup is invalid (weights and thresholds are 0..255).',
   },
+  STELLAR_SELECTION_FAILED: {
+    status: 500,
+    message: 'The selected signature set did not pass the signature checker; nothing was assembled (a bug: report it).',
+  },
   STELLAR_BAD_AUTH_ENTRY: {
     status: 400,
     message: 'The Soroban authorization entry cannot be used for this operation.',

@@ -122,30 +122,42 @@ function xdrTxOf(d: DecodedTransaction): xdr.Transaction {
 }
 
 /**
- * Per source account (muxed reduced to G), the highest level the transaction needs from it: the transaction
- * source at least LOW (commonValid), each operation's source at its operation's level. For a fee bump, only
- * the fee source at LOW (FeeBumpTransactionFrame::checkSignature); call again on `d.inner` for the inner tx.
+ * Per source account (muxed reduced to G), every level core checks it at: the transaction source at LOW
+ * (commonValid), each operation's source at its operation's level. For a fee bump, only the fee source at LOW
+ * (FeeBumpTransactionFrame::checkSignature); call again on `d.inner` for the inner transaction.
  * Insertion order: the (fee) source first, then operation sources in operation order.
  */
-export function neededLevels(d: DecodedTransaction): Map<string, ThresholdLevel> {
-  const out = new Map<string, ThresholdLevel>();
+export function checkedLevels(d: DecodedTransaction): Map<string, Set<ThresholdLevel>> {
+  const out = new Map<string, Set<ThresholdLevel>>();
   if (d.kind === 'feeBump') {
-    out.set(accountIdOf((d.tx.tx as xdr.FeeBumpTransaction).feeSource), 'low');
+    out.set(accountIdOf((d.tx.tx as xdr.FeeBumpTransaction).feeSource), new Set(['low']));
     return out;
   }
   const tx = xdrTxOf(d);
   const source = accountIdOf(tx.sourceAccount);
-  out.set(source, 'low');
+  out.set(source, new Set(['low']));
   for (const op of tx.operations) {
     const id = op.sourceAccount === null ? source : accountIdOf(op.sourceAccount);
-    const level = operationThresholdLevel(op);
-    const prev = out.get(id);
-    out.set(id, prev === undefined ? level : maxLevel(prev, level));
+    const set = out.get(id) ?? new Set<ThresholdLevel>();
+    set.add(operationThresholdLevel(op));
+    out.set(id, set);
   }
   return out;
 }
 
-function lookup(accounts: ReadonlyMap<string, AccountAuth>, id: string): ParsedAccount {
+/**
+ * Per source account (muxed reduced to G), the highest level the transaction needs from it: the transaction
+ * source at least LOW, each operation's source at its operation's level. For a fee bump, only the fee source
+ * at LOW; call again on `d.inner` for the inner transaction. Source first, then operation sources in order.
+ */
+export function neededLevels(d: DecodedTransaction): Map<string, ThresholdLevel> {
+  const out = new Map<string, ThresholdLevel>();
+  for (const [id, levels] of checkedLevels(d)) out.set(id, [...levels].reduce(maxLevel));
+  return out;
+}
+
+/** The parsed AccountAuth for `id`. @throws STELLAR_ACCOUNT_UNKNOWN, STELLAR_BAD_ACCOUNT_AUTH */
+export function loadAccount(accounts: ReadonlyMap<string, AccountAuth>, id: string): ParsedAccount {
   const a = accounts.get(id);
   if (a === undefined) throw stellarErrors.error('STELLAR_ACCOUNT_UNKNOWN', { accountId: id });
   if (a.accountId !== id) throw stellarErrors.error('STELLAR_BAD_ACCOUNT_AUTH', { accountId: id, field: 'accountId' });
@@ -157,16 +169,18 @@ function thresholdAt(a: ParsedAccount, level: ThresholdLevel): number {
 }
 
 /**
- * What each source account must provide: its highest needed level and the weight it takes (the threshold at
- * that level, but at least 1: SignatureChecker needs one matching signature even for threshold 0).
+ * What each source account must provide: its highest needed level and the weight it takes. The weight is the
+ * largest threshold among the levels core checks the account at (thresholds need not be ordered: low may
+ * exceed medium), and at least 1: SignatureChecker needs one matching signature even for threshold 0.
  * Extra signers (CAP-21) are reported by `extraSignerKeys`.
  * @throws STELLAR_ACCOUNT_UNKNOWN when an account is missing from `accounts`; STELLAR_BAD_ACCOUNT_AUTH.
  */
 export function computeRequirements(d: DecodedTransaction, accounts: ReadonlyMap<string, AccountAuth>): Requirement[] {
   const out: Requirement[] = [];
-  for (const [accountId, level] of neededLevels(d)) {
-    const a = lookup(accounts, accountId);
-    out.push({ accountId, level, weight: Math.max(1, thresholdAt(a, level)) });
+  for (const [accountId, levels] of checkedLevels(d)) {
+    const a = loadAccount(accounts, accountId);
+    const weight = Math.max(1, ...[...levels].map((l) => thresholdAt(a, l)));
+    out.push({ accountId, level: [...levels].reduce(maxLevel), weight });
   }
   return out;
 }
@@ -298,7 +312,7 @@ export function checkAuthDetailed(
   const levels = neededLevels(d);
   // Load every account first, so a missing one is an error whatever the signatures say.
   const parsed = new Map<string, ParsedAccount>();
-  for (const id of levels.keys()) parsed.set(id, lookup(accounts, id));
+  for (const id of levels.keys()) parsed.set(id, loadAccount(accounts, id));
 
   if (sigs.length > MAX_SIGNATURES) {
     return fail({

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, sign as cryptoSign, type KeyObject, randomBytes } from 'node:crypto';
 import {
   Account,
   Address,
@@ -243,4 +243,21 @@ export function addressAuthEntry(
       : xdrNs.SorobanCredentials.sorobanCredentialsAddress(creds),
     rootInvocation: root,
   });
+}
+
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+const privateKeys = new Map<string, KeyObject>();
+
+/** Signs with node:crypto (same RFC 8032 signature as Keypair.sign, several times faster): keeps tests quick. */
+export function fastSign(kp: Keypair, message: Uint8Array): Buffer {
+  let k = privateKeys.get(kp.publicKey());
+  if (k === undefined) {
+    k = createPrivateKey({
+      key: Buffer.concat([PKCS8_ED25519_PREFIX, kp.rawSecretKey()]),
+      format: 'der',
+      type: 'pkcs8',
+    });
+    privateKeys.set(kp.publicKey(), k);
+  }
+  return cryptoSign(null, message, k);
 }

@@ -157,6 +157,25 @@ describe('checkAuth: levels per operation', () => {
     const d = decode(buildTx({ source: x.publicKey(), ops: [Operation.setOptions({ masterWeight: 0 })] }));
     expect(computeRequirements(d, accountsMap(X))).toEqual([{ accountId: x.publicKey(), level: 'high', weight: 3 }]);
   });
+  it('thresholds need not be ordered: low 3 above medium 1 makes a payment need weight 3 (checked at LOW first)', () => {
+    const odd = account(x, {
+      masterWeight: 0,
+      thresholds: { low: 3, medium: 1, high: 1 },
+      signers: [a, b, c].map((k) => ({ key: k.publicKey(), weight: 1 })),
+    });
+    const d = decode(buildTx({ source: x.publicKey(), ops: [pay(a.publicKey())] }));
+    expect(computeRequirements(d, accountsMap(odd))).toEqual([
+      { accountId: x.publicKey(), level: 'medium', weight: 3 },
+    ]);
+    expect(checkAuth(d, accountsMap(odd), [sigOf(a, d.hash)])).toMatchObject({ code: 'txBAD_AUTH' });
+    expect(
+      checkAuth(
+        d,
+        accountsMap(odd),
+        [a, b, c].map((k) => sigOf(k, d.hash)),
+      ),
+    ).toEqual({ ok: true });
+  });
   it('bumpSequence needs only LOW: one signature', () => {
     const d = decode(buildTx({ source: x.publicKey(), ops: [Operation.bumpSequence({ bumpTo: '1000' })] }));
     expect(checkAuth(d, accountsMap(X), [sigOf(a, d.hash)])).toEqual({ ok: true });

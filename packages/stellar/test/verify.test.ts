@@ -5,6 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { stellarErrors } from '../src/errors.ts';
 import { keyCacheSize, publicKeyFromAddress, signatureHint, verifyEd25519 } from '../src/verify.ts';
+import { fastSign } from './helpers.ts';
 
 // Edge vectors with libsodium 1.0.18's verdicts (the verifier stellar-core uses); see the generator script.
 interface Vector {
@@ -198,5 +199,13 @@ describe('signatureHint and publicKeyFromAddress', () => {
       err = e;
     }
     expect(stellarErrors.is(err, 'STELLAR_BAD_STRKEY')).toBe(true);
+  });
+});
+
+describe('test helper fastSign', () => {
+  it('gives the same signature as Keypair.sign', () => {
+    const kp = Keypair.random();
+    const msg = randomBytes(32);
+    expect(fastSign(kp, msg).equals(Buffer.from(kp.sign(msg)))).toBe(true);
   });
 });
