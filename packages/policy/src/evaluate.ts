@@ -1,0 +1,758 @@
+import type {
+  AuthEntrySummary,
+  InvocationSummary,
+  OperationSummary,
+  TransactionSummary,
+} from '@cosigner/stellar/types';
+import { assetKey, baseAccount } from './address.ts';
+import { formatAmount, INT64_MAX, parseAmount, parseInteger, parseRatio } from './amount.ts';
+import { type FunctionRule, OPERATION_TYPES, type Policy, UNBOUNDED_OUTFLOWS } from './schema.ts';
+
+/**
+ * The pure evaluation of a node's policy: a transaction summary in, a decision out. No I/O, no clock, no
+ * randomness: the caller passes `now` and a `spent` function that reads its signing ledger, so the same input
+ * always gives the same decision (the vectors in test/vectors/*.json pin it).
+ *
+ * Every rule runs and every finding is reported (an operator fixing a proposal sees all of it at once).
+ * Outcome: any reject reason rejects; otherwise any hold reason (codes HOLD_*) holds for manual approval;
+ * otherwise approve. Evaluation never throws: a summary it cannot read is a reject.
+ */
+
+export type Outcome = 'approve' | 'reject' | 'hold';
+
+export interface Reason {
+  /** Machine-readable: a key of REASON_CODES. */
+  code: string;
+  message: string;
+  opIndex?: number;
+  /** Where in the summary (`operations[1].amount`, `fee`) or the policy (`assets`) the finding is. */
+  field?: string;
+}
+
+export interface Spend {
+  /** `native`, `CODE:ISSUER` or a C... token contract (address.ts assetKey). */
+  assetKey: string;
+  /** Stroops (7-decimal base units) that signing would add to this asset's velocity windows. */
+  amount: bigint;
+}
+
+export interface Decision {
+  outcome: Outcome;
+  reasons: Reason[];
+  /** Per asset, sorted by key: what signing would add to velocity. Reported whatever the outcome. */
+  spend: Spend[];
+}
+
+/** Stroops of `assetKey` this node already signed for in the last `windowSeconds` (from its ledger). */
+export type SpentFn = (assetKey: string, windowSeconds: number) => bigint;
+
+export interface EvaluateInput {
+  summary: TransactionSummary;
+  /** Unix seconds. */
+  now: number;
+  spent: SpentFn;
+  /** The network's latest closed ledger; needed to check the expiration of auth entries in the transaction. */
+  currentLedger?: number;
+}
+
+export interface AuthEntriesInput {
+  entries: AuthEntrySummary[];
+  /** Unix seconds (for symmetry with evaluate; velocity windows are read through `spent`). */
+  now: number;
+  currentLedger: number;
+  spent: SpentFn;
+}
+
+/** Every reason code evaluation can produce, and what it does to the outcome. */
+export const REASON_CODES = {
+  WRONG_NETWORK: 'reject',
+  MALFORMED_SUMMARY: 'reject',
+  NO_OPERATIONS: 'reject',
+  ACCOUNT_NOT_COSIGNED: 'reject',
+  UNKNOWN_OPERATION: 'reject',
+  OP_NOT_ALLOWED: 'reject',
+  UNBOUNDED_OUTFLOW: 'reject',
+  ASSET_NOT_ALLOWED: 'reject',
+  AMOUNT_INVALID: 'reject',
+  AMOUNT_OVER_TX_LIMIT: 'reject',
+  AMOUNT_OVER_CALL_LIMIT: 'reject',
+  VELOCITY_EXCEEDED: 'reject',
+  VELOCITY_UNAVAILABLE: 'reject',
+  DESTINATION_DENIED: 'reject',
+  DESTINATION_NOT_ALLOWED: 'reject',
+  RECIPIENT_NOT_ALLOWED: 'reject',
+  CONTRACT_NOT_ALLOWED: 'reject',
+  FUNCTION_NOT_ALLOWED: 'reject',
+  HOST_FUNCTION_NOT_ALLOWED: 'reject',
+  ARGUMENT_NOT_ALLOWED: 'reject',
+  INVOCATION_TOO_DEEP: 'reject',
+  AUTH_EXPIRATION_TOO_FAR: 'reject',
+  AUTH_EXPIRED: 'reject',
+  AUTH_CREDENTIALS_NOT_SIGNABLE: 'reject',
+  NO_AUTH_ENTRIES: 'reject',
+  RESOURCE_FEE_TOO_HIGH: 'reject',
+  FEE_TOO_HIGH: 'reject',
+  FEE_INVALID: 'reject',
+  UNBOUNDED_VALIDITY: 'reject',
+  VALIDITY_TOO_LONG: 'reject',
+  VALIDITY_EXPIRED: 'reject',
+  INVALID_TIME_BOUNDS: 'reject',
+  MEMO_REQUIRED: 'reject',
+  MEMO_FORBIDDEN: 'reject',
+  MEMO_TYPE_NOT_ALLOWED: 'reject',
+  SIGNER_CHANGE_NOT_ALLOWED: 'reject',
+  SIGNER_KEY_NOT_ALLOWED: 'reject',
+  SIGNER_WEIGHT_TOO_HIGH: 'reject',
+  MASTER_WEIGHT_NOT_ALLOWED: 'reject',
+  THRESHOLD_TOO_LOW: 'reject',
+  EVALUATION_FAILED: 'reject',
+  HOLD_AMOUNT_ABOVE: 'hold',
+  HOLD_SIGNER_CHANGE: 'hold',
+  HOLD_UNKNOWN_DESTINATION: 'hold',
+  HOLD_OPERATION: 'hold',
+  HOLD_CONTRACT_CALL: 'hold',
+} as const satisfies Record<string, 'reject' | 'hold'>;
+
+export type ReasonCode = keyof typeof REASON_CODES;
+
+/** Soroban invocation trees are bounded by XDR depth limits; this bound keeps recursion safe on any input. */
+const MAX_INVOCATION_DEPTH = 64;
+
+const KNOWN_OPERATIONS: ReadonlySet<string> = new Set(OPERATION_TYPES);
+const UNBOUNDED: ReadonlySet<string> = new Set(UNBOUNDED_OUTFLOWS);
+
+/** One evaluation's findings and spend, collected as the rules run. */
+class Findings {
+  readonly reasons: Reason[] = [];
+  readonly #seen = new Set<string>();
+  readonly spend = new Map<string, bigint>();
+  /** Destinations an outflow of ours goes to, for the manual-approval "unknown destination" rule. */
+  readonly destinations: { address: string; opIndex?: number; field: string }[] = [];
+
+  add(code: ReasonCode, message: string, opIndex?: number, field?: string): void {
+    const key = `${code}|${opIndex ?? ''}|${field ?? ''}|${message}`;
+    if (this.#seen.has(key)) return;
+    this.#seen.add(key);
+    const r: Reason = { code, message };
+    if (opIndex !== undefined) r.opIndex = opIndex;
+    if (field !== undefined) r.field = field;
+    this.reasons.push(r);
+  }
+
+  addSpend(key: string, amount: bigint): void {
+    this.spend.set(key, (this.spend.get(key) ?? 0n) + amount);
+  }
+
+  decision(): Decision {
+    const severities = this.reasons.map((r) => REASON_CODES[r.code as ReasonCode]);
+    const outcome: Outcome = severities.includes('reject')
+      ? 'reject'
+      : severities.includes('hold')
+        ? 'hold'
+        : 'approve';
+    const spend = [...this.spend.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([assetKey, amount]) => ({ assetKey, amount }));
+    return { outcome, reasons: this.reasons, spend };
+  }
+}
+
+const isOurs = (policy: Policy, address: string | undefined): boolean =>
+  typeof address === 'string' && policy.accounts.has(baseAccount(address));
+
+/** Destination allow/deny lists and the memo-required list, on the base account (address.ts). */
+function checkDestination(policy: Policy, f: Findings, address: unknown, opIndex: number | undefined, field: string) {
+  if (typeof address !== 'string' || address === '') {
+    f.add('MALFORMED_SUMMARY', `${field} is missing`, opIndex, field);
+    return;
+  }
+  const base = baseAccount(address);
+  if (policy.destinations.deny.has(base)) f.add('DESTINATION_DENIED', `${address} is on the deny list`, opIndex, field);
+  else if (policy.destinations.allow && !policy.destinations.allow.has(base)) {
+    f.add('DESTINATION_NOT_ALLOWED', `${address} is not on the allow list`, opIndex, field);
+  }
+  f.destinations.push({ address: base, field, ...(opIndex === undefined ? {} : { opIndex }) });
+}
+
+/** An outflow of `amountText` units of `key` from one of our accounts. */
+function outflow(f: Findings, key: string, amountText: unknown, opIndex: number, field: string): void {
+  const units = typeof amountText === 'string' ? parseAmount(amountText) : undefined;
+  if (units === undefined) {
+    f.add('AMOUNT_INVALID', `${field} is not an exact amount with at most 7 decimals`, opIndex, field);
+    return;
+  }
+  f.addSpend(key, units);
+}
+
+function checkOutflows(policy: Policy, f: Findings, op: OperationSummary) {
+  const i = op.index;
+  const at = `operations[${i}]`;
+  switch (op.type) {
+    case 'payment':
+      if (!op.asset) return f.add('MALFORMED_SUMMARY', `${at}.asset is missing`, i, `${at}.asset`);
+      outflow(f, assetKey(op.asset), op.amount, i, `${at}.amount`);
+      return checkDestination(policy, f, op.destination, i, `${at}.destination`);
+    case 'pathPaymentStrictReceive':
+    case 'pathPaymentStrictSend': {
+      // What leaves the account is the send side: at most sendMax, or exactly sendAmount (CAP-0010).
+      const sendAsset = op.sendAsset ?? op.asset;
+      if (!sendAsset) return f.add('MALFORMED_SUMMARY', `${at}.sendAsset is missing`, i, `${at}.sendAsset`);
+      const strictReceive = op.type === 'pathPaymentStrictReceive';
+      const amount = strictReceive ? op.sendMax : op.sendAmount;
+      outflow(f, assetKey(sendAsset), amount, i, `${at}.${strictReceive ? 'sendMax' : 'sendAmount'}`);
+      return checkDestination(policy, f, op.destination, i, `${at}.destination`);
+    }
+    case 'createAccount':
+      outflow(f, 'native', op.startingBalance ?? op.amount, i, `${at}.startingBalance`);
+      return checkDestination(policy, f, op.destination, i, `${at}.destination`);
+    case 'createClaimableBalance': {
+      if (!op.asset) return f.add('MALFORMED_SUMMARY', `${at}.asset is missing`, i, `${at}.asset`);
+      outflow(f, assetKey(op.asset), op.amount, i, `${at}.amount`);
+      // Every claimant may take the balance, so each one is a destination.
+      const claimants = op.raw?.claimants;
+      if (!Array.isArray(claimants) || claimants.length === 0) {
+        return f.add('MALFORMED_SUMMARY', `${at}.raw.claimants is missing`, i, `${at}.raw.claimants`);
+      }
+      claimants.forEach((c, j) => {
+        const dest = c !== null && typeof c === 'object' ? (c as Record<string, unknown>).destination : undefined;
+        checkDestination(policy, f, dest, i, `${at}.raw.claimants[${j}].destination`);
+      });
+      return;
+    }
+    case 'manageSellOffer':
+    case 'createPassiveSellOffer': {
+      // An offer sells up to `amount` of `selling` to whoever takes it.
+      const selling = op.selling ?? op.asset;
+      if (!selling) return f.add('MALFORMED_SUMMARY', `${at}.selling is missing`, i, `${at}.selling`);
+      return outflow(f, assetKey(selling), op.amount, i, `${at}.amount`);
+    }
+    case 'manageBuyOffer': {
+      // Buying `amount` of `buying` at `price` (selling per buying) spends up to amount * price of `selling`,
+      // rounded up so the limit is never under-counted.
+      if (!op.selling) return f.add('MALFORMED_SUMMARY', `${at}.selling is missing`, i, `${at}.selling`);
+      const buy = typeof op.amount === 'string' ? parseAmount(op.amount) : undefined;
+      const price = typeof op.price === 'string' ? parseRatio(op.price) : undefined;
+      if (buy === undefined || price === undefined) {
+        return f.add('AMOUNT_INVALID', `${at}.amount or ${at}.price is not an exact number`, i, `${at}.amount`);
+      }
+      return f.addSpend(assetKey(op.selling), (buy * price.num + price.den - 1n) / price.den);
+    }
+    case 'accountMerge':
+      checkDestination(policy, f, op.destination, i, `${at}.destination`);
+      return unbounded(policy, f, op);
+    case 'liquidityPoolDeposit':
+      return unbounded(policy, f, op);
+    default:
+      return;
+  }
+}
+
+function unbounded(policy: Policy, f: Findings, op: OperationSummary): void {
+  if (!policy.allowUnboundedOutflows.has(op.type)) {
+    f.add(
+      'UNBOUNDED_OUTFLOW',
+      `${op.type} moves an amount the transaction does not state; it is refused unless allowUnboundedOutflows lists it`,
+      op.index,
+      `operations[${op.index}].type`,
+    );
+  }
+}
+
+/** setOptions changes that need the HIGH threshold (stellar-core SetOptionsOpFrame::getThresholdLevel). */
+function checkSignerChanges(policy: Policy, f: Findings, op: OperationSummary) {
+  const so = op.setOptions;
+  const i = op.index;
+  const at = `operations[${i}].setOptions`;
+  if (!so) return f.add('MALFORMED_SUMMARY', `${at} is missing`, i, at);
+  const thresholds = [
+    ['lowThreshold', so.lowThreshold, 'low'],
+    ['medThreshold', so.medThreshold, 'medium'],
+    ['highThreshold', so.highThreshold, 'high'],
+  ] as const;
+  const changes =
+    so.masterWeight !== undefined || so.signer !== undefined || thresholds.some(([, v]) => v !== undefined);
+  if (!changes) return;
+  const sc = policy.signerChanges;
+  if (!sc.accounts.has(baseAccount(op.source))) {
+    f.add('SIGNER_CHANGE_NOT_ALLOWED', `signer or threshold changes are not allowed for ${op.source}`, i, at);
+  }
+  if (so.masterWeight !== undefined && !sc.allowedMasterWeights.has(so.masterWeight)) {
+    f.add('MASTER_WEIGHT_NOT_ALLOWED', `master weight ${so.masterWeight} is not allowed`, i, `${at}.masterWeight`);
+  }
+  for (const [name, value, level] of thresholds) {
+    if (value !== undefined && value < sc.minThresholds[level]) {
+      f.add(
+        'THRESHOLD_TOO_LOW',
+        `${name} ${value} is below the minimum ${sc.minThresholds[level]}`,
+        i,
+        `${at}.${name}`,
+      );
+    }
+  }
+  if (so.signer !== undefined) {
+    const { key, weight } = so.signer;
+    const removing = weight === 0;
+    if (!(removing ? sc.removeKeys : sc.addKeys).has(key)) {
+      f.add(
+        'SIGNER_KEY_NOT_ALLOWED',
+        `${removing ? 'removing' : 'adding'} signer ${key} is not allowed`,
+        i,
+        `${at}.signer`,
+      );
+    }
+    if (weight > sc.maxWeight) {
+      f.add('SIGNER_WEIGHT_TOO_HIGH', `signer weight ${weight} is above ${sc.maxWeight}`, i, `${at}.signer.weight`);
+    }
+  }
+  if (policy.manualApproval.signerChanges) {
+    f.add('HOLD_SIGNER_CHANGE', 'signer and threshold changes need manual approval', i, at);
+  }
+}
+
+/** A token amount argument (i128 rendered as digits, or a small integer) in base units. */
+function tokenUnits(v: unknown): bigint | undefined {
+  if (typeof v === 'string') return parseInteger(v, (1n << 127n) - 1n);
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return BigInt(v);
+  return undefined;
+}
+
+/** Base units of a token with `decimals` as 7-decimal units, rounded up (never under-count a limit). */
+function toStroopScale(units: bigint, decimals: number): bigint {
+  if (decimals <= 7) return units * 10n ** BigInt(7 - decimals);
+  const d = 10n ** BigInt(decimals - 7);
+  return (units + d - 1n) / d;
+}
+
+function argEquals(arg: unknown, allowed: string | number | boolean): boolean {
+  if (typeof arg === typeof allowed) return arg === allowed;
+  // i128/u64 arguments arrive as digit strings; a policy may write them as YAML numbers.
+  return typeof allowed === 'number' && typeof arg === 'string' && arg === String(allowed);
+}
+
+/** Token transfers found in one invocation tree, as a multiset of `key -> (count, spend)`. */
+type Transfers = Map<string, { count: number; assetKey: string; amount: bigint }>;
+
+/**
+ * Check one invocation node and its sub-invocations against the contract rules; record transfers out of our
+ * accounts into `transfers` (spend is merged by the caller).
+ */
+function checkInvocation(
+  policy: Policy,
+  f: Findings,
+  inv: InvocationSummary,
+  ctx: { opIndex?: number; field: string; depth: number; transfers: Transfers },
+): void {
+  const { opIndex, field } = ctx;
+  if (ctx.depth > MAX_INVOCATION_DEPTH) {
+    f.add('INVOCATION_TOO_DEEP', `the invocation tree is deeper than ${MAX_INVOCATION_DEPTH}`, opIndex, field);
+    return;
+  }
+  if (inv.kind !== 'contract') {
+    f.add('HOST_FUNCTION_NOT_ALLOWED', `${inv.functionName ?? inv.kind} is not a contract call`, opIndex, field);
+  } else {
+    const contract = inv.contractId === undefined ? undefined : policy.contracts.get(inv.contractId);
+    const rule = contract?.get(inv.functionName ?? '');
+    if (!contract)
+      f.add('CONTRACT_NOT_ALLOWED', `contract ${inv.contractId ?? '(none)'} is not allowed`, opIndex, field);
+    else if (!rule) {
+      f.add(
+        'FUNCTION_NOT_ALLOWED',
+        `${inv.functionName ?? '(none)'} of ${inv.contractId} is not allowed`,
+        opIndex,
+        field,
+      );
+    } else checkCall(policy, f, inv, rule, ctx);
+  }
+  const subs = Array.isArray(inv.subInvocations) ? inv.subInvocations : [];
+  subs.forEach((sub, j) => {
+    checkInvocation(policy, f, sub, { ...ctx, field: `${field}.subInvocations[${j}]`, depth: ctx.depth + 1 });
+  });
+}
+
+function checkCall(
+  policy: Policy,
+  f: Findings,
+  inv: InvocationSummary,
+  rule: FunctionRule,
+  ctx: { opIndex?: number; field: string; transfers: Transfers },
+): void {
+  const { opIndex, field } = ctx;
+  const args = Array.isArray(inv.args) ? inv.args : [];
+  for (const a of rule.args) {
+    if (!a.oneOf.some((allowed) => argEquals(args[a.index], allowed))) {
+      f.add(
+        'ARGUMENT_NOT_ALLOWED',
+        `argument ${a.index} of ${rule.name} is not an allowed value`,
+        opIndex,
+        `${field}.args[${a.index}]`,
+      );
+    }
+  }
+  const token = rule.token;
+  if (!token) return;
+  const units = tokenUnits(args[token.amount]);
+  if (units === undefined) {
+    f.add(
+      'AMOUNT_INVALID',
+      `argument ${token.amount} of ${rule.name} is not a token amount`,
+      opIndex,
+      `${field}.args[${token.amount}]`,
+    );
+    return;
+  }
+  if (rule.maxAmount !== undefined && units > rule.maxAmount) {
+    f.add(
+      'AMOUNT_OVER_CALL_LIMIT',
+      `${rule.name} of ${formatAmount(units, token.decimals)} is above ${formatAmount(rule.maxAmount, token.decimals)}`,
+      opIndex,
+      `${field}.args[${token.amount}]`,
+    );
+  }
+  const to = args[token.to];
+  const toField = `${field}.args[${token.to}]`;
+  if (typeof to === 'string' && rule.recipients && !rule.recipients.has(to) && !rule.recipients.has(baseAccount(to))) {
+    f.add('RECIPIENT_NOT_ALLOWED', `${to} is not an allowed recipient of ${rule.name}`, opIndex, toField);
+  }
+  const from = args[token.from];
+  // Only value leaving one of our accounts counts: a transfer from someone else needs their auth, not ours.
+  if (typeof from === 'string' && isOurs(policy, from)) {
+    checkDestination(policy, f, to, opIndex, toField);
+    const key = `${inv.contractId}|${rule.name}|${JSON.stringify(args)}`;
+    const seen = ctx.transfers.get(key);
+    const amount = toStroopScale(units, token.decimals);
+    ctx.transfers.set(key, { count: (seen?.count ?? 0) + 1, assetKey: token.asset, amount });
+  }
+}
+
+/**
+ * The same call appears in the operation's root invocation and again in the auth entry that authorizes it, so
+ * spend is merged as a multiset union (per distinct call, the largest count any one tree has), not summed.
+ */
+function mergeTransfers(f: Findings, trees: Transfers[]): void {
+  const merged = new Map<string, { count: number; assetKey: string; amount: bigint }>();
+  for (const t of trees) {
+    for (const [k, v] of t) {
+      const m = merged.get(k);
+      if (!m || v.count > m.count) merged.set(k, v);
+    }
+  }
+  for (const v of merged.values()) f.addSpend(v.assetKey, v.amount * BigInt(v.count));
+}
+
+/**
+ * An auth entry's expiration ledger is inclusive (soroban-env-host auth.rs: refused only when the current
+ * ledger is past it) and must be within the policy window.
+ */
+function checkExpiration(
+  policy: Policy,
+  f: Findings,
+  e: AuthEntrySummary,
+  currentLedger: number,
+  at: string,
+  opIndex?: number,
+) {
+  const exp = e.signatureExpirationLedger;
+  const field = `${at}.signatureExpirationLedger`;
+  const window = policy.soroban.maxAuthExpirationLedgers;
+  if (typeof exp !== 'number' || !Number.isInteger(exp))
+    f.add('MALFORMED_SUMMARY', `${field} is missing`, opIndex, field);
+  else if (exp < currentLedger)
+    f.add('AUTH_EXPIRED', `expiration ledger ${exp} is before ledger ${currentLedger}`, opIndex, field);
+  else if (exp > currentLedger + window) {
+    f.add(
+      'AUTH_EXPIRATION_TOO_FAR',
+      `expiration ledger ${exp} is more than ${window} ledgers after ${currentLedger}`,
+      opIndex,
+      field,
+    );
+  }
+}
+
+function checkHostFunction(policy: Policy, f: Findings, op: OperationSummary, currentLedger?: number) {
+  const i = op.index;
+  const at = `operations[${i}]`;
+  if (!op.invocation) return f.add('MALFORMED_SUMMARY', `${at}.invocation is missing`, i, `${at}.invocation`);
+  const trees: Transfers[] = [];
+  const root: Transfers = new Map();
+  checkInvocation(policy, f, op.invocation, { opIndex: i, field: `${at}.invocation`, depth: 0, transfers: root });
+  trees.push(root);
+  (op.authEntries ?? []).forEach((e, j) => {
+    const field = `${at}.authEntries[${j}]`;
+    const t: Transfers = new Map();
+    checkInvocation(policy, f, e.invocation, { opIndex: i, field: `${field}.invocation`, depth: 0, transfers: t });
+    trees.push(t);
+    // Address entries of our accounts are signed by us separately; source-account entries ride on the envelope.
+    if (
+      (e.credentials === 'address' || e.credentials === 'addressV2') &&
+      isOurs(policy, e.address) &&
+      currentLedger !== undefined
+    ) {
+      checkExpiration(policy, f, e, currentLedger, field, i);
+    }
+  });
+  // A transfer `from` our account moves our value whoever the op source is (its auth entry names us).
+  mergeTransfers(f, trees);
+  if (policy.manualApproval.contractCalls)
+    f.add('HOLD_CONTRACT_CALL', 'contract calls need manual approval', i, `${at}.invocation`);
+}
+
+/** Per asset: allowed, max per transaction, velocity windows, manual-approval thresholds. */
+function checkSpend(policy: Policy, f: Findings, spent: SpentFn): void {
+  for (const [key, total] of [...f.spend.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const rule = policy.assets.get(key);
+    if (!rule) {
+      f.add('ASSET_NOT_ALLOWED', `${key} is not an allowed asset`, undefined, `assets`);
+      continue;
+    }
+    if (rule.maxPerTx !== undefined && total > rule.maxPerTx) {
+      f.add(
+        'AMOUNT_OVER_TX_LIMIT',
+        `${formatAmount(total)} ${key} is above the per-transaction limit ${formatAmount(rule.maxPerTx)}`,
+        undefined,
+        key,
+      );
+    }
+    for (const v of rule.velocity) {
+      let already: bigint;
+      try {
+        already = spent(key, v.windowSeconds);
+      } catch {
+        f.add('VELOCITY_UNAVAILABLE', `the amount already signed for ${key} cannot be read`, undefined, key);
+        continue;
+      }
+      if (typeof already !== 'bigint') {
+        f.add('VELOCITY_UNAVAILABLE', `the amount already signed for ${key} is not a bigint`, undefined, key);
+      } else if (already + total > v.max) {
+        f.add(
+          'VELOCITY_EXCEEDED',
+          `${formatAmount(already)} already signed + ${formatAmount(total)} ${key} is above ${formatAmount(v.max)} per ${v.windowSeconds}s`,
+          undefined,
+          key,
+        );
+      }
+    }
+    const holdAbove = policy.manualApproval.amountAbove.get(key);
+    if (holdAbove !== undefined && total > holdAbove) {
+      f.add(
+        'HOLD_AMOUNT_ABOVE',
+        `${formatAmount(total)} ${key} is above the manual-approval amount ${formatAmount(holdAbove)}`,
+        undefined,
+        key,
+      );
+    }
+  }
+}
+
+function checkFee(policy: Policy, f: Findings, fee: unknown, opCount: number, field: string) {
+  const stroops = typeof fee === 'string' ? parseInteger(fee, INT64_MAX) : undefined;
+  if (stroops === undefined) return f.add('FEE_INVALID', `${field} is not a whole number of stroops`, undefined, field);
+  const { maxFee, maxFeePerOp } = policy.fees;
+  if (maxFee !== undefined && stroops > maxFee)
+    f.add('FEE_TOO_HIGH', `fee ${stroops} is above ${maxFee} stroops`, undefined, field);
+  if (maxFeePerOp !== undefined && opCount > 0 && stroops > maxFeePerOp * BigInt(opCount)) {
+    f.add(
+      'FEE_TOO_HIGH',
+      `fee ${stroops} is above ${maxFeePerOp} stroops per operation (${opCount})`,
+      undefined,
+      field,
+    );
+  }
+}
+
+/** CAP-21 time bounds: a finite maxTime within the window, not already past, and minTime <= maxTime. */
+function checkValidity(policy: Policy, f: Findings, tx: TransactionSummary, now: number) {
+  const tb = tx.preconditions?.timeBounds ?? null;
+  const max = tb ? parseInteger(tb.maxTime) : undefined;
+  const min = tb ? parseInteger(tb.minTime) : undefined;
+  if (tb && (max === undefined || min === undefined)) {
+    return f.add(
+      'MALFORMED_SUMMARY',
+      'preconditions.timeBounds are not unix seconds',
+      undefined,
+      'preconditions.timeBounds',
+    );
+  }
+  if (!tb || max === 0n || max === undefined || min === undefined) {
+    return f.add(
+      'UNBOUNDED_VALIDITY',
+      'the transaction has no maxTime: it would stay valid forever',
+      undefined,
+      'preconditions.timeBounds.maxTime',
+    );
+  }
+  const nowS = BigInt(Math.floor(now));
+  const window = BigInt(policy.validity.maxWindowSeconds);
+  if (min > max)
+    f.add(
+      'INVALID_TIME_BOUNDS',
+      `minTime ${min} is after maxTime ${max}`,
+      undefined,
+      'preconditions.timeBounds.minTime',
+    );
+  if (max <= nowS)
+    f.add('VALIDITY_EXPIRED', `maxTime ${max} has passed (now ${nowS})`, undefined, 'preconditions.timeBounds.maxTime');
+  else if (max - nowS > window) {
+    f.add(
+      'VALIDITY_TOO_LONG',
+      `maxTime is ${max - nowS}s ahead, more than ${window}s`,
+      undefined,
+      'preconditions.timeBounds.maxTime',
+    );
+  }
+}
+
+function checkMemo(policy: Policy, f: Findings, tx: TransactionSummary): void {
+  const type = tx.memo?.type ?? 'none';
+  const m = policy.memo;
+  if (type === 'none') {
+    if (m.required) f.add('MEMO_REQUIRED', 'the policy requires a memo', undefined, 'memo');
+    else if (f.destinations.some((d) => m.requiredForDestinations.has(d.address))) {
+      f.add('MEMO_REQUIRED', 'a destination requires a memo', undefined, 'memo');
+    }
+    return;
+  }
+  if (m.forbidden) f.add('MEMO_FORBIDDEN', 'the policy forbids memos', undefined, 'memo');
+  if (m.types && !m.types.has(type))
+    f.add('MEMO_TYPE_NOT_ALLOWED', `memo type ${type} is not allowed`, undefined, 'memo.type');
+}
+
+function checkUnknownDestinations(policy: Policy, f: Findings): void {
+  if (!policy.manualApproval.unknownDestination) return;
+  for (const d of f.destinations) {
+    if (!policy.manualApproval.knownDestinations.has(d.address) && !policy.destinations.allow?.has(d.address)) {
+      f.add('HOLD_UNKNOWN_DESTINATION', `${d.address} is not a known destination`, d.opIndex, d.field);
+    }
+  }
+}
+
+function checkTransaction(policy: Policy, f: Findings, tx: TransactionSummary, input: EvaluateInput): void {
+  const ops = Array.isArray(tx.operations) ? tx.operations : [];
+  if (ops.length === 0) f.add('NO_OPERATIONS', 'the transaction has no operations', undefined, 'operations');
+  checkFee(policy, f, tx.fee, ops.length, tx === input.summary ? 'fee' : 'inner.fee');
+  if (tx.sorobanResourceFee !== undefined) {
+    const rf = parseInteger(tx.sorobanResourceFee);
+    const max = policy.soroban.maxResourceFee;
+    if (rf === undefined)
+      f.add('FEE_INVALID', 'sorobanResourceFee is not a whole number of stroops', undefined, 'sorobanResourceFee');
+    else if (max !== undefined && rf > max) {
+      f.add('RESOURCE_FEE_TOO_HIGH', `resource fee ${rf} is above ${max} stroops`, undefined, 'sorobanResourceFee');
+    }
+  }
+  checkValidity(policy, f, tx, input.now);
+
+  ops.forEach((op, position) => {
+    const i = typeof op.index === 'number' ? op.index : position;
+    const at = `operations[${i}]`;
+    if (op.type === 'unknown' || !KNOWN_OPERATIONS.has(op.type)) {
+      f.add('UNKNOWN_OPERATION', `operation ${i} has a type this node does not understand`, i, `${at}.type`);
+      return;
+    }
+    if (!policy.operations.has(op.type))
+      f.add('OP_NOT_ALLOWED', `${op.type} is not an allowed operation`, i, `${at}.type`);
+    if (policy.manualApproval.operations.has(op.type)) {
+      f.add('HOLD_OPERATION', `${op.type} needs manual approval`, i, `${at}.type`);
+    }
+    const ours = isOurs(policy, op.source);
+    if (ours) checkOutflows(policy, f, op);
+    else if (UNBOUNDED.has(op.type)) unbounded(policy, f, op);
+    if (op.type === 'setOptions') checkSignerChanges(policy, f, op);
+    if (op.type === 'invokeHostFunction') checkHostFunction(policy, f, op, input.currentLedger);
+  });
+
+  checkMemo(policy, f, tx);
+}
+
+function rejectAll(code: ReasonCode, message: string): Decision {
+  return { outcome: 'reject', reasons: [{ code, message }], spend: [] };
+}
+
+/**
+ * Evaluate a transaction (or fee bump) against a loaded policy. Pure and deterministic; never throws.
+ * For a fee bump the inner transaction is evaluated, plus the outer fee.
+ */
+export function evaluate(policy: Policy, input: EvaluateInput): Decision {
+  try {
+    const f = new Findings();
+    const s = input.summary;
+    if (s === null || typeof s !== 'object') return rejectAll('MALFORMED_SUMMARY', 'the summary is not an object');
+    const txs = s.kind === 'feeBump' ? [s, s.inner] : [s];
+    for (const t of txs) {
+      if (t && t.networkPassphrase !== policy.network) {
+        f.add(
+          'WRONG_NETWORK',
+          'the transaction is for another network than this node signs for',
+          undefined,
+          'networkPassphrase',
+        );
+      }
+    }
+    let tx: TransactionSummary = s;
+    if (s.kind === 'feeBump') {
+      if (!s.inner) return rejectAll('MALFORMED_SUMMARY', 'a fee bump without its inner transaction');
+      tx = s.inner;
+      // stellar-core FeeBumpTransactionFrame: the outer fee covers the inner operations plus one.
+      const innerOps = Array.isArray(tx.operations) ? tx.operations.length : 0;
+      checkFee(policy, f, s.fee, innerOps + 1, 'fee');
+    }
+    // The transaction's source (a fee bump: the inner source) must be ours: it is the account whose sequence
+    // slot the node's signing ledger guards, and the one on whose behalf the node reviews every operation.
+    if (!isOurs(policy, tx.source)) {
+      f.add('ACCOUNT_NOT_COSIGNED', `${tx.source} is not an account this node cosigns for`, undefined, 'source');
+    }
+    checkTransaction(policy, f, tx, input);
+    checkSpend(policy, f, input.spent);
+    checkUnknownDestinations(policy, f);
+    return f.decision();
+  } catch (e) {
+    // Defence in depth: a summary shaped in a way no rule foresaw is refused, never signed and never a crash.
+    return rejectAll('EVALUATION_FAILED', `the policy could not evaluate this summary: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Evaluate standalone Soroban authorization entries this node is asked to sign (issue 7): each must use
+ * address credentials of an account this node cosigns for, expire within the policy window, and call only
+ * allowed contracts and functions with allowed arguments; token transfers count against velocity.
+ */
+export function evaluateAuthEntries(policy: Policy, input: AuthEntriesInput): Decision {
+  try {
+    const f = new Findings();
+    const entries = Array.isArray(input.entries) ? input.entries : [];
+    if (entries.length === 0) f.add('NO_AUTH_ENTRIES', 'there is no authorization entry to sign', undefined, 'entries');
+    const trees: Transfers[] = [];
+    entries.forEach((e, j) => {
+      const at = `entries[${j}]`;
+      if (e.credentials !== 'address' && e.credentials !== 'addressV2') {
+        f.add(
+          'AUTH_CREDENTIALS_NOT_SIGNABLE',
+          `${e.credentials} credentials are not signed as a standalone entry`,
+          undefined,
+          `${at}.credentials`,
+        );
+      } else {
+        if (!isOurs(policy, e.address)) {
+          f.add(
+            'ACCOUNT_NOT_COSIGNED',
+            `${e.address ?? '(none)'} is not one this node cosigns for`,
+            undefined,
+            `${at}.address`,
+          );
+        }
+        checkExpiration(policy, f, e, input.currentLedger, at);
+      }
+      const t: Transfers = new Map();
+      checkInvocation(policy, f, e.invocation, { field: `${at}.invocation`, depth: 0, transfers: t });
+      trees.push(t);
+    });
+    // Each entry is a separate authorization that the host consumes separately: spend is summed across entries.
+    for (const t of trees) mergeTransfers(f, [t]);
+    checkSpend(policy, f, input.spent);
+    checkUnknownDestinations(policy, f);
+    if (policy.manualApproval.contractCalls && entries.length > 0) {
+      f.add('HOLD_CONTRACT_CALL', 'contract calls need manual approval', undefined, 'entries');
+    }
+    return f.decision();
+  } catch (e) {
+    return rejectAll('EVALUATION_FAILED', `the policy could not evaluate these entries: ${(e as Error).message}`);
+  }
+}
