@@ -58,8 +58,9 @@ export async function withTimeout<T>(op: (signal: AbortSignal) => Promise<T>, ti
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      ctrl.abort();
+      // Reject first: an operation that settles on abort must not win the race against its own deadline.
       reject(keysErrors.error('KEYS_BACKEND_TIMEOUT', { timeoutMs }));
+      ctrl.abort();
     }, timeoutMs);
   });
   try {

@@ -4,14 +4,17 @@ import { join } from 'node:path';
 import { tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
 import pkcs11js from 'pkcs11js';
+import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSigner } from '../src/factory.ts';
+import { createKeyMetrics } from '../src/metrics.ts';
 import {
   CKK_EC_EDWARDS,
   CKM_EC_EDWARDS_KEY_PAIR_GEN,
   createPkcs11Key,
   createPkcs11Signer,
   ED25519_EC_PARAMS,
+  mapP11Error,
   type Pkcs11SignerConfig,
 } from '../src/pkcs11/pkcs11-signer.ts';
 import { createSoftHsmStore, initSoftHsmToken, SOFTHSM_MODULE } from '../src/pkcs11/softhsm.ts';
@@ -24,7 +27,7 @@ const PIN = randomBytes(6).toString('hex');
 let dir: string;
 let pinFile: string;
 let key: { keyIdHex: string; address: string };
-const ids = { extractable: 'e1', notSensitive: 'e2', p256: 'ec' };
+const ids = { extractable: 'e1', notSensitive: 'e2', p256: 'ec', twice: 'dd', noPublic: 'de' };
 
 /**
  * Generate odd keys with a raw pkcs11js handle (what an careless operator could have made), before any signer
@@ -82,11 +85,34 @@ function makeBadKeys(): void {
         { type: pkcs11js.CKA_ID, value: p256 },
       ],
     );
+    // Two key pairs under one CKA_ID, and a private key whose public half was deleted.
+    edPair(ids.twice, { extractable: false, sensitive: true });
+    edPair(ids.twice, { extractable: false, sensitive: true });
+    edPair(ids.noPublic, { extractable: false, sensitive: true });
+    p11.C_FindObjectsInit(session, [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
+      { type: pkcs11js.CKA_ID, value: Buffer.from(ids.noPublic, 'hex') },
+    ]);
+    const [pub] = p11.C_FindObjects(session, 1);
+    p11.C_FindObjectsFinal(session);
+    p11.C_DestroyObject(session, pub!);
     p11.C_CloseSession(session);
   } finally {
     p11.C_Finalize();
     p11.close();
   }
+}
+
+/**
+ * Close every session of a token through a second handle on the same, already initialised module, as a token
+ * reset or an HSM fail-over would. (No C_Finalize here: it would end the signer's module too.)
+ */
+function closeAllSessions(label: string): void {
+  const other = new pkcs11js.PKCS11();
+  other.load(SOFTHSM_MODULE);
+  expect(() => other.C_Initialize()).toThrow(/CKR_CRYPTOKI_ALREADY_INITIALIZED/);
+  const slot = other.C_GetSlotList(true).find((s) => other.C_GetTokenInfo(s).label.trim() === label)!;
+  other.C_CloseAllSessions(slot);
 }
 
 beforeAll(async () => {
@@ -96,6 +122,8 @@ beforeAll(async () => {
   process.env.SOFTHSM2_CONF = conf;
   await initSoftHsmToken(conf, { label: 'keys-a', pin: PIN });
   await initSoftHsmToken(conf, { label: 'keys-b', pin: PIN });
+  await initSoftHsmToken(conf, { label: 'keys-dup', pin: PIN });
+  await initSoftHsmToken(conf, { label: 'keys-dup', pin: PIN });
   pinFile = join(dir, 'pin');
   await writeFile(pinFile, `${PIN}\n`, { mode: 0o600 });
   key = await createPkcs11Key({ module: SOFTHSM_MODULE, tokenLabel: 'keys-a', pin: PIN, label: 'node-a' });
@@ -186,6 +214,71 @@ describe('pkcs11 backend', () => {
       code: 'KEYS_KEY_EXTRACTABLE',
       details: { extractable: false, sensitive: false },
     });
+  });
+
+  it('refuses ambiguous tokens and keys, and a key pair missing its public half', async () => {
+    await expect(createPkcs11Signer(config({ tokenLabel: 'keys-dup' }))).rejects.toMatchObject({
+      code: 'KEYS_BAD_CONFIG',
+      details: { tokens: 2 },
+    });
+    await expect(createPkcs11Signer(config({ keyIdHex: ids.twice }))).rejects.toMatchObject({
+      code: 'KEYS_BAD_CONFIG',
+    });
+    await expect(createPkcs11Signer(config({ keyIdHex: ids.noPublic }))).rejects.toMatchObject({
+      code: 'KEYS_KEY_NOT_FOUND',
+      details: { publicKeys: 0 },
+    });
+  });
+
+  it('replaces sessions the token dropped, so signing recovers by itself', async () => {
+    const signer = await createPkcs11Signer(config({ sessions: 2 }), { resilience: { retries: 2, baseDelayMs: 1 } });
+    const payload = randomBytes(32);
+    expect(Keypair.fromPublicKey(key.address).verify(payload, await signer.sign(payload))).toBe(true);
+    closeAllSessions('keys-a');
+    // The first attempt hits a dead session, which is replaced; the retry signs on a fresh one.
+    expect(Keypair.fromPublicKey(key.address).verify(payload, await signer.sign(payload))).toBe(true);
+    await signer.sign(payload);
+    expect(await signer.health()).toEqual({ ok: true });
+    await signer.close();
+  });
+
+  it('fails as unavailable when a call meets a dropped session, and opens the circuit', async () => {
+    const registry = new Registry();
+    const signer = await createPkcs11Signer(config({ sessions: 1 }), {
+      metrics: createKeyMetrics(registry),
+      resilience: { retries: 0, failureThreshold: 1, resetAfterMs: 60_000 },
+    });
+    closeAllSessions('keys-a');
+    await expect(signer.sign(randomBytes(32))).rejects.toMatchObject({ code: 'KEYS_BACKEND_UNAVAILABLE' });
+    await expect(signer.sign(randomBytes(32))).rejects.toMatchObject({ code: 'KEYS_CIRCUIT_OPEN' });
+    expect(await signer.health()).toEqual({ ok: false, detail: 'KEYS_CIRCUIT_OPEN' });
+    const gauge = (await registry.getMetricsAsJSON()).find((m) => m.name === 'cosigner_keys_circuit_state');
+    expect(gauge?.values[0]?.value).toBe(2);
+    await signer.close();
+  });
+
+  it('maps Cryptoki return values to KEYS_* codes', () => {
+    const cases: [number, string][] = [
+      [0x30, 'KEYS_BACKEND_UNAVAILABLE'],
+      [0xe0, 'KEYS_BACKEND_UNAVAILABLE'],
+      [0x101, 'KEYS_BACKEND_UNAVAILABLE'],
+      [0x60, 'KEYS_KEY_NOT_FOUND'],
+      [0x82, 'KEYS_KEY_NOT_FOUND'],
+      [0x68, 'KEYS_WRONG_KEY_SPEC'],
+      [0x70, 'KEYS_WRONG_KEY_SPEC'],
+      [0x5, 'KEYS_BACKEND_ERROR'],
+    ];
+    for (const [ckr, code] of cases) {
+      const mapped = mapP11Error(new pkcs11js.Pkcs11Error('CKR', ckr, 'C_Sign'), 'k');
+      expect(mapped, ckr.toString(16)).toMatchObject({ code, details: { ckr: `0x${ckr.toString(16)}` } });
+    }
+    expect(mapP11Error(new Error('other'), 'k')).toMatchObject({ code: 'KEYS_BACKEND_ERROR' });
+  });
+
+  it('initSoftHsmToken fails with a clear error when softhsm2-util is missing', async () => {
+    await expect(
+      initSoftHsmToken(join(dir, 'softhsm2.conf'), { label: 'x', pin: PIN, util: join(dir, 'no-softhsm2-util') }),
+    ).rejects.toMatchObject({ code: 'KEYS_BAD_CONFIG' });
   });
 
   it('refuses a key of another curve', async () => {

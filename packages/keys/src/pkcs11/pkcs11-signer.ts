@@ -56,12 +56,21 @@ const CKR = {
   MECHANISM_INVALID: 0x70,
 } as const;
 
+/** Return values after which a session (or the handles it found) must be rebuilt. */
+const LOST = new Set<number>([
+  CKR.SESSION_HANDLE_INVALID,
+  CKR.SESSION_CLOSED,
+  CKR.USER_NOT_LOGGED_IN,
+  CKR.KEY_HANDLE_INVALID,
+  CKR.OBJECT_HANDLE_INVALID,
+]);
+
 function p11Code(e: unknown): number | undefined {
   return e instanceof pkcs11js.Pkcs11Error ? e.code : undefined;
 }
 
 /** Map a Cryptoki error on a live key to a KEYS_* error (PIN and lookup errors are mapped where they occur). */
-function mapP11Error(e: unknown, keyId: string): Error {
+export function mapP11Error(e: unknown, keyId: string): Error {
   if (keysErrors.is(e)) return e;
   const code = p11Code(e);
   const details = { keyId, ckr: code === undefined ? undefined : `0x${code.toString(16)}` };
@@ -208,6 +217,63 @@ async function readPin(config: Pkcs11SignerConfig, env: NodeJS.ProcessEnv): Prom
   return pin;
 }
 
+/**
+ * Find the key pair by CKA_ID and check it: exactly one private key, Ed25519, allowed to sign, sensitive and
+ * not extractable; exactly one public key, whose CKA_EC_POINT gives the raw public key.
+ */
+function locateKey(
+  p11: PKCS11,
+  session: Handle,
+  config: Pkcs11SignerConfig,
+  keyId: string,
+): { privateKey: Handle; publicKey: Buffer } {
+  const id = Buffer.from(config.keyIdHex, 'hex');
+  const privs = findObjects(p11, session, [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
+    { type: pkcs11js.CKA_ID, value: id },
+  ]);
+  if (privs.length === 0) throw keysErrors.error('KEYS_KEY_NOT_FOUND', { keyId });
+  if (privs.length > 1) {
+    throw keysErrors.error(
+      'KEYS_BAD_CONFIG',
+      { keyId },
+      { message: `Several private keys on token ${config.tokenLabel} have CKA_ID ${config.keyIdHex}.` },
+    );
+  }
+  const privateKey = privs[0]!;
+  const attrs = p11.C_GetAttributeValue(session, privateKey, [
+    { type: pkcs11js.CKA_KEY_TYPE },
+    { type: pkcs11js.CKA_SIGN },
+    { type: pkcs11js.CKA_EXTRACTABLE },
+    { type: pkcs11js.CKA_SENSITIVE },
+  ]);
+  if (attrNumber(attrs[0]?.value) !== CKK_EC_EDWARDS || !attrBool(attrs[1]?.value)) {
+    throw keysErrors.error('KEYS_WRONG_KEY_SPEC', { keyId, keyType: attrNumber(attrs[0]?.value) });
+  }
+  if (attrBool(attrs[2]?.value) || !attrBool(attrs[3]?.value)) {
+    throw keysErrors.error('KEYS_KEY_EXTRACTABLE', {
+      keyId,
+      extractable: attrBool(attrs[2]?.value),
+      sensitive: attrBool(attrs[3]?.value),
+    });
+  }
+  const pubs = findObjects(p11, session, [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
+    { type: pkcs11js.CKA_ID, value: id },
+  ]);
+  if (pubs.length !== 1) {
+    throw keysErrors.error(
+      'KEYS_KEY_NOT_FOUND',
+      { keyId, publicKeys: pubs.length },
+      { message: `The token must hold exactly one public key with CKA_ID ${config.keyIdHex}; found ${pubs.length}.` },
+    );
+  }
+  const [point] = p11.C_GetAttributeValue(session, pubs[0]!, [{ type: pkcs11js.CKA_EC_POINT }]);
+  const publicKey = publicKeyFromEcPoint(point?.value as Buffer);
+
+  return { privateKey, publicKey };
+}
+
 /** A fixed set of logged-in sessions; callers wait for a free one (FIFO) so signs never share a session. */
 class SessionPool {
   private readonly free: Handle[];
@@ -302,49 +368,9 @@ export async function createPkcs11Signer(config: Pkcs11SignerConfig, opts: Pkcs1
     for (let i = 0; i < size; i++) sessions.push(p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION));
     login(p11, sessions[0]!, pin, config.tokenLabel);
     const s0 = sessions[0]!;
-    const id = Buffer.from(config.keyIdHex, 'hex');
-    const privs = findObjects(p11, s0, [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
-      { type: pkcs11js.CKA_ID, value: id },
-    ]);
-    if (privs.length === 0) throw keysErrors.error('KEYS_KEY_NOT_FOUND', { keyId });
-    if (privs.length > 1) {
-      throw keysErrors.error(
-        'KEYS_BAD_CONFIG',
-        { keyId },
-        { message: `Several private keys on token ${config.tokenLabel} have CKA_ID ${config.keyIdHex}.` },
-      );
-    }
-    const privateKey = privs[0]!;
-    const attrs = p11.C_GetAttributeValue(s0, privateKey, [
-      { type: pkcs11js.CKA_KEY_TYPE },
-      { type: pkcs11js.CKA_SIGN },
-      { type: pkcs11js.CKA_EXTRACTABLE },
-      { type: pkcs11js.CKA_SENSITIVE },
-    ]);
-    if (attrNumber(attrs[0]?.value) !== CKK_EC_EDWARDS || !attrBool(attrs[1]?.value)) {
-      throw keysErrors.error('KEYS_WRONG_KEY_SPEC', { keyId, keyType: attrNumber(attrs[0]?.value) });
-    }
-    if (attrBool(attrs[2]?.value) || !attrBool(attrs[3]?.value)) {
-      throw keysErrors.error('KEYS_KEY_EXTRACTABLE', {
-        keyId,
-        extractable: attrBool(attrs[2]?.value),
-        sensitive: attrBool(attrs[3]?.value),
-      });
-    }
-    const pubs = findObjects(p11, s0, [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
-      { type: pkcs11js.CKA_ID, value: id },
-    ]);
-    if (pubs.length !== 1) {
-      throw keysErrors.error(
-        'KEYS_KEY_NOT_FOUND',
-        { keyId, publicKeys: pubs.length },
-        { message: `The token must hold exactly one public key with CKA_ID ${config.keyIdHex}; found ${pubs.length}.` },
-      );
-    }
-    const [point] = p11.C_GetAttributeValue(s0, pubs[0]!, [{ type: pkcs11js.CKA_EC_POINT }]);
-    const publicKey = publicKeyFromEcPoint(point?.value as Buffer);
+    const located = locateKey(p11, s0, config, keyId);
+    let privateKey = located.privateKey;
+    const publicKey = located.publicKey;
 
     const pool = new SessionPool([...sessions]);
     const resilience = new Resilience({
@@ -358,11 +384,42 @@ export async function createPkcs11Signer(config: Pkcs11SignerConfig, opts: Pkcs1
         opts.logger?.warn({ keyId, state }, 'PKCS#11 circuit breaker state changed');
       },
     });
+    /**
+     * A session the token dropped (token reset, HSM fail-over, C_CloseAllSessions elsewhere) is replaced by a
+     * fresh, logged-in one before it goes back to the pool, so the signer recovers without a restart: the
+     * failed call is KEYS_BACKEND_UNAVAILABLE and the resilience layer's retry lands on the new session.
+     */
+    const replaceLost = (lost: Handle): Handle => {
+      const i = sessions.indexOf(lost);
+      try {
+        const fresh = p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION);
+        login(p11, fresh, pin, config.tokenLabel);
+        // Object handles may not survive a token reset (SoftHSM2 invalidates them): find the key again, and
+        // refuse a token that now holds a different key under this CKA_ID.
+        const again = locateKey(p11, fresh, config, keyId);
+        if (!again.publicKey.equals(publicKey)) {
+          p11.C_CloseSession(fresh);
+          opts.logger?.error({ keyId }, 'the PKCS#11 key under this CKA_ID changed; not using it');
+          return lost;
+        }
+        privateKey = again.privateKey;
+        if (i >= 0) sessions[i] = fresh;
+        opts.logger?.warn({ keyId }, 'replaced a PKCS#11 session the token had closed');
+        return fresh;
+      } catch {
+        // The token is still unreachable: keep the dead handle; the next call tries again.
+        return lost;
+      }
+    };
     const withSession = async <T>(signal: AbortSignal, fn: (session: Handle) => Promise<T>): Promise<T> => {
-      const session = await pool.acquire(signal);
+      let session = await pool.acquire(signal);
       try {
         return await fn(session);
       } catch (e) {
+        const code = p11Code(e);
+        if (code !== undefined && LOST.has(code)) {
+          session = replaceLost(session);
+        }
         throw mapP11Error(e, keyId);
       } finally {
         pool.release(session);
