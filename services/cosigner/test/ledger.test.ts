@@ -186,11 +186,6 @@ describe('audit chain', () => {
  * slot ever holds two live signatures, and nothing recorded is lost.
  */
 describe('property: never two live signatures for one slot', () => {
-  type Cmd =
-    | { t: 'propose'; slot: number; tx: number; maxIn: number }
-    | { t: 'sign'; pick: number }
-    | { t: 'time'; dt: number }
-    | { t: 'crash' };
   const cmd = fc.oneof(
     fc.record({
       t: fc.constant('propose' as const),

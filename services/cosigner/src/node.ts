@@ -1,0 +1,180 @@
+import { createHash } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
+import { createSigner } from '@cosigner/keys/factory';
+import { createKeyMetrics } from '@cosigner/keys/metrics';
+import type { Signer } from '@cosigner/keys/signer';
+import { evaluate } from '@cosigner/policy/evaluate';
+import { loadPolicyFile } from '@cosigner/policy/schema';
+import { type Identity, loadOrCreateIdentity } from '@cosigner/protocol/identity';
+import { readSecretFile } from '@cosigner/runtime/secrets';
+import type { Logger } from 'pino';
+import { AuditLog } from './audit.ts';
+import { assertProductionSafe, type NodeConfig } from './config.ts';
+import { nodeErrors } from './errors.ts';
+import { ledgerPath, openLedgerDb, SigningLedger } from './ledger.ts';
+import { createMetrics, type NodeMetrics } from './metrics.ts';
+import { CRASH_POINTS, type CrashPoint, type EvaluateFn, Reviewer } from './review.ts';
+import { CoordinatorSession } from './session.ts';
+
+/** Version string sent in `auth`. */
+export const NODE_VERSION = '0.1.0';
+
+/**
+ * Everything a running node is made of, wired from a validated config. server.ts only listens and handles
+ * signals; this is where the parts meet (and what in-process tests start).
+ */
+export interface CosignerNode {
+  readonly config: NodeConfig;
+  readonly identity: Identity;
+  readonly signer: Signer;
+  readonly ledger: SigningLedger;
+  readonly audit: AuditLog;
+  readonly metrics: NodeMetrics;
+  readonly reviewer: Reviewer;
+  readonly session: CoordinatorSession;
+  readonly adminToken: string | undefined;
+  /** Start the coordinator session. */
+  start(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * The crash-injection test hook: `COSIGNER_CRASH_AT=after-record|after-sign|before-reply` makes the process
+ * SIGKILL itself at that point of the signing path. Read ONLY in development mode; production ignores it.
+ */
+export function crashPointFromEnv(production: boolean, env: NodeJS.ProcessEnv): CrashPoint | undefined {
+  if (production) return undefined;
+  const v = env.COSIGNER_CRASH_AT;
+  return CRASH_POINTS.find((p) => p === v);
+}
+
+/**
+ * Build a node: policy, identity, ledger, production checks, key backend, review pipeline, session.
+ * @throws CosignerError NODE_CONFIG_INVALID, NODE_CONFIG_UNSAFE, POLICY_*, KEYS_*, LEDGER_*, RUNTIME_*
+ */
+export async function createNode(
+  config: NodeConfig,
+  opts: { logger: Logger; env?: NodeJS.ProcessEnv; crash?: (p: CrashPoint) => void },
+): Promise<CosignerNode> {
+  const { logger } = opts;
+  const env = opts.env ?? process.env;
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+
+  const policyText = await readFile(config.policy, 'utf8').catch((cause: unknown) => {
+    throw nodeErrors.error(
+      'NODE_CONFIG_INVALID',
+      { field: 'policy' },
+      { message: `Cannot read the policy file ${config.policy}.`, cause },
+    );
+  });
+  const policy = await loadPolicyFile(config.policy, { production: config.production });
+  if (policy.network !== config.network) {
+    throw nodeErrors.error(
+      'NODE_CONFIG_INVALID',
+      { field: 'network' },
+      { message: 'The policy names a different network passphrase than the node config (network).' },
+    );
+  }
+
+  const identity = (await loadOrCreateIdentity(config.identityKeyFile)).identity;
+  const path = ledgerPath(config.dataDir);
+  const db = openLedgerDb(path);
+  const ledger = new SigningLedger(db, { graceSeconds: config.limits.slotGraceSeconds });
+  const audit = new AuditLog(db);
+  try {
+    await assertProductionSafe(config, { ledger: path });
+  } catch (e) {
+    ledger.close();
+    throw e;
+  }
+  const adminToken = config.admin.tokenFile ? await readSecretFile(config.admin.tokenFile, 'admin token') : undefined;
+
+  const metrics = createMetrics();
+  let signer: Signer;
+  try {
+    signer = await createSigner(config.key, {
+      production: config.production,
+      metrics: createKeyMetrics(metrics.registry),
+      logger,
+      env,
+    });
+  } catch (e) {
+    ledger.close();
+    throw e;
+  }
+
+  audit.append('config.loaded', { file: config.configFile ?? null, sha256: config.configSha256, mode: config.mode });
+  audit.append('policy.loaded', { file: config.policy, sha256: createHash('sha256').update(policyText).digest('hex') });
+  audit.append('node.started', {
+    nodeId: config.nodeId,
+    signer: signer.address,
+    keyKind: signer.kind,
+    identityKey: identity.publicKeyB64,
+    version: NODE_VERSION,
+  });
+
+  const crashAt = crashPointFromEnv(config.production, env);
+  if (crashAt) logger.warn({ crashAt }, 'COSIGNER_CRASH_AT test hook is armed (development mode only)');
+  const evaluateFn: EvaluateFn = (summary, ctx) => evaluate(policy, { summary, now: ctx.now, spent: ctx.spent });
+  const reviewer = new Reviewer({
+    network: config.network,
+    accounts: new Set(policy.accounts),
+    evaluate: evaluateFn,
+    ledger,
+    audit,
+    signer,
+    logger,
+    metrics,
+    crashAt,
+    crash:
+      opts.crash ??
+      ((point) => {
+        logger.warn({ point }, 'crash hook: SIGKILL');
+        process.kill(process.pid, 'SIGKILL');
+      }),
+  });
+  const session = new CoordinatorSession({
+    url: config.coordinator.url,
+    nodeId: config.nodeId,
+    identity,
+    coordinatorKeys: config.coordinatorKeys,
+    stellarKey: signer.address,
+    network: config.network,
+    version: NODE_VERSION,
+    logger,
+    audit,
+    metrics,
+    maxSkewMs: config.limits.maxSkewMs,
+    framesPerSecond: config.limits.framesPerSecond,
+    frameBurst: config.limits.frameBurst,
+    reconnectMaxMs: config.limits.reconnectMaxMs,
+    handshakeTimeoutMs: config.limits.handshakeTimeoutMs,
+    handlers: {
+      onProposal: (body) => reviewer.review(body),
+      onCancel: (body) => {
+        reviewer.cancel(body.proposalId, body.reason);
+      },
+    },
+  });
+
+  let closed = false;
+  return {
+    config,
+    identity,
+    signer,
+    ledger,
+    audit,
+    metrics,
+    reviewer,
+    session,
+    adminToken,
+    start: () => session.start(),
+    async close() {
+      if (closed) return;
+      closed = true;
+      await session.stop();
+      await signer.close();
+      ledger.close();
+    },
+  };
+}

@@ -1,0 +1,47 @@
+import { createLogger } from '@cosigner/runtime/logger';
+import { onShutdown, writeReadyFile } from '@cosigner/runtime/ready';
+import { build } from './app.ts';
+import { type ConfigOverrides, loadConfig } from './config.ts';
+import { createNode } from './node.ts';
+
+export interface StartOptions {
+  config: string;
+  overrides: ConfigOverrides;
+  readyFile?: string;
+}
+
+/** Listen: load the config, build the node and its admin API, write the ready file, handle signals. */
+export async function start(opts: StartOptions): Promise<{ url: string; close: () => Promise<void> }> {
+  const config = await loadConfig(opts.config, opts.overrides);
+  const logger = createLogger({ name: 'cosigner-node', level: config.logLevel });
+  const node = await createNode(config, { logger });
+  const app = build({
+    reviewer: node.reviewer,
+    ledger: node.ledger,
+    metrics: node.metrics,
+    keyHealth: () => node.signer.health(),
+    sessionUp: () => node.session.isUp,
+    sendDecision: (d) => node.session.sendDecision(d),
+    adminToken: node.adminToken,
+    logger,
+  });
+  await app.listen({ host: config.admin.host, port: config.admin.port });
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.admin.port;
+  const host = config.admin.host.includes(':') ? `[${config.admin.host}]` : config.admin.host;
+  const url = `http://${host}:${port}`;
+  node.start();
+  const close = async (): Promise<void> => {
+    await app.close();
+    await node.close();
+  };
+  onShutdown(close);
+  await writeReadyFile(opts.readyFile, {
+    url,
+    nodeId: config.nodeId,
+    identityKey: node.identity.publicKeyB64,
+    stellarKey: node.signer.address,
+  });
+  logger.info({ url, nodeId: config.nodeId, stellarKey: node.signer.address }, 'cosigner node listening');
+  return { url, close };
+}

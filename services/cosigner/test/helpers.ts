@@ -1,0 +1,116 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Account, Asset, type Keypair, Memo, Operation, TransactionBuilder, type xdr } from '@stellar/stellar-sdk';
+import { stringify } from 'yaml';
+
+export const NETWORK = 'Test SDF Network ; September 2015';
+export const OTHER_NETWORK = 'Public Global Stellar Network ; September 2015';
+
+export interface TxOptions {
+  source: string;
+  seq: string;
+  ops: xdr.Operation[];
+  fee?: string;
+  network?: string;
+  /** Seconds from `now` for maxTime; 0 = unbounded. */
+  timeout?: number;
+  /** Absolute bounds (unix s), overriding timeout. */
+  timebounds?: { minTime: number; maxTime: number };
+  memo?: Memo;
+}
+
+/** Build an unsigned v1 transaction with the real SDK. `seq` is the sequence the tx will carry. */
+export function buildTx(o: TxOptions): string {
+  const account = new Account(o.source, (BigInt(o.seq) - 1n).toString());
+  const b = new TransactionBuilder(account, {
+    fee: o.fee ?? '100',
+    networkPassphrase: o.network ?? NETWORK,
+    ...(o.timebounds ? { timebounds: o.timebounds } : {}),
+    ...(o.memo ? { memo: o.memo } : {}),
+  });
+  for (const op of o.ops) b.addOperation(op);
+  if (!o.timebounds) b.setTimeout(o.timeout ?? 120);
+  return b.build().toEnvelope().toXdr('base64');
+}
+
+export function pay(destination: string, amount: string, source?: string): xdr.Operation {
+  return Operation.payment({ destination, asset: Asset.native(), amount, ...(source ? { source } : {}) });
+}
+
+/** Wrap a transaction in a fee bump paid by `feeSource`. */
+export function feeBump(innerXdr: string, feeSource: string, fee = '1000', network = NETWORK): string {
+  const inner = TransactionBuilder.fromXDR(innerXdr, network);
+  if (!('operations' in inner) || 'innerTransaction' in inner) throw new Error('not a v1 transaction');
+  return TransactionBuilder.buildFeeBumpTransaction(feeSource, fee, inner, network).toEnvelope().toXdr('base64');
+}
+
+export interface PolicyOptions {
+  network?: string;
+  accounts: string[];
+  allow?: string[];
+  maxPerTx?: string;
+  velocity?: { window: string; max: string }[];
+  maxFee?: number;
+  maxWindowSeconds?: number;
+  holdAbove?: string;
+}
+
+export function policyYaml(o: PolicyOptions): string {
+  return stringify({
+    version: 1,
+    network: o.network ?? NETWORK,
+    accounts: o.accounts,
+    operations: ['payment'],
+    assets: [
+      { asset: 'native', maxPerTx: o.maxPerTx ?? '100', velocity: o.velocity ?? [{ window: '1h', max: '250' }] },
+    ],
+    ...(o.allow ? { destinations: { allow: o.allow } } : {}),
+    fees: { maxFee: o.maxFee ?? 1000 },
+    validity: { maxWindowSeconds: o.maxWindowSeconds ?? 300 },
+    ...(o.holdAbove ? { manualApproval: { amountAbove: [{ asset: 'native', amount: o.holdAbove }] } } : {}),
+  });
+}
+
+export interface NodeFiles {
+  config: string;
+  policy: string;
+  dataDir: string;
+}
+
+/** Write a node.yaml and its policy.yaml (0600) into `dir`. */
+export async function writeNodeFiles(
+  dir: string,
+  o: {
+    nodeId?: string;
+    coordinatorUrl: string;
+    coordinatorKeys: string[];
+    policy: PolicyOptions;
+    key?: Record<string, unknown>;
+    mode?: 'development' | 'production';
+    extra?: Record<string, unknown>;
+  },
+): Promise<NodeFiles> {
+  const dataDir = join(dir, 'data');
+  const policy = join(dir, 'policy.yaml');
+  const config = join(dir, 'node.yaml');
+  await writeFile(policy, policyYaml(o.policy), { mode: 0o600 });
+  await writeFile(
+    config,
+    stringify({
+      mode: o.mode ?? 'development',
+      nodeId: o.nodeId ?? 'node-a',
+      dataDir,
+      coordinator: { url: o.coordinatorUrl, publicKeys: o.coordinatorKeys },
+      network: o.policy.network ?? NETWORK,
+      key: o.key ?? { type: 'local', keyFile: join(dir, 'stellar.key') },
+      policy,
+      limits: { slotGraceSeconds: 5 },
+      ...o.extra,
+    }),
+    { mode: 0o600 },
+  );
+  return { config, policy, dataDir };
+}
+
+export type { Keypair };
+export { Memo };
