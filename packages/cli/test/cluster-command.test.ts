@@ -41,11 +41,16 @@ describe('cluster progress lines', () => {
     };
     expect(progressLines(p1, p2)).toEqual(['  node-1: reject (amount over 1000)']);
     const p3 = { ...p2, status: 'signed' };
-    expect(progressLines(p2, p3)).toEqual(['  proposal p1: signed: quorum reached, envelope assembled']);
+    expect(progressLines(p2, p3)).toEqual(['  proposal p1: quorum reached, envelope signed']);
     const p4 = { ...p3, status: 'submitted', result: { ledger: 42 } };
     expect(progressLines(p3, p4)).toEqual(['  proposal p1: submitted (ledger 42)']);
-    const p5 = { ...p3, status: 'rejected', statusReason: 'quorum unreachable' };
-    expect(progressLines(p3, p5)).toEqual(['  proposal p1: rejected (quorum unreachable)']);
+    const p5 = { ...p2, status: 'rejected', statusReason: 'quorum unreachable' };
+    expect(progressLines(p2, p5)).toEqual(['  proposal p1: rejected (quorum unreachable)']);
+    const p6 = { ...p2, status: 'submitted', signatures: [{}, {}], result: { ledger: 7 } };
+    expect(progressLines(p2, p6)).toEqual([
+      '  proposal p1: quorum reached (2 signatures)',
+      '  proposal p1: submitted (ledger 7)',
+    ]);
   });
 
   it('accepts decisions keyed by node, and reasons given only by code', () => {

@@ -293,18 +293,18 @@ async function createNodeKey(
   }
 }
 
-/** The policy every demo node runs: native payments up to `maxXlm`, nothing else. */
-export function demoPolicyYaml(maxXlm: string): string {
+/**
+ * The policy every launcher node runs (packages/policy schema): native payments from the operator account up to
+ * `maxXlm` each, within a daily velocity, nothing else. A payment above the maximum is refused with a reason.
+ */
+export function demoPolicyYaml(p: { network: string; account: string; maxXlm: string }): string {
   return toYaml({
     version: 1,
-    rules: [
-      {
-        name: 'small-native-payments',
-        operations: ['payment'],
-        assets: ['native'],
-        maxAmount: maxXlm,
-      },
-    ],
+    network: p.network,
+    accounts: [p.account],
+    operations: ['payment'],
+    assets: [{ asset: 'native', maxPerTx: p.maxXlm, velocity: [{ window: '24h', max: '1000000' }] }],
+    validity: { maxWindowSeconds: 300 },
   });
 }
 
@@ -412,6 +412,31 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     }
     step(`created ${n} node keys in ${n} separate KMS accounts`);
 
+    // The operator account: funded by the friendbot, then one setOptions transaction signed by its master key
+    // adds every node's key at weight 1, sets low/med/high to the threshold and the master weight to 0, so from
+    // here on only a quorum of nodes can move its funds (STELLAR-RULES.md: setOptions is a high-threshold op).
+    const horizon = new Horizon.Server(horizonUrl, { allowHttp: true });
+    const master = Keypair.random();
+    await friendbot(horizonUrl, master.publicKey());
+    const source = await horizon.loadAccount(master.publicKey());
+    const builder = new TransactionBuilder(source, { fee: '100', networkPassphrase });
+    for (const x of nodeInfo) {
+      builder.addOperation(Operation.setOptions({ signer: { ed25519PublicKey: x.stellarKey, weight: 1 } }));
+    }
+    builder.addOperation(
+      Operation.setOptions({
+        masterWeight: 0,
+        lowThreshold: threshold,
+        medThreshold: threshold,
+        highThreshold: threshold,
+      }),
+    );
+    const setup = builder.setTimeout(60).build();
+    setup.sign(master);
+    await horizon.submitTransaction(setup);
+    const account = { id: master.publicKey(), signers: nodeInfo.map((x) => x.stellarKey), threshold };
+    step(`operator account ${account.id}: ${threshold}-of-${n} multisig, master weight 0`);
+
     const coordConfig = join(coordDir, 'coordinator.yaml');
     await writeFile(
       coordConfig,
@@ -420,6 +445,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
         horizonUrl,
         messageKeyFile: join(coordDir, 'message-key.pem'),
         nodes: nodeInfo.map((x) => ({ id: x.id, identityKey: x.identityKey, stellarKey: x.stellarKey })),
+        // Tests and the demo poll proposals several times a second; the default per-key rate is for real clients.
+        limits: { ratePerSecond: 500, rateBurst: 1000 },
       }),
       { mode: 0o600 },
     );
@@ -429,7 +456,11 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     const coordinatorKey = String(coordinator.ready.messageKey ?? message.identity.publicKeyB64);
 
     const policyFile = join(dir, 'policy.yaml');
-    await writeFile(policyFile, demoPolicyYaml(opts.maxPaymentXlm ?? '1000'), { mode: 0o600 });
+    await writeFile(
+      policyFile,
+      demoPolicyYaml({ network: networkPassphrase, account: account.id, maxXlm: opts.maxPaymentXlm ?? '1000' }),
+      { mode: 0o600 },
+    );
     for (let i = 0; i < n; i++) {
       const k = nodeKms[i]!;
       const info = nodeInfo[i]!;
@@ -458,30 +489,13 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     const nodeArgs = (i: number): string[] => ['node', '--config', nodeInfo[i]!.configFile];
     const nodes = await settleAll(nodeInfo.map((x, i) => launch(x.id, nodeArgs(i), opts.nodeEnv)));
 
-    // The operator account: funded by the friendbot, then one setOptions transaction signed by its master key
-    // adds every node's key at weight 1, sets low/med/high to the threshold and the master weight to 0, so from
-    // here on only a quorum of nodes can move its funds (STELLAR-RULES.md: setOptions is a high-threshold op).
-    const horizon = new Horizon.Server(horizonUrl, { allowHttp: true });
-    const master = Keypair.random();
-    await friendbot(horizonUrl, master.publicKey());
-    const source = await horizon.loadAccount(master.publicKey());
-    const builder = new TransactionBuilder(source, { fee: '100', networkPassphrase });
-    for (const x of nodeInfo) {
-      builder.addOperation(Operation.setOptions({ signer: { ed25519PublicKey: x.stellarKey, weight: 1 } }));
-    }
-    builder.addOperation(
-      Operation.setOptions({
-        masterWeight: 0,
-        lowThreshold: threshold,
-        medThreshold: threshold,
-        highThreshold: threshold,
-      }),
+    await waitForNodes(
+      coordinator.url,
+      apiKey,
+      nodeInfo.map((x) => x.id),
+      readyTimeoutMs,
     );
-    const setup = builder.setTimeout(60).build();
-    setup.sign(master);
-    await horizon.submitTransaction(setup);
-    const account = { id: master.publicKey(), signers: nodeInfo.map((x) => x.stellarKey), threshold };
-    step(`operator account ${account.id}: ${threshold}-of-${n} multisig, master weight 0`);
+    step(`all ${n} nodes connected to the coordinator`);
 
     const nodeAt = (i: number): ClusterProcess => {
       const p = cluster.nodes[i];
@@ -519,6 +533,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
         });
         cluster.nodes[i] = p;
         await writeClusterFile(cluster);
+        await waitForNodes(coordinator.url, apiKey, [p.name], readyTimeoutMs);
         return p;
       },
       fundedAccount: async () => {
@@ -595,6 +610,26 @@ async function settleAll<T>(ps: Promise<T>[]): Promise<T[]> {
   const failed = rs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
   return rs.map((r) => (r as PromiseFulfilledResult<T>).value);
+}
+
+/** Poll GET /v1/nodes until every named node has a live session with the coordinator. */
+export async function waitForNodes(
+  coordinatorUrl: string,
+  apiKey: string,
+  ids: string[],
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let missing = ids;
+  while (missing.length > 0) {
+    const res = await httpJson(`${coordinatorUrl}/v1/nodes`, { apiKey });
+    const nodes = res.status === 200 ? (res.body as { nodes: { id: string; connected: boolean }[] }).nodes : [];
+    const live = new Set(nodes.filter((x) => x.connected).map((x) => x.id));
+    missing = ids.filter((id) => !live.has(id));
+    if (missing.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`nodes not connected to the coordinator in time: ${missing.join(', ')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 async function friendbot(horizonUrl: string, address: string): Promise<void> {

@@ -42,7 +42,9 @@ describe('cluster launcher helpers', () => {
   });
 
   it('writes a policy whose maximum is the one asked for', () => {
-    expect(JSON.stringify(parse(demoPolicyYaml('123.5')))).toContain('123.5');
+    const doc = parse(demoPolicyYaml({ network: 'Net', account: 'GACCT', maxXlm: '123.5' })) as Record<string, unknown>;
+    expect(doc).toMatchObject({ network: 'Net', accounts: ['GACCT'], operations: ['payment'] });
+    expect(doc.assets).toEqual([expect.objectContaining({ asset: 'native', maxPerTx: '123.5' })]);
   });
 
   it('refuses a node count or threshold the account cannot have, before starting anything', async () => {
