@@ -1,0 +1,618 @@
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { CosignerError } from '@cosigner/errors/errors';
+import { MAX_FRAME_BYTES } from '@cosigner/protocol/frame';
+import { type Identity, loadOrCreateIdentity } from '@cosigner/protocol/identity';
+import { TokenBucket } from '@cosigner/protocol/replay';
+import { createLogger, type Logger } from '@cosigner/runtime/logger';
+import { newSecret, readSecretFile, writePrivateFile } from '@cosigner/runtime/secrets';
+import type { AccountAuth } from '@cosigner/stellar/types';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import fastifyWebsocket from '@fastify/websocket';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { type TSchema, Type } from 'typebox';
+import { authenticate, ensureAdminKey, type Scope } from './apikeys.ts';
+import type { CoordinatorConfig } from './config.ts';
+import { coordinatorErrors } from './errors.ts';
+import { EventBus } from './events.ts';
+import { createHorizonClient, type LedgerClient } from './horizon.ts';
+import { NodeHub } from './hub.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
+import { maxTimeOf, progress, RoundEngine } from './round.ts';
+import { type ApiKeyRecord, openSqliteStore, type ProposalRecord, type ProposalStatus, type Store } from './store.ts';
+
+/**
+ * The coordinator's HTTP surface (fastify): the proposals API for clients, the node WebSocket endpoint, the
+ * event stream, health and metrics. Every route declares its request AND response schema: the response
+ * schema is also the leak guard (fastify serialises only declared fields). Errors answer `{code, message,
+ * details?}` with COORD_* codes (src/errors.ts) or the STELLAR_* code of the decoder.
+ */
+
+export interface BuildOptions {
+  config: Readonly<CoordinatorConfig>;
+  store: Store;
+  /** The coordinator message key: signs every frame sent to nodes. */
+  identity: Identity;
+  /** HMAC secret for callback signatures. */
+  callbackSecret: string;
+  /** Defaults to Horizon at config.horizonUrl. */
+  ledger?: LedgerClient;
+  logger?: Logger;
+}
+
+export interface Coordinator {
+  store: Store;
+  hub: NodeHub;
+  engine: RoundEngine;
+  events: EventBus;
+  metrics: Metrics;
+  ledger: LedgerClient;
+  invalidateAccounts(ids: readonly string[]): void;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    coordinator: Coordinator;
+  }
+  interface FastifyRequest {
+    apiKey: ApiKeyRecord | null;
+  }
+  interface FastifyContextConfig {
+    scope?: Scope;
+  }
+}
+
+const ErrorBody = Type.Object(
+  { code: Type.String(), message: Type.String(), details: Type.Optional(Type.Record(Type.String(), Type.Unknown())) },
+  { $id: 'ErrorBody' },
+);
+const errorRef = Type.Ref('ErrorBody');
+const errors = (...codes: number[]): Record<number, TSchema> => Object.fromEntries(codes.map((c) => [c, errorRef]));
+
+const STATUS = Type.Union([
+  Type.Literal('pending'),
+  Type.Literal('signed'),
+  Type.Literal('submitted'),
+  Type.Literal('failed'),
+  Type.Literal('rejected'),
+  Type.Literal('expired'),
+  Type.Literal('cancelled'),
+]);
+const Reason = Type.Object({
+  code: Type.String(),
+  message: Type.String(),
+  opIndex: Type.Optional(Type.Integer()),
+  field: Type.Optional(Type.String()),
+});
+const ProposalView = Type.Object({
+  id: Type.String(),
+  status: STATUS,
+  statusReason: Type.Union([Type.String(), Type.Null()]),
+  kind: Type.Union([Type.Literal('transaction'), Type.Literal('feeBump')]),
+  hash: Type.String(),
+  network: Type.String(),
+  submit: Type.Boolean(),
+  idempotencyKey: Type.Union([Type.String(), Type.Null()]),
+  callbackUrl: Type.Union([Type.String(), Type.Null()]),
+  note: Type.Union([Type.String(), Type.Null()]),
+  maxTime: Type.Integer({ description: 'Unix seconds of the upper time bound; 0 = none' }),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+  signedAt: Type.Union([Type.String(), Type.Null()]),
+  requirements: Type.Array(
+    Type.Object({
+      accountId: Type.String(),
+      level: Type.String(),
+      weight: Type.Integer(),
+      collected: Type.Integer(),
+      met: Type.Boolean(),
+      signers: Type.Array(Type.String()),
+    }),
+  ),
+  signatures: Type.Array(Type.Object({ nodeId: Type.String(), signerKey: Type.String(), createdAt: Type.String() })),
+  decisions: Type.Array(
+    Type.Object({
+      nodeId: Type.String(),
+      outcome: Type.String(),
+      reasons: Type.Array(Reason),
+      createdAt: Type.String(),
+    }),
+  ),
+  rejections: Type.Array(Type.Object({ nodeId: Type.String(), outcome: Type.String(), reasons: Type.Array(Reason) })),
+  envelope: Type.Union([Type.String(), Type.Null()], { description: 'The signed envelope once complete' }),
+  result: Type.Union([
+    Type.Null(),
+    Type.Object({
+      outcome: Type.String(),
+      code: Type.Union([Type.String(), Type.Null()]),
+      message: Type.String(),
+      operationCodes: Type.Array(Type.String()),
+      ledger: Type.Union([Type.Integer(), Type.Null()]),
+      attempts: Type.Integer(),
+    }),
+  ]),
+});
+
+const ProposalBody = Type.Object(
+  {
+    xdr: Type.String({ minLength: 1, description: 'base64 TransactionEnvelope (v1 or fee bump)' }),
+    network: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 256, description: 'Network passphrase; must match the coordinator' }),
+    ),
+    submit: Type.Optional(Type.Boolean({ default: false })),
+    callbackUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
+    idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._:-]+$' })),
+    note: Type.Optional(Type.String({ maxLength: 512 })),
+  },
+  { additionalProperties: false },
+);
+
+const NodeView = Type.Object({
+  id: Type.String(),
+  identityKey: Type.String(),
+  stellarKey: Type.String(),
+  connected: Type.Boolean(),
+  connectedAt: Type.Union([Type.String(), Type.Null()]),
+  lastSeen: Type.Union([Type.String(), Type.Null()]),
+  latencyMs: Type.Union([Type.Number(), Type.Null()]),
+  approvals: Type.Integer(),
+  rejections: Type.Integer(),
+  misbehaviours: Type.Integer(),
+  recentMisbehaviour: Type.Array(
+    Type.Object({
+      kind: Type.String(),
+      detail: Type.String(),
+      proposalId: Type.Union([Type.String(), Type.Null()]),
+      at: Type.String(),
+    }),
+  ),
+});
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+function view(store: Store, rec: ProposalRecord) {
+  const sigs = store.signatures(rec.id);
+  const decisions = store.decisions(rec.id);
+  return {
+    id: rec.id,
+    status: rec.status,
+    statusReason: rec.statusReason,
+    kind: rec.kind,
+    hash: rec.hash,
+    network: rec.network,
+    submit: rec.submit,
+    idempotencyKey: rec.idempotencyKey,
+    callbackUrl: rec.callbackUrl,
+    note: rec.note,
+    maxTime: rec.maxTime,
+    createdAt: iso(rec.createdAt),
+    updatedAt: iso(rec.updatedAt),
+    signedAt: rec.signedAt === null ? null : iso(rec.signedAt),
+    requirements: progress(rec, new Set(sigs.map((s) => s.signerKey))),
+    signatures: sigs.map((s) => ({ nodeId: s.nodeId, signerKey: s.signerKey, createdAt: iso(s.createdAt) })),
+    decisions: decisions.map((d) => ({
+      nodeId: d.nodeId,
+      outcome: d.outcome,
+      reasons: d.reasons,
+      createdAt: iso(d.createdAt),
+    })),
+    rejections: decisions
+      .filter((d) => d.outcome === 'reject' || d.outcome === 'invalid')
+      .map((d) => ({ nodeId: d.nodeId, outcome: d.outcome, reasons: d.reasons })),
+    envelope: rec.envelope,
+    result: rec.result,
+  };
+}
+
+function presentedKey(req: FastifyRequest): string | undefined {
+  const auth = req.headers.authorization;
+  if (typeof auth === 'string' && auth.startsWith('Bearer ')) return auth.slice(7).trim();
+  const x = req.headers['x-api-key'];
+  return typeof x === 'string' ? x.trim() : undefined;
+}
+
+function sendError(reply: FastifyReply, e: CosignerError): FastifyReply {
+  return reply.code(e.status).send(e.toJSON());
+}
+
+const CURSOR_RE = /^[0-9]{1,15}$/;
+
+/** Build the app. Call `ready()`/`listen()`; `close()` ends sessions, timers and the store. */
+export async function build(opts: BuildOptions): Promise<FastifyInstance> {
+  const { config, store } = opts;
+  const logger = opts.logger ?? createLogger({ name: 'coordinator', level: config.logLevel });
+  const app = Fastify({
+    loggerInstance: logger,
+    bodyLimit: config.limits.bodyBytes,
+    disableRequestLogging: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  const metrics = createMetrics();
+  const ledger = opts.ledger ?? createHorizonClient(config.horizonUrl);
+  const events = new EventBus(store, logger, { secret: opts.callbackSecret, ...config.callbacks });
+
+  // Signers/thresholds reused for about one ledger (config.round.accountCacheMs), concurrent loads shared.
+  const cache = new Map<string, { at: number; value: Promise<AccountAuth> }>();
+  const loadAccount = (id: string): Promise<AccountAuth> => {
+    const hit = cache.get(id);
+    if (hit && Date.now() - hit.at < config.round.accountCacheMs) return hit.value;
+    const value = ledger.loadAccount(id);
+    cache.set(id, { at: Date.now(), value });
+    value.catch(() => cache.delete(id));
+    return value;
+  };
+  const invalidateAccounts = (ids: readonly string[]): void => {
+    for (const id of ids) cache.delete(id);
+  };
+
+  const engine = new RoundEngine({
+    store,
+    ledger,
+    events,
+    metrics,
+    logger,
+    network: config.network,
+    submitAttempts: config.round.submitAttempts,
+    submitBackoffMs: config.round.submitBackoffMs,
+    invalidateAccounts,
+  });
+  const hub = new NodeHub({
+    identity: opts.identity,
+    network: config.network,
+    nodes: store,
+    logger,
+    metrics,
+    heartbeatMs: config.round.heartbeatMs,
+    handshakeTimeoutMs: config.round.handshakeTimeoutMs,
+    framesPerSecond: config.limits.nodeFramesPerSecond,
+    frameBurst: config.limits.nodeFrameBurst,
+    handlers: {
+      onSync: (nodeId) => engine.sync(nodeId),
+      onDecision: (nodeId, key, body) => engine.onDecision(nodeId, key, body),
+      onMisbehaviour: (nodeId, kind, detail) => engine.onMisbehaviour(nodeId, kind, detail),
+    },
+  });
+  engine.attach(hub);
+  app.decorate('coordinator', { store, hub, engine, events, metrics, ledger, invalidateAccounts });
+  app.decorateRequest('apiKey', null);
+
+  for (const n of config.nodes) store.enrollNode(n, Date.now());
+
+  app.addSchema(ErrorBody);
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: { title: 'Stellar cosigner coordinator', version: '1', description: 'Proposals, nodes, events.' },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer' },
+          apiKey: { type: 'apiKey', in: 'header', name: 'x-api-key' },
+        },
+      },
+      security: [{ bearer: [] }, { apiKey: [] }],
+    },
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+  await app.register(fastifyWebsocket, { options: { maxPayload: MAX_FRAME_BYTES } });
+
+  app.setErrorHandler((err, req, reply) => {
+    if (err instanceof CosignerError) return sendError(reply, err);
+    const e = err as { code?: string; statusCode?: number; validation?: unknown; message: string };
+    if (e.validation) {
+      return sendError(
+        reply,
+        coordinatorErrors.error(
+          'COORD_BAD_REQUEST',
+          { problem: e.message },
+          { message: `Invalid request: ${e.message}.` },
+        ),
+      );
+    }
+    if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return sendError(reply, coordinatorErrors.error('COORD_BODY_TOO_LARGE', { limit: config.limits.bodyBytes }));
+    }
+    if (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500) {
+      return sendError(
+        reply,
+        coordinatorErrors.error(
+          'COORD_BAD_REQUEST',
+          { problem: e.message },
+          { message: `Invalid request: ${e.message}.` },
+        ),
+      );
+    }
+    req.log.error({ err }, 'unhandled error');
+    return sendError(reply, coordinatorErrors.error('COORD_INTERNAL'));
+  });
+  app.setNotFoundHandler((req, reply) =>
+    sendError(
+      reply,
+      coordinatorErrors.error('COORD_NOT_FOUND', { path: req.url.split('?')[0] }, { message: 'No such route.' }),
+    ),
+  );
+
+  // Per-key token buckets (config.limits.ratePerSecond / rateBurst); a key's bucket lives with the process.
+  const buckets = new Map<string, TokenBucket>();
+  app.addHook('onRequest', async (req, reply) => {
+    const scope = req.routeOptions.config?.scope;
+    if (scope === undefined) return;
+    const presented = presentedKey(req);
+    const key = presented === undefined ? undefined : authenticate(store, presented);
+    if (!key) return sendError(reply, coordinatorErrors.error('COORD_UNAUTHENTICATED'));
+    if (!key.scopes.includes(scope) && !key.scopes.includes('admin')) {
+      return sendError(reply, coordinatorErrors.error('COORD_FORBIDDEN', { needed: scope, has: key.scopes }));
+    }
+    let bucket = buckets.get(key.id);
+    if (!bucket) {
+      bucket = new TokenBucket(config.limits.ratePerSecond, config.limits.rateBurst);
+      buckets.set(key.id, bucket);
+    }
+    if (!bucket.take()) {
+      metrics.httpRateLimited.inc();
+      reply.header('retry-after', String(Math.max(1, Math.ceil(1 / config.limits.ratePerSecond))));
+      return sendError(reply, coordinatorErrors.error('COORD_RATE_LIMITED'));
+    }
+    req.apiKey = key;
+  });
+
+  app.post(
+    '/v1/proposals',
+    {
+      config: { scope: 'propose' },
+      schema: {
+        summary: 'Propose a transaction for co-signing',
+        body: ProposalBody,
+        response: { 200: ProposalView, 201: ProposalView, ...errors(400, 401, 403, 409, 413, 422, 429, 500, 503) },
+      },
+    },
+    async (req, reply) => {
+      const b = req.body;
+      if (b.network !== undefined && b.network !== config.network) {
+        throw coordinatorErrors.error('COORD_WRONG_NETWORK', { expected: config.network });
+      }
+      const same = (rec: ProposalRecord) => {
+        if (rec.xdr !== b.xdr) throw coordinatorErrors.error('COORD_IDEMPOTENCY_CONFLICT', { id: rec.id });
+        return reply.code(200).send(view(store, rec));
+      };
+      if (b.idempotencyKey !== undefined) {
+        const existing = store.getByIdempotencyKey(b.idempotencyKey);
+        if (existing) return same(existing);
+      }
+      if (store.countOpen() >= config.limits.maxOpenProposals) {
+        throw coordinatorErrors.error('COORD_TOO_MANY_OPEN', { limit: config.limits.maxOpenProposals });
+      }
+      const { decoded, accounts, requirements } = await engine.prepare(b.xdr, loadAccount);
+      const now = Date.now();
+      const { proposal, created } = store.insertProposal({
+        id: randomUUID(),
+        idempotencyKey: b.idempotencyKey ?? null,
+        apiKeyId: req.apiKey?.id ?? null,
+        kind: decoded.kind,
+        xdr: b.xdr,
+        hash: decoded.hash.toString('hex'),
+        network: config.network,
+        status: 'pending',
+        statusReason: null,
+        requirements,
+        accounts,
+        submit: b.submit === true,
+        callbackUrl: b.callbackUrl ?? null,
+        note: b.note ?? null,
+        maxTime: maxTimeOf(decoded),
+        envelope: null,
+        result: null,
+        createdAt: now,
+        updatedAt: now,
+        signedAt: null,
+      });
+      if (!created) return same(proposal);
+      engine.start(proposal);
+      return reply.code(201).send(view(store, store.getProposal(proposal.id)!));
+    },
+  );
+
+  app.get(
+    '/v1/proposals/:id',
+    {
+      config: { scope: 'read' },
+      schema: {
+        summary: 'A proposal with its progress, decisions and signed envelope',
+        params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+        response: { 200: ProposalView, ...errors(401, 403, 404, 429) },
+      },
+    },
+    async (req) => {
+      const rec = store.getProposal(req.params.id);
+      if (!rec) throw coordinatorErrors.error('COORD_NOT_FOUND', { id: req.params.id });
+      return view(store, rec);
+    },
+  );
+
+  app.get(
+    '/v1/proposals',
+    {
+      config: { scope: 'read' },
+      schema: {
+        summary: 'List proposals, newest first',
+        querystring: Type.Object(
+          {
+            status: Type.Optional(STATUS),
+            limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+            cursor: Type.Optional(Type.String({ maxLength: 32 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object({ items: Type.Array(ProposalView), nextCursor: Type.Union([Type.String(), Type.Null()]) }),
+          ...errors(400, 401, 403, 429),
+        },
+      },
+    },
+    async (req) => {
+      const { status, limit, cursor } = req.query;
+      if (cursor !== undefined && !CURSOR_RE.test(cursor)) throw coordinatorErrors.error('COORD_BAD_CURSOR');
+      const page = store.listProposals({
+        status: status as ProposalStatus | undefined,
+        limit,
+        before: cursor === undefined ? undefined : Number(cursor),
+      });
+      return {
+        items: page.items.map((r) => view(store, r)),
+        nextCursor: page.next === null ? null : String(page.next),
+      };
+    },
+  );
+
+  app.post(
+    '/v1/proposals/:id/cancel',
+    {
+      config: { scope: 'propose' },
+      schema: {
+        summary: 'Cancel a pending proposal',
+        params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+        body: Type.Object({ reason: Type.Optional(Type.String({ maxLength: 256 })) }, { additionalProperties: false }),
+        response: { 200: ProposalView, ...errors(400, 401, 403, 404, 409, 429) },
+      },
+      // The body is optional: an empty POST cancels without a reason.
+      preValidation: async (req) => {
+        req.body ??= {};
+      },
+    },
+    async (req) => {
+      const reason = `cancelled by the client${req.body.reason ? `: ${req.body.reason}` : ''}`;
+      return view(store, engine.cancel(req.params.id, reason));
+    },
+  );
+
+  app.get(
+    '/v1/nodes',
+    {
+      config: { scope: 'read' },
+      schema: {
+        summary: 'Enrolled nodes, their sessions and counts',
+        response: { 200: Type.Object({ nodes: Type.Array(NodeView) }), ...errors(401, 403, 429) },
+      },
+    },
+    async () => {
+      const live = new Map(hub.connected().map((c) => [c.nodeId, c]));
+      return {
+        nodes: store.listNodes().map((n) => ({
+          id: n.id,
+          identityKey: n.identityKey,
+          stellarKey: n.stellarKey,
+          connected: live.has(n.id),
+          connectedAt: live.has(n.id) ? iso(live.get(n.id)!.connectedAt) : null,
+          lastSeen: n.lastSeen === null ? null : iso(n.lastSeen),
+          latencyMs: n.lastLatencyMs,
+          approvals: n.approvals,
+          rejections: n.rejections,
+          misbehaviours: n.misbehaviours,
+          recentMisbehaviour: store
+            .misbehaviours(n.id, 10)
+            .map((m) => ({ kind: m.kind, detail: m.detail, proposalId: m.proposalId, at: iso(m.createdAt) })),
+        })),
+      };
+    },
+  );
+
+  // Client event stream: every stored event after `since`, then live ones, one JSON text frame each.
+  app.get(
+    '/v1/events',
+    {
+      websocket: true,
+      config: { scope: 'read' },
+      schema: {
+        summary: 'WebSocket: proposal events (send ?since=<seq> to replay stored events first)',
+        querystring: Type.Object({ since: Type.Optional(Type.Integer({ minimum: 0 })) }),
+      },
+    },
+    (socket, req) => {
+      const since = (req.query as { since?: number }).since;
+      if (since !== undefined) {
+        for (const e of store.eventsSince(since, 1000)) socket.send(JSON.stringify(e));
+      }
+      const off = events.subscribe((e) => {
+        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(e));
+      });
+      socket.on('close', off);
+    },
+  );
+
+  // Nodes dial out to here; authentication is the protocol handshake (hub.ts), not an API key.
+  app.get('/v1/nodes/connect', { websocket: true, schema: { hide: true } }, (socket) => hub.handle(socket));
+
+  app.get(
+    '/healthz',
+    { schema: { summary: 'Liveness', response: { 200: Type.Object({ status: Type.Literal('ok') }) } } },
+    async () => ({ status: 'ok' as const }),
+  );
+
+  const Ready = Type.Object({
+    status: Type.Union([Type.Literal('ready'), Type.Literal('unready')]),
+    checks: Type.Object({ database: Type.Boolean(), horizon: Type.Boolean() }),
+  });
+  app.get(
+    '/readyz',
+    { schema: { summary: 'Readiness: database and Horizon', response: { 200: Ready, 503: Ready } } },
+    async (_req, reply) => {
+      const checks = { database: store.ping(), horizon: await ledger.reachable() };
+      const ok = checks.database && checks.horizon;
+      return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'unready', checks });
+    },
+  );
+
+  app.get(
+    '/metrics',
+    { schema: { summary: 'Prometheus metrics', response: { 200: Type.String() } } },
+    async (_req, reply) => {
+      reply.header('content-type', metrics.registry.contentType);
+      return metrics.registry.metrics();
+    },
+  );
+
+  app.addHook('onReady', async () => {
+    const resumed = engine.resume();
+    if (resumed > 0) logger.info({ resumed }, 'open proposals resumed');
+  });
+  app.addHook('preClose', async () => {
+    hub.close();
+  });
+  app.addHook('onClose', async () => {
+    engine.close();
+    await events.close();
+    store.close();
+  });
+  // The type-provider-specialised instance is a FastifyInstance; callers only need the base type.
+  return app as unknown as FastifyInstance;
+}
+
+/**
+ * Everything `build` needs from the data directory: the store, the message key, the admin key file and the
+ * callback secret (each created 0600 when absent). Logs the PATHS of created secrets, never their contents.
+ */
+export async function prepareRuntime(config: Readonly<CoordinatorConfig>, logger: Logger): Promise<BuildOptions> {
+  const store = openSqliteStore(config.dataDir);
+  try {
+    const { identity, created } = await loadOrCreateIdentity(config.messageKeyFile);
+    if (created) logger.info({ path: config.messageKeyFile }, 'created the coordinator message key');
+    const admin = await ensureAdminKey(store, config.adminKeyFile);
+    if (admin.created)
+      logger.info({ path: config.adminKeyFile }, 'created the admin API key (shown nowhere else: read the file)');
+    let callbackSecret: string;
+    try {
+      await readFile(config.callbackSecretFile);
+      callbackSecret = await readSecretFile(config.callbackSecretFile, 'callback secret');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      callbackSecret = newSecret();
+      await writePrivateFile(config.callbackSecretFile, `${callbackSecret}\n`);
+      logger.info({ path: config.callbackSecretFile }, 'created the callback signing secret');
+    }
+    return { config, store, identity, callbackSecret, logger };
+  } catch (e) {
+    store.close();
+    throw e;
+  }
+}

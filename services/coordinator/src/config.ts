@@ -1,0 +1,203 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { parsePublicKeyB64 } from '@cosigner/protocol/identity';
+import { isProduction } from '@cosigner/runtime/mode';
+import { StrKey } from '@stellar/stellar-sdk';
+import { type Static, Type } from 'typebox';
+import { Value } from 'typebox/value';
+import { parse as parseYaml } from 'yaml';
+import { coordinatorErrors } from './errors.ts';
+
+/**
+ * The coordinator's configuration: one schema, validated once at boot, then frozen (STYLE.md habit 6).
+ * Sources in increasing precedence: defaults, the YAML file, command-line flags. Relative paths in the file
+ * resolve against the file's directory. Started with no file at all, it runs on the embedded defaults.
+ */
+
+export const TESTNET_PASSPHRASE = 'Test SDF Network ; September 2015';
+const ID = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._:-]+$' });
+
+export const EnrolledNodeSchema = Type.Object(
+  {
+    id: ID,
+    /** Node identity public key: base64 of the raw 32-byte ed25519 key (never a Stellar key). */
+    identityKey: Type.String({ minLength: 44, maxLength: 44 }),
+    /** The node's Stellar signing address. */
+    stellarKey: Type.String({ pattern: '^G[A-Z2-7]{55}$' }),
+  },
+  { additionalProperties: false },
+);
+export type EnrolledNode = Static<typeof EnrolledNodeSchema>;
+
+export const ConfigSchema = Type.Object(
+  {
+    mode: Type.Union([Type.Literal('development'), Type.Literal('production')], { default: 'development' }),
+    dataDir: Type.String({ minLength: 1, default: '.cosigner/coordinator' }),
+    /** The network passphrase every hash is computed for. */
+    network: Type.String({ minLength: 1, maxLength: 256, default: TESTNET_PASSPHRASE }),
+    horizonUrl: Type.String({ pattern: '^https?://', default: 'http://127.0.0.1:8000' }),
+    host: Type.String({ minLength: 1, default: '127.0.0.1' }),
+    port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+    /** Defaults: <dataDir>/message-key.pem and <dataDir>/admin.key (both created 0600 when absent). */
+    messageKeyFile: Type.Optional(Type.String({ minLength: 1 })),
+    adminKeyFile: Type.Optional(Type.String({ minLength: 1 })),
+    nodes: Type.Array(EnrolledNodeSchema, { maxItems: 256, default: [] }),
+    limits: Type.Object(
+      {
+        /** Largest accepted request body (413 above). */
+        bodyBytes: Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024, default: 256 * 1024 }),
+        /** Requests per second per API key, and the burst allowance (429 above). */
+        ratePerSecond: Type.Number({ minimum: 0.1, default: 20 }),
+        rateBurst: Type.Integer({ minimum: 1, default: 40 }),
+        /** Proposals open at once (pending or waiting for submission). */
+        maxOpenProposals: Type.Integer({ minimum: 1, default: 1000 }),
+        /** Frames per second accepted from one node, and the burst; beyond it the node is flagged. */
+        nodeFramesPerSecond: Type.Number({ minimum: 1, default: 50 }),
+        nodeFrameBurst: Type.Integer({ minimum: 1, default: 200 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    callbacks: Type.Object(
+      {
+        /** File holding the HMAC secret callbacks are signed with; default <dataDir>/callback.key (0600). */
+        secretFile: Type.Optional(Type.String({ minLength: 1 })),
+        maxAttempts: Type.Integer({ minimum: 1, maximum: 20, default: 5 }),
+        initialBackoffMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 500 }),
+        timeoutMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    round: Type.Object(
+      {
+        heartbeatMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
+        handshakeTimeoutMs: Type.Integer({ minimum: 100, maximum: 120_000, default: 10_000 }),
+        submitAttempts: Type.Integer({ minimum: 1, maximum: 20, default: 5 }),
+        submitBackoffMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 500 }),
+        /** How long loaded signers/thresholds are reused: about one ledger close (5 s). */
+        accountCacheMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 5000 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    logLevel: Type.Union(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+      { default: 'info' },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+type RawConfig = Static<typeof ConfigSchema>;
+
+export interface CoordinatorConfig extends RawConfig {
+  messageKeyFile: string;
+  adminKeyFile: string;
+  callbackSecretFile: string;
+  production: boolean;
+  configFile: string | undefined;
+}
+
+export interface ConfigOverrides {
+  dataDir?: string;
+  horizonUrl?: string;
+  network?: string;
+  host?: string;
+  port?: number;
+}
+
+function invalid(field: string, problem: string): never {
+  throw coordinatorErrors.error(
+    'COORD_BAD_CONFIG',
+    { field, problem },
+    { message: `Invalid coordinator config: ${field}: ${problem}.` },
+  );
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o !== null && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o as object)) deepFreeze(v);
+  }
+  return o;
+}
+
+/**
+ * Validate a parsed config object, apply defaults and flags, resolve paths, freeze it.
+ * @throws CosignerError COORD_BAD_CONFIG naming the first offending field
+ */
+export function parseConfig(
+  input: unknown,
+  opts: { baseDir?: string; overrides?: ConfigOverrides; configFile?: string; env?: NodeJS.ProcessEnv } = {},
+): Readonly<CoordinatorConfig> {
+  const source = input ?? {};
+  if (typeof source !== 'object' || Array.isArray(source)) invalid('(top level)', 'must be a YAML mapping');
+  const merged = structuredClone(source) as Record<string, unknown>;
+  for (const [k, v] of Object.entries(opts.overrides ?? {})) if (v !== undefined) merged[k] = v;
+  const withDefaults = Value.Default(ConfigSchema, merged);
+  if (!Value.Check(ConfigSchema, withDefaults)) {
+    const errors = [...Value.Errors(ConfigSchema, withDefaults)];
+    const first = errors.filter((e) => e.keyword !== 'anyOf').at(0) ?? errors[0]!;
+    const field = first.instancePath === '' ? '(top level)' : first.instancePath.slice(1).replaceAll('/', '.');
+    const params = first.params as { additionalProperties?: string[]; requiredProperties?: string[] } | undefined;
+    const problem = params?.additionalProperties
+      ? `unknown field(s) ${params.additionalProperties.join(', ')}`
+      : params?.requiredProperties
+        ? `missing ${params.requiredProperties.join(', ')}`
+        : first.message;
+    invalid(field, problem);
+  }
+  const raw = withDefaults as RawConfig;
+  const seenIds = new Set<string>();
+  const seenKeys = new Set<string>();
+  raw.nodes.forEach((n, i) => {
+    try {
+      parsePublicKeyB64(n.identityKey, `nodes.${i}.identityKey`);
+    } catch {
+      invalid(`nodes.${i}.identityKey`, 'not a base64 raw ed25519 public key');
+    }
+    if (!StrKey.isValidEd25519PublicKey(n.stellarKey)) invalid(`nodes.${i}.stellarKey`, 'not a valid G address');
+    if (seenIds.has(n.id)) invalid(`nodes.${i}.id`, `duplicate node id ${n.id}`);
+    if (seenKeys.has(n.stellarKey)) invalid(`nodes.${i}.stellarKey`, 'two nodes share one Stellar key');
+    seenIds.add(n.id);
+    seenKeys.add(n.stellarKey);
+  });
+  const base = opts.baseDir ?? process.cwd();
+  const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
+  // A --data-dir flag is relative to the working directory, not to the config file.
+  const dataDir = opts.overrides?.dataDir !== undefined ? resolve(opts.overrides.dataDir) : abs(raw.dataDir);
+  const cfg: CoordinatorConfig = {
+    ...raw,
+    dataDir,
+    messageKeyFile: raw.messageKeyFile ? abs(raw.messageKeyFile) : join(dataDir, 'message-key.pem'),
+    adminKeyFile: raw.adminKeyFile ? abs(raw.adminKeyFile) : join(dataDir, 'admin.key'),
+    callbackSecretFile: raw.callbacks.secretFile ? abs(raw.callbacks.secretFile) : join(dataDir, 'callback.key'),
+    production: isProduction(raw.mode, opts.env),
+    configFile: opts.configFile,
+  };
+  return deepFreeze(cfg);
+}
+
+/**
+ * Read the YAML file (when given) and parse it. No file: embedded defaults plus flags.
+ * @throws CosignerError COORD_BAD_CONFIG (unreadable file, bad YAML, invalid field)
+ */
+export async function loadConfig(
+  configFile: string | undefined,
+  overrides: ConfigOverrides = {},
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Readonly<CoordinatorConfig>> {
+  if (configFile === undefined) return parseConfig({}, { overrides, env });
+  const path = resolve(configFile);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    invalid('--config', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (e) {
+    invalid('--config', `not valid YAML (${(e as Error).message.split('\n')[0]})`);
+  }
+  return parseConfig(doc, { baseDir: dirname(path), overrides, configFile: path, env });
+}

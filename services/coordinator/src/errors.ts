@@ -1,0 +1,41 @@
+import { defineErrors } from '@cosigner/errors/errors';
+
+/**
+ * Every way the coordinator refuses a request. HTTP answers carry `{ code, message, details? }` with the
+ * status below; no message or detail ever carries an API key, a secret or a full signed envelope.
+ */
+export const coordinatorErrors = defineErrors('coordinator', {
+  COORD_BAD_REQUEST: { status: 400, message: 'The request does not match the route schema.' },
+  COORD_BAD_CONFIG: { status: 500, message: 'The coordinator configuration is invalid.' },
+  COORD_UNAUTHENTICATED: {
+    status: 401,
+    message: 'An API key is required: send `authorization: Bearer <key>` or `x-api-key`.',
+  },
+  COORD_FORBIDDEN: { status: 403, message: 'The API key lacks the scope this route needs.' },
+  COORD_RATE_LIMITED: { status: 429, message: 'Too many requests for this API key; retry later.' },
+  COORD_TOO_MANY_OPEN: { status: 429, message: 'Too many proposals are open; retry when some have finished.' },
+  COORD_BODY_TOO_LARGE: { status: 413, message: 'The request body is larger than the configured limit.' },
+  COORD_WRONG_NETWORK: {
+    status: 400,
+    message: 'The proposal names a network other than the one this coordinator is pinned to.',
+  },
+  COORD_IDEMPOTENCY_CONFLICT: {
+    status: 409,
+    message: 'The idempotency key was already used for a different transaction.',
+  },
+  COORD_NOT_FOUND: { status: 404, message: 'No such proposal.' },
+  COORD_NOT_CANCELLABLE: { status: 409, message: 'The proposal has already ended and cannot be cancelled.' },
+  COORD_ACCOUNT_NOT_FOUND: {
+    status: 422,
+    message: 'A source account of the transaction does not exist on the ledger.',
+  },
+  COORD_HORIZON_UNAVAILABLE: {
+    status: 503,
+    message: 'Horizon could not be reached to load the source accounts; retry later.',
+  },
+  COORD_BAD_CURSOR: { status: 400, message: 'The list cursor is malformed.' },
+  COORD_INTERNAL: { status: 500, message: 'An internal error occurred; it was logged.' },
+  COORD_NODE_UNKNOWN: { status: 400, message: 'The node is not enrolled.' },
+});
+
+export type CoordinatorErrorCode = keyof typeof coordinatorErrors.specs;

@@ -1,0 +1,524 @@
+import { randomUUID } from 'node:crypto';
+import type { Body } from '@cosigner/protocol/messages';
+import type { Logger } from '@cosigner/runtime/logger';
+import { type DecodedTransaction, decodeEnvelope } from '@cosigner/stellar/decode';
+import { checkAuth, computeRequirements, neededLevels } from '@cosigner/stellar/quorum';
+import { assembleEnvelope, selectMinimalSignatures } from '@cosigner/stellar/sigset';
+import type { AccountAuth, Requirement } from '@cosigner/stellar/types';
+import { publicKeyFromAddress, verifyEd25519 } from '@cosigner/stellar/verify';
+import { coordinatorErrors } from './errors.ts';
+import type { EventBus, EventType } from './events.ts';
+import { explainResultCode, type LedgerClient } from './horizon.ts';
+import type { ConnectedNode } from './hub.ts';
+import type { Metrics } from './metrics.ts';
+import type { DecisionReasonRecord, ProposalRecord, ProposalStatus, Store, SubmissionResult } from './store.ts';
+
+/**
+ * The signing round (ARCHITECTURE.md "A proposal's life", steps 2 and 5): fan a proposal out in parallel to
+ * every connected node whose Stellar key can add weight, verify every returned signature BEFORE keeping it,
+ * and once every requirement holds assemble a MINIMAL signature set (stellar-core
+ * TransactionFrame::checkAllSignaturesUsed refuses unused signatures with txBAD_AUTH_EXTRA), store it, and
+ * submit it when asked. The round never waits for slow nodes once the quorum is met, and a proposal whose
+ * quorum can no longer be reached ends `rejected` with every node's reasons.
+ *
+ * All state transitions are compare-and-set in the store, so a restart (or a duplicate decision) can never
+ * move a proposal twice, and the stored envelope is the only one ever submitted for a proposal.
+ */
+
+export interface NodeLink {
+  connected(): ConnectedNode[];
+  send(nodeId: string, type: 'proposal', body: Body<'proposal'>): boolean;
+  send(nodeId: string, type: 'cancel', body: Body<'cancel'>): boolean;
+}
+
+export interface RoundOptions {
+  store: Store;
+  ledger: LedgerClient;
+  events: EventBus;
+  metrics: Metrics;
+  logger: Logger;
+  network: string;
+  submitAttempts: number;
+  submitBackoffMs: number;
+  /** Accounts whose cached state must be dropped (a bad-auth result says the signers changed). */
+  invalidateAccounts(ids: readonly string[]): void;
+}
+
+interface Live {
+  rec: ProposalRecord;
+  decoded: DecodedTransaction;
+  accounts: Map<string, AccountAuth>;
+  /** When the proposal was sent to each node, for per-node latency. */
+  sentAt: Map<string, number>;
+  expiry?: NodeJS.Timeout;
+}
+
+/** Largest setTimeout delay Node accepts (2^31-1 ms, about 24.8 days); longer waits re-arm. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** Unix seconds of the transaction's upper time bound (the inner one for a fee bump); 0 = none. */
+export function maxTimeOf(d: DecodedTransaction): number {
+  const tx = d.kind === 'feeBump' ? d.inner!.tx : d.tx;
+  const tb = (tx as { timeBounds?: { maxTime: string } }).timeBounds;
+  return tb ? Number(tb.maxTime) : 0;
+}
+
+/** The ed25519 signer weights of an account, the master key included when its weight is not 0. */
+export function ed25519Weights(a: AccountAuth): Map<string, number> {
+  const out = new Map<string, number>();
+  if (a.masterWeight > 0) out.set(a.accountId, Math.min(255, a.masterWeight));
+  for (const s of a.signers) if (s.key.startsWith('G') && s.weight > 0) out.set(s.key, Math.min(255, s.weight));
+  return out;
+}
+
+/** Accounts of `rec` that `stellarKey` is a signer of. */
+export function accountsHelpedBy(rec: ProposalRecord, stellarKey: string): string[] {
+  return rec.accounts.filter((a) => ed25519Weights(a).has(stellarKey)).map((a) => a.accountId);
+}
+
+export interface RequirementProgress extends Requirement {
+  /** Weight of verified signatures collected so far. */
+  collected: number;
+  met: boolean;
+  signers: string[];
+}
+
+/** Per requirement, the weight collected from `signerKeys` (verified signatures only). */
+export function progress(rec: ProposalRecord, signerKeys: ReadonlySet<string>): RequirementProgress[] {
+  return rec.requirements.map((r) => {
+    const a = rec.accounts.find((x) => x.accountId === r.accountId)!;
+    const weights = ed25519Weights(a);
+    let collected = 0;
+    const signers: string[] = [];
+    for (const [k, w] of weights) {
+      if (signerKeys.has(k)) {
+        collected += w;
+        signers.push(k);
+      }
+    }
+    return { ...r, collected, met: collected >= r.weight, signers };
+  });
+}
+
+export class RoundEngine {
+  readonly #live = new Map<string, Live>();
+  readonly #submitting = new Set<string>();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  #link: NodeLink | undefined;
+  #closed = false;
+
+  constructor(private readonly o: RoundOptions) {}
+
+  attach(link: NodeLink): void {
+    this.#link = link;
+  }
+
+  /**
+   * Decode, load the source accounts, compute what is needed. Pure of side effects on the store.
+   * @throws STELLAR_* decode errors, COORD_ACCOUNT_NOT_FOUND, COORD_HORIZON_UNAVAILABLE
+   */
+  async prepare(
+    xdr: string,
+    loadAccount: (id: string) => Promise<AccountAuth>,
+  ): Promise<{ decoded: DecodedTransaction; accounts: AccountAuth[]; requirements: Requirement[] }> {
+    const decoded = decodeEnvelope(xdr, this.o.network);
+    const ids = [...neededLevels(decoded).keys()];
+    const accounts = await Promise.all(ids.map((id) => loadAccount(id)));
+    const requirements = computeRequirements(decoded, new Map(accounts.map((a) => [a.accountId, a])));
+    return { decoded, accounts, requirements };
+  }
+
+  /** A new proposal was committed: announce it, fan it out, arm its expiry. */
+  start(rec: ProposalRecord): void {
+    const live = this.#track(rec);
+    this.#emit(rec, 'proposal.created', { hash: rec.hash, requirements: rec.requirements });
+    this.o.metrics.proposalsCreated.inc({ kind: rec.kind });
+    if (this.#settleIfUnreachable(live)) return;
+    this.#fanOut(live);
+  }
+
+  /** After a restart: every open proposal resumes where it stopped (signatures kept, submission continued). */
+  resume(): number {
+    const open = this.o.store.openProposals();
+    for (const rec of open) {
+      if (rec.status === 'signed') {
+        void this.#submit(rec, rec.envelope!, true);
+        continue;
+      }
+      const live = this.#track(rec);
+      // Signatures stored before the crash may already complete the set.
+      if (this.#tryComplete(live)) continue;
+      if (this.#settleIfUnreachable(live)) continue;
+      this.#fanOut(live);
+    }
+    return open.length;
+  }
+
+  #track(rec: ProposalRecord): Live {
+    const decoded = decodeEnvelope(rec.xdr, rec.network);
+    const live: Live = {
+      rec,
+      decoded,
+      accounts: new Map(rec.accounts.map((a) => [a.accountId, a])),
+      sentAt: new Map(),
+    };
+    this.#live.set(rec.id, live);
+    if (rec.maxTime > 0) this.#armExpiry(live);
+    return live;
+  }
+
+  #armExpiry(live: Live): void {
+    const wait = live.rec.maxTime * 1000 - Date.now();
+    live.expiry = setTimeout(
+      () => {
+        if (live.rec.maxTime * 1000 > Date.now()) {
+          this.#armExpiry(live);
+          return;
+        }
+        this.#finish(
+          live,
+          'expired',
+          `the transaction's upper time bound (${live.rec.maxTime}) passed before a quorum signed`,
+        );
+      },
+      Math.max(0, Math.min(wait, MAX_TIMER_MS)),
+    );
+  }
+
+  #fanOut(live: Live, only?: string): void {
+    if (!this.#link) return;
+    const decided = new Set(
+      this.o.store
+        .decisions(live.rec.id)
+        .filter((d) => d.outcome !== 'hold')
+        .map((d) => d.nodeId),
+    );
+    for (const n of this.#link.connected()) {
+      if (only !== undefined && n.nodeId !== only) continue;
+      if (only === undefined && decided.has(n.nodeId)) continue;
+      const accounts = accountsHelpedBy(live.rec, n.stellarKey);
+      if (accounts.length === 0) continue;
+      const body: Body<'proposal'> = {
+        proposalId: live.rec.id,
+        kind: 'transaction',
+        networkPassphrase: live.rec.network,
+        xdr: live.rec.xdr,
+        hash: live.rec.hash,
+        accounts,
+        ...(live.rec.note ? { note: live.rec.note } : {}),
+      };
+      if (this.#link.send(n.nodeId, 'proposal', body)) live.sentAt.set(n.nodeId, Date.now());
+    }
+  }
+
+  /** A node (re)connected and asked for open proposals: send every pending one it can help with. */
+  sync(nodeId: string): void {
+    for (const live of this.#live.values()) this.#fanOut(live, nodeId);
+  }
+
+  #misbehaved(nodeId: string, kind: string, detail: string, proposalId?: string): void {
+    this.o.store.recordMisbehaviour({ nodeId, proposalId: proposalId ?? null, kind, detail, createdAt: Date.now() });
+    this.o.metrics.nodeMisbehaviour.inc({ node: nodeId, kind });
+    this.o.logger.warn({ nodeId, kind, detail, proposalId }, 'node misbehaved');
+    const live = proposalId === undefined ? undefined : this.#live.get(proposalId);
+    this.#emit(live?.rec ?? null, 'node.misbehaved', { nodeId, kind, detail });
+  }
+
+  /** Called by the hub for frames that fail below the decision level. */
+  onMisbehaviour(nodeId: string, kind: string, detail: string, proposalId?: string): void {
+    this.#misbehaved(nodeId, kind, detail, proposalId);
+  }
+
+  /**
+   * A node's decision. Order: the proposal must be open; the node may only speak for its enrolled key; an
+   * approval counts only once its signature verifies over OUR hash under that key and the key is a signer of a
+   * needed account (js-stellar-base addSignature verifies first; STYLE.md habit 9). Anything else is recorded
+   * as misbehaviour and as an invalid decision (so reachability accounts for it), never stored as a signature.
+   */
+  onDecision(nodeId: string, stellarKey: string, d: Body<'decision'>): boolean {
+    const live = this.#live.get(d.proposalId);
+    if (!live) {
+      this.o.logger.debug({ nodeId, proposalId: d.proposalId }, 'decision for a proposal that is not open');
+      return false;
+    }
+    const now = Date.now();
+    const sent = live.sentAt.get(nodeId);
+    if (sent !== undefined) {
+      this.o.metrics.nodeLatency.observe({ node: nodeId }, (now - sent) / 1000);
+      live.sentAt.delete(nodeId);
+    }
+    this.o.metrics.nodeDecisions.inc({ node: nodeId, outcome: d.outcome });
+    const invalid = (kind: string, detail: string): false => {
+      this.#misbehaved(nodeId, kind, detail, live.rec.id);
+      this.o.store.recordDecision({
+        proposalId: live.rec.id,
+        nodeId,
+        outcome: 'invalid',
+        reasons: [{ code: kind, message: detail }],
+        createdAt: now,
+      });
+      this.#settleIfUnreachable(live);
+      return false;
+    };
+    if (d.signerKey !== stellarKey)
+      return invalid('wrong_signer_key', `decision names ${d.signerKey}, enrolled key is ${stellarKey}`);
+
+    if (d.outcome === 'reject' || d.outcome === 'hold') {
+      const reasons: DecisionReasonRecord[] = d.reasons.map((r) => ({ ...r }));
+      this.o.store.recordDecision({ proposalId: live.rec.id, nodeId, outcome: d.outcome, reasons, createdAt: now });
+      if (d.outcome === 'reject') this.o.store.countNode(nodeId, 'rejections');
+      this.#emit(live.rec, d.outcome === 'reject' ? 'node.rejected' : 'node.held', { nodeId, reasons });
+      if (d.outcome === 'reject') this.#settleIfUnreachable(live);
+      return false;
+    }
+    if (d.hash !== live.rec.hash)
+      return invalid('hash_mismatch', `node computed hash ${d.hash}, the proposal hash is ${live.rec.hash}`);
+    if (d.signature === undefined) return invalid('missing_signature', 'an approval without a signature');
+    const sig = Buffer.from(d.signature, 'base64');
+    if (!verifyEd25519(publicKeyFromAddress(stellarKey), live.decoded.hash, sig)) {
+      return invalid(
+        'invalid_signature',
+        'the signature does not verify over the proposal hash under the enrolled key',
+      );
+    }
+    if (accountsHelpedBy(live.rec, stellarKey).length === 0) {
+      return invalid('not_a_signer', `${stellarKey} is not a signer of any account this transaction needs`);
+    }
+    this.o.store.recordDecision({
+      proposalId: live.rec.id,
+      nodeId,
+      outcome: 'approve',
+      reasons: d.reasons.map((r) => ({ ...r })),
+      createdAt: now,
+    });
+    if (
+      this.o.store.addSignature({
+        proposalId: live.rec.id,
+        signerKey: stellarKey,
+        nodeId,
+        signature: sig.toString('base64'),
+        createdAt: now,
+      })
+    ) {
+      this.o.store.countNode(nodeId, 'approvals');
+    }
+    this.#emit(live.rec, 'node.approved', { nodeId, signerKey: stellarKey });
+    this.#tryComplete(live);
+    return true;
+  }
+
+  /** When the verified signatures cover every requirement: minimal set, assemble, store, submit if asked. */
+  #tryComplete(live: Live): boolean {
+    const sigs = this.o.store.signatures(live.rec.id);
+    const keys = new Set(sigs.map((s) => s.signerKey));
+    if (!progress(live.rec, keys).every((p) => p.met)) return false;
+    const chosen = selectMinimalSignatures(
+      live.decoded,
+      live.accounts,
+      sigs.map((s) => ({ publicKey: s.signerKey, signature: Buffer.from(s.signature, 'base64') })),
+    );
+    if (chosen === null) return false;
+    const envelope = assembleEnvelope(live.decoded, chosen);
+    // Belt and braces: core's own verdict on what we are about to store (a bug here must never ship an envelope).
+    const verdict = checkAuth(decodeEnvelope(envelope, live.rec.network), live.accounts);
+    if (!verdict.ok) {
+      this.o.logger.error({ proposalId: live.rec.id, verdict }, 'assembled envelope fails the signature check');
+      return false;
+    }
+    const now = Date.now();
+    if (!this.o.store.transition(live.rec.id, ['pending'], 'signed', { envelope, signedAt: now, statusReason: null }))
+      return false;
+    this.#untrack(live);
+    this.o.metrics.quorumTime.observe((now - live.rec.createdAt) / 1000);
+    this.#emit(live.rec, 'quorum.reached', { signatures: chosen.length });
+    this.#cancelOthers(live, 'quorum reached');
+    const rec = this.o.store.getProposal(live.rec.id)!;
+    if (rec.submit) void this.#submit(rec, envelope, false);
+    else this.o.metrics.proposalLatency.observe({ status: 'signed' }, (now - rec.createdAt) / 1000);
+    return true;
+  }
+
+  /**
+   * The best weight each requirement could still reach: verified signatures plus every enrolled node key that
+   * has neither signed nor refused. Below the threshold for any requirement: the quorum is out of reach.
+   */
+  #settleIfUnreachable(live: Live): boolean {
+    const sigs = new Set(this.o.store.signatures(live.rec.id).map((s) => s.signerKey));
+    const decisions = this.o.store.decisions(live.rec.id);
+    const refused = new Set(
+      decisions.filter((d) => d.outcome === 'reject' || d.outcome === 'invalid').map((d) => d.nodeId),
+    );
+    const nodes = this.o.store.listNodes();
+    const available = new Set(nodes.filter((n) => !refused.has(n.id)).map((n) => n.stellarKey));
+    const short: string[] = [];
+    for (const r of live.rec.requirements) {
+      const weights = ed25519Weights(live.accounts.get(r.accountId)!);
+      let best = 0;
+      for (const [k, w] of weights) if (sigs.has(k) || available.has(k)) best += w;
+      if (best < r.weight) short.push(`${r.accountId} can reach weight ${best} of ${r.weight} needed at ${r.level}`);
+    }
+    if (short.length === 0) return false;
+    const why = decisions
+      .filter((d) => d.outcome === 'reject' || d.outcome === 'invalid')
+      .map((d) => `${d.nodeId}: ${d.reasons.map((x) => x.message).join('; ') || d.outcome}`);
+    this.#finish(
+      live,
+      'rejected',
+      `quorum unreachable: ${short.join('; ')}${why.length ? ` (${why.join(' | ')})` : ''}`,
+    );
+    return true;
+  }
+
+  #finish(live: Live, to: ProposalStatus, reason: string): boolean {
+    if (!this.o.store.transition(live.rec.id, ['pending'], to, { statusReason: reason })) return false;
+    this.#untrack(live);
+    this.o.metrics.proposalLatency.observe({ status: to }, (Date.now() - live.rec.createdAt) / 1000);
+    this.#emit(live.rec, `proposal.${to}` as EventType, { reason });
+    this.#cancelOthers(live, reason.slice(0, 256));
+    return true;
+  }
+
+  /** Cancel a pending proposal on a client's request. @throws COORD_NOT_FOUND, COORD_NOT_CANCELLABLE */
+  cancel(id: string, reason: string): ProposalRecord {
+    const rec = this.o.store.getProposal(id);
+    if (!rec) throw coordinatorErrors.error('COORD_NOT_FOUND', { id });
+    const live = this.#live.get(id);
+    if (rec.status !== 'pending' || !live || !this.#finish(live, 'cancelled', reason)) {
+      throw coordinatorErrors.error('COORD_NOT_CANCELLABLE', { id, status: rec.status });
+    }
+    return this.o.store.getProposal(id)!;
+  }
+
+  #cancelOthers(live: Live, reason: string): void {
+    if (!this.#link) return;
+    const decided = new Set(
+      this.o.store
+        .decisions(live.rec.id)
+        .filter((d) => d.outcome !== 'hold')
+        .map((d) => d.nodeId),
+    );
+    for (const n of this.#link.connected()) {
+      if (!decided.has(n.nodeId) && accountsHelpedBy(live.rec, n.stellarKey).length > 0) {
+        this.#link.send(n.nodeId, 'cancel', { proposalId: live.rec.id, reason });
+      }
+    }
+  }
+
+  #untrack(live: Live): void {
+    if (live.expiry) clearTimeout(live.expiry);
+    this.#live.delete(live.rec.id);
+  }
+
+  /**
+   * Submit the stored envelope, the same bytes every time. Before a retry (and after a restart) ask the
+   * network whether the hash already applied, so a lost response never turns into a bad-seq failure.
+   * Transient failures back off exponentially; a refusal with result codes is final.
+   */
+  async #submit(rec: ProposalRecord, envelope: string, resumed: boolean): Promise<void> {
+    if (this.#submitting.has(rec.id)) return;
+    this.#submitting.add(rec.id);
+    try {
+      let lastTransient = '';
+      for (let attempt = 1; attempt <= this.o.submitAttempts && !this.#closed; attempt++) {
+        if (attempt > 1 || resumed) {
+          const fate = await this.o.ledger.transactionStatus(rec.hash);
+          if (fate === 'success')
+            return this.#submitted(rec, {
+              outcome: 'accepted',
+              code: null,
+              message: 'found on the ledger',
+              operationCodes: [],
+              ledger: null,
+              attempts: attempt,
+            });
+        }
+        const r = await this.o.ledger.submit(envelope, rec.network);
+        if (r.kind === 'accepted') {
+          return this.#submitted(rec, {
+            outcome: 'accepted',
+            code: null,
+            message: 'accepted by the network',
+            operationCodes: [],
+            ledger: r.ledger,
+            attempts: attempt,
+          });
+        }
+        if (r.kind === 'rejected') {
+          if (r.code === 'tx_bad_auth' || r.operationCodes.includes('op_bad_auth')) {
+            this.o.invalidateAccounts(rec.accounts.map((a) => a.accountId));
+          }
+          return this.#failed(rec, {
+            outcome: 'failed',
+            code: r.code,
+            message: explainResultCode(r.code, r.operationCodes),
+            operationCodes: r.operationCodes,
+            ledger: null,
+            attempts: attempt,
+          });
+        }
+        lastTransient = r.message;
+        this.o.logger.warn(
+          { proposalId: rec.id, attempt, why: r.message },
+          'submission failed transiently; will retry',
+        );
+        if (attempt < this.o.submitAttempts) await this.#sleep(this.o.submitBackoffMs * 2 ** (attempt - 1));
+      }
+      if (this.#closed) return;
+      return this.#failed(rec, {
+        outcome: 'failed',
+        code: 'submission_unavailable',
+        message: `the network could not be reached after ${this.o.submitAttempts} attempts (${lastTransient}); the envelope is stored, its fate is unknown until its hash appears or its time bound passes`,
+        operationCodes: [],
+        ledger: null,
+        attempts: this.o.submitAttempts,
+      });
+    } finally {
+      this.#submitting.delete(rec.id);
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((res) => {
+      const t = setTimeout(() => {
+        this.#timers.delete(t);
+        res();
+      }, ms);
+      this.#timers.add(t);
+    });
+  }
+
+  #submitted(rec: ProposalRecord, result: SubmissionResult): void {
+    if (!this.o.store.transition(rec.id, ['signed'], 'submitted', { result, statusReason: null })) return;
+    this.o.metrics.submissions.inc({ outcome: 'accepted' });
+    this.o.metrics.proposalLatency.observe({ status: 'submitted' }, (Date.now() - rec.createdAt) / 1000);
+    this.#emit(rec, 'proposal.submitted', { ledger: result.ledger, attempts: result.attempts });
+  }
+
+  #failed(rec: ProposalRecord, result: SubmissionResult): void {
+    if (!this.o.store.transition(rec.id, ['signed'], 'failed', { result, statusReason: result.message })) return;
+    this.o.metrics.submissions.inc({ outcome: result.code ?? 'failed' });
+    this.o.metrics.proposalLatency.observe({ status: 'failed' }, (Date.now() - rec.createdAt) / 1000);
+    this.#emit(rec, 'proposal.failed', { code: result.code, reason: result.message });
+  }
+
+  #emit(rec: ProposalRecord | null, type: EventType, data: Record<string, unknown>): void {
+    this.o.events.emit(rec?.id ?? null, type, data, rec?.callbackUrl ?? null);
+  }
+
+  /** Number of proposals being worked on (pending in memory, or submitting). */
+  get openCount(): number {
+    return this.#live.size + this.#submitting.size;
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const live of this.#live.values()) if (live.expiry) clearTimeout(live.expiry);
+    for (const t of this.#timers) clearTimeout(t);
+    this.#live.clear();
+  }
+
+  /** Fresh ids for proposals. */
+  static newId(): string {
+    return randomUUID();
+  }
+}

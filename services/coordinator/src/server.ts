@@ -1,0 +1,29 @@
+import { createLogger } from '@cosigner/runtime/logger';
+import { onShutdown, writeReadyFile } from '@cosigner/runtime/ready';
+import { build, prepareRuntime } from './app.ts';
+import { type ConfigOverrides, loadConfig } from './config.ts';
+
+export interface StartOptions extends ConfigOverrides {
+  config?: string;
+  readyFile?: string;
+}
+
+/** Load the config, open the data directory, listen, write the ready file, stop cleanly on SIGTERM. */
+export async function start(opts: StartOptions): Promise<void> {
+  const config = await loadConfig(opts.config, opts);
+  const logger = createLogger({ name: 'coordinator', level: config.logLevel });
+  const runtime = await prepareRuntime(config, logger);
+  const app = await build(runtime);
+  await app.listen({ host: config.host, port: config.port });
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  onShutdown(() => app.close());
+  await writeReadyFile(opts.readyFile, {
+    url,
+    messageKey: runtime.identity.publicKeyB64,
+    adminKeyFile: config.adminKeyFile,
+    network: config.network,
+  });
+  logger.info({ url, dataDir: config.dataDir, adminKeyFile: config.adminKeyFile }, 'coordinator listening');
+}

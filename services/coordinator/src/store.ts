@@ -1,0 +1,579 @@
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { AccountAuth, Requirement } from '@cosigner/stellar/types';
+import Database from 'better-sqlite3';
+
+/**
+ * The coordinator's durable state behind repository interfaces, so a PostgreSQL implementation can serve
+ * several coordinator replicas later (ARCHITECTURE.md "State"). The SQLite implementation below is the
+ * embedded default: WAL journal, synchronous=FULL (an accepted proposal survives power loss, not only a
+ * process crash), numbered migrations, files readable by their owner only.
+ */
+
+export type ProposalStatus = 'pending' | 'signed' | 'submitted' | 'failed' | 'rejected' | 'expired' | 'cancelled';
+export const OPEN_STATUSES: readonly ProposalStatus[] = ['pending', 'signed'];
+export const TERMINAL_STATUSES: readonly ProposalStatus[] = ['submitted', 'failed', 'rejected', 'expired', 'cancelled'];
+
+export interface SubmissionResult {
+  outcome: 'accepted' | 'failed';
+  /** Horizon's transaction result code (tx_bad_auth, ...) or a transport code. */
+  code: string | null;
+  message: string;
+  operationCodes: string[];
+  ledger: number | null;
+  attempts: number;
+}
+
+export interface ProposalRecord {
+  id: string;
+  idempotencyKey: string | null;
+  apiKeyId: string | null;
+  kind: 'transaction' | 'feeBump';
+  xdr: string;
+  hash: string;
+  network: string;
+  status: ProposalStatus;
+  statusReason: string | null;
+  requirements: Requirement[];
+  /** The signers and thresholds the requirements were computed from (a snapshot, so a restart resumes). */
+  accounts: AccountAuth[];
+  submit: boolean;
+  callbackUrl: string | null;
+  note: string | null;
+  /** Unix seconds of the transaction's upper time bound; 0 = none. */
+  maxTime: number;
+  envelope: string | null;
+  result: SubmissionResult | null;
+  createdAt: number;
+  updatedAt: number;
+  signedAt: number | null;
+}
+
+export interface SignatureRecord {
+  proposalId: string;
+  signerKey: string;
+  nodeId: string;
+  /** base64 of the 64-byte ed25519 signature over the proposal hash. */
+  signature: string;
+  createdAt: number;
+}
+
+export interface DecisionReasonRecord {
+  code: string;
+  message: string;
+  opIndex?: number;
+  field?: string;
+}
+
+export interface DecisionRecord {
+  proposalId: string;
+  nodeId: string;
+  outcome: 'approve' | 'reject' | 'hold' | 'invalid';
+  reasons: DecisionReasonRecord[];
+  createdAt: number;
+}
+
+export interface EventRecord {
+  seq: number;
+  proposalId: string | null;
+  type: string;
+  data: Record<string, unknown>;
+  createdAt: number;
+}
+
+export interface NodeRecord {
+  id: string;
+  identityKey: string;
+  stellarKey: string;
+  enrolledAt: number;
+  lastSeen: number | null;
+  lastLatencyMs: number | null;
+  approvals: number;
+  rejections: number;
+  misbehaviours: number;
+}
+
+export interface MisbehaviourRecord {
+  nodeId: string;
+  proposalId: string | null;
+  kind: string;
+  detail: string;
+  createdAt: number;
+}
+
+export interface ApiKeyRecord {
+  id: string;
+  /** sha256 hex of the whole key: the key itself is never stored. */
+  hash: string;
+  scopes: string[];
+  label: string | null;
+  createdAt: number;
+  revokedAt: number | null;
+}
+
+export interface ProposalPatch {
+  statusReason?: string | null;
+  envelope?: string;
+  result?: SubmissionResult;
+  signedAt?: number;
+}
+
+export interface ProposalRepository {
+  /** Insert unless the idempotency key exists; returns the stored row and whether it is new. One transaction. */
+  insertProposal(rec: ProposalRecord): { proposal: ProposalRecord; created: boolean };
+  getProposal(id: string): ProposalRecord | undefined;
+  getByIdempotencyKey(key: string): ProposalRecord | undefined;
+  listProposals(q: { status?: ProposalStatus; limit: number; before?: number }): {
+    items: ProposalRecord[];
+    next: number | null;
+  };
+  /** Pending proposals, and signed ones still to be submitted. */
+  openProposals(): ProposalRecord[];
+  countOpen(): number;
+  /** Compare-and-set on the status: false when the row was not in one of `from` (someone else moved it). */
+  transition(id: string, from: readonly ProposalStatus[], to: ProposalStatus, patch?: ProposalPatch): boolean;
+  setResult(id: string, result: SubmissionResult): void;
+  /** Keeps the first signature per (proposal, signer): adding twice is harmless (STYLE.md habit 9). */
+  addSignature(rec: SignatureRecord): boolean;
+  signatures(proposalId: string): SignatureRecord[];
+  recordDecision(rec: DecisionRecord): void;
+  decisions(proposalId: string): DecisionRecord[];
+}
+
+export interface EventRepository {
+  appendEvent(proposalId: string | null, type: string, data: Record<string, unknown>, at: number): EventRecord;
+  eventsSince(seq: number, limit: number): EventRecord[];
+}
+
+export interface NodeRepository {
+  /** Insert or replace an enrolment (same id: new keys; the counters are kept). */
+  enrollNode(n: { id: string; identityKey: string; stellarKey: string }, at: number): void;
+  getNode(id: string): NodeRecord | undefined;
+  listNodes(): NodeRecord[];
+  touchNode(id: string, at: number, latencyMs?: number): void;
+  countNode(id: string, field: 'approvals' | 'rejections' | 'misbehaviours'): void;
+  recordMisbehaviour(rec: MisbehaviourRecord): void;
+  misbehaviours(nodeId: string, limit: number): MisbehaviourRecord[];
+}
+
+export interface ApiKeyRepository {
+  insertApiKey(rec: ApiKeyRecord): void;
+  getApiKey(id: string): ApiKeyRecord | undefined;
+  countApiKeys(): number;
+}
+
+export interface Store extends ProposalRepository, EventRepository, NodeRepository, ApiKeyRepository {
+  ping(): boolean;
+  close(): void;
+}
+
+const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
+
+interface ProposalRow {
+  id: string;
+  idempotency_key: string | null;
+  api_key_id: string | null;
+  kind: string;
+  xdr: string;
+  hash: string;
+  network: string;
+  status: string;
+  status_reason: string | null;
+  requirements: string;
+  accounts: string;
+  submit: number;
+  callback_url: string | null;
+  note: string | null;
+  max_time: number;
+  envelope: string | null;
+  result: string | null;
+  created_at: number;
+  updated_at: number;
+  signed_at: number | null;
+  n: number;
+}
+
+function fromRow(r: ProposalRow): ProposalRecord {
+  return {
+    id: r.id,
+    idempotencyKey: r.idempotency_key,
+    apiKeyId: r.api_key_id,
+    kind: r.kind as ProposalRecord['kind'],
+    xdr: r.xdr,
+    hash: r.hash,
+    network: r.network,
+    status: r.status as ProposalStatus,
+    statusReason: r.status_reason,
+    requirements: JSON.parse(r.requirements) as Requirement[],
+    accounts: JSON.parse(r.accounts) as AccountAuth[],
+    submit: r.submit === 1,
+    callbackUrl: r.callback_url,
+    note: r.note,
+    maxTime: r.max_time,
+    envelope: r.envelope,
+    result: r.result === null ? null : (JSON.parse(r.result) as SubmissionResult),
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    signedAt: r.signed_at,
+  };
+}
+
+interface NodeRow {
+  id: string;
+  identity_key: string;
+  stellar_key: string;
+  enrolled_at: number;
+  last_seen: number | null;
+  last_latency_ms: number | null;
+  approvals: number;
+  rejections: number;
+  misbehaviours: number;
+}
+
+function nodeFromRow(r: NodeRow): NodeRecord {
+  return {
+    id: r.id,
+    identityKey: r.identity_key,
+    stellarKey: r.stellar_key,
+    enrolledAt: r.enrolled_at,
+    lastSeen: r.last_seen,
+    lastLatencyMs: r.last_latency_ms,
+    approvals: r.approvals,
+    rejections: r.rejections,
+    misbehaviours: r.misbehaviours,
+  };
+}
+
+/** Create the file 0600 before SQLite opens it (SQLite would use the umask), and tighten WAL/SHM files too. */
+function privateFile(path: string): void {
+  if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
+  chmodSync(path, 0o600);
+}
+
+/** Open (creating and migrating) the coordinator database at `<dataDir>/coordinator.db`. */
+export function openSqliteStore(dataDir: string): Store {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const file = join(dataDir, 'coordinator.db');
+  privateFile(file);
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  for (const suffix of ['-wal', '-shm']) if (existsSync(file + suffix)) chmodSync(file + suffix, 0o600);
+  migrate(db);
+  return new SqliteStore(db);
+}
+
+/** Apply `migrations/NNN_name.sql` in order, each in its own transaction, recording user_version. */
+export function migrate(db: Database.Database): number {
+  const files = readdirSync(MIGRATIONS_DIR)
+    .filter((f) => /^\d{3}_.*\.sql$/.test(f))
+    .sort();
+  let version = db.pragma('user_version', { simple: true }) as number;
+  for (const f of files) {
+    const n = Number(f.slice(0, 3));
+    if (n <= version) continue;
+    const sql = readFileSync(join(MIGRATIONS_DIR, f), 'utf8');
+    db.transaction(() => {
+      db.exec(sql);
+      db.pragma(`user_version = ${n}`);
+    })();
+    version = n;
+  }
+  return version;
+}
+
+class SqliteStore implements Store {
+  constructor(private readonly db: Database.Database) {}
+
+  ping(): boolean {
+    try {
+      return (this.db.prepare('SELECT 1 AS ok').get() as { ok: number }).ok === 1;
+    } catch {
+      return false;
+    }
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  insertProposal(rec: ProposalRecord): { proposal: ProposalRecord; created: boolean } {
+    return this.db.transaction(() => {
+      if (rec.idempotencyKey !== null) {
+        const existing = this.getByIdempotencyKey(rec.idempotencyKey);
+        if (existing) return { proposal: existing, created: false };
+      }
+      this.db
+        .prepare(
+          `INSERT INTO proposals (id, idempotency_key, api_key_id, kind, xdr, hash, network, status, status_reason,
+            requirements, accounts, submit, callback_url, note, max_time, envelope, result, created_at, updated_at, signed_at)
+           VALUES (@id, @idempotencyKey, @apiKeyId, @kind, @xdr, @hash, @network, @status, @statusReason,
+            @requirements, @accounts, @submit, @callbackUrl, @note, @maxTime, @envelope, @result, @createdAt, @updatedAt, @signedAt)`,
+        )
+        .run({
+          ...rec,
+          requirements: JSON.stringify(rec.requirements),
+          accounts: JSON.stringify(rec.accounts),
+          submit: rec.submit ? 1 : 0,
+          result: rec.result === null ? null : JSON.stringify(rec.result),
+        });
+      return { proposal: rec, created: true };
+    })();
+  }
+
+  getProposal(id: string): ProposalRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM proposals WHERE id = ?').get(id) as ProposalRow | undefined;
+    return r && fromRow(r);
+  }
+
+  getByIdempotencyKey(key: string): ProposalRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM proposals WHERE idempotency_key = ?').get(key) as ProposalRow | undefined;
+    return r && fromRow(r);
+  }
+
+  listProposals(q: { status?: ProposalStatus; limit: number; before?: number }): {
+    items: ProposalRecord[];
+    next: number | null;
+  } {
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM proposals WHERE (@status IS NULL OR status = @status) AND (@before IS NULL OR n < @before)
+         ORDER BY n DESC LIMIT @limit`,
+      )
+      .all({ status: q.status ?? null, before: q.before ?? null, limit: q.limit + 1 }) as ProposalRow[];
+    const more = rows.length > q.limit;
+    const page = rows.slice(0, q.limit);
+    return { items: page.map(fromRow), next: more ? page.at(-1)!.n : null };
+  }
+
+  openProposals(): ProposalRecord[] {
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM proposals WHERE status = 'pending' OR (status = 'signed' AND submit = 1 AND result IS NULL)
+         ORDER BY n`,
+      )
+      .all() as ProposalRow[];
+    return rows.map(fromRow);
+  }
+
+  countOpen(): number {
+    return (
+      this.db
+        .prepare(
+          `SELECT count(*) AS c FROM proposals WHERE status = 'pending' OR (status = 'signed' AND submit = 1 AND result IS NULL)`,
+        )
+        .get() as {
+        c: number;
+      }
+    ).c;
+  }
+
+  transition(id: string, from: readonly ProposalStatus[], to: ProposalStatus, patch: ProposalPatch = {}): boolean {
+    const placeholders = from.map(() => '?').join(', ');
+    const info = this.db
+      .prepare(
+        `UPDATE proposals SET status = ?, updated_at = ?,
+           status_reason = CASE WHEN ? THEN ? ELSE status_reason END,
+           envelope = COALESCE(?, envelope), result = COALESCE(?, result), signed_at = COALESCE(?, signed_at)
+         WHERE id = ? AND status IN (${placeholders})`,
+      )
+      .run(
+        to,
+        Date.now(),
+        patch.statusReason !== undefined ? 1 : 0,
+        patch.statusReason ?? null,
+        patch.envelope ?? null,
+        patch.result ? JSON.stringify(patch.result) : null,
+        patch.signedAt ?? null,
+        id,
+        ...from,
+      );
+    return info.changes === 1;
+  }
+
+  setResult(id: string, result: SubmissionResult): void {
+    this.db
+      .prepare('UPDATE proposals SET result = ?, updated_at = ? WHERE id = ?')
+      .run(JSON.stringify(result), Date.now(), id);
+  }
+
+  addSignature(rec: SignatureRecord): boolean {
+    const info = this.db
+      .prepare(
+        `INSERT OR IGNORE INTO signatures (proposal_id, signer_key, node_id, signature, created_at)
+         VALUES (?, ?, ?, ?, ?)`,
+      )
+      .run(rec.proposalId, rec.signerKey, rec.nodeId, rec.signature, rec.createdAt);
+    return info.changes === 1;
+  }
+
+  signatures(proposalId: string): SignatureRecord[] {
+    return (
+      this.db
+        .prepare('SELECT * FROM signatures WHERE proposal_id = ? ORDER BY created_at, signer_key')
+        .all(proposalId) as {
+        proposal_id: string;
+        signer_key: string;
+        node_id: string;
+        signature: string;
+        created_at: number;
+      }[]
+    ).map((r) => ({
+      proposalId: r.proposal_id,
+      signerKey: r.signer_key,
+      nodeId: r.node_id,
+      signature: r.signature,
+      createdAt: r.created_at,
+    }));
+  }
+
+  recordDecision(rec: DecisionRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO decisions (proposal_id, node_id, outcome, reasons, created_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (proposal_id, node_id) DO UPDATE SET outcome = excluded.outcome, reasons = excluded.reasons,
+           created_at = excluded.created_at`,
+      )
+      .run(rec.proposalId, rec.nodeId, rec.outcome, JSON.stringify(rec.reasons), rec.createdAt);
+  }
+
+  decisions(proposalId: string): DecisionRecord[] {
+    return (
+      this.db.prepare('SELECT * FROM decisions WHERE proposal_id = ? ORDER BY created_at, node_id').all(proposalId) as {
+        proposal_id: string;
+        node_id: string;
+        outcome: string;
+        reasons: string;
+        created_at: number;
+      }[]
+    ).map((r) => ({
+      proposalId: r.proposal_id,
+      nodeId: r.node_id,
+      outcome: r.outcome as DecisionRecord['outcome'],
+      reasons: JSON.parse(r.reasons) as DecisionReasonRecord[],
+      createdAt: r.created_at,
+    }));
+  }
+
+  appendEvent(proposalId: string | null, type: string, data: Record<string, unknown>, at: number): EventRecord {
+    const info = this.db
+      .prepare('INSERT INTO events (proposal_id, type, data, created_at) VALUES (?, ?, ?, ?)')
+      .run(proposalId, type, JSON.stringify(data), at);
+    return { seq: Number(info.lastInsertRowid), proposalId, type, data, createdAt: at };
+  }
+
+  eventsSince(seq: number, limit: number): EventRecord[] {
+    return (
+      this.db.prepare('SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as {
+        seq: number;
+        proposal_id: string | null;
+        type: string;
+        data: string;
+        created_at: number;
+      }[]
+    ).map((r) => ({
+      seq: r.seq,
+      proposalId: r.proposal_id,
+      type: r.type,
+      data: JSON.parse(r.data) as Record<string, unknown>,
+      createdAt: r.created_at,
+    }));
+  }
+
+  enrollNode(n: { id: string; identityKey: string; stellarKey: string }, at: number): void {
+    this.db.transaction(() => {
+      // A Stellar key belongs to one node: a re-enrolment under another id takes it over.
+      this.db.prepare('DELETE FROM nodes WHERE stellar_key = ? AND id <> ?').run(n.stellarKey, n.id);
+      this.db
+        .prepare(
+          `INSERT INTO nodes (id, identity_key, stellar_key, enrolled_at) VALUES (?, ?, ?, ?)
+           ON CONFLICT (id) DO UPDATE SET identity_key = excluded.identity_key, stellar_key = excluded.stellar_key,
+             enrolled_at = CASE WHEN nodes.identity_key = excluded.identity_key AND nodes.stellar_key = excluded.stellar_key
+               THEN nodes.enrolled_at ELSE excluded.enrolled_at END`,
+        )
+        .run(n.id, n.identityKey, n.stellarKey, at);
+    })();
+  }
+
+  getNode(id: string): NodeRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM nodes WHERE id = ?').get(id) as NodeRow | undefined;
+    return r && nodeFromRow(r);
+  }
+
+  listNodes(): NodeRecord[] {
+    return (this.db.prepare('SELECT * FROM nodes ORDER BY id').all() as NodeRow[]).map(nodeFromRow);
+  }
+
+  touchNode(id: string, at: number, latencyMs?: number): void {
+    this.db
+      .prepare('UPDATE nodes SET last_seen = ?, last_latency_ms = COALESCE(?, last_latency_ms) WHERE id = ?')
+      .run(at, latencyMs ?? null, id);
+  }
+
+  countNode(id: string, field: 'approvals' | 'rejections' | 'misbehaviours'): void {
+    this.db.prepare(`UPDATE nodes SET ${field} = ${field} + 1 WHERE id = ?`).run(id);
+  }
+
+  recordMisbehaviour(rec: MisbehaviourRecord): void {
+    this.db.transaction(() => {
+      this.db
+        .prepare('INSERT INTO misbehaviours (node_id, proposal_id, kind, detail, created_at) VALUES (?, ?, ?, ?, ?)')
+        .run(rec.nodeId, rec.proposalId, rec.kind, rec.detail, rec.createdAt);
+      this.countNode(rec.nodeId, 'misbehaviours');
+    })();
+  }
+
+  misbehaviours(nodeId: string, limit: number): MisbehaviourRecord[] {
+    return (
+      this.db.prepare('SELECT * FROM misbehaviours WHERE node_id = ? ORDER BY seq DESC LIMIT ?').all(nodeId, limit) as {
+        node_id: string;
+        proposal_id: string | null;
+        kind: string;
+        detail: string;
+        created_at: number;
+      }[]
+    ).map((r) => ({
+      nodeId: r.node_id,
+      proposalId: r.proposal_id,
+      kind: r.kind,
+      detail: r.detail,
+      createdAt: r.created_at,
+    }));
+  }
+
+  insertApiKey(rec: ApiKeyRecord): void {
+    this.db
+      .prepare('INSERT INTO api_keys (id, hash, scopes, label, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(rec.id, rec.hash, rec.scopes.join(','), rec.label, rec.createdAt, rec.revokedAt);
+  }
+
+  getApiKey(id: string): ApiKeyRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM api_keys WHERE id = ?').get(id) as
+      | {
+          id: string;
+          hash: string;
+          scopes: string;
+          label: string | null;
+          created_at: number;
+          revoked_at: number | null;
+        }
+      | undefined;
+    return (
+      r && {
+        id: r.id,
+        hash: r.hash,
+        scopes: r.scopes.split(',').filter((s) => s.length > 0),
+        label: r.label,
+        createdAt: r.created_at,
+        revokedAt: r.revoked_at,
+      }
+    );
+  }
+
+  countApiKeys(): number {
+    return (this.db.prepare('SELECT count(*) AS c FROM api_keys').get() as { c: number }).c;
+  }
+}

@@ -1,0 +1,333 @@
+import { decodeFrame, encodeFrame } from '@cosigner/protocol/frame';
+import { generateIdentity, type Identity } from '@cosigner/protocol/identity';
+import type { Body, MessageType } from '@cosigner/protocol/messages';
+import { ReplayGuard } from '@cosigner/protocol/replay';
+import { createLogger } from '@cosigner/runtime/logger';
+import { decodeEnvelope } from '@cosigner/stellar/decode';
+import type { AccountAuth } from '@cosigner/stellar/types';
+import { tempDir } from '@cosigner/testkit/process';
+import { Account, Asset, Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
+import type { FastifyInstance } from 'fastify';
+import WebSocket from 'ws';
+import { createApiKey } from '../src/apikeys.ts';
+import { build } from '../src/app.ts';
+import { parseConfig } from '../src/config.ts';
+import { coordinatorErrors } from '../src/errors.ts';
+import type { LedgerClient, SubmitAttempt } from '../src/horizon.ts';
+import type { Store } from '../src/store.ts';
+import { openSqliteStore } from '../src/store.ts';
+
+export const NETWORK = 'Coordinator Test Network ; 2026';
+
+/** A test double of the network: accounts by id, a scripted submission outcome, a record of what was sent. */
+export class FakeLedger implements LedgerClient {
+  accounts = new Map<string, AccountAuth>();
+  submitted: string[] = [];
+  loads = 0;
+  outcomes: SubmitAttempt[] = [];
+  applied = new Set<string>();
+  up = true;
+  async loadAccount(id: string): Promise<AccountAuth> {
+    this.loads++;
+    if (!this.up) throw coordinatorErrors.error('COORD_HORIZON_UNAVAILABLE', { accountId: id });
+    const a = this.accounts.get(id);
+    if (!a) throw coordinatorErrors.error('COORD_ACCOUNT_NOT_FOUND', { accountId: id });
+    return structuredClone(a);
+  }
+  async submit(xdr: string, network: string): Promise<SubmitAttempt> {
+    this.submitted.push(xdr);
+    const r = this.outcomes.shift() ?? { kind: 'accepted', ledger: 7 };
+    if (r.kind === 'accepted') this.applied.add(decodeEnvelope(xdr, network).hash.toString('hex'));
+    return r;
+  }
+  async transactionStatus(hash: string): Promise<'success' | 'failed' | 'missing' | 'unknown'> {
+    return this.applied.has(hash) ? 'success' : 'missing';
+  }
+  async reachable(): Promise<boolean> {
+    return this.up;
+  }
+}
+
+/** A multisig account: master weight 0, the given signer keys weight 1 each, all thresholds `threshold`. */
+export function multisig(accountId: string, signers: string[], threshold: number): AccountAuth {
+  return {
+    accountId,
+    masterWeight: 0,
+    thresholds: { low: threshold, medium: threshold, high: threshold },
+    signers: signers.map((key) => ({ key, weight: 1 })),
+  };
+}
+
+/** An unsigned payment from `source`, valid for `timeoutSec` (0 = no upper bound is refused by the SDK). */
+export function payment(
+  source: string,
+  opts: { seq?: string; timeoutSec?: number; amount?: string; network?: string } = {},
+): string {
+  const tx = new TransactionBuilder(new Account(source, opts.seq ?? '100'), {
+    fee: '100',
+    networkPassphrase: opts.network ?? NETWORK,
+  })
+    .addOperation(
+      Operation.payment({
+        destination: Keypair.random().publicKey(),
+        asset: Asset.native(),
+        amount: opts.amount ?? '10',
+      }),
+    )
+    .setTimeout(opts.timeoutSec ?? 300)
+    .build();
+  return tx.toEnvelope().toXDR('base64');
+}
+
+export type Behaviour =
+  | 'approve'
+  | 'reject'
+  | 'hold'
+  | 'silent'
+  | 'garbage'
+  | 'otherHash'
+  | 'wrongKey'
+  | ((p: Body<'proposal'>, node: TestNode) => Body<'decision'> | undefined);
+
+/**
+ * A test-double cosigner node speaking the real protocol over a real socket: identity key generated at run
+ * time, Stellar key random. It decodes the XDR and hashes it itself, like a real node, unless told to misbehave.
+ */
+export class TestNode {
+  readonly identity: Identity;
+  readonly keypair: Keypair;
+  ws: WebSocket | undefined;
+  session: string | null = null;
+  readonly proposals: Body<'proposal'>[] = [];
+  readonly cancels: Body<'cancel'>[] = [];
+  closed: { code: number; reason: string } | undefined;
+  readonly #replay = new ReplayGuard({ ttlMs: 60_000 });
+  #waiters: (() => void)[] = [];
+
+  constructor(
+    readonly id: string,
+    public behaviour: Behaviour = 'approve',
+    opts: { keypair?: Keypair; network?: string } = {},
+  ) {
+    this.identity = generateIdentity().identity;
+    this.keypair = opts.keypair ?? Keypair.random();
+    this.network = opts.network ?? NETWORK;
+  }
+  network: string;
+
+  get stellarKey(): string {
+    return this.keypair.publicKey();
+  }
+
+  enrolment(): { id: string; identityKey: string; stellarKey: string } {
+    return { id: this.id, identityKey: this.identity.publicKeyB64, stellarKey: this.stellarKey };
+  }
+
+  /** Dial, authenticate; resolves with the welcome (or the close code when refused). */
+  connect(
+    baseUrl: string,
+    coordinatorKey: Buffer,
+    authOverride: Partial<Body<'auth'>> = {},
+  ): Promise<'welcome' | number> {
+    const ws = new WebSocket(`${baseUrl.replace(/^http/, 'ws')}/v1/nodes/connect`);
+    this.ws = ws;
+    this.closed = undefined;
+    return new Promise((resolve, reject) => {
+      ws.on('error', reject);
+      ws.on('close', (code, reason) => {
+        this.closed = { code, reason: reason.toString() };
+        resolve(code);
+        this.#notify();
+      });
+      ws.on('message', (data: Buffer) => {
+        const { envelope } = decodeFrame(data, {
+          trustedKeys: [coordinatorKey],
+          sender: 'coordinator',
+          self: this.id,
+          session: this.session,
+          replay: this.#replay,
+        });
+        switch (envelope.type) {
+          case 'hello': {
+            const h = envelope.body as Body<'hello'>;
+            this.sendRaw('auth', {
+              nodeId: this.id,
+              identityKey: this.identity.publicKeyB64,
+              stellarKey: this.stellarKey,
+              challenge: h.challenge,
+              networkPassphrase: this.network,
+              version: 'test',
+              ...authOverride,
+            });
+            break;
+          }
+          case 'welcome':
+            this.session = (envelope.body as Body<'welcome'>).sessionId;
+            resolve('welcome');
+            break;
+          case 'proposal':
+            this.proposals.push(envelope.body as Body<'proposal'>);
+            this.#decide(envelope.body as Body<'proposal'>);
+            break;
+          case 'cancel':
+            this.cancels.push(envelope.body as Body<'cancel'>);
+            break;
+          case 'ping':
+            this.send('pong', { nonce: (envelope.body as Body<'ping'>).nonce });
+            break;
+          default:
+            break;
+        }
+        this.#notify();
+      });
+    });
+  }
+
+  #notify(): void {
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const f of w) f();
+  }
+
+  /** Wait until `cond` holds, re-checked on every frame (bounded by the test timeout). */
+  async until(cond: () => boolean): Promise<void> {
+    while (!cond()) await new Promise<void>((r) => this.#waiters.push(r));
+  }
+
+  sendRaw<T extends MessageType>(
+    type: T,
+    body: Body<T>,
+    opts: { session?: string | null; identity?: Identity; from?: string } = {},
+  ): void {
+    this.ws!.send(
+      encodeFrame(opts.identity ?? this.identity, {
+        type,
+        body,
+        from: opts.from ?? this.id,
+        to: 'coordinator',
+        session: opts.session === undefined ? null : opts.session,
+      }),
+    );
+  }
+
+  send<T extends MessageType>(type: T, body: Body<T>): void {
+    this.sendRaw(type, body, { session: this.session });
+  }
+
+  #decide(p: Body<'proposal'>): void {
+    const d = this.decision(p);
+    if (d) this.send('decision', d);
+  }
+
+  decision(p: Body<'proposal'>): Body<'decision'> | undefined {
+    const b = this.behaviour;
+    if (typeof b === 'function') return b(p, this);
+    if (b === 'silent') return undefined;
+    const hash = decodeEnvelope(p.xdr!, this.network).hash;
+    const base = { proposalId: p.proposalId, hash: hash.toString('hex'), signerKey: this.stellarKey, reasons: [] };
+    switch (b) {
+      case 'reject':
+        return {
+          ...base,
+          outcome: 'reject',
+          reasons: [{ code: 'POLICY_AMOUNT', message: `${this.id}: amount above limit` }],
+        };
+      case 'hold':
+        return { ...base, outcome: 'hold', reasons: [{ code: 'POLICY_MANUAL', message: 'needs a person' }] };
+      case 'garbage':
+        return { ...base, outcome: 'approve', signature: Buffer.alloc(64, 7).toString('base64') };
+      case 'otherHash': {
+        const other = Buffer.alloc(32, 9);
+        return { ...base, outcome: 'approve', signature: Buffer.from(this.keypair.sign(other)).toString('base64') };
+      }
+      case 'wrongKey': {
+        const kp = Keypair.random();
+        return {
+          ...base,
+          outcome: 'approve',
+          signerKey: kp.publicKey(),
+          signature: Buffer.from(kp.sign(hash)).toString('base64'),
+        };
+      }
+      default:
+        return { ...base, outcome: 'approve', signature: Buffer.from(this.keypair.sign(hash)).toString('base64') };
+    }
+  }
+
+  close(): void {
+    this.ws?.close();
+  }
+}
+
+export async function waitFor<T>(
+  f: () => T | undefined | Promise<T | undefined>,
+  what = 'condition',
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined && v !== false) return v as T;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export interface Harness {
+  dir: string;
+  app: FastifyInstance;
+  store: Store;
+  ledger: FakeLedger;
+  identity: Identity;
+  adminKey: string;
+  url?: string;
+  close(): Promise<void>;
+}
+
+/** An in-process coordinator on a temp data dir with a FakeLedger; `listen` gives it a real port for nodes. */
+export async function harness(
+  opts: {
+    config?: Record<string, unknown>;
+    nodes?: TestNode[];
+    listen?: boolean;
+    dir?: string;
+    ledger?: FakeLedger;
+    identity?: Identity;
+  } = {},
+): Promise<Harness> {
+  const dir = opts.dir ?? (await tempDir('coord-test-'));
+  const config = parseConfig({
+    dataDir: dir,
+    network: NETWORK,
+    nodes: (opts.nodes ?? []).map((n) => n.enrolment()),
+    round: { submitBackoffMs: 10, heartbeatMs: 1000 },
+    ...opts.config,
+  });
+  const store = openSqliteStore(dir);
+  const identity = opts.identity ?? generateIdentity().identity;
+  const ledger = opts.ledger ?? new FakeLedger();
+  const adminKey = createApiKey(store, ['admin']).key;
+  const app = await build({
+    config,
+    store,
+    identity,
+    callbackSecret: 'test-secret',
+    ledger,
+    logger: createLogger({ name: 'test', level: 'silent' }),
+  });
+  let url: string | undefined;
+  if (opts.listen) url = await app.listen({ host: '127.0.0.1', port: 0 });
+  else await app.ready();
+  return {
+    dir,
+    app,
+    store,
+    ledger,
+    identity,
+    adminKey,
+    url,
+    close: async () => {
+      await app.close();
+    },
+  };
+}
