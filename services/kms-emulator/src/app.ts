@@ -68,14 +68,13 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   const send = (reply: FastifyReply, status: number, payload: string): FastifyReply =>
     reply.status(status).header('content-type', CONTENT_TYPE).send(payload);
 
-  app.setErrorHandler((err: FastifyError, req, reply) => {
+  // Only body reading can fail before the route (the route answers every error itself): a body over the limit
+  // or one that cannot be read as text (bad content length, unreadable stream).
+  app.setErrorHandler((err: FastifyError, _req, reply) => {
     const e =
       err.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
         ? awsError('RequestEntityTooLargeException', `The request body is larger than ${bodyLimit} bytes.`)
-        : (err.statusCode ?? 500) < 500
-          ? awsError('SerializationException', 'The request could not be read.')
-          : awsError('KMSInternalException', 'The request could not be processed.');
-    if (e.status >= 500) req.log.error({ err }, 'kms-emulator internal error');
+        : awsError('SerializationException', 'The request body could not be read.');
     send(reply.header('x-amzn-requestid', randomUUID()), e.status, JSON.stringify(e.body()));
   });
   app.setNotFoundHandler((_req, reply) => {

@@ -69,10 +69,8 @@ export function signPrehashed(key: KeyObject, digest: Buffer): Buffer {
 }
 
 export function verifyPrehashed(spki: Buffer, digest: Buffer, signature: Buffer): boolean {
-  if (signature.length !== 64) return false;
-  try {
-    return ed25519phDigest.verify(signature, digest, spki.subarray(SPKI_PREFIX.length));
-  } catch {
-    return false;
-  }
+  // noble throws only on malformed argument lengths, which the length checks here and in ops.ts rule out;
+  // a well-formed but invalid signature (bad R point, S >= L) is `false`.
+  if (signature.length !== 64 || digest.length !== 64) return false;
+  return ed25519phDigest.verify(signature, digest, spki.subarray(SPKI_PREFIX.length));
 }
