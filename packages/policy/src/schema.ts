@@ -371,12 +371,19 @@ function checked(values: readonly string[], field: string, ok: (s: string) => bo
   return new Set(values);
 }
 
+function refuseMutation(): never {
+  throw new TypeError('a loaded policy is frozen');
+}
+
 function deepFreeze<T>(o: T): T {
   if (o !== null && typeof o === 'object' && !Object.isFrozen(o)) {
+    const collection = o instanceof Map || o instanceof Set;
+    // Object.freeze does not stop Map#set or Set#add: shadow the mutators so the loaded policy cannot change.
+    if (collection) {
+      for (const m of ['set', 'add', 'delete', 'clear']) Object.defineProperty(o, m, { value: refuseMutation });
+    }
     Object.freeze(o);
-    // Maps and sets are exposed as Readonly* types; their own entries are frozen plain values.
-    const values = o instanceof Map || o instanceof Set ? [...o.values()] : Object.values(o as object);
-    for (const v of values) deepFreeze(v);
+    for (const v of collection ? [...o.values()] : Object.values(o as object)) deepFreeze(v);
   }
   return o;
 }
@@ -524,7 +531,11 @@ export function parsePolicy(input: unknown, opts: LoadOptions = {}): Policy {
   const withDefaults = Value.Default(PolicySchema, structuredClone(input));
   if (!Value.Check(PolicySchema, withDefaults)) {
     const errors = [...Value.Errors(PolicySchema, withDefaults)].filter((e) => e.keyword !== 'boolean');
-    const problems = errors.map((e) => describeSchemaError(e as SchemaError));
+    // A union reports one error per branch; one line per field and problem is what an operator reads.
+    const unique = new Map(
+      errors.map((e) => describeSchemaError(e as SchemaError)).map((p) => [`${p.field}|${p.problem}`, p]),
+    );
+    const problems = [...unique.values()];
     const first = problems[0]!;
     throw policyErrors.error(
       'POLICY_INVALID',
