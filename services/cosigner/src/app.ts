@@ -68,8 +68,9 @@ const ActionBody = Type.Object(
 export function build(deps: AppDeps) {
   const app = Fastify({
     loggerInstance: deps.logger,
-    disableRequestLogging: deps.logger === undefined,
     bodyLimit: 16 * 1024,
+    // Refuse unknown fields instead of silently dropping them (fastify's default is removeAdditional: true).
+    ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setErrorHandler((err, _req, reply) => {

@@ -1,0 +1,151 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createSigner } from '@cosigner/keys/factory';
+import { evaluate } from '@cosigner/policy/evaluate';
+import { loadPolicy } from '@cosigner/policy/schema';
+import { createLogger } from '@cosigner/runtime/logger';
+import { Keypair } from '@stellar/stellar-sdk';
+import { afterAll, describe, expect, it } from 'vitest';
+import { build } from '../src/app.ts';
+import { AuditLog } from '../src/audit.ts';
+import { ledgerPath, openLedgerDb, SigningLedger } from '../src/ledger.ts';
+import { createMetrics } from '../src/metrics.ts';
+import { type DecisionBody, Reviewer } from '../src/review.ts';
+import { buildTx, NETWORK, pay, policyYaml } from './helpers.ts';
+
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function setup(opts: { token?: string; keyOk?: boolean; sessionUp?: boolean } = {}) {
+  const dir = await mkdtemp(join(tmpdir(), 'cosigner-app-'));
+  dirs.push(dir);
+  const account = Keypair.random().publicKey();
+  const dest = Keypair.random().publicKey();
+  const policy = loadPolicy(policyYaml({ accounts: [account], allow: [dest], holdAbove: '50' }));
+  const signer = await createSigner({ type: 'local', keyFile: join(dir, 'k.key') }, { production: false });
+  const ledger = new SigningLedger(openLedgerDb(ledgerPath(dir)));
+  const metrics = createMetrics();
+  const logger = createLogger({ name: 'app-test', level: 'silent' });
+  const reviewer = new Reviewer({
+    network: NETWORK,
+    accounts: policy.accounts,
+    evaluate: (summary, ctx) => evaluate(policy, { summary, now: ctx.now, spent: ctx.spent }),
+    ledger,
+    audit: new AuditLog(ledger.db),
+    signer,
+    logger,
+    metrics,
+  });
+  const sent: DecisionBody[] = [];
+  const app = build({
+    reviewer,
+    ledger,
+    metrics,
+    keyHealth: async () => (opts.keyOk === false ? { ok: false, detail: 'KMS unreachable' } : { ok: true }),
+    sessionUp: () => opts.sessionUp ?? true,
+    sendDecision: (d) => sent.push(d),
+    adminToken: opts.token,
+  });
+  const hold = async (seq: string, id: string) => {
+    const d = await reviewer.review({
+      proposalId: id,
+      kind: 'transaction',
+      networkPassphrase: NETWORK,
+      xdr: buildTx({ source: account, seq, ops: [pay(dest, '60')] }),
+    });
+    expect(d.outcome).toBe('hold');
+  };
+  return { app, ledger, sent, hold, signer };
+}
+
+describe('admin API', () => {
+  it('serves health, readiness (key AND session) and metrics', async () => {
+    const a = await setup();
+    expect((await a.app.inject({ url: '/healthz' })).json()).toEqual({ status: 'ok' });
+    expect((await a.app.inject({ url: '/readyz' })).json()).toEqual({ ready: true, key: true, session: true });
+    const m = await a.app.inject({ url: '/metrics' });
+    expect(m.headers['content-type']).toContain('text/plain');
+    expect(m.body).toContain('cosigner_node_ledger_rows{kind="signatures"} 0');
+    const b = await setup({ keyOk: false });
+    const nr = await b.app.inject({ url: '/readyz' });
+    expect(nr.statusCode).toBe(503);
+    expect(nr.json()).toEqual({ ready: false, key: false, session: true, detail: 'KMS unreachable' });
+    const c = await setup({ sessionUp: false });
+    expect((await c.app.inject({ url: '/readyz' })).json()).toMatchObject({ ready: false, session: false });
+  });
+
+  it('lists held proposals and approves one: the signature goes to the coordinator', async () => {
+    const a = await setup();
+    await a.hold('5', 'h-1');
+    const list = await a.app.inject({ url: '/v1/pending' });
+    expect(list.json().pending).toEqual([
+      expect.objectContaining({ id: 'h-1', reasons: [expect.objectContaining({ code: 'HOLD_AMOUNT_ABOVE' })] }),
+    ]);
+    const r = await a.app.inject({ method: 'POST', url: '/v1/pending/h-1/approve', payload: { by: 'alice' } });
+    expect(r.statusCode).toBe(200);
+    const body = r.json();
+    expect(body).toMatchObject({ outcome: 'approve', delivered: true, signerKey: a.signer.address });
+    expect(
+      Keypair.fromPublicKey(a.signer.address).verify(
+        Buffer.from(body.hash, 'hex'),
+        Buffer.from(body.signature, 'base64'),
+      ),
+    ).toBe(true);
+    expect(a.sent).toHaveLength(1);
+    expect(a.ledger.pending('h-1')).toMatchObject({ state: 'approved', closedBy: 'admin:alice' });
+    const again = await a.app.inject({ method: 'POST', url: '/v1/pending/h-1/reject', payload: {} });
+    expect(again.statusCode).toBe(409);
+    expect(again.json()).toMatchObject({ code: 'NODE_PENDING_CLOSED' });
+    const missing = await a.app.inject({ method: 'POST', url: '/v1/pending/none/approve', payload: {} });
+    expect(missing.statusCode).toBe(404);
+  });
+
+  it('rejects with a note; refuses bad ids, unknown fields and oversized bodies with 4xx', async () => {
+    const a = await setup({ sessionUp: false });
+    await a.hold('6', 'h-2');
+    const r = await a.app.inject({ method: 'POST', url: '/v1/pending/h-2/reject', payload: { note: 'too big' } });
+    expect(r.json()).toMatchObject({ outcome: 'reject', delivered: false, reasons: [{ code: 'MANUAL_REJECT' }] });
+    expect(a.sent).toHaveLength(1); // queued by the session until it is up again
+    expect((await a.app.inject({ method: 'POST', url: '/v1/pending/bad%20id/approve', payload: {} })).statusCode).toBe(
+      400,
+    );
+    expect(
+      (await a.app.inject({ method: 'POST', url: '/v1/pending/h-2/approve', payload: { evil: 1 } })).statusCode,
+    ).toBe(400);
+    const big = await a.app.inject({
+      method: 'POST',
+      url: '/v1/pending/h-2/approve',
+      payload: { note: 'x'.repeat(20_000) },
+    });
+    expect(big.statusCode).toBe(413);
+    expect(big.json()).toMatchObject({ code: 'NODE_BAD_REQUEST' });
+  });
+
+  it('requires the admin token on /v1 routes when one is configured', async () => {
+    const a = await setup({ token: 's3cret-token' });
+    await a.hold('7', 'h-3');
+    expect((await a.app.inject({ url: '/v1/pending' })).statusCode).toBe(401);
+    expect(
+      (await a.app.inject({ url: '/v1/pending', headers: { authorization: 'Bearer wrong' } })).json(),
+    ).toMatchObject({
+      code: 'NODE_UNAUTHORIZED',
+    });
+    const ok = await a.app.inject({ url: '/v1/pending', headers: { authorization: 'Bearer s3cret-token' } });
+    expect(ok.statusCode).toBe(200);
+    expect((await a.app.inject({ method: 'POST', url: '/v1/pending/h-3/approve', payload: {} })).statusCode).toBe(401);
+    expect(a.ledger.pending('h-3')?.state).toBe('held');
+    // Health stays open (probes carry no token).
+    expect((await a.app.inject({ url: '/healthz' })).statusCode).toBe(200);
+  });
+
+  it('answers 500 without details when something unexpected fails', async () => {
+    const a = await setup();
+    a.ledger.close();
+    const r = await a.app.inject({ url: '/v1/pending' });
+    expect(r.statusCode).toBe(500);
+    expect(r.json()).toEqual({ code: 'NODE_INTERNAL', message: 'internal error' });
+  });
+});

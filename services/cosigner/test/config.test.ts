@@ -1,0 +1,162 @@
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateIdentity } from '@cosigner/protocol/identity';
+import { afterAll, describe, expect, it } from 'vitest';
+import { assertProductionSafe, isLoopback, loadConfig, parseConfig } from '../src/config.ts';
+import { crashPointFromEnv } from '../src/node.ts';
+
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+const coordKey = generateIdentity().identity.publicKeyB64;
+
+function base(over: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    nodeId: 'node-a',
+    dataDir: 'data',
+    coordinator: { url: 'ws://127.0.0.1:9', publicKeys: [coordKey] },
+    network: 'Test SDF Network ; September 2015',
+    key: { type: 'local', keyFile: 'k.key' },
+    policy: 'policy.yaml',
+    ...over,
+  };
+}
+
+function codeAndMessage(f: () => unknown): { code?: string; message?: string } {
+  try {
+    f();
+  } catch (e) {
+    return e as { code?: string; message?: string };
+  }
+  return {};
+}
+
+describe('node config', () => {
+  it('applies defaults, resolves paths against the file, applies flags, freezes', () => {
+    const c = parseConfig(base(), { baseDir: '/etc/node', overrides: { port: 7400, host: '::1' } });
+    expect(c).toMatchObject({
+      mode: 'development',
+      dataDir: '/etc/node/data',
+      identityKeyFile: '/etc/node/data/identity.pem',
+      policy: '/etc/node/policy.yaml',
+      key: { type: 'local', keyFile: '/etc/node/k.key' },
+      admin: { host: '::1', port: 7400 },
+      limits: { slotGraceSeconds: 60, reconnectMaxMs: 10_000, maxSkewMs: 30_000 },
+      production: false,
+      logLevel: 'info',
+    });
+    expect(c.coordinatorKeys[0]?.toString('base64')).toBe(coordKey);
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.admin)).toBe(true);
+    const o = parseConfig(base({ identityKeyFile: '/abs/id.pem', admin: { tokenFile: 'tok' } }), {
+      baseDir: '/b',
+      overrides: { dataDir: '/d', mode: 'production' },
+    });
+    expect(o).toMatchObject({
+      dataDir: '/d',
+      identityKeyFile: '/abs/id.pem',
+      production: true,
+      admin: { tokenFile: '/b/tok' },
+    });
+    const hsm = parseConfig(
+      base({ key: { type: 'pkcs11', module: 'lib.so', tokenLabel: 't', keyIdHex: '01', pinFile: 'pin' } }),
+      { baseDir: '/h' },
+    );
+    expect(hsm.key).toMatchObject({ module: '/h/lib.so', pinFile: '/h/pin' });
+    expect(parseConfig(base(), { baseDir: '/', env: { NODE_ENV: 'production' } }).production).toBe(true);
+  });
+
+  it('names the offending field', () => {
+    const cases: [unknown, RegExp][] = [
+      [[], /YAML mapping/],
+      [base({ nodeId: 'bad id!' }), /nodeId/],
+      [base({ extra: 1 }), /unknown field\(s\) extra/],
+      [Object.fromEntries(Object.entries(base()).filter(([k]) => k !== 'network')), /missing network/],
+      [base({ coordinator: { url: 'http://x', publicKeys: [coordKey] } }), /coordinator\.url/],
+      [base({ coordinator: { url: 'ws://x', publicKeys: ['nope'] } }), /coordinator\.publicKeys\.0/],
+      [base({ key: { type: 'local' } }), /key/],
+      [base({ limits: { slotGraceSeconds: -1 } }), /limits\.slotGraceSeconds/],
+    ];
+    for (const [input, re] of cases) {
+      const e = codeAndMessage(() => parseConfig(input, { baseDir: '/' }));
+      expect(e.code).toBe('NODE_CONFIG_INVALID');
+      expect(e.message).toMatch(re);
+    }
+  });
+
+  it('loads a YAML file and reports unreadable or invalid files', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cosigner-config-'));
+    dirs.push(dir);
+    const f = join(dir, 'node.yaml');
+    await writeFile(
+      f,
+      `nodeId: node-a\ndataDir: data\ncoordinator: {url: 'ws://127.0.0.1:1', publicKeys: ['${coordKey}']}\nnetwork: n\nkey: {type: local, keyFile: k}\npolicy: p.yaml\n`,
+    );
+    const c = await loadConfig(f, { port: 1 });
+    expect(c).toMatchObject({ configFile: f, dataDir: join(dir, 'data'), admin: { port: 1 } });
+    expect(c.configSha256).toMatch(/^[0-9a-f]{64}$/);
+    await expect(loadConfig(join(dir, 'missing.yaml'))).rejects.toMatchObject({ code: 'NODE_CONFIG_INVALID' });
+    await writeFile(join(dir, 'bad.yaml'), 'a: [');
+    await expect(loadConfig(join(dir, 'bad.yaml'))).rejects.toThrow(/not valid YAML/);
+  });
+
+  it('production mode refuses the local backend, static KMS keys, readable files, an open admin API, plain ws', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cosigner-prod-'));
+    dirs.push(dir);
+    const cfgFile = join(dir, 'node.yaml');
+    const ledger = join(dir, 'ledger.sqlite');
+    const identity = join(dir, 'identity.pem');
+    for (const f of [cfgFile, ledger, identity]) await writeFile(f, 'x', { mode: 0o644 });
+    const c = parseConfig(
+      base({
+        mode: 'production',
+        identityKeyFile: identity,
+        coordinator: { url: 'ws://coordinator.example:443', publicKeys: [coordKey] },
+        admin: { host: '0.0.0.0' },
+      }),
+      { baseDir: dir, configFile: cfgFile },
+    );
+    const err = (await assertProductionSafe(c, { ledger }).catch((e: unknown) => e)) as {
+      code: string;
+      details: { problems: string[] };
+    };
+    expect(err.code).toBe('NODE_CONFIG_UNSAFE');
+    expect(err.details.problems.join('\n')).toMatch(/local is for development only/);
+    expect(err.details.problems.join('\n')).toMatch(/admin\.host 0\.0\.0\.0/);
+    expect(err.details.problems.join('\n')).toMatch(/wss/);
+    expect(err.details.problems.join('\n')).toMatch(/config file .* readable by others/);
+    expect(err.details.problems.join('\n')).toMatch(/identity key .* readable/);
+    expect(err.details.problems.join('\n')).toMatch(/signing ledger .* readable/);
+    const kms = parseConfig(
+      base({
+        mode: 'production',
+        key: { type: 'aws-kms', keyId: 'k', region: 'r', credentials: { accessKeyId: 'a', secretAccessKey: 's' } },
+      }),
+      { baseDir: dir },
+    );
+    await expect(assertProductionSafe(kms)).rejects.toThrow(/static keys/);
+    for (const f of [cfgFile, ledger, identity]) await chmod(f, 0o600);
+    const good = parseConfig(
+      base({
+        mode: 'production',
+        identityKeyFile: identity,
+        key: { type: 'aws-kms', keyId: 'k', region: 'r' },
+        coordinator: { url: 'wss://c.example', publicKeys: [coordKey] },
+      }),
+      { baseDir: dir, configFile: cfgFile },
+    );
+    await expect(assertProductionSafe(good, { ledger: join(dir, 'absent.sqlite') })).resolves.toBeUndefined();
+    await expect(assertProductionSafe(parseConfig(base(), { baseDir: dir }))).resolves.toBeUndefined(); // development
+    expect(isLoopback('127.0.0.2')).toBe(true);
+    expect(isLoopback('10.0.0.1')).toBe(false);
+  });
+
+  it('reads the crash hook only in development mode', () => {
+    expect(crashPointFromEnv(false, { COSIGNER_CRASH_AT: 'after-sign' })).toBe('after-sign');
+    expect(crashPointFromEnv(true, { COSIGNER_CRASH_AT: 'after-sign' })).toBeUndefined();
+    expect(crashPointFromEnv(false, { COSIGNER_CRASH_AT: 'whenever' })).toBeUndefined();
+    expect(crashPointFromEnv(false, {})).toBeUndefined();
+  });
+});
