@@ -22,12 +22,12 @@ async function withAccount(config: Record<string, unknown> = {}) {
   ledger.accounts.set(source, multisig(source, keys, 2));
   h = await harness({ ledger, config });
   // Enrolled nodes hold the signer keys, so the quorum is reachable and proposals stay pending.
-  keys.forEach((k, i) =>
+  keys.forEach((k, i) => {
     h!.store.enrollNode(
       { id: `n${i}`, identityKey: Buffer.alloc(32, i + 1).toString('base64'), stellarKey: k },
       Date.now(),
-    ),
-  );
+    );
+  });
   return { source, ledger, h };
 }
 

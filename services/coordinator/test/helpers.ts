@@ -114,6 +114,7 @@ export class TestNode {
     this.network = opts.network ?? NETWORK;
   }
   network: string;
+  autoSync = true;
 
   get stellarKey(): string {
     return this.keypair.publicKey();
@@ -163,6 +164,8 @@ export class TestNode {
           }
           case 'welcome':
             this.session = (envelope.body as Body<'welcome'>).sessionId;
+            // Like a real node: ask for every open proposal right after the session opens.
+            if (this.autoSync) this.send('sync', {});
             resolve('welcome');
             break;
           case 'proposal':

@@ -1,0 +1,448 @@
+import { rm } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { decodeEnvelope } from '@cosigner/stellar/decode';
+import { checkAuth } from '@cosigner/stellar/quorum';
+import { Keypair } from '@stellar/stellar-sdk';
+import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { signCallback } from '../src/events.ts';
+import { CLOSE } from '../src/hub.ts';
+import { FakeLedger, type Harness, harness, multisig, NETWORK, payment, TestNode, waitFor } from './helpers.ts';
+
+let h: Harness | undefined;
+let nodes: TestNode[] = [];
+let servers: Server[] = [];
+afterEach(async () => {
+  for (const n of nodes) n.close();
+  nodes = [];
+  for (const s of servers) s.close();
+  servers = [];
+  if (h) {
+    await h.close();
+    await rm(h.dir, { recursive: true, force: true });
+    h = undefined;
+  }
+});
+
+interface Setup {
+  h: Harness;
+  source: string;
+  nodes: TestNode[];
+  propose(body?: Record<string, unknown>): Promise<{ id: string; status: string }>;
+  get(id: string): Promise<Record<string, unknown> & { status: string }>;
+}
+
+/** A 2-of-3 account whose signers are the first three nodes; every node enrolled; the coordinator listening. */
+async function setup(
+  ns: TestNode[],
+  opts: { config?: Record<string, unknown>; connect?: boolean; ledger?: FakeLedger; dir?: string } = {},
+): Promise<Setup> {
+  nodes.push(...ns);
+  const ledger = opts.ledger ?? new FakeLedger();
+  const source = Keypair.random().publicKey();
+  if (!opts.ledger)
+    ledger.accounts.set(
+      source,
+      multisig(
+        source,
+        ns.slice(0, 3).map((n) => n.stellarKey),
+        2,
+      ),
+    );
+  h = await harness({ ledger, nodes: ns, listen: true, config: opts.config, dir: opts.dir });
+  const hh = h;
+  if (opts.connect !== false)
+    for (const n of ns) expect(await n.connect(hh.url!, hh.identity.publicKey)).toBe('welcome');
+  return {
+    h: hh,
+    source,
+    nodes: ns,
+    async propose(body = {}) {
+      const res = await hh.app.inject({
+        method: 'POST',
+        url: '/v1/proposals',
+        headers: { authorization: `Bearer ${hh.adminKey}` },
+        payload: { xdr: payment(source), ...body },
+      });
+      expect(res.statusCode).toBe(201);
+      return res.json();
+    },
+    async get(id) {
+      return (
+        await hh.app.inject({ url: `/v1/proposals/${id}`, headers: { authorization: `Bearer ${hh.adminKey}` } })
+      ).json();
+    },
+  };
+}
+
+async function until(s: Setup, id: string, status: string) {
+  return waitFor(async () => {
+    const p = await s.get(id);
+    return p.status === status ? p : undefined;
+  }, `status ${status}`);
+}
+
+function envelopeOk(s: Setup, envelope: string) {
+  const d = decodeEnvelope(envelope, NETWORK);
+  const accounts = new Map([[s.source, s.h.ledger.accounts.get(s.source)!]]);
+  return { sigs: d.signatures.length, verdict: checkAuth(d, accounts) };
+}
+
+describe('signing round', () => {
+  it('2-of-3: fans out in parallel, assembles a minimal envelope, submits once, does not wait for the slow node', async () => {
+    const s = await setup([new TestNode('a'), new TestNode('b', 'silent'), new TestNode('c')]);
+    const p = await s.propose({ submit: true, idempotencyKey: 'pay-1' });
+    const done = await until(s, p.id, 'submitted');
+    for (const n of s.nodes) await n.until(() => n.proposals.length > 0);
+    // A sync racing the creation may deliver it twice (nodes are idempotent); never another proposal.
+    for (const n of s.nodes) expect(new Set(n.proposals.map((x) => x.proposalId))).toEqual(new Set([p.id]));
+    const env = envelopeOk(s, done.envelope as string);
+    expect(env.sigs).toBe(2);
+    expect(env.verdict).toEqual({ ok: true });
+    expect(s.h.ledger.submitted).toEqual([done.envelope]);
+    expect(done.result).toMatchObject({ outcome: 'accepted', ledger: 7, attempts: 1 });
+    expect((done.requirements as { met: boolean }[])[0]!.met).toBe(true);
+    // The slow node is told to drop it.
+    await s.nodes[1]!.until(() => s.nodes[1]!.cancels.length === 1);
+    const types = s.h.store.eventsSince(0, 100).map((e) => e.type);
+    expect(types).toEqual(
+      expect.arrayContaining(['proposal.created', 'node.approved', 'quorum.reached', 'proposal.submitted']),
+    );
+  });
+
+  it('without submit the proposal ends signed with the envelope stored', async () => {
+    const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')]);
+    const p = await s.propose();
+    const done = await until(s, p.id, 'signed');
+    expect(envelopeOk(s, done.envelope as string).verdict).toEqual({ ok: true });
+    expect(s.h.ledger.submitted).toEqual([]);
+  });
+
+  it('misbehaving nodes (garbage signature, signature over another hash, a key it was not enrolled with) never poison the envelope and are flagged', async () => {
+    const s = await setup([
+      new TestNode('good1'),
+      new TestNode('bad1', 'garbage'),
+      new TestNode('good2', 'silent'),
+      new TestNode('bad2', 'otherHash'),
+      new TestNode('bad3', 'wrongKey'),
+    ]);
+    // bad2 and bad3 are signers too (weight 1 each) so they receive the proposal.
+    const acct = multisig(
+      s.source,
+      s.nodes.map((n) => n.stellarKey),
+      2,
+    );
+    s.h.ledger.accounts.set(s.source, acct);
+    s.h.app.coordinator.invalidateAccounts([s.source]);
+    const p = await s.propose({ submit: true });
+    await waitFor(
+      () => (s.h.store.decisions(p.id).filter((d) => d.outcome === 'invalid').length === 3 ? true : undefined),
+      'three invalid decisions',
+    );
+    expect((await s.get(p.id)).status).toBe('pending');
+    // The good second signer comes in late: the envelope holds exactly the two good signatures.
+    s.nodes[2]!.behaviour = 'approve';
+    s.nodes[2]!.send('sync', {});
+    const done = await until(s, p.id, 'submitted');
+    const env = envelopeOk(s, done.envelope as string);
+    expect(env.sigs).toBe(2);
+    expect(env.verdict).toEqual({ ok: true });
+    expect(
+      s.h.store
+        .signatures(p.id)
+        .map((x) => x.nodeId)
+        .sort(),
+    ).toEqual(['good1', 'good2']);
+    const listed = (
+      await s.h.app.inject({ url: '/v1/nodes', headers: { authorization: `Bearer ${s.h.adminKey}` } })
+    ).json().nodes as { id: string; misbehaviours: number; recentMisbehaviour: { kind: string }[] }[];
+    const byId = new Map(listed.map((n) => [n.id, n]));
+    expect(byId.get('bad1')!.recentMisbehaviour[0]!.kind).toBe('invalid_signature');
+    expect(byId.get('bad2')!.recentMisbehaviour[0]!.kind).toBe('invalid_signature');
+    expect(byId.get('bad3')!.recentMisbehaviour[0]!.kind).toBe('wrong_signer_key');
+    expect(byId.get('good1')!.misbehaviours).toBe(0);
+    expect(done.rejections).toHaveLength(3);
+  });
+
+  it('a node whose key is not a signer gets nothing, and its unsolicited approval is flagged', async () => {
+    const s = await setup([
+      new TestNode('a', 'silent'),
+      new TestNode('b', 'silent'),
+      new TestNode('c', 'silent'),
+      new TestNode('outsider'),
+    ]);
+    const p = await s.propose();
+    await s.nodes[0]!.until(() => s.nodes[0]!.proposals.length === 1);
+    const outsider = s.nodes[3]!;
+    expect(outsider.proposals).toHaveLength(0);
+    const hash = Buffer.from((await s.get(p.id)).hash as string, 'hex');
+    outsider.send('decision', {
+      proposalId: p.id,
+      hash: hash.toString('hex'),
+      outcome: 'approve',
+      reasons: [],
+      signerKey: outsider.stellarKey,
+      signature: Buffer.from(outsider.keypair.sign(hash)).toString('base64'),
+    });
+    await waitFor(() => (s.h.store.getNode('outsider')!.misbehaviours > 0 ? true : undefined), 'outsider flagged');
+    expect(s.h.store.misbehaviours('outsider', 1)[0]!.kind).toBe('not_a_signer');
+    expect(s.h.store.signatures(p.id)).toHaveLength(0);
+  });
+
+  it('a flood of frames is dropped, the node is flagged and cut off; the round still completes', async () => {
+    const s = await setup([new TestNode('a'), new TestNode('flooder', 'silent'), new TestNode('c')], {
+      config: { limits: { nodeFramesPerSecond: 5, nodeFrameBurst: 10 } },
+    });
+    const f = s.nodes[1]!;
+    for (let i = 0; i < 60; i++) f.send('ping', { nonce: String(i) });
+    await f.until(() => f.closed !== undefined);
+    expect(f.closed!.code).toBe(CLOSE.RATE_LIMITED);
+    expect(s.h.store.misbehaviours('flooder', 5).map((m) => m.kind)).toContain('flood');
+    const p = await s.propose();
+    const done = await until(s, p.id, 'signed');
+    expect(envelopeOk(s, done.envelope as string).verdict).toEqual({ ok: true });
+  });
+
+  it('ends rejected with every node reason once the quorum is out of reach', async () => {
+    const s = await setup([new TestNode('a', 'reject'), new TestNode('b', 'silent'), new TestNode('c', 'reject')]);
+    const p = await s.propose();
+    const done = await until(s, p.id, 'rejected');
+    expect(done.statusReason).toContain('quorum unreachable');
+    expect(done.statusReason).toContain('a: a: amount above limit');
+    expect(done.statusReason).toContain('c: c: amount above limit');
+    expect((done.rejections as unknown[]).length).toBe(2);
+    const types = s.h.store.eventsSince(0, 100).map((e) => e.type);
+    expect(types).toEqual(expect.arrayContaining(['node.rejected', 'proposal.rejected']));
+  });
+
+  it('a hold is recorded and keeps the proposal pending', async () => {
+    const s = await setup([new TestNode('a', 'hold'), new TestNode('b', 'silent'), new TestNode('c', 'silent')]);
+    const p = await s.propose();
+    await waitFor(
+      () => (s.h.store.eventsSince(0, 100).some((e) => e.type === 'node.held') ? true : undefined),
+      'held event',
+    );
+    const now = await s.get(p.id);
+    expect(now.status).toBe('pending');
+    expect(now.decisions).toMatchObject([{ nodeId: 'a', outcome: 'hold', reasons: [{ code: 'POLICY_MANUAL' }] }]);
+  });
+
+  it('is rejected at once when the enrolled nodes cannot reach the threshold', async () => {
+    const s = await setup([new TestNode('a')]);
+    s.h.ledger.accounts.set(s.source, multisig(s.source, [s.nodes[0]!.stellarKey, Keypair.random().publicKey()], 2));
+    const p = await s.propose();
+    expect(p.status).toBe('rejected');
+  });
+
+  it('expires at the transaction max time', async () => {
+    const s = await setup([new TestNode('a', 'silent'), new TestNode('b', 'silent'), new TestNode('c', 'silent')]);
+    const res = await s.h.app.inject({
+      method: 'POST',
+      url: '/v1/proposals',
+      headers: { authorization: `Bearer ${s.h.adminKey}` },
+      payload: { xdr: payment(s.source, { timeoutSec: 1 }) },
+    });
+    const done = await until(s, res.json().id, 'expired');
+    expect(done.statusReason).toContain('time bound');
+  });
+
+  it('a node connecting later receives open proposals on sync', async () => {
+    const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')], { connect: false });
+    const p = await s.propose({ submit: true });
+    expect((await s.get(p.id)).status).toBe('pending');
+    for (const n of s.nodes.slice(0, 2)) await n.connect(s.h.url!, s.h.identity.publicKey);
+    const done = await until(s, p.id, 'submitted');
+    expect(envelopeOk(s, done.envelope as string).sigs).toBe(2);
+  });
+
+  it('submission: a refusal is final (bad auth drops the account cache), transient failures retry the same bytes', async () => {
+    const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')]);
+    s.h.ledger.outcomes.push({
+      kind: 'rejected',
+      code: 'tx_bad_auth',
+      operationCodes: [],
+      message: 'Transaction Failed',
+    });
+    const p1 = await s.propose({ submit: true });
+    const failed = await until(s, p1.id, 'failed');
+    expect(failed.result).toMatchObject({ outcome: 'failed', code: 'tx_bad_auth' });
+    expect(failed.statusReason).toContain('tx_bad_auth');
+    const loads = s.h.ledger.loads;
+    s.h.ledger.outcomes.push({ kind: 'transient', message: '504' }, { kind: 'transient', message: '503' });
+    const p2 = await s.h.app.inject({
+      method: 'POST',
+      url: '/v1/proposals',
+      headers: { authorization: `Bearer ${s.h.adminKey}` },
+      payload: { xdr: payment(s.source, { seq: '555' }), submit: true },
+    });
+    expect(s.h.ledger.loads).toBe(loads + 1);
+    const ok = await until(s, p2.json().id, 'submitted');
+    expect(ok.result).toMatchObject({ outcome: 'accepted', attempts: 3 });
+    const mine = s.h.ledger.submitted.filter((x) => x === ok.envelope);
+    expect(mine).toHaveLength(3);
+  });
+
+  it('transient failures past the attempt budget end failed with the fate marked unknown', async () => {
+    const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')], {
+      config: { round: { submitAttempts: 2, submitBackoffMs: 10, heartbeatMs: 1000 } },
+    });
+    s.h.ledger.outcomes.push({ kind: 'transient', message: 'down' }, { kind: 'transient', message: 'down' });
+    const p = await s.propose({ submit: true });
+    const done = await until(s, p.id, 'failed');
+    expect(done.result).toMatchObject({ code: 'submission_unavailable', attempts: 2 });
+  });
+});
+
+describe('node sessions', () => {
+  it('refuses unknown nodes, wrong identity keys, wrong Stellar keys, wrong networks and wrong challenges', async () => {
+    const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')], { connect: false });
+    const url = s.h.url!;
+    const key = s.h.identity.publicKey;
+    expect(await new TestNode('stranger').connect(url, key)).toBe(CLOSE.UNKNOWN_NODE);
+    const impostor = new TestNode('a');
+    expect(await impostor.connect(url, key)).toBe(CLOSE.AUTH_FAILED);
+    expect(await s.nodes[0]!.connect(url, key, { stellarKey: Keypair.random().publicKey() })).toBe(
+      CLOSE.STELLAR_KEY_MISMATCH,
+    );
+    expect(
+      await s.nodes[0]!.connect(url, key, { networkPassphrase: 'Public Global Stellar Network ; September 2015' }),
+    ).toBe(CLOSE.NETWORK_MISMATCH);
+    expect(await s.nodes[0]!.connect(url, key, { challenge: Buffer.alloc(32).toString('base64') })).toBe(
+      CLOSE.AUTH_FAILED,
+    );
+    expect(await s.nodes[0]!.connect(url, key, { nodeId: 'b' })).toBe(CLOSE.AUTH_FAILED);
+    expect(s.h.app.coordinator.hub.connected()).toEqual([]);
+  });
+
+  it('a reconnecting node replaces its older socket; ping/pong keep the session measured', async () => {
+    const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')]);
+    const first = s.nodes[0]!.ws!;
+    const closed = new Promise<number>((r) => first.once('close', (code) => r(code)));
+    const again = new TestNode('a', 'approve', { keypair: s.nodes[0]!.keypair });
+    // Same identity: reuse the enrolled one.
+    Object.defineProperty(again, 'identity', { value: s.nodes[0]!.identity });
+    nodes.push(again);
+    expect(await again.connect(s.h.url!, s.h.identity.publicKey)).toBe('welcome');
+    expect(await closed).toBe(CLOSE.REPLACED);
+    expect(s.h.app.coordinator.hub.connected().filter((c) => c.nodeId === 'a')).toHaveLength(1);
+    await waitFor(
+      () => (s.h.store.getNode('a')!.lastLatencyMs !== null ? true : undefined),
+      'a heartbeat round trip',
+      5000,
+    );
+    // A node ping gets a pong.
+    let pongs = 0;
+    again.ws!.on('message', () => pongs++);
+    again.send('ping', { nonce: 'x' });
+    await waitFor(() => (pongs > 0 ? true : undefined), 'pong');
+  });
+
+  it('flags frames that fail verification after the handshake', async () => {
+    const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')]);
+    const n = s.nodes[0]!;
+    n.ws!.send('not a frame');
+    n.sendRaw('sync', {}, { session: 'other-session' });
+    await waitFor(() => (s.h.store.misbehaviours('a', 5).length === 2 ? true : undefined), 'two bad frames flagged');
+    expect(s.h.store.misbehaviours('a', 5).every((m) => m.kind === 'bad_frame')).toBe(true);
+  });
+
+  it('closes a socket that never authenticates', async () => {
+    const s = await setup([new TestNode('a')], {
+      connect: false,
+      config: { round: { handshakeTimeoutMs: 200, heartbeatMs: 1000 } },
+    });
+    const ws = new WebSocket(`${s.h.url!.replace('http', 'ws')}/v1/nodes/connect`);
+    const code = await new Promise<number>((r) => ws.on('close', (c) => r(c)));
+    expect(code).toBe(CLOSE.HANDSHAKE_TIMEOUT);
+  });
+});
+
+describe('events and callbacks', () => {
+  it('streams events over WebSocket to an authenticated client (with replay from a sequence) and refuses others', async () => {
+    const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')]);
+    const wsUrl = `${s.h.url!.replace('http', 'ws')}/v1/events?since=0`;
+    const refused = new WebSocket(wsUrl);
+    const err = await new Promise<string>((r) => refused.on('error', (e) => r(e.message)));
+    expect(err).toContain('401');
+    const client = new WebSocket(wsUrl, { headers: { authorization: `Bearer ${s.h.adminKey}` } });
+    const seen: string[] = [];
+    client.on('message', (d: Buffer) => seen.push((JSON.parse(d.toString()) as { type: string }).type));
+    await new Promise((r) => client.on('open', r));
+    await s.propose();
+    await waitFor(() => (seen.includes('quorum.reached') ? true : undefined), 'quorum event');
+    expect(seen[0]).toBe('proposal.created');
+    client.close();
+  });
+
+  it('POSTs HMAC-signed callbacks, retrying a failing receiver with backoff', async () => {
+    const got: { body: string; headers: IncomingMessage['headers'] }[] = [];
+    let failFirst = true;
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        if (failFirst) {
+          failFirst = false;
+          res.statusCode = 500;
+          res.end();
+          return;
+        }
+        got.push({ body, headers: req.headers });
+        res.end('ok');
+      });
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')], {
+      config: { callbacks: { initialBackoffMs: 20 } },
+    });
+    await s.propose({ callbackUrl: `http://127.0.0.1:${port}/hook` });
+    const has = (t: string) => got.some((g) => g.headers['x-cosigner-event'] === t);
+    // proposal.created was refused once (500) and arrives on the retry.
+    await waitFor(() => (has('quorum.reached') && has('proposal.created') ? true : undefined), 'callbacks');
+    const types = got.map((g) => g.headers['x-cosigner-event']);
+    expect(types).toContain('proposal.created');
+    for (const g of got) {
+      expect(g.headers['x-cosigner-signature']).toBe(
+        signCallback('test-secret', String(g.headers['x-cosigner-timestamp']), g.body),
+      );
+    }
+  });
+});
+
+describe('durability', () => {
+  it('after a restart on the same data dir the open proposal resumes with its signatures kept and completes once', async () => {
+    const first = await setup([new TestNode('a'), new TestNode('b', 'silent'), new TestNode('c', 'silent')]);
+    const p = await first.propose({ submit: true, idempotencyKey: 'durable-1' });
+    await waitFor(() => (first.h.store.signatures(p.id).length === 1 ? true : undefined), 'first signature');
+    const { dir, ledger, identity } = first.h;
+    for (const n of first.nodes) n.close();
+    await first.h.app.close();
+    h = await harness({ dir, ledger, identity, nodes: first.nodes, listen: true });
+    const hh = h;
+    expect(hh.store.getProposal(p.id)!.status).toBe('pending');
+    const again = await hh.app.inject({
+      method: 'POST',
+      url: '/v1/proposals',
+      headers: { authorization: `Bearer ${hh.adminKey}` },
+      payload: { xdr: hh.store.getProposal(p.id)!.xdr, submit: true, idempotencyKey: 'durable-1' },
+    });
+    expect(again.statusCode).toBe(200);
+    expect(again.json().id).toBe(p.id);
+    first.nodes[1]!.behaviour = 'approve';
+    await first.nodes[1]!.connect(hh.url!, identity.publicKey);
+    await waitFor(
+      () => (hh.store.getProposal(p.id)!.status === 'submitted' ? true : undefined),
+      'submitted after restart',
+    );
+    expect(
+      hh.store
+        .signatures(p.id)
+        .map((x) => x.nodeId)
+        .sort(),
+    ).toEqual(['a', 'b']);
+    expect(ledger.submitted).toHaveLength(1);
+  });
+});
