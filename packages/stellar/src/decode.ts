@@ -41,12 +41,12 @@ export function toDecoratedSigs(list: readonly xdr.DecoratedSignature[]): Decora
   return list.map((s) => ({ hint: Buffer.from(s.hint.value), signature: Buffer.from(s.signature.value) }));
 }
 
-function decodedFromTransaction(tx: Transaction, networkPassphrase: string): DecodedTransaction {
+function decodedFromTransaction(tx: Transaction, networkPassphrase: string, envelopeXdr?: string): DecodedTransaction {
   return {
     kind: 'transaction',
     hash: Buffer.from(tx.hash()),
     networkPassphrase,
-    envelopeXdr: tx.toEnvelope().toXdr('base64'),
+    envelopeXdr: envelopeXdr ?? tx.toEnvelope().toXdr('base64'),
     tx,
     signatures: toDecoratedSigs(tx.signatures),
   };
@@ -95,7 +95,7 @@ export function decodeEnvelope(
   try {
     if (envelope.toXdr('base64') !== xdrBase64) throw new Error('non-canonical XDR');
     if (envelope.type === 'envelopeTypeTx') {
-      decoded = decodedFromTransaction(new Transaction(envelope, networkPassphrase), networkPassphrase);
+      decoded = decodedFromTransaction(new Transaction(envelope, networkPassphrase), networkPassphrase, xdrBase64);
     } else {
       const fb = new FeeBumpTransaction(envelope, networkPassphrase);
       decoded = {

@@ -1,0 +1,292 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { CosignerError } from '@cosigner/errors/errors';
+import { Address, authorizeEntry, Keypair, StrKey, xdr } from '@stellar/stellar-sdk';
+import { describe, expect, it } from 'vitest';
+import { networkId } from '../src/decode.ts';
+import {
+  attachAuthSignatures,
+  authEntryPayload,
+  buildMultisigSignatureVector,
+  checkAccountAuthSignatures,
+  decodeAuthEntry,
+  describeAuthEntry,
+  parseMultisigSignatureVector,
+} from '../src/soroban.ts';
+import { account, addressAuthEntry, fastSign, invocationNode, newKeys, PASSPHRASE } from './helpers.ts';
+
+function codeOf(f: () => unknown): string | undefined {
+  try {
+    f();
+  } catch (e) {
+    return e instanceof CosignerError ? e.code : 'untyped';
+  }
+  return undefined;
+}
+
+const u32 = (n: number) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return b;
+};
+const i64 = (n: bigint) => {
+  const b = Buffer.alloc(8);
+  b.writeBigInt64BE(n);
+  return b;
+};
+const itemsOf = (v: xdr.ScVal): xdr.ScVal[] => (v.type === 'scvVec' && v.vec !== null ? v.vec : []);
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest();
+
+const [x, a, b, c] = newKeys(4) as [Keypair, Keypair, Keypair, Keypair];
+const contract = StrKey.encodeContract(randomBytes(32));
+const root = invocationNode(contract, 'release', [xdr.ScVal.scvU32(7)], [invocationNode(contract, 'transfer')]);
+const entry = addressAuthEntry(x.publicKey(), root, 99n, 5000);
+const entryV2 = addressAuthEntry(x.publicKey(), root, 99n, 5000, true);
+const multisig = account(x, {
+  masterWeight: 0,
+  thresholds: { low: 1, medium: 2, high: 3 },
+  signers: [a, b, c].map((k) => ({ key: k.publicKey(), weight: 1 })),
+});
+const pair = (kp: Keypair, payload: Uint8Array) => ({
+  publicKey: Buffer.from(kp.rawPublicKey()),
+  signature: fastSign(kp, payload),
+});
+
+describe('authEntryPayload', () => {
+  it('ADDRESS: sha256(int32 9 || networkId || int64 nonce || uint32 expiration || XDR(invocation)), by hand', () => {
+    const byHand = sha256(Buffer.concat([u32(9), networkId(PASSPHRASE), i64(99n), u32(5000), root.toXdr()]));
+    expect(authEntryPayload(entry, PASSPHRASE).equals(byHand)).toBe(true);
+  });
+  it('ADDRESS_V2: type 10 also binds the address (CAP-71)', () => {
+    const address = Address.fromString(x.publicKey()).toScAddress().toXdr();
+    const byHand = sha256(Buffer.concat([u32(10), networkId(PASSPHRASE), i64(99n), u32(5000), address, root.toXdr()]));
+    expect(authEntryPayload(entryV2, PASSPHRASE).equals(byHand)).toBe(true);
+    expect(authEntryPayload(entryV2, PASSPHRASE).equals(authEntryPayload(entry, PASSPHRASE))).toBe(false);
+  });
+  it('an explicit expiration ledger overrides the entry and changes the payload', () => {
+    const byHand = sha256(Buffer.concat([u32(9), networkId(PASSPHRASE), i64(99n), u32(6000), root.toXdr()]));
+    expect(authEntryPayload(entry, PASSPHRASE, { signatureExpirationLedger: 6000 }).equals(byHand)).toBe(true);
+  });
+  it("equals the payload the SDK's authorizeEntry signs, and our one-key vector equals the SDK's", async () => {
+    const signed = await authorizeEntry(entry, a, 5000, PASSPHRASE);
+    if (signed.credentials.type !== 'sorobanCredentialsAddress') throw new Error('unexpected');
+    const sdkVector = signed.credentials.address.signature;
+    const [only] = parseMultisigSignatureVector(sdkVector);
+    expect(only!.publicKey.equals(Buffer.from(a.rawPublicKey()))).toBe(true);
+    const payload = authEntryPayload(entry, PASSPHRASE);
+    expect(a.verify(payload, only!.signature)).toBe(true);
+    expect(buildMultisigSignatureVector([only!]).toXdr('base64')).toBe(sdkVector.toXdr('base64'));
+  });
+  it.each([
+    [
+      'source-account credentials',
+      () =>
+        authEntryPayload(
+          new xdr.SorobanAuthorizationEntry({
+            credentials: xdr.SorobanCredentials.sorobanCredentialsSourceAccount(),
+            rootInvocation: root,
+          }),
+          PASSPHRASE,
+        ),
+      'STELLAR_BAD_AUTH_ENTRY',
+    ],
+    ['empty passphrase', () => authEntryPayload(entry, ''), 'STELLAR_BAD_NETWORK'],
+    [
+      'negative expiration',
+      () => authEntryPayload(entry, PASSPHRASE, { signatureExpirationLedger: -1 }),
+      'STELLAR_BAD_INPUT',
+    ],
+    ['not an entry', () => authEntryPayload({} as never, PASSPHRASE), 'STELLAR_BAD_INPUT'],
+  ])('%s -> %s', (_n, f, code) => {
+    expect(codeOf(f)).toBe(code);
+  });
+});
+
+describe('buildMultisigSignatureVector', () => {
+  const payload = authEntryPayload(entry, PASSPHRASE);
+  it('sorts strictly ascending by raw public key and leaves the input alone', () => {
+    const input = [pair(c, payload), pair(a, payload), pair(b, payload)];
+    const before = input.map((s) => s.publicKey.toString('hex'));
+    const parsed = parseMultisigSignatureVector(buildMultisigSignatureVector(input));
+    const keys = parsed.map((s) => s.publicKey.toString('hex'));
+    expect(keys).toEqual([...before].sort());
+    expect(input.map((s) => s.publicKey.toString('hex'))).toEqual(before);
+  });
+  it.each([
+    ['empty', []],
+    ['21 entries', Array.from({ length: 21 }, () => ({ publicKey: randomBytes(32), signature: randomBytes(64) }))],
+    ['31-byte key', [{ publicKey: randomBytes(31), signature: randomBytes(64) }]],
+    ['63-byte signature', [{ publicKey: randomBytes(32), signature: randomBytes(63) }]],
+    ['null', [null]],
+    ['not an array', 'x'],
+  ])('%s -> STELLAR_BAD_INPUT', (_n, sigs) => {
+    expect(codeOf(() => buildMultisigSignatureVector(sigs as never))).toBe('STELLAR_BAD_INPUT');
+  });
+  it('the same key twice -> STELLAR_BAD_INPUT', () => {
+    expect(codeOf(() => buildMultisigSignatureVector([pair(a, payload), pair(a, payload)]))).toBe('STELLAR_BAD_INPUT');
+  });
+});
+
+describe('checkAccountAuthSignatures (account_contract.rs check_account_authentication)', () => {
+  const payload = authEntryPayload(entry, PASSPHRASE);
+  const vec = (...kps: Keypair[]) => buildMultisigSignatureVector(kps.map((k) => pair(k, payload)));
+  /** A vector in exactly the given order (bypassing the sort), to test the host's order rule. */
+  const rawVec = (...kps: Keypair[]) =>
+    xdr.ScVal.scvVec(kps.map((k) => itemsOf(buildMultisigSignatureVector([pair(k, payload)]))[0]!));
+
+  it('2 of 3 at MEDIUM 2 passes; extra signatures are not an error', () => {
+    expect(checkAccountAuthSignatures(multisig, payload, vec(a, b))).toEqual({ ok: true, weight: 2 });
+    expect(checkAccountAuthSignatures(multisig, payload, vec(a, b, c))).toEqual({ ok: true, weight: 3 });
+  });
+  it('keys out of ascending order fail', () => {
+    const [lo, hi] = [a, b].sort((p, q) =>
+      Buffer.compare(Buffer.from(p.rawPublicKey()), Buffer.from(q.rawPublicKey())),
+    );
+    expect(checkAccountAuthSignatures(multisig, payload, rawVec(lo!, hi!)).ok).toBe(true);
+    expect(checkAccountAuthSignatures(multisig, payload, rawVec(hi!, lo!))).toEqual({
+      ok: false,
+      reason: 'public keys are not ordered',
+    });
+    expect(checkAccountAuthSignatures(multisig, payload, rawVec(lo!, lo!))).toMatchObject({ ok: false });
+  });
+  it('one signature is below the threshold', () => {
+    expect(checkAccountAuthSignatures(multisig, payload, vec(a))).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/lower than the medium threshold/),
+    });
+  });
+  it('a key that is not a signer fails the whole entry, even with enough weight otherwise', () => {
+    const outsider = Keypair.random();
+    expect(checkAccountAuthSignatures(multisig, payload, vec(a, b, outsider))).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/does not belong/),
+    });
+    // Master weight 0: the account's own key does not belong either.
+    expect(checkAccountAuthSignatures(multisig, payload, vec(a, b, x))).toMatchObject({ ok: false });
+  });
+  it('a signature over another payload (e.g. another expiration) fails', () => {
+    const other = authEntryPayload(entry, PASSPHRASE, { signatureExpirationLedger: 5001 });
+    const v = buildMultisigSignatureVector([pair(a, payload), pair(b, other)]);
+    expect(checkAccountAuthSignatures(multisig, payload, v)).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/invalid signature/),
+    });
+  });
+  it('the master key counts with thresholds[0]; a zero MEDIUM threshold accepts an empty vector, as the host does', () => {
+    const single = account(x, { masterWeight: 2, thresholds: { low: 0, medium: 2, high: 2 } });
+    expect(checkAccountAuthSignatures(single, payload, vec(x))).toEqual({ ok: true, weight: 2 });
+    expect(checkAccountAuthSignatures(account(x), payload, xdr.ScVal.scvVec([]))).toEqual({ ok: true, weight: 0 });
+  });
+  it('more than 20 entries and malformed vectors fail', () => {
+    const many = xdr.ScVal.scvVec(Array.from({ length: 21 }, () => itemsOf(vec(a))[0]!));
+    expect(checkAccountAuthSignatures(multisig, payload, many)).toEqual({
+      ok: false,
+      reason: 'too many account signers',
+    });
+    for (const bad of [
+      xdr.ScVal.scvVoid(),
+      xdr.ScVal.scvVec([xdr.ScVal.scvU32(1)]),
+      xdr.ScVal.scvVec([
+        xdr.ScVal.scvMap([
+          new xdr.ScMapEntry({ key: xdr.ScVal.scvSymbol('public_key'), val: xdr.ScVal.scvBytes(randomBytes(32)) }),
+        ]),
+      ]),
+      xdr.ScVal.scvVec([
+        xdr.ScVal.scvMap([
+          new xdr.ScMapEntry({ key: xdr.ScVal.scvSymbol('signature'), val: xdr.ScVal.scvBytes(randomBytes(64)) }),
+          new xdr.ScMapEntry({ key: xdr.ScVal.scvSymbol('public_key'), val: xdr.ScVal.scvBytes(randomBytes(32)) }),
+        ]),
+      ]),
+      xdr.ScVal.scvVec([
+        xdr.ScVal.scvMap([
+          new xdr.ScMapEntry({ key: xdr.ScVal.scvSymbol('public_key'), val: xdr.ScVal.scvBytes(randomBytes(31)) }),
+          new xdr.ScMapEntry({ key: xdr.ScVal.scvSymbol('signature'), val: xdr.ScVal.scvBytes(randomBytes(64)) }),
+        ]),
+      ]),
+    ]) {
+      expect(checkAccountAuthSignatures(multisig, payload, bad).ok).toBe(false);
+    }
+  });
+});
+
+describe('attachAuthSignatures', () => {
+  const payload = authEntryPayload(entry, PASSPHRASE);
+  const v = buildMultisigSignatureVector([pair(a, payload), pair(b, payload)]);
+  it('ADDRESS: writes the vector, keeps nonce, address and invocation', () => {
+    const signed = attachAuthSignatures(entry, v);
+    if (signed.credentials.type !== 'sorobanCredentialsAddress') throw new Error('type changed');
+    expect(signed.credentials.address.signature.toXdr('base64')).toBe(v.toXdr('base64'));
+    expect(signed.credentials.address.nonce).toBe(99n);
+    expect(signed.rootInvocation.toXdr('base64')).toBe(root.toXdr('base64'));
+    // The payload does not depend on the signature, so it is unchanged and the signatures still check.
+    expect(authEntryPayload(signed, PASSPHRASE).equals(payload)).toBe(true);
+    expect(checkAccountAuthSignatures(multisig, payload, signed.credentials.address.signature).ok).toBe(true);
+    // The input entry is untouched.
+    expect(entry.credentials.type === 'sorobanCredentialsAddress' && entry.credentials.address.signature.type).toBe(
+      'scvVoid',
+    );
+  });
+  it('ADDRESS_V2 and WITH_DELEGATES keep their form; an expiration override is written', () => {
+    const s2 = attachAuthSignatures(entryV2, v, { signatureExpirationLedger: 7000 });
+    expect(s2.credentials.type).toBe('sorobanCredentialsAddressV2');
+    expect(describeAuthEntry(s2).signatureExpirationLedger).toBe(7000);
+    const creds = (entryV2.credentials as xdr.SorobanCredentialsAddressV2).addressV2;
+    const delegated = new xdr.SorobanAuthorizationEntry({
+      credentials: xdr.SorobanCredentials.sorobanCredentialsAddressWithDelegates(
+        new xdr.SorobanAddressCredentialsWithDelegates({ addressCredentials: creds, delegates: [] }),
+      ),
+      rootInvocation: root,
+    });
+    const s3 = attachAuthSignatures(delegated, v);
+    expect(s3.credentials.type).toBe('sorobanCredentialsAddressWithDelegates');
+    // V2 and WITH_DELEGATES sign the same address-bound payload (CAP-71).
+    expect(authEntryPayload(s3, PASSPHRASE).equals(authEntryPayload(entryV2, PASSPHRASE))).toBe(true);
+  });
+  it('refuses source-account credentials and a non-ScVal signature', () => {
+    const src = new xdr.SorobanAuthorizationEntry({
+      credentials: xdr.SorobanCredentials.sorobanCredentialsSourceAccount(),
+      rootInvocation: root,
+    });
+    expect(codeOf(() => attachAuthSignatures(src, v))).toBe('STELLAR_BAD_AUTH_ENTRY');
+    expect(codeOf(() => attachAuthSignatures(entry, 'x' as never))).toBe('STELLAR_BAD_INPUT');
+  });
+});
+
+describe('decodeAuthEntry and describeAuthEntry', () => {
+  it('round-trips a base64 entry and describes it', () => {
+    const b64 = entry.toXdr('base64');
+    const back = decodeAuthEntry(b64);
+    expect(back.toXdr('base64')).toBe(b64);
+    expect(describeAuthEntry(back)).toMatchObject({
+      credentials: 'address',
+      address: x.publicKey(),
+      nonce: '99',
+      signatureExpirationLedger: 5000,
+      invocation: {
+        contractId: contract,
+        functionName: 'release',
+        args: [7],
+        subInvocations: [{ functionName: 'transfer' }],
+      },
+    });
+  });
+  it.each([
+    ['not a string', () => decodeAuthEntry(5 as never), 'STELLAR_BAD_INPUT'],
+    ['too large', () => decodeAuthEntry('AAAA'.repeat(10), { maxBytes: 8 }), 'STELLAR_XDR_TOO_LARGE'],
+    ['garbage', () => decodeAuthEntry('!!!!'), 'STELLAR_MALFORMED_XDR'],
+    [
+      'truncated',
+      () => decodeAuthEntry(Buffer.from(entry.toXdr()).subarray(0, 20).toString('base64')),
+      'STELLAR_MALFORMED_XDR',
+    ],
+    ['describe a non-entry', () => describeAuthEntry({} as never), 'STELLAR_BAD_INPUT'],
+  ])('%s -> %s', (_n, f, code) => {
+    expect(codeOf(f)).toBe(code);
+  });
+  it('refuses non-canonical XDR (non-zero padding after a symbol)', () => {
+    const raw = Buffer.from(entry.toXdr());
+    const at = raw.indexOf(Buffer.from('release\0'));
+    expect(at).toBeGreaterThan(0);
+    raw[at + 7] = 1;
+    expect(codeOf(() => decodeAuthEntry(raw.toString('base64')))).toBe('STELLAR_MALFORMED_XDR');
+  });
+});
