@@ -35,7 +35,9 @@ export function createKmsClient(params: {
   return new KMSClient({
     region: params.region,
     ...(params.endpoint ? { endpoint: params.endpoint } : {}),
-    ...(params.credentials ? { credentials: params.credentials } : {}),
+    // A copy: the SDK writes a `$source` marker onto the credentials object it is given
+    // (@aws-sdk/core setCredentialFeature), and a node's config is deep-frozen.
+    ...(params.credentials ? { credentials: { ...params.credentials } } : {}),
     // Retries are ours (resilience.ts): one policy, one count of attempts, one place that decides what is
     // retryable. The SDK's own retry would multiply attempts and hide throttling from the breaker.
     maxAttempts: 1,
