@@ -128,7 +128,7 @@ export function register(program: Command): void {
     .option('--data-dir <dir>', 'data directory')
     .requiredOption('--node-id <id>', 'node id')
     .requiredOption('--identity-key <b64>', 'node identity public key, base64 raw ed25519')
-    .requiredOption('--stellar-key <G...>', 'node Stellar signing address')
+    .requiredOption('--stellar-key <address>', 'node Stellar signing address (G...)')
     .action((o: CommonFlags & { nodeId: string; identityKey: string; stellarKey: string }) => enroll(o, write));
   cmd
     .command('api-key')

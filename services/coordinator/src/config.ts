@@ -138,11 +138,15 @@ export function parseConfig(
     const first = errors.filter((e) => e.keyword !== 'anyOf').at(0) ?? errors[0]!;
     const field = first.instancePath === '' ? '(top level)' : first.instancePath.slice(1).replaceAll('/', '.');
     const params = first.params as { additionalProperties?: string[]; requiredProperties?: string[] } | undefined;
-    const problem = params?.additionalProperties
-      ? `unknown field(s) ${params.additionalProperties.join(', ')}`
-      : params?.requiredProperties
-        ? `missing ${params.requiredProperties.join(', ')}`
-        : first.message;
+    // TypeBox 1.x reports an additional property as a `false` schema at the property's own path.
+    const problem =
+      first.keyword === 'boolean'
+        ? 'unknown field'
+        : params?.additionalProperties
+          ? `unknown field(s) ${params.additionalProperties.join(', ')}`
+          : params?.requiredProperties
+            ? `missing ${params.requiredProperties.join(', ')}`
+            : first.message;
     invalid(field, problem);
   }
   const raw = withDefaults as RawConfig;
