@@ -146,7 +146,7 @@ export async function build(opts: LedgerSimOptions = {}): Promise<FastifyInstanc
     save,
     submit(envelopeXdr) {
       const out = engine.submit(envelopeXdr);
-      if ('record' in out && out.record !== undefined) {
+      if ('record' in out && out.record !== undefined && out.duplicate !== true) {
         dirty = true;
         for (const l of listeners) l(out.record);
       }

@@ -8,6 +8,7 @@ import {
   type FeeBumpOutcome,
   isSupportedOp,
   type OpOutcome,
+  outcomeFromResultXdr,
   resultXdr,
   type TxOutcome,
   type VoidTxCode,
@@ -54,6 +55,8 @@ export interface SubmitOutcome {
   resultXdr: string;
   envelopeXdr: string;
   record?: TxRecord;
+  /** True when the hash was already in history: nothing was applied again. */
+  duplicate?: boolean;
 }
 
 /** The envelope could not be decoded at all (Horizon's transaction_malformed). */
@@ -544,6 +547,23 @@ export class Engine {
       return { malformed: true, reason: (e as Error).message };
     }
     const { ctx, nowSec } = this.ctx();
+    // Horizon looks a submitted hash up in its history first and answers with the stored result, so resubmitting
+    // an applied envelope (a retry after a lost answer) is idempotent (services/horizon/internal/txsub).
+    const prior = this.state.txByHash.get(d.hash.toString('hex'));
+    if (prior !== undefined && prior.hash === d.hash.toString('hex')) {
+      return {
+        applied: true,
+        successful: prior.successful,
+        hash: prior.hash,
+        ledger: prior.ledger,
+        outcome: outcomeFromResultXdr(prior.resultXdr),
+        feeCharged: prior.feeCharged,
+        resultXdr: prior.resultXdr,
+        envelopeXdr: prior.envelopeXdr,
+        record: prior,
+        duplicate: true,
+      };
+    }
     const refused = (outcome: AnyOutcome): SubmitOutcome => ({
       applied: false,
       successful: false,

@@ -153,3 +153,32 @@ export function resultCodes(o: AnyOutcome): { transaction: string; inner_transac
   }
   return { transaction: txCodeName(o.code), ...('ops' in o ? { operations: o.ops.map(opCodeName) } : {}) };
 }
+
+function opOutcomeFromXdr(r: xdr.OperationResult): OpOutcome {
+  if (r.type !== 'opInner') return { code: r.type as Exclude<OpOutcome['code'], 'opInner'> };
+  const opType = r.tr.type;
+  const variant = (r.tr.value as { type: string }).type;
+  const rest = variant.slice(opType.length);
+  return isSupportedOp(opType)
+    ? { code: 'opInner', opType, inner: `${rest[0]!.toLowerCase()}${rest.slice(1)}` }
+    : { code: 'opNotSupported' };
+}
+
+function txOutcomeFromXdr(r: xdr.TransactionResultResult | xdr.InnerTransactionResultResult): TxOutcome {
+  if (r.type === 'txSuccess' || r.type === 'txFailed') return { code: r.type, ops: r.results.map(opOutcomeFromXdr) };
+  return { code: r.type as VoidTxCode };
+}
+
+/** The verdict a stored base64 TransactionResult holds (for answering a resubmission from history). */
+export function outcomeFromResultXdr(resultXdrB64: string): AnyOutcome {
+  const r = xdr.TransactionResult.fromXdr(resultXdrB64, 'base64').result;
+  if (r.type === 'txFeeBumpInnerSuccess' || r.type === 'txFeeBumpInnerFailed') {
+    const pair = r.innerResultPair;
+    return {
+      code: r.type,
+      innerHash: Buffer.from(pair.transactionHash.value),
+      inner: txOutcomeFromXdr(pair.result.result),
+    };
+  }
+  return txOutcomeFromXdr(r);
+}

@@ -26,9 +26,21 @@ describe('ledger-sim transactions', () => {
     it('refuses the same sequence twice, a gap, and honours minSeqNum', async () => {
       const [a, b] = keys(2);
       await fund(app, a!, b!);
+      const seq0 = account(app, a!.publicKey()).seq;
       const t = signed(tx(app, a!.publicKey(), [xlm(b!.publicKey())]), a!);
-      expect(await verdict(app, t)).toBe('ok');
-      expect(await verdict(app, t)).toBe('tx_bad_seq');
+      const first = await post(app, t);
+      expect(first.status).toBe(200);
+      // Another transaction with the same sequence number is refused.
+      expect(await run(a!, [xlm(b!.publicKey(), '2')], { seq: seq0 })).toBe('tx_bad_seq');
+      // The same bytes again: Horizon answers from history with the stored result; nothing is applied twice.
+      const balance = account(app, b!.publicKey()).balance;
+      const again = await post(app, t);
+      expect(again).toEqual(first);
+      expect(account(app, b!.publicKey()).balance).toBe(balance);
+      const failed = signed(tx(app, a!.publicKey(), [xlm(b!.publicKey(), '99999')]), a!);
+      const f1 = await post(app, failed);
+      expect(f1.body.extras?.result_codes).toEqual({ transaction: 'tx_failed', operations: ['op_underfunded'] });
+      expect(await post(app, failed)).toEqual(f1);
       const seq = account(app, a!.publicKey()).seq;
       expect(await run(a!, [xlm(b!.publicKey())], { seq: seq + 1n })).toBe('tx_bad_seq');
       expect(await run(a!, [xlm(b!.publicKey())], { seq: seq + 5n, minAccountSequence: seq.toString() })).toBe('ok');
