@@ -140,6 +140,11 @@ async function decide(
 
 /** `cosigner node`: run a node, and its operator subcommands. */
 export function register(program: Command, io: Io = stdio): void {
+  // `cosigner node` has options of its own (--config, --data-dir) and subcommands with the same names
+  // (`node init --data-dir`, `node audit verify --data-dir`). Commander hands options after a subcommand to
+  // the parent unless parsing is positional at every level above it, so the program's own options (it has
+  // none but --help/--version) are read before the command name only.
+  program.enablePositionalOptions();
   const node = program
     .command('node')
     .description('a cosigner node: review, policy, signing ledger, audit (run with --config node.yaml)')
