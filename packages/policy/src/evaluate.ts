@@ -652,9 +652,18 @@ function checkTransaction(policy: Policy, f: Findings, tx: TransactionSummary, i
     if (policy.manualApproval.operations.has(op.type)) {
       f.add('HOLD_OPERATION', `${op.type} needs manual approval`, i, `${at}.type`);
     }
-    const ours = isOurs(policy, op.source);
-    if (ours) checkOutflows(policy, f, op);
-    else if (UNBOUNDED.has(op.type)) unbounded(policy, f, op);
+    // A signature of this node counts for every account that lists its key, not only the ones in the policy:
+    // an operation sourced by any other account could move value this policy never measured, so it is refused.
+    if (isOurs(policy, op.source)) checkOutflows(policy, f, op);
+    else {
+      f.add(
+        'ACCOUNT_NOT_COSIGNED',
+        `operation ${i} is sourced by ${op.source}, not an account this node cosigns for`,
+        i,
+        `${at}.source`,
+      );
+      if (UNBOUNDED.has(op.type)) unbounded(policy, f, op);
+    }
     if (op.type === 'setOptions') checkSignerChanges(policy, f, op);
     if (op.type === 'invokeHostFunction') checkHostFunction(policy, f, op, input.currentLedger);
   });

@@ -72,10 +72,10 @@ const literals = <T extends string>(values: readonly T[], error: string) =>
     { [ERR]: error },
   );
 
-const Amount = Type.Union([Type.String(), Type.Integer({ minimum: 0 })], {
+const Amount = Type.Union([Type.String(), Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })], {
   [ERR]: 'must be a decimal amount (at most 7 decimal places, e.g. "250.5")',
 });
-const Stroops = Type.Union([Type.String(), Type.Integer({ minimum: 0 })], {
+const Stroops = Type.Union([Type.String(), Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })], {
   [ERR]: 'must be a whole number of stroops',
 });
 const Window = Type.Union([Type.String(), Type.Integer({ minimum: 1 })], {

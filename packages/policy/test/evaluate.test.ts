@@ -201,6 +201,7 @@ describe('evaluate: unbounded outflows', () => {
   it('a merge sourced by another account is refused as well', () => {
     const stranger = Keypair.random().publicKey();
     expect(codes(run(ours([op({ type: 'accountMerge', source: stranger, destination: OPS })])))).toEqual([
+      'ACCOUNT_NOT_COSIGNED',
       'UNBOUNDED_OUTFLOW',
     ]);
   });

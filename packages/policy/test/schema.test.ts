@@ -207,6 +207,12 @@ describe('loadPolicy: the bad-config matrix names every invalid field', () => {
     ],
     ['fees.maxFee negative', (d) => Object.assign(d, { fees: { maxFee: -1 } }), 'fees.maxFee', /stroops/],
     ['fees.maxFee with decimals', (d) => Object.assign(d, { fees: { maxFee: '1.5' } }), 'fees.maxFee', /stroops/],
+    [
+      'a YAML number too large to be exact',
+      (d) => Object.assign(d, { fees: { maxFee: 2 ** 60 } }),
+      'fees.maxFee',
+      /stroops/,
+    ],
     ['fees.maxFeePerOp text', (d) => Object.assign(d, { fees: { maxFeePerOp: 'cheap' } }), 'fees.maxFeePerOp'],
     [
       'soroban resource fee',

@@ -184,7 +184,7 @@ files.operations = {
       ['OP_NOT_ALLOWED'],
     ),
     kase(
-      'an operation sourced by another account is still reviewed',
+      'an operation sourced by another account is refused and still reviewed',
       tx({
         source: OPS,
         ops: [
@@ -199,7 +199,7 @@ files.operations = {
         ],
       }),
       'reject',
-      ['OP_NOT_ALLOWED'],
+      ['ACCOUNT_NOT_COSIGNED', 'OP_NOT_ALLOWED'],
     ),
   ],
 };
@@ -403,10 +403,10 @@ files.amounts = {
       [],
     ),
     kase(
-      'a payment into our account from an operation sourced by a stranger is not our outflow',
-      tx({ source: OPS, ops: [payment(OPS, '5000', native, STRANGER)] }),
-      'approve',
-      [],
+      'a payment sourced by an account the node does not cosign for (value it never measured)',
+      tx({ source: OPS, ops: [payment(ALICE, '5000', native, STRANGER)] }),
+      'reject',
+      ['ACCOUNT_NOT_COSIGNED'],
     ),
   ],
 };
