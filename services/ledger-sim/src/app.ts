@@ -259,6 +259,23 @@ export async function build(opts: LedgerSimOptions = {}): Promise<FastifyInstanc
     return answerSubmit(reply, ledger.submit(tx), tx, baseOf(req));
   });
 
+  // Horizon's async submission (POST /transactions_async, SDK submitAsyncTransaction): core's verdict on admission
+  // only: PENDING (201) once accepted, DUPLICATE (409) when already in history, ERROR (400) with the result XDR.
+  app.post<{ Body: unknown }>('/transactions_async', async (req, reply) => {
+    const body = req.body;
+    const tx = typeof body === 'object' && body !== null ? (body as Record<string, unknown>).tx : undefined;
+    if (typeof tx !== 'string' || tx.length === 0) {
+      return sendProblem(reply, badRequest('tx', 'the form field tx must hold a base64 transaction envelope'));
+    }
+    const out = ledger.submit(tx);
+    if ('malformed' in out) return sendProblem(reply, transactionMalformed(tx, out.reason));
+    if (out.duplicate === true) return reply.code(409).send({ tx_status: 'DUPLICATE', hash: out.hash });
+    if (!out.applied) {
+      return reply.code(400).send({ tx_status: 'ERROR', hash: out.hash, error_result_xdr: out.resultXdr });
+    }
+    return reply.code(201).send({ tx_status: 'PENDING', hash: out.hash });
+  });
+
   // Friendbot: a real createAccount transaction from the network root account, signed with the root key.
   const friendbot = async (
     req: { query: Record<string, unknown>; protocol: string; host: string },

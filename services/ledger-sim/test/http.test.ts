@@ -122,6 +122,36 @@ describe('Horizon endpoints', () => {
     expect((await app.inject({ url: '/' })).statusCode).toBe(200);
   });
 
+  it('accepts asynchronous submissions with Horizon tx_status answers', async () => {
+    const [a, b] = keys(2);
+    await fund(app, a!, b!);
+    const t = signed(
+      tx(app, a!.publicKey(), [Operation.payment({ destination: b!.publicKey(), asset: Asset.native(), amount: '1' })]),
+      a!,
+    );
+    const send = (payload: string) =>
+      app.inject({
+        method: 'POST',
+        url: '/transactions_async',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload,
+      });
+    const body = `tx=${encodeURIComponent(t.toEnvelope().toXdr('base64'))}`;
+    const first = await send(body);
+    expect(first.statusCode).toBe(201);
+    expect(first.json()).toEqual({ tx_status: 'PENDING', hash: Buffer.from(t.hash()).toString('hex') });
+    expect((await send(body)).json().tx_status).toBe('DUPLICATE');
+    const late = signed(
+      tx(app, a!.publicKey(), [Operation.bumpSequence({ bumpTo: '1' })], { timebounds: { minTime: 0, maxTime: 1 } }),
+      a!,
+    );
+    const err = await send(`tx=${encodeURIComponent(late.toEnvelope().toXdr('base64'))}`);
+    expect(err.statusCode).toBe(400);
+    expect(xdr.TransactionResult.fromXdr(err.json().error_result_xdr, 'base64').result.type).toBe('txTooLate');
+    expect((await send('tx=%%%')).json().type).toContain('transaction_malformed');
+    expect((await send('nothing=1')).statusCode).toBe(400);
+  });
+
   it('friendbot funds once with 10000 XLM from the network root, then refuses', async () => {
     const kp = Keypair.random();
     const first = await app.inject({ url: `/friendbot?addr=${kp.publicKey()}` });
