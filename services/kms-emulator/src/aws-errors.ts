@@ -1,13 +1,14 @@
 /**
  * The errors a KMS client sees, with the `__type` names and HTTP statuses AWS documents: every KMS API
  * reference page lists its errors as "HTTP Status Code: 400" except KMSInternalException and
- * KeyUnavailableException (500) and DependencyTimeoutException (503); the common errors (authentication,
+ * KeyUnavailableException (500), DependencyTimeoutException (503) and DryRunOperationException (412); the common errors (authentication,
  * unknown operation, serialization) come from the AWS JSON 1.1 front end, also as 400.
  */
 const STATUS = {
   AccessDeniedException: 400,
   AlreadyExistsException: 400,
   DisabledException: 400,
+  DryRunOperationException: 412,
   IncompleteSignatureException: 400,
   IncorrectKeyException: 400,
   InvalidAliasNameException: 400,

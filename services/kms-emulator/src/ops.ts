@@ -3,7 +3,14 @@ import type { Account } from './accounts.ts';
 import { awsError } from './aws-errors.ts';
 import { signPrehashed, signPure, verifyPrehashed, verifyPure } from './ed25519.ts';
 import type { Input } from './input.ts';
-import { type Caller, defaultPolicy, identityAllows, isAuthorized, parsePolicy } from './policy.ts';
+import {
+  type Caller,
+  defaultPolicy,
+  identityAllows,
+  isAuthorized,
+  type PolicyStatement,
+  parsePolicy,
+} from './policy.ts';
 import { type AliasRecord, aliasArn, type KeyRecord, type KeyStore, type Tag } from './store.ts';
 
 /** What an operation may touch. `audit` collects the key ARN and algorithm for the audit line. */
@@ -125,9 +132,19 @@ function denied(caller: Caller, action: string, resource: string, kind: 'identit
   );
 }
 
+// The parsed policy of each key, re-parsed when its text changes (PutKeyPolicy).
+const parsedPolicies = new WeakMap<KeyRecord, { text: string; statements: PolicyStatement[] }>();
+function keyPolicy(key: KeyRecord): PolicyStatement[] {
+  const cached = parsedPolicies.get(key);
+  if (cached?.text === key.policy) return cached.statements;
+  const statements = parsePolicy(key.policy);
+  parsedPolicies.set(key, { text: key.policy, statements });
+  return statements;
+}
+
 /** Key-scoped authorization: the key policy decides (policy.ts). @throws AccessDeniedException */
 function authorize(ctx: OpContext, key: KeyRecord, action: string): void {
-  if (!isAuthorized(parsePolicy(key.policy), ctx.caller, key.accountId, action)) {
+  if (!isAuthorized(keyPolicy(key), ctx.caller, key.accountId, action)) {
     throw denied(ctx.caller, action, key.arn, 'resource');
   }
 }
@@ -218,9 +235,10 @@ function signingInputs(ctx: OpContext, input: Input, withSignature: boolean) {
   const messageType = input.string('MessageType', { values: MESSAGE_TYPES }) ?? 'RAW';
   const signature = withSignature ? input.blob('Signature', { required: true, min: 1, max: 6144 }) : undefined;
   const algorithm = input.string('SigningAlgorithm', { required: true, values: SIGNING_ALGORITHMS });
+  const dryRun = input.bool('DryRun') ?? false;
   input.done();
   ctx.audit.signingAlgorithm = algorithm;
-  return { keyId: keyId!, message: message!, messageType, signature, algorithm: algorithm! };
+  return { keyId: keyId!, message: message!, messageType, signature, algorithm: algorithm!, dryRun };
 }
 
 /**
@@ -232,7 +250,7 @@ function signingInputs(ctx: OpContext, input: Input, withSignature: boolean) {
 async function signingKey(
   ctx: OpContext,
   op: 'Sign' | 'Verify',
-  p: { keyId: string; message: Buffer; messageType: string; algorithm: string },
+  p: { keyId: string; message: Buffer; messageType: string; algorithm: string; dryRun: boolean },
 ): Promise<KeyRecord> {
   const key = await findKey(ctx, p.keyId, true);
   authorize(ctx, key, `kms:${op}`);
@@ -250,6 +268,10 @@ async function signingKey(
   }
   if (wanted === 'DIGEST' && p.message.length !== 64) {
     throw awsError('ValidationException', `Digest is invalid length for algorithm ${p.algorithm}.`);
+  }
+  // DryRun checks everything above and then stops (API reference, Sign/Verify DryRun, HTTP 412).
+  if (p.dryRun) {
+    throw awsError('DryRunOperationException', 'The request would have succeeded, but the DryRun option is set.');
   }
   return key;
 }

@@ -26,6 +26,23 @@ export const MAX_SKEW_MS = 5 * 60 * 1000;
 
 const AUTH = /^AWS4-HMAC-SHA256 Credential=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]{64})$/;
 
+// One signer per principal, so its derived signing keys (per date and region) are cached between requests.
+const signers = new WeakMap<AccountPrincipal, SignatureV4>();
+function signerFor(principal: AccountPrincipal): SignatureV4 {
+  let signer = signers.get(principal);
+  if (signer === undefined) {
+    signer = new SignatureV4({
+      credentials: { accessKeyId: principal.accessKeyId, secretAccessKey: principal.secretAccessKey },
+      region: 'us-east-1',
+      service: 'kms',
+      sha256: Hash.bind(null, 'sha256'),
+      applyChecksum: false,
+    });
+    signers.set(principal, signer);
+  }
+  return signer;
+}
+
 function header(parts: SignedRequestParts, name: string): string | undefined {
   const v = parts.headers[name];
   return Array.isArray(v) ? v.join(',') : v;
@@ -109,13 +126,7 @@ export async function verifySigV4(
     if (v === undefined) throw awsError('InvalidSignatureException', `Signed header ${name} is missing.`);
     headers[name] = v;
   }
-  const signer = new SignatureV4({
-    credentials: { accessKeyId, secretAccessKey: principal.secretAccessKey },
-    region,
-    service: 'kms',
-    sha256: Hash.bind(null, 'sha256'),
-    applyChecksum: false,
-  });
+  const signer = signerFor(principal);
   const resigned = await signer.sign(
     new HttpRequest({
       method: parts.method,
@@ -126,7 +137,7 @@ export async function verifySigV4(
       headers,
       body: parts.body,
     }),
-    { signingDate: date, signableHeaders: new Set(signedHeaders) },
+    { signingDate: date, signingRegion: region, signableHeaders: new Set(signedHeaders) },
   );
   const expected = AUTH.exec(String(resigned.headers.authorization))?.[3] ?? '';
   if (!secretEquals(expected, signature)) {

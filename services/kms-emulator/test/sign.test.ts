@@ -171,6 +171,14 @@ describe('kms-emulator Sign, Verify, GetPublicKey (ECC_NIST_EDWARDS25519)', () =
     expect(max.status).toBe(200);
   });
 
+  it('answers DryRun with DryRunOperationException (412) once every other check passed', async () => {
+    const input = { KeyId: keyId, Message: b64('m'), SigningAlgorithm: 'ED25519_SHA_512', DryRun: true };
+    const r = await h.call(h.node(), 'Sign', input);
+    expect(r.status).toBe(412);
+    expect(r.body.__type).toBe('DryRunOperationException');
+    expect((await h.call(h.node(1), 'Sign', { ...input, KeyId: arn })).body.__type).toBe('AccessDeniedException');
+  });
+
   it('refuses an algorithm of another key family as InvalidKeyUsageException', async () => {
     const r = await h.call(h.node(), 'Sign', { KeyId: keyId, Message: b64('x'), SigningAlgorithm: 'ECDSA_SHA_256' });
     expect(r.body).toMatchObject({ __type: 'InvalidKeyUsageException' });
