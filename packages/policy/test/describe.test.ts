@@ -98,15 +98,13 @@ function authEntry(from: string, call: xdr.InvokeContractArgs, expiration: numbe
 describe('policy on summaries from packages/stellar describeTransaction', () => {
   it('sums a payment and a claimable balance of the same asset and checks every claimant', () => {
     const d = review((b) =>
-      b
-        .addOperation(Operation.payment({ destination: alice, asset: usdc, amount: '600' }))
-        .addOperation(
-          Operation.createClaimableBalance({
-            asset: usdc,
-            amount: '400.0000001',
-            claimants: [new Claimant(alice), new Claimant(ops)],
-          }),
-        ),
+      b.addOperation(Operation.payment({ destination: alice, asset: usdc, amount: '600' })).addOperation(
+        Operation.createClaimableBalance({
+          asset: usdc,
+          amount: '400.0000001',
+          claimants: [new Claimant(alice), new Claimant(ops)],
+        }),
+      ),
     );
     expect(spendOf(d)).toEqual({ [`USDC:${issuer}`]: '1000.0000001' });
     expect(d.reasons.map((r) => r.code)).toEqual(['AMOUNT_OVER_TX_LIMIT']);
