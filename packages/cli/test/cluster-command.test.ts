@@ -109,8 +109,8 @@ describe('cosigner cluster down', () => {
     gone.kill('SIGKILL');
     await new Promise((r) => gone.once('exit', r));
     const file: ClusterFile = {
-      launcherPid: gone.pid as number,
-      coordinator: { url: 'http://c', pid: polite.pid as number, adminKeyFile: '/x' },
+      launcherPid: polite.pid as number,
+      coordinator: { url: 'http://c', pid: gone.pid as number, adminKeyFile: '/x' },
       ledger: { url: 'http://l', pid: stubborn.pid as number, networkPassphrase: 'n' },
       kms: [],
       nodes: [],
@@ -125,6 +125,8 @@ describe('cosigner cluster down', () => {
         : new Promise((r) => c.once('exit', (_code, sig) => r(sig)));
     expect(await ended(polite)).toBe('SIGTERM');
     expect(await ended(stubborn)).toBe('SIGKILL');
+    expect(lines[0]).toMatch(/^stopping launcher \(pid \d+\)$/);
+    expect(lines.join('\n')).not.toContain('coordinator');
     expect(lines.join('\n')).toMatch(/ledger \(pid \d+\) ignored SIGTERM; killing it/);
   });
 

@@ -168,19 +168,29 @@ export async function clusterDown(dir: string, out: (line: string) => void, grac
     { name: 'ledger', pid: info.ledger.pid },
     ...info.kms.map((x) => ({ name: x.name, pid: x.pid })),
   ];
-  const all = [{ name: 'launcher', pid: info.launcherPid }, ...children].filter((x) => isCosignerProcess(x.pid));
-  for (const x of all) {
+  const wait = async (procs: { pid: number }[], ms: number): Promise<void> => {
+    const until = Date.now() + ms;
+    while (Date.now() < until && procs.some((x) => isCosignerProcess(x.pid))) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  const signal = (x: { name: string; pid: number }): void => {
     try {
       process.kill(x.pid, 'SIGTERM');
       out(`stopping ${x.name} (pid ${x.pid})`);
     } catch {
       // Gone between the check and the signal: nothing to stop.
     }
+  };
+  const launcher = { name: 'launcher', pid: info.launcherPid };
+  const all = [launcher, ...children].filter((x) => isCosignerProcess(x.pid));
+  // The launcher stops its children in order (nodes first); only what it leaves behind is signalled directly.
+  if (all.includes(launcher)) {
+    signal(launcher);
+    await wait([launcher, ...children], graceMs);
   }
-  const deadline = Date.now() + graceMs;
-  while (Date.now() < deadline && all.some((x) => isCosignerProcess(x.pid))) {
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  for (const x of children.filter((y) => isCosignerProcess(y.pid))) signal(x);
+  await wait(all, graceMs);
   const stubborn = all.filter((y) => isCosignerProcess(y.pid));
   for (const x of stubborn) {
     out(`${x.name} (pid ${x.pid}) ignored SIGTERM; killing it`);
