@@ -41,6 +41,23 @@ export function toDecoratedSigs(list: readonly xdr.DecoratedSignature[]): Decora
   return list.map((s) => ({ hint: Buffer.from(s.hint.value), signature: Buffer.from(s.signature.value) }));
 }
 
+/**
+ * The SDK's `tx.tx` getter re-encodes and re-decodes the whole transaction on every access (a defensive
+ * copy, about a millisecond). Keep the XDR object decoded once from the envelope instead; XDR values are
+ * read-only, so sharing it is safe.
+ */
+const xdrOf = new WeakMap<Transaction | FeeBumpTransaction, xdr.Transaction | xdr.FeeBumpTransaction>();
+
+/** The XDR transaction (v1 or fee bump) of a decoded envelope, without the SDK getter's copy. */
+export function xdrTransactionOf(d: DecodedTransaction): xdr.Transaction | xdr.FeeBumpTransaction {
+  let x = xdrOf.get(d.tx);
+  if (x === undefined) {
+    x = d.tx.tx as xdr.Transaction | xdr.FeeBumpTransaction;
+    xdrOf.set(d.tx, x);
+  }
+  return x;
+}
+
 function decodedFromTransaction(tx: Transaction, networkPassphrase: string, envelopeXdr?: string): DecodedTransaction {
   return {
     kind: 'transaction',
@@ -95,9 +112,14 @@ export function decodeEnvelope(
   try {
     if (envelope.toXdr('base64') !== xdrBase64) throw new Error('non-canonical XDR');
     if (envelope.type === 'envelopeTypeTx') {
-      decoded = decodedFromTransaction(new Transaction(envelope, networkPassphrase), networkPassphrase, xdrBase64);
+      const tx = new Transaction(envelope, networkPassphrase);
+      xdrOf.set(tx, envelope.v1.tx);
+      decoded = decodedFromTransaction(tx, networkPassphrase, xdrBase64);
     } else {
       const fb = new FeeBumpTransaction(envelope, networkPassphrase);
+      xdrOf.set(fb, envelope.feeBump.tx);
+      const innerTx = envelope.feeBump.tx.innerTx;
+      if (innerTx.type === 'envelopeTypeTx') xdrOf.set(fb.innerTransaction, innerTx.v1.tx);
       decoded = {
         kind: 'feeBump',
         hash: Buffer.from(fb.hash()),

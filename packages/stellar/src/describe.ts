@@ -14,7 +14,7 @@ import {
   type Transaction,
   xdr,
 } from '@stellar/stellar-sdk';
-import type { DecodedTransaction } from './decode.ts';
+import { type DecodedTransaction, xdrTransactionOf } from './decode.ts';
 import { operationThresholdLevel } from './thresholds.ts';
 import type {
   AssetRef,
@@ -344,7 +344,7 @@ function setOptionsSummary(op: xdr.Operation): NonNullable<OperationSummary['set
 }
 
 function describeV1(d: DecodedTransaction, tx: Transaction): TransactionSummary {
-  const xtx = tx.tx as xdr.Transaction;
+  const xtx = xdrTransactionOf(d) as xdr.Transaction;
   const out: TransactionSummary = {
     kind: 'transaction',
     hash: d.hash.toString('hex'),

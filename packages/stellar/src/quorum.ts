@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { SignerKey, StrKey, type xdr } from '@stellar/stellar-sdk';
-import type { DecodedTransaction } from './decode.ts';
+import { type DecodedTransaction, xdrTransactionOf } from './decode.ts';
 import { stellarErrors } from './errors.ts';
 import { maxLevel, operationThresholdLevel } from './thresholds.ts';
 import type { AccountAuth, AuthCheckResult, DecoratedSig, Requirement, ThresholdLevel } from './types.ts';
@@ -118,7 +118,7 @@ export function accountIdOf(m: xdr.MuxedAccount): string {
 
 function xdrTxOf(d: DecodedTransaction): xdr.Transaction {
   // decodeEnvelope refuses v0 envelopes, so a plain transaction always holds a v1 xdr.Transaction.
-  return d.tx.tx as xdr.Transaction;
+  return xdrTransactionOf(d) as xdr.Transaction;
 }
 
 /**
@@ -130,7 +130,7 @@ function xdrTxOf(d: DecodedTransaction): xdr.Transaction {
 export function checkedLevels(d: DecodedTransaction): Map<string, Set<ThresholdLevel>> {
   const out = new Map<string, Set<ThresholdLevel>>();
   if (d.kind === 'feeBump') {
-    out.set(accountIdOf((d.tx.tx as xdr.FeeBumpTransaction).feeSource), new Set(['low']));
+    out.set(accountIdOf((xdrTransactionOf(d) as xdr.FeeBumpTransaction).feeSource), new Set(['low']));
     return out;
   }
   const tx = xdrTxOf(d);
