@@ -29,13 +29,15 @@ export interface AuditEvent {
 export class AuditLog {
   private constructor(private readonly stream: WriteStream) {}
 
-  static async open(path: string): Promise<AuditLog> {
+  /** `onError` hears write failures after the file is open (disk full...), so they are logged, not fatal. */
+  static async open(path: string, onError: (e: Error) => void = () => undefined): Promise<AuditLog> {
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
     const stream = createWriteStream(path, { flags: 'a', mode: 0o600 });
     await new Promise<void>((resolve, reject) => {
       stream.once('open', () => resolve());
       stream.once('error', reject);
     });
+    stream.on('error', onError);
     return new AuditLog(stream);
   }
 

@@ -70,7 +70,9 @@ export async function openEmulator(o: EmulatorOptions): Promise<Emulator> {
     );
   }
   const store = await KeyStore.open(dataDir, master.key);
-  const audit = await AuditLog.open(join(dataDir, 'audit.jsonl'));
+  const audit = await AuditLog.open(join(dataDir, 'audit.jsonl'), (err) =>
+    o.logger.error({ err }, 'kms-emulator cannot write its audit log'),
+  );
   const app = await build({ accounts, store, audit, logger: o.logger, now: o.now, env: o.env });
   return { app, accountsFile, accounts, dataDir };
 }

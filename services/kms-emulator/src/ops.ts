@@ -387,7 +387,13 @@ export const OPERATIONS: Record<string, Operation> = {
       tags,
     });
     ctx.audit.keyArn = key.arn;
-    await ctx.store.persist();
+    try {
+      await ctx.store.persist();
+    } catch (e) {
+      // A key that is not on disk would vanish at the next restart: do not hand it out at all.
+      ctx.store.keys.delete(key.keyId);
+      throw e;
+    }
     return { KeyMetadata: keyMetadata(key) };
   },
 

@@ -78,10 +78,13 @@ describe('kms-emulator robustness', () => {
 
   it('answers a failed store write as KMSInternalException (500, which the SDK retries)', async () => {
     // A directory where the store writes its temporary file makes the write fail.
+    const before = (await h.call(h.admin(), 'ListKeys', { Limit: 1000 })).body.Keys;
     await mkdir(join(h.dataDir, 'keys.json.tmp'));
     const r = await h.call(h.admin(), 'CreateKey', {});
     expect(r.status).toBe(500);
     expect(r.body).toEqual({ __type: 'KMSInternalException', message: 'The request could not be processed.' });
+    // The key that could not be stored is not kept either.
+    expect((await h.call(h.admin(), 'ListKeys', { Limit: 1000 })).body.Keys).toEqual(before);
     const d = createHash('sha512').update('still signs').digest();
     const s = await h.call(h.node(), 'Sign', {
       KeyId: keyId,
