@@ -1,9 +1,11 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { AuthEntrySummary, InvocationSummary, TransactionSummary } from '@cosigner/stellar/types';
 import { Keypair, StrKey } from '@stellar/stellar-sdk';
 import { describe, expect, it } from 'vitest';
 import { assetKey, baseAccount, isDestination, isPolicyAssetKey, isSignerKey } from '../src/address.ts';
 import { formatAmount, parseAmount, parseInteger, parseRatio } from '../src/amount.ts';
-import { type Decision, evaluate, evaluateAuthEntries } from '../src/evaluate.ts';
+import { type Decision, evaluate, evaluateAuthEntries, REASON_CODES } from '../src/evaluate.ts';
 import { parsePolicy } from '../src/schema.ts';
 import { addressEntry, call, credit, invoke, NOW, native, op, payment, TESTNET, tx } from './builders.ts';
 
@@ -366,5 +368,15 @@ describe('amount and address helpers', () => {
     expect(assetKey({ type: 'pool', poolId: 'ab' })).toBe('pool:ab');
     expect(isPolicyAssetKey(`USDC:${ISSUER}`)).toBe(true);
     expect(isPolicyAssetKey(':x')).toBe(false);
+  });
+});
+
+describe('README', () => {
+  it('documents every reason code with its outcome', () => {
+    const readme = readFileSync(fileURLToPath(new URL('../README.md', import.meta.url)), 'utf8');
+    const documented = new Map(
+      [...readme.matchAll(/^\| `([A-Z_]+)` +\| (reject|hold) +\|/gm)].map((m) => [m[1], m[2]]),
+    );
+    expect(Object.fromEntries(documented)).toEqual(REASON_CODES);
   });
 });
