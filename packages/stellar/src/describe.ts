@@ -3,6 +3,7 @@ import {
   Address,
   Asset,
   Claimant,
+  extractBaseAddress,
   type FeeBumpTransaction,
   getLiquidityPoolId,
   LiquidityPoolAsset,
@@ -275,8 +276,13 @@ function describeOperation(index: number, rec: OperationRecord, op: xdr.Operatio
     case 'changeTrust':
       return { ...out, asset: assetRef(rec.line), limit: rec.limit };
     case 'allowTrust':
-      // The asset's issuer is the operation's source (AllowTrustOp names only the code).
-      return { ...out, destination: rec.trustor, asset: { type: 'credit', code: rec.assetCode, issuer: out.source } };
+      // The asset's issuer is the operation's source account (AllowTrustOp names only the code); a muxed
+      // source reduces to its G account.
+      return {
+        ...out,
+        destination: rec.trustor,
+        asset: { type: 'credit', code: rec.assetCode, issuer: extractBaseAddress(out.source) },
+      };
     case 'accountMerge':
       return { ...out, destination: rec.destination };
     case 'manageData':

@@ -6,6 +6,7 @@ import {
   type FeeBumpTransaction,
   Keypair,
   Memo,
+  MuxedAccount,
   nativeToScVal,
   Operation,
   SorobanDataBuilder,
@@ -218,6 +219,18 @@ describe('describeTransaction: fields per operation', () => {
     expect(ops.beginSponsoringFutureReserves!.raw!.sponsoredId).toMatch(/^G/);
     expect(ops.revokeSignerSponsorship!.raw).toHaveProperty('signer');
     expect(ops.extendFootprintTtl!.raw).toEqual({ extendTo: 1000 });
+  });
+  it('allowTrust from a muxed source names the G issuer', () => {
+    const muxed = new MuxedAccount(new Account(src.publicKey(), '1'), '7');
+    const tx = new TransactionBuilder(muxed, { fee: '100', networkPassphrase: PASSPHRASE })
+      .addOperation(
+        Operation.allowTrust({ trustor: other.publicKey(), assetCode: 'USD', authorize: 1, source: muxed.accountId() }),
+      )
+      .setTimeout(30)
+      .build();
+    const o = describeTransaction(decode(tx)).operations[0]!;
+    expect(o.source.startsWith('M')).toBe(true);
+    expect(o.asset).toEqual({ type: 'credit', code: 'USD', issuer: src.publicKey() });
   });
   it('an explicit operation source is reported', () => {
     const o = summaryOf(pay(src.publicKey(), other.publicKey()));
