@@ -1,10 +1,17 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Cluster, ClusterFile } from '@cosigner/testkit/cluster';
 import { tempDir } from '@cosigner/testkit/process';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { clusterDown, endpointLines, progressLines } from '../src/commands/cluster.ts';
+import {
+  type ClusterUpOptions,
+  clusterDown,
+  endpointLines,
+  progressLines,
+  upUntilSignalled,
+} from '../src/commands/cluster.ts';
 import { main } from '../src/main.ts';
 
 // `cosigner cluster`: the pure parts and `down` here; `up` with a whole cluster runs in test/e2e/cluster.test.ts.
@@ -139,5 +146,97 @@ describe('cosigner cluster down', () => {
     await main(['node', 'cosigner', 'cluster', 'up', '--nodes', 'many']);
     expect(process.exitCode).toBe(1);
     expect(err.mock.calls.map((c) => String(c[0])).join('')).toMatch(/whole number from 1 to 20/);
+  });
+});
+
+describe('cosigner cluster up: running until Ctrl-C', () => {
+  /** A stand-in for a started cluster: what upUntilSignalled touches, with a child whose exit the test controls. */
+  function fakeCluster() {
+    let exitNode: (code: number | null) => void = () => {};
+    const never = new Promise<number | null>(() => {});
+    const proc = (name: string, exited = never) => ({ name, pid: 1, logFile: `/d/logs/${name}.log`, exited });
+    const stop = vi.fn(async () => {});
+    const cluster = {
+      nodes: [
+        proc(
+          'node-0',
+          new Promise<number | null>((r) => {
+            exitNode = r;
+          }),
+        ),
+      ],
+      coordinator: proc('coordinator'),
+      ledger: proc('ledger'),
+      kms: [proc('kms-0')],
+      stop,
+    } as unknown as Cluster;
+    return { cluster, stop, exitNode: (c: number | null) => exitNode(c) };
+  }
+
+  it('warns when a child dies, and on SIGINT stops the cluster and returns', async () => {
+    const signals = new EventEmitter();
+    const lines: string[] = [];
+    const f = fakeCluster();
+    let seen: ClusterUpOptions | undefined;
+    const done = upUntilSignalled(
+      { dir: '/d', nodes: 1, threshold: 1, demo: false, out: (l) => lines.push(l) },
+      {
+        signals,
+        start: async (o) => {
+          seen = o;
+          return f.cluster;
+        },
+      },
+    );
+    await vi.waitFor(() => expect(lines).toContain('cluster running; press Ctrl-C to stop'));
+    f.exitNode(137);
+    await vi.waitFor(() => expect(lines).toContain('warning: node-0 (pid 1) exited with 137; see /d/logs/node-0.log'));
+    expect(f.stop).not.toHaveBeenCalled();
+    signals.emit('SIGINT');
+    await done;
+    expect(f.stop).toHaveBeenCalledTimes(1);
+    expect(lines.slice(-2)).toEqual(['stopping the cluster', 'cluster stopped']);
+    expect(seen?.signal?.aborted).toBe(true);
+    expect(signals.listenerCount('SIGINT') + signals.listenerCount('SIGTERM')).toBe(0);
+  });
+
+  it('stops right away when SIGTERM came while the cluster was starting', async () => {
+    const signals = new EventEmitter();
+    const lines: string[] = [];
+    const f = fakeCluster();
+    await upUntilSignalled(
+      { dir: '/d', nodes: 1, threshold: 1, demo: false, out: (l) => lines.push(l) },
+      {
+        signals,
+        start: async () => {
+          signals.emit('SIGTERM');
+          return f.cluster;
+        },
+      },
+    );
+    expect(f.stop).toHaveBeenCalledTimes(1);
+    expect(lines).toEqual(['stopping the cluster', 'cluster stopped']);
+  });
+
+  it('cluster down through the CLI reports how many processes it stopped', async () => {
+    const d = await tempDir();
+    cleanup.push(() => rm(d, { recursive: true, force: true }));
+    const gone = await fakeChild(false);
+    gone.kill('SIGKILL');
+    await new Promise((r) => gone.once('exit', r));
+    const pid = gone.pid as number;
+    const file: ClusterFile = {
+      launcherPid: pid,
+      coordinator: { url: 'http://c', pid, adminKeyFile: '/x' },
+      ledger: { url: 'http://l', pid, networkPassphrase: 'n' },
+      kms: [{ name: 'kms-0', url: 'http://k', pid }],
+      nodes: [{ name: 'node-0', url: 'http://n', pid, stellarKey: 'G' }],
+      account: 'G',
+    };
+    await writeFile(join(d, 'cluster.json'), JSON.stringify(file));
+    const out = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    await main(['node', 'cosigner', 'cluster', 'down', '--dir', d]);
+    expect(process.exitCode).toBeUndefined();
+    expect(out).toHaveBeenCalledWith('stopped 0 process(es)\n');
   });
 });

@@ -204,6 +204,40 @@ export async function clusterDown(dir: string, out: (line: string) => void, grac
   return all.length;
 }
 
+/**
+ * `cluster up` as the terminal runs it: start (Ctrl-C while starting stops what has started), warn when a child
+ * dies, and on SIGINT/SIGTERM stop every child in order before returning. `signals` and `start` are parameters
+ * so the stop logic is tested without a terminal or a whole cluster.
+ */
+export async function upUntilSignalled(
+  o: Omit<ClusterUpOptions, 'signal'>,
+  deps: { signals?: NodeJS.EventEmitter; start?: (o: ClusterUpOptions) => Promise<Cluster> } = {},
+): Promise<void> {
+  const signals = deps.signals ?? process;
+  const start = deps.start ?? clusterUp;
+  const abort = new AbortController();
+  const stopRequested = new Promise<void>((res) => abort.signal.addEventListener('abort', () => res(), { once: true }));
+  const onSignal = (): void => abort.abort();
+  signals.on('SIGINT', onSignal);
+  signals.on('SIGTERM', onSignal);
+  try {
+    const running = await start({ ...o, signal: abort.signal });
+    if (!abort.signal.aborted) o.out('cluster running; press Ctrl-C to stop');
+    for (const p of [...running.nodes, running.coordinator, running.ledger, ...running.kms]) {
+      void p.exited.then((code) => {
+        if (!abort.signal.aborted) o.out(`warning: ${p.name} (pid ${p.pid}) exited with ${code}; see ${p.logFile}`);
+      });
+    }
+    await stopRequested;
+    o.out('stopping the cluster');
+    await running.stop();
+    o.out('cluster stopped');
+  } finally {
+    signals.off('SIGINT', onSignal);
+    signals.off('SIGTERM', onSignal);
+  }
+}
+
 function positiveInt(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1 || n > 20) throw new InvalidArgumentError('expected a whole number from 1 to 20');
@@ -232,36 +266,7 @@ export function registerCluster(program: Command): void {
       // The AWS SDK warns on every Node 20 process that its future releases need Node 22; the project supports
       // 20.19+ on purpose (KEYS-AND-CLUSTER-NOTES.md "Node versions"), so the warning is noise in the demo.
       process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-      const out = (l: string): void => {
-        process.stdout.write(`${l}\n`);
-      };
-      const abort = new AbortController();
-      let running: Cluster | undefined;
-      let stopping: Promise<void> | undefined;
-      const stop = (): void => {
-        abort.abort();
-        if (!running || stopping) return;
-        out('stopping the cluster');
-        const c = running;
-        stopping = c.stop().then(() => out('cluster stopped'));
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
-      try {
-        running = await clusterUp({ ...opts, dir: resolve(opts.dir), out, signal: abort.signal });
-        if (abort.signal.aborted) stop();
-        else out('cluster running; press Ctrl-C to stop');
-        for (const p of [...running.nodes, running.coordinator, running.ledger, ...running.kms]) {
-          void p.exited.then((code) => {
-            if (!abort.signal.aborted) out(`warning: ${p.name} (pid ${p.pid}) exited with ${code}; see ${p.logFile}`);
-          });
-        }
-        await new Promise<void>((res) => abort.signal.addEventListener('abort', () => res(), { once: true }));
-        await stopping;
-      } finally {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-      }
+      await upUntilSignalled({ ...opts, dir: resolve(opts.dir), out: (l) => process.stdout.write(`${l}\n`) });
     });
   cluster
     .command('down')
