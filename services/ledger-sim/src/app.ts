@@ -192,9 +192,10 @@ export async function build(opts: LedgerSimOptions = {}): Promise<FastifyInstanc
       const q = listQuery(req.query);
       if (isProblem(q)) return sendProblem(reply, q);
       const id = req.params.id;
+      const base = baseOf(req);
+      if (wantsStream(req)) return stream(reply, base, q, (r) => r.accounts.includes(id));
       const mine = state.txs.filter((r) => r.accounts.includes(id));
       if (mine.length === 0 && !state.accounts.has(id)) return sendProblem(reply, notFound());
-      const base = baseOf(req);
       return page(
         pageTxs(mine, q).map((r) => transactionJson(r, base)),
         `${base}/accounts/${id}/transactions`,
@@ -203,36 +204,41 @@ export async function build(opts: LedgerSimOptions = {}): Promise<FastifyInstanc
     },
   );
 
-  app.get<{ Querystring: Record<string, unknown> }>('/transactions', async (req, reply) => {
-    const q = listQuery(req.query);
-    if (isProblem(q)) return sendProblem(reply, q);
-    const base = baseOf(req);
-    if (!String(req.headers.accept ?? '').includes('text/event-stream')) {
-      return page(
-        pageTxs(state.txs, q).map((r) => transactionJson(r, base)),
-        `${base}/transactions`,
-        q,
-      );
-    }
-    // Server-sent events, as Horizon streams: a hello, then every transaction after the cursor, then new ones.
+  const wantsStream = (req: { headers: { accept?: string } }): boolean =>
+    String(req.headers.accept ?? '').includes('text/event-stream');
+
+  // Server-sent events, as Horizon streams: a hello, then every matching transaction after the cursor (up to 200),
+  // then new ones as they are applied. `cursor=now` skips history.
+  const stream = (reply: FastifyReply, base: string, q: ListQuery, match: (r: TxRecord) => boolean): void => {
     reply.hijack();
     const res = reply.raw;
-    res.writeHead(200, {
-      'content-type': 'text/event-stream',
-      'cache-control': 'no-cache',
-      connection: 'keep-alive',
-    });
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     const send = (r: TxRecord): void => {
-      res.write(`id: ${r.order}\ndata: ${JSON.stringify(transactionJson(r, base))}\n\n`);
+      if (match(r)) res.write(`id: ${r.order}\ndata: ${JSON.stringify(transactionJson(r, base))}\n\n`);
     };
     res.write('retry: 1000\nevent: open\ndata: "hello"\n\n');
-    if (q.cursor !== 'now') for (const r of pageTxs(state.txs, { ...q, order: 'asc', limit: 200 })) send(r);
+    if (q.cursor !== 'now')
+      for (const r of pageTxs(state.txs.filter(match), { ...q, order: 'asc', limit: 200 })) send(r);
     listeners.add(send);
     streams.add(res);
     res.on('close', () => {
       listeners.delete(send);
       streams.delete(res);
     });
+  };
+
+  app.get<{ Querystring: Record<string, unknown> }>('/transactions', async (req, reply) => {
+    const q = listQuery(req.query);
+    if (isProblem(q)) return sendProblem(reply, q);
+    const base = baseOf(req);
+    if (!wantsStream(req)) {
+      return page(
+        pageTxs(state.txs, q).map((r) => transactionJson(r, base)),
+        `${base}/transactions`,
+        q,
+      );
+    }
+    return stream(reply, base, q, () => true);
   });
 
   app.get<{ Params: { hash: string } }>('/transactions/:hash', async (req, reply) => {

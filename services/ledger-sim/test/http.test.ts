@@ -230,20 +230,17 @@ describe('Horizon endpoints', () => {
     });
     expect(res.headers['content-type']).toBe('text/event-stream');
     let buf = '';
-    const got = (n: number) =>
-      new Promise<void>((resolve) => {
-        const check = () => {
-          if (events.length >= n) resolve();
-        };
-        res.on('data', (d: Buffer) => {
-          buf += d.toString();
-          const parts = buf.split('\n\n');
-          buf = parts.pop()!;
-          events.push(...parts);
-          check();
-        });
-        check();
-      });
+    let wake = (): void => {};
+    res.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const parts = buf.split('\n\n');
+      buf = parts.pop()!;
+      events.push(...parts);
+      wake();
+    });
+    const got = async (n: number): Promise<void> => {
+      while (events.length < n) await new Promise<void>((resolve) => (wake = resolve));
+    };
     const ended = new Promise<void>((resolve) => res.on('end', resolve));
     await got(2);
     expect(events[0]).toContain('"hello"');
@@ -251,9 +248,37 @@ describe('Horizon endpoints', () => {
     await fund(live, Keypair.random());
     await got(3);
     expect(events[2]).toMatch(/^id: 2\ndata: \{/);
+    // An account's stream from now on: only transactions naming that account.
+    const mine: string[] = [];
+    const accRes = await new Promise<import('node:http').IncomingMessage>((resolve) => {
+      request(
+        `${url}/accounts/${a!.publicKey()}/transactions?cursor=now`,
+        { headers: { accept: 'text/event-stream' } },
+        resolve,
+      ).end();
+    });
+    let mineBuf = '';
+    let mineWake = (): void => {};
+    accRes.on('data', (d: Buffer) => {
+      mineBuf += d.toString();
+      const parts = mineBuf.split('\n\n');
+      mineBuf = parts.pop()!;
+      mine.push(...parts);
+      mineWake();
+    });
+    await fund(live, Keypair.random());
+    const pay = signed(tx(live, a!.publicKey(), [Operation.bumpSequence({ bumpTo: '0' })]), a!);
+    expect((await post(live, pay)).status).toBe(200);
+    while (mine.length < 2) await new Promise<void>((resolve) => (mineWake = resolve));
+    expect(mine[0]).toContain('"hello"');
+    expect(mine[1]).toContain(Buffer.from(pay.hash()).toString('hex'));
+    await got(5);
+    expect(mine).toHaveLength(2);
+    const accEnded = new Promise<void>((resolve) => accRes.on('end', resolve));
     // Closing the app ends open streams instead of hanging.
     await live.close();
     await ended;
+    await accEnded;
   });
 });
 
