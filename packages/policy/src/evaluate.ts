@@ -410,8 +410,10 @@ function checkCall(
   }
   const to = args[token.to];
   const toField = `${field}.args[${token.to}]`;
-  if (typeof to === 'string' && rule.recipients && !rule.recipients.has(to) && !rule.recipients.has(baseAccount(to))) {
-    f.add('RECIPIENT_NOT_ALLOWED', `${to} is not an allowed recipient of ${rule.name}`, opIndex, toField);
+  // A missing recipient argument is not an allowed recipient either.
+  const allowedTo = typeof to === 'string' && (rule.recipients?.has(to) || rule.recipients?.has(baseAccount(to)));
+  if (rule.recipients && !allowedTo) {
+    f.add('RECIPIENT_NOT_ALLOWED', `${String(to)} is not an allowed recipient of ${rule.name}`, opIndex, toField);
   }
   const from = args[token.from];
   // Only value leaving one of our accounts counts: a transfer from someone else needs their auth, not ours.

@@ -233,6 +233,27 @@ describe('evaluate: contract token amounts', () => {
     expect(codes(run(transfer(TOKEN, '1', [])))).toEqual(['ARGUMENT_NOT_ALLOWED']);
   });
 
+  it('a recipient rule refuses a call whose recipient argument is missing', () => {
+    const p = parsePolicy({
+      ...doc,
+      contracts: [
+        { id: TOKEN, functions: [{ name: 'transfer', token: { asset: TOKEN, to: 5 }, recipients: [ALICE] }] },
+      ],
+    });
+    const d = run(ours([invoke(call(TOKEN, 'transfer', [OPS, ALICE, '1']))]), p);
+    expect(d.reasons).toContainEqual(
+      expect.objectContaining({ code: 'RECIPIENT_NOT_ALLOWED', field: 'operations[0].invocation.args[5]' }),
+    );
+    const muxedAlice = StrKey.encodeMed25519PublicKey(
+      Buffer.concat([StrKey.decodeEd25519PublicKey(ALICE), Buffer.alloc(8)]),
+    );
+    const okP = parsePolicy({
+      ...doc,
+      contracts: [{ id: TOKEN, functions: [{ name: 'transfer', token: { asset: TOKEN }, recipients: [ALICE] }] }],
+    });
+    expect(run(ours([invoke(call(TOKEN, 'transfer', [OPS, muxedAlice, '1']))]), okP).outcome).toBe('approve');
+  });
+
   it('uses the argument positions the rule names', () => {
     const s = ours([invoke(call(TOKEN, 'pay', [ALICE, OPS, '30000000']))]);
     expect(run(s).spend).toEqual([{ assetKey: TOKEN, amount: 30_000_000n }]);
