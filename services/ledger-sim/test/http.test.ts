@@ -207,6 +207,8 @@ describe('Horizon endpoints', () => {
       inner_transaction: { hash: Buffer.from(inner.hash()).toString('hex') },
       fee_bump_transaction: { hash: Buffer.from(bump.hash()).toString('hex') },
     });
+    // The same fee bump again is answered from history.
+    expect(await post(app, bump)).toEqual(r);
     // Horizon finds a fee bump by its inner hash too.
     expect((await app.inject({ url: `/transactions/${Buffer.from(inner.hash()).toString('hex')}` })).json().hash).toBe(
       Buffer.from(bump.hash()).toString('hex'),
