@@ -428,7 +428,10 @@ function checkCall(
 
 /**
  * The same call appears in the operation's root invocation and again in the auth entry that authorizes it, so
- * spend is merged as a multiset union (per distinct call, the largest count any one tree has), not summed.
+ * the two are merged as a multiset union (per distinct call, the larger count), not summed. Auth entries are
+ * summed among themselves: each one is a separate authorization the host can consume (soroban-env-host
+ * auth.rs matches every require_auth against the entries not yet used), so two entries authorizing the same
+ * transfer may pay it twice.
  */
 function mergeTransfers(f: Findings, trees: Transfers[]): void {
   const merged = new Map<string, { count: number; assetKey: string; amount: bigint }>();
@@ -474,15 +477,18 @@ function checkHostFunction(policy: Policy, f: Findings, op: OperationSummary, cu
   const i = op.index;
   const at = `operations[${i}]`;
   if (!op.invocation) return f.add('MALFORMED_SUMMARY', `${at}.invocation is missing`, i, `${at}.invocation`);
-  const trees: Transfers[] = [];
   const root: Transfers = new Map();
   checkInvocation(policy, f, op.invocation, { opIndex: i, field: `${at}.invocation`, depth: 0, transfers: root });
-  trees.push(root);
+  // One map for every entry: counts add up across entries (see mergeTransfers).
+  const authorized: Transfers = new Map();
   (op.authEntries ?? []).forEach((e, j) => {
     const field = `${at}.authEntries[${j}]`;
-    const t: Transfers = new Map();
-    checkInvocation(policy, f, e.invocation, { opIndex: i, field: `${field}.invocation`, depth: 0, transfers: t });
-    trees.push(t);
+    checkInvocation(policy, f, e.invocation, {
+      opIndex: i,
+      field: `${field}.invocation`,
+      depth: 0,
+      transfers: authorized,
+    });
     // Address entries of our accounts are signed by us separately; source-account entries ride on the envelope.
     if (
       (e.credentials === 'address' || e.credentials === 'addressV2') &&
@@ -492,8 +498,7 @@ function checkHostFunction(policy: Policy, f: Findings, op: OperationSummary, cu
       checkExpiration(policy, f, e, currentLedger, field, i);
     }
   });
-  // A transfer `from` our account moves our value whoever the op source is (its auth entry names us).
-  mergeTransfers(f, trees);
+  mergeTransfers(f, [root, authorized]);
   if (policy.manualApproval.contractCalls)
     f.add('HOLD_CONTRACT_CALL', 'contract calls need manual approval', i, `${at}.invocation`);
 }
@@ -730,7 +735,7 @@ export function evaluateAuthEntries(policy: Policy, input: AuthEntriesInput): De
     const f = new Findings();
     const entries = Array.isArray(input.entries) ? input.entries : [];
     if (entries.length === 0) f.add('NO_AUTH_ENTRIES', 'there is no authorization entry to sign', undefined, 'entries');
-    const trees: Transfers[] = [];
+    const authorized: Transfers = new Map();
     entries.forEach((e, j) => {
       const at = `entries[${j}]`;
       if (e.credentials !== 'address' && e.credentials !== 'addressV2') {
@@ -751,12 +756,10 @@ export function evaluateAuthEntries(policy: Policy, input: AuthEntriesInput): De
         }
         checkExpiration(policy, f, e, input.currentLedger, at);
       }
-      const t: Transfers = new Map();
-      checkInvocation(policy, f, e.invocation, { field: `${at}.invocation`, depth: 0, transfers: t });
-      trees.push(t);
+      checkInvocation(policy, f, e.invocation, { field: `${at}.invocation`, depth: 0, transfers: authorized });
     });
-    // Each entry is a separate authorization that the host consumes separately: spend is summed across entries.
-    for (const t of trees) mergeTransfers(f, [t]);
+    // Each entry is a separate authorization the host consumes separately: spend is summed across entries.
+    mergeTransfers(f, [authorized]);
     checkSpend(policy, f, input.spent);
     checkUnknownDestinations(policy, f);
     if (policy.manualApproval.contractCalls && entries.length > 0) {

@@ -259,10 +259,15 @@ describe('evaluate: contract token amounts', () => {
     expect(run(s).spend).toEqual([{ assetKey: TOKEN, amount: 30_000_000n }]);
   });
 
-  it('counts a call and its auth entry once, and two distinct transfers twice', () => {
+  it('counts a call and its auth entry once, two entries for the same transfer twice, two transfers twice', () => {
     const t = call(TOKEN, 'transfer', [OPS, ALICE, '10000000', 7]);
-    const once = ours([invoke(t, [addressEntry(OPS, t, 10), { credentials: 'sourceAccount', invocation: t }])]);
+    const once = ours([invoke(t, [addressEntry(OPS, t, 10)])]);
     expect(run(once, policy, { currentLedger: 5 }).spend).toEqual([{ assetKey: TOKEN, amount: 10_000_000n }]);
+    const sourceOnce = ours([invoke(t, [{ credentials: 'sourceAccount', invocation: t }])]);
+    expect(run(sourceOnce).spend).toEqual([{ assetKey: TOKEN, amount: 10_000_000n }]);
+    // Two authorizations of the same transfer can each be consumed by a call: counted twice.
+    const doubled = ours([invoke(t, [addressEntry(OPS, t, 10), { credentials: 'sourceAccount', invocation: t }])]);
+    expect(run(doubled, policy, { currentLedger: 5 }).spend).toEqual([{ assetKey: TOKEN, amount: 20_000_000n }]);
     const twice = ours([invoke(call(TOKEN, 'transfer', [OPS, ALICE, '10000000', 7], [t]))]);
     expect(run(twice).spend).toEqual([{ assetKey: TOKEN, amount: 20_000_000n }]);
   });
