@@ -36,6 +36,29 @@ export function networkId(passphrase: string): Buffer {
   return createHash('sha256').update(passphrase, 'utf8').digest();
 }
 
+/**
+ * Checks that `d` is what decodeEnvelope returns, at the boundary of every function that takes one.
+ * @throws STELLAR_BAD_INPUT
+ */
+export function assertDecoded(d: unknown): asserts d is DecodedTransaction {
+  const ok =
+    d !== null &&
+    typeof d === 'object' &&
+    (((d as DecodedTransaction).kind === 'transaction' && (d as DecodedTransaction).tx instanceof Transaction) ||
+      ((d as DecodedTransaction).kind === 'feeBump' && (d as DecodedTransaction).tx instanceof FeeBumpTransaction)) &&
+    Buffer.isBuffer((d as DecodedTransaction).hash) &&
+    (d as DecodedTransaction).hash.length === 32 &&
+    Array.isArray((d as DecodedTransaction).signatures) &&
+    typeof (d as DecodedTransaction).envelopeXdr === 'string';
+  if (!ok) {
+    throw stellarErrors.error(
+      'STELLAR_BAD_INPUT',
+      { field: 'decoded' },
+      { message: 'Expected a decoded transaction (the result of decodeEnvelope).' },
+    );
+  }
+}
+
 /** Copies an XDR signature list into plain buffers, so callers never hold the SDK's mutable objects. */
 export function toDecoratedSigs(list: readonly xdr.DecoratedSignature[]): DecoratedSig[] {
   return list.map((s) => ({ hint: Buffer.from(s.hint.value), signature: Buffer.from(s.signature.value) }));

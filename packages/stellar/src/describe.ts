@@ -15,7 +15,7 @@ import {
   type Transaction,
   xdr,
 } from '@stellar/stellar-sdk';
-import { type DecodedTransaction, xdrTransactionOf } from './decode.ts';
+import { assertDecoded, type DecodedTransaction, xdrTransactionOf } from './decode.ts';
 import { operationThresholdLevel } from './thresholds.ts';
 import type {
   AssetRef,
@@ -372,6 +372,7 @@ function describeV1(d: DecodedTransaction, tx: Transaction): TransactionSummary 
  * outer envelope's, and `inner` is the inner transaction's own summary (with its own hash).
  */
 export function describeTransaction(d: DecodedTransaction): TransactionSummary {
+  assertDecoded(d);
   if (d.kind === 'transaction') return describeV1(d, d.tx as Transaction);
   const inner = describeV1(d.inner!, d.inner!.tx as Transaction);
   const fb = d.tx as FeeBumpTransaction;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { SignerKey, StrKey, type xdr } from '@stellar/stellar-sdk';
-import { type DecodedTransaction, xdrTransactionOf } from './decode.ts';
+import { assertDecoded, type DecodedTransaction, xdrTransactionOf } from './decode.ts';
 import { stellarErrors } from './errors.ts';
 import { maxLevel, operationThresholdLevel } from './thresholds.ts';
 import type { AccountAuth, AuthCheckResult, DecoratedSig, Requirement, ThresholdLevel } from './types.ts';
@@ -128,6 +128,7 @@ function xdrTxOf(d: DecodedTransaction): xdr.Transaction {
  * Insertion order: the (fee) source first, then operation sources in operation order.
  */
 export function checkedLevels(d: DecodedTransaction): Map<string, Set<ThresholdLevel>> {
+  assertDecoded(d);
   const out = new Map<string, Set<ThresholdLevel>>();
   if (d.kind === 'feeBump') {
     out.set(accountIdOf((xdrTransactionOf(d) as xdr.FeeBumpTransaction).feeSource), new Set(['low']));
@@ -158,6 +159,13 @@ export function neededLevels(d: DecodedTransaction): Map<string, ThresholdLevel>
 
 /** The parsed AccountAuth for `id`. @throws STELLAR_ACCOUNT_UNKNOWN, STELLAR_BAD_ACCOUNT_AUTH */
 export function loadAccount(accounts: ReadonlyMap<string, AccountAuth>, id: string): ParsedAccount {
+  if (accounts === null || typeof accounts !== 'object' || typeof accounts.get !== 'function') {
+    throw stellarErrors.error(
+      'STELLAR_BAD_INPUT',
+      { field: 'accounts' },
+      { message: 'accounts must be a Map of G address to AccountAuth.' },
+    );
+  }
   const a = accounts.get(id);
   if (a === undefined) throw stellarErrors.error('STELLAR_ACCOUNT_UNKNOWN', { accountId: id });
   if (a.accountId !== id) throw stellarErrors.error('STELLAR_BAD_ACCOUNT_AUTH', { accountId: id, field: 'accountId' });
@@ -304,8 +312,10 @@ function checkSigs(sigs: unknown): DecoratedSig[] {
 export function checkAuthDetailed(
   d: DecodedTransaction,
   accounts: ReadonlyMap<string, AccountAuth>,
-  signatures: readonly DecoratedSig[] = d.signatures,
+  signatures?: readonly DecoratedSig[],
 ): AuthCheckDetail {
+  assertDecoded(d);
+  if (signatures === undefined) signatures = d.signatures;
   const sigs = checkSigs(signatures);
   const checker = new SignatureChecker(d.hash, sigs);
   const fail = (result: AuthCheckResult): AuthCheckDetail => ({ result, used: checker.used });

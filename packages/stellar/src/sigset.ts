@@ -1,5 +1,5 @@
 import { StrKey, xdr } from '@stellar/stellar-sdk';
-import type { DecodedTransaction } from './decode.ts';
+import { assertDecoded, type DecodedTransaction } from './decode.ts';
 import { stellarErrors } from './errors.ts';
 import {
   checkAuthDetailed,
@@ -136,6 +136,7 @@ export function selectMinimalSignatures(
   accounts: ReadonlyMap<string, AccountAuth>,
   candidates: readonly CandidateSignature[],
 ): DecoratedSig[] | null {
+  assertDecoded(d);
   const list = checkCandidates(candidates);
   const requirements = computeRequirements(d, accounts);
   const parsed = requirements.map((r) => loadAccount(accounts, r.accountId));
@@ -190,6 +191,7 @@ export function selectMinimalSignatures(
  * @throws STELLAR_TOO_MANY_SIGNATURES (more than 20), STELLAR_BAD_INPUT (hint not 4 bytes, signature over 64)
  */
 export function assembleEnvelope(d: DecodedTransaction, sigs: DecoratedSig[]): string {
+  assertDecoded(d);
   if (!Array.isArray(sigs)) throw stellarErrors.error('STELLAR_BAD_INPUT', { field: 'sigs' });
   if (sigs.length > MAX_SIGNATURES) throw stellarErrors.error('STELLAR_TOO_MANY_SIGNATURES', { count: sigs.length });
   const decorated = sigs.map((s) => {

@@ -1,4 +1,5 @@
-import type { xdr } from '@stellar/stellar-sdk';
+import { xdr } from '@stellar/stellar-sdk';
+import { stellarErrors } from './errors.ts';
 import type { ThresholdLevel } from './types.ts';
 
 /** Order of levels, for taking the highest one an account needs. */
@@ -17,8 +18,10 @@ export function maxLevel(a: ThresholdLevel, b: ThresholdLevel): ThresholdLevel {
  * - HIGH: MergeOpFrame (accountMerge); SetOptionsOpFrame when masterWeight, lowThreshold, medThreshold,
  *   highThreshold or signer is present. Core tests the optional pointers, so `masterWeight: 0` counts.
  * - MEDIUM: every other operation, including setOptions that changes none of those fields.
+ * @throws STELLAR_BAD_INPUT when `op` is not an xdr.Operation
  */
 export function operationThresholdLevel(op: xdr.Operation): ThresholdLevel {
+  if (!(op instanceof xdr.Operation)) throw stellarErrors.error('STELLAR_BAD_INPUT', { field: 'op' });
   const body = op.body;
   switch (body.type) {
     case 'allowTrust':
