@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   type ClusterUpOptions,
   clusterDown,
+  clusterUp,
   endpointLines,
   progressLines,
   upUntilSignalled,
@@ -135,6 +136,16 @@ describe('cosigner cluster down', () => {
     expect(lines[0]).toMatch(/^stopping launcher \(pid \d+\)$/);
     expect(lines.join('\n')).not.toContain('coordinator');
     expect(lines.join('\n')).toMatch(/ledger \(pid \d+\) ignored SIGTERM; killing it/);
+  });
+
+  it('refuses to start a second cluster over a running one', async () => {
+    const d = await tempDir();
+    cleanup.push(() => rm(d, { recursive: true, force: true }));
+    const launcher = await fakeChild(false);
+    await writeFile(join(d, 'cluster.json'), JSON.stringify({ launcherPid: launcher.pid }));
+    await expect(clusterUp({ dir: d, nodes: 1, threshold: 1, demo: false, out: () => {} })).rejects.toThrow(
+      `a cluster is already running under ${d} (launcher pid ${launcher.pid}); stop it with: cosigner cluster down --dir ${d}`,
+    );
   });
 
   it('refuses a threshold above the node count and a non-numeric node count', async () => {

@@ -112,6 +112,15 @@ export function endpointLines(c: Cluster): string[] {
 
 /** Start the cluster, run the demo unless disabled, print the endpoints; the caller decides when to stop. */
 export async function clusterUp(o: ClusterUpOptions): Promise<Cluster> {
+  const previous = await readFile(join(o.dir, 'cluster.json'), 'utf8').catch(() => undefined);
+  if (previous !== undefined) {
+    const pid = (JSON.parse(previous) as Partial<ClusterFile>).launcherPid;
+    if (typeof pid === 'number' && pid !== process.pid && isCosignerProcess(pid)) {
+      throw new Error(
+        `a cluster is already running under ${o.dir} (launcher pid ${pid}); stop it with: cosigner cluster down --dir ${o.dir}`,
+      );
+    }
+  }
   o.out(`starting a ${o.threshold}-of-${o.nodes} cluster under ${o.dir}`);
   const cluster = await startCluster({
     dir: o.dir,
