@@ -18,8 +18,8 @@ import { stellarErrors } from './errors.ts';
  * core on mixed-order keys and R; see test/verify.test.ts for the measured differences.
  */
 
-/** Ed25519 group order L (RFC 8032 section 5.1), little-endian bytes compared from the top. */
-const L_BYTES = Buffer.from('edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010', 'hex');
+/** Ed25519 group order L (RFC 8032 section 5.1) as 32 little-endian bytes. */
+const L_LE = Buffer.from('edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010', 'hex');
 
 const P = 2n ** 255n - 19n;
 /** y of a point of order 8 (libsodium ed25519_ref10.c, `ge25519_has_small_order` blacklist). */
@@ -41,8 +41,8 @@ function le32(n: bigint): Buffer {
  */
 const SMALL_ORDER_Y = [0n, 1n, Y_ORDER_8, P - Y_ORDER_8, P - 1n, P, P + 1n].map(le32);
 
-/** libsodium `ge25519_has_small_order`: compares the 255-bit y, ignoring the sign bit. */
-function hasSmallOrder(enc: Uint8Array): boolean {
+/** libsodium `ge25519_has_small_order`: compares the 255-bit y, ignoring the sign bit. Exported for tests. */
+export function hasSmallOrder(enc: Uint8Array): boolean {
   for (const bad of SMALL_ORDER_Y) {
     let diff = (enc[31]! & 0x7f) ^ bad[31]!;
     for (let i = 0; i < 31 && diff === 0; i++) diff |= enc[i]! ^ bad[i]!;
@@ -51,18 +51,21 @@ function hasSmallOrder(enc: Uint8Array): boolean {
   return false;
 }
 
-/** libsodium `ge25519_is_canonical`: false when the 255-bit y is >= p. */
-function isCanonicalY(enc: Uint8Array): boolean {
+/** libsodium `ge25519_is_canonical`: false when the 255-bit y is >= p (sign bit ignored). Exported for tests. */
+export function isCanonicalY(enc: Uint8Array): boolean {
   if ((enc[31]! & 0x7f) !== 0x7f) return true;
   for (let i = 30; i > 0; i--) if (enc[i] !== 0xff) return true;
   return enc[0]! < 0xed;
 }
 
-/** S < L, as libsodium's `sc25519_is_canonical` and RFC 8032 section 5.1.7 require. */
-function isCanonicalS(sig: Uint8Array): boolean {
+/**
+ * S < L, as libsodium's `sc25519_is_canonical` and RFC 8032 section 5.1.7 require. S is sig[32..64],
+ * little-endian: compare from the most significant byte down. Exported for tests.
+ */
+export function isCanonicalS(sig: Uint8Array): boolean {
   for (let i = 31; i >= 0; i--) {
     const s = sig[32 + i]!;
-    const l = L_BYTES[31 - i]!;
+    const l = L_LE[i]!;
     if (s !== l) return s < l;
   }
   return false;

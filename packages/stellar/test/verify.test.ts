@@ -4,7 +4,15 @@ import { Keypair, StrKey } from '@stellar/stellar-sdk';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { stellarErrors } from '../src/errors.ts';
-import { keyCacheSize, publicKeyFromAddress, signatureHint, verifyEd25519 } from '../src/verify.ts';
+import {
+  hasSmallOrder,
+  isCanonicalS,
+  isCanonicalY,
+  keyCacheSize,
+  publicKeyFromAddress,
+  signatureHint,
+  verifyEd25519,
+} from '../src/verify.ts';
 import { fastSign } from './helpers.ts';
 
 // Edge vectors with libsodium 1.0.18's verdicts (the verifier stellar-core uses); see the generator script.
@@ -210,5 +218,51 @@ describe('test helper fastSign', () => {
     const kp = Keypair.random();
     const msg = randomBytes(32);
     expect(fastSign(kp, msg).equals(Buffer.from(kp.sign(msg)))).toBe(true);
+  });
+});
+
+describe('libsodium pre-checks, one by one', () => {
+  const L = 2n ** 252n + 27742317777372353535851937790883648493n;
+  const P = 2n ** 255n - 19n;
+  const le = (n: bigint) => Buffer.from(n.toString(16).padStart(64, '0'), 'hex').reverse();
+  const sigWithS = (s: bigint) => Buffer.concat([Buffer.alloc(32), le(s)]);
+
+  it.each([
+    [0n, true],
+    [1n, true],
+    [L - 1n, true],
+    [L, false],
+    [L + 1n, false],
+    [2n ** 252n, true],
+    [2n ** 253n, false],
+    [2n ** 256n - 1n, false],
+    [L - 1n + 2n ** 200n, false],
+  ])('isCanonicalS(%s) = %s', (s, expected) => {
+    expect(isCanonicalS(sigWithS(s))).toBe(expected);
+  });
+
+  it.each([
+    [0n, true],
+    [P - 1n, true],
+    [P, false],
+    [P + 18n, false],
+    [2n ** 255n - 1n, false],
+  ])('isCanonicalY(%s) = %s, with or without the sign bit', (y, expected) => {
+    const enc = le(y);
+    expect(isCanonicalY(enc)).toBe(expected);
+    enc[31]! |= 0x80;
+    expect(isCanonicalY(enc)).toBe(expected);
+  });
+
+  it('hasSmallOrder: the 7 blacklisted y values (either sign), and not an honest key', () => {
+    const y8 = 2707385501144840649318225287225658788936804267575313519463743609750303402022n;
+    for (const y of [0n, 1n, y8, P - y8, P - 1n, P, P + 1n]) {
+      const enc = le(y);
+      expect(hasSmallOrder(enc)).toBe(true);
+      enc[31]! |= 0x80;
+      expect(hasSmallOrder(enc)).toBe(true);
+    }
+    expect(hasSmallOrder(Keypair.random().rawPublicKey())).toBe(false);
+    expect(hasSmallOrder(le(2n))).toBe(false);
   });
 });
