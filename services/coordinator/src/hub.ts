@@ -90,10 +90,6 @@ export class NodeHub {
     }));
   }
 
-  isConnected(nodeId: string): boolean {
-    return this.#sessions.has(nodeId);
-  }
-
   /** Send one signed frame to a connected node; false when it is not connected. */
   send<T extends MessageType>(nodeId: string, type: T, body: Body<T>): boolean {
     const s = this.#sessions.get(nodeId);
@@ -171,9 +167,14 @@ export class NodeHub {
     } catch (e) {
       return this.#refuse(socket, CLOSE.AUTH_FAILED, `auth failed: ${(e as { code?: string }).code ?? 'bad frame'}`);
     }
-    if (env.type !== 'auth') return this.#refuse(socket, CLOSE.AUTH_FAILED, 'auth failed: expected auth');
+    // decodeFrame already refused every non-handshake type (they need a session) and coordinator-only types.
     const body = env.body as Body<'auth'>;
-    if (body.nodeId !== enrolled.id || env.from !== enrolled.id || body.identityKey !== enrolled.identityKey) {
+    if (
+      env.type !== 'auth' ||
+      body.nodeId !== enrolled.id ||
+      env.from !== enrolled.id ||
+      body.identityKey !== enrolled.identityKey
+    ) {
       return this.#refuse(socket, CLOSE.AUTH_FAILED, 'auth failed: node id or identity key differs');
     }
     if (body.challenge !== challenge) return this.#refuse(socket, CLOSE.AUTH_FAILED, 'auth failed: wrong challenge');

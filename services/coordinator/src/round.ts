@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { Body } from '@cosigner/protocol/messages';
 import type { Logger } from '@cosigner/runtime/logger';
 import { type DecodedTransaction, decodeEnvelope } from '@cosigner/stellar/decode';
@@ -104,6 +103,7 @@ export class RoundEngine {
   readonly #live = new Map<string, Live>();
   readonly #submitting = new Set<string>();
   readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #wakers = new Set<() => void>();
   #link: NodeLink | undefined;
   #closed = false;
 
@@ -477,13 +477,16 @@ export class RoundEngine {
     }
   }
 
+  /** A backoff pause that close() cuts short, so no submission loop outlives the app. */
   #sleep(ms: number): Promise<void> {
     return new Promise((res) => {
       const t = setTimeout(() => {
         this.#timers.delete(t);
+        this.#wakers.delete(res);
         res();
       }, ms);
       this.#timers.add(t);
+      this.#wakers.add(res);
     });
   }
 
@@ -505,20 +508,12 @@ export class RoundEngine {
     this.o.events.emit(rec?.id ?? null, type, data, rec?.callbackUrl ?? null);
   }
 
-  /** Number of proposals being worked on (pending in memory, or submitting). */
-  get openCount(): number {
-    return this.#live.size + this.#submitting.size;
-  }
-
   close(): void {
     this.#closed = true;
     for (const live of this.#live.values()) if (live.expiry) clearTimeout(live.expiry);
     for (const t of this.#timers) clearTimeout(t);
+    for (const wake of this.#wakers) wake();
+    this.#wakers.clear();
     this.#live.clear();
-  }
-
-  /** Fresh ids for proposals. */
-  static newId(): string {
-    return randomUUID();
   }
 }

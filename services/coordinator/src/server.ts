@@ -10,7 +10,13 @@ export interface StartOptions extends ConfigOverrides {
 
 /** Load the config, open the data directory, listen, write the ready file, stop cleanly on SIGTERM. */
 export async function start(opts: StartOptions): Promise<void> {
-  const config = await loadConfig(opts.config, opts);
+  const config = await loadConfig(opts.config, {
+    dataDir: opts.dataDir,
+    horizonUrl: opts.horizonUrl,
+    network: opts.network,
+    host: opts.host,
+    port: opts.port,
+  });
   const logger = createLogger({ name: 'coordinator', level: config.logLevel });
   const runtime = await prepareRuntime(config, logger);
   const app = await build(runtime);

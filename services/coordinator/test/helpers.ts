@@ -27,6 +27,8 @@ export class FakeLedger implements LedgerClient {
   outcomes: SubmitAttempt[] = [];
   applied = new Set<string>();
   up = true;
+  /** Simulates Horizon's 504: the transaction applied although the answer was lost. */
+  applyOnTransient = false;
   async loadAccount(id: string): Promise<AccountAuth> {
     this.loads++;
     if (!this.up) throw coordinatorErrors.error('COORD_HORIZON_UNAVAILABLE', { accountId: id });
@@ -37,7 +39,8 @@ export class FakeLedger implements LedgerClient {
   async submit(xdr: string, network: string): Promise<SubmitAttempt> {
     this.submitted.push(xdr);
     const r = this.outcomes.shift() ?? { kind: 'accepted', ledger: 7 };
-    if (r.kind === 'accepted') this.applied.add(decodeEnvelope(xdr, network).hash.toString('hex'));
+    if (r.kind === 'accepted' || (r.kind === 'transient' && this.applyOnTransient))
+      this.applied.add(decodeEnvelope(xdr, network).hash.toString('hex'));
     return r;
   }
   async transactionStatus(hash: string): Promise<'success' | 'failed' | 'missing' | 'unknown'> {
@@ -115,6 +118,7 @@ export class TestNode {
   }
   network: string;
   autoSync = true;
+  answerPings = true;
 
   get stellarKey(): string {
     return this.keypair.publicKey();
@@ -176,7 +180,7 @@ export class TestNode {
             this.cancels.push(envelope.body as Body<'cancel'>);
             break;
           case 'ping':
-            this.send('pong', { nonce: (envelope.body as Body<'ping'>).nonce });
+            if (this.answerPings) this.send('pong', { nonce: (envelope.body as Body<'ping'>).nonce });
             break;
           default:
             break;

@@ -283,6 +283,33 @@ describe('signing round', () => {
     expect(mine).toHaveLength(3);
   });
 
+  it('a lost answer (504) is resolved by looking the hash up, never by a second different submission', async () => {
+    const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')]);
+    s.h.ledger.applyOnTransient = true;
+    s.h.ledger.outcomes.push({ kind: 'transient', message: '504' });
+    const p = await s.propose({ submit: true });
+    const done = await until(s, p.id, 'submitted');
+    expect(done.result).toMatchObject({ message: 'found on the ledger', attempts: 2 });
+    expect(s.h.ledger.submitted).toHaveLength(1);
+  });
+
+  it('a node approving a different hash is flagged and its signature is not kept', async () => {
+    const s = await setup([new TestNode('a', 'silent'), new TestNode('b', 'silent'), new TestNode('c', 'silent')]);
+    // A valid signature over the right transaction, but the node claims another hash.
+    s.nodes[0]!.behaviour = (p, n) => {
+      n.behaviour = 'approve';
+      const d = n.decision(p)!;
+      n.behaviour = 'silent';
+      return { ...d, hash: '0'.repeat(64) };
+    };
+    const p = await s.propose();
+    await waitFor(
+      () => (s.h.store.misbehaviours('a', 1)[0]?.kind === 'hash_mismatch' ? true : undefined),
+      'hash mismatch flagged',
+    );
+    expect(s.h.store.signatures(p.id)).toHaveLength(0);
+  });
+
   it('transient failures past the attempt budget end failed with the fate marked unknown', async () => {
     const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')], {
       config: { round: { submitAttempts: 2, submitBackoffMs: 10, heartbeatMs: 1000 } },
@@ -341,10 +368,21 @@ describe('node sessions', () => {
   it('flags frames that fail verification after the handshake', async () => {
     const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')]);
     const n = s.nodes[0]!;
+    n.send('error', { code: 'NODE_SOMETHING', message: 'informational only' });
     n.ws!.send('not a frame');
     n.sendRaw('sync', {}, { session: 'other-session' });
-    await waitFor(() => (s.h.store.misbehaviours('a', 5).length === 2 ? true : undefined), 'two bad frames flagged');
+    n.sendRaw('sync', {}, { session: n.session, from: 'b' });
+    await waitFor(() => (s.h.store.misbehaviours('a', 5).length === 3 ? true : undefined), 'three bad frames flagged');
     expect(s.h.store.misbehaviours('a', 5).every((m) => m.kind === 'bad_frame')).toBe(true);
+  });
+
+  it('closes a session whose node stops answering pings', async () => {
+    const s = await setup([new TestNode('a')], { connect: false, config: { round: { heartbeatMs: 100 } } });
+    const n = s.nodes[0]!;
+    n.answerPings = false;
+    await n.connect(s.h.url!, s.h.identity.publicKey);
+    await n.until(() => n.closed !== undefined);
+    expect(n.closed!.code).toBe(CLOSE.HEARTBEAT_TIMEOUT);
   });
 
   it('closes a socket that never authenticates', async () => {
@@ -373,6 +411,32 @@ describe('events and callbacks', () => {
     await waitFor(() => (seen.includes('quorum.reached') ? true : undefined), 'quorum event');
     expect(seen[0]).toBe('proposal.created');
     client.close();
+  });
+
+  it('gives up on a receiver that keeps failing after maxAttempts; a throwing subscriber harms nothing', async () => {
+    const hits = new Map<string, number>();
+    const server = createServer((req, res) => {
+      const t = String(req.headers['x-cosigner-event']);
+      hits.set(t, (hits.get(t) ?? 0) + 1);
+      req.resume();
+      req.on('end', () => {
+        res.statusCode = 500;
+        res.end();
+      });
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')], {
+      config: { callbacks: { initialBackoffMs: 10, maxAttempts: 2 } },
+    });
+    s.h.app.coordinator.events.subscribe(() => {
+      throw new Error('subscriber bug');
+    });
+    const p = await s.propose({ callbackUrl: `http://127.0.0.1:${port}/hook` });
+    await until(s, p.id, 'signed');
+    await waitFor(() => (hits.get('quorum.reached') === 2 ? true : undefined), 'two attempts');
+    expect(hits.get('proposal.created')).toBe(2);
   });
 
   it('POSTs HMAC-signed callbacks, retrying a failing receiver with backoff', async () => {
@@ -413,6 +477,49 @@ describe('events and callbacks', () => {
 });
 
 describe('durability', () => {
+  it('a proposal signed before a crash is submitted after the restart (same envelope)', async () => {
+    const first = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')], {
+      config: { round: { submitBackoffMs: 60_000 } },
+    });
+    first.h.ledger.outcomes.push({ kind: 'transient', message: 'down' });
+    const p = await first.propose({ submit: true });
+    await waitFor(() => (first.h.ledger.submitted.length === 1 ? true : undefined), 'first attempt');
+    const { dir, ledger, identity } = first.h;
+    for (const n of first.nodes) n.close();
+    await first.h.app.close();
+    h = await harness({ dir, ledger, identity, nodes: first.nodes });
+    const hh = h;
+    await waitFor(
+      () => (hh.store.getProposal(p.id)!.status === 'submitted' ? true : undefined),
+      'submitted after restart',
+    );
+    expect(new Set(ledger.submitted).size).toBe(1);
+    expect(ledger.submitted).toHaveLength(2);
+  });
+
+  it('signatures stored just before a crash complete the proposal at restart, with no node connected', async () => {
+    const first = await setup([new TestNode('a'), new TestNode('b', 'silent'), new TestNode('c', 'silent')]);
+    const p = await first.propose();
+    await waitFor(() => (first.h.store.signatures(p.id).length === 1 ? true : undefined), 'first signature');
+    const { dir, ledger, identity } = first.h;
+    const hash = Buffer.from(first.h.store.getProposal(p.id)!.hash, 'hex');
+    for (const n of first.nodes) n.close();
+    await first.h.app.close();
+    const { openSqliteStore } = await import('../src/store.ts');
+    const db = openSqliteStore(dir);
+    const b = first.nodes[1]!;
+    db.addSignature({
+      proposalId: p.id,
+      signerKey: b.stellarKey,
+      nodeId: 'b',
+      signature: Buffer.from(b.keypair.sign(hash)).toString('base64'),
+      createdAt: Date.now(),
+    });
+    db.close();
+    h = await harness({ dir, ledger, identity, nodes: first.nodes });
+    expect(h.store.getProposal(p.id)!.status).toBe('signed');
+  });
+
   it('after a restart on the same data dir the open proposal resumes with its signatures kept and completes once', async () => {
     const first = await setup([new TestNode('a'), new TestNode('b', 'silent'), new TestNode('c', 'silent')]);
     const p = await first.propose({ submit: true, idempotencyKey: 'durable-1' });
