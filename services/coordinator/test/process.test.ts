@@ -65,6 +65,8 @@ async function startCoordinator(
 ): Promise<{ proc: RunningProcess; key: string; messageKey: Buffer }> {
   const proc = await startCosignerProcess({
     args: ['coordinator', '--config', configFile, '--data-dir', dataDir, '--horizon-url', sim.url],
+    // Start-up transpiles every module with tsx: slow on a loaded 2-core machine.
+    readyTimeoutMs: 60_000,
   });
   procs.push(proc);
   const key = (await readFile(String(proc.ready.adminKeyFile), 'utf8')).trim();
