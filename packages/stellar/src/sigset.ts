@@ -162,7 +162,10 @@ export function selectMinimalSignatures(
   // CAP-21 extra signers: an ed25519 one must be among the signatures; a pre-auth one must be this hash; a
   // hashX or signed-payload one cannot be met by signatures over the hash.
   const forced: Candidate[] = [];
-  for (const extra of extraSignerKeys(d)) {
+  const extras = extraSignerKeys(d);
+  // CAP-21 forbids repeated extra signers (core refuses such a transaction as malformed): nothing to select.
+  if (new Set(extras).size !== extras.length) return null;
+  for (const extra of extras) {
     const s = parseSignerKey(extra, 1);
     if (s.kind === 'preAuthTx' && s.key.equals(d.hash)) continue;
     const c = s.kind === 'ed25519' ? valid.find((v) => v.key.equals(s.key)) : undefined;

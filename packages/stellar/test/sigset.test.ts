@@ -3,7 +3,7 @@ import { CosignerError } from '@cosigner/errors/errors';
 import { Keypair, Operation, StrKey, TransactionBuilder } from '@stellar/stellar-sdk';
 import { describe, expect, it } from 'vitest';
 import { decodeEnvelope } from '../src/decode.ts';
-import { checkAuth } from '../src/quorum.ts';
+import { checkAuth, extraSignerKeys } from '../src/quorum.ts';
 import { assembleEnvelope, type CandidateSignature, selectMinimalSignatures } from '../src/sigset.ts';
 import type { AccountAuth } from '../src/types.ts';
 import { account, accountsMap, buildTx, decode, feeBump, newKeys, PASSPHRASE, pay } from './helpers.ts';
@@ -112,6 +112,14 @@ describe('selectMinimalSignatures', () => {
     const sel = selectMinimalSignatures(dx, accountsMap(weighted), [cand(b, dx.hash), cand(c, dx.hash)]);
     expect(hints(sel)).toEqual([hintOf(b), hintOf(c)]);
     expect(selectMinimalSignatures(dx, accountsMap(weighted), [cand(b, dx.hash)])).toBeNull();
+  });
+
+  it('repeated extra signers (malformed under CAP-21) -> null', () => {
+    const dx = decode(
+      buildTx({ source: x.publicKey(), ops: [pay(dest.publicKey())], extraSigners: [c.publicKey(), c.publicKey()] }),
+    );
+    expect(extraSignerKeys(dx)).toEqual([c.publicKey(), c.publicKey()]);
+    expect(selectMinimalSignatures(dx, accountsMap(weighted), [cand(b, dx.hash), cand(c, dx.hash)])).toBeNull();
   });
 
   it('an extra signer that is a signed payload or hashX cannot be met by hash signatures; a pre-auth of the hash can', () => {
