@@ -198,8 +198,14 @@ function attrNumber(value: unknown): number {
   return Buffer.isBuffer(value) ? value.readUIntLE(0, Math.min(value.length, 6)) : Number(value);
 }
 
-/** Read the PIN from its file (must be private) or its named environment variable. */
-async function readPin(config: Pkcs11SignerConfig, env: NodeJS.ProcessEnv): Promise<string> {
+/**
+ * Read the user PIN from its file (must be private) or its named environment variable; exactly one of them.
+ * @throws CosignerError KEYS_BAD_CONFIG, RUNTIME_FILE_NOT_PRIVATE
+ */
+export async function readPkcs11Pin(
+  config: { pinFile?: string | undefined; pinEnv?: string | undefined },
+  env: NodeJS.ProcessEnv,
+): Promise<string> {
   if (config.pinFile !== undefined && config.pinEnv !== undefined) {
     throw keysErrors.error('KEYS_BAD_CONFIG', undefined, {
       message: 'Give the PKCS#11 PIN as pinFile or pinEnv, not both.',
@@ -349,7 +355,7 @@ export async function createPkcs11Signer(config: Pkcs11SignerConfig, opts: Pkcs1
       { message: 'keyIdHex must be non-empty hex.' },
     );
   }
-  const pin = await readPin(config, opts.env ?? process.env);
+  const pin = await readPkcs11Pin(config, opts.env ?? process.env);
   const keyId = `${config.tokenLabel}/${config.keyIdHex.toLowerCase()}`;
   const p11 = acquireModule(config.module);
   const sessions: Handle[] = [];
