@@ -35,7 +35,6 @@ export const coordinatorErrors = defineErrors('coordinator', {
   },
   COORD_BAD_CURSOR: { status: 400, message: 'The list cursor is malformed.' },
   COORD_INTERNAL: { status: 500, message: 'An internal error occurred; it was logged.' },
-  COORD_NODE_UNKNOWN: { status: 400, message: 'The node is not enrolled.' },
 });
 
 export type CoordinatorErrorCode = keyof typeof coordinatorErrors.specs;

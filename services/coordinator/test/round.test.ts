@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { decodeEnvelope } from '@cosigner/stellar/decode';
 import { checkAuth } from '@cosigner/stellar/quorum';
-import { Keypair } from '@stellar/stellar-sdk';
+import { Account, Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { signCallback } from '../src/events.ts';
@@ -117,6 +117,37 @@ describe('signing round', () => {
     const done = await until(s, p.id, 'signed');
     expect(envelopeOk(s, done.envelope as string).verdict).toEqual({ ok: true });
     expect(s.h.ledger.submitted).toEqual([]);
+  });
+
+  it('a fee bump: the fee source multisig signs the outer hash; the signed inner transaction is kept as is', async () => {
+    const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')]);
+    const payer = Keypair.random();
+    const inner = new TransactionBuilder(new Account(payer.publicKey(), '41'), {
+      fee: '100',
+      networkPassphrase: NETWORK,
+    })
+      .addOperation(Operation.bumpSequence({ bumpTo: '99' }))
+      .setTimeout(300)
+      .build();
+    inner.sign(payer);
+    const bump = TransactionBuilder.buildFeeBumpTransaction(s.source, '200', inner, NETWORK);
+    const res = await s.h.app.inject({
+      method: 'POST',
+      url: '/v1/proposals',
+      headers: { authorization: `Bearer ${s.h.adminKey}` },
+      payload: { xdr: bump.toEnvelope().toXDR('base64') },
+    });
+    expect(res.statusCode).toBe(201);
+    expect(res.json()).toMatchObject({
+      kind: 'feeBump',
+      requirements: [{ accountId: s.source, level: 'low', weight: 2 }],
+    });
+    const done = await until(s, res.json().id, 'signed');
+    const d = decodeEnvelope(done.envelope as string, NETWORK);
+    expect(d.kind).toBe('feeBump');
+    expect(d.signatures).toHaveLength(2);
+    expect(d.inner!.signatures).toHaveLength(1);
+    expect(checkAuth(d, new Map([[s.source, s.h.ledger.accounts.get(s.source)!]]))).toEqual({ ok: true });
   });
 
   it('misbehaving nodes (garbage signature, signature over another hash, a key it was not enrolled with) never poison the envelope and are flagged', async () => {
