@@ -90,6 +90,9 @@ export async function runDemo(cluster: Cluster, out: (line: string) => void): Pr
       prev = p;
     },
   });
+  // Nodes that answer after the quorum was reached are still worth seeing: one more look, shortly after.
+  await new Promise((r) => setTimeout(r, 500));
+  for (const l of progressLines(final, await cluster.getProposal(created.id))) out(l);
   if (final.status === 'submitted') {
     const after = await cluster.nativeBalance(dest.publicKey());
     out(`  ledger: destination balance ${before} -> ${after} XLM`);
