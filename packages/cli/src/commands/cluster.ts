@@ -110,6 +110,9 @@ export function endpointLines(c: Cluster): string[] {
     ...c.kms.map((p) => `  ${p.name.padEnd(13)} ${p.url}`),
     `  multisig account ${c.account.id} (${c.account.threshold}-of-${c.nodes.length})`,
     `  state and logs under ${c.dir} (logs/<name>.log)`,
+    'try:',
+    `  curl -s -H "authorization: Bearer $(cat ${c.adminKeyFile})" ${c.coordinator.url}/v1/proposals`,
+    `  open ${c.coordinator.url}/docs for the API; cosigner cluster down --dir ${c.dir} stops it from another shell`,
   ];
 }
 
