@@ -376,6 +376,14 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
         if (rec.xdr !== b.xdr) throw coordinatorErrors.error('COORD_IDEMPOTENCY_CONFLICT', { id: rec.id });
         return reply.code(200).send(view(store, rec));
       };
+      // Callback bodies are signed but not encrypted: in production they travel over TLS only.
+      if (config.production && b.callbackUrl !== undefined && !b.callbackUrl.startsWith('https://')) {
+        throw coordinatorErrors.error(
+          'COORD_BAD_REQUEST',
+          { field: 'callbackUrl' },
+          { message: 'callbackUrl must use https in production mode.' },
+        );
+      }
       if (b.idempotencyKey !== undefined) {
         const existing = store.getByIdempotencyKey(b.idempotencyKey);
         if (existing) return same(existing);

@@ -184,6 +184,25 @@ describe('POST /v1/proposals', () => {
     expect(ledger.loads).toBe(1);
   });
 
+  it('production mode accepts https callback URLs only', async () => {
+    const { source, h } = await withAccount({ mode: 'production' });
+    const r = await h.app.inject({
+      method: 'POST',
+      url: '/v1/proposals',
+      headers: auth(h.adminKey),
+      payload: { xdr: payment(source), callbackUrl: 'http://hooks.example/x' },
+    });
+    expect(r.statusCode).toBe(400);
+    expect(r.json()).toMatchObject({ code: 'COORD_BAD_REQUEST', details: { field: 'callbackUrl' } });
+    const ok = await h.app.inject({
+      method: 'POST',
+      url: '/v1/proposals',
+      headers: auth(h.adminKey),
+      payload: { xdr: payment(source), callbackUrl: 'https://hooks.example/x' },
+    });
+    expect(ok.statusCode).toBe(201);
+  });
+
   it('413 above the body limit', async () => {
     const { h } = await withAccount({ limits: { bodyBytes: 2048 } });
     const res = await h.app.inject({
