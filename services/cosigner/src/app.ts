@@ -74,21 +74,14 @@ export function build(deps: AppDeps) {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setErrorHandler((err, _req, reply) => {
-    const e = err as {
-      code?: string;
-      status?: number;
-      statusCode?: number;
-      message: string;
-      toJSON?: () => unknown;
-      validation?: unknown;
-    };
+    const e = err as { statusCode?: number; message: string; validation?: unknown };
     if (nodeErrors.is(err)) return reply.status(err.status).send(err.toJSON());
     if (e.validation) return reply.status(400).send({ code: 'NODE_BAD_REQUEST', message: e.message });
-    const status = e.statusCode && e.statusCode < 500 ? e.statusCode : 500;
-    return reply.status(status).send({
-      code: status === 500 ? 'NODE_INTERNAL' : 'NODE_BAD_REQUEST',
-      message: status === 500 ? 'internal error' : e.message,
-    });
+    if (e.statusCode && e.statusCode < 500)
+      return reply.status(e.statusCode).send({ code: 'NODE_BAD_REQUEST', message: e.message });
+    // Anything else is a bug or a broken dependency: log it here, answer without internals.
+    deps.logger?.error({ err }, 'admin API request failed');
+    return reply.status(500).send(nodeErrors.error('NODE_INTERNAL').toJSON());
   });
 
   const guard = async (req: FastifyRequest): Promise<void> => {

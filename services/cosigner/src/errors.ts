@@ -11,10 +11,8 @@ export const nodeErrors = defineErrors('cosigner-node', {
     status: 400,
     message: 'The node configuration is not safe for production mode; refusing to start.',
   },
-  NODE_ADDRESS_MISMATCH: {
-    status: 500,
-    message: "The key backend's Stellar address differs from the one the configuration expects.",
-  },
+  NODE_BAD_REQUEST: { status: 400, message: 'The request is malformed or does not match its schema.' },
+  NODE_INTERNAL: { status: 500, message: 'The node failed unexpectedly; the details are in its log.' },
   NODE_UNAUTHORIZED: { status: 401, message: 'The admin token is missing or wrong.' },
   NODE_PENDING_NOT_FOUND: { status: 404, message: 'No held proposal has this id.' },
   NODE_PENDING_CLOSED: { status: 409, message: 'This held proposal was already approved, rejected or cancelled.' },

@@ -13,7 +13,12 @@ export interface StartOptions {
 /** Listen: load the config, build the node and its admin API, write the ready file, handle signals. */
 export async function start(opts: StartOptions): Promise<{ url: string; close: () => Promise<void> }> {
   const config = await loadConfig(opts.config, opts.overrides);
-  const logger = createLogger({ name: 'cosigner-node', level: config.logLevel });
+  // Proposal XDR is never logged (it is large, and a signed envelope must never reach a log at any level).
+  const logger = createLogger({
+    name: 'cosigner-node',
+    level: config.logLevel,
+    extraRedact: ['*.xdr', '*.authEntries'],
+  });
   const node = await createNode(config, { logger });
   const app = build({
     reviewer: node.reviewer,

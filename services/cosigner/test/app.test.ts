@@ -146,6 +146,9 @@ describe('admin API', () => {
     a.ledger.close();
     const r = await a.app.inject({ url: '/v1/pending' });
     expect(r.statusCode).toBe(500);
-    expect(r.json()).toEqual({ code: 'NODE_INTERNAL', message: 'internal error' });
+    expect(r.json()).toEqual({
+      code: 'NODE_INTERNAL',
+      message: 'The node failed unexpectedly; the details are in its log.',
+    });
   });
 });

@@ -32,7 +32,10 @@ describe('cosigner node with the aws-kms backend (KMS emulator process)', () => 
 
   beforeAll(async () => {
     dir = await tempDir('cosigner-node-kms-');
-    kms = await startCosignerProcess({ args: ['kms-emulator', '--data-dir', join(dir, 'kms')], readyTimeoutMs: 90_000 });
+    kms = await startCosignerProcess({
+      args: ['kms-emulator', '--data-dir', join(dir, 'kms')],
+      readyTimeoutMs: 90_000,
+    });
     const accounts = JSON.parse(await readFile(String(kms.ready.accountsFile), 'utf8')) as {
       accounts: { region: string; principals: Principal[] }[];
     };
@@ -87,7 +90,9 @@ describe('cosigner node with the aws-kms backend (KMS emulator process)', () => 
     expect(await (await fetch(`${node.url}/readyz`)).json()).toMatchObject({ ready: true, key: true });
   });
 
-  it('with KMS gone: not ready, nothing signed, and the recorded intent still holds the slot', { timeout: 60_000 }, async () => {
+  it('with KMS gone: not ready, nothing signed, and the recorded intent still holds the slot', {
+    timeout: 60_000,
+  }, async () => {
     await kms.stop();
     const xdr = buildTx({ source: account, seq: '6', ops: [pay(dest, '3')] });
     coord.propose('node-a', { proposalId: 'k2', kind: 'transaction', networkPassphrase: NETWORK, xdr });
