@@ -7,6 +7,7 @@ import { createSoftHsmStore, initSoftHsmToken, SOFTHSM_MODULE } from '@cosigner/
 import { COSIGNER_BIN, tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { keysCreate, keysShow } from '../src/commands/keys.ts';
 
 // `cosigner keys create|show --backend pkcs11` as real processes against a SoftHSM2 token in a temp dir.
 // Needs softhsm2 from apt: without softhsm2-util, beforeAll throws and the suite fails (never skips).
@@ -68,5 +69,20 @@ describe('cosigner keys --backend pkcs11 (real processes, SoftHSM2)', () => {
     expect(bad.stderr).not.toContain('wrong');
     const missing = await cosigner(['keys', 'show', ...hsm, '--pin-file', pinFile, '--key-id', 'abcd']);
     expect(missing.stderr).toMatch(/^cosigner: KEYS_KEY_NOT_FOUND: /m);
+  });
+});
+
+describe('keysCreate/keysShow with pkcs11, in-process', () => {
+  it('creates with a PIN from the environment and shows by CKA_ID with a PIN file', async () => {
+    // SoftHSM2 reads SOFTHSM2_CONF when this process first initialises the module.
+    process.env.SOFTHSM2_CONF = env.SOFTHSM2_CONF;
+    try {
+      const hsm = { backend: 'pkcs11' as const, module: SOFTHSM_MODULE, tokenLabel: 'cli-token' };
+      const made = await keysCreate({ ...hsm, pinEnv: 'P', label: 'in-process' }, { P: PIN });
+      const shown = await keysShow({ ...hsm, pinFile, keyIdHex: made.keyId.split('/')[1]! }, {});
+      expect(shown).toEqual(made);
+    } finally {
+      delete process.env.SOFTHSM2_CONF;
+    }
   });
 });

@@ -5,8 +5,9 @@ import { promisify } from 'node:util';
 import { emulatorCredentials, readEmulatorAccounts } from '@cosigner/keys/aws-kms/emulator-accounts';
 import { COSIGNER_BIN, type RunningProcess, startCosignerProcess, tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { keysCreate, keysShow } from '../src/commands/keys.ts';
+import { buildProgram, main } from '../src/main.ts';
 
 // `cosigner keys create|show` as real processes (local, and aws-kms against a real emulator process through the
 // standard AWS credential chain), plus the same functions in-process for the error matrix.
@@ -160,7 +161,12 @@ describe('keys create/show in-process', () => {
     };
     try {
       use(adminEnv);
-      const made = await keysCreate({ backend: 'aws-kms', endpoint: emulator.url, description: 'in-process' });
+      const made = await keysCreate({
+        backend: 'aws-kms',
+        endpoint: emulator.url,
+        description: 'in-process',
+        tag: ['node=a', 'purpose=test'],
+      });
       expect(made.alias).toBeUndefined();
       use(nodeEnv);
       const shown = await keysShow({ backend: 'aws-kms', endpoint: emulator.url, keyId: made.keyId });
@@ -171,5 +177,30 @@ describe('keys create/show in-process', () => {
         else process.env[k] = saved[k];
       }
     }
+  });
+});
+
+describe('keys commands through the CLI entry point, in-process', () => {
+  afterEach(() => {
+    process.exitCode = undefined;
+    vi.restoreAllMocks();
+  });
+
+  it('prints one JSON line for create and show, and a coded one-line error', async () => {
+    const out = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    const keyFile = join(dir, 'inproc.key');
+    await main(['node', 'cosigner', 'keys', 'create', '--backend', 'local', '--key-file', keyFile], buildProgram());
+    await main(['node', 'cosigner', 'keys', 'show', '--backend', 'local', '--key-id', keyFile], buildProgram());
+    const lines = out.mock.calls.map((c) => String(c[0]));
+    expect(lines).toHaveLength(2);
+    expect(JSON.parse(lines[0]!)).toEqual(JSON.parse(lines[1]!));
+    expect(process.exitCode).toBeUndefined();
+    await main(
+      ['node', 'cosigner', 'keys', 'show', '--backend', 'local', '--key-file', join(dir, 'none.key')],
+      buildProgram(),
+    );
+    expect(process.exitCode).toBe(1);
+    expect(err.mock.calls.map((c) => String(c[0])).join('')).toMatch(/^cosigner: KEYS_KEY_NOT_FOUND: /);
   });
 });
