@@ -1,28 +1,73 @@
-import { register as registerCoordinator } from '@cosigner/coordinator/command';
-import { register as registerKmsEmulator } from '@cosigner/kms-emulator/command';
-import { register as registerLedgerSim } from '@cosigner/ledger-sim/command';
-import { register as registerNode } from '@cosigner/node/command';
 import { Command } from 'commander';
-import { registerCluster } from './commands/cluster.ts';
-import { registerKeys } from './commands/keys.ts';
 
-/** Build the `cosigner` program. Each service owns its command module; the CLI only assembles them. */
-export function buildProgram(): Command {
+type Register = (program: Command) => void;
+
+/**
+ * The commands, each loaded only when it runs. Importing every service at start-up cost seconds per process
+ * (each module pulls in fastify, the AWS SDK, the Stellar SDK and is transformed by tsx); a cluster starts seven
+ * processes, so `cosigner <command>` now loads that command's module alone. The summary is what top-level
+ * `--help` lists without loading anything; each module still owns its full description and options.
+ */
+export const COMMANDS: readonly { name: string; summary: string; load: () => Promise<Register> }[] = [
+  {
+    name: 'kms-emulator',
+    summary: 'AWS KMS-compatible emulator (development and tests only)',
+    load: async () => (await import('@cosigner/kms-emulator/command')).register,
+  },
+  {
+    name: 'ledger-sim',
+    summary: 'Horizon-compatible offline ledger simulator (development and tests only)',
+    load: async () => (await import('@cosigner/ledger-sim/command')).register,
+  },
+  {
+    name: 'coordinator',
+    summary: 'the coordinator: proposals API, fan-out, quorum, submission',
+    load: async () => (await import('@cosigner/coordinator/command')).register,
+  },
+  {
+    name: 'node',
+    summary: 'a cosigner node: review, policy, signing ledger, audit',
+    load: async () => (await import('@cosigner/node/command')).register,
+  },
+  {
+    name: 'keys',
+    summary: 'create and show node signing keys where they live (KMS, HSM)',
+    load: async () => (await import('./commands/keys.ts')).registerKeys,
+  },
+  {
+    name: 'cluster',
+    summary: 'run the whole system on this machine: KMS emulators, ledger simulator, coordinator, nodes',
+    load: async () => (await import('./commands/cluster.ts')).registerCluster,
+  },
+];
+
+/** The first word of argv that is not an option: the command the user asked for (undefined for bare --help). */
+export function requestedCommand(argv: readonly string[]): string | undefined {
+  return argv.slice(2).find((a) => !a.startsWith('-'));
+}
+
+/**
+ * Build the `cosigner` program for this argv: the requested command is loaded in full; the others are listed by
+ * name and summary (enough for top-level `--help` and for commander's unknown-command error). `cosigner help`
+ * and `all: true` load every module.
+ */
+export async function buildProgram(argv: readonly string[] = [], opts: { all?: boolean } = {}): Promise<Command> {
   const program = new Command('cosigner')
     .description('Stellar multisig co-signing cluster: nodes, coordinator, and the offline stand-ins for development')
     .showHelpAfterError()
     .configureOutput({ outputError: (str, write) => write(str) });
-  registerKmsEmulator(program);
-  registerLedgerSim(program);
-  registerCoordinator(program);
-  registerNode(program);
-  registerKeys(program);
-  registerCluster(program);
+  const wanted = requestedCommand(argv);
+  const loadAll = opts.all === true || wanted === 'help';
+  for (const c of COMMANDS) {
+    if (loadAll || c.name === wanted) (await c.load())(program);
+    else program.command(c.name).description(c.summary);
+  }
   return program;
 }
 
 /** Parse and run. Errors print one line naming what is wrong and set a non-zero exit code; nothing throws. */
-export async function main(argv: string[], program: Command = buildProgram()): Promise<void> {
+export async function main(argv: string[], given?: Command): Promise<void> {
+  const program = given ?? (await buildProgram(argv));
   program.exitOverride();
   try {
     await program.parseAsync(argv);

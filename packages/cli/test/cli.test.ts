@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { COSIGNER_BIN } from '@cosigner/testkit/process';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { buildProgram, main } from '../src/main.ts';
+import { buildProgram, COMMANDS, main, requestedCommand } from '../src/main.ts';
 
 const run = promisify(execFile);
 
@@ -19,11 +19,33 @@ describe('cosigner CLI', () => {
     }
   });
 
-  it('gives every command a description and a --help', () => {
-    const program = buildProgram();
+  it('gives every command a description and a --help', async () => {
+    const program = await buildProgram([], { all: true });
     for (const cmd of program.commands) {
       expect(cmd.description().length, cmd.name()).toBeGreaterThan(0);
       expect(cmd.helpInformation()).toContain('--help');
+    }
+  });
+
+  it('loads only the requested command module; the others are listed by their summary', async () => {
+    expect(requestedCommand(['node', 'cosigner', '--help'])).toBeUndefined();
+    expect(requestedCommand(['node', 'cosigner', 'keys', 'show', '--backend', 'local'])).toBe('keys');
+    const program = await buildProgram(['node', 'cosigner', 'keys', 'show']);
+    const keys = program.commands.find((c) => c.name() === 'keys')!;
+    expect(keys.commands.map((c) => c.name())).toEqual(['create', 'show']);
+    const coordinator = program.commands.find((c) => c.name() === 'coordinator')!;
+    expect(coordinator.commands).toHaveLength(0);
+    expect(coordinator.options).toHaveLength(0);
+    expect(program.commands.map((c) => c.name())).toEqual(COMMANDS.map((c) => c.name));
+  });
+
+  it('lists a summary that starts like the full description of each command', async () => {
+    const full = await buildProgram(['node', 'cosigner', 'help'], {});
+    for (const c of COMMANDS) {
+      const loaded = full.commands.find((x) => x.name() === c.name)!;
+      expect(loaded.commands.length + loaded.options.length, c.name).toBeGreaterThan(0);
+      const words = c.summary.split(' ').slice(0, 3).join(' ');
+      expect(loaded.description(), c.name).toContain(words);
     }
   });
 
@@ -36,7 +58,7 @@ describe('cosigner CLI', () => {
 
   it('reports an action failure as one line and exit code 1', async () => {
     const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-    const program = buildProgram();
+    const program = await buildProgram();
     program.command('boom-test').action(() => {
       throw new Error('the field --foo is missing');
     });

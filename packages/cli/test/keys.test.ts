@@ -7,7 +7,7 @@ import { COSIGNER_BIN, type RunningProcess, startCosignerProcess, tempDir } from
 import { Keypair } from '@stellar/stellar-sdk';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { keysCreate, keysShow } from '../src/commands/keys.ts';
-import { buildProgram, main } from '../src/main.ts';
+import { main } from '../src/main.ts';
 
 // `cosigner keys create|show` as real processes (local, and aws-kms against a real emulator process through the
 // standard AWS credential chain), plus the same functions in-process for the error matrix.
@@ -190,16 +190,13 @@ describe('keys commands through the CLI entry point, in-process', () => {
     const out = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
     const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     const keyFile = join(dir, 'inproc.key');
-    await main(['node', 'cosigner', 'keys', 'create', '--backend', 'local', '--key-file', keyFile], buildProgram());
-    await main(['node', 'cosigner', 'keys', 'show', '--backend', 'local', '--key-id', keyFile], buildProgram());
+    await main(['node', 'cosigner', 'keys', 'create', '--backend', 'local', '--key-file', keyFile]);
+    await main(['node', 'cosigner', 'keys', 'show', '--backend', 'local', '--key-id', keyFile]);
     const lines = out.mock.calls.map((c) => String(c[0]));
     expect(lines).toHaveLength(2);
     expect(JSON.parse(lines[0]!)).toEqual(JSON.parse(lines[1]!));
     expect(process.exitCode).toBeUndefined();
-    await main(
-      ['node', 'cosigner', 'keys', 'show', '--backend', 'local', '--key-file', join(dir, 'none.key')],
-      buildProgram(),
-    );
+    await main(['node', 'cosigner', 'keys', 'show', '--backend', 'local', '--key-file', join(dir, 'none.key')]);
     expect(process.exitCode).toBe(1);
     expect(err.mock.calls.map((c) => String(c[0])).join('')).toMatch(/^cosigner: KEYS_KEY_NOT_FOUND: /);
   });
