@@ -3,13 +3,19 @@ import { defineConfig } from 'vitest/config';
 // One vitest run covers every package, every service and the cross-process suites under test/.
 // `pnpm test` (the README's command) runs every suite that needs only Node. Suites that need packages from
 // apt (SoftHSM2 for PKCS#11, the AWS CLI) are named *.apt.test.ts and run when COSIGNER_APT_SUITES=1, which
-// `pnpm coverage` sets and `.ci/run` uses after installing them. Docker suites live under test/compose.
+// `pnpm coverage` sets and `.ci/run` uses after installing them. Suites that need a Docker engine are named
+// *.docker.test.ts and run with COSIGNER_DOCKER_SUITES=1 (`pnpm test:docker`, after `.ci/docker.sh`).
 const withApt = process.env.COSIGNER_APT_SUITES === '1';
+const withDocker = process.env.COSIGNER_DOCKER_SUITES === '1';
 
 export default defineConfig({
   test: {
     include: ['packages/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts', 'test/**/*.test.ts'],
-    exclude: ['**/node_modules/**', 'test/compose/**', ...(withApt ? [] : ['**/*.apt.test.ts'])],
+    exclude: [
+      '**/node_modules/**',
+      ...(withApt ? [] : ['**/*.apt.test.ts']),
+      ...(withDocker ? [] : ['**/*.docker.test.ts']),
+    ],
     pool: 'forks',
     testTimeout: 30_000,
     hookTimeout: 60_000,
