@@ -39,6 +39,29 @@ export interface ClusterOptions {
   onStep?: (line: string) => void;
   /** Abort the start (Ctrl-C while starting): every child started so far is stopped. */
   signal?: AbortSignal;
+  /**
+   * Extra coordinator.yaml fields, merged one level deep over the launcher's (e.g. `{ limits: {
+   * nodeFramesPerSecond: 2000 }, logLevel: 'warn' }`): the benchmarks size the rate limits to their load.
+   */
+  coordinatorConfig?: Record<string, unknown>;
+  /** Extra node.yaml fields for every node, merged the same way (e.g. `{ limits: { framesPerSecond: 5000 } }`). */
+  nodeConfig?: Record<string, unknown>;
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** `base` with `extra`'s fields over it; a field that is an object in both is merged one level down. */
+export function mergeConfig(
+  base: Record<string, unknown>,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(extra)) {
+    const b = out[k];
+    out[k] = isPlainObject(b) && isPlainObject(v) ? { ...b, ...v } : v;
+  }
+  return out;
 }
 
 export interface ClusterProcess extends RunningProcess {
@@ -440,14 +463,19 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     const coordConfig = join(coordDir, 'coordinator.yaml');
     await writeFile(
       coordConfig,
-      toYaml({
-        network: networkPassphrase,
-        horizonUrl,
-        messageKeyFile: join(coordDir, 'message-key.pem'),
-        nodes: nodeInfo.map((x) => ({ id: x.id, identityKey: x.identityKey, stellarKey: x.stellarKey })),
-        // Tests and the demo poll proposals several times a second; the default per-key rate is for real clients.
-        limits: { ratePerSecond: 500, rateBurst: 1000 },
-      }),
+      toYaml(
+        mergeConfig(
+          {
+            network: networkPassphrase,
+            horizonUrl,
+            messageKeyFile: join(coordDir, 'message-key.pem'),
+            nodes: nodeInfo.map((x) => ({ id: x.id, identityKey: x.identityKey, stellarKey: x.stellarKey })),
+            // Tests and the demo poll proposals several times a second; the default per-key rate is for real clients.
+            limits: { ratePerSecond: 500, rateBurst: 1000 },
+          },
+          opts.coordinatorConfig,
+        ),
+      ),
       { mode: 0o600 },
     );
     const coordinator = await launch('coordinator', ['coordinator', '--config', coordConfig, '--data-dir', coordDir]);
@@ -466,23 +494,28 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       const info = nodeInfo[i]!;
       await writeFile(
         info.configFile,
-        toYaml({
-          mode: 'development',
-          nodeId: info.id,
-          dataDir: join(dir, `node-${i}`),
-          coordinator: { url: nodeSocketUrl(coordinator.url), publicKeys: [coordinatorKey] },
-          identityKeyFile: join(dir, `node-${i}`, 'identity.pem'),
-          network: networkPassphrase,
-          key: {
-            type: 'aws-kms',
-            keyId: k.keyId,
-            region: k.region,
-            endpoint: k.endpoint,
-            credentials: { accessKeyId: k.node.accessKeyId, secretAccessKey: k.node.secretAccessKey },
-            expectedAddress: info.stellarKey,
-          },
-          policy: policyFile,
-        }),
+        toYaml(
+          mergeConfig(
+            {
+              mode: 'development',
+              nodeId: info.id,
+              dataDir: join(dir, `node-${i}`),
+              coordinator: { url: nodeSocketUrl(coordinator.url), publicKeys: [coordinatorKey] },
+              identityKeyFile: join(dir, `node-${i}`, 'identity.pem'),
+              network: networkPassphrase,
+              key: {
+                type: 'aws-kms',
+                keyId: k.keyId,
+                region: k.region,
+                endpoint: k.endpoint,
+                credentials: { accessKeyId: k.node.accessKeyId, secretAccessKey: k.node.secretAccessKey },
+                expectedAddress: info.stellarKey,
+              },
+              policy: policyFile,
+            },
+            opts.nodeConfig,
+          ),
+        ),
         { mode: 0o600 },
       );
     }

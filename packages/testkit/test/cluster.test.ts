@@ -5,6 +5,7 @@ import { parse } from 'yaml';
 import {
   ClusterStartError,
   demoPolicyYaml,
+  mergeConfig,
   nodeSocketUrl,
   spawnService,
   startCluster,
@@ -39,6 +40,19 @@ describe('cluster launcher helpers', () => {
     expect(nodeSocketUrl('http://127.0.0.1:4100')).toBe('ws://127.0.0.1:4100');
     expect(nodeSocketUrl('https://coord.example:443/')).toBe('wss://coord.example');
     expect(nodeSocketUrl('http://[::1]:80/x')).toBe('ws://[::1]');
+  });
+
+  it('merges extra config one level deep, keeping the fields it does not name', () => {
+    const base = { network: 'n', limits: { ratePerSecond: 500, rateBurst: 1000 }, nodes: [{ id: 'a' }] };
+    const merged = mergeConfig(base, { limits: { nodeFramesPerSecond: 2000 }, logLevel: 'warn', nodes: [] });
+    expect(merged).toEqual({
+      network: 'n',
+      limits: { ratePerSecond: 500, rateBurst: 1000, nodeFramesPerSecond: 2000 },
+      nodes: [],
+      logLevel: 'warn',
+    });
+    expect(base.limits).toEqual({ ratePerSecond: 500, rateBurst: 1000 });
+    expect(mergeConfig(base)).toEqual(base);
   });
 
   it('writes a policy whose maximum is the one asked for', () => {
