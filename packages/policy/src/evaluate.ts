@@ -53,6 +53,11 @@ export interface EvaluateInput {
   spent: SpentFn;
   /** The network's latest closed ledger; needed to check the expiration of auth entries in the transaction. */
   currentLedger?: number;
+  /**
+   * The node's roster (its own keys and the cluster members its operator accepted): signer keys that
+   * `signerChanges.clusterMembers` allows adding and removing.
+   */
+  members?: ReadonlySet<string>;
 }
 
 export interface AuthEntriesInput {
@@ -91,6 +96,8 @@ export const REASON_CODES = {
   AUTH_CREDENTIALS_NOT_SIGNABLE: 'reject',
   NO_AUTH_ENTRIES: 'reject',
   RESOURCE_FEE_TOO_HIGH: 'reject',
+  FOOTPRINT_TOO_LARGE: 'reject',
+  INSTRUCTIONS_TOO_HIGH: 'reject',
   FEE_TOO_HIGH: 'reject',
   FEE_INVALID: 'reject',
   UNBOUNDED_VALIDITY: 'reject',
@@ -259,7 +266,7 @@ function unbounded(policy: Policy, f: Findings, op: OperationSummary): void {
 }
 
 /** setOptions changes that need the HIGH threshold (stellar-core SetOptionsOpFrame::getThresholdLevel). */
-function checkSignerChanges(policy: Policy, f: Findings, op: OperationSummary) {
+function checkSignerChanges(policy: Policy, f: Findings, op: OperationSummary, members?: ReadonlySet<string>) {
   const so = op.setOptions;
   const i = op.index;
   const at = `operations[${i}].setOptions`;
@@ -292,7 +299,8 @@ function checkSignerChanges(policy: Policy, f: Findings, op: OperationSummary) {
   if (so.signer !== undefined) {
     const { key, weight } = so.signer;
     const removing = weight === 0;
-    if (!(removing ? sc.removeKeys : sc.addKeys).has(key)) {
+    const member = sc.clusterMembers && members?.has(key) === true;
+    if (!member && !(removing ? sc.removeKeys : sc.addKeys).has(key)) {
       f.add(
         'SIGNER_KEY_NOT_ALLOWED',
         `${removing ? 'removing' : 'adding'} signer ${key} is not allowed`,
@@ -671,7 +679,7 @@ function checkTransaction(policy: Policy, f: Findings, tx: TransactionSummary, i
       );
       if (UNBOUNDED.has(op.type)) unbounded(policy, f, op);
     }
-    if (op.type === 'setOptions') checkSignerChanges(policy, f, op);
+    if (op.type === 'setOptions') checkSignerChanges(policy, f, op, input.members);
     if (op.type === 'invokeHostFunction') checkHostFunction(policy, f, op, input.currentLedger);
   });
 
@@ -769,4 +777,65 @@ export function evaluateAuthEntries(policy: Policy, input: AuthEntriesInput): De
   } catch (e) {
     return rejectAll('EVALUATION_FAILED', `the policy could not evaluate these entries: ${(e as Error).message}`);
   }
+}
+
+/** A Soroban transaction's declared resources (SorobanTransactionData), as the node decoded them. */
+export interface SorobanResources {
+  resourceFee: bigint;
+  instructions: number;
+  readOnlyEntries: number;
+  readWriteEntries: number;
+}
+
+/**
+ * The policy's Soroban resource limits (issue 7): resource fee, footprint size, written entries and CPU
+ * instructions. The transaction summary does not carry the footprint, so the node passes what it decoded from
+ * SorobanTransactionData. Pure; returns reject reasons (empty when within every limit).
+ */
+export function checkSorobanResources(policy: Policy, r: SorobanResources): Reason[] {
+  const out: Reason[] = [];
+  const s = policy.soroban;
+  if (s.maxResourceFee !== undefined && r.resourceFee > s.maxResourceFee) {
+    out.push({
+      code: 'RESOURCE_FEE_TOO_HIGH',
+      message: `resource fee ${r.resourceFee} is above ${s.maxResourceFee} stroops`,
+      field: 'sorobanData.resourceFee',
+    });
+  }
+  const entries = r.readOnlyEntries + r.readWriteEntries;
+  if (s.maxFootprintEntries !== undefined && entries > s.maxFootprintEntries) {
+    out.push({
+      code: 'FOOTPRINT_TOO_LARGE',
+      message: `the footprint names ${entries} ledger entries, above ${s.maxFootprintEntries}`,
+      field: 'sorobanData.resources.footprint',
+    });
+  }
+  if (s.maxWriteEntries !== undefined && r.readWriteEntries > s.maxWriteEntries) {
+    out.push({
+      code: 'FOOTPRINT_TOO_LARGE',
+      message: `the footprint writes ${r.readWriteEntries} ledger entries, above ${s.maxWriteEntries}`,
+      field: 'sorobanData.resources.footprint.readWrite',
+    });
+  }
+  if (s.maxInstructions !== undefined && r.instructions > s.maxInstructions) {
+    out.push({
+      code: 'INSTRUCTIONS_TOO_HIGH',
+      message: `${r.instructions} instructions are above ${s.maxInstructions}`,
+      field: 'sorobanData.resources.instructions',
+    });
+  }
+  return out;
+}
+
+/**
+ * A lower bound of the network's current ledger at `now` (unix seconds) from the policy's ledger clock: the
+ * anchor ledger plus the ledgers that must have closed if each took `maxCloseSeconds` (stellar-core targets 5 s;
+ * a slower assumption only lowers the estimate). The node cannot see the network, and a lower bound keeps the
+ * window check safe: an entry accepted as expiring at most `maxAuthExpirationLedgers` after this estimate expires
+ * at most that many ledgers after the true current ledger. undefined when the policy has no clock.
+ */
+export function ledgerLowerBound(policy: Policy, now: number): number | undefined {
+  const c = policy.soroban.ledgerClock;
+  if (c === undefined) return undefined;
+  return c.ledger + Math.max(0, Math.floor((now - c.closedAt) / c.maxCloseSeconds));
 }

@@ -162,6 +162,37 @@ export const PolicySchema = Type.Object(
           [ERR]: 'must be a number of ledgers',
         }),
         maxResourceFee: Type.Optional(Stroops),
+        /** Most ledger entries a transaction's footprint may name (read-only + read-write). */
+        maxFootprintEntries: Type.Optional(
+          Type.Integer({ minimum: 0, maximum: 10_000, [ERR]: 'must be a number of ledger entries' }),
+        ),
+        /** Most entries the footprint may write (read-write). */
+        maxWriteEntries: Type.Optional(
+          Type.Integer({ minimum: 0, maximum: 10_000, [ERR]: 'must be a number of ledger entries' }),
+        ),
+        /** Most CPU instructions the transaction may declare. */
+        maxInstructions: Type.Optional(
+          Type.Integer({ minimum: 0, maximum: 4_294_967_295, [ERR]: 'must be a number of instructions' }),
+        ),
+        /**
+         * How the node estimates the network's current ledger without seeing it (expiration windows): a ledger
+         * the operator observed and when it closed (unix seconds), and the slowest close interval to assume.
+         */
+        ledgerClock: Type.Optional(
+          Type.Object(
+            {
+              ledger: Type.Integer({ minimum: 1, maximum: 4_294_967_295, [ERR]: 'must be a ledger sequence' }),
+              closedAt: Type.Integer({ minimum: 0, [ERR]: 'must be unix seconds' }),
+              maxCloseSeconds: Type.Number({
+                minimum: 0.001,
+                maximum: 600,
+                default: 6,
+                [ERR]: 'must be seconds per ledger',
+              }),
+            },
+            closed,
+          ),
+        ),
       },
       { ...closed, default: {} },
     ),
@@ -196,6 +227,12 @@ export const PolicySchema = Type.Object(
         accounts: List(Account),
         addKeys: List(Str('must be a signer key (G..., T..., X... or P...)')),
         removeKeys: List(Str('must be a signer key (G..., T..., X... or P...)')),
+        /**
+         * Also allow adding and removing the keys of the node's roster: cluster members its own operator accepted
+         * on this node (`cosigner node roster allow`, services/cosigner keyring) plus this node's own keys. The
+         * roster is node-local: the coordinator cannot add to it.
+         */
+        clusterMembers: Bool(false),
         maxWeight: Weight(255),
         allowedMasterWeights: Type.Array(Type.Integer({ minimum: 0, maximum: 255, [ERR]: 'must be 0-255' }), {
           default: [0],
@@ -261,7 +298,16 @@ export interface Policy {
   readonly assets: ReadonlyMap<string, AssetRule>;
   readonly destinations: { readonly allow: ReadonlySet<string> | undefined; readonly deny: ReadonlySet<string> };
   readonly contracts: ReadonlyMap<string, ReadonlyMap<string, FunctionRule>>;
-  readonly soroban: { readonly maxAuthExpirationLedgers: number; readonly maxResourceFee: bigint | undefined };
+  readonly soroban: {
+    readonly maxAuthExpirationLedgers: number;
+    readonly maxResourceFee: bigint | undefined;
+    readonly maxFootprintEntries: number | undefined;
+    readonly maxWriteEntries: number | undefined;
+    readonly maxInstructions: number | undefined;
+    readonly ledgerClock:
+      | { readonly ledger: number; readonly closedAt: number; readonly maxCloseSeconds: number }
+      | undefined;
+  };
   readonly fees: { readonly maxFee: bigint | undefined; readonly maxFeePerOp: bigint | undefined };
   readonly validity: { readonly maxWindowSeconds: number };
   readonly memo: {
@@ -274,6 +320,7 @@ export interface Policy {
     readonly accounts: ReadonlySet<string>;
     readonly addKeys: ReadonlySet<string>;
     readonly removeKeys: ReadonlySet<string>;
+    readonly clusterMembers: boolean;
     readonly maxWeight: number;
     readonly allowedMasterWeights: ReadonlySet<number>;
     readonly minThresholds: { readonly low: number; readonly medium: number; readonly high: number };
@@ -479,6 +526,10 @@ function compile(doc: PolicyDocument, opts: LoadOptions): Policy {
     soroban: {
       maxAuthExpirationLedgers: doc.soroban.maxAuthExpirationLedgers,
       maxResourceFee: stroopsOf(doc.soroban.maxResourceFee, 'soroban.maxResourceFee'),
+      maxFootprintEntries: doc.soroban.maxFootprintEntries,
+      maxWriteEntries: doc.soroban.maxWriteEntries,
+      maxInstructions: doc.soroban.maxInstructions,
+      ledgerClock: doc.soroban.ledgerClock === undefined ? undefined : { ...doc.soroban.ledgerClock },
     },
     fees: {
       maxFee: stroopsOf(doc.fees.maxFee, 'fees.maxFee'),
@@ -497,6 +548,7 @@ function compile(doc: PolicyDocument, opts: LoadOptions): Policy {
       accounts: checked(doc.signerChanges.accounts, 'signerChanges.accounts', isAccountId, 'a G... account id'),
       addKeys: signerKey(doc.signerChanges.addKeys, 'signerChanges.addKeys'),
       removeKeys: signerKey(doc.signerChanges.removeKeys, 'signerChanges.removeKeys'),
+      clusterMembers: doc.signerChanges.clusterMembers,
       maxWeight: doc.signerChanges.maxWeight,
       allowedMasterWeights: new Set(doc.signerChanges.allowedMasterWeights),
       minThresholds: doc.signerChanges.minThresholds,
