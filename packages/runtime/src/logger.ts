@@ -19,6 +19,19 @@ export const REDACT_PATHS = [
   '*.privateKey',
   '*.signedXdr',
   '*.envelopeXdr',
+  // pino's `*.key` matches one level below the log object only, so the same names at the top level
+  // (`log.info({ seed })`) need their own paths (pino redaction docs, "paths"). Deeper nesting is not covered:
+  // never log whole config or credential objects.
+  'secretAccessKey',
+  'sessionToken',
+  'secret',
+  'seed',
+  'pin',
+  'password',
+  'apiKey',
+  'privateKey',
+  'signedXdr',
+  'envelopeXdr',
 ];
 
 export interface LoggerParams {
