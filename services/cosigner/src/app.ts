@@ -1,11 +1,13 @@
 import { secretEquals } from '@cosigner/runtime/secrets';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { type Static, Type } from 'typebox';
 import { nodeErrors } from './errors.ts';
 import type { SigningLedger } from './ledger.ts';
 import type { NodeMetrics } from './metrics.ts';
+import type { Keyring } from './keyring.ts';
+import { registerKeyringRoutes } from './keyring-routes.ts';
 import type { DecisionBody, Reviewer } from './review.ts';
 
 /**
@@ -26,6 +28,8 @@ export interface AppDeps {
   sendDecision(d: DecisionBody): void;
   /** When set, every /v1 route requires `authorization: Bearer <token>`. */
   adminToken?: string;
+  /** Keyring and roster routes (keyring-routes.ts) when given. */
+  keyring?: Keyring;
   logger?: Logger;
 }
 
@@ -180,6 +184,8 @@ export function build(deps: AppDeps) {
     },
     async (req) => respond(deps.reviewer.rejectHeld(req.params.id, by(req.body), req.body?.note)),
   );
+
+  if (deps.keyring) registerKeyringRoutes(app as unknown as FastifyInstance, deps.keyring, deps.adminToken);
 
   return app;
 }

@@ -29,7 +29,13 @@ export type AuditType =
   | 'proposal.cancelled'
   | 'session.up'
   | 'session.down'
-  | 'frame.refused';
+  | 'frame.refused'
+  | 'keyring.loaded'
+  | 'keyring.prepared'
+  | 'keyring.activated'
+  | 'keyring.abandoned'
+  | 'roster.allowed'
+  | 'roster.removed';
 
 export interface AuditEntry {
   seq: number;

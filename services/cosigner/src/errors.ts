@@ -17,6 +17,11 @@ export const nodeErrors = defineErrors('cosigner-node', {
   NODE_PENDING_NOT_FOUND: { status: 404, message: 'No held proposal has this id.' },
   NODE_PENDING_CLOSED: { status: 409, message: 'This held proposal was already approved, rejected or cancelled.' },
   NODE_ADMIN_UNREACHABLE: { status: 502, message: 'The node admin API did not answer.' },
+  NODE_KEYRING_CONFLICT: {
+    status: 409,
+    message: 'The keyring refuses this key: another key is pending, or this one was retired.',
+  },
+  NODE_KEYRING_NOT_FOUND: { status: 404, message: 'No pending key with this address.' },
   LEDGER_MIGRATION_FAILED: { status: 500, message: 'The signing ledger schema could not be migrated.' },
   LEDGER_NEWER_SCHEMA: {
     status: 500,

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { AuditLog } from './audit.ts';
 import { assertProductionSafe, type NodeConfig } from './config.ts';
 import { nodeErrors } from './errors.ts';
+import { Keyring } from './keyring.ts';
 import { ledgerPath, openLedgerDb, SigningLedger } from './ledger.ts';
 import { createMetrics, type NodeMetrics } from './metrics.ts';
 import { CRASH_POINTS, type CrashPoint, type EvaluateFn, Reviewer } from './review.ts';
@@ -27,6 +28,8 @@ export interface CosignerNode {
   readonly config: NodeConfig;
   readonly identity: Identity;
   readonly signer: Signer;
+  /** The signer above: active/pending/retired keys and the roster (keyring.ts). */
+  readonly keyring: Keyring;
   readonly ledger: SigningLedger;
   readonly audit: AuditLog;
   readonly metrics: NodeMetrics;
@@ -90,13 +93,16 @@ export async function createNode(
   const adminToken = config.admin.tokenFile ? await readSecretFile(config.admin.tokenFile, 'admin token') : undefined;
 
   const metrics = createMetrics();
-  let signer: Signer;
+  let signer: Keyring;
   try {
-    signer = await createSigner(config.key, {
-      production: config.production,
-      metrics: createKeyMetrics(metrics.registry),
+    const keyMetrics = createKeyMetrics(metrics.registry);
+    // The keyring opens the key it recorded as active (after a rotation, not the config's) and signs with it only.
+    signer = await Keyring.open({
+      db,
+      audit,
       logger,
-      env,
+      base: config.key,
+      open: (key) => createSigner(key, { production: config.production, metrics: keyMetrics, logger, env }),
     });
   } catch (e) {
     ledger.close();
@@ -115,7 +121,8 @@ export async function createNode(
 
   const crashAt = crashPointFromEnv(config.production, env);
   if (crashAt) logger.warn({ crashAt }, 'COSIGNER_CRASH_AT test hook is armed (development mode only)');
-  const evaluateFn: EvaluateFn = (summary, ctx) => evaluate(policy, { summary, now: ctx.now, spent: ctx.spent });
+  const evaluateFn: EvaluateFn = (summary, ctx) =>
+    evaluate(policy, { summary, now: ctx.now, spent: ctx.spent, members: signer.members() });
   const reviewer = new Reviewer({
     network: config.network,
     accounts: new Set(policy.accounts),
@@ -138,7 +145,10 @@ export async function createNode(
     nodeId: config.nodeId,
     identity,
     coordinatorKeys: config.coordinatorKeys,
-    stellarKey: signer.address,
+    // Read at every handshake: after a key switch the node reconnects announcing its new key.
+    get stellarKey() {
+      return signer.address;
+    },
     network: config.network,
     version: NODE_VERSION,
     logger,
@@ -157,11 +167,16 @@ export async function createNode(
     },
   });
 
+  signer.onSwitch(() => {
+    void session.stop().then(() => session.start());
+  });
+
   let closed = false;
   return {
     config,
     identity,
     signer,
+    keyring: signer,
     ledger,
     audit,
     metrics,

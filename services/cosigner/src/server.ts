@@ -28,6 +28,7 @@ export async function start(opts: StartOptions): Promise<{ url: string; close: (
     sessionUp: () => node.session.isUp,
     sendDecision: (d) => node.session.sendDecision(d),
     adminToken: node.adminToken,
+    keyring: node.keyring,
     logger,
   });
   await app.listen({ host: config.admin.host, port: config.admin.port });
