@@ -4,10 +4,10 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { type Static, Type } from 'typebox';
 import { nodeErrors } from './errors.ts';
-import type { SigningLedger } from './ledger.ts';
-import type { NodeMetrics } from './metrics.ts';
 import type { Keyring } from './keyring.ts';
 import { registerKeyringRoutes } from './keyring-routes.ts';
+import type { SigningLedger } from './ledger.ts';
+import type { NodeMetrics } from './metrics.ts';
 import type { DecisionBody, Reviewer } from './review.ts';
 
 /**
