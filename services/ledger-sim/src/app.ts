@@ -20,6 +20,7 @@ import {
   transactionJson,
   transactionMalformed,
 } from './horizon.ts';
+import { registerRpc } from './rpc.ts';
 import {
   type LedgerState,
   loadSnapshot,
@@ -253,7 +254,7 @@ export async function build(opts: LedgerSimOptions = {}): Promise<FastifyInstanc
     if ('malformed' in out) return sendProblem(reply, transactionMalformed(envelope, out.reason));
     const o: SubmitOutcome = out;
     if (o.record !== undefined && o.successful) return transactionJson(o.record, base);
-    return sendProblem(reply, transactionFailed(o.outcome, o.envelopeXdr, o.resultXdr, o.hash));
+    return sendProblem(reply, transactionFailed(o.outcome, o.envelopeXdr, o.resultXdr, o.hash, o.diagnostic));
   };
 
   app.post<{ Body: unknown }>('/transactions', async (req, reply) => {
@@ -277,7 +278,12 @@ export async function build(opts: LedgerSimOptions = {}): Promise<FastifyInstanc
     if ('malformed' in out) return sendProblem(reply, transactionMalformed(tx, out.reason));
     if (out.duplicate === true) return reply.code(409).send({ tx_status: 'DUPLICATE', hash: out.hash });
     if (!out.applied) {
-      return reply.code(400).send({ tx_status: 'ERROR', hash: out.hash, error_result_xdr: out.resultXdr });
+      return reply.code(400).send({
+        tx_status: 'ERROR',
+        hash: out.hash,
+        error_result_xdr: out.resultXdr,
+        ...(out.diagnostic !== undefined ? { diagnostic: out.diagnostic } : {}),
+      });
     }
     return reply.code(201).send({ tx_status: 'PENDING', hash: out.hash });
   });
@@ -303,6 +309,8 @@ export async function build(opts: LedgerSimOptions = {}): Promise<FastifyInstanc
   };
   app.get<{ Querystring: Record<string, unknown> }>('/friendbot', (req, reply) => friendbot(req, reply));
   app.post<{ Querystring: Record<string, unknown> }>('/friendbot', (req, reply) => friendbot(req, reply));
+
+  registerRpc(app as unknown as FastifyInstance, ledger);
 
   app.get<{ Querystring: Record<string, unknown> }>('/ledgers', async (req, reply) => {
     const q = listQuery(req.query);

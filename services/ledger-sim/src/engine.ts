@@ -1,7 +1,7 @@
 import { type DecodedTransaction, decodeEnvelope } from '@cosigner/stellar/decode';
 import { accountIdOf, checkAuth, neededLevels } from '@cosigner/stellar/quorum';
 import type { AccountAuth, AuthCheckResult } from '@cosigner/stellar/types';
-import { type FeeBumpTransaction, SignerKey, StrKey, type Transaction, type xdr } from '@stellar/stellar-sdk';
+import { Address, type FeeBumpTransaction, SignerKey, StrKey, type Transaction, type xdr } from '@stellar/stellar-sdk';
 import {
   type AnyOutcome,
   defaultOpOutcome,
@@ -13,6 +13,13 @@ import {
   type TxOutcome,
   type VoidTxCode,
 } from './results.ts';
+import {
+  checkSorobanTx,
+  declaredResourceFee,
+  type InvokeResult,
+  invokeHostFunction,
+  sorobanResourceFee,
+} from './soroban.ts';
 import {
   type AccountState,
   AUTH_CLAWBACK_ENABLED_FLAG,
@@ -57,6 +64,8 @@ export interface SubmitOutcome {
   record?: TxRecord;
   /** True when the hash was already in history: nothing was applied again. */
   duplicate?: boolean;
+  /** Soroban refusals and failures: the reason in plain words (Horizon extras.diagnostic). */
+  diagnostic?: string;
 }
 
 /** The envelope could not be decoded at all (Horizon's transaction_malformed). */
@@ -230,6 +239,12 @@ function checkOpValid(op: xdr.Operation, source: string): OpOutcome | null {
     }
     case 'bumpSequence':
       return b.bumpSequenceOp.bumpTo < 0n ? inner(b.type, 'badSeq') : null;
+    case 'invokeHostFunction':
+      // Only contract calls run here (the built-in escrow); uploading WASM or creating contracts is the sim's
+      // opNOT_SUPPORTED, like the classic operations it does not apply.
+      return b.invokeHostFunctionOp.hostFunction.type === 'hostFunctionTypeInvokeContract'
+        ? null
+        : { code: 'opNotSupported' };
     default:
       return { code: 'opNotSupported' };
   }
@@ -390,10 +405,10 @@ function compareSignerKeys(a: string, b: string): number {
   return Buffer.compare(SignerKey.decodeAddress(a).toXdr(), SignerKey.decodeAddress(b).toXdr());
 }
 
-type Check<T> = { ok: true; value: T } | { ok: false; outcome: TxOutcome };
+type Check<T> = { ok: true; value: T } | { ok: false; outcome: TxOutcome; diagnostic?: string };
 
-function fail(code: VoidTxCode): { ok: false; outcome: TxOutcome } {
-  return { ok: false, outcome: { code } };
+function fail(code: VoidTxCode, diagnostic?: string): { ok: false; outcome: TxOutcome; diagnostic?: string } {
+  return diagnostic === undefined ? { ok: false, outcome: { code } } : { ok: false, outcome: { code }, diagnostic };
 }
 
 /** The state-independent and account checks of a v1 transaction (commonValidPreSeqNum + commonValid + checkValid). */
@@ -407,6 +422,9 @@ function validateTx(
   const nOps = tx.operations.length;
   if (nOps === 0) return fail('txMissingOperation');
   if (nOps > MAX_OPS_PER_TX) return fail('txMalformed');
+  // Soroban shape, limits and resource fee (commonValidPreSeqNum, before the preconditions).
+  const soroban = checkSorobanTx(tx);
+  if (!soroban.ok) return fail(soroban.code, soroban.diagnostic);
   const b = bounds(tx);
   if (b.v2 !== null) {
     const extras = b.v2.extraSigners.map((k) => SignerKey.encodeSignerKey(k));
@@ -423,8 +441,17 @@ function validateTx(
     if (b.ledger.minLedger > ctx.ledgerSeq) return fail('txTooEarly');
     if (b.ledger.maxLedger !== 0 && b.ledger.maxLedger <= ctx.ledgerSeq) return fail('txTooLate');
   }
-  // Inclusion fee at least baseFee per operation (getMinInclusionFee); not checked for a fee bump's inner tx.
-  if (chargeFee && BigInt(tx.fee) < BASE_FEE * BigInt(nOps)) return fail('txInsufficientFee');
+  // Inclusion fee (fee minus the Soroban resource fee) at least baseFee per operation (getMinInclusionFee); not
+  // checked for a fee bump's inner tx.
+  const inclusionFee = BigInt(tx.fee) - declaredResourceFee(tx);
+  if (chargeFee && inclusionFee < BASE_FEE * BigInt(nOps)) {
+    return fail(
+      'txInsufficientFee',
+      soroban.soroban
+        ? `fee: inclusion fee ${inclusionFee} (fee - resourceFee) below the base fee ${BASE_FEE}`
+        : undefined,
+    );
+  }
   const sourceId = accountIdOf(tx.sourceAccount);
   const source = state.accounts.get(sourceId);
   if (source === undefined) return fail('txNoAccount');
@@ -472,8 +499,46 @@ function validateTx(
   return { ok: true, value: { source } };
 }
 
+/** What a Soroban invocation reported, for the transaction record. */
+interface Invoked {
+  diagnostic?: string;
+  returnValue?: string;
+}
+
+/** Runs an invokeHostFunction operation (soroban.ts) and turns its verdict into the operation result. */
+function invokeOp(
+  state: LedgerState,
+  txn: AccountsTxn,
+  tx: xdr.Transaction,
+  op: xdr.InvokeHostFunctionOp,
+  sourceId: string,
+  ctx: Ctx,
+): { op: OpOutcome; result: InvokeResult | null } {
+  // checkSorobanTx admitted only transactions with Soroban data; an op source merged away fails as any op would.
+  if (tx.ext.type !== 'sorobanData' || !txn.exists(sourceId)) return { op: { code: 'opNoAccount' }, result: null };
+  const r = invokeHostFunction(op, tx.ext.sorobanData, {
+    networkPassphrase: state.networkPassphrase,
+    ledgerSeq: ctx.ledgerSeq,
+    sourceAccount: sourceId,
+    accounts: txn,
+    escrow: state.escrow,
+    nonces: state.nonces,
+  });
+  const outcome: OpOutcome =
+    r.code === 'success'
+      ? { code: 'opInner', opType: 'invokeHostFunction', inner: 'success', successHash: r.successHash! }
+      : inner('invokeHostFunction', r.code);
+  return { op: outcome, result: r };
+}
+
 /** Applies a validated v1 transaction's sequence number and operations (TransactionFrame::apply). */
-function applyTx(state: LedgerState, d: DecodedTransaction, ctx: Ctx, nowSec: number): TxOutcome {
+function applyTx(
+  state: LedgerState,
+  d: DecodedTransaction,
+  ctx: Ctx,
+  nowSec: number,
+  invoked: Invoked = {},
+): TxOutcome {
   const tx = v1Tx(d);
   const sourceId = accountIdOf(tx.sourceAccount);
   // processSeqNum: consumed before the operations run, kept even if they fail.
@@ -484,9 +549,24 @@ function applyTx(state: LedgerState, d: DecodedTransaction, ctx: Ctx, nowSec: nu
   source.lastModifiedLedger = ctx.ledgerSeq;
   source.lastModifiedTime = nowSec;
   const txn = new AccountsTxn(state.accounts);
-  const ops = tx.operations.map((op) => applyOp(txn, op, opSource(op, sourceId), ctx));
+  let soroban: InvokeResult | null = null;
+  const ops = tx.operations.map((op) => {
+    if (op.body.type !== 'invokeHostFunction') return applyOp(txn, op, opSource(op, sourceId), ctx);
+    const r = invokeOp(state, txn, tx, op.body.invokeHostFunctionOp, opSource(op, sourceId), ctx);
+    soroban = r.result;
+    return r.op;
+  });
   const ok = ops.every((o) => o.code === 'opInner' && o.inner === 'success');
   if (ok) txn.commit(ctx, nowSec);
+  const s = soroban as InvokeResult | null;
+  if (s !== null) {
+    if (s.diagnostic !== undefined) invoked.diagnostic = s.diagnostic;
+    if (ok) {
+      for (const [who, v] of s.escrowWrites) state.escrow.set(who, v);
+      for (const [k, liveUntil] of s.nonceWrites) state.nonces.set(k, liveUntil);
+      invoked.returnValue = s.returnValue!.toXdr('base64');
+    }
+  }
   // removeOneTimeSignerFromAllSourceAccounts: a pre-auth tx signer is spent once its transaction is applied.
   const preAuth = StrKey.encodePreAuthTx(d.hash);
   for (const id of new Set([sourceId, ...tx.operations.map((op) => opSource(op, sourceId))])) {
@@ -496,10 +576,14 @@ function applyTx(state: LedgerState, d: DecodedTransaction, ctx: Ctx, nowSec: nu
   return { code: ok ? 'txSuccess' : 'txFailed', ops };
 }
 
-/** Charges the fee (processFeeSeqNum): baseFee per operation when the ledger is not in surge pricing, at most the bid. */
-function chargeFee(state: LedgerState, payer: AccountState, bid: bigint, ops: number): bigint {
+/**
+ * Charges the fee (processFeeSeqNum): an inclusion fee of baseFee per operation when the ledger is not in surge
+ * pricing, at most the inclusion bid, plus a Soroban transaction's resource fee (the part of the declared
+ * resourceFee its declared resources cost; core refunds the rest after apply).
+ */
+function chargeFee(state: LedgerState, payer: AccountState, bid: bigint, ops: number, resourceFee = 0n): bigint {
   const wanted = BASE_FEE * BigInt(ops);
-  const fee = bid < wanted ? bid : wanted;
+  const fee = (bid < wanted ? bid : wanted) + resourceFee;
   const charged = payer.balance < fee ? payer.balance : fee;
   payer.balance -= charged;
   state.feePool += charged;
@@ -516,6 +600,16 @@ function accountsNamed(d: DecodedTransaction): string[] {
   for (const op of tx.operations) {
     out.add(opSource(op, source));
     const b = op.body;
+    if (
+      b.type === 'invokeHostFunction' &&
+      b.invokeHostFunctionOp.hostFunction.type === 'hostFunctionTypeInvokeContract'
+    ) {
+      for (const a of b.invokeHostFunctionOp.hostFunction.invokeContract.args) {
+        if (a.type === 'scvAddress' && a.address.type === 'scAddressTypeAccount') {
+          out.add(Address.fromScAddress(a.address).toString());
+        }
+      }
+    }
     if (b.type === 'createAccount') out.add(publicKeyOf(b.createAccountOp.destination));
     if (b.type === 'payment') out.add(accountIdOf(b.paymentOp.destination));
     if (b.type === 'accountMerge') out.add(accountIdOf(b.destination));
@@ -562,9 +656,10 @@ export class Engine {
         envelopeXdr: prior.envelopeXdr,
         record: prior,
         duplicate: true,
+        ...(prior.diagnostic !== undefined ? { diagnostic: prior.diagnostic } : {}),
       };
     }
-    const refused = (outcome: AnyOutcome): SubmitOutcome => ({
+    const refused = (outcome: AnyOutcome, diagnostic?: string): SubmitOutcome => ({
       applied: false,
       successful: false,
       hash: d.hash.toString('hex'),
@@ -573,8 +668,10 @@ export class Engine {
       feeCharged: 0n,
       resultXdr: resultXdr(outcome, 0n),
       envelopeXdr: d.envelopeXdr,
+      ...(diagnostic !== undefined ? { diagnostic } : {}),
     });
 
+    const invoked: Invoked = {};
     let outcome: AnyOutcome;
     let feeCharged: bigint;
     let maxFee: bigint;
@@ -585,10 +682,17 @@ export class Engine {
       v1 = d.inner!;
       const innerTx = v1Tx(v1);
       const innerOps = BigInt(innerTx.operations.length);
-      // FeeBumpTransactionFrame::commonValidPreSeqNum: at least baseFee * (ops + 1), and a fee rate at least the
-      // inner one: outer / (ops + 1) >= inner / ops, compared by cross-multiplication as core does.
+      // FeeBumpTransactionFrame::commonValidPreSeqNum: an inclusion fee (the fee minus the inner Soroban resource
+      // fee) of at least baseFee * (ops + 1), and an inclusion fee rate at least the inner one:
+      // outer / (ops + 1) >= inner / ops, compared by cross-multiplication as core does.
+      const innerResourceFee = declaredResourceFee(innerTx);
+      const outerInclusion = fb.fee - innerResourceFee;
+      const innerInclusion = BigInt(innerTx.fee) - innerResourceFee;
       const minOuter = BASE_FEE * (innerOps + 1n);
-      if (fb.fee < minOuter || fb.fee * (innerOps > 0n ? innerOps : 1n) < BigInt(innerTx.fee) * (innerOps + 1n)) {
+      if (
+        outerInclusion < minOuter ||
+        outerInclusion * (innerOps > 0n ? innerOps : 1n) < innerInclusion * (innerOps + 1n)
+      ) {
         return refused({ code: 'txInsufficientFee' });
       }
       feeAccount = accountIdOf(fb.feeSource);
@@ -601,11 +705,14 @@ export class Engine {
       if (!outer.ok) return refused({ code: 'txBadAuthExtra' });
       const innerCheck = validateTx(this.state, v1, ctx, false);
       if (!innerCheck.ok) {
-        return refused({ code: 'txFeeBumpInnerFailed', innerHash: v1.hash, inner: innerCheck.outcome });
+        return refused(
+          { code: 'txFeeBumpInnerFailed', innerHash: v1.hash, inner: innerCheck.outcome },
+          innerCheck.diagnostic,
+        );
       }
       maxFee = fb.fee;
-      feeCharged = chargeFee(this.state, payer, fb.fee, innerTx.operations.length + 1);
-      const res = applyTx(this.state, v1, ctx, nowSec);
+      feeCharged = chargeFee(this.state, payer, outerInclusion, innerTx.operations.length + 1, resourceCost(innerTx));
+      const res = applyTx(this.state, v1, ctx, nowSec, invoked);
       outcome = {
         code: res.code === 'txSuccess' ? 'txFeeBumpInnerSuccess' : 'txFeeBumpInnerFailed',
         innerHash: v1.hash,
@@ -614,12 +721,13 @@ export class Engine {
     } else {
       v1 = d;
       const check = validateTx(this.state, d, ctx, true);
-      if (!check.ok) return refused(check.outcome);
+      if (!check.ok) return refused(check.outcome, check.diagnostic);
       const tx = v1Tx(d);
       feeAccount = check.value.source.id;
       maxFee = BigInt(tx.fee);
-      feeCharged = chargeFee(this.state, check.value.source, maxFee, tx.operations.length);
-      outcome = applyTx(this.state, d, ctx, nowSec);
+      const bid = maxFee - declaredResourceFee(tx);
+      feeCharged = chargeFee(this.state, check.value.source, bid, tx.operations.length, resourceCost(tx));
+      outcome = applyTx(this.state, d, ctx, nowSec, invoked);
     }
     const innerTx = v1Tx(v1);
     const successful = outcome.code === 'txSuccess' || outcome.code === 'txFeeBumpInnerSuccess';
@@ -644,6 +752,7 @@ export class Engine {
       envelopeXdr: d.envelopeXdr,
       resultXdr: resultXdr(outcome, feeCharged),
       accounts: accountsNamed(d),
+      ...invoked,
     };
     this.state.recordTx(record);
     return {
@@ -656,6 +765,12 @@ export class Engine {
       resultXdr: record.resultXdr,
       envelopeXdr: d.envelopeXdr,
       record,
+      ...(invoked.diagnostic !== undefined ? { diagnostic: invoked.diagnostic } : {}),
     };
   }
+}
+
+/** The resource fee a (validated) transaction's declared Soroban resources cost; 0 for a classic transaction. */
+function resourceCost(tx: xdr.Transaction): bigint {
+  return tx.ext.type === 'sorobanData' ? sorobanResourceFee(tx.ext.sorobanData.resources) : 0n;
 }

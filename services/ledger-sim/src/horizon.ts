@@ -363,14 +363,30 @@ export function transactionMalformed(envelopeXdr: string, reason: string): Probl
   };
 }
 
-export function transactionFailed(outcome: AnyOutcome, envelopeXdr: string, resultXdr: string, hash: string): Problem {
+/**
+ * Horizon's transaction_failed problem. `diagnostic` (Soroban refusals and failures) is the simulator's addition:
+ * core reports the same thing as diagnostic events, which Horizon does not relay.
+ */
+export function transactionFailed(
+  outcome: AnyOutcome,
+  envelopeXdr: string,
+  resultXdr: string,
+  hash: string,
+  diagnostic?: string,
+): Problem {
   return {
     type: `${HORIZON_ERRORS}/transaction_failed`,
     title: 'Transaction Failed',
     status: 400,
     detail:
       'The transaction failed when submitted to the stellar network. The `extras.result_codes` field on this response contains further details.',
-    extras: { envelope_xdr: envelopeXdr, result_codes: resultCodes(outcome), result_xdr: resultXdr, hash },
+    extras: {
+      envelope_xdr: envelopeXdr,
+      result_codes: resultCodes(outcome),
+      result_xdr: resultXdr,
+      hash,
+      ...(diagnostic !== undefined ? { diagnostic } : {}),
+    },
   };
 }
 

@@ -8,7 +8,7 @@ import { xdr } from '@stellar/stellar-sdk';
 /** A top-level OperationResult code (xdr OperationResultCode), or an operation-specific inner result. */
 export type OpOutcome =
   | { code: 'opBadAuth' | 'opNoAccount' | 'opNotSupported' | 'opTooManySubentries' }
-  | { code: 'opInner'; opType: SupportedOp; inner: string; mergedBalance?: bigint };
+  | { code: 'opInner'; opType: SupportedOp; inner: string; mergedBalance?: bigint; successHash?: Buffer };
 
 /** The operation types the simulator applies; every other type is refused with opNOT_SUPPORTED. */
 export const SUPPORTED_OPS = [
@@ -19,6 +19,7 @@ export const SUPPORTED_OPS = [
   'accountMerge',
   'manageData',
   'bumpSequence',
+  'invokeHostFunction',
 ] as const;
 export type SupportedOp = (typeof SUPPORTED_OPS)[number];
 
@@ -38,7 +39,8 @@ export type VoidTxCode =
   | 'txInsufficientFee'
   | 'txBadAuthExtra'
   | 'txMalformed'
-  | 'txBadMinSeqAgeOrGap';
+  | 'txBadMinSeqAgeOrGap'
+  | 'txSorobanInvalid';
 
 /** The verdict on one (inner or plain) transaction. */
 export type TxOutcome = { code: 'txSuccess' | 'txFailed'; ops: OpOutcome[] } | { code: VoidTxCode };
@@ -63,7 +65,11 @@ const RESULT_UNION: Record<SupportedOp, string> = {
   accountMerge: 'AccountMergeResult',
   manageData: 'ManageDataResult',
   bumpSequence: 'BumpSequenceResult',
+  invokeHostFunction: 'InvokeHostFunctionResult',
 };
+
+/** A checked-but-not-applied invokeHostFunction reports success with an all-zero hash (no result yet). */
+const ZERO_HASH = Buffer.alloc(32);
 
 type Factory = (...args: unknown[]) => unknown;
 
@@ -74,7 +80,14 @@ function opResultXdr(o: OpOutcome): xdr.OperationResult {
   const variant = `${o.opType}${o.inner[0]!.toUpperCase()}${o.inner.slice(1)}`;
   const make = union[variant];
   if (typeof make !== 'function') throw new TypeError(`no XDR result ${variant}`);
-  const inner = o.opType === 'accountMerge' && o.inner === 'success' ? make(o.mergedBalance ?? 0n) : make();
+  const inner =
+    o.inner !== 'success'
+      ? make()
+      : o.opType === 'accountMerge'
+        ? make(o.mergedBalance ?? 0n)
+        : o.opType === 'invokeHostFunction'
+          ? make(o.successHash ?? ZERO_HASH)
+          : make();
   const tr = (xdr.OperationResultTr as unknown as Record<string, Factory>)[o.opType]!(inner);
   return xdr.OperationResult.opInner(tr as xdr.OperationResultTr);
 }
@@ -125,6 +138,8 @@ const TX_CODE_NAMES: Record<string, string> = {
 const OP_CODE_NAMES: Record<string, string> = {
   opNoAccount: 'op_no_source_account',
   alreadyExist: 'op_already_exists',
+  // services/horizon/internal/codes: INVOKE_HOST_FUNCTION_TRAPPED is "function_trapped", without the op_ prefix.
+  trapped: 'function_trapped',
   seqnumTooFar: 'op_seq_num_too_far',
   nameNotFound: 'op_data_name_not_found',
   invalidName: 'op_data_invalid_name',
@@ -159,9 +174,12 @@ function opOutcomeFromXdr(r: xdr.OperationResult): OpOutcome {
   const opType = r.tr.type;
   const variant = (r.tr.value as { type: string }).type;
   const rest = variant.slice(opType.length);
-  return isSupportedOp(opType)
-    ? { code: 'opInner', opType, inner: `${rest[0]!.toLowerCase()}${rest.slice(1)}` }
-    : { code: 'opNotSupported' };
+  if (!isSupportedOp(opType)) return { code: 'opNotSupported' };
+  const out: OpOutcome = { code: 'opInner', opType, inner: `${rest[0]!.toLowerCase()}${rest.slice(1)}` };
+  if (variant === 'invokeHostFunctionSuccess') {
+    out.successHash = Buffer.from((r.tr.value as xdr.InvokeHostFunctionResultSuccess).success.value);
+  }
+  return out;
 }
 
 function txOutcomeFromXdr(r: xdr.TransactionResultResult | xdr.InnerTransactionResultResult): TxOutcome {

@@ -3,7 +3,7 @@ import { onShutdown, writeReadyFile } from '@cosigner/runtime/ready';
 import { build } from './app.ts';
 import type { LedgerSimConfig } from './config.ts';
 
-/** Listen (port 0 picks a free port), write the ready file `{url, pid, networkPassphrase}`, stop on SIGTERM. */
+/** Listen (port 0 picks a free port), write the ready file `{url, rpcUrl, pid, networkPassphrase}`, stop on SIGTERM. */
 export async function start(cfg: LedgerSimConfig): Promise<{ url: string; close: () => Promise<void> }> {
   const logger = createLogger({ name: 'ledger-sim', level: process.env.LOG_LEVEL });
   const app = await build({
@@ -13,7 +13,7 @@ export async function start(cfg: LedgerSimConfig): Promise<{ url: string; close:
     logger,
   });
   const url = await app.listen({ port: cfg.port, host: cfg.host });
-  await writeReadyFile(cfg.readyFile, { url, networkPassphrase: cfg.networkPassphrase });
+  await writeReadyFile(cfg.readyFile, { url, rpcUrl: `${url}/rpc`, networkPassphrase: cfg.networkPassphrase });
   logger.info({ url, networkPassphrase: cfg.networkPassphrase, dataDir: cfg.dataDir }, 'ledger-sim listening');
   // app.close() stops the ledger clock and writes the last snapshot.
   const close = () => app.close();

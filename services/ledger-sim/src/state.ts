@@ -93,6 +93,10 @@ export interface TxRecord {
   resultXdr: string;
   /** Every account the transaction names (sources, destinations, signers changed), for /accounts/:id/transactions. */
   accounts: string[];
+  /** Soroban transactions: why the invocation failed, in plain words (Horizon extras.diagnostic). */
+  diagnostic?: string;
+  /** Soroban transactions that succeeded: the base64 ScVal the contract returned (RPC getTransaction returnValue). */
+  returnValue?: string;
 }
 
 /** The subentries that lock a reserve each: trustlines, signers and data entries (core numSubEntries). */
@@ -166,6 +170,13 @@ export class LedgerState {
   readonly ledgers: LedgerHeader[] = [];
   readonly txs: TxRecord[] = [];
   readonly txByHash = new Map<string, TxRecord>();
+  /** The built-in escrow contract's balances: depositor G address -> stroops held for it (see soroban.ts). */
+  readonly escrow = new Map<string, bigint>();
+  /**
+   * Consumed Soroban authorization nonces, `${address} ${nonce}` -> the ledger their entry lives until. The host
+   * stores each as a temporary ContractData entry (auth.rs `consume_nonce`); the sim drops it once it expires.
+   */
+  readonly nonces = new Map<string, number>();
   feePool = 0n;
   /** Transactions applied in the open ledger, for its header when it closes. */
   private openTxs: TxRecord[] = [];
@@ -232,14 +243,18 @@ export class LedgerState {
       ),
     };
     this.ledgers.push(header);
+    // A temporary entry whose live-until ledger has passed is gone (state archival deletes temporary entries):
+    // the nonce could be used again, but only by an entry whose own expiration had passed too.
+    for (const [k, liveUntil] of this.nonces) if (liveUntil < this.openSequence) this.nonces.delete(k);
     if (this.ledgers.length > MAX_LEDGERS_KEPT) this.ledgers.splice(0, this.ledgers.length - MAX_LEDGERS_KEPT);
     return header;
   }
 
-  /** Sum of every balance plus the fee pool: always TOTAL_COINS (lumens are neither made nor lost). */
+  /** Sum of every balance, the escrow and the fee pool: always TOTAL_COINS (lumens are neither made nor lost). */
   totalLumens(): bigint {
     let sum = this.feePool;
     for (const a of this.accounts.values()) sum += a.balance;
+    for (const v of this.escrow.values()) sum += v;
     return sum;
   }
 
@@ -262,6 +277,10 @@ export class LedgerState {
         })),
       })),
       transactions: this.txs.map((t) => ({ ...t, feeCharged: t.feeCharged.toString(), maxFee: t.maxFee.toString() })),
+      soroban: {
+        escrow: [...this.escrow].map(([k, v]) => [k, v.toString()] as [string, string]),
+        nonces: [...this.nonces],
+      },
     };
   }
 
@@ -310,6 +329,12 @@ export class LedgerState {
         st.txByHash.set(r.hash, r);
         if (r.innerHash !== undefined) st.txByHash.set(r.innerHash, r);
       }
+      // Snapshots written before Soroban support have no soroban section: an empty escrow, no nonces.
+      for (const [k, v] of snap.soroban?.escrow ?? []) st.escrow.set(k, BigInt(v));
+      for (const [k, liveUntil] of snap.soroban?.nonces ?? []) {
+        if (!Number.isInteger(liveUntil)) throw new Error('bad nonce entry');
+        st.nonces.set(k, liveUntil);
+      }
       if (st.totalLumens() !== TOTAL_COINS) throw new Error('lumens do not add up');
       return st;
     } catch (cause) {
@@ -331,6 +356,8 @@ export interface Snapshot {
     trustlines: Str<Trustline, 'balance' | 'limit'>[];
   })[];
   transactions: Str<TxRecord, 'feeCharged' | 'maxFee'>[];
+  /** Absent in snapshots from before Soroban support. */
+  soroban?: { escrow: [string, string][]; nonces: [string, number][] };
 }
 
 /** Writes the snapshot atomically (temporary file, then rename), so a crash never leaves half a file. */
