@@ -1,0 +1,312 @@
+import { execFileSync } from 'node:child_process';
+import { createDecipheriv, createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
+import { REPO_ROOT, tempDir } from '@cosigner/testkit/process';
+import { Keypair, StrKey } from '@stellar/stellar-sdk';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+/**
+ * Key hygiene (issue 3): no private key material in the repository, and during a real cluster run no seed, key
+ * or credential anywhere but the one private file that must hold it. Secrets found are reported by file and line
+ * (repository) or file (run), never printed.
+ */
+
+interface Finding {
+  file: string;
+  line: number;
+  kind: string;
+}
+
+// Public test vectors may appear in the tree: RFC 8032 section 7.1 (TEST 1, 2, 3, 1024, SHA(abc)) and 7.3
+// (Ed25519ph) secret keys. They are published, so they protect nothing; any other value is a finding.
+const PUBLIC_VECTORS = new Set([
+  '9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60',
+  '4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb',
+  'c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7',
+  'f5e5767cf153319517630f226876b86c8160cc583bc013744c6bf255f5cc0ee5',
+  '833fe62409237b9d62ec77587520911e9a759cec1d19755b7da901b96dca3d42',
+]);
+
+const STELLAR_SEED = /\bS[A-Z2-7]{55}\b/g;
+// A PEM private key block with a body (a header alone is a mention, e.g. in a parser or a doc).
+const PEM_PRIVATE = /-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----\r?\n[A-Za-z0-9+/=]{40,}/g;
+// An AWS secret access key: 40 base64 characters assigned to a field of that name (gitleaks' aws rule shape).
+// AWS's documentation example (wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY) is allowed by its EXAMPLE marker.
+const AWS_SECRET =
+  /(?:aws_secret_access_key|secret_?access_?key)["']?\s*[:=]\s*["'`]?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])/gi;
+// 64 hex characters assigned to a name containing seed or secret (an ed25519 seed, an HMAC or master key).
+const HEX_SECRET = /\b\w*(?:seed|secret)\w*["']?\s*[:=]\s*["'`]?(?:0x)?([0-9a-fA-F]{64})(?![0-9a-fA-F])/gi;
+
+function lineOf(text: string, index: number): number {
+  let n = 1;
+  for (let i = text.indexOf('\n'); i !== -1 && i < index; i = text.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
+/** Every piece of private key material in `text`, by line. */
+function scanText(file: string, text: string): Finding[] {
+  const out: Finding[] = [];
+  const add = (index: number, kind: string) => out.push({ file, line: lineOf(text, index), kind });
+  for (const m of text.matchAll(STELLAR_SEED)) {
+    if (StrKey.isValidEd25519SecretSeed(m[0])) add(m.index, 'Stellar secret seed (S... with a valid checksum)');
+  }
+  for (const m of text.matchAll(PEM_PRIVATE)) add(m.index, 'PEM private key');
+  for (const m of text.matchAll(AWS_SECRET)) {
+    if (!m[1]!.includes('EXAMPLE')) add(m.index, 'AWS secret access key');
+  }
+  for (const m of text.matchAll(HEX_SECRET)) {
+    if (!PUBLIC_VECTORS.has(m[1]!.toLowerCase())) add(m.index, '64-hex seed/secret assignment');
+  }
+  return out;
+}
+
+/** Every file under `dir`, recursively. */
+async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await filesUnder(p)));
+    else if (e.isFile()) out.push(p);
+  }
+  return out;
+}
+
+/** A secret as the forms it could be written in: its text, or its bytes raw, hex, base64 and base64url. */
+interface Secret {
+  label: string;
+  forms: Buffer[];
+  /** Paths relative to the cluster dir that are meant to hold it (mode 0600). */
+  allowedIn: string[];
+  /** Whether the allowed files hold it in one of `forms` (a PEM holds its seed inside base64 DER instead). */
+  literal: boolean;
+}
+
+function bytesSecret(label: string, bytes: Buffer, allowedIn: string[], literal = true): Secret {
+  const forms = [bytes, Buffer.from(bytes.toString('hex')), Buffer.from(bytes.toString('base64').replace(/=+$/, ''))];
+  forms.push(Buffer.from(bytes.toString('base64url')));
+  if (bytes.length === 32) forms.push(Buffer.from(StrKey.encodeEd25519SecretSeed(bytes)));
+  return { label, forms, allowedIn, literal };
+}
+
+function textSecret(label: string, text: string, allowedIn: string[]): Secret {
+  return { label, forms: [Buffer.from(text)], allowedIn, literal: true };
+}
+
+/** The raw 32-byte seed inside an ed25519 PKCS#8 PEM. */
+function pemSeed(pem: string): Buffer {
+  const jwk = createPrivateKey(pem).export({ format: 'jwk' });
+  return Buffer.from(String(jwk.d), 'base64url');
+}
+
+/** Where each secret occurs outside its allowed files (relative paths), and every generic finding. */
+function leaks(files: Map<string, Buffer>, secrets: Secret[]): string[] {
+  const out: string[] = [];
+  for (const [file, content] of files) {
+    for (const s of secrets) {
+      if (s.allowedIn.includes(file)) continue;
+      if (s.forms.some((f) => content.includes(f))) out.push(`${file}: ${s.label}`);
+    }
+    // The generic scan catches key material this run did not know it made (the launcher's own keys, a seed
+    // printed in some other form); the files meant to hold secrets are checked by value above instead.
+    if (secrets.some((s) => s.allowedIn.includes(file))) continue;
+    for (const f of scanText(file, content.toString('latin1'))) out.push(`${f.file}:${f.line}: ${f.kind}`);
+  }
+  return out;
+}
+
+describe('key hygiene: the repository', () => {
+  it('finds each kind of key material, by file and line (the scanner can fail)', () => {
+    const seed = Keypair.random().secret();
+    const pem = generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+    const aws = randomBytes(30).toString('base64');
+    const hex = randomBytes(32).toString('hex');
+    const text = [
+      'harmless line',
+      `const s = '${seed}';`,
+      pem.trim(),
+      `aws_secret_access_key = ${aws}`,
+      `  "secretAccessKey": "${aws}",`,
+      `masterSeed: ${hex}`,
+      `const other = '${hex}'; // not named seed or secret`,
+      `sec = 'S${'A'.repeat(55)}' // bad checksum`,
+      `secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'`,
+      `const rfc8032 = { secret: '${[...PUBLIC_VECTORS][0]}' }`,
+    ].join('\n');
+    expect(scanText('f.ts', text)).toEqual([
+      { file: 'f.ts', line: 2, kind: 'Stellar secret seed (S... with a valid checksum)' },
+      { file: 'f.ts', line: 3, kind: 'PEM private key' },
+      { file: 'f.ts', line: 6, kind: 'AWS secret access key' },
+      { file: 'f.ts', line: 7, kind: 'AWS secret access key' },
+      { file: 'f.ts', line: 8, kind: '64-hex seed/secret assignment' },
+    ]);
+  });
+
+  it('reports a known secret in any encoding outside its allowed file, and only there', () => {
+    const seed = randomBytes(32);
+    const secrets = [bytesSecret('a seed', seed, ['keys/seed.key']), textSecret('a token', 'tok-123456789', ['t.key'])];
+    const files = new Map<string, Buffer>([
+      ['keys/seed.key', Buffer.from(seed.toString('hex'))],
+      ['t.key', Buffer.from('tok-123456789\n')],
+      ['logs/a.log', Buffer.from(`{"msg":"x","k":"${seed.toString('base64url')}"}`)],
+      ['logs/b.log', Buffer.from(`seed=${StrKey.encodeEd25519SecretSeed(seed)}`)],
+      ['data.db', Buffer.concat([Buffer.from([0, 1]), seed, Buffer.from('tok-123456789')])],
+      ['clean.log', Buffer.from('nothing here')],
+    ]);
+    expect(leaks(files, secrets)).toEqual([
+      'logs/a.log: a seed',
+      'logs/b.log: a seed',
+      'logs/b.log:1: Stellar secret seed (S... with a valid checksum)',
+      'data.db: a seed',
+      'data.db: a token',
+    ]);
+  });
+
+  it('holds no Stellar secret seed, PEM private key, AWS secret key or hex seed in any git-tracked file', async () => {
+    const files = execFileSync('git', ['ls-files', '-z'], { cwd: REPO_ROOT, encoding: 'utf8' })
+      .split('\0')
+      .filter(Boolean);
+    expect(files.length).toBeGreaterThan(100);
+    const findings: Finding[] = [];
+    let scanned = 0;
+    for (const f of files) {
+      // A tracked file deleted in the working tree (someone mid-edit) has nothing to scan.
+      const content = await readFile(join(REPO_ROOT, f)).catch(() => undefined);
+      if (!content || content.includes(0)) continue;
+      scanned++;
+      findings.push(...scanText(f, content.toString('utf8')));
+    }
+    expect(scanned).toBeGreaterThan(100);
+    expect(findings.map((x) => `${x.file}:${x.line}: ${x.kind}`)).toEqual([]);
+  });
+});
+
+describe('key hygiene: a real 2-of-3 cluster run', () => {
+  let dir: string;
+  let cluster: Cluster;
+  let signedXdr: string;
+  const environ: { name: string; env: Buffer }[] = [];
+
+  beforeAll(async () => {
+    dir = await tempDir('cosigner-hygiene-');
+    cluster = await startCluster({ dir, nodes: 3, threshold: 2 });
+    const dest = await cluster.fundedAccount();
+    const p = await cluster.propose({ xdr: await cluster.paymentXdr({ destination: dest.publicKey(), amount: '5' }) });
+    const done = await cluster.waitForProposal(p.id, { timeoutMs: 60_000 });
+    expect(done.status).toBe('submitted');
+    const txs = await cluster.horizon.transactions().forAccount(cluster.account.id).order('desc').limit(1).call();
+    signedXdr = txs.records[0]!.envelope_xdr;
+    for (const c of [...cluster.kms, cluster.ledger, cluster.coordinator, ...cluster.nodes]) {
+      environ.push({ name: c.name, env: await readFile(`/proc/${c.pid}/environ`) });
+    }
+    await cluster.stop();
+  }, 240_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  /** Every secret the run generated, with the files meant to hold it. */
+  async function runSecrets(): Promise<Secret[]> {
+    const secrets: Secret[] = [];
+    for (let i = 0; i < cluster.kms.length; i++) {
+      const kms = `kms-${i}`;
+      const accounts = JSON.parse(await readFile(join(dir, kms, 'accounts.json'), 'utf8')) as {
+        accounts: { principals: { role: string; secretAccessKey: string }[] }[];
+      };
+      for (const p of accounts.accounts.flatMap((a) => a.principals)) {
+        // The launcher gives the dev node static credentials in its config file; the admin's stay with the emulator.
+        const allowed = p.role === 'node' ? [`${kms}/accounts.json`, `node-${i}/node.yaml`] : [`${kms}/accounts.json`];
+        secrets.push(textSecret(`${kms} ${p.role} AWS secret access key`, p.secretAccessKey, allowed));
+      }
+      const master = Buffer.from((await readFile(join(dir, kms, 'master.key'), 'utf8')).trim(), 'hex');
+      expect(master).toHaveLength(32);
+      secrets.push(bytesSecret(`${kms} master key`, master, [`${kms}/master.key`]));
+      // The node's Stellar key, unsealed here (AES-256-GCM, AAD = key ARN) to prove the only copy on disk is sealed.
+      const store = JSON.parse(await readFile(join(dir, kms, 'keys.json'), 'utf8')) as {
+        keys: { arn: string; keyId: string; sealed: { iv: string; tag: string; ct: string } }[];
+      };
+      const key = store.keys.find((k) => k.keyId === cluster.nodeInfo[i]!.kmsKeyId)!;
+      const d = createDecipheriv('aes-256-gcm', master, Buffer.from(key.sealed.iv, 'base64'));
+      d.setAAD(Buffer.from(key.arn));
+      d.setAuthTag(Buffer.from(key.sealed.tag, 'base64'));
+      const seed = Buffer.concat([d.update(Buffer.from(key.sealed.ct, 'base64')), d.final()]);
+      expect(Keypair.fromRawEd25519Seed(seed).publicKey()).toBe(cluster.nodeInfo[i]!.stellarKey);
+      secrets.push(bytesSecret(`node-${i} Stellar signing seed`, seed, []));
+    }
+    for (let i = 0; i < cluster.nodes.length; i++) {
+      const file = `node-${i}/identity.pem`;
+      const pem = await readFile(join(dir, file), 'utf8');
+      secrets.push(
+        textSecret(`${file} PEM`, pem.trim(), [file]),
+        bytesSecret(`${file} seed`, pemSeed(pem), [file], false),
+      );
+    }
+    const msgKey = 'coordinator/message-key.pem';
+    const pem = await readFile(join(dir, msgKey), 'utf8');
+    secrets.push(
+      textSecret(`${msgKey} PEM`, pem.trim(), [msgKey]),
+      bytesSecret(`${msgKey} seed`, pemSeed(pem), [msgKey], false),
+    );
+    secrets.push(textSecret('coordinator admin API key', cluster.apiKey, [relative(dir, cluster.adminKeyFile)]));
+    const callbackKey = 'coordinator/callback.key';
+    const callbackSecret = (await readFile(join(dir, callbackKey), 'utf8')).trim();
+    secrets.push(textSecret('coordinator callback HMAC secret', callbackSecret, [callbackKey]));
+    return secrets;
+  }
+
+  it('keeps every seed, key and credential in its own private file only: not in logs, databases or other files', async () => {
+    const secrets = await runSecrets();
+    // Per emulator: two credentials, master key, node seed; per node: identity PEM and seed; coordinator: 4.
+    expect(secrets).toHaveLength(3 * 4 + 3 * 2 + 4);
+    const files = new Map<string, Buffer>();
+    for (const f of await filesUnder(dir)) files.set(relative(dir, f), await readFile(f));
+    // The run did write logs and databases, so the scan covers them.
+    expect([...files.keys()].filter((f) => f.startsWith('logs/')).length).toBeGreaterThanOrEqual(8);
+    expect([...files.keys()].some((f) => f.startsWith('node-0/') && /\.(db|sqlite)/.test(f))).toBe(true);
+    expect(leaks(files, secrets)).toEqual([]);
+    for (const s of secrets) {
+      for (const file of s.allowedIn) {
+        // Each secret is where it is expected (so the scan above looked for the right bytes), in a 0600 file.
+        if (s.literal)
+          expect(
+            s.forms.some((f) => files.get(file)?.includes(f)),
+            `${s.label} in ${file}`,
+          ).toBe(true);
+        expect((await stat(join(dir, file))).mode & 0o077, `${file} mode`).toBe(0);
+      }
+    }
+  });
+
+  it('puts no secret in any process environment', async () => {
+    expect(environ.map((e) => e.name)).toHaveLength(3 + 1 + 1 + 3);
+    const secrets = await runSecrets();
+    const found: string[] = [];
+    for (const { name, env } of environ) {
+      for (const s of secrets) if (s.forms.some((f) => env.includes(f))) found.push(`${name}: ${s.label}`);
+      for (const f of scanText(name, env.toString('latin1').replaceAll('\0', '\n'))) found.push(`${name}: ${f.kind}`);
+    }
+    expect(found).toEqual([]);
+  });
+
+  it('never logs the signed envelope: node and coordinator logs (info level) show the hash, not the XDR', async () => {
+    expect(signedXdr.length).toBeGreaterThan(200);
+    const names = ['coordinator', ...cluster.nodes.map((n) => n.name)];
+    let signedLines = 0;
+    for (const name of names) {
+      const log = await readFile(join(dir, 'logs', `${name}.log`), 'utf8');
+      const entries = log
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { level: number; msg?: string });
+      expect(entries.some((e) => e.level === 30)).toBe(true);
+      if (name.startsWith('node-')) signedLines += entries.filter((e) => e.msg === 'signed').length;
+      expect(log.includes(signedXdr), `${name}.log holds the signed envelope`).toBe(false);
+      // Nor a large piece of it (a log line that truncates the envelope still leaks its signatures).
+      expect(log.includes(signedXdr.slice(-120)), `${name}.log holds the envelope tail`).toBe(false);
+    }
+    expect(signedLines).toBeGreaterThanOrEqual(2);
+  });
+});
