@@ -19,6 +19,7 @@ import { coordinatorErrors } from './errors.ts';
 import { EventBus } from './events.ts';
 import { createHorizonClient, type LedgerClient } from './horizon.ts';
 import { NodeHub } from './hub.ts';
+import { registerLifecycleRoutes } from './lifecycle.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { maxTimeOf, progress, RoundEngine } from './round.ts';
 import { type ApiKeyRecord, openSqliteStore, type ProposalRecord, type ProposalStatus, type Store } from './store.ts';
@@ -547,6 +548,8 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       socket.on('close', off);
     },
   );
+
+  registerLifecycleRoutes(app as unknown as FastifyInstance, { nodes: store, events, invalidateAccounts });
 
   // Nodes dial out to here; authentication is the protocol handshake (hub.ts), not an API key.
   app.get('/v1/nodes/connect', { websocket: true, schema: { hide: true } }, (socket) => hub.handle(socket));

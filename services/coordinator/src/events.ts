@@ -21,7 +21,10 @@ export type EventType =
   | 'proposal.failed'
   | 'proposal.rejected'
   | 'proposal.expired'
-  | 'proposal.cancelled';
+  | 'proposal.cancelled'
+  // Operator lifecycle (lifecycle.ts): a node's signing key changed; a step of setup/rotation/membership/thresholds.
+  | 'node.key_changed'
+  | 'lifecycle.step';
 
 export interface CallbackSettings {
   secret: string;
