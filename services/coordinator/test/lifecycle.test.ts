@@ -18,7 +18,7 @@ describe('lifecycle routes', () => {
     const next = Keypair.random().publicKey();
     const account = Keypair.random().publicKey();
     h.store.enrollNode({ id: 'n9', identityKey: Buffer.alloc(32, 9).toString('base64'), stellarKey: first }, 1);
-    const put = (body: unknown, id = 'n9') =>
+    const put = (body: Record<string, unknown>, id = 'n9') =>
       h!.app.inject({ method: 'PUT', url: `/v1/nodes/${id}/stellar-key`, headers: auth(h!.adminKey), payload: body });
     let r = await put({ stellarKey: next, account });
     expect(r.statusCode).toBe(200);
@@ -40,7 +40,7 @@ describe('lifecycle routes', () => {
   it('records lifecycle steps as events; admin scope only', async () => {
     h = await harness();
     const account = Keypair.random().publicKey();
-    const post = (key: string, body: unknown) =>
+    const post = (key: string, body: Record<string, unknown>) =>
       h!.app.inject({ method: 'POST', url: '/v1/lifecycle/events', headers: auth(key), payload: body });
     const r = await post(h.adminKey, {
       action: 'rotate',
