@@ -2,8 +2,8 @@ import { Keypair, type Transaction, type xdr } from '@stellar/stellar-sdk';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MAX_ENTRY_TTL, nonceId } from '../src/soroban.ts';
-import { account, fund, keys, multisig, NETWORK, post, sim } from './helpers.ts';
-import { addr, ESCROW, i128, nonceOf, prepare, signEntry } from './soroban-helpers.ts';
+import { account, fund, keys, multisig, NETWORK, post, sim, tx } from './helpers.ts';
+import { addr, call, ESCROW, i128, nonceOf, prepare, signEntry } from './soroban-helpers.ts';
 
 /**
  * The escrow contract with a 2-of-3 classic multisig account (master weight 0, medium threshold 2) as `from`,
@@ -181,11 +181,7 @@ describe('escrow with a 2-of-3 multisig account', () => {
         id: 1,
         method: 'simulateTransaction',
         params: {
-          transaction: (await import('./helpers.ts'))
-            .tx(app, payer.publicKey(), [
-              (await import('./soroban-helpers.ts')).call('release', [addr(owner), addr(dest), i128(101n)]),
-            ])
-            .toXdr(),
+          transaction: tx(app, payer.publicKey(), [call('release', [addr(owner), addr(dest), i128(101n)])]).toXdr(),
         },
       },
     });
