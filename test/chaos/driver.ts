@@ -7,8 +7,8 @@
  * Contract every backend keeps:
  * - Every method resolves once the effect holds: `kill` after the process is gone, `start` after the service
  *   answers again (for a node: once the coordinator lists it as connected), `partition` once no byte flows.
- * - A method on a node that is already in the asked state is a no-op (kill of a dead node, heal of a healed one),
- *   so scenario cleanup can call them unconditionally.
+ * - A method whose target is already in the asked state is a no-op (kill of a dead node, start of a running
+ *   coordinator, heal of a healed node), so scenario cleanup (scenarios.ts restoreAll) calls them unconditionally.
  * - Nothing here returns a secret other than `apiKey()` and `funder()`, which the harness needs to act as a client.
  */
 export interface ClusterDriver {

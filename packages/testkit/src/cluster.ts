@@ -46,7 +46,22 @@ export interface ClusterOptions {
   coordinatorConfig?: Record<string, unknown>;
   /** Extra node.yaml fields for every node, merged the same way (e.g. `{ limits: { framesPerSecond: 5000 } }`). */
   nodeConfig?: Record<string, unknown>;
+  /**
+   * How many operator accounts to set up (default 1). Each is a multisig with the same node signers and
+   * thresholds, and every one is in the nodes' policy: independent sequence-number lanes for a client that keeps
+   * several proposals in flight (a source account's transactions must apply in sequence order).
+   */
+  operatorAccounts?: number;
+  /**
+   * The coordinator URL node `nodeId` dials (default: `socketUrl`, the coordinator's own). The chaos harness
+   * returns the address of a TCP proxy it can cut, to partition one node from the coordinator.
+   */
+  nodeCoordinatorUrl?: (nodeId: string, socketUrl: string) => string | Promise<string>;
+  /** The KMS endpoint node `nodeId` calls (default: its emulator's URL); the chaos harness slows it through a proxy. */
+  nodeKmsEndpoint?: (nodeId: string, kmsUrl: string) => string | Promise<string>;
 }
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -97,6 +112,8 @@ export interface Cluster {
   readonly nodeInfo: readonly ClusterNodeInfo[];
   /** The multisig operator account: master weight 0, every node's key at weight 1. */
   readonly account: { id: string; signers: string[]; threshold: number };
+  /** Every operator account (`options.operatorAccounts` of them; the first is `account.id`), same signers. */
+  readonly operatorAccounts: readonly string[];
   /** The coordinator's admin API key (for `authorization: Bearer`); also in `adminKeyFile` (0600). */
   readonly apiKey: string;
   readonly adminKeyFile: string;
@@ -110,6 +127,16 @@ export interface Cluster {
   kill9Node(i: number): Promise<void>;
   /** Stop node i if it runs, then start it again with the same config and data. */
   restartNode(i: number): Promise<ClusterProcess>;
+  /** The current process of a service: `coordinator`, `ledger`, `kms-<i>` or `node-<i>`. */
+  service(name: string): ClusterProcess;
+  /** Stop a service, its data kept: SIGKILL (`kill`, the default) or SIGTERM and wait (`term`). */
+  stopService(name: string, how?: 'kill' | 'term'): Promise<void>;
+  /**
+   * Start a service again (stopping it first if it still runs) with the same arguments and data. The coordinator,
+   * the ledger and the emulators come back on the port they had, so every URL handed out stays valid; a node
+   * starts as `restartNode` starts it.
+   */
+  startService(name: string): Promise<ClusterProcess>;
   /** A fresh account funded by the friendbot. */
   fundedAccount(): Promise<Keypair>;
   /** The native balance of an account as Horizon prints it (e.g. '10010.0000000'). */
@@ -142,6 +169,8 @@ interface SpawnParams {
   env?: NodeJS.ProcessEnv;
   readyTimeoutMs: number;
   signal?: AbortSignal;
+  /** Listen on this port instead of 0 (a service restarted where its clients expect it). */
+  port?: number;
 }
 
 /** The last `n` lines of a log file ('' when it does not exist yet). */
@@ -190,12 +219,16 @@ export async function spawnService(p: SpawnParams): Promise<ClusterProcess> {
   const fd = openSync(logFile, 'a', 0o600);
   let proc: ChildProcess;
   try {
-    proc = spawn(process.execPath, [COSIGNER_BIN, ...p.args, '--port', '0', '--ready-file', readyFile], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, ...CHILD_ENV, ...p.env },
-      stdio: ['ignore', fd, fd],
-      detached: true,
-    });
+    proc = spawn(
+      process.execPath,
+      [COSIGNER_BIN, ...p.args, '--port', String(p.port ?? 0), '--ready-file', readyFile],
+      {
+        cwd: REPO_ROOT,
+        env: { ...process.env, ...CHILD_ENV, ...p.env },
+        stdio: ['ignore', fd, fd],
+        detached: true,
+      },
+    );
   } finally {
     closeSync(fd);
   }
@@ -320,11 +353,16 @@ async function createNodeKey(
  * The policy every launcher node runs (packages/policy schema): native payments from the operator account up to
  * `maxXlm` each, within a daily velocity, nothing else. A payment above the maximum is refused with a reason.
  */
-export function demoPolicyYaml(p: { network: string; account: string; maxXlm: string }): string {
+export function demoPolicyYaml(p: {
+  network: string;
+  account: string;
+  maxXlm: string;
+  extraAccounts?: string[];
+}): string {
   return toYaml({
     version: 1,
     network: p.network,
-    accounts: [p.account],
+    accounts: [p.account, ...(p.extraAccounts ?? [])],
     operations: ['payment'],
     assets: [{ asset: 'native', maxPerTx: p.maxXlm, velocity: [{ window: '24h', max: '1000000' }] }],
     validity: { maxWindowSeconds: 300 },
@@ -374,6 +412,10 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   if (!Number.isInteger(threshold) || threshold < 1 || threshold > n) {
     throw new Error(`threshold must be 1..${n} (one weight per node), got ${threshold}`);
   }
+  const operators = opts.operatorAccounts ?? 1;
+  if (!Number.isInteger(operators) || operators < 1 || operators > 64) {
+    throw new Error(`operatorAccounts must be 1..64, got ${operators}`);
+  }
   const readyTimeoutMs = opts.readyTimeoutMs ?? 60_000;
   const step = opts.onStep ?? (() => {});
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -395,16 +437,10 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
 
   try {
     step(`starting ${n} KMS emulators and the ledger simulator`);
-    const ledgerStart = launch('ledger', [
-      'ledger-sim',
-      '--data-dir',
-      join(dir, 'ledger'),
-      '--close-ms',
-      String(opts.closeMs ?? 200),
-    ]);
-    const kmsStarts = Array.from({ length: n }, (_, i) =>
-      launch(`kms-${i}`, ['kms-emulator', '--data-dir', join(dir, `kms-${i}`), '--accounts', '1']),
-    );
+    const ledgerArgs = ['ledger-sim', '--data-dir', join(dir, 'ledger'), '--close-ms', String(opts.closeMs ?? 200)];
+    const kmsArgs = (i: number): string[] => ['kms-emulator', '--data-dir', join(dir, `kms-${i}`), '--accounts', '1'];
+    const ledgerStart = launch('ledger', ledgerArgs);
+    const kmsStarts = Array.from({ length: n }, (_, i) => launch(`kms-${i}`, kmsArgs(i)));
     const [ledger, ...kms] = (await settleAll([ledgerStart, ...kmsStarts])) as [ClusterProcess, ...ClusterProcess[]];
     const networkPassphrase = String(ledger.ready.networkPassphrase);
     const horizonUrl = ledger.url;
@@ -439,26 +475,32 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     // adds every node's key at weight 1, sets low/med/high to the threshold and the master weight to 0, so from
     // here on only a quorum of nodes can move its funds (STELLAR-RULES.md: setOptions is a high-threshold op).
     const horizon = new Horizon.Server(horizonUrl, { allowHttp: true });
-    const master = Keypair.random();
-    await friendbot(horizonUrl, master.publicKey());
-    const source = await horizon.loadAccount(master.publicKey());
-    const builder = new TransactionBuilder(source, { fee: '100', networkPassphrase });
-    for (const x of nodeInfo) {
-      builder.addOperation(Operation.setOptions({ signer: { ed25519PublicKey: x.stellarKey, weight: 1 } }));
-    }
-    builder.addOperation(
-      Operation.setOptions({
-        masterWeight: 0,
-        lowThreshold: threshold,
-        medThreshold: threshold,
-        highThreshold: threshold,
-      }),
-    );
-    const setup = builder.setTimeout(60).build();
-    setup.sign(master);
-    await horizon.submitTransaction(setup);
-    const account = { id: master.publicKey(), signers: nodeInfo.map((x) => x.stellarKey), threshold };
+    const setupOperator = async (): Promise<string> => {
+      const master = Keypair.random();
+      await friendbot(horizonUrl, master.publicKey());
+      const source = await horizon.loadAccount(master.publicKey());
+      const builder = new TransactionBuilder(source, { fee: '100', networkPassphrase });
+      for (const x of nodeInfo) {
+        builder.addOperation(Operation.setOptions({ signer: { ed25519PublicKey: x.stellarKey, weight: 1 } }));
+      }
+      builder.addOperation(
+        Operation.setOptions({
+          masterWeight: 0,
+          lowThreshold: threshold,
+          medThreshold: threshold,
+          highThreshold: threshold,
+        }),
+      );
+      const setup = builder.setTimeout(60).build();
+      setup.sign(master);
+      await horizon.submitTransaction(setup);
+      return master.publicKey();
+    };
+    const operatorAccounts: string[] = [];
+    for (let k = 0; k < operators; k++) operatorAccounts.push(await setupOperator());
+    const account = { id: operatorAccounts[0]!, signers: nodeInfo.map((x) => x.stellarKey), threshold };
     step(`operator account ${account.id}: ${threshold}-of-${n} multisig, master weight 0`);
+    if (operators > 1) step(`${operators - 1} more operator accounts with the same signers`);
 
     const coordConfig = join(coordDir, 'coordinator.yaml');
     await writeFile(
@@ -478,7 +520,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       ),
       { mode: 0o600 },
     );
-    const coordinator = await launch('coordinator', ['coordinator', '--config', coordConfig, '--data-dir', coordDir]);
+    const coordArgs = ['coordinator', '--config', coordConfig, '--data-dir', coordDir];
+    const coordinator = await launch('coordinator', coordArgs);
     const adminKeyFile = String(coordinator.ready.adminKeyFile ?? join(coordDir, 'admin.key'));
     const apiKey = (await readFile(adminKeyFile, 'utf8')).trim();
     const coordinatorKey = String(coordinator.ready.messageKey ?? message.identity.publicKeyB64);
@@ -486,12 +529,20 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     const policyFile = join(dir, 'policy.yaml');
     await writeFile(
       policyFile,
-      demoPolicyYaml({ network: networkPassphrase, account: account.id, maxXlm: opts.maxPaymentXlm ?? '1000' }),
+      demoPolicyYaml({
+        network: networkPassphrase,
+        account: account.id,
+        maxXlm: opts.maxPaymentXlm ?? '1000',
+        extraAccounts: operatorAccounts.slice(1),
+      }),
       { mode: 0o600 },
     );
     for (let i = 0; i < n; i++) {
       const k = nodeKms[i]!;
       const info = nodeInfo[i]!;
+      const socketUrl = nodeSocketUrl(coordinator.url);
+      const coordinatorUrl = opts.nodeCoordinatorUrl ? await opts.nodeCoordinatorUrl(info.id, socketUrl) : socketUrl;
+      const kmsEndpoint = opts.nodeKmsEndpoint ? await opts.nodeKmsEndpoint(info.id, k.endpoint) : k.endpoint;
       await writeFile(
         info.configFile,
         toYaml(
@@ -500,14 +551,14 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
               mode: 'development',
               nodeId: info.id,
               dataDir: join(dir, `node-${i}`),
-              coordinator: { url: nodeSocketUrl(coordinator.url), publicKeys: [coordinatorKey] },
+              coordinator: { url: coordinatorUrl, publicKeys: [coordinatorKey] },
               identityKeyFile: join(dir, `node-${i}`, 'identity.pem'),
               network: networkPassphrase,
               key: {
                 type: 'aws-kms',
                 keyId: k.keyId,
                 region: k.region,
-                endpoint: k.endpoint,
+                endpoint: kmsEndpoint,
                 credentials: { accessKeyId: k.node.accessKeyId, secretAccessKey: k.node.secretAccessKey },
                 expectedAddress: info.stellarKey,
               },
@@ -530,6 +581,30 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     );
     step(`all ${n} nodes connected to the coordinator`);
 
+    // How each service other than the nodes was started, so it can start again where its clients expect it.
+    const serviceArgs = new Map<string, string[]>([
+      ['coordinator', coordArgs],
+      ['ledger', ledgerArgs],
+      ...kms.map((p, i): [string, string[]] => [p.name, kmsArgs(i)]),
+    ]);
+    const nodeIndex = (name: string): number => {
+      const i = nodeInfo.findIndex((x) => x.id === name);
+      if (i < 0) throw new RangeError(`no service '${name}': the cluster has ${serviceNames().join(', ')}`);
+      return i;
+    };
+    const serviceNames = (): string[] => [...serviceArgs.keys(), ...nodeInfo.map((x) => x.id)];
+    const current = (name: string): ClusterProcess => {
+      if (name === 'coordinator') return cluster.coordinator;
+      if (name === 'ledger') return cluster.ledger;
+      const k = cluster.kms.find((p) => p.name === name);
+      return k ?? nodeAt(nodeIndex(name));
+    };
+    const replace = (p: ClusterProcess): void => {
+      const c = cluster as Mutable<Cluster>;
+      if (p.name === 'coordinator') c.coordinator = p;
+      else if (p.name === 'ledger') c.ledger = p;
+      else cluster.kms[cluster.kms.findIndex((x) => x.name === p.name)] = p;
+    };
     const nodeAt = (i: number): ClusterProcess => {
       const p = cluster.nodes[i];
       if (!p) throw new RangeError(`no node ${i}: the cluster has nodes 0..${cluster.nodes.length - 1}`);
@@ -543,13 +618,14 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       nodes,
       nodeInfo,
       account,
+      operatorAccounts,
       apiKey,
       adminKeyFile,
       networkPassphrase,
       horizonUrl,
       horizon,
       stop: async () => {
-        await stopAll([...cluster.nodes, coordinator, ledger, ...kms]);
+        await stopAll([...cluster.nodes, cluster.coordinator, cluster.ledger, ...cluster.kms]);
         await rm(join(dir, 'cluster.json'), { force: true });
       },
       kill9Node: async (i) => {
@@ -567,6 +643,22 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
         cluster.nodes[i] = p;
         await writeClusterFile(cluster);
         await waitForNodes(coordinator.url, apiKey, [p.name], readyTimeoutMs);
+        return p;
+      },
+      service: (name) => current(name),
+      stopService: async (name, how = 'kill') => {
+        const p = current(name);
+        if (how === 'kill') await p.kill9();
+        else await p.stop();
+      },
+      startService: async (name) => {
+        const args = serviceArgs.get(name);
+        if (!args) return cluster.restartNode(nodeIndex(name));
+        const old = current(name);
+        await old.stop();
+        const p = await spawnService({ name, args, dir, readyTimeoutMs, port: Number(new URL(old.url).port) });
+        replace(p);
+        await writeClusterFile(cluster);
         return p;
       },
       fundedAccount: async () => {
