@@ -27,12 +27,35 @@ export const COMMANDS: readonly { name: string; summary: string; load: () => Pro
   {
     name: 'node',
     summary: 'a cosigner node: review, policy, signing ledger, audit',
-    load: async () => (await import('@cosigner/node/command')).register,
+    load: async () => {
+      const node = (await import('@cosigner/node/command')).register;
+      const { registerMembership } = await import('./commands/membership.ts');
+      // `node add|remove|roster` (issue 9) live with the other lifecycle commands, under the node command.
+      return (program: Command) => {
+        node(program);
+        registerMembership(program.commands.find((c) => c.name() === 'node') as Command);
+      };
+    },
   },
   {
     name: 'keys',
     summary: 'create and show node signing keys where they live (KMS, HSM)',
     load: async () => (await import('./commands/keys.ts')).registerKeys,
+  },
+  {
+    name: 'account',
+    summary: "set up the cluster's multisig account (signers, thresholds, master weight 0)",
+    load: async () => (await import('./commands/account.ts')).registerAccount,
+  },
+  {
+    name: 'rotate',
+    summary: "rotate one node's signing key without stopping the cluster",
+    load: async () => (await import('./commands/rotate.ts')).registerRotate,
+  },
+  {
+    name: 'thresholds',
+    summary: "change the multisig account's thresholds through the quorum",
+    load: async () => (await import('./commands/thresholds.ts')).registerThresholds,
   },
   {
     name: 'cluster',
