@@ -1,16 +1,23 @@
 import { rm } from 'node:fs/promises';
 import { type RunningProcess, startCosignerProcess, tempDir } from '@cosigner/testkit/process';
 import {
+  Address,
   Asset,
+  authorizeEntry,
+  Contract,
   type FeeBumpTransaction,
   Horizon,
   type Keypair,
+  nativeToScVal,
   Operation,
+  rpc,
+  scValToNative,
   type Transaction,
   TransactionBuilder,
   type xdr,
 } from '@stellar/stellar-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { escrowContractId } from '../src/soroban.ts';
 import { keys } from './helpers.ts';
 
 /**
@@ -142,11 +149,32 @@ describe('cosigner ledger-sim with the SDK Horizon.Server', () => {
     expect(one.source_account).toBe(o);
   });
 
-  it('keeps accounts across a restart (snapshot in --data-dir)', async () => {
-    const [kp] = keys(1);
+  it('keeps accounts, escrow balances and consumed nonces across a restart (snapshot in --data-dir)', async () => {
+    const [kp, depositor] = keys(2);
     await server.friendbot(kp!.publicKey()).call();
+    await server.friendbot(depositor!.publicKey()).call();
     const t = await build(kp!, [Operation.manageData({ name: 'kept', value: 'yes' })]);
     expect(await submit(signedBy(t, kp!))).toBe('ok');
+
+    // A Soroban deposit through the RPC endpoint named in the ready file, signed with the SDK's authorizeEntry.
+    const soroban = new rpc.Server(String(proc.ready.rpcUrl), { allowHttp: true });
+    const escrow = new Contract(escrowContractId(network));
+    const depositOp = (auth: xdr.SorobanAuthorizationEntry[] = []) =>
+      Operation.invokeHostFunction({
+        func: (
+          escrow.call('deposit', new Address(depositor!.publicKey()).toScVal(), nativeToScVal(25n, { type: 'i128' }))
+            .body as xdr.OperationBodyInvokeHostFunction
+        ).invokeHostFunctionOp.hostFunction,
+        auth,
+      });
+    const simulated = await soroban.simulateTransaction(await build(kp!, [depositOp()]));
+    if (!rpc.Api.isSimulationSuccess(simulated)) throw new Error('simulation failed');
+    const { sequence } = await soroban.getLatestLedger();
+    const entry = await authorizeEntry(simulated.result!.auth[0]!, depositor!, sequence + 50, network);
+    const prepared = await soroban.prepareTransaction(await build(kp!, [depositOp([entry])]));
+    const sent = await soroban.sendTransaction(signedBy(prepared, kp!));
+    expect((await soroban.pollTransaction(sent.hash)).status).toBe('SUCCESS');
+
     const before = await server.loadAccount(kp!.publicKey());
     expect(await proc.stop()).toBe(0);
     await start();
@@ -154,6 +182,20 @@ describe('cosigner ledger-sim with the SDK Horizon.Server', () => {
     expect(after.sequence).toBe(before.sequence);
     expect(after.data_attr).toEqual({ kept: Buffer.from('yes').toString('base64') });
     expect(after.balances).toEqual(before.balances);
+
+    const again = new rpc.Server(String(proc.ready.rpcUrl), { allowHttp: true });
+    const balance = await again.simulateTransaction(
+      await build(kp!, [escrow.call('balance', new Address(depositor!.publicKey()).toScVal())]),
+    );
+    if (!rpc.Api.isSimulationSuccess(balance)) throw new Error('simulation failed');
+    expect(scValToNative(balance.result!.retval)).toBe(25n);
+    // The same signed entry again: its nonce was consumed before the restart.
+    const replay = await again.prepareTransaction(await build(kp!, [depositOp([entry])]));
+    const r = await again.sendTransaction(signedBy(replay, kp!));
+    const got = await again.pollTransaction(r.hash);
+    expect(got.status).toBe('FAILED');
+    const event = (got as rpc.Api.GetFailedTransactionResponse).diagnosticEventsXdr![0]!;
+    expect(scValToNative((event.event.body as xdr.ContractEventBodyV0).v0.data)).toMatch(/nonce \d+ already used$/);
   }, 120_000);
 
   it('refuses to start when NODE_ENV=production', async () => {
