@@ -115,6 +115,9 @@ export class TcpProxy {
     if (this.#cut) {
       pair.client.pause();
       upstream.pause();
+    } else {
+      // A connection held during a cut was paused explicitly; a new 'data' listener does not resume it.
+      pair.client.resume();
     }
   }
 
@@ -126,7 +129,8 @@ export class TcpProxy {
     to.on('drain', () => {
       if (!this.#cut) from.resume();
     });
-    from.once('end', () => to.end());
+    // A FIN read during the cut (the socket may still read EOF while paused) is held like any other byte.
+    from.once('end', () => this.#later(() => to.end()));
   }
 
   /** Run now, or after `heal()` while cut (a peer must not learn of a close across a partition). */

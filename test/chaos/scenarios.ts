@@ -461,6 +461,13 @@ export function notSubmitted(records: readonly StreamRecord[]): string[] {
     .map((r) => `proposal ${r.id} (lane ${r.lane}, seq ${r.seq}) ended '${r.status}': ${r.statusReason ?? ''}`);
 }
 
+/** The q-quantile (0..1) of the values, nearest rank; null when there are none. */
+export function quantile(values: readonly number[], q: number): number | null {
+  if (values.length === 0) return null;
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
+}
+
 /** Poll until `cond` holds (bounded). */
 export async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

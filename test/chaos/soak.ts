@@ -8,6 +8,7 @@ import {
   checkInvariants,
   notSubmitted,
   ProposalStream,
+  quantile,
   restoreAll,
   type StreamRecord,
 } from './scenarios.ts';
@@ -24,13 +25,6 @@ import {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const between = (lo: number, hi: number) => lo + Math.random() * (hi - lo);
-
-/** The q-quantile (0..1) of the values, nearest rank; null when there are none. */
-export function quantile(values: readonly number[], q: number): number | null {
-  if (values.length === 0) return null;
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
-}
 
 interface Kill {
   nodeId: string;

@@ -61,11 +61,19 @@ describe('cluster launcher helpers', () => {
     expect(doc.assets).toEqual([expect.objectContaining({ asset: 'native', maxPerTx: '123.5' })]);
   });
 
+  it('lists every operator account in the policy, the main one first', () => {
+    const doc = parse(
+      demoPolicyYaml({ network: 'Net', account: 'GA', maxXlm: '1', extraAccounts: ['GB', 'GC'] }),
+    ) as Record<string, unknown>;
+    expect(doc.accounts).toEqual(['GA', 'GB', 'GC']);
+  });
+
   it('refuses a node count or threshold the account cannot have, before starting anything', async () => {
     const d = await dir();
     await expect(startCluster({ dir: d, nodes: 0 })).rejects.toThrow(/nodes must be 1..20/);
     await expect(startCluster({ dir: d, nodes: 3, threshold: 4 })).rejects.toThrow(/threshold must be 1..3/);
     await expect(startCluster({ dir: d, nodes: 2, threshold: 0 })).rejects.toThrow(/threshold must be 1..2/);
+    await expect(startCluster({ dir: d, operatorAccounts: 0 })).rejects.toThrow(/operatorAccounts must be 1..64/);
   });
 
   it('names a child that exits before it is ready and quotes its last output', async () => {
