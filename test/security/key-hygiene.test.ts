@@ -1,120 +1,29 @@
 import { execFileSync } from 'node:child_process';
-import { createDecipheriv, createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { createDecipheriv, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
 import { REPO_ROOT, tempDir } from '@cosigner/testkit/process';
 import { Keypair, StrKey } from '@stellar/stellar-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  bytesSecret,
+  type Finding,
+  filesUnder,
+  leaks,
+  PUBLIC_VECTORS,
+  pemSeed,
+  type Secret,
+  scanText,
+  textSecret,
+} from './scan.ts';
+import { runStandaloneNode } from './standalone-node.ts';
 
 /**
  * Key hygiene (issue 3): no private key material in the repository, and during a real cluster run no seed, key
  * or credential anywhere but the one private file that must hold it. Secrets found are reported by file and line
  * (repository) or file (run), never printed.
  */
-
-interface Finding {
-  file: string;
-  line: number;
-  kind: string;
-}
-
-// Public test vectors may appear in the tree: RFC 8032 section 7.1 (TEST 1, 2, 3, 1024, SHA(abc)) and 7.3
-// (Ed25519ph) secret keys. They are published, so they protect nothing; any other value is a finding.
-const PUBLIC_VECTORS = new Set([
-  '9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60',
-  '4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb',
-  'c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7',
-  'f5e5767cf153319517630f226876b86c8160cc583bc013744c6bf255f5cc0ee5',
-  '833fe62409237b9d62ec77587520911e9a759cec1d19755b7da901b96dca3d42',
-]);
-
-const STELLAR_SEED = /\bS[A-Z2-7]{55}\b/g;
-// A PEM private key block with a body (a header alone is a mention, e.g. in a parser or a doc).
-const PEM_PRIVATE = /-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----\r?\n[A-Za-z0-9+/=]{40,}/g;
-// An AWS secret access key: 40 base64 characters assigned to a field of that name (gitleaks' aws rule shape).
-// AWS's documentation example (wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY) is allowed by its EXAMPLE marker.
-const AWS_SECRET =
-  /(?:aws_secret_access_key|secret_?access_?key)["']?\s*[:=]\s*["'`]?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])/gi;
-// 64 hex characters assigned to a name containing seed or secret (an ed25519 seed, an HMAC or master key).
-const HEX_SECRET = /\b\w*(?:seed|secret)\w*["']?\s*[:=]\s*["'`]?(?:0x)?([0-9a-fA-F]{64})(?![0-9a-fA-F])/gi;
-
-function lineOf(text: string, index: number): number {
-  let n = 1;
-  for (let i = text.indexOf('\n'); i !== -1 && i < index; i = text.indexOf('\n', i + 1)) n++;
-  return n;
-}
-
-/** Every piece of private key material in `text`, by line. */
-function scanText(file: string, text: string): Finding[] {
-  const out: Finding[] = [];
-  const add = (index: number, kind: string) => out.push({ file, line: lineOf(text, index), kind });
-  for (const m of text.matchAll(STELLAR_SEED)) {
-    if (StrKey.isValidEd25519SecretSeed(m[0])) add(m.index, 'Stellar secret seed (S... with a valid checksum)');
-  }
-  for (const m of text.matchAll(PEM_PRIVATE)) add(m.index, 'PEM private key');
-  for (const m of text.matchAll(AWS_SECRET)) {
-    if (!m[1]!.includes('EXAMPLE')) add(m.index, 'AWS secret access key');
-  }
-  for (const m of text.matchAll(HEX_SECRET)) {
-    if (!PUBLIC_VECTORS.has(m[1]!.toLowerCase())) add(m.index, '64-hex seed/secret assignment');
-  }
-  return out;
-}
-
-/** Every file under `dir`, recursively. */
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await filesUnder(p)));
-    else if (e.isFile()) out.push(p);
-  }
-  return out;
-}
-
-/** A secret as the forms it could be written in: its text, or its bytes raw, hex, base64 and base64url. */
-interface Secret {
-  label: string;
-  forms: Buffer[];
-  /** Paths relative to the cluster dir that are meant to hold it (mode 0600). */
-  allowedIn: string[];
-  /** Whether the allowed files hold it in one of `forms` (a PEM holds its seed inside base64 DER instead). */
-  literal: boolean;
-}
-
-function bytesSecret(label: string, bytes: Buffer, allowedIn: string[], literal = true): Secret {
-  const forms = [bytes, Buffer.from(bytes.toString('hex')), Buffer.from(bytes.toString('base64').replace(/=+$/, ''))];
-  forms.push(Buffer.from(bytes.toString('base64url')));
-  if (bytes.length === 32) forms.push(Buffer.from(StrKey.encodeEd25519SecretSeed(bytes)));
-  return { label, forms, allowedIn, literal };
-}
-
-function textSecret(label: string, text: string, allowedIn: string[]): Secret {
-  return { label, forms: [Buffer.from(text)], allowedIn, literal: true };
-}
-
-/** The raw 32-byte seed inside an ed25519 PKCS#8 PEM. */
-function pemSeed(pem: string): Buffer {
-  const jwk = createPrivateKey(pem).export({ format: 'jwk' });
-  return Buffer.from(String(jwk.d), 'base64url');
-}
-
-/** Where each secret occurs outside its allowed files (relative paths), and every generic finding. */
-function leaks(files: Map<string, Buffer>, secrets: Secret[]): string[] {
-  const out: string[] = [];
-  for (const [file, content] of files) {
-    for (const s of secrets) {
-      if (s.allowedIn.includes(file)) continue;
-      if (s.forms.some((f) => content.includes(f))) out.push(`${file}: ${s.label}`);
-    }
-    // The generic scan catches key material this run did not know it made (the launcher's own keys, a seed
-    // printed in some other form); the files meant to hold secrets are checked by value above instead.
-    if (secrets.some((s) => s.allowedIn.includes(file))) continue;
-    for (const f of scanText(file, content.toString('latin1'))) out.push(`${f.file}:${f.line}: ${f.kind}`);
-  }
-  return out;
-}
 
 describe('key hygiene: the repository', () => {
   it('finds each kind of key material, by file and line (the scanner can fail)', () => {
@@ -309,4 +218,33 @@ describe('key hygiene: a real 2-of-3 cluster run', () => {
     }
     expect(signedLines).toBeGreaterThanOrEqual(2);
   });
+});
+
+describe('key hygiene: a node with the local development backend', () => {
+  let dir: string;
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('keeps the seed in its 0600 key file only: not in the data directory, the output or the environment', async () => {
+    dir = await tempDir('cosigner-hygiene-local-');
+    const node = await runStandaloneNode({ dir, key: { type: 'local', keyFile: join(dir, 'stellar.key') } });
+    const seed = await readFile(join(dir, 'stellar.key'));
+    expect(seed).toHaveLength(32);
+    expect((await stat(join(dir, 'stellar.key'))).mode & 0o077).toBe(0);
+    // The node started on this key: it logged the address derived from it.
+    expect(node.output).toContain(Keypair.fromRawEd25519Seed(seed).publicKey());
+    const identity = await readFile(join(node.dataDir, 'identity.pem'), 'utf8');
+    const secrets = [
+      bytesSecret('local signing seed', seed, ['stellar.key']),
+      textSecret('identity PEM', identity.trim(), ['data/identity.pem']),
+      bytesSecret('identity seed', pemSeed(identity), ['data/identity.pem'], false),
+    ];
+    const files = new Map<string, Buffer>();
+    for (const f of await filesUnder(dir)) files.set(relative(dir, f), await readFile(f));
+    expect([...files.keys()].some((f) => f.startsWith('data/') && /\.(db|sqlite)/.test(f))).toBe(true);
+    files.set('(process output)', Buffer.from(node.output));
+    files.set('(process environment)', node.environ);
+    expect(leaks(files, secrets)).toEqual([]);
+  }, 120_000);
 });
