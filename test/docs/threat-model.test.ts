@@ -1,5 +1,5 @@
 import { access, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { REPO_ROOT } from '@cosigner/testkit/process';
 import { describe, expect, it } from 'vitest';
 
@@ -56,14 +56,39 @@ function testTitles(src: string): { kind: 'describe' | 'test'; title: string }[]
   return out;
 }
 
-/** Does `name` (`describe words > test words`, or just test words) name a test of this file? */
-function namesATest(src: string, name: string): boolean {
+/**
+ * The `name: '...'` properties of a module a test file imports: table-driven suites (`for (const sc of
+ * scenarios) it(sc.name, ...)`) take their test titles from such a table.
+ */
+function tableTitles(src: string): string[] {
+  return [...src.matchAll(/\bname:\s*(['"`])((?:\\.|(?!\1)[^\\])*)\1/g)].map((m) =>
+    m[2]!.replace(/\\(['"`\\])/g, '$1'),
+  );
+}
+
+/** The sources of the modules `src` imports by a relative path (one level), for their title tables. */
+async function importedSources(file: string, src: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const m of src.matchAll(/^import [^;]*?from '(\.{1,2}\/[^']+\.ts)';/gm)) {
+    out.push(await readFile(join(dirname(file), m[1]!), 'utf8'));
+  }
+  return out;
+}
+
+/**
+ * Does `name` (`describe words > test words`, or just test words) name a test of this file? The test words
+ * match a literal test title, or, when the file builds its tests from a table (`it(sc.name, ...)`), a `name:`
+ * of a module it imports.
+ */
+function namesATest(src: string, name: string, imported: string[] = []): boolean {
   const titles = testTitles(src);
   const parts = name.split(/\s+>\s+/);
   const last = parts.pop()!;
+  const tableDriven = /\b(?:it|test)(?:\.\w+)*\(\s*\w+\.name\b/.test(src);
+  const table = tableDriven ? imported.flatMap(tableTitles) : [];
   return (
     parts.every((p) => titles.some((t) => t.kind === 'describe' && t.title.includes(p))) &&
-    titles.some((t) => t.kind === 'test' && t.title.includes(last))
+    (titles.some((t) => t.kind === 'test' && t.title.includes(last)) || table.some((t) => t.includes(last)))
   );
 }
 
@@ -106,6 +131,17 @@ describe('docs/threat-model.md', () => {
     expect(namesATest(src, 'frames')).toBe(false);
   });
 
+  it('matches a table-driven test by the name in the table it imports, and only then', () => {
+    const table =
+      "export const scenarios = [{ name: 'kill one node, then restart it' }, { name: \"stop a node's KMS\" }];";
+    const driven = "describe('chaos', () => {\n  for (const sc of scenarios) it(sc.name, async () => {});\n});";
+    expect(namesATest(driven, 'chaos > kill one node', [table])).toBe(true);
+    expect(namesATest(driven, "stop a node's KMS", [table])).toBe(true);
+    expect(namesATest(driven, 'partition a node', [table])).toBe(false);
+    const literal = "describe('x', () => { it('a literal title', () => {}); });";
+    expect(namesATest(literal, 'kill one node', [table])).toBe(false);
+  });
+
   it('finds the controls each attacker section names', () => {
     const md = '## Attackers\n\n### A1. API tier\nstopped by C1, C2 and C1.\n\n### A2. Node\nC3\n\n## Controls\nC9\n';
     expect(attackerControls(md)).toEqual([
@@ -125,7 +161,8 @@ describe('docs/threat-model.md', () => {
         await expect(access(path), `row "${row}": ${ref.file} does not exist`).resolves.toBeUndefined();
         expect(ref.name, `row "${row}": name a test title in ${ref.file}`).toBeDefined();
         const src = await readFile(path, 'utf8');
-        expect(namesATest(src, ref.name!), `row "${row}": no test titled "${ref.name}" in ${ref.file}`).toBe(true);
+        const ok = namesATest(src, ref.name!, await importedSources(path, src));
+        expect(ok, `row "${row}": no test titled "${ref.name}" in ${ref.file}`).toBe(true);
       }
     }
   });
