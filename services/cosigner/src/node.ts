@@ -16,6 +16,7 @@ import { ledgerPath, openLedgerDb, SigningLedger } from './ledger.ts';
 import { createMetrics, type NodeMetrics } from './metrics.ts';
 import { CRASH_POINTS, type CrashPoint, type EvaluateFn, Reviewer } from './review.ts';
 import { CoordinatorSession } from './session.ts';
+import { SorobanReviewer } from './soroban.ts';
 
 /** Version string sent in `auth`. */
 export const NODE_VERSION = '0.1.0';
@@ -133,6 +134,7 @@ export async function createNode(
     logger,
     metrics,
     crashAt,
+    soroban: new SorobanReviewer({ network: config.network, policy, ledger, audit, signer, logger, metrics }),
     crash:
       opts.crash ??
       ((point) => {

@@ -55,6 +55,8 @@ export interface ReviewerDeps {
   now?: () => number;
   crashAt?: CrashPoint;
   crash?: (point: CrashPoint) => void;
+  /** Reviews `authEntries` proposals (soroban.ts); without it they are refused as unsupported. */
+  soroban?: { review(p: ProposalBody): Promise<DecisionBody> };
 }
 
 export type DecisionBody = Body<'decision'>;
@@ -202,6 +204,7 @@ export class Reviewer {
       { proposalId: p.proposalId, kind: p.kind, claimedHash: p.hash ?? null },
       this.#nowMs(),
     );
+    if (p.kind === 'authEntries' && this.#d.soroban) return this.#d.soroban.review(p);
     const prep = this.prepare(p);
     if (!prep.ok) return this.#finish(p.proposalId, prep.hash, 'reject', prep.reasons);
 

@@ -1,0 +1,381 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createSigner } from '@cosigner/keys/factory';
+import type { Signer } from '@cosigner/keys/signer';
+import { evaluate } from '@cosigner/policy/evaluate';
+import { loadPolicy, type Policy } from '@cosigner/policy/schema';
+import { createLogger } from '@cosigner/runtime/logger';
+import { authEntryPayload } from '@cosigner/stellar/soroban';
+import { authEntry, type EntrySpec, invokeTx, sourceAccountEntry } from '@cosigner/testkit/soroban';
+import { Keypair, StrKey } from '@stellar/stellar-sdk';
+import { afterAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { AuditLog, verifyAuditChain } from '../src/audit.ts';
+import { ledgerPath, openLedgerDb, SigningLedger } from '../src/ledger.ts';
+import { createMetrics } from '../src/metrics.ts';
+import { type ProposalBody, Reviewer } from '../src/review.ts';
+import { authBundleHash, expirationTime, nonceSlot, prepareAuthProposal, SorobanReviewer } from '../src/soroban.ts';
+import { NETWORK, OTHER_NETWORK } from './helpers.ts';
+
+const logger = createLogger({ name: 'soroban-test', level: 'silent' });
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+const ESCROW = StrKey.encodeContract(Buffer.alloc(32, 1));
+const OTHER_CONTRACT = StrKey.encodeContract(Buffer.alloc(32, 2));
+const ANCHOR_AT = 1_800_000_000;
+const ANCHOR_LEDGER = 1000;
+
+function policyDoc(account: string, recipient: string, extra: Record<string, unknown> = {}): string {
+  return stringify({
+    version: 1,
+    network: NETWORK,
+    accounts: [account],
+    operations: ['invokeHostFunction'],
+    assets: [{ asset: ESCROW, maxPerTx: '500', velocity: [{ window: '1h', max: '800' }] }],
+    contracts: [
+      {
+        id: ESCROW,
+        functions: [
+          { name: 'deposit', token: { asset: ESCROW, from: 0, to: 0, amount: 1 }, maxAmount: '400' },
+          { name: 'release', token: { asset: ESCROW, from: 0, to: 1, amount: 2 }, recipients: [recipient] },
+        ],
+      },
+    ],
+    soroban: {
+      maxAuthExpirationLedgers: 100,
+      maxResourceFee: '1000000',
+      maxFootprintEntries: 4,
+      ledgerClock: { ledger: ANCHOR_LEDGER, closedAt: ANCHOR_AT, maxCloseSeconds: 5 },
+      ...extra,
+    },
+  });
+}
+
+interface Rig {
+  account: string;
+  recipient: string;
+  policy: Policy;
+  signer: Signer;
+  ledger: SigningLedger;
+  audit: AuditLog;
+  reviewer: Reviewer;
+  clock: { ms: number };
+}
+
+async function rig(
+  extra: Record<string, unknown> = {},
+  opts: { signer?: Signer; noSoroban?: boolean } = {},
+): Promise<Rig> {
+  const dir = await mkdtemp(join(tmpdir(), 'cosigner-soroban-'));
+  dirs.push(dir);
+  const account = Keypair.random().publicKey();
+  const recipient = Keypair.random().publicKey();
+  const policy = loadPolicy(policyDoc(account, recipient, extra));
+  const signer =
+    opts.signer ?? (await createSigner({ type: 'local', keyFile: join(dir, 'k.key') }, { production: false }));
+  const ledger = new SigningLedger(openLedgerDb(ledgerPath(dir)), { graceSeconds: 5 });
+  const audit = new AuditLog(ledger.db);
+  // 100 s after the anchor: the lower bound is ledger 1020.
+  const clock = { ms: (ANCHOR_AT + 100) * 1000 };
+  const metrics = createMetrics();
+  const soroban = new SorobanReviewer({
+    network: NETWORK,
+    policy,
+    ledger,
+    audit,
+    signer,
+    logger,
+    metrics,
+    now: () => clock.ms,
+  });
+  const reviewer = new Reviewer({
+    network: NETWORK,
+    accounts: policy.accounts,
+    evaluate: (summary, ctx) => evaluate(policy, { summary, now: ctx.now, spent: ctx.spent }),
+    ledger,
+    audit,
+    signer,
+    logger,
+    metrics,
+    now: () => clock.ms,
+    ...(opts.noSoroban ? {} : { soroban }),
+  });
+  return { account, recipient, policy, signer, ledger, audit, reviewer, clock };
+}
+
+function entry(r: Rig, over: Partial<EntrySpec> = {}) {
+  return authEntry({
+    address: r.account,
+    contract: ESCROW,
+    fn: 'deposit',
+    args: [{ address: r.account }, { i128: 100n * 10_000_000n }],
+    nonce: 7n,
+    expiration: 1050,
+    ...over,
+  });
+}
+
+let n = 0;
+function standalone(entries: ReturnType<typeof entry>[], over: Partial<ProposalBody> = {}): ProposalBody {
+  n += 1;
+  return {
+    proposalId: `s${n}`,
+    kind: 'authEntries',
+    networkPassphrase: NETWORK,
+    authEntries: entries.map((e) => e.toXdr('base64')),
+    ...over,
+  };
+}
+
+function verifies(r: Rig, payload: Buffer | string, sig: string): boolean {
+  const p = typeof payload === 'string' ? Buffer.from(payload, 'hex') : payload;
+  return Keypair.fromPublicKey(r.signer.address).verify(p, Buffer.from(sig, 'base64'));
+}
+
+const codes = (d: { reasons: { code: string }[] }) => d.reasons.map((x) => x.code);
+
+describe('Soroban auth entries on the node', () => {
+  it('signs a standalone deposit entry over the payload it computed, records the nonce, audits; a re-ask is idempotent', async () => {
+    const r = await rig();
+    const e = entry(r);
+    const payload = authEntryPayload(e, NETWORK);
+    const p = standalone([e], { hash: authBundleHash([payload]) });
+    const d = await r.reviewer.review(p);
+    expect(d.outcome).toBe('approve');
+    expect(d.hash).toBe(authBundleHash([payload]));
+    expect(d.signature).toBeUndefined();
+    expect(d.authSignatures).toHaveLength(1);
+    expect(d.authSignatures![0]!.index).toBe(0);
+    expect(d.authSignatures![0]!.payload).toBe(payload.toString('hex'));
+    expect(verifies(r, payload, d.authSignatures![0]!.signature)).toBe(true);
+    const rec = r.ledger.byHash(payload.toString('hex'))!;
+    expect(rec).toMatchObject({ source: r.account, seq: nonceSlot(7n), state: 'signed' });
+    expect(rec.maxTime).toBe(expirationTime(r.policy, 1050));
+    expect(r.ledger.spent(ESCROW, 3600, ANCHOR_AT + 100)).toBe(100n * 10_000_000n);
+    const again = await r.reviewer.review({ ...p, proposalId: 'again' });
+    expect(again.authSignatures).toEqual(d.authSignatures);
+    expect(r.ledger.spent(ESCROW, 3600, ANCHOR_AT + 100)).toBe(100n * 10_000_000n);
+    expect(verifyAuditChain(r.ledger.db).ok).toBe(true);
+    const released = r.ledger.db.prepare("SELECT count(*) AS c FROM audit WHERE type = 'signature.released'").get() as {
+      c: number;
+    };
+    expect(released.c).toBe(1);
+  });
+
+  it('refuses a second, different payload for the same (address, nonce) until it expires', async () => {
+    const r = await rig();
+    expect((await r.reviewer.review(standalone([entry(r)]))).outcome).toBe('approve');
+    const other = await r.reviewer.review(
+      standalone([entry(r, { args: [{ address: r.account }, { i128: 50n * 10_000_000n }] })]),
+    );
+    expect(other.outcome).toBe('reject');
+    expect(codes(other)).toContain('NONCE_TAKEN');
+    // Once expiration ledger 1050 has surely passed (and the grace), the nonce may be used again.
+    r.clock.ms = (expirationTime(r.policy, 1050) + 10) * 1000;
+    const later = await r.reviewer.review(
+      standalone([entry(r, { expiration: 1100 + 60, args: [{ address: r.account }, { i128: 1n }] })]),
+    );
+    expect(codes(later)).not.toContain('NONCE_TAKEN');
+  });
+
+  it('refuses contracts, functions, amounts and recipients outside the policy, naming each', async () => {
+    const r = await rig();
+    const bad = [
+      entry(r, { contract: OTHER_CONTRACT, nonce: 1n }),
+      entry(r, { fn: 'withdraw_all', nonce: 2n }),
+      entry(r, { nonce: 3n, args: [{ address: r.account }, { i128: 401n * 10_000_000n }] }),
+      entry(r, {
+        nonce: 4n,
+        fn: 'release',
+        args: [{ address: r.account }, { address: Keypair.random().publicKey() }, { i128: 1n }],
+      }),
+    ];
+    const d = await r.reviewer.review(standalone(bad));
+    expect(d.outcome).toBe('reject');
+    expect(codes(d)).toEqual(
+      expect.arrayContaining([
+        'CONTRACT_NOT_ALLOWED',
+        'FUNCTION_NOT_ALLOWED',
+        'AMOUNT_OVER_CALL_LIMIT',
+        'RECIPIENT_NOT_ALLOWED',
+      ]),
+    );
+    expect(d.authSignatures).toBeUndefined();
+    expect(r.ledger.counts().signatures).toBe(0);
+    const ok = await r.reviewer.review(
+      standalone([entry(r, { fn: 'release', args: [{ address: r.account }, { address: r.recipient }, { i128: 1n }] })]),
+    );
+    expect(ok.outcome).toBe('approve');
+  });
+
+  it('checks the expiration against the lower bound of the current ledger and its window', async () => {
+    const r = await rig();
+    // Lower bound at anchor + 100 s with 5 s closes: 1020; window 100 ledgers.
+    expect(codes(await r.reviewer.review(standalone([entry(r, { expiration: 1121, nonce: 1n })])))).toEqual([
+      'AUTH_EXPIRATION_TOO_FAR',
+    ]);
+    expect(codes(await r.reviewer.review(standalone([entry(r, { expiration: 1019, nonce: 2n })])))).toEqual([
+      'AUTH_EXPIRED',
+    ]);
+    expect((await r.reviewer.review(standalone([entry(r, { expiration: 1120, nonce: 3n })]))).outcome).toBe('approve');
+    const noClock = await rig({ ledgerClock: undefined });
+    expect(codes(await noClock.reviewer.review(standalone([entry(noClock)])))).toEqual(['NO_LEDGER_CLOCK']);
+  });
+
+  it('signs only its own accounts in an invokeHostFunction transaction and bounds its resources', async () => {
+    const r = await rig();
+    const stranger = Keypair.random().publicKey();
+    const auth = [
+      entry(r),
+      authEntry({
+        address: stranger,
+        contract: ESCROW,
+        fn: 'deposit',
+        args: [{ address: stranger }, { i128: 1n }],
+        nonce: 1n,
+        expiration: 1050,
+      }),
+      sourceAccountEntry({ contract: ESCROW, fn: 'deposit', args: [] }),
+    ];
+    const call = { contract: ESCROW, fn: 'deposit', args: [{ address: r.account }, { i128: 1n }] };
+    const xdr = invokeTx({
+      ...call,
+      source: stranger,
+      seq: 5n,
+      network: NETWORK,
+      auth,
+      resources: { fee: 5000, instructions: 1000, readOnly: 1, readWrite: 1 },
+    });
+    const payloads = [authEntryPayload(auth[0]!, NETWORK), authEntryPayload(auth[1]!, NETWORK)];
+    const d = await r.reviewer.review({
+      proposalId: 'tx1',
+      kind: 'authEntries',
+      networkPassphrase: NETWORK,
+      xdr,
+      hash: authBundleHash(payloads),
+    });
+    expect(d.outcome).toBe('approve');
+    expect(d.authSignatures!.map((s) => s.index)).toEqual([0]);
+    expect(verifies(r, payloads[0]!, d.authSignatures![0]!.signature)).toBe(true);
+
+    const big = invokeTx({
+      ...call,
+      source: stranger,
+      seq: 5n,
+      network: NETWORK,
+      auth: [entry(r, { nonce: 9n })],
+      resources: { fee: 2_000_000, instructions: 1, readOnly: 4, readWrite: 1 },
+    });
+    const refused = await r.reviewer.review({
+      proposalId: 'tx2',
+      kind: 'authEntries',
+      networkPassphrase: NETWORK,
+      xdr: big,
+    });
+    expect(codes(refused)).toEqual(['RESOURCE_FEE_TOO_HIGH', 'FOOTPRINT_TOO_LARGE']);
+    const raw = invokeTx({ ...call, source: stranger, seq: 5n, network: NETWORK, auth: [entry(r, { nonce: 10n })] });
+    expect(
+      codes(await r.reviewer.review({ proposalId: 'tx3', kind: 'authEntries', networkPassphrase: NETWORK, xdr: raw })),
+    ).toEqual(['NO_SOROBAN_DATA']);
+    const none = invokeTx({
+      ...call,
+      source: stranger,
+      seq: 5n,
+      network: NETWORK,
+      auth: [auth[1]!],
+      resources: { fee: 1, instructions: 1 },
+    });
+    expect(
+      codes(await r.reviewer.review({ proposalId: 'tx4', kind: 'authEntries', networkPassphrase: NETWORK, xdr: none })),
+    ).toEqual(['NO_AUTH_ENTRIES']);
+  });
+
+  it('signs ADDRESS_V2 entries over the type-10 preimage that binds the address', async () => {
+    const r = await rig();
+    const e = entry(r, { v2: true });
+    const d = await r.reviewer.review(standalone([e]));
+    expect(d.outcome).toBe('approve');
+    const payload = authEntryPayload(e, NETWORK);
+    expect(payload.equals(authEntryPayload(entry(r), NETWORK))).toBe(false);
+    expect(verifies(r, payload, d.authSignatures![0]!.signature)).toBe(true);
+  });
+
+  it('refuses bad input with reasons and never reaches the key', async () => {
+    const r = await rig();
+    const e = entry(r);
+    const cases: [ProposalBody, string][] = [
+      [standalone([e], { networkPassphrase: OTHER_NETWORK }), 'WRONG_NETWORK'],
+      [standalone([e], { hash: 'ab'.repeat(32) }), 'HASH_MISMATCH'],
+      [standalone([e], { xdr: 'AAAA' }), 'MALFORMED_PROPOSAL'],
+      [{ proposalId: 'x', kind: 'authEntries', networkPassphrase: NETWORK }, 'MALFORMED_PROPOSAL'],
+      [{ ...standalone([e]), authEntries: ['not-xdr'] }, 'MALFORMED_XDR'],
+      [
+        standalone([sourceAccountEntry({ contract: ESCROW, fn: 'deposit', args: [] })]),
+        'AUTH_CREDENTIALS_NOT_SIGNABLE',
+      ],
+      [{ proposalId: 'y', kind: 'authEntries', networkPassphrase: NETWORK, xdr: 'AAAA' }, 'MALFORMED_XDR'],
+      [standalone([entry(r, { address: Keypair.random().publicKey() })]), 'ACCOUNT_NOT_COSIGNED'],
+      [standalone([]), 'NO_AUTH_ENTRIES'],
+    ];
+    for (const [p, code] of cases) {
+      const d = await r.reviewer.review(p);
+      expect(d.outcome, code).toBe('reject');
+      expect(codes(d), code).toContain(code);
+    }
+    expect(r.ledger.counts().signatures).toBe(0);
+    expect(prepareAuthProposal(standalone([e]), NETWORK, r.policy).ok).toBe(true);
+  });
+
+  it('a key backend failure keeps the recorded nonce and answers SIGNER_UNAVAILABLE; a re-ask signs the same payload', async () => {
+    const real = await rig();
+    let fail = true;
+    const flaky: Signer = {
+      ...real.signer,
+      address: real.signer.address,
+      kind: real.signer.kind,
+      sign: async (m: Uint8Array) => {
+        if (fail) throw Object.assign(new Error('down'), { code: 'KEYS_UNAVAILABLE' });
+        return real.signer.sign(m);
+      },
+    };
+    const r = await rig({}, { signer: flaky });
+    const p = standalone([entry(r)]);
+    const d = await r.reviewer.review(p);
+    expect(codes(d)).toEqual(['SIGNER_UNAVAILABLE']);
+    expect(r.ledger.counts()).toMatchObject({ signatures: 1, signed: 0 });
+    fail = false;
+    const again = await r.reviewer.review(p);
+    expect(again.outcome).toBe('approve');
+    expect(r.ledger.counts()).toMatchObject({ signatures: 1, signed: 1 });
+  });
+
+  it('without the Soroban hook the node refuses auth proposals as unsupported', async () => {
+    const r = await rig({}, { noSoroban: true });
+    expect(codes(await r.reviewer.review(standalone([entry(r)])))).toEqual(['UNSUPPORTED_PROPOSAL']);
+  });
+
+  it('holds are not offered for auth entries: a policy hold answers a reject with its reasons', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cosigner-soroban-hold-'));
+    dirs.push(dir);
+    const r = await rig();
+    const held = loadPolicy(
+      policyDoc(r.account, r.recipient).replace('soroban:', 'manualApproval:\n  contractCalls: true\nsoroban:'),
+    );
+    const s = new SorobanReviewer({
+      network: NETWORK,
+      policy: held,
+      ledger: r.ledger,
+      audit: r.audit,
+      signer: r.signer,
+      logger,
+      now: () => r.clock.ms,
+    });
+    const d = await s.review(standalone([entry(r)]));
+    expect(d.outcome).toBe('reject');
+    expect(codes(d)).toEqual(['HOLD_CONTRACT_CALL']);
+  });
+});
