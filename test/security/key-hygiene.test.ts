@@ -1,10 +1,12 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createDecipheriv, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
+import { promisify } from 'node:util';
 import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
-import { REPO_ROOT, tempDir } from '@cosigner/testkit/process';
+import { COSIGNER_BIN, REPO_ROOT, tempDir } from '@cosigner/testkit/process';
 import { Keypair, StrKey } from '@stellar/stellar-sdk';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   bytesSecret,
@@ -18,6 +20,8 @@ import {
   textSecret,
 } from './scan.ts';
 import { runStandaloneNode } from './standalone-node.ts';
+
+const run = promisify(execFile);
 
 /**
  * Key hygiene (issue 3): no private key material in the repository, and during a real cluster run no seed, key
@@ -199,6 +203,45 @@ describe('key hygiene: a real 2-of-3 cluster run', () => {
     }
     expect(found).toEqual([]);
   });
+
+  it('every KMS Sign of a node matches a signature.released entry of its own audit log (the CloudTrail reconciliation)', async () => {
+    // docs/operations/aws-kms.md: match each successful Sign with a signature.released entry written within seconds
+    // of it. The emulator's audit.jsonl has CloudTrail's shape; the node's audit log is in its ledger database.
+    let signs = 0;
+    for (let i = 0; i < cluster.nodes.length; i++) {
+      const trail = (await readFile(join(dir, `kms-${i}`, 'audit.jsonl'), 'utf8'))
+        .split('\n')
+        .filter(Boolean)
+        .map(
+          (l) => JSON.parse(l) as { eventTime: string; eventName: string; errorCode?: string; principalArn?: string },
+        );
+      const kmsSigns = trail.filter((e) => e.eventName === 'Sign' && e.errorCode === undefined);
+      for (const e of kmsSigns) expect(e.principalArn).toMatch(/:role\/cosigner-node$/);
+      const db = new Database(join(dir, `node-${i}`, 'ledger.sqlite'), { readonly: true });
+      const released = db.prepare("SELECT at FROM audit WHERE type = 'signature.released' ORDER BY seq").all() as {
+        at: number;
+      }[];
+      db.close();
+      expect(released).toHaveLength(kmsSigns.length);
+      kmsSigns.forEach((e, k) => {
+        const lag = released[k]!.at - Date.parse(e.eventTime);
+        expect(lag, `node-${i} Sign ${k}: audit entry ${lag} ms after the KMS call`).toBeGreaterThanOrEqual(-1000);
+        expect(lag).toBeLessThan(5_000);
+      });
+      const verify = await run(process.execPath, [
+        COSIGNER_BIN,
+        'node',
+        'audit',
+        'verify',
+        '--config',
+        cluster.nodeInfo[i]!.configFile,
+      ]);
+      expect(verify.stdout).toContain('audit chain ok');
+      signs += kmsSigns.length;
+    }
+    // The payment needed two signatures; a third node may have answered after the quorum.
+    expect(signs).toBeGreaterThanOrEqual(2);
+  }, 120_000);
 
   it('never logs the signed envelope: node and coordinator logs (info level) show the hash, not the XDR', async () => {
     expect(signedXdr.length).toBeGreaterThan(200);
