@@ -18,7 +18,7 @@ export function register(program: Command): void {
     )
     .option('--port <port>', 'port to listen on (0 picks a free one)', intOption('--port', 0, 65535), 8000)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .option('--ready-file <path>', 'write {url, pid, networkPassphrase} here once serving')
+    .option('--ready-file <path>', 'write {url, rpcUrl, pid, networkPassphrase} here once serving')
     .option('--data-dir <dir>', 'where the snapshot ledger.json lives (kept across restarts)', '.cosigner/ledger-sim')
     .option('--in-memory', 'keep no snapshot: state ends with the process')
     .option('--config <file>', 'JSON file with network, closeMs, dataDir (flags win)')
@@ -35,7 +35,11 @@ export function register(program: Command): void {
         '  new Horizon.Server(url, { allowHttp: true })\n' +
         'Signatures, sequence numbers, preconditions and fees are judged as stellar-core judges them; operations other\n' +
         'than createAccount, payment, changeTrust, setOptions, accountMerge, manageData and bumpSequence are refused\n' +
-        'with op_not_supported.',
+        'with op_not_supported.\n' +
+        'Soroban: a built-in escrow contract (deposit, release, balance) whose invokeHostFunction calls are judged as\n' +
+        'the host judges them (authorization entries, nonces, expiration, resource fee), and a Stellar RPC endpoint at\n' +
+        'POST /rpc (getHealth, getNetwork, getLatestLedger, simulateTransaction, sendTransaction, getTransaction) for\n' +
+        '  new rpc.Server(url + "/rpc", { allowHttp: true })',
     )
     .action(async (flags: CommandFlags) => {
       const { resolveConfig } = await import('./config.ts');

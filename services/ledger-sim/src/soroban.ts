@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { authEntryPayload, checkAccountAuthSignatures } from '@cosigner/stellar/soroban';
 import { Address, Keypair, nativeToScVal, StrKey, scValToBigInt, xdr } from '@stellar/stellar-sdk';
-import { type AccountState, availableBalance, BASE_FEE, cloneAccount } from './state.ts';
+import { type AccountState, availableBalance, cloneAccount } from './state.ts';
 
 /**
  * Soroban in the simulator: one built-in contract, a test escrow, run in TypeScript (no WASM), with the checks
@@ -609,6 +609,3 @@ export function simulateInvocation(
     return { ok: false, error: e.message };
   }
 }
-
-/** The inclusion fee floor of a Soroban transaction (one operation): the network base fee. */
-export const MIN_INCLUSION_FEE = BASE_FEE;

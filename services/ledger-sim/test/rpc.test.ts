@@ -216,5 +216,13 @@ describe('POST /rpc with the SDK rpc.Server', () => {
     });
     expect(garbage.statusCode).toBe(200);
     expect(garbage.json().error.code).toBe(-32700);
+    const huge = await app.inject({
+      method: 'POST',
+      url: '/rpc',
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'getHealth', params: { pad: 'x'.repeat(300_000) } }),
+    });
+    expect(huge.statusCode).toBe(413);
+    expect(huge.json().error.code).toBe(-32600);
   });
 });

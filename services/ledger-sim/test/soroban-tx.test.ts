@@ -289,6 +289,11 @@ describe('Soroban transactions: shape, fees, resources, footprint', () => {
         /^escrow: deposit: from must be a G account address \(got C/,
       ],
       [
+        'from not an address',
+        call('deposit', [xdr.ScVal.scvU32(1), i128(1n)]),
+        /^escrow: deposit: from must be a G account address \(got scvU32\)$/,
+      ],
+      [
         'amount type',
         call('deposit', [addr(me), xdr.ScVal.scvU32(5)]),
         /^escrow: deposit: amount must be an i128 \(got scvU32\)$/,

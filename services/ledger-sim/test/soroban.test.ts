@@ -1,4 +1,4 @@
-import { Keypair, type Transaction, type xdr } from '@stellar/stellar-sdk';
+import { Keypair, type Transaction, xdr } from '@stellar/stellar-sdk';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MAX_ENTRY_TTL, nonceId } from '../src/soroban.ts';
@@ -142,6 +142,23 @@ describe('escrow with a 2-of-3 multisig account', () => {
       expect((await post(app, t)).status).toBe(200);
     }
     expect(escrowed(owner.publicKey())).toBe(20n);
+  });
+
+  it('refuses address-with-delegates credentials (CAP-71), which the sim does not run', async () => {
+    const [a, b] = signers as [Keypair, Keypair];
+    const t = await deposit(100n, (e) => {
+      const signed = signEntry(e, ledger() + 10, [a, b]);
+      const c = signed.credentials as xdr.SorobanCredentialsAddress;
+      return new xdr.SorobanAuthorizationEntry({
+        credentials: xdr.SorobanCredentials.sorobanCredentialsAddressWithDelegates(
+          new xdr.SorobanAddressCredentialsWithDelegates({ addressCredentials: c.address, delegates: [] }),
+        ),
+        rootInvocation: signed.rootInvocation,
+      });
+    });
+    const { codes, diagnostic } = await refusal(t.tx);
+    expect(codes.operations).toEqual(['function_trapped']);
+    expect(diagnostic).toMatch(/address-with-delegates credentials \(CAP-71\) are not supported/);
   });
 
   it('refuses a reused nonce', async () => {
