@@ -111,7 +111,7 @@ async function main(): Promise<number> {
       lanes,
       proposals: records.length,
       submitted: inv.submitted,
-      retriedAfterUnknownFate: records.filter((r) => r.retryOf !== null).length,
+      retries: records.filter((r) => r.retryOf !== null).length,
       kills: kills.length,
       seconds: Number(seconds.toFixed(1)),
       proposalsPerSecond: Number((records.length / seconds).toFixed(1)),

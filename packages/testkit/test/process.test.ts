@@ -1,6 +1,7 @@
+import { rm } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { randomKeypairs } from '../src/keypairs.ts';
-import { COSIGNER_BIN, startCosignerProcess } from '../src/process.ts';
+import { COSIGNER_BIN, startCosignerProcess, tempDir } from '../src/process.ts';
 
 describe('testkit', () => {
   it('points at the cosigner executable', () => {
@@ -12,6 +13,31 @@ describe('testkit', () => {
       /exited before it was ready/,
     );
   });
+
+  it('starts a real service, reads its ready file, and stops it with SIGTERM or SIGKILL', async () => {
+    const dir = await tempDir();
+    try {
+      const args = ['ledger-sim', '--in-memory', '--data-dir', dir];
+      const a = await startCosignerProcess({ args, readyTimeoutMs: 60_000 });
+      expect((await fetch(`${a.url}/healthz`)).ok).toBe(true);
+      expect(a.ready.pid).toBe(a.pid);
+      expect(await a.stop()).toBe(0);
+      expect(await a.stop()).toBe(0);
+      const b = await startCosignerProcess({ args, readyTimeoutMs: 60_000 });
+      await b.kill9();
+      expect(await b.exited).toBeNull();
+      await b.kill9();
+      expect(b.output()).toBeTypeOf('string');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('gives up on a process that is not ready in time, and kills it', async () => {
+    await expect(startCosignerProcess({ args: ['ledger-sim', '--in-memory'], readyTimeoutMs: 1 })).rejects.toThrow(
+      /was not ready in time/,
+    );
+  }, 30_000);
 
   it('makes distinct random keypairs', () => {
     const [a, b] = randomKeypairs(2);
