@@ -64,8 +64,13 @@ interface Session {
   dropped: number;
   flaggedFlood: boolean;
   lastPong: number;
+  /** When last_seen was last written: a durable write per frame would cost an fsync per decision. */
+  lastTouch: number;
   heartbeat: NodeJS.Timeout;
 }
+
+/** last_seen is a liveness hint for operators (GET /v1/nodes), kept to this resolution. */
+export const TOUCH_INTERVAL_MS = 1000;
 
 export interface ConnectedNode {
   nodeId: string;
@@ -197,6 +202,7 @@ export class NodeHub {
       dropped: 0,
       flaggedFlood: false,
       lastPong: now,
+      lastTouch: now,
       heartbeat: setInterval(() => this.#beat(session), this.o.heartbeatMs),
     };
     const previous = this.#sessions.get(enrolled.id);
@@ -263,13 +269,18 @@ export class NodeHub {
       return;
     }
     const now = Date.now();
+    const touch = (): void => {
+      if (now - s.lastTouch < TOUCH_INTERVAL_MS) return;
+      s.lastTouch = now;
+      this.o.nodes.touchNode(s.nodeId, now);
+    };
     switch (env.type) {
       case 'sync':
-        this.o.nodes.touchNode(s.nodeId, now);
+        touch();
         this.o.handlers.onSync(s.nodeId);
         break;
       case 'decision':
-        this.o.nodes.touchNode(s.nodeId, now);
+        touch();
         this.o.handlers.onDecision(s.nodeId, s.stellarKey, env.body as Body<'decision'>);
         break;
       case 'ping':
@@ -277,6 +288,7 @@ export class NodeHub {
         break;
       case 'pong': {
         s.lastPong = now;
+        s.lastTouch = now;
         const sent = Number((env.body as Body<'pong'>).nonce);
         this.o.nodes.touchNode(s.nodeId, now, Number.isFinite(sent) && sent <= now ? now - sent : undefined);
         break;
