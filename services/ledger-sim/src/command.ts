@@ -38,7 +38,8 @@ export function register(program: Command): void {
         'with op_not_supported.\n' +
         'Soroban: a built-in escrow contract (deposit, release, balance) whose invokeHostFunction calls are judged as\n' +
         'the host judges them (authorization entries, nonces, expiration, resource fee), and a Stellar RPC endpoint at\n' +
-        'POST /rpc (getHealth, getNetwork, getLatestLedger, simulateTransaction, sendTransaction, getTransaction) for\n' +
+        'POST /rpc (getHealth, getNetwork, getLatestLedger, getLedgerEntries, simulateTransaction, sendTransaction,\n' +
+        'getTransaction) for\n' +
         '  new rpc.Server(url + "/rpc", { allowHttp: true })',
     )
     .action(async (flags: CommandFlags) => {

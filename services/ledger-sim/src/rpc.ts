@@ -1,22 +1,25 @@
 import { type DecodedTransaction, decodeEnvelope } from '@cosigner/stellar/decode';
 import { accountIdOf } from '@cosigner/stellar/quorum';
-import { type Transaction, xdr } from '@stellar/stellar-sdk';
+import { Address, Keypair, nativeToScVal, SignerKey, type Transaction, xdr } from '@stellar/stellar-sdk';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { LedgerSim } from './app.ts';
-import { simulateInvocation } from './soroban.ts';
+import { escrowBalanceKey, nonceKey, simulateInvocation } from './soroban.ts';
 import {
+  type AccountState,
   BASE_FEE,
   BASE_RESERVE,
   type LedgerHeader,
+  type LedgerState,
   MAX_LEDGERS_KEPT,
   MAX_TX_SET_SIZE,
+  numSubEntries,
   PROTOCOL_VERSION,
   type TxRecord,
 } from './state.ts';
 
 /**
  * A small Stellar RPC (JSON-RPC 2.0 over `POST /rpc`) with the methods a Soroban client needs: getHealth,
- * getNetwork, getLatestLedger, simulateTransaction, sendTransaction, getTransaction. Shapes follow stellar-rpc
+ * getNetwork, getLatestLedger, getLedgerEntries, simulateTransaction, sendTransaction, getTransaction. Shapes follow stellar-rpc
  * (cmd/stellar-rpc/internal/methods; int64 times as decimal strings) and what js-stellar-sdk's rpc.Server parses
  * (src/rpc/parsers.ts), so `new rpc.Server(url + '/rpc', { allowHttp: true })` works unchanged.
  */
@@ -120,6 +123,89 @@ function resultMetaXdr(r: TxRecord): string {
   ).toXdr('base64');
 }
 
+/** stellar-rpc's getLedgerEntries limit on keys per request. */
+export const MAX_LEDGER_ENTRY_KEYS = 200;
+
+function accountEntryXdr(a: AccountState): xdr.LedgerEntryData {
+  return xdr.LedgerEntryData.account(
+    new xdr.AccountEntry({
+      accountId: Keypair.fromPublicKey(a.id).xdrPublicKey(),
+      balance: a.balance,
+      seqNum: a.seq,
+      numSubEntries: numSubEntries(a),
+      inflationDest: a.inflationDest === null ? null : Keypair.fromPublicKey(a.inflationDest).xdrPublicKey(),
+      flags: a.flags,
+      homeDomain: a.homeDomain,
+      thresholds: Buffer.from([a.masterWeight, a.thresholds.low, a.thresholds.medium, a.thresholds.high]),
+      signers: a.signers.map((x) => new xdr.Signer({ key: SignerKey.decodeAddress(x.key), weight: x.weight })),
+      ext: xdr.AccountEntryExt.v0(),
+    }),
+  );
+}
+
+function contractDataXdr(key: xdr.LedgerKey, val: xdr.ScVal): xdr.LedgerEntryData {
+  const k = (key as xdr.LedgerKeyContractDataArm).contractData;
+  return xdr.LedgerEntryData.contractData(
+    new xdr.ContractDataEntry({
+      ext: xdr.ExtensionPoint.v0(),
+      contract: k.contract,
+      key: k.key,
+      durability: k.durability,
+      val,
+    }),
+  );
+}
+
+/**
+ * The ledger entries getLedgerEntries can show: accounts, the escrow's balance entries (i128 values) and consumed
+ * nonces (void values, with their live-until ledger). Missing keys are left out, as stellar-rpc does; the escrow
+ * instance is not shown (there is no WASM behind it).
+ */
+function ledgerEntries(state: LedgerState, keysB64: readonly unknown[]): Record<string, unknown>[] {
+  const balances = new Map(
+    [...state.escrow.keys()].map((who) => [escrowBalanceKey(state.networkPassphrase, who).toXdr('base64'), who]),
+  );
+  const nonces = new Map(
+    [...state.nonces.keys()].map((id) => {
+      const [address, nonce] = id.split(' ') as [string, string];
+      return [nonceKey(address, BigInt(nonce)).toXdr('base64'), id];
+    }),
+  );
+  const out: Record<string, unknown>[] = [];
+  for (const b64 of keysB64) {
+    let key: xdr.LedgerKey;
+    try {
+      key = xdr.LedgerKey.fromXdr(String(b64), 'base64');
+    } catch {
+      throw new RpcError(RPC_ERRORS.invalidParams, 'keys must be base64 LedgerKeys');
+    }
+    const id = key.toXdr('base64');
+    let data: xdr.LedgerEntryData | undefined;
+    let lastModified = 0;
+    let liveUntil: number | undefined;
+    if (key.type === 'account') {
+      const a = state.accounts.get(Address.account(key.account.accountId.ed25519.value).toString());
+      if (a !== undefined) {
+        data = accountEntryXdr(a);
+        lastModified = a.lastModifiedLedger;
+      }
+    } else if (balances.has(id)) {
+      data = contractDataXdr(key, nativeToScVal(state.escrow.get(balances.get(id)!)!, { type: 'i128' }));
+    } else if (nonces.has(id)) {
+      data = contractDataXdr(key, xdr.ScVal.scvVoid());
+      liveUntil = state.nonces.get(nonces.get(id)!)!;
+    }
+    if (data === undefined) continue;
+    out.push({
+      key: id,
+      xdr: data.toXdr('base64'),
+      lastModifiedLedgerSeq: lastModified,
+      ...(liveUntil !== undefined ? { liveUntilLedgerSeq: liveUntil } : {}),
+    });
+  }
+  return out;
+}
+
 function stringParam(params: Params, name: string): string {
   const v = params[name];
   if (typeof v !== 'string' || v.length === 0) throw new RpcError(RPC_ERRORS.invalidParams, `${name} must be a string`);
@@ -194,6 +280,13 @@ function methods(ledger: LedgerSim, base: string): Record<string, (params: Param
         events: [],
         cost: { cpuInsns: String(r.instructions), memBytes: '0' },
       };
+    },
+    getLedgerEntries: (params) => {
+      const keys = params.keys;
+      if (!Array.isArray(keys) || keys.length === 0 || keys.length > MAX_LEDGER_ENTRY_KEYS) {
+        throw new RpcError(RPC_ERRORS.invalidParams, `keys must be 1 to ${MAX_LEDGER_ENTRY_KEYS} base64 LedgerKeys`);
+      }
+      return { latestLedger: state.lastClosed.sequence, entries: ledgerEntries(state, keys) };
     },
     sendTransaction: (params) => {
       const b64 = stringParam(params, 'transaction');

@@ -13,6 +13,7 @@ import {
 } from '@stellar/stellar-sdk';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { escrowBalanceKey, nonceKey } from '../src/soroban.ts';
 import { fund, keys, multisig, NETWORK, sim } from './helpers.ts';
 import { addr, ESCROW, i128, rpcCall, signEntry } from './soroban-helpers.ts';
 
@@ -184,6 +185,28 @@ describe('POST /rpc with the SDK rpc.Server', () => {
     expect(scValToNative(body.v0.data)).toMatch(/^fee: resourceFee 1 below the \d+ the declared resources cost$/);
     const missing = await server.getTransaction('00'.repeat(32));
     expect(missing.status).toBe('NOT_FOUND');
+  });
+
+  it('serves getLedgerEntries for accounts, escrow balances and consumed nonces (so rpc.Server.getAccount works)', async () => {
+    const acct = await server.getAccount(payer.publicKey());
+    expect(acct.sequenceNumber()).toBe(app.ledger.state.accounts.get(payer.publicKey())!.seq.toString());
+    const entry = await server.getAccountEntry(owner.publicKey());
+    expect(entry.signers).toHaveLength(3);
+    expect(Buffer.from(entry.thresholds.value)).toEqual(Buffer.from([0, 1, 2, 2]));
+    const [nonceIdOf] = [...app.ledger.state.nonces.keys()].filter((k) => k.startsWith(owner.publicKey()));
+    const nonce = BigInt(nonceIdOf!.split(' ')[1]!);
+    const res = await server.getLedgerEntries(
+      escrowBalanceKey(NETWORK, owner.publicKey()),
+      nonceKey(owner.publicKey(), nonce),
+      escrowBalanceKey(NETWORK, Keypair.random().publicKey()),
+    );
+    expect(res.entries).toHaveLength(2);
+    const [balance, used] = res.entries;
+    expect(scValToNative((balance!.val as xdr.LedgerEntryDataContractData).contractData.val)).toBe(70_000_000n);
+    expect(used!.liveUntilLedgerSeq).toBe(app.ledger.state.nonces.get(nonceIdOf!));
+    expect(((await rpcCall(app, 'getLedgerEntries', { keys: [] })).error as { code: number }).code).toBe(-32602);
+    expect(((await rpcCall(app, 'getLedgerEntries', { keys: ['!!'] })).error as { code: number }).code).toBe(-32602);
+    await expect(server.getAccount(Keypair.random().publicKey())).rejects.toThrow(/not found/i);
   });
 
   it('answers simulation errors and JSON-RPC errors', async () => {
