@@ -39,6 +39,7 @@ const rec = (p: Partial<StreamRecord>): StreamRecord => ({
   status: 'submitted',
   statusReason: null,
   resultCode: null,
+  attempts: 0,
   createdAt: 0,
   signedAt: null,
   doneAt: null,

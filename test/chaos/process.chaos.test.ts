@@ -22,6 +22,9 @@ describe('chaos, process backend', () => {
   for (const sc of scenarios) {
     it(sc.name, async () => {
       const report = await runScenario(driver, sc, { lanes: 2 });
+      console.log(
+        `${sc.name}: ${report.proposals} proposals, ${report.submitted} submitted; ${report.notes.join('; ')}`,
+      );
       expect(report.violations).toEqual([]);
       expect(report.submitted).toBeGreaterThan(0);
       expect(report.auditOutput.every((l) => l.includes('audit chain ok'))).toBe(true);

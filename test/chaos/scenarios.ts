@@ -37,6 +37,8 @@ export interface StreamRecord {
   status: string;
   statusReason: string | null;
   resultCode: string | null;
+  /** Submission attempts the coordinator made (0 before submission). */
+  attempts: number;
   /** Coordinator timestamps (ms). */
   createdAt: number;
   signedAt: number | null;
@@ -55,7 +57,7 @@ interface View {
   createdAt: string;
   signedAt: string | null;
   hash: string;
-  result: { code: string | null } | null;
+  result: { code: string | null; attempts: number } | null;
   decisions: { nodeId: string; outcome: string; createdAt: string }[];
 }
 
@@ -283,6 +285,7 @@ export class ProposalStream {
       status: v.status,
       statusReason: v.statusReason,
       resultCode: null,
+      attempts: 0,
       createdAt: Date.parse(v.createdAt),
       signedAt: null,
       doneAt: null,
@@ -298,6 +301,7 @@ export class ProposalStream {
       rec.status = p.status;
       rec.statusReason = p.statusReason;
       rec.resultCode = p.result?.code ?? null;
+      rec.attempts = p.result?.attempts ?? 0;
       rec.signedAt = p.signedAt === null ? null : Date.parse(p.signedAt);
       if (TERMINAL.includes(p.status)) break;
       if (Date.now() > deadline) throw new Error(`proposal ${rec.id} still '${p.status}' past its time bound`);
@@ -498,14 +502,44 @@ export interface ScenarioReport extends InvariantReport {
   records: StreamRecord[];
 }
 
-/** Mark faulted for the stream's records, then do it. */
+/** Do the fault; the proposals made once it holds are marked with it. */
 async function fault(ctx: ScenarioContext, nodeId: string, f: () => Promise<void>): Promise<void> {
+  await f();
   ctx.stream.faulted.add(nodeId);
-  await f();
 }
-async function recover(ctx: ScenarioContext, nodeId: string, f: () => Promise<void>): Promise<void> {
-  await f();
+
+/** Unmark, then undo the fault; returns when the undoing began. */
+async function recover(ctx: ScenarioContext, nodeId: string, f: () => Promise<void>): Promise<number> {
+  const t = Date.now();
   ctx.stream.faulted.delete(nodeId);
+  await f();
+  return t;
+}
+
+/**
+ * A node that is dead, stopped or cut off cannot decide: proposals made while the fault held and finished before
+ * it was undone must hold no decision from it. This proves the fault was real (a fault that did nothing would
+ * let every scenario pass).
+ */
+async function silentDuring(ctx: ScenarioContext, nodeId: string, undoneAt: number): Promise<void> {
+  const rs = ctx.stream.records.filter((r) => r.faulted.includes(nodeId) && r.doneAt !== null && r.doneAt < undoneAt);
+  if (rs.length === 0) ctx.violation(`no proposal was made and finished while ${nodeId} was faulted`);
+  for (const r of rs) {
+    const v = await ctx.stream.client.proposal(r.id);
+    if (v.decisions.some((x) => x.nodeId === nodeId)) ctx.violation(`${nodeId} decided on ${r.id} while faulted`);
+  }
+  ctx.note(`${rs.length} proposals finished without ${nodeId}`);
+}
+
+/** Wait (bounded) until a proposal made during the fault holds a refusal from `nodeId`. */
+async function refusesDuring(ctx: ScenarioContext, nodeId: string): Promise<void> {
+  await until(async () => {
+    for (const r of ctx.stream.records.filter((x) => x.faulted.includes(nodeId)).slice(-4)) {
+      const v = await ctx.stream.client.proposal(r.id);
+      if (v.decisions.some((x) => x.nodeId === nodeId && x.outcome === 'reject')) return true;
+    }
+    return false;
+  }, `a refusal from ${nodeId} while its KMS is down`);
 }
 
 /**
@@ -545,7 +579,8 @@ export const scenarios: readonly Scenario[] = [
       await stream.waitFor(3);
       await fault(ctx, victim, () => d.kill(victim));
       await stream.waitFor(4);
-      await recover(ctx, victim, () => d.start(victim));
+      const back = await recover(ctx, victim, () => d.start(victim));
+      await silentDuring(ctx, victim, back);
       await stream.waitFor(4);
     },
   },
@@ -589,7 +624,8 @@ export const scenarios: readonly Scenario[] = [
       await fault(ctx, victim, () => d.pause(victim));
       await stream.waitFor(4);
       await atLeast(t0, 4000);
-      await recover(ctx, victim, () => d.resume(victim));
+      const back = await recover(ctx, victim, () => d.resume(victim));
+      await silentDuring(ctx, victim, back);
       await stream.waitFor(3);
       await until(
         async () => (await stream.client.nodes()).find((n) => n.id === victim)?.connected === true,
@@ -608,7 +644,8 @@ export const scenarios: readonly Scenario[] = [
       await stream.waitFor(4);
       // Long enough for both sides' heartbeats (3 missed beats) to give up on the silent connection.
       await atLeast(t0, 5000);
-      await recover(ctx, victim, () => d.heal(victim));
+      const healed = await recover(ctx, victim, () => d.heal(victim));
+      await silentDuring(ctx, victim, healed);
       await stream.waitFor(3);
       await until(
         async () => (await stream.client.nodes()).find((n) => n.id === victim)?.connected === true,
@@ -621,6 +658,7 @@ export const scenarios: readonly Scenario[] = [
     async run(ctx) {
       const { d, stream } = ctx;
       await stream.waitFor(3);
+      await until(() => stream.inFlight().length > 0, 'a proposal in flight');
       const open = stream.inFlight().map((r) => r.id);
       await d.killCoordinator();
       ctx.note(`${open.length} proposals in flight when the coordinator died`);
@@ -640,6 +678,7 @@ export const scenarios: readonly Scenario[] = [
       const victim = node(d, 0);
       await stream.waitFor(2);
       await fault(ctx, victim, () => d.stopKms(victim));
+      await refusesDuring(ctx, victim);
       await stream.waitFor(3);
       const restarted = Date.now();
       await recover(ctx, victim, () => d.startKms(victim));
@@ -663,10 +702,15 @@ export const scenarios: readonly Scenario[] = [
     async run(ctx) {
       const { d, stream } = ctx;
       await stream.waitFor(3);
+      const stoppedAt = Date.now();
       await d.stopLedger();
       await sleep(2000);
       await d.startLedger();
       await stream.waitFor(4);
+      const hit = stream.records.filter((r) => r.attempts > 1 || r.retryOf !== null);
+      ctx.note(
+        `${hit.length} proposals needed more than one submission; ${stream.records.filter((r) => r.createdAt > stoppedAt).length} made after the stop`,
+      );
     },
   },
 ];
