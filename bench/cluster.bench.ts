@@ -1,0 +1,549 @@
+/**
+ * The whole cluster, end to end, on this machine: proposal -> quorum-signed envelope through real processes
+ * (packages/testkit startCluster: one KMS emulator per node, the ledger simulator, the coordinator, N nodes),
+ * side by side with a bare SDK Sign round trip against the same emulator, measured in the same run.
+ * Run: `pnpm bench cluster` (or `pnpm exec tsx bench/cluster.bench.ts`). Prints figures and PASS/MISS per
+ * target, writes bench/results/cluster.json. Never run by tests (no timing assertions anywhere).
+ *
+ * Per cluster size (BENCH_SIZES, default 3,5,7,10 nodes; threshold = a majority):
+ * - bare Sign: `KMSClient.send(SignCommand)` with node-0's credentials against kms-0, sequential;
+ * - latency at concurrency 1: POST /v1/proposals (submit: false) until the `quorum.reached` event arrives on the
+ *   client event stream (/v1/events): the coordinator has verified a quorum of signatures, assembled the minimal
+ *   envelope, checked it with checkAuth and stored it (ARCHITECTURE.md "A proposal's life", step 5);
+ * - throughput with 16 and 64 concurrent clients: quorum-signed proposals per second over a measured window
+ *   after a warm-up, and CPU seconds each process spent per proposal (/proc/<pid>/stat);
+ * - 3 nodes only: submitted + applied by the ledger simulator (submit: true, `proposal.submitted`), at
+ *   concurrency 1: one source account takes one sequence number per ledger (stellar-core's queue keeps one
+ *   transaction per source account), so this figure is bounded by the close interval, not by the cluster;
+ * - peak RSS of every process (VmHWM in /proc/<pid>/status).
+ *
+ * Every proposal is a real payment from the cluster's 2-of-3 (k-of-n) account with its own sequence number,
+ * so each node's slot guard, policy, velocity counters and signing ledger do their full work. Signed-only
+ * proposals use sequence numbers far above the account's, so they never collide with the submitted ones.
+ *
+ * BENCH_PROFILE=<dir> profiles every child with V8's sampling profiler (bench/cpu-profile.mjs; one .cpuprofile
+ * per process, written when the cluster stops); summarise with `pnpm exec tsx bench/profile-summary.ts <dir>`.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { Agent, request } from 'node:http';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { SignCommand } from '@aws-sdk/client-kms';
+import { emulatorCredentials, readEmulatorAccounts } from '@cosigner/keys/aws-kms/emulator-accounts';
+import { createKmsClient } from '@cosigner/keys/aws-kms/kms-signer';
+import { type Cluster, type ClusterProcess, startCluster } from '@cosigner/testkit/cluster';
+import { REPO_ROOT, tempDir } from '@cosigner/testkit/process';
+import { Account, Asset, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
+import WebSocket from 'ws';
+
+const SIZES = (process.env.BENCH_SIZES ?? '3,5,7,10').split(',').map(Number);
+const N_LATENCY = Number(process.env.BENCH_N ?? 300);
+const N_SIGN = Number(process.env.BENCH_N_SIGN ?? 500);
+const N_SUBMIT = Number(process.env.BENCH_N_SUBMIT ?? 15);
+const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 8000);
+const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 2000);
+const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '16,64').split(',').map(Number);
+const PROFILE_DIR = process.env.BENCH_PROFILE ? resolve(process.env.BENCH_PROFILE) : undefined;
+
+const TARGETS = {
+  p50OverSign: 3,
+  p99OverSign: 10,
+  proposalsPerSecond: 300,
+  growth3to10: 1.5,
+  nodeRssMb: 150,
+};
+
+interface Latency {
+  n: number;
+  p50Ms: number;
+  p99Ms: number;
+  meanMs: number;
+}
+
+function summarize(samples: number[]): Latency {
+  const s = [...samples].sort((a, b) => a - b);
+  const at = (q: number): number => s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? Number.NaN;
+  const round = (x: number): number => Math.round(x * 1000) / 1000;
+  return {
+    n: s.length,
+    p50Ms: round(at(0.5)),
+    p99Ms: round(at(0.99)),
+    meanMs: round(s.reduce((a, b) => a + b, 0) / Math.max(1, s.length)),
+  };
+}
+
+const round1 = (x: number): number => Math.round(x * 10) / 10;
+const load = (): number[] => loadavg().map((x) => Math.round(x * 100) / 100);
+
+/** Peak resident set (VmHWM) of a live process, in MB. */
+function peakRssMb(pid: number): number | null {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 102.4) / 10 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** User + system CPU seconds a process has used so far (/proc/<pid>/stat fields 14 and 15, in clock ticks). */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields after the command: index 0 is field 3 (state); utime is field 14, stime field 15.
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+const roleOf = (name: string): string =>
+  name.startsWith('node-') ? 'node' : name.startsWith('kms-') ? 'kms-emulator' : name;
+
+/** The client side: keep-alive HTTP for proposals, one event-stream socket for completions. */
+class Client {
+  readonly #agent = new Agent({ keepAlive: true, maxSockets: 256 });
+  readonly #url: URL;
+  readonly #apiKey: string;
+  #ws: WebSocket | undefined;
+  /** proposal id -> resolver, for proposals whose completion is awaited. */
+  readonly #waiting = new Map<string, { done: (at: number) => void; fail: (e: Error) => void }>();
+  /** Completions that arrived before the POST answered (the event can beat the HTTP response). */
+  readonly #early = new Map<string, number | Error>();
+  #completion = 'quorum.reached';
+
+  constructor(cluster: Cluster) {
+    this.#url = new URL(cluster.coordinator.url);
+    this.#apiKey = cluster.apiKey;
+  }
+
+  async open(): Promise<void> {
+    const ws = new WebSocket(new URL('/v1/events', this.#url), {
+      headers: { authorization: `Bearer ${this.#apiKey}` },
+    });
+    await new Promise<void>((res, rej) => {
+      ws.once('open', () => res());
+      ws.once('error', rej);
+    });
+    ws.on('message', (data: Buffer) => {
+      const at = performance.now();
+      const e = JSON.parse(data.toString()) as { proposalId: string | null; type: string; data: unknown };
+      if (e.proposalId === null) return;
+      let outcome: number | Error | undefined;
+      if (e.type === this.#completion) outcome = at;
+      else if (['proposal.rejected', 'proposal.failed', 'proposal.expired', 'proposal.cancelled'].includes(e.type)) {
+        outcome = new Error(`proposal ${e.proposalId} ended ${e.type}: ${JSON.stringify(e.data)}`);
+      }
+      if (outcome === undefined) return;
+      const w = this.#waiting.get(e.proposalId);
+      if (!w) {
+        this.#early.set(e.proposalId, outcome);
+        return;
+      }
+      this.#waiting.delete(e.proposalId);
+      if (typeof outcome === 'number') w.done(outcome);
+      else w.fail(outcome);
+    });
+    this.#ws = ws;
+  }
+
+  /** Which event ends a proposal for this phase: `quorum.reached` (signed) or `proposal.submitted`. */
+  set completion(type: 'quorum.reached' | 'proposal.submitted') {
+    this.#completion = type;
+  }
+
+  #post(body: string): Promise<{ status: number; text: string }> {
+    return new Promise((res, rej) => {
+      const req = request(
+        {
+          host: this.#url.hostname,
+          port: this.#url.port,
+          path: '/v1/proposals',
+          method: 'POST',
+          agent: this.#agent,
+          headers: {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(body),
+            authorization: `Bearer ${this.#apiKey}`,
+          },
+        },
+        (r) => {
+          const chunks: Buffer[] = [];
+          r.on('data', (c: Buffer) => chunks.push(c));
+          r.on('end', () => res({ status: r.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
+        },
+      );
+      req.on('error', rej);
+      req.end(body);
+    });
+  }
+
+  /** Propose and wait for completion; returns [ms until the POST answered, ms until completion]. */
+  async propose(xdr: string, submit: boolean): Promise<[number, number]> {
+    const t0 = performance.now();
+    const r = await this.#post(
+      JSON.stringify({ xdr, submit, idempotencyKey: `bench-${randomBytes(12).toString('hex')}` }),
+    );
+    const accepted = performance.now();
+    if (r.status !== 201) throw new Error(`POST /v1/proposals answered ${r.status}: ${r.text}`);
+    const id = (JSON.parse(r.text) as { id: string }).id;
+    const early = this.#early.get(id);
+    let doneAt: number;
+    if (early !== undefined) {
+      this.#early.delete(id);
+      if (early instanceof Error) throw early;
+      doneAt = early;
+    } else {
+      doneAt = await new Promise<number>((done, fail) => {
+        this.#waiting.set(id, { done, fail });
+      });
+    }
+    return [accepted - t0, doneAt - t0];
+  }
+
+  close(): void {
+    this.#ws?.close();
+    this.#agent.destroy();
+  }
+}
+
+/** Unsigned payments from the cluster account with consecutive sequence numbers from `firstSeq`. */
+function payments(cluster: Cluster, destination: string, firstSeq: bigint, count: number): string[] {
+  const account = new Account(cluster.account.id, (firstSeq - 1n).toString());
+  const out: string[] = [];
+  for (let i = 0; i < count; i++) {
+    out.push(
+      new TransactionBuilder(account, { fee: '100', networkPassphrase: cluster.networkPassphrase })
+        .addOperation(Operation.payment({ destination, asset: Asset.native(), amount: '0.0000001' }))
+        .setTimeout(240)
+        .build()
+        .toXDR(),
+    );
+  }
+  return out;
+}
+
+interface Throughput {
+  concurrency: number;
+  proposalsPerSecond: number;
+  completedInWindow: number;
+  windowMs: number;
+  latencyUnderLoad: Latency;
+  /** CPU seconds per 1000 proposals, per role (all nodes summed, all emulators summed), over the window. */
+  cpuMsPerProposal: Record<string, number>;
+  loadavg: number[];
+}
+
+async function throughput(
+  client: Client,
+  pool: string[],
+  concurrency: number,
+  allProcs: () => ClusterProcess[],
+): Promise<Throughput> {
+  let next = 0;
+  const start = performance.now();
+  const windowStart = start + WARMUP_MS;
+  const windowEnd = windowStart + WINDOW_MS;
+  let completed = 0;
+  const lat: number[] = [];
+  let cpuBefore: Map<string, number> | undefined;
+  let cpuAfter: Map<string, number> | undefined;
+  const cpuByRole = (): Map<string, number> => {
+    const m = new Map<string, number>();
+    for (const p of allProcs()) m.set(roleOf(p.name), (m.get(roleOf(p.name)) ?? 0) + cpuSeconds(p.pid));
+    m.set('bench client', cpuSeconds(process.pid));
+    return m;
+  };
+  const timers = [
+    setTimeout(() => {
+      cpuBefore = cpuByRole();
+    }, WARMUP_MS),
+    setTimeout(() => {
+      cpuAfter = cpuByRole();
+    }, WARMUP_MS + WINDOW_MS),
+  ];
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < windowEnd) {
+        const xdr = pool[next++];
+        if (xdr === undefined) throw new Error(`the pool of ${pool.length} transactions ran out: raise it`);
+        const t0 = performance.now();
+        const [, done] = await client.propose(xdr, false);
+        const at = t0 + done;
+        if (at >= windowStart && at < windowEnd) {
+          completed++;
+          lat.push(done);
+        }
+      }
+    }),
+  );
+  for (const t of timers) clearTimeout(t);
+  const cpu: Record<string, number> = {};
+  if (cpuBefore && cpuAfter) {
+    for (const [role, after] of cpuAfter) {
+      cpu[role] = round1(((after - (cpuBefore.get(role) ?? 0)) * 1000) / Math.max(1, completed));
+    }
+  }
+  return {
+    concurrency,
+    proposalsPerSecond: Math.round((completed * 1000) / WINDOW_MS),
+    completedInWindow: completed,
+    windowMs: WINDOW_MS,
+    latencyUnderLoad: summarize(lat),
+    cpuMsPerProposal: cpu,
+    loadavg: load(),
+  };
+}
+
+interface SizeResult {
+  nodes: number;
+  threshold: number;
+  startSeconds: number;
+  bareSign: Latency;
+  proposalToSigned: Latency;
+  postAnswered: Latency;
+  ratios: { p50OverSignP50: number; p99OverSignP50: number; p99OverSignP99: number };
+  throughput: Throughput[];
+  submitted?: { latency: Latency; closeMs: number };
+  peakRssMb: Record<string, number | null>;
+  loadavgAtStart: number[];
+}
+
+async function runSize(n: number): Promise<SizeResult> {
+  const threshold = Math.floor(n / 2) + 1;
+  const dir = await tempDir(`cosigner-bench-cluster-${n}-`);
+  const loadavgAtStart = load();
+  const t0 = performance.now();
+  const closeMs = 200;
+  // Rate limits sized to the load (defaults protect a production coordinator: 50 frames/s per node, 20
+  // requests/s per API key; both would cap this benchmark, see bench/README.md).
+  const cluster = await startCluster({
+    dir,
+    nodes: n,
+    threshold,
+    closeMs,
+    readyTimeoutMs: 180_000,
+    coordinatorConfig: {
+      limits: { ratePerSecond: 100_000, rateBurst: 100_000, nodeFramesPerSecond: 100_000, nodeFrameBurst: 100_000 },
+    },
+    nodeConfig: { limits: { framesPerSecond: 100_000, frameBurst: 100_000 } },
+  });
+  const startSeconds = round1((performance.now() - t0) / 1000);
+  const procs = (): ClusterProcess[] => [...cluster.kms, cluster.ledger, cluster.coordinator, ...cluster.nodes];
+  const client = new Client(cluster);
+  try {
+    await client.open();
+    const dest = await cluster.fundedAccount();
+    const info = await cluster.horizon.loadAccount(cluster.account.id);
+    const seq = BigInt(info.sequenceNumber());
+
+    // Bare SDK Sign against kms-0 with node-0's own credentials and key, exactly what node-0's backend calls.
+    const accounts = await readEmulatorAccounts(String(cluster.kms[0]!.ready.accountsFile));
+    const cred = emulatorCredentials(accounts, accounts[0]!.name, 'node');
+    const kms = createKmsClient({ region: cred.region, endpoint: cluster.kms[0]!.url, credentials: cred.credentials });
+    const signInput = {
+      KeyId: cluster.nodeInfo[0]!.kmsKeyId,
+      Message: randomBytes(32),
+      MessageType: 'RAW',
+      SigningAlgorithm: 'ED25519_SHA_512',
+    } as const;
+    for (let i = 0; i < 50; i++) await kms.send(new SignCommand(signInput));
+    const signSamples: number[] = [];
+    for (let i = 0; i < N_SIGN; i++) {
+      const t = performance.now();
+      await kms.send(new SignCommand(signInput));
+      signSamples.push(performance.now() - t);
+    }
+    kms.destroy();
+    const bareSign = summarize(signSamples);
+
+    // Submitted + applied (3 nodes only): sequential, each from the account's current sequence number.
+    let submitted: SizeResult['submitted'];
+    if (n === 3 && N_SUBMIT > 0) {
+      client.completion = 'proposal.submitted';
+      const subs: number[] = [];
+      for (let i = 0; i < N_SUBMIT; i++) {
+        const [xdr] = payments(cluster, dest.publicKey(), seq + 1n + BigInt(i), 1);
+        subs.push((await client.propose(xdr!, true))[1]);
+      }
+      submitted = { latency: summarize(subs), closeMs };
+      client.completion = 'quorum.reached';
+    }
+
+    // Signed only, far above the account's sequence number: distinct slots, never submitted.
+    let nextSeq = seq + 1_000_000n;
+    const take = (count: number): string[] => {
+      const p = payments(cluster, dest.publicKey(), nextSeq, count);
+      nextSeq += BigInt(count);
+      return p;
+    };
+    for (const xdr of take(30)) await client.propose(xdr, false);
+    const lat: number[] = [];
+    const post: number[] = [];
+    for (const xdr of take(N_LATENCY)) {
+      const [answered, done] = await client.propose(xdr, false);
+      post.push(answered);
+      lat.push(done);
+    }
+    const proposalToSigned = summarize(lat);
+    const tputs: Throughput[] = [];
+    for (const c of CONCURRENCY) {
+      // Enough transactions for 1500 proposals/s over warm-up and window, plus one per client in flight.
+      const pool = take(Math.ceil(((WARMUP_MS + WINDOW_MS) / 1000) * 1500) + c);
+      tputs.push(await throughput(client, pool, c, procs));
+    }
+    const peak: Record<string, number | null> = { 'bench client': peakRssMb(process.pid) };
+    for (const p of procs()) peak[p.name] = peakRssMb(p.pid);
+    return {
+      nodes: n,
+      threshold,
+      startSeconds,
+      bareSign,
+      proposalToSigned,
+      postAnswered: summarize(post),
+      ratios: {
+        p50OverSignP50: round1(proposalToSigned.p50Ms / bareSign.p50Ms),
+        p99OverSignP50: round1(proposalToSigned.p99Ms / bareSign.p50Ms),
+        p99OverSignP99: round1(proposalToSigned.p99Ms / bareSign.p99Ms),
+      },
+      throughput: tputs,
+      ...(submitted ? { submitted } : {}),
+      peakRssMb: peak,
+      loadavgAtStart,
+    };
+  } finally {
+    client.close();
+    await cluster.stop();
+    if (!PROFILE_DIR) await rm(dir, { recursive: true, force: true });
+  }
+}
+
+if (PROFILE_DIR) {
+  mkdirSync(PROFILE_DIR, { recursive: true });
+  // Children inherit the environment (testkit spawnService); Node refuses --cpu-prof in NODE_OPTIONS, so a
+  // preload starts the built-in profiler instead and writes <pid>-<name>.cpuprofile at exit.
+  process.env.BENCH_PROFILE = PROFILE_DIR;
+  process.env.NODE_OPTIONS =
+    `${process.env.NODE_OPTIONS ?? ''} --import ${join(REPO_ROOT, 'bench/cpu-profile.mjs')}`.trim();
+}
+
+const machine = {
+  node: process.version,
+  cpu: cpus()[0]?.model ?? 'unknown',
+  cores: cpus().length,
+  memoryGb: Math.round(totalmem() / 2 ** 30),
+  loadavgAtStart: load(),
+  date: new Date().toISOString(),
+};
+console.log(
+  `cluster bench on ${machine.cpu} (${machine.cores} cores), node ${machine.node}, loadavg ${machine.loadavgAtStart.join(' ')}`,
+);
+const sizes: SizeResult[] = [];
+for (const n of SIZES) {
+  console.log(`\n== ${n} nodes (${Math.floor(n / 2) + 1}-of-${n}) ==`);
+  const r = await runSize(n);
+  sizes.push(r);
+  const lat = (l: Latency): string => `p50 ${l.p50Ms.toFixed(2)} ms  p99 ${l.p99Ms.toFixed(2)} ms  (n=${l.n})`;
+  console.log(`cluster started in ${r.startSeconds} s (loadavg ${r.loadavgAtStart.join(' ')})`);
+  console.log(`bare SDK Sign round trip            ${lat(r.bareSign)}`);
+  console.log(`proposal -> quorum-signed, c=1      ${lat(r.proposalToSigned)}`);
+  console.log(`  of which POST answered            ${lat(r.postAnswered)}`);
+  console.log(
+    `ratios: p50/Sign p50 ${r.ratios.p50OverSignP50}x, p99/Sign p50 ${r.ratios.p99OverSignP50}x, p99/Sign p99 ${r.ratios.p99OverSignP99}x`,
+  );
+  for (const t of r.throughput) {
+    console.log(
+      `throughput c=${String(t.concurrency).padEnd(3)} ${String(t.proposalsPerSecond).padStart(5)} proposals/s  ` +
+        `(latency under load ${lat(t.latencyUnderLoad)}; loadavg ${t.loadavg.join(' ')})`,
+    );
+    console.log(
+      `  CPU ms per proposal: ${Object.entries(t.cpuMsPerProposal)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
+  }
+  if (r.submitted) {
+    console.log(
+      `proposal -> submitted + applied     ${lat(r.submitted.latency)} (ledger closes every ${closeMsOf(r)} ms)`,
+    );
+  }
+  console.log(
+    `peak RSS MB: ${Object.entries(r.peakRssMb)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+  );
+}
+
+function closeMsOf(r: SizeResult): number {
+  return r.submitted?.closeMs ?? 0;
+}
+
+// Targets (issue 8), PASS/MISS each.
+const three = sizes.find((s) => s.nodes === 3);
+const ten = sizes.find((s) => s.nodes === 10);
+const verdicts: { target: string; value: string; pass: boolean }[] = [];
+if (three) {
+  verdicts.push({
+    target: `p50 at c=1 <= ${TARGETS.p50OverSign}x bare Sign p50 (3 nodes)`,
+    value: `${three.ratios.p50OverSignP50}x`,
+    pass: three.ratios.p50OverSignP50 <= TARGETS.p50OverSign,
+  });
+  verdicts.push({
+    target: `p99 at c=1 <= ${TARGETS.p99OverSign}x bare Sign p50 (3 nodes)`,
+    value: `${three.ratios.p99OverSignP50}x (p99/p99 ${three.ratios.p99OverSignP99}x)`,
+    pass: three.ratios.p99OverSignP50 <= TARGETS.p99OverSign,
+  });
+  const best = Math.max(...three.throughput.map((t) => t.proposalsPerSecond));
+  verdicts.push({
+    target: `>= ${TARGETS.proposalsPerSecond} proposals/s sustained (3 nodes, best of c=${CONCURRENCY.join('/')})`,
+    value: `${best}/s`,
+    pass: best >= TARGETS.proposalsPerSecond,
+  });
+}
+if (three && ten) {
+  const growth = round1((ten.proposalToSigned.p50Ms / three.proposalToSigned.p50Ms) * 100) / 100;
+  verdicts.push({
+    target: `p50 latency growth 3 -> 10 nodes <= ${TARGETS.growth3to10}x`,
+    value: `${growth.toFixed(2)}x`,
+    pass: growth <= TARGETS.growth3to10,
+  });
+}
+const nodeRss = sizes.flatMap((s) =>
+  Object.entries(s.peakRssMb)
+    .filter(([k]) => k.startsWith('node-'))
+    .map(([, v]) => v ?? 0),
+);
+if (nodeRss.length > 0) {
+  const worst = Math.max(...nodeRss);
+  verdicts.push({
+    target: `peak RSS per node <= ${TARGETS.nodeRssMb} MB (all sizes)`,
+    value: `${worst} MB`,
+    pass: worst <= TARGETS.nodeRssMb,
+  });
+}
+console.log('\ntargets');
+for (const v of verdicts) console.log(`${v.pass ? 'PASS' : 'MISS'}  ${v.target.padEnd(62)} ${v.value}`);
+
+const results = {
+  machine: { ...machine, loadavgAtEnd: load() },
+  settings: {
+    sizes: SIZES,
+    latencySamples: N_LATENCY,
+    signSamples: N_SIGN,
+    submitSamples: N_SUBMIT,
+    warmupMs: WARMUP_MS,
+    windowMs: WINDOW_MS,
+    concurrency: CONCURRENCY,
+    profiled: PROFILE_DIR !== undefined,
+  },
+  sizes,
+  targets: verdicts,
+  notes:
+    'All processes (emulators, ledger simulator, coordinator, nodes, this client) share the machine; other ' +
+    'users may too (see loadavg). Signed = quorum.reached event on the client stream.',
+};
+mkdirSync(join(REPO_ROOT, 'bench/results'), { recursive: true });
+writeFileSync(join(REPO_ROOT, 'bench/results/cluster.json'), `${JSON.stringify(results, null, 2)}\n`);
+console.log('\nwrote bench/results/cluster.json');
