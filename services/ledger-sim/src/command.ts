@@ -36,10 +36,10 @@ export function register(program: Command): void {
         'Signatures, sequence numbers, preconditions and fees are judged as stellar-core judges them; operations other\n' +
         'than createAccount, payment, changeTrust, setOptions, accountMerge, manageData and bumpSequence are refused\n' +
         'with op_not_supported.\n' +
-        'Soroban: a built-in escrow contract (deposit, release, balance) whose invokeHostFunction calls are judged as\n' +
-        'the host judges them (authorization entries, nonces, expiration, resource fee), and a Stellar RPC endpoint at\n' +
-        'POST /rpc (getHealth, getNetwork, getLatestLedger, getLedgerEntries, simulateTransaction, sendTransaction,\n' +
-        'getTransaction) for\n' +
+        'Soroban: invokeHostFunction calls of a built-in escrow contract (deposit, release, balance) are judged as the\n' +
+        'host judges them (authorization entries, nonces, expiration, resource fee). POST /rpc is a Stellar RPC\n' +
+        '(getHealth, getNetwork, getLatestLedger, getLedgerEntries, simulateTransaction, sendTransaction,\n' +
+        'getTransaction); use it as\n' +
         '  new rpc.Server(url + "/rpc", { allowHttp: true })',
     )
     .action(async (flags: CommandFlags) => {

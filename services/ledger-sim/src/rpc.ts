@@ -19,9 +19,9 @@ import {
 
 /**
  * A small Stellar RPC (JSON-RPC 2.0 over `POST /rpc`) with the methods a Soroban client needs: getHealth,
- * getNetwork, getLatestLedger, getLedgerEntries, simulateTransaction, sendTransaction, getTransaction. Shapes follow stellar-rpc
- * (cmd/stellar-rpc/internal/methods; int64 times as decimal strings) and what js-stellar-sdk's rpc.Server parses
- * (src/rpc/parsers.ts), so `new rpc.Server(url + '/rpc', { allowHttp: true })` works unchanged.
+ * getNetwork, getLatestLedger, getLedgerEntries, simulateTransaction, sendTransaction, getTransaction. Shapes
+ * follow stellar-rpc (cmd/stellar-rpc/internal/methods; int64 times as decimal strings) and what js-stellar-sdk's
+ * rpc.Server parses (src/rpc/parsers.ts), so `new rpc.Server(url + '/rpc', { allowHttp: true })` works unchanged.
  */
 
 /** JSON-RPC 2.0 error codes (section 5.1). */
