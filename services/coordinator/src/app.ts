@@ -22,6 +22,7 @@ import { NodeHub } from './hub.ts';
 import { registerLifecycleRoutes } from './lifecycle.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { maxTimeOf, progress, RoundEngine } from './round.ts';
+import { type SorobanMeta, SorobanRounds, signedEntriesOf } from './soroban.ts';
 import { type ApiKeyRecord, openSqliteStore, type ProposalRecord, type ProposalStatus, type Store } from './store.ts';
 
 /**
@@ -91,8 +92,13 @@ const ProposalView = Type.Object({
   id: Type.String(),
   status: STATUS,
   statusReason: Type.Union([Type.String(), Type.Null()]),
-  kind: Type.Union([Type.Literal('transaction'), Type.Literal('feeBump')]),
-  hash: Type.String(),
+  kind: Type.Union([
+    Type.Literal('transaction'),
+    Type.Literal('feeBump'),
+    Type.Literal('authEntries'),
+    Type.Literal('sorobanTx'),
+  ]),
+  hash: Type.String({ description: 'Transaction hash, or for auth rounds the digest of the entry payloads' }),
   network: Type.String(),
   submit: Type.Boolean(),
   idempotencyKey: Type.Union([Type.String(), Type.Null()]),
@@ -123,6 +129,12 @@ const ProposalView = Type.Object({
   ),
   rejections: Type.Array(Type.Object({ nodeId: Type.String(), outcome: Type.String(), reasons: Type.Array(Reason) })),
   envelope: Type.Union([Type.String(), Type.Null()], { description: 'The signed envelope once complete' }),
+  authEntries: Type.Union([Type.Array(Type.String()), Type.Null()], {
+    description: 'authEntries proposals: the signed SorobanAuthorizationEntry values (base64) once complete',
+  }),
+  transactionProposal: Type.Union([Type.String(), Type.Null()], {
+    description: 'sorobanTx proposals: the proposal that signs and submits the envelope with the signed entries',
+  }),
   result: Type.Union([
     Type.Null(),
     Type.Object({
@@ -136,19 +148,45 @@ const ProposalView = Type.Object({
   ]),
 });
 
-const ProposalBody = Type.Object(
+const TransactionProposalBody = Type.Object(
   {
+    kind: Type.Optional(Type.Literal('transaction')),
     xdr: Type.String({ minLength: 1, description: 'base64 TransactionEnvelope (v1 or fee bump)' }),
     network: Type.Optional(
       Type.String({ minLength: 1, maxLength: 256, description: 'Network passphrase; must match the coordinator' }),
     ),
-    submit: Type.Optional(Type.Boolean({ default: false })),
+    submit: Type.Optional(Type.Boolean({ description: 'Submit once signed (default false)' })),
     callbackUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
     idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._:-]+$' })),
     note: Type.Optional(Type.String({ maxLength: 512 })),
   },
   { additionalProperties: false },
 );
+
+/**
+ * Standalone Soroban authorization entries to sign (issue 7): the result is the signed entries (GET shows them
+ * in `authEntries`), for a transaction someone else submits; nothing is submitted.
+ */
+const AuthEntriesProposalBody = Type.Object(
+  {
+    kind: Type.Literal('authEntries'),
+    network: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    account: Type.Optional(
+      Type.String({ pattern: '^G[A-Z2-7]{55}$', description: 'When set, every entry must name this account' }),
+    ),
+    entries: Type.Array(Type.String({ minLength: 1, maxLength: 100_000 }), {
+      minItems: 1,
+      maxItems: 20,
+      description: 'base64 SorobanAuthorizationEntry with address credentials and a signatureExpirationLedger',
+    }),
+    callbackUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
+    idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._:-]+$' })),
+    note: Type.Optional(Type.String({ maxLength: 512 })),
+  },
+  { additionalProperties: false },
+);
+
+const ProposalBody = Type.Union([TransactionProposalBody, AuthEntriesProposalBody]);
 
 const NodeView = Type.Object({
   id: Type.String(),
@@ -173,8 +211,16 @@ const NodeView = Type.Object({
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
+/** One row per signer of an auth round (a signer signs one payload per entry). */
+function uniqueSigners<T extends { signerKey: string }>(rows: readonly T[]): T[] {
+  const seen = new Map<string, T>();
+  for (const r of rows) if (!seen.has(r.signerKey)) seen.set(r.signerKey, r);
+  return [...seen.values()];
+}
+
 function view(store: Store, rec: ProposalRecord) {
-  const sigs = store.signatures(rec.id);
+  const auth = rec.kind === 'authEntries' || rec.kind === 'sorobanTx';
+  const sigs = auth ? uniqueSigners(store.authSignatures(rec.id)) : store.signatures(rec.id);
   const decisions = store.decisions(rec.id);
   return {
     id: rec.id,
@@ -202,7 +248,9 @@ function view(store: Store, rec: ProposalRecord) {
     rejections: decisions
       .filter((d) => d.outcome === 'reject' || d.outcome === 'invalid')
       .map((d) => ({ nodeId: d.nodeId, outcome: d.outcome, reasons: d.reasons })),
-    envelope: rec.envelope,
+    envelope: rec.kind === 'authEntries' ? null : rec.envelope,
+    authEntries: signedEntriesOf(rec),
+    transactionProposal: rec.kind === 'sorobanTx' ? (store.getByIdempotencyKey(`soroban:${rec.id}`)?.id ?? null) : null,
     result: rec.result,
   };
 }
@@ -271,12 +319,27 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     framesPerSecond: config.limits.nodeFramesPerSecond,
     frameBurst: config.limits.nodeFrameBurst,
     handlers: {
-      onSync: (nodeId) => engine.sync(nodeId),
-      onDecision: (nodeId, key, body) => engine.onDecision(nodeId, key, body),
+      onSync: (nodeId) => {
+        engine.sync(nodeId);
+        soroban.sync(nodeId);
+      },
+      onDecision: (nodeId, key, body) =>
+        soroban.owns(body.proposalId) ? soroban.onDecision(nodeId, key, body) : engine.onDecision(nodeId, key, body),
       onMisbehaviour: (nodeId, kind, detail) => engine.onMisbehaviour(nodeId, kind, detail),
     },
   });
+  const soroban = new SorobanRounds({
+    store,
+    events,
+    metrics,
+    logger,
+    network: config.network,
+    limits: config.soroban,
+    engine,
+    loadAccount,
+  });
   engine.attach(hub);
+  soroban.attach(hub);
   app.decorate('coordinator', { store, hub, engine, events, metrics, ledger, invalidateAccounts });
   app.decorateRequest('apiKey', null);
 
@@ -373,8 +436,15 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       if (b.network !== undefined && b.network !== config.network) {
         throw coordinatorErrors.error('COORD_WRONG_NETWORK', { expected: config.network });
       }
+      // What the client sent, as the stored row keeps it: an idempotent retry must send the same thing.
+      const sentBy = (rec: ProposalRecord): string => {
+        if (rec.kind === 'authEntries') return JSON.stringify((JSON.parse(rec.xdr) as SorobanMeta).entries);
+        if (rec.kind === 'sorobanTx') return (JSON.parse(rec.xdr) as SorobanMeta).tx as string;
+        return rec.xdr;
+      };
+      const sent = b.kind === 'authEntries' ? JSON.stringify(b.entries) : b.xdr;
       const same = (rec: ProposalRecord) => {
-        if (rec.xdr !== b.xdr) throw coordinatorErrors.error('COORD_IDEMPOTENCY_CONFLICT', { id: rec.id });
+        if (sentBy(rec) !== sent) throw coordinatorErrors.error('COORD_IDEMPOTENCY_CONFLICT', { id: rec.id });
         return reply.code(200).send(view(store, rec));
       };
       // Callback bodies are signed but not encrypted: in production they travel over TLS only.
@@ -392,32 +462,45 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       if (store.countOpen() >= config.limits.maxOpenProposals) {
         throw coordinatorErrors.error('COORD_TOO_MANY_OPEN', { limit: config.limits.maxOpenProposals });
       }
-      const { decoded, accounts, requirements } = await engine.prepare(b.xdr, loadAccount);
       const now = Date.now();
-      const { proposal, created } = store.insertProposal({
+      const common = {
         id: randomUUID(),
         idempotencyKey: b.idempotencyKey ?? null,
         apiKeyId: req.apiKey?.id ?? null,
-        kind: decoded.kind,
-        xdr: b.xdr,
-        hash: decoded.hash.toString('hex'),
         network: config.network,
-        status: 'pending',
+        status: 'pending' as const,
         statusReason: null,
-        requirements,
-        accounts,
-        submit: b.submit === true,
         callbackUrl: b.callbackUrl ?? null,
         note: b.note ?? null,
-        maxTime: maxTimeOf(decoded),
         envelope: null,
         result: null,
         createdAt: now,
         updatedAt: now,
         signedAt: null,
-      });
+      };
+      let fields: Pick<ProposalRecord, 'kind' | 'xdr' | 'hash' | 'requirements' | 'accounts' | 'submit' | 'maxTime'>;
+      if (b.kind === 'authEntries') {
+        fields = SorobanRounds.recordFields(await soroban.prepareEntries(b.entries, b.account));
+      } else {
+        const { decoded, accounts, requirements } = await engine.prepare(b.xdr, loadAccount);
+        // Soroban transactions: resources checked; address-credential entries of cluster accounts first.
+        const auth = await soroban.prepareTransaction(decoded, b.xdr, b.submit === true);
+        fields = auth
+          ? SorobanRounds.recordFields(auth)
+          : {
+              kind: decoded.kind,
+              xdr: b.xdr,
+              hash: decoded.hash.toString('hex'),
+              requirements,
+              accounts,
+              submit: b.submit === true,
+              maxTime: maxTimeOf(decoded),
+            };
+      }
+      const { proposal, created } = store.insertProposal({ ...common, ...fields });
       if (!created) return same(proposal);
-      engine.start(proposal);
+      if (proposal.kind === 'authEntries' || proposal.kind === 'sorobanTx') soroban.start(proposal);
+      else engine.start(proposal);
       return reply.code(201).send(view(store, store.getProposal(proposal.id)!));
     },
   );
@@ -491,6 +574,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     },
     async (req) => {
       const reason = `cancelled by the client${req.body.reason ? `: ${req.body.reason}` : ''}`;
+      if (soroban.owns(req.params.id)) return view(store, soroban.cancel(req.params.id, reason));
       return view(store, engine.cancel(req.params.id, reason));
     },
   );
@@ -584,7 +668,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   );
 
   app.addHook('onReady', async () => {
-    const resumed = engine.resume();
+    const resumed = engine.resume() + soroban.resume();
     if (resumed > 0) logger.info({ resumed }, 'open proposals resumed');
   });
   app.addHook('preClose', async () => {
@@ -592,6 +676,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   });
   app.addHook('onClose', async () => {
     engine.close();
+    soroban.close();
     await events.close();
     store.close();
   });

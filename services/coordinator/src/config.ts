@@ -78,6 +78,18 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    /** Soroban proposals (issue 7): limits on simulated transactions, and the protocol-27 credential form. */
+    soroban: Type.Object(
+      {
+        /** Accept ADDRESS_V2 credentials (CAP-71, protocol 27); off until the network runs protocol 27. */
+        addressV2: Type.Boolean({ default: false }),
+        /** Largest resource fee (stroops) of a proposed Soroban transaction. */
+        maxResourceFee: Type.Integer({ minimum: 0, default: 100_000_000 }),
+        /** Most ledger entries its footprint may name (read-only + read-write). */
+        maxFootprintEntries: Type.Integer({ minimum: 0, maximum: 10_000, default: 100 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     logLevel: Type.Union(
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
       { default: 'info' },

@@ -33,6 +33,22 @@ export const coordinatorErrors = defineErrors('coordinator', {
     status: 503,
     message: 'Horizon could not be reached to load the source accounts; retry later.',
   },
+  COORD_SOROBAN_BAD_ENTRY: {
+    status: 400,
+    message: 'An authorization entry cannot be signed by the cluster (credentials, address or expiration).',
+  },
+  COORD_SOROBAN_NO_RESOURCES: {
+    status: 422,
+    message: 'The Soroban transaction carries no resource data: simulate it before proposing.',
+  },
+  COORD_SOROBAN_LIMIT: {
+    status: 422,
+    message: "The Soroban transaction's resource fee or footprint is above the coordinator's limits.",
+  },
+  COORD_SOROBAN_V2_DISABLED: {
+    status: 422,
+    message: 'ADDRESS_V2 credentials (protocol 27) are not enabled on this coordinator (soroban.addressV2).',
+  },
   COORD_BAD_CURSOR: { status: 400, message: 'The list cursor is malformed.' },
   COORD_INTERNAL: { status: 500, message: 'An internal error occurred; it was logged.' },
 });

@@ -141,6 +141,8 @@ export class RoundEngine {
   resume(): number {
     const open = this.o.store.openProposals();
     for (const rec of open) {
+      // Soroban auth rounds are resumed by soroban.ts.
+      if (rec.kind === 'authEntries' || rec.kind === 'sorobanTx') continue;
       if (rec.status === 'signed') {
         void this.#submit(rec, rec.envelope!, true);
         continue;

@@ -29,7 +29,8 @@ export interface ProposalRecord {
   id: string;
   idempotencyKey: string | null;
   apiKeyId: string | null;
-  kind: 'transaction' | 'feeBump';
+  /** `authEntries` / `sorobanTx`: Soroban auth rounds (soroban.ts); their `xdr` holds that module's JSON. */
+  kind: 'transaction' | 'feeBump' | 'authEntries' | 'sorobanTx';
   xdr: string;
   hash: string;
   network: string;
@@ -55,6 +56,18 @@ export interface SignatureRecord {
   signerKey: string;
   nodeId: string;
   /** base64 of the 64-byte ed25519 signature over the proposal hash. */
+  signature: string;
+  createdAt: number;
+}
+
+/** A verified node signature over one Soroban auth entry's payload (issue 7). */
+export interface AuthSignatureRecord {
+  proposalId: string;
+  entryIndex: number;
+  signerKey: string;
+  nodeId: string;
+  /** Hex of the 32-byte payload the coordinator computed and the signature verified over. */
+  payload: string;
   signature: string;
   createdAt: number;
 }
@@ -139,6 +152,9 @@ export interface ProposalRepository {
   signatures(proposalId: string): SignatureRecord[];
   recordDecision(rec: DecisionRecord): void;
   decisions(proposalId: string): DecisionRecord[];
+  /** Keep a verified auth-entry signature; false when that signer already signed that entry. */
+  addAuthSignature(rec: AuthSignatureRecord): boolean;
+  authSignatures(proposalId: string): AuthSignatureRecord[];
 }
 
 export interface EventRepository {
@@ -425,6 +441,40 @@ class SqliteStore implements Store {
       proposalId: r.proposal_id,
       signerKey: r.signer_key,
       nodeId: r.node_id,
+      signature: r.signature,
+      createdAt: r.created_at,
+    }));
+  }
+
+  addAuthSignature(rec: AuthSignatureRecord): boolean {
+    const info = this.db
+      .prepare(
+        `INSERT OR IGNORE INTO auth_signatures (proposal_id, entry_index, signer_key, node_id, payload, signature, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(rec.proposalId, rec.entryIndex, rec.signerKey, rec.nodeId, rec.payload, rec.signature, rec.createdAt);
+    return info.changes === 1;
+  }
+
+  authSignatures(proposalId: string): AuthSignatureRecord[] {
+    return (
+      this.db
+        .prepare('SELECT * FROM auth_signatures WHERE proposal_id = ? ORDER BY entry_index, created_at, signer_key')
+        .all(proposalId) as {
+        proposal_id: string;
+        entry_index: number;
+        signer_key: string;
+        node_id: string;
+        payload: string;
+        signature: string;
+        created_at: number;
+      }[]
+    ).map((r) => ({
+      proposalId: r.proposal_id,
+      entryIndex: r.entry_index,
+      signerKey: r.signer_key,
+      nodeId: r.node_id,
+      payload: r.payload,
       signature: r.signature,
       createdAt: r.created_at,
     }));

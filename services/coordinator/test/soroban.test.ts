@@ -1,0 +1,329 @@
+import type { Body } from '@cosigner/protocol/messages';
+import { authEntryPayload, checkAccountAuthSignatures, parseMultisigSignatureVector } from '@cosigner/stellar/soroban';
+import { authEntry, type EntrySpec, invokeTx, sourceAccountEntry } from '@cosigner/testkit/soroban';
+import { Keypair, StrKey, TransactionBuilder, xdr } from '@stellar/stellar-sdk';
+import { afterEach, describe, expect, it } from 'vitest';
+import { authBundleHash, chooseMinimal } from '../src/soroban.ts';
+import { FakeLedger, type Harness, harness, multisig, NETWORK, TestNode, waitFor } from './helpers.ts';
+
+const ESCROW = StrKey.encodeContract(Buffer.alloc(32, 1));
+let h: Harness | undefined;
+const nodes: TestNode[] = [];
+afterEach(async () => {
+  for (const n of nodes.splice(0)) n.close();
+  await h?.close();
+  h = undefined;
+});
+
+/** The entries a proposal carries: standalone, or the auth of the transaction's single operation. */
+function entriesOf(p: Body<'proposal'>): xdr.SorobanAuthorizationEntry[] {
+  if (p.authEntries) return p.authEntries.map((b) => xdr.SorobanAuthorizationEntry.fromXdr(b, 'base64'));
+  const env = xdr.TransactionEnvelope.fromXdr(p.xdr!, 'base64') as xdr.TransactionEnvelopeTx;
+  return (env.v1.tx.operations[0]!.body as xdr.OperationBodyInvokeHostFunction).invokeHostFunctionOp.auth;
+}
+
+/** A node double that signs auth payloads it computes itself (and transaction hashes like the default). */
+function authSigner(tamper?: 'payload' | 'digest' | 'none'): (p: Body<'proposal'>, n: TestNode) => Body<'decision'> {
+  return (p, n) => {
+    if (p.kind === 'transaction') {
+      const hash = Buffer.from(TransactionBuilder.fromXDR(p.xdr!, NETWORK).hash());
+      return {
+        proposalId: p.proposalId,
+        hash: hash.toString('hex'),
+        outcome: 'approve',
+        reasons: [],
+        signerKey: n.stellarKey,
+        signature: Buffer.from(n.keypair.sign(hash)).toString('base64'),
+      };
+    }
+    const entries = entriesOf(p);
+    const payloads: Buffer[] = [];
+    const sigs: { index: number; payload: string; signature: string }[] = [];
+    entries.forEach((e, index) => {
+      if (e.credentials.type === 'sorobanCredentialsSourceAccount') return;
+      const payload = authEntryPayload(e, NETWORK);
+      payloads.push(payload);
+      const signed = tamper === 'payload' ? Buffer.alloc(32, 1) : payload;
+      sigs.push({
+        index,
+        payload: payload.toString('hex'),
+        signature: Buffer.from(n.keypair.sign(signed)).toString('base64'),
+      });
+    });
+    return {
+      proposalId: p.proposalId,
+      hash: tamper === 'digest' ? 'ab'.repeat(32) : authBundleHash(payloads),
+      outcome: 'approve',
+      reasons: [],
+      signerKey: n.stellarKey,
+      ...(tamper === 'none' ? {} : { authSignatures: sigs }),
+    };
+  };
+}
+
+interface Rig {
+  h: Harness;
+  account: string;
+  ledger: FakeLedger;
+  ns: TestNode[];
+  post(payload: Record<string, unknown>): Promise<{ statusCode: number; json(): Record<string, unknown> }>;
+  get(id: string): Promise<Record<string, unknown>>;
+  until(id: string, status: string): Promise<Record<string, unknown>>;
+}
+
+async function rig(behaviours: TestNode['behaviour'][], config: Record<string, unknown> = {}): Promise<Rig> {
+  const ns = behaviours.map((b, i) => new TestNode(`n${i}`, b));
+  nodes.push(...ns);
+  const ledger = new FakeLedger();
+  const account = Keypair.random().publicKey();
+  ledger.accounts.set(
+    account,
+    multisig(
+      account,
+      ns.map((n) => n.stellarKey),
+      2,
+    ),
+  );
+  h = await harness({ ledger, nodes: ns, listen: true, config });
+  const hh = h;
+  for (const n of ns) expect(await n.connect(hh.url!, hh.identity.publicKey)).toBe('welcome');
+  const auth = { authorization: `Bearer ${hh.adminKey}` };
+  const get = async (id: string) => (await hh.app.inject({ url: `/v1/proposals/${id}`, headers: auth })).json();
+  return {
+    h: hh,
+    account,
+    ledger,
+    ns,
+    post: (payload) => hh.app.inject({ method: 'POST', url: '/v1/proposals', headers: auth, payload }),
+    get,
+    until: (id, status) =>
+      waitFor(async () => {
+        const v = await get(id);
+        return v.status === status ? v : undefined;
+      }, `${id} ${status}`),
+  };
+}
+
+function entry(r: { account: string }, over: Partial<EntrySpec> = {}) {
+  return authEntry({
+    address: r.account,
+    contract: ESCROW,
+    fn: 'deposit',
+    args: [{ address: r.account }, { i128: 10n }],
+    nonce: 1n,
+    expiration: 500,
+    ...over,
+  });
+}
+
+const b64 = (e: xdr.SorobanAuthorizationEntry) => e.toXdr('base64');
+
+function checkSigned(r: Rig, signed: string, unsigned: xdr.SorobanAuthorizationEntry) {
+  const e = xdr.SorobanAuthorizationEntry.fromXdr(signed, 'base64');
+  const creds =
+    e.credentials.type === 'sorobanCredentialsAddressV2'
+      ? e.credentials.addressV2
+      : (e.credentials as xdr.SorobanCredentialsAddress).address;
+  const vec = parseMultisigSignatureVector(creds.signature);
+  expect(vec).toHaveLength(2);
+  expect(Buffer.compare(vec[0]!.publicKey, vec[1]!.publicKey)).toBeLessThan(0);
+  const check = checkAccountAuthSignatures(
+    r.ledger.accounts.get(r.account)!,
+    authEntryPayload(unsigned, NETWORK),
+    creds.signature,
+  );
+  expect(check).toEqual({ ok: true, weight: 2 });
+}
+
+describe('Soroban auth rounds on the coordinator', () => {
+  it('standalone entries: 2-of-3 nodes sign; the coordinator returns minimal sorted vectors and submits nothing', async () => {
+    const r = await rig([authSigner(), authSigner(), 'silent']);
+    const entries = [entry(r), entry(r, { nonce: 2n, fn: 'release' })];
+    const res = await r.post({ kind: 'authEntries', account: r.account, entries: entries.map(b64) });
+    expect(res.statusCode).toBe(201);
+    const created = res.json();
+    expect(created.kind).toBe('authEntries');
+    expect(created.hash).toBe(authBundleHash(entries.map((e) => authEntryPayload(e, NETWORK))));
+    const done = await r.until(created.id as string, 'signed');
+    const signed = done.authEntries as string[];
+    expect(signed).toHaveLength(2);
+    checkSigned(r, signed[0]!, entries[0]!);
+    checkSigned(r, signed[1]!, entries[1]!);
+    expect(done.envelope).toBeNull();
+    expect((done.signatures as unknown[]).length).toBe(2);
+    expect(r.ledger.submitted).toEqual([]);
+    // The silent node was told the round is over.
+    await r.ns[2]!.until(() => r.ns[2]!.cancels.length === 1);
+    const again = await r.post({
+      kind: 'authEntries',
+      account: r.account,
+      entries: entries.map(b64),
+      idempotencyKey: 'k1',
+    });
+    expect(again.statusCode).toBe(201);
+    expect((await r.post({ kind: 'authEntries', entries: [b64(entries[0]!)], idempotencyKey: 'k1' })).statusCode).toBe(
+      409,
+    );
+  });
+
+  it('an invokeHostFunction tx sourced by the multisig: entries signed first, then the envelope, then submitted', async () => {
+    const r = await rig([authSigner(), authSigner(), authSigner()]);
+    const e = entry(r);
+    const tx = invokeTx({
+      contract: ESCROW,
+      fn: 'deposit',
+      args: [{ address: r.account }, { i128: 10n }],
+      source: r.account,
+      seq: 2n,
+      network: NETWORK,
+      auth: [e],
+      resources: { fee: 1000, instructions: 10, readOnly: 1, readWrite: 1 },
+    });
+    const res = await r.post({ xdr: tx, submit: true });
+    expect(res.statusCode).toBe(201);
+    const parent = res.json();
+    expect(parent.kind).toBe('sorobanTx');
+    const done = await r.until(parent.id as string, 'signed');
+    const child = await waitFor(
+      async () => ((await r.get(parent.id as string)).transactionProposal as string | null) ?? undefined,
+    );
+    const submitted = await r.until(child, 'submitted');
+    expect(submitted.kind).toBe('transaction');
+    expect(r.ledger.submitted).toHaveLength(1);
+    const sent = xdr.TransactionEnvelope.fromXdr(r.ledger.submitted[0]!, 'base64') as xdr.TransactionEnvelopeTx;
+    expect(sent.v1.signatures).toHaveLength(2);
+    const signedEntry = (sent.v1.tx.operations[0]!.body as xdr.OperationBodyInvokeHostFunction).invokeHostFunctionOp
+      .auth[0]!;
+    checkSigned(r, b64(signedEntry), e);
+    // The parent keeps the unsigned envelope with the signed entries: the child signed exactly that transaction.
+    expect((await r.get(child)).hash).toBe(
+      Buffer.from(TransactionBuilder.fromXDR(done.envelope as string, NETWORK).hash()).toString('hex'),
+    );
+  });
+
+  it('a tx sourced by someone else ends with the signed entries in an unsigned envelope for them to submit', async () => {
+    const r = await rig([authSigner(), authSigner(), 'silent']);
+    const stranger = Keypair.random().publicKey();
+    r.ledger.accounts.set(stranger, multisig(stranger, [stranger], 1));
+    const e = entry(r);
+    const tx = invokeTx({
+      contract: ESCROW,
+      fn: 'deposit',
+      args: [],
+      source: stranger,
+      seq: 2n,
+      network: NETWORK,
+      auth: [e, sourceAccountEntry({ contract: ESCROW, fn: 'deposit', args: [] })],
+      resources: { fee: 1000, instructions: 10 },
+    });
+    const parent = (await r.post({ xdr: tx })).json();
+    const done = await r.until(parent.id as string, 'signed');
+    const env = xdr.TransactionEnvelope.fromXdr(done.envelope as string, 'base64') as xdr.TransactionEnvelopeTx;
+    expect(env.v1.signatures).toHaveLength(0);
+    const auth = (env.v1.tx.operations[0]!.body as xdr.OperationBodyInvokeHostFunction).invokeHostFunctionOp.auth;
+    checkSigned(r, b64(auth[0]!), e);
+    expect(auth[1]!.credentials.type).toBe('sorobanCredentialsSourceAccount');
+    await new Promise((res) => setTimeout(res, 100));
+    expect((await r.get(parent.id as string)).transactionProposal).toBeNull();
+  });
+
+  it('refuses transactions without resources or above the limits, and entries it cannot sign, with codes', async () => {
+    const r = await rig([authSigner(), authSigner()], { soroban: { maxResourceFee: 5000, maxFootprintEntries: 2 } });
+    const call = { contract: ESCROW, fn: 'deposit', args: [], source: r.account, seq: 2n, network: NETWORK };
+    const cases: [Record<string, unknown>, number, string][] = [
+      [{ xdr: invokeTx({ ...call, auth: [entry(r)] }) }, 422, 'COORD_SOROBAN_NO_RESOURCES'],
+      [
+        { xdr: invokeTx({ ...call, auth: [entry(r)], resources: { fee: 5001, instructions: 1 } }) },
+        422,
+        'COORD_SOROBAN_LIMIT',
+      ],
+      [
+        {
+          xdr: invokeTx({
+            ...call,
+            auth: [entry(r)],
+            resources: { fee: 1, instructions: 1, readOnly: 2, readWrite: 1 },
+          }),
+        },
+        422,
+        'COORD_SOROBAN_LIMIT',
+      ],
+      [{ kind: 'authEntries', entries: [b64(entry(r, { v2: true }))] }, 422, 'COORD_SOROBAN_V2_DISABLED'],
+      [{ kind: 'authEntries', entries: [b64(entry(r, { expiration: 0 }))] }, 400, 'COORD_SOROBAN_BAD_ENTRY'],
+      [
+        { kind: 'authEntries', entries: [b64(sourceAccountEntry({ contract: ESCROW, fn: 'x', args: [] }))] },
+        400,
+        'COORD_SOROBAN_BAD_ENTRY',
+      ],
+      [
+        { kind: 'authEntries', account: Keypair.random().publicKey(), entries: [b64(entry(r))] },
+        400,
+        'COORD_SOROBAN_BAD_ENTRY',
+      ],
+      [{ kind: 'authEntries', entries: ['bm90IHhkcg=='] }, 400, 'STELLAR_MALFORMED_XDR'],
+      [{ kind: 'authEntries', entries: [] }, 400, 'COORD_BAD_REQUEST'],
+    ];
+    for (const [payload, status, code] of cases) {
+      const res = await r.post(payload);
+      expect(res.statusCode, code).toBe(status);
+      expect(res.json().code, code).toBe(code);
+    }
+  });
+
+  it('ADDRESS_V2 entries are signed when the flag is on', async () => {
+    const r = await rig([authSigner(), authSigner()], { soroban: { addressV2: true } });
+    const e = entry(r, { v2: true });
+    const p = (await r.post({ kind: 'authEntries', entries: [b64(e)] })).json();
+    const done = await r.until(p.id as string, 'signed');
+    checkSigned(r, (done.authEntries as string[])[0]!, e);
+  });
+
+  it('a node signing another payload, a wrong digest or nothing is flagged and its signatures are never kept', async () => {
+    const r = await rig([authSigner('payload'), authSigner('digest'), authSigner('none')]);
+    const p = (await r.post({ kind: 'authEntries', entries: [b64(entry(r))] })).json();
+    const done = await r.until(p.id as string, 'rejected');
+    expect(done.statusReason).toMatch(/quorum unreachable/);
+    const kinds = (done.rejections as { reasons: { code: string }[] }[]).map((x) => x.reasons[0]!.code).sort();
+    // Two invalid decisions of three already make 2-of-3 unreachable; the third may arrive after the end.
+    expect(kinds.length).toBeGreaterThanOrEqual(2);
+    for (const k of kinds) expect(['hash_mismatch', 'invalid_signature', 'missing_signature']).toContain(k);
+    expect(r.h.store.authSignatures(p.id as string)).toEqual([]);
+  });
+
+  it('node rejections settle the round; a pending round can be cancelled', async () => {
+    const reject = (p: Body<'proposal'>, n: TestNode): Body<'decision'> => ({
+      proposalId: p.proposalId,
+      hash: p.hash!,
+      outcome: 'reject',
+      reasons: [{ code: 'CONTRACT_NOT_ALLOWED', message: 'not in policy' }],
+      signerKey: n.stellarKey,
+    });
+    const r = await rig([reject, reject, 'silent']);
+    const p = (await r.post({ kind: 'authEntries', entries: [b64(entry(r))] })).json();
+    expect((await r.until(p.id as string, 'rejected')).statusReason).toMatch(/not in policy/);
+
+    const s = await rig(['silent', 'silent']);
+    const q = (await s.post({ kind: 'authEntries', entries: [b64(entry(s))] })).json();
+    const cancelled = await s.h.app.inject({
+      method: 'POST',
+      url: `/v1/proposals/${q.id}/cancel`,
+      headers: { authorization: `Bearer ${s.h.adminKey}` },
+      payload: {},
+    });
+    expect(cancelled.json().status).toBe('cancelled');
+  });
+});
+
+describe('chooseMinimal', () => {
+  it('takes the heaviest first and drops any signer the threshold does not need', () => {
+    const c = (id: string, weight: number) => ({ id, weight });
+    expect(chooseMinimal([c('a', 1), c('b', 2), c('c', 1)], 2)!.map((x) => x.id)).toEqual(['b']);
+    expect(chooseMinimal([c('a', 1), c('b', 1), c('c', 1)], 2)!.map((x) => x.id)).toHaveLength(2);
+    expect(
+      chooseMinimal([c('a', 2), c('b', 2), c('c', 3)], 4)!
+        .map((x) => x.id)
+        .sort(),
+    ).toEqual(['a', 'c']);
+    expect(chooseMinimal([c('a', 1), c('z', 0)], 2)).toBeNull();
+  });
+});
