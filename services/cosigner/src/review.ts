@@ -199,22 +199,31 @@ export class Reviewer {
    */
   async review(p: ProposalBody): Promise<DecisionBody> {
     const { audit, ledger } = this.#d;
-    audit.append(
-      'proposal.seen',
-      { proposalId: p.proposalId, kind: p.kind, claimedHash: p.hash ?? null },
-      this.#nowMs(),
-    );
-    if (p.kind === 'authEntries' && this.#d.soroban) return this.#d.soroban.review(p);
+    // For transactions the `proposal.seen` entry is written in the same SQLite transaction as what follows it
+    // (the decision, or the reservation), not in one of its own: one fsync (synchronous=FULL) fewer per
+    // proposal, same entries in the same order (prepare() between them is pure and writes nothing).
+    const seenAt = this.#nowMs();
+    const seen = (): void => {
+      audit.append('proposal.seen', { proposalId: p.proposalId, kind: p.kind, claimedHash: p.hash ?? null }, seenAt);
+    };
+    if (p.kind === 'authEntries' && this.#d.soroban) {
+      seen();
+      return this.#d.soroban.review(p);
+    }
     const prep = this.prepare(p);
-    if (!prep.ok) return this.#finish(p.proposalId, prep.hash, 'reject', prep.reasons);
+    if (!prep.ok) return this.#finish(p.proposalId, prep.hash, 'reject', prep.reasons, true, seen);
 
     const known = ledger.byHash(prep.hash);
-    if (known) return this.#complete(p.proposalId, known);
+    if (known) {
+      seen();
+      return this.#complete(p.proposalId, known);
+    }
 
     const now = this.#nowS();
     const slot = slotOf(prep.decoded, prep.summary);
     type Step = { kind: 'sign'; record: SignatureRecord } | { kind: 'decided'; outcome: Outcome; reasons: Reason[] };
     const step = ledger.atomically((): Step => {
+      seen();
       const evaluation = this.#d.evaluate(prep.summary, {
         now,
         spent: (assetKey, windowSeconds) => ledger.spent(assetKey, windowSeconds, now),
@@ -458,9 +467,21 @@ export class Reviewer {
   }
 
   /** Record (ledger + audit + metrics + log) a non-approval and build its frame body. */
-  #finish(proposalId: string, hash: string, outcome: Outcome, reasons: Reason[], record = true): DecisionBody {
+  #finish(
+    proposalId: string,
+    hash: string,
+    outcome: Outcome,
+    reasons: Reason[],
+    record = true,
+    first?: () => void,
+  ): DecisionBody {
     const { ledger, logger, metrics } = this.#d;
-    if (record) ledger.atomically(() => this.#recordDecision(proposalId, hash, outcome, reasons, this.#nowS()));
+    if (record) {
+      ledger.atomically(() => {
+        first?.();
+        this.#recordDecision(proposalId, hash, outcome, reasons, this.#nowS());
+      });
+    }
     for (const r of reasons.length > 0 ? reasons : [reason('NONE', '')])
       metrics?.decisions.inc({ outcome, reason: r.code });
     logger.info({ proposalId, hash, outcome, reasons: reasons.map((r) => r.code) }, 'decision');
