@@ -59,6 +59,16 @@ export interface ClusterOptions {
   nodeCoordinatorUrl?: (nodeId: string, socketUrl: string) => string | Promise<string>;
   /** The KMS endpoint node `nodeId` calls (default: its emulator's URL); the chaos harness slows it through a proxy. */
   nodeKmsEndpoint?: (nodeId: string, kmsUrl: string) => string | Promise<string>;
+  /**
+   * The nodes' policy YAML (default: `demoYaml`, the demo policy). Called once the ledger simulator runs and the
+   * operator accounts exist, so a Soroban policy can anchor its ledger clock on the simulator (issue 7 e2e).
+   */
+  nodePolicy?: (ctx: {
+    network: string;
+    accounts: readonly string[];
+    horizonUrl: string;
+    demoYaml: string;
+  }) => string | Promise<string>;
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -527,16 +537,16 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     const coordinatorKey = String(coordinator.ready.messageKey ?? message.identity.publicKeyB64);
 
     const policyFile = join(dir, 'policy.yaml');
-    await writeFile(
-      policyFile,
-      demoPolicyYaml({
-        network: networkPassphrase,
-        account: account.id,
-        maxXlm: opts.maxPaymentXlm ?? '1000',
-        extraAccounts: operatorAccounts.slice(1),
-      }),
-      { mode: 0o600 },
-    );
+    const demoYaml = demoPolicyYaml({
+      network: networkPassphrase,
+      account: account.id,
+      maxXlm: opts.maxPaymentXlm ?? '1000',
+      extraAccounts: operatorAccounts.slice(1),
+    });
+    const policyYaml = opts.nodePolicy
+      ? await opts.nodePolicy({ network: networkPassphrase, accounts: operatorAccounts, horizonUrl, demoYaml })
+      : demoYaml;
+    await writeFile(policyFile, policyYaml, { mode: 0o600 });
     for (let i = 0; i < n; i++) {
       const k = nodeKms[i]!;
       const info = nodeInfo[i]!;
