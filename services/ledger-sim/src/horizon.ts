@@ -219,6 +219,8 @@ export function transactionJson(r: TxRecord, base: string): Record<string, unkno
     signatures,
     ...preconditionsJson(tx),
     ...feeBump,
+    // The simulator's addition: why a Soroban invocation failed (core reports it as diagnostic events).
+    ...(r.diagnostic !== undefined ? { diagnostic: r.diagnostic } : {}),
   };
 }
 

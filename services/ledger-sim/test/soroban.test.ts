@@ -127,6 +127,10 @@ describe('escrow with a 2-of-3 multisig account', () => {
       const { codes, diagnostic } = await refusal(t);
       expect(codes, name).toEqual({ transaction: 'tx_failed', operations: ['function_trapped'] });
       expect(diagnostic, name).toMatch(reason);
+      // The failed transaction is in history, and its resource says why.
+      const got = await app.inject({ method: 'GET', url: `/transactions/${Buffer.from(t.hash()).toString('hex')}` });
+      expect(got.json().successful, name).toBe(false);
+      expect(got.json().diagnostic, name).toBe(diagnostic);
       // Applied and failed: the sequence number is spent, nothing moved, the nonce stays unused.
       expect(account(app, payer.publicKey()).seq, name).toBe(seq + 1n);
       expect(escrowed(owner.publicKey()), name).toBe(0n);
