@@ -303,10 +303,24 @@ export function migrate(db: Database.Database): number {
 
 class SqliteStore implements Store {
   constructor(private readonly db: Database.Database) {}
+  /**
+   * Statements compiled once per SQL text and reused: preparing on every call was 8% of the coordinator's busy
+   * time under load (bench/README.md, profile findings). The SQL texts are a fixed set written in this file.
+   */
+  readonly #statements = new Map<string, Database.Statement>();
+
+  #prepare(sql: string): Database.Statement {
+    let stmt = this.#statements.get(sql);
+    if (!stmt) {
+      stmt = this.db.prepare(sql);
+      this.#statements.set(sql, stmt);
+    }
+    return stmt;
+  }
 
   ping(): boolean {
     try {
-      return (this.db.prepare('SELECT 1 AS ok').get() as { ok: number }).ok === 1;
+      return (this.#prepare('SELECT 1 AS ok').get() as { ok: number }).ok === 1;
     } catch {
       return false;
     }
@@ -322,31 +336,29 @@ class SqliteStore implements Store {
         const existing = this.getByIdempotencyKey(rec.idempotencyKey);
         if (existing) return { proposal: existing, created: false };
       }
-      this.db
-        .prepare(
-          `INSERT INTO proposals (id, idempotency_key, api_key_id, kind, xdr, hash, network, status, status_reason,
+      this.#prepare(
+        `INSERT INTO proposals (id, idempotency_key, api_key_id, kind, xdr, hash, network, status, status_reason,
             requirements, accounts, submit, callback_url, note, max_time, envelope, result, created_at, updated_at, signed_at)
            VALUES (@id, @idempotencyKey, @apiKeyId, @kind, @xdr, @hash, @network, @status, @statusReason,
             @requirements, @accounts, @submit, @callbackUrl, @note, @maxTime, @envelope, @result, @createdAt, @updatedAt, @signedAt)`,
-        )
-        .run({
-          ...rec,
-          requirements: JSON.stringify(rec.requirements),
-          accounts: JSON.stringify(rec.accounts),
-          submit: rec.submit ? 1 : 0,
-          result: rec.result === null ? null : JSON.stringify(rec.result),
-        });
+      ).run({
+        ...rec,
+        requirements: JSON.stringify(rec.requirements),
+        accounts: JSON.stringify(rec.accounts),
+        submit: rec.submit ? 1 : 0,
+        result: rec.result === null ? null : JSON.stringify(rec.result),
+      });
       return { proposal: rec, created: true };
     })();
   }
 
   getProposal(id: string): ProposalRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM proposals WHERE id = ?').get(id) as ProposalRow | undefined;
+    const r = this.#prepare('SELECT * FROM proposals WHERE id = ?').get(id) as ProposalRow | undefined;
     return r && fromRow(r);
   }
 
   getByIdempotencyKey(key: string): ProposalRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM proposals WHERE idempotency_key = ?').get(key) as ProposalRow | undefined;
+    const r = this.#prepare('SELECT * FROM proposals WHERE idempotency_key = ?').get(key) as ProposalRow | undefined;
     return r && fromRow(r);
   }
 
@@ -354,34 +366,28 @@ class SqliteStore implements Store {
     items: ProposalRecord[];
     next: number | null;
   } {
-    const rows = this.db
-      .prepare(
-        `SELECT * FROM proposals WHERE (@status IS NULL OR status = @status) AND (@before IS NULL OR n < @before)
+    const rows = this.#prepare(
+      `SELECT * FROM proposals WHERE (@status IS NULL OR status = @status) AND (@before IS NULL OR n < @before)
          ORDER BY n DESC LIMIT @limit`,
-      )
-      .all({ status: q.status ?? null, before: q.before ?? null, limit: q.limit + 1 }) as ProposalRow[];
+    ).all({ status: q.status ?? null, before: q.before ?? null, limit: q.limit + 1 }) as ProposalRow[];
     const more = rows.length > q.limit;
     const page = rows.slice(0, q.limit);
     return { items: page.map(fromRow), next: more ? page.at(-1)!.n : null };
   }
 
   openProposals(): ProposalRecord[] {
-    const rows = this.db
-      .prepare(
-        `SELECT * FROM proposals WHERE status = 'pending' OR (status = 'signed' AND submit = 1 AND result IS NULL)
+    const rows = this.#prepare(
+      `SELECT * FROM proposals WHERE status = 'pending' OR (status = 'signed' AND submit = 1 AND result IS NULL)
          ORDER BY n`,
-      )
-      .all() as ProposalRow[];
+    ).all() as ProposalRow[];
     return rows.map(fromRow);
   }
 
   countOpen(): number {
     return (
-      this.db
-        .prepare(
-          `SELECT count(*) AS c FROM proposals WHERE status = 'pending' OR (status = 'signed' AND submit = 1 AND result IS NULL)`,
-        )
-        .get() as {
+      this.#prepare(
+        `SELECT count(*) AS c FROM proposals WHERE status = 'pending' OR (status = 'signed' AND submit = 1 AND result IS NULL)`,
+      ).get() as {
         c: number;
       }
     ).c;
@@ -389,48 +395,46 @@ class SqliteStore implements Store {
 
   transition(id: string, from: readonly ProposalStatus[], to: ProposalStatus, patch: ProposalPatch = {}): boolean {
     const placeholders = from.map(() => '?').join(', ');
-    const info = this.db
-      .prepare(
-        `UPDATE proposals SET status = ?, updated_at = ?,
+    const info = this.#prepare(
+      `UPDATE proposals SET status = ?, updated_at = ?,
            status_reason = CASE WHEN ? THEN ? ELSE status_reason END,
            envelope = COALESCE(?, envelope), result = COALESCE(?, result), signed_at = COALESCE(?, signed_at)
          WHERE id = ? AND status IN (${placeholders})`,
-      )
-      .run(
-        to,
-        Date.now(),
-        patch.statusReason !== undefined ? 1 : 0,
-        patch.statusReason ?? null,
-        patch.envelope ?? null,
-        patch.result ? JSON.stringify(patch.result) : null,
-        patch.signedAt ?? null,
-        id,
-        ...from,
-      );
+    ).run(
+      to,
+      Date.now(),
+      patch.statusReason !== undefined ? 1 : 0,
+      patch.statusReason ?? null,
+      patch.envelope ?? null,
+      patch.result ? JSON.stringify(patch.result) : null,
+      patch.signedAt ?? null,
+      id,
+      ...from,
+    );
     return info.changes === 1;
   }
 
   setResult(id: string, result: SubmissionResult): void {
-    this.db
-      .prepare('UPDATE proposals SET result = ?, updated_at = ? WHERE id = ?')
-      .run(JSON.stringify(result), Date.now(), id);
+    this.#prepare('UPDATE proposals SET result = ?, updated_at = ? WHERE id = ?').run(
+      JSON.stringify(result),
+      Date.now(),
+      id,
+    );
   }
 
   addSignature(rec: SignatureRecord): boolean {
-    const info = this.db
-      .prepare(
-        `INSERT OR IGNORE INTO signatures (proposal_id, signer_key, node_id, signature, created_at)
+    const info = this.#prepare(
+      `INSERT OR IGNORE INTO signatures (proposal_id, signer_key, node_id, signature, created_at)
          VALUES (?, ?, ?, ?, ?)`,
-      )
-      .run(rec.proposalId, rec.signerKey, rec.nodeId, rec.signature, rec.createdAt);
+    ).run(rec.proposalId, rec.signerKey, rec.nodeId, rec.signature, rec.createdAt);
     return info.changes === 1;
   }
 
   signatures(proposalId: string): SignatureRecord[] {
     return (
-      this.db
-        .prepare('SELECT * FROM signatures WHERE proposal_id = ? ORDER BY created_at, signer_key')
-        .all(proposalId) as {
+      this.#prepare('SELECT * FROM signatures WHERE proposal_id = ? ORDER BY created_at, signer_key').all(
+        proposalId,
+      ) as {
         proposal_id: string;
         signer_key: string;
         node_id: string;
@@ -447,20 +451,18 @@ class SqliteStore implements Store {
   }
 
   addAuthSignature(rec: AuthSignatureRecord): boolean {
-    const info = this.db
-      .prepare(
-        `INSERT OR IGNORE INTO auth_signatures (proposal_id, entry_index, signer_key, node_id, payload, signature, created_at)
+    const info = this.#prepare(
+      `INSERT OR IGNORE INTO auth_signatures (proposal_id, entry_index, signer_key, node_id, payload, signature, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(rec.proposalId, rec.entryIndex, rec.signerKey, rec.nodeId, rec.payload, rec.signature, rec.createdAt);
+    ).run(rec.proposalId, rec.entryIndex, rec.signerKey, rec.nodeId, rec.payload, rec.signature, rec.createdAt);
     return info.changes === 1;
   }
 
   authSignatures(proposalId: string): AuthSignatureRecord[] {
     return (
-      this.db
-        .prepare('SELECT * FROM auth_signatures WHERE proposal_id = ? ORDER BY entry_index, created_at, signer_key')
-        .all(proposalId) as {
+      this.#prepare(
+        'SELECT * FROM auth_signatures WHERE proposal_id = ? ORDER BY entry_index, created_at, signer_key',
+      ).all(proposalId) as {
         proposal_id: string;
         entry_index: number;
         signer_key: string;
@@ -481,18 +483,16 @@ class SqliteStore implements Store {
   }
 
   recordDecision(rec: DecisionRecord): void {
-    this.db
-      .prepare(
-        `INSERT INTO decisions (proposal_id, node_id, outcome, reasons, created_at) VALUES (?, ?, ?, ?, ?)
+    this.#prepare(
+      `INSERT INTO decisions (proposal_id, node_id, outcome, reasons, created_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (proposal_id, node_id) DO UPDATE SET outcome = excluded.outcome, reasons = excluded.reasons,
            created_at = excluded.created_at`,
-      )
-      .run(rec.proposalId, rec.nodeId, rec.outcome, JSON.stringify(rec.reasons), rec.createdAt);
+    ).run(rec.proposalId, rec.nodeId, rec.outcome, JSON.stringify(rec.reasons), rec.createdAt);
   }
 
   decisions(proposalId: string): DecisionRecord[] {
     return (
-      this.db.prepare('SELECT * FROM decisions WHERE proposal_id = ? ORDER BY created_at, node_id').all(proposalId) as {
+      this.#prepare('SELECT * FROM decisions WHERE proposal_id = ? ORDER BY created_at, node_id').all(proposalId) as {
         proposal_id: string;
         node_id: string;
         outcome: string;
@@ -509,15 +509,18 @@ class SqliteStore implements Store {
   }
 
   appendEvent(proposalId: string | null, type: string, data: Record<string, unknown>, at: number): EventRecord {
-    const info = this.db
-      .prepare('INSERT INTO events (proposal_id, type, data, created_at) VALUES (?, ?, ?, ?)')
-      .run(proposalId, type, JSON.stringify(data), at);
+    const info = this.#prepare('INSERT INTO events (proposal_id, type, data, created_at) VALUES (?, ?, ?, ?)').run(
+      proposalId,
+      type,
+      JSON.stringify(data),
+      at,
+    );
     return { seq: Number(info.lastInsertRowid), proposalId, type, data, createdAt: at };
   }
 
   eventsSince(seq: number, limit: number): EventRecord[] {
     return (
-      this.db.prepare('SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as {
+      this.#prepare('SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as {
         seq: number;
         proposal_id: string | null;
         type: string;
@@ -536,49 +539,49 @@ class SqliteStore implements Store {
   enrollNode(n: { id: string; identityKey: string; stellarKey: string }, at: number): void {
     this.db.transaction(() => {
       // A Stellar key belongs to one node: a re-enrolment under another id takes it over.
-      this.db.prepare('DELETE FROM nodes WHERE stellar_key = ? AND id <> ?').run(n.stellarKey, n.id);
-      this.db
-        .prepare(
-          `INSERT INTO nodes (id, identity_key, stellar_key, enrolled_at) VALUES (?, ?, ?, ?)
+      this.#prepare('DELETE FROM nodes WHERE stellar_key = ? AND id <> ?').run(n.stellarKey, n.id);
+      this.#prepare(
+        `INSERT INTO nodes (id, identity_key, stellar_key, enrolled_at) VALUES (?, ?, ?, ?)
            ON CONFLICT (id) DO UPDATE SET identity_key = excluded.identity_key, stellar_key = excluded.stellar_key,
              enrolled_at = CASE WHEN nodes.identity_key = excluded.identity_key AND nodes.stellar_key = excluded.stellar_key
                THEN nodes.enrolled_at ELSE excluded.enrolled_at END`,
-        )
-        .run(n.id, n.identityKey, n.stellarKey, at);
+      ).run(n.id, n.identityKey, n.stellarKey, at);
     })();
   }
 
   getNode(id: string): NodeRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM nodes WHERE id = ?').get(id) as NodeRow | undefined;
+    const r = this.#prepare('SELECT * FROM nodes WHERE id = ?').get(id) as NodeRow | undefined;
     return r && nodeFromRow(r);
   }
 
   listNodes(): NodeRecord[] {
-    return (this.db.prepare('SELECT * FROM nodes ORDER BY id').all() as NodeRow[]).map(nodeFromRow);
+    return (this.#prepare('SELECT * FROM nodes ORDER BY id').all() as NodeRow[]).map(nodeFromRow);
   }
 
   touchNode(id: string, at: number, latencyMs?: number): void {
-    this.db
-      .prepare('UPDATE nodes SET last_seen = ?, last_latency_ms = COALESCE(?, last_latency_ms) WHERE id = ?')
-      .run(at, latencyMs ?? null, id);
+    this.#prepare('UPDATE nodes SET last_seen = ?, last_latency_ms = COALESCE(?, last_latency_ms) WHERE id = ?').run(
+      at,
+      latencyMs ?? null,
+      id,
+    );
   }
 
   countNode(id: string, field: 'approvals' | 'rejections' | 'misbehaviours'): void {
-    this.db.prepare(`UPDATE nodes SET ${field} = ${field} + 1 WHERE id = ?`).run(id);
+    this.#prepare(`UPDATE nodes SET ${field} = ${field} + 1 WHERE id = ?`).run(id);
   }
 
   recordMisbehaviour(rec: MisbehaviourRecord): void {
     this.db.transaction(() => {
-      this.db
-        .prepare('INSERT INTO misbehaviours (node_id, proposal_id, kind, detail, created_at) VALUES (?, ?, ?, ?, ?)')
-        .run(rec.nodeId, rec.proposalId, rec.kind, rec.detail, rec.createdAt);
+      this.#prepare(
+        'INSERT INTO misbehaviours (node_id, proposal_id, kind, detail, created_at) VALUES (?, ?, ?, ?, ?)',
+      ).run(rec.nodeId, rec.proposalId, rec.kind, rec.detail, rec.createdAt);
       this.countNode(rec.nodeId, 'misbehaviours');
     })();
   }
 
   misbehaviours(nodeId: string, limit: number): MisbehaviourRecord[] {
     return (
-      this.db.prepare('SELECT * FROM misbehaviours WHERE node_id = ? ORDER BY seq DESC LIMIT ?').all(nodeId, limit) as {
+      this.#prepare('SELECT * FROM misbehaviours WHERE node_id = ? ORDER BY seq DESC LIMIT ?').all(nodeId, limit) as {
         node_id: string;
         proposal_id: string | null;
         kind: string;
@@ -595,13 +598,13 @@ class SqliteStore implements Store {
   }
 
   insertApiKey(rec: ApiKeyRecord): void {
-    this.db
-      .prepare('INSERT INTO api_keys (id, hash, scopes, label, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(rec.id, rec.hash, rec.scopes.join(','), rec.label, rec.createdAt, rec.revokedAt);
+    this.#prepare(
+      'INSERT INTO api_keys (id, hash, scopes, label, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)',
+    ).run(rec.id, rec.hash, rec.scopes.join(','), rec.label, rec.createdAt, rec.revokedAt);
   }
 
   getApiKey(id: string): ApiKeyRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM api_keys WHERE id = ?').get(id) as
+    const r = this.#prepare('SELECT * FROM api_keys WHERE id = ?').get(id) as
       | {
           id: string;
           hash: string;
@@ -624,6 +627,6 @@ class SqliteStore implements Store {
   }
 
   countApiKeys(): number {
-    return (this.db.prepare('SELECT count(*) AS c FROM api_keys').get() as { c: number }).c;
+    return (this.#prepare('SELECT count(*) AS c FROM api_keys').get() as { c: number }).c;
   }
 }
