@@ -139,10 +139,9 @@ export class RoundEngine {
 
   /** After a restart: every open proposal resumes where it stopped (signatures kept, submission continued). */
   resume(): number {
-    const open = this.o.store.openProposals();
+    // Soroban auth rounds are resumed by soroban.ts.
+    const open = this.o.store.openProposals().filter((r) => r.kind !== 'authEntries' && r.kind !== 'sorobanTx');
     for (const rec of open) {
-      // Soroban auth rounds are resumed by soroban.ts.
-      if (rec.kind === 'authEntries' || rec.kind === 'sorobanTx') continue;
       if (rec.status === 'signed') {
         void this.#submit(rec, rec.envelope!, true);
         continue;

@@ -314,6 +314,30 @@ describe('Soroban auth rounds on the coordinator', () => {
   });
 });
 
+describe('Soroban auth rounds across a coordinator restart', () => {
+  it('keeps verified signatures and completes once a second node signs after the restart', async () => {
+    const r = await rig([authSigner(), 'silent', 'silent']);
+    const e = entry(r);
+    const p = (await r.post({ kind: 'authEntries', entries: [b64(e)] })).json();
+    await waitFor(() => (r.h.store.authSignatures(p.id as string).length === 1 ? true : undefined), 'first signature');
+    const dir = r.h.dir;
+    for (const n of r.ns) n.close();
+    await r.h.close();
+    h = undefined;
+    r.ns[1]!.behaviour = authSigner();
+    h = await harness({ ledger: r.ledger, nodes: r.ns, listen: true, dir });
+    const hh = h;
+    for (const n of r.ns) expect(await n.connect(hh.url!, hh.identity.publicKey)).toBe('welcome');
+    const done = await waitFor(async () => {
+      const v = (
+        await hh.app.inject({ url: `/v1/proposals/${p.id}`, headers: { authorization: `Bearer ${hh.adminKey}` } })
+      ).json();
+      return v.status === 'signed' ? v : undefined;
+    }, 'signed after restart');
+    checkSigned(r, (done.authEntries as string[])[0]!, e);
+  });
+});
+
 describe('chooseMinimal', () => {
   it('takes the heaviest first and drops any signer the threshold does not need', () => {
     const c = (id: string, weight: number) => ({ id, weight });
