@@ -18,7 +18,8 @@ if (unknown.length > 0) {
 let failed = 0;
 for (const name of asked.length > 0 ? asked : BENCHES) {
   console.log(`\n### bench: ${name}`);
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(dir, `${name}.bench.ts`)], { stdio: 'inherit' });
+  // The tsx CLI, as `pnpm exec tsx bench/<name>.bench.ts` runs it (pnpm puts node_modules/.bin on PATH).
+  const r = spawnSync('tsx', [join(dir, `${name}.bench.ts`)], { stdio: 'inherit' });
   if (r.status !== 0) {
     console.error(`bench ${name} failed (exit ${r.status ?? r.signal})`);
     failed++;
