@@ -48,11 +48,12 @@ describe('Soroban authorization through a 2-of-3 cluster', () => {
     return { status: res.status, body: (await res.json()) as ProposalView };
   }
 
-  async function settled(id: string): Promise<ProposalView> {
+  /** The proposal once it left `pending` (or, with `submitting`, once it also left `signed`). */
+  async function settled(id: string, submitting = false): Promise<ProposalView> {
     const deadline = Date.now() + 60_000;
     for (;;) {
       const p = (await api('GET', `/v1/proposals/${id}`)).body;
-      if (p.status !== 'pending') return p;
+      if (p.status !== 'pending' && !(submitting && p.status === 'signed')) return p;
       if (Date.now() > deadline) throw new Error(`proposal ${id} still pending`);
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -251,6 +252,33 @@ describe('Soroban authorization through a 2-of-3 cluster', () => {
     const reused = await relay(done.envelope as string);
     expect(reused.status).not.toBe('SUCCESS');
     expect(reused.diagnostic).toMatch(/nonce \d+ already used/);
+  });
+
+  it('a deposit sourced by the operator account itself (SOURCE_ACCOUNT credentials) is signed and submitted by the cluster', async () => {
+    const source = await server.getAccount(cluster.account.id);
+    const tx = new TransactionBuilder(source, { fee: '1000', networkPassphrase: cluster.networkPassphrase })
+      .addOperation(
+        Operation.invokeContractFunction({
+          contract: escrow,
+          function: 'deposit',
+          args: [new Address(cluster.account.id).toScVal(), nativeToScVal(2n * XLM, { type: 'i128' })],
+        }),
+      )
+      .setTimeout(120)
+      .build();
+    const sim = await server.simulateTransaction(tx);
+    if (!rpc.Api.isSimulationSuccess(sim)) throw new Error(`simulation failed: ${JSON.stringify(sim)}`);
+    const assembled = rpc.assembleTransaction(tx, sim).build();
+    const created = await api('POST', '/v1/proposals', {
+      xdr: assembled.toEnvelope().toXdr('base64'),
+      submit: true,
+    });
+    expect(created.status).toBe(201);
+    expect(created.body.kind).toBe('transaction');
+    const done = await settled(created.body.id, true);
+    expect(done.status, JSON.stringify(done.statusReason)).toBe('submitted');
+    const got = await rpcCall('getTransaction', { hash: done.hash });
+    expect(got.status).toBe('SUCCESS');
   });
 
   it('a standalone proposal returns signed entries the simulator accepts; reversed order and one signature are refused', async () => {
