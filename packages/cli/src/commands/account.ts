@@ -435,7 +435,7 @@ export function registerAccount(program: Command, io: Out = stdio): void {
   const account = program.command('account').description("set up the cluster's multisig account");
   targetOptions(account.command('setup'))
     .description('add every node key with its weight, set thresholds, master weight 0: one reviewed transaction')
-    .requiredOption('--account <G...>', 'the account')
+    .requiredOption('--account <address>', 'the account')
     .requiredOption(
       '--signer <[node=]G...[:weight]>',
       'a node key (repeat for each node)',

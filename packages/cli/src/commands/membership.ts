@@ -94,14 +94,14 @@ export function registerMembership(node: Command, io: Out = stdio): void {
       )
       .requiredOption('--node-id <id>', 'the node')
       .requiredOption(
-        '--account <G...>',
+        '--account <address>',
         'account (repeat for each cluster account)',
         (v, acc: string[]) => [...acc, v],
         [],
       )
-      .option('--stellar-key <G...>', kind === 'add' ? 'its signing key' : 'its key (default: from the coordinator)')
+      .option('--stellar-key <address>', kind === 'add' ? 'its signing key' : 'its key (default: from the coordinator)')
       .option('--weight <n>', 'signer weight (add; default 1)', byte)
-      .option('--tx-source <G...>', 'account whose sequence the change uses')
+      .option('--tx-source <address>', 'account whose sequence the change uses')
       .option('--low <n>', 'also set the low threshold', byte)
       .option('--med <n>', 'also set the medium threshold', byte)
       .option('--high <n>', 'also set the high threshold', byte)
@@ -115,7 +115,7 @@ export function registerMembership(node: Command, io: Out = stdio): void {
       .option('--token-file <file>', 'file holding the admin token');
   common(roster.command('allow'))
     .description('accept a member key: with signerChanges.clusterMembers the node signs adding/removing it')
-    .requiredOption('--address <G...>', 'the key')
+    .requiredOption('--address <address>', 'the key')
     .option('--member <id>', 'the node it belongs to')
     .action((o: { adminUrl: string; tokenFile?: string; address: string; member?: string }) =>
       run(async () => {
@@ -129,7 +129,7 @@ export function registerMembership(node: Command, io: Out = stdio): void {
     );
   common(roster.command('remove'))
     .description('withdraw a member key')
-    .requiredOption('--address <G...>', 'the key')
+    .requiredOption('--address <address>', 'the key')
     .action((o: { adminUrl: string; tokenFile?: string; address: string }) =>
       run(async () => {
         const r = await http(new URL(`/v1/roster/${o.address}`, o.adminUrl).toString(), {

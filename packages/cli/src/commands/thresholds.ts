@@ -44,12 +44,12 @@ export function registerThresholds(program: Command, io: Out = stdio): void {
   targetOptions(t.command('set'))
     .description('set low/medium/high (refused if unreachable or reachable by one node)')
     .requiredOption(
-      '--account <G...>',
+      '--account <address>',
       'account (repeat for each cluster account)',
       (v, acc: string[]) => [...acc, v],
       [],
     )
-    .option('--tx-source <G...>', 'account whose sequence the change uses (default: the first --account)')
+    .option('--tx-source <address>', 'account whose sequence the change uses (default: the first --account)')
     .option('--low <n>', 'low threshold', byte)
     .option('--med <n>', 'medium threshold', byte)
     .option('--high <n>', 'high threshold', byte)
