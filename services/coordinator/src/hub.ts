@@ -229,7 +229,13 @@ export class NodeHub {
 
   #beat(s: Session): void {
     if (Date.now() - s.lastPong > 3 * this.o.heartbeatMs) {
-      s.socket.close(CLOSE.HEARTBEAT_TIMEOUT, 'heartbeat timeout');
+      // terminate(), not close(): a graceful close waits for the peer's close frame, which a silent partition
+      // (packets dropped, no RST) never delivers, so ws would keep the session (shown connected, rounds waiting
+      // on it) for its 30 s close timeout. A node that misses three heartbeats is gone now; it reconnects and
+      // syncs when it can (RFC 6455 section 7.1.7: "_Fail the WebSocket Connection_" may drop the TCP connection).
+      this.o.logger.warn({ nodeId: s.nodeId, code: CLOSE.HEARTBEAT_TIMEOUT }, 'heartbeat timeout; dropping the node');
+      clearInterval(s.heartbeat);
+      s.socket.terminate();
       return;
     }
     this.send(s.nodeId, 'ping', { nonce: String(Date.now()) });

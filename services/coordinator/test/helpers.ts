@@ -1,3 +1,4 @@
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { decodeFrame, encodeFrame } from '@cosigner/protocol/frame';
 import { generateIdentity, type Identity } from '@cosigner/protocol/identity';
 import type { Body, MessageType } from '@cosigner/protocol/messages';
@@ -337,4 +338,49 @@ export async function harness(
       await app.close();
     },
   };
+}
+
+/**
+ * A TCP relay in front of the coordinator that can go silent: once `partition()` is called it keeps both
+ * connections open but drops every byte either way (no FIN, no RST), like a network partition that loses packets.
+ */
+export class SilentProxy {
+  readonly #server: Server;
+  readonly #sockets = new Set<Socket>();
+  #silent = false;
+  url = '';
+
+  constructor(readonly upstreamPort: number) {
+    this.#server = createServer((client) => {
+      const up = connect(upstreamPort, '127.0.0.1');
+      for (const s of [client, up]) {
+        this.#sockets.add(s);
+        s.on('error', () => undefined);
+        s.on('close', () => this.#sockets.delete(s));
+      }
+      client.on('data', (b) => {
+        if (!this.#silent) up.write(b);
+      });
+      up.on('data', (b) => {
+        if (!this.#silent) client.write(b);
+      });
+      client.on('end', () => this.#silent || up.end());
+      up.on('end', () => this.#silent || client.end());
+    });
+  }
+
+  async listen(): Promise<string> {
+    await new Promise<void>((r) => this.#server.listen(0, '127.0.0.1', r));
+    this.url = `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+    return this.url;
+  }
+
+  partition(): void {
+    this.#silent = true;
+  }
+
+  close(): void {
+    for (const s of this.#sockets) s.destroy();
+    this.#server.close();
+  }
 }

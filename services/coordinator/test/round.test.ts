@@ -8,16 +8,29 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { signCallback } from '../src/events.ts';
 import { CLOSE } from '../src/hub.ts';
-import { FakeLedger, type Harness, harness, multisig, NETWORK, payment, TestNode, waitFor } from './helpers.ts';
+import {
+  FakeLedger,
+  type Harness,
+  harness,
+  multisig,
+  NETWORK,
+  payment,
+  SilentProxy,
+  TestNode,
+  waitFor,
+} from './helpers.ts';
 
 let h: Harness | undefined;
 let nodes: TestNode[] = [];
 let servers: Server[] = [];
+let proxies: SilentProxy[] = [];
 afterEach(async () => {
   for (const n of nodes) n.close();
   nodes = [];
   for (const s of servers) s.close();
   servers = [];
+  for (const p of proxies) p.close();
+  proxies = [];
   if (h) {
     await h.close();
     await rm(h.dir, { recursive: true, force: true });
@@ -413,7 +426,23 @@ describe('node sessions', () => {
     n.answerPings = false;
     await n.connect(s.h.url!, s.h.identity.publicKey);
     await n.until(() => n.closed !== undefined);
-    expect(n.closed!.code).toBe(CLOSE.HEARTBEAT_TIMEOUT);
+    // Dropped, not closed gracefully (see the partition test below): the node sees an abnormal closure.
+    expect(n.closed!.code).toBe(1006);
+    await waitFor(() => (s.h.app.coordinator.hub.connected().length === 0 ? true : undefined), 'session gone');
+  });
+
+  it('drops a node behind a silent partition at the heartbeat timeout, without waiting for a close handshake', async () => {
+    // A graceful close would wait for the node's close frame, which the partition swallows: ws then keeps the
+    // session for its 30 s close timeout, longer than this wait.
+    const s = await setup([new TestNode('a')], { connect: false, config: { round: { heartbeatMs: 100 } } });
+    const proxy = new SilentProxy(Number(new URL(s.h.url!).port));
+    proxies.push(proxy);
+    await proxy.listen();
+    expect(await s.nodes[0]!.connect(proxy.url, s.h.identity.publicKey)).toBe('welcome');
+    expect(s.h.app.coordinator.hub.connected().map((c) => c.nodeId)).toEqual(['a']);
+    proxy.partition();
+    await waitFor(() => (s.h.app.coordinator.hub.connected().length === 0 ? true : undefined), 'node dropped', 10_000);
+    expect(s.nodes[0]!.closed).toBeUndefined();
   });
 
   it('closes a socket that never authenticates', async () => {
