@@ -1,0 +1,43 @@
+# The stellar-cosigner image: one image, every service (`cosigner <command>`): coordinator, node, and the
+# development stand-ins (kms-emulator, ledger-sim). docs/operations/compose.md explains how it is run.
+#
+#   docker build -t cosigner .                      # official Node images, pnpm install inside the build
+#   .ci/docker.sh                                   # offline CI: local base image, node_modules from the context
+#
+# BASE is the runtime image; BUILD_BASE the one that installs (it needs python3, make and g++ for the native
+# modules better-sqlite3 and pkcs11js). DEPS=install runs `pnpm install --frozen-lockfile --prod` here;
+# DEPS=context takes the production node_modules already in the build context (.ci/docker.sh stages them,
+# built for the same node binary the base image holds).
+ARG BASE=node:20-bookworm-slim
+ARG BUILD_BASE=node:20-bookworm
+
+FROM ${BUILD_BASE} AS build
+ARG DEPS=install
+ARG PNPM_VERSION=10.34.8
+WORKDIR /app
+COPY . .
+RUN if [ "$DEPS" = context ]; then \
+      test -d node_modules/.pnpm || { echo "DEPS=context but the context has no node_modules"; exit 1; }; \
+    else \
+      rm -rf node_modules packages/*/node_modules services/*/node_modules \
+      && npm install -g "pnpm@${PNPM_VERSION}" \
+      && CI=true pnpm install --frozen-lockfile --prod; \
+    fi \
+    # docker/setup.ts resolves its imports (testkit, the AWS and Stellar SDKs) as the CLI does.
+    && mkdir -p docker && ln -sfn ../packages/cli/node_modules docker/node_modules \
+    && node -e "require('/app/services/cosigner/node_modules/better-sqlite3')(':memory:').close()"
+
+FROM ${BASE}
+# Code owned by root and read-only to the service user; state only under /data (a volume per service) and /tmp
+# (a tmpfs: tsx keeps its transpile cache there). /cluster/* are the mount points of the one-shot setup service.
+COPY --from=build /app /app
+RUN mkdir -p /data /cluster/coordinator /cluster/ledger \
+      /cluster/kms-0 /cluster/kms-1 /cluster/kms-2 /cluster/node-0 /cluster/node-1 /cluster/node-2 \
+    && chown -R 1000:1000 /data /cluster && chmod 0700 /data
+ENV NODE_ENV=development \
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
+WORKDIR /app
+USER 1000:1000
+VOLUME ["/data"]
+ENTRYPOINT ["node", "/app/packages/cli/bin/cosigner.js"]
+CMD ["--help"]
