@@ -1,4 +1,4 @@
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -21,6 +21,7 @@ import {
   registerAccount,
   setOptionsOps,
 } from '../src/commands/account.ts';
+import { clusterUp, runDemo } from '../src/commands/cluster.ts';
 import { membershipChange, registerMembership } from '../src/commands/membership.ts';
 import { type RotateFlags, registerRotate, rotate } from '../src/commands/rotate.ts';
 import { registerThresholds, thresholdsSet } from '../src/commands/thresholds.ts';
@@ -544,5 +545,38 @@ describe('lifecycle commands in-process against a real cluster', () => {
     const again = await rotate(flags, io);
     expect(again.done).toEqual(state.done);
     expect(io.lines.at(-1)).toMatch(/node-2: G[A-Z2-7]+ -> G[A-Z2-7]+ done/);
+  }, 300_000);
+
+  it('cluster up: the demo payment goes through the cluster after these changes; a second launcher on a live dir is refused', async () => {
+    const lines: string[] = [];
+    const final = await runDemo(cluster, (l) => lines.push(l));
+    expect(final.status).toBe('submitted');
+    expect(lines.join('\n')).toMatch(/ledger: destination balance 10000(\.0+)? -> 10010(\.0+)? XLM/);
+
+    // cluster.json naming a live cosigner process as launcher: `cluster up` on that dir refuses to start another.
+    const live = join(dir, 'live');
+    await mkdir(live, { recursive: true });
+    await writeFile(join(live, 'cluster.json'), JSON.stringify({ launcherPid: cluster.coordinator.pid }));
+    await expect(clusterUp({ dir: live, nodes: 3, threshold: 2, demo: false, out: () => {} })).rejects.toThrow(
+      /a cluster is already running under .* \(launcher pid \d+\); stop it with: cosigner cluster down/,
+    );
+  }, 120_000);
+
+  it('cluster up starts a whole cluster in-process and runs its demo', async () => {
+    const own = await tempDir('cosigner-cli-cluster-up-');
+    const lines: string[] = [];
+    // A stale cluster.json (its launcher is gone) does not stop a new start.
+    await writeFile(join(own, 'cluster.json'), JSON.stringify({ launcherPid: 2 ** 22 + 1 }));
+    const up = await clusterUp({ dir: own, nodes: 3, threshold: 2, demo: true, out: (l) => lines.push(l) });
+    try {
+      const text = lines.join('\n');
+      expect(text).toMatch(/starting a 2-of-3 cluster under/);
+      expect(text).toMatch(/proposal .+: submitted/);
+      expect(text).toMatch(/multisig account G[A-Z2-7]+ \(2-of-3\)/);
+      expect(text).not.toContain(up.apiKey);
+    } finally {
+      await up.stop();
+      await rm(own, { recursive: true, force: true });
+    }
   }, 300_000);
 });
