@@ -109,7 +109,7 @@ grep -v '^node_modules\|^\*\*/node_modules' "$ROOT/.dockerignore" >"$STAGE/.dock
 )
 
 step "project image ${IMAGE}"
-docker build -q \
+docker build -q --force-rm \
   --build-arg BASE="$BASE_IMAGE" \
   --build-arg BUILD_BASE="$BASE_IMAGE" \
   --build-arg DEPS=context \
