@@ -306,6 +306,10 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     network: config.network,
     submitAttempts: config.round.submitAttempts,
     submitBackoffMs: config.round.submitBackoffMs,
+    submitMaxBackoffMs: config.round.submitMaxBackoffMs,
+    signerRetryMs: config.round.signerRetryMs,
+    signerRetryMaxMs: config.round.signerRetryMaxMs,
+    ledgerSettleMs: config.round.ledgerSettleMs,
     invalidateAccounts,
   });
   const hub = new NodeHub({
@@ -337,6 +341,8 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     limits: config.soroban,
     engine,
     loadAccount,
+    signerRetryMs: config.round.signerRetryMs,
+    signerRetryMaxMs: config.round.signerRetryMaxMs,
   });
   engine.attach(hub);
   soroban.attach(hub);

@@ -73,6 +73,16 @@ export const ConfigSchema = Type.Object(
         handshakeTimeoutMs: Type.Integer({ minimum: 100, maximum: 120_000, default: 10_000 }),
         submitAttempts: Type.Integer({ minimum: 1, maximum: 20, default: 5 }),
         submitBackoffMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 500 }),
+        /**
+         * Longest pause between submission retries. A signed envelope with an upper time bound is retried (with
+         * jittered backoff) until that bound passes; `submitAttempts` bounds only envelopes without one.
+         */
+        submitMaxBackoffMs: Type.Integer({ minimum: 10, maximum: 600_000, default: 30_000 }),
+        /** First pause before a node that answered SIGNER_UNAVAILABLE is asked again; doubles up to the max. */
+        signerRetryMs: Type.Integer({ minimum: 10, maximum: 600_000, default: 1000 }),
+        signerRetryMaxMs: Type.Integer({ minimum: 10, maximum: 600_000, default: 30_000 }),
+        /** After a time bound passes, the wait (a ledger close plus ingestion) before the last lookup by hash. */
+        ledgerSettleMs: Type.Integer({ minimum: 0, maximum: 120_000, default: 6000 }),
         /** How long loaded signers/thresholds are reused: about one ledger close (5 s). */
         accountCacheMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 5000 }),
       },

@@ -15,6 +15,8 @@ export type EventType =
   | 'node.approved'
   | 'node.rejected'
   | 'node.held'
+  /** The node's key backend could not sign (SIGNER_UNAVAILABLE): a transient refusal, asked again later. */
+  | 'node.unavailable'
   | 'node.misbehaved'
   | 'quorum.reached'
   | 'proposal.submitted'

@@ -37,8 +37,16 @@ export interface RoundOptions {
   metrics: Metrics;
   logger: Logger;
   network: string;
+  /** Attempts for an envelope WITHOUT an upper time bound; one with a bound is retried until it passes. */
   submitAttempts: number;
   submitBackoffMs: number;
+  /** Cap of the (jittered, doubling) pause between submission retries. */
+  submitMaxBackoffMs?: number;
+  /** First pause before asking again a node whose key backend was unavailable; doubles up to the max. */
+  signerRetryMs?: number;
+  signerRetryMaxMs?: number;
+  /** After the time bound passes, how long to let a last ledger close and be ingested before the final lookup. */
+  ledgerSettleMs?: number;
   /** Accounts whose cached state must be dropped (a bad-auth result says the signers changed). */
   invalidateAccounts(ids: readonly string[]): void;
 }
@@ -50,6 +58,25 @@ interface Live {
   /** When the proposal was sent to each node, for per-node latency. */
   sentAt: Map<string, number>;
   expiry?: NodeJS.Timeout;
+  /** Nodes whose key backend was unavailable: how often in a row, and the timer that asks them again. */
+  retries: Map<string, { count: number; timer?: NodeJS.Timeout }>;
+}
+
+/** The reason code a cosigner answers when its key backend (KMS/HSM) failed: transient, ask again later. */
+export const SIGNER_UNAVAILABLE = 'SIGNER_UNAVAILABLE';
+
+/** A reject whose every reason is SIGNER_UNAVAILABLE says "not now", not "no". */
+export function isUnavailable(d: { outcome: string; reasons: readonly { code: string }[] }): boolean {
+  return d.outcome === 'reject' && d.reasons.length > 0 && d.reasons.every((r) => r.code === SIGNER_UNAVAILABLE);
+}
+
+/**
+ * Exponential backoff with "equal jitter" (half fixed, half random): retries of many proposals or many
+ * coordinators do not line up against a recovering ledger or key backend. `attempt` counts from 1.
+ */
+export function backoffMs(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(attempt - 1, 30));
+  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
 }
 
 /** Largest setTimeout delay Node accepts (2^31-1 ms, about 24.8 days); longer waits re-arm. */
@@ -162,6 +189,7 @@ export class RoundEngine {
       decoded,
       accounts: new Map(rec.accounts.map((a) => [a.accountId, a])),
       sentAt: new Map(),
+      retries: new Map(),
     };
     this.#live.set(rec.id, live);
     if (rec.maxTime > 0) this.#armExpiry(live);
@@ -191,7 +219,7 @@ export class RoundEngine {
     const decided = new Set(
       this.o.store
         .decisions(live.rec.id)
-        .filter((d) => d.outcome !== 'hold')
+        .filter((d) => d.outcome !== 'hold' && d.outcome !== 'unavailable')
         .map((d) => d.nodeId),
     );
     for (const n of this.#link.connected()) {
@@ -248,7 +276,7 @@ export class RoundEngine {
       this.o.metrics.nodeLatency.observe({ node: nodeId }, (now - sent) / 1000);
       live.sentAt.delete(nodeId);
     }
-    this.o.metrics.nodeDecisions.inc({ node: nodeId, outcome: d.outcome });
+    this.o.metrics.nodeDecisions.inc({ node: nodeId, outcome: isUnavailable(d) ? 'unavailable' : d.outcome });
     const invalid = (kind: string, detail: string): false => {
       this.#misbehaved(nodeId, kind, detail, live.rec.id);
       this.o.store.recordDecision({
@@ -264,6 +292,15 @@ export class RoundEngine {
     if (d.signerKey !== stellarKey)
       return invalid('wrong_signer_key', `decision names ${d.signerKey}, enrolled key is ${stellarKey}`);
 
+    if (isUnavailable(d)) {
+      // The node's KMS/HSM failed: it kept its intent (services/cosigner review.ts), so asking again signs the
+      // same hash. Not a refusal: it does not count against the quorum, and the node is asked again later.
+      const reasons: DecisionReasonRecord[] = d.reasons.map((r) => ({ ...r }));
+      this.o.store.recordDecision({ proposalId: live.rec.id, nodeId, outcome: 'unavailable', reasons, createdAt: now });
+      this.#emit(live.rec, 'node.unavailable', { nodeId, reasons });
+      this.#askAgainLater(live, nodeId);
+      return false;
+    }
     if (d.outcome === 'reject' || d.outcome === 'hold') {
       const reasons: DecisionReasonRecord[] = d.reasons.map((r) => ({ ...r }));
       this.o.store.recordDecision({ proposalId: live.rec.id, nodeId, outcome: d.outcome, reasons, createdAt: now });
@@ -306,6 +343,29 @@ export class RoundEngine {
     this.#emit(live.rec, 'node.approved', { nodeId, signerKey: stellarKey });
     this.#tryComplete(live);
     return true;
+  }
+
+  /** Ask `nodeId` again after a backoff, while the proposal is still pending (untrack clears the timer). */
+  #askAgainLater(live: Live, nodeId: string): void {
+    const prev = live.retries.get(nodeId);
+    if (prev?.timer) clearTimeout(prev.timer);
+    const count = (prev?.count ?? 0) + 1;
+    const wait = backoffMs(count, this.o.signerRetryMs ?? 1000, this.o.signerRetryMaxMs ?? 30_000);
+    const timer = setTimeout(() => {
+      const entry = live.retries.get(nodeId);
+      if (entry) entry.timer = undefined;
+      if (this.#live.get(live.rec.id) !== live) return;
+      this.o.logger.info(
+        { proposalId: live.rec.id, nodeId, attempt: count + 1 },
+        'asking a node again after SIGNER_UNAVAILABLE',
+      );
+      this.#fanOut(live, nodeId);
+    }, wait);
+    live.retries.set(nodeId, { count, timer });
+    this.o.logger.warn(
+      { proposalId: live.rec.id, nodeId, retryInMs: wait },
+      'node key backend unavailable; will ask again',
+    );
   }
 
   /** When the verified signatures cover every requirement: minimal set, assemble, store, submit if asked. */
@@ -395,7 +455,7 @@ export class RoundEngine {
     const decided = new Set(
       this.o.store
         .decisions(live.rec.id)
-        .filter((d) => d.outcome !== 'hold')
+        .filter((d) => d.outcome !== 'hold' && d.outcome !== 'unavailable')
         .map((d) => d.nodeId),
     );
     for (const n of this.#link.connected()) {
@@ -407,32 +467,38 @@ export class RoundEngine {
 
   #untrack(live: Live): void {
     if (live.expiry) clearTimeout(live.expiry);
+    for (const r of live.retries.values()) if (r.timer) clearTimeout(r.timer);
     this.#live.delete(live.rec.id);
   }
 
   /**
    * Submit the stored envelope, the same bytes every time. Before a retry (and after a restart) ask the
-   * network whether the hash already applied, so a lost response never turns into a bad-seq failure.
-   * Transient failures back off exponentially; a refusal with result codes is final.
+   * network whether the hash already applied, so a lost response never turns into a second submission that
+   * fails with bad-seq (and resending the same bytes is harmless anyway: same hash, one sequence slot).
+   * A refusal with result codes is final. Transient failures (transport errors, 5xx, Horizon's 504) back off
+   * exponentially with jitter, capped at `submitMaxBackoffMs`: for as long as the envelope can still apply,
+   * i.e. until its upper time bound (maxTime) passes, so a ledger outage shorter than that loses nothing.
+   * Then the hash is looked up once more: found -> submitted; missing -> `submission_expired` (it can never
+   * apply now); the ledger still unreachable -> `submission_unavailable` (fate unknown). An envelope without a
+   * time bound is tried `submitAttempts` times.
    */
   async #submit(rec: ProposalRecord, envelope: string, resumed: boolean): Promise<void> {
     if (this.#submitting.has(rec.id)) return;
     this.#submitting.add(rec.id);
     try {
+      // A ledger whose close time is maxTime still takes it (closeTime <= maxTime): the bound ends a second later.
+      const deadline = rec.maxTime > 0 ? (rec.maxTime + 1) * 1000 : undefined;
+      const maxBackoff = this.o.submitMaxBackoffMs ?? 30_000;
+      const more = (attempt: number): boolean =>
+        deadline === undefined ? attempt <= this.o.submitAttempts : attempt === 1 || Date.now() <= deadline;
       let lastTransient = '';
-      for (let attempt = 1; attempt <= this.o.submitAttempts && !this.#closed; attempt++) {
+      let tried = 0;
+      for (let attempt = 1; more(attempt) && !this.#closed; attempt++) {
         if (attempt > 1 || resumed) {
-          const fate = await this.o.ledger.transactionStatus(rec.hash);
-          if (fate === 'success')
-            return this.#submitted(rec, {
-              outcome: 'accepted',
-              code: null,
-              message: 'found on the ledger',
-              operationCodes: [],
-              ledger: null,
-              attempts: attempt,
-            });
+          const fate = this.#fate(rec, await this.o.ledger.transactionStatus(rec.hash), attempt);
+          if (fate) return fate();
         }
+        tried = attempt;
         const r = await this.o.ledger.submit(envelope, rec.network);
         if (r.kind === 'accepted') {
           return this.#submitted(rec, {
@@ -462,20 +528,81 @@ export class RoundEngine {
           { proposalId: rec.id, attempt, why: r.message },
           'submission failed transiently; will retry',
         );
-        if (attempt < this.o.submitAttempts) await this.#sleep(this.o.submitBackoffMs * 2 ** (attempt - 1));
+        if (!more(attempt + 1)) break;
+        let pause = backoffMs(attempt, this.o.submitBackoffMs, maxBackoff);
+        // Wake once just past the time bound rather than sleep through it: the verdict is due then.
+        if (deadline !== undefined) pause = Math.max(0, Math.min(pause, deadline + 1 - Date.now()));
+        await this.#sleep(pause);
       }
       if (this.#closed) return;
+      if (deadline !== undefined) {
+        // Past maxTime no ledger can take it (stellar-core TransactionFrame::isTooLate); one that closed just
+        // before may have, while we could not hear about it: let it close and be ingested, then ask once more.
+        await this.#sleep(this.o.ledgerSettleMs ?? 6000);
+        if (this.#closed) return;
+        const status = await this.o.ledger.transactionStatus(rec.hash);
+        const found = this.#fate(rec, status, tried);
+        if (found) return found();
+        if (status === 'missing') {
+          return this.#failed(rec, {
+            outcome: 'failed',
+            code: 'submission_expired',
+            message: `the network could not take the transaction before its time bound passed (${new Date(deadline).toISOString()}; last error: ${lastTransient}); it is not on the ledger and can no longer apply`,
+            operationCodes: [],
+            ledger: null,
+            attempts: tried,
+          });
+        }
+        return this.#failed(rec, {
+          outcome: 'failed',
+          code: 'submission_unavailable',
+          message: `the network could not be reached until the time bound passed (${new Date(deadline).toISOString()}; ${lastTransient}); the transaction can no longer apply, but whether it applied before cannot be known until the network answers for its hash`,
+          operationCodes: [],
+          ledger: null,
+          attempts: tried,
+        });
+      }
       return this.#failed(rec, {
         outcome: 'failed',
         code: 'submission_unavailable',
-        message: `the network could not be reached after ${this.o.submitAttempts} attempts (${lastTransient}); the envelope is stored, its fate is unknown until its hash appears or its time bound passes`,
+        message: `the network could not be reached after ${tried} attempts (${lastTransient}); the envelope is stored, its fate is unknown until its hash appears`,
         operationCodes: [],
         ledger: null,
-        attempts: this.o.submitAttempts,
+        attempts: tried,
       });
     } finally {
       this.#submitting.delete(rec.id);
     }
+  }
+
+  /** The transaction's fate by hash, as the step that ends the submission; undefined when not on the ledger. */
+  #fate(
+    rec: ProposalRecord,
+    fate: Awaited<ReturnType<LedgerClient['transactionStatus']>>,
+    attempt: number,
+  ): (() => void) | undefined {
+    if (fate === 'success')
+      return () =>
+        this.#submitted(rec, {
+          outcome: 'accepted',
+          code: null,
+          message: 'found on the ledger',
+          operationCodes: [],
+          ledger: null,
+          attempts: attempt,
+        });
+    if (fate === 'failed')
+      // Applied but failed: the fee was charged and the sequence consumed; resending could only get tx_bad_seq.
+      return () =>
+        this.#failed(rec, {
+          outcome: 'failed',
+          code: 'tx_failed',
+          message: 'found on the ledger as failed (tx_failed): the sequence number was used',
+          operationCodes: [],
+          ledger: null,
+          attempts: attempt,
+        });
+    return undefined;
   }
 
   /** A backoff pause that close() cuts short, so no submission loop outlives the app. */
@@ -511,7 +638,10 @@ export class RoundEngine {
 
   close(): void {
     this.#closed = true;
-    for (const live of this.#live.values()) if (live.expiry) clearTimeout(live.expiry);
+    for (const live of this.#live.values()) {
+      if (live.expiry) clearTimeout(live.expiry);
+      for (const r of live.retries.values()) if (r.timer) clearTimeout(r.timer);
+    }
     for (const t of this.#timers) clearTimeout(t);
     for (const wake of this.#wakers) wake();
     this.#wakers.clear();

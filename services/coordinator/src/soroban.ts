@@ -16,7 +16,7 @@ import type { CoordinatorConfig } from './config.ts';
 import { coordinatorErrors } from './errors.ts';
 import type { EventBus, EventType } from './events.ts';
 import type { Metrics } from './metrics.ts';
-import { ed25519Weights, maxTimeOf, type NodeLink, type RoundEngine } from './round.ts';
+import { backoffMs, ed25519Weights, isUnavailable, maxTimeOf, type NodeLink, type RoundEngine } from './round.ts';
 import type { ProposalRecord, ProposalStatus, Store } from './store.ts';
 
 /**
@@ -145,6 +145,8 @@ interface LiveAuth {
   entries: xdr.SorobanAuthorizationEntry[];
   targets: Map<number, Target>;
   accounts: Map<string, AccountAuth>;
+  /** SIGNER_UNAVAILABLE answers in a row, per node (round.ts isUnavailable). */
+  unavailable?: Map<string, number>;
 }
 
 export interface SorobanRoundOptions {
@@ -156,6 +158,9 @@ export interface SorobanRoundOptions {
   limits: SorobanLimits;
   engine: RoundEngine;
   loadAccount(id: string): Promise<AccountAuth>;
+  /** Backoff before asking again a node whose key backend was unavailable (as in round.ts). */
+  signerRetryMs?: number;
+  signerRetryMaxMs?: number;
 }
 
 /** The node keys of an account with non-zero weight, as the host counts them (weights clamped to 255). */
@@ -191,6 +196,7 @@ export function chooseMinimal<T extends { weight: number }>(candidates: readonly
 
 export class SorobanRounds {
   readonly #live = new Map<string, LiveAuth>();
+  readonly #timers = new Set<NodeJS.Timeout>();
   #link: NodeLink | undefined;
 
   constructor(private readonly o: SorobanRoundOptions) {}
@@ -344,7 +350,7 @@ export class SorobanRounds {
     const decided = new Set(
       this.o.store
         .decisions(live.rec.id)
-        .filter((d) => d.outcome !== 'hold')
+        .filter((d) => d.outcome !== 'hold' && d.outcome !== 'unavailable')
         .map((d) => d.nodeId),
     );
     for (const n of this.#link.connected()) {
@@ -399,6 +405,24 @@ export class SorobanRounds {
         'wrong_signer_key',
         `decision names ${d.signerKey}, enrolled key is ${stellarKey}`,
       );
+    if (isUnavailable(d)) {
+      // The node's KMS/HSM failed and it kept its intent (same nonce): not a refusal, ask it again later.
+      const reasons = d.reasons.map((r) => ({ ...r }));
+      this.o.store.recordDecision({ proposalId: live.rec.id, nodeId, outcome: 'unavailable', reasons, createdAt: now });
+      this.#emit(live.rec, 'node.unavailable', { nodeId, reasons });
+      live.unavailable ??= new Map();
+      const count = (live.unavailable.get(nodeId) ?? 0) + 1;
+      live.unavailable.set(nodeId, count);
+      const t = setTimeout(
+        () => {
+          this.#timers.delete(t);
+          if (this.#live.get(live.rec.id) === live) this.#fanOut(live, nodeId);
+        },
+        backoffMs(count, this.o.signerRetryMs ?? 1000, this.o.signerRetryMaxMs ?? 30_000),
+      );
+      this.#timers.add(t);
+      return false;
+    }
     if (d.outcome !== 'approve') {
       const reasons = d.reasons.map((r) => ({ ...r }));
       this.o.store.recordDecision({ proposalId: live.rec.id, nodeId, outcome: d.outcome, reasons, createdAt: now });
@@ -633,7 +657,7 @@ export class SorobanRounds {
     const decided = new Set(
       this.o.store
         .decisions(live.rec.id)
-        .filter((d) => d.outcome !== 'hold')
+        .filter((d) => d.outcome !== 'hold' && d.outcome !== 'unavailable')
         .map((d) => d.nodeId),
     );
     for (const n of this.#link.connected()) {
@@ -648,6 +672,8 @@ export class SorobanRounds {
   }
 
   close(): void {
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
     this.#live.clear();
   }
 }

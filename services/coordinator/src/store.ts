@@ -82,7 +82,8 @@ export interface DecisionReasonRecord {
 export interface DecisionRecord {
   proposalId: string;
   nodeId: string;
-  outcome: 'approve' | 'reject' | 'hold' | 'invalid';
+  /** `unavailable`: the node's key backend could not sign (SIGNER_UNAVAILABLE); it is asked again later. */
+  outcome: 'approve' | 'reject' | 'hold' | 'invalid' | 'unavailable';
   reasons: DecisionReasonRecord[];
   createdAt: number;
 }

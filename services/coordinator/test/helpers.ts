@@ -30,6 +30,12 @@ export class FakeLedger implements LedgerClient {
   up = true;
   /** Simulates Horizon's 504: the transaction applied although the answer was lost. */
   applyOnTransient = false;
+  /** Like applyOnTransient, but the transaction applied as failed (fee charged, sequence used). */
+  failOnTransient = false;
+  failed = new Set<string>();
+  /** Submissions do not get through (connection refused), and lookups by hash neither. */
+  submitDown = false;
+  statusDown = false;
   async loadAccount(id: string): Promise<AccountAuth> {
     this.loads++;
     if (!this.up) throw coordinatorErrors.error('COORD_HORIZON_UNAVAILABLE', { accountId: id });
@@ -39,12 +45,18 @@ export class FakeLedger implements LedgerClient {
   }
   async submit(xdr: string, network: string): Promise<SubmitAttempt> {
     this.submitted.push(xdr);
+    if (this.submitDown) return { kind: 'transient', message: 'connect ECONNREFUSED' };
     const r = this.outcomes.shift() ?? { kind: 'accepted', ledger: 7 };
-    if (r.kind === 'accepted' || (r.kind === 'transient' && this.applyOnTransient))
-      this.applied.add(decodeEnvelope(xdr, network).hash.toString('hex'));
+    const hash = decodeEnvelope(xdr, network).hash.toString('hex');
+    if (r.kind === 'accepted' || (r.kind === 'transient' && this.applyOnTransient)) this.applied.add(hash);
+    if (r.kind === 'transient' && this.failOnTransient) this.failed.add(hash);
     return r;
   }
+  statusCalls = 0;
   async transactionStatus(hash: string): Promise<'success' | 'failed' | 'missing' | 'unknown'> {
+    this.statusCalls++;
+    if (this.statusDown) return 'unknown';
+    if (this.failed.has(hash)) return 'failed';
     return this.applied.has(hash) ? 'success' : 'missing';
   }
   async reachable(): Promise<boolean> {

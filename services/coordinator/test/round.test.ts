@@ -1,6 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Body } from '@cosigner/protocol/messages';
 import { decodeEnvelope } from '@cosigner/stellar/decode';
 import { checkAuth } from '@cosigner/stellar/quorum';
 import { Account, Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
@@ -354,14 +355,138 @@ describe('signing round', () => {
     expect(s.h.store.signatures(p.id)).toHaveLength(0);
   });
 
-  it('transient failures past the attempt budget end failed with the fate marked unknown', async () => {
+  it('an envelope without a time bound: transient failures past the attempt budget end failed, fate unknown', async () => {
     const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')], {
       config: { round: { submitAttempts: 2, submitBackoffMs: 10, heartbeatMs: 1000 } },
     });
     s.h.ledger.outcomes.push({ kind: 'transient', message: 'down' }, { kind: 'transient', message: 'down' });
-    const p = await s.propose({ submit: true });
+    const p = await s.propose({ submit: true, xdr: payment(s.source, { timeoutSec: 0 }) });
     const done = await until(s, p.id, 'failed');
     expect(done.result).toMatchObject({ code: 'submission_unavailable', attempts: 2 });
+  });
+
+  it('a ledger outage longer than the attempt budget: the same envelope is retried until the ledger is back', async () => {
+    const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')], {
+      config: { round: { submitAttempts: 2, submitBackoffMs: 10, submitMaxBackoffMs: 50, heartbeatMs: 1000 } },
+    });
+    s.h.ledger.submitDown = true;
+    s.h.ledger.statusDown = true;
+    const p = await s.propose({ submit: true, xdr: payment(s.source, { timeoutSec: 120 }) });
+    // Well past the attempt budget, still signed (not failed) and still trying.
+    await waitFor(() => (s.h.ledger.submitted.length >= 6 ? true : undefined), 'six attempts');
+    expect((await s.get(p.id)).status).toBe('signed');
+    s.h.ledger.submitDown = false;
+    s.h.ledger.statusDown = false;
+    const done = await until(s, p.id, 'submitted');
+    expect((done.result as { attempts: number }).attempts).toBeGreaterThanOrEqual(7);
+    expect(new Set(s.h.ledger.submitted)).toEqual(new Set([done.envelope]));
+  });
+
+  it('past the time bound: submission_expired when the hash is not on the ledger, submission_unavailable when it cannot be asked', async () => {
+    const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')], {
+      config: {
+        round: {
+          submitAttempts: 1,
+          submitBackoffMs: 10,
+          submitMaxBackoffMs: 100,
+          ledgerSettleMs: 0,
+          heartbeatMs: 1000,
+        },
+      },
+    });
+    s.h.ledger.submitDown = true;
+    const p1 = await s.propose({ submit: true, xdr: payment(s.source, { timeoutSec: 1 }) });
+    const expired = await until(s, p1.id, 'failed');
+    expect(expired.result).toMatchObject({ code: 'submission_expired' });
+    expect((expired.result as { attempts: number }).attempts).toBeGreaterThan(1);
+    expect(expired.statusReason).toContain('can no longer apply');
+
+    s.h.ledger.statusDown = true;
+    const p2 = await s.propose({ submit: true, xdr: payment(s.source, { timeoutSec: 1, seq: '200' }) });
+    const unknown = await until(s, p2.id, 'failed');
+    expect(unknown.result).toMatchObject({ code: 'submission_unavailable' });
+    expect(unknown.statusReason).toContain('cannot be known');
+
+    // The ledger answers after the bound: the hash applied meanwhile (our answers were lost), so it is submitted.
+    s.h.ledger.submitDown = false;
+    s.h.ledger.statusDown = false;
+    s.h.ledger.applyOnTransient = true;
+    s.h.ledger.outcomes.push(...Array.from({ length: 500 }, () => ({ kind: 'transient' as const, message: '504' })));
+    const p3 = await s.propose({ submit: true, xdr: payment(s.source, { timeoutSec: 1, seq: '300' }) });
+    const found = await until(s, p3.id, 'submitted');
+    expect(found.result).toMatchObject({ message: 'found on the ledger' });
+    expect(s.h.ledger.submitted.filter((x) => x === found.envelope)).toHaveLength(1);
+  });
+
+  it('a hash found on the ledger as failed ends the submission (the sequence is used): no resend', async () => {
+    const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')]);
+    s.h.ledger.failOnTransient = true;
+    s.h.ledger.outcomes.push({ kind: 'transient', message: '504' });
+    const p = await s.propose({ submit: true });
+    const done = await until(s, p.id, 'failed');
+    expect(done.result).toMatchObject({ code: 'tx_failed', attempts: 2 });
+    expect(s.h.ledger.submitted).toHaveLength(1);
+  });
+
+  it('a node whose key backend is down (SIGNER_UNAVAILABLE) is asked again, and its refusal never makes the quorum unreachable', async () => {
+    const s = await setup([new TestNode('a', 'silent'), new TestNode('b', 'reject'), new TestNode('c')], {
+      config: { round: { signerRetryMs: 20, signerRetryMaxMs: 100, heartbeatMs: 1000 } },
+    });
+    let asked = 0;
+    s.nodes[0]!.behaviour = (p, n) => {
+      asked++;
+      if (asked < 3)
+        return {
+          proposalId: p.proposalId,
+          outcome: 'reject',
+          hash: decodeEnvelope(p.xdr!, NETWORK).hash.toString('hex'),
+          signerKey: n.stellarKey,
+          reasons: [
+            {
+              code: 'SIGNER_UNAVAILABLE',
+              message: 'The key backend could not sign (KMS_UNAVAILABLE); ask again later.',
+            },
+          ],
+        };
+      n.behaviour = 'approve';
+      return n.decision(p);
+    };
+    const p = await s.propose({ submit: true });
+    const done = await until(s, p.id, 'submitted');
+    expect(asked).toBe(3);
+    expect(envelopeOk(s, done.envelope as string).verdict.ok).toBe(true);
+    const types = s.h.store.eventsSince(0, 100).map((e) => e.type);
+    expect(types.filter((t) => t === 'node.unavailable')).toHaveLength(2);
+    expect(s.h.store.getNode('a')!.rejections).toBe(0);
+  });
+
+  it('SIGNER_UNAVAILABLE retries stop when the proposal ends', async () => {
+    const s = await setup([new TestNode('a', 'silent'), new TestNode('b', 'silent'), new TestNode('c', 'silent')], {
+      config: { round: { signerRetryMs: 10, signerRetryMaxMs: 20, heartbeatMs: 1000 } },
+    });
+    const unavailable = (p: Body<'proposal'>, n: TestNode): Body<'decision'> => ({
+      proposalId: p.proposalId,
+      outcome: 'reject',
+      hash: decodeEnvelope(p.xdr!, NETWORK).hash.toString('hex'),
+      signerKey: n.stellarKey,
+      reasons: [{ code: 'SIGNER_UNAVAILABLE', message: 'down' }],
+    });
+    s.nodes[0]!.behaviour = unavailable;
+    const p = await s.propose();
+    await waitFor(() => (s.nodes[0]!.proposals.length >= 3 ? true : undefined), 'asked three times');
+    expect((await s.get(p.id)).decisions).toMatchObject([{ nodeId: 'a', outcome: 'unavailable' }]);
+    await s.h.app.inject({
+      method: 'POST',
+      url: `/v1/proposals/${p.id}/cancel`,
+      headers: { authorization: `Bearer ${s.h.adminKey}` },
+      payload: { reason: 'test' },
+    });
+    expect((await s.get(p.id)).status).toBe('cancelled');
+    // The node is told (it is not counted as decided) and no timer asks it again.
+    await s.nodes[0]!.until(() => s.nodes[0]!.cancels.length > 0);
+    const asked = s.nodes[0]!.proposals.length;
+    await new Promise((r) => setTimeout(r, 200));
+    expect(s.nodes[0]!.proposals.length).toBe(asked);
   });
 });
 

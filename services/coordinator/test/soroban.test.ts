@@ -290,6 +290,35 @@ describe('Soroban auth rounds on the coordinator', () => {
     expect(r.h.store.authSignatures(p.id as string)).toEqual([]);
   });
 
+  it('a node answering SIGNER_UNAVAILABLE is asked again and completes the round (not counted as a refusal)', async () => {
+    let asked = 0;
+    const flaky = (p: Body<'proposal'>, n: TestNode): Body<'decision'> => {
+      asked++;
+      if (asked > 1) return authSigner()(p, n);
+      return {
+        proposalId: p.proposalId,
+        hash: p.hash!,
+        outcome: 'reject',
+        reasons: [{ code: 'SIGNER_UNAVAILABLE', message: 'The key backend could not sign; ask again later.' }],
+        signerKey: n.stellarKey,
+      };
+    };
+    const reject = (p: Body<'proposal'>, n: TestNode): Body<'decision'> => ({
+      proposalId: p.proposalId,
+      hash: p.hash!,
+      outcome: 'reject',
+      reasons: [{ code: 'CONTRACT_NOT_ALLOWED', message: 'not in policy' }],
+      signerKey: n.stellarKey,
+    });
+    const r = await rig([flaky, reject, authSigner()], { round: { signerRetryMs: 20, signerRetryMaxMs: 100 } });
+    const e = entry(r);
+    const p = (await r.post({ kind: 'authEntries', entries: [b64(e)] })).json();
+    const done = await r.until(p.id as string, 'signed');
+    checkSigned(r, (done.authEntries as string[])[0]!, e);
+    expect(asked).toBe(2);
+    expect(r.h.store.eventsSince(0, 100).some((x) => x.type === 'node.unavailable')).toBe(true);
+  });
+
   it('node rejections settle the round; a pending round can be cancelled', async () => {
     const reject = (p: Body<'proposal'>, n: TestNode): Body<'decision'> => ({
       proposalId: p.proposalId,

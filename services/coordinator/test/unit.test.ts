@@ -11,7 +11,7 @@ import { prepareRuntime } from '../src/app.ts';
 import { apiKeyCreate, enroll, register } from '../src/command.ts';
 import { loadConfig, parseConfig, TESTNET_PASSPHRASE } from '../src/config.ts';
 import { accountAuthFromHorizon, classifySubmitError, explainResultCode } from '../src/horizon.ts';
-import { ed25519Weights, progress } from '../src/round.ts';
+import { backoffMs, ed25519Weights, isUnavailable, progress } from '../src/round.ts';
 import { migrate, openSqliteStore } from '../src/store.ts';
 
 const dirs: string[] = [];
@@ -284,6 +284,24 @@ describe('runtime preparation and CLI subcommands', () => {
     }
     expect(writes.join('')).toContain('"scopes":["read"]');
     expect(writes.join('')).toContain('enrolled node z');
+  });
+});
+
+describe('retry helpers', () => {
+  it('backoff doubles from the base up to the cap, with half of it jittered', () => {
+    expect([1, 2, 3, 4].map((a) => backoffMs(a, 100, 1000, () => 1))).toEqual([100, 200, 400, 800]);
+    expect(backoffMs(5, 100, 1000, () => 1)).toBe(1000);
+    expect(backoffMs(5, 100, 1000, () => 0)).toBe(500);
+    expect(backoffMs(10_000, 100, 1000, () => 0.5)).toBe(750);
+  });
+
+  it('only a reject whose every reason is SIGNER_UNAVAILABLE is a transient refusal', () => {
+    const u = { code: 'SIGNER_UNAVAILABLE', message: 'down' };
+    const p = { code: 'POLICY_AMOUNT', message: 'too much' };
+    expect(isUnavailable({ outcome: 'reject', reasons: [u] })).toBe(true);
+    expect(isUnavailable({ outcome: 'reject', reasons: [u, p] })).toBe(false);
+    expect(isUnavailable({ outcome: 'reject', reasons: [] })).toBe(false);
+    expect(isUnavailable({ outcome: 'hold', reasons: [u] })).toBe(false);
   });
 });
 
