@@ -397,7 +397,7 @@ describe('a malicious coordinator against three real nodes', () => {
     const wrong = await refusedFrames(url, 'PROTOCOL_WRONG_SESSION');
     fake.sendRaw(node, oldFrame);
     await untilAtLeast(() => refusedFrames(url, 'PROTOCOL_WRONG_SESSION'), wrong + 1, 'an old-session refusal');
-  });
+  }, 90_000);
 
   it('an over-limit amount split into many small proposals stops at the velocity limit', async () => {
     // Over the per-transaction maximum in one go: refused.
@@ -442,5 +442,6 @@ describe('a malicious coordinator against three real nodes', () => {
     for (const audit of audits) expect(audit.code, audit.out).toBe(0);
     // Nothing the attacker collected reaches the ledger: no quorum-signed theft exists, the account is untouched.
     expect(await cluster.nativeBalance(attacker).catch(() => 'no account')).toBe('no account');
-  });
+    // Spawns `cosigner node audit verify` three times: tsx start-up is slow on a loaded machine.
+  }, 120_000);
 });

@@ -276,6 +276,10 @@ describe('rogue nodes against a 2-of-3 cluster of real processes', () => {
     let mode: 'garbage' | 'other-key' | 'other-hash' | 'silent' = 'garbage';
     let kms2: KMSClient;
 
+    afterAll(() => {
+      rogue?.close();
+    });
+
     it('a node answering with garbage, another key or another hash is flagged; the other two reach quorum', async () => {
       const node2 = cluster.nodeInfo[2]!;
       const acct2 = await kmsAccount(2);
@@ -360,7 +364,7 @@ describe('rogue nodes against a 2-of-3 cluster of real processes', () => {
           `node-${i} was never flagged`,
         ).toBe(0);
       }
-    });
+    }, 90_000);
 
     it('a node flooding frames is flagged and cut off; proposals still complete', async () => {
       mode = 'silent';
@@ -377,7 +381,7 @@ describe('rogue nodes against a 2-of-3 cluster of real processes', () => {
       expect(view.recentMisbehaviour.map((x) => x.kind)).toContain('flood');
       const metrics = await fetchMetrics(cluster.coordinator.url);
       expect(metricValue(metrics, 'coordinator_node_misbehaviour_total', { node: 'node-2', kind: 'flood' })).toBe(1);
-    });
+    }, 90_000);
 
     it('a node process whose key differs from its enrolment is refused at connect; the others still sign', async () => {
       // Node-2 restarted on another key of its own KMS account (a swapped or misconfigured key).
@@ -444,6 +448,6 @@ describe('rogue nodes against a 2-of-3 cluster of real processes', () => {
       expect((await nodeView('node-2')).connected).toBe(false);
       const session = metricValue(await fetchMetrics(swapped.url), 'cosigner_node_session_up');
       expect(session).toBe(0);
-    });
+    }, 120_000);
   });
 });
