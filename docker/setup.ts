@@ -18,8 +18,10 @@
  *
  * Environment (defaults in brackets): COSIGNER_NODES [3], COSIGNER_THRESHOLD [2], COSIGNER_OPERATOR_ACCOUNTS [1],
  * COSIGNER_HORIZON_URL [http://ledger:8000], COSIGNER_COORDINATOR_WS [ws://coordinator:8080],
- * COSIGNER_KMS_URL_<i> [http://kms-<i>:4566], COSIGNER_MAX_PAYMENT_XLM [1000], and JSON objects merged over the
- * generated configs: COSIGNER_COORDINATOR_CONFIG, COSIGNER_NODE_CONFIG.
+ * COSIGNER_KMS_URL_<i> [http://kms-<i>:4566], COSIGNER_FRIENDBOT_URL [<horizon>/friendbot], COSIGNER_MAX_PAYMENT_XLM
+ * [1000], JSON objects merged over the generated configs (COSIGNER_COORDINATOR_CONFIG, COSIGNER_NODE_CONFIG), and
+ * for real AWS KMS instead of the emulators (docker-compose.testnet.yml): COSIGNER_KMS_KEY_ID_<i>,
+ * COSIGNER_KMS_REGION_<i>, COSIGNER_NODE_ADDRESS_<i>.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -89,7 +91,7 @@ async function httpJson(url: string): Promise<Record<string, unknown>> {
 }
 
 /** The node's Ed25519 key, created in ITS emulator by the admin principal, read back by the node principal. */
-async function nodeKey(i: number): Promise<{ keyId: string; stellarKey: string; region: string; node: Principal }> {
+async function nodeKey(i: number): Promise<{ keyId: string; stellarKey: string; region: string; node?: Principal }> {
   const file = join(ROOT, `kms-${i}`, 'accounts.json');
   const acct = (
     JSON.parse(await retry(`kms-${i} accounts file`, () => readFile(file, 'utf8'))) as {
@@ -129,6 +131,21 @@ async function nodeKey(i: number): Promise<{ keyId: string; stellarKey: string; 
   }
 }
 
+/**
+ * A key made beforehand in real AWS KMS (`cosigner keys create --backend aws-kms` in the node's own AWS account):
+ * COSIGNER_KMS_KEY_ID_<i>, COSIGNER_KMS_REGION_<i> and COSIGNER_NODE_ADDRESS_<i> (the G... address it printed).
+ * The setup holds no AWS credential then; the node takes its own from its environment (the AWS credential chain).
+ */
+function existingKey(i: number): { keyId: string; stellarKey: string; region: string } | undefined {
+  const keyId = env[`COSIGNER_KMS_KEY_ID_${i}`];
+  if (!keyId) return undefined;
+  const stellarKey = env[`COSIGNER_NODE_ADDRESS_${i}`] ?? '';
+  const region = env[`COSIGNER_KMS_REGION_${i}`] ?? env.AWS_REGION ?? '';
+  if (!StrKey.isValidEd25519PublicKey(stellarKey)) throw new Error(`COSIGNER_NODE_ADDRESS_${i} must be a G... address`);
+  if (!region) throw new Error(`COSIGNER_KMS_REGION_${i} (or AWS_REGION) is required with COSIGNER_KMS_KEY_ID_${i}`);
+  return { keyId, stellarKey, region };
+}
+
 async function main(): Promise<void> {
   const coordDir = join(ROOT, 'coordinator');
   const coordConfig = join(coordDir, 'coordinator.yaml');
@@ -145,17 +162,20 @@ async function main(): Promise<void> {
 
   const nodes = [];
   for (let i = 0; i < n; i++) {
-    const key = await nodeKey(i);
+    const existing = existingKey(i);
+    const key: { keyId: string; stellarKey: string; region: string; node?: Principal } = existing ?? (await nodeKey(i));
     const identityKey = await identity(join(ROOT, `node-${i}`, 'identity.pem'));
-    nodes.push({ id: `node-${i}`, identityKey, ...key });
-    log(`node-${i}: key ${key.keyId} in kms-${i}, signer ${key.stellarKey}`);
+    nodes.push({ id: `node-${i}`, identityKey, emulated: !existing, ...key });
+    log(
+      `node-${i}: key ${key.keyId} ${existing ? '(AWS KMS, made beforehand)' : `created in kms-${i}`}, signer ${key.stellarKey}`,
+    );
   }
 
   const horizon = new Horizon.Server(horizonUrl, { allowHttp: true });
   const accounts: string[] = [];
   for (let k = 0; k < operators; k++) {
     const master = Keypair.random();
-    await httpJson(`${horizonUrl}/friendbot?addr=${master.publicKey()}`);
+    await httpJson(`${env.COSIGNER_FRIENDBOT_URL ?? `${horizonUrl}/friendbot`}?addr=${master.publicKey()}`);
     const builder = new TransactionBuilder(await horizon.loadAccount(master.publicKey()), {
       fee: '100',
       networkPassphrase: network,
@@ -200,8 +220,14 @@ async function main(): Promise<void> {
           type: 'aws-kms',
           keyId: x.keyId,
           region: x.region,
-          endpoint: kmsUrl(i),
-          credentials: { accessKeyId: x.node.accessKeyId, secretAccessKey: x.node.secretAccessKey },
+          // The emulator's node principal is written into the node's own volume (0600); with real AWS KMS the
+          // node's credentials come from its environment or role, never from a file the setup wrote.
+          ...(x.emulated && x.node
+            ? {
+                endpoint: kmsUrl(i),
+                credentials: { accessKeyId: x.node.accessKeyId, secretAccessKey: x.node.secretAccessKey },
+              }
+            : {}),
           expectedAddress: x.stellarKey,
         },
         policy: '/data/policy.yaml',
