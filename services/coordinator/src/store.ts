@@ -182,6 +182,11 @@ export interface ApiKeyRepository {
 
 export interface Store extends ProposalRepository, EventRepository, NodeRepository, ApiKeyRepository {
   ping(): boolean;
+  /**
+   * Run `fn` as one SQLite transaction (one commit, one fsync under synchronous=FULL); nested calls join it.
+   * Everything or nothing is written: a throw rolls back and is rethrown.
+   */
+  atomically<T>(fn: () => T): T;
   close(): void;
 }
 
@@ -329,6 +334,10 @@ class SqliteStore implements Store {
 
   close(): void {
     if (this.db.open) this.db.close();
+  }
+
+  atomically<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
   }
 
   insertProposal(rec: ProposalRecord): { proposal: ProposalRecord; created: boolean } {

@@ -36,6 +36,10 @@ export class FakeLedger implements LedgerClient {
   /** Submissions do not get through (connection refused), and lookups by hash neither. */
   submitDown = false;
   statusDown = false;
+  /** The same, for given transaction hashes only; lostFor: every submission applies but its answer is lost. */
+  downFor = new Set<string>();
+  statusDownFor = new Set<string>();
+  lostFor = new Set<string>();
   async loadAccount(id: string): Promise<AccountAuth> {
     this.loads++;
     if (!this.up) throw coordinatorErrors.error('COORD_HORIZON_UNAVAILABLE', { accountId: id });
@@ -45,9 +49,13 @@ export class FakeLedger implements LedgerClient {
   }
   async submit(xdr: string, network: string): Promise<SubmitAttempt> {
     this.submitted.push(xdr);
-    if (this.submitDown) return { kind: 'transient', message: 'connect ECONNREFUSED' };
-    const r = this.outcomes.shift() ?? { kind: 'accepted', ledger: 7 };
     const hash = decodeEnvelope(xdr, network).hash.toString('hex');
+    if (this.submitDown || this.downFor.has(hash)) return { kind: 'transient', message: 'connect ECONNREFUSED' };
+    if (this.lostFor.has(hash)) {
+      this.applied.add(hash);
+      return { kind: 'transient', message: 'Horizon answered 504' };
+    }
+    const r = this.outcomes.shift() ?? { kind: 'accepted', ledger: 7 };
     if (r.kind === 'accepted' || (r.kind === 'transient' && this.applyOnTransient)) this.applied.add(hash);
     if (r.kind === 'transient' && this.failOnTransient) this.failed.add(hash);
     return r;
@@ -55,7 +63,7 @@ export class FakeLedger implements LedgerClient {
   statusCalls = 0;
   async transactionStatus(hash: string): Promise<'success' | 'failed' | 'missing' | 'unknown'> {
     this.statusCalls++;
-    if (this.statusDown) return 'unknown';
+    if (this.statusDown || this.statusDownFor.has(hash)) return 'unknown';
     if (this.failed.has(hash)) return 'failed';
     return this.applied.has(hash) ? 'success' : 'missing';
   }

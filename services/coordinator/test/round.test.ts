@@ -388,33 +388,36 @@ describe('signing round', () => {
         round: {
           submitAttempts: 1,
           submitBackoffMs: 10,
-          submitMaxBackoffMs: 100,
+          submitMaxBackoffMs: 200,
           ledgerSettleMs: 0,
           heartbeatMs: 1000,
         },
       },
     });
-    s.h.ledger.submitDown = true;
-    const p1 = await s.propose({ submit: true, xdr: payment(s.source, { timeoutSec: 1 }) });
-    const expired = await until(s, p1.id, 'failed');
+    // Three proposals at once, each with its own outage; a bound of some seconds leaves the round time to sign
+    // (a proposal still pending at its bound ends 'expired' instead).
+    const [x1, x2, x3] = ['100', '200', '300'].map((seq) => payment(s.source, { timeoutSec: 6, seq }));
+    const hash = (x: string) => decodeEnvelope(x, NETWORK).hash.toString('hex');
+    // Submissions refused at the door, lookups answered: not on the ledger.
+    s.h.ledger.downFor.add(hash(x1!));
+    // Submissions and lookups both fail.
+    s.h.ledger.downFor.add(hash(x2!));
+    s.h.ledger.statusDownFor.add(hash(x2!));
+    // Every answer lost (504) although the transaction applied: found by hash, never sent twice.
+    s.h.ledger.lostFor.add(hash(x3!));
+    const [p1, p2, p3] = await Promise.all([x1, x2, x3].map((xdr) => s.propose({ submit: true, xdr })));
+
+    const expired = await until(s, p1!.id, 'failed');
     expect(expired.result).toMatchObject({ code: 'submission_expired' });
     expect((expired.result as { attempts: number }).attempts).toBeGreaterThan(1);
     expect(expired.statusReason).toContain('can no longer apply');
 
-    s.h.ledger.statusDown = true;
-    const p2 = await s.propose({ submit: true, xdr: payment(s.source, { timeoutSec: 1, seq: '200' }) });
-    const unknown = await until(s, p2.id, 'failed');
+    const unknown = await until(s, p2!.id, 'failed');
     expect(unknown.result).toMatchObject({ code: 'submission_unavailable' });
     expect(unknown.statusReason).toContain('cannot be known');
 
-    // The ledger answers after the bound: the hash applied meanwhile (our answers were lost), so it is submitted.
-    s.h.ledger.submitDown = false;
-    s.h.ledger.statusDown = false;
-    s.h.ledger.applyOnTransient = true;
-    s.h.ledger.outcomes.push(...Array.from({ length: 500 }, () => ({ kind: 'transient' as const, message: '504' })));
-    const p3 = await s.propose({ submit: true, xdr: payment(s.source, { timeoutSec: 1, seq: '300' }) });
-    const found = await until(s, p3.id, 'submitted');
-    expect(found.result).toMatchObject({ message: 'found on the ledger' });
+    const found = await until(s, p3!.id, 'submitted');
+    expect(found.result).toMatchObject({ message: 'found on the ledger', attempts: 2 });
     expect(s.h.ledger.submitted.filter((x) => x === found.envelope)).toHaveLength(1);
   });
 

@@ -162,6 +162,30 @@ describe('store', () => {
     expect(s.listNodes().map((n) => n.id)).toEqual(['b']);
     s.close();
   });
+
+  it('atomically: everything or nothing (a throw rolls back and is rethrown); nested calls join', async () => {
+    const s = openSqliteStore(await dir());
+    s.enrollNode({ id: 'a', identityKey: 'x', stellarKey: Keypair.random().publicKey() }, 1);
+    expect(() =>
+      s.atomically(() => {
+        s.countNode('a', 'approvals');
+        s.atomically(() => s.countNode('a', 'rejections'));
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
+    expect(s.getNode('a')).toMatchObject({ approvals: 0, rejections: 0 });
+    expect(
+      s.atomically(() => {
+        s.countNode('a', 'approvals');
+        return s.atomically(() => {
+          s.countNode('a', 'rejections');
+          return 7;
+        });
+      }),
+    ).toBe(7);
+    expect(s.getNode('a')).toMatchObject({ approvals: 1, rejections: 1 });
+    s.close();
+  });
 });
 
 describe('api keys', () => {
