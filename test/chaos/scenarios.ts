@@ -531,15 +531,19 @@ async function silentDuring(ctx: ScenarioContext, nodeId: string, undoneAt: numb
   ctx.note(`${rs.length} proposals finished without ${nodeId}`);
 }
 
-/** Wait (bounded) until a proposal made during the fault holds a refusal from `nodeId`. */
+/**
+ * Wait (bounded) until a proposal made during the fault holds a "not now" from `nodeId`: a node whose key backend
+ * cannot sign answers SIGNER_UNAVAILABLE, which the coordinator records as `unavailable` (asked again later, never
+ * counted against the quorum), not as a `reject`.
+ */
 async function refusesDuring(ctx: ScenarioContext, nodeId: string): Promise<void> {
   await until(async () => {
     for (const r of ctx.stream.records.filter((x) => x.faulted.includes(nodeId)).slice(-4)) {
       const v = await ctx.stream.client.proposal(r.id);
-      if (v.decisions.some((x) => x.nodeId === nodeId && x.outcome === 'reject')) return true;
+      if (v.decisions.some((x) => x.nodeId === nodeId && x.outcome === 'unavailable')) return true;
     }
     return false;
-  }, `a refusal from ${nodeId} while its KMS is down`);
+  }, `an unavailable answer from ${nodeId} while its KMS is down`);
 }
 
 /**
