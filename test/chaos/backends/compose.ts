@@ -15,7 +15,8 @@ import type { ClusterDriver } from '../driver.ts';
  * Crash is `docker kill` (SIGKILL), start is `docker start`, pause is `docker pause` (cgroup freezer), a
  * partition is two iptables DROP rules inside the node's network namespace (`nsenter -t <pid> -n`), for the
  * coordinator's address on the network the two share: packets vanish, no RST, no FIN. A KMS outage kills the
- * emulator's container; the ledger simulator is stopped gracefully (`docker stop`) and started again. The
+ * emulator's container, a throttled KMS loses 30% of the node's packets to it (iptables statistic: this kernel has
+ * no netem, KEYS-AND-CLUSTER-NOTES.md), so its calls crawl through TCP retransmits; the ledger simulator is stopped gracefully (`docker stop`) and started again. The
  * coordinator and the ledger are published on fixed loopback ports chosen at start, so their URLs survive
  * restarts. Node ledgers are read from the volumes' host directories (root runs the suite), as the process
  * backend reads its data directories.
@@ -108,6 +109,37 @@ async function until(what: string, probe: () => Promise<boolean>, timeoutMs: num
 const answers = (url: string) => async (): Promise<boolean> =>
   (await fetch(url, { signal: AbortSignal.timeout(2000) })).ok;
 
+/**
+ * Take down the stacks of earlier runs whose test process died before its close() (a killed worker): projects
+ * named cosigner-chaos-<pid> whose pid is gone. Returns the projects removed.
+ */
+export async function removeStaleProjects(): Promise<string[]> {
+  const out = await docker([
+    'ps',
+    '-a',
+    '--filter',
+    'label=com.docker.compose.project',
+    '--format',
+    '{{.Label "com.docker.compose.project"}}',
+  ]);
+  const alive = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const stale = [...new Set(out.split('\n'))].filter((p) => {
+    const m = /^cosigner-chaos-(\d+)$/.exec(p);
+    return m !== null && Number(m[1]) !== process.pid && !alive(Number(m[1]));
+  });
+  for (const p of stale) {
+    await run('docker-compose', ['-f', join(REPO_ROOT, 'docker-compose.yml'), '-p', p, 'down', '-v', '-t', '1']);
+  }
+  return stale;
+}
+
 export async function startComposeDriver(opts: ComposeDriverOptions = {}): Promise<ComposeDriver> {
   const project = opts.project ?? `cosigner-chaos-${process.pid}`;
   const readyTimeoutMs = opts.readyTimeoutMs ?? 180_000;
@@ -157,6 +189,8 @@ export async function startComposeDriver(opts: ComposeDriverOptions = {}): Promi
 
   try {
     step(`docker-compose -p ${project} up -d`);
+    const stale = await removeStaleProjects();
+    if (stale.length > 0) step(`removed stale stacks of dead runs: ${stale.join(', ')}`);
     await down().catch(() => '');
     await compose(['up', '-d', '--no-build']);
     for (const s of services) {
@@ -216,6 +250,48 @@ export async function startComposeDriver(opts: ComposeDriverOptions = {}): Promi
   const iptables = (pid: number, args: string[]) =>
     run('nsenter', ['-t', String(pid), '-n', 'iptables', '-w', ...args], { timeoutMs: 30_000 });
 
+  /** Throttled nodes: the KMS address whose packets are dropped at random (TCP retransmits make every call slow). */
+  const slow = new Map<string, { pid: number; ip: string }>();
+  const lossRule = (ip: string) => [
+    'OUTPUT',
+    '-d',
+    ip,
+    '-m',
+    'statistic',
+    '--mode',
+    'random',
+    '--probability',
+    '0.3',
+    '-j',
+    'DROP',
+  ];
+
+  /** docker pause unless paused or not running. */
+  const pause = async (service: string): Promise<void> => {
+    const id = container(service);
+    const s = await state(id);
+    if (!s.running || s.paused) return;
+    // The cgroup v1 freezer gives up when the tasks do not freeze in time on a loaded machine ("unable to
+    // freeze"; runc thaws them again): ask again a few times.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await docker(['pause', id]);
+        return;
+      } catch (e) {
+        if (attempt >= 5 || !/unable to freeze/.test((e as Error).message)) throw e;
+        await sleep(500);
+      }
+    }
+  };
+  const kmsAddress = async (kms: string): Promise<string> => {
+    const nets = JSON.parse(
+      await docker(['inspect', '-f', '{{json .NetworkSettings.Networks}}', container(kms)]),
+    ) as Record<string, { IPAddress: string }>;
+    const ip = Object.values(nets)[0]?.IPAddress;
+    if (!ip) throw new Error(`${kms} has no address`);
+    return ip;
+  };
+
   let copyN = 0;
   const nodeDataDir = async (nodeId: string): Promise<string> => {
     const src = (
@@ -245,7 +321,9 @@ export async function startComposeDriver(opts: ComposeDriverOptions = {}): Promi
     funder: () => ({ secret: funder.secret() }),
     kill: async (nodeId) => {
       nodeIndex(nodeId);
-      cuts.delete(nodeId); // a new process gets a new network namespace
+      // A new process gets a new network namespace, without the rules.
+      cuts.delete(nodeId);
+      slow.delete(nodeId);
       await stopContainer(nodeId, 'kill');
     },
     start: async (nodeId) => {
@@ -255,10 +333,9 @@ export async function startComposeDriver(opts: ComposeDriverOptions = {}): Promi
       await docker(['start', id]);
       await waitForNodes(coordinatorUrl, apiKey, [nodeId], readyTimeoutMs);
     },
-    pause: async (nodeId) => {
-      const id = container(nodeId);
-      const s = await state(id);
-      if (s.running && !s.paused) await docker(['pause', id]);
+    pause: (nodeId) => {
+      nodeIndex(nodeId);
+      return pause(nodeId);
     },
     resume: async (nodeId) => {
       const id = container(nodeId);
@@ -288,6 +365,21 @@ export async function startComposeDriver(opts: ComposeDriverOptions = {}): Promi
     startCoordinator: () => startContainer('coordinator', answers(`${coordinatorUrl}/healthz`)),
     stopKms: (nodeId) => stopContainer(`kms-${nodeIndex(nodeId)}`, 'kill'),
     startKms: (nodeId) => startContainer(`kms-${nodeIndex(nodeId)}`, kmsReady(`kms-${nodeIndex(nodeId)}`)),
+    throttleKms: async (nodeId, on) => {
+      const i = nodeIndex(nodeId);
+      const had = slow.get(nodeId);
+      const { pid, running } = await state(container(nodeId));
+      if (!on) {
+        slow.delete(nodeId);
+        if (had && running && pid === had.pid) await iptables(pid, ['-D', ...lossRule(had.ip)]);
+        return;
+      }
+      if (had && pid === had.pid) return;
+      if (!running) throw new Error(`${nodeId} is not running: nothing to throttle`);
+      const ip = await kmsAddress(`kms-${i}`);
+      await iptables(pid, ['-I', ...lossRule(ip)]);
+      slow.set(nodeId, { pid, ip });
+    },
     stopLedger: () => stopContainer('ledger', 'stop'),
     startLedger: () => startContainer('ledger', answers(`${horizonUrl}/healthz`)),
     nodeLedgerFiles: async (nodeId) => {
@@ -313,7 +405,7 @@ export async function startComposeDriver(opts: ComposeDriverOptions = {}): Promi
     },
     close: async () => {
       try {
-        for (const id of nodeIds) {
+        for (const id of services) {
           const s = await state(container(id)).catch(() => undefined);
           if (s?.paused) await docker(['unpause', container(id)]).catch(() => '');
         }
