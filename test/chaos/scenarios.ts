@@ -532,17 +532,34 @@ async function silentDuring(ctx: ScenarioContext, nodeId: string, undoneAt: numb
 }
 
 /**
- * Wait (bounded) until a proposal made during the fault holds a "not now" from `nodeId`: a node whose key backend
- * cannot sign answers SIGNER_UNAVAILABLE, which the coordinator records as `unavailable` (asked again later, never
- * counted against the quorum), not as a `reject`.
+ * Wait (bounded) until `nodeId` has answered "not now" during the fault: a node whose key backend cannot sign
+ * answers SIGNER_UNAVAILABLE, which the coordinator records as `unavailable` (asked again later, never counted
+ * against the quorum), not as a `reject`. The coordinator records only answers that arrive while a proposal is
+ * open; when the other two nodes reach the quorum first (a slow KMS failure under load), the proof is in the
+ * node's own ledger: its decisions table gains SIGNER_UNAVAILABLE refusals while the fault lasts.
  */
 async function refusesDuring(ctx: ScenarioContext, nodeId: string): Promise<void> {
+  const unavailableInLedger = async (): Promise<number> => {
+    const db = new Database(await ctx.d.nodeLedgerFiles(nodeId), { readonly: true, fileMustExist: true });
+    try {
+      return db
+        .prepare<[], { n: number }>(
+          `SELECT count(*) AS n FROM decisions WHERE outcome = 'reject' AND reasons LIKE '%"SIGNER_UNAVAILABLE"%'`,
+        )
+        .get()!.n;
+    } finally {
+      db.close();
+    }
+  };
+  const before = await unavailableInLedger();
+  let polls = 0;
   await until(async () => {
     for (const r of ctx.stream.records.filter((x) => x.faulted.includes(nodeId)).slice(-4)) {
       const v = await ctx.stream.client.proposal(r.id);
       if (v.decisions.some((x) => x.nodeId === nodeId && x.outcome === 'unavailable')) return true;
     }
-    return false;
+    // A copy of the node's ledger is not free (VACUUM INTO): look at it every 2 s.
+    return ++polls % 20 === 0 && (await unavailableInLedger()) > before;
   }, `an unavailable answer from ${nodeId} while its KMS is down`);
 }
 
