@@ -1,4 +1,5 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import { authBundleHash } from '@cosigner/protocol/auth-bundle';
 import type { Body } from '@cosigner/protocol/messages';
 import type { Logger } from '@cosigner/runtime/logger';
 import { type DecodedTransaction, xdrTransactionOf } from '@cosigner/stellar/decode';
@@ -45,13 +46,6 @@ export interface SorobanMeta {
   entries: string[];
   tx?: string;
   submit: boolean;
-}
-
-/** sha256 over the concatenated payloads of every non-source-account entry: the digest nodes answer with. */
-export function authBundleHash(payloads: readonly Uint8Array[]): string {
-  const h = createHash('sha256');
-  for (const p of payloads) h.update(p);
-  return h.digest('hex');
 }
 
 export type SorobanLimits = CoordinatorConfig['soroban'];

@@ -1,9 +1,10 @@
+import { authBundleHash } from '@cosigner/protocol/auth-bundle';
 import type { Body } from '@cosigner/protocol/messages';
 import { authEntryPayload, checkAccountAuthSignatures, parseMultisigSignatureVector } from '@cosigner/stellar/soroban';
 import { authEntry, type EntrySpec, invokeTx, sourceAccountEntry } from '@cosigner/testkit/soroban';
 import { Keypair, StrKey, TransactionBuilder, xdr } from '@stellar/stellar-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
-import { authBundleHash, chooseMinimal } from '../src/soroban.ts';
+import { chooseMinimal } from '../src/soroban.ts';
 import { FakeLedger, type Harness, harness, multisig, NETWORK, TestNode, waitFor } from './helpers.ts';
 
 const ESCROW = StrKey.encodeContract(Buffer.alloc(32, 1));

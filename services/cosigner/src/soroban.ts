@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import type { Signer } from '@cosigner/keys/signer';
 import { checkSorobanResources, evaluateAuthEntries, ledgerLowerBound } from '@cosigner/policy/evaluate';
 import type { Policy } from '@cosigner/policy/schema';
+import { authBundleHash } from '@cosigner/protocol/auth-bundle';
 import { type DecodedTransaction, decodeEnvelope, xdrTransactionOf } from '@cosigner/stellar/decode';
 import { authEntryPayload, decodeAuthEntry, describeAuthEntry } from '@cosigner/stellar/soroban';
 import type { AuthEntrySummary } from '@cosigner/stellar/types';
@@ -35,17 +35,6 @@ import type { DecisionBody, ProposalBody } from './review.ts';
 /** The ledger slot sequence of an auth nonce: never a decimal sequence number, so it cannot meet a tx slot. */
 export function nonceSlot(nonce: bigint | string): string {
   return `auth:${nonce.toString()}`;
-}
-
-/**
- * The digest a decision about auth entries names: sha256 over the concatenated 32-byte payloads of every entry
- * with address credentials, in entry order. The coordinator computes the same bytes and refuses a decision
- * whose digest differs, so a node and the coordinator provably reviewed the same entries.
- */
-export function authBundleHash(payloads: readonly Uint8Array[]): string {
-  const h = createHash('sha256');
-  for (const p of payloads) h.update(p);
-  return h.digest('hex');
 }
 
 export interface SorobanDeps {

@@ -5,6 +5,7 @@ import { createSigner } from '@cosigner/keys/factory';
 import type { Signer } from '@cosigner/keys/signer';
 import { evaluate } from '@cosigner/policy/evaluate';
 import { loadPolicy, type Policy } from '@cosigner/policy/schema';
+import { authBundleHash } from '@cosigner/protocol/auth-bundle';
 import { createLogger } from '@cosigner/runtime/logger';
 import { authEntryPayload } from '@cosigner/stellar/soroban';
 import { authEntry, type EntrySpec, invokeTx, sourceAccountEntry } from '@cosigner/testkit/soroban';
@@ -15,7 +16,7 @@ import { AuditLog, verifyAuditChain } from '../src/audit.ts';
 import { ledgerPath, openLedgerDb, SigningLedger } from '../src/ledger.ts';
 import { createMetrics } from '../src/metrics.ts';
 import { type ProposalBody, Reviewer } from '../src/review.ts';
-import { authBundleHash, expirationTime, nonceSlot, prepareAuthProposal, SorobanReviewer } from '../src/soroban.ts';
+import { expirationTime, nonceSlot, prepareAuthProposal, SorobanReviewer } from '../src/soroban.ts';
 import { NETWORK, OTHER_NETWORK } from './helpers.ts';
 
 const logger = createLogger({ name: 'soroban-test', level: 'silent' });
