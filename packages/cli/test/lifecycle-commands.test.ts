@@ -251,7 +251,10 @@ describe('lifecycle commands in-process against a real cluster', () => {
   it('thresholds set: needs a level, refuses single-node control, checks only on --dry-run, applies through the quorum', async () => {
     const io = new Capture();
     const a = cluster.account.id;
-    await expect(thresholdsSet({ ...t(), account: [a] }, io)).rejects.toThrow(/at least one of --low, --med, --high/);
+    await expect(thresholdsSet({ ...t(), account: [a] }, io)).rejects.toMatchObject({
+      code: 'LIFECYCLE_OPTION_REQUIRED',
+      message: expect.stringMatching(/at least one of --low, --med, --high/),
+    });
     await expect(thresholdsSet({ ...t(), account: [a], med: 1 }, io)).rejects.toThrow(
       /LOCKOUT_SINGLE_PARTY thresholds\.med/,
     );
@@ -356,9 +359,11 @@ describe('lifecycle commands in-process against a real cluster', () => {
     const plainUrl = `http://127.0.0.1:${(plain.address() as { port: number }).port}`;
     try {
       expect(await http(`${plainUrl}/x`)).toEqual({ status: 503, body: 'busy' });
-      await expect(httpOk(`${plainUrl}/v1/nodes`, { method: 'POST', body: {} })).rejects.toThrow(
-        /POST \/v1\/nodes answered 503: "busy"/,
-      );
+      await expect(httpOk(`${plainUrl}/v1/nodes`, { method: 'POST', body: {} })).rejects.toMatchObject({
+        code: 'LIFECYCLE_CALL_FAILED',
+        details: { call: 'POST /v1/nodes', status: 503 },
+        message: expect.stringMatching(/POST \/v1\/nodes answered 503: "busy"/),
+      });
     } finally {
       await new Promise((r) => plain.close(r));
     }
@@ -366,7 +371,10 @@ describe('lifecycle commands in-process against a real cluster', () => {
       /GET \/v1\/proposals\/no-such-proposal answered 404/,
     );
     await expect(lc.proposalStatus('no-such-proposal')).rejects.toThrow(/answered 404/);
-    await expect(lc.waitAccount(a, () => false, 300)).rejects.toThrow(/did not reach the expected signers in time/);
+    await expect(lc.waitAccount(a, () => false, 300)).rejects.toMatchObject({
+      code: 'LIFECYCLE_TIMEOUT',
+      message: expect.stringMatching(/did not reach the expected signers in time/),
+    });
 
     const wrongKey = join(dir, 'wrong.key');
     await writeFile(wrongKey, 'not-a-key\n', { mode: 0o600 });
@@ -501,11 +509,16 @@ describe('lifecycle commands in-process against a real cluster', () => {
       region: acct.region,
       pendingWindowDays: 7,
     };
-    await expect(rotate({ ...flags, account: [] }, io)).rejects.toThrow(/--account is required/);
+    await expect(rotate({ ...flags, account: [] }, io)).rejects.toMatchObject({
+      code: 'LIFECYCLE_OPTION_REQUIRED',
+      details: { option: '--account' },
+      message: expect.stringMatching(/--account is required/),
+    });
     const stranger = await cluster.fundedAccount();
-    await expect(rotate({ ...flags, account: [stranger.publicKey()] }, io)).rejects.toThrow(
-      /node-2's key G[A-Z2-7]+ is not a signer of/,
-    );
+    await expect(rotate({ ...flags, account: [stranger.publicKey()] }, io)).rejects.toMatchObject({
+      code: 'LIFECYCLE_NOT_A_SIGNER',
+      message: expect.stringMatching(/node-2's key G[A-Z2-7]+ is not a signer of/),
+    });
 
     // The first run fails at the roster step (a peer that does not answer): the key exists and is prepared.
     await expect(rotate({ ...flags, peerAdminUrl: [dead] }, io)).rejects.toThrow(/fetch failed/);

@@ -1,4 +1,5 @@
 import { readFile, writeFile } from 'node:fs/promises';
+import { CosignerError } from '@cosigner/errors/errors';
 import {
   applyChanges,
   checkLockout,
@@ -10,6 +11,7 @@ import {
 import { readSecretFile } from '@cosigner/runtime/secrets';
 import { Horizon, Keypair, Operation, TransactionBuilder, type xdr } from '@stellar/stellar-sdk';
 import { type Command, InvalidArgumentError } from 'commander';
+import { cliErrors } from '../errors.ts';
 
 /**
  * `cosigner account setup` and what every lifecycle command shares (rotate, node add|remove, thresholds set):
@@ -35,13 +37,17 @@ export const stdio: Out = {
 };
 
 /** A refusal of the lock-out check: the message lists each problem with its field. */
-export class LockoutError extends Error {
-  readonly code = 'LIFECYCLE_LOCKOUT';
+export class LockoutError extends CosignerError {
   constructor(
     readonly report: LockoutReport,
     what: string,
   ) {
-    super(`refusing ${what}: the resulting configuration is unsafe\n${formatLockout(report)}`);
+    super(
+      'LIFECYCLE_LOCKOUT',
+      cliErrors.specs.LIFECYCLE_LOCKOUT.status,
+      `refusing ${what}: the resulting configuration is unsafe\n${formatLockout(report)}`,
+      { problems: report.problems.map((p) => ({ field: p.field, message: p.message })) },
+    );
     this.name = 'LockoutError';
   }
 }
@@ -83,9 +89,23 @@ export async function httpOk(
 ): Promise<Record<string, unknown>> {
   const r = await http(url, init);
   if (r.status < 200 || r.status >= 300) {
-    throw new Error(`${init.method ?? 'GET'} ${new URL(url).pathname} answered ${r.status}: ${JSON.stringify(r.body)}`);
+    const call = `${init.method ?? 'GET'} ${new URL(url).pathname}`;
+    throw cliErrors.error(
+      'LIFECYCLE_CALL_FAILED',
+      { call, status: r.status },
+      { message: `${call} answered ${r.status}: ${JSON.stringify(r.body)}` },
+    );
   }
   return r.body as Record<string, unknown>;
+}
+
+/** A missing flag, named in the message and in `details.option`. */
+export function required(option: string, why: string): CosignerError {
+  return cliErrors.error('LIFECYCLE_OPTION_REQUIRED', { option }, { message: `${option} is required ${why}` });
+}
+
+function refused(message: string, operation?: number): CosignerError {
+  return cliErrors.error('LIFECYCLE_ENVELOPE_REFUSED', operation === undefined ? {} : { operation }, { message });
 }
 
 export class Lifecycle {
@@ -110,13 +130,13 @@ export class Lifecycle {
   }
 
   async apiKey(): Promise<string> {
-    if (!this.t.apiKeyFile) throw new Error('--api-key-file is required to talk to the coordinator');
+    if (!this.t.apiKeyFile) throw required('--api-key-file', 'to talk to the coordinator');
     this.#apiKey ??= await readSecretFile(this.t.apiKeyFile, 'coordinator API key');
     return this.#apiKey;
   }
 
   coordinator(path: string): string {
-    if (!this.t.coordinatorUrl) throw new Error('--coordinator-url is required for this change');
+    if (!this.t.coordinatorUrl) throw required('--coordinator-url', 'for this change');
     return new URL(path, this.t.coordinatorUrl).toString();
   }
 
@@ -210,7 +230,12 @@ export class Lifecycle {
           [String(v.reason ?? v.error ?? ''), ...reasons].filter(Boolean),
         );
       }
-      if (Date.now() > deadline) throw new Error(`proposal ${id} is still ${String(v.status)} after ${timeoutMs} ms`);
+      if (Date.now() > deadline)
+        throw cliErrors.error(
+          'LIFECYCLE_TIMEOUT',
+          { proposalId: id, status: v.status },
+          { message: `proposal ${id} is still ${String(v.status)} after ${timeoutMs} ms` },
+        );
       await new Promise((r) => setTimeout(r, 150));
     }
   }
@@ -231,20 +256,30 @@ export class Lifecycle {
     for (;;) {
       const c = await this.configuration(account, new Map());
       if (pred(c)) return c;
-      if (Date.now() > deadline) throw new Error(`account ${account} did not reach the expected signers in time`);
+      if (Date.now() > deadline)
+        throw cliErrors.error(
+          'LIFECYCLE_TIMEOUT',
+          { account },
+          { message: `account ${account} did not reach the expected signers in time` },
+        );
       await new Promise((r) => setTimeout(r, 150));
     }
   }
 }
 
-export class ProposalEndedError extends Error {
-  readonly code = 'LIFECYCLE_PROPOSAL_ENDED';
+export class ProposalEndedError extends CosignerError {
   constructor(
     readonly proposalId: string,
-    readonly status: string,
+    readonly outcome: string,
     readonly reasons: string[],
   ) {
-    super(`proposal ${proposalId} ended ${status}${reasons.length ? `:\n  ${reasons.join('\n  ')}` : ''}`);
+    super(
+      'LIFECYCLE_PROPOSAL_ENDED',
+      cliErrors.specs.LIFECYCLE_PROPOSAL_ENDED.status,
+      `proposal ${proposalId} ended ${outcome}${reasons.length ? `:\n  ${reasons.join('\n  ')}` : ''}`,
+      { proposalId, outcome },
+    );
+    this.name = 'ProposalEndedError';
   }
 }
 
@@ -282,7 +317,7 @@ export function setOptionsOps(account: string, c: Changes): xdr.Operation[] {
  */
 export function changesInEnvelope(xdrB64: string, network: string, account: string): Changes {
   const parsed = TransactionBuilder.fromXDR(xdrB64, network);
-  if ('innerTransaction' in parsed) throw new Error('a fee-bump envelope is not accepted here');
+  if ('innerTransaction' in parsed) throw refused('a fee-bump envelope is not accepted here');
   const tx = parsed;
   const out: { signers: SignerEntry[]; masterWeight?: number; thresholds: Partial<SignerConfiguration['thresholds']> } =
     {
@@ -290,11 +325,11 @@ export function changesInEnvelope(xdrB64: string, network: string, account: stri
       thresholds: {},
     };
   for (const [i, op] of tx.operations.entries()) {
-    if (op.type !== 'setOptions') throw new Error(`operation ${i} is ${op.type}, not setOptions`);
-    if ((op.source ?? tx.source) !== account) throw new Error(`operation ${i} is not sourced by ${account}`);
+    if (op.type !== 'setOptions') throw refused(`operation ${i} is ${op.type}, not setOptions`, i);
+    if ((op.source ?? tx.source) !== account) throw refused(`operation ${i} is not sourced by ${account}`, i);
     const s = op.signer as { ed25519PublicKey?: string; weight?: number } | undefined;
     if (s) {
-      if (!s.ed25519PublicKey) throw new Error(`operation ${i} sets a signer that is not an ed25519 key`);
+      if (!s.ed25519PublicKey) throw refused(`operation ${i} sets a signer that is not an ed25519 key`, i);
       out.signers.push({ key: s.ed25519PublicKey, weight: s.weight ?? 0 });
     }
     if (op.masterWeight !== undefined) out.masterWeight = op.masterWeight;
@@ -396,8 +431,13 @@ export async function accountSetup(f: SetupFlags, io: Out = stdio): Promise<{ vi
     return { via: 'unsigned-out' };
   }
   if (!f.masterKeyFile) {
-    throw new Error(
-      'the account is not multisig yet: pass --master-key-file (0600 file), or --unsigned-out to sign offline',
+    throw cliErrors.error(
+      'LIFECYCLE_OPTION_REQUIRED',
+      { option: '--master-key-file' },
+      {
+        message:
+          'the account is not multisig yet: pass --master-key-file (0600 file), or --unsigned-out to sign offline',
+      },
     );
   }
   const tx = TransactionBuilder.fromXDR(xdrB64, network);

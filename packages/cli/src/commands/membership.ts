@@ -9,6 +9,7 @@ import {
   Lifecycle,
   type Out,
   parseSigner,
+  required,
   requireSafe,
   run,
   stdio,
@@ -56,7 +57,7 @@ export async function membershipChange(
   const nodes = await lc.nodesByKey();
   let key = f.stellarKey;
   if (!key && kind === 'remove') key = [...nodes].find(([, id]) => id === f.nodeId)?.[0];
-  if (!key) throw new Error(`--stellar-key is required (the coordinator does not list ${f.nodeId})`);
+  if (!key) throw required('--stellar-key', `(the coordinator does not list ${f.nodeId})`);
   parseSigner(key);
   nodes.set(key, f.nodeId);
   const t = thresholdsOf(f);

@@ -7,12 +7,15 @@ import { applyChanges, checkLockout, type SignerConfiguration } from '@cosigner/
 import { isProduction } from '@cosigner/runtime/mode';
 import { readSecretFile } from '@cosigner/runtime/secrets';
 import type { Command } from 'commander';
+import { cliErrors } from '../errors.ts';
 import {
   type Changes,
   httpOk,
   Lifecycle,
+  LockoutError,
   type Out,
   ProposalEndedError,
+  required,
   requireSafe,
   run,
   stdio,
@@ -131,7 +134,7 @@ export async function rotate(
   io: Out = stdio,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<RotateState> {
-  if (f.account.length === 0) throw new Error('--account is required');
+  if (f.account.length === 0) throw required('--account', 'for a rotation');
   const lc = new Lifecycle(f, io);
   const file = join(resolve(f.stateDir), `rotate-${f.node}.json`);
   const token = f.tokenFile ? await readSecretFile(f.tokenFile, 'node admin token') : undefined;
@@ -142,7 +145,12 @@ export async function rotate(
     const oldKey = String(keyring.active);
     const current = await lc.configuration(f.account[0]!, new Map());
     const weight = current.signers.find((x) => x.key === oldKey)?.weight;
-    if (!weight) throw new Error(`${f.node}'s key ${oldKey} is not a signer of ${f.account[0]}`);
+    if (!weight)
+      throw cliErrors.error(
+        'LIFECYCLE_NOT_A_SIGNER',
+        { node: f.node, key: oldKey, account: f.account[0] },
+        { message: `${f.node}'s key ${oldKey} is not a signer of ${f.account[0]}` },
+      );
     const active = (keyring.keys as { address: string; keyId: string }[]).find((k) => k.address === oldKey);
     s = {
       nodeId: f.node,
@@ -222,7 +230,7 @@ export async function rotate(
       missing.push(a);
       const during = checkLockout(applyChanges(c, add));
       if (!during.ok) {
-        throw new Error(`refusing the rotation: ${during.problems.map((p) => `${p.field}: ${p.message}`).join('; ')}`);
+        throw new LockoutError(during, `the rotation (while both keys are signers of ${a})`);
       }
       const together = checkLockout(
         applyChanges(
@@ -312,7 +320,7 @@ export async function rotate(
 
 function kmsRegion(f: RotateFlags, env: NodeJS.ProcessEnv): string {
   const r = f.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION;
-  if (!r) throw new Error('--region (or AWS_REGION) is required with --backend aws-kms');
+  if (!r) throw required('--region (or AWS_REGION)', 'with --backend aws-kms');
   return r;
 }
 
@@ -336,7 +344,7 @@ async function proposeOnce(
       return;
     } catch (e) {
       if (!(e instanceof ProposalEndedError)) throw e;
-      lc.io.out(`[rotate] earlier proposal ${recorded} ended ${e.status}; proposing again`);
+      lc.io.out(`[rotate] earlier proposal ${recorded} ended ${e.outcome}; proposing again`);
     }
   }
   const xdr = await lc.buildChange({ accounts, changes, ...(txSource ? { txSource } : {}) });
@@ -356,7 +364,12 @@ async function waitConnected(lc: Lifecycle, nodeId: string, key: string, timeout
     const body = await httpOk(lc.coordinator('/v1/nodes'), { token: await lc.apiKey() });
     const n = (body.nodes as { id: string; stellarKey: string; connected: boolean }[]).find((x) => x.id === nodeId);
     if (n?.connected && n.stellarKey === key) return;
-    if (Date.now() > deadline) throw new Error(`${nodeId} did not reconnect with ${key} in time`);
+    if (Date.now() > deadline)
+      throw cliErrors.error(
+        'LIFECYCLE_TIMEOUT',
+        { nodeId, key },
+        { message: `${nodeId} did not reconnect with ${key} in time` },
+      );
     await new Promise((r) => setTimeout(r, 100));
   }
 }

@@ -1,5 +1,6 @@
 import { applyChanges } from '@cosigner/policy/lockout';
 import type { Command } from 'commander';
+import { cliErrors } from '../errors.ts';
 import { byte, type Changes, Lifecycle, type Out, requireSafe, run, stdio, targetOptions } from './account.ts';
 
 /**
@@ -27,7 +28,12 @@ export async function thresholdsSet(f: ThresholdFlags, io: Out = stdio): Promise
     ...(f.med !== undefined ? { med: f.med } : {}),
     ...(f.high !== undefined ? { high: f.high } : {}),
   };
-  if (Object.keys(thresholds).length === 0) throw new Error('pass at least one of --low, --med, --high');
+  if (Object.keys(thresholds).length === 0)
+    throw cliErrors.error(
+      'LIFECYCLE_OPTION_REQUIRED',
+      { option: '--low' },
+      { message: 'pass at least one of --low, --med, --high' },
+    );
   const changes: Changes = { thresholds };
   const nodes = await lc.nodesByKey();
   for (const a of f.account) requireSafe(applyChanges(await lc.configuration(a, nodes), changes), `thresholds on ${a}`);

@@ -1,0 +1,25 @@
+import { defineErrors } from '@cosigner/errors/errors';
+
+/**
+ * Errors of the operator lifecycle commands (`account`, `thresholds`, `node add|remove`, `rotate`). The CLI prints
+ * each as one `CODE: sentence` line naming the flag, field or call at fault, and exits 1. The HTTP status column
+ * is what the refusal would be as an API answer; the CLI itself has no HTTP surface.
+ */
+export const cliErrors = defineErrors('cli', {
+  LIFECYCLE_OPTION_REQUIRED: { status: 400, message: 'A required option is missing.' },
+  LIFECYCLE_LOCKOUT: {
+    status: 409,
+    message: 'Refusing the change: the resulting signer configuration could lock the account or let one key move it.',
+  },
+  LIFECYCLE_PROPOSAL_ENDED: {
+    status: 409,
+    message: 'The change was proposed but did not apply: the proposal ended rejected, expired, cancelled or failed.',
+  },
+  LIFECYCLE_NOT_A_SIGNER: { status: 409, message: "The node's key is not a signer of the account." },
+  LIFECYCLE_ENVELOPE_REFUSED: {
+    status: 400,
+    message: 'The envelope holds something other than setOptions operations on this account.',
+  },
+  LIFECYCLE_CALL_FAILED: { status: 502, message: 'A call to the coordinator, a node or Horizon did not answer 2xx.' },
+  LIFECYCLE_TIMEOUT: { status: 504, message: 'The change did not reach the expected state in time.' },
+});
