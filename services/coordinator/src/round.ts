@@ -97,6 +97,16 @@ export function ed25519Weights(a: AccountAuth): Map<string, number> {
   return out;
 }
 
+/** How many closed proposals the engine remembers for checking late decisions without a store read. */
+const CLOSED_REMEMBERED = 4096;
+
+/** Every ed25519 key with weight on an account the proposal needs. */
+function signersOf(rec: ProposalRecord): ReadonlySet<string> {
+  const keys = new Set<string>();
+  for (const a of rec.accounts) for (const k of ed25519Weights(a).keys()) keys.add(k);
+  return keys;
+}
+
 /** Accounts of `rec` that `stellarKey` is a signer of. */
 export function accountsHelpedBy(rec: ProposalRecord, stellarKey: string): string[] {
   return rec.accounts.filter((a) => ed25519Weights(a).has(stellarKey)).map((a) => a.accountId);
@@ -128,6 +138,12 @@ export function progress(rec: ProposalRecord, signerKeys: ReadonlySet<string>): 
 
 export class RoundEngine {
   readonly #live = new Map<string, Live>();
+  /**
+   * Proposals closed lately (quorum, refusal, expiry, cancel): their hash and the keys that could sign them, so a
+   * decision arriving after the close is still checked (a bad signature from a node is misbehaviour whether or
+   * not the quorum already formed). Bounded; older ids fall back to one store read.
+   */
+  readonly #closedRecently = new Map<string, { hash: Buffer; signers: ReadonlySet<string> }>();
   readonly #submitting = new Set<string>();
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #wakers = new Set<() => void>();
@@ -267,7 +283,7 @@ export class RoundEngine {
   onDecision(nodeId: string, stellarKey: string, d: Body<'decision'>): boolean {
     const live = this.#live.get(d.proposalId);
     if (!live) {
-      this.o.logger.debug({ nodeId, proposalId: d.proposalId }, 'decision for a proposal that is not open');
+      this.#lateDecision(nodeId, stellarKey, d);
       return false;
     }
     const now = Date.now();
@@ -351,6 +367,60 @@ export class RoundEngine {
     this.#emit(live.rec, 'node.approved', { nodeId, signerKey: stellarKey });
     this.#tryComplete(live);
     return true;
+  }
+
+  /**
+   * A decision for a proposal that is not open. Usual and harmless: the node that was not needed for the quorum
+   * answers after it formed, or after a cancel. It is not stored (the proposal is closed) but checked like a live
+   * one, because a node that signs the wrong hash or sends a forged signature is compromised or broken whether
+   * or not its answer mattered: that is flagged as misbehaviour. A decision for an id the coordinator never sent
+   * is flagged too. Soroban rounds are checked by their own module while open; once closed their decisions are
+   * only logged (their digest is over auth payloads, not a transaction hash).
+   */
+  #lateDecision(nodeId: string, stellarKey: string, d: Body<'decision'>): void {
+    const id = d.proposalId;
+    let closed = this.#closedRecently.get(id);
+    if (!closed) {
+      const rec = this.o.store.getProposal(id);
+      if (!rec) {
+        this.#misbehaved(
+          nodeId,
+          'unknown_proposal',
+          `a decision for ${id.slice(0, 64)}, which this coordinator never sent`,
+        );
+        return;
+      }
+      if (rec.kind === 'authEntries' || rec.kind === 'sorobanTx') {
+        this.o.logger.debug({ nodeId, proposalId: id }, 'decision for a closed Soroban round');
+        return;
+      }
+      closed = { hash: Buffer.from(rec.hash, 'hex'), signers: signersOf(rec) };
+    }
+    const late = (kind: string, detail: string): void =>
+      this.#misbehaved(nodeId, kind, `${detail} (after the proposal closed)`, id);
+    if (d.signerKey !== stellarKey) {
+      late('wrong_signer_key', `decision names ${d.signerKey}, enrolled key is ${stellarKey}`);
+      return;
+    }
+    if (d.outcome === 'approve' && !isUnavailable(d)) {
+      if (d.hash !== closed.hash.toString('hex')) {
+        late('hash_mismatch', `node computed hash ${d.hash}, the proposal hash is ${closed.hash.toString('hex')}`);
+        return;
+      }
+      if (d.signature === undefined) {
+        late('missing_signature', 'an approval without a signature');
+        return;
+      }
+      if (!verifyEd25519(publicKeyFromAddress(stellarKey), closed.hash, Buffer.from(d.signature, 'base64'))) {
+        late('invalid_signature', 'the signature does not verify over the proposal hash under the enrolled key');
+        return;
+      }
+      if (!closed.signers.has(stellarKey)) {
+        late('not_a_signer', `${stellarKey} is not a signer of any account this transaction needs`);
+        return;
+      }
+    }
+    this.o.logger.debug({ nodeId, proposalId: id, outcome: d.outcome }, 'decision for a proposal that is not open');
   }
 
   /** Ask `nodeId` again after a backoff, while the proposal is still pending (untrack clears the timer). */
@@ -477,6 +547,10 @@ export class RoundEngine {
     if (live.expiry) clearTimeout(live.expiry);
     for (const r of live.retries.values()) if (r.timer) clearTimeout(r.timer);
     this.#live.delete(live.rec.id);
+    this.#closedRecently.set(live.rec.id, { hash: live.decoded.hash, signers: signersOf(live.rec) });
+    if (this.#closedRecently.size > CLOSED_REMEMBERED) {
+      this.#closedRecently.delete(this.#closedRecently.keys().next().value as string);
+    }
   }
 
   /**

@@ -235,6 +235,61 @@ describe('signing round', () => {
     expect(s.h.store.signatures(p.id)).toHaveLength(0);
   });
 
+  it('decisions after the close are still checked: a late bad signature is flagged, a late good one is not, also after a restart', async () => {
+    const first = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c', 'silent')]);
+    const p = await first.propose();
+    await until(first, p.id, 'signed');
+    const c = first.nodes[2]!;
+    const hash = Buffer.from(first.h.store.getProposal(p.id)!.hash, 'hex');
+    const decision = (over: Partial<Body<'decision'>> = {}): Body<'decision'> => ({
+      proposalId: p.id,
+      hash: hash.toString('hex'),
+      outcome: 'approve',
+      reasons: [],
+      signerKey: c.stellarKey,
+      signature: Buffer.from(c.keypair.sign(hash)).toString('base64'),
+      ...over,
+    });
+    const flagged = (h: Harness) => h.store.misbehaviours('c', 10).map((m) => [m.kind, m.detail]);
+    // A good late approval, then a late refusal: normal traffic, nothing flagged, nothing stored.
+    c.send('decision', decision());
+    c.send('decision', decision({ outcome: 'reject', signature: undefined, reasons: [{ code: 'X', message: 'no' }] }));
+    // Then a forged signature, an approval of another hash, a missing signature and another key.
+    c.send('decision', decision({ signature: Buffer.alloc(64, 7).toString('base64') }));
+    c.send('decision', decision({ hash: 'ab'.repeat(32) }));
+    c.send('decision', decision({ signature: undefined }));
+    c.send('decision', decision({ signerKey: Keypair.random().publicKey() }));
+    c.send('decision', decision({ proposalId: 'never-sent' }));
+    await waitFor(() => (flagged(first.h).length === 5 ? true : undefined), 'five late misbehaviours');
+    expect(flagged(first.h).map(([k]) => k)).toEqual([
+      'unknown_proposal',
+      'wrong_signer_key',
+      'missing_signature',
+      'hash_mismatch',
+      'invalid_signature',
+    ]);
+    expect(flagged(first.h)[1]![1]).toMatch(/after the proposal closed/);
+    expect(
+      first.h.store
+        .decisions(p.id)
+        .map((d) => d.nodeId)
+        .sort(),
+    ).toEqual(['a', 'b']);
+    expect(first.h.store.signatures(p.id)).toHaveLength(2);
+
+    // After a restart the closed proposal is read from the store: same verdicts.
+    const { dir, ledger, identity } = first.h;
+    for (const n of first.nodes) n.close();
+    await first.h.app.close();
+    h = await harness({ dir, ledger, identity, nodes: first.nodes, listen: true });
+    const hh = h;
+    expect(await c.connect(hh.url!, identity.publicKey)).toBe('welcome');
+    c.send('decision', decision());
+    c.send('decision', decision({ signature: Buffer.alloc(64, 9).toString('base64') }));
+    await waitFor(() => (flagged(hh).length === 6 ? true : undefined), 'late misbehaviour after the restart');
+    expect(flagged(hh)[0]![0]).toBe('invalid_signature');
+  });
+
   it('a flood of frames is dropped, the node is flagged and cut off; the round still completes', async () => {
     const s = await setup([new TestNode('a'), new TestNode('flooder', 'silent'), new TestNode('c')], {
       config: { limits: { nodeFramesPerSecond: 5, nodeFrameBurst: 10 } },
