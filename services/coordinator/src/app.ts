@@ -341,6 +341,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     limits: config.soroban,
     engine,
     loadAccount,
+    latestLedger: () => ledger.latestLedger(),
     signerRetryMs: config.round.signerRetryMs,
     signerRetryMaxMs: config.round.signerRetryMaxMs,
   });

@@ -97,6 +97,11 @@ export const ConfigSchema = Type.Object(
         maxResourceFee: Type.Integer({ minimum: 0, default: 100_000_000 }),
         /** Most ledger entries its footprint may name (read-only + read-write). */
         maxFootprintEntries: Type.Integer({ minimum: 0, maximum: 10_000, default: 100 }),
+        /**
+         * How often open auth rounds are checked against the latest ledger: a round whose earliest entry expiry
+         * (signatureExpirationLedger) has been reached can no longer be used, and ends `expired`.
+         */
+        expiryCheckMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 5000 }),
       },
       { additionalProperties: false, default: {} },
     ),

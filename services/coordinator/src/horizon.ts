@@ -20,6 +20,8 @@ export interface LedgerClient {
   /** 'success' / 'failed' when the network has the transaction, 'missing' when not, 'unknown' when unreachable. */
   transactionStatus(hashHex: string): Promise<'success' | 'failed' | 'missing' | 'unknown'>;
   reachable(): Promise<boolean>;
+  /** The sequence of the latest closed ledger, or null when the network cannot be asked. */
+  latestLedger(): Promise<number | null>;
 }
 
 interface HttpishError {
@@ -82,6 +84,17 @@ export function createHorizonClient(url: string): LedgerClient {
         return r.successful ? 'success' : 'failed';
       } catch (e) {
         return (e as HttpishError).response?.status === 404 ? 'missing' : 'unknown';
+      }
+    },
+    async latestLedger() {
+      // Horizon's root document names the latest ledger it ingested (the ledger simulator serves the same field).
+      try {
+        const r = await fetch(url, { signal: AbortSignal.timeout(2000), headers: { accept: 'application/json' } });
+        if (!r.ok) return null;
+        const seq = Number(((await r.json()) as { history_latest_ledger?: unknown }).history_latest_ledger);
+        return Number.isSafeInteger(seq) && seq > 0 ? seq : null;
+      } catch {
+        return null;
       }
     },
     async reachable() {

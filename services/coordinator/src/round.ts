@@ -80,7 +80,7 @@ export function backoffMs(attempt: number, baseMs: number, maxMs: number, random
 }
 
 /** Largest setTimeout delay Node accepts (2^31-1 ms, about 24.8 days); longer waits re-arm. */
-const MAX_TIMER_MS = 2_147_483_647;
+export const MAX_TIMER_MS = 2_147_483_647;
 
 /** Unix seconds of the transaction's upper time bound (the inner one for a fee bump); 0 = none. */
 export function maxTimeOf(d: DecodedTransaction): number {

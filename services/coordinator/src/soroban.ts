@@ -17,7 +17,15 @@ import type { CoordinatorConfig } from './config.ts';
 import { coordinatorErrors } from './errors.ts';
 import type { EventBus, EventType } from './events.ts';
 import type { Metrics } from './metrics.ts';
-import { backoffMs, ed25519Weights, isUnavailable, maxTimeOf, type NodeLink, type RoundEngine } from './round.ts';
+import {
+  backoffMs,
+  ed25519Weights,
+  isUnavailable,
+  MAX_TIMER_MS,
+  maxTimeOf,
+  type NodeLink,
+  type RoundEngine,
+} from './round.ts';
 import type { ProposalRecord, ProposalStatus, Store } from './store.ts';
 
 /**
@@ -141,6 +149,10 @@ interface LiveAuth {
   accounts: Map<string, AccountAuth>;
   /** SIGNER_UNAVAILABLE answers in a row, per node (round.ts isUnavailable). */
   unavailable?: Map<string, number>;
+  /** The earliest signatureExpirationLedger among the entries the cluster signs: from that ledger on, useless. */
+  expiresAtLedger: number;
+  /** Fires at the transaction's upper time bound (sorobanTx with one). */
+  expiry?: NodeJS.Timeout;
 }
 
 export interface SorobanRoundOptions {
@@ -152,6 +164,8 @@ export interface SorobanRoundOptions {
   limits: SorobanLimits;
   engine: RoundEngine;
   loadAccount(id: string): Promise<AccountAuth>;
+  /** The latest closed ledger (null when unknown), to end rounds whose entries expired. */
+  latestLedger(): Promise<number | null>;
   /** Backoff before asking again a node whose key backend was unavailable (as in round.ts). */
   signerRetryMs?: number;
   signerRetryMaxMs?: number;
@@ -192,6 +206,7 @@ export class SorobanRounds {
   readonly #live = new Map<string, LiveAuth>();
   readonly #timers = new Set<NodeJS.Timeout>();
   #link: NodeLink | undefined;
+  #sweep: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: SorobanRoundOptions) {}
 
@@ -301,15 +316,68 @@ export class SorobanRounds {
     const entries = meta.entries.map((b) => xdr.SorobanAuthorizationEntry.fromXdr(b, 'base64'));
     const accounts = new Map(rec.accounts.map((a) => [a.accountId, a]));
     const targets = new Map<number, Target>();
+    let expiresAtLedger = Number.POSITIVE_INFINITY;
     for (const [index, e] of entries.entries()) {
-      const { account } = entryAccount(e, { ...this.o.limits, addressV2: true }, index);
+      const { account, creds } = entryAccount(e, { ...this.o.limits, addressV2: true }, index);
       if (account !== null && accounts.has(account)) {
         targets.set(index, { index, account, payload: authEntryPayload(e, rec.network) });
+        if (creds) expiresAtLedger = Math.min(expiresAtLedger, creds.signatureExpirationLedger);
       }
     }
-    const live: LiveAuth = { rec, meta, entries, targets, accounts };
+    const live: LiveAuth = { rec, meta, entries, targets, accounts, expiresAtLedger };
     this.#live.set(rec.id, live);
+    if (rec.maxTime > 0) this.#armExpiry(live);
+    this.#armSweep();
     return live;
+  }
+
+  /** As round.ts: at the transaction's upper time bound an unsigned round can no longer be used. */
+  #armExpiry(live: LiveAuth): void {
+    const wait = live.rec.maxTime * 1000 - Date.now();
+    live.expiry = setTimeout(
+      () => {
+        if (this.#live.get(live.rec.id) !== live) return;
+        if (live.rec.maxTime * 1000 > Date.now()) {
+          this.#armExpiry(live);
+          return;
+        }
+        this.#finish(
+          live,
+          'expired',
+          `the transaction's upper time bound (${live.rec.maxTime}) passed before a quorum signed`,
+        );
+      },
+      Math.max(0, Math.min(wait, MAX_TIMER_MS)),
+    );
+  }
+
+  /**
+   * While auth rounds are open, ask the network for its latest ledger every `expiryCheckMs`: a round whose
+   * earliest entry expiry has been reached ends `expired` (the host refuses an entry once the ledger sequence
+   * passes its signatureExpirationLedger, and the next ledger is the earliest one a transaction can reach), so
+   * a round held for review, or waiting for a node that never comes back, does not stay pending forever. An
+   * unreachable network skips a check; it never ends a round.
+   */
+  #armSweep(): void {
+    if (this.#sweep || this.#live.size === 0) return;
+    this.#sweep = setTimeout(() => {
+      this.#sweep = undefined;
+      void this.#expireByLedger().finally(() => this.#armSweep());
+    }, this.o.limits.expiryCheckMs);
+    this.#sweep.unref();
+  }
+
+  async #expireByLedger(): Promise<void> {
+    const latest = await this.o.latestLedger().catch(() => null);
+    if (latest === null) return;
+    for (const live of [...this.#live.values()]) {
+      if (latest < live.expiresAtLedger) continue;
+      this.#finish(
+        live,
+        'expired',
+        `an entry's signatureExpirationLedger (${live.expiresAtLedger}) was reached (latest ledger ${latest}) before a quorum signed`,
+      );
+    }
   }
 
   start(rec: ProposalRecord): void {
@@ -544,6 +612,7 @@ export class SorobanRounds {
     if (!this.o.store.transition(live.rec.id, ['pending'], 'signed', { envelope, signedAt: now, statusReason: null }))
       return false;
     this.#live.delete(live.rec.id);
+    if (live.expiry) clearTimeout(live.expiry);
     this.o.metrics.quorumTime.observe((now - live.rec.createdAt) / 1000);
     this.#emit(live.rec, 'quorum.reached', { entries: live.targets.size });
     this.#cancelOthers(live, 'quorum reached');
@@ -632,6 +701,7 @@ export class SorobanRounds {
   #finish(live: LiveAuth, to: ProposalStatus, reason: string): boolean {
     if (!this.o.store.transition(live.rec.id, ['pending'], to, { statusReason: reason })) return false;
     this.#live.delete(live.rec.id);
+    if (live.expiry) clearTimeout(live.expiry);
     this.#emit(live.rec, `proposal.${to}` as EventType, { reason });
     this.#cancelOthers(live, reason.slice(0, 256));
     return true;
@@ -668,6 +738,9 @@ export class SorobanRounds {
   close(): void {
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
+    if (this.#sweep) clearTimeout(this.#sweep);
+    this.#sweep = undefined;
+    for (const live of this.#live.values()) if (live.expiry) clearTimeout(live.expiry);
     this.#live.clear();
   }
 }

@@ -70,6 +70,11 @@ export class FakeLedger implements LedgerClient {
   async reachable(): Promise<boolean> {
     return this.up;
   }
+  /** The latest closed ledger the fake reports (null while down). */
+  ledgerSeq = 100;
+  async latestLedger(): Promise<number | null> {
+    return this.up ? this.ledgerSeq : null;
+  }
 }
 
 /** A multisig account: master weight 0, the given signer keys weight 1 each, all thresholds `threshold`. */

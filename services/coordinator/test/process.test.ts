@@ -186,6 +186,10 @@ describe('Horizon client against the simulator', () => {
       code: 'COORD_ACCOUNT_NOT_FOUND',
     });
     expect(await client.reachable()).toBe(true);
+    const latest = await client.latestLedger();
+    expect(latest).toBeGreaterThan(0);
+    const root = (await (await fetch(sim.url)).json()) as { history_latest_ledger: number };
+    expect(root.history_latest_ledger).toBeGreaterThanOrEqual(latest!);
 
     // A plain account pays with its own master key: accepted, then found by hash.
     const payer = Keypair.random();
@@ -221,6 +225,10 @@ describe('Horizon client against the simulator', () => {
 
     const dead = createHorizonClient('http://127.0.0.1:1');
     expect(await dead.reachable()).toBe(false);
+    expect(await dead.latestLedger()).toBeNull();
+    // Something that answers, but not as Horizon: no ledger number rather than a guess.
+    expect(await createHorizonClient(`${sim.url}/no-such-path`).latestLedger()).toBeNull();
+    expect(await createHorizonClient(`${sim.url}/ledgers?limit=1`).latestLedger()).toBeNull();
     await expect(dead.loadAccount(master.publicKey())).rejects.toMatchObject({ code: 'COORD_HORIZON_UNAVAILABLE' });
     expect(await dead.submit(xdr, NETWORK)).toMatchObject({ kind: 'transient' });
     expect(await dead.transactionStatus('00'.repeat(32))).toBe('unknown');

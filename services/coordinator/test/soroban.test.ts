@@ -344,6 +344,50 @@ describe('Soroban auth rounds on the coordinator', () => {
   });
 });
 
+describe('Soroban auth rounds that can no longer be used', () => {
+  it('end expired once an entry expiration ledger is reached; a check the network cannot answer ends nothing', async () => {
+    const r = await rig(['silent', 'silent', 'silent'], { soroban: { expiryCheckMs: 100 } });
+    r.ledger.ledgerSeq = 450;
+    const p = (await r.post({ kind: 'authEntries', entries: [b64(entry(r, { expiration: 500 }))] })).json();
+    expect(p.status).toBe('pending');
+    await new Promise((res) => setTimeout(res, 400));
+    expect((await r.get(p.id as string)).status).toBe('pending');
+    // Horizon down while the ledger passes the expiry: no verdict without an answer.
+    r.ledger.up = false;
+    r.ledger.ledgerSeq = 500;
+    await new Promise((res) => setTimeout(res, 400));
+    expect((await r.get(p.id as string)).status).toBe('pending');
+    r.ledger.up = true;
+    const done = await r.until(p.id as string, 'expired');
+    expect(done.statusReason).toMatch(/signatureExpirationLedger \(500\) was reached \(latest ledger 500\)/);
+    // The nodes asked are told to drop it.
+    await waitFor(
+      () => (r.ns.every((n) => n.cancels.some((c) => c.proposalId === p.id)) ? true : undefined),
+      'cancels',
+    );
+  });
+
+  it("end expired at the transaction's upper time bound", async () => {
+    const r = await rig([authSigner(), 'silent', 'silent'], { soroban: { expiryCheckMs: 60_000 } });
+    const tx = invokeTx({
+      contract: ESCROW,
+      fn: 'deposit',
+      args: [{ address: r.account }, { i128: 10n }],
+      source: r.account,
+      seq: 2n,
+      network: NETWORK,
+      auth: [entry(r)],
+      resources: { fee: 1000, instructions: 10, readOnly: 1, readWrite: 1 },
+      timeoutSeconds: 2,
+    });
+    const res = await r.post({ xdr: tx, submit: true });
+    expect(res.statusCode).toBe(201);
+    const done = await r.until(res.json().id as string, 'expired');
+    expect(done.statusReason).toMatch(/upper time bound/);
+    expect(r.ledger.submitted).toHaveLength(0);
+  });
+});
+
 describe('Soroban auth rounds across a coordinator restart', () => {
   it('keeps verified signatures and completes once a second node signs after the restart', async () => {
     const r = await rig([authSigner(), 'silent', 'silent']);
