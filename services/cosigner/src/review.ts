@@ -398,8 +398,23 @@ export class Reviewer {
     return pending;
   }
 
-  /** Same hash asked again: the stored signature, or finish a recorded intent (crash recovery). */
+  /**
+   * Same hash asked again: the stored signature, or finish a recorded intent (crash recovery). Only while the
+   * transaction's window (maxTime + grace) is open: once it closed, the slot check no longer protects it (another
+   * transaction for the same sequence may since have been signed), so neither a signature nor a finished intent
+   * leaves the node for it. Nothing is lost: past maxTime the network refuses the transaction anyway.
+   */
   async #complete(proposalId: string, record: SignatureRecord): Promise<DecisionBody> {
+    const now = this.#nowS();
+    if (!this.#d.ledger.isLive(record, now)) {
+      return this.#finish(proposalId, record.signHash, 'reject', [
+        reason(
+          'VALIDITY_EXPIRED',
+          `maxTime ${record.maxTime} has passed (now ${now}): this node no longer signs or re-sends a signature for this transaction.`,
+          { field: 'preconditions.timeBounds.maxTime' },
+        ),
+      ]);
+    }
     if (record.state === 'signed' && record.signature) {
       this.#d.metrics?.decisions.inc({ outcome: 'approve', reason: 'none' });
       return this.#decision(proposalId, record.signHash, 'approve', [], record.signature);

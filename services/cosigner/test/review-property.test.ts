@@ -144,7 +144,22 @@ describe('property: no two live signatures for one slot, through crashes', () =>
         expect(verifyAuditChain(node.ledger.db).ok).toBe(true);
         node.ledger.close();
       }),
-      { numRuns: 40 },
+      {
+        numRuns: 40,
+        examples: [
+          // Found by this property (CI, 2026-11-29): an intent recorded before a crash, its window closed, another
+          // transaction signed for the slot, then the first asked again: the intent must not be finished.
+          [
+            [
+              { t: 'crash-next', point: 0 },
+              { t: 'propose', slot: 0, variant: 0 },
+              { t: 'time', dt: 66 },
+              { t: 'propose', slot: 0, variant: 1 },
+              { t: 'propose', slot: 0, variant: 0 },
+            ],
+          ],
+        ],
+      },
     );
   });
 });
