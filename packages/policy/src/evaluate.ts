@@ -58,6 +58,11 @@ export interface EvaluateInput {
    * `signerChanges.clusterMembers` allows adding and removing.
    */
   members?: ReadonlySet<string>;
+  /**
+   * Auth entries of this transaction (`<operation index>:<entry index>`) that this node already signed in an
+   * auth round, whose spend its ledger already holds: the transfers they authorize are not charged twice.
+   */
+  chargedAuthEntries?: ReadonlySet<string>;
 }
 
 export interface AuthEntriesInput {
@@ -338,7 +343,12 @@ function argEquals(arg: unknown, allowed: string | number | boolean): boolean {
 }
 
 /** Token transfers found in one invocation tree, as a multiset of `key -> (count, spend)`. */
-type Transfers = Map<string, { count: number; assetKey: string; amount: bigint }>;
+type Transfers = Map<string, Transfer>;
+interface Transfer {
+  count: number;
+  assetKey: string;
+  amount: bigint;
+}
 
 /**
  * Check one invocation node and its sub-invocations against the contract rules; record transfers out of our
@@ -439,17 +449,18 @@ function checkCall(
  * the two are merged as a multiset union (per distinct call, the larger count), not summed. Auth entries are
  * summed among themselves: each one is a separate authorization the host can consume (soroban-env-host
  * auth.rs matches every require_auth against the entries not yet used), so two entries authorizing the same
- * transfer may pay it twice.
+ * transfer may pay it twice. Per call, the transaction can pay it max(root, all entries) times; the entries
+ * this node signed (and charged) in an auth round already account for their count, so only the rest is new.
  */
-function mergeTransfers(f: Findings, trees: Transfers[]): void {
-  const merged = new Map<string, { count: number; assetKey: string; amount: bigint }>();
-  for (const t of trees) {
-    for (const [k, v] of t) {
-      const m = merged.get(k);
-      if (!m || v.count > m.count) merged.set(k, v);
-    }
+function mergeTransfers(f: Findings, root: Transfers, authorized: Transfers, alreadyCharged: Transfers): void {
+  const keys = new Set([...root.keys(), ...authorized.keys(), ...alreadyCharged.keys()]);
+  for (const k of keys) {
+    const r = root.get(k)?.count ?? 0;
+    const c = alreadyCharged.get(k)?.count ?? 0;
+    const total = Math.max(r, (authorized.get(k)?.count ?? 0) + c);
+    const v = (root.get(k) ?? authorized.get(k) ?? alreadyCharged.get(k)) as Transfer;
+    if (total - c > 0) f.addSpend(v.assetKey, v.amount * BigInt(total - c));
   }
-  for (const v of merged.values()) f.addSpend(v.assetKey, v.amount * BigInt(v.count));
 }
 
 /**
@@ -481,21 +492,28 @@ function checkExpiration(
   }
 }
 
-function checkHostFunction(policy: Policy, f: Findings, op: OperationSummary, currentLedger?: number) {
+function checkHostFunction(
+  policy: Policy,
+  f: Findings,
+  op: OperationSummary,
+  currentLedger?: number,
+  charged?: ReadonlySet<string>,
+) {
   const i = op.index;
   const at = `operations[${i}]`;
   if (!op.invocation) return f.add('MALFORMED_SUMMARY', `${at}.invocation is missing`, i, `${at}.invocation`);
   const root: Transfers = new Map();
   checkInvocation(policy, f, op.invocation, { opIndex: i, field: `${at}.invocation`, depth: 0, transfers: root });
-  // One map for every entry: counts add up across entries (see mergeTransfers).
+  // One map for every entry: counts add up across entries (see mergeTransfers); entries already charged apart.
   const authorized: Transfers = new Map();
+  const alreadyCharged: Transfers = new Map();
   (op.authEntries ?? []).forEach((e, j) => {
     const field = `${at}.authEntries[${j}]`;
     checkInvocation(policy, f, e.invocation, {
       opIndex: i,
       field: `${field}.invocation`,
       depth: 0,
-      transfers: authorized,
+      transfers: charged?.has(`${i}:${j}`) ? alreadyCharged : authorized,
     });
     // Address entries of our accounts are signed by us separately; source-account entries ride on the envelope.
     if (
@@ -506,7 +524,7 @@ function checkHostFunction(policy: Policy, f: Findings, op: OperationSummary, cu
       checkExpiration(policy, f, e, currentLedger, field, i);
     }
   });
-  mergeTransfers(f, [root, authorized]);
+  mergeTransfers(f, root, authorized, alreadyCharged);
   if (policy.manualApproval.contractCalls)
     f.add('HOLD_CONTRACT_CALL', 'contract calls need manual approval', i, `${at}.invocation`);
 }
@@ -680,7 +698,8 @@ function checkTransaction(policy: Policy, f: Findings, tx: TransactionSummary, i
       if (UNBOUNDED.has(op.type)) unbounded(policy, f, op);
     }
     if (op.type === 'setOptions') checkSignerChanges(policy, f, op, input.members);
-    if (op.type === 'invokeHostFunction') checkHostFunction(policy, f, op, input.currentLedger);
+    if (op.type === 'invokeHostFunction')
+      checkHostFunction(policy, f, op, input.currentLedger, input.chargedAuthEntries);
   });
 
   checkMemo(policy, f, tx);
@@ -767,7 +786,7 @@ export function evaluateAuthEntries(policy: Policy, input: AuthEntriesInput): De
       checkInvocation(policy, f, e.invocation, { field: `${at}.invocation`, depth: 0, transfers: authorized });
     });
     // Each entry is a separate authorization the host consumes separately: spend is summed across entries.
-    mergeTransfers(f, [authorized]);
+    mergeTransfers(f, new Map(), authorized, new Map());
     checkSpend(policy, f, input.spent);
     checkUnknownDestinations(policy, f);
     if (policy.manualApproval.contractCalls && entries.length > 0) {

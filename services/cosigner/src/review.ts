@@ -1,9 +1,10 @@
 import type { Signer } from '@cosigner/keys/signer';
 import type { Body } from '@cosigner/protocol/messages';
-import { type DecodedTransaction, decodeEnvelope } from '@cosigner/stellar/decode';
+import { type DecodedTransaction, decodeEnvelope, xdrTransactionOf } from '@cosigner/stellar/decode';
 import { describeTransaction } from '@cosigner/stellar/describe';
+import { authEntryPayload } from '@cosigner/stellar/soroban';
 import type { TransactionSummary } from '@cosigner/stellar/types';
-import { StrKey } from '@stellar/stellar-sdk';
+import { Address, StrKey, type xdr } from '@stellar/stellar-sdk';
 import type { Logger } from 'pino';
 import type { AuditLog } from './audit.ts';
 import { nodeErrors } from './errors.ts';
@@ -30,8 +31,38 @@ export interface PolicyEvaluation {
 /** The policy, bound to its loaded document: `now` in unix seconds; `spent` reads this node's ledger. */
 export type EvaluateFn = (
   summary: TransactionSummary,
-  ctx: { now: number; spent: (assetKey: string, windowSeconds: number) => bigint },
+  ctx: {
+    now: number;
+    spent: (assetKey: string, windowSeconds: number) => bigint;
+    /** Auth entries of the transaction this node already signed (and charged) in an auth round. */
+    chargedAuthEntries?: ReadonlySet<string>;
+  },
 ) => PolicyEvaluation;
+
+/**
+ * `<operation>:<entry>` keys of the address entries in `decoded` that this node already signed for that address in
+ * an auth round (its ledger holds the entry's payload under the address; services/cosigner soroban.ts). Their
+ * spend was charged then, so reviewing the transaction that carries them must not charge it again (the policy
+ * still charges whatever the transaction can pay beyond them). Fee bumps are not looked into: charging twice
+ * there errs on the safe side.
+ */
+export function chargedAuthEntries(decoded: DecodedTransaction, network: string, ledger: SigningLedger): Set<string> {
+  const out = new Set<string>();
+  if (decoded.kind !== 'transaction') return out;
+  (xdrTransactionOf(decoded) as xdr.Transaction).operations.forEach((op, i) => {
+    if (op.body.type !== 'invokeHostFunction') return;
+    op.body.invokeHostFunctionOp.auth.forEach((e, j) => {
+      const c = e.credentials;
+      let creds: xdr.SorobanAddressCredentials;
+      if (c.type === 'sorobanCredentialsAddress') creds = c.address;
+      else if (c.type === 'sorobanCredentialsAddressV2') creds = c.addressV2;
+      else return;
+      const rec = ledger.byHash(authEntryPayload(e, network).toString('hex'));
+      if (rec && rec.source === Address.fromScAddress(creds.address).toString()) out.add(`${i}:${j}`);
+    });
+  });
+  return out;
+}
 
 /**
  * Test hook (development mode only, see node.ts): stop the process dead at a point of the signing path to
@@ -227,6 +258,7 @@ export class Reviewer {
       const evaluation = this.#d.evaluate(prep.summary, {
         now,
         spent: (assetKey, windowSeconds) => ledger.spent(assetKey, windowSeconds, now),
+        chargedAuthEntries: chargedAuthEntries(prep.decoded, this.#d.network, ledger),
       });
       const holder = ledger.liveConflict(slot.source, slot.seq, slot.txHash, now);
       const reasons = [...evaluation.reasons];
@@ -324,6 +356,7 @@ export class Reviewer {
       const evaluation = this.#d.evaluate(prep.summary, {
         now,
         spent: (assetKey, windowSeconds) => ledger.spent(assetKey, windowSeconds, now),
+        chargedAuthEntries: chargedAuthEntries(prep.decoded, this.#d.network, ledger),
       });
       if (evaluation.outcome === 'reject') {
         ledger.closePending(proposalId, 'rejected', 'policy', now);

@@ -96,7 +96,7 @@ async function rig(
   const reviewer = new Reviewer({
     network: NETWORK,
     accounts: policy.accounts,
-    evaluate: (summary, ctx) => evaluate(policy, { summary, now: ctx.now, spent: ctx.spent }),
+    evaluate: (summary, ctx) => evaluate(policy, { summary, ...ctx }),
     ledger,
     audit,
     signer,
@@ -165,6 +165,76 @@ describe('Soroban auth entries on the node', () => {
       c: number;
     };
     expect(released.c).toBe(1);
+  });
+
+  it('charges a deposit once: the transaction carrying an entry this node signed adds only what goes beyond it', async () => {
+    const r = await rig();
+    const amount = 400n * 10_000_000n; // velocity: 800 per hour
+    const deposit = (nonce: bigint) => entry(r, { nonce, args: [{ address: r.account }, { i128: amount }] });
+    const a = deposit(21n);
+    expect((await r.reviewer.review(standalone([a]))).outcome).toBe('approve');
+    expect(r.ledger.spent(ESCROW, 3600, ANCHOR_AT + 100)).toBe(amount);
+    const call = { contract: ESCROW, fn: 'deposit', args: [{ address: r.account }, { i128: amount }] };
+    const resources = { fee: 5000, instructions: 1000, readOnly: 1, readWrite: 1 };
+    // invokeTx bounds maxTime from the wall clock; the node's clock here is the test's: valid until 60 s after it.
+    const timeoutSeconds = ANCHOR_AT + 160 - Math.floor(Date.now() / 1000);
+    // The multisig submits the deposit it authorized: its envelope signature adds no second charge.
+    const tx = invokeTx({
+      ...call,
+      source: r.account,
+      seq: 40n,
+      network: NETWORK,
+      auth: [a],
+      resources,
+      timeoutSeconds,
+    });
+    const d = await r.reviewer.review({
+      proposalId: 'env-a',
+      kind: 'transaction',
+      networkPassphrase: NETWORK,
+      xdr: tx,
+    });
+    expect(d.outcome, JSON.stringify(d.reasons)).toBe('approve');
+    expect(r.ledger.spent(ESCROW, 3600, ANCHOR_AT + 100)).toBe(amount);
+    // So a second deposit of 400 still fits the 800 per hour (charged twice, the first would have used it all).
+    expect((await r.reviewer.review(standalone([deposit(22n)]))).outcome).toBe('approve');
+    expect(r.ledger.spent(ESCROW, 3600, ANCHOR_AT + 100)).toBe(2n * amount);
+    // A transaction whose entry this node never signed is charged in full: over the limit now.
+    const fresh = invokeTx({
+      ...call,
+      source: r.account,
+      seq: 41n,
+      network: NETWORK,
+      auth: [deposit(23n)],
+      resources,
+      timeoutSeconds,
+    });
+    const over = await r.reviewer.review({
+      proposalId: 'env-c',
+      kind: 'transaction',
+      networkPassphrase: NETWORK,
+      xdr: fresh,
+    });
+    expect(codes(over)).toContain('VELOCITY_EXCEEDED');
+    // Nor does an entry signed for this node's account count when the transaction carries it for someone else.
+    const stranger = Keypair.random().publicKey();
+    const theirs = entry(r, { address: stranger, nonce: 21n, args: [{ address: r.account }, { i128: amount }] });
+    const borrowed = invokeTx({
+      ...call,
+      source: r.account,
+      seq: 42n,
+      network: NETWORK,
+      auth: [theirs],
+      resources,
+      timeoutSeconds,
+    });
+    const refused = await r.reviewer.review({
+      proposalId: 'env-d',
+      kind: 'transaction',
+      networkPassphrase: NETWORK,
+      xdr: borrowed,
+    });
+    expect(codes(refused)).toContain('VELOCITY_EXCEEDED');
   });
 
   it('refuses a second, different payload for the same (address, nonce) until it expires', async () => {
