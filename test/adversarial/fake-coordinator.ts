@@ -1,11 +1,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { type WebSocket, WebSocketServer } from 'ws';
 // The real protocol package, by path (test/ depends on the testkit only): the attacker speaks the same wire format.
-import { decodeFrame, type Envelope, encodeFrame } from '../../packages/protocol/src/frame.ts';
-import type { Identity } from '../../packages/protocol/src/identity.ts';
-import type { Body, MessageType } from '../../packages/protocol/src/messages.ts';
-import { ReplayGuard } from '../../packages/protocol/src/replay.ts';
+import { decodeFrame, type Envelope, encodeFrame } from '@cosigner/protocol/frame';
+import type { Identity } from '@cosigner/protocol/identity';
+import type { Body, MessageType } from '@cosigner/protocol/messages';
+import { ReplayGuard } from '@cosigner/protocol/replay';
+import { type WebSocket, WebSocketServer } from 'ws';
 
 /**
  * A malicious coordinator: a WebSocket server that holds the coordinator's message key (so the nodes, which pin

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { generateIdentity, identityFromPem } from '@cosigner/protocol/identity';
+import type { Body } from '@cosigner/protocol/messages';
 import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
 import { tempDir } from '@cosigner/testkit/process';
 import {
@@ -15,8 +17,6 @@ import {
   type xdr,
 } from '@stellar/stellar-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateIdentity, identityFromPem } from '../../packages/protocol/src/identity.ts';
-import type { Body } from '../../packages/protocol/src/messages.ts';
 import { auditVerify, doubleSignedSlots, readLedger, refusedFrames, untilAtLeast } from './evidence.ts';
 import { FakeCoordinator } from './fake-coordinator.ts';
 

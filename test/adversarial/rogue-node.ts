@@ -1,9 +1,9 @@
-import WebSocket from 'ws';
 // The real protocol package, by path (test/ depends on the testkit only): the rogue node speaks the real wire format.
-import { decodeFrame, type Envelope, encodeFrame } from '../../packages/protocol/src/frame.ts';
-import type { Identity } from '../../packages/protocol/src/identity.ts';
-import type { Body, MessageType } from '../../packages/protocol/src/messages.ts';
-import { ReplayGuard } from '../../packages/protocol/src/replay.ts';
+import { decodeFrame, type Envelope, encodeFrame } from '@cosigner/protocol/frame';
+import type { Identity } from '@cosigner/protocol/identity';
+import type { Body, MessageType } from '@cosigner/protocol/messages';
+import { ReplayGuard } from '@cosigner/protocol/replay';
+import WebSocket from 'ws';
 
 /**
  * A misbehaving node: a client holding a REAL node's identity key (its host was taken over), which

@@ -9,6 +9,8 @@ import {
   ScheduleKeyDeletionCommand,
   SignCommand,
 } from '@aws-sdk/client-kms';
+import { identityFromPem } from '@cosigner/protocol/identity';
+import type { Body } from '@cosigner/protocol/messages';
 import {
   type Cluster,
   type ClusterProcess,
@@ -27,8 +29,6 @@ import {
   type xdr,
 } from '@stellar/stellar-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { identityFromPem } from '../../packages/protocol/src/identity.ts';
-import type { Body } from '../../packages/protocol/src/messages.ts';
 import { fetchMetrics, metricValue, untilAtLeast } from './evidence.ts';
 import { RogueNode } from './rogue-node.ts';
 
