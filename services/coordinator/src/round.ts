@@ -80,7 +80,21 @@ export function backoffMs(attempt: number, baseMs: number, maxMs: number, random
 }
 
 /** Largest setTimeout delay Node accepts (2^31-1 ms, about 24.8 days); longer waits re-arm. */
-export const MAX_TIMER_MS = 2_147_483_647;
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * Call `fire` once the unix time `maxTimeS` (a transaction's upper time bound) has passed, re-arming when a wait
+ * is longer than setTimeout allows or the timer fires early; `keep` receives each timer so its owner can clear it.
+ */
+export function atTimeBound(maxTimeS: number, keep: (t: NodeJS.Timeout) => void, fire: () => void): void {
+  const wait = maxTimeS * 1000 - Date.now();
+  keep(
+    setTimeout(
+      () => (maxTimeS * 1000 > Date.now() ? atTimeBound(maxTimeS, keep, fire) : fire()),
+      Math.max(0, Math.min(wait, MAX_TIMER_MS)),
+    ),
+  );
+}
 
 /** Unix seconds of the transaction's upper time bound (the inner one for a fee bump); 0 = none. */
 export function maxTimeOf(d: DecodedTransaction): number {
@@ -213,20 +227,17 @@ export class RoundEngine {
   }
 
   #armExpiry(live: Live): void {
-    const wait = live.rec.maxTime * 1000 - Date.now();
-    live.expiry = setTimeout(
-      () => {
-        if (live.rec.maxTime * 1000 > Date.now()) {
-          this.#armExpiry(live);
-          return;
-        }
+    atTimeBound(
+      live.rec.maxTime,
+      (t) => {
+        live.expiry = t;
+      },
+      () =>
         this.#finish(
           live,
           'expired',
           `the transaction's upper time bound (${live.rec.maxTime}) passed before a quorum signed`,
-        );
-      },
-      Math.max(0, Math.min(wait, MAX_TIMER_MS)),
+        ),
     );
   }
 

@@ -18,10 +18,10 @@ import { coordinatorErrors } from './errors.ts';
 import type { EventBus, EventType } from './events.ts';
 import type { Metrics } from './metrics.ts';
 import {
+  atTimeBound,
   backoffMs,
   ed25519Weights,
   isUnavailable,
-  MAX_TIMER_MS,
   maxTimeOf,
   type NodeLink,
   type RoundEngine,
@@ -333,21 +333,19 @@ export class SorobanRounds {
 
   /** As round.ts: at the transaction's upper time bound an unsigned round can no longer be used. */
   #armExpiry(live: LiveAuth): void {
-    const wait = live.rec.maxTime * 1000 - Date.now();
-    live.expiry = setTimeout(
+    atTimeBound(
+      live.rec.maxTime,
+      (t) => {
+        live.expiry = t;
+      },
       () => {
         if (this.#live.get(live.rec.id) !== live) return;
-        if (live.rec.maxTime * 1000 > Date.now()) {
-          this.#armExpiry(live);
-          return;
-        }
         this.#finish(
           live,
           'expired',
           `the transaction's upper time bound (${live.rec.maxTime}) passed before a quorum signed`,
         );
       },
-      Math.max(0, Math.min(wait, MAX_TIMER_MS)),
     );
   }
 
