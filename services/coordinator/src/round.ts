@@ -114,15 +114,42 @@ export function ed25519Weights(a: AccountAuth): Map<string, number> {
 /** How many closed proposals the engine remembers for checking late decisions without a store read. */
 const CLOSED_REMEMBERED = 4096;
 
-/** Every ed25519 key with weight on an account the proposal needs. */
-function signersOf(rec: ProposalRecord): ReadonlySet<string> {
-  const keys = new Set<string>();
-  for (const a of rec.accounts) for (const k of ed25519Weights(a).keys()) keys.add(k);
-  return keys;
+/** What an approval is checked against: the proposal's hash (bytes and hex) and the accounts it needs. */
+interface ApprovalTarget {
+  hash: Buffer;
+  rec: Pick<ProposalRecord, 'hash' | 'accounts'>;
+}
+
+/** A reason to flag a node: a misbehaviour kind and what was wrong. */
+interface Fault {
+  kind: string;
+  detail: string;
+}
+
+/**
+ * Why an approval cannot count, or the signature it carries: it must name OUR hash, carry a signature that
+ * verifies over it under the node's enrolled key, and that key must be a signer of an account the transaction
+ * needs. One rule for decisions on open proposals and for those that arrive after the close.
+ */
+function approvalFault(stellarKey: string, d: Body<'decision'>, p: ApprovalTarget): Fault | { signature: Buffer } {
+  if (d.hash !== p.rec.hash)
+    return { kind: 'hash_mismatch', detail: `node computed hash ${d.hash}, the proposal hash is ${p.rec.hash}` };
+  if (d.signature === undefined) return { kind: 'missing_signature', detail: 'an approval without a signature' };
+  const signature = Buffer.from(d.signature, 'base64');
+  if (!verifyEd25519(publicKeyFromAddress(stellarKey), p.hash, signature)) {
+    return {
+      kind: 'invalid_signature',
+      detail: 'the signature does not verify over the proposal hash under the enrolled key',
+    };
+  }
+  if (accountsHelpedBy(p.rec, stellarKey).length === 0) {
+    return { kind: 'not_a_signer', detail: `${stellarKey} is not a signer of any account this transaction needs` };
+  }
+  return { signature };
 }
 
 /** Accounts of `rec` that `stellarKey` is a signer of. */
-export function accountsHelpedBy(rec: ProposalRecord, stellarKey: string): string[] {
+export function accountsHelpedBy(rec: Pick<ProposalRecord, 'accounts'>, stellarKey: string): string[] {
   return rec.accounts.filter((a) => ed25519Weights(a).has(stellarKey)).map((a) => a.accountId);
 }
 
@@ -157,7 +184,7 @@ export class RoundEngine {
    * decision arriving after the close is still checked (a bad signature from a node is misbehaviour whether or
    * not the quorum already formed). Bounded; older ids fall back to one store read.
    */
-  readonly #closedRecently = new Map<string, { hash: Buffer; signers: ReadonlySet<string> }>();
+  readonly #closedRecently = new Map<string, ApprovalTarget>();
   readonly #submitting = new Set<string>();
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #wakers = new Set<() => void>();
@@ -340,19 +367,9 @@ export class RoundEngine {
       if (d.outcome === 'reject') this.#settleIfUnreachable(live);
       return false;
     }
-    if (d.hash !== live.rec.hash)
-      return invalid('hash_mismatch', `node computed hash ${d.hash}, the proposal hash is ${live.rec.hash}`);
-    if (d.signature === undefined) return invalid('missing_signature', 'an approval without a signature');
-    const sig = Buffer.from(d.signature, 'base64');
-    if (!verifyEd25519(publicKeyFromAddress(stellarKey), live.decoded.hash, sig)) {
-      return invalid(
-        'invalid_signature',
-        'the signature does not verify over the proposal hash under the enrolled key',
-      );
-    }
-    if (accountsHelpedBy(live.rec, stellarKey).length === 0) {
-      return invalid('not_a_signer', `${stellarKey} is not a signer of any account this transaction needs`);
-    }
+    const checked = approvalFault(stellarKey, d, { hash: live.decoded.hash, rec: live.rec });
+    if ('kind' in checked) return invalid(checked.kind, checked.detail);
+    const sig = checked.signature;
     // Decision, verified signature and counter in one commit (one fsync instead of three); the event that
     // tells the app about it is appended, and pushed, only after that commit returned.
     this.o.store.atomically(() => {
@@ -405,31 +422,17 @@ export class RoundEngine {
         this.o.logger.debug({ nodeId, proposalId: id }, 'decision for a closed Soroban round');
         return;
       }
-      closed = { hash: Buffer.from(rec.hash, 'hex'), signers: signersOf(rec) };
+      closed = { hash: Buffer.from(rec.hash, 'hex'), rec };
     }
-    const late = (kind: string, detail: string): void =>
-      this.#misbehaved(nodeId, kind, `${detail} (after the proposal closed)`, id);
-    if (d.signerKey !== stellarKey) {
-      late('wrong_signer_key', `decision names ${d.signerKey}, enrolled key is ${stellarKey}`);
+    const fault: Fault | { signature: Buffer } | undefined =
+      d.signerKey !== stellarKey
+        ? { kind: 'wrong_signer_key', detail: `decision names ${d.signerKey}, enrolled key is ${stellarKey}` }
+        : d.outcome === 'approve'
+          ? approvalFault(stellarKey, d, closed)
+          : undefined;
+    if (fault && 'kind' in fault) {
+      this.#misbehaved(nodeId, fault.kind, `${fault.detail} (after the proposal closed)`, id);
       return;
-    }
-    if (d.outcome === 'approve' && !isUnavailable(d)) {
-      if (d.hash !== closed.hash.toString('hex')) {
-        late('hash_mismatch', `node computed hash ${d.hash}, the proposal hash is ${closed.hash.toString('hex')}`);
-        return;
-      }
-      if (d.signature === undefined) {
-        late('missing_signature', 'an approval without a signature');
-        return;
-      }
-      if (!verifyEd25519(publicKeyFromAddress(stellarKey), closed.hash, Buffer.from(d.signature, 'base64'))) {
-        late('invalid_signature', 'the signature does not verify over the proposal hash under the enrolled key');
-        return;
-      }
-      if (!closed.signers.has(stellarKey)) {
-        late('not_a_signer', `${stellarKey} is not a signer of any account this transaction needs`);
-        return;
-      }
     }
     this.o.logger.debug({ nodeId, proposalId: id, outcome: d.outcome }, 'decision for a proposal that is not open');
   }
@@ -558,7 +561,10 @@ export class RoundEngine {
     if (live.expiry) clearTimeout(live.expiry);
     for (const r of live.retries.values()) if (r.timer) clearTimeout(r.timer);
     this.#live.delete(live.rec.id);
-    this.#closedRecently.set(live.rec.id, { hash: live.decoded.hash, signers: signersOf(live.rec) });
+    this.#closedRecently.set(live.rec.id, {
+      hash: live.decoded.hash,
+      rec: { hash: live.rec.hash, accounts: live.rec.accounts },
+    });
     if (this.#closedRecently.size > CLOSED_REMEMBERED) {
       this.#closedRecently.delete(this.#closedRecently.keys().next().value as string);
     }

@@ -338,14 +338,12 @@ export class SorobanRounds {
       (t) => {
         live.expiry = t;
       },
-      () => {
-        if (this.#live.get(live.rec.id) !== live) return;
+      () =>
         this.#finish(
           live,
           'expired',
           `the transaction's upper time bound (${live.rec.maxTime}) passed before a quorum signed`,
-        );
-      },
+        ),
     );
   }
 

@@ -122,14 +122,7 @@ export async function createNode(
 
   const crashAt = crashPointFromEnv(config.production, env);
   if (crashAt) logger.warn({ crashAt }, 'COSIGNER_CRASH_AT test hook is armed (development mode only)');
-  const evaluateFn: EvaluateFn = (summary, ctx) =>
-    evaluate(policy, {
-      summary,
-      now: ctx.now,
-      spent: ctx.spent,
-      members: signer.members(),
-      ...(ctx.chargedAuthEntries ? { chargedAuthEntries: ctx.chargedAuthEntries } : {}),
-    });
+  const evaluateFn: EvaluateFn = (summary, ctx) => evaluate(policy, { summary, ...ctx, members: signer.members() });
   const reviewer = new Reviewer({
     network: config.network,
     accounts: new Set(policy.accounts),

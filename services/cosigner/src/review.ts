@@ -4,7 +4,7 @@ import { type DecodedTransaction, decodeEnvelope, xdrTransactionOf } from '@cosi
 import { describeTransaction } from '@cosigner/stellar/describe';
 import { authEntryPayload } from '@cosigner/stellar/soroban';
 import type { TransactionSummary } from '@cosigner/stellar/types';
-import { Address, StrKey, type xdr } from '@stellar/stellar-sdk';
+import { StrKey, type xdr } from '@stellar/stellar-sdk';
 import type { Logger } from 'pino';
 import type { AuditLog } from './audit.ts';
 import { nodeErrors } from './errors.ts';
@@ -46,21 +46,25 @@ export type EvaluateFn = (
  * still charges whatever the transaction can pay beyond them). Fee bumps are not looked into: charging twice
  * there errs on the safe side.
  */
-export function chargedAuthEntries(decoded: DecodedTransaction, network: string, ledger: SigningLedger): Set<string> {
+export function chargedAuthEntries(
+  decoded: DecodedTransaction,
+  summary: TransactionSummary,
+  network: string,
+  ledger: SigningLedger,
+): Set<string> {
   const out = new Set<string>();
-  if (decoded.kind !== 'transaction') return out;
-  (xdrTransactionOf(decoded) as xdr.Transaction).operations.forEach((op, i) => {
-    if (op.body.type !== 'invokeHostFunction') return;
-    op.body.invokeHostFunctionOp.auth.forEach((e, j) => {
-      const c = e.credentials;
-      let creds: xdr.SorobanAddressCredentials;
-      if (c.type === 'sorobanCredentialsAddress') creds = c.address;
-      else if (c.type === 'sorobanCredentialsAddressV2') creds = c.addressV2;
-      else return;
-      const rec = ledger.byHash(authEntryPayload(e, network).toString('hex'));
-      if (rec && rec.source === Address.fromScAddress(creds.address).toString()) out.add(`${i}:${j}`);
+  if (summary.kind !== 'transaction') return out;
+  for (const op of summary.operations) {
+    if (op.type !== 'invokeHostFunction') continue;
+    const auth = (
+      (xdrTransactionOf(decoded) as xdr.Transaction).operations[op.index]!.body as xdr.OperationBodyInvokeHostFunction
+    ).invokeHostFunctionOp.auth;
+    (op.authEntries ?? []).forEach((e, j) => {
+      if (e.credentials !== 'address' && e.credentials !== 'addressV2') return;
+      const rec = ledger.byHash(authEntryPayload(auth[j]!, network).toString('hex'));
+      if (rec && rec.source === e.address) out.add(`${op.index}:${j}`);
     });
-  });
+  }
   return out;
 }
 
@@ -258,7 +262,7 @@ export class Reviewer {
       const evaluation = this.#d.evaluate(prep.summary, {
         now,
         spent: (assetKey, windowSeconds) => ledger.spent(assetKey, windowSeconds, now),
-        chargedAuthEntries: chargedAuthEntries(prep.decoded, this.#d.network, ledger),
+        chargedAuthEntries: chargedAuthEntries(prep.decoded, prep.summary, this.#d.network, ledger),
       });
       const holder = ledger.liveConflict(slot.source, slot.seq, slot.txHash, now);
       const reasons = [...evaluation.reasons];
@@ -356,7 +360,7 @@ export class Reviewer {
       const evaluation = this.#d.evaluate(prep.summary, {
         now,
         spent: (assetKey, windowSeconds) => ledger.spent(assetKey, windowSeconds, now),
-        chargedAuthEntries: chargedAuthEntries(prep.decoded, this.#d.network, ledger),
+        chargedAuthEntries: chargedAuthEntries(prep.decoded, prep.summary, this.#d.network, ledger),
       });
       if (evaluation.outcome === 'reject') {
         ledger.closePending(proposalId, 'rejected', 'policy', now);
