@@ -281,7 +281,9 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
 
   const metrics = createMetrics();
   const ledger = opts.ledger ?? createHorizonClient(config.horizonUrl);
-  const events = new EventBus(store, logger, { secret: opts.callbackSecret, ...config.callbacks });
+  const events = new EventBus(store, logger, { secret: opts.callbackSecret, ...config.callbacks }, (fn) =>
+    store.afterCommit(fn),
+  );
 
   // Signers/thresholds reused for about one ledger (config.round.accountCacheMs), concurrent loads shared.
   const cache = new Map<string, { at: number; value: Promise<AccountAuth> }>();
@@ -466,9 +468,12 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
         const existing = store.getByIdempotencyKey(b.idempotencyKey);
         if (existing) return same(existing);
       }
-      if (store.countOpen() >= config.limits.maxOpenProposals) {
-        throw coordinatorErrors.error('COORD_TOO_MANY_OPEN', { limit: config.limits.maxOpenProposals });
-      }
+      const refuseWhenFull = (): void => {
+        if (store.countOpen() >= config.limits.maxOpenProposals) {
+          throw coordinatorErrors.error('COORD_TOO_MANY_OPEN', { limit: config.limits.maxOpenProposals });
+        }
+      };
+      refuseWhenFull();
       const now = Date.now();
       const common = {
         id: randomUUID(),
@@ -504,10 +509,20 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
               maxTime: maxTimeOf(decoded),
             };
       }
-      const { proposal, created } = store.insertProposal({ ...common, ...fields });
+      const isSoroban = fields.kind === 'authEntries' || fields.kind === 'sorobanTx';
+      // The row and its `proposal.created` event in one unit of the group commit: the 201 and the fan-out to the
+      // nodes follow the commit that made the proposal durable.
+      const { proposal, created } = await store.grouped(() => {
+        // Checked again here: the proposals queued before this one in the same commit count too (a retry of one
+        // of them is answered with it below, not refused).
+        if (b.idempotencyKey === undefined || !store.getByIdempotencyKey(b.idempotencyKey)) refuseWhenFull();
+        const r = store.insertProposal({ ...common, ...fields });
+        if (r.created && !isSoroban) engine.announce(r.proposal);
+        return r;
+      });
       if (!created) return same(proposal);
-      if (proposal.kind === 'authEntries' || proposal.kind === 'sorobanTx') soroban.start(proposal);
-      else engine.start(proposal);
+      if (isSoroban) soroban.start(proposal);
+      else engine.start(proposal, true);
       return reply.code(201).send(view(store, store.getProposal(proposal.id)!));
     },
   );

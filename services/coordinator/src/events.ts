@@ -45,10 +45,16 @@ export class EventBus {
   readonly #inflight = new Set<Promise<void>>();
   #closed = false;
 
+  /**
+   * `afterCommit` (the store's): inside a grouped unit of work the event is written in that unit's transaction
+   * and pushed only once it committed, so no subscriber or callback hears of a step that a crash could still
+   * undo. Outside one, it is pushed as soon as it is written (its own commit).
+   */
   constructor(
     private readonly repo: EventRepository,
     private readonly logger: Logger,
     private readonly callbacks: CallbackSettings,
+    private readonly afterCommit: (fn: () => void) => void = (fn) => fn(),
   ) {}
 
   /** Store an event, push it to subscribers, and deliver it to `callbackUrl` when given. */
@@ -59,14 +65,16 @@ export class EventBus {
     callbackUrl?: string | null,
   ): EventRecord {
     const e = this.repo.appendEvent(proposalId, type, data, Date.now());
-    for (const fn of this.#subscribers) {
-      try {
-        fn(e);
-      } catch (err) {
-        this.logger.warn({ err: (err as Error).message }, 'event subscriber failed');
+    this.afterCommit(() => {
+      for (const fn of this.#subscribers) {
+        try {
+          fn(e);
+        } catch (err) {
+          this.logger.warn({ err: (err as Error).message }, 'event subscriber failed');
+        }
       }
-    }
-    if (callbackUrl) this.#deliver(callbackUrl, e, 1);
+      if (callbackUrl) this.#deliver(callbackUrl, e, 1);
+    });
     return e;
   }
 

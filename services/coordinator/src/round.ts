@@ -212,10 +212,15 @@ export class RoundEngine {
     return { decoded, accounts, requirements };
   }
 
-  /** A new proposal was committed: announce it, fan it out, arm its expiry. */
-  start(rec: ProposalRecord): void {
-    const live = this.#track(rec);
+  /** Append `proposal.created`: in the proposal's own unit of work (app.ts), so both share one commit. */
+  announce(rec: ProposalRecord): void {
     this.#emit(rec, 'proposal.created', { hash: rec.hash, requirements: rec.requirements });
+  }
+
+  /** A new proposal was committed: announce it (unless `announce` already did), fan it out, arm its expiry. */
+  start(rec: ProposalRecord, announced = false): void {
+    const live = this.#track(rec);
+    if (!announced) this.announce(rec);
     this.o.metrics.proposalsCreated.inc({ kind: rec.kind });
     if (this.#settleIfUnreachable(live)) return;
     this.#fanOut(live);
@@ -370,30 +375,42 @@ export class RoundEngine {
     const checked = approvalFault(stellarKey, d, { hash: live.decoded.hash, rec: live.rec });
     if ('kind' in checked) return invalid(checked.kind, checked.detail);
     const sig = checked.signature;
-    // Decision, verified signature and counter in one commit (one fsync instead of three); the event that
-    // tells the app about it is appended, and pushed, only after that commit returned.
-    this.o.store.atomically(() => {
-      this.o.store.recordDecision({
-        proposalId: live.rec.id,
-        nodeId,
-        outcome: 'approve',
-        reasons: d.reasons.map((r) => ({ ...r })),
-        createdAt: now,
-      });
-      if (
-        this.o.store.addSignature({
+    // Decision, verified signature, counter, its event and (when this signature completes the set) the quorum
+    // transition with its event: one unit of the store's group commit, which shares one fsync with the other
+    // decisions and proposals of this turn. Events are pushed, frames sent and the envelope submitted only after
+    // that commit returned.
+    this.o.store
+      .grouped(() => {
+        this.o.store.recordDecision({
           proposalId: live.rec.id,
-          signerKey: stellarKey,
           nodeId,
-          signature: sig.toString('base64'),
+          outcome: 'approve',
+          reasons: d.reasons.map((r) => ({ ...r })),
           createdAt: now,
-        })
-      ) {
-        this.o.store.countNode(nodeId, 'approvals');
-      }
-    });
-    this.#emit(live.rec, 'node.approved', { nodeId, signerKey: stellarKey });
-    this.#tryComplete(live);
+        });
+        if (
+          this.o.store.addSignature({
+            proposalId: live.rec.id,
+            signerKey: stellarKey,
+            nodeId,
+            signature: sig.toString('base64'),
+            createdAt: now,
+          })
+        ) {
+          this.o.store.countNode(nodeId, 'approvals');
+        }
+        this.#emit(live.rec, 'node.approved', { nodeId, signerKey: stellarKey });
+        return this.#completeInStore(live);
+      })
+      .then(
+        (signed) => {
+          if (signed) this.#afterQuorum(live, signed);
+        },
+        (err: unknown) => {
+          // Nothing of this decision was written; the node is asked again when it reconnects or resyncs.
+          this.o.logger.error({ proposalId: live.rec.id, nodeId, err: (err as Error).message }, 'decision not stored');
+        },
+      );
     return true;
   }
 
@@ -462,33 +479,48 @@ export class RoundEngine {
 
   /** When the verified signatures cover every requirement: minimal set, assemble, store, submit if asked. */
   #tryComplete(live: Live): boolean {
+    const signed = this.#completeInStore(live);
+    if (signed) this.#afterQuorum(live, signed);
+    return signed !== null;
+  }
+
+  /**
+   * The store part of completing a proposal: choose the minimal signature set, assemble, check, move the row to
+   * `signed` (compare-and-set) and append `quorum.reached`. Null when the set is not complete yet, or another
+   * path already moved the proposal on.
+   */
+  #completeInStore(live: Live): { envelope: string; at: number } | null {
     const sigs = this.o.store.signatures(live.rec.id);
     const keys = new Set(sigs.map((s) => s.signerKey));
-    if (!progress(live.rec, keys).every((p) => p.met)) return false;
+    if (!progress(live.rec, keys).every((p) => p.met)) return null;
     const chosen = selectMinimalSignatures(
       live.decoded,
       live.accounts,
       sigs.map((s) => ({ publicKey: s.signerKey, signature: Buffer.from(s.signature, 'base64') })),
     );
-    if (chosen === null) return false;
+    if (chosen === null) return null;
     const envelope = assembleEnvelope(live.decoded, chosen);
     // Belt and braces: core's own verdict on what we are about to store (a bug here must never ship an envelope).
     const verdict = checkAuth(decodeEnvelope(envelope, live.rec.network), live.accounts);
     if (!verdict.ok) {
       this.o.logger.error({ proposalId: live.rec.id, verdict }, 'assembled envelope fails the signature check');
-      return false;
+      return null;
     }
-    const now = Date.now();
-    if (!this.o.store.transition(live.rec.id, ['pending'], 'signed', { envelope, signedAt: now, statusReason: null }))
-      return false;
-    this.#untrack(live);
-    this.o.metrics.quorumTime.observe((now - live.rec.createdAt) / 1000);
+    const at = Date.now();
+    if (!this.o.store.transition(live.rec.id, ['pending'], 'signed', { envelope, signedAt: at, statusReason: null }))
+      return null;
     this.#emit(live.rec, 'quorum.reached', { signatures: chosen.length });
+    return { envelope, at };
+  }
+
+  /** Once `signed` is durable: stop tracking, tell the other nodes, submit when asked. */
+  #afterQuorum(live: Live, signed: { envelope: string; at: number }): void {
+    this.#untrack(live);
+    this.o.metrics.quorumTime.observe((signed.at - live.rec.createdAt) / 1000);
     this.#cancelOthers(live, 'quorum reached');
     const rec = this.o.store.getProposal(live.rec.id)!;
-    if (rec.submit) void this.#submit(rec, envelope, false);
-    else this.o.metrics.proposalLatency.observe({ status: 'signed' }, (now - rec.createdAt) / 1000);
-    return true;
+    if (rec.submit) void this.#submit(rec, signed.envelope, false);
+    else this.o.metrics.proposalLatency.observe({ status: 'signed' }, (signed.at - rec.createdAt) / 1000);
   }
 
   /**

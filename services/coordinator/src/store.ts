@@ -1,6 +1,7 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { GroupCommit } from '@cosigner/runtime/group-commit';
 import type { AccountAuth, Requirement } from '@cosigner/stellar/types';
 import Database from 'better-sqlite3';
 
@@ -187,6 +188,13 @@ export interface Store extends ProposalRepository, EventRepository, NodeReposito
    * Everything or nothing is written: a throw rolls back and is rethrown.
    */
   atomically<T>(fn: () => T): T;
+  /**
+   * Run `fn` (synchronous) like `atomically`, but in one commit with every other unit queued in this turn of the
+   * event loop (group commit, @cosigner/runtime group-commit); resolves once that commit returned.
+   */
+  grouped<T>(fn: () => T): Promise<T>;
+  /** Run `fn` after the commit of the grouped unit running now, or at once outside one. */
+  afterCommit(fn: () => void): void;
   close(): void;
 }
 
@@ -308,7 +316,10 @@ export function migrate(db: Database.Database): number {
 }
 
 class SqliteStore implements Store {
-  constructor(private readonly db: Database.Database) {}
+  readonly #group: GroupCommit;
+  constructor(private readonly db: Database.Database) {
+    this.#group = new GroupCommit(db);
+  }
   /**
    * Statements compiled once per SQL text and reused: preparing on every call was 8% of the coordinator's busy
    * time under load (bench/README.md, profile findings). The SQL texts are a fixed set written in this file.
@@ -338,6 +349,14 @@ class SqliteStore implements Store {
 
   atomically<T>(fn: () => T): T {
     return this.db.transaction(fn)();
+  }
+
+  grouped<T>(fn: () => T): Promise<T> {
+    return this.#group.run(fn);
+  }
+
+  afterCommit(fn: () => void): void {
+    this.#group.afterCommit(fn);
   }
 
   insertProposal(rec: ProposalRecord): { proposal: ProposalRecord; created: boolean } {

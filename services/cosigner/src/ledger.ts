@@ -1,6 +1,7 @@
 import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { GroupCommit } from '@cosigner/runtime/group-commit';
 import Database from 'better-sqlite3';
 import { nodeErrors } from './errors.ts';
 
@@ -210,6 +211,7 @@ export class SigningLedger {
   readonly db: Database.Database;
   readonly #graceSeconds: number;
   readonly #stmts;
+  readonly #group: GroupCommit;
 
   /**
    * @param graceSeconds how long after a signed transaction's maxTime its slot stays held: covers the
@@ -218,6 +220,7 @@ export class SigningLedger {
   constructor(db: Database.Database, opts: { graceSeconds?: number } = {}) {
     this.db = db;
     this.#graceSeconds = opts.graceSeconds ?? 60;
+    this.#group = new GroupCommit(db, { immediate: true });
     this.#stmts = {
       byHash: db.prepare<[string], SignatureRow>('SELECT * FROM signatures WHERE sign_hash = ?'),
       slot: db.prepare<[string, string], SignatureRow>(
@@ -259,6 +262,15 @@ export class SigningLedger {
   /** Run `fn` in one write transaction (BEGIN IMMEDIATE: no other writer, even another process, interleaves). */
   atomically<T>(fn: () => T): T {
     return this.db.transaction(fn).immediate();
+  }
+
+  /**
+   * Run `fn` (synchronous) as if in `atomically`, but sharing one commit (one fsync) with the other units queued
+   * in this turn of the event loop; resolves once that commit returned (@cosigner/runtime group-commit). The
+   * hot path (review, signature) uses it; rare paths keep `atomically`.
+   */
+  grouped<T>(fn: () => T): Promise<T> {
+    return this.#group.run(fn);
   }
 
   byHash(signHash: string): SignatureRecord | undefined {

@@ -145,6 +145,8 @@ type Prepared =
 
 export class Reviewer {
   readonly #d: ReviewerDeps;
+  /** Signatures being made now, by hash (see #signAndStore). */
+  readonly #signing = new Map<string, Promise<{ ok: true; signature: string } | { ok: false; code: string }>>();
 
   constructor(deps: ReviewerDeps) {
     this.#d = deps;
@@ -256,8 +258,19 @@ export class Reviewer {
 
     const now = this.#nowS();
     const slot = slotOf(prep.decoded, prep.summary);
-    type Step = { kind: 'sign'; record: SignatureRecord } | { kind: 'decided'; outcome: Outcome; reasons: Reason[] };
-    const step = ledger.atomically((): Step => {
+    type Step =
+      | { kind: 'sign'; record: SignatureRecord }
+      | { kind: 'known'; record: SignatureRecord }
+      | { kind: 'decided'; outcome: Outcome; reasons: Reason[] };
+    // Group commit (ledger.grouped): this unit shares one commit with the other reviews of this turn, runs after
+    // the ones queued before it (seeing their reservations and spends), and nothing below runs until it is durable.
+    const step = await ledger.grouped((): Step => {
+      // The same transaction, proposed again in this turn under another id: the first one's record.
+      const again = ledger.byHash(prep.hash);
+      if (again) {
+        seen();
+        return { kind: 'known', record: again };
+      }
       seen();
       const evaluation = this.#d.evaluate(prep.summary, {
         now,
@@ -288,7 +301,7 @@ export class Reviewer {
           },
           now,
         );
-        // Inside this transaction no other writer ran since the checks above, so this is always 'reserved'.
+        // Inside this unit no other writer ran since the checks above, so this is always 'reserved'.
         this.#recordDecision(p.proposalId, prep.hash, 'approve', reasons, now);
         return { kind: 'sign', record: (r as { record: SignatureRecord }).record };
       }
@@ -327,7 +340,8 @@ export class Reviewer {
       }
       return { kind: 'decided', outcome, reasons };
     });
-    if (step.kind === 'sign') return this.#signAndStore(step.record, []);
+    if (step.kind === 'sign') return this.#signAndStore(p.proposalId, step.record);
+    if (step.kind === 'known') return this.#complete(p.proposalId, step.record);
     return this.#finish(p.proposalId, prep.hash, step.outcome, step.reasons);
   }
 
@@ -456,10 +470,35 @@ export class Reviewer {
       this.#d.metrics?.decisions.inc({ outcome: 'approve', reason: 'none' });
       return this.#decision(proposalId, record.signHash, 'approve', [], record.signature);
     }
-    return this.#signAndStore(record, []);
+    return this.#signAndStore(proposalId, record);
   }
 
-  async #signAndStore(record: SignatureRecord, reasons: Reason[]): Promise<DecisionBody> {
+  /**
+   * Sign a recorded intent and store the signature. Two reviews of the same hash at once (the coordinator re-sent
+   * it on a reconnect, or proposed it again under another id) share one KMS call and one stored signature; each
+   * answers for its own proposal id.
+   */
+  async #signAndStore(proposalId: string, record: SignatureRecord): Promise<DecisionBody> {
+    let signing = this.#signing.get(record.signHash);
+    if (!signing) {
+      signing = this.#signOnce(record).finally(() => this.#signing.delete(record.signHash));
+      this.#signing.set(record.signHash, signing);
+    }
+    const signed = await signing;
+    if (!signed.ok) {
+      return this.#finish(
+        proposalId,
+        record.signHash,
+        'reject',
+        [reason('SIGNER_UNAVAILABLE', `The key backend could not sign (${signed.code}); ask again later.`)],
+        false,
+      );
+    }
+    this.#d.metrics?.decisions.inc({ outcome: 'approve', reason: 'none' });
+    return this.#decision(proposalId, record.signHash, 'approve', [], signed.signature);
+  }
+
+  async #signOnce(record: SignatureRecord): Promise<{ ok: true; signature: string } | { ok: false; code: string }> {
     const { ledger, audit, signer, logger, metrics } = this.#d;
     this.#maybeCrash('after-record');
     const started = process.hrtime.bigint();
@@ -469,23 +508,13 @@ export class Reviewer {
     } catch (e) {
       const code = (e as { code?: unknown }).code;
       logger.error({ hash: record.signHash, code }, 'key backend failed to sign; the intent keeps the slot');
-      return this.#finish(
-        record.proposalId,
-        record.signHash,
-        'reject',
-        [
-          reason(
-            'SIGNER_UNAVAILABLE',
-            `The key backend could not sign (${typeof code === 'string' ? code : 'error'}); ask again later.`,
-          ),
-        ],
-        false,
-      );
+      return { ok: false, code: typeof code === 'string' ? code : 'error' };
     }
     metrics?.signLatency.observe({ backend: signer.kind }, Number(process.hrtime.bigint() - started) / 1e9);
     this.#maybeCrash('after-sign');
     const b64 = sig.toString('base64');
-    ledger.atomically(() => {
+    // Durable (its group's commit returned) before the signature leaves the node.
+    await ledger.grouped(() => {
       ledger.storeSignature(record.signHash, b64, this.#nowS());
       audit.append(
         'signature.released',
@@ -501,12 +530,11 @@ export class Reviewer {
       );
     });
     this.#maybeCrash('before-reply');
-    metrics?.decisions.inc({ outcome: 'approve', reason: 'none' });
     logger.info(
       { proposalId: record.proposalId, hash: record.signHash, source: record.source, seq: record.seq },
       'signed',
     );
-    return this.#decision(record.proposalId, record.signHash, 'approve', reasons, b64);
+    return { ok: true, signature: b64 };
   }
 
   #maybeCrash(point: CrashPoint): void {
