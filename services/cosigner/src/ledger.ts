@@ -85,6 +85,11 @@ export type ReserveResult =
   | { status: 'existing'; record: SignatureRecord }
   | { status: 'slot-taken'; holder: SignatureRecord };
 
+/** The start of the minute holding `t` (unix seconds): the key of spend_minute. */
+function minuteOf(t: number): number {
+  return Math.floor(t / 60) * 60;
+}
+
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
 
 interface SignatureRow {
@@ -234,8 +239,18 @@ export class SigningLedger {
       sign: db.prepare(
         "UPDATE signatures SET state = 'signed', signature = ?, signed_at = ? WHERE sign_hash = ? AND state = 'intent'",
       ),
-      spent: db.prepare<[string, number], { amount: string }>(
-        'SELECT amount FROM spend WHERE asset_key = ? AND at > ?',
+      spentEdge: db.prepare<[string, number, number], { amount: string }>(
+        'SELECT amount FROM spend WHERE asset_key = ? AND at > ? AND at < ?',
+      ),
+      spentMinutes: db.prepare<[string, number], { total: string }>(
+        'SELECT total FROM spend_minute WHERE asset_key = ? AND minute > ?',
+      ),
+      minuteGet: db.prepare<[string, number], { total: string }>(
+        'SELECT total FROM spend_minute WHERE asset_key = ? AND minute = ?',
+      ),
+      minutePut: db.prepare(
+        `INSERT INTO spend_minute (asset_key, minute, total) VALUES (?, ?, ?)
+         ON CONFLICT (asset_key, minute) DO UPDATE SET total = excluded.total`,
       ),
       decision: db.prepare('INSERT INTO decisions (proposal_id, hash, outcome, reasons, at) VALUES (?, ?, ?, ?, ?)'),
       hold: db.prepare(
@@ -308,8 +323,13 @@ export class SigningLedger {
     const holder = this.liveConflict(intent.source, intent.seq, intent.txHash, now);
     if (holder) return { status: 'slot-taken', holder };
     this.#stmts.insertSig.run({ ...intent, manual: intent.manual ? 1 : 0, now });
+    const minute = minuteOf(now);
     for (const s of intent.spend) {
-      if (s.amount > 0n) this.#stmts.insertSpend.run(intent.signHash, s.assetKey, s.amount.toString(), now);
+      if (s.amount <= 0n) continue;
+      this.#stmts.insertSpend.run(intent.signHash, s.assetKey, s.amount.toString(), now);
+      // Its minute's total, in the same transaction (migrations/003): exact bigint arithmetic, not SQLite's.
+      const prev = this.#stmts.minuteGet.get(s.assetKey, minute);
+      this.#stmts.minutePut.run(s.assetKey, minute, (BigInt(prev?.total ?? '0') + s.amount).toString());
     }
     return { status: 'reserved', record: this.byHash(intent.signHash) as SignatureRecord };
   }
@@ -327,10 +347,17 @@ export class SigningLedger {
     });
   }
 
-  /** Sum of amounts recorded for `assetKey` in the last `windowSeconds` before `now` (policy velocity). */
+  /**
+   * Sum of amounts recorded for `assetKey` after `now - windowSeconds` (policy velocity). Read as the totals of
+   * the minutes that start inside the window plus the exact rows of the minute its start cuts (migrations/003):
+   * at most `windowSeconds / 60 + 1` totals and one minute of rows, however many spends the window holds.
+   */
   spent(assetKey: string, windowSeconds: number, now: number): bigint {
+    const from = now - windowSeconds;
+    const edge = minuteOf(from);
     let total = 0n;
-    for (const row of this.#stmts.spent.all(assetKey, now - windowSeconds)) total += BigInt(row.amount);
+    for (const row of this.#stmts.spentMinutes.all(assetKey, from)) total += BigInt(row.total);
+    for (const row of this.#stmts.spentEdge.all(assetKey, from, edge + 60)) total += BigInt(row.amount);
     return total;
   }
 

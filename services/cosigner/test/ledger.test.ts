@@ -1,4 +1,4 @@
-import { statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -128,6 +128,80 @@ describe('signing ledger', () => {
     expect(ledger.spent('native', 1000, 250)).toBe(30n);
     expect(ledger.spent('USD:G', 1000, 250)).toBe(0n);
     ledger.close();
+  });
+
+  it('reads a velocity window from minute totals exactly as a scan of every spend row would (property)', async () => {
+    const ledger = new SigningLedger(openLedgerDb(ledgerPath(await freshDir())));
+    const naive = (asset: string, window: number, now: number): bigint =>
+      (
+        ledger.db.prepare('SELECT amount FROM spend WHERE asset_key = ? AND at > ?').all(asset, now - window) as {
+          amount: string;
+        }[]
+      ).reduce((a, r) => a + BigInt(r.amount), 0n);
+    let n = 0;
+    await fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            at: fc.integer({ min: 1, max: 600 }),
+            asset: fc.constantFrom('native', 'USD:G'),
+            // Up to i64 max per amount: the totals must stay exact past 2^53 and past 2^63.
+            amount: fc.bigInt({ min: 1n, max: 2n ** 63n - 1n }),
+          }),
+          { maxLength: 12 },
+        ),
+        fc.integer({ min: 0, max: 700 }),
+        fc.integer({ min: 0, max: 700 }),
+        (spends, window, now) => {
+          for (const sp of spends.sort((a, b) => a.at - b.at)) {
+            n += 1;
+            const signHash = n.toString(16).padStart(64, '0');
+            ledger.reserve(
+              intent({ signHash, seq: String(n), spend: [{ assetKey: sp.asset, amount: sp.amount }] }),
+              sp.at,
+            );
+          }
+          for (const asset of ['native', 'USD:G'])
+            expect(ledger.spent(asset, window, now)).toBe(naive(asset, window, now));
+        },
+      ),
+      { numRuns: 60 },
+    );
+    // The window's edges: a spend at exactly now - window is out, one second later is in; here the spend (t=130)
+    // is inside the minute the window's start cuts (120-179), so it is read from the rows, not the totals.
+    ledger.reserve(intent({ signHash: 'ee'.repeat(32), seq: 'e', spend: [{ assetKey: 'EDGE:G', amount: 7n }] }), 130);
+    expect(ledger.spent('EDGE:G', 60, 190)).toBe(0n);
+    expect(ledger.spent('EDGE:G', 61, 190)).toBe(7n);
+    expect(ledger.spent('EDGE:G', 10, 139)).toBe(7n);
+    expect(ledger.spent('EDGE:G', 9, 139)).toBe(0n);
+    expect(ledger.spent('EDGE:G', 100, 130)).toBe(7n);
+    ledger.close();
+  });
+
+  it('fills the minute totals from the spends written before schema 3', async () => {
+    const dir = await freshDir();
+    const older = join(dir, 'migrations-2');
+    mkdirSync(older);
+    for (const m of listMigrations().filter((x) => x.version <= 2)) writeFileSync(join(older, m.name), m.sql);
+    const before = openLedgerDb(ledgerPath(dir), { migrationsDir: older });
+    before
+      .prepare(
+        "INSERT INTO signatures (sign_hash, tx_hash, source, seq, max_time, proposal_id, signer, state, created_at) VALUES ('h', 'h', 'G', '1', 0, 'p', 'G', 'intent', 1)",
+      )
+      .run();
+    const ins = before.prepare("INSERT INTO spend (sign_hash, asset_key, amount, at) VALUES ('h', ?, ?, ?)");
+    ins.run('native', '5', 100);
+    ins.run('USD:G', '9000000000000000000', 110);
+    ins.run('EUR:G', '3', 170);
+    before.close();
+    const after = new SigningLedger(openLedgerDb(ledgerPath(dir)));
+    expect(after.spent('native', 1000, 200)).toBe(5n);
+    expect(after.spent('USD:G', 1000, 200)).toBe(9_000_000_000_000_000_000n);
+    expect(after.spent('EUR:G', 40, 200)).toBe(3n);
+    expect(after.spent('EUR:G', 29, 200)).toBe(0n);
+    after.reserve(intent({ signHash: 'ab'.repeat(32), seq: '2', spend: [{ assetKey: 'native', amount: 6n }] }), 115);
+    expect(after.spent('native', 1000, 200)).toBe(11n);
+    after.close();
   });
 
   it('keeps held proposals and closes them once', async () => {
