@@ -406,7 +406,7 @@ class SqliteStore implements Store {
 
   openProposals(): ProposalRecord[] {
     const rows = this.#prepare(
-      `SELECT * FROM proposals WHERE status = 'pending' OR (status = 'signed' AND submit = 1 AND result IS NULL)
+      `SELECT * FROM proposals INDEXED BY proposals_open WHERE status = 'pending' OR (status = 'signed' AND submit = 1 AND result IS NULL)
          ORDER BY n`,
     ).all() as ProposalRow[];
     return rows.map(fromRow);
@@ -415,7 +415,7 @@ class SqliteStore implements Store {
   countOpen(): number {
     return (
       this.#prepare(
-        `SELECT count(*) AS c FROM proposals WHERE status = 'pending' OR (status = 'signed' AND submit = 1 AND result IS NULL)`,
+        `SELECT count(*) AS c FROM proposals INDEXED BY proposals_open WHERE status = 'pending' OR (status = 'signed' AND submit = 1 AND result IS NULL)`,
       ).get() as {
         c: number;
       }

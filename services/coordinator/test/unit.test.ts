@@ -147,7 +147,7 @@ describe('store', () => {
     s.close();
     const Database = (await import('better-sqlite3')).default;
     const db = new Database(join(d, 'coordinator.db'));
-    expect(migrate(db)).toBe(2);
+    expect(migrate(db)).toBe(3);
     db.close();
   });
 
