@@ -231,6 +231,8 @@ interface Throughput {
   completedInWindow: number;
   windowMs: number;
   latencyUnderLoad: Latency;
+  /** Of which until the POST answered (the proposal stored and fanned out). */
+  postUnderLoad: Latency;
   /** CPU seconds per 1000 proposals, per role (all nodes summed, all emulators summed), over the window. */
   cpuMsPerProposal: Record<string, number>;
   loadavg: number[];
@@ -248,6 +250,7 @@ async function throughput(
   const windowEnd = windowStart + WINDOW_MS;
   let completed = 0;
   const lat: number[] = [];
+  const posted: number[] = [];
   let cpuBefore: Map<string, number> | undefined;
   let cpuAfter: Map<string, number> | undefined;
   const cpuByRole = (): Map<string, number> => {
@@ -270,11 +273,12 @@ async function throughput(
         const xdr = pool[next++];
         if (xdr === undefined) throw new Error(`the pool of ${pool.length} transactions ran out: raise it`);
         const t0 = performance.now();
-        const [, done] = await client.propose(xdr, false);
+        const [answered, done] = await client.propose(xdr, false);
         const at = t0 + done;
         if (at >= windowStart && at < windowEnd) {
           completed++;
           lat.push(done);
+          posted.push(answered);
         }
       }
     }),
@@ -292,6 +296,7 @@ async function throughput(
     completedInWindow: completed,
     windowMs: WINDOW_MS,
     latencyUnderLoad: summarize(lat),
+    postUnderLoad: summarize(posted),
     cpuMsPerProposal: cpu,
     loadavg: load(),
   };
@@ -416,7 +421,9 @@ async function runSize(n: number): Promise<SizeResult> {
   } finally {
     client.close();
     await cluster.stop();
-    if (!PROFILE_DIR) await rm(dir, { recursive: true, force: true });
+    // BENCH_KEEP=1 keeps every process's state and log (<dir>/logs) for a look after the run.
+    if (process.env.BENCH_KEEP === '1') console.log(`kept the ${n}-node cluster's state and logs in ${dir}`);
+    else if (!PROFILE_DIR) await rm(dir, { recursive: true, force: true });
   }
 }
 
@@ -458,6 +465,7 @@ for (const n of SIZES) {
       `throughput c=${String(t.concurrency).padEnd(3)} ${String(t.proposalsPerSecond).padStart(5)} proposals/s  ` +
         `(latency under load ${lat(t.latencyUnderLoad)}; loadavg ${t.loadavg.join(' ')})`,
     );
+    console.log(`  of which POST answered           ${lat(t.postUnderLoad)}`);
     console.log(
       `  CPU ms per proposal: ${Object.entries(t.cpuMsPerProposal)
         .map(([k, v]) => `${k} ${v}`)
