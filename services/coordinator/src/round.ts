@@ -381,6 +381,8 @@ export class RoundEngine {
     // that commit returned.
     this.o.store
       .grouped(() => {
+        // Closed (expired, cancelled, settled) since this decision was queued: a late decision, already verified.
+        if (this.#live.get(live.rec.id) !== live) return null;
         this.o.store.recordDecision({
           proposalId: live.rec.id,
           nodeId,
