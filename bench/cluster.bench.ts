@@ -154,6 +154,31 @@ class Client {
     this.#completion = type;
   }
 
+  /**
+   * Open `n` keep-alive connections before a throughput phase (one GET /healthz each, at once), so the phase
+   * measures the steady state of n clients. A burst of new connections while the cluster is loaded is answered
+   * slowly (bench/README.md, "the c=64 tail"): without this, the first burst made the whole p99 of the phase.
+   */
+  async warm(n: number): Promise<void> {
+    await Promise.all(
+      Array.from(
+        { length: n },
+        () =>
+          new Promise<void>((res, rej) => {
+            const req = request(
+              { host: this.#url.hostname, port: this.#url.port, path: '/healthz', method: 'GET', agent: this.#agent },
+              (r) => {
+                r.resume();
+                r.on('end', () => res());
+              },
+            );
+            req.on('error', rej);
+            req.end();
+          }),
+      ),
+    );
+  }
+
   #post(body: string): Promise<{ status: number; text: string }> {
     return new Promise((res, rej) => {
       const req = request(
@@ -244,6 +269,7 @@ async function throughput(
   concurrency: number,
   allProcs: () => ClusterProcess[],
 ): Promise<Throughput> {
+  await client.warm(concurrency);
   let next = 0;
   const start = performance.now();
   const windowStart = start + WARMUP_MS;
