@@ -46,6 +46,11 @@ export interface Decision {
 /** Stroops of `assetKey` this node already signed for in the last `windowSeconds` (from its ledger). */
 export type SpentFn = (assetKey: string, windowSeconds: number) => bigint;
 
+/** Whether a key is on the node's roster (`EvaluateInput.members`). */
+export interface Members {
+  has(key: string): boolean;
+}
+
 export interface EvaluateInput {
   summary: TransactionSummary;
   /** Unix seconds. */
@@ -55,9 +60,10 @@ export interface EvaluateInput {
   currentLedger?: number;
   /**
    * The node's roster (its own keys and the cluster members its operator accepted): signer keys that
-   * `signerChanges.clusterMembers` allows adding and removing.
+   * `signerChanges.clusterMembers` allows adding and removing. A lookup, asked only when a transaction changes
+   * a signer under that rule (a node answers it from its database; a Set works too).
    */
-  members?: ReadonlySet<string>;
+  members?: Members;
   /**
    * Auth entries of this transaction (`<operation index>:<entry index>`) that this node already signed in an
    * auth round, whose spend its ledger already holds: the transfers they authorize are not charged twice.
@@ -271,7 +277,7 @@ function unbounded(policy: Policy, f: Findings, op: OperationSummary): void {
 }
 
 /** setOptions changes that need the HIGH threshold (stellar-core SetOptionsOpFrame::getThresholdLevel). */
-function checkSignerChanges(policy: Policy, f: Findings, op: OperationSummary, members?: ReadonlySet<string>) {
+function checkSignerChanges(policy: Policy, f: Findings, op: OperationSummary, members?: Members) {
   const so = op.setOptions;
   const i = op.index;
   const at = `operations[${i}].setOptions`;

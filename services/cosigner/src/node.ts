@@ -7,7 +7,6 @@ import { evaluate } from '@cosigner/policy/evaluate';
 import { loadPolicyFile } from '@cosigner/policy/schema';
 import { type Identity, loadOrCreateIdentity } from '@cosigner/protocol/identity';
 import { readSecretFile } from '@cosigner/runtime/secrets';
-import type { TransactionSummary } from '@cosigner/stellar/types';
 import type { Logger } from 'pino';
 import { AuditLog } from './audit.ts';
 import { assertProductionSafe, type NodeConfig } from './config.ts';
@@ -123,9 +122,9 @@ export async function createNode(
 
   const crashAt = crashPointFromEnv(config.production, env);
   if (crashAt) logger.warn({ crashAt }, 'COSIGNER_CRASH_AT test hook is armed (development mode only)');
-  // The roster is read (two queries) only for transactions that can change signers: the only rule that uses it.
-  const evaluateFn: EvaluateFn = (summary, ctx) =>
-    evaluate(policy, { summary, ...ctx, ...(setsOptions(summary) ? { members: signer.members() } : {}) });
+  // The policy looks a key up on the roster only when a transaction changes a signer under clusterMembers.
+  const members = { has: (key: string) => signer.isMember(key) };
+  const evaluateFn: EvaluateFn = (summary, ctx) => evaluate(policy, { summary, ...ctx, members });
   const reviewer = new Reviewer({
     network: config.network,
     accounts: new Set(policy.accounts),
@@ -196,10 +195,4 @@ export async function createNode(
       ledger.close();
     },
   };
-}
-
-/** Whether the transaction (or a fee bump's inner one) holds a setOptions operation. */
-export function setsOptions(s: TransactionSummary): boolean {
-  const t = s.kind === 'feeBump' ? s.inner : s;
-  return t?.operations.some((op) => op.type === 'setOptions') ?? false;
 }

@@ -54,11 +54,10 @@ export function chargedAuthEntries(
 ): Set<string> {
   const out = new Set<string>();
   if (summary.kind !== 'transaction') return out;
+  const ops = (xdrTransactionOf(decoded) as xdr.Transaction).operations;
   for (const op of summary.operations) {
     if (op.type !== 'invokeHostFunction') continue;
-    const auth = (
-      (xdrTransactionOf(decoded) as xdr.Transaction).operations[op.index]!.body as xdr.OperationBodyInvokeHostFunction
-    ).invokeHostFunctionOp.auth;
+    const auth = (ops[op.index]!.body as xdr.OperationBodyInvokeHostFunction).invokeHostFunctionOp.auth;
     (op.authEntries ?? []).forEach((e, j) => {
       if (e.credentials !== 'address' && e.credentials !== 'addressV2') return;
       const rec = ledger.byHash(authEntryPayload(auth[j]!, network).toString('hex'));
@@ -250,12 +249,6 @@ export class Reviewer {
     const prep = this.prepare(p);
     if (!prep.ok) return this.#finish(p.proposalId, prep.hash, 'reject', prep.reasons, true, seen);
 
-    const known = ledger.byHash(prep.hash);
-    if (known) {
-      seen();
-      return this.#complete(p.proposalId, known);
-    }
-
     const now = this.#nowS();
     const slot = slotOf(prep.decoded, prep.summary);
     type Step =
@@ -265,13 +258,11 @@ export class Reviewer {
     // Group commit (ledger.grouped): this unit shares one commit with the other reviews of this turn, runs after
     // the ones queued before it (seeing their reservations and spends), and nothing below runs until it is durable.
     const step = await ledger.grouped((): Step => {
-      // The same transaction, proposed again in this turn under another id: the first one's record.
-      const again = ledger.byHash(prep.hash);
-      if (again) {
-        seen();
-        return { kind: 'known', record: again };
-      }
       seen();
+      // The same transaction asked again (a resend, or another proposal id, also one queued earlier in this turn):
+      // its recorded intent or signature, never a second reservation.
+      const known = ledger.byHash(prep.hash);
+      if (known) return { kind: 'known', record: known };
       const evaluation = this.#d.evaluate(prep.summary, {
         now,
         spent: (assetKey, windowSeconds) => ledger.spent(assetKey, windowSeconds, now),

@@ -172,7 +172,11 @@ describe('keyring', () => {
     keyring.allowMember(m, 'node-9', 'admin:op');
     expect(keyring.roster()).toHaveLength(1);
     expect(keyring.members().has(m)).toBe(true);
+    expect(keyring.isMember(m)).toBe(true);
+    expect(keyring.isMember(keyring.address)).toBe(true); // our own key
+    expect(keyring.isMember(Keypair.random().publicKey())).toBe(false);
     expect(keyring.removeMember(m, 'admin:op')).toBe(true);
+    expect(keyring.isMember(m)).toBe(false);
     expect(keyring.removeMember(m, 'admin:op')).toBe(false);
     await keyring.close();
   });

@@ -2,15 +2,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '@cosigner/runtime/logger';
-import { decodeEnvelope } from '@cosigner/stellar/decode';
-import { describeTransaction } from '@cosigner/stellar/describe';
-import { Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
+import { Keypair, TransactionBuilder } from '@stellar/stellar-sdk';
 import { afterAll, describe, expect, it } from 'vitest';
 import { verifyAuditChain } from '../src/audit.ts';
 import { loadConfig } from '../src/config.ts';
-import { createNode, setsOptions } from '../src/node.ts';
+import { createNode } from '../src/node.ts';
 import { CoordinatorDouble } from './coordinator-double.ts';
-import { buildTx, feeBump, NETWORK, OTHER_NETWORK, pay, writeNodeFiles } from './helpers.ts';
+import { buildTx, NETWORK, OTHER_NETWORK, pay, writeNodeFiles } from './helpers.ts';
 
 /** The node wired in-process (what server.ts runs), against the protocol double. */
 const logger = createLogger({ name: 'node-test', level: 'silent' });
@@ -117,22 +115,5 @@ describe('createNode', () => {
     await expect(createNode(await loadConfig(bk.config), { logger })).rejects.toMatchObject({
       code: 'KEYS_BAD_CONFIG',
     });
-  });
-});
-
-describe('setsOptions (when the node reads its roster for the policy)', () => {
-  it('is true for a setOptions operation, also inside a fee bump, and false for payments', () => {
-    const account = Keypair.random().publicKey();
-    const summary = (x: string) => describeTransaction(decodeEnvelope(x, NETWORK));
-    const payment = buildTx({ source: account, seq: '2', ops: [pay(Keypair.random().publicKey(), '1')] });
-    const signer = buildTx({
-      source: account,
-      seq: '3',
-      ops: [Operation.setOptions({ signer: { ed25519PublicKey: Keypair.random().publicKey(), weight: 1 } })],
-    });
-    expect(setsOptions(summary(payment))).toBe(false);
-    expect(setsOptions(summary(signer))).toBe(true);
-    expect(setsOptions(summary(feeBump(signer, Keypair.random().publicKey())))).toBe(true);
-    expect(setsOptions(summary(feeBump(payment, Keypair.random().publicKey())))).toBe(false);
   });
 });
