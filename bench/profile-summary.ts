@@ -28,7 +28,9 @@ const matchAt = args.indexOf('--match');
 const match = matchAt >= 0 ? args[matchAt + 1] : undefined;
 const lastAt = args.indexOf('--last');
 const lastUs = lastAt >= 0 ? Number(args[lastAt + 1]) * 1e6 : Number.POSITIVE_INFINITY;
-const paths = args.filter((a, i) => !a.startsWith('--') && i !== topAt + 1 && i !== matchAt + 1 && i !== lastAt + 1);
+// The value after each flag that was given (an absent flag's index is -1: it must not drop the first argument).
+const values = new Set([topAt, matchAt, lastAt].filter((at) => at >= 0).map((at) => at + 1));
+const paths = args.filter((a, i) => !a.startsWith('--') && !values.has(i));
 if (paths.length === 0) {
   console.error('usage: tsx bench/profile-summary.ts <dir|file.cpuprofile>... [--top N] [--match text]');
   process.exit(2);

@@ -105,9 +105,39 @@ export function keyCacheSize(): number {
 }
 
 /**
+ * Signatures already found valid, by their exact bytes (public key, signature, message), most recent last.
+ *
+ * Why: the coordinator checks each node's signature when it arrives, then again when it chooses the minimal set
+ * (selectMinimalSignatures verifies every candidate and runs checkAuth on the choice), then once more on the
+ * assembled envelope (the belt-and-braces checkAuth): about 9 verifications of 3 signatures per proposal, 22% of
+ * its CPU under load (bench/README.md). Every one of those checks still runs its whole logic; only the curve
+ * arithmetic for a triple of bytes that already verified is not repeated. Ed25519 verification is a pure
+ * function of those bytes, so a hit gives exactly the answer the arithmetic would: a changed key, signature or
+ * message (a bug that put the wrong signature in an envelope) is a different entry and is verified afresh.
+ * Only `true` is kept (a flood of bad signatures cannot evict good ones), only for messages of at most 64 bytes
+ * (hashes and signed payloads), and at most VERIFIED_MAX entries (about 1 MB).
+ */
+const VERIFIED_MAX = 4096;
+const VERIFIED_MSG_MAX = 64;
+const verified = new Set<string>();
+
+function verifiedId(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): string | undefined {
+  if (message.length > VERIFIED_MSG_MAX) return undefined;
+  const latin1 = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.length).toString('latin1');
+  // Fixed-length key and signature first, so the concatenation is unambiguous.
+  return latin1(publicKey) + latin1(signature) + latin1(message);
+}
+
+/** Number of verified signatures currently remembered (tests, metrics). */
+export function verifiedCacheSize(): number {
+  return verified.size;
+}
+
+/**
  * True when `signature` is a valid Ed25519 signature of `message` by `publicKey` under stellar-core's rules
  * (libsodium `crypto_sign_verify_detached`). Never throws for Uint8Array input of any length: a wrong length,
- * a non-canonical or small-order key or R, S >= L or a failed equation all return false.
+ * a non-canonical or small-order key or R, S >= L or a failed equation all return false. A triple that verified
+ * before is answered from memory (see `verified` above).
  */
 export function verifyEd25519(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   if (!(publicKey instanceof Uint8Array) || !(message instanceof Uint8Array) || !(signature instanceof Uint8Array)) {
@@ -117,13 +147,21 @@ export function verifyEd25519(publicKey: Uint8Array, message: Uint8Array, signat
   if (!isCanonicalS(signature)) return false;
   if (!isCanonicalY(publicKey) || hasSmallOrder(publicKey)) return false;
   if (hasSmallOrder(signature.subarray(0, 32))) return false;
+  const id = verifiedId(publicKey, message, signature);
+  if (id !== undefined && verified.has(id)) return true;
   const key = keyObject(publicKey);
   if (key === null) return false;
+  let ok: boolean;
   try {
-    return cryptoVerify(null, message, key, signature);
+    ok = cryptoVerify(null, message, key, signature);
   } catch {
     return false;
   }
+  if (ok && id !== undefined) {
+    if (verified.size >= VERIFIED_MAX) verified.delete(verified.values().next().value as string);
+    verified.add(id);
+  }
+  return ok;
 }
 
 /** The 4-byte signature hint stellar-core matches first: the last 4 bytes of the raw public key. */

@@ -11,6 +11,7 @@ import {
   keyCacheSize,
   publicKeyFromAddress,
   signatureHint,
+  verifiedCacheSize,
   verifyEd25519,
 } from '../src/verify.ts';
 import { fastSign } from './helpers.ts';
@@ -180,6 +181,56 @@ describe('key cache', () => {
     const msg = randomBytes(8);
     expect(verifyEd25519(kp.rawPublicKey(), msg, kp.sign(msg))).toBe(true);
     expect(verifyEd25519(kp.rawPublicKey(), msg, kp.sign(msg))).toBe(true);
+  });
+});
+
+describe('verified-signature memory', () => {
+  it('remembers a valid triple and answers it again without changing the verdict', () => {
+    const kp = Keypair.random();
+    const msg = randomBytes(32);
+    const sig = kp.sign(msg);
+    const before = verifiedCacheSize();
+    expect(verifyEd25519(kp.rawPublicKey(), msg, sig)).toBe(true);
+    const after = verifiedCacheSize();
+    expect(after === before + 1 || after === 4096).toBe(true);
+    expect(verifyEd25519(kp.rawPublicKey(), msg, sig)).toBe(true);
+    expect(verifiedCacheSize()).toBe(after);
+  });
+  it('a remembered signature does not vouch for any other key, message or signature', () => {
+    const kp = Keypair.random();
+    const other = Keypair.random();
+    const msg = randomBytes(32);
+    const sig = Buffer.from(kp.sign(msg));
+    expect(verifyEd25519(kp.rawPublicKey(), msg, sig)).toBe(true);
+    for (let bit = 0; bit < 8 * 32; bit += 7) {
+      const m = Buffer.from(msg);
+      m[bit >> 3]! ^= 1 << (bit & 7);
+      expect(verifyEd25519(kp.rawPublicKey(), m, sig)).toBe(false);
+    }
+    for (let bit = 0; bit < 8 * 64; bit += 11) {
+      const s = Buffer.from(sig);
+      s[bit >> 3]! ^= 1 << (bit & 7);
+      expect(verifyEd25519(kp.rawPublicKey(), msg, s)).toBe(false);
+    }
+    expect(verifyEd25519(other.rawPublicKey(), msg, sig)).toBe(false);
+    // The same bytes split differently (message shorter, signature shifted) are a different entry.
+    expect(verifyEd25519(kp.rawPublicKey(), msg.subarray(0, 31), sig)).toBe(false);
+  });
+  it('keeps only valid signatures over short messages, and at most 4096', () => {
+    const kp = Keypair.random();
+    const start = verifiedCacheSize();
+    const msg = randomBytes(32);
+    const bad = Buffer.from(kp.sign(msg));
+    bad[0]! ^= 1;
+    expect(verifyEd25519(kp.rawPublicKey(), msg, bad)).toBe(false);
+    const long = randomBytes(65);
+    expect(verifyEd25519(kp.rawPublicKey(), long, kp.sign(long))).toBe(true);
+    expect(verifiedCacheSize()).toBe(start);
+    for (let i = 0; i < 4200; i++) {
+      const m = randomBytes(16);
+      expect(verifyEd25519(kp.rawPublicKey(), m, fastSign(kp, m))).toBe(true);
+    }
+    expect(verifiedCacheSize()).toBe(4096);
   });
 });
 
