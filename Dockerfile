@@ -5,9 +5,14 @@
 #   .ci/docker.sh                                   # offline CI: local base image, node_modules from the context
 #
 # BASE is the runtime image; BUILD_BASE the one that installs (it needs python3, make and g++ for the native
-# modules better-sqlite3 and pkcs11js). DEPS=install runs `pnpm install --frozen-lockfile --prod` here;
-# DEPS=context takes the production node_modules already in the build context (.ci/docker.sh stages them,
-# built for the same node binary the base image holds).
+# modules better-sqlite3 and pkcs11js). DEPS=install installs everything (the build needs TypeScript, a root
+# devDependency), runs `pnpm build` (every package's src/*.ts to dist/*.js), then installs again with --prod,
+# offline from the store the first install filled, so no test or build tool stays in the image. DEPS=context takes
+# the production node_modules and the dist/ folders already in the build context (.ci/docker.sh builds and stages
+# them, native modules built for the same node binary the base image holds).
+#
+# The image runs dist/ as plain JavaScript, with no loader: NODE_OPTIONS=--conditions=cosigner-dist below selects
+# it (packages/cli/bin/cosigner.js); tsx's loader would cost about 48 MB and seconds of start-up per process.
 ARG BASE=node:20-bookworm-slim
 ARG BUILD_BASE=node:20-bookworm
 
@@ -18,24 +23,33 @@ WORKDIR /app
 COPY . .
 RUN if [ "$DEPS" = context ]; then \
       test -d node_modules/.pnpm || { echo "DEPS=context but the context has no node_modules"; exit 1; }; \
+      test -f packages/cli/dist/BUILD.json || { echo "DEPS=context but the context has no dist/ (.ci/docker.sh builds it)"; exit 1; }; \
     else \
-      rm -rf node_modules packages/*/node_modules services/*/node_modules \
+      rm -rf node_modules packages/*/node_modules services/*/node_modules test/node_modules bench/node_modules \
       && npm install -g "pnpm@${PNPM_VERSION}" \
-      && CI=true pnpm install --frozen-lockfile --prod; \
+      && CI=true pnpm install --frozen-lockfile \
+      && pnpm build \
+      && rm -rf node_modules packages/*/node_modules services/*/node_modules test/node_modules bench/node_modules \
+      && CI=true pnpm install --frozen-lockfile --prod --offline; \
     fi \
+    # Every package's dist/ is there and was built from the sources beside it (the bin refuses it otherwise).
+    && node --conditions=cosigner-dist packages/cli/bin/cosigner.js --help >/dev/null \
     # docker/setup.ts resolves its imports (testkit, the AWS and Stellar SDKs) as the CLI does.
     && mkdir -p docker && ln -sfn ../packages/cli/node_modules docker/node_modules \
     && node -e "require('/app/services/cosigner/node_modules/better-sqlite3')(':memory:').close()"
 
 FROM ${BASE}
 # Code owned by root and read-only to the service user; state only under /data (a volume per service) and /tmp
-# (a tmpfs: tsx keeps its transpile cache there). /cluster/* are the mount points of the one-shot setup service.
+# (a tmpfs: the one-shot setup service still runs docker/setup.ts through tsx, which keeps its transpile cache
+# there; the services themselves run dist/ and write nothing to /tmp). /cluster/* are the mount points of the
+# one-shot setup service.
 COPY --from=build /app /app
 RUN mkdir -p /data /cluster/coordinator /cluster/ledger \
       /cluster/kms-0 /cluster/kms-1 /cluster/kms-2 /cluster/node-0 /cluster/node-1 /cluster/node-2 \
     && chown -R 1000:1000 /data /cluster && chmod 0700 /data
 ENV NODE_ENV=development \
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true \
+    NODE_OPTIONS=--conditions=cosigner-dist
 WORKDIR /app
 USER 1000:1000
 VOLUME ["/data"]

@@ -6,9 +6,10 @@
 #  3. build the local base image `cosigner-base:local` with `docker import`: the host's node binary, the shared
 #     libraries `ldd` lists, busybox as /bin/sh, a `node` user (uid 1000, as in the official Node images);
 #  4. build the project image `cosigner:local` from a staging copy of the working tree whose production
-#     node_modules are installed here (pnpm --prod, native modules built for this very node binary), since no
+#     node_modules are installed here (pnpm --prod, native modules built for this very node binary) and whose
+#     dist/ folders are built here (`pnpm build`'s script with --root, the repository's own TypeScript), since no
 #     build container can fetch anything: Dockerfile DEPS=context. Real users build with the defaults
-#     (`docker build .`: official Node images, pnpm install inside the build).
+#     (`docker build .`: official Node images, pnpm install and pnpm build inside the build).
 # Then: `pnpm test:docker` (the compose chaos suite) or `docker-compose up -d` (docs/operations/compose.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -90,7 +91,7 @@ else
 fi
 docker run --rm "$BASE_IMAGE" node -e 'console.log("base image runs node " + process.version)'
 
-step "build context with production node_modules"
+step "build context with production node_modules and dist/"
 command -v pnpm >/dev/null || npm install -g "pnpm@${PNPM_VERSION}" >/dev/null
 rm -rf "$STAGE"
 mkdir -p "$STAGE"
@@ -107,6 +108,12 @@ grep -v '^node_modules\|^\*\*/node_modules' "$ROOT/.dockerignore" >"$STAGE/.dock
   # own install, and pnpm reuses its cached native builds (better-sqlite3 compiles once, about 75 s).
   CI=true pnpm install --frozen-lockfile --prod --prefer-offline --reporter=append-only | tail -3
 )
+# dist/ is git-ignored, so the staged copy has none: transpile the staged sources into it with the repository's own
+# TypeScript and tsx (root devDependencies; the staged install has neither). The image runs dist/ with no loader.
+if [ ! -e node_modules/typescript ] || [ ! -e node_modules/.bin/tsx ]; then
+  CI=true pnpm install --frozen-lockfile --prefer-offline --reporter=append-only | tail -3
+fi
+node_modules/.bin/tsx scripts/build.ts --root "$STAGE" | tail -1
 
 step "project image ${IMAGE}"
 docker build -q --force-rm \
