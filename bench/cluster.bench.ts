@@ -23,7 +23,13 @@
  *
  * BENCH_PROFILE=<dir> profiles every child with V8's sampling profiler (bench/cpu-profile.mjs; one .cpuprofile
  * per process, written when the cluster stops); summarise with `pnpm exec tsx bench/profile-summary.ts <dir>`.
+ *
+ * BENCH_DIST (default 1) runs the cluster as production does: `pnpm build`'s script first (scripts/build.ts), then
+ * every child with `--conditions=cosigner-dist` in NODE_OPTIONS (plain JavaScript from dist/, no loader; the image
+ * sets the same). BENCH_DIST=0 runs the children from the TypeScript sources through tsx, as tests and `pnpm start`
+ * do. The bench client itself always runs through tsx.
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -46,6 +52,7 @@ const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 8000);
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 2000);
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '16,64').split(',').map(Number);
 const PROFILE_DIR = process.env.BENCH_PROFILE ? resolve(process.env.BENCH_PROFILE) : undefined;
+const DIST = (process.env.BENCH_DIST ?? '1') !== '0';
 
 const TARGETS = {
   p50OverSign: 3,
@@ -453,6 +460,18 @@ async function runSize(n: number): Promise<SizeResult> {
   }
 }
 
+if (DIST) {
+  // The build first, so the children run exactly the sources in the tree (a stale dist/ is refused anyway).
+  const built = spawnSync(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'scripts/build.ts')], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+  });
+  if (built.status !== 0) throw new Error('BENCH_DIST: the build failed (see above); BENCH_DIST=0 runs through tsx');
+  console.log(built.stdout.trim().split('\n').at(-1));
+  // Children inherit the environment (testkit spawnService); combined with BENCH_PROFILE's --import below.
+  process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --conditions=cosigner-dist`.trim();
+}
 if (PROFILE_DIR) {
   mkdirSync(PROFILE_DIR, { recursive: true });
   // Children inherit the environment (testkit spawnService); Node refuses --cpu-prof in NODE_OPTIONS, so a
@@ -472,6 +491,9 @@ const machine = {
 };
 console.log(
   `cluster bench on ${machine.cpu} (${machine.cores} cores), node ${machine.node}, loadavg ${machine.loadavgAtStart.join(' ')}`,
+);
+console.log(
+  DIST ? 'children run dist/ (BENCH_DIST=1, no loader)' : 'children run the sources through tsx (BENCH_DIST=0)',
 );
 const sizes: SizeResult[] = [];
 for (const n of SIZES) {
@@ -571,6 +593,7 @@ const results = {
     windowMs: WINDOW_MS,
     concurrency: CONCURRENCY,
     profiled: PROFILE_DIR !== undefined,
+    childrenRun: DIST ? 'dist' : 'tsx',
   },
   sizes,
   targets: verdicts,
