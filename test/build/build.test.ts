@@ -7,6 +7,7 @@ import { CreateKeyCommand, GetPublicKeyCommand, KMSClient } from '@aws-sdk/clien
 import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
 import { REPO_ROOT, type RunningProcess, startCosignerProcess, tempDir } from '@cosigner/testkit/process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as testkitSrc from '../../packages/testkit/src/process.ts';
 
 /**
  * The optional build (`pnpm build`, scripts/build.ts) and the plain-JS start it enables (packages/cli/bin/cosigner.js):
@@ -74,6 +75,11 @@ describe('pnpm build and the dist mode', () => {
 
   afterAll(async () => {
     if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('leaves vitest on the sources: a package import is the very module of its src/ file', () => {
+    // The condition is unknown to vitest (and to tsc and tsx), so the `default` export, src/*.ts, applies.
+    expect(startCosignerProcess).toBe(testkitSrc.startCosignerProcess);
   });
 
   it('transpiles every workspace package to dist/ and copies the migrations beside the modules', async () => {
