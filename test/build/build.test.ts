@@ -1,12 +1,14 @@
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { CreateKeyCommand, GetPublicKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
 import { REPO_ROOT, type RunningProcess, startCosignerProcess, tempDir } from '@cosigner/testkit/process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import * as testkitSrc from '../../packages/testkit/src/process.ts';
 
 /**
@@ -14,40 +16,56 @@ import * as testkitSrc from '../../packages/testkit/src/process.ts';
  * real processes started through the testkit helpers with `--conditions=cosigner-dist` in NODE_OPTIONS, as the
  * production image starts them.
  *
- * What proves that no tsx loader runs: Node's diagnostic report (`--report-on-signal`, SIGUSR2) lists the worker
- * threads of a process, and tsx's loader (module.register) runs its hooks on one. A process started through the
- * fallback path (tsx) has that thread; a process run from dist has none (these services start no worker of their
- * own). The first test checks both sides, so the observable is shown to tell them apart.
+ * What proves which code runs: each process is started with its inspector on a free loopback port, and the test
+ * asks it (Debugger.enable) for every script it has parsed. A process run from dist has parsed
+ * `packages/cli/dist/main.js` and its service's `dist/*.js`, and no `.ts` file and no module of tsx; one started
+ * through the fallback path has parsed tsx's loader API and the `src/*.ts` files. The first process test checks
+ * both sides, so the observation is shown to tell them apart (on Node 20, where tsx's hooks run on a loader
+ * thread, and on Node 24, where tsx registers them in the main thread).
  */
 
 const run = promisify(execFile);
 
 const BUILD_CONDITION = '--conditions=cosigner-dist';
+/** Each child's inspector on a free loopback port, printed in its output (parsedScripts reads it). */
+const INSPECT = '--inspect=127.0.0.1:0';
 
 /** NODE_OPTIONS for a child: whatever the runner had, plus ours. */
 function nodeOptions(...extra: string[]): string {
   return [process.env.NODE_OPTIONS ?? '', ...extra].join(' ').trim();
 }
 
-/** SIGUSR2 to a process started with --report-on-signal, then its report (written into `dir`). */
-async function reportOf(
-  pid: number,
-  dir: string,
-): Promise<{ workers: unknown[]; environmentVariables: Record<string, string> }> {
-  process.kill(pid, 'SIGUSR2');
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const name = (await readdir(dir)).find((f) => f.startsWith('report.') && f.includes(`.${pid}.`));
-    if (name) {
-      try {
-        return JSON.parse(await readFile(join(dir, name), 'utf8'));
-      } catch {
-        // Still being written.
-      }
-    }
-    if (Date.now() > deadline) throw new Error(`no diagnostic report from pid ${pid} in ${dir}`);
-    await new Promise((r) => setTimeout(r, 100));
+/** Every script a process started with `--inspect=127.0.0.1:0` has parsed (its inspector's Debugger.scriptParsed). */
+async function parsedScripts(proc: { output(): string }): Promise<string[]> {
+  const url = /Debugger listening on (ws:\/\/\S+)/.exec(proc.output())?.[1];
+  if (!url) throw new Error(`no inspector URL in the process output:\n${proc.output()}`);
+  const ws = new WebSocket(url);
+  try {
+    return await new Promise<string[]>((resolve, reject) => {
+      const urls: string[] = [];
+      ws.once('error', reject);
+      ws.once('open', () => ws.send(JSON.stringify({ id: 1, method: 'Debugger.enable' })));
+      // V8 reports every script already parsed before it answers the enable.
+      ws.on('message', (data: Buffer) => {
+        const m = JSON.parse(data.toString()) as { id?: number; method?: string; params?: { url: string } };
+        if (m.method === 'Debugger.scriptParsed' && m.params) urls.push(m.params.url);
+        else if (m.id === 1) resolve(urls);
+      });
+    });
+  } finally {
+    ws.close();
   }
+}
+
+const file = (rel: string): string => pathToFileURL(join(REPO_ROOT, rel)).href;
+const isTsx = (u: string): boolean => u.includes('/node_modules/tsx/') || /\/tsx@[^/]+\//.test(u);
+const isTs = (u: string): boolean => /\.ts([?#].*)?$/.test(u);
+
+/** The process ran from dist: the CLI's and `service`'s dist modules are loaded, no TypeScript file, nothing of tsx. */
+function expectDist(name: string, scripts: string[], service: string): void {
+  expect({ name, tsx: scripts.filter(isTsx), ts: scripts.filter(isTs) }).toEqual({ name, tsx: [], ts: [] });
+  expect(scripts).toContain(file('packages/cli/dist/main.js'));
+  expect(scripts.some((u) => u.startsWith(file(`${service}/dist/`)))).toBe(true);
 }
 
 /** Run the bin with the condition and return its exit code and stderr (for the refusals). */
@@ -100,21 +118,18 @@ describe('pnpm build and the dist mode', () => {
     expect(main).not.toMatch(/['"]\.{1,2}\/[^'"]*\.ts['"]/);
   });
 
-  it('a KMS emulator started with the condition serves from dist with no loader thread; without it, tsx runs', async () => {
-    const reports = join(work, 'reports-kms');
-    await mkdir(reports);
-    const report = `--report-on-signal --report-directory=${reports}`;
+  it('a KMS emulator started with the condition serves from dist, tsx nowhere; without it, tsx runs src', async () => {
     let dist: RunningProcess | undefined;
     let viaTsx: RunningProcess | undefined;
     try {
       [dist, viaTsx] = await Promise.all([
         startCosignerProcess({
           args: ['kms-emulator', '--data-dir', join(work, 'kms-dist'), '--accounts', '1'],
-          env: { NODE_OPTIONS: nodeOptions(BUILD_CONDITION, report) },
+          env: { NODE_OPTIONS: nodeOptions(BUILD_CONDITION, INSPECT) },
         }),
         startCosignerProcess({
           args: ['kms-emulator', '--data-dir', join(work, 'kms-tsx'), '--accounts', '1'],
-          env: { NODE_OPTIONS: nodeOptions(report) },
+          env: { NODE_OPTIONS: nodeOptions(INSPECT) },
           readyTimeoutMs: 60_000,
         }),
       ]);
@@ -141,22 +156,21 @@ describe('pnpm build and the dist mode', () => {
         kms.destroy();
       }
 
-      const distReport = await reportOf(dist.pid, reports);
-      expect(distReport.environmentVariables.NODE_OPTIONS).toContain(BUILD_CONDITION);
-      expect(distReport.workers).toHaveLength(0);
-      const tsxReport = await reportOf(viaTsx.pid, reports);
-      expect(tsxReport.workers.length).toBeGreaterThanOrEqual(1);
+      expectDist('kms-emulator', await parsedScripts(dist), 'services/kms-emulator');
+      // The control: the same observation on the fallback path sees tsx and the sources.
+      const tsxScripts = await parsedScripts(viaTsx);
+      expect(tsxScripts.some(isTsx)).toBe(true);
+      expect(tsxScripts).toContain(file('packages/cli/src/main.ts'));
+      expect(tsxScripts).not.toContain(file('packages/cli/dist/main.js'));
     } finally {
       await Promise.all([dist?.stop(), viaTsx?.stop()]);
     }
   }, 90_000);
 
-  it('a whole 2-of-2 cluster runs from dist: it signs and submits a payment, and no process runs a loader', async () => {
-    const reports = join(work, 'reports-cluster');
-    await mkdir(reports);
+  it('a whole 2-of-2 cluster runs from dist: it signs and submits a payment, and no process loads tsx', async () => {
     // startCluster's children inherit this process's environment (testkit spawnService).
     const saved = process.env.NODE_OPTIONS;
-    process.env.NODE_OPTIONS = nodeOptions(BUILD_CONDITION, `--report-on-signal --report-directory=${reports}`);
+    process.env.NODE_OPTIONS = nodeOptions(BUILD_CONDITION, INSPECT);
     let cluster: Cluster | undefined;
     try {
       cluster = await startCluster({ dir: join(work, 'cluster'), nodes: 2, threshold: 2, closeMs: 100 });
@@ -174,12 +188,14 @@ describe('pnpm build and the dist mode', () => {
       expect(done.status).toBe('submitted');
       expect(Number(await cluster.nativeBalance(dest.publicKey()))).toBe(Number(before) + 5);
 
-      const procs = [...cluster.kms, cluster.ledger, cluster.coordinator, ...cluster.nodes];
-      expect(procs).toHaveLength(6);
-      for (const proc of procs) {
-        const r = await reportOf(proc.pid, reports);
-        expect({ name: proc.name, workers: r.workers.length }).toEqual({ name: proc.name, workers: 0 });
-      }
+      const services: [{ name: string; output(): string }, string][] = [
+        ...cluster.kms.map((k): [typeof k, string] => [k, 'services/kms-emulator']),
+        [cluster.ledger, 'services/ledger-sim'],
+        [cluster.coordinator, 'services/coordinator'],
+        ...cluster.nodes.map((n): [typeof n, string] => [n, 'services/cosigner']),
+      ];
+      expect(services).toHaveLength(6);
+      for (const [proc, service] of services) expectDist(proc.name, await parsedScripts(proc), service);
     } finally {
       await cluster.stop();
     }
