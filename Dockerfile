@@ -12,7 +12,7 @@
 # them, native modules built for the same node binary the base image holds).
 #
 # The image runs dist/ as plain JavaScript, with no loader: NODE_OPTIONS=--conditions=cosigner-dist below selects
-# it (packages/cli/bin/cosigner.js); tsx's loader would cost about 48 MB and seconds of start-up per process.
+# it (packages/cli/bin/cosigner.js); tsx would cost 85-95 MB per node on Node 20 and seconds of start-up per process.
 ARG BASE=node:20-bookworm-slim
 ARG BUILD_BASE=node:20-bookworm
 
