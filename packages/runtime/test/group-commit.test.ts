@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { GroupCommit } from '../src/group-commit.ts';
+import { WalSync } from '../src/wal-sync.ts';
 
 // A real SQLite file in WAL mode with synchronous=FULL, as both services open theirs.
 let dir: string;
@@ -129,5 +130,134 @@ describe('GroupCommit', () => {
     const g = new GroupCommit(db);
     await expect(g.run(async () => insert('a')())).rejects.toThrow(/promise/);
     expect(committed()).toEqual([]);
+  });
+
+  describe('with durability (commit relaxed, then an asynchronous sync)', () => {
+    /** A durability whose sync the test releases by hand, recording what happened in order. */
+    function manual() {
+      const log: string[] = [];
+      const pending: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+      return {
+        log,
+        pending,
+        durability: {
+          relaxed<T>(commit: () => T): T {
+            log.push('relaxed:begin');
+            try {
+              return commit();
+            } finally {
+              log.push('relaxed:end');
+            }
+          },
+          sync(): Promise<void> {
+            log.push('sync');
+            return new Promise<void>((resolve, reject) => pending.push({ resolve, reject }));
+          },
+        },
+      };
+    }
+    const tick = () => new Promise((r) => setImmediate(r));
+
+    it('nobody hears back, and no effect runs, before the sync; `committed` hears right after the commit', async () => {
+      const m = manual();
+      const g = new GroupCommit(db, { durability: m.durability });
+      const heard: string[] = [];
+      const a = g
+        .run(
+          () => {
+            g.afterCommit(() => heard.push('a effect'));
+            return insert('a')();
+          },
+          (v) => heard.push(`a committed ${v} rows=${committed().join(',')}`),
+        )
+        .then(() => heard.push('a resolved'));
+      const b = g.run(insert('b')).then(() => heard.push('b resolved'));
+      await tick();
+      await tick();
+      // Committed (another connection sees both rows) but not yet durable: only the hook ran.
+      expect(heard).toEqual(['a committed 1 rows=a,b']);
+      expect(m.log).toEqual(['relaxed:begin', 'relaxed:end', 'sync']);
+      m.pending[0]!.resolve();
+      await Promise.all([a, b]);
+      expect(heard).toEqual(['a committed 1 rows=a,b', 'a effect', 'a resolved', 'b resolved']);
+    });
+
+    it('a failed sync rejects every unit of the batch, runs no effect and reports it', async () => {
+      const m = manual();
+      const failures: unknown[] = [];
+      const g = new GroupCommit(db, { durability: m.durability, onDurabilityError: (e) => failures.push(e) });
+      const ran: string[] = [];
+      const a = g.run(() => {
+        g.afterCommit(() => ran.push('a effect'));
+        return insert('a')();
+      });
+      const bad = g.run(() => {
+        throw new Error('own failure');
+      });
+      await tick();
+      m.pending[0]!.reject(new Error('EIO'));
+      await expect(a).rejects.toThrow('EIO');
+      await expect(bad).rejects.toThrow('own failure');
+      expect(ran).toEqual([]);
+      expect(failures).toHaveLength(1);
+    });
+
+    it('a throwing `committed` hook is reported and its unit still resolves; failed units get no hook', async () => {
+      const m = manual();
+      const errors: unknown[] = [];
+      const g = new GroupCommit(db, { durability: m.durability, onEffectError: (e) => errors.push(e) });
+      const hooked: string[] = [];
+      const a = g.run(insert('a'), () => {
+        throw new Error('hook');
+      });
+      const b = g.run(insert('a'), () => hooked.push('b'));
+      await tick();
+      m.pending[0]!.resolve();
+      await expect(a).resolves.toBe(1);
+      await expect(b).rejects.toThrow(/UNIQUE/);
+      expect(hooked).toEqual([]);
+      expect(errors).toHaveLength(1);
+    });
+
+    it('drain waits for queued units and for batches whose sync is still running', async () => {
+      const m = manual();
+      const g = new GroupCommit(db, { durability: m.durability });
+      let resumed = false;
+      void g.run(insert('a')).then(() => {
+        resumed = true;
+      });
+      let drained = false;
+      const d = g.drain().then(() => {
+        drained = true;
+      });
+      await tick();
+      await tick();
+      expect(drained).toBe(false);
+      m.pending[0]!.resolve();
+      await d;
+      expect(resumed).toBe(true);
+      await g.drain();
+    });
+
+    it('with a real WalSync: the batch commits under synchronous=NORMAL, FULL is restored, one fdatasync', async () => {
+      const wal = new WalSync(db);
+      const g = new GroupCommit(db, { durability: wal });
+      const seen: number[] = [];
+      const level = () => db.pragma('synchronous', { simple: true }) as number;
+      await Promise.all(
+        ['a', 'b', 'c'].map((k) =>
+          g.run(() => {
+            seen.push(level());
+            return insert(k)();
+          }),
+        ),
+      );
+      // 1 = NORMAL inside the batch, 2 = FULL for every commit outside it.
+      expect(seen).toEqual([1, 1, 1]);
+      expect(level()).toBe(2);
+      expect(wal.syncs).toBe(1);
+      expect(committed()).toEqual(['a', 'b', 'c']);
+      await wal.close();
+    });
   });
 });
