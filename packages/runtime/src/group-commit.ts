@@ -18,11 +18,6 @@
  * registered with `afterCommit`; they run after the commit, in order, and are dropped with their unit's
  * savepoint when it rolls back.
  *
- * With `durability` (a WalSync, wal-sync.ts), the batch commits with `synchronous=NORMAL` and its callers hear
- * back after an fdatasync of the WAL made on the thread pool: the same guarantee without the event loop waiting on
- * the disk. A unit may also ask to hear right after the commit, before the disk confirmed it (`committed`), to
- * start work whose result stays inside the process until the unit resolves (a node starts its KMS request).
- *
  * Written here rather than taken from a library: better-sqlite3 has no asynchronous or batched commit, and
  * the rule above (resolve only after the fsync) is the whole of it.
  */
@@ -34,7 +29,6 @@ export interface TransactionalDb {
 
 interface Unit {
   work: () => unknown;
-  committed: ((value: unknown) => void) | undefined;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
   after: Array<() => void>;
@@ -45,19 +39,8 @@ export interface GroupCommitOptions {
   maxBatch?: number;
   /** `BEGIN IMMEDIATE` (take the write lock first: no other process interleaves) instead of `BEGIN`. */
   immediate?: boolean;
-  /** Called with an error thrown by an afterCommit effect or a `committed` hook (the commit itself stands). */
+  /** Called with an error thrown by an afterCommit effect (the commit itself stands). */
   onEffectError?: (error: unknown) => void;
-  /**
-   * Commit without waiting for the disk, then wait for `sync()` before anyone hears back (a WalSync). Without it
-   * every commit syncs inside COMMIT (the connection's own `synchronous` setting).
-   */
-  durability?: { relaxed<T>(commit: () => T): T; sync(): Promise<void> };
-  /**
-   * Called when a committed batch could not be made durable (its units are rejected with the same error). The
-   * writes are visible to this connection but may not be on disk; the process should stop, as PostgreSQL does
-   * after a failed fsync, and recover from what the disk holds.
-   */
-  onDurabilityError?: (error: unknown) => void;
 }
 
 export class GroupCommit {
@@ -65,41 +48,28 @@ export class GroupCommit {
   readonly #maxBatch: number;
   readonly #immediate: boolean;
   readonly #onEffectError: (error: unknown) => void;
-  readonly #durability: GroupCommitOptions['durability'];
-  readonly #onDurabilityError: (error: unknown) => void;
   #queue: Unit[] = [];
   #scheduled = false;
   /** The unit running now, inside the batch transaction. */
   #current: Unit | undefined;
   #batches = 0;
   #units = 0;
-  /** Committed batches waiting for their sync. */
-  #syncing = 0;
 
   constructor(db: TransactionalDb, opts: GroupCommitOptions = {}) {
     this.#db = db;
     this.#maxBatch = Math.max(1, opts.maxBatch ?? 256);
     this.#immediate = opts.immediate ?? false;
     this.#onEffectError = opts.onEffectError ?? (() => undefined);
-    this.#durability = opts.durability;
-    this.#onDurabilityError = opts.onDurabilityError ?? (() => undefined);
   }
 
   /**
    * Queue `work` (synchronous: it must not return a promise) to run in this turn's transaction. Resolves with
-   * its result once that transaction is durable; rejects with what it threw (its writes rolled back) or with the
-   * commit's (or the sync's) error. `committed`, when given, hears the result as soon as the transaction
-   * committed, before it is known durable: it must not let anything leave the process on the strength of it.
+   * its result once that transaction committed; rejects with what it threw (its writes rolled back) or with the
+   * commit's error.
    */
-  run<T>(work: () => T, committed?: (value: T) => void): Promise<T> {
+  run<T>(work: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.#queue.push({
-        work,
-        committed: committed as ((v: unknown) => void) | undefined,
-        resolve: resolve as (v: unknown) => void,
-        reject,
-        after: [],
-      });
+      this.#queue.push({ work, resolve: resolve as (v: unknown) => void, reject, after: [] });
       if (!this.#scheduled) {
         this.#scheduled = true;
         setImmediate(() => this.#flush());
@@ -123,14 +93,6 @@ export class GroupCommit {
     }
     this.#current.after.push(fn);
     return true;
-  }
-
-  /**
-   * Resolves once nothing is queued and no committed batch waits for its sync, after the callers of the last one
-   * resumed (close a database only after this: their continuations may still read it).
-   */
-  async drain(): Promise<void> {
-    while (this.#queue.length > 0 || this.#syncing > 0) await new Promise((r) => setImmediate(r));
   }
 
   /** Batches committed and units run so far (metrics, tests). */
@@ -162,47 +124,14 @@ export class GroupCommit {
     };
     try {
       const tx = this.#db.transaction(all);
-      const commit = (): unknown => (this.#immediate ? tx.immediate() : tx());
-      if (this.#durability) this.#durability.relaxed(commit);
-      else commit();
+      if (this.#immediate) tx.immediate();
+      else tx();
     } catch (error) {
       for (const unit of batch) unit.reject(error);
       return;
     }
     this.#batches += 1;
     this.#units += batch.length;
-    batch.forEach((unit, i) => {
-      const r = results[i]!;
-      if (!r.ok || !unit.committed) return;
-      try {
-        unit.committed(r.value);
-      } catch (error) {
-        this.#onEffectError(error);
-      }
-    });
-    if (!this.#durability) {
-      this.#settle(batch, results);
-      return;
-    }
-    this.#syncing += 1;
-    this.#durability.sync().then(
-      () => {
-        this.#syncing -= 1;
-        this.#settle(batch, results);
-      },
-      (error: unknown) => {
-        this.#syncing -= 1;
-        batch.forEach((unit, i) => {
-          const r = results[i]!;
-          unit.reject(r.ok ? error : r.error);
-        });
-        this.#onDurabilityError(error);
-      },
-    );
-  }
-
-  /** The batch is durable: run each unit's effects, then resolve it, in order. */
-  #settle(batch: Unit[], results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>): void {
     batch.forEach((unit, i) => {
       const r = results[i]!;
       if (!r.ok) {

@@ -697,8 +697,6 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     hub.close();
   });
   app.addHook('onClose', async () => {
-    // Units still reaching the disk resume their callers first (a 201, a quorum), then everything stops.
-    await store.drain();
     engine.close();
     soroban.close();
     await events.close();

@@ -406,9 +406,7 @@ export class RoundEngine {
       })
       .then(
         (signed) => {
-          // Closed while the commit was reaching the disk (shutdown): the signed row stands, and the next start
-          // resumes it (submission included), so nothing here runs on a closing store.
-          if (signed && !this.#closed) this.#afterQuorum(live, signed);
+          if (signed) this.#afterQuorum(live, signed);
         },
         (err: unknown) => {
           // Nothing of this decision was written; the node is asked again when it reconnects or resyncs.

@@ -2,7 +2,6 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, rea
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GroupCommit } from '@cosigner/runtime/group-commit';
-import { durableExit, type WalSync, walSyncFor } from '@cosigner/runtime/wal-sync';
 import type { AccountAuth, Requirement } from '@cosigner/stellar/types';
 import Database from 'better-sqlite3';
 
@@ -196,8 +195,6 @@ export interface Store extends ProposalRepository, EventRepository, NodeReposito
   grouped<T>(fn: () => T): Promise<T>;
   /** Run `fn` after the commit of the grouped unit running now, or at once outside one. */
   afterCommit(fn: () => void): void;
-  /** Resolves once every grouped unit has committed, reached the disk and resumed its caller (before close). */
-  drain(): Promise<void>;
   close(): void;
 }
 
@@ -320,15 +317,8 @@ export function migrate(db: Database.Database): number {
 
 class SqliteStore implements Store {
   readonly #group: GroupCommit;
-  readonly #wal: WalSync | undefined;
   constructor(private readonly db: Database.Database) {
-    // Grouped commits reach the disk through an fdatasync on the thread pool (wal-sync.ts): a unit still resolves
-    // only once durable, but the event loop does not wait on the disk meanwhile.
-    this.#wal = walSyncFor(db);
-    this.#group = new GroupCommit(db, {
-      ...(this.#wal ? { durability: this.#wal } : {}),
-      onDurabilityError: durableExit,
-    });
+    this.#group = new GroupCommit(db);
   }
   /**
    * Statements compiled once per SQL text and reused: preparing on every call was 8% of the coordinator's busy
@@ -354,7 +344,6 @@ class SqliteStore implements Store {
   }
 
   close(): void {
-    void this.#wal?.close();
     if (this.db.open) this.db.close();
   }
 
@@ -368,10 +357,6 @@ class SqliteStore implements Store {
 
   afterCommit(fn: () => void): void {
     this.#group.afterCommit(fn);
-  }
-
-  drain(): Promise<void> {
-    return this.#group.drain();
   }
 
   insertProposal(rec: ProposalRecord): { proposal: ProposalRecord; created: boolean } {

@@ -2,7 +2,6 @@ import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync } 
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GroupCommit } from '@cosigner/runtime/group-commit';
-import { durableExit, type WalSync, walSyncFor } from '@cosigner/runtime/wal-sync';
 import Database from 'better-sqlite3';
 import { nodeErrors } from './errors.ts';
 
@@ -218,26 +217,15 @@ export class SigningLedger {
   readonly #graceSeconds: number;
   readonly #stmts;
   readonly #group: GroupCommit;
-  readonly #wal: WalSync | undefined;
 
   /**
    * @param graceSeconds how long after a signed transaction's maxTime its slot stays held: covers the
    *   difference between this host's clock and the ledger close time the network checks maxTime against.
    */
-  constructor(
-    db: Database.Database,
-    opts: { graceSeconds?: number; onDurabilityError?: (error: unknown) => void } = {},
-  ) {
+  constructor(db: Database.Database, opts: { graceSeconds?: number } = {}) {
     this.db = db;
     this.#graceSeconds = opts.graceSeconds ?? 60;
-    // The hot path's commits reach the disk through an fdatasync on the thread pool (wal-sync.ts): a review or a
-    // signature still resolves only once durable, but the event loop does not wait on the disk meanwhile.
-    this.#wal = walSyncFor(db);
-    this.#group = new GroupCommit(db, {
-      immediate: true,
-      ...(this.#wal ? { durability: this.#wal } : {}),
-      onDurabilityError: opts.onDurabilityError ?? durableExit,
-    });
+    this.#group = new GroupCommit(db, { immediate: true });
     this.#stmts = {
       byHash: db.prepare<[string], SignatureRow>('SELECT * FROM signatures WHERE sign_hash = ?'),
       slot: db.prepare<[string, string], SignatureRow>(
@@ -296,13 +284,8 @@ export class SigningLedger {
    * in this turn of the event loop; resolves once that commit returned (@cosigner/runtime group-commit). The
    * hot path (review, signature) uses it; rare paths keep `atomically`.
    */
-  grouped<T>(fn: () => T, committed?: (value: T) => void): Promise<T> {
-    return this.#group.run(fn, committed);
-  }
-
-  /** Resolves once every grouped unit has committed, reached the disk and resumed its caller (before close). */
-  drain(): Promise<void> {
-    return this.#group.drain();
+  grouped<T>(fn: () => T): Promise<T> {
+    return this.#group.run(fn);
   }
 
   byHash(signHash: string): SignatureRecord | undefined {
@@ -418,7 +401,6 @@ export class SigningLedger {
   }
 
   close(): void {
-    void this.#wal?.close();
     if (this.db.open) this.db.close();
   }
 }

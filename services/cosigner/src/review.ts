@@ -142,12 +142,6 @@ type Prepared =
   | { ok: true; decoded: DecodedTransaction; summary: TransactionSummary; hash: string }
   | { ok: false; hash: string; reasons: Reason[] };
 
-/** A signature request already on its way to the key backend, and when it started (for the latency metric). */
-interface EarlySign {
-  signature: Promise<Buffer>;
-  started: bigint;
-}
-
 export class Reviewer {
   readonly #d: ReviewerDeps;
   /** Signatures being made now, by hash (see #signAndStore). */
@@ -263,14 +257,6 @@ export class Reviewer {
       | { kind: 'decided'; outcome: Outcome; reasons: Reason[] };
     // Group commit (ledger.grouped): this unit shares one commit with the other reviews of this turn, runs after
     // the ones queued before it (seeing their reservations and spends), and nothing below runs until it is durable.
-    // One thing starts earlier, as soon as the reservation is committed: the request to the key backend, so that
-    // its round trip overlaps the fdatasync. Its signature stays in this process until the intent is on disk
-    // (#signOnce awaits it only after this unit resolved); a crash in between loses an unreleased signature, and
-    // the intent, if it reached the disk, is finished on the next ask.
-    let early: EarlySign | undefined;
-    const startEarly = (s: Step): void => {
-      if (s.kind === 'sign') early = this.#startSign(s.record);
-    };
     const step = await ledger.grouped((): Step => {
       seen();
       // The same transaction asked again (a resend, or another proposal id, also one queued earlier in this turn):
@@ -344,8 +330,8 @@ export class Reviewer {
         }
       }
       return { kind: 'decided', outcome, reasons };
-    }, startEarly);
-    if (step.kind === 'sign') return this.#signAndStore(p.proposalId, step.record, early);
+    });
+    if (step.kind === 'sign') return this.#signAndStore(p.proposalId, step.record);
     if (step.kind === 'known') return this.#complete(p.proposalId, step.record);
     return this.#finish(p.proposalId, prep.hash, step.outcome, step.reasons);
   }
@@ -483,10 +469,10 @@ export class Reviewer {
    * it on a reconnect, or proposed it again under another id) share one KMS call and one stored signature; each
    * answers for its own proposal id.
    */
-  async #signAndStore(proposalId: string, record: SignatureRecord, early?: EarlySign): Promise<DecisionBody> {
+  async #signAndStore(proposalId: string, record: SignatureRecord): Promise<DecisionBody> {
     let signing = this.#signing.get(record.signHash);
     if (!signing) {
-      signing = this.#signOnce(record, early).finally(() => this.#signing.delete(record.signHash));
+      signing = this.#signOnce(record).finally(() => this.#signing.delete(record.signHash));
       this.#signing.set(record.signHash, signing);
     }
     const signed = await signing;
@@ -503,25 +489,13 @@ export class Reviewer {
     return this.#decision(proposalId, record.signHash, 'approve', [], signed.signature);
   }
 
-  /** Ask the key backend for a signature over a committed intent; the caller holds the result until it is durable. */
-  #startSign(record: SignatureRecord): EarlySign {
-    const started = process.hrtime.bigint();
-    const signature = this.#d.signer.sign(Buffer.from(record.signHash, 'hex'));
-    // Handled here too: a failure before #signOnce awaits it must not count as an unhandled rejection.
-    signature.catch(() => undefined);
-    return { signature, started };
-  }
-
-  async #signOnce(
-    record: SignatureRecord,
-    early?: EarlySign,
-  ): Promise<{ ok: true; signature: string } | { ok: false; code: string }> {
+  async #signOnce(record: SignatureRecord): Promise<{ ok: true; signature: string } | { ok: false; code: string }> {
     const { ledger, audit, signer, logger, metrics } = this.#d;
     this.#maybeCrash('after-record');
-    const { signature, started } = early ?? this.#startSign(record);
+    const started = process.hrtime.bigint();
     let sig: Buffer;
     try {
-      sig = await signature;
+      sig = await signer.sign(Buffer.from(record.signHash, 'hex'));
     } catch (e) {
       const code = (e as { code?: unknown }).code;
       logger.error({ hash: record.signHash, code }, 'key backend failed to sign; the intent keeps the slot');

@@ -96,55 +96,6 @@ function verifies(r: Rig, hash: string, sigB64: string | undefined): boolean {
 }
 
 describe('review pipeline', () => {
-  it('asks the key backend once the reservation is committed, and answers only after it is durable', async () => {
-    const base = await rig();
-    const events: string[] = [];
-    const signer: Signer = Object.assign(Object.create(base.signer) as Signer, {
-      sign: async (payload: Uint8Array) => {
-        events.push('sign requested');
-        const sig = await base.signer.sign(payload);
-        events.push('sign returned');
-        return sig;
-      },
-    });
-    const r = base.reopen({ signer });
-    // The first grouped unit (the review's reservation) reaches "the disk" only when the test opens the gate.
-    let open!: () => void;
-    const gate = new Promise<void>((res) => {
-      open = res;
-    });
-    const grouped = r.ledger.grouped.bind(r.ledger);
-    let units = 0;
-    r.ledger.grouped = (<T>(fn: () => T, committed?: (value: T) => void): Promise<T> => {
-      units += 1;
-      const gated = units === 1;
-      return grouped(fn, committed).then(async (v) => {
-        if (gated) {
-          await gate;
-          events.push('reservation durable');
-        }
-        return v;
-      });
-    }) as typeof r.ledger.grouped;
-    const xdr = buildTx({ source: r.account, seq: '31', ops: [pay(r.dest, '1')] });
-    let answered = false;
-    const review = r.reviewer.review(proposal(xdr)).then((d) => {
-      answered = true;
-      return d;
-    });
-    for (let i = 0; i < 200 && !events.includes('sign returned'); i++) await new Promise((res) => setImmediate(res));
-    // The signature exists inside the process, but nothing was answered and nothing stored before the gate.
-    expect(events).toEqual(['sign requested', 'sign returned']);
-    expect(answered).toBe(false);
-    expect(r.ledger.byHash(hashOf(xdr))?.state).toBe('intent');
-    open();
-    const d = await review;
-    expect(events).toEqual(['sign requested', 'sign returned', 'reservation durable']);
-    expect(d.outcome).toBe('approve');
-    expect(verifies(r, d.hash, d.signature)).toBe(true);
-    expect(r.ledger.byHash(d.hash)?.state).toBe('signed');
-  });
-
   it('approves a payment inside the policy: records, signs its own hash, audits; a re-ask returns the same signature', async () => {
     const r = await rig();
     const xdr = buildTx({ source: r.account, seq: '11', ops: [pay(r.dest, '10')] });
