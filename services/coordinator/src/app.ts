@@ -6,6 +6,7 @@ import { type Identity, loadOrCreateIdentity } from '@cosigner/protocol/identity
 import { TokenBucket } from '@cosigner/protocol/replay';
 import { createLogger, type Logger } from '@cosigner/runtime/logger';
 import { newSecret, readSecretFile, writePrivateFile } from '@cosigner/runtime/secrets';
+import type { DecodedTransaction } from '@cosigner/stellar/decode';
 import type { AccountAuth } from '@cosigner/stellar/types';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
@@ -491,10 +492,12 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
         signedAt: null,
       };
       let fields: Pick<ProposalRecord, 'kind' | 'xdr' | 'hash' | 'requirements' | 'accounts' | 'submit' | 'maxTime'>;
+      let prepared: DecodedTransaction | undefined;
       if (b.kind === 'authEntries') {
         fields = SorobanRounds.recordFields(await soroban.prepareEntries(b.entries, b.account));
       } else {
         const { decoded, accounts, requirements } = await engine.prepare(b.xdr, loadAccount);
+        prepared = decoded;
         // Soroban transactions: resources checked; address-credential entries of cluster accounts first.
         const auth = await soroban.prepareTransaction(decoded, b.xdr, b.submit === true);
         fields = auth
@@ -522,7 +525,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       });
       if (!created) return same(proposal);
       if (isSoroban) soroban.start(proposal);
-      else engine.start(proposal, true);
+      else engine.start(proposal, true, prepared);
       return reply.code(201).send(view(store, store.getProposal(proposal.id)!));
     },
   );

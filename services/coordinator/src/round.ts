@@ -217,13 +217,18 @@ export class RoundEngine {
     this.#emit(rec, 'proposal.created', { hash: rec.hash, requirements: rec.requirements });
   }
 
-  /** A new proposal was committed: announce it (unless `announce` already did), fan it out, arm its expiry. */
-  start(rec: ProposalRecord, announced = false): void {
-    const live = this.#track(rec);
+  /**
+   * A new proposal was committed: announce it (unless `announce` already did), fan it out, arm its expiry.
+   * `decoded`: what `prepare` decoded from this very XDR, so the envelope is not decoded a second time per proposal
+   * (used only when its hash is the record's).
+   */
+  start(rec: ProposalRecord, announced = false, decoded?: DecodedTransaction): void {
+    const live = this.#track(rec, decoded);
     if (!announced) this.announce(rec);
     this.o.metrics.proposalsCreated.inc({ kind: rec.kind });
     if (this.#settleIfUnreachable(live)) return;
-    this.#fanOut(live);
+    // Nobody has decided on a proposal created just now: no need to read its decisions back.
+    this.#fanOut(live, undefined, true);
   }
 
   /** After a restart: every open proposal resumes where it stopped (signatures kept, submission continued). */
@@ -244,8 +249,11 @@ export class RoundEngine {
     return open.length;
   }
 
-  #track(rec: ProposalRecord): Live {
-    const decoded = decodeEnvelope(rec.xdr, rec.network);
+  #track(rec: ProposalRecord, prepared?: DecodedTransaction): Live {
+    const decoded =
+      prepared !== undefined && prepared.hash.toString('hex') === rec.hash
+        ? prepared
+        : decodeEnvelope(rec.xdr, rec.network);
     const live: Live = {
       rec,
       decoded,
@@ -273,13 +281,15 @@ export class RoundEngine {
     );
   }
 
-  #fanOut(live: Live, only?: string): void {
+  #fanOut(live: Live, only?: string, fresh = false): void {
     if (!this.#link) return;
     const decided = new Set(
-      this.o.store
-        .decisions(live.rec.id)
-        .filter((d) => d.outcome !== 'hold' && d.outcome !== 'unavailable')
-        .map((d) => d.nodeId),
+      fresh
+        ? []
+        : this.o.store
+            .decisions(live.rec.id)
+            .filter((d) => d.outcome !== 'hold' && d.outcome !== 'unavailable')
+            .map((d) => d.nodeId),
     );
     for (const n of this.#link.connected()) {
       if (only !== undefined && n.nodeId !== only) continue;
