@@ -18,6 +18,12 @@
  * registered with `afterCommit`; they run after the commit, in order, and are dropped with their unit's
  * savepoint when it rolls back.
  *
+ * With `durability` (a WalSync, wal-sync.ts) the batch commits under `synchronous=NORMAL` and then syncs the WAL
+ * itself, which is what FULL does, unless every unit that succeeded in it deferred its sync (`syncDeferred`):
+ * then the callers resume with their writes committed but not yet on disk, and the next synced commit covers
+ * them. A unit defers only when nothing leaves the process on the strength of its writes before such a commit
+ * (the node's reservation: its signature leaves only after the signature's own, synced, commit).
+ *
  * Written here rather than taken from a library: better-sqlite3 has no asynchronous or batched commit, and
  * the rule above (resolve only after the fsync) is the whole of it.
  */
@@ -29,6 +35,7 @@ export interface TransactionalDb {
 
 interface Unit {
   work: () => unknown;
+  syncDeferred: ((value: unknown) => boolean) | undefined;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
   after: Array<() => void>;
@@ -41,6 +48,25 @@ export interface GroupCommitOptions {
   immediate?: boolean;
   /** Called with an error thrown by an afterCommit effect (the commit itself stands). */
   onEffectError?: (error: unknown) => void;
+  /**
+   * Commit under NORMAL and sync the WAL after the commit, skipping the sync when every unit deferred it (a
+   * WalSync). Without it every commit syncs inside COMMIT (the connection's own `synchronous` setting).
+   */
+  durability?: { relaxed<T>(commit: () => T): T; sync(): void };
+  /**
+   * Called when a committed batch could not be synced (its units are rejected with the same error). The writes
+   * are visible to this connection but may not be on disk: the process should stop, as PostgreSQL does after a
+   * failed fsync, and recover from what the disk holds (wal-sync.ts `durableExit`).
+   */
+  onDurabilityError?: (error: unknown) => void;
+}
+
+export interface RunOptions<T> {
+  /**
+   * True when this unit's caller may resume before its writes are on disk (only with `durability`): it promises
+   * that nothing leaves the process on the strength of them until a later synced commit covers them.
+   */
+  syncDeferred?: (value: T) => boolean;
 }
 
 export class GroupCommit {
@@ -48,6 +74,8 @@ export class GroupCommit {
   readonly #maxBatch: number;
   readonly #immediate: boolean;
   readonly #onEffectError: (error: unknown) => void;
+  readonly #durability: GroupCommitOptions['durability'];
+  readonly #onDurabilityError: (error: unknown) => void;
   #queue: Unit[] = [];
   #scheduled = false;
   /** The unit running now, inside the batch transaction. */
@@ -60,16 +88,24 @@ export class GroupCommit {
     this.#maxBatch = Math.max(1, opts.maxBatch ?? 256);
     this.#immediate = opts.immediate ?? false;
     this.#onEffectError = opts.onEffectError ?? (() => undefined);
+    this.#durability = opts.durability;
+    this.#onDurabilityError = opts.onDurabilityError ?? (() => undefined);
   }
 
   /**
    * Queue `work` (synchronous: it must not return a promise) to run in this turn's transaction. Resolves with
-   * its result once that transaction committed; rejects with what it threw (its writes rolled back) or with the
-   * commit's error.
+   * its result once that transaction committed and is on disk (see `syncDeferred`); rejects with what it threw
+   * (its writes rolled back) or with the commit's (or the sync's) error.
    */
-  run<T>(work: () => T): Promise<T> {
+  run<T>(work: () => T, opts: RunOptions<T> = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ work, resolve: resolve as (v: unknown) => void, reject, after: [] });
+      this.#queue.push({
+        work,
+        syncDeferred: opts.syncDeferred as ((v: unknown) => boolean) | undefined,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        after: [],
+      });
       if (!this.#scheduled) {
         this.#scheduled = true;
         setImmediate(() => this.#flush());
@@ -122,13 +158,27 @@ export class GroupCommit {
         }
       }
     };
+    const durability = this.#durability;
     try {
       const tx = this.#db.transaction(all);
-      if (this.#immediate) tx.immediate();
-      else tx();
+      const commit = (): unknown => (this.#immediate ? tx.immediate() : tx());
+      if (durability) durability.relaxed(commit);
+      else commit();
     } catch (error) {
       for (const unit of batch) unit.reject(error);
       return;
+    }
+    if (durability && batch.some((unit, i) => results[i]!.ok && !this.#deferred(unit, results[i]!))) {
+      try {
+        durability.sync();
+      } catch (error) {
+        batch.forEach((unit, i) => {
+          const r = results[i]!;
+          unit.reject(r.ok ? error : r.error);
+        });
+        this.#onDurabilityError(error);
+        return;
+      }
     }
     this.#batches += 1;
     this.#units += batch.length;
@@ -147,5 +197,14 @@ export class GroupCommit {
       }
       unit.resolve(r.value);
     });
+  }
+
+  #deferred(unit: Unit, r: { ok: true; value: unknown } | { ok: false; error: unknown }): boolean {
+    if (!r.ok || !unit.syncDeferred) return false;
+    try {
+      return unit.syncDeferred(r.value) === true;
+    } catch {
+      return false;
+    }
   }
 }

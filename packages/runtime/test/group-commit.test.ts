@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { GroupCommit } from '../src/group-commit.ts';
+import { WalSync } from '../src/wal-sync.ts';
 
 // A real SQLite file in WAL mode with synchronous=FULL, as both services open theirs.
 let dir: string;
@@ -129,5 +130,101 @@ describe('GroupCommit', () => {
     const g = new GroupCommit(db);
     await expect(g.run(async () => insert('a')())).rejects.toThrow(/promise/);
     expect(committed()).toEqual([]);
+  });
+
+  describe('with durability (commit under NORMAL, then sync unless every unit deferred it)', () => {
+    function recorder(fail?: Error) {
+      const log: string[] = [];
+      return {
+        log,
+        durability: {
+          relaxed<T>(commit: () => T): T {
+            log.push('commit');
+            return commit();
+          },
+          sync(): void {
+            log.push('sync');
+            if (fail) throw fail;
+          },
+        },
+      };
+    }
+    const defer = { syncDeferred: () => true };
+
+    it('syncs once per batch, before any caller resumes or any effect runs', async () => {
+      const r = recorder();
+      const g = new GroupCommit(db, { durability: r.durability });
+      await Promise.all([
+        g.run(() => {
+          g.afterCommit(() => r.log.push('effect'));
+          return insert('a')();
+        }),
+        g.run(insert('b'), defer).then(() => r.log.push('b resumed')),
+      ]);
+      expect(r.log).toEqual(['commit', 'sync', 'effect', 'b resumed']);
+    });
+
+    it('skips the sync when every unit that succeeded deferred it', async () => {
+      const r = recorder();
+      const g = new GroupCommit(db, { durability: r.durability });
+      const failing = g.run(() => {
+        insert('x')();
+        throw new Error('rolled back');
+      });
+      await Promise.all([g.run(insert('a'), defer), g.run(insert('b'), defer)]);
+      await expect(failing).rejects.toThrow('rolled back');
+      expect(r.log).toEqual(['commit']);
+      expect(committed()).toEqual(['a', 'b']);
+    });
+
+    it('decides per result: a unit defers only for the results its predicate accepts; a throwing predicate syncs', async () => {
+      const r = recorder();
+      const g = new GroupCommit(db, { durability: r.durability });
+      await g.run(insert('a'), { syncDeferred: (changes) => changes === 2 });
+      expect(r.log).toEqual(['commit', 'sync']);
+      await g.run(insert('b'), {
+        syncDeferred: () => {
+          throw new Error('predicate');
+        },
+      });
+      expect(r.log).toEqual(['commit', 'sync', 'commit', 'sync']);
+    });
+
+    it('a failed sync rejects every unit of the batch, runs no effect and is reported', async () => {
+      const r = recorder(new Error('EIO'));
+      const reported: unknown[] = [];
+      const g = new GroupCommit(db, { durability: r.durability, onDurabilityError: (e) => reported.push(e) });
+      const ran: string[] = [];
+      const a = g.run(() => {
+        g.afterCommit(() => ran.push('effect'));
+        return insert('a')();
+      });
+      const bad = g.run(() => {
+        throw new Error('own failure');
+      });
+      await expect(a).rejects.toThrow('EIO');
+      await expect(bad).rejects.toThrow('own failure');
+      expect(ran).toEqual([]);
+      expect(reported).toHaveLength(1);
+    });
+
+    it('with a real WalSync: the batch commits under NORMAL, FULL is restored, one fdatasync per synced batch', async () => {
+      const wal = new WalSync(db);
+      const g = new GroupCommit(db, { durability: wal });
+      const level = () => db.pragma('synchronous', { simple: true }) as number;
+      const seen: number[] = [];
+      const unit = (k: string) => () => {
+        seen.push(level());
+        return insert(k)();
+      };
+      await Promise.all([g.run(unit('a')), g.run(unit('b'), defer)]);
+      await g.run(unit('c'), defer);
+      // 1 = NORMAL inside a batch, 2 = FULL for every commit outside one.
+      expect(seen).toEqual([1, 1, 1]);
+      expect(level()).toBe(2);
+      expect(wal.syncs).toBe(1);
+      expect(committed()).toEqual(['a', 'b', 'c']);
+      wal.close();
+    });
   });
 });

@@ -1,7 +1,8 @@
 import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GroupCommit } from '@cosigner/runtime/group-commit';
+import { GroupCommit, type RunOptions } from '@cosigner/runtime/group-commit';
+import { durableExit, type WalSync, walSyncFor } from '@cosigner/runtime/wal-sync';
 import Database from 'better-sqlite3';
 import { nodeErrors } from './errors.ts';
 
@@ -217,15 +218,26 @@ export class SigningLedger {
   readonly #graceSeconds: number;
   readonly #stmts;
   readonly #group: GroupCommit;
+  readonly #wal: WalSync | undefined;
 
   /**
    * @param graceSeconds how long after a signed transaction's maxTime its slot stays held: covers the
    *   difference between this host's clock and the ledger close time the network checks maxTime against.
    */
-  constructor(db: Database.Database, opts: { graceSeconds?: number } = {}) {
+  constructor(
+    db: Database.Database,
+    opts: { graceSeconds?: number; onDurabilityError?: (error: unknown) => void } = {},
+  ) {
     this.db = db;
     this.#graceSeconds = opts.graceSeconds ?? 60;
-    this.#group = new GroupCommit(db, { immediate: true });
+    // Grouped commits sync the WAL themselves (wal-sync.ts), so that a review may defer its sync to the
+    // signature's commit (review.ts); every other unit is on disk when its caller resumes, as under FULL.
+    this.#wal = walSyncFor(db);
+    this.#group = new GroupCommit(db, {
+      immediate: true,
+      ...(this.#wal ? { durability: this.#wal } : {}),
+      onDurabilityError: opts.onDurabilityError ?? durableExit,
+    });
     this.#stmts = {
       byHash: db.prepare<[string], SignatureRow>('SELECT * FROM signatures WHERE sign_hash = ?'),
       slot: db.prepare<[string, string], SignatureRow>(
@@ -284,8 +296,13 @@ export class SigningLedger {
    * in this turn of the event loop; resolves once that commit returned (@cosigner/runtime group-commit). The
    * hot path (review, signature) uses it; rare paths keep `atomically`.
    */
-  grouped<T>(fn: () => T): Promise<T> {
-    return this.#group.run(fn);
+  grouped<T>(fn: () => T, opts?: RunOptions<T>): Promise<T> {
+    return this.#group.run(fn, opts);
+  }
+
+  /** fdatasync calls the group commit made on the WAL so far (tests, metrics); 0 without a WAL file. */
+  get walSyncs(): number {
+    return this.#wal?.syncs ?? 0;
   }
 
   byHash(signHash: string): SignatureRecord | undefined {
@@ -401,6 +418,7 @@ export class SigningLedger {
   }
 
   close(): void {
+    this.#wal?.close();
     if (this.db.open) this.db.close();
   }
 }

@@ -7,6 +7,7 @@ import { evaluate } from '@cosigner/policy/evaluate';
 import { loadPolicyFile } from '@cosigner/policy/schema';
 import { type Identity, loadOrCreateIdentity } from '@cosigner/protocol/identity';
 import { readSecretFile } from '@cosigner/runtime/secrets';
+import { durableExit } from '@cosigner/runtime/wal-sync';
 import type { Logger } from 'pino';
 import { AuditLog } from './audit.ts';
 import { assertProductionSafe, type NodeConfig } from './config.ts';
@@ -83,7 +84,13 @@ export async function createNode(
   const identity = (await loadOrCreateIdentity(config.identityKeyFile)).identity;
   const path = ledgerPath(config.dataDir);
   const db = openLedgerDb(path);
-  const ledger = new SigningLedger(db, { graceSeconds: config.limits.slotGraceSeconds });
+  const ledger = new SigningLedger(db, {
+    graceSeconds: config.limits.slotGraceSeconds,
+    onDurabilityError: (error) => {
+      logger.fatal({ err: (error as Error).message }, 'the signing ledger could not be synced to disk; stopping');
+      durableExit(error);
+    },
+  });
   const audit = new AuditLog(db);
   try {
     await assertProductionSafe(config, { ledger: path });

@@ -142,6 +142,9 @@ type Prepared =
   | { ok: true; decoded: DecodedTransaction; summary: TransactionSummary; hash: string }
   | { ok: false; hash: string; reasons: Reason[] };
 
+/** The review's unit defers its sync only when it reserved a slot to sign (see `review`). */
+const SIGN_DEFERS_SYNC = { syncDeferred: (step: { kind: string }) => step.kind === 'sign' };
+
 export class Reviewer {
   readonly #d: ReviewerDeps;
   /** Signatures being made now, by hash (see #signAndStore). */
@@ -255,8 +258,14 @@ export class Reviewer {
       | { kind: 'sign'; record: SignatureRecord }
       | { kind: 'known'; record: SignatureRecord }
       | { kind: 'decided'; outcome: Outcome; reasons: Reason[] };
-    // Group commit (ledger.grouped): this unit shares one commit with the other reviews of this turn, runs after
-    // the ones queued before it (seeing their reservations and spends), and nothing below runs until it is durable.
+    // Group commit (ledger.grouped): this unit shares one commit with the other reviews of this turn, and runs
+    // after the ones queued before it (seeing their reservations and spends). Its writes are on disk before
+    // anything below runs, with one exception: a reservation to sign (step 'sign') is committed but its sync is
+    // deferred to the signature's own commit (#signOnce), which syncs both before the signature leaves. That is
+    // one fdatasync per signature instead of two, and it keeps the rule that matters: no signature leaves this node
+    // unless its intent is durable. A killed process loses nothing (the kernel holds the committed pages); a power
+    // cut in between can lose the reservation of a signature that never left the node, which is harmless: the slot
+    // was never used. Every other outcome (reject, hold, a known hash) is synced before it is answered.
     const step = await ledger.grouped((): Step => {
       seen();
       // The same transaction asked again (a resend, or another proposal id, also one queued earlier in this turn):
@@ -330,7 +339,7 @@ export class Reviewer {
         }
       }
       return { kind: 'decided', outcome, reasons };
-    });
+    }, SIGN_DEFERS_SYNC);
     if (step.kind === 'sign') return this.#signAndStore(p.proposalId, step.record);
     if (step.kind === 'known') return this.#complete(p.proposalId, step.record);
     return this.#finish(p.proposalId, prep.hash, step.outcome, step.reasons);
@@ -504,7 +513,7 @@ export class Reviewer {
     metrics?.signLatency.observe({ backend: signer.kind }, Number(process.hrtime.bigint() - started) / 1e9);
     this.#maybeCrash('after-sign');
     const b64 = sig.toString('base64');
-    // Durable (its group's commit returned) before the signature leaves the node.
+    // Durable (its group's commit synced the WAL, the deferred reservation with it) before the signature leaves.
     await ledger.grouped(() => {
       ledger.storeSignature(record.signHash, b64, this.#nowS());
       audit.append(

@@ -96,6 +96,23 @@ function verifies(r: Rig, hash: string, sigB64: string | undefined): boolean {
 }
 
 describe('review pipeline', () => {
+  it('one WAL sync per signature: the reservation rides on the signature commit; a refusal is synced itself', async () => {
+    const r = await rig();
+    const ok = buildTx({ source: r.account, seq: '41', ops: [pay(r.dest, '1')] });
+    const before = r.ledger.walSyncs;
+    const d = await r.reviewer.review(proposal(ok));
+    expect(d.outcome).toBe('approve');
+    // Both the intent and the signature are on disk when the approval is answered, after exactly one fdatasync.
+    expect(r.ledger.walSyncs - before).toBe(1);
+    expect(r.ledger.byHash(d.hash)?.state).toBe('signed');
+    const outsider = Keypair.random().publicKey();
+    const refused = await r.reviewer.review(
+      proposal(buildTx({ source: r.account, seq: '42', ops: [pay(outsider, '1')] })),
+    );
+    expect(refused.outcome).toBe('reject');
+    expect(r.ledger.walSyncs - before).toBe(2);
+  });
+
   it('approves a payment inside the policy: records, signs its own hash, audits; a re-ask returns the same signature', async () => {
     const r = await rig();
     const xdr = buildTx({ source: r.account, seq: '11', ops: [pay(r.dest, '10')] });
