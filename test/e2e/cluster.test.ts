@@ -88,6 +88,10 @@ describe('a 2-of-3 cluster of real processes', () => {
     expect(final.status).toBe('submitted');
     expect(decisions(final).filter((d) => d.outcome === 'approve').length).toBeGreaterThanOrEqual(2);
     expect(Number(await cluster.nativeBalance(dest.publicKey()))).toBeCloseTo(before + 25.5, 7);
+    // The coordinator process's own figures on /metrics next to its proposal metrics.
+    const metrics = await (await fetch(`${cluster.coordinator.url}/metrics`)).text();
+    expect(metrics).toMatch(/^process_resident_memory_bytes [1-9]/m);
+    expect(metrics).toContain('coordinator_proposal_seconds');
   });
 
   it('a payment over the policy maximum ends rejected, with the nodes giving their reasons', async () => {

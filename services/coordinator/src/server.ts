@@ -1,5 +1,6 @@
 import { createLogger } from '@cosigner/runtime/logger';
 import { onShutdown, writeReadyFile } from '@cosigner/runtime/ready';
+import { collectDefaultMetrics } from 'prom-client';
 import { build, prepareRuntime } from './app.ts';
 import { type ConfigOverrides, loadConfig } from './config.ts';
 
@@ -20,6 +21,9 @@ export async function start(opts: StartOptions): Promise<void> {
   const logger = createLogger({ name: 'coordinator', level: config.logLevel });
   const runtime = await prepareRuntime(config, logger);
   const app = await build(runtime);
+  // The process's own figures (resident memory, heap spaces, event-loop delay, GC) on /metrics. Here and not in
+  // build: tests build many apps in one process, and each collector set keeps its own observers.
+  collectDefaultMetrics({ register: app.coordinator.metrics.registry });
   await app.listen({ host: config.host, port: config.port });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;

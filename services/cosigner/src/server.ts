@@ -1,5 +1,6 @@
 import { createLogger } from '@cosigner/runtime/logger';
 import { onShutdown, writeReadyFile } from '@cosigner/runtime/ready';
+import { collectDefaultMetrics } from 'prom-client';
 import { build } from './app.ts';
 import { type ConfigOverrides, loadConfig } from './config.ts';
 import { createNode } from './node.ts';
@@ -20,6 +21,9 @@ export async function start(opts: StartOptions): Promise<{ url: string; close: (
     extraRedact: ['*.xdr', '*.authEntries'],
   });
   const node = await createNode(config, { logger });
+  // The process's own figures (resident memory, heap spaces, event-loop delay, GC) on /metrics. Here and not in
+  // createNode: tests build many nodes in one process, and each collector set keeps its own observers.
+  collectDefaultMetrics({ register: node.metrics.registry });
   const app = build({
     reviewer: node.reviewer,
     ledger: node.ledger,

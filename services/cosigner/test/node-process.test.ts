@@ -109,6 +109,10 @@ describe('cosigner node process', () => {
     expect(metrics).toContain('cosigner_node_session_up 1');
     expect(metrics).toMatch(/cosigner_node_ledger_rows\{kind="signed"\} [1-9]/);
     expect(metrics).toContain('cosigner_node_sign_seconds_bucket');
+    // The process's own figures, for the memory and event-loop dashboards.
+    expect(metrics).toMatch(/^process_resident_memory_bytes [1-9]/m);
+    expect(metrics).toContain('nodejs_heap_space_size_used_bytes{space="old"}');
+    expect(metrics).toContain('nodejs_eventloop_lag_p99_seconds');
   });
 
   it('approves a good payment with a signature over the hash it computed itself', async () => {
