@@ -29,7 +29,6 @@
  * sets the same). BENCH_DIST=0 runs the children from the TypeScript sources through tsx, as tests and `pnpm start`
  * do. The bench client itself always runs through tsx.
  */
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -40,7 +39,7 @@ import { SignCommand } from '@aws-sdk/client-kms';
 import { emulatorCredentials, readEmulatorAccounts } from '@cosigner/keys/aws-kms/emulator-accounts';
 import { createKmsClient } from '@cosigner/keys/aws-kms/kms-signer';
 import { type Cluster, type ClusterProcess, startCluster } from '@cosigner/testkit/cluster';
-import { REPO_ROOT, tempDir } from '@cosigner/testkit/process';
+import { REPO_ROOT, tempDir, useBuiltJs } from '@cosigner/testkit/process';
 import { Account, Asset, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import WebSocket from 'ws';
 
@@ -461,16 +460,9 @@ async function runSize(n: number): Promise<SizeResult> {
 }
 
 if (DIST) {
-  // The build first, so the children run exactly the sources in the tree (a stale dist/ is refused anyway).
-  const built = spawnSync(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'scripts/build.ts')], {
-    cwd: REPO_ROOT,
-    stdio: ['ignore', 'pipe', 'inherit'],
-    encoding: 'utf8',
-  });
-  if (built.status !== 0) throw new Error('BENCH_DIST: the build failed (see above); BENCH_DIST=0 runs through tsx');
-  console.log(built.stdout.trim().split('\n').at(-1));
-  // Children inherit the environment (testkit spawnService); combined with BENCH_PROFILE's --import below.
-  process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --conditions=cosigner-dist`.trim();
+  // The build first, so the children run exactly the sources in the tree (a stale dist/ is refused anyway); the
+  // condition goes into NODE_OPTIONS, combined with BENCH_PROFILE's --import below. BENCH_DIST=0 runs through tsx.
+  console.log(useBuiltJs());
 }
 if (PROFILE_DIR) {
   mkdirSync(PROFILE_DIR, { recursive: true });

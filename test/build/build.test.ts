@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { CreateKeyCommand, GetPublicKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
-import { REPO_ROOT, type RunningProcess, startCosignerProcess, tempDir } from '@cosigner/testkit/process';
+import { REPO_ROOT, type RunningProcess, startCosignerProcess, tempDir, useBuiltJs } from '@cosigner/testkit/process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import * as testkitSrc from '../../packages/testkit/src/process.ts';
@@ -200,6 +200,20 @@ describe('pnpm build and the dist mode', () => {
       await cluster.stop();
     }
   }, 90_000);
+
+  it('useBuiltJs (the bench and the soak) builds and puts the condition in NODE_OPTIONS once', () => {
+    const saved = process.env.NODE_OPTIONS;
+    try {
+      process.env.NODE_OPTIONS = '--max-semi-space-size=8';
+      expect(useBuiltJs()).toMatch(/^built \d+ packages/);
+      expect(useBuiltJs()).toMatch(/^built \d+ packages/);
+      expect(process.env.NODE_OPTIONS).toBe(`--max-semi-space-size=8 ${BUILD_CONDITION}`);
+      expect(existsSync(join(REPO_ROOT, 'services/cosigner/dist/node.js'))).toBe(true);
+    } finally {
+      if (saved === undefined) delete process.env.NODE_OPTIONS;
+      else process.env.NODE_OPTIONS = saved;
+    }
+  });
 
   it('refuses, in one clear sentence, a missing dist and a dist built from other sources', async () => {
     // A copy of the CLI package (never the real dist, which other processes may be using).

@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { REPO_ROOT } from '@cosigner/testkit/process';
+import { REPO_ROOT, useBuiltJs } from '@cosigner/testkit/process';
 import { startProcessDriver } from './backends/process.ts';
 import type { ClusterDriver } from './driver.ts';
 import {
@@ -20,7 +20,8 @@ import {
  * bench/results/soak.json. Exit code 1 on any violation.
  *
  * Environment: SOAK_PROPOSALS (default 2000), SOAK_LANES (parallel sequence lanes, default 8),
- * SOAK_OUT (default bench/results/soak.json).
+ * SOAK_OUT (default bench/results/soak.json), SOAK_DIST (default 1: build first and run every process from dist/
+ * with no loader, as the production image does, so the recovery times are production's; 0: through tsx).
  */
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -79,6 +80,8 @@ async function main(): Promise<number> {
   const lanes = Number(process.env.SOAK_LANES ?? 8);
   const out = process.env.SOAK_OUT ?? join(REPO_ROOT, 'bench/results/soak.json');
   process.stdout.write(`soak: ${target} proposals over ${lanes} lanes, random minority kills; starting the cluster\n`);
+  const dist = (process.env.SOAK_DIST ?? '1') !== '0';
+  if (dist) console.log(useBuiltJs());
   const d = await startProcessDriver({ operatorAccounts: lanes });
   let code = 1;
   try {
@@ -107,6 +110,7 @@ async function main(): Promise<number> {
     const figures = {
       when: new Date().toISOString(),
       backend: d.name,
+      code: dist ? 'dist' : 'tsx',
       nodes: d.nodeIds.length,
       lanes,
       proposals: records.length,
@@ -129,7 +133,7 @@ async function main(): Promise<number> {
     await writeFile(out, `${JSON.stringify(figures, null, 2)}\n`);
     const f = (x: number | null) => (x === null ? '-' : `${x} ms`);
     const lines = [
-      `soak (${d.name}, ${d.nodeIds.length} nodes 2-of-3, ${lanes} lanes): ${records.length} proposals in ${figures.seconds} s (${figures.proposalsPerSecond}/s), ${inv.submitted} submitted, ${kills.length} kills`,
+      `soak (${d.name} from ${figures.code}, ${d.nodeIds.length} nodes 2-of-3, ${lanes} lanes): ${records.length} proposals in ${figures.seconds} s (${figures.proposalsPerSecond}/s), ${inv.submitted} submitted, ${kills.length} kills`,
       `time to quorum, all:           p50 ${f(figures.timeToQuorumMs.all.p50)}, p99 ${f(figures.timeToQuorumMs.all.p99)}`,
       `time to quorum, a node down:   p50 ${f(figures.timeToQuorumMs.underFailure.p50)}, p99 ${f(figures.timeToQuorumMs.underFailure.p99)} (${degraded.length} proposals)`,
       `recovery, restart -> session:  p50 ${f(figures.recoveryMs.reconnect.p50)}, max ${f(figures.recoveryMs.reconnect.max)}`,

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -8,6 +8,26 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
 /** The `cosigner` executable every process test runs. */
 export const COSIGNER_BIN = join(REPO_ROOT, 'packages/cli/bin/cosigner.js');
+
+/**
+ * Run every child process started from now on as production runs it: build the workspace (`pnpm build`'s script,
+ * scripts/build.ts) and add `--conditions=cosigner-dist` to NODE_OPTIONS, which children inherit, so they run
+ * dist/ as plain JavaScript with no loader (packages/cli/bin/cosigner.js). For the benchmarks and the soak, whose
+ * figures (memory, start-up, recovery time) should be production's. Returns the build's summary line.
+ * @throws Error when the build fails (its diagnostics went to stderr)
+ */
+export function useBuiltJs(): string {
+  const built = spawnSync(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'scripts/build.ts')], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+  });
+  if (built.status !== 0) throw new Error('the build failed (see above)');
+  const condition = '--conditions=cosigner-dist';
+  const current = process.env.NODE_OPTIONS ?? '';
+  if (!current.split(/\s+/).includes(condition)) process.env.NODE_OPTIONS = `${current} ${condition}`.trim();
+  return built.stdout.trim().split('\n').at(-1) ?? '';
+}
 
 /** A fresh temporary directory; remove it with `rm(dir, { recursive: true, force: true })`. */
 export async function tempDir(prefix = 'cosigner-test-'): Promise<string> {
