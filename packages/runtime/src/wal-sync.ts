@@ -38,11 +38,10 @@ export class WalSync {
   #fd: number | undefined;
   #syncs = 0;
 
-  /** @throws Error when the database is in memory, read-only or not in WAL mode. */
+  /** @throws Error when the database is in memory, read-only or not in WAL mode (`walProblem`). */
   constructor(db: PragmaDb) {
-    if (db.memory || db.readonly) throw new Error('WalSync needs a writable database file');
-    const mode = String(db.pragma('journal_mode', { simple: true })).toLowerCase();
-    if (mode !== 'wal') throw new Error(`WalSync needs journal_mode=WAL (the database is in ${mode} mode)`);
+    const problem = walProblem(db);
+    if (problem !== undefined) throw new Error(problem);
     this.#db = db;
     this.#walPath = `${db.name}-wal`;
   }
@@ -100,9 +99,14 @@ export class WalSync {
  * journal mode), where every commit keeps syncing under the connection's own `synchronous` setting.
  */
 export function walSyncFor(db: PragmaDb): WalSync | undefined {
-  if (db.memory || db.readonly) return undefined;
-  if (String(db.pragma('journal_mode', { simple: true })).toLowerCase() !== 'wal') return undefined;
-  return new WalSync(db);
+  return walProblem(db) === undefined ? new WalSync(db) : undefined;
+}
+
+/** Why `db` cannot be synced this way, or undefined when it is a writable file in WAL mode. */
+function walProblem(db: PragmaDb): string | undefined {
+  if (db.memory || db.readonly) return 'WalSync needs a writable database file';
+  const mode = String(db.pragma('journal_mode', { simple: true })).toLowerCase();
+  return mode === 'wal' ? undefined : `WalSync needs journal_mode=WAL (the database is in ${mode} mode)`;
 }
 
 /**

@@ -342,20 +342,16 @@ export class Keyring implements Signer {
       .immediate();
   }
 
-  /** Whether `address` is on the roster or one of our own keys: one indexed lookup (the policy's `members`). */
+  /**
+   * Whether `address` is on the roster or one of our own keys (the keys signer changes may add or remove under
+   * `signerChanges.clusterMembers`): one indexed lookup, the policy's `members`.
+   */
   isMember(address: string): boolean {
     return (
       this.#o.db
         .prepare('SELECT 1 FROM roster WHERE address = ? UNION ALL SELECT 1 FROM keyring WHERE address = ? LIMIT 1')
         .get(address, address) !== undefined
     );
-  }
-
-  /** Keys signer changes may add or remove under `signerChanges.clusterMembers`: the roster and our own keys. */
-  members(): Set<string> {
-    const out = new Set(this.roster().map((r) => r.address));
-    for (const e of this.entries()) out.add(e.address);
-    return out;
   }
 
   async close(): Promise<void> {
