@@ -30,7 +30,7 @@
  * do. The bench client itself always runs through tsx.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import { cpus, loadavg, totalmem } from 'node:os';
@@ -42,6 +42,7 @@ import { type Cluster, type ClusterProcess, startCluster } from '@cosigner/testk
 import { REPO_ROOT, tempDir, useBuiltJs } from '@cosigner/testkit/process';
 import { Account, Asset, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import WebSocket from 'ws';
+import { cpuSeconds, memoryMb } from './proc.ts';
 
 const SIZES = (process.env.BENCH_SIZES ?? '3,5,7,10').split(',').map(Number);
 const N_LATENCY = Number(process.env.BENCH_N ?? 300);
@@ -82,28 +83,6 @@ function summarize(samples: number[]): Latency {
 
 const round1 = (x: number): number => Math.round(x * 10) / 10;
 const load = (): number[] => loadavg().map((x) => Math.round(x * 100) / 100);
-
-/** Peak resident set (VmHWM) of a live process, in MB. */
-function peakRssMb(pid: number): number | null {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Math.round(Number(m[1]) / 102.4) / 10 : null;
-  } catch {
-    return null;
-  }
-}
-
-/** User + system CPU seconds a process has used so far (/proc/<pid>/stat fields 14 and 15, in clock ticks). */
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // Fields after the command: index 0 is field 3 (state); utime is field 14, stime field 15.
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
-  }
-}
 
 const roleOf = (name: string): string =>
   name.startsWith('node-') ? 'node' : name.startsWith('kms-') ? 'kms-emulator' : name;
@@ -431,8 +410,8 @@ async function runSize(n: number): Promise<SizeResult> {
       const pool = take(Math.ceil(((WARMUP_MS + WINDOW_MS) / 1000) * 1500) + c);
       tputs.push(await throughput(client, pool, c, procs));
     }
-    const peak: Record<string, number | null> = { 'bench client': peakRssMb(process.pid) };
-    for (const p of procs()) peak[p.name] = peakRssMb(p.pid);
+    const peak: Record<string, number | null> = { 'bench client': memoryMb(process.pid)?.peak ?? null };
+    for (const p of procs()) peak[p.name] = memoryMb(p.pid)?.peak ?? null;
     return {
       nodes: n,
       threshold,

@@ -10,7 +10,6 @@
  *    ms per proposal of each process. `nodeSemiSpaceMb` adds --max-semi-space-size to the nodes only.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import { loadavg } from 'node:os';
@@ -18,6 +17,7 @@ import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
 import { startCosignerProcess, tempDir } from '@cosigner/testkit/process';
 import { Account, Asset, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import WebSocket from 'ws';
+import { cpuSeconds, memoryMb } from './proc.ts';
 
 const mode = process.argv[2] === 'dist' ? 'dist' : 'tsx';
 const semi = process.argv[3];
@@ -27,14 +27,8 @@ const LOAD_MS = Number(process.env.LOAD_MS ?? 8000);
 const C = Number(process.env.C ?? 16);
 
 const status = (pid: number): { hwm: number; rss: number } => {
-  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (k: string): number => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(s)?.[1] ?? 0);
-  return { hwm: Math.round(kb('VmHWM') / 1024), rss: Math.round(kb('VmRSS') / 1024) };
-};
-const cpuSeconds = (pid: number): number => {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
+  const m = memoryMb(pid);
+  return { hwm: m?.peak ?? 0, rss: m?.rss ?? 0 };
 };
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
