@@ -53,7 +53,11 @@ function signerType(key: string): string {
   }
 }
 
-/** The account resource (GET /accounts/:id). The master key is listed last, with its weight, even when 0. */
+/**
+ * The account resource (GET /accounts/:id). `signers` is what Horizon stores in its accounts_signers table, which
+ * stellar/go fills from `xdr.AccountEntry.SignerSummary()`: the added signers, and the master key only while its
+ * weight is above 0 (a master weight of 0 removes the master key, SetOptionsOpFrame). The master key is listed last.
+ */
 export function accountJson(a: AccountState, base: string): Record<string, unknown> {
   const self = `${base}/accounts/${a.id}`;
   const balances: Record<string, unknown>[] = [...a.trustlines.values()].map((t) => ({
@@ -110,7 +114,7 @@ export function accountJson(a: AccountState, base: string): Record<string, unkno
     balances,
     signers: [
       ...a.signers.map((s) => ({ weight: s.weight, key: s.key, type: signerType(s.key) })),
-      { weight: a.masterWeight, key: a.id, type: 'ed25519_public_key' },
+      ...(a.masterWeight > 0 ? [{ weight: a.masterWeight, key: a.id, type: 'ed25519_public_key' }] : []),
     ],
     data: Object.fromEntries([...a.data].map(([k, v]) => [k, v.toString('base64')])),
     num_sponsoring: 0,
