@@ -124,10 +124,13 @@ export async function build(opts: LedgerSimOptions = {}): Promise<FastifyInstanc
   const streams = new Set<import('node:http').ServerResponse>();
 
   let dirty = snapshotPath !== undefined;
+  /** The last closed ledger the latest snapshot holds: shutdown saves when ledgers closed since (even empty ones). */
+  let savedLedger = state.lastClosed.sequence;
   let saving: Promise<void> = Promise.resolve();
   const save = (): Promise<void> => {
     if (snapshotPath === undefined) return Promise.resolve();
     dirty = false;
+    savedLedger = state.lastClosed.sequence;
     // Writes are chained so two snapshots never race on the temporary file.
     saving = saving
       .then(() => saveSnapshot(snapshotPath, state))
@@ -250,6 +253,20 @@ export async function build(opts: LedgerSimOptions = {}): Promise<FastifyInstanc
     return r === undefined ? sendProblem(reply, notFound()) : transactionJson(r, baseOf(req));
   });
 
+  /**
+   * A synchronous submission as Horizon answers it: once the ledger holding the transaction has closed
+   * (services/horizon/internal/txsub waits for the ledger to be ingested). So the open ledger the transaction was
+   * applied in is closed before the answer, and the client's next transaction lands in a later ledger, as on the
+   * network. That matters for every rule that reads the ledger sequence: MergeOpFrame refuses a source whose
+   * sequence number is not below the applying ledger's starting sequence (ledgerSeq << 32), so an account created
+   * by one answered submission can be merged by the next; minSeqLedgerGap and ledger bounds count from there.
+   */
+  const submitAndClose = async (envelope: string): Promise<ReturnType<Engine['submit']>> => {
+    const out = ledger.submit(envelope);
+    if ('applied' in out && out.applied && out.ledger === state.openSequence) await ledger.close();
+    return out;
+  };
+
   const answerSubmit = (reply: FastifyReply, out: ReturnType<Engine['submit']>, envelope: string, base: string) => {
     if ('malformed' in out) return sendProblem(reply, transactionMalformed(envelope, out.reason));
     const o: SubmitOutcome = out;
@@ -263,7 +280,7 @@ export async function build(opts: LedgerSimOptions = {}): Promise<FastifyInstanc
     if (typeof tx !== 'string' || tx.length === 0) {
       return sendProblem(reply, badRequest('tx', 'the form field tx must hold a base64 transaction envelope'));
     }
-    return answerSubmit(reply, ledger.submit(tx), tx, baseOf(req));
+    return answerSubmit(reply, await submitAndClose(tx), tx, baseOf(req));
   });
 
   // Horizon's async submission (POST /transactions_async, SDK submitAsyncTransaction): core's verdict on admission
@@ -305,7 +322,7 @@ export async function build(opts: LedgerSimOptions = {}): Promise<FastifyInstanc
       .build();
     tx.sign(root);
     const envelope = tx.toEnvelope().toXdr('base64');
-    return answerSubmit(reply, ledger.submit(envelope), envelope, baseOf(req));
+    return answerSubmit(reply, await submitAndClose(envelope), envelope, baseOf(req));
   };
   app.get<{ Querystring: Record<string, unknown> }>('/friendbot', (req, reply) => friendbot(req, reply));
   app.post<{ Querystring: Record<string, unknown> }>('/friendbot', (req, reply) => friendbot(req, reply));
@@ -347,7 +364,7 @@ export async function build(opts: LedgerSimOptions = {}): Promise<FastifyInstanc
     if (timer !== undefined) clearInterval(timer);
     listeners.clear();
     await saving;
-    if (dirty) await save();
+    if (dirty || savedLedger !== state.lastClosed.sequence) await save();
   });
   // Hijacked SSE responses would hold server.close() open: end them before the server closes.
   app.addHook('preClose', async () => {
