@@ -190,34 +190,21 @@ describe('operator lifecycle on a cluster of real processes', () => {
     expect(one.out).toMatch(/LOCKOUT_SINGLE_PARTY thresholds\.med/);
 
     const fourth = Keypair.random().publicKey();
+    const addFourth = ['node', 'add', ...target, '--account', a, '--node-id', 'node-3', '--stellar-key', fourth];
+    // 2-of-3 plus a fourth node is 2-of-4: two disjoint pairs of nodes each reach the thresholds. Refused by the
+    // CLI before anything is proposed, unless the operator passes the explicit flag.
+    const disjoint = await cosigner(addFourth);
+    expect(disjoint.code, disjoint.out).toBe(1);
+    expect(disjoint.out).toMatch(/LIFECYCLE_DISJOINT_QUORUMS thresholds\.low 2: [\s\S]*--allow-disjoint-quorums/);
     // Not on any roster: the nodes refuse to sign it, with their reasons.
-    const refused = await cosigner([
-      'node',
-      'add',
-      ...target,
-      '--account',
-      a,
-      '--node-id',
-      'node-3',
-      '--stellar-key',
-      fourth,
-    ]);
+    const refused = await cosigner([...addFourth, '--allow-disjoint-quorums']);
     expect(refused.code, refused.out).toBe(1);
     expect(refused.out).toMatch(/rejected[\s\S]*SIGNER_KEY_NOT_ALLOWED/);
     expect((await signers(cluster, a))[fourth]).toBeUndefined();
 
     for (const n of cluster.nodes) await post(`${n.url}/v1/roster`, { address: fourth, nodeId: 'node-3', by: 'e2e' });
-    const added = await cosigner([
-      'node',
-      'add',
-      ...target,
-      '--account',
-      a,
-      '--node-id',
-      'node-3',
-      '--stellar-key',
-      fourth,
-    ]);
+    const added = await cosigner([...addFourth, '--allow-disjoint-quorums']);
+    expect(added.out).toMatch(/warning: node add node-3 on G[A-Z2-7]+ accepted with --allow-disjoint-quorums/);
     expect(added.out).toMatch(/\[node-add\] applied/);
     expect(added.code, added.out).toBe(0);
     expect((await signers(cluster, a))[fourth]).toBe(1);

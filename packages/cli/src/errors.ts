@@ -11,6 +11,11 @@ export const cliErrors = defineErrors('cli', {
     status: 409,
     message: 'Refusing the change: the resulting signer configuration could lock the account or let one key move it.',
   },
+  LIFECYCLE_DISJOINT_QUORUMS: {
+    status: 409,
+    message:
+      'Refusing the change: two disjoint sets of signers would each reach a threshold (pass --allow-disjoint-quorums to accept).',
+  },
   LIFECYCLE_PROPOSAL_ENDED: {
     status: 409,
     message: 'The change was proposed but did not apply: the proposal ended rejected, expired, cancelled or failed.',

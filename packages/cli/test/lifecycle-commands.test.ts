@@ -11,6 +11,7 @@ import {
   accountSetup,
   byte,
   changesInEnvelope,
+  DisjointQuorumsError,
   http,
   httpOk,
   Lifecycle,
@@ -279,29 +280,24 @@ describe('lifecycle commands in-process against a real cluster', () => {
     await expect(membershipChange('remove', { ...t(), account: [a], nodeId: 'node-0', high: 3 }, io)).rejects.toThrow(
       /LOCKOUT_UNREACHABLE thresholds\.high/,
     );
+    // 2-of-3 plus a fourth node at weight 1 is 2-of-4: {node-0, node-1} and {node-2, node-3} are disjoint quorums.
+    const fourthNode = { ...t(), account: [a], nodeId: 'node-3', stellarKey: fourth, weight: 1, dryRun: true };
+    const disjoint = membershipChange('add', { ...fourthNode, low: 2, med: 2, high: 2 }, io);
+    await expect(disjoint).rejects.toBeInstanceOf(DisjointQuorumsError);
+    await expect(membershipChange('add', { ...fourthNode, low: 2, med: 2, high: 2 }, io)).rejects.toThrow(
+      /LIFECYCLE_DISJOINT_QUORUMS thresholds\.low 2: \{node node-\d, node node-\d\} and \{node node-\d, node node-\d\}[\s\S]*--allow-disjoint-quorums/,
+    );
+    // 3-of-4 intersects; 2-of-4 passes with the explicit flag, with a warning.
+    expect(await membershipChange('add', { ...fourthNode, low: 3, med: 3, high: 3 }, io)).toBeUndefined();
     expect(
-      await membershipChange(
-        'add',
-        {
-          ...t(),
-          account: [a],
-          nodeId: 'node-3',
-          stellarKey: fourth,
-          weight: 1,
-          low: 2,
-          med: 2,
-          high: 2,
-          dryRun: true,
-        },
-        io,
-      ),
+      await membershipChange('add', { ...fourthNode, low: 2, med: 2, high: 2, allowDisjointQuorums: true }, io),
     ).toBeUndefined();
+    expect(io.errs.at(-1)).toMatch(/warning: node add node-3 on G[A-Z2-7]+ accepted with --allow-disjoint-quorums/);
 
-    const refused = membershipChange('add', { ...t(), account: [a], nodeId: 'node-3', stellarKey: fourth }, io);
+    const allowed = { ...t(), account: [a], nodeId: 'node-3', stellarKey: fourth, allowDisjointQuorums: true };
+    const refused = membershipChange('add', allowed, io);
     await expect(refused).rejects.toBeInstanceOf(ProposalEndedError);
-    await expect(
-      membershipChange('add', { ...t(), account: [a], nodeId: 'node-3', stellarKey: fourth }, io),
-    ).rejects.toThrow(/ended rejected[\s\S]*SIGNER_KEY_NOT_ALLOWED/);
+    await expect(membershipChange('add', allowed, io)).rejects.toThrow(/ended rejected[\s\S]*SIGNER_KEY_NOT_ALLOWED/);
 
     // The roster commands, through commander as an operator types them.
     const program = new Command('cosigner').exitOverride();
@@ -316,7 +312,7 @@ describe('lifecycle commands in-process against a real cluster', () => {
     await program.parseAsync(['node', 'roster', 'list', '--admin-url', cluster.nodes[0]!.url], { from: 'user' });
     expect(io.lines.at(-1)).toContain(fourth);
 
-    const added = await membershipChange('add', { ...t(), account: [a], nodeId: 'node-3', stellarKey: fourth }, io);
+    const added = await membershipChange('add', allowed, io);
     expect(added).toMatch(/.+/);
     expect((await signers(cluster, a))[fourth]).toBe(1);
     const removed = await membershipChange(
@@ -469,6 +465,20 @@ describe('lifecycle commands in-process against a real cluster', () => {
         ...['--horizon-url', cluster.horizonUrl, '--coordinator-url', cluster.coordinator.url],
         ...['--api-key-file', cluster.adminKeyFile, '--account', a, '--node-id', 'node-7'],
         ...['--stellar-key', Keypair.random().publicKey(), '--weight', '1', '--dry-run'],
+      ],
+      { from: 'user' },
+    );
+    // A fourth node at weight 1 makes 2-of-4: refused without the explicit flag, accepted with it.
+    expect(process.exitCode).toBe(1);
+    expect(io.errs.join('\n')).toMatch(/LIFECYCLE_DISJOINT_QUORUMS/);
+    process.exitCode = undefined;
+    await program.parseAsync(
+      [
+        'node',
+        'add',
+        ...['--horizon-url', cluster.horizonUrl, '--coordinator-url', cluster.coordinator.url],
+        ...['--api-key-file', cluster.adminKeyFile, '--account', a, '--node-id', 'node-7'],
+        ...['--stellar-key', Keypair.random().publicKey(), '--weight', '1', '--dry-run', '--allow-disjoint-quorums'],
       ],
       { from: 'user' },
     );

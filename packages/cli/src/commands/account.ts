@@ -5,10 +5,12 @@ import {
   checkLockout,
   formatLockout,
   type LockoutReport,
+  partyWeights,
   type SignerConfiguration,
   type SignerEntry,
 } from '@cosigner/policy/lockout';
 import { readSecretFile } from '@cosigner/runtime/secrets';
+import { checkQuorumIntersection, type IntersectionReport } from '@cosigner/stellar/intersection';
 import { Horizon, Keypair, Operation, TransactionBuilder, type xdr } from '@stellar/stellar-sdk';
 import { type Command, InvalidArgumentError } from 'commander';
 import { cliErrors } from '../errors.ts';
@@ -50,6 +52,48 @@ export class LockoutError extends CosignerError {
     );
     this.name = 'LockoutError';
   }
+}
+
+const FIELD_OF_LEVEL = { low: 'thresholds.low', medium: 'thresholds.med', high: 'thresholds.high' } as const;
+
+/**
+ * A refusal of the quorum-intersection check: two disjoint sets of signers each reach a threshold, so the nodes'
+ * slot rule (one live transaction per account and sequence) no longer keeps two different fully signed
+ * transactions for one sequence number from existing. The message names each level with its two sets.
+ */
+export class DisjointQuorumsError extends CosignerError {
+  constructor(
+    readonly report: IntersectionReport,
+    what: string,
+  ) {
+    super(
+      'LIFECYCLE_DISJOINT_QUORUMS',
+      cliErrors.specs.LIFECYCLE_DISJOINT_QUORUMS.status,
+      `refusing ${what}: ${formatDisjoint(report)}\nEach node signs one transaction per account and sequence number, ` +
+        'but two disjoint sets of nodes can sign two different ones, and whoever holds both (the coordinator) ' +
+        'chooses which the network applies. Raise the threshold so that any two sets reaching it share a node, or ' +
+        'pass --allow-disjoint-quorums to accept that (docs/threat-model.md says what it gives up).',
+      {
+        disjoint: report.disjoint.map((d) => ({
+          field: FIELD_OF_LEVEL[d.level],
+          threshold: d.threshold,
+          first: d.first,
+          second: d.second,
+        })),
+      },
+    );
+    this.name = 'DisjointQuorumsError';
+  }
+}
+
+/** One line per level: `LIFECYCLE_DISJOINT_QUORUMS thresholds.med 2: {node node-0, node node-1} and {...} each reach it`. */
+export function formatDisjoint(r: IntersectionReport): string {
+  return r.disjoint
+    .map(
+      (d) =>
+        `LIFECYCLE_DISJOINT_QUORUMS ${FIELD_OF_LEVEL[d.level]} ${d.threshold}: {${d.first.join(', ')}} and {${d.second.join(', ')}} each reach it`,
+    )
+    .join('\n');
 }
 
 /** Where the change goes: Horizon for account state, the coordinator for proposals and events. */
@@ -340,10 +384,31 @@ export function changesInEnvelope(xdrB64: string, network: string, account: stri
   return out;
 }
 
-/** Refuse unless `after` passes the lock-out check. */
-export function requireSafe(after: SignerConfiguration, what: string): void {
+export interface SafetyOptions {
+  /**
+   * `--allow-disjoint-quorums`: accept a configuration in which two disjoint sets of signers reach a threshold
+   * (printed as a warning instead of refused).
+   */
+  allowDisjointQuorums?: boolean;
+  /** Where the warning goes when disjoint quorums are allowed. */
+  io?: Out;
+}
+
+/**
+ * Refuse unless `after` passes the lock-out check (packages/policy lockout.ts) and the quorum-intersection check
+ * (packages/stellar intersection.ts) on the same parties (a node's keys count as one party), at each of the
+ * three threshold levels.
+ * @throws LockoutError, DisjointQuorumsError (unless `allowDisjointQuorums`)
+ */
+export function requireSafe(after: SignerConfiguration, what: string, opts: SafetyOptions = {}): void {
   const report = checkLockout(after);
   if (!report.ok) throw new LockoutError(report, what);
+  const parties = [...partyWeights(after)].map(([id, weight]) => ({ id, weight }));
+  const t = after.thresholds;
+  const q = checkQuorumIntersection(parties, { low: t.low, medium: t.med, high: t.high });
+  if (q.ok) return;
+  if (!opts.allowDisjointQuorums) throw new DisjointQuorumsError(q, what);
+  opts.io?.err(`warning: ${what} accepted with --allow-disjoint-quorums:\n${formatDisjoint(q)}`);
 }
 
 /** `node-0=GABC...:2` or `GABC...` (weight 1, no node). */
@@ -375,6 +440,7 @@ export interface SetupFlags {
   coordinatorUrl?: string;
   apiKeyFile?: string;
   dryRun?: boolean;
+  allowDisjointQuorums?: boolean;
 }
 
 /**
@@ -394,7 +460,10 @@ export async function accountSetup(f: SetupFlags, io: Out = stdio): Promise<{ vi
       f.account,
       new Map(f.signer.filter((s) => s.node).map((s) => [s.key, s.node!])),
     );
-    requireSafe(applyChanges(current, changesInEnvelope(signed, network, f.account)), 'the signed transaction');
+    requireSafe(applyChanges(current, changesInEnvelope(signed, network, f.account)), 'the signed transaction', {
+      allowDisjointQuorums: f.allowDisjointQuorums,
+      io,
+    });
     const res = await lc.horizon.submitTransaction(TransactionBuilder.fromXDR(signed, network));
     io.out(`submitted ${res.hash}`);
     return { via: 'signed-xdr', id: res.hash };
@@ -411,7 +480,7 @@ export async function accountSetup(f: SetupFlags, io: Out = stdio): Promise<{ vi
     thresholds: { low: f.low, med: f.med, high: f.high },
   };
   const after = applyChanges(current, changes);
-  requireSafe(after, 'this account setup');
+  requireSafe(after, 'this account setup', { allowDisjointQuorums: f.allowDisjointQuorums, io });
   io.out(
     `plan for ${f.account}: ${after.signers.map((s) => `${s.node ?? s.key}=${s.weight}`).join(', ')}; thresholds ${f.low}/${f.med}/${f.high}; master weight 0`,
   );
@@ -451,6 +520,11 @@ export async function accountSetup(f: SetupFlags, io: Out = stdio): Promise<{ vi
   return { via: 'master-key', id: res.hash };
 }
 
+export const ALLOW_DISJOINT_FLAG = '--allow-disjoint-quorums';
+export const ALLOW_DISJOINT_HELP =
+  'accept signer sets that do not intersect (two disjoint sets of nodes reaching a threshold could sign two ' +
+  'different transactions for one sequence number)';
+
 /** The flags every lifecycle command shares. */
 export function targetOptions(cmd: Command): Command {
   return cmd
@@ -489,10 +563,12 @@ export function registerAccount(program: Command, io: Out = stdio): void {
     .option('--unsigned-out <file>', 'first setup without the key here: write the unsigned transaction')
     .option('--submit-signed <file>', 'submit a transaction signed offline (checked again first)')
     .option('--dry-run', 'print the plan and the checks only')
+    .option(ALLOW_DISJOINT_FLAG, ALLOW_DISJOINT_HELP)
     .addHelpText(
       'after',
-      '\nRefuses a configuration whose thresholds the signers cannot reach, or that one node reaches alone, naming\n' +
-        'the field. On an account that is already multisig the change is a proposal the nodes review.',
+      '\nRefuses a configuration whose thresholds the signers cannot reach, that one node reaches alone, or in\n' +
+        'which two disjoint sets of nodes reach a threshold, naming the field. On an account that is already\n' +
+        'multisig the change is a proposal the nodes review.',
     )
     .action((f: SetupFlags) => run(() => accountSetup(f, io), io));
 }

@@ -2,6 +2,8 @@ import { applyChanges } from '@cosigner/policy/lockout';
 import { readSecretFile } from '@cosigner/runtime/secrets';
 import type { Command } from 'commander';
 import {
+  ALLOW_DISJOINT_FLAG,
+  ALLOW_DISJOINT_HELP,
   byte,
   type Changes,
   http,
@@ -37,6 +39,7 @@ export interface MemberFlags {
   med?: number;
   high?: number;
   dryRun?: boolean;
+  allowDisjointQuorums?: boolean;
 }
 
 function thresholdsOf(f: MemberFlags): Changes['thresholds'] | undefined {
@@ -67,7 +70,10 @@ export async function membershipChange(
   };
   for (const a of f.account) {
     const now = await lc.configuration(a, nodes);
-    requireSafe(applyChanges(now, changes), `node ${kind} ${f.nodeId} on ${a}`);
+    requireSafe(applyChanges(now, changes), `node ${kind} ${f.nodeId} on ${a}`, {
+      allowDisjointQuorums: f.allowDisjointQuorums,
+      io,
+    });
   }
   if (f.dryRun) return undefined;
   const action = kind === 'add' ? 'node-add' : 'node-remove';
@@ -107,6 +113,7 @@ export function registerMembership(node: Command, io: Out = stdio): void {
       .option('--med <n>', 'also set the medium threshold', byte)
       .option('--high <n>', 'also set the high threshold', byte)
       .option('--dry-run', 'check only')
+      .option(ALLOW_DISJOINT_FLAG, ALLOW_DISJOINT_HELP)
       .action((f: MemberFlags) => run(() => membershipChange(kind, f, io), io));
   }
   const roster = node.command('roster').description("the cluster members' keys this node's operator accepts");

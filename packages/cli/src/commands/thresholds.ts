@@ -1,11 +1,23 @@
 import { applyChanges } from '@cosigner/policy/lockout';
 import type { Command } from 'commander';
 import { cliErrors } from '../errors.ts';
-import { byte, type Changes, Lifecycle, type Out, requireSafe, run, stdio, targetOptions } from './account.ts';
+import {
+  ALLOW_DISJOINT_FLAG,
+  ALLOW_DISJOINT_HELP,
+  byte,
+  type Changes,
+  Lifecycle,
+  type Out,
+  requireSafe,
+  run,
+  stdio,
+  targetOptions,
+} from './account.ts';
 
 /**
  * `cosigner thresholds set`: change low/medium/high on the cluster's accounts through the quorum, after the same
- * lock-out check as setup (every threshold reachable by the signers, none by one node alone).
+ * lock-out check as setup (every threshold reachable by the signers, none by one node alone, no two disjoint sets of
+ * nodes reaching one).
  */
 
 export interface ThresholdFlags {
@@ -19,6 +31,7 @@ export interface ThresholdFlags {
   med?: number;
   high?: number;
   dryRun?: boolean;
+  allowDisjointQuorums?: boolean;
 }
 
 export async function thresholdsSet(f: ThresholdFlags, io: Out = stdio): Promise<string | undefined> {
@@ -36,7 +49,12 @@ export async function thresholdsSet(f: ThresholdFlags, io: Out = stdio): Promise
     );
   const changes: Changes = { thresholds };
   const nodes = await lc.nodesByKey();
-  for (const a of f.account) requireSafe(applyChanges(await lc.configuration(a, nodes), changes), `thresholds on ${a}`);
+  for (const a of f.account) {
+    requireSafe(applyChanges(await lc.configuration(a, nodes), changes), `thresholds on ${a}`, {
+      allowDisjointQuorums: f.allowDisjointQuorums,
+      io,
+    });
+  }
   if (f.dryRun) return undefined;
   const xdr = await lc.buildChange({ accounts: f.account, changes, ...(f.txSource ? { txSource: f.txSource } : {}) });
   await lc.step({ action: 'thresholds', step: 'proposed', account: f.account[0]!, detail: { ...thresholds } });
@@ -60,5 +78,6 @@ export function registerThresholds(program: Command, io: Out = stdio): void {
     .option('--med <n>', 'medium threshold', byte)
     .option('--high <n>', 'high threshold', byte)
     .option('--dry-run', 'check only')
+    .option(ALLOW_DISJOINT_FLAG, ALLOW_DISJOINT_HELP)
     .action((f: ThresholdFlags) => run(() => thresholdsSet(f, io), io));
 }
