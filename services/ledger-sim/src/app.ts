@@ -261,9 +261,11 @@ export async function build(opts: LedgerSimOptions = {}): Promise<FastifyInstanc
    * sequence number is not below the applying ledger's starting sequence (ledgerSeq << 32), so an account created
    * by one answered submission can be merged by the next; minSeqLedgerGap and ledger bounds count from there.
    */
-  const submitAndClose = async (envelope: string): Promise<ReturnType<Engine['submit']>> => {
+  const submitAndClose = (envelope: string): ReturnType<Engine['submit']> => {
     const out = ledger.submit(envelope);
-    if ('applied' in out && out.applied && out.ledger === state.openSequence) await ledger.close();
+    // The snapshot is written by the next timed close (or at shutdown), as before: one write per close period,
+    // not one per submission.
+    if ('applied' in out && out.applied && out.ledger === state.openSequence) state.close(nowSec());
     return out;
   };
 
@@ -280,7 +282,7 @@ export async function build(opts: LedgerSimOptions = {}): Promise<FastifyInstanc
     if (typeof tx !== 'string' || tx.length === 0) {
       return sendProblem(reply, badRequest('tx', 'the form field tx must hold a base64 transaction envelope'));
     }
-    return answerSubmit(reply, await submitAndClose(tx), tx, baseOf(req));
+    return answerSubmit(reply, submitAndClose(tx), tx, baseOf(req));
   });
 
   // Horizon's async submission (POST /transactions_async, SDK submitAsyncTransaction): core's verdict on admission
@@ -322,7 +324,7 @@ export async function build(opts: LedgerSimOptions = {}): Promise<FastifyInstanc
       .build();
     tx.sign(root);
     const envelope = tx.toEnvelope().toXdr('base64');
-    return answerSubmit(reply, await submitAndClose(envelope), envelope, baseOf(req));
+    return answerSubmit(reply, submitAndClose(envelope), envelope, baseOf(req));
   };
   app.get<{ Querystring: Record<string, unknown> }>('/friendbot', (req, reply) => friendbot(req, reply));
   app.post<{ Querystring: Record<string, unknown> }>('/friendbot', (req, reply) => friendbot(req, reply));
