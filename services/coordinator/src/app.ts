@@ -4,6 +4,7 @@ import { CosignerError } from '@cosigner/errors/errors';
 import { MAX_FRAME_BYTES } from '@cosigner/protocol/frame';
 import { type Identity, loadOrCreateIdentity } from '@cosigner/protocol/identity';
 import { TokenBucket } from '@cosigner/protocol/replay';
+import { hostCheck } from '@cosigner/runtime/hosts';
 import { createLogger, type Logger } from '@cosigner/runtime/logger';
 import { newSecret, readSecretFile, writePrivateFile } from '@cosigner/runtime/secrets';
 import type { DecodedTransaction } from '@cosigner/stellar/decode';
@@ -279,6 +280,18 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // DNS rebinding guard (runtime/hosts.ts): before routing, so it covers the REST API and the node WebSocket
+  // upgrade alike (@fastify/websocket runs onRequest hooks on the upgrade request).
+  const checkHost = hostCheck({ allowedHosts: config.allowedHosts, listenHost: config.host });
+  app.addHook('onRequest', async (req, reply) => {
+    const refused = checkHost(req.headers);
+    if (!refused) return;
+    // A refused WebSocket upgrade owns its socket (no HTTP keep-alive after it): close it once answered, or the
+    // socket would stay open and hold up the server's close.
+    if (req.headers.upgrade !== undefined) reply.raw.once('finish', () => req.raw.socket.destroy());
+    return reply.code(refused.status).header('connection', 'close').send(refused.toJSON());
+  });
 
   const metrics = createMetrics();
   const ledger = opts.ledger ?? createHorizonClient(config.horizonUrl);

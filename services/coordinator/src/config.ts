@@ -38,6 +38,15 @@ export const ConfigSchema = Type.Object(
     horizonUrl: Type.String({ pattern: '^https?://', default: 'http://127.0.0.1:8000' }),
     host: Type.String({ minLength: 1, default: '127.0.0.1' }),
     port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+    /**
+     * Host names (or IP literals) the API and the node WebSocket answer for besides loopback literals and
+     * `localhost` (a compose service name, the DNS name in front of it). Any other Host header is refused with
+     * RUNTIME_HOST_NOT_ALLOWED (403): a page whose DNS name rebinds to this address gets nothing.
+     */
+    allowedHosts: Type.Array(Type.String({ minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.:_\\[\\]-]+$' }), {
+      maxItems: 64,
+      default: [],
+    }),
     /** Defaults: <dataDir>/message-key.pem and <dataDir>/admin.key (both created 0600 when absent). */
     messageKeyFile: Type.Optional(Type.String({ minLength: 1 })),
     adminKeyFile: Type.Optional(Type.String({ minLength: 1 })),
@@ -129,6 +138,8 @@ export interface ConfigOverrides {
   network?: string;
   host?: string;
   port?: number;
+  /** Added to the file's allowedHosts (the `--allowed-host` flag). */
+  allowedHosts?: string[];
 }
 
 function invalid(field: string, problem: string): never {
@@ -158,7 +169,13 @@ export function parseConfig(
   const source = input ?? {};
   if (typeof source !== 'object' || Array.isArray(source)) invalid('(top level)', 'must be a YAML mapping');
   const merged = structuredClone(source) as Record<string, unknown>;
-  for (const [k, v] of Object.entries(opts.overrides ?? {})) if (v !== undefined) merged[k] = v;
+  for (const [k, v] of Object.entries(opts.overrides ?? {})) {
+    if (v === undefined) continue;
+    if (k === 'allowedHosts') {
+      const fromFile = Array.isArray(merged.allowedHosts) ? (merged.allowedHosts as unknown[]) : [];
+      merged.allowedHosts = [...fromFile, ...(v as string[])];
+    } else merged[k] = v;
+  }
   const withDefaults = Value.Default(ConfigSchema, merged);
   if (!Value.Check(ConfigSchema, withDefaults)) {
     const errors = [...Value.Errors(ConfigSchema, withDefaults)];

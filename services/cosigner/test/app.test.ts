@@ -1,11 +1,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSigner } from '@cosigner/keys/factory';
 import { evaluate } from '@cosigner/policy/evaluate';
 import { loadPolicy } from '@cosigner/policy/schema';
 import { createLogger } from '@cosigner/runtime/logger';
+import { rawRequest } from '@cosigner/testkit/http';
 import { Keypair } from '@stellar/stellar-sdk';
 import { afterAll, describe, expect, it } from 'vitest';
 import { build } from '../src/app.ts';
@@ -19,28 +19,6 @@ const dirs: string[] = [];
 afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
-
-/** One request over a real socket with the given headers (fetch does not let a caller set Host). */
-function rawRequest(
-  url: string,
-  opts: { method?: string; path: string; headers: Record<string, string>; body?: string },
-): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      url + opts.path,
-      { method: opts.method ?? 'GET', headers: { 'content-type': 'application/json', ...opts.headers } },
-      (res) => {
-        let body = '';
-        res.on('data', (c) => {
-          body += c;
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on('error', reject);
-    req.end(opts.body);
-  });
-}
 
 async function setup(opts: { token?: string; keyOk?: boolean; sessionUp?: boolean; allowedHosts?: string[] } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'cosigner-app-'));
