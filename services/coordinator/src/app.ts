@@ -41,6 +41,8 @@ export interface BuildOptions {
   identity: Identity;
   /** HMAC secret for callback signatures. */
   callbackSecret: string;
+  /** The resolver callback sockets use (tests only: point a name at loopback). Default: the system's. */
+  callbackLookup?: typeof import('node:dns').lookup;
   /** Defaults to Horizon at config.horizonUrl. */
   ledger?: LedgerClient;
   logger?: Logger;
@@ -295,8 +297,11 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
 
   const metrics = createMetrics();
   const ledger = opts.ledger ?? createHorizonClient(config.horizonUrl);
-  const events = new EventBus(store, logger, { secret: opts.callbackSecret, ...config.callbacks }, (fn) =>
-    store.afterCommit(fn),
+  const events = new EventBus(
+    store,
+    logger,
+    { secret: opts.callbackSecret, ...config.callbacks, production: config.production, lookup: opts.callbackLookup },
+    (fn) => store.afterCommit(fn),
   );
 
   // Signers/thresholds reused for about one ledger (config.round.accountCacheMs), concurrent loads shared.
@@ -476,6 +481,14 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
           'COORD_BAD_REQUEST',
           { field: 'callbackUrl' },
           { message: 'callbackUrl must use https in production mode.' },
+        );
+      }
+      const destination = b.callbackUrl === undefined ? undefined : events.callbackUrlRefusal(b.callbackUrl);
+      if (destination !== undefined) {
+        throw coordinatorErrors.error(
+          'COORD_CALLBACK_NOT_ALLOWED',
+          { field: 'callbackUrl' },
+          { message: `callbackUrl is refused: ${destination}.` },
         );
       }
       if (b.idempotencyKey !== undefined) {

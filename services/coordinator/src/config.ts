@@ -6,6 +6,7 @@ import { StrKey } from '@stellar/stellar-sdk';
 import { type Static, Type } from 'typebox';
 import { Value } from 'typebox/value';
 import { parse as parseYaml } from 'yaml';
+import { destinationEntryProblem } from './destinations.ts';
 import { coordinatorErrors } from './errors.ts';
 
 /**
@@ -73,6 +74,12 @@ export const ConfigSchema = Type.Object(
         maxAttempts: Type.Integer({ minimum: 1, maximum: 20, default: 5 }),
         initialBackoffMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 500 }),
         timeoutMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000 }),
+        /**
+         * Where callbacks may go: host names, `*.example.com`, IP literals, CIDRs. Empty: anywhere in development,
+         * and in production anywhere but loopback, private, link-local and metadata addresses. Non-empty: only
+         * these. Checked on the address the callback's socket connects to (destinations.ts).
+         */
+        allowedDestinations: Type.Array(Type.String({ minLength: 1, maxLength: 253 }), { maxItems: 256, default: [] }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -207,6 +214,10 @@ export function parseConfig(
     if (seenKeys.has(n.stellarKey)) invalid(`nodes.${i}.stellarKey`, 'two nodes share one Stellar key');
     seenIds.add(n.id);
     seenKeys.add(n.stellarKey);
+  });
+  raw.callbacks.allowedDestinations.forEach((d, i) => {
+    const problem = destinationEntryProblem(d);
+    if (problem) invalid(`callbacks.allowedDestinations.${i}`, `${d}: ${problem}`);
   });
   const base = opts.baseDir ?? process.cwd();
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
