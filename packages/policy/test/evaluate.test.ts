@@ -406,3 +406,33 @@ describe('README', () => {
     expect(Object.fromEntries(documented)).toEqual(REASON_CODES);
   });
 });
+
+describe('evaluate: fees', () => {
+  it('a policy without native still signs fees (bounded by fees.*) and reports them for velocity', () => {
+    const usdcOnly = parsePolicy({
+      network: TESTNET,
+      accounts: [OPS],
+      operations: ['payment'],
+      assets: [{ asset: `USDC:${ISSUER}`, velocity: [{ window: '24h', max: '100' }] }],
+      fees: { maxFee: 1000, maxFeeBump: 2000 },
+    });
+    const d = run(tx({ source: OPS, fee: '300', ops: [payment(ALICE, '5', credit('USDC', ISSUER))] }), usdcOnly);
+    expect(d).toMatchObject({ outcome: 'approve', reasons: [], fee: 300n });
+    expect(d.spend).toEqual([{ assetKey: `USDC:${ISSUER}`, amount: 50_000_000n }]);
+    // A native payment is still not allowed: the fee exception covers fees only.
+    expect(codes(run(tx({ source: OPS, ops: [payment(ALICE, '1')] }), usdcOnly))).toEqual(['ASSET_NOT_ALLOWED']);
+  });
+
+  it('names the cap a fee is above, and counts the fee in the velocity message', () => {
+    const capped = parsePolicy({ ...doc, fees: { maxFee: 1000, maxFeeBump: 2000 } });
+    const big = run(tx({ source: OPS, fee: '1001', ops: [payment(ALICE, '1')] }), capped);
+    expect(big.reasons[0]?.message).toContain('fees.maxFee');
+    const over = evaluate(capped, {
+      summary: tx({ source: OPS, fee: '1000', ops: [payment(ALICE, '1')] }),
+      now: NOW,
+      spent: () => 990_000_000n, // 99 XLM: with the 1 XLM payment exactly at the limit, the fee tips it over
+    });
+    expect(codes(over)).toEqual(['VELOCITY_EXCEEDED']);
+    expect(over.reasons[0]?.message).toContain('fee 0.0001 included');
+  });
+});
