@@ -144,6 +144,25 @@ describe('callback destinations', () => {
     expect(namesOnly.refusalForUrl(new URL('http://other.example/'))).toMatch(/not in callbacks/);
   });
 
+  it('the connect-time lookup answers both shapes net.connect asks for, and passes resolver errors on', async () => {
+    const policy = new DestinationPolicy({ allowed: [], production: true });
+    const ask = (resolve: typeof dnsLookup, all: boolean) =>
+      new Promise<{ err: NodeJS.ErrnoException | null; address: unknown; family?: number }>((done) =>
+        policy.connectLookup(resolve)('hooks.example', { all }, (err, address, family) =>
+          done({ err, address, family }),
+        ),
+      );
+    expect(await ask(resolvesTo('203.0.113.7'), false)).toMatchObject({ err: null, address: '203.0.113.7', family: 4 });
+    expect((await ask(resolvesTo('2001:db8::1'), true)).address).toEqual([{ address: '2001:db8::1', family: 6 }]);
+    expect((await ask(resolvesTo('169.254.169.254'), false)).err?.code).toBe('CALLBACK_DESTINATION_REFUSED');
+    const failing = ((_h: string, _o: unknown, cb: (e: Error) => void) =>
+      cb(Object.assign(new Error('no such name'), { code: 'ENOTFOUND' }))) as unknown as typeof dnsLookup;
+    expect((await ask(failing, false)).err?.code).toBe('ENOTFOUND');
+    const empty = ((_h: string, _o: unknown, cb: (e: null, a: unknown[]) => void) =>
+      cb(null, [])) as unknown as typeof dnsLookup;
+    expect((await ask(empty, false)).err?.code).toBe('ENOTFOUND');
+  });
+
   it('production: a name that resolves to loopback at connect time gets no callback (DNS rebinding), over real sockets', async () => {
     const r = await receiver();
     const refused = await bus({ production: true, lookup: resolvesTo('127.0.0.1') });
