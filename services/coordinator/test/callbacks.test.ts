@@ -140,6 +140,10 @@ describe('callback destinations', () => {
     expect(listed.refusal('other.example', '203.0.113.7')).toMatch(/not in callbacks\.allowedDestinations/);
     expect(listed.refusalForUrl(new URL('https://10.20.0.9/'))).toBeUndefined();
     expect(listed.refusalForUrl(new URL('https://10.21.0.9/'))).toBeDefined();
+    const single = new DestinationPolicy({ allowed: ['10.0.0.7', '[fd00::7]'], production: true });
+    expect(single.refusal('internal.example', '10.0.0.7')).toBeUndefined();
+    expect(single.refusal('internal.example', 'fd00::7')).toBeUndefined();
+    expect(single.refusal('internal.example', '10.0.0.8')).toMatch(/not in callbacks/);
     const namesOnly = new DestinationPolicy({ allowed: ['hooks.example'], production: false });
     expect(namesOnly.refusalForUrl(new URL('http://other.example/'))).toMatch(/not in callbacks/);
   });
@@ -170,6 +174,7 @@ describe('callback destinations', () => {
     refused.events.emit(null, 'proposal.created', { n: 2 }, `http://localhost:${r.port}/hook`);
     await refused.events.close();
     expect(r.hits).toEqual([]);
+    expect(refused.events.callbackUrlRefusal('http://')).toBe('it is not a valid URL');
     expect(refused.log()).toContain('callback destination refused');
     expect(refused.log()).toContain('127.0.0.1');
     // The control: the same resolver in development reaches the receiver, so the refusal above is the check.
