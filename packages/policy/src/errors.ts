@@ -12,6 +12,11 @@ export const policyErrors = defineErrors('policy', {
   },
   POLICY_BAD_YAML: { status: 500, message: 'The policy file is not valid YAML (or is not a YAML mapping).' },
   POLICY_UNREADABLE: { status: 500, message: 'The policy file cannot be read.' },
+  POLICY_NO_FEE_CAP: {
+    status: 500,
+    message:
+      'Production mode refuses a policy that does not cap fees: set fees.maxFee (per transaction) and fees.maxFeeBump (per fee bump).',
+  },
   POLICY_NO_VELOCITY_LIMIT: {
     status: 500,
     message: 'Production mode refuses a policy in which an allowed asset has no velocity limit.',

@@ -39,8 +39,13 @@ export interface Spend {
 export interface Decision {
   outcome: Outcome;
   reasons: Reason[];
-  /** Per asset, sorted by key: what signing would add to velocity. Reported whatever the outcome. */
+  /** Per asset, sorted by key: what the operations send (adds to velocity). Reported whatever the outcome. */
   spend: Spend[];
+  /**
+   * Stroops of fee this transaction may charge to one of our accounts (its source; for a fee bump, the fee
+   * source, CAP-15). It adds to the native velocity windows too: the signer records it as native spend.
+   */
+  fee: bigint;
 }
 
 /** Stroops of `assetKey` this node already signed for in the last `windowSeconds` (from its ledger). */
@@ -144,6 +149,8 @@ class Findings {
   readonly reasons: Reason[] = [];
   readonly #seen = new Set<string>();
   readonly spend = new Map<string, bigint>();
+  /** Stroops of fee charged to one of our accounts: native spend for velocity only (checkSpend). */
+  fee = 0n;
   /** Destinations an outflow of ours goes to, for the manual-approval "unknown destination" rule. */
   readonly destinations: { address: string; opIndex?: number; field: string }[] = [];
 
@@ -171,7 +178,7 @@ class Findings {
     const spend = [...this.spend.entries()]
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([assetKey, amount]) => ({ assetKey, amount }));
-    return { outcome, reasons: this.reasons, spend };
+    return { outcome, reasons: this.reasons, spend, fee: this.fee };
   }
 }
 
@@ -537,10 +544,16 @@ function checkHostFunction(
 
 /** Per asset: allowed, max per transaction, velocity windows, manual-approval thresholds. */
 function checkSpend(policy: Policy, f: Findings, spent: SpentFn): void {
-  for (const [key, total] of [...f.spend.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
+  const keys = new Set(f.spend.keys());
+  if (f.fee > 0n) keys.add('native');
+  for (const key of [...keys].sort()) {
+    const total = f.spend.get(key) ?? 0n;
+    // The fee charged to our account is XLM leaving it: it counts toward native velocity windows, but it is not a
+    // payment (maxPerTx and manual-approval amounts are about what the operations send; fees.* caps the fee).
+    const fee = key === 'native' ? f.fee : 0n;
     const rule = policy.assets.get(key);
     if (!rule) {
-      f.add('ASSET_NOT_ALLOWED', `${key} is not an allowed asset`, undefined, `assets`);
+      if (total > 0n) f.add('ASSET_NOT_ALLOWED', `${key} is not an allowed asset`, undefined, `assets`);
       continue;
     }
     if (rule.maxPerTx !== undefined && total > rule.maxPerTx) {
@@ -561,10 +574,10 @@ function checkSpend(policy: Policy, f: Findings, spent: SpentFn): void {
       }
       if (typeof already !== 'bigint') {
         f.add('VELOCITY_UNAVAILABLE', `the amount already signed for ${key} is not a bigint`, undefined, key);
-      } else if (already + total > v.max) {
+      } else if (already + total + fee > v.max) {
         f.add(
           'VELOCITY_EXCEEDED',
-          `${formatAmount(already)} already signed + ${formatAmount(total)} ${key} is above ${formatAmount(v.max)} per ${v.windowSeconds}s`,
+          `${formatAmount(already)} already signed + ${formatAmount(total + fee)} ${key}${fee > 0n ? ` (fee ${formatAmount(fee)} included)` : ''} is above ${formatAmount(v.max)} per ${v.windowSeconds}s`,
           undefined,
           key,
         );
@@ -582,12 +595,29 @@ function checkSpend(policy: Policy, f: Findings, spent: SpentFn): void {
   }
 }
 
-function checkFee(policy: Policy, f: Findings, fee: unknown, opCount: number, field: string) {
+/**
+ * The fee caps: `fees.maxFee` for a transaction (a fee bump's inner one too), `fees.maxFeeBump` for the outer fee
+ * of a fee bump (maxFee when unset), `fees.maxFeePerOp` times the operations. Returns the fee in stroops when valid.
+ */
+function checkFee(
+  policy: Policy,
+  f: Findings,
+  fee: unknown,
+  opCount: number,
+  field: string,
+  outer = false,
+): bigint | undefined {
   const stroops = typeof fee === 'string' ? parseInteger(fee, INT64_MAX) : undefined;
-  if (stroops === undefined) return f.add('FEE_INVALID', `${field} is not a whole number of stroops`, undefined, field);
-  const { maxFee, maxFeePerOp } = policy.fees;
-  if (maxFee !== undefined && stroops > maxFee)
-    f.add('FEE_TOO_HIGH', `fee ${stroops} is above ${maxFee} stroops`, undefined, field);
+  if (stroops === undefined) {
+    f.add('FEE_INVALID', `${field} is not a whole number of stroops`, undefined, field);
+    return undefined;
+  }
+  const { maxFee, maxFeeBump, maxFeePerOp } = policy.fees;
+  const cap = outer ? (maxFeeBump ?? maxFee) : maxFee;
+  if (cap !== undefined && stroops > cap) {
+    const name = outer && maxFeeBump !== undefined ? 'fees.maxFeeBump' : 'fees.maxFee';
+    f.add('FEE_TOO_HIGH', `fee ${stroops} is above ${cap} stroops (${name})`, undefined, field);
+  }
   if (maxFeePerOp !== undefined && opCount > 0 && stroops > maxFeePerOp * BigInt(opCount)) {
     f.add(
       'FEE_TOO_HIGH',
@@ -596,6 +626,7 @@ function checkFee(policy: Policy, f: Findings, fee: unknown, opCount: number, fi
       field,
     );
   }
+  return stroops;
 }
 
 /** CAP-21 time bounds: a finite maxTime within the window, not already past, and minTime <= maxTime. */
@@ -667,7 +698,10 @@ function checkUnknownDestinations(policy: Policy, f: Findings): void {
 function checkTransaction(policy: Policy, f: Findings, tx: TransactionSummary, input: EvaluateInput): void {
   const ops = Array.isArray(tx.operations) ? tx.operations : [];
   if (ops.length === 0) f.add('NO_OPERATIONS', 'the transaction has no operations', undefined, 'operations');
-  checkFee(policy, f, tx.fee, ops.length, tx === input.summary ? 'fee' : 'inner.fee');
+  const fee = checkFee(policy, f, tx.fee, ops.length, tx === input.summary ? 'fee' : 'inner.fee');
+  // A plain transaction's fee is charged to its source (ours, or the transaction is refused anyway). A fee bump's
+  // inner fee is never charged: the outer fee is, to the fee source (CAP-15), counted in evaluate().
+  if (tx === input.summary && fee !== undefined && isOurs(policy, tx.source)) f.fee += fee;
   if (tx.sorobanResourceFee !== undefined) {
     const rf = parseInteger(tx.sorobanResourceFee);
     const max = policy.soroban.maxResourceFee;
@@ -712,7 +746,7 @@ function checkTransaction(policy: Policy, f: Findings, tx: TransactionSummary, i
 }
 
 function rejectAll(code: ReasonCode, message: string): Decision {
-  return { outcome: 'reject', reasons: [{ code, message }], spend: [] };
+  return { outcome: 'reject', reasons: [{ code, message }], spend: [], fee: 0n };
 }
 
 /**
@@ -741,7 +775,10 @@ export function evaluate(policy: Policy, input: EvaluateInput): Decision {
       tx = s.inner;
       // stellar-core FeeBumpTransactionFrame: the outer fee covers the inner operations plus one.
       const innerOps = Array.isArray(tx.operations) ? tx.operations.length : 0;
-      checkFee(policy, f, s.fee, innerOps + 1, 'fee');
+      const outerFee = checkFee(policy, f, s.fee, innerOps + 1, 'fee', true);
+      // The fee source pays the outer fee (CAP-15): it counts toward our velocity when the payer is ours. The fee
+      // is the most the network may charge; the node cannot know the charged fee in advance, so it counts all of it.
+      if (outerFee !== undefined && isOurs(policy, s.feeSource)) f.fee += outerFee;
     }
     // The transaction's source (a fee bump: the inner source) must be ours: it is the account whose sequence
     // slot the node's signing ledger guards, and the one on whose behalf the node reviews every operation.

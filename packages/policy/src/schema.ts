@@ -196,8 +196,13 @@ export const PolicySchema = Type.Object(
       },
       { ...closed, default: {} },
     ),
+    /**
+     * Fee caps in stroops. `maxFee`: the fee of a transaction (and of a fee bump's inner transaction);
+     * `maxFeeBump`: the outer fee of a fee bump (without it, `maxFee` applies to that too); `maxFeePerOp`: per
+     * operation (a fee bump counts its inner operations plus one). Production requires maxFee and maxFeeBump.
+     */
     fees: Type.Object(
-      { maxFee: Type.Optional(Stroops), maxFeePerOp: Type.Optional(Stroops) },
+      { maxFee: Type.Optional(Stroops), maxFeeBump: Type.Optional(Stroops), maxFeePerOp: Type.Optional(Stroops) },
       { ...closed, default: {} },
     ),
     validity: Type.Object(
@@ -308,7 +313,11 @@ export interface Policy {
       | { readonly ledger: number; readonly closedAt: number; readonly maxCloseSeconds: number }
       | undefined;
   };
-  readonly fees: { readonly maxFee: bigint | undefined; readonly maxFeePerOp: bigint | undefined };
+  readonly fees: {
+    readonly maxFee: bigint | undefined;
+    readonly maxFeeBump: bigint | undefined;
+    readonly maxFeePerOp: bigint | undefined;
+  };
   readonly validity: { readonly maxWindowSeconds: number };
   readonly memo: {
     readonly required: boolean;
@@ -336,7 +345,7 @@ export interface Policy {
 }
 
 export interface LoadOptions {
-  /** Production mode: refuse an allowed asset without a velocity limit (issue 5, Operations). */
+  /** Production mode: refuse an allowed asset without a velocity limit, and a policy without fee caps. */
   production?: boolean;
 }
 
@@ -508,6 +517,20 @@ function compile(doc: PolicyDocument, opts: LoadOptions): Policy {
   const signerKey = (list: readonly string[], field: string) =>
     checked(list, field, isSignerKey, 'a signer key (G..., T..., X... or P...)');
 
+  if (opts.production) {
+    // A fee is an outflow the amounts do not show: without a cap one signed fee bump can spend the whole balance.
+    for (const field of ['maxFee', 'maxFeeBump'] as const) {
+      if (doc.fees[field] === undefined) {
+        throw policyErrors.error(
+          'POLICY_NO_FEE_CAP',
+          { field: `fees.${field}` },
+          {
+            message: `Production mode refuses a policy without fees.${field}: state the largest fee, in stroops, this node signs ${field === 'maxFee' ? 'for one transaction' : 'as the outer fee of a fee bump'}.`,
+          },
+        );
+      }
+    }
+  }
   return {
     document: doc,
     network: doc.network,
@@ -533,6 +556,7 @@ function compile(doc: PolicyDocument, opts: LoadOptions): Policy {
     },
     fees: {
       maxFee: stroopsOf(doc.fees.maxFee, 'fees.maxFee'),
+      maxFeeBump: stroopsOf(doc.fees.maxFeeBump, 'fees.maxFeeBump'),
       maxFeePerOp: stroopsOf(doc.fees.maxFeePerOp, 'fees.maxFeePerOp'),
     },
     validity: { maxWindowSeconds: doc.validity.maxWindowSeconds },
@@ -574,7 +598,8 @@ function normalized(set: Set<string>): Set<string> {
 /**
  * Validate a parsed policy document (YAML or JSON already parsed), apply defaults, compile and freeze it.
  * @throws CosignerError POLICY_INVALID naming the field (`assets[1].maxPerTx: must be a decimal amount ...`),
- *   POLICY_NO_VELOCITY_LIMIT in production when an allowed asset has no velocity limit
+ *   POLICY_NO_VELOCITY_LIMIT in production when an allowed asset has no velocity limit, POLICY_NO_FEE_CAP in
+ *   production without fees.maxFee and fees.maxFeeBump
  */
 export function parsePolicy(input: unknown, opts: LoadOptions = {}): Policy {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
@@ -601,7 +626,7 @@ export function parsePolicy(input: unknown, opts: LoadOptions = {}): Policy {
 
 /**
  * Parse, validate and freeze a policy from YAML text (JSON is YAML too).
- * @throws CosignerError POLICY_BAD_YAML, POLICY_INVALID, POLICY_NO_VELOCITY_LIMIT
+ * @throws CosignerError POLICY_BAD_YAML, POLICY_INVALID, POLICY_NO_VELOCITY_LIMIT, POLICY_NO_FEE_CAP
  */
 export function loadPolicy(yamlText: string, opts: LoadOptions = {}): Policy {
   let parsed: unknown;
@@ -621,7 +646,8 @@ export function loadPolicy(yamlText: string, opts: LoadOptions = {}): Policy {
 
 /**
  * Read a policy file and load it (see loadPolicy).
- * @throws CosignerError POLICY_UNREADABLE, POLICY_BAD_YAML, POLICY_INVALID, POLICY_NO_VELOCITY_LIMIT
+ * @throws CosignerError POLICY_UNREADABLE, POLICY_BAD_YAML, POLICY_INVALID, POLICY_NO_VELOCITY_LIMIT,
+ *   POLICY_NO_FEE_CAP
  */
 export function loadPolicyFile(path: string, opts: LoadOptions = {}): Policy {
   let text: string;

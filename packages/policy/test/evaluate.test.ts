@@ -7,7 +7,7 @@ import { assetKey, baseAccount, isDestination, isPolicyAssetKey, isSignerKey } f
 import { formatAmount, parseAmount, parseInteger, parseRatio } from '../src/amount.ts';
 import { type Decision, evaluate, evaluateAuthEntries, REASON_CODES } from '../src/evaluate.ts';
 import { parsePolicy } from '../src/schema.ts';
-import { addressEntry, call, credit, invoke, NOW, native, op, payment, TESTNET, tx } from './builders.ts';
+import { addressEntry, call, credit, feeBump, invoke, NOW, native, op, payment, TESTNET, tx } from './builders.ts';
 
 const OPS = Keypair.random().publicKey();
 const ALICE = Keypair.random().publicKey();
@@ -404,5 +404,48 @@ describe('README', () => {
       [...readme.matchAll(/^\| `([A-Z_]+)` +\| (reject|hold) +\|/gm)].map((m) => [m[1], m[2]]),
     );
     expect(Object.fromEntries(documented)).toEqual(REASON_CODES);
+  });
+});
+
+describe('evaluate: fees', () => {
+  it('a policy without native still signs fees (bounded by fees.*) and reports them for velocity', () => {
+    const usdcOnly = parsePolicy({
+      network: TESTNET,
+      accounts: [OPS],
+      operations: ['payment'],
+      assets: [{ asset: `USDC:${ISSUER}`, velocity: [{ window: '24h', max: '100' }] }],
+      fees: { maxFee: 1000, maxFeeBump: 2000 },
+    });
+    const d = run(tx({ source: OPS, fee: '300', ops: [payment(ALICE, '5', credit('USDC', ISSUER))] }), usdcOnly);
+    expect(d).toMatchObject({ outcome: 'approve', reasons: [], fee: 300n });
+    expect(d.spend).toEqual([{ assetKey: `USDC:${ISSUER}`, amount: 50_000_000n }]);
+    // A native payment is still not allowed: the fee exception covers fees only.
+    expect(codes(run(tx({ source: OPS, ops: [payment(ALICE, '1')] }), usdcOnly))).toEqual(['ASSET_NOT_ALLOWED']);
+  });
+
+  it('a fee bump with a 10,000,000 XLM maximum fee around a 1 XLM payment is refused, not signed', () => {
+    const capped = parsePolicy({ ...doc, fees: { maxFee: 1000, maxFeeBump: 2000 } });
+    const bump = feeBump(tx({ source: OPS, ops: [payment(ALICE, '1')] }), OPS, '100000000000000');
+    const d = run(bump, capped);
+    expect(d.outcome).toBe('reject');
+    expect(codes(d)).toEqual(expect.arrayContaining(['FEE_TOO_HIGH', 'VELOCITY_EXCEEDED']));
+    expect(d.reasons.find((r) => r.code === 'FEE_TOO_HIGH')?.message).toContain('fees.maxFeeBump');
+    expect(d.fee).toBe(100_000_000_000_000n);
+    // Without fees.maxFeeBump, fees.maxFee caps the outer fee too.
+    const maxFeeOnly = parsePolicy({ ...doc, fees: { maxFee: 1000 } });
+    expect(codes(run(bump, maxFeeOnly))).toContain('FEE_TOO_HIGH');
+  });
+
+  it('names the cap a fee is above, and counts the fee in the velocity message', () => {
+    const capped = parsePolicy({ ...doc, fees: { maxFee: 1000, maxFeeBump: 2000 } });
+    const big = run(tx({ source: OPS, fee: '1001', ops: [payment(ALICE, '1')] }), capped);
+    expect(big.reasons[0]?.message).toContain('fees.maxFee');
+    const over = evaluate(capped, {
+      summary: tx({ source: OPS, fee: '1000', ops: [payment(ALICE, '1')] }),
+      now: NOW,
+      spent: () => 990_000_000n, // 99 XLM: with the 1 XLM payment exactly at the limit, the fee tips it over
+    });
+    expect(codes(over)).toEqual(['VELOCITY_EXCEEDED']);
+    expect(over.reasons[0]?.message).toContain('fee 0.0001 included');
   });
 });

@@ -99,6 +99,8 @@ describe('loadPolicy: a valid policy', () => {
     expect(p.accounts.size).toBe(2);
     expect(p.assets.get('native')?.maxPerTx).toBe(50_000_000_000n);
     for (const a of p.assets.values()) expect(a.velocity.length).toBeGreaterThan(0);
+    expect(p.fees.maxFee).toBeDefined();
+    expect(p.fees.maxFeeBump).toBeDefined();
     expect(p.manualApproval.signerChanges).toBe(true);
     // Every rule in the example carries a comment: the file is documentation.
     expect(readFileSync(path, 'utf8').match(/^\s*#/gm)?.length).toBeGreaterThan(30);
@@ -106,6 +108,29 @@ describe('loadPolicy: a valid policy', () => {
 });
 
 describe('loadPolicy: production mode', () => {
+  it('refuses a policy without a fee cap per transaction and per fee bump, naming the field', () => {
+    const withFees = (fees: Record<string, unknown> | undefined) => {
+      const doc = valid() as Record<string, unknown>;
+      if (fees === undefined) delete doc.fees;
+      else doc.fees = fees;
+      return doc;
+    };
+    for (const [fees, field] of [
+      [undefined, 'fees.maxFee'],
+      [{ maxFeePerOp: 1000 }, 'fees.maxFee'],
+      [{ maxFee: 10_000 }, 'fees.maxFeeBump'],
+      [{ maxFeeBump: 10_000 }, 'fees.maxFee'],
+    ] as const) {
+      expect(() => parsePolicy(withFees(fees))).not.toThrow(); // development mode loads it
+      const e = thrown(() => parsePolicy(withFees(fees), { production: true }));
+      expect(e.code, JSON.stringify(fees)).toBe('POLICY_NO_FEE_CAP');
+      expect(e.message).toContain(field);
+      expect(e.details).toMatchObject({ field });
+    }
+    const ok = parsePolicy(withFees({ maxFee: 10_000, maxFeeBump: '20000' }), { production: true });
+    expect(ok.fees).toMatchObject({ maxFee: 10_000n, maxFeeBump: 20_000n });
+  });
+
   it('refuses an allowed asset without velocity limits, naming it', () => {
     const doc = valid();
     doc.assets[1] = { asset: `USDC:${ISSUER}`, maxPerTx: 50 } as (typeof doc.assets)[number];

@@ -15,7 +15,7 @@ interface VectorCase {
   now: number;
   currentLedger?: number;
   spent: Record<string, Record<string, string>>;
-  expect: { outcome: string; reasonCodes: string[]; spend?: Record<string, string> };
+  expect: { outcome: string; reasonCodes: string[]; spend?: Record<string, string>; fee?: string };
 }
 interface VectorFile {
   source: string;
@@ -67,6 +67,7 @@ describe('policy vectors', () => {
             const spend = Object.fromEntries(d.spend.map((s) => [s.assetKey, formatAmount(s.amount)]));
             expect(spend).toEqual(c.expect.spend);
           }
+          if (c.expect.fee !== undefined) expect(d.fee).toBe(BigInt(c.expect.fee));
           for (const r of d.reasons) expect(r.message.length).toBeGreaterThan(0);
         });
       }

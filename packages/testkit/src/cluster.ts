@@ -362,6 +362,8 @@ async function createNodeKey(
 /**
  * The policy every launcher node runs (packages/policy schema): native payments from the operator account up to
  * `maxXlm` each, within a daily velocity, nothing else. A payment above the maximum is refused with a reason.
+ * Fees are capped as production requires (0.1 XLM per transaction and per fee bump: a thousand times the base
+ * fee of a one-operation payment), and count toward the velocity.
  */
 export function demoPolicyYaml(p: {
   network: string;
@@ -375,6 +377,7 @@ export function demoPolicyYaml(p: {
     accounts: [p.account, ...(p.extraAccounts ?? [])],
     operations: ['payment'],
     assets: [{ asset: 'native', maxPerTx: p.maxXlm, velocity: [{ window: '24h', max: '1000000' }] }],
+    fees: { maxFee: '1000000', maxFeeBump: '1000000' },
     validity: { maxWindowSeconds: 300 },
   });
 }

@@ -4,6 +4,7 @@ import { CosignerError } from '@cosigner/errors/errors';
 import { MAX_FRAME_BYTES } from '@cosigner/protocol/frame';
 import { type Identity, loadOrCreateIdentity } from '@cosigner/protocol/identity';
 import { TokenBucket } from '@cosigner/protocol/replay';
+import { hostCheck } from '@cosigner/runtime/hosts';
 import { createLogger, type Logger } from '@cosigner/runtime/logger';
 import { newSecret, readSecretFile, writePrivateFile } from '@cosigner/runtime/secrets';
 import type { DecodedTransaction } from '@cosigner/stellar/decode';
@@ -40,6 +41,8 @@ export interface BuildOptions {
   identity: Identity;
   /** HMAC secret for callback signatures. */
   callbackSecret: string;
+  /** The resolver callback sockets use (tests only: point a name at loopback). Default: the system's. */
+  callbackLookup?: typeof import('node:dns').lookup;
   /** Defaults to Horizon at config.horizonUrl. */
   ledger?: LedgerClient;
   logger?: Logger;
@@ -280,10 +283,25 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  // DNS rebinding guard (runtime/hosts.ts): before routing, so it covers the REST API and the node WebSocket
+  // upgrade alike (@fastify/websocket runs onRequest hooks on the upgrade request).
+  const checkHost = hostCheck({ allowedHosts: config.allowedHosts, listenHost: config.host });
+  app.addHook('onRequest', async (req, reply) => {
+    const refused = checkHost(req.headers);
+    if (!refused) return;
+    // A refused WebSocket upgrade owns its socket (no HTTP keep-alive after it): close it once answered, or the
+    // socket would stay open and hold up the server's close.
+    if (req.headers.upgrade !== undefined) reply.raw.once('finish', () => req.raw.socket.destroy());
+    return reply.code(refused.status).header('connection', 'close').send(refused.toJSON());
+  });
+
   const metrics = createMetrics();
   const ledger = opts.ledger ?? createHorizonClient(config.horizonUrl);
-  const events = new EventBus(store, logger, { secret: opts.callbackSecret, ...config.callbacks }, (fn) =>
-    store.afterCommit(fn),
+  const events = new EventBus(
+    store,
+    logger,
+    { secret: opts.callbackSecret, ...config.callbacks, production: config.production, lookup: opts.callbackLookup },
+    (fn) => store.afterCommit(fn),
   );
 
   // Signers/thresholds reused for about one ledger (config.round.accountCacheMs), concurrent loads shared.
@@ -463,6 +481,14 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
           'COORD_BAD_REQUEST',
           { field: 'callbackUrl' },
           { message: 'callbackUrl must use https in production mode.' },
+        );
+      }
+      const destination = b.callbackUrl === undefined ? undefined : events.callbackUrlRefusal(b.callbackUrl);
+      if (destination !== undefined) {
+        throw coordinatorErrors.error(
+          'COORD_CALLBACK_NOT_ALLOWED',
+          { field: 'callbackUrl' },
+          { message: `callbackUrl is refused: ${destination}.` },
         );
       }
       if (b.idempotencyKey !== undefined) {

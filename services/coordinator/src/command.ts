@@ -91,6 +91,11 @@ export function register(program: Command): void {
     .option('--config <file>', 'coordinator YAML config (without it: embedded defaults)')
     .option('--port <port>', 'listen port (0 = any free port)', port)
     .option('--host <host>', 'listen address', '127.0.0.1')
+    .option(
+      '--allowed-host <name>',
+      'a Host name it answers for besides loopback and localhost (repeatable; adds to allowedHosts)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .option('--ready-file <file>', 'write {url, pid, messageKey, adminKeyFile} here once serving')
     .option('--data-dir <dir>', 'data directory (database, message key, admin key)')
     .option('--horizon-url <url>', 'Horizon (or ledger-sim) base URL')
@@ -104,6 +109,7 @@ export function register(program: Command): void {
         config?: string;
         port?: number;
         host?: string;
+        allowedHost?: string[];
         readyFile?: string;
         dataDir?: string;
         horizonUrl?: string;
@@ -114,6 +120,7 @@ export function register(program: Command): void {
           config: o.config,
           port: o.port,
           host: o.host,
+          allowedHosts: o.allowedHost,
           readyFile: o.readyFile,
           dataDir: o.dataDir,
           horizonUrl: o.horizonUrl,

@@ -6,6 +6,7 @@ import { StrKey } from '@stellar/stellar-sdk';
 import { type Static, Type } from 'typebox';
 import { Value } from 'typebox/value';
 import { parse as parseYaml } from 'yaml';
+import { destinationEntryProblem } from './destinations.ts';
 import { coordinatorErrors } from './errors.ts';
 
 /**
@@ -38,6 +39,15 @@ export const ConfigSchema = Type.Object(
     horizonUrl: Type.String({ pattern: '^https?://', default: 'http://127.0.0.1:8000' }),
     host: Type.String({ minLength: 1, default: '127.0.0.1' }),
     port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+    /**
+     * Host names (or IP literals) the API and the node WebSocket answer for besides loopback literals and
+     * `localhost` (a compose service name, the DNS name in front of it). Any other Host header is refused with
+     * RUNTIME_HOST_NOT_ALLOWED (403): a page whose DNS name rebinds to this address gets nothing.
+     */
+    allowedHosts: Type.Array(Type.String({ minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.:_\\[\\]-]+$' }), {
+      maxItems: 64,
+      default: [],
+    }),
     /** Defaults: <dataDir>/message-key.pem and <dataDir>/admin.key (both created 0600 when absent). */
     messageKeyFile: Type.Optional(Type.String({ minLength: 1 })),
     adminKeyFile: Type.Optional(Type.String({ minLength: 1 })),
@@ -64,6 +74,12 @@ export const ConfigSchema = Type.Object(
         maxAttempts: Type.Integer({ minimum: 1, maximum: 20, default: 5 }),
         initialBackoffMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 500 }),
         timeoutMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000 }),
+        /**
+         * Where callbacks may go: host names, `*.example.com`, IP literals, CIDRs. Empty: anywhere in development,
+         * and in production anywhere but loopback, private, link-local and metadata addresses. Non-empty: only
+         * these. Checked on the address the callback's socket connects to (destinations.ts).
+         */
+        allowedDestinations: Type.Array(Type.String({ minLength: 1, maxLength: 253 }), { maxItems: 256, default: [] }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -129,6 +145,8 @@ export interface ConfigOverrides {
   network?: string;
   host?: string;
   port?: number;
+  /** Added to the file's allowedHosts (the `--allowed-host` flag). */
+  allowedHosts?: string[];
 }
 
 function invalid(field: string, problem: string): never {
@@ -158,7 +176,13 @@ export function parseConfig(
   const source = input ?? {};
   if (typeof source !== 'object' || Array.isArray(source)) invalid('(top level)', 'must be a YAML mapping');
   const merged = structuredClone(source) as Record<string, unknown>;
-  for (const [k, v] of Object.entries(opts.overrides ?? {})) if (v !== undefined) merged[k] = v;
+  for (const [k, v] of Object.entries(opts.overrides ?? {})) {
+    if (v === undefined) continue;
+    if (k === 'allowedHosts') {
+      const fromFile = Array.isArray(merged.allowedHosts) ? (merged.allowedHosts as unknown[]) : [];
+      merged.allowedHosts = [...fromFile, ...(v as string[])];
+    } else merged[k] = v;
+  }
   const withDefaults = Value.Default(ConfigSchema, merged);
   if (!Value.Check(ConfigSchema, withDefaults)) {
     const errors = [...Value.Errors(ConfigSchema, withDefaults)];
@@ -190,6 +214,10 @@ export function parseConfig(
     if (seenKeys.has(n.stellarKey)) invalid(`nodes.${i}.stellarKey`, 'two nodes share one Stellar key');
     seenIds.add(n.id);
     seenKeys.add(n.stellarKey);
+  });
+  raw.callbacks.allowedDestinations.forEach((d, i) => {
+    const problem = destinationEntryProblem(d);
+    if (problem) invalid(`callbacks.allowedDestinations.${i}`, `${d}: ${problem}`);
   });
   const base = opts.baseDir ?? process.cwd();
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));

@@ -49,6 +49,11 @@ export const coordinatorErrors = defineErrors('coordinator', {
     status: 422,
     message: 'ADDRESS_V2 credentials (protocol 27) are not enabled on this coordinator (soroban.addressV2).',
   },
+  COORD_CALLBACK_NOT_ALLOWED: {
+    status: 400,
+    message:
+      'The callback URL names a destination the coordinator may not call (callbacks.allowedDestinations; in production no loopback, private, link-local or metadata address).',
+  },
   COORD_BAD_CURSOR: { status: 400, message: 'The list cursor is malformed.' },
   COORD_INTERNAL: { status: 500, message: 'An internal error occurred; it was logged.' },
 });

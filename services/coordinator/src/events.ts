@@ -1,5 +1,9 @@
 import { createHmac } from 'node:crypto';
+import type { lookup as dnsLookup } from 'node:dns';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { Logger } from '@cosigner/runtime/logger';
+import { DestinationPolicy } from './destinations.ts';
 import type { EventRecord, EventRepository } from './store.ts';
 
 /**
@@ -9,6 +13,8 @@ import type { EventRecord, EventRepository } from './store.ts';
  * Callbacks are signed like Stripe/GitHub webhooks: `x-cosigner-signature: sha256=<hex HMAC-SHA256(secret,
  * "<timestamp>.<body>")>` with `x-cosigner-timestamp`, so a receiver can check origin and freshness. They are
  * retried with exponential backoff up to `maxAttempts` (bounded: a dead receiver cannot grow memory forever).
+ * They go only where `callbacks.allowedDestinations` and the mode allow (destinations.ts), checked on the address
+ * the socket connects to, and a redirect is never followed (node:http does not follow one; a 3xx is a failure).
  */
 export type EventType =
   | 'proposal.created'
@@ -33,6 +39,12 @@ export interface CallbackSettings {
   maxAttempts: number;
   initialBackoffMs: number;
   timeoutMs: number;
+  /** Hosts, `*.` names, IP literals and CIDRs callbacks may go to (empty: see destinations.ts). */
+  allowedDestinations?: readonly string[];
+  /** Production refuses loopback, private, link-local and metadata destinations unless listed. */
+  production?: boolean;
+  /** The resolver the callback socket uses (tests point a name at loopback). Default: the system's. */
+  lookup?: typeof dnsLookup;
 }
 
 export function signCallback(secret: string, timestamp: string, body: string): string {
@@ -44,6 +56,7 @@ export class EventBus {
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #inflight = new Set<Promise<void>>();
   #closed = false;
+  readonly #destinations: DestinationPolicy;
 
   /**
    * `afterCommit` (the store's): inside a grouped unit of work the event is written in that unit's transaction
@@ -55,7 +68,23 @@ export class EventBus {
     private readonly logger: Logger,
     private readonly callbacks: CallbackSettings,
     private readonly afterCommit: (fn: () => void) => void = (fn) => fn(),
-  ) {}
+  ) {
+    this.#destinations = new DestinationPolicy({
+      allowed: callbacks.allowedDestinations ?? [],
+      production: callbacks.production ?? false,
+    });
+  }
+
+  /** Why a proposal's callbackUrl is refused before anything is stored (IP literals, unlisted names). */
+  callbackUrlRefusal(url: string): string | undefined {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      return 'it is not a valid URL';
+    }
+    return this.#destinations.refusalForUrl(parsed);
+  }
 
   /** Store an event, push it to subscribers, and deliver it to `callbackUrl` when given. */
   emit(
@@ -85,9 +114,10 @@ export class EventBus {
 
   #deliver(url: string, e: EventRecord, attempt: number): void {
     if (this.#closed) return;
-    const p = this.#post(url, e).then((ok) => {
+    const p = this.#post(url, e).then((outcome) => {
       this.#inflight.delete(p);
-      if (ok || this.#closed) return;
+      if (outcome === 'ok' || this.#closed) return;
+      if (outcome === 'refused') return; // the destination will not become allowed by retrying
       if (attempt >= this.callbacks.maxAttempts) {
         this.logger.warn({ proposalId: e.proposalId, seq: e.seq, attempts: attempt }, 'callback delivery gave up');
         return;
@@ -104,27 +134,52 @@ export class EventBus {
     this.#inflight.add(p);
   }
 
-  async #post(url: string, e: EventRecord): Promise<boolean> {
+  /**
+   * One POST over node:http(s) with the destination check in the socket's lookup. Resolves 'ok' on a 2xx,
+   * 'refused' when the destination is not allowed (not retried), 'failed' otherwise (retried).
+   */
+  #post(url: string, e: EventRecord): Promise<'ok' | 'failed' | 'refused'> {
     const body = JSON.stringify({ event: e });
     const ts = String(Date.now());
-    try {
-      const res = await fetch(url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'x-cosigner-event': e.type,
-          'x-cosigner-timestamp': ts,
-          'x-cosigner-signature': signCallback(this.callbacks.secret, ts, body),
+    const refused = (why: string): 'refused' => {
+      this.logger.warn({ proposalId: e.proposalId, seq: e.seq, reason: why }, 'callback destination refused');
+      return 'refused';
+    };
+    // An IP literal never goes through a lookup: judge it (and names the list refuses outright) here.
+    const early = this.callbackUrlRefusal(url);
+    if (early !== undefined) return Promise.resolve(refused(early));
+    const target = new URL(url);
+    const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+    return new Promise((resolve) => {
+      const req = send(
+        target,
+        {
+          method: 'POST',
+          agent: false,
+          lookup: this.#destinations.connectLookup(this.callbacks.lookup),
+          headers: {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(body),
+            'x-cosigner-event': e.type,
+            'x-cosigner-timestamp': ts,
+            'x-cosigner-signature': signCallback(this.callbacks.secret, ts, body),
+          },
+          signal: AbortSignal.timeout(this.callbacks.timeoutMs),
         },
-        body,
-        redirect: 'manual',
-        signal: AbortSignal.timeout(this.callbacks.timeoutMs),
+        (res) => {
+          // The answer's body is not used; read it away so the socket closes.
+          res.resume();
+          res.on('end', () =>
+            resolve(res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300 ? 'ok' : 'failed'),
+          );
+          res.on('error', () => resolve('failed'));
+        },
+      );
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        resolve(err.code === 'CALLBACK_DESTINATION_REFUSED' ? refused(err.message) : 'failed');
       });
-      await res.arrayBuffer().catch(() => undefined);
-      return res.status >= 200 && res.status < 300;
-    } catch {
-      return false;
-    }
+      req.end(body);
+    });
   }
 
   /** Stop retries; waits for requests in flight. */

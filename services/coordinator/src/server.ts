@@ -17,6 +17,7 @@ export async function start(opts: StartOptions): Promise<void> {
     network: opts.network,
     host: opts.host,
     port: opts.port,
+    allowedHosts: opts.allowedHosts,
   });
   const logger = createLogger({ name: 'coordinator', level: config.logLevel });
   const runtime = await prepareRuntime(config, logger);

@@ -1,6 +1,8 @@
 import { rm } from 'node:fs/promises';
+import { rawRequest } from '@cosigner/testkit/http';
 import { Keypair } from '@stellar/stellar-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { createApiKey } from '../src/apikeys.ts';
 import { FakeLedger, type Harness, harness, multisig, NETWORK, payment } from './helpers.ts';
 
@@ -362,6 +364,42 @@ describe('GET /v1/proposals, cancel, nodes, health, docs', () => {
       { id: 'n2' },
       { id: 'x1', connected: false, approvals: 0, misbehaviours: 0, lastSeen: null },
     ]);
+  });
+
+  it('answers only a Host it serves, over HTTP and the node WebSocket (DNS rebinding guard)', async () => {
+    const ledger = new FakeLedger();
+    const source = Keypair.random().publicKey();
+    ledger.accounts.set(source, multisig(source, signers(), 2));
+    h = await harness({ ledger, listen: true, config: { allowedHosts: ['coordinator'] } });
+    const url = h.url!;
+    const propose = (host: string) =>
+      rawRequest(url, {
+        method: 'POST',
+        path: '/v1/proposals',
+        headers: { host, ...auth(h!.adminKey) },
+        body: JSON.stringify({ xdr: payment(source) }),
+      });
+    const refused = await propose('rebind.attacker.example:8080');
+    expect(refused.status).toBe(403);
+    expect(JSON.parse(refused.body)).toMatchObject({ code: 'RUNTIME_HOST_NOT_ALLOWED' });
+    expect((await propose('127.evil.example')).status).toBe(403);
+    expect((await propose('coordinator:8080')).status).toBe(201);
+    expect((await propose(new URL(url).host)).status).toBe(201);
+    const upgrade = (host: string) =>
+      new Promise<number>((resolve) => {
+        const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/nodes/connect`, { headers: { host } });
+        ws.on('unexpected-response', (_req, res) => {
+          resolve(res.statusCode ?? 0);
+          ws.terminate();
+        });
+        ws.on('open', () => {
+          resolve(101);
+          ws.close();
+        });
+        ws.on('error', () => resolve(-1));
+      });
+    expect(await upgrade('rebind.attacker.example')).toBe(403);
+    expect(await upgrade('coordinator:8080')).toBe(101);
   });
 
   it('healthz, readyz (db + horizon), metrics, OpenAPI', async () => {

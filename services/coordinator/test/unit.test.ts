@@ -39,6 +39,12 @@ describe('config', () => {
     expect(c.production).toBe(false);
     expect(Object.isFrozen(c) && Object.isFrozen(c.limits)).toBe(true);
     expect(parseConfig({}).network).toBe(TESTNET_PASSPHRASE);
+    // --allowed-host adds to the file's list; a malformed name is refused by field.
+    expect(parseConfig({ allowedHosts: ['a'] }, { overrides: { allowedHosts: ['coordinator'] } }).allowedHosts).toEqual(
+      ['a', 'coordinator'],
+    );
+    expect(parseConfig({}, { overrides: { allowedHosts: ['b'] } }).allowedHosts).toEqual(['b']);
+    expect(() => parseConfig({ allowedHosts: ['a b'] })).toThrow(/allowedHosts\.0/);
   });
 
   it('reads YAML, resolves relative paths against the file, and names the offending field', async () => {

@@ -1,3 +1,4 @@
+import { hostCheck } from '@cosigner/runtime/hosts';
 import { secretEquals } from '@cosigner/runtime/secrets';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
@@ -12,8 +13,9 @@ import type { DecisionBody, Reviewer } from './review.ts';
 
 /**
  * The node's private admin API: health, readiness, metrics, and manual approval of held proposals.
- * It listens on 127.0.0.1 by default (config.ts refuses a non-loopback address without a token in
- * production). Every route has a response schema: it is also the leak guard (only listed fields leave).
+ * It listens on 127.0.0.1 by default; production mode requires the admin token whatever the address
+ * (config.ts). Every request must name a Host it serves and no foreign Origin (runtime/hosts.ts): loopback
+ * alone does not stop a browser that a rebinding DNS name points at 127.0.0.1. Every route has a response schema: it is also the leak guard (only listed fields leave).
  */
 
 export interface AppDeps {
@@ -28,6 +30,13 @@ export interface AppDeps {
   sendDecision(d: DecisionBody): void;
   /** When set, every /v1 route requires `authorization: Bearer <token>`. */
   adminToken?: string;
+  /**
+   * Host names (or IP literals) besides loopback and `localhost` this API answers for (config admin.allowedHosts).
+   * Any other Host, and any foreign Origin, is refused before routing: the DNS rebinding guard.
+   */
+  allowedHosts?: readonly string[];
+  /** The address the API listens on (a specific IP literal is served too). */
+  listenHost?: string;
   /** Keyring and roster routes (keyring-routes.ts) when given. */
   keyring?: Keyring;
   logger?: Logger;
@@ -86,6 +95,12 @@ export function build(deps: AppDeps) {
     // Anything else is a bug or a broken dependency: log it here, answer without internals.
     deps.logger?.error({ err }, 'admin API request failed');
     return reply.status(500).send(nodeErrors.error('NODE_INTERNAL').toJSON());
+  });
+
+  const checkHost = hostCheck({ allowedHosts: deps.allowedHosts, listenHost: deps.listenHost, checkOrigin: true });
+  app.addHook('onRequest', async (req, reply) => {
+    const refused = checkHost(req.headers);
+    if (refused) return reply.status(refused.status).send(refused.toJSON());
   });
 
   const guard = async (req: FastifyRequest): Promise<void> => {

@@ -3,6 +3,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { SignerConfig } from '@cosigner/keys/signer';
 import { parsePublicKeyB64 } from '@cosigner/protocol/identity';
+import { isLoopbackHost } from '@cosigner/runtime/hosts';
 import { isProduction } from '@cosigner/runtime/mode';
 import { type Static, Type } from 'typebox';
 import { Value } from 'typebox/value';
@@ -85,8 +86,19 @@ export const ConfigSchema = Type.Object(
       {
         host: Type.String({ default: '127.0.0.1' }),
         port: Type.Integer({ minimum: 0, maximum: 65535, default: 0 }),
-        /** File holding the admin API token (mode 0600). Required in production off loopback. */
+        /**
+         * File holding the admin API token (mode 0600). Required in production whatever the address: a browser
+         * reaches a loopback listener through DNS rebinding, so loopback alone does not authenticate anyone.
+         */
         tokenFile: Type.Optional(Type.String({ minLength: 1 })),
+        /**
+         * Host names (or IP literals) the admin API answers for besides loopback literals and `localhost`; any
+         * other Host header, and any foreign Origin, is refused (RUNTIME_HOST_NOT_ALLOWED, 403).
+         */
+        allowedHosts: Type.Array(Type.String({ minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.:_\\[\\]-]+$' }), {
+          maxItems: 64,
+          default: [],
+        }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -264,11 +276,12 @@ export async function loadConfig(
   });
 }
 
-const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
-
-/** True for addresses only this host can reach. */
+/**
+ * True for addresses only this host can reach: an IP literal in 127.0.0.0/8 or ::1, or `localhost`. Any other
+ * name is resolved by DNS and can point anywhere, whatever it starts with (`127.evil.example`).
+ */
 export function isLoopback(host: string): boolean {
-  return LOOPBACK.has(host) || host.startsWith('127.');
+  return isLoopbackHost(host);
 }
 
 async function refuseIfReadable(path: string, what: string, mask: number): Promise<string | undefined> {
@@ -295,8 +308,10 @@ export async function assertProductionSafe(config: NodeConfig, files: { ledger?:
       'key.credentials (static keys in the config) are for the KMS emulator only; use the AWS credential chain',
     );
   }
-  if (!isLoopback(config.admin.host) && !config.admin.tokenFile) {
-    problems.push(`admin.host ${config.admin.host} is not loopback and admin.tokenFile is not set`);
+  if (!config.admin.tokenFile) {
+    problems.push(
+      `admin.tokenFile is not set (the admin API at ${config.admin.host} approves held proposals; production requires its token on any address)`,
+    );
   }
   if (config.coordinator.url.startsWith('ws://') && !isLoopback(new URL(config.coordinator.url).hostname)) {
     problems.push('coordinator.url must use wss:// off this host');

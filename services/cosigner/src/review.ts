@@ -26,6 +26,22 @@ export interface PolicyEvaluation {
   outcome: Outcome;
   reasons: Reason[];
   spend: SpendEntry[];
+  /** Stroops of fee the transaction may charge to one of this node's accounts (packages/policy Decision.fee). */
+  fee?: bigint;
+}
+
+/**
+ * What signing adds to this node's velocity windows: the operations' outflows plus the fee charged to one of its
+ * accounts, as native spend (a fee is XLM leaving the account that pays it, like a payment).
+ */
+export function velocitySpend(evaluation: PolicyEvaluation): SpendEntry[] {
+  const fee = evaluation.fee ?? 0n;
+  if (fee <= 0n) return evaluation.spend;
+  const native = evaluation.spend.find((s) => s.assetKey === 'native');
+  const rest = evaluation.spend.filter((s) => s.assetKey !== 'native');
+  return [...rest, { assetKey: 'native', amount: (native?.amount ?? 0n) + fee }].sort((a, b) =>
+    a.assetKey < b.assetKey ? -1 : a.assetKey > b.assetKey ? 1 : 0,
+  );
 }
 
 /** The policy, bound to its loaded document: `now` in unix seconds; `spent` reads this node's ledger. */
@@ -296,7 +312,7 @@ export class Reviewer {
             signHash: prep.hash,
             ...slot,
             signer: this.#d.signer.address,
-            spend: evaluation.spend,
+            spend: velocitySpend(evaluation),
             manual: false,
           },
           now,
@@ -386,7 +402,7 @@ export class Reviewer {
           signHash: prep.hash,
           ...slot,
           signer: this.#d.signer.address,
-          spend: evaluation.spend,
+          spend: velocitySpend(evaluation),
           manual: true,
         },
         now,

@@ -32,6 +32,8 @@ export async function start(opts: StartOptions): Promise<{ url: string; close: (
     sessionUp: () => node.session.isUp,
     sendDecision: (d) => node.session.sendDecision(d),
     adminToken: node.adminToken,
+    allowedHosts: config.admin.allowedHosts,
+    listenHost: config.admin.host,
     keyring: node.keyring,
     logger,
   });

@@ -5,6 +5,7 @@ import { createSigner } from '@cosigner/keys/factory';
 import { evaluate } from '@cosigner/policy/evaluate';
 import { loadPolicy } from '@cosigner/policy/schema';
 import { createLogger } from '@cosigner/runtime/logger';
+import { rawRequest } from '@cosigner/testkit/http';
 import { Keypair } from '@stellar/stellar-sdk';
 import { afterAll, describe, expect, it } from 'vitest';
 import { build } from '../src/app.ts';
@@ -19,7 +20,7 @@ afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-async function setup(opts: { token?: string; keyOk?: boolean; sessionUp?: boolean } = {}) {
+async function setup(opts: { token?: string; keyOk?: boolean; sessionUp?: boolean; allowedHosts?: string[] } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'cosigner-app-'));
   dirs.push(dir);
   const account = Keypair.random().publicKey();
@@ -48,6 +49,7 @@ async function setup(opts: { token?: string; keyOk?: boolean; sessionUp?: boolea
     sessionUp: () => opts.sessionUp ?? true,
     sendDecision: (d) => sent.push(d),
     adminToken: opts.token,
+    ...(opts.allowedHosts ? { allowedHosts: opts.allowedHosts } : {}),
   });
   const hold = async (seq: string, id: string) => {
     const d = await reviewer.review({
@@ -139,6 +141,40 @@ describe('admin API', () => {
     expect(a.ledger.pending('h-3')?.state).toBe('held');
     // Health stays open (probes carry no token).
     expect((await a.app.inject({ url: '/healthz' })).statusCode).toBe(200);
+  });
+
+  it('refuses a foreign Host (DNS rebinding) and a foreign Origin over a real socket: nothing approved, nothing signed', async () => {
+    const a = await setup({ allowedHosts: ['node-0.internal'] });
+    await a.hold('8', 'h-4');
+    const url = await a.app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const approve = (headers: Record<string, string>) =>
+        rawRequest(url, { method: 'POST', path: '/v1/pending/h-4/approve', headers, body: '{}' });
+      for (const host of ['rebind.attacker.example', 'rebind.attacker.example:7400', '127.evil.example']) {
+        const r = await approve({ host });
+        expect(r.status, host).toBe(403);
+        expect(JSON.parse(r.body)).toMatchObject({ code: 'RUNTIME_HOST_NOT_ALLOWED' });
+      }
+      for (const origin of ['http://rebind.attacker.example', 'null']) {
+        const r = await approve({ host: new URL(url).host, origin });
+        expect(r.status, origin).toBe(403);
+        expect(JSON.parse(r.body)).toMatchObject({ code: 'RUNTIME_ORIGIN_NOT_ALLOWED' });
+      }
+      const roster = await rawRequest(url, { path: '/v1/pending', headers: { host: 'rebind.attacker.example' } });
+      expect(roster.status).toBe(403);
+      expect(a.ledger.pending('h-4')?.state).toBe('held');
+      expect(a.sent).toHaveLength(0);
+      expect(a.ledger.counts().signatures).toBe(0);
+      // Loopback literals, localhost and the configured name are served.
+      for (const host of [new URL(url).host, 'localhost:7400', '[::1]:7400', 'NODE-0.internal']) {
+        expect((await rawRequest(url, { path: '/v1/pending', headers: { host } })).status, host).toBe(200);
+      }
+      const ok = await approve({ host: 'localhost', origin: 'http://localhost:3000' });
+      expect(ok.status).toBe(200);
+      expect(a.sent).toHaveLength(1);
+    } finally {
+      await a.app.close();
+    }
   });
 
   it('answers 500 without details when something unexpected fails', async () => {

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,10 +59,18 @@ describe('cosigner node commands', () => {
     await expect(program().p.parseAsync(args)).rejects.toMatchObject({ code: 'EEXIST' });
     const kmsOut = join(d, 'kms.yaml');
     await program().p.parseAsync([...args, '--key-backend', 'aws-kms', '--kms-key-id', 'alias/x', '--output', kmsOut]);
-    expect(await loadConfig(kmsOut)).toMatchObject({ mode: 'production', key: { type: 'aws-kms', keyId: 'alias/x' } });
+    const kms = await loadConfig(kmsOut);
+    expect(kms).toMatchObject({ mode: 'production', key: { type: 'aws-kms', keyId: 'alias/x' } });
+    // Production requires the admin token whatever the address: init writes one (0600) and names it.
+    expect(kms.admin.tokenFile).toBe(join(d, 'admin.token'));
+    expect((await stat(join(d, 'admin.token'))).mode & 0o777).toBe(0o600);
+    const token = await readFile(join(d, 'admin.token'), 'utf8');
+    expect(token.trim().length).toBeGreaterThanOrEqual(43);
+    expect(c.admin.tokenFile).toBeUndefined(); // development (local backend): optional
     const hsmOut = join(d, 'hsm.yaml');
     await program().p.parseAsync([...args, '--key-backend', 'pkcs11', '--output', hsmOut]);
     expect((await loadConfig(hsmOut)).key.type).toBe('pkcs11');
+    expect(await readFile(join(d, 'admin.token'), 'utf8')).toBe(token); // an existing token is kept
     await expect(
       program().p.parseAsync([...args.slice(0, -1), 'not-a-key', '--output', join(d, 'z.yaml')]),
     ).rejects.toMatchObject({

@@ -124,7 +124,7 @@ describe('node config', () => {
     };
     expect(err.code).toBe('NODE_CONFIG_UNSAFE');
     expect(err.details.problems.join('\n')).toMatch(/local is for development only/);
-    expect(err.details.problems.join('\n')).toMatch(/admin\.host 0\.0\.0\.0/);
+    expect(err.details.problems.join('\n')).toMatch(/admin\.tokenFile is not set \(the admin API at 0\.0\.0\.0/);
     expect(err.details.problems.join('\n')).toMatch(/wss/);
     expect(err.details.problems.join('\n')).toMatch(/config file .* readable by others/);
     expect(err.details.problems.join('\n')).toMatch(/identity key .* readable/);
@@ -138,12 +138,15 @@ describe('node config', () => {
     );
     await expect(assertProductionSafe(kms)).rejects.toThrow(/static keys/);
     for (const f of [cfgFile, ledger, identity]) await chmod(f, 0o600);
+    const tokenFile = join(dir, 'admin.token');
+    await writeFile(tokenFile, 'token', { mode: 0o600 });
     const good = parseConfig(
       base({
         mode: 'production',
         identityKeyFile: identity,
         key: { type: 'aws-kms', keyId: 'k', region: 'r' },
         coordinator: { url: 'wss://c.example', publicKeys: [coordKey] },
+        admin: { tokenFile },
       }),
       { baseDir: dir, configFile: cfgFile },
     );
@@ -151,6 +154,57 @@ describe('node config', () => {
     await expect(assertProductionSafe(parseConfig(base(), { baseDir: dir }))).resolves.toBeUndefined(); // development
     expect(isLoopback('127.0.0.2')).toBe(true);
     expect(isLoopback('10.0.0.1')).toBe(false);
+  });
+
+  it('production mode requires the admin token on loopback too (a browser reaches loopback through DNS rebinding)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cosigner-prod-'));
+    dirs.push(dir);
+    const c = parseConfig(
+      base({
+        mode: 'production',
+        key: { type: 'aws-kms', keyId: 'k', region: 'r' },
+        coordinator: { url: 'wss://c.example', publicKeys: [coordKey] },
+        admin: { host: '127.0.0.1', allowedHosts: ['node-0'] },
+      }),
+      { baseDir: dir },
+    );
+    expect(c.admin.allowedHosts).toEqual(['node-0']);
+    await expect(assertProductionSafe(c)).rejects.toThrow(/admin\.tokenFile is not set/);
+  });
+
+  it('loopback means an IP literal in 127.0.0.0/8, ::1 or localhost; 127.evil.example is a name like any other', async () => {
+    for (const h of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', '::ffff:127.0.0.1', 'localhost', 'LOCALHOST']) {
+      expect(isLoopback(h), h).toBe(true);
+    }
+    for (const h of [
+      '127.evil.example',
+      '127.0.0.1.nip.io',
+      '127.',
+      '128.0.0.1',
+      '10.0.0.1',
+      '::2',
+      'localhost.evil',
+    ]) {
+      expect(isLoopback(h), h).toBe(false);
+    }
+    const dir = await mkdtemp(join(tmpdir(), 'cosigner-prod-'));
+    dirs.push(dir);
+    const tokenFile = join(dir, 'admin.token');
+    await writeFile(tokenFile, 'token', { mode: 0o600 });
+    const withUrl = (url: string) =>
+      parseConfig(
+        base({
+          mode: 'production',
+          key: { type: 'aws-kms', keyId: 'k', region: 'r' },
+          coordinator: { url, publicKeys: [coordKey] },
+          admin: { tokenFile },
+        }),
+        { baseDir: dir },
+      );
+    await expect(assertProductionSafe(withUrl('ws://127.evil.example:8080'))).rejects.toThrow(/wss/);
+    await expect(assertProductionSafe(withUrl('ws://127.0.0.1:8080'))).resolves.toBeUndefined();
+    await expect(assertProductionSafe(withUrl('ws://[::1]:8080'))).resolves.toBeUndefined();
+    await expect(assertProductionSafe(withUrl('ws://localhost:8080'))).resolves.toBeUndefined();
   });
 
   it('reads the crash hook only in development mode', () => {

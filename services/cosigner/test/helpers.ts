@@ -51,6 +51,8 @@ export interface PolicyOptions {
   maxPerTx?: string;
   velocity?: { window: string; max: string }[];
   maxFee?: number;
+  /** fees.maxFeeBump (stroops); production requires it. */
+  maxFeeBump?: number;
   maxWindowSeconds?: number;
   holdAbove?: string;
 }
@@ -65,7 +67,7 @@ export function policyYaml(o: PolicyOptions): string {
       { asset: 'native', maxPerTx: o.maxPerTx ?? '100', velocity: o.velocity ?? [{ window: '1h', max: '250' }] },
     ],
     ...(o.allow ? { destinations: { allow: o.allow } } : {}),
-    fees: { maxFee: o.maxFee ?? 1000 },
+    fees: { maxFee: o.maxFee ?? 1000, ...(o.maxFeeBump !== undefined ? { maxFeeBump: o.maxFeeBump } : {}) },
     validity: { maxWindowSeconds: o.maxWindowSeconds ?? 300 },
     ...(o.holdAbove ? { manualApproval: { amountAbove: [{ asset: 'native', amount: o.holdAbove }] } } : {}),
   });

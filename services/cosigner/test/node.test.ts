@@ -64,7 +64,7 @@ describe('createNode', () => {
     }
   });
 
-  it('reads an admin token file, and refuses a policy for another network, an unreadable policy, an unsafe production config and a bad key', async () => {
+  it('reads an admin token file, and refuses a policy for another network, an unreadable policy, an uncapped or unsafe production config and a bad key', async () => {
     const d = await dir();
     const account = Keypair.random().publicKey();
     const tokenFile = join(d, 'admin.token');
@@ -93,10 +93,23 @@ describe('createNode', () => {
     await rm(files.policy);
     await expect(createNode(noPolicy, { logger })).rejects.toThrow(/Cannot read the policy file/);
 
-    const prod = await writeNodeFiles(await dir(), {
+    // Production refuses a policy that does not cap the fee of a fee bump (or of a transaction), naming the field.
+    const uncapped = await writeNodeFiles(await dir(), {
       coordinatorUrl: 'ws://127.0.0.1:1',
       coordinatorKeys: [Buffer.alloc(32, 1).toString('base64')],
       policy: { accounts: [account] },
+      mode: 'production',
+    });
+    await expect(createNode(await loadConfig(uncapped.config), { logger })).rejects.toMatchObject({
+      code: 'POLICY_NO_FEE_CAP',
+      details: { field: 'fees.maxFeeBump' },
+      message: expect.stringContaining('fees.maxFeeBump'),
+    });
+
+    const prod = await writeNodeFiles(await dir(), {
+      coordinatorUrl: 'ws://127.0.0.1:1',
+      coordinatorKeys: [Buffer.alloc(32, 1).toString('base64')],
+      policy: { accounts: [account], maxFeeBump: 2000 },
       mode: 'production',
     });
     await expect(createNode(await loadConfig(prod.config), { logger })).rejects.toMatchObject({

@@ -96,6 +96,36 @@ function verifies(r: Rig, hash: string, sigB64: string | undefined): boolean {
 }
 
 describe('review pipeline', () => {
+  it('charged fees count toward the velocity windows of the account that pays them (a fee bump: its fee source)', async () => {
+    const r = await rig({ maxPerTx: '100', velocity: [{ window: '1h', max: '20' }], maxFee: 100_000_000 });
+    const nowS = () => Math.floor(r.clock.ms / 1000);
+    const first = await r.reviewer.review(
+      proposal(buildTx({ source: r.account, seq: '61', fee: '50000000', ops: [pay(r.dest, '10')] })),
+    );
+    expect(first.outcome).toBe('approve');
+    expect(r.ledger.spent('native', 3600, nowS())).toBe(150_000_000n); // 10 XLM + a 5 XLM fee
+    // 1 XLM more fits the 20 XLM window; with its 5 XLM fee it does not.
+    const second = await r.reviewer.review(
+      proposal(buildTx({ source: r.account, seq: '62', fee: '50000000', ops: [pay(r.dest, '1')] })),
+    );
+    expect(second.outcome).toBe('reject');
+    expect(second.reasons.map((x) => x.code)).toEqual(['VELOCITY_EXCEEDED']);
+    expect(second.signature).toBeUndefined();
+    expect(r.ledger.spent('native', 3600, nowS())).toBe(150_000_000n);
+    // A fee bump our account pays: the outer fee (1.5 XLM base fee x (1 + 1) operations = 3 XLM) is charged, the
+    // inner fee (100 stroops) is not.
+    const inner = buildTx({ source: r.account, seq: '63', fee: '100', ops: [pay(r.dest, '1')] });
+    const bumped = await r.reviewer.review(proposal(feeBump(inner, r.account, '15000000')));
+    expect(bumped.outcome).toBe('approve');
+    expect(r.ledger.spent('native', 3600, nowS())).toBe(190_000_000n);
+    // The window is now 1 XLM from full: a 1 XLM payment with a 100-stroop fee no longer fits.
+    const full = await r.reviewer.review(
+      proposal(buildTx({ source: r.account, seq: '64', fee: '100', ops: [pay(r.dest, '1')] })),
+    );
+    expect(full.reasons.map((x) => x.code)).toEqual(['VELOCITY_EXCEEDED']);
+    r.ledger.close();
+  });
+
   it('one WAL sync per signature: the reservation rides on the signature commit; a refusal is synced itself', async () => {
     const r = await rig();
     const ok = buildTx({ source: r.account, seq: '41', ops: [pay(r.dest, '1')] });
@@ -127,10 +157,11 @@ describe('review pipeline', () => {
       seq: '11',
     });
     const nowS = Math.floor(r.clock.ms / 1000);
-    expect(r.ledger.spent('native', 3600, nowS)).toBe(100_000_000n);
+    // 10 XLM sent plus the 100-stroop fee the account pays.
+    expect(r.ledger.spent('native', 3600, nowS)).toBe(100_000_100n);
     const again = await r.reviewer.review({ ...p, proposalId: 'p-again' });
     expect(again.signature).toBe(d.signature);
-    expect(r.ledger.spent('native', 3600, nowS)).toBe(100_000_000n); // not counted twice
+    expect(r.ledger.spent('native', 3600, nowS)).toBe(100_000_100n); // not counted twice
     const types = r.audit.tail(50).map((e) => e.type);
     expect(types).toEqual(expect.arrayContaining(['proposal.seen', 'decision', 'signature.released']));
     expect(JSON.stringify(r.audit.tail(50))).not.toContain(xdr);

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { hostCheck } from '@cosigner/runtime/hosts';
 import { createLogger } from '@cosigner/runtime/logger';
 import { isProduction, refuseInProduction } from '@cosigner/runtime/mode';
 import Fastify, {
@@ -28,6 +29,10 @@ export interface BuildOptions {
   /** Largest accepted request body. KMS requests are small: a 4 KiB message is about 5.5 KiB of JSON. */
   bodyLimit?: number;
   env?: NodeJS.ProcessEnv;
+  /** Host names it answers for besides loopback literals and `localhost` (`--allowed-host`, compose: kms-<i>). */
+  allowedHosts?: readonly string[];
+  /** The address it listens on (a specific IP literal is served too). */
+  listenHost?: string;
 }
 
 /** The emulator's default body limit (64 KiB). */
@@ -80,6 +85,14 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   app.setNotFoundHandler((_req, reply) => {
     const e = awsError('UnknownOperationException', 'Send AWS JSON 1.1 requests as POST /.');
     send(reply.status(404), 404, JSON.stringify(e.body()));
+  });
+
+  // DNS rebinding guard (runtime/hosts.ts): a web page whose name resolves to this host gets nothing, and no
+  // browser origin at all is served (KMS clients are SDKs, which send no Origin).
+  const checkHost = hostCheck({ allowedHosts: opts.allowedHosts, listenHost: opts.listenHost, checkOrigin: true });
+  app.addHook('onRequest', async (req, reply) => {
+    const refused = checkHost(req.headers);
+    if (refused) return reply.status(refused.status).send(refused.toJSON());
   });
 
   app.get('/healthz', async () => ({ ok: true }));

@@ -17,6 +17,7 @@ export interface CommandFlags {
   config?: string;
   masterKeyFile?: string;
   accounts: number;
+  allowedHost?: string[];
 }
 
 /** `cosigner kms-emulator`: the AWS KMS-compatible emulator for development and tests. */
@@ -26,6 +27,11 @@ export function register(program: Command): void {
     .description('AWS KMS-compatible emulator (development and tests only; refused when NODE_ENV=production)')
     .option('--port <port>', 'port to listen on (0 picks a free one)', intOption('--port', 0, 65535), 4566)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option(
+      '--allowed-host <name>',
+      'a Host name it answers for besides loopback and localhost (repeatable; compose: the service name)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .option('--ready-file <path>', 'write {url, pid, accountsFile, dataDir} here once serving')
     .option('--data-dir <dir>', 'accounts.json, master.key, sealed keys.json and audit.jsonl', '.cosigner/kms-emulator')
     .option('--config <file>', 'accounts file (JSON or YAML, mode 0600) instead of the generated accounts.json')

@@ -20,6 +20,9 @@ export interface EmulatorOptions {
   logger: Logger;
   now?: () => number;
   env?: NodeJS.ProcessEnv;
+  /** Host names served besides loopback and `localhost`, and the listen address (app.ts). */
+  allowedHosts?: readonly string[];
+  host?: string;
 }
 
 export interface Emulator {
@@ -73,6 +76,15 @@ export async function openEmulator(o: EmulatorOptions): Promise<Emulator> {
   const audit = await AuditLog.open(join(dataDir, 'audit.jsonl'), (err) =>
     o.logger.error({ err }, 'kms-emulator cannot write its audit log'),
   );
-  const app = await build({ accounts, store, audit, logger: o.logger, now: o.now, env: o.env });
+  const app = await build({
+    accounts,
+    store,
+    audit,
+    logger: o.logger,
+    now: o.now,
+    env: o.env,
+    allowedHosts: o.allowedHosts,
+    listenHost: o.host,
+  });
   return { app, accountsFile, accounts, dataDir };
 }

@@ -383,7 +383,7 @@ export const OPERATIONS: Record<string, Operation> = {
       keySpec: spec,
       keyUsage: wanted,
       state: 'Enabled',
-      policy: policy ?? defaultPolicy(ctx.account),
+      policy: policy ?? defaultPolicy(ctx.account, wanted),
       tags,
     });
     ctx.audit.keyArn = key.arn;

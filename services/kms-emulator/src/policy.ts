@@ -125,24 +125,53 @@ export function isAuthorized(policy: PolicyStatement[], caller: Caller, keyAccou
 }
 
 /**
- * The default key policy of a key created in `account`: its admin principals may do everything, its node
- * principals only NODE_ACTIONS, nobody else anything (no account-root delegation, no other account).
+ * What the default key policy lets an account's admin principals do with a signing key: the
+ * `KeyAdministration` statement of docs/operations/aws-kms.md (manage, disable, delete, re-policy, alias, tag),
+ * plus reading the public key, which `cosigner keys create` reports (it is public: it is the account signer).
+ * No `kms:Sign`, `kms:Verify`, `kms:CreateGrant` and no wildcard: an administrator can disable or delete the
+ * key but cannot make it sign (separation of duties).
  */
-export function defaultPolicy(account: Account): string {
+export const ADMIN_KEY_ACTIONS = [
+  'kms:DescribeKey',
+  'kms:GetPublicKey',
+  'kms:GetKeyPolicy',
+  'kms:PutKeyPolicy',
+  'kms:EnableKey',
+  'kms:DisableKey',
+  'kms:ScheduleKeyDeletion',
+  'kms:CancelKeyDeletion',
+  'kms:TagResource',
+  'kms:UntagResource',
+  'kms:CreateAlias',
+  'kms:UpdateAlias',
+  'kms:DeleteAlias',
+  'kms:ListResourceTags',
+] as const;
+
+/** Data-key actions an admin may use on a symmetric (ENCRYPT_DECRYPT) key, which no node signs with. */
+const ADMIN_DATA_ACTIONS = ['kms:Encrypt', 'kms:Decrypt', 'kms:GenerateDataKey'] as const;
+
+/**
+ * The default key policy of a key created in `account`, the least-privilege split that production documents
+ * (docs/operations/aws-kms.md): its admin principals manage the key (ADMIN_KEY_ACTIONS), its node principals
+ * may only sign with it and read it (NODE_ACTIONS), nobody else anything (no account-root delegation, no other
+ * account). A symmetric key's admins may also encrypt and decrypt with it.
+ */
+export function defaultPolicy(account: Account, keyUsage: 'SIGN_VERIFY' | 'ENCRYPT_DECRYPT' = 'SIGN_VERIFY'): string {
   const admins = account.principals.filter((p) => p.role === 'admin').map((p) => p.arn);
   const nodes = account.principals.filter((p) => p.role === 'node').map((p) => p.arn);
   const statements: Record<string, unknown>[] = [
     {
-      Sid: 'Allow administration of the key',
+      Sid: 'KeyAdministration',
       Effect: 'Allow',
       Principal: { AWS: admins },
-      Action: 'kms:*',
+      Action: keyUsage === 'ENCRYPT_DECRYPT' ? [...ADMIN_KEY_ACTIONS, ...ADMIN_DATA_ACTIONS] : [...ADMIN_KEY_ACTIONS],
       Resource: '*',
     },
   ];
   if (nodes.length > 0) {
     statements.push({
-      Sid: 'Allow the cosigner node to sign with the key',
+      Sid: 'NodeSigns',
       Effect: 'Allow',
       Principal: { AWS: nodes },
       Action: [...NODE_ACTIONS],

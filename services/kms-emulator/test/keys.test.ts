@@ -46,6 +46,19 @@ describe('kms-emulator key management, aliases and key policies', () => {
     });
   });
 
+  it('the default key policy refuses Sign to the admin that created the key (separation of duties)', async () => {
+    const denied = await h.call(h.admin(), 'Sign', SIGN(keyId));
+    expect(denied.status).toBe(400);
+    expect(denied.body.__type).toBe('AccessDeniedException');
+    const policy = JSON.parse(String((await h.call(h.admin(), 'GetKeyPolicy', { KeyId: keyId })).body.Policy));
+    expect(JSON.stringify(policy)).not.toContain('kms:*');
+    // The admin still manages it and reads its public key; the node signs.
+    expect((await h.call(h.admin(), 'GetPublicKey', { KeyId: keyId })).status).toBe(200);
+    expect((await h.call(h.admin(), 'DisableKey', { KeyId: keyId })).status).toBe(200);
+    expect((await h.call(h.admin(), 'EnableKey', { KeyId: keyId })).status).toBe(200);
+    expect((await h.call(h.node(), 'Sign', SIGN(keyId))).status).toBe(200);
+  });
+
   it("refuses another account's key: AccessDenied by ARN, NotFound by bare id (ids resolve in the caller's account)", async () => {
     for (const who of [h.admin(1), h.node(1)]) {
       const r = await h.call(who, 'Sign', SIGN(arn));

@@ -16,7 +16,7 @@ describe('key policy evaluation', () => {
     expect(actionMatches('kms:Sign', 'kms:SignX')).toBe(false);
   });
 
-  it('gives the default policy: admin everything, node only sign-side actions, no one else', () => {
+  it('gives the least-privilege default policy: the admin manages a signing key and cannot sign, the node only signs and reads it', () => {
     const { accounts } = generateAccounts(2);
     const a = accounts[0]!;
     const policy = parsePolicy(defaultPolicy(a));
@@ -24,9 +24,26 @@ describe('key policy evaluation', () => {
       const p = acct.principals.find((x) => x.role === role)!;
       return { accountId: acct.accountId, arn: p.arn, role, accessKeyId: p.accessKeyId };
     };
-    for (const action of ['kms:CreateAlias', 'kms:ScheduleKeyDeletion', 'kms:PutKeyPolicy', 'kms:Sign']) {
-      expect(isAuthorized(policy, caller(a, 'admin'), a.accountId, action)).toBe(true);
+    for (const action of [
+      'kms:CreateAlias',
+      'kms:ScheduleKeyDeletion',
+      'kms:CancelKeyDeletion',
+      'kms:PutKeyPolicy',
+      'kms:GetKeyPolicy',
+      'kms:DisableKey',
+      'kms:EnableKey',
+      'kms:TagResource',
+      'kms:DescribeKey',
+      'kms:GetPublicKey',
+    ]) {
+      expect(isAuthorized(policy, caller(a, 'admin'), a.accountId, action), action).toBe(true);
     }
+    // Separation of duties (docs/operations/aws-kms.md): the administrator can disable or delete the key but
+    // cannot make it sign, nor get a grant that would.
+    for (const action of ['kms:Sign', 'kms:Verify', 'kms:CreateGrant', 'kms:Decrypt']) {
+      expect(isAuthorized(policy, caller(a, 'admin'), a.accountId, action), action).toBe(false);
+    }
+    expect(defaultPolicy(a)).not.toContain('kms:*');
     for (const action of ['kms:Sign', 'kms:Verify', 'kms:GetPublicKey', 'kms:DescribeKey']) {
       expect(isAuthorized(policy, caller(a, 'node'), a.accountId, action)).toBe(true);
     }
@@ -37,6 +54,12 @@ describe('key policy evaluation', () => {
     // An account without node principals gets an admin-only policy.
     const adminOnly = { ...a, principals: a.principals.filter((p) => p.role === 'admin') };
     expect(parsePolicy(defaultPolicy(adminOnly))).toHaveLength(1);
+    // A symmetric (ENCRYPT_DECRYPT) key is data protection, not a signer: its admin may also use it.
+    const sym = parsePolicy(defaultPolicy(a, 'ENCRYPT_DECRYPT'));
+    for (const action of ['kms:Encrypt', 'kms:Decrypt', 'kms:GenerateDataKey']) {
+      expect(isAuthorized(sym, caller(a, 'admin'), a.accountId, action), action).toBe(true);
+    }
+    expect(isAuthorized(sym, caller(a, 'admin'), a.accountId, 'kms:Sign')).toBe(false);
   });
 });
 

@@ -11,6 +11,7 @@ import {
   SignCommand,
   VerifyCommand,
 } from '@aws-sdk/client-kms';
+import { rawRequest } from '@cosigner/testkit/http';
 import { type RunningProcess, startCosignerProcess, tempDir } from '@cosigner/testkit/process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AccountPrincipal, AccountsFile } from '../src/accounts.ts';
@@ -41,13 +42,35 @@ describe('cosigner kms-emulator as a real process with the real AWS SDK', () => 
 
   beforeAll(async () => {
     dir = await tempDir('kms-emu-proc-');
-    proc = await startCosignerProcess({ args: ['kms-emulator', '--data-dir', join(dir, 'kms')] });
+    proc = await startCosignerProcess({
+      args: ['kms-emulator', '--data-dir', join(dir, 'kms'), '--allowed-host', 'kms-0'],
+    });
     expect(proc.ready.accountsFile).toBe(join(dir, 'kms', 'accounts.json'));
     accounts = JSON.parse(await readFile(String(proc.ready.accountsFile), 'utf8')) as AccountsFile;
   });
   afterAll(async () => {
     await proc?.stop();
     await rm(dir, { recursive: true, force: true });
+  });
+
+  it('answers only loopback, localhost and its --allowed-host names, and no web origin (DNS rebinding)', async () => {
+    const port = new URL(proc.url).port;
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `kms-0:${port}`]) {
+      expect((await rawRequest(proc.url, { path: '/healthz', headers: { host } })).status, host).toBe(200);
+    }
+    for (const host of ['rebind.attacker.example', `127.evil.example:${port}`, 'kms-1']) {
+      const r = await rawRequest(proc.url, { method: 'POST', path: '/', headers: { host }, body: '{}' });
+      expect(r.status, host).toBe(403);
+      expect(JSON.parse(r.body)).toMatchObject({ code: 'RUNTIME_HOST_NOT_ALLOWED' });
+    }
+    const foreign = await rawRequest(proc.url, {
+      method: 'POST',
+      path: '/',
+      headers: { host: `127.0.0.1:${port}`, origin: 'http://rebind.attacker.example' },
+      body: '{}',
+    });
+    expect(foreign.status).toBe(403);
+    expect(JSON.parse(foreign.body)).toMatchObject({ code: 'RUNTIME_ORIGIN_NOT_ALLOWED' });
   });
 
   it('creates a key as admin, signs as node, survives a restart, and audits without message bytes', async () => {

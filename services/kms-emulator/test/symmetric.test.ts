@@ -87,6 +87,15 @@ describe('kms-emulator SYMMETRIC_DEFAULT: Encrypt, Decrypt, GenerateDataKey', ()
   });
 
   it('keeps key usages apart and checks types and limits', async () => {
+    // Usage is checked after authorization (as in AWS): let the admin call everything on both keys here, so
+    // what is refused is the usage, not the least-privilege default policy.
+    const everything = JSON.stringify({
+      Version: '2012-10-17',
+      Statement: [{ Effect: 'Allow', Principal: { AWS: h.admin().arn }, Action: 'kms:*', Resource: '*' }],
+    });
+    for (const k of [keyId, signKey]) {
+      expect((await h.call(h.admin(), 'PutKeyPolicy', { KeyId: k, Policy: everything })).status).toBe(200);
+    }
     const cases: [string, Record<string, unknown>, string][] = [
       ['Sign', { KeyId: keyId, Message: b64('m'), SigningAlgorithm: 'ED25519_SHA_512' }, 'InvalidKeyUsageException'],
       ['GetPublicKey', { KeyId: keyId }, 'UnsupportedOperationException'],

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { hostCheck } from '@cosigner/runtime/hosts';
 import type { Logger } from '@cosigner/runtime/logger';
 import formbody from '@fastify/formbody';
 import { Account, Operation, TimeoutInfinite, TransactionBuilder } from '@stellar/stellar-sdk';
@@ -48,6 +49,10 @@ export interface LedgerSimOptions {
   logger?: Logger;
   /** Clock in milliseconds (tests move time). */
   now?: () => number;
+  /** Host names it answers for besides loopback literals and `localhost` (`--allowed-host`, compose: ledger). */
+  allowedHosts?: readonly string[];
+  /** The address it listens on (a specific IP literal is served too). */
+  listenHost?: string;
 }
 
 /** What the app exposes for tests and the server: the state, the engine and the ledger close. */
@@ -163,6 +168,13 @@ export async function build(opts: LedgerSimOptions = {}): Promise<FastifyInstanc
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
   });
   app.decorate('ledger', ledger);
+  // DNS rebinding guard (runtime/hosts.ts). Origin is not checked: browser tools (Stellar Laboratory, wallets)
+  // talk to Horizon from their own origins, and the Host check alone keeps a rebinding name out.
+  const checkHost = hostCheck({ allowedHosts: opts.allowedHosts, listenHost: opts.listenHost });
+  app.addHook('onRequest', async (req, reply) => {
+    const refused = checkHost(req.headers);
+    if (refused) return reply.status(refused.status).send(refused.toJSON());
+  });
   await app.register(formbody, { bodyLimit });
 
   const baseOf = (req: { protocol: string; host: string }): string => `${req.protocol}://${req.host}`;

@@ -18,6 +18,11 @@ export function register(program: Command): void {
     )
     .option('--port <port>', 'port to listen on (0 picks a free one)', intOption('--port', 0, 65535), 8000)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option(
+      '--allowed-host <name>',
+      'a Host name it answers for besides loopback and localhost (repeatable; compose: the service name)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .option('--ready-file <path>', 'write {url, rpcUrl, pid, networkPassphrase} here once serving')
     .option('--data-dir <dir>', 'where the snapshot ledger.json lives (kept across restarts)', '.cosigner/ledger-sim')
     .option('--in-memory', 'keep no snapshot: state ends with the process')

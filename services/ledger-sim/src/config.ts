@@ -13,6 +13,8 @@ export interface CommandFlags {
   network?: string;
   closeMs?: number;
   inMemory?: boolean;
+  /** `--allowed-host` (repeatable): Host names served besides loopback and `localhost`. */
+  allowedHost?: string[];
 }
 
 /** The checked, frozen configuration the server runs with. */
@@ -24,6 +26,8 @@ export interface LedgerSimConfig {
   readonly dataDir?: string;
   readonly networkPassphrase: string;
   readonly closeMs: number;
+  /** Host names served besides loopback literals and `localhost` (absent: those only). */
+  readonly allowedHosts?: readonly string[];
 }
 
 const FILE_KEYS = new Set(['network', 'closeMs', 'dataDir', 'host', 'port']);
@@ -83,5 +87,6 @@ export async function resolveConfig(
     ...(flags.inMemory === true ? {} : { dataDir: dataDir as string }),
     networkPassphrase: network,
     closeMs,
+    ...(flags.allowedHost !== undefined ? { allowedHosts: Object.freeze([...flags.allowedHost]) } : {}),
   });
 }

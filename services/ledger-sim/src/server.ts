@@ -9,6 +9,8 @@ export async function start(cfg: LedgerSimConfig): Promise<{ url: string; close:
   const app = await build({
     networkPassphrase: cfg.networkPassphrase,
     closeMs: cfg.closeMs,
+    allowedHosts: cfg.allowedHosts,
+    listenHost: cfg.host,
     ...(cfg.dataDir !== undefined ? { dataDir: cfg.dataDir } : {}),
     logger,
   });

@@ -427,6 +427,7 @@ describe('configuration', () => {
     expect(cmd.options.map((o) => o.long)).toEqual([
       '--port',
       '--host',
+      '--allowed-host',
       '--ready-file',
       '--data-dir',
       '--in-memory',

@@ -19,7 +19,9 @@ import type { ClusterDriver } from '../driver.ts';
  * no netem, KEYS-AND-CLUSTER-NOTES.md), so its calls crawl through TCP retransmits; the ledger simulator is stopped gracefully (`docker stop`) and started again. The
  * coordinator and the ledger are published on fixed loopback ports chosen at start, so their URLs survive
  * restarts. Node ledgers are read from the volumes' host directories (root runs the suite), as the process
- * backend reads its data directories.
+ * backend reads its data directories. Every listener answers only the Host names it serves: this driver reaches
+ * the published ports as 127.0.0.1 (loopback, always served) and the containers reach each other by service name,
+ * which docker-compose.yml passes to each service with --allowed-host.
  *
  * Needs: a Docker engine, docker-compose (v1), nsenter and iptables on the host, root, and the image
  * (`COSIGNER_IMAGE`, default cosigner:local, built by .ci/docker.sh).

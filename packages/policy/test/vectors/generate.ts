@@ -55,7 +55,13 @@ interface Case {
   currentLedger?: number;
   /** assetKey -> windowSeconds -> amount already signed (decimal units). */
   spent: Record<string, Record<string, string>>;
-  expect: { outcome: 'approve' | 'reject' | 'hold'; reasonCodes: string[]; spend?: Record<string, string> };
+  /** `fee`: stroops the decision says are charged to one of our accounts (Decision.fee). */
+  expect: {
+    outcome: 'approve' | 'reject' | 'hold';
+    reasonCodes: string[];
+    spend?: Record<string, string>;
+    fee?: string;
+  };
 }
 
 interface VectorFile {
@@ -78,6 +84,7 @@ function kase(
   reasonCodes: string[],
   extra: Partial<Case> = {},
   spend?: Record<string, string>,
+  fee?: string,
 ): Case {
   return {
     name,
@@ -85,7 +92,7 @@ function kase(
     now: NOW,
     spent: {},
     ...extra,
-    expect: { outcome, reasonCodes, ...(spend ? { spend } : {}) },
+    expect: { outcome, reasonCodes, ...(spend ? { spend } : {}), ...(fee !== undefined ? { fee } : {}) },
   };
 }
 
@@ -461,15 +468,60 @@ files.velocity = {
       {},
       { native: '1000' },
     ),
-    kase('reaches the hourly limit exactly', tx({ source: OPS, ops: [payment(ALICE, '500')] }), 'approve', [], {
-      spent: { native: { '3600': '1000', '86400': '1000' } },
-    }),
+    // The fee charged to our account (100 stroops = 0.00001 XLM here) counts toward the native windows.
+    kase(
+      'reaches the hourly limit exactly, the fee included',
+      tx({ source: OPS, fee: '100', ops: [payment(ALICE, '499.99999')] }),
+      'approve',
+      [],
+      { spent: { native: { '3600': '1000', '86400': '1000' } } },
+    ),
     kase(
       'one stroop over the hourly limit',
-      tx({ source: OPS, ops: [payment(ALICE, '500.0000001')] }),
+      tx({ source: OPS, fee: '100', ops: [payment(ALICE, '499.9999901')] }),
       'reject',
       ['VELOCITY_EXCEEDED'],
       { spent: { native: { '3600': '1000', '86400': '1000' } } },
+    ),
+    kase(
+      'the payment alone fits, its fee does not',
+      tx({ source: OPS, fee: '100', ops: [payment(ALICE, '500')] }),
+      'reject',
+      ['VELOCITY_EXCEEDED'],
+      { spent: { native: { '3600': '1000', '86400': '1000' } } },
+    ),
+    kase(
+      'a fee alone counts toward native velocity when another asset is sent',
+      tx({ source: OPS, fee: '100', ops: [payment(ALICE, '1', credit('USDC', ISSUER))] }),
+      'reject',
+      ['VELOCITY_EXCEEDED'],
+      { spent: { native: { '3600': '1500', '86400': '1500' } } },
+      { [USDC]: '1' },
+    ),
+    kase(
+      'a fee bump our account pays: its outer fee is charged, the inner fee is not (CAP-15)',
+      feeBump(tx({ source: OPS, fee: '100', ops: [payment(ALICE, '10')] }), OPS2, '5000'),
+      'approve',
+      [],
+      {},
+      { native: '10' },
+      '5000',
+    ),
+    kase(
+      'a fee bump someone else pays charges us no fee',
+      feeBump(tx({ source: OPS, fee: '100', ops: [payment(ALICE, '10')] }), STRANGER, '5000'),
+      'approve',
+      [],
+      {},
+      { native: '10' },
+      '0',
+    ),
+    kase(
+      'an outer fee over the window is refused even though the payment fits',
+      feeBump(tx({ source: OPS, fee: '100', ops: [payment(ALICE, '10')] }), OPS, '1000000000'),
+      'reject',
+      ['VELOCITY_EXCEEDED'],
+      { spent: { native: { '3600': '1400', '86400': '1400' } } },
     ),
     kase(
       'hourly fine, daily exceeded',
@@ -763,8 +815,8 @@ files['auth-entries'] = {
 
 files.fees = {
   source:
-    'fees: maxFee per transaction and maxFeePerOp, in stroops; a fee bump is checked on its outer fee (ops + 1) and its inner fee',
-  policy: { ...base, fees: { maxFee: '10000', maxFeePerOp: 1000 } },
+    'fees: maxFee per transaction, maxFeeBump per fee bump (its outer fee), maxFeePerOp (a fee bump: inner ops + 1), in stroops; the inner fee of a fee bump is checked against maxFee',
+  policy: { ...base, fees: { maxFee: '10000', maxFeeBump: '15000', maxFeePerOp: 1000 } },
   cases: [
     kase(
       'fee within both limits',
@@ -798,6 +850,51 @@ files.fees = {
       feeBump(tx({ source: OPS, fee: '100', ops: [payment(ALICE, '1')] }), OPS, '2000'),
       'approve',
       [],
+      {},
+      undefined,
+      '2000',
+    ),
+    kase(
+      'a fee bump with a 10,000,000 XLM maximum fee around a 1 XLM payment',
+      feeBump(tx({ source: OPS, fee: '100', ops: [payment(ALICE, '1')] }), OPS, '100000000000000'),
+      'reject',
+      ['FEE_TOO_HIGH', 'VELOCITY_EXCEEDED'],
+    ),
+    kase(
+      'the same fee bump paid by someone else: still above the cap',
+      feeBump(tx({ source: OPS, fee: '100', ops: [payment(ALICE, '1')] }), STRANGER, '100000000000000'),
+      'reject',
+      ['FEE_TOO_HIGH'],
+    ),
+    kase(
+      'an outer fee above maxFee but within maxFeeBump (12 inner operations)',
+      feeBump(
+        tx({ source: OPS, fee: '1200', ops: Array.from({ length: 12 }, () => payment(ALICE, '1')) }),
+        OPS,
+        '12000',
+      ),
+      'approve',
+      [],
+    ),
+    kase(
+      'an outer fee above maxFeeBump though within (ops + 1) x per-op cap',
+      feeBump(
+        tx({ source: OPS, fee: '2000', ops: Array.from({ length: 20 }, () => payment(ALICE, '1')) }),
+        OPS,
+        '15001',
+      ),
+      'reject',
+      ['FEE_TOO_HIGH'],
+    ),
+    kase(
+      'an inner fee above maxFee is refused inside a fee bump',
+      feeBump(
+        tx({ source: OPS, fee: '10001', ops: Array.from({ length: 11 }, () => payment(ALICE, '1')) }),
+        OPS,
+        '12000',
+      ),
+      'reject',
+      ['FEE_TOO_HIGH'],
     ),
   ],
 };
