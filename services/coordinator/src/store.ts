@@ -143,6 +143,11 @@ export interface ProposalRepository {
     items: ProposalRecord[];
     next: number | null;
   };
+  /**
+   * Proposals matching one search term, newest first: an exact transaction hash (64 hex), an exact idempotency
+   * key, or an account (G...) that must sign. A full scan over the table; meant for a person's console search.
+   */
+  searchProposals(term: string, limit: number): ProposalRecord[];
   /** Pending proposals, and signed ones still to be submitted. */
   openProposals(): ProposalRecord[];
   countOpen(): number;
@@ -402,6 +407,16 @@ class SqliteStore implements Store {
     const more = rows.length > q.limit;
     const page = rows.slice(0, q.limit);
     return { items: page.map(fromRow), next: more ? page.at(-1)!.n : null };
+  }
+
+  searchProposals(term: string, limit: number): ProposalRecord[] {
+    // accounts holds AccountAuth[] as JSON: match an accountId exactly (json_each), never a signer key inside it.
+    const rows = this.#prepare(
+      `SELECT * FROM proposals WHERE hash = @term OR idempotency_key = @term
+         OR EXISTS (SELECT 1 FROM json_each(proposals.accounts) j WHERE json_extract(j.value, '$.accountId') = @term)
+         ORDER BY n DESC LIMIT @limit`,
+    ).all({ term, limit }) as ProposalRow[];
+    return rows.map(fromRow);
   }
 
   openProposals(): ProposalRecord[] {
