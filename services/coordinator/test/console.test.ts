@@ -1,12 +1,14 @@
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CONSOLE_CSP, SHARED_CONSOLE_DIR } from '@cosigner/runtime/console-static';
-import { Keypair } from '@stellar/stellar-sdk';
+import { authEntry } from '@cosigner/testkit/soroban';
+import { Keypair, StrKey } from '@stellar/stellar-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createApiKey } from '../src/apikeys.ts';
-import { CONSOLE_SUBPROTOCOL, consoleSocketKey } from '../src/console-routes.ts';
-import { FakeLedger, type Harness, harness, multisig, payment } from './helpers.ts';
+import { CONSOLE_SUBPROTOCOL, consoleSocketKey, summaryOf } from '../src/console-routes.ts';
+import type { ProposalRecord } from '../src/store.ts';
+import { FakeLedger, type Harness, harness, multisig, NETWORK, payment } from './helpers.ts';
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -190,6 +192,42 @@ describe('proposal search and summary', () => {
     const missing = await h.app.inject({ url: '/v1/proposals/nope/summary', headers: auth(h.adminKey) });
     expect(missing.statusCode).toBe(404);
     expect(missing.json().code).toBe('COORD_NOT_FOUND');
+  });
+
+  it('summaryOf decodes Soroban proposals: standalone entries, and a transaction with its entries', () => {
+    const account = Keypair.random().publicKey();
+    const contract = StrKey.encodeContract(Buffer.alloc(32, 7));
+    const entry = authEntry({
+      address: account,
+      contract,
+      fn: 'deposit',
+      args: [{ i128: 5n }],
+      nonce: 3n,
+      expiration: 900,
+    });
+    const base = { id: 'p1', network: NETWORK } as unknown as ProposalRecord;
+    const standalone = summaryOf({
+      ...base,
+      kind: 'authEntries',
+      xdr: JSON.stringify({ entries: [entry.toXDR('base64')], submit: false }),
+    });
+    expect(standalone.transaction).toBeNull();
+    expect(standalone.xdr).toBeNull();
+    expect(standalone.authEntries).toHaveLength(1);
+    expect(standalone.authEntries[0]).toMatchObject({
+      address: account,
+      signatureExpirationLedger: 900,
+      invocation: { kind: 'contract', contractId: contract, functionName: 'deposit' },
+    });
+    const tx = payment(account);
+    const withTx = summaryOf({
+      ...base,
+      kind: 'sorobanTx',
+      xdr: JSON.stringify({ entries: [entry.toXDR('base64')], tx, submit: true }),
+    });
+    expect(withTx.xdr).toBe(tx);
+    expect(withTx.transaction?.operations[0]?.type).toBe('payment');
+    expect(withTx.authEntries).toHaveLength(1);
   });
 
   it('the OpenAPI document lists the new reads and hides the console files', async () => {
