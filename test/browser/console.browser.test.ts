@@ -160,6 +160,56 @@ describe("the coordinator's console", () => {
     expect(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned)).toBeUndefined();
     await page.close();
   }, 120_000);
+
+  it('decodes a pasted envelope before proposing it, then finds it by idempotency key', async () => {
+    const page = await newPage();
+    await signIn(page, cluster.apiKey);
+    await page.locator('#proposals').waitFor();
+    await page.click('a[href="#/new"]');
+    const xdr = await payment('2.5');
+    await page.fill('#new-xdr', xdr);
+    // Nothing can be sent before the decoding was shown.
+    expect(await page.locator('#send').isDisabled()).toBe(true);
+    await page.click('#decode');
+    await expect.poll(() => page.locator('#preview').textContent()).toContain('Pay 2.5000000 XLM to');
+    const key = `console-${Date.now()}`;
+    await page.fill('#new-note', 'paid from the console');
+    await page.fill('#new-idem', key);
+    await page.click('#send');
+    await page.locator('#timeline').waitFor({ timeout: 30_000 });
+    expect(await page.locator('#note').textContent()).toBe('paid from the console');
+    await expect.poll(() => page.locator('h1 .badge').textContent(), { timeout: 60_000 }).toBe('submitted');
+    // A bad envelope is refused with the decoder's code, and still nothing can be sent.
+    await page.click('a[href="#/new"]');
+    await page.fill('#new-xdr', 'AAAA');
+    await page.click('#decode');
+    await expect.poll(() => page.locator('#preview [role=alert]').textContent()).toContain('STELLAR_MALFORMED_XDR');
+    expect(await page.locator('#send').isDisabled()).toBe(true);
+    // Search by the idempotency key, then by the account: the list narrows to what matches.
+    await page.goto(`${cluster.coordinator.url}/console/#/proposals`);
+    await page.fill('#search', key);
+    await page.press('#search', 'Enter');
+    await expect.poll(() => page.locator('#proposals tbody tr').count()).toBe(1);
+    expect(await page.locator('#proposals tbody tr .note').textContent()).toBe('paid from the console');
+    await page.selectOption('#status-filter', 'rejected');
+    await expect.poll(() => page.locator('#proposals tbody').textContent()).toContain('Nothing matches');
+    await page.close();
+  }, 120_000);
+
+  it('shows every node connected with its key, counts and latency', async () => {
+    const page = await newPage();
+    await signIn(page, cluster.apiKey);
+    await page.locator('#proposals').waitFor();
+    await page.click('a[href="#/nodes"]');
+    await page.locator('#nodes').waitFor();
+    const rows = page.locator('#nodes tbody tr');
+    expect(await rows.count()).toBe(3);
+    expect(await page.locator('#nodes .b-connected').count()).toBe(3);
+    const text = (await page.locator('#nodes').textContent()) ?? '';
+    for (const n of cluster.nodeInfo) expect(text).toContain(n.id);
+    expect(await page.locator('#nodes code').first().getAttribute('title')).toBe(cluster.nodeInfo[0]!.stellarKey);
+    await page.close();
+  }, 60_000);
 });
 
 describe("a node operator's console", () => {

@@ -78,6 +78,13 @@ function showSignIn(message) {
   input.focus();
 }
 
+/** What the signed-in key may do, in words (admin includes the others). */
+function scopeWords() {
+  if (!session) return '';
+  if (session.scopes.includes('admin')) return SCOPE_WORDS.admin;
+  return session.scopes.map((s) => SCOPE_WORDS[s] ?? s).join('; ');
+}
+
 function header() {
   const route = location.hash.split('?')[0];
   const link = (href, text) =>
@@ -92,7 +99,7 @@ function header() {
     h(
       'span',
       { class: 'who', id: 'who' },
-      `key ${session?.label ?? session?.keyId ?? ''} · may ${session?.scopes.map((s) => SCOPE_WORDS[s] ?? s).join('; ')} `,
+      `key ${session?.label ?? session?.keyId ?? ''} · may ${scopeWords()} `,
       h('button', { type: 'button', class: 'secondary', id: 'signout', onclick: () => signOut() }, 'Sign out'),
     ),
   );
