@@ -273,6 +273,9 @@ describe("a node operator's console", () => {
     await card2.locator('button.approve').click();
     await expect.poll(() => coord.locator('h1 .badge').textContent(), { timeout: 60_000 }).toBe('submitted');
     expect(await coord.locator('#weights .collected').first().textContent()).toBe('2 of 2');
+    // The timeline keeps each node's history: three holds, then the two operators' approvals.
+    expect(await coord.locator('#timeline .b-hold').count()).toBe(3);
+    expect(await coord.locator('#timeline .b-approve').count()).toBe(2);
     await coord.screenshot({ path: join(IMAGES, 'console-proposal.png'), fullPage: true });
     await Promise.all([coord.close(), nodePage.close(), second.close()]);
   }, 240_000);

@@ -10,7 +10,7 @@ const STATUSES = ['pending', 'signed', 'submitted', 'failed', 'rejected', 'expir
 const SCOPE_WORDS = {
   read: 'see proposals, nodes and events',
   propose: 'create and cancel proposals',
-  admin: 'everything, including node lifecycle',
+  admin: 'do everything, including node lifecycle',
 };
 
 const main = /** @type {HTMLElement} */ (document.getElementById('main'));
@@ -185,29 +185,46 @@ async function proposalsPage() {
       body,
     ),
   );
+  const addRows = (items) => {
+    for (const it of items) {
+      const weight = (it.requirements ?? []).map((r) => `${r.collected}/${r.weight}`).join(' ');
+      body.appendChild(
+        h(
+          'tr',
+          { class: 'row-link', 'data-id': it.id, onclick: () => (location.hash = `#/p/${it.id}`) },
+          h('td', {}, badge(it.status)),
+          h('td', {}, when(it.createdAt)),
+          h('td', {}, it.kind),
+          h('td', {}, h('a', { href: `#/p/${it.id}` }, short(it.hash, 8, 6))),
+          h('td', { class: 'note' }, it.note ?? ''),
+          h('td', {}, it.idempotencyKey ?? ''),
+          h('td', {}, weight),
+        ),
+      );
+    }
+  };
   let items;
   if (q) {
     const found = (await api(`/v1/proposals/search?q=${encodeURIComponent(q)}`)).items;
     items = status ? found.filter((i) => i.status === status) : found;
   } else {
-    items = (await api(`/v1/proposals?limit=100${status ? `&status=${status}` : ''}`)).items;
+    const list = `/v1/proposals?limit=50${status ? `&status=${status}` : ''}`;
+    const page = await api(list);
+    items = page.items;
+    // Older pages on demand (the list's cursor); a live event re-renders the newest page.
+    let cursor = page.nextCursor;
+    if (cursor) {
+      const older = h('button', { type: 'button', class: 'secondary', id: 'older' }, 'Older proposals');
+      older.addEventListener('click', async () => {
+        const next = await api(`${list}&cursor=${encodeURIComponent(cursor)}`);
+        addRows(next.items);
+        cursor = next.nextCursor;
+        if (!cursor) older.remove();
+      });
+      view.appendChild(h('div', { class: 'toolbar' }, older));
+    }
   }
-  for (const it of items) {
-    const weight = (it.requirements ?? []).map((r) => `${r.collected}/${r.weight}`).join(' ');
-    body.appendChild(
-      h(
-        'tr',
-        { class: 'row-link', 'data-id': it.id, onclick: () => (location.hash = `#/p/${it.id}`) },
-        h('td', {}, badge(it.status)),
-        h('td', {}, when(it.createdAt)),
-        h('td', {}, it.kind),
-        h('td', {}, h('a', { href: `#/p/${it.id}` }, short(it.hash, 8, 6))),
-        h('td', { class: 'note' }, it.note ?? ''),
-        h('td', {}, it.idempotencyKey ?? ''),
-        h('td', {}, weight),
-      ),
-    );
-  }
+  addRows(items);
   if (items.length === 0)
     body.appendChild(
       h('tr', {}, h('td', { colspan: 7, class: 'muted' }, q ? 'Nothing matches this search.' : 'No proposals yet.')),
@@ -215,57 +232,59 @@ async function proposalsPage() {
   return view;
 }
 
-function timeline(p) {
-  const rows = [
-    { at: p.createdAt, text: ['Created', p.idempotencyKey ? ` (idempotency key ${p.idempotencyKey})` : ''] },
-  ];
-  for (const d of p.decisions) {
-    rows.push({
-      at: d.createdAt,
-      text: [
-        h('strong', {}, d.nodeId),
-        ' ',
-        badge(d.outcome),
-        d.reasons.length > 0
-          ? h(
-              'ul',
-              { class: 'reasons' },
-              d.reasons.map((r) => h('li', {}, h('code', {}, r.code), ' ', r.message)),
-            )
-          : null,
-      ],
-    });
-  }
-  if (p.signedAt) rows.push({ at: p.signedAt, text: ['Quorum reached: every required level has its weight'] });
-  if (p.result) {
-    const r = p.result;
-    rows.push({
-      at: p.updatedAt,
-      text: [
-        r.outcome === 'success' || p.status === 'submitted' ? 'Submitted' : `Submission ${r.outcome}`,
-        r.ledger !== null ? ` in ledger ${r.ledger}` : '',
-        r.code ? ` · result ${r.code}` : '',
-        r.operationCodes.length > 0 ? ` (${r.operationCodes.join(', ')})` : '',
-        ` · ${r.attempts} attempt(s)`,
-      ],
-    });
-  }
-  if (['expired', 'cancelled', 'rejected', 'failed'].includes(p.status) && !p.result) {
-    rows.push({ at: p.updatedAt, text: [badge(p.status), ' ', p.statusReason ?? ''] });
-  }
-  rows.sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
+const reasonList = (reasons) =>
+  Array.isArray(reasons) && reasons.length > 0
+    ? h(
+        'ul',
+        { class: 'reasons' },
+        reasons.map((r) => h('li', {}, h('code', {}, String(r.code)), ' ', String(r.message))),
+      )
+    : null;
+
+/** One timeline row per stored event of the proposal (GET /v1/proposals/:id/events), in order. */
+function timeline(p, events) {
+  const node = (d) => h('strong', {}, String(d.nodeId ?? '?'));
+  const row = (e) => {
+    const d = e.data ?? {};
+    switch (e.type) {
+      case 'proposal.created':
+        return ['Created', p.idempotencyKey ? ` (idempotency key ${p.idempotencyKey})` : ''];
+      case 'node.approved':
+        return [node(d), ' ', badge('approve'), ' signed'];
+      case 'node.held':
+        return [node(d), ' ', badge('hold'), " held it for its operator's decision", reasonList(d.reasons)];
+      case 'node.rejected':
+        return [node(d), ' ', badge('reject'), reasonList(d.reasons)];
+      case 'node.unavailable':
+        return [node(d), ' could not reach its key backend; it is asked again', reasonList(d.reasons)];
+      case 'node.misbehaved':
+        return [node(d), ' ', badge('invalid'), ` misbehaved: ${d.kind ?? ''} ${d.detail ?? ''}`];
+      case 'quorum.reached':
+        return ['Quorum reached: every required level has its weight'];
+      case 'proposal.submitted': {
+        const r = p.result;
+        return [
+          `Submitted in ledger ${d.ledger ?? r?.ledger ?? '?'}`,
+          r?.code ? ` · result ${r.code}` : '',
+          ` · ${d.attempts ?? r?.attempts ?? 1} attempt(s)`,
+        ];
+      }
+      case 'proposal.failed':
+        return [badge('failed'), ` ${d.code ?? ''} ${d.reason ?? ''}`];
+      default:
+        return [badge(e.type.replace(/^proposal\./, '')), d.reason ? ` ${d.reason}` : ` ${e.type}`];
+    }
+  };
   return h(
     'ul',
     { class: 'timeline', id: 'timeline' },
-    rows.map((r) => h('li', {}, h('span', { class: 't' }, when(r.at)), r.text)),
+    events.map((e) => h('li', { 'data-type': e.type }, h('span', { class: 't' }, when(e.at)), row(e))),
   );
 }
 
 async function proposalPage(id) {
-  const [p, s] = await Promise.all([
-    api(`/v1/proposals/${encodeURIComponent(id)}`),
-    api(`/v1/proposals/${encodeURIComponent(id)}/summary`),
-  ]);
+  const base = `/v1/proposals/${encodeURIComponent(id)}`;
+  const [p, s, ev] = await Promise.all([api(base), api(`${base}/summary`), api(`${base}/events`)]);
   const envelope = p.envelope ?? s.xdr;
   const xdrBox = envelope ? h('textarea', { class: 'xdr', readonly: true, id: 'envelope' }, envelope) : null;
   const cancelReason = h('input', { id: 'cancel-reason', placeholder: 'reason (optional)', maxlength: 256 });
@@ -321,7 +340,7 @@ async function proposalPage(id) {
         ? h('div', {}, h('h3', {}, 'Authorization entries'), s.authEntries.map(authEntry))
         : null,
     ),
-    h('section', { class: 'card' }, h('h2', {}, 'Timeline'), timeline(p)),
+    h('section', { class: 'card' }, h('h2', {}, 'Timeline'), timeline(p, ev.events)),
     h(
       'section',
       { class: 'card' },

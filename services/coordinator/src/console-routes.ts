@@ -18,7 +18,9 @@ import type { ProposalRecord, Store } from './store.ts';
  *   sent to the nodes);
  * - `GET /v1/proposals/:id/summary`: the decoding of a stored proposal (its operations, memo, fee, time bounds,
  *   Soroban authorization entries) with the unsigned XDR it was proposed with;
- * - `GET /v1/proposals/search?q=`: proposals by transaction hash, idempotency key or signing account.
+ * - `GET /v1/proposals/search?q=`: proposals by transaction hash, idempotency key or signing account;
+ * - `GET /v1/proposals/:id/events`: the proposal's stored events in order, for its timeline (every node decision,
+ *   a hold and the approval that followed it included).
  * Every read needs the `read` scope (the console shows nothing to a key without it). The summaries are computed
  * by the same describe.ts the nodes' policies read, so the console shows what a node reviews.
  */
@@ -157,6 +159,46 @@ export function registerConsoleRoutes(
           note: r.note,
           accounts: r.accounts.map((a) => a.accountId),
           createdAt: new Date(r.createdAt).toISOString(),
+        })),
+      };
+    },
+  );
+
+  app.get(
+    '/v1/proposals/:id/events',
+    {
+      config: { scope: 'read' },
+      schema: {
+        summary: "A proposal's events in order (created, each node's decisions, quorum, submission or end)",
+        params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+        querystring: Type.Object(
+          { limit: Type.Integer({ minimum: 1, maximum: 1000, default: 500 }) },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object({
+            events: Type.Array(
+              Type.Object({
+                seq: Type.Integer(),
+                type: Type.String(),
+                data: Type.Record(Type.String(), Type.Unknown()),
+                at: Type.String(),
+              }),
+            ),
+          }),
+          ...errors(400, 401, 403, 404, 429),
+        },
+      },
+    },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      if (!store.getProposal(id)) throw coordinatorErrors.error('COORD_NOT_FOUND', { id });
+      return {
+        events: store.eventsOf(id, (req.query as { limit: number }).limit).map((e) => ({
+          seq: e.seq,
+          type: e.type,
+          data: e.data,
+          at: new Date(e.createdAt).toISOString(),
         })),
       };
     },

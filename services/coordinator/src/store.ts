@@ -167,6 +167,8 @@ export interface ProposalRepository {
 export interface EventRepository {
   appendEvent(proposalId: string | null, type: string, data: Record<string, unknown>, at: number): EventRecord;
   eventsSince(seq: number, limit: number): EventRecord[];
+  /** One proposal's events in order, at most `limit` (index events_proposal). */
+  eventsOf(proposalId: string, limit: number): EventRecord[];
 }
 
 export interface NodeRepository {
@@ -563,8 +565,18 @@ class SqliteStore implements Store {
   }
 
   eventsSince(seq: number, limit: number): EventRecord[] {
+    return this.#events(this.#prepare('SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit));
+  }
+
+  eventsOf(proposalId: string, limit: number): EventRecord[] {
+    return this.#events(
+      this.#prepare('SELECT * FROM events WHERE proposal_id = ? ORDER BY seq LIMIT ?').all(proposalId, limit),
+    );
+  }
+
+  #events(rows: unknown[]): EventRecord[] {
     return (
-      this.#prepare('SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as {
+      rows as {
         seq: number;
         proposal_id: string | null;
         type: string;

@@ -189,6 +189,27 @@ describe('proposal search and summary', () => {
     expect(s.json().xdr).toBe(h.store.getProposal(a.id)!.xdr);
     expect(s.json().transaction.hash).toBe(a.hash);
     expect(s.json().transaction.operations[0].type).toBe('payment');
+    const ev = await h.app.inject({ url: `/v1/proposals/${a.id}/events`, headers: auth(h.adminKey) });
+    expect(ev.statusCode).toBe(200);
+    expect(ev.json().events.map((e: { type: string }) => e.type)).toEqual(['proposal.created']);
+    expect(ev.json().events[0].data.hash).toBe(a.hash);
+    const cancelled = await h.app.inject({
+      method: 'POST',
+      url: `/v1/proposals/${a.id}/cancel`,
+      headers: auth(h.adminKey),
+      payload: { reason: 'wrong amount' },
+    });
+    expect(cancelled.statusCode).toBe(200);
+    const after = (await h.app.inject({ url: `/v1/proposals/${a.id}/events`, headers: auth(h.adminKey) })).json();
+    expect(after.events.map((e: { type: string }) => e.type)).toEqual(['proposal.created', 'proposal.cancelled']);
+    // Only this proposal's events, however many others have.
+    const other = (
+      await h.app.inject({ url: `/v1/proposals/${b.id}/events?limit=1`, headers: auth(h.adminKey) })
+    ).json();
+    expect(other.events).toHaveLength(1);
+    expect((await h.app.inject({ url: '/v1/proposals/nope/events', headers: auth(h.adminKey) })).json().code).toBe(
+      'COORD_NOT_FOUND',
+    );
     const missing = await h.app.inject({ url: '/v1/proposals/nope/summary', headers: auth(h.adminKey) });
     expect(missing.statusCode).toBe(404);
     expect(missing.json().code).toBe('COORD_NOT_FOUND');
@@ -233,7 +254,13 @@ describe('proposal search and summary', () => {
   it('the OpenAPI document lists the new reads and hides the console files', async () => {
     const { h } = await withAccount();
     const spec = (await h.app.inject({ url: '/docs/json' })).json() as { paths: Record<string, unknown> };
-    for (const p of ['/v1/session', '/v1/decode', '/v1/proposals/search', '/v1/proposals/{id}/summary']) {
+    for (const p of [
+      '/v1/session',
+      '/v1/decode',
+      '/v1/proposals/search',
+      '/v1/proposals/{id}/summary',
+      '/v1/proposals/{id}/events',
+    ]) {
       expect(spec.paths, p).toHaveProperty([p]);
     }
     expect(Object.keys(spec.paths).filter((p) => p.startsWith('/console'))).toEqual([]);

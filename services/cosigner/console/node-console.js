@@ -107,7 +107,11 @@ function heldCard(p) {
     maxlength: 512,
     'aria-label': 'Comment',
   });
-  const by = h('input', { class: 'by', placeholder: 'your name (optional)', maxlength: 128 });
+  const by = h('input', {
+    class: 'by',
+    placeholder: 'your name (optional; letters, digits . _ @ : -)',
+    maxlength: 128,
+  });
   const approve = h('button', { type: 'button', class: 'approve', disabled: true }, 'Approve and sign');
   const reject = h('button', { type: 'button', class: 'danger reject', disabled: true }, 'Reject');
   const out = h('div', {});
