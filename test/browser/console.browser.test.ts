@@ -280,6 +280,30 @@ describe("a node operator's console", () => {
     await Promise.all([coord.close(), nodePage.close(), second.close()]);
   }, 240_000);
 
+  it("cancels a pending proposal from its page; it leaves the node's held list", async () => {
+    const coord = await newPage();
+    await signIn(coord, cluster.apiKey);
+    await coord.locator('#proposals').waitFor();
+    const p = await cluster.propose({ xdr: await payment('200'), note: 'entered twice' });
+    await coord.goto(`${cluster.coordinator.url}/console/#/p/${p.id}`);
+    await expect.poll(() => coord.locator('#timeline .b-hold').count(), { timeout: 60_000 }).toBe(3);
+    const nodePage = await newPage();
+    await nodePage.goto(`${cluster.nodes[2]!.url}/console/`);
+    await nodePage.fill('#admin-token', adminToken);
+    await nodePage.click('#signin button[type=submit]');
+    await nodePage.locator(`section.held[data-id="${p.id}"]`).waitFor({ timeout: 30_000 });
+
+    coord.once('dialog', (d) => void d.accept());
+    await coord.fill('#cancel-reason', 'entered twice');
+    await coord.click('#cancel');
+    await expect.poll(() => coord.locator('h1 .badge').textContent(), { timeout: 30_000 }).toBe('cancelled');
+    expect(await coord.locator('#status-reason').textContent()).toBe('cancelled by the client: entered twice');
+    expect(await coord.locator('#cancel').count()).toBe(0);
+    // The node closes its hold when the coordinator tells it; its console drops the card on its next look.
+    await expect.poll(() => nodePage.locator(`section.held[data-id="${p.id}"]`).count(), { timeout: 30_000 }).toBe(0);
+    await Promise.all([coord.close(), nodePage.close()]);
+  }, 180_000);
+
   it('no page broke a Content-Security-Policy rule or threw', () => {
     expect(browserLog.filter((l) => /Content Security Policy|pageerror|Refused to/i.test(l))).toEqual([]);
   });

@@ -412,11 +412,17 @@ class SqliteStore implements Store {
   }
 
   searchProposals(term: string, limit: number): ProposalRecord[] {
-    // accounts holds AccountAuth[] as JSON: match an accountId exactly (json_each), never a signer key inside it.
+    // A hash or an idempotency key is found through its index. An account is a scan: accounts holds AccountAuth[] as
+    // JSON, so instr() skips the rows that cannot match before json_each checks that the term is an accountId, never
+    // a signer key inside it.
+    const account = /^G[A-Z2-7]{55}$/.test(term);
     const rows = this.#prepare(
-      `SELECT * FROM proposals WHERE hash = @term OR idempotency_key = @term
-         OR EXISTS (SELECT 1 FROM json_each(proposals.accounts) j WHERE json_extract(j.value, '$.accountId') = @term)
-         ORDER BY n DESC LIMIT @limit`,
+      account
+        ? `SELECT * FROM proposals WHERE idempotency_key = @term OR instr(accounts, @term) > 0
+             AND EXISTS (SELECT 1 FROM json_each(proposals.accounts) j WHERE json_extract(j.value, '$.accountId') = @term)
+             ORDER BY n DESC LIMIT @limit`
+        : `SELECT * FROM proposals WHERE n IN (SELECT n FROM proposals WHERE hash = @term
+             UNION SELECT n FROM proposals WHERE idempotency_key = @term) ORDER BY n DESC LIMIT @limit`,
     ).all({ term, limit }) as ProposalRow[];
     return rows.map(fromRow);
   }

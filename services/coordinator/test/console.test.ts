@@ -175,12 +175,17 @@ describe('proposal search and summary', () => {
     expect(await search(a.hash)).toEqual([a.id]);
     expect(await search(a.hash.toUpperCase())).toEqual([a.id]);
     expect(await search('rent-2026-12')).toEqual([a.id]);
-    expect(await search(source)).toEqual([b.id, a.id]);
     expect(await search(keys[0]!)).toEqual([]);
+    // An idempotency key may look like an account: it is still found as a key.
+    const lookalike = Keypair.random().publicKey();
+    const c = await propose({ xdr: payment(source, { seq: '102' }), idempotencyKey: lookalike });
+    expect(await search(lookalike)).toEqual([c.id]);
+    expect(await search(source)).toEqual([c.id, b.id, a.id]);
     expect(await search('nothing')).toEqual([]);
     const one = await h.app.inject({ url: `/v1/proposals/search?q=${source}&limit=1`, headers: auth(h.adminKey) });
     expect(one.json().items).toHaveLength(1);
-    expect(one.json().items[0]).toMatchObject({ id: b.id, status: 'pending', accounts: [source], note: null });
+    expect(one.json().items[0]).toMatchObject({ id: c.id, status: 'pending', accounts: [source], note: null });
+    expect(await search(source)).toContain(b.id);
     expect((await h.app.inject({ url: '/v1/proposals/search', headers: auth(h.adminKey) })).statusCode).toBe(400);
 
     const s = await h.app.inject({ url: `/v1/proposals/${a.id}/summary`, headers: auth(h.adminKey) });
