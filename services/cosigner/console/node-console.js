@@ -111,6 +111,7 @@ function heldCard(p) {
     class: 'by',
     placeholder: 'your name (optional; letters, digits . _ @ : -)',
     maxlength: 128,
+    size: 42,
   });
   const approve = h('button', { type: 'button', class: 'approve', disabled: true }, 'Approve and sign');
   const reject = h('button', { type: 'button', class: 'danger reject', disabled: true }, 'Reject');
