@@ -171,7 +171,7 @@ describe('docs/threat-model.md', () => {
     const md = await readFile(join(REPO_ROOT, 'docs/threat-model.md'), 'utf8');
     const ids = new Set(testRefs(md).map((r) => r.row));
     const attackers = attackerControls(md);
-    expect(attackers.map((a) => a.attacker)).toEqual(['A1', 'A2', 'A3', 'A4', 'A5', 'A6', 'A7', 'A8', 'A9']);
+    expect(attackers.map((a) => a.attacker)).toEqual(['A1', 'A2', 'A3', 'A4', 'A5', 'A6', 'A7', 'A8', 'A9', 'A10']);
     const used = new Set<string>();
     for (const a of attackers) {
       expect(a.controls.length, `${a.attacker} names no control`).toBeGreaterThan(0);

@@ -96,6 +96,7 @@ describe('cluster progress lines', () => {
       expect(text).toContain(s);
     }
     expect(text).not.toContain('cak.secret');
+    expect(text).toContain('web console   http://c/console/');
     expect(text).toContain('curl -s -H "authorization: Bearer $(cat /d/coordinator/admin.key)" http://c/v1/proposals');
   });
 });

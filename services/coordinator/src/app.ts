@@ -17,6 +17,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, 
 import { type TSchema, Type } from 'typebox';
 import { authenticate, ensureAdminKey, type Scope } from './apikeys.ts';
 import type { CoordinatorConfig } from './config.ts';
+import { consoleSocketKey, registerConsoleRoutes } from './console-routes.ts';
 import { coordinatorErrors } from './errors.ts';
 import { EventBus } from './events.ts';
 import { createHorizonClient, type LedgerClient } from './horizon.ts';
@@ -263,7 +264,8 @@ function presentedKey(req: FastifyRequest): string | undefined {
   const auth = req.headers.authorization;
   if (typeof auth === 'string' && auth.startsWith('Bearer ')) return auth.slice(7).trim();
   const x = req.headers['x-api-key'];
-  return typeof x === 'string' ? x.trim() : undefined;
+  if (typeof x === 'string') return x.trim();
+  return consoleSocketKey(req.headers['sec-websocket-protocol']);
 }
 
 function sendError(reply: FastifyReply, e: CosignerError): FastifyReply {
@@ -685,6 +687,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   );
 
   registerLifecycleRoutes(app as unknown as FastifyInstance, { nodes: store, events, invalidateAccounts });
+  registerConsoleRoutes(app as unknown as FastifyInstance, { store, config });
 
   // Nodes dial out to here; authentication is the protocol handshake (hub.ts), not an API key.
   app.get('/v1/nodes/connect', { websocket: true, schema: { hide: true } }, (socket) => hub.handle(socket));

@@ -143,6 +143,11 @@ export interface ProposalRepository {
     items: ProposalRecord[];
     next: number | null;
   };
+  /**
+   * Proposals matching one search term, newest first: an exact transaction hash (64 hex), an exact idempotency
+   * key, or an account (G...) that must sign. A full scan over the table; meant for a person's console search.
+   */
+  searchProposals(term: string, limit: number): ProposalRecord[];
   /** Pending proposals, and signed ones still to be submitted. */
   openProposals(): ProposalRecord[];
   countOpen(): number;
@@ -162,6 +167,8 @@ export interface ProposalRepository {
 export interface EventRepository {
   appendEvent(proposalId: string | null, type: string, data: Record<string, unknown>, at: number): EventRecord;
   eventsSince(seq: number, limit: number): EventRecord[];
+  /** One proposal's events in order, at most `limit` (index events_proposal). */
+  eventsOf(proposalId: string, limit: number): EventRecord[];
 }
 
 export interface NodeRepository {
@@ -404,6 +411,22 @@ class SqliteStore implements Store {
     return { items: page.map(fromRow), next: more ? page.at(-1)!.n : null };
   }
 
+  searchProposals(term: string, limit: number): ProposalRecord[] {
+    // A hash or an idempotency key is found through its index. An account is a scan: accounts holds AccountAuth[] as
+    // JSON, so instr() skips the rows that cannot match before json_each checks that the term is an accountId, never
+    // a signer key inside it.
+    const account = /^G[A-Z2-7]{55}$/.test(term);
+    const rows = this.#prepare(
+      account
+        ? `SELECT * FROM proposals WHERE idempotency_key = @term OR instr(accounts, @term) > 0
+             AND EXISTS (SELECT 1 FROM json_each(proposals.accounts) j WHERE json_extract(j.value, '$.accountId') = @term)
+             ORDER BY n DESC LIMIT @limit`
+        : `SELECT * FROM proposals WHERE n IN (SELECT n FROM proposals WHERE hash = @term
+             UNION SELECT n FROM proposals WHERE idempotency_key = @term) ORDER BY n DESC LIMIT @limit`,
+    ).all({ term, limit }) as ProposalRow[];
+    return rows.map(fromRow);
+  }
+
   openProposals(): ProposalRecord[] {
     const rows = this.#prepare(
       `SELECT * FROM proposals INDEXED BY proposals_open WHERE status = 'pending' OR (status = 'signed' AND submit = 1 AND result IS NULL)
@@ -548,8 +571,18 @@ class SqliteStore implements Store {
   }
 
   eventsSince(seq: number, limit: number): EventRecord[] {
+    return this.#events(this.#prepare('SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit));
+  }
+
+  eventsOf(proposalId: string, limit: number): EventRecord[] {
+    return this.#events(
+      this.#prepare('SELECT * FROM events WHERE proposal_id = ? ORDER BY seq LIMIT ?').all(proposalId, limit),
+    );
+  }
+
+  #events(rows: unknown[]): EventRecord[] {
     return (
-      this.#prepare('SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as {
+      rows as {
         seq: number;
         proposal_id: string | null;
         type: string;

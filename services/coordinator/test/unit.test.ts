@@ -153,7 +153,7 @@ describe('store', () => {
     s.close();
     const Database = (await import('better-sqlite3')).default;
     const db = new Database(join(d, 'coordinator.db'));
-    expect(migrate(db)).toBe(3);
+    expect(migrate(db)).toBe(4);
     db.close();
   });
 

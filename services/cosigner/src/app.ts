@@ -4,6 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { type Static, Type } from 'typebox';
+import { registerConsoleRoutes } from './console-routes.ts';
 import { nodeErrors } from './errors.ts';
 import type { Keyring } from './keyring.ts';
 import { registerKeyringRoutes } from './keyring-routes.ts';
@@ -184,7 +185,7 @@ export function build(deps: AppDeps) {
         response: { 200: DecisionSchema, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody },
       },
     },
-    async (req) => respond(await deps.reviewer.approveHeld(req.params.id, by(req.body))),
+    async (req) => respond(await deps.reviewer.approveHeld(req.params.id, by(req.body), req.body?.note)),
   );
 
   app.post(
@@ -201,6 +202,7 @@ export function build(deps: AppDeps) {
   );
 
   if (deps.keyring) registerKeyringRoutes(app as unknown as FastifyInstance, deps.keyring, deps.adminToken);
+  registerConsoleRoutes(app as unknown as FastifyInstance, deps.ledger, guard);
 
   return app;
 }

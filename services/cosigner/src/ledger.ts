@@ -68,6 +68,14 @@ export interface Reason {
 
 export type Outcome = 'approve' | 'reject' | 'hold';
 
+export interface DecisionRecord {
+  proposalId: string;
+  hash: string;
+  outcome: Outcome;
+  reasons: Reason[];
+  at: number;
+}
+
 export interface PendingRecord {
   proposalId: string;
   hash: string;
@@ -406,6 +414,22 @@ export class SigningLedger {
 
   listHeld(): PendingRecord[] {
     return this.#stmts.held.all().map(toPending);
+  }
+
+  /** The newest decisions first (every review's outcome and reasons, `at` in unix seconds), at most `limit`. */
+  recentDecisions(limit: number): DecisionRecord[] {
+    return this.db
+      .prepare<[number], { proposal_id: string; hash: string; outcome: Outcome; reasons: string; at: number }>(
+        'SELECT proposal_id, hash, outcome, reasons, at FROM decisions ORDER BY id DESC LIMIT ?',
+      )
+      .all(limit)
+      .map((r) => ({
+        proposalId: r.proposal_id,
+        hash: r.hash,
+        outcome: r.outcome,
+        reasons: JSON.parse(r.reasons) as Reason[],
+        at: r.at,
+      }));
   }
 
   /** Close a held proposal; false when it was not held (already closed or unknown). */

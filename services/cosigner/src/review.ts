@@ -371,7 +371,7 @@ export class Reviewer {
    * policy reject, an expired window, velocity or a taken slot still refuse), record, sign.
    * @throws CosignerError NODE_PENDING_NOT_FOUND, NODE_PENDING_CLOSED
    */
-  async approveHeld(proposalId: string, by: string): Promise<DecisionBody> {
+  async approveHeld(proposalId: string, by: string, note?: string): Promise<DecisionBody> {
     const { ledger, audit } = this.#d;
     const pending = this.#heldOrThrow(proposalId);
     const prep = this.prepare({
@@ -421,7 +421,7 @@ export class Reviewer {
         };
       }
       ledger.closePending(proposalId, 'approved', by, now);
-      audit.append('manual.approved', { proposalId, hash: prep.hash, by }, this.#nowMs());
+      audit.append('manual.approved', { proposalId, hash: prep.hash, by, note: note ?? null }, this.#nowMs());
       this.#recordDecision(proposalId, prep.hash, 'approve', [], now);
       return { ok: true as const, record: r.record };
     });

@@ -105,6 +105,7 @@ export function endpointLines(c: Cluster): string[] {
   return [
     'endpoints:',
     `  coordinator   ${c.coordinator.url}  (admin API key in ${c.adminKeyFile})`,
+    `  web console   ${c.coordinator.url}/console/  (sign in with that key; each node's console: <node URL>/console/)`,
     `  ledger (Horizon) ${c.horizonUrl}  network "${c.networkPassphrase}"`,
     ...c.nodes.map((p, i) => `  ${p.name.padEnd(13)} ${p.url}  signer ${c.nodeInfo[i]?.stellarKey}`),
     ...c.kms.map((p) => `  ${p.name.padEnd(13)} ${p.url}`),
