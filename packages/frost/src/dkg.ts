@@ -337,6 +337,27 @@ export class DkgParticipant {
     }
   }
 
+  /** The senders whose round-2 share does not match their round-1 commitment (vss_verify, RFC 9591 C.2). */
+  #badShares(round2: DKG_Round2[]): number[] {
+    const bad: number[] = [];
+    for (const r of round2) {
+      const from = indexOf(r.identifier);
+      try {
+        frost.validateSecret(
+          { identifier: identifierOf(this.index), signingShare: r.signingShare },
+          {
+            signers: { min: this.session.threshold, max: this.session.members.length },
+            commitments: this.#round1.get(from)!.commitment,
+            verifyingShares: {},
+          },
+        );
+      } catch {
+        bad.push(from);
+      }
+    }
+    return bad;
+  }
+
   /** SHA-256 over the session digest and every member's round-1 message in index order. */
   #transcriptDigest(): Uint8Array {
     const h = createHash('sha256').update(this.#digest);
@@ -382,7 +403,6 @@ export class DkgParticipant {
       });
       this.#complete(froms, 2);
       const unauthentic: number[] = [];
-      const badShare: number[] = [];
       const round2: DKG_Round2[] = [];
       for (const p of packages) {
         const share = openFrom({
@@ -398,34 +418,25 @@ export class DkgParticipant {
           unauthentic.push(p.from);
           continue;
         }
-        const sender = this.#round1.get(p.from)!;
-        try {
-          // RFC 9591 Appendix C.2 vss_verify of the received share against its sender's commitment.
-          frost.validateSecret(
-            { identifier: identifierOf(this.index), signingShare: share },
-            {
-              signers: { min: this.session.threshold, max: this.session.members.length },
-              commitments: sender.commitment,
-              verifyingShares: {},
-            },
-          );
-        } catch {
-          badShare.push(p.from);
-          share.fill(0);
-          continue;
-        }
         round2.push({ identifier: identifierOf(p.from), signingShare: share } as DKG_Round2);
       }
       if (unauthentic.length > 0) {
+        for (const r of round2) r.signingShare.fill(0);
         throw frostErrors.error('FROST_DKG_UNAUTHENTIC', { suspects: unauthentic, culprits: unauthentic });
       }
-      if (badShare.length > 0) throw frostErrors.error('FROST_DKG_BAD_SHARE', { culprits: badShare });
       const others = [...this.#round1.entries()].filter(([i]) => i !== this.index).map(([, r]) => r);
       let key: ReturnType<typeof frost.DKG.round3>;
       try {
+        // The library checks every received share against its sender's commitment (RFC 9591 Appendix C.2
+        // vss_verify) and fails as a whole; only then is each checked alone, to name the sender.
         key = frost.DKG.round3(this.#secret!, others, round2);
       } catch (cause) {
-        throw frostErrors.error('FROST_DKG_FAILED', { culprits: [] }, { cause });
+        const culprits = this.#badShares(round2);
+        throw frostErrors.error(
+          culprits.length > 0 ? 'FROST_DKG_BAD_SHARE' : 'FROST_DKG_FAILED',
+          { culprits },
+          { cause },
+        );
       } finally {
         for (const r of round2) r.signingShare.fill(0);
       }
