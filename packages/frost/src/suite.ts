@@ -1,4 +1,4 @@
-import { createPublicKey, verify as nodeVerify } from 'node:crypto';
+import { verifyEd25519 as stellarVerify } from '@cosigner/stellar/verify';
 import type { FrostPublic } from '@noble/curves/abstract/frost.js';
 import { ed25519_FROST } from '@noble/curves/ed25519.js';
 import { StrKey } from '@stellar/stellar-sdk';
@@ -59,20 +59,13 @@ export function addressOf(publicKey: Uint8Array): string {
   return StrKey.encodeEd25519PublicKey(Buffer.from(publicKey));
 }
 
-const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
-
 /**
- * Plain Ed25519 verification with node:crypto (OpenSSL, RFC 8032): the check a verifier that knows nothing of
- * FROST makes. Returns false, never throws, for a bad signature, key or length.
+ * Ed25519 verification under stellar-core's rules (libsodium `crypto_sign_verify_detached`, via
+ * `@cosigner/stellar/verify`): the check the network makes of the group's signature, knowing nothing of FROST.
+ * Stricter than plain OpenSSL 3.0, which accepts forgeries under small-order keys. Returns false, never throws.
  */
 export function verifyEd25519(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
-  if (publicKey.length !== 32 || signature.length !== 64) return false;
-  try {
-    const key = createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, publicKey]), format: 'der', type: 'spki' });
-    return nodeVerify(null, message, key, signature);
-  } catch {
-    return false;
-  }
+  return stellarVerify(publicKey, message, signature);
 }
 
 /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createTransportKey, sealTo } from '../src/channel.ts';
-import { checkSession, DkgParticipant, round2Aad, sessionDigest } from '../src/dkg.ts';
+import { checkSession, DkgParticipant, type DkgRound2Message, round2Aad, sessionDigest } from '../src/dkg.ts';
 import { toHex } from '../src/input.ts';
 import { checkShare, frost, groupAddress, identifierOf } from '../src/suite.ts';
 import { makeSession, runDkg } from './helpers.ts';
@@ -117,7 +117,7 @@ describe('distributed key generation (three rounds, relayed)', () => {
       }),
     ).toThrow(code('FROST_DKG_UNAUTHENTIC', { suspects: [2] }));
     const s3 = makeSession(3, 2);
-    let stash: Record<string, unknown>[] = [];
+    let stash: DkgRound2Message[] = [];
     expect(() =>
       runDkg(s3.session, s3.secrets, {
         round2: (to, msgs) => {

@@ -1,3 +1,4 @@
+import { createPublicKey, verify } from 'node:crypto';
 import { createTransportKey } from '../src/channel.ts';
 import {
   type DkgOutput,
@@ -41,4 +42,14 @@ export function runDkg(session: DkgSession, secrets: Map<number, Uint8Array>, re
     return p.round3(relay.round2 ? relay.round2(p.index, mine) : mine);
   });
   return { parts, outputs };
+}
+
+/** Plain node:crypto (OpenSSL) Ed25519 verification, as any verifier that knows nothing of FROST or Stellar. */
+export function opensslVerify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+  const key = createPublicKey({
+    key: Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), publicKey]),
+    format: 'der',
+    type: 'spki',
+  });
+  return verify(null, message, key, signature);
 }

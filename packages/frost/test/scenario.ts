@@ -7,7 +7,7 @@ import { SqliteNonceStore } from '../src/nonce-store.ts';
 import { aggregate } from '../src/rounds.ts';
 import { FrostSigner } from '../src/signer.ts';
 import { type GroupPublic, verifyEd25519 } from '../src/suite.ts';
-import { makeSession, runDkg } from './helpers.ts';
+import { makeSession, opensslVerify, runDkg } from './helpers.ts';
 
 /** A payment from the group's account, as the cluster would be asked to sign it. */
 function payment(source: string) {
@@ -51,6 +51,7 @@ export function groupSignsPayments(n: number, t: number, dir: string): void {
   expect(signature).toHaveLength(64);
   expect(Keypair.fromPublicKey(address).verify(hash, Buffer.from(signature))).toBe(true);
   expect(verifyEd25519(Buffer.from(group.groupPublicKey, 'hex'), hash, signature)).toBe(true);
+  expect(opensslVerify(Buffer.from(group.groupPublicKey, 'hex'), hash, signature)).toBe(true);
   // The envelope carries one signature; the account's only signer is the group key at weight 1.
   tx.addSignature(address, Buffer.from(signature).toString('base64'));
   expect(tx.signatures).toHaveLength(1);

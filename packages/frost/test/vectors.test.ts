@@ -4,6 +4,7 @@ import { Keypair } from '@stellar/stellar-sdk';
 import { describe, expect, it } from 'vitest';
 import { aggregate, type Commitment, commitNonces, signShare, verifyShare } from '../src/rounds.ts';
 import { addressOf, checkGroup, checkShare, frost, type GroupPublic, verifyEd25519 } from '../src/suite.ts';
+import { opensslVerify } from './helpers.ts';
 
 // RFC 9591 Appendix E.1 through this package's functions: nonce generation from the RFC's randomness, the
 // commitments, each signature share (which depends on the binding factors and the challenge, so those are
@@ -81,8 +82,10 @@ describe('RFC 9591 Appendix E.1 FROST(Ed25519, SHA-512) vectors through the wrap
     }
     const sig = aggregate(group, commitments, message, shares);
     expect(hx(sig)).toBe(V.final_output.sig);
-    // An ordinary Ed25519 signature: node:crypto and Stellar's Keypair agree.
+    // An ordinary Ed25519 signature: node:crypto, stellar-core's rules and Stellar's Keypair agree.
+    expect(opensslVerify(h(V.inputs.group_public_key), message, sig)).toBe(true);
     expect(verifyEd25519(h(V.inputs.group_public_key), message, sig)).toBe(true);
+    expect(verifyEd25519(h(V.inputs.group_public_key), h('74657375'), sig)).toBe(false);
     const kp = Keypair.fromPublicKey(addressOf(h(V.inputs.group_public_key)));
     expect(kp.verify(Buffer.from(message), Buffer.from(sig))).toBe(true);
     expect(kp.verify(Buffer.from('other'), Buffer.from(sig))).toBe(false);
