@@ -310,15 +310,7 @@ export class DkgParticipant {
       const out: DkgRound2Message[] = [];
       for (const [id, pkg] of Object.entries(shares)) {
         const to = indexOf(id);
-        const sealed = sealTo({
-          ourSecret: this.#transportSecret,
-          theirPublic: Buffer.from(this.#member(to).transportKey, 'hex'),
-          salt: this.#digest,
-          from: this.index,
-          to,
-          aad: this.#aad(this.index, to),
-          plaintext: pkg.signingShare,
-        });
+        const sealed = this.#sealTo(to, pkg.signingShare);
         pkg.signingShare.fill(0);
         out.push({
           type: 'frost-dkg-2',
@@ -334,6 +326,27 @@ export class DkgParticipant {
       return out.sort((a, b) => a.to - b.to);
     } catch (e) {
       throw this.#fail(e as Error);
+    }
+  }
+
+  /** Encrypt one round-2 share for member `to`. A low-order transport key (X25519 refuses it) names that member. */
+  #sealTo(to: number, share: Uint8Array) {
+    try {
+      return sealTo({
+        ourSecret: this.#transportSecret,
+        theirPublic: Buffer.from(this.#member(to).transportKey, 'hex'),
+        salt: this.#digest,
+        from: this.index,
+        to,
+        aad: this.#aad(this.index, to),
+        plaintext: share,
+      });
+    } catch (cause) {
+      throw frostErrors.error(
+        'FROST_OUT_OF_RANGE',
+        { field: 'session.members.transportKey', culprits: [to] },
+        { message: `The transport key of member ${to} is not a usable X25519 public key.`, cause },
+      );
     }
   }
 

@@ -3,6 +3,7 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { frostErrors } from './errors.ts';
 import { array, bytes, hex, int, object, outOfRange, toHex } from './input.ts';
 import {
+  checkPoint,
   frost,
   type GroupPublic,
   identifierOf,
@@ -53,11 +54,13 @@ export function checkCommitments(group: GroupPublic, value: unknown): Commitment
     if (!group.participants.includes(index)) {
       throw outOfRange(`commitments[${i}].index`, `names ${index}, not a participant of the group`);
     }
-    return {
-      index,
-      hiding: toHex(hex(o.hiding, `commitments[${i}].hiding`, 32)),
-      binding: toHex(hex(o.binding, `commitments[${i}].binding`, 32)),
-    };
+    const hiding = hex(o.hiding, `commitments[${i}].hiding`, 32);
+    const binding = hex(o.binding, `commitments[${i}].binding`, 32);
+    // Checked here, before a participant marks its nonce used: a bad point from the coordinator is refused
+    // without costing the round (RFC 9591 section 3.1, DeserializeElement).
+    checkPoint(hiding, `commitments[${i}].hiding`);
+    checkPoint(binding, `commitments[${i}].binding`);
+    return { index, hiding: toHex(hiding), binding: toHex(binding) };
   });
   if (list.length < group.threshold || list.length > group.participants.length) {
     throw outOfRange('commitments', `must hold ${group.threshold} to ${group.participants.length} entries`);

@@ -1,6 +1,6 @@
 import { verifyEd25519 as stellarVerify } from '@cosigner/stellar/verify';
 import type { FrostPublic } from '@noble/curves/abstract/frost.js';
-import { ed25519_FROST } from '@noble/curves/ed25519.js';
+import { ed25519, ed25519_FROST } from '@noble/curves/ed25519.js';
 import { StrKey } from '@stellar/stellar-sdk';
 import { array, badType, hex, int, object, outOfRange, toHex } from './input.ts';
 
@@ -45,6 +45,22 @@ export function identifierOf(index: number): string {
   return frost.Identifier.fromNumber(int(index, 'index', 1, MAX_PARTICIPANTS));
 }
 
+/**
+ * Decode a 32-byte point and refuse what RFC 9591 section 3.1 (DeserializeElement) refuses: a non-canonical or
+ * invalid encoding, the identity, and points outside the prime-order subgroup.
+ * @throws FROST_OUT_OF_RANGE naming the field
+ */
+export function checkPoint(b: Uint8Array, field: string): void {
+  let ok = false;
+  try {
+    const p = ed25519.Point.fromBytes(b);
+    ok = !p.is0() && p.isTorsionFree();
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw outOfRange(field, 'is not a valid point of the prime-order group');
+}
+
 /** The participant index of an identifier built by identifierOf. */
 export function indexOf(identifier: string): number {
   const b = Buffer.from(identifier, 'hex');
@@ -85,9 +101,11 @@ export function checkGroup(value: unknown): GroupPublic {
   }
   const threshold = int(g.threshold, 'group.threshold', 2, participants.length);
   const groupPublicKey = toHex(hex(g.groupPublicKey, 'group.groupPublicKey', 32));
-  const commitments = array(g.commitments, 'group.commitments').map((c, i) =>
-    toHex(hex(c, `group.commitments[${i}]`, 32)),
-  );
+  const commitments = array(g.commitments, 'group.commitments').map((c, i) => {
+    const b = hex(c, `group.commitments[${i}]`, 32);
+    checkPoint(b, `group.commitments[${i}]`);
+    return toHex(b);
+  });
   if (commitments.length !== threshold) throw outOfRange('group.commitments', `must hold ${threshold} points`);
   if (commitments[0] !== groupPublicKey) throw outOfRange('group.commitments', 'must start with the group key');
   const vs = object(g.verifyingShares, 'group.verifyingShares');
@@ -95,7 +113,9 @@ export function checkGroup(value: unknown): GroupPublic {
   for (const p of participants) {
     const v = vs[String(p)];
     if (v === undefined) throw outOfRange('group.verifyingShares', `lacks participant ${p}`);
-    verifyingShares[String(p)] = toHex(hex(v, `group.verifyingShares.${p}`, 32));
+    const b = hex(v, `group.verifyingShares.${p}`, 32);
+    checkPoint(b, `group.verifyingShares.${p}`);
+    verifyingShares[String(p)] = toHex(b);
   }
   if (Object.keys(vs).length !== participants.length) {
     throw outOfRange('group.verifyingShares', 'names a participant outside the group');

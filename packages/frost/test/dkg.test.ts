@@ -196,6 +196,27 @@ describe('distributed key generation (three rounds, relayed)', () => {
     expect(parts[0]!.state).toBe('failed');
   });
 
+  it('names a member whose transport key is a low-order X25519 point', () => {
+    const { session, secrets } = makeSession(3, 2);
+    const weak = {
+      ...session,
+      members: session.members.map((m) => (m.index === 3 ? { ...m, transportKey: '00'.repeat(32) } : m)),
+    };
+    const p1 = new DkgParticipant({ session: weak, index: 1, transportSecretKey: secrets.get(1)! });
+    const p2 = new DkgParticipant({ session: weak, index: 2, transportSecretKey: secrets.get(2)! });
+    p1.round1();
+    const m2 = p2.round1();
+    // Member 3 cannot run a participant with that key; its round-1 message is made with the library directly.
+    const r = frost.DKG.round1(identifierOf(3), { min: 2, max: 3 }).public;
+    const m3 = {
+      ...m2,
+      from: 3,
+      commitment: r.commitment.map(toHex),
+      proofOfKnowledge: toHex(r.proofOfKnowledge),
+    };
+    expect(() => p1.round2([m2, m3])).toThrow(code('FROST_OUT_OF_RANGE', { culprits: [3] }));
+  });
+
   it('checks its inputs: members, threshold, transport key, order of rounds', () => {
     const { session, secrets } = makeSession(3, 2);
     const bad = [

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, it } from 'vitest';
 import { groupSignsPayments } from './scenario.ts';
 
 // A group beyond Stellar's 20-signer cap. Every one of the 25 members runs its own rounds here, in one process:
-// each checks 24 proofs of knowledge and 24 x 17 commitment points. Measured at about 3.5 minutes on the 2-core
+// each checks 24 proofs of knowledge and 24 x 17 commitment points. Measured at 3.5 to 7.5 minutes on the 2-core
 // test machine under load (about 7 s of rounds 2 and 3 per member), hence the time budget. The assertions are those
 // of the 2-of-3 case.
 let dir: string;

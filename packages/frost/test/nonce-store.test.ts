@@ -23,6 +23,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+// The two crash tests start a tsx child process each: seconds on an idle machine, more under load.
 /** Run the participant in a child process, wait for its JSON line, then SIGKILL it (no shutdown code runs). */
 async function runThenKill(job: Record<string, unknown>): Promise<{ commitment: Commitment; share?: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fixtures/nonce-child.ts')], {
@@ -106,7 +107,7 @@ describe('the nonce store: a nonce is recorded before its commitment leaves and 
       ),
     ).toBe(true);
     store.close();
-  });
+  }, 120_000);
 
   it('a share released before a crash is never released again for that round', async () => {
     const outputs = groupOf(3, 2, 'crash-used');
@@ -134,7 +135,7 @@ describe('the nonce store: a nonce is recorded before its commitment leaves and 
     }
     expect(() => signer.commit('round-used')).toThrow(code('FROST_NONCE_REUSED'));
     store.close();
-  });
+  }, 120_000);
 
   it('in one process: a second share for a round, a changed commitment, an unknown round are refused', () => {
     const outputs = groupOf(3, 2, 'one-process');

@@ -100,6 +100,8 @@ describe('FROST signing over a Stellar transaction hash', () => {
       [g({ threshold: 4 }), 'FROST_OUT_OF_RANGE'],
       [g({ groupPublicKey: 'AB' }), 'FROST_OUT_OF_RANGE'],
       [g({ groupPublicKey: 7 }), 'FROST_BAD_INPUT'],
+      [g({ verifyingShares: { ...group.verifyingShares, 2: `01${'00'.repeat(31)}` } }), 'FROST_OUT_OF_RANGE'],
+      [g({ commitments: [group.commitments[0], 'ff'.repeat(32)] }), 'FROST_OUT_OF_RANGE'],
       [g({ commitments: group.commitments.slice(0, 1) }), 'FROST_OUT_OF_RANGE'],
       [g({ commitments: [...group.commitments].reverse() }), 'FROST_OUT_OF_RANGE'],
       [g({ verifyingShares: { 1: group.verifyingShares['1'], 2: group.verifyingShares['2'] } }), 'FROST_OUT_OF_RANGE'],
@@ -121,6 +123,14 @@ describe('FROST signing over a Stellar transaction hash', () => {
       [list({ ...other, index: 9 }), randomBytes(32), 'FROST_OUT_OF_RANGE'],
       [list({ ...other, index: 1 }), randomBytes(32), 'FROST_OUT_OF_RANGE'],
       [list({ ...other, hiding: 'zz' }), randomBytes(32), 'FROST_OUT_OF_RANGE'],
+      [list({ ...other, hiding: '00'.repeat(32) }), randomBytes(32), 'FROST_OUT_OF_RANGE'],
+      // The identity (01 00..00) and a point of order 8 (c7176a...05): valid encodings, refused elements.
+      [list({ ...other, binding: `01${'00'.repeat(31)}` }), randomBytes(32), 'FROST_OUT_OF_RANGE'],
+      [
+        list({ ...other, binding: 'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a' }),
+        randomBytes(32),
+        'FROST_OUT_OF_RANGE',
+      ],
       [list('x'), randomBytes(32), 'FROST_BAD_INPUT'],
       [list(other), new Uint8Array(0), 'FROST_OUT_OF_RANGE'],
       [list(other), new Uint8Array(1025), 'FROST_OUT_OF_RANGE'],
