@@ -145,8 +145,17 @@ export function verifyShare(
   index: number,
   sigShare: Uint8Array,
 ): boolean {
-  const list = checkCommitments(group, commitments);
-  const msg = checkMessage(message);
+  return shareVerifies(group, checkCommitments(group, commitments), checkMessage(message), index, sigShare);
+}
+
+/** verifyShare over an already checked list and message (the aggregator's loop checks them once). */
+function shareVerifies(
+  group: GroupPublic,
+  list: Commitment[],
+  msg: Uint8Array,
+  index: number,
+  sigShare: Uint8Array,
+): boolean {
   if (!list.some((c) => c.index === index) || !(sigShare instanceof Uint8Array) || sigShare.length !== 32) return false;
   try {
     return frost.verifyShare(noblePublic(group), nobleCommitments(list), msg, identifierOf(index), sigShare);
@@ -194,7 +203,7 @@ export function aggregate(
     const cheaters = ((e as { cheaters?: string[] }).cheaters ?? []).map(indexOf);
     // noble verifies the shares itself when the sum fails; verify again here so the culprit list never depends
     // on the shape of a library error.
-    const bad = list.filter((c) => !verifyShare(group, list, msg, c.index, byId[identifierOf(c.index)]!));
+    const bad = list.filter((c) => !shareVerifies(group, list, msg, c.index, byId[identifierOf(c.index)]!));
     const culprits = [...new Set([...cheaters, ...bad.map((c) => c.index)])].sort((a, b) => a - b);
     if (culprits.length > 0) throw frostErrors.error('FROST_BAD_SIGNATURE_SHARE', { culprits });
     throw frostErrors.error('FROST_AGGREGATE_FAILED', {}, { cause: e });
