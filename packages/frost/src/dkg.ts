@@ -266,7 +266,7 @@ export class DkgParticipant {
    * Round 2: check every other member's round-1 message, then encrypt this participant's share for each of them.
    * @param received the round-1 messages of all other members
    * @throws FROST_ROUND_ORDER, FROST_SESSION_MISMATCH, FROST_DKG_MISSING_MESSAGE, FROST_DKG_BAD_PROOF (culprits),
-   *   FROST_BAD_INPUT / FROST_OUT_OF_RANGE (details.culprits when a member's message is malformed)
+   *   FROST_BAD_INPUT / FROST_OUT_OF_RANGE (a malformed message: details.field names it, and so its sender)
    */
   round2(received: DkgRound1Message[]): DkgRound2Message[] {
     this.#expect('round1', 2);
