@@ -16,13 +16,15 @@ export interface Finding {
 }
 
 // Public test vectors may appear in the tree: RFC 8032 section 7.1 (TEST 1, 2, 3, 1024, SHA(abc)) and 7.3
-// (Ed25519ph) secret keys. They are published, so they protect nothing; any other value is a finding.
+// (Ed25519ph) secret keys, and RFC 9591 Appendix E.1's FROST(Ed25519, SHA-512) group secret key. They are
+// published, so they protect nothing; any other value is a finding.
 export const PUBLIC_VECTORS = new Set([
   '9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60',
   '4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb',
   'c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7',
   'f5e5767cf153319517630f226876b86c8160cc583bc013744c6bf255f5cc0ee5',
   '833fe62409237b9d62ec77587520911e9a759cec1d19755b7da901b96dca3d42',
+  '7b1c33d3f5291d85de664833beb1ad469f7fb6025a0ec78b3a790c6e13a98304',
 ]);
 
 const STELLAR_SEED = /\bS[A-Z2-7]{55}\b/g;

@@ -3,6 +3,7 @@ import type { Account } from './accounts.ts';
 import { awsError } from './aws-errors.ts';
 import { signPrehashed, signPure, verifyPrehashed, verifyPure } from './ed25519.ts';
 import type { Input } from './input.ts';
+import { withNodeSealingGrant } from './node-sealing.ts';
 import {
   type Caller,
   defaultPolicy,
@@ -383,7 +384,7 @@ export const OPERATIONS: Record<string, Operation> = {
       keySpec: spec,
       keyUsage: wanted,
       state: 'Enabled',
-      policy: policy ?? defaultPolicy(ctx.account, wanted),
+      policy: policy ?? withNodeSealingGrant(defaultPolicy(ctx.account, wanted), ctx.account, wanted),
       tags,
     });
     ctx.audit.keyArn = key.arn;

@@ -1,5 +1,6 @@
 import type { Account, PrincipalRole } from './accounts.ts';
 import { awsError } from './aws-errors.ts';
+import { nodeSealingAllows } from './node-sealing.ts';
 
 /**
  * Key policies: the subset of the IAM policy language a KMS key policy needs here. Statements are Allow or
@@ -89,9 +90,9 @@ export function actionMatches(pattern: string, action: string): boolean {
   return new RegExp(`^${re}$`, 'i').test(action);
 }
 
-/** What the caller's own (identity) policy allows: an admin everything, a node only NODE_ACTIONS. */
+/** What the caller's own (identity) policy allows: an admin everything, a node NODE_ACTIONS and sealing. */
 export function identityAllows(role: PrincipalRole, action: string): boolean {
-  return role === 'admin' || (NODE_ACTIONS as readonly string[]).includes(action);
+  return role === 'admin' || (NODE_ACTIONS as readonly string[]).includes(action) || nodeSealingAllows(action);
 }
 
 type Match = 'direct' | 'account' | undefined;
