@@ -10,6 +10,7 @@ import {
   clusterDown,
   clusterUp,
   endpointLines,
+  launcherEntries,
   progressLines,
   upUntilSignalled,
 } from '../src/commands/cluster.ts';
@@ -90,13 +91,37 @@ describe('cluster progress lines', () => {
       nodeInfo: [{ stellarKey: 'GABC' }],
       kms: [proc('kms-0', 'http://k0')],
       account: { id: 'GACCT', threshold: 1, signers: ['GABC'] },
+      operatorAccounts: ['GACCT', 'GROT'],
+      kmsAccounts: [{ region: 'eu-west-3', accountsFile: '/d/kms-0/accounts.json', profile: 'kms-0-admin' }],
+      aws: { credentialsFile: '/d/aws/credentials', configFile: '/d/aws/config' },
+      policyFile: '/d/policy.yaml',
     } as unknown as Cluster;
     const text = endpointLines(c).join('\n');
     for (const s of ['http://c', '/d/coordinator/admin.key', 'http://h', 'http://n0', 'GABC', 'http://k0', 'GACCT']) {
       expect(text).toContain(s);
     }
     expect(text).not.toContain('cak.secret');
+    // Both accounts, the second named as the rotations' --tx-source; where the KMS admin credentials and region are.
+    expect(text).toMatch(/multisig account GACCT \(1-of-1\): payments/);
+    expect(text).toMatch(/second account\s+GROT .*--tx-source/);
+    expect(text).toContain('region eu-west-3, key admin profile kms-0-admin');
+    expect(text).toContain('/d/aws/credentials and /d/aws/config');
+    expect(text).toContain('/d/policy.yaml (kill -HUP <node pid> reloads it)');
+    expect(text).toContain(
+      'AWS_SHARED_CREDENTIALS_FILE=/d/aws/credentials AWS_CONFIG_FILE=/d/aws/config AWS_PROFILE=kms-0-admin',
+    );
+    expect(text).toMatch(/--account GACCT --account GROT --tx-source GROT/);
+    expect(text).toMatch(/--kms-endpoint http:\/\/k0 --region eu-west-3/);
     expect(text).toContain('curl -s -H "authorization: Bearer $(cat /d/coordinator/admin.key)" http://c/v1/proposals');
+  });
+});
+
+describe('cluster up --fresh', () => {
+  it('deletes only what the launcher creates, never anything else in the directory', () => {
+    const names = ['launcher.json', 'cluster.json', 'policy.yaml', 'ledger', 'coordinator', 'logs', 'run', 'aws'];
+    const ours = [...names, 'rotations', 'node-0', 'node-12', 'kms-3', 'launcher.json.123.tmp', 'cluster.json.9.tmp'];
+    const theirs = ['.bashrc', 'Documents', 'node-x', 'kms', 'notes.json', 'node_modules', 'policy.yaml.bak'];
+    expect(launcherEntries([...ours, ...theirs]).sort()).toEqual([...ours].sort());
   });
 });
 
