@@ -8,6 +8,8 @@ import type { Keyring } from './keyring.ts';
 import { registerKeyringRoutes } from './keyring-routes.ts';
 import type { SigningLedger } from './ledger.ts';
 import type { NodeMetrics } from './metrics.ts';
+import type { NodePolicy } from './policy-reload.ts';
+import { registerPolicyRoutes } from './policy-routes.ts';
 import type { DecisionBody, Reviewer } from './review.ts';
 
 /**
@@ -30,6 +32,8 @@ export interface AppDeps {
   adminToken?: string;
   /** Keyring and roster routes (keyring-routes.ts) when given. */
   keyring?: Keyring;
+  /** Policy routes (policy-routes.ts) when given. */
+  policy?: NodePolicy;
   logger?: Logger;
 }
 
@@ -186,6 +190,7 @@ export function build(deps: AppDeps) {
   );
 
   if (deps.keyring) registerKeyringRoutes(app as unknown as FastifyInstance, deps.keyring, deps.adminToken);
+  if (deps.policy) registerPolicyRoutes(app as unknown as FastifyInstance, deps.policy, deps.adminToken);
 
   return app;
 }
