@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Cluster, ClusterFile } from '@cosigner/testkit/cluster';
 import { tempDir } from '@cosigner/testkit/process';
@@ -87,8 +87,8 @@ describe('cluster progress lines', () => {
       apiKey: 'cak.secret',
       horizonUrl: 'http://h',
       networkPassphrase: 'Net',
-      nodes: [proc('node-0', 'http://n0')],
-      nodeInfo: [{ stellarKey: 'GABC' }],
+      nodes: [proc('node-0', 'http://n0'), proc('node-1', 'http://n1')],
+      nodeInfo: [{ stellarKey: 'GABC' }, { stellarKey: 'GDEF' }],
       kms: [proc('kms-0', 'http://k0')],
       account: { id: 'GACCT', threshold: 1, signers: ['GABC'] },
       operatorAccounts: ['GACCT', 'GROT'],
@@ -102,7 +102,7 @@ describe('cluster progress lines', () => {
     }
     expect(text).not.toContain('cak.secret');
     // Both accounts, the second named as the rotations' --tx-source; where the KMS admin credentials and region are.
-    expect(text).toMatch(/multisig account GACCT \(1-of-1\): payments/);
+    expect(text).toMatch(/multisig account GACCT \(1-of-2\): payments/);
     expect(text).toMatch(/second account\s+GROT .*--tx-source/);
     expect(text).toContain('region eu-west-3, key admin profile kms-0-admin');
     expect(text).toContain('/d/aws/credentials and /d/aws/config');
@@ -112,7 +112,70 @@ describe('cluster progress lines', () => {
     );
     expect(text).toMatch(/--account GACCT --account GROT --tx-source GROT/);
     expect(text).toMatch(/--kms-endpoint http:\/\/k0 --region eu-west-3/);
+    expect(text).toMatch(/--admin-url http:\/\/n0 --peer-admin-url http:\/\/n1 --state-dir \/d\/rotations/);
     expect(text).toContain('curl -s -H "authorization: Bearer $(cat /d/coordinator/admin.key)" http://c/v1/proposals');
+  });
+});
+
+describe('cluster up over an earlier run', () => {
+  /** A real process whose command line names cosigner and `dir`, as every child of a cluster under `dir` does. */
+  async function orphan(dir: string): Promise<ChildProcess> {
+    const p = spawn(process.execPath, ['-e', "setInterval(() => {}, 1000); console.log('up');", 'cosigner', dir], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    cleanup.push(async () => {
+      if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    });
+    await new Promise((r) => p.stdout?.once('data', r));
+    return p;
+  }
+
+  it('stops the children a killed launcher left running (only those naming the directory), then resumes', async () => {
+    const d = await tempDir();
+    cleanup.push(() => rm(d, { recursive: true, force: true }));
+    const [node, ledger, stranger] = await Promise.all([orphan(d), orphan(d), fakeChild(false)]);
+    const deadLauncher = await fakeChild(false);
+    deadLauncher.kill('SIGKILL');
+    await new Promise((r) => deadLauncher.once('exit', r));
+    const file: ClusterFile = {
+      launcherPid: deadLauncher.pid as number,
+      coordinator: { url: 'http://c', pid: stranger.pid as number, adminKeyFile: '/x' },
+      ledger: { url: 'http://l', pid: ledger.pid as number, networkPassphrase: 'n' },
+      kms: [],
+      nodes: [{ name: 'node-0', url: 'http://n', pid: node.pid as number, stellarKey: 'G' }],
+      account: 'G',
+    };
+    await writeFile(join(d, 'cluster.json'), JSON.stringify(file));
+    // A torn launcher state: the start stops after the leftovers, saying it cannot resume (no cluster is started).
+    await writeFile(join(d, 'launcher.json'), '{"version":');
+    const lines: string[] = [];
+    await expect(clusterUp({ dir: d, demo: false, out: (l) => lines.push(l) })).rejects.toThrow(
+      /cannot be resumed: .*launcher\.json is not a launcher state this launcher wrote; start over with `cosigner cluster up --fresh`/,
+    );
+    expect(lines[0]).toBe('stopping 2 process(es) an earlier launcher left running');
+    const ended = (c: ChildProcess): Promise<unknown> =>
+      c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r));
+    await Promise.all([ended(node), ended(ledger)]);
+    // A process whose command line does not name the directory is not ours, whatever cluster.json says.
+    expect(stranger.exitCode === null && stranger.signalCode === null).toBe(true);
+  });
+
+  it('--fresh deletes the earlier cluster and nothing else; a torn cluster.json is ignored', async () => {
+    const d = await tempDir();
+    cleanup.push(() => rm(d, { recursive: true, force: true }));
+    for (const x of ['node-0', 'kms-0', 'ledger', 'notes']) await mkdir(join(d, x));
+    await writeFile(join(d, 'launcher.json'), '{"version":');
+    await writeFile(join(d, 'cluster.json'), '{"launcherPid": 12');
+    await writeFile(join(d, 'keep.txt'), 'mine');
+    const lines: string[] = [];
+    // nodes: 0 makes the start itself refuse right after the deletion, so no cluster runs in this unit test.
+    await expect(clusterUp({ dir: d, nodes: 0, fresh: true, demo: false, out: (l) => lines.push(l) })).rejects.toThrow(
+      /nodes must be 1..20/,
+    );
+    expect(lines[0]).toBe(
+      `--fresh: deleting the cluster under ${d} (KMS keys, ledger, accounts, coordinator and node histories)`,
+    );
+    expect((await readdir(d)).sort()).toEqual(['keep.txt', 'notes']);
   });
 });
 
