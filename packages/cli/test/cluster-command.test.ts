@@ -93,7 +93,7 @@ describe('cluster progress lines', () => {
       account: { id: 'GACCT', threshold: 1, signers: ['GABC'] },
       operatorAccounts: ['GACCT', 'GROT'],
       kmsAccounts: [{ region: 'eu-west-3', accountsFile: '/d/kms-0/accounts.json', profile: 'kms-0-admin' }],
-      aws: { credentialsFile: '/d/aws/credentials', configFile: '/d/aws/config' },
+      aws: { configFile: '/d/aws/config' },
       policyFile: '/d/policy.yaml',
     } as unknown as Cluster;
     const text = endpointLines(c).join('\n');
@@ -105,11 +105,9 @@ describe('cluster progress lines', () => {
     expect(text).toMatch(/multisig account GACCT \(1-of-2\): payments/);
     expect(text).toMatch(/second account\s+GROT .*--tx-source/);
     expect(text).toContain('region eu-west-3, key admin profile kms-0-admin');
-    expect(text).toContain('/d/aws/credentials and /d/aws/config');
+    expect(text).toContain('KMS credentials  AWS_CONFIG_FILE=/d/aws/config with AWS_PROFILE=kms-<i>-admin (key admin)');
     expect(text).toContain('/d/policy.yaml (kill -HUP <node pid> reloads it)');
-    expect(text).toContain(
-      'AWS_SHARED_CREDENTIALS_FILE=/d/aws/credentials AWS_CONFIG_FILE=/d/aws/config AWS_PROFILE=kms-0-admin',
-    );
+    expect(text).toContain('AWS_CONFIG_FILE=/d/aws/config AWS_PROFILE=kms-0-admin \\');
     expect(text).toMatch(/--account GACCT --account GROT --tx-source GROT/);
     expect(text).toMatch(/--kms-endpoint http:\/\/k0 --region eu-west-3/);
     expect(text).toMatch(/--admin-url http:\/\/n0 --peer-admin-url http:\/\/n1 --state-dir \/d\/rotations/);

@@ -153,8 +153,11 @@ export interface Cluster {
    * administrator (`kms-<i>-admin`; `kms-<i>-node` is the node's) in the files of `aws`.
    */
   readonly kmsAccounts: readonly { region: string; accountsFile: string; profile: string }[];
-  /** AWS shared credentials and config files (0600) with a profile per emulator principal, for the standard chain. */
-  readonly aws: { readonly credentialsFile: string; readonly configFile: string };
+  /**
+   * An AWS config file (0600) with a profile per emulator principal (`kms-<i>-admin`, `kms-<i>-node`) for tools on
+   * the standard credential chain; its `credential_process` reads the emulator's accounts file.
+   */
+  readonly aws: { readonly configFile: string };
   /** The coordinator's admin API key (for `authorization: Bearer`); also in `adminKeyFile` (0600). */
   readonly apiKey: string;
   readonly adminKeyFile: string;
@@ -459,6 +462,17 @@ export function nodeSocketUrl(coordinatorUrl: string): string {
   return `${u.protocol === 'https:' ? 'wss:' : 'ws:'}//${u.host}`;
 }
 
+/**
+ * The `credential_process` of the development cluster's AWS profiles: prints the credentials of one principal
+ * (`admin` or `node`) of an emulator's accounts file in the shape the AWS SDK and CLI expect (Version 1).
+ */
+const CREDENTIAL_PROCESS_SCRIPT = `import { readFileSync } from 'node:fs';
+const [file, role] = process.argv.slice(2);
+const p = JSON.parse(readFileSync(file, 'utf8')).accounts[0].principals.find((x) => x.role === role);
+if (!p) { process.stderr.write('no ' + role + ' principal in ' + file + '\\n'); process.exit(1); }
+process.stdout.write(JSON.stringify({ Version: 1, AccessKeyId: p.accessKeyId, SecretAccessKey: p.secretAccessKey }));
+`;
+
 /** The file under a cluster's directory that lets a later start resume it (see `LauncherState`). */
 export const LAUNCHER_STATE_FILE = 'launcher.json';
 
@@ -475,7 +489,7 @@ export interface LauncherState {
   threshold: number;
   closeMs: number;
   /** Index i is node i's key: created once in its own emulator, reused by every later start. */
-  keys: { keyId: string; stellarKey: string; region: string }[];
+  keys: { keyId: string; stellarKey: string; region: string; signer?: string }[];
   /** The operator accounts set up so far (the first is the payments account). */
   accounts: string[];
   /** The port each service listened on last time; a restart asks for the same one (URLs stay valid). */
@@ -690,38 +704,34 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       nodeInfo.push({
         id: `node-${i}`,
         configFile: join(nodeDir, 'node.yaml'),
-        stellarKey: key.stellarKey,
+        stellarKey: key.signer ?? key.stellarKey,
         identityKey: identity.publicKeyB64,
         kmsKeyId: key.keyId,
       });
     }
-    // One AWS shared credentials file and one config file (INI, 0600) for every emulator's account: with
-    // AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE pointing here, `AWS_PROFILE=kms-0-admin` gives a tool on the
-    // standard credential chain (`cosigner rotate`) the key administrator of node 0's simulated account, as an
-    // AWS_PROFILE does in production. The same credentials are in each emulator's accounts file.
+    // One AWS config file (INI, 0600) with a profile per principal of every emulator's account: with
+    // AWS_CONFIG_FILE pointing here, `AWS_PROFILE=kms-0-admin` gives a tool on the standard credential chain
+    // (`cosigner rotate`) the key administrator of node 0's simulated account, as an AWS_PROFILE does in production.
+    // The credentials stay in the emulator's accounts file only: each profile's `credential_process` (AWS CLI and
+    // SDK "Sourcing credentials with an external process") reads them from there when a tool asks.
     const awsDir = join(dir, 'aws');
     await mkdir(awsDir, { recursive: true, mode: 0o700 });
-    const profiles: { name: string; region: string; p: KmsPrincipal }[] = [];
+    const reader = join(awsDir, 'credential-process.mjs');
+    await writeFile(reader, CREDENTIAL_PROCESS_SCRIPT, { mode: 0o600 });
+    const q = (x: string): string => `"${x.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
+    const profiles: string[] = [];
     for (let i = 0; i < n; i++) {
       const file = String(kms[i]!.ready.accountsFile);
       const acct = (JSON.parse(await readFile(file, 'utf8')) as { accounts: KmsAccount[] }).accounts[0]!;
-      for (const p of acct.principals) profiles.push({ name: `kms-${i}-${p.role}`, region: acct.region, p });
+      for (const p of acct.principals) {
+        profiles.push(
+          `[profile kms-${i}-${p.role}]\nregion = ${acct.region}\n` +
+            `credential_process = ${q(process.execPath)} ${q(reader)} ${q(file)} ${p.role}\n`,
+        );
+      }
     }
-    const credentialsFile = join(awsDir, 'credentials');
     const awsConfigFile = join(awsDir, 'config');
-    await writeFile(
-      credentialsFile,
-      profiles
-        .map(
-          (q) =>
-            `[${q.name}]\naws_access_key_id = ${q.p.accessKeyId}\naws_secret_access_key = ${q.p.secretAccessKey}\n`,
-        )
-        .join('\n'),
-      { mode: 0o600 },
-    );
-    await writeFile(awsConfigFile, profiles.map((q) => `[profile ${q.name}]\nregion = ${q.region}\n`).join('\n'), {
-      mode: 0o600,
-    });
+    await writeFile(awsConfigFile, profiles.join('\n'), { mode: 0o600 });
     if (created > 0) step(`created ${created} node keys in ${created} separate KMS accounts`);
     if (created < n) step(`reusing ${n - created} node keys recorded by an earlier start`);
 
@@ -848,7 +858,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
                 region: k.region,
                 endpoint: kmsEndpoint,
                 credentials: { accessKeyId: k.node.accessKeyId, secretAccessKey: k.node.secretAccessKey },
-                expectedAddress: info.stellarKey,
+                expectedAddress: state.keys[i]!.stellarKey,
               },
               policy: policyFile,
             },
@@ -860,6 +870,23 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     }
     const nodeArgs = (i: number): string[] => ['node', '--config', nodeInfo[i]!.configFile];
     const nodes = await settleAll(nodeInfo.map((x, i) => launch(x.id, nodeArgs(i), opts.nodeEnv)));
+    // A node rotated since the coordinator last enrolled it signs with the key its keyring holds: enrol that one
+    // (what `cosigner rotate` does at its `registry` step), and remember it for the next start's coordinator.yaml.
+    for (const [i, p] of nodes.entries()) {
+      const signer = String(p.ready.stellarKey ?? '');
+      const info = nodeInfo[i]!;
+      if (!StrKey.isValidEd25519PublicKey(signer) || signer === info.stellarKey) continue;
+      const res = await httpJson(`${coordinator.url}/v1/nodes/${info.id}/stellar-key`, {
+        method: 'PUT',
+        apiKey,
+        body: { stellarKey: signer },
+      });
+      if (res.status !== 200) throw new Error(`PUT /v1/nodes/${info.id}/stellar-key answered ${res.status}`);
+      step(`${info.id} signs with ${signer} (rotated); the coordinator enrols that key`);
+      nodeInfo[i] = { ...info, stellarKey: signer };
+      state.keys[i]!.signer = signer;
+    }
+    account.signers.splice(0, account.signers.length, ...nodeInfo.map((x) => x.stellarKey));
     record();
 
     await waitForNodes(
@@ -928,7 +955,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
         accountsFile: k.accountsFile,
         profile: `kms-${i}-admin`,
       })),
-      aws: { credentialsFile, configFile: awsConfigFile },
+      aws: { configFile: awsConfigFile },
       apiKey,
       adminKeyFile,
       networkPassphrase,

@@ -132,8 +132,8 @@ export function endpointLines(c: Cluster): string[] {
   }
   if (c.aws) {
     lines.push(
-      `  KMS credentials  ${c.aws.credentialsFile} and ${c.aws.configFile} (profiles kms-<i>-admin and kms-<i>-node;`,
-      `                   the same keys as each emulator's ${kmsAccounts[0]?.accountsFile ?? 'accounts.json'})`,
+      `  KMS credentials  AWS_CONFIG_FILE=${c.aws.configFile} with AWS_PROFILE=kms-<i>-admin (key admin) or kms-<i>-node;`,
+      `                   they read each emulator's ${kmsAccounts[0]?.accountsFile ?? 'accounts.json'} (kms-<i>/accounts.json)`,
     );
   }
   if (c.policyFile) lines.push(`  nodes' policy    ${c.policyFile} (kill -HUP <node pid> reloads it)`);
@@ -148,10 +148,13 @@ export function endpointLines(c: Cluster): string[] {
   if (txSource && c.aws && n0 && a0) {
     lines.push(
       `  rotate ${n0.name}'s key (docs/operations/rotation.md):`,
-      `    AWS_SHARED_CREDENTIALS_FILE=${c.aws.credentialsFile} AWS_CONFIG_FILE=${c.aws.configFile} AWS_PROFILE=${a0.profile} \\`,
+      `    AWS_CONFIG_FILE=${c.aws.configFile} AWS_PROFILE=${a0.profile} \\`,
       `    pnpm cosigner rotate --node ${n0.name} --horizon-url ${c.horizonUrl} --coordinator-url ${c.coordinator.url} \\`,
       `      --api-key-file ${c.adminKeyFile} --account ${c.account.id} --account ${txSource} --tx-source ${txSource} \\`,
-      `      --admin-url ${n0.url} --state-dir ${join(c.dir, 'rotations')} \\`,
+      `      --admin-url ${n0.url} --peer-admin-url ${c.nodes
+        .slice(1)
+        .map((p) => p.url)
+        .join(' ')} --state-dir ${join(c.dir, 'rotations')} \\`,
       `      --backend aws-kms --kms-endpoint ${c.kms[0]?.url} --region ${a0.region} --pending-window-days 7`,
     );
   }
