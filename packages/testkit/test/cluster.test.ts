@@ -1,5 +1,6 @@
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Keypair } from '@stellar/stellar-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import {
@@ -164,6 +165,25 @@ describe('cluster launcher helpers', () => {
     );
     expect(await readdir(d)).toEqual([LAUNCHER_STATE_FILE]);
   });
+
+  it('refuses to resume when the ledger lost an account it recorded, and leaves nothing running', async () => {
+    const d = await dir();
+    const gone = Keypair.random().publicKey();
+    const state = { version: 1, nodes: 1, threshold: 1, closeMs: 200, keys: [], accounts: [gone], ports: {} };
+    writeFileDurably(join(d, LAUNCHER_STATE_FILE), JSON.stringify(state));
+    const err = await startCluster({ dir: d }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ClusterResumeError);
+    expect((err as Error).message).toBe(
+      `the cluster under ${d} cannot be resumed: the ledger no longer holds its operator account ${gone}; start over with \`cosigner cluster up --fresh\`, which deletes that directory: its KMS keys, ledger, accounts, coordinator and node histories`,
+    );
+    // The key it had to create is recorded, so a later start would not create another.
+    const after = JSON.parse(await readFile(join(d, LAUNCHER_STATE_FILE), 'utf8')) as { keys: unknown[] };
+    expect(after.keys).toHaveLength(1);
+    for (const f of await readdir(join(d, 'run'))) {
+      const pid = (JSON.parse(await readFile(join(d, 'run', f), 'utf8')) as { pid: number }).pid;
+      expect(() => process.kill(pid, 0)).toThrow();
+    }
+  }, 120_000);
 
   it('lists every operator account in the policy, the main one first', () => {
     const doc = parse(
