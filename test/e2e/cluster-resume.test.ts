@@ -15,8 +15,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * The ways of stopping, each run ROUNDS times in a row (default 2; COSIGNER_RESUME_ROUNDS): Ctrl-C (SIGINT to
  * the group), SIGTERM to the process group (`kill -- -pgid`, `timeout`, a service manager), SIGHUP to the group
  * with the terminal gone (stdout closed), kill -9 of the launcher and every child, kill -9 of the launcher alone
- * (its children keep running), and a simulated power cut. Duration: 13 starts of an eight-process cluster; about
- * 6-8 minutes on a loaded 2-core machine (25-35 s per start), which is why it is one suite with one cluster.
+ * (its children keep running), and a simulated power cut. Then the first signer change an operator makes, a
+ * rotation of node-0's key with the command `cluster up` printed, and one more start that resumes with the
+ * rotated key. Duration: 14 starts of an eight-process cluster and one rotation: 8-15 minutes on a loaded
+ * 2-core machine (30-60 s per start; 10 and 13 min measured), so one suite, one cluster directory.
  *
  * The power cut: every process of the cluster SIGKILLed in one instant, so none writes another byte, then what
  * a power cut does to files written without fsync: cluster.json torn in half, a launcher-state temporary file
@@ -59,6 +61,80 @@ interface Run {
 
 function pidsOf(file: ClusterFile): number[] {
   return [file.coordinator.pid, file.ledger.pid, ...file.kms.map((k) => k.pid), ...file.nodes.map((n) => n.pid)];
+}
+
+/** The `rotate` command `cluster up` printed, as argv (after `cosigner`) and environment. */
+function rotateCommand(out: string): { argv: string[]; env: Record<string, string> } {
+  const lines = out.split('\n');
+  const at = lines.findIndex((l) => l.includes("rotate node-0's key"));
+  expect(at).toBeGreaterThan(0);
+  // The command's lines: each but the last ends with a shell continuation.
+  const command: string[] = [];
+  for (const l of lines.slice(at + 1)) {
+    command.push(l.replace(/\\$/, ''));
+    if (!l.endsWith('\\')) break;
+  }
+  const words = command.join(' ').trim().split(/\s+/);
+  const env: Record<string, string> = {};
+  while (words[0]?.includes('=')) {
+    const [k, v] = (words.shift() as string).split('=') as [string, string];
+    env[k] = v;
+  }
+  expect(words.slice(0, 2)).toEqual(['pnpm', 'cosigner']);
+  return { argv: words.slice(2), env };
+}
+
+async function runCommand(argv: string[], env: Record<string, string>): Promise<{ code: number | null; out: string }> {
+  const p = spawn(process.execPath, [COSIGNER_BIN, ...argv], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  p.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  p.stderr.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const code = await new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
+  return { code, out };
+}
+
+/**
+ * What an operator needs from the first start alone: the two accounts on the ledger with the nodes as signers,
+ * every member on each node's roster, a ledger clock that fits the simulator, and KMS administrator credentials
+ * on the standard AWS chain.
+ */
+async function checkOperatorKit(out: string, signers: string[]): Promise<void> {
+  const horizon = /ledger \(Horizon\) (\S+)/.exec(out)?.[1] as string;
+  for (const id of [/multisig account (G\S+)/.exec(out)?.[1], /second account\s+(G\S+)/.exec(out)?.[1]]) {
+    const acct = (await (await fetch(`${horizon}/accounts/${id}`)).json()) as {
+      signers: { key: string; weight: number }[];
+      thresholds: Record<string, number>;
+    };
+    expect(
+      acct.signers
+        .filter((x) => x.weight === 1)
+        .map((x) => x.key)
+        .sort(),
+    ).toEqual([...signers].sort());
+    expect(acct.thresholds).toMatchObject({ low_threshold: 2, med_threshold: 2, high_threshold: 2 });
+  }
+  const nodeUrls = [...out.matchAll(/(node-\d)\s+(http:\S+)\s+signer/g)].map((m) => m[2] as string);
+  for (const [i, url] of nodeUrls.entries()) {
+    const view = (await (await fetch(`${url}/v1/keyring`)).json()) as { roster: { address: string; nodeId: string }[] };
+    expect(view.roster.map((r) => r.address).sort()).toEqual(signers.filter((_, j) => j !== i).sort());
+  }
+  const policyFile = /nodes' policy\s+(\S+)/.exec(out)?.[1] as string;
+  const policy = await readFile(policyFile, 'utf8');
+  // The ledger clock fits the simulator's 200 ms closes; signer changes for roster keys are allowed.
+  expect(policy).toMatch(/ledgerClock:\n\s+ledger: \d+\n\s+closedAt: \d+\n\s+maxCloseSeconds: 0\.2\n/);
+  expect(policy).toMatch(/clusterMembers: true/);
+  // The KMS administrator credentials and region are where the output says: the rotation below creates its new
+  // key with the printed AWS_PROFILE, from that config file, through the AWS SDK's standard credential chain.
+  expect(out).toMatch(/KMS credentials\s+AWS_CONFIG_FILE=\S+\/aws\/config with AWS_PROFILE=kms-<i>-admin/);
+  expect(out).toMatch(/kms-0\s+http:\S+\s+region us-east-1, key admin profile kms-0-admin/);
 }
 
 describe('pnpm start resumes the same cluster however it stopped', () => {
@@ -193,6 +269,7 @@ describe('pnpm start resumes the same cluster however it stopped', () => {
     async () => {
       const first = await startAndCheck({}, 'first start');
       expect(first.run.out()).toContain('created 3 node keys');
+      await checkOperatorKit(first.run.out(), first.signers);
       const expected = { account: first.account, second: first.second, signers: first.signers };
       const proposals = [first.proposal];
       let run = first.run;
@@ -225,6 +302,22 @@ describe('pnpm start resumes the same cluster however it stopped', () => {
         signatures += Number(/ledger_rows\{kind="signatures"\} (\d+)/.exec(metrics)?.[1] ?? 0);
       }
       expect(signatures).toBeGreaterThanOrEqual(2 * proposals.length);
+
+      // A signer change right after a start, as the printed command runs it: node-0's key is rotated (the other
+      // nodes approve adding the new key: it is on their rosters). The next start resumes with the rotated key.
+      const rotate = rotateCommand(run.out());
+      const rotated = await runCommand(rotate.argv, rotate.env);
+      expect(rotated.code, rotated.out).toBe(0);
+      expect(rotated.out).toMatch(/\[rotate\] deletion-scheduled \(node-0\)/);
+      const newKey = ((await (await fetch(`${file.nodes[0]!.url}/v1/keyring`)).json()) as { active: string }).active;
+      expect(newKey).not.toBe(expected.signers[0]);
+      await stop(run, 'SIGINT');
+      const resumed = await startAndCheck(
+        { ...expected, signers: [newKey, ...expected.signers.slice(1)] },
+        'after the rotation',
+      );
+      expect(resumed.run.out()).toContain(`node-0 signs with ${newKey} (rotated); the coordinator enrols that key`);
+      expect(resumed.run.out()).toMatch(/node-0: approve/);
 
       // Finally an orderly stop, as a user ends the day.
       const last = running as Run;
