@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Cluster, ClusterFile, ProposalView } from '@cosigner/testkit/cluster';
 import { COSIGNER_BIN, REPO_ROOT, tempDir } from '@cosigner/testkit/process';
@@ -178,7 +178,14 @@ describe('a 2-of-3 cluster of real processes', () => {
     const coordinatorPort = new URL(cluster.coordinator.url).port;
     await cluster.stop();
     lines.length = 0;
-    cluster = await clusterUp({ dir, demo: true, out: (l) => lines.push(l) });
+    // Started again with a policy of the operator's own (`cluster up --policy`): no network, no accounts in it (the
+    // launcher fills them in), and a lower maximum than the demo policy's 1000 XLM.
+    const policy = join(dir, 'my-policy.yaml');
+    await writeFile(
+      policy,
+      'version: 1\noperations: [payment]\nassets:\n  - { asset: native, maxPerTx: "50", velocity: [{ window: 24h, max: "100000" }] }\n',
+    );
+    cluster = await clusterUp({ dir, demo: true, policy, out: (l) => lines.push(l) });
     const text = lines.join('\n');
     expect(cluster.resumed).toBe(true);
     expect(text).toContain('reusing 3 node keys recorded by an earlier start');
@@ -190,6 +197,18 @@ describe('a 2-of-3 cluster of real processes', () => {
     expect(new URL(cluster.coordinator.url).port).toBe(coordinatorPort);
     expect(text).toMatch(/: submitted/);
     expect((await cluster.getProposal(demo)).status).toBe('submitted');
+    // The operator's policy is in force: 60 XLM is over its maximum, and every node says so.
+    const dest = await cluster.fundedAccount();
+    const over = await cluster.propose({
+      xdr: await cluster.paymentXdr({ destination: dest.publicKey(), amount: '60' }),
+    });
+    const final = await cluster.waitForProposal(over.id);
+    expect(final.status).toBe('rejected');
+    const state = JSON.parse(await readFile(join(dir, 'launcher.json'), 'utf8')) as { policyFile?: string };
+    expect(state.policyFile).toBe(policy);
+    const installed = await readFile(cluster.policyFile, 'utf8');
+    expect(installed).toContain(cluster.networkPassphrase);
+    for (const a of cluster.operatorAccounts) expect(installed).toContain(a);
   }, 240_000);
 });
 
