@@ -1,4 +1,6 @@
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Keypair } from '@stellar/stellar-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -169,9 +171,26 @@ describe('cluster launcher helpers', () => {
   it('refuses to resume when the ledger lost an account it recorded, and leaves nothing running', async () => {
     const d = await dir();
     const gone = Keypair.random().publicKey();
-    const state = { version: 1, nodes: 1, threshold: 1, closeMs: 200, keys: [], accounts: [gone], ports: {} };
+    // The port the ledger had is taken by another program meanwhile: the ledger takes another one.
+    const squatter = createServer();
+    await new Promise<void>((r) => squatter.listen(0, '127.0.0.1', () => r()));
+    const taken = (squatter.address() as AddressInfo).port;
+    const state = {
+      version: 1,
+      nodes: 1,
+      threshold: 1,
+      closeMs: 200,
+      keys: [],
+      accounts: [gone],
+      ports: { ledger: taken },
+    };
     writeFileDurably(join(d, LAUNCHER_STATE_FILE), JSON.stringify(state));
-    const err = await startCluster({ dir: d }).catch((e: unknown) => e);
+    const steps: string[] = [];
+    const err = await startCluster({ dir: d, onStep: (l) => steps.push(l) })
+      .catch((e: unknown) => e)
+      .finally(() => squatter.close());
+    expect(steps).toContain(`ledger: port ${taken} is in use; taking another`);
+    expect(steps.find((l) => l.startsWith('ledger ready at'))).not.toContain(`:${taken} `);
     expect(err).toBeInstanceOf(ClusterResumeError);
     expect((err as Error).message).toBe(
       `the cluster under ${d} cannot be resumed: the ledger no longer holds its operator account ${gone}; start over with \`cosigner cluster up --fresh\`, which deletes that directory: its KMS keys, ledger, accounts, coordinator and node histories`,
