@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Cluster, ClusterFile, ProposalView } from '@cosigner/testkit/cluster';
 import { COSIGNER_BIN, REPO_ROOT, tempDir } from '@cosigner/testkit/process';
@@ -80,6 +80,48 @@ describe('a 2-of-3 cluster of real processes', () => {
     expect(JSON.stringify(file)).not.toContain(cluster.apiKey);
   });
 
+  it("the printed AWS profiles reach each emulator's principals through the SDK's standard credential chain", async () => {
+    // `cosigner keys show` with the node profile of kms-0: its credential_process reads kms-0/accounts.json.
+    const shown = await new Promise<{ code: number | null; out: string }>((res) => {
+      const p = spawn(
+        process.execPath,
+        [
+          COSIGNER_BIN,
+          'keys',
+          'show',
+          '--backend',
+          'aws-kms',
+          '--endpoint',
+          cluster.kms[0]!.url,
+          '--region',
+          cluster.kmsAccounts[0]!.region,
+          '--key-id',
+          cluster.nodeInfo[0]!.kmsKeyId,
+        ],
+        {
+          cwd: REPO_ROOT,
+          env: { ...process.env, AWS_CONFIG_FILE: cluster.aws.configFile, AWS_PROFILE: 'kms-0-node' },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      p.stderr.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      p.once('exit', (code) => res({ code, out }));
+    });
+    expect(shown.code, shown.out).toBe(0);
+    expect(shown.out).toContain(cluster.nodeInfo[0]!.stellarKey);
+    // The credentials are in the emulator's accounts file only, never copied into the config.
+    const config = await readFile(cluster.aws.configFile, 'utf8');
+    const accounts = await readFile(cluster.kmsAccounts[0]!.accountsFile, 'utf8');
+    for (const m of accounts.matchAll(/"secretAccessKey":\s*"([^"]+)"/g)) expect(config).not.toContain(m[1]);
+    expect(config).toMatch(/\[profile kms-0-admin\]\nregion = us-east-1\ncredential_process = /);
+  });
+
   it('a payment within policy reaches submitted and the ledger shows the new balance', async () => {
     const dest = await cluster.fundedAccount();
     const before = Number(await cluster.nativeBalance(dest.publicKey()));
@@ -126,6 +168,49 @@ describe('a 2-of-3 cluster of real processes', () => {
     expect(again.pid).not.toBe(killed.pid);
     await until(async () => (await fetch(`${again.url}/healthz`)).ok, 20_000, 'the restarted node to answer');
   });
+
+  it('stopped, the same directory resumes the same cluster: keys, accounts, histories; the demo goes through', async () => {
+    const before = {
+      account: cluster.account.id,
+      accounts: cluster.operatorAccounts,
+      signers: cluster.account.signers,
+    };
+    const demo = /proposal (\S+): submitted/.exec(lines.join('\n'))?.[1] as string;
+    const coordinatorPort = new URL(cluster.coordinator.url).port;
+    await cluster.stop();
+    lines.length = 0;
+    // Started again with a policy of the operator's own (`cluster up --policy`): no network, no accounts in it (the
+    // launcher fills them in), and a lower maximum than the demo policy's 1000 XLM.
+    const policy = join(dir, 'my-policy.yaml');
+    await writeFile(
+      policy,
+      'version: 1\noperations: [payment]\nassets:\n  - { asset: native, maxPerTx: "50", velocity: [{ window: 24h, max: "100000" }] }\n',
+    );
+    cluster = await clusterUp({ dir, demo: true, policy, out: (l) => lines.push(l) });
+    const text = lines.join('\n');
+    expect(cluster.resumed).toBe(true);
+    expect(text).toContain('reusing 3 node keys recorded by an earlier start');
+    expect(text).toMatch(/resumed the 2-of-3 cluster under/);
+    expect(cluster.account.id).toBe(before.account);
+    expect(cluster.operatorAccounts).toEqual(before.accounts);
+    expect(cluster.account.signers).toEqual(before.signers);
+    // The same port where it was free again, so the URLs handed out before still work.
+    expect(new URL(cluster.coordinator.url).port).toBe(coordinatorPort);
+    expect(text).toMatch(/: submitted/);
+    expect((await cluster.getProposal(demo)).status).toBe('submitted');
+    // The operator's policy is in force: 60 XLM is over its maximum, and every node says so.
+    const dest = await cluster.fundedAccount();
+    const over = await cluster.propose({
+      xdr: await cluster.paymentXdr({ destination: dest.publicKey(), amount: '60' }),
+    });
+    const final = await cluster.waitForProposal(over.id);
+    expect(final.status).toBe('rejected');
+    const state = JSON.parse(await readFile(join(dir, 'launcher.json'), 'utf8')) as { policyFile?: string };
+    expect(state.policyFile).toBe(policy);
+    const installed = await readFile(cluster.policyFile, 'utf8');
+    expect(installed).toContain(cluster.networkPassphrase);
+    for (const a of cluster.operatorAccounts) expect(installed).toContain(a);
+  }, 240_000);
 });
 
 describe('cosigner cluster up, as pnpm start runs it', () => {

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Cluster, ClusterFile } from '@cosigner/testkit/cluster';
 import { tempDir } from '@cosigner/testkit/process';
@@ -10,6 +10,7 @@ import {
   clusterDown,
   clusterUp,
   endpointLines,
+  launcherEntries,
   progressLines,
   upUntilSignalled,
 } from '../src/commands/cluster.ts';
@@ -86,10 +87,14 @@ describe('cluster progress lines', () => {
       apiKey: 'cak.secret',
       horizonUrl: 'http://h',
       networkPassphrase: 'Net',
-      nodes: [proc('node-0', 'http://n0')],
-      nodeInfo: [{ stellarKey: 'GABC' }],
+      nodes: [proc('node-0', 'http://n0'), proc('node-1', 'http://n1')],
+      nodeInfo: [{ stellarKey: 'GABC' }, { stellarKey: 'GDEF' }],
       kms: [proc('kms-0', 'http://k0')],
       account: { id: 'GACCT', threshold: 1, signers: ['GABC'] },
+      operatorAccounts: ['GACCT', 'GROT'],
+      kmsAccounts: [{ region: 'eu-west-3', accountsFile: '/d/kms-0/accounts.json', profile: 'kms-0-admin' }],
+      aws: { configFile: '/d/aws/config' },
+      policyFile: '/d/policy.yaml',
     } as unknown as Cluster;
     const text = endpointLines(c).join('\n');
     for (const s of ['http://c', '/d/coordinator/admin.key', 'http://h', 'http://n0', 'GABC', 'http://k0', 'GACCT']) {
@@ -97,7 +102,88 @@ describe('cluster progress lines', () => {
     }
     expect(text).not.toContain('cak.secret');
     expect(text).toContain('web console   http://c/console/');
+    // Both accounts, the second named as the rotations' --tx-source; where the KMS admin credentials and region are.
+    expect(text).toMatch(/multisig account GACCT \(1-of-2\): payments/);
+    expect(text).toMatch(/second account\s+GROT .*--tx-source/);
+    expect(text).toContain('region eu-west-3, key admin profile kms-0-admin');
+    expect(text).toContain('KMS credentials  AWS_CONFIG_FILE=/d/aws/config with AWS_PROFILE=kms-<i>-admin (key admin)');
+    expect(text).toContain('/d/policy.yaml (kill -HUP <node pid> reloads it)');
+    expect(text).toContain('AWS_CONFIG_FILE=/d/aws/config AWS_PROFILE=kms-0-admin \\');
+    expect(text).toMatch(/--account GACCT --account GROT --tx-source GROT/);
+    expect(text).toMatch(/--kms-endpoint http:\/\/k0 --region eu-west-3/);
+    expect(text).toMatch(/--admin-url http:\/\/n0 --peer-admin-url http:\/\/n1 --state-dir \/d\/rotations/);
     expect(text).toContain('curl -s -H "authorization: Bearer $(cat /d/coordinator/admin.key)" http://c/v1/proposals');
+  });
+});
+
+describe('cluster up over an earlier run', () => {
+  /** A real process whose command line names cosigner and `dir`, as every child of a cluster under `dir` does. */
+  async function orphan(dir: string): Promise<ChildProcess> {
+    const p = spawn(process.execPath, ['-e', "setInterval(() => {}, 1000); console.log('up');", 'cosigner', dir], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    cleanup.push(async () => {
+      if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    });
+    await new Promise((r) => p.stdout?.once('data', r));
+    return p;
+  }
+
+  it('stops the children a killed launcher left running (only those naming the directory), then resumes', async () => {
+    const d = await tempDir();
+    cleanup.push(() => rm(d, { recursive: true, force: true }));
+    const [node, ledger, stranger] = await Promise.all([orphan(d), orphan(d), fakeChild(false)]);
+    const deadLauncher = await fakeChild(false);
+    deadLauncher.kill('SIGKILL');
+    await new Promise((r) => deadLauncher.once('exit', r));
+    const file: ClusterFile = {
+      launcherPid: deadLauncher.pid as number,
+      coordinator: { url: 'http://c', pid: stranger.pid as number, adminKeyFile: '/x' },
+      ledger: { url: 'http://l', pid: ledger.pid as number, networkPassphrase: 'n' },
+      kms: [],
+      nodes: [{ name: 'node-0', url: 'http://n', pid: node.pid as number, stellarKey: 'G' }],
+      account: 'G',
+    };
+    await writeFile(join(d, 'cluster.json'), JSON.stringify(file));
+    // A torn launcher state: the start stops after the leftovers, saying it cannot resume (no cluster is started).
+    await writeFile(join(d, 'launcher.json'), '{"version":');
+    const lines: string[] = [];
+    await expect(clusterUp({ dir: d, demo: false, out: (l) => lines.push(l) })).rejects.toThrow(
+      /cannot be resumed: .*launcher\.json is not a launcher state this launcher wrote; start over with `cosigner cluster up --fresh`/,
+    );
+    expect(lines[0]).toBe('stopping 2 process(es) an earlier launcher left running');
+    const ended = (c: ChildProcess): Promise<unknown> =>
+      c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r));
+    await Promise.all([ended(node), ended(ledger)]);
+    // A process whose command line does not name the directory is not ours, whatever cluster.json says.
+    expect(stranger.exitCode === null && stranger.signalCode === null).toBe(true);
+  });
+
+  it('--fresh deletes the earlier cluster and nothing else; a torn cluster.json is ignored', async () => {
+    const d = await tempDir();
+    cleanup.push(() => rm(d, { recursive: true, force: true }));
+    for (const x of ['node-0', 'kms-0', 'ledger', 'notes']) await mkdir(join(d, x));
+    await writeFile(join(d, 'launcher.json'), '{"version":');
+    await writeFile(join(d, 'cluster.json'), '{"launcherPid": 12');
+    await writeFile(join(d, 'keep.txt'), 'mine');
+    const lines: string[] = [];
+    // nodes: 0 makes the start itself refuse right after the deletion, so no cluster runs in this unit test.
+    await expect(clusterUp({ dir: d, nodes: 0, fresh: true, demo: false, out: (l) => lines.push(l) })).rejects.toThrow(
+      /nodes must be 1..20/,
+    );
+    expect(lines[0]).toBe(
+      `--fresh: deleting the cluster under ${d} (KMS keys, ledger, accounts, coordinator and node histories)`,
+    );
+    expect((await readdir(d)).sort()).toEqual(['keep.txt', 'notes']);
+  });
+});
+
+describe('cluster up --fresh', () => {
+  it('deletes only what the launcher creates, never anything else in the directory', () => {
+    const names = ['launcher.json', 'cluster.json', 'policy.yaml', 'ledger', 'coordinator', 'logs', 'run', 'aws'];
+    const ours = [...names, 'rotations', 'node-0', 'node-12', 'kms-3', 'launcher.json.123.tmp', 'cluster.json.9.tmp'];
+    const theirs = ['.bashrc', 'Documents', 'node-x', 'kms', 'notes.json', 'node_modules', 'policy.yaml.bak'];
+    expect(launcherEntries([...ours, ...theirs]).sort()).toEqual([...ours].sort());
   });
 });
 

@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { CreateKeyCommand, GetPublicKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { loadOrCreateIdentity } from '@cosigner/protocol/identity';
 import { Asset, Horizon, Keypair, Operation, StrKey, TransactionBuilder } from '@stellar/stellar-sdk';
-import { stringify as toYaml } from 'yaml';
+import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { COSIGNER_BIN, REPO_ROOT, type RunningProcess } from './process.ts';
 
 /**
@@ -69,6 +69,25 @@ export interface ClusterOptions {
     horizonUrl: string;
     demoYaml: string;
   }) => string | Promise<string>;
+  /**
+   * The demo policy also lets the nodes sign signer changes on the operator accounts for keys on their rosters
+   * (`operations: [payment, setOptions]`, `signerChanges.clusterMembers`), so a rotation or a node change can be
+   * approved right after the start (what `cosigner cluster up` runs). Default false: payments only.
+   */
+  signerChanges?: boolean;
+  /**
+   * A policy YAML file for every node instead of the demo policy (`cosigner cluster up --policy`). The launcher
+   * fills in what only it knows: `network`, `accounts` when the file names none, and the ledger clock. Recorded,
+   * so a later start of the same cluster uses it again.
+   */
+  policyFile?: string;
+  /**
+   * Anchor `soroban.ledgerClock` of the nodes' policy on the simulator's latest ledger at every start, with
+   * `maxCloseSeconds` = the close interval (default true). The node estimates the network's ledger from that
+   * anchor; a clock of the real network's 6 s would fall behind the simulator's 200 ms closes by 29 ledgers a
+   * minute and refuse every expiration window after a few minutes.
+   */
+  ledgerClock?: boolean;
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -124,6 +143,21 @@ export interface Cluster {
   readonly account: { id: string; signers: string[]; threshold: number };
   /** Every operator account (`options.operatorAccounts` of them; the first is `account.id`), same signers. */
   readonly operatorAccounts: readonly string[];
+  /** True when this start resumed a cluster an earlier start left in `dir` (its `launcher.json`). */
+  readonly resumed: boolean;
+  /** The nodes' policy file (every node reads the same one; `kill -HUP` a node to reload it). */
+  readonly policyFile: string;
+  /**
+   * Per node's emulator (index i is kms-i): its region, the accounts file holding the simulated account's
+   * credentials (the `admin` principal administers keys, `node` signs), and the AWS profile of its key
+   * administrator (`kms-<i>-admin`; `kms-<i>-node` is the node's) in the files of `aws`.
+   */
+  readonly kmsAccounts: readonly { region: string; accountsFile: string; profile: string }[];
+  /**
+   * An AWS config file (0600) with a profile per emulator principal (`kms-<i>-admin`, `kms-<i>-node`) for tools on
+   * the standard credential chain; its `credential_process` reads the emulator's accounts file.
+   */
+  readonly aws: { readonly configFile: string };
   /** The coordinator's admin API key (for `authorization: Bearer`); also in `adminKeyFile` (0600). */
   readonly apiKey: string;
   readonly adminKeyFile: string;
@@ -370,15 +404,33 @@ export function demoPolicyYaml(p: {
   account: string;
   maxXlm: string;
   extraAccounts?: string[];
+  /** Also sign signer changes on these accounts for keys on the node's roster, never below `threshold`. */
+  signerChanges?: { threshold: number };
 }): string {
+  const accounts = [p.account, ...(p.extraAccounts ?? [])];
   return toYaml({
     version: 1,
     network: p.network,
-    accounts: [p.account, ...(p.extraAccounts ?? [])],
-    operations: ['payment'],
+    accounts,
+    operations: p.signerChanges ? ['payment', 'setOptions'] : ['payment'],
     assets: [{ asset: 'native', maxPerTx: p.maxXlm, velocity: [{ window: '24h', max: '1000000' }] }],
     fees: { maxFee: '1000000', maxFeeBump: '1000000' },
     validity: { maxWindowSeconds: 300 },
+    ...(p.signerChanges
+      ? {
+          signerChanges: {
+            accounts,
+            // Keys on this node's roster (the launcher enrols every member) and its own: rotations, node changes.
+            clusterMembers: true,
+            maxWeight: 1,
+            minThresholds: {
+              low: p.signerChanges.threshold,
+              medium: p.signerChanges.threshold,
+              high: p.signerChanges.threshold,
+            },
+          },
+        }
+      : {}),
   });
 }
 
@@ -414,13 +466,144 @@ export function nodeSocketUrl(coordinatorUrl: string): string {
 }
 
 /**
+ * The `credential_process` of the development cluster's AWS profiles: prints the credentials of one principal
+ * (`admin` or `node`) of an emulator's accounts file in the shape the AWS SDK and CLI expect (Version 1).
+ */
+const CREDENTIAL_PROCESS_SCRIPT = `import { readFileSync } from 'node:fs';
+const [file, role] = process.argv.slice(2);
+const p = JSON.parse(readFileSync(file, 'utf8')).accounts[0].principals.find((x) => x.role === role);
+if (!p) { process.stderr.write('no ' + role + ' principal in ' + file + '\\n'); process.exit(1); }
+process.stdout.write(JSON.stringify({ Version: 1, AccessKeyId: p.accessKeyId, SecretAccessKey: p.secretAccessKey }));
+`;
+
+/** The file under a cluster's directory that lets a later start resume it (see `LauncherState`). */
+export const LAUNCHER_STATE_FILE = 'launcher.json';
+
+/**
+ * What the launcher needs to start the same cluster again in the same directory: the node keys it created, the
+ * accounts it set up, the ports its services had. Written durably (fsync, rename, fsync of the directory) after
+ * each step of a first start, so a stop at any moment (Ctrl-C, SIGTERM, SIGHUP, kill -9, a power cut) leaves a
+ * record of everything that exists: the next start reuses it instead of creating new keys, which is what made a
+ * second `pnpm start` fail before (the nodes' keyrings reopened the keys they had recorded).
+ */
+export interface LauncherState {
+  version: 1;
+  nodes: number;
+  threshold: number;
+  closeMs: number;
+  /** Index i is node i's key: created once in its own emulator, reused by every later start. */
+  keys: { keyId: string; stellarKey: string; region: string; signer?: string }[];
+  /** The operator accounts set up so far (the first is the payments account). */
+  accounts: string[];
+  /** The port each service listened on last time; a restart asks for the same one (URLs stay valid). */
+  ports: Record<string, number>;
+  /** The policy file the cluster was started with (`cosigner cluster up --policy`), used again on resume. */
+  policyFile?: string;
+}
+
+/**
+ * The cluster under a directory cannot be resumed. The message is one sentence saying why and how to start over;
+ * `cosigner cluster up --fresh` says what it discards.
+ */
+export class ClusterResumeError extends Error {
+  readonly code = 'TESTKIT_CLUSTER_RESUME_FAILED';
+  constructor(
+    readonly dir: string,
+    readonly why: string,
+  ) {
+    super(
+      `the cluster under ${dir} cannot be resumed: ${why}; start over with \`cosigner cluster up --fresh\`, which ` +
+        'deletes that directory: its KMS keys, ledger, accounts, coordinator and node histories',
+    );
+    this.name = 'ClusterResumeError';
+  }
+}
+
+/** Write a file so that after a crash or a power cut it holds either the old or the new content, whole. */
+export function writeFileDurably(path: string, text: string): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  // rename(2) is atomic; the directory's own fsync makes the new name survive a power cut (rename(2), fsync(2)).
+  renameSync(tmp, path);
+  const dfd = openSync(dirname(path), 'r');
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
+  }
+}
+
+/**
+ * The launcher state under `dir`: undefined for a directory no cluster ran in.
+ * @throws ClusterResumeError when the directory holds a cluster without a readable state (a launcher from before
+ *   resuming existed, or a torn file)
+ */
+export async function readLauncherState(dir: string): Promise<LauncherState | undefined> {
+  const file = join(dir, LAUNCHER_STATE_FILE);
+  let text: string | undefined;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  if (text === undefined) {
+    const entries = await readdir(dir).catch(() => [] as string[]);
+    const ran = entries.some((x) => /^(node|kms)-\d+$/.test(x) || x === 'ledger' || x === 'coordinator');
+    if (ran) throw new ClusterResumeError(dir, `it holds a cluster but no ${LAUNCHER_STATE_FILE} to resume it from`);
+    return undefined;
+  }
+  let state: LauncherState;
+  try {
+    state = JSON.parse(text) as LauncherState;
+    if (state.version !== 1 || !Array.isArray(state.keys) || !Array.isArray(state.accounts)) throw new Error('shape');
+  } catch {
+    throw new ClusterResumeError(dir, `${file} is not a launcher state this launcher wrote`);
+  }
+  return state;
+}
+
+/** A policy YAML with the launcher's parts filled in: network, accounts when absent, the ledger clock. */
+export function fillPolicy(
+  yamlText: string,
+  p: { network: string; accounts: readonly string[]; clock?: { ledger: number; closedAt: number; closeMs: number } },
+): string {
+  const doc = parseYaml(yamlText) as Record<string, unknown> | null;
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc))
+    throw new Error('the policy must be a YAML mapping');
+  doc.network ??= p.network;
+  if (!Array.isArray(doc.accounts) || doc.accounts.length === 0) doc.accounts = [...p.accounts];
+  if (p.clock) {
+    const soroban = isPlainObject(doc.soroban) ? doc.soroban : {};
+    const given = isPlainObject(soroban.ledgerClock) ? soroban.ledgerClock : {};
+    soroban.ledgerClock = {
+      ledger: p.clock.ledger,
+      // One second later than the close: the anchor's time is whole seconds, and a later anchor keeps the node's
+      // estimate of the current ledger a lower bound (policy ledgerLowerBound).
+      closedAt: p.clock.closedAt + 1,
+      maxCloseSeconds: typeof given.maxCloseSeconds === 'number' ? given.maxCloseSeconds : p.clock.closeMs / 1000,
+    };
+    doc.soroban = soroban;
+  }
+  return toYaml(doc);
+}
+
+/**
  * Start a whole cluster under `opts.dir` and set up the multisig account. On any failure every child already
  * started is stopped before the error (a ClusterStartError naming the child) is thrown.
  */
 export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const dir = resolve(opts.dir);
-  const n = opts.nodes ?? 3;
-  const threshold = opts.threshold ?? 2;
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  // A directory a cluster ran in before: resume that cluster (its keys, accounts, ledger and histories).
+  const previous = await readLauncherState(dir);
+  const n = opts.nodes ?? previous?.nodes ?? 3;
+  const threshold = opts.threshold ?? previous?.threshold ?? 2;
   if (!Number.isInteger(n) || n < 1 || n > 20) throw new Error(`nodes must be 1..20, got ${n}`);
   if (!Number.isInteger(threshold) || threshold < 1 || threshold > n) {
     throw new Error(`threshold must be 1..${n} (one weight per node), got ${threshold}`);
@@ -429,15 +612,47 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   if (!Number.isInteger(operators) || operators < 1 || operators > 64) {
     throw new Error(`operatorAccounts must be 1..64, got ${operators}`);
   }
+  if (previous && (previous.nodes !== n || previous.threshold !== threshold)) {
+    throw new ClusterResumeError(
+      dir,
+      `it is a ${previous.threshold}-of-${previous.nodes} cluster, not the ${threshold}-of-${n} asked for (start it without --nodes and --threshold to resume it)`,
+    );
+  }
+  const closeMs = opts.closeMs ?? previous?.closeMs ?? 200;
+  const policySource = opts.policyFile !== undefined ? resolve(opts.policyFile) : previous?.policyFile;
+  const state: LauncherState = previous ?? {
+    version: 1,
+    nodes: n,
+    threshold,
+    closeMs,
+    keys: [],
+    accounts: [],
+    ports: {},
+  };
+  state.closeMs = closeMs;
+  if (policySource !== undefined) state.policyFile = policySource;
+  const record = (): void => writeFileDurably(join(dir, LAUNCHER_STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
   const readyTimeoutMs = opts.readyTimeoutMs ?? 60_000;
   const step = opts.onStep ?? (() => {});
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (previous) step(`resuming the ${threshold}-of-${n} cluster recorded in ${join(dir, LAUNCHER_STATE_FILE)}`);
 
   const started: ClusterProcess[] = [];
   const launch = async (name: string, args: string[], env?: NodeJS.ProcessEnv): Promise<ClusterProcess> => {
     if (opts.signal?.aborted) throw new Error('cluster start interrupted');
-    const p = await spawnService({ name, args, dir, env, readyTimeoutMs, signal: opts.signal });
+    const spawnAt = (port: number | undefined): Promise<ClusterProcess> =>
+      spawnService({ name, args, dir, env, readyTimeoutMs, signal: opts.signal, port });
+    let p: ClusterProcess;
+    const port = state.ports[name];
+    try {
+      p = await spawnAt(port);
+    } catch (e) {
+      // The port it had is taken by something else now: any free one will do (the URLs printed change).
+      if (port === undefined || !(e instanceof ClusterStartError) || !/EADDRINUSE/.test(e.lastOutput)) throw e;
+      step(`${name}: port ${port} is in use; taking another`);
+      p = await spawnAt(undefined);
+    }
     started.push(p);
+    state.ports[name] = Number(new URL(p.url).port);
     step(`${name} ready at ${p.url} (pid ${p.pid})`);
     return p;
   };
@@ -450,44 +665,92 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
 
   try {
     step(`starting ${n} KMS emulators and the ledger simulator`);
-    const ledgerArgs = ['ledger-sim', '--data-dir', join(dir, 'ledger'), '--close-ms', String(opts.closeMs ?? 200)];
+    const ledgerArgs = ['ledger-sim', '--data-dir', join(dir, 'ledger'), '--close-ms', String(closeMs)];
     const kmsArgs = (i: number): string[] => ['kms-emulator', '--data-dir', join(dir, `kms-${i}`), '--accounts', '1'];
     const ledgerStart = launch('ledger', ledgerArgs);
     const kmsStarts = Array.from({ length: n }, (_, i) => launch(`kms-${i}`, kmsArgs(i)));
     const [ledger, ...kms] = (await settleAll([ledgerStart, ...kmsStarts])) as [ClusterProcess, ...ClusterProcess[]];
     const networkPassphrase = String(ledger.ready.networkPassphrase);
     const horizonUrl = ledger.url;
+    const horizon = new Horizon.Server(horizonUrl, { allowHttp: true });
 
     // Node keys and identities first, so both the coordinator's enrolment and the node configs can be written
-    // before either starts.
+    // before either starts. A key recorded by an earlier start is used again: the node's keyring holds it.
     const coordDir = join(dir, 'coordinator');
     const message = await loadOrCreateIdentity(join(coordDir, 'message-key.pem'));
     const nodeInfo: ClusterNodeInfo[] = [];
-    const nodeKms: { endpoint: string; region: string; keyId: string; node: KmsPrincipal }[] = [];
+    const nodeKms: { endpoint: string; region: string; keyId: string; node: KmsPrincipal; accountsFile: string }[] = [];
+    let created = 0;
     for (let i = 0; i < n; i++) {
       const emulator = kms[i]!;
       const file = String(emulator.ready.accountsFile);
       const accounts = (JSON.parse(await readFile(file, 'utf8')) as { accounts: KmsAccount[] }).accounts;
       const acct = accounts[0];
       if (!acct) throw new Error(`kms-${i}: its accounts file ${file} lists no account`);
-      const key = await createNodeKey(emulator.url, acct, `kms-${i}`);
+      let key = state.keys[i];
+      if (!key) {
+        const made = await createNodeKey(emulator.url, acct, `kms-${i}`);
+        key = { keyId: made.keyId, stellarKey: made.stellarKey, region: acct.region };
+        state.keys[i] = key;
+        record();
+        created += 1;
+      }
       const nodeDir = join(dir, `node-${i}`);
       const { identity } = await loadOrCreateIdentity(join(nodeDir, 'identity.pem'));
-      nodeKms.push({ endpoint: emulator.url, region: acct.region, keyId: key.keyId, node: key.node });
+      nodeKms.push({
+        endpoint: emulator.url,
+        region: key.region,
+        keyId: key.keyId,
+        node: principal(acct, 'node', `kms-${i}`),
+        accountsFile: file,
+      });
       nodeInfo.push({
         id: `node-${i}`,
         configFile: join(nodeDir, 'node.yaml'),
-        stellarKey: key.stellarKey,
+        stellarKey: key.signer ?? key.stellarKey,
         identityKey: identity.publicKeyB64,
         kmsKeyId: key.keyId,
       });
     }
-    step(`created ${n} node keys in ${n} separate KMS accounts`);
+    // One AWS config file (INI, 0600) with a profile per principal of every emulator's account: with
+    // AWS_CONFIG_FILE pointing here, `AWS_PROFILE=kms-0-admin` gives a tool on the standard credential chain
+    // (`cosigner rotate`) the key administrator of node 0's simulated account, as an AWS_PROFILE does in production.
+    // The credentials stay in the emulator's accounts file only: each profile's `credential_process` (AWS CLI and
+    // SDK "Sourcing credentials with an external process") reads them from there when a tool asks.
+    const awsDir = join(dir, 'aws');
+    await mkdir(awsDir, { recursive: true, mode: 0o700 });
+    const reader = join(awsDir, 'credential-process.mjs');
+    await writeFile(reader, CREDENTIAL_PROCESS_SCRIPT, { mode: 0o600 });
+    const q = (x: string): string => `"${x.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
+    const profiles: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const file = String(kms[i]!.ready.accountsFile);
+      const acct = (JSON.parse(await readFile(file, 'utf8')) as { accounts: KmsAccount[] }).accounts[0]!;
+      for (const p of acct.principals) {
+        profiles.push(
+          `[profile kms-${i}-${p.role}]\nregion = ${acct.region}\n` +
+            `credential_process = ${q(process.execPath)} ${q(reader)} ${q(file)} ${p.role}\n`,
+        );
+      }
+    }
+    const awsConfigFile = join(awsDir, 'config');
+    await writeFile(awsConfigFile, profiles.join('\n'), { mode: 0o600 });
+    if (created > 0) step(`created ${created} node keys in ${created} separate KMS accounts`);
+    if (created < n) step(`reusing ${n - created} node keys recorded by an earlier start`);
 
-    // The operator account: funded by the friendbot, then one setOptions transaction signed by its master key
+    // The operator accounts: each funded by the friendbot, then one setOptions transaction signed by its master key
     // adds every node's key at weight 1, sets low/med/high to the threshold and the master weight to 0, so from
     // here on only a quorum of nodes can move its funds (STELLAR-RULES.md: setOptions is a high-threshold op).
-    const horizon = new Horizon.Server(horizonUrl, { allowHttp: true });
+    // Accounts recorded by an earlier start must still be on the ledger (its snapshot) to be resumed.
+    for (const id of state.accounts) {
+      try {
+        await horizon.loadAccount(id);
+      } catch (e) {
+        const status = (e as { response?: { status?: number } }).response?.status;
+        if (status !== 404) throw e;
+        throw new ClusterResumeError(dir, `the ledger no longer holds its operator account ${id}`);
+      }
+    }
     const setupOperator = async (): Promise<string> => {
       const master = Keypair.random();
       await friendbot(horizonUrl, master.publicKey());
@@ -509,11 +772,17 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       await horizon.submitTransaction(setup);
       return master.publicKey();
     };
-    const operatorAccounts: string[] = [];
-    for (let k = 0; k < operators; k++) operatorAccounts.push(await setupOperator());
+    const before = state.accounts.length;
+    while (state.accounts.length < operators) {
+      state.accounts.push(await setupOperator());
+      record();
+    }
+    const operatorAccounts = state.accounts.slice(0, Math.max(operators, state.accounts.length));
     const account = { id: operatorAccounts[0]!, signers: nodeInfo.map((x) => x.stellarKey), threshold };
-    step(`operator account ${account.id}: ${threshold}-of-${n} multisig, master weight 0`);
-    if (operators > 1) step(`${operators - 1} more operator accounts with the same signers`);
+    if (before === 0) step(`operator account ${account.id}: ${threshold}-of-${n} multisig, master weight 0`);
+    else step(`operator account ${account.id} (recorded)`);
+    if (operatorAccounts.length > 1)
+      step(`${operatorAccounts.length - 1} more operator accounts with the same signers`);
 
     const coordConfig = join(coordDir, 'coordinator.yaml');
     await writeFile(
@@ -545,11 +814,30 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       account: account.id,
       maxXlm: opts.maxPaymentXlm ?? '1000',
       extraAccounts: operatorAccounts.slice(1),
+      ...(opts.signerChanges ? { signerChanges: { threshold } } : {}),
     });
-    const policyYaml = opts.nodePolicy
+    let policyYaml = opts.nodePolicy
       ? await opts.nodePolicy({ network: networkPassphrase, accounts: operatorAccounts, horizonUrl, demoYaml })
       : demoYaml;
+    if (policySource !== undefined && !opts.nodePolicy) {
+      policyYaml = await readFile(policySource, 'utf8').catch((e: unknown) => {
+        throw new Error(`cannot read the policy file ${policySource}: ${(e as Error).message}`);
+      });
+    }
+    let clock: { ledger: number; closedAt: number; closeMs: number } | undefined;
+    if (opts.ledgerClock !== false) {
+      // Anchored afresh at every start: the simulator's ledger numbers and its close times are known only now.
+      const latest = (await horizon.ledgers().order('desc').limit(1).call()).records[0];
+      if (latest) {
+        clock = { ledger: latest.sequence, closedAt: Math.floor(Date.parse(latest.closed_at) / 1000), closeMs };
+      }
+    }
+    if (clock || policySource !== undefined) {
+      policyYaml = fillPolicy(policyYaml, { network: networkPassphrase, accounts: operatorAccounts, clock });
+    }
+    if (clock) step(`ledger clock anchored at ledger ${clock.ledger}, ${closeMs / 1000} s per ledger`);
     await writeFile(policyFile, policyYaml, { mode: 0o600 });
+    record();
     for (let i = 0; i < n; i++) {
       const k = nodeKms[i]!;
       const info = nodeInfo[i]!;
@@ -573,7 +861,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
                 region: k.region,
                 endpoint: kmsEndpoint,
                 credentials: { accessKeyId: k.node.accessKeyId, secretAccessKey: k.node.secretAccessKey },
-                expectedAddress: info.stellarKey,
+                expectedAddress: state.keys[i]!.stellarKey,
               },
               policy: policyFile,
             },
@@ -585,6 +873,24 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     }
     const nodeArgs = (i: number): string[] => ['node', '--config', nodeInfo[i]!.configFile];
     const nodes = await settleAll(nodeInfo.map((x, i) => launch(x.id, nodeArgs(i), opts.nodeEnv)));
+    // A node rotated since the coordinator last enrolled it signs with the key its keyring holds: enrol that one
+    // (what `cosigner rotate` does at its `registry` step), and remember it for the next start's coordinator.yaml.
+    for (const [i, p] of nodes.entries()) {
+      const signer = String(p.ready.stellarKey ?? '');
+      const info = nodeInfo[i]!;
+      if (!StrKey.isValidEd25519PublicKey(signer) || signer === info.stellarKey) continue;
+      const res = await httpJson(`${coordinator.url}/v1/nodes/${info.id}/stellar-key`, {
+        method: 'PUT',
+        apiKey,
+        body: { stellarKey: signer },
+      });
+      if (res.status !== 200) throw new Error(`PUT /v1/nodes/${info.id}/stellar-key answered ${res.status}`);
+      step(`${info.id} signs with ${signer} (rotated); the coordinator enrols that key`);
+      nodeInfo[i] = { ...info, stellarKey: signer };
+      state.keys[i]!.signer = signer;
+    }
+    account.signers.splice(0, account.signers.length, ...nodeInfo.map((x) => x.stellarKey));
+    record();
 
     await waitForNodes(
       coordinator.url,
@@ -593,6 +899,19 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       readyTimeoutMs,
     );
     step(`all ${n} nodes connected to the coordinator`);
+    // Each node's roster accepts every member's key (its own operator's act in production: setup.md step 5), so a
+    // signer change among the members can be approved right away. Idempotent: a resumed start adds nothing.
+    for (const [i, p] of nodes.entries()) {
+      for (const [j, x] of nodeInfo.entries()) {
+        if (i === j) continue;
+        const res = await httpJson(`${p.url}/v1/roster`, {
+          method: 'POST',
+          body: { address: x.stellarKey, nodeId: x.id, by: 'cluster-launcher' },
+        });
+        if (res.status !== 200) throw new Error(`${p.name}: POST /v1/roster answered ${res.status}`);
+      }
+    }
+    if (n > 1) step(`each node's roster lists the other ${n - 1} members' keys`);
 
     // How each service other than the nodes was started, so it can start again where its clients expect it.
     const serviceArgs = new Map<string, string[]>([
@@ -632,6 +951,14 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       nodeInfo,
       account,
       operatorAccounts,
+      resumed: previous !== undefined,
+      policyFile,
+      kmsAccounts: nodeKms.map((k, i) => ({
+        region: k.region,
+        accountsFile: k.accountsFile,
+        profile: `kms-${i}-admin`,
+      })),
+      aws: { configFile: awsConfigFile },
       apiKey,
       adminKeyFile,
       networkPassphrase,

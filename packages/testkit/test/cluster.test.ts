@@ -1,15 +1,23 @@
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { Keypair } from '@stellar/stellar-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import {
+  ClusterResumeError,
   ClusterStartError,
   demoPolicyYaml,
+  fillPolicy,
+  LAUNCHER_STATE_FILE,
   mergeConfig,
   nodeSocketUrl,
+  readLauncherState,
   spawnService,
   startCluster,
   tailFile,
+  writeFileDurably,
 } from '../src/cluster.ts';
 import { tempDir } from '../src/process.ts';
 
@@ -60,6 +68,141 @@ describe('cluster launcher helpers', () => {
     expect(doc).toMatchObject({ network: 'Net', accounts: ['GACCT'], operations: ['payment'] });
     expect(doc.assets).toEqual([expect.objectContaining({ asset: 'native', maxPerTx: '123.5' })]);
   });
+
+  it('lets the demo policy sign signer changes for roster keys only when asked, never below the threshold', () => {
+    const plain = parse(demoPolicyYaml({ network: 'N', account: 'GA', maxXlm: '1' })) as Record<string, unknown>;
+    expect(plain.operations).toEqual(['payment']);
+    expect(plain.signerChanges).toBeUndefined();
+    const doc = parse(
+      demoPolicyYaml({
+        network: 'N',
+        account: 'GA',
+        maxXlm: '1',
+        extraAccounts: ['GB'],
+        signerChanges: { threshold: 2 },
+      }),
+    ) as Record<string, unknown>;
+    expect(doc.operations).toEqual(['payment', 'setOptions']);
+    expect(doc.signerChanges).toEqual({
+      accounts: ['GA', 'GB'],
+      clusterMembers: true,
+      maxWeight: 1,
+      minThresholds: { low: 2, medium: 2, high: 2 },
+    });
+  });
+
+  it("fills a policy file's network, accounts and ledger clock, keeping what the file states", () => {
+    const clock = { ledger: 500, closedAt: 1_000, closeMs: 200 };
+    const doc = parse(fillPolicy('version: 1\noperations: [payment]\n', { network: 'N', accounts: ['GA'], clock }));
+    // closedAt one second late: the anchor's whole seconds must not put the node's estimate ahead of the network.
+    expect(doc).toEqual({
+      version: 1,
+      operations: ['payment'],
+      network: 'N',
+      accounts: ['GA'],
+      soroban: { ledgerClock: { ledger: 500, closedAt: 1_001, maxCloseSeconds: 0.2 } },
+    });
+    const own = parse(
+      fillPolicy(
+        JSON.stringify({
+          network: 'Mine',
+          accounts: ['GX'],
+          soroban: { maxAuthExpirationLedgers: 50, ledgerClock: { ledger: 1, closedAt: 1, maxCloseSeconds: 1 } },
+        }),
+        { network: 'N', accounts: ['GA'], clock },
+      ),
+    );
+    expect(own).toEqual({
+      network: 'Mine',
+      accounts: ['GX'],
+      soroban: { maxAuthExpirationLedgers: 50, ledgerClock: { ledger: 500, closedAt: 1_001, maxCloseSeconds: 1 } },
+    });
+    expect(parse(fillPolicy('accounts: []', { network: 'N', accounts: ['GA'] }))).toEqual({
+      accounts: ['GA'],
+      network: 'N',
+    });
+    expect(() => fillPolicy('- a list', { network: 'N', accounts: [] })).toThrow(/must be a YAML mapping/);
+  });
+
+  it('reads the launcher state: none in a new directory, a refusal for a cluster it cannot resume', async () => {
+    const d = await dir();
+    expect(await readLauncherState(d)).toBeUndefined();
+    expect(await readLauncherState(join(d, 'absent'))).toBeUndefined();
+    const state = {
+      version: 1,
+      nodes: 3,
+      threshold: 2,
+      closeMs: 200,
+      keys: [],
+      accounts: ['GA'],
+      ports: { ledger: 1 },
+    };
+    writeFileDurably(join(d, LAUNCHER_STATE_FILE), JSON.stringify(state));
+    expect(await readLauncherState(d)).toEqual(state);
+    // Written whole, with no temporary file left behind.
+    expect(await readdir(d)).toEqual([LAUNCHER_STATE_FILE]);
+    expect(JSON.parse(await readFile(join(d, LAUNCHER_STATE_FILE), 'utf8'))).toEqual(state);
+
+    await writeFile(join(d, LAUNCHER_STATE_FILE), '{"version":1,"keys":');
+    const torn = readLauncherState(d);
+    await expect(torn).rejects.toBeInstanceOf(ClusterResumeError);
+    await expect(torn).rejects.toThrow(
+      /is not a launcher state this launcher wrote; start over with `cosigner cluster up --fresh`/,
+    );
+
+    // A cluster from before the launcher recorded its state: say so, and how to start over.
+    const old = await dir();
+    await mkdir(join(old, 'node-0'));
+    await expect(readLauncherState(old)).rejects.toThrow(
+      `the cluster under ${old} cannot be resumed: it holds a cluster but no launcher.json to resume it from; start over with \`cosigner cluster up --fresh\`, which deletes that directory: its KMS keys, ledger, accounts, coordinator and node histories`,
+    );
+  });
+
+  it('refuses to resume a cluster with another size than asked for, before starting anything', async () => {
+    const d = await dir();
+    const state = { version: 1, nodes: 3, threshold: 2, closeMs: 200, keys: [], accounts: [], ports: {} };
+    writeFileDurably(join(d, LAUNCHER_STATE_FILE), JSON.stringify(state));
+    await expect(startCluster({ dir: d, nodes: 4 })).rejects.toThrow(
+      /it is a 2-of-3 cluster, not the 2-of-4 asked for \(start it without --nodes and --threshold to resume it\)/,
+    );
+    expect(await readdir(d)).toEqual([LAUNCHER_STATE_FILE]);
+  });
+
+  it('refuses to resume when the ledger lost an account it recorded, and leaves nothing running', async () => {
+    const d = await dir();
+    const gone = Keypair.random().publicKey();
+    // The port the ledger had is taken by another program meanwhile: the ledger takes another one.
+    const squatter = createServer();
+    await new Promise<void>((r) => squatter.listen(0, '127.0.0.1', () => r()));
+    const taken = (squatter.address() as AddressInfo).port;
+    const state = {
+      version: 1,
+      nodes: 1,
+      threshold: 1,
+      closeMs: 200,
+      keys: [],
+      accounts: [gone],
+      ports: { ledger: taken },
+    };
+    writeFileDurably(join(d, LAUNCHER_STATE_FILE), JSON.stringify(state));
+    const steps: string[] = [];
+    const err = await startCluster({ dir: d, onStep: (l) => steps.push(l) })
+      .catch((e: unknown) => e)
+      .finally(() => squatter.close());
+    expect(steps).toContain(`ledger: port ${taken} is in use; taking another`);
+    expect(steps.find((l) => l.startsWith('ledger ready at'))).not.toContain(`:${taken} `);
+    expect(err).toBeInstanceOf(ClusterResumeError);
+    expect((err as Error).message).toBe(
+      `the cluster under ${d} cannot be resumed: the ledger no longer holds its operator account ${gone}; start over with \`cosigner cluster up --fresh\`, which deletes that directory: its KMS keys, ledger, accounts, coordinator and node histories`,
+    );
+    // The key it had to create is recorded, so a later start would not create another.
+    const after = JSON.parse(await readFile(join(d, LAUNCHER_STATE_FILE), 'utf8')) as { keys: unknown[] };
+    expect(after.keys).toHaveLength(1);
+    for (const f of await readdir(join(d, 'run'))) {
+      const pid = (JSON.parse(await readFile(join(d, 'run', f), 'utf8')) as { pid: number }).pid;
+      expect(() => process.kill(pid, 0)).toThrow();
+    }
+  }, 120_000);
 
   it('lists every operator account in the policy, the main one first', () => {
     const doc = parse(

@@ -10,6 +10,8 @@ import type { Keyring } from './keyring.ts';
 import { registerKeyringRoutes } from './keyring-routes.ts';
 import type { SigningLedger } from './ledger.ts';
 import type { NodeMetrics } from './metrics.ts';
+import type { NodePolicy } from './policy-reload.ts';
+import { registerPolicyRoutes } from './policy-routes.ts';
 import type { DecisionBody, Reviewer } from './review.ts';
 
 /**
@@ -40,6 +42,8 @@ export interface AppDeps {
   listenHost?: string;
   /** Keyring and roster routes (keyring-routes.ts) when given. */
   keyring?: Keyring;
+  /** Policy routes (policy-routes.ts) when given. */
+  policy?: NodePolicy;
   logger?: Logger;
 }
 
@@ -203,6 +207,7 @@ export function build(deps: AppDeps) {
 
   if (deps.keyring) registerKeyringRoutes(app as unknown as FastifyInstance, deps.keyring, deps.adminToken);
   registerConsoleRoutes(app as unknown as FastifyInstance, deps.ledger, guard);
+  if (deps.policy) registerPolicyRoutes(app as unknown as FastifyInstance, deps.policy, guard);
 
   return app;
 }

@@ -21,6 +21,8 @@ export type AuditType =
   | 'node.started'
   | 'config.loaded'
   | 'policy.loaded'
+  | 'policy.reloaded'
+  | 'policy.reload_refused'
   | 'proposal.seen'
   | 'decision'
   | 'signature.released'

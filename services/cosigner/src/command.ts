@@ -232,6 +232,37 @@ export function register(program: Command, io: Io = stdio): void {
       if (res.status !== 200) process.exitCode = 1;
     });
 
+  const policy = node.command('policy').description("the node's policy in force; reload it after editing the file");
+  policy
+    .command('show')
+    .description('the policy file in force, its sha256 and when it was loaded')
+    .requiredOption('--admin-url <url>', 'the node admin API')
+    .option('--token-file <file>', 'file holding the admin token')
+    .action(async (o: { adminUrl: string; tokenFile?: string }) => {
+      const res = await adminCall(o.adminUrl, 'GET', '/v1/policy', { tokenFile: o.tokenFile });
+      io.out(JSON.stringify(res.body, null, 2));
+      if (res.status !== 200) process.exitCode = 1;
+    });
+  policy
+    .command('reload')
+    .description('read the policy file again: valid, it replaces the policy in force; invalid, the old one stays')
+    .requiredOption('--admin-url <url>', 'the node admin API')
+    .option('--token-file <file>', 'file holding the admin token')
+    .option('--by <operator>', 'who reloads (kept in the audit log)')
+    .action(async (o: { adminUrl: string; tokenFile?: string; by?: string }) => {
+      const res = await adminCall(o.adminUrl, 'POST', '/v1/policy/reload', {
+        tokenFile: o.tokenFile,
+        body: o.by ? { by: o.by } : {},
+      });
+      const b = res.body as { changed?: boolean; previous?: string; sha256?: string; message?: string };
+      if (res.status === 200) {
+        io.out(b.changed ? `policy reloaded: ${b.previous} -> ${b.sha256}` : `policy unchanged (${b.sha256})`);
+      } else {
+        io.err(`policy not reloaded: ${b.message ?? JSON.stringify(res.body)}`);
+        process.exitCode = 1;
+      }
+    });
+
   node
     .command('audit')
     .description('the hash-chained audit log')

@@ -22,6 +22,10 @@ export const nodeErrors = defineErrors('cosigner-node', {
     message: 'The keyring refuses this key: another key is pending, or this one was retired.',
   },
   NODE_KEYRING_NOT_FOUND: { status: 404, message: 'No pending key with this address.' },
+  NODE_POLICY_REFUSED: {
+    status: 422,
+    message: 'The new policy file is invalid; the node keeps the policy it had.',
+  },
   LEDGER_MIGRATION_FAILED: { status: 500, message: 'The signing ledger schema could not be migrated.' },
   LEDGER_NEWER_SCHEMA: {
     status: 500,

@@ -76,12 +76,27 @@ function storable(config: SignerConfig): SignerConfig {
   return rest;
 }
 
-/** A stored key's settings, with the node config's credentials and backend settings where they are not stored. */
-function withBase(stored: SignerConfig, base: SignerConfig): SignerConfig {
-  if (stored.type === 'aws-kms' && base.type === 'aws-kms' && base.credentials && !stored.credentials) {
-    return { ...stored, credentials: base.credentials };
+/**
+ * A stored key's settings joined with the node config's: the stored record says WHICH key (its id, region, module,
+ * token, file), the node config says HOW TO REACH the backend now (KMS endpoint, credentials, timeout). The
+ * endpoint of a KMS emulator changes with every restart of a development cluster, and an operator may move a node
+ * to another VPC endpoint; a key recorded with an endpoint that no longer answers would stop the node at start-up
+ * ("The key backend is unavailable"). The key must still derive the address recorded for it (`expectedAddress`):
+ * the node refuses to start rather than sign with another key that happens to sit behind the same id elsewhere.
+ */
+export function withBase(stored: SignerConfig, base: SignerConfig, address?: string): SignerConfig {
+  const expect = address ? { expectedAddress: address } : {};
+  if (stored.type === 'aws-kms' && base.type === 'aws-kms') {
+    const { endpoint: _e, credentials: _c, timeoutMs: _t, ...key } = stored;
+    return {
+      ...key,
+      ...(base.endpoint ? { endpoint: base.endpoint } : {}),
+      ...(base.credentials ? { credentials: base.credentials } : {}),
+      ...(base.timeoutMs ? { timeoutMs: base.timeoutMs } : {}),
+      ...expect,
+    };
   }
-  return stored;
+  return { ...stored, ...expect };
 }
 
 /**
@@ -137,7 +152,9 @@ export class Keyring implements Signer {
     const rows = o.db.prepare<[], KeyRow>('SELECT * FROM keyring').all();
     const activeRow = rows.find((r) => r.state === 'active');
     const pendingRow = rows.find((r) => r.state === 'pending');
-    const active = await o.open(activeRow ? withBase(JSON.parse(activeRow.config) as SignerConfig, o.base) : o.base);
+    const active = await o.open(
+      activeRow ? withBase(JSON.parse(activeRow.config) as SignerConfig, o.base, activeRow.address) : o.base,
+    );
     if (!activeRow) {
       o.db
         .prepare(
@@ -149,7 +166,7 @@ export class Keyring implements Signer {
     let pending: Signer | undefined;
     if (pendingRow) {
       try {
-        pending = await o.open(withBase(JSON.parse(pendingRow.config) as SignerConfig, o.base));
+        pending = await o.open(withBase(JSON.parse(pendingRow.config) as SignerConfig, o.base, pendingRow.address));
       } catch (e) {
         o.logger.warn({ address: pendingRow.address, code: (e as { code?: unknown }).code }, 'pending key unusable');
       }

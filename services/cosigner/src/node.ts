@@ -4,7 +4,7 @@ import { createSigner } from '@cosigner/keys/factory';
 import { createKeyMetrics } from '@cosigner/keys/metrics';
 import type { Signer } from '@cosigner/keys/signer';
 import { evaluate } from '@cosigner/policy/evaluate';
-import { loadPolicyFile } from '@cosigner/policy/schema';
+import { loadPolicy } from '@cosigner/policy/schema';
 import { type Identity, loadOrCreateIdentity } from '@cosigner/protocol/identity';
 import { readSecretFile } from '@cosigner/runtime/secrets';
 import { durableExit } from '@cosigner/runtime/wal-sync';
@@ -15,6 +15,7 @@ import { nodeErrors } from './errors.ts';
 import { Keyring } from './keyring.ts';
 import { ledgerPath, openLedgerDb, SigningLedger } from './ledger.ts';
 import { createMetrics, type NodeMetrics } from './metrics.ts';
+import { NodePolicy } from './policy-reload.ts';
 import { CRASH_POINTS, type CrashPoint, type EvaluateFn, Reviewer } from './review.ts';
 import { CoordinatorSession } from './session.ts';
 import { SorobanReviewer } from './soroban.ts';
@@ -32,6 +33,8 @@ export interface CosignerNode {
   readonly signer: Signer;
   /** The signer above: active/pending/retired keys and the roster (keyring.ts). */
   readonly keyring: Keyring;
+  /** The policy in force, reloadable (policy-reload.ts). */
+  readonly policy: NodePolicy;
   readonly ledger: SigningLedger;
   readonly audit: AuditLog;
   readonly metrics: NodeMetrics;
@@ -72,8 +75,8 @@ export async function createNode(
       { message: `Cannot read the policy file ${config.policy}.`, cause },
     );
   });
-  const policy = await loadPolicyFile(config.policy, { production: config.production });
-  if (policy.network !== config.network) {
+  const loaded = loadPolicy(policyText, { production: config.production });
+  if (loaded.network !== config.network) {
     throw nodeErrors.error(
       'NODE_CONFIG_INVALID',
       { field: 'network' },
@@ -119,6 +122,11 @@ export async function createNode(
 
   audit.append('config.loaded', { file: config.configFile ?? null, sha256: config.configSha256, mode: config.mode });
   audit.append('policy.loaded', { file: config.policy, sha256: createHash('sha256').update(policyText).digest('hex') });
+  // Replaceable while the node runs (SIGHUP, the admin API): every reader below asks for the policy in force.
+  const policy = new NodePolicy(
+    { file: config.policy, network: config.network, production: config.production, audit, logger },
+    { policy: loaded, text: policyText },
+  );
   audit.append('node.started', {
     nodeId: config.nodeId,
     signer: signer.address,
@@ -131,10 +139,12 @@ export async function createNode(
   if (crashAt) logger.warn({ crashAt }, 'COSIGNER_CRASH_AT test hook is armed (development mode only)');
   // The policy looks a key up on the roster only when a transaction changes a signer under clusterMembers.
   const members = { has: (key: string) => signer.isMember(key) };
-  const evaluateFn: EvaluateFn = (summary, ctx) => evaluate(policy, { summary, ...ctx, members });
+  const evaluateFn: EvaluateFn = (summary, ctx) => evaluate(policy.current, { summary, ...ctx, members });
   const reviewer = new Reviewer({
     network: config.network,
-    accounts: new Set(policy.accounts),
+    get accounts() {
+      return policy.accounts;
+    },
     evaluate: evaluateFn,
     ledger,
     audit,
@@ -142,7 +152,17 @@ export async function createNode(
     logger,
     metrics,
     crashAt,
-    soroban: new SorobanReviewer({ network: config.network, policy, ledger, audit, signer, logger, metrics }),
+    soroban: new SorobanReviewer({
+      network: config.network,
+      get policy() {
+        return policy.current;
+      },
+      ledger,
+      audit,
+      signer,
+      logger,
+      metrics,
+    }),
     crash:
       opts.crash ??
       ((point) => {
@@ -187,6 +207,7 @@ export async function createNode(
     identity,
     signer,
     keyring: signer,
+    policy,
     ledger,
     audit,
     metrics,

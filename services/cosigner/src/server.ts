@@ -35,6 +35,7 @@ export async function start(opts: StartOptions): Promise<{ url: string; close: (
     allowedHosts: config.admin.allowedHosts,
     listenHost: config.admin.host,
     keyring: node.keyring,
+    policy: node.policy,
     logger,
   });
   await app.listen({ host: config.admin.host, port: config.admin.port });
@@ -48,6 +49,11 @@ export async function start(opts: StartOptions): Promise<{ url: string; close: (
     await node.close();
   };
   onShutdown(close);
+  // SIGHUP reloads the policy (the convention of daemons: nginx, sshd); a refusal is logged and audited by the
+  // reload itself, and the old policy stays in force.
+  process.on('SIGHUP', () => {
+    node.policy.reload('signal:SIGHUP').catch(() => {});
+  });
   await writeReadyFile(opts.readyFile, {
     url,
     nodeId: config.nodeId,

@@ -161,6 +161,62 @@ describe('cosigner node commands', () => {
     });
   });
 
+  it('policy show and reload call the admin API and say what happened; a refusal exits non-zero', async () => {
+    const seen: { method: string; url: string; body: string }[] = [];
+    let answer: { status: number; body: unknown } = { status: 200, body: {} };
+    const { createServer } = await import('node:http');
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => {
+        body += c;
+      });
+      req.on('end', () => {
+        seen.push({ method: String(req.method), url: String(req.url), body });
+        res.writeHead(answer.status, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(answer.body));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const a = 'a'.repeat(64);
+    const b = 'b'.repeat(64);
+    try {
+      answer = { status: 200, body: { file: '/p.yaml', sha256: a, loadedAt: 1 } };
+      const show = program();
+      await show.p.parseAsync(['node', 'x', 'node', 'policy', 'show', '--admin-url', url]);
+      expect(seen.at(-1)).toMatchObject({ method: 'GET', url: '/v1/policy' });
+      expect(JSON.parse(show.out.join('\n'))).toEqual({ file: '/p.yaml', sha256: a, loadedAt: 1 });
+
+      answer = { status: 200, body: { changed: true, previous: a, sha256: b } };
+      const ok = program();
+      await ok.p.parseAsync(['node', 'x', 'node', 'policy', 'reload', '--admin-url', url, '--by', 'alice']);
+      expect(seen.at(-1)).toEqual({ method: 'POST', url: '/v1/policy/reload', body: JSON.stringify({ by: 'alice' }) });
+      expect(ok.out).toEqual([`policy reloaded: ${a} -> ${b}`]);
+
+      answer = { status: 200, body: { changed: false, previous: b, sha256: b } };
+      const same = program();
+      await same.p.parseAsync(['node', 'x', 'node', 'policy', 'reload', '--admin-url', url]);
+      expect(seen.at(-1)?.body).toBe('{}');
+      expect(same.out).toEqual([`policy unchanged (${b})`]);
+      expect(process.exitCode ?? 0).toBe(0);
+
+      answer = { status: 422, body: { code: 'NODE_POLICY_REFUSED', message: 'The policy was not reloaded; ...' } };
+      const bad = program();
+      await bad.p.parseAsync(['node', 'x', 'node', 'policy', 'reload', '--admin-url', url]);
+      expect(bad.err).toEqual(['policy not reloaded: The policy was not reloaded; ...']);
+      expect(process.exitCode).toBe(1);
+      process.exitCode = 0;
+      answer = { status: 401, body: 'no' };
+      const denied = program();
+      await denied.p.parseAsync(['node', 'x', 'node', 'policy', 'show', '--admin-url', url]);
+      await denied.p.parseAsync(['node', 'x', 'node', 'policy', 'reload', '--admin-url', url]);
+      expect(denied.err).toEqual(['policy not reloaded: "no"']);
+      expect(process.exitCode).toBe(1);
+    } finally {
+      server.close();
+    }
+  });
+
   it('running a node needs --config, and a port must be a port', async () => {
     await expect(program().p.parseAsync(['node', 'x', 'node'])).rejects.toMatchObject({ code: 'NODE_CONFIG_INVALID' });
     await expect(

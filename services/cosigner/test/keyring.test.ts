@@ -9,7 +9,7 @@ import { Keypair, StrKey } from '@stellar/stellar-sdk';
 import { afterAll, describe, expect, it } from 'vitest';
 import { build } from '../src/app.ts';
 import { AuditLog, verifyAuditChain } from '../src/audit.ts';
-import { Keyring, successorConfig } from '../src/keyring.ts';
+import { Keyring, successorConfig, withBase } from '../src/keyring.ts';
 import { ledgerPath, openLedgerDb, SigningLedger } from '../src/ledger.ts';
 import { createMetrics } from '../src/metrics.ts';
 import { Reviewer } from '../src/review.ts';
@@ -157,6 +157,50 @@ describe('keyring', () => {
     expect(again.address).toBe(a);
     db.close();
     void audit;
+  });
+
+  it('reopens a recorded key where the node config says the backend now is, and only if it is the same key', async () => {
+    // A development cluster's KMS emulator comes back on another port: the recorded endpoint is dead, the key is not.
+    const stored: SignerConfig = { type: 'aws-kms', keyId: 'k', region: 'r', endpoint: 'http://127.0.0.1:1111' };
+    const base: SignerConfig = {
+      type: 'aws-kms',
+      keyId: 'other',
+      region: 'r2',
+      endpoint: 'http://127.0.0.1:2222',
+      credentials: { accessKeyId: 'AK', secretAccessKey: 'S' },
+      timeoutMs: 900,
+    };
+    expect(withBase(stored, base, 'GREC')).toEqual({
+      type: 'aws-kms',
+      keyId: 'k',
+      region: 'r',
+      endpoint: 'http://127.0.0.1:2222',
+      credentials: { accessKeyId: 'AK', secretAccessKey: 'S' },
+      timeoutMs: 900,
+      expectedAddress: 'GREC',
+    });
+    // Real AWS: no endpoint in the config means the SDK's own, not the recorded one.
+    expect(withBase(stored, { type: 'aws-kms', keyId: 'x', region: 'r' })).toEqual({
+      type: 'aws-kms',
+      keyId: 'k',
+      region: 'r',
+    });
+    expect(withBase({ type: 'local', keyFile: 'f' }, base, 'GREC')).toEqual({
+      type: 'local',
+      keyFile: 'f',
+      expectedAddress: 'GREC',
+    });
+
+    // With real keys: the recorded key file now holds another key, so the node refuses to start with it.
+    const { keyring, dir, db, audit, base: localBase, open } = await setup();
+    const recorded = keyring.address;
+    await keyring.close();
+    await rm(join(dir, 'k0.key'));
+    await createLocalKey(join(dir, 'k0.key'));
+    await expect(Keyring.open({ db, audit, logger, base: localBase, open })).rejects.toMatchObject({
+      code: 'KEYS_ADDRESS_MISMATCH',
+      details: expect.objectContaining({ expected: recorded }),
+    });
   });
 
   it('successorConfig keeps the backend settings and changes only the key id', () => {

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -10,7 +11,7 @@ import { Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ledgerPath, openLedgerDb, SigningLedger } from '../src/ledger.ts';
 import { CoordinatorDouble } from './coordinator-double.ts';
-import { buildTx, NETWORK, OTHER_NETWORK, pay, writeNodeFiles } from './helpers.ts';
+import { buildTx, NETWORK, OTHER_NETWORK, pay, policyYaml, writeNodeFiles } from './helpers.ts';
 
 /**
  * The node as a real process (`cosigner node --config node.yaml`), a real ws peer speaking the protocol,
@@ -52,6 +53,7 @@ describe('cosigner node process', () => {
   let node: RunningProcess;
   let dataDir: string;
   let configFile: string;
+  let policyFile: string;
   let stellarKey: string;
   const account = Keypair.random().publicKey();
   const dest = Keypair.random().publicKey();
@@ -84,6 +86,7 @@ describe('cosigner node process', () => {
     });
     dataDir = files.dataDir;
     configFile = files.config;
+    policyFile = files.policy;
     node = await startCosignerProcess({ args: ['node', '--config', configFile], readyTimeoutMs: 90_000 });
     stellarKey = String(node.ready.stellarKey);
     expect(node.ready).toMatchObject({ nodeId: 'node-a', pid: node.pid });
@@ -301,6 +304,55 @@ describe('cosigner node process', () => {
     const ok = await cli(['node', 'audit', 'verify', '--data-dir', dataDir]);
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/audit chain ok: \d+ entries/);
+  });
+
+  it('SIGHUP reloads the policy; a bad file keeps the old one; `cosigner node policy` shows and reloads', {
+    timeout: 120_000,
+  }, async () => {
+    const shown = async (): Promise<string> =>
+      ((await (await fetch(`${node.url}/v1/policy`)).json()) as { sha256: string }).sha256;
+    const until = async (cond: () => Promise<boolean> | boolean, what: string): Promise<void> => {
+      const deadline = Date.now() + 20_000;
+      while (!(await cond())) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    const original = await readFile(policyFile, 'utf8');
+    const before = await shown();
+    const options = { accounts: [account], allow: [dest], velocity: [{ window: '1h', max: '250' }], holdAbove: '95' };
+    const lower = policyYaml({ ...options, maxPerTx: '5' });
+    await writeFile(policyFile, lower);
+    process.kill(node.pid, 'SIGHUP');
+    await until(async () => (await shown()) !== before, 'the reload');
+    expect(await shown()).toBe(createHash('sha256').update(lower).digest('hex'));
+    expect(node.proc.exitCode).toBeNull();
+    expect((await propose(buildTx({ source: account, seq: nextSeq(), ops: [pay(dest, '6')] }))).outcome).toBe('reject');
+
+    await writeFile(policyFile, 'version: 1\nassets: [\n');
+    process.kill(node.pid, 'SIGHUP');
+    await until(() => node.output().includes('policy reload refused'), 'the refusal in the log');
+    expect(node.output()).toMatch(/policy reload refused, the old policy stays: The policy is not valid YAML/);
+    expect(await shown()).toBe(createHash('sha256').update(lower).digest('hex'));
+    expect((await propose(buildTx({ source: account, seq: nextSeq(), ops: [pay(dest, '4')] }))).outcome).toBe(
+      'approve',
+    );
+
+    // The same through the CLI, as the runbook shows it: a refusal exits 1 and says why.
+    const refused = await cli(['node', 'policy', 'reload', '--admin-url', node.url, '--by', 'ops']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      /policy not reloaded: The policy was not reloaded; the node keeps the policy it had/,
+    );
+    await writeFile(policyFile, original);
+    const ok = await cli(['node', 'policy', 'reload', '--admin-url', node.url, '--by', 'ops']);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/^policy reloaded: [0-9a-f]{64} -> [0-9a-f]{64}$/m);
+    expect(await shown()).toBe(before);
+    const show = await cli(['node', 'policy', 'show', '--admin-url', node.url]);
+    expect(JSON.parse(show.stdout)).toMatchObject({ file: policyFile, sha256: before });
+    const chain = await cli(['node', 'audit', 'verify', '--data-dir', dataDir]);
+    expect(chain.code).toBe(0);
   });
 });
 

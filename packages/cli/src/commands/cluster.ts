@@ -1,7 +1,14 @@
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { type Cluster, type ClusterFile, type ProposalView, startCluster } from '@cosigner/testkit/cluster';
+import {
+  type Cluster,
+  type ClusterFile,
+  ClusterStartError,
+  LAUNCHER_STATE_FILE,
+  type ProposalView,
+  startCluster,
+} from '@cosigner/testkit/cluster';
 import { type Command, InvalidArgumentError } from 'commander';
 
 /**
@@ -12,9 +19,14 @@ import { type Command, InvalidArgumentError } from 'commander';
 
 export interface ClusterUpOptions {
   dir: string;
-  nodes: number;
-  threshold: number;
+  /** undefined: 3 for a new cluster, the recorded count when resuming one. */
+  nodes?: number;
+  threshold?: number;
   demo: boolean;
+  /** Discard the cluster under `dir` (what `launcherEntries` names) and start a new one. */
+  fresh?: boolean;
+  /** A policy file for every node (the demo policy otherwise). */
+  policy?: string;
   /** One line of terminal output. */
   out: (line: string) => void;
   signal?: AbortSignal;
@@ -102,40 +114,130 @@ export async function runDemo(cluster: Cluster, out: (line: string) => void): Pr
 
 /** The endpoints block: URLs and file paths, never a key. */
 export function endpointLines(c: Cluster): string[] {
-  return [
+  const txSource = c.operatorAccounts[1];
+  const kmsAccounts = c.kmsAccounts ?? [];
+  const lines = [
     'endpoints:',
     `  coordinator   ${c.coordinator.url}  (admin API key in ${c.adminKeyFile})`,
     `  web console   ${c.coordinator.url}/console/  (sign in with that key; each node's console: <node URL>/console/)`,
     `  ledger (Horizon) ${c.horizonUrl}  network "${c.networkPassphrase}"`,
     ...c.nodes.map((p, i) => `  ${p.name.padEnd(13)} ${p.url}  signer ${c.nodeInfo[i]?.stellarKey}`),
-    ...c.kms.map((p) => `  ${p.name.padEnd(13)} ${p.url}`),
-    `  multisig account ${c.account.id} (${c.account.threshold}-of-${c.nodes.length})`,
-    `  state and logs under ${c.dir} (logs/<name>.log)`,
+    ...c.kms.map((p, i) => {
+      const a = kmsAccounts[i];
+      return `  ${p.name.padEnd(13)} ${p.url}${a ? `  region ${a.region}, key admin profile ${a.profile}` : ''}`;
+    }),
+    `  multisig account ${c.account.id} (${c.account.threshold}-of-${c.nodes.length}): payments`,
+  ];
+  if (txSource) {
+    lines.push(`  second account   ${txSource} (same signers): the --tx-source of \`cosigner rotate\``);
+  }
+  if (c.aws) {
+    lines.push(
+      `  KMS credentials  AWS_CONFIG_FILE=${c.aws.configFile} with AWS_PROFILE=kms-<i>-admin (key admin) or kms-<i>-node;`,
+      `                   they read each emulator's ${kmsAccounts[0]?.accountsFile ?? 'accounts.json'} (kms-<i>/accounts.json)`,
+    );
+  }
+  if (c.policyFile) lines.push(`  nodes' policy    ${c.policyFile} (kill -HUP <node pid> reloads it)`);
+  lines.push(
+    `  state and logs under ${c.dir} (logs/<name>.log); \`pnpm start\` again resumes this cluster`,
     'try:',
     `  curl -s -H "authorization: Bearer $(cat ${c.adminKeyFile})" ${c.coordinator.url}/v1/proposals`,
     `  open ${c.coordinator.url}/docs for the API; cosigner cluster down --dir ${c.dir} stops it from another shell`,
-  ];
+  );
+  const n0 = c.nodes[0];
+  const a0 = kmsAccounts[0];
+  if (txSource && c.aws && n0 && a0) {
+    lines.push(
+      `  rotate ${n0.name}'s key (docs/operations/rotation.md):`,
+      `    AWS_CONFIG_FILE=${c.aws.configFile} AWS_PROFILE=${a0.profile} \\`,
+      `    pnpm cosigner rotate --node ${n0.name} --horizon-url ${c.horizonUrl} --coordinator-url ${c.coordinator.url} \\`,
+      `      --api-key-file ${c.adminKeyFile} --account ${c.account.id} --account ${txSource} --tx-source ${txSource} \\`,
+      `      --admin-url ${n0.url} --peer-admin-url ${c.nodes
+        .slice(1)
+        .map((p) => p.url)
+        .join(' ')} --state-dir ${join(c.dir, 'rotations')} \\`,
+      `      --backend aws-kms --kms-endpoint ${c.kms[0]?.url} --region ${a0.region} --pending-window-days 7`,
+    );
+  }
+  return lines;
+}
+
+/**
+ * What the launcher creates under a cluster's directory, and so what `--fresh` deletes: nothing else in the
+ * directory is touched (a mistyped `--dir $HOME --fresh` must not empty a home directory).
+ */
+export function launcherEntries(names: readonly string[]): string[] {
+  const fixed = new Set([
+    LAUNCHER_STATE_FILE,
+    'cluster.json',
+    'policy.yaml',
+    'ledger',
+    'coordinator',
+    'logs',
+    'run',
+    'aws',
+    'rotations',
+  ]);
+  return names.filter(
+    (x) => fixed.has(x) || /^(node|kms)-\d+$/.test(x) || /^(launcher|cluster)\.json\.\d+\.tmp$/.test(x),
+  );
 }
 
 /** Start the cluster, run the demo unless disabled, print the endpoints; the caller decides when to stop. */
 export async function clusterUp(o: ClusterUpOptions): Promise<Cluster> {
-  const previous = await readFile(join(o.dir, 'cluster.json'), 'utf8').catch(() => undefined);
+  const previous = await readClusterFile(o.dir);
   if (previous !== undefined) {
-    const pid = (JSON.parse(previous) as Partial<ClusterFile>).launcherPid;
+    const pid = previous.launcherPid;
     if (typeof pid === 'number' && pid !== process.pid && isCosignerProcess(pid)) {
       throw new Error(
         `a cluster is already running under ${o.dir} (launcher pid ${pid}); stop it with: cosigner cluster down --dir ${o.dir}`,
       );
     }
+    // The launcher is gone (kill -9, a closed terminal before SIGHUP was handled) but its children may still run,
+    // holding the data directories: stop them before anything else opens those.
+    const left = childrenOf(previous).filter((x) => isCosignerProcess(x.pid, o.dir));
+    if (left.length > 0) {
+      o.out(`stopping ${left.length} process(es) an earlier launcher left running`);
+      await stopProcesses(left, () => {}, 10_000);
+    }
   }
-  o.out(`starting a ${o.threshold}-of-${o.nodes} cluster under ${o.dir}`);
-  const cluster = await startCluster({
-    dir: o.dir,
-    nodes: o.nodes,
-    threshold: o.threshold,
-    onStep: (l) => o.out(`  ${l}`),
-    signal: o.signal,
-  });
+  if (o.fresh) {
+    const doomed = launcherEntries(await readdir(o.dir).catch(() => [] as string[]));
+    if (doomed.length > 0) {
+      o.out(
+        `--fresh: deleting the cluster under ${o.dir} (KMS keys, ledger, accounts, coordinator and node histories)`,
+      );
+      for (const x of doomed) await rm(join(o.dir, x), { recursive: true, force: true });
+    }
+  }
+  const threshold = o.threshold ?? (o.nodes === undefined ? undefined : Math.min(2, o.nodes));
+  o.out(`starting a cluster under ${o.dir}`);
+  let cluster: Cluster;
+  try {
+    cluster = await startCluster({
+      dir: o.dir,
+      ...(o.nodes !== undefined ? { nodes: o.nodes } : {}),
+      ...(threshold !== undefined ? { threshold } : {}),
+      // The second account is the --tx-source of rotations, so they never compete with payments for a sequence.
+      operatorAccounts: 2,
+      signerChanges: true,
+      ...(o.policy !== undefined ? { policyFile: o.policy } : {}),
+      onStep: (l) => o.out(`  ${l}`),
+      signal: o.signal,
+    });
+  } catch (e) {
+    if (e instanceof ClusterStartError && (await readFile(join(o.dir, LAUNCHER_STATE_FILE)).catch(() => undefined))) {
+      o.out(
+        `the recorded cluster did not start (above); if it keeps failing, \`cosigner cluster up --fresh\` starts over and deletes ${o.dir}'s keys, ledger, accounts and histories`,
+      );
+    }
+    throw e;
+  }
+  o.out(
+    cluster.resumed
+      ? `resumed the ${cluster.account.threshold}-of-${cluster.nodes.length} cluster under ${o.dir}`
+      : `started a ${cluster.account.threshold}-of-${cluster.nodes.length} cluster under ${o.dir}`,
+  );
   try {
     if (o.demo) {
       const final = await runDemo(cluster, o.out);
@@ -151,15 +253,38 @@ export async function clusterUp(o: ClusterUpOptions): Promise<Cluster> {
   return cluster;
 }
 
-function isCosignerProcess(pid: number): boolean {
+async function readClusterFile(dir: string): Promise<Partial<ClusterFile> | undefined> {
+  const text = await readFile(join(dir, 'cluster.json'), 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text) as Partial<ClusterFile>;
+  } catch {
+    // Torn by a power cut (it is written without fsync): nothing in it can be trusted, nothing runs from before.
+    return undefined;
+  }
+}
+
+function childrenOf(info: Partial<ClusterFile>): { name: string; pid: number }[] {
+  const list = [
+    ...(info.nodes ?? []).map((x) => ({ name: x.name, pid: x.pid })),
+    ...(info.coordinator ? [{ name: 'coordinator', pid: info.coordinator.pid }] : []),
+    ...(info.ledger ? [{ name: 'ledger', pid: info.ledger.pid }] : []),
+    ...(info.kms ?? []).map((x) => ({ name: x.name, pid: x.pid })),
+  ];
+  return list.filter((x) => Number.isInteger(x.pid) && x.pid > 0);
+}
+
+function isCosignerProcess(pid: number, dir?: string): boolean {
   try {
     process.kill(pid, 0);
   } catch {
     return false;
   }
   try {
-    // Guard against pid reuse since the cluster ran: only signal a process that is a cosigner command.
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('cosigner');
+    // Guard against pid reuse since the cluster ran: only signal a process that is a cosigner command (and, when
+    // the directory is known, one whose arguments name it: every child's data directory or config is under it).
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmd.includes('cosigner') && (dir === undefined || cmd.includes(dir));
   } catch {
     // No /proc (macOS): the pid is alive and was ours when cluster.json was written.
     return true;
@@ -184,45 +309,60 @@ export async function clusterDown(dir: string, out: (line: string) => void, grac
     { name: 'ledger', pid: info.ledger.pid },
     ...info.kms.map((x) => ({ name: x.name, pid: x.pid })),
   ];
-  const wait = async (procs: { pid: number }[], ms: number): Promise<void> => {
-    const until = Date.now() + ms;
-    while (Date.now() < until && procs.some((x) => isCosignerProcess(x.pid))) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  };
-  const signal = (x: { name: string; pid: number }): void => {
-    try {
-      process.kill(x.pid, 'SIGTERM');
-      out(`stopping ${x.name} (pid ${x.pid})`);
-    } catch {
-      // Gone between the check and the signal: nothing to stop.
-    }
-  };
   const launcher = { name: 'launcher', pid: info.launcherPid };
   const all = [launcher, ...children].filter((x) => isCosignerProcess(x.pid));
   // The launcher stops its children in order (nodes first); only what it leaves behind is signalled directly.
   if (all.includes(launcher)) {
-    signal(launcher);
-    await wait([launcher, ...children], graceMs);
+    signalTerm(launcher, out);
+    await waitGone([launcher, ...children], graceMs);
   }
-  for (const x of children.filter((y) => isCosignerProcess(y.pid))) signal(x);
-  await wait(all, graceMs);
-  const stubborn = all.filter((y) => isCosignerProcess(y.pid));
-  for (const x of stubborn) {
-    out(`${x.name} (pid ${x.pid}) ignored SIGTERM; killing it`);
-    process.kill(x.pid, 'SIGKILL');
-  }
-  // SIGKILL cannot be ignored; wait (bounded) until the kernel has ended them, so `down` returns when they are gone.
-  const killDeadline = Date.now() + 5_000;
-  while (Date.now() < killDeadline && stubborn.some((x) => isCosignerProcess(x.pid))) {
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await stopProcesses(
+    all.filter((y) => isCosignerProcess(y.pid)),
+    out,
+    graceMs,
+  );
   return all.length;
+}
+
+async function waitGone(procs: { pid: number }[], ms: number, stepMs = 100): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until && procs.some((x) => isCosignerProcess(x.pid))) {
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
+
+function signalTerm(x: { name: string; pid: number }, out: (line: string) => void): void {
+  try {
+    process.kill(x.pid, 'SIGTERM');
+    out(`stopping ${x.name} (pid ${x.pid})`);
+  } catch {
+    // Gone between the check and the signal: nothing to stop.
+  }
+}
+
+/** SIGTERM each process, wait up to `graceMs`, SIGKILL what is left (SIGKILL cannot be ignored) and wait for it. */
+async function stopProcesses(
+  procs: { name: string; pid: number }[],
+  out: (line: string) => void,
+  graceMs: number,
+): Promise<void> {
+  for (const x of procs) signalTerm(x, out);
+  await waitGone(procs, graceMs);
+  const left = procs.filter((y) => isCosignerProcess(y.pid));
+  for (const x of left) {
+    out(`${x.name} (pid ${x.pid}) ignored SIGTERM; killing it`);
+    try {
+      process.kill(x.pid, 'SIGKILL');
+    } catch {
+      // Ended meanwhile.
+    }
+  }
+  await waitGone(left, 5_000, 50);
 }
 
 /**
  * `cluster up` as the terminal runs it: start (Ctrl-C while starting stops what has started), warn when a child
- * dies, and on SIGINT/SIGTERM stop every child in order before returning. `signals` and `start` are parameters
+ * dies, and on SIGINT, SIGTERM or SIGHUP (the terminal closed) stop every child in order before returning. `signals` and `start` are parameters
  * so the stop logic is tested without a terminal or a whole cluster.
  */
 export async function upUntilSignalled(
@@ -236,6 +376,7 @@ export async function upUntilSignalled(
   const onSignal = (): void => abort.abort();
   signals.on('SIGINT', onSignal);
   signals.on('SIGTERM', onSignal);
+  signals.on('SIGHUP', onSignal);
   try {
     const running = await start({ ...o, signal: abort.signal });
     if (!abort.signal.aborted) o.out('cluster running; press Ctrl-C to stop');
@@ -251,6 +392,7 @@ export async function upUntilSignalled(
   } finally {
     signals.off('SIGINT', onSignal);
     signals.off('SIGTERM', onSignal);
+    signals.off('SIGHUP', onSignal);
   }
 }
 
@@ -267,23 +409,56 @@ export function registerCluster(program: Command): void {
     .description('run the whole system on this machine: KMS emulators, ledger simulator, coordinator, nodes');
   cluster
     .command('up')
-    .description('start a local cluster, create its multisig account, run a demo payment, keep running until Ctrl-C')
+    .description('start a local cluster (or resume the one under --dir), run a demo payment, keep running until Ctrl-C')
     .option('--dir <path>', 'state directory (keys, ledgers, logs)', '.cosigner')
-    .option('--nodes <n>', 'number of cosigner nodes', positiveInt, 3)
-    .option('--threshold <n>', 'node signatures the account needs', positiveInt, 2)
+    .option('--nodes <n>', 'number of cosigner nodes (default 3; a resumed cluster keeps its own)', positiveInt)
+    .option('--threshold <n>', 'node signatures the accounts need (default 2)', positiveInt)
+    .option('--policy <file>', "every node's policy YAML (network and accounts are filled in when absent)")
+    .option('--fresh', 'delete the cluster under --dir (keys, ledger, accounts, histories) and start a new one')
     .option('--no-demo', 'skip the demo payment proposal')
     .addHelpText(
       'after',
       '\nEvery node gets its own KMS emulator (a separate simulated AWS account). The coordinator admin API key\n' +
-        'is written to <dir>/coordinator/admin.key (0600) and never printed. Stop with Ctrl-C or `cosigner cluster down`.',
+        'is written to <dir>/coordinator/admin.key (0600) and never printed. Stop with Ctrl-C or `cosigner cluster down`;\n' +
+        'the next `cluster up` with the same --dir resumes the same cluster (keys, accounts, ledger, histories),\n' +
+        'however it stopped. --fresh discards it first.',
     )
-    .action(async (opts: { dir: string; nodes: number; threshold: number; demo: boolean }) => {
-      if (opts.threshold > opts.nodes) throw new Error(`--threshold ${opts.threshold} exceeds --nodes ${opts.nodes}`);
-      // The AWS SDK warns on every Node 20 process that its future releases need Node 22; the project supports
-      // 20.19+ on purpose (KEYS-AND-CLUSTER-NOTES.md "Node versions"), so the warning is noise in the demo.
-      process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-      await upUntilSignalled({ ...opts, dir: resolve(opts.dir), out: (l) => process.stdout.write(`${l}\n`) });
-    });
+    .action(
+      async (opts: {
+        dir: string;
+        nodes?: number;
+        threshold?: number;
+        demo: boolean;
+        fresh?: boolean;
+        policy?: string;
+      }) => {
+        if (opts.threshold !== undefined && opts.threshold > (opts.nodes ?? 3) && opts.nodes !== undefined) {
+          throw new Error(`--threshold ${opts.threshold} exceeds --nodes ${opts.nodes}`);
+        }
+        // The AWS SDK warns on every Node 20 process that its future releases need Node 22; the project supports
+        // 20.19+ on purpose (docs/operations/setup.md "Node.js version"), so the warning is noise in the demo.
+        process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+        // A closed terminal (SIGHUP) or a closed pipe makes writes to stdout fail: the launcher must still stop
+        // its children in order, so an output error is not allowed to end the process.
+        process.stdout.on('error', () => {});
+        const write = (l: string): void => {
+          try {
+            process.stdout.write(`${l}\n`);
+          } catch {
+            // See above.
+          }
+        };
+        await upUntilSignalled({
+          dir: resolve(opts.dir),
+          ...(opts.nodes !== undefined ? { nodes: opts.nodes } : {}),
+          ...(opts.threshold !== undefined ? { threshold: opts.threshold } : {}),
+          ...(opts.policy !== undefined ? { policy: resolve(opts.policy) } : {}),
+          fresh: opts.fresh === true,
+          demo: opts.demo,
+          out: write,
+        });
+      },
+    );
   cluster
     .command('down')
     .description('stop a cluster started by `cosigner cluster up` (reads <dir>/cluster.json)')
