@@ -278,9 +278,6 @@ export function registerCluster(program: Command): void {
     )
     .action(async (opts: { dir: string; nodes: number; threshold: number; demo: boolean }) => {
       if (opts.threshold > opts.nodes) throw new Error(`--threshold ${opts.threshold} exceeds --nodes ${opts.nodes}`);
-      // The AWS SDK warns on every Node 20 process that its future releases need Node 22; the project supports
-      // 20.19+ on purpose (KEYS-AND-CLUSTER-NOTES.md "Node versions"), so the warning is noise in the demo.
-      process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
       await upUntilSignalled({ ...opts, dir: resolve(opts.dir), out: (l) => process.stdout.write(`${l}\n`) });
     });
   cluster
