@@ -4,17 +4,18 @@
 #   docker build -t cosigner .                      # official Node images, pnpm install inside the build
 #   .ci/docker.sh                                   # offline CI: local base image, node_modules from the context
 #
-# BASE is the runtime image; BUILD_BASE the one that installs (it needs python3, make and g++ for the native
-# modules better-sqlite3 and pkcs11js). DEPS=install installs everything (the build needs TypeScript, a root
-# devDependency), runs `pnpm build` (every package's src/*.ts to dist/*.js), then installs again with --prod,
-# offline from the store the first install filled, so no test or build tool stays in the image. DEPS=context takes
-# the production node_modules and the dist/ folders already in the build context (.ci/docker.sh builds and stages
-# them, native modules built for the same node binary the base image holds).
+# BASE is the runtime image; BUILD_BASE the one that installs. Both are Node 24, the current LTS and the runtime
+# `.ci/run` tests first. BUILD_BASE needs python3, make and g++ for pkcs11js, the one native module compiled at
+# install (better-sqlite3 13 brings a prebuilt Node-API binary). DEPS=install installs everything (the build needs
+# TypeScript, a root devDependency), runs `pnpm build` (every package's src/*.ts to dist/*.js), then installs again
+# with --prod, offline from the store the first install filled, so no test or build tool stays in the image.
+# DEPS=context takes the production node_modules and the dist/ folders already in the build context (.ci/docker.sh
+# builds and stages them with the same node binary the base image holds).
 #
 # The image runs dist/ as plain JavaScript, with no loader: NODE_OPTIONS=--conditions=cosigner-dist below selects
-# it (packages/cli/bin/cosigner.js); tsx would cost 85-95 MB per node on Node 20 and seconds of start-up per process.
-ARG BASE=node:20-bookworm-slim
-ARG BUILD_BASE=node:20-bookworm
+# it (packages/cli/bin/cosigner.js); tsx would cost 85-95 MB per node and seconds of start-up per process.
+ARG BASE=node:24-bookworm-slim
+ARG BUILD_BASE=node:24-bookworm
 
 FROM ${BUILD_BASE} AS build
 ARG DEPS=install
@@ -48,7 +49,6 @@ RUN mkdir -p /data /cluster/coordinator /cluster/ledger \
       /cluster/kms-0 /cluster/kms-1 /cluster/kms-2 /cluster/node-0 /cluster/node-1 /cluster/node-2 \
     && chown -R 1000:1000 /data /cluster && chmod 0700 /data
 ENV NODE_ENV=development \
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true \
     NODE_OPTIONS=--conditions=cosigner-dist
 WORKDIR /app
 USER 1000:1000

@@ -3,10 +3,11 @@
 # npm registry but no container registry. Idempotent: run it again and it only redoes what is missing or stale.
 #  1. apt: docker.io, docker-compose (Compose v1), iptables, busybox-static (the local base image's shell);
 #  2. start dockerd in the background unless an engine answers (pid in $DOCKER_STATE/dockerd.pid, log beside it);
-#  3. build the local base image `cosigner-base:local` with `docker import`: the host's node binary, the shared
-#     libraries `ldd` lists, busybox as /bin/sh, a `node` user (uid 1000, as in the official Node images);
+#  3. build the local base image `cosigner-base:local` with `docker import`: the node binary first on PATH (Node 24,
+#     the image's runtime: `.ci/run` puts the latest 24.x from the npm registry there; anything else is refused), the
+#     shared libraries `ldd` lists, busybox as /bin/sh, a `node` user (uid 1000, as in the official Node images);
 #  4. build the project image `cosigner:local` from a staging copy of the working tree whose production
-#     node_modules are installed here (pnpm --prod, native modules built for this very node binary) and whose
+#     node_modules are installed here (pnpm --prod; both native modules are Node-API addons) and whose
 #     dist/ folders are built here (`pnpm build`'s script with --root, the repository's own TypeScript), since no
 #     build container can fetch anything: Dockerfile DEPS=context. Real users build with the defaults
 #     (`docker build .`: official Node images, pnpm install and pnpm build inside the build).
@@ -53,6 +54,12 @@ docker version --format 'engine {{.Server.Version}}'
 step "base image ${BASE_IMAGE}"
 NODE_BIN=$(readlink -f "$(command -v node)")
 NODE_VERSION=$("$NODE_BIN" --version)
+# The image runs what the Dockerfile's defaults run (node:24 images): a base made from another major would ship a
+# runtime no other part of the project is tested on.
+case "$NODE_VERSION" in
+  v24.*) ;;
+  *) echo "the base image is made from the node first on PATH, and that is $NODE_VERSION ($NODE_BIN): put Node 24 first (README.md, \"Quick start\")"; exit 1 ;;
+esac
 BUSYBOX=$(command -v busybox)
 # The label records what the image was made of; a different node binary makes a new one.
 want="node ${NODE_VERSION} $(sha256sum "$NODE_BIN" | cut -c1-16)"
@@ -105,7 +112,7 @@ grep -v '^node_modules\|^\*\*/node_modules' "$ROOT/.dockerignore" >"$STAGE/.dock
 (
   cd "$STAGE"
   # --prod: no test or lint tools in the image. The store already holds every package after the repository's
-  # own install, and pnpm reuses its cached native builds (better-sqlite3 compiles once, about 75 s).
+  # own install (better-sqlite3 brings its prebuilt binary; pkcs11js is compiled once and then cached).
   CI=true pnpm install --frozen-lockfile --prod --prefer-offline --reporter=append-only | tail -3
 )
 # dist/ is git-ignored, so the staged copy has none: transpile the staged sources into it with the repository's own

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Cluster, ClusterFile, ProposalView } from '@cosigner/testkit/cluster';
 import { COSIGNER_BIN, REPO_ROOT, tempDir } from '@cosigner/testkit/process';
@@ -214,10 +214,13 @@ describe('a 2-of-3 cluster of real processes', () => {
 });
 
 describe('cosigner cluster up, as pnpm start runs it', () => {
-  it('prints the demo through submitted, then Ctrl-C stops every child', async () => {
+  it('prints the demo through submitted, then Ctrl-C stops every child; no process warns about its Node', async () => {
     const dir = await tempDir('cosigner-up-');
+    // Nothing may hide the AWS SDK's Node-version warning (on a supported Node it has nothing to say).
+    const { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: _, ...env } = process.env;
     const proc = spawn(process.execPath, [COSIGNER_BIN, 'cluster', 'up', '--dir', dir], {
       cwd: REPO_ROOT,
+      env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -248,6 +251,13 @@ describe('cosigner cluster up, as pnpm start runs it', () => {
       expect(await exited).toBe(0);
       expect(out).toContain('cluster stopped');
       for (const pid of pids) expect(alive(pid)).toBe(false);
+      // Every process's log (the KMS client runs in the nodes and in `cluster up` itself), as
+      // `grep -r NodeVersionSupportWarning .cosigner/logs` would read them.
+      const logs = await readdir(join(dir, 'logs'));
+      expect(logs.length).toBeGreaterThanOrEqual(8);
+      for (const f of logs)
+        expect(await readFile(join(dir, 'logs', f), 'utf8'), f).not.toContain('NodeVersionSupportWarning');
+      expect(out).not.toContain('NodeVersionSupportWarning');
     } finally {
       if (proc.exitCode === null) {
         // A failed run must not leave a cluster behind: the children are in their own process groups.

@@ -435,9 +435,6 @@ export function registerCluster(program: Command): void {
         if (opts.threshold !== undefined && opts.threshold > (opts.nodes ?? 3) && opts.nodes !== undefined) {
           throw new Error(`--threshold ${opts.threshold} exceeds --nodes ${opts.nodes}`);
         }
-        // The AWS SDK warns on every Node 20 process that its future releases need Node 22; the project supports
-        // 20.19+ on purpose (docs/operations/setup.md "Node.js version"), so the warning is noise in the demo.
-        process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
         // A closed terminal (SIGHUP) or a closed pipe makes writes to stdout fail: the launcher must still stop
         // its children in order, so an output error is not allowed to end the process.
         process.stdout.on('error', () => {});
