@@ -49,6 +49,11 @@ export const coordinatorErrors = defineErrors('coordinator', {
     status: 422,
     message: 'ADDRESS_V2 credentials (protocol 27) are not enabled on this coordinator (soroban.addressV2).',
   },
+  COORD_SOROBAN_ENTRY_EXPIRED: {
+    status: 422,
+    message:
+      "An authorization entry's signatureExpirationLedger has been reached: no transaction can use it any more, so the cluster does not sign it.",
+  },
   COORD_BAD_CURSOR: { status: 400, message: 'The list cursor is malformed.' },
   COORD_INTERNAL: { status: 500, message: 'An internal error occurred; it was logged.' },
 });
