@@ -558,6 +558,14 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
             status: Type.Optional(STATUS),
             limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
             cursor: Type.Optional(Type.String({ maxLength: 32 })),
+            idempotencyKey: Type.Optional(
+              Type.String({
+                minLength: 1,
+                maxLength: 128,
+                pattern: '^[A-Za-z0-9._:-]+$',
+                description: 'Only the proposal created with this idempotency key (zero or one item)',
+              }),
+            ),
           },
           { additionalProperties: false },
         ),
@@ -568,8 +576,14 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       },
     },
     async (req) => {
-      const { status, limit, cursor } = req.query;
+      const { status, limit, cursor, idempotencyKey } = req.query;
       if (cursor !== undefined && !CURSOR_RE.test(cursor)) throw coordinatorErrors.error('COORD_BAD_CURSOR');
+      // A client that lost the answer to its POST (it crashed with the request in flight) finds what it created.
+      if (idempotencyKey !== undefined) {
+        const rec = store.getByIdempotencyKey(idempotencyKey);
+        const hit = rec && (status === undefined || rec.status === status) ? [view(store, rec)] : [];
+        return { items: hit, nextCursor: null };
+      }
       const page = store.listProposals({
         status: status as ProposalStatus | undefined,
         limit,
