@@ -17,7 +17,7 @@ import { type TSchema, Type } from 'typebox';
 import { authenticate, ensureAdminKey, type Scope } from './apikeys.ts';
 import type { CoordinatorConfig } from './config.ts';
 import { coordinatorErrors } from './errors.ts';
-import { EventBus } from './events.ts';
+import { EVENT_TYPES, EventBus, EventSchema } from './events.ts';
 import { createHorizonClient, type LedgerClient } from './horizon.ts';
 import { NodeHub } from './hub.ts';
 import { registerLifecycleRoutes } from './lifecycle.ts';
@@ -210,6 +210,45 @@ const NodeView = Type.Object({
   ),
 });
 
+/** The OpenAPI path item of the event stream (a WebSocket route, which the generator would leave out). */
+const eventsPath = {
+  get: {
+    summary: 'WebSocket: the event stream (send ?since=<seq> to replay stored events first)',
+    description:
+      'Upgrade to a WebSocket with an API key of the read scope (`Authorization: Bearer <key>` or `x-api-key`). ' +
+      'With `?since=<seq>` the server first sends the stored events after that position (at most 1000; reconnect ' +
+      'with the last `seq` seen for more), then every new event as it happens. Each text frame is one JSON `Event` ' +
+      '(components.schemas.Event: `seq`, `proposalId`, `type`, `data`, `createdAt`); the types are ' +
+      `${EVENT_TYPES.map((t) => `\`${t}\``).join(', ')}. The server reads nothing from the client. The same JSON ` +
+      "is POSTed to a proposal's `callbackUrl`, signed: `x-cosigner-signature: sha256=<hex HMAC-SHA256(secret, " +
+      '"<x-cosigner-timestamp>.<body>")>`.',
+    parameters: [
+      {
+        name: 'since',
+        in: 'query',
+        required: false,
+        schema: { type: 'integer', minimum: 0 },
+        description: 'Replay the stored events with a larger seq first',
+      },
+    ],
+    responses: {
+      101: {
+        description: 'Switching Protocols; then one text frame per event',
+        content: { 'application/json': { schema: { $ref: '#/components/schemas/Event' } } },
+      },
+      ...Object.fromEntries(
+        [401, 403, 429].map((c) => [
+          c,
+          {
+            description: 'Refused before the upgrade',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/ErrorBody' } } },
+          },
+        ]),
+      ),
+    },
+  },
+};
+
 const iso = (ms: number): string => new Date(ms).toISOString();
 
 /** One row per signer of an auth round (a signer signs one payload per entry). */
@@ -356,7 +395,18 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   for (const n of config.nodes) store.enrollNode(n, Date.now());
 
   app.addSchema(ErrorBody);
+  app.addSchema(EventSchema);
   await app.register(fastifySwagger, {
+    // Shared schemas keep their $id as their name under components.schemas (ErrorBody, Event), not def-<n>.
+    refResolver: {
+      buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
+    },
+    // @fastify/websocket hides WebSocket routes from the document; the event stream is added back, described.
+    transformObject: (doc) => {
+      /* v8 ignore next -- this app registers an OpenAPI 3 document, never a Swagger 2 one */
+      if (!('openapiObject' in doc)) return doc.swaggerObject;
+      return { ...doc.openapiObject, paths: { ...doc.openapiObject.paths, '/v1/events': eventsPath } };
+    },
     openapi: {
       info: { title: 'Stellar cosigner coordinator', version: '1', description: 'Proposals, nodes, events.' },
       components: {
@@ -656,7 +706,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       websocket: true,
       config: { scope: 'read' },
       schema: {
-        summary: 'WebSocket: proposal events (send ?since=<seq> to replay stored events first)',
+        summary: 'WebSocket: the event stream (described in the document by eventsPath, see the swagger options)',
         querystring: Type.Object({ since: Type.Optional(Type.Integer({ minimum: 0 })) }),
       },
     },
