@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DescribeKeyCommand, KMSClient, ListKeysCommand } from '@aws-sdk/client-kms';
 import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
@@ -68,6 +68,39 @@ function cosigner(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   });
 }
 
+/** A command left running: `seen(re, from)` waits until its output after offset `from` matches; `done` is its exit. */
+function background(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const p = spawn(process.execPath, [COSIGNER_BIN, ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, NODE_ENV: 'development', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  p.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  p.stderr.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const done = new Promise<Run>((res) => p.once('exit', (code, signal) => res({ code, signal, out })));
+  let exited = false;
+  void done.then(() => {
+    exited = true;
+  });
+  return {
+    done,
+    seen: async (re: RegExp, from = 0, timeoutMs = 180_000): Promise<{ match: RegExpMatchArray; end: number }> => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const m = out.slice(from).match(re);
+        if (m) return { match: m, end: from + (m.index ?? 0) + m[0].length };
+        if (exited || Date.now() > deadline) throw new Error(`not seen: ${re}\n${out}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+  };
+}
+
 async function events(c: Cluster): Promise<{ type: string; data: Record<string, unknown> }[]> {
   const ws = new WebSocket(`${c.coordinator.url.replace(/^http/, 'ws')}/v1/events?since=0`, {
     headers: { authorization: `Bearer ${c.apiKey}` },
@@ -85,6 +118,8 @@ async function events(c: Cluster): Promise<{ type: string; data: Record<string, 
 describe('cosigner rotate killed at every step boundary and inside every request', () => {
   let dir: string;
   let cluster: Cluster;
+  // The nodes' policy (JSON is YAML), with or without holding signer changes for a person.
+  let policy: (holdSignerChanges: boolean) => string;
 
   beforeAll(async () => {
     dir = await tempDir('cosigner-rotate-crash-');
@@ -92,21 +127,27 @@ describe('cosigner rotate killed at every step boundary and inside every request
       dir,
       nodes: 3,
       threshold: 2,
-      nodePolicy: ({ network, accounts }) =>
-        JSON.stringify({
-          version: 1,
-          network,
-          accounts,
-          operations: ['payment', 'setOptions'],
-          assets: [{ asset: 'native', maxPerTx: '1000', velocity: [{ window: '24h', max: '1000000' }] }],
-          validity: { maxWindowSeconds: 300 },
-          signerChanges: {
+      // The second test rotates on two accounts (the lock-out warning is printed once for both).
+      operatorAccounts: 2,
+      nodePolicy: ({ network, accounts }) => {
+        policy = (hold) =>
+          JSON.stringify({
+            version: 1,
+            network,
             accounts,
-            clusterMembers: true,
-            maxWeight: 1,
-            minThresholds: { low: 2, medium: 2, high: 2 },
-          },
-        }),
+            operations: ['payment', 'setOptions'],
+            assets: [{ asset: 'native', maxPerTx: '1000', velocity: [{ window: '24h', max: '1000000' }] }],
+            validity: { maxWindowSeconds: 300 },
+            signerChanges: {
+              accounts,
+              clusterMembers: true,
+              maxWeight: 1,
+              minThresholds: { low: 2, medium: 2, high: 2 },
+            },
+            manualApproval: { signerChanges: hold },
+          });
+        return policy(false);
+      },
     });
     for (const n of cluster.nodes) {
       for (const x of cluster.nodeInfo) {
@@ -218,4 +259,74 @@ describe('cosigner rotate killed at every step boundary and inside every request
     const addedEvents = steps.filter((e) => e.data.step === 'added');
     for (const e of addedEvents) expect((e.data.detail as { proposalId: unknown }).proposalId).toBe(state.addProposal);
   }, 900_000);
+
+  it('two passes with signer changes held for manual approval: --prepare-only, roster allow, then --wait while operators approve', async () => {
+    const a = cluster.account.id;
+    const oldKey = cluster.nodeInfo[2]!.stellarKey;
+    // Every operator holds signer changes for a person, as the example policy recommends.
+    await writeFile(join(dir, 'policy.yaml'), policy(true), { mode: 0o600 });
+    for (let i = 0; i < 3; i++) await cluster.restartNode(i);
+    const acct = (
+      JSON.parse(await readFile(String(cluster.kms[2]!.ready.accountsFile), 'utf8')) as {
+        accounts: { region: string; principals: { role: string; accessKeyId: string; secretAccessKey: string }[] }[];
+      }
+    ).accounts[0]!;
+    const admin = acct.principals.find((p) => p.role === 'admin')!;
+    const env = {
+      AWS_ACCESS_KEY_ID: admin.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: admin.secretAccessKey,
+      AWS_REGION: acct.region,
+    };
+    const args = [
+      'rotate',
+      ...['--horizon-url', cluster.horizonUrl, '--coordinator-url', cluster.coordinator.url],
+      ...['--api-key-file', cluster.adminKeyFile, '--node', 'node-2', '--account', a],
+      ...['--account', cluster.operatorAccounts[1]!, '--tx-source', cluster.operatorAccounts[1]!],
+      ...['--admin-url', cluster.nodes[2]!.url, '--state-dir', join(dir, 'rotate')],
+      ...['--backend', 'aws-kms', '--kms-endpoint', cluster.kms[2]!.url, '--pending-window-days', '7'],
+    ];
+
+    // Pass 1: the key exists and is pending on node-2; the command prints what the other operators allow.
+    const first = await cosigner([...args, '--prepare-only'], env);
+    expect(first.code, first.out).toBe(0);
+    const newKey = /new key is (G[A-Z2-7]{55})/.exec(first.out)?.[1] as string;
+    expect(first.out).toContain(
+      `cosigner node roster allow --admin-url <their node's admin URL> --address ${newKey} --member node-2`,
+    );
+    expect(first.out).not.toMatch(/\[rotate\] added/);
+    for (const i of [0, 1]) {
+      const allowed = await cosigner([
+        ...['node', 'roster', 'allow', '--admin-url', cluster.nodes[i]!.url],
+        ...['--address', newKey, '--member', 'node-2'],
+      ]);
+      expect(allowed.code, allowed.out).toBe(0);
+    }
+
+    // Pass 2: each proposal waits for the operators; the command says which nodes hold it and what they run.
+    const second = background([...args, '--wait', '240'], env);
+    let from = 0;
+    for (const what of ['add', 'remove']) {
+      const held = await second.seen(/proposal (\S+) is held for manual approval on ([a-z0-9, -]+) \(/, from);
+      from = held.end;
+      const id = held.match[1]!;
+      for (const i of [0, 1]) {
+        const ok = await cosigner(['node', 'approve', id, '--admin-url', cluster.nodes[i]!.url, '--by', 'test']);
+        expect(ok.code, `${what} ${ok.out}`).toBe(0);
+      }
+    }
+    const r = await second.done;
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/resuming node-2 after prepared/);
+    // node-2's two keys together reach the 2-of-3 thresholds while both are signers: one warning naming both
+    // accounts, not one per account.
+    const warnings = r.out.match(/\[rotate\] warning: [^\n]*/g) ?? [];
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain(`${a}, ${cluster.operatorAccounts[1]}`);
+    for (const acc of [a, cluster.operatorAccounts[1]!]) {
+      const now = await cluster.horizon.loadAccount(acc);
+      const weights = Object.fromEntries(now.signers.map((s) => [s.key, s.weight]));
+      expect(weights[newKey]).toBe(1);
+      expect(weights[oldKey]).toBeUndefined();
+    }
+  }, 600_000);
 });

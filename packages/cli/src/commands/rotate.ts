@@ -682,7 +682,9 @@ async function proposeOnce(
  */
 async function waitApproved(lc: Lifecycle, id: string, deadline: number, nodeId: string): Promise<void> {
   const token = await lc.apiKey();
-  let told = '';
+  let told = false;
+  let seen = '';
+  let since = 0;
   for (;;) {
     const v = (await httpOk(lc.coordinator(`/v1/proposals/${encodeURIComponent(id)}`), {
       token,
@@ -696,8 +698,14 @@ async function waitApproved(lc: Lifecycle, id: string, deadline: number, nodeId:
       (v.decisions ?? []).filter((d) => d.outcome !== 'hold' && d.outcome !== 'unavailable').map((d) => d.nodeId),
     );
     const waitingFor = held.filter((n) => !decided.has(n)).sort();
-    if (waitingFor.length > 0 && waitingFor.join(',') !== told) {
-      told = waitingFor.join(',');
+    // Said once per proposal, when the set of holding nodes has been the same for a second (the nodes answer one
+    // by one), so the line names every node that holds it.
+    if (waitingFor.join(',') !== seen) {
+      seen = waitingFor.join(',');
+      since = Date.now();
+    }
+    if (waitingFor.length > 0 && !told && Date.now() - since >= 1000) {
+      told = true;
       lc.io.out(
         `[rotate] proposal ${id} is held for manual approval on ${waitingFor.join(', ')} (rotation of ${nodeId}); ` +
           `each of their operators reviews it and runs: cosigner node approve ${id} --admin-url <their node's admin URL>`,
