@@ -680,7 +680,7 @@ async function proposeOnce(
  * and what their operators run; the deadline is `--wait`.
  * @throws ProposalEndedError, CosignerError LIFECYCLE_TIMEOUT
  */
-async function waitApproved(lc: Lifecycle, id: string, deadline: number, nodeId: string): Promise<void> {
+export async function waitApproved(lc: Lifecycle, id: string, deadline: number, nodeId: string): Promise<void> {
   const token = await lc.apiKey();
   let told = false;
   let seen = '';
