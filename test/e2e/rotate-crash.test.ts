@@ -303,16 +303,17 @@ describe('cosigner rotate killed at every step boundary and inside every request
     }
 
     // Pass 2: each proposal waits for the operators; the command says which nodes hold it and what they run.
-    const second = background([...args, '--wait', '240'], env);
+    // The whole window the policy allows (300 s): two operators' approvals on a loaded machine take a while.
+    const second = background([...args, '--wait', '290', '--proposal-window', '290'], env);
     let from = 0;
     for (const what of ['add', 'remove']) {
       const held = await second.seen(/proposal (\S+) is held for manual approval on ([a-z0-9, -]+) \(/, from);
       from = held.end;
       const id = held.match[1]!;
-      for (const i of [0, 1]) {
-        const ok = await cosigner(['node', 'approve', id, '--admin-url', cluster.nodes[i]!.url, '--by', 'test']);
-        expect(ok.code, `${what} ${ok.out}`).toBe(0);
-      }
+      const approvals = await Promise.all(
+        [0, 1].map((i) => cosigner(['node', 'approve', id, '--admin-url', cluster.nodes[i]!.url, '--by', 'test'])),
+      );
+      for (const ok of approvals) expect(ok.code, `${what} ${ok.out}`).toBe(0);
     }
     const r = await second.done;
     expect(r.code, r.out).toBe(0);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { tempDir } from '@cosigner/testkit/process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Lifecycle, type Out } from '../src/commands/account.ts';
-import { waitApproved } from '../src/commands/rotate.ts';
+import { loadState, rotationId, rotationKey, waitApproved } from '../src/commands/rotate.ts';
 
 /**
  * How `cosigner rotate` waits for a proposal the nodes hold for manual approval, against a small HTTP double of
@@ -20,8 +20,9 @@ interface View {
 
 let server: Server | undefined;
 afterEach(async () => {
-  await new Promise((r) => server?.close(r));
+  const s = server;
   server = undefined;
+  if (s?.listening) await new Promise((r) => s.close(r));
 });
 
 /** Serves GET /v1/proposals/p1 as `next()` returns it, one view per request. */
@@ -81,7 +82,8 @@ describe('rotate waiting for manual approval', () => {
       message: expect.stringMatching(/still pending, held by node-a, node-c; run the same command again/),
     });
     expect(c.polls()).toBeGreaterThan(2);
-    await new Promise((r) => server?.close(r));
+    const first = server!;
+    await new Promise((r) => first.close(r));
 
     const ended = await coordinator(() => ({
       id: 'p1',
@@ -95,5 +97,24 @@ describe('rotate waiting for manual approval', () => {
       details: { proposalId: 'p1', outcome: 'rejected' },
       message: expect.stringMatching(/node-a: SIGNER_KEY_NOT_ALLOWED no/),
     });
+  });
+
+  it('reads a state file written before intents were recorded: its proposals are waited for by id', async () => {
+    const dir = await tempDir('cosigner-rotate-state-');
+    const file = join(dir, 'rotate-node-b.json');
+    const old = 'GBG7UDG2R6I6OQQKRAOZZ2RPUNSDMJGIRWMSZM6NZEYBQ62JIIOCEIV3';
+    await writeFile(
+      file,
+      JSON.stringify({ nodeId: 'node-b', oldKey: old, done: ['key-created', 'prepared', 'roster'], addProposal: 'p7' }),
+    );
+    const s = await loadState(file);
+    const rid = rotationId('node-b', old);
+    expect(s).toMatchObject({
+      rotationId: rid,
+      intents: { add: { key: rotationKey(rid, 'add', 0), attempt: 0, proposalId: 'p7' } },
+      reported: ['started', 'key-created', 'prepared', 'roster'],
+    });
+    expect(s?.intents.remove).toBeUndefined();
+    expect(await loadState(join(dir, 'missing.json'))).toBeUndefined();
   });
 });

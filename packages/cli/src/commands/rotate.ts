@@ -159,18 +159,24 @@ async function saveState(file: string, s: RotateState): Promise<void> {
   await rename(tmp, file);
 }
 
-async function loadState(file: string): Promise<RotateState | undefined> {
+export async function loadState(file: string): Promise<RotateState | undefined> {
   let s: Partial<RotateState>;
   try {
     s = JSON.parse(await readFile(file, 'utf8')) as Partial<RotateState>;
   } catch {
     return undefined;
   }
-  // A state file written before intents were recorded: its requests had no derived keys to look up.
+  // A state file written before intents were recorded: its proposals are known by id only (attempt 0, a key
+  // that was never sent), so they are waited for, never proposed a second time.
+  const rid = s.rotationId ?? rotationId(String(s.nodeId), String(s.oldKey));
+  const legacy = (what: 'add' | 'remove', id: string | undefined): Intent | undefined =>
+    id ? { key: rotationKey(rid, what, 0), attempt: 0, proposalId: id } : undefined;
+  const add = legacy('add', s.addProposal);
+  const remove = legacy('remove', s.removeProposal);
   return {
     ...s,
-    rotationId: s.rotationId ?? rotationId(String(s.nodeId), String(s.oldKey)),
-    intents: s.intents ?? {},
+    rotationId: rid,
+    intents: s.intents ?? { ...(add ? { add } : {}), ...(remove ? { remove } : {}) },
     reported: s.reported ?? ['started', ...(s.done ?? [])],
   } as RotateState;
 }
@@ -595,8 +601,8 @@ async function proposalByKey(lc: Lifecycle, key: string): Promise<ProposalView |
 /**
  * Propose a change once. The intent (the rotation's key for this step and attempt) is saved before the POST; a
  * proposal found under it is waited for, never proposed again. Only one that ended without being applied is
- * proposed anew, under the next attempt's key: on a rerun whatever the outcome, within one run only when it
- * expired while waiting (a held proposal nobody approved in its window), so a refusal is reported, not repeated.
+ * proposed anew, under the next attempt's key, and only by a rerun: within one run an ending is reported, not
+ * repeated.
  * @param pending the accounts that still need the change (`check`: also run the lock-out check on each)
  */
 async function proposeOnce(
@@ -627,7 +633,10 @@ async function proposeOnce(
           return;
         } catch (e) {
           if (!(e instanceof ProposalEndedError)) throw e;
-          if (createdHere && !(e.outcome === 'expired' && Date.now() < deadline)) throw e;
+          // Proposed in this run and ended: report it. Proposing again at once would not help: a node that signed
+          // the expired transaction keeps its sequence number for its slotGraceSeconds after the time bound
+          // (SLOT_TAKEN), so the operator reruns once the refusal's cause is dealt with.
+          if (createdHere) throw e;
           lc.io.out(`[rotate] earlier proposal ${found.id} ended ${e.outcome}; proposing again`);
           attempt = intent.attempt + 1;
         }
