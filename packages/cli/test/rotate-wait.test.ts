@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -19,11 +19,18 @@ interface View {
 }
 
 let server: Server | undefined;
+const dirs: string[] = [];
 afterEach(async () => {
   const s = server;
   server = undefined;
   if (s?.listening) await new Promise((r) => s.close(r));
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
+const scratch = async (prefix: string): Promise<string> => {
+  const d = await tempDir(prefix);
+  dirs.push(d);
+  return d;
+};
 
 /** Serves GET /v1/proposals/p1 as `next()` returns it, one view per request. */
 async function coordinator(next: () => View): Promise<{ lc: Lifecycle; lines: string[]; polls: () => number }> {
@@ -35,7 +42,7 @@ async function coordinator(next: () => View): Promise<{ lc: Lifecycle; lines: st
     res.end(JSON.stringify(next()));
   });
   await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
-  const dir = await tempDir('cosigner-rotate-wait-');
+  const dir = await scratch('cosigner-rotate-wait-');
   const keyFile = join(dir, 'admin.key');
   await writeFile(keyFile, 'test-key\n', { mode: 0o600 });
   const lines: string[] = [];
@@ -100,7 +107,7 @@ describe('rotate waiting for manual approval', () => {
   });
 
   it('reads a state file written before intents were recorded: its proposals are waited for by id', async () => {
-    const dir = await tempDir('cosigner-rotate-state-');
+    const dir = await scratch('cosigner-rotate-state-');
     const file = join(dir, 'rotate-node-b.json');
     const old = 'GBG7UDG2R6I6OQQKRAOZZ2RPUNSDMJGIRWMSZM6NZEYBQ62JIIOCEIV3';
     await writeFile(
