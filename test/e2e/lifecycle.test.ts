@@ -276,7 +276,7 @@ describe('operator lifecycle on a cluster of real processes', () => {
       }
     })();
 
-    const first = await cosigner(args, { ...kms.env, COSIGNER_ROTATE_STOP_AFTER: 'added' });
+    const first = await cosigner(args, { ...kms.env, COSIGNER_ROTATE_KILL_AT: 'after:added' });
     expect(first.code, first.out).toBeNull(); // killed by the test hook right after the add was applied
     expect(first.out).toMatch(/\[rotate\] added/);
     const midway = await signers(cluster, a);

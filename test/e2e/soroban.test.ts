@@ -355,4 +355,27 @@ describe('Soroban authorization through a 2-of-3 cluster', () => {
         ).toContain(code);
     }
   });
+
+  it('the coordinator refuses entries that expired 1 and 5 ledgers ago instead of returning them signed', async () => {
+    const latest = (await server.getLatestLedger()).sequence;
+    for (const [ago, nonce] of [
+      [1, 95n],
+      [5, 96n],
+    ] as const) {
+      const e = authEntry({
+        address: cluster.account.id,
+        args: [{ address: cluster.account.id }, { i128: XLM }],
+        contract: escrow,
+        fn: 'deposit',
+        nonce,
+        expiration: latest - ago,
+      });
+      const created = await api('POST', '/v1/proposals', { kind: 'authEntries', entries: [e.toXdr('base64')] });
+      expect(created.status, `${ago}`).toBe(422);
+      expect(created.body).toMatchObject({
+        code: 'COORD_SOROBAN_ENTRY_EXPIRED',
+        details: { entry: 0, signatureExpirationLedger: latest - ago },
+      });
+    }
+  });
 });

@@ -2,6 +2,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { KMSClient } from '@aws-sdk/client-kms';
 import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
 import { tempDir } from '@cosigner/testkit/process';
 import { Asset, Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
@@ -24,7 +25,15 @@ import {
 } from '../src/commands/account.ts';
 import { clusterUp, runDemo } from '../src/commands/cluster.ts';
 import { membershipChange, registerMembership } from '../src/commands/membership.ts';
-import { type RotateFlags, registerRotate, rotate } from '../src/commands/rotate.ts';
+import {
+  findTaggedKmsKey,
+  ROTATION_TAG,
+  type RotateFlags,
+  registerRotate,
+  rotate,
+  rotationId,
+  rotationKey,
+} from '../src/commands/rotate.ts';
 import { registerThresholds, thresholdsSet } from '../src/commands/thresholds.ts';
 
 /**
@@ -571,6 +580,73 @@ describe('lifecycle commands in-process against a real cluster', () => {
     expect(io.lines.at(-1)).toMatch(/node-2: G[A-Z2-7]+ -> G[A-Z2-7]+ done/);
   }, 300_000);
 
+  it("rotate --prepare-only: node-0's key created once (found again by its tag after a lost answer), prepared, and the roster command printed", async () => {
+    const io = new Capture();
+    const acct = (
+      JSON.parse(await readFile(String(cluster.kms[0]!.ready.accountsFile), 'utf8')) as {
+        accounts: { region: string; principals: { role: string; accessKeyId: string; secretAccessKey: string }[] }[];
+      }
+    ).accounts[0]!;
+    const admin = acct.principals.find((p) => p.role === 'admin')!;
+    vi.stubEnv('AWS_ACCESS_KEY_ID', admin.accessKeyId);
+    vi.stubEnv('AWS_SECRET_ACCESS_KEY', admin.secretAccessKey);
+    const flags: RotateFlags = {
+      ...t(),
+      node: 'node-0',
+      account: [cluster.account.id],
+      adminUrl: cluster.nodes[0]!.url,
+      stateDir: join(dir, 'rotate-prepare'),
+      backend: 'aws-kms',
+      kmsEndpoint: cluster.kms[0]!.url,
+      region: acct.region,
+      prepareOnly: true,
+    };
+    // A kill point the command does not know is refused before anything is done.
+    await expect(rotate(flags, io, { ...process.env, COSIGNER_ROTATE_KILL_AT: 'after:nothing' })).rejects.toMatchObject(
+      { code: 'LIFECYCLE_OPTION_REQUIRED', details: { option: 'COSIGNER_ROTATE_KILL_AT' } },
+    );
+
+    const first = await rotate(flags, io);
+    expect(first.done).toEqual(['key-created', 'prepared']);
+    expect(first.intents.create?.key).toBe(rotationKey(rotationId('node-0', first.oldKey), 'create', 1));
+    expect(io.text).toContain(
+      `cosigner node roster allow --admin-url <their node's admin URL> --address ${first.newKey} --member node-0`,
+    );
+    const keyring = (await (await fetch(`${cluster.nodes[0]!.url}/v1/keyring`)).json()) as { pending: unknown };
+    expect(JSON.stringify(keyring)).toContain(first.newKey);
+
+    // As if the run had died inside CreateKey: the intent is recorded, the answer is not. The rerun finds the key by
+    // its rotation tag instead of creating a second one.
+    const file = join(dir, 'rotate-prepare', 'rotate-node-0.json');
+    const { newKey, newKeyId, ...lost } = first;
+    await writeFile(file, JSON.stringify({ ...lost, done: [], reported: ['started'] }));
+    const again = await rotate(flags, io);
+    expect(io.text).toMatch(/resuming node-0 after start/);
+    expect(io.text).toContain(`found the key an earlier run created: ${newKey}`);
+    expect(again.newKey).toBe(newKey);
+    expect(again.newKeyId).toBe(newKeyId);
+
+    // The lookup itself: a tag no key carries finds nothing.
+    const client = new KMSClient({
+      endpoint: cluster.kms[0]!.url,
+      region: acct.region,
+      credentials: { accessKeyId: admin.accessKeyId, secretAccessKey: admin.secretAccessKey },
+    });
+    try {
+      expect(await findTaggedKmsKey(client, ROTATION_TAG, 'rotate.0000000000000000.create.1')).toBeUndefined();
+      expect((await findTaggedKmsKey(client, ROTATION_TAG, first.intents.create!.key))?.address).toBe(newKey);
+    } finally {
+      client.destroy();
+    }
+    // Leave node-0 as it was: the pending key is dropped.
+    const abandoned = await fetch(`${cluster.nodes[0]!.url}/v1/keyring/abandon`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ address: newKey, by: 'test' }),
+    });
+    expect(abandoned.status).toBeLessThan(300);
+  }, 180_000);
+
   it('cluster up: the demo payment goes through the cluster after these changes; a second launcher on a live dir is refused', async () => {
     const lines: string[] = [];
     const final = await runDemo(cluster, (l) => lines.push(l));
@@ -594,7 +670,8 @@ describe('lifecycle commands in-process against a real cluster', () => {
     const up = await clusterUp({ dir: own, nodes: 3, threshold: 2, demo: true, out: (l) => lines.push(l) });
     try {
       const text = lines.join('\n');
-      expect(text).toMatch(/starting a 2-of-3 cluster under/);
+      expect(text).toMatch(/starting a cluster under/);
+      expect(text).toMatch(/started a 2-of-3 cluster under/);
       expect(text).toMatch(/proposal .+: submitted/);
       expect(text).toMatch(/multisig account G[A-Z2-7]+ \(2-of-3\)/);
       expect(text).not.toContain(up.apiKey);

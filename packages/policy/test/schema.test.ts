@@ -102,6 +102,9 @@ describe('loadPolicy: a valid policy', () => {
     expect(p.fees.maxFee).toBeDefined();
     expect(p.fees.maxFeeBump).toBeDefined();
     expect(p.manualApproval.signerChanges).toBe(true);
+    // A rotation's new key cannot be listed before it exists: the example allows roster keys, lists none to add.
+    expect(p.signerChanges.clusterMembers).toBe(true);
+    expect(p.signerChanges.addKeys.size).toBe(0);
     // Every rule in the example carries a comment: the file is documentation.
     expect(readFileSync(path, 'utf8').match(/^\s*#/gm)?.length).toBeGreaterThan(30);
   });

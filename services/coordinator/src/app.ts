@@ -19,7 +19,7 @@ import { authenticate, ensureAdminKey, type Scope } from './apikeys.ts';
 import type { CoordinatorConfig } from './config.ts';
 import { consoleSocketKey, registerConsoleRoutes } from './console-routes.ts';
 import { coordinatorErrors } from './errors.ts';
-import { EventBus } from './events.ts';
+import { EVENT_TYPES, EventBus, EventSchema } from './events.ts';
 import { createHorizonClient, type LedgerClient } from './horizon.ts';
 import { NodeHub } from './hub.ts';
 import { registerLifecycleRoutes } from './lifecycle.ts';
@@ -214,6 +214,45 @@ const NodeView = Type.Object({
   ),
 });
 
+/** The OpenAPI path item of the event stream (a WebSocket route, which the generator would leave out). */
+const eventsPath = {
+  get: {
+    summary: 'WebSocket: the event stream (send ?since=<seq> to replay stored events first)',
+    description:
+      'Upgrade to a WebSocket with an API key of the read scope (`Authorization: Bearer <key>` or `x-api-key`). ' +
+      'With `?since=<seq>` the server first sends the stored events after that position (at most 1000; reconnect ' +
+      'with the last `seq` seen for more), then every new event as it happens. Each text frame is one JSON `Event` ' +
+      '(components.schemas.Event: `seq`, `proposalId`, `type`, `data`, `createdAt`); the types are ' +
+      `${EVENT_TYPES.map((t) => `\`${t}\``).join(', ')}. The server reads nothing from the client. The same JSON ` +
+      "is POSTed to a proposal's `callbackUrl`, signed: `x-cosigner-signature: sha256=<hex HMAC-SHA256(secret, " +
+      '"<x-cosigner-timestamp>.<body>")>`.',
+    parameters: [
+      {
+        name: 'since',
+        in: 'query',
+        required: false,
+        schema: { type: 'integer', minimum: 0 },
+        description: 'Replay the stored events with a larger seq first',
+      },
+    ],
+    responses: {
+      101: {
+        description: 'Switching Protocols; then one text frame per event',
+        content: { 'application/json': { schema: { $ref: '#/components/schemas/Event' } } },
+      },
+      ...Object.fromEntries(
+        [401, 403, 429].map((c) => [
+          c,
+          {
+            description: 'Refused before the upgrade',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/ErrorBody' } } },
+          },
+        ]),
+      ),
+    },
+  },
+};
+
 const iso = (ms: number): string => new Date(ms).toISOString();
 
 /** One row per signer of an auth round (a signer signs one payload per entry). */
@@ -376,7 +415,18 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   for (const n of config.nodes) store.enrollNode(n, Date.now());
 
   app.addSchema(ErrorBody);
+  app.addSchema(EventSchema);
   await app.register(fastifySwagger, {
+    // Shared schemas keep their $id as their name under components.schemas (ErrorBody, Event), not def-<n>.
+    refResolver: {
+      buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
+    },
+    // @fastify/websocket hides WebSocket routes from the document; the event stream is added back, described.
+    transformObject: (doc) => {
+      /* v8 ignore next -- this app registers an OpenAPI 3 document, never a Swagger 2 one */
+      if (!('openapiObject' in doc)) return doc.swaggerObject;
+      return { ...doc.openapiObject, paths: { ...doc.openapiObject.paths, '/v1/events': eventsPath } };
+    },
     openapi: {
       info: { title: 'Stellar cosigner coordinator', version: '1', description: 'Proposals, nodes, events.' },
       components: {
@@ -586,6 +636,14 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
             status: Type.Optional(STATUS),
             limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
             cursor: Type.Optional(Type.String({ maxLength: 32 })),
+            idempotencyKey: Type.Optional(
+              Type.String({
+                minLength: 1,
+                maxLength: 128,
+                pattern: '^[A-Za-z0-9._:-]+$',
+                description: 'Only the proposal created with this idempotency key (zero or one item)',
+              }),
+            ),
           },
           { additionalProperties: false },
         ),
@@ -596,8 +654,14 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       },
     },
     async (req) => {
-      const { status, limit, cursor } = req.query;
+      const { status, limit, cursor, idempotencyKey } = req.query;
       if (cursor !== undefined && !CURSOR_RE.test(cursor)) throw coordinatorErrors.error('COORD_BAD_CURSOR');
+      // A client that lost the answer to its POST (it crashed with the request in flight) finds what it created.
+      if (idempotencyKey !== undefined) {
+        const rec = store.getByIdempotencyKey(idempotencyKey);
+        const hit = rec && (status === undefined || rec.status === status) ? [view(store, rec)] : [];
+        return { items: hit, nextCursor: null };
+      }
       const page = store.listProposals({
         status: status as ProposalStatus | undefined,
         limit,
@@ -670,7 +734,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       websocket: true,
       config: { scope: 'read' },
       schema: {
-        summary: 'WebSocket: proposal events (send ?since=<seq> to replay stored events first)',
+        summary: 'WebSocket: the event stream (described in the document by eventsPath, see the swagger options)',
         querystring: Type.Object({ since: Type.Optional(Type.Integer({ minimum: 0 })) }),
       },
     },

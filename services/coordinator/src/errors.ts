@@ -54,6 +54,11 @@ export const coordinatorErrors = defineErrors('coordinator', {
     message:
       'The callback URL names a destination the coordinator may not call (callbacks.allowedDestinations; in production no loopback, private, link-local or metadata address).',
   },
+  COORD_SOROBAN_ENTRY_EXPIRED: {
+    status: 422,
+    message:
+      "An authorization entry's signatureExpirationLedger has been reached: no transaction can use it any more, so the cluster does not sign it.",
+  },
   COORD_BAD_CURSOR: { status: 400, message: 'The list cursor is malformed.' },
   COORD_INTERNAL: { status: 500, message: 'An internal error occurred; it was logged.' },
 });

@@ -3,6 +3,7 @@ import type { lookup as dnsLookup } from 'node:dns';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Logger } from '@cosigner/runtime/logger';
+import { Type } from 'typebox';
 import { DestinationPolicy } from './destinations.ts';
 import type { EventRecord, EventRepository } from './store.ts';
 
@@ -16,23 +17,97 @@ import type { EventRecord, EventRepository } from './store.ts';
  * They go only where `callbacks.allowedDestinations` and the mode allow (destinations.ts), checked on the address
  * the socket connects to, and a redirect is never followed (node:http does not follow one; a 3xx is a failure).
  */
-export type EventType =
-  | 'proposal.created'
-  | 'node.approved'
-  | 'node.rejected'
-  | 'node.held'
+
+const Str = (description: string) => Type.String({ description });
+const Reasons = Type.Array(
+  Type.Object({
+    code: Type.String(),
+    message: Type.String(),
+    opIndex: Type.Optional(Type.Integer()),
+    field: Type.Optional(Type.String()),
+  }),
+  { description: "The node's reasons, each with a policy or protocol code" },
+);
+const Ended = (what: string) =>
+  Type.Object({
+    reason: Str(what),
+    code: Type.Optional(Str('A registered code when one names the cause (e.g. COORD_SOROBAN_ENTRY_EXPIRED)')),
+  });
+
+/**
+ * What each event's `data` holds: the contract of the event stream (`/v1/events`) and of callbacks. The OpenAPI
+ * document serves it as `components.schemas.Event` (app.ts); a coordinator test checks every event the tests emit
+ * against it and the document against this table, so the two cannot drift.
+ */
+export const EVENT_DATA = {
+  'proposal.created': Type.Object({
+    hash: Str('Transaction hash, or for auth rounds the digest of the entry payloads'),
+    requirements: Type.Array(
+      Type.Object(
+        { accountId: Type.String(), level: Type.String(), weight: Type.Integer() },
+        { additionalProperties: true },
+      ),
+    ),
+    kind: Type.Optional(Str('authEntries or sorobanTx for Soroban auth rounds')),
+  }),
+  'node.approved': Type.Object({
+    nodeId: Type.String(),
+    signerKey: Type.String(),
+    entries: Type.Optional(Type.Array(Type.Integer(), { description: 'Auth rounds: the entries the node signed' })),
+  }),
+  'node.rejected': Type.Object({ nodeId: Type.String(), reasons: Reasons }),
+  'node.held': Type.Object({ nodeId: Type.String(), reasons: Reasons }),
   /** The node's key backend could not sign (SIGNER_UNAVAILABLE): a transient refusal, asked again later. */
-  | 'node.unavailable'
-  | 'node.misbehaved'
-  | 'quorum.reached'
-  | 'proposal.submitted'
-  | 'proposal.failed'
-  | 'proposal.rejected'
-  | 'proposal.expired'
-  | 'proposal.cancelled'
+  'node.unavailable': Type.Object({ nodeId: Type.String(), reasons: Reasons }),
+  'node.misbehaved': Type.Object({ nodeId: Type.String(), kind: Type.String(), detail: Type.String() }),
+  'quorum.reached': Type.Object({
+    signatures: Type.Optional(Type.Integer({ description: 'Transactions: signatures in the minimal set' })),
+    entries: Type.Optional(Type.Integer({ description: 'Auth rounds: entries signed' })),
+  }),
+  'proposal.submitted': Type.Object({
+    ledger: Type.Union([Type.Integer(), Type.Null()]),
+    attempts: Type.Integer(),
+  }),
+  'proposal.failed': Type.Object({
+    reason: Type.String(),
+    code: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'Result code from the network' })),
+  }),
+  'proposal.rejected': Ended('Who refused and why, or which requirement cannot be reached'),
+  'proposal.expired': Ended('Which bound passed: the time bound or an entry expiration ledger'),
+  'proposal.cancelled': Ended('The client reason'),
   // Operator lifecycle (lifecycle.ts): a node's signing key changed; a step of setup/rotation/membership/thresholds.
-  | 'node.key_changed'
-  | 'lifecycle.step';
+  'node.key_changed': Type.Object({ nodeId: Type.String(), stellarKey: Type.String(), previous: Type.String() }),
+  'lifecycle.step': Type.Object({
+    action: Type.Union(['setup', 'rotate', 'node-add', 'node-remove', 'thresholds'].map((a) => Type.Literal(a))),
+    step: Type.String({ description: 'e.g. started, key-created, added, switched, removed, deletion-scheduled' }),
+    account: Type.Optional(Type.String()),
+    nodeId: Type.Optional(Type.String()),
+    proposalId: Type.Optional(Type.String()),
+    detail: Type.Optional(
+      Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()])),
+    ),
+  }),
+};
+
+export type EventType = keyof typeof EVENT_DATA;
+export const EVENT_TYPES = Object.keys(EVENT_DATA) as EventType[];
+
+/** One frame of `/v1/events` (and one callback body): which event, for which proposal, and its data. */
+export const EventSchema = Type.Union(
+  EVENT_TYPES.map((type) =>
+    Type.Object(
+      {
+        seq: Type.Integer({ description: 'Position in the stream; resume with ?since=<seq>' }),
+        proposalId: Type.Union([Type.String(), Type.Null()], { description: 'null for node and lifecycle events' }),
+        type: Type.Literal(type),
+        data: EVENT_DATA[type],
+        createdAt: Type.Integer({ description: 'Unix milliseconds' }),
+      },
+      { title: type },
+    ),
+  ),
+  { $id: 'Event', description: 'One event of the stream, a JSON text frame of /v1/events' },
+);
 
 export interface CallbackSettings {
   secret: string;

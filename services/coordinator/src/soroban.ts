@@ -207,6 +207,8 @@ export class SorobanRounds {
   readonly #timers = new Set<NodeJS.Timeout>();
   #link: NodeLink | undefined;
   #sweep: NodeJS.Timeout | undefined;
+  /** The newest ledger the network reported (null until it answers once). */
+  #latest: number | null = null;
 
   constructor(private readonly o: SorobanRoundOptions) {}
 
@@ -270,6 +272,9 @@ export class SorobanRounds {
   ): Promise<PreparedAuthRound> {
     const payloads: Buffer[] = [];
     const ids = new Set<string>();
+    // The nodes only know a lower bound of the ledger (their ledger clock), so an entry that expired a few ledgers
+    // ago can pass their review: the coordinator asks the network and refuses it here.
+    const latest = await this.#latestLedger();
     for (const [i, e] of entries.entries()) {
       const { account, creds } = entryAccount(e, this.o.limits, i);
       if (creds === null) continue;
@@ -278,6 +283,15 @@ export class SorobanRounds {
           'COORD_SOROBAN_BAD_ENTRY',
           { entry: i },
           { message: `Entry ${i} has no signatureExpirationLedger: set it before proposing.` },
+        );
+      }
+      if (latest !== null && !usableAt(creds.signatureExpirationLedger, latest)) {
+        throw coordinatorErrors.error(
+          'COORD_SOROBAN_ENTRY_EXPIRED',
+          { entry: i, signatureExpirationLedger: creds.signatureExpirationLedger, latestLedger: latest },
+          {
+            message: `Entry ${i} expires at ledger ${creds.signatureExpirationLedger} and the latest ledger is ${latest}: no transaction can carry it any more; build it again with a later signatureExpirationLedger.`,
+          },
         );
       }
       payloads.push(authEntryPayload(e, this.o.network));
@@ -364,16 +378,27 @@ export class SorobanRounds {
   }
 
   async #expireByLedger(): Promise<void> {
-    const latest = await this.o.latestLedger().catch(() => null);
+    const latest = await this.#latestLedger();
     if (latest === null) return;
     for (const live of [...this.#live.values()]) {
-      if (latest < live.expiresAtLedger) continue;
+      if (usableAt(live.expiresAtLedger, latest)) continue;
       this.#finish(
         live,
         'expired',
         `an entry's signatureExpirationLedger (${live.expiresAtLedger}) was reached (latest ledger ${latest}) before a quorum signed`,
+        { code: 'COORD_SOROBAN_ENTRY_EXPIRED' },
       );
     }
+  }
+
+  /**
+   * The network's latest ledger, kept as the newest answer seen: ledgers only move forward, so a Horizon that lags
+   * or does not answer never moves it back. null until the network has answered once.
+   */
+  async #latestLedger(): Promise<number | null> {
+    const l = await this.o.latestLedger().catch(() => null);
+    if (l !== null && (this.#latest === null || l > this.#latest)) this.#latest = l;
+    return this.#latest;
   }
 
   start(rec: ProposalRecord): void {
@@ -531,7 +556,11 @@ export class SorobanRounds {
     }
     this.o.store.countNode(nodeId, 'approvals');
     this.#emit(live.rec, 'node.approved', { nodeId, signerKey: stellarKey, entries: kept.map((s) => s.index) });
-    this.#safeComplete(live);
+    // Completion asks the network for its latest ledger first: entries that expired while the round ran are not
+    // handed out as signed (#tryComplete). Another decision meanwhile is harmless: `signed` is a compare-and-set.
+    void this.#latestLedger().finally(() => {
+      if (this.#live.get(live.rec.id) === live) this.#safeComplete(live);
+    });
     return true;
   }
 
@@ -579,6 +608,15 @@ export class SorobanRounds {
   #tryComplete(live: LiveAuth): boolean {
     const signed = this.#assemble(live);
     if (signed === null) return false;
+    if (this.#latest !== null && !usableAt(live.expiresAtLedger, this.#latest)) {
+      this.#finish(
+        live,
+        'expired',
+        `the signatures were collected, but an entry's signatureExpirationLedger (${live.expiresAtLedger}) was reached (latest ledger ${this.#latest}): the entries can no longer be used and are not returned`,
+        { code: 'COORD_SOROBAN_ENTRY_EXPIRED' },
+      );
+      return false;
+    }
     const signedB64 = signed.map((e) => e.toXdr('base64'));
     let envelope: string;
     if (live.meta.tx === undefined) {
@@ -694,11 +732,11 @@ export class SorobanRounds {
     return true;
   }
 
-  #finish(live: LiveAuth, to: ProposalStatus, reason: string): boolean {
+  #finish(live: LiveAuth, to: ProposalStatus, reason: string, extra: { code?: string } = {}): boolean {
     if (!this.o.store.transition(live.rec.id, ['pending'], to, { statusReason: reason })) return false;
     this.#live.delete(live.rec.id);
     if (live.expiry) clearTimeout(live.expiry);
-    this.#emit(live.rec, `proposal.${to}` as EventType, { reason });
+    this.#emit(live.rec, `proposal.${to}` as EventType, { reason, ...extra });
     this.#cancelOthers(live, reason.slice(0, 256));
     return true;
   }
@@ -739,6 +777,15 @@ export class SorobanRounds {
     for (const live of this.#live.values()) if (live.expiry) clearTimeout(live.expiry);
     this.#live.clear();
   }
+}
+
+/**
+ * Whether an entry expiring at `expiration` can still be used after ledger `latest` closed: the host refuses an
+ * entry once the ledger sequence is above its signatureExpirationLedger (inclusive bound; soroban-env-host
+ * auth.rs), and the next ledger, `latest + 1`, is the earliest one a transaction can reach.
+ */
+export function usableAt(expiration: number, latest: number): boolean {
+  return latest + 1 <= expiration;
 }
 
 /** The signed entries of a finished standalone round (null otherwise), for the proposal view. */

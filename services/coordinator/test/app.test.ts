@@ -92,6 +92,16 @@ describe('POST /v1/proposals', () => {
     });
     expect(c.statusCode).toBe(409);
     expect(c.json().code).toBe('COORD_IDEMPOTENCY_CONFLICT');
+    // A client that lost the answer finds the proposal by its key: zero or one item, the status filter applies.
+    const list = (q: string) => h.app.inject({ url: `/v1/proposals?${q}`, headers: auth(h.adminKey) });
+    const found = (await list('idempotencyKey=k-1')).json();
+    expect(found.items.map((p: { id: string }) => p.id)).toEqual([a.json().id]);
+    expect(found.nextCursor).toBeNull();
+    expect((await list('idempotencyKey=k-1&status=submitted')).json().items).toEqual([]);
+    expect((await list('idempotencyKey=k-2')).json().items).toEqual([]);
+    const bad = await list('idempotencyKey=has%20space');
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().code).toBe('COORD_BAD_REQUEST');
   });
 
   it('bad XDR -> 400 with the decoder code; wrong network -> 400; schema errors -> 400', async () => {

@@ -9,11 +9,13 @@ import type { AccountAuth } from '@cosigner/stellar/types';
 import { tempDir } from '@cosigner/testkit/process';
 import { Account, Asset, Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import type { FastifyInstance } from 'fastify';
+import { Compile } from 'typebox/compile';
 import WebSocket from 'ws';
 import { createApiKey } from '../src/apikeys.ts';
 import { build } from '../src/app.ts';
 import { parseConfig } from '../src/config.ts';
 import { coordinatorErrors } from '../src/errors.ts';
+import { EventSchema } from '../src/events.ts';
 import type { LedgerClient, SubmitAttempt } from '../src/horizon.ts';
 import type { Store } from '../src/store.ts';
 import { openSqliteStore } from '../src/store.ts';
@@ -348,6 +350,13 @@ export async function harness(
     ledger,
     logger: createLogger({ name: 'test', level: 'silent' }),
   });
+  // Every event a test makes the coordinator emit must match the documented Event schema (the OpenAPI document's
+  // components.schemas.Event): a test that emits a shape the document does not describe fails at close.
+  const mismatched: string[] = [];
+  app.coordinator.events.subscribe((e) => {
+    const wire = JSON.parse(JSON.stringify(e)) as unknown;
+    if (!checkEvent.Check(wire)) mismatched.push(`${e.type} ${JSON.stringify(e.data)}`);
+  });
   let url: string | undefined;
   if (opts.listen) url = await app.listen({ host: '127.0.0.1', port: 0 });
   else await app.ready();
@@ -361,9 +370,14 @@ export async function harness(
     url,
     close: async () => {
       await app.close();
+      if (mismatched.length > 0) {
+        throw new Error(`events that do not match the documented Event schema:\n${mismatched.join('\n')}`);
+      }
     },
   };
 }
+
+const checkEvent = Compile(EventSchema);
 
 /**
  * A TCP relay in front of the coordinator that can go silent: once `partition()` is called it keeps both

@@ -367,6 +367,51 @@ describe('Soroban auth rounds that can no longer be used', () => {
     );
   });
 
+  it('refuse at creation an entry the latest ledger has already expired (1 and 5 ledgers old, or expiring now)', async () => {
+    const r = await rig([authSigner(), authSigner(), 'silent']);
+    r.ledger.ledgerSeq = 100;
+    for (const expiration of [95, 99, 100]) {
+      const res = await r.post({ kind: 'authEntries', entries: [b64(entry(r, { expiration }))] });
+      expect(res.statusCode, String(expiration)).toBe(422);
+      expect(res.json()).toMatchObject({
+        code: 'COORD_SOROBAN_ENTRY_EXPIRED',
+        details: { entry: 0, signatureExpirationLedger: expiration, latestLedger: 100 },
+        message: expect.stringMatching(`Entry 0 expires at ledger ${expiration} and the latest ledger is 100`),
+      });
+    }
+    // The next ledger (101) can still carry an entry that expires there: signed.
+    const ok = await r.post({ kind: 'authEntries', entries: [b64(entry(r, { expiration: 101 }))] });
+    expect(ok.statusCode).toBe(201);
+    await r.until(ok.json().id as string, 'signed');
+    // A Horizon that answers an older ledger later never moves the coordinator's view back.
+    r.ledger.ledgerSeq = 90;
+    const stale = await r.post({ kind: 'authEntries', entries: [b64(entry(r, { expiration: 99, nonce: 9n }))] });
+    expect(stale.json()).toMatchObject({ code: 'COORD_SOROBAN_ENTRY_EXPIRED', details: { latestLedger: 100 } });
+  });
+
+  it('end expired, not signed, when the ledger passed the expiry while the nodes signed', async () => {
+    const signer = authSigner();
+    let ledger: FakeLedger | undefined;
+    // Each node signs, but the network closes ledger 600 before the coordinator assembles the entries.
+    const late = (p: Body<'proposal'>, n: TestNode): Body<'decision'> => {
+      if (ledger) ledger.ledgerSeq = 600;
+      return signer(p, n);
+    };
+    const r = await rig([late, late, 'silent']);
+    ledger = r.ledger;
+    r.ledger.ledgerSeq = 450;
+    const p = (await r.post({ kind: 'authEntries', entries: [b64(entry(r, { expiration: 500 }))] })).json();
+    const done = await r.until(p.id as string, 'expired');
+    expect(done.statusReason).toMatch(
+      /signatures were collected, but an entry's signatureExpirationLedger \(500\) was reached \(latest ledger 600\)/,
+    );
+    expect(done.authEntries).toBeNull();
+    const events = r.h.app.coordinator.store.eventsSince(0, 100).filter((e) => e.proposalId === p.id);
+    expect(events.find((e) => e.type === 'proposal.expired')?.data).toMatchObject({
+      code: 'COORD_SOROBAN_ENTRY_EXPIRED',
+    });
+  });
+
   it("end expired at the transaction's upper time bound", async () => {
     const r = await rig([authSigner(), 'silent', 'silent'], { soroban: { expiryCheckMs: 60_000 } });
     const tx = invokeTx({
