@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Docker part of CI (issue 8, "docker compose"), as root, on a machine that reaches Debian's packages and the
+# The Docker part of CI, as root, on a machine that reaches Debian's packages and the
 # npm registry but no container registry. Idempotent: run it again and it only redoes what is missing or stale.
 #  1. apt: docker.io, docker-compose (Compose v1), iptables, busybox-static (the local base image's shell);
 #  2. start dockerd in the background unless an engine answers (pid in $DOCKER_STATE/dockerd.pid, log beside it);

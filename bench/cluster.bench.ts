@@ -9,7 +9,7 @@
  * - bare Sign: `KMSClient.send(SignCommand)` with node-0's credentials against kms-0, sequential;
  * - latency at concurrency 1: POST /v1/proposals (submit: false) until the `quorum.reached` event arrives on the
  *   client event stream (/v1/events): the coordinator has verified a quorum of signatures, assembled the minimal
- *   envelope, checked it with checkAuth and stored it (ARCHITECTURE.md "A proposal's life", step 5);
+ *   envelope, checked it with checkAuth and stored it (docs/architecture.md "A proposal's life", step 5);
  * - throughput with 16 and 64 concurrent clients: quorum-signed proposals per second over a measured window
  *   after a warm-up, and CPU seconds each process spent per proposal (/proc/<pid>/stat);
  * - 3 nodes only: submitted + applied by the ledger simulator (submit: true, `proposal.submitted`), at
@@ -507,7 +507,7 @@ function closeMsOf(r: SizeResult): number {
   return r.submitted?.closeMs ?? 0;
 }
 
-// Targets (issue 8), PASS/MISS each.
+// Targets, PASS/MISS each.
 const three = sizes.find((s) => s.nodes === 3);
 const ten = sizes.find((s) => s.nodes === 10);
 const verdicts: { target: string; value: string; pass: boolean }[] = [];

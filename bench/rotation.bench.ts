@@ -1,5 +1,5 @@
 /**
- * Time to rotate one node's signing key end to end (issue 9), on real processes: the launcher's 2-of-3 cluster
+ * Time to rotate one node's signing key end to end, on real processes: the launcher's 2-of-3 cluster
  * (packages/testkit startCluster: one KMS emulator per node, the ledger simulator, the coordinator, 3 nodes), the
  * nodes' policy opened to signer changes on the cluster's accounts for keys on their rosters (as in
  * test/e2e/lifecycle.test.ts), and `cosigner rotate` run as a child process exactly as an operator runs it.

@@ -23,7 +23,7 @@ import { FakeCoordinator } from './fake-coordinator.ts';
 /**
  * A malicious coordinator (threat model A1/A5): a test tool holding the coordinator's message key, which the real
  * nodes pin, talks the real protocol to three real node processes (each with its own KMS emulator) and tries every
- * trick of issue 8. The real coordinator is killed and the fake one listens on its port, so the nodes simply
+ * trick. The real coordinator is killed and the fake one listens on its port, so the nodes simply
  * redial it, as they would after the coordinator host was taken over.
  *
  * The nodes' policy: native payments from the operator account to ONE allowed destination, at most 100 XLM each

@@ -1,5 +1,5 @@
 /**
- * One cluster driver, two backends (issue 8, "Chaos"): `backends/process.ts` runs every service as a local
+ * One cluster driver, two backends: `backends/process.ts` runs every service as a local
  * process (SIGKILL/SIGSTOP, a TCP proxy for partitions); `backends/compose.ts` runs the docker-compose stack
  * (docker kill/pause, iptables inside the container's network namespace). `scenarios.ts` only ever talks to
  * this interface, so both suites run the very same scenarios and invariant checks.

@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import type { ClusterDriver } from './driver.ts';
 
 /**
- * The chaos scenarios and the invariants checked after each (issue 8, "Chaos"), written against ClusterDriver
+ * The chaos scenarios and the invariants checked after each, written against ClusterDriver
  * only, so the process suite and the compose suite run exactly the same code.
  *
  * Every scenario runs under a stream of proposals: payments within the nodes' policy from the operator
@@ -325,7 +325,7 @@ export interface InvariantReport {
 }
 
 /**
- * The invariants (issue 8): every accepted proposal reaches a terminal state; none is lost (the coordinator
+ * The invariants: every accepted proposal reaches a terminal state; none is lost (the coordinator
  * lists every id the stream got back); every submitted envelope is on the ledger and successful; no node holds
  * two live signatures for one (account, sequence) slot (its signing ledger); every node's audit chain verifies
  * (`cosigner node audit verify`, the operators' own tool).

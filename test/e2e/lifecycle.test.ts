@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 
 /**
- * Operator lifecycle end to end (issue 9), real processes only: the launcher's 2-of-3 cluster (3 KMS emulators,
+ * Operator lifecycle end to end, real processes only: the launcher's 2-of-3 cluster (3 KMS emulators,
  * ledger simulator, coordinator, 3 nodes), the nodes' policy opened to signer changes on the cluster's accounts
  * for keys on their own roster, and every lifecycle change run as `cosigner <command>` child processes exactly as
  * an operator would. Account A is the operator account the launcher set up; account B is set up here by

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bytesSecret, filesUnder, leaks, pemSeed, textSecret } from './scan.ts';
 import { runStandaloneNode } from './standalone-node.ts';
 
-// Key hygiene (issue 3) for the HSM backend: a node process on a SoftHSM2 token (apt package softhsm2; without
+// Key hygiene for the HSM backend: a node process on a SoftHSM2 token (apt package softhsm2; without
 // softhsm2-util beforeAll fails, the suite never skips). The private key cannot leave the token, so what is
 // checked is everything else: the PIN only in its PIN file, the SO PIN nowhere, no key material in the node's
 // data directory, output or environment.

@@ -24,7 +24,7 @@ import { runStandaloneNode } from './standalone-node.ts';
 const run = promisify(execFile);
 
 /**
- * Key hygiene (issue 3): no private key material in the repository, and during a real cluster run no seed, key
+ * Key hygiene: no private key material in the repository, and during a real cluster run no seed, key
  * or credential anywhere but the one private file that must hold it. Secrets found are reported by file and line
  * (repository) or file (run), never printed.
  */

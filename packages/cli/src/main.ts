@@ -30,7 +30,7 @@ export const COMMANDS: readonly { name: string; summary: string; load: () => Pro
     load: async () => {
       const node = (await import('@cosigner/node/command')).register;
       const { registerMembership } = await import('./commands/membership.ts');
-      // `node add|remove|roster` (issue 9) live with the other lifecycle commands, under the node command.
+      // `node add|remove|roster` live with the other lifecycle commands, under the node command.
       return (program: Command) => {
         node(program);
         registerMembership(program.commands.find((c) => c.name() === 'node') as Command);

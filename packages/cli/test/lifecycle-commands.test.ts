@@ -37,7 +37,7 @@ import {
 import { registerThresholds, thresholdsSet } from '../src/commands/thresholds.ts';
 
 /**
- * The lifecycle commands (issue 9) called in-process against a real 2-of-3 cluster of child processes (testkit
+ * The lifecycle commands called in-process against a real 2-of-3 cluster of child processes (testkit
  * startCluster: KMS emulators, ledger simulator, coordinator, nodes), so the command code itself is measured by
  * coverage; test/e2e/lifecycle.test.ts drives the same commands as child processes. The nodes' policy is opened
  * to signer changes on the cluster's accounts for keys on their rosters, as an operator would.

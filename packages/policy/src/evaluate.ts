@@ -796,7 +796,7 @@ export function evaluate(policy: Policy, input: EvaluateInput): Decision {
 }
 
 /**
- * Evaluate standalone Soroban authorization entries this node is asked to sign (issue 7): each must use
+ * Evaluate standalone Soroban authorization entries this node is asked to sign: each must use
  * address credentials of an account this node cosigns for, expire within the policy window, and call only
  * allowed contracts and functions with allowed arguments; token transfers count against velocity.
  */
@@ -850,7 +850,7 @@ export interface SorobanResources {
 }
 
 /**
- * The policy's Soroban resource limits (issue 7): resource fee, footprint size, written entries and CPU
+ * The policy's Soroban resource limits: resource fee, footprint size, written entries and CPU
  * instructions. The transaction summary does not carry the footprint, so the node passes what it decoded from
  * SorobanTransactionData. Pure; returns reject reasons (empty when within every limit).
  */

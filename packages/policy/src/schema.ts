@@ -14,7 +14,7 @@ import { INT64_MAX, parseAmount, parseInteger } from './amount.ts';
 import { policyErrors } from './errors.ts';
 
 /**
- * A node's policy: one YAML document, validated once at boot, then frozen (STYLE.md habit 6). Every field is
+ * A node's policy: one YAML document, validated once at boot, then frozen. Every field is
  * closed (`additionalProperties: false`): a misspelt rule is an error, never a rule silently not applied.
  * Defaults are restrictive: nothing is allowed that the operator did not list.
  *

@@ -8,7 +8,7 @@ const OPS = Keypair.random().publicKey();
 const base = { network: TESTNET, accounts: [OPS], operations: ['invokeHostFunction'] };
 const within = { resourceFee: 100n, instructions: 1000, readOnlyEntries: 2, readWriteEntries: 1 };
 
-describe('Soroban resource limits (issue 7)', () => {
+describe('Soroban resource limits', () => {
   it('without limits every resource passes', () => {
     const p = parsePolicy(base);
     expect(checkSorobanResources(p, { ...within, resourceFee: 10n ** 12n, instructions: 4e9 })).toEqual([]);

@@ -21,7 +21,7 @@ export interface DecodedTransaction {
 export interface DecodeOptions {
   /** Largest base64 envelope accepted, in characters. Default 100 KiB (102400). */
   maxBytes?: number;
-  /** When the caller also sent a hash (hex or bytes), it must equal the one computed here (STYLE.md habit 8). */
+  /** When the caller also sent a hash (hex or bytes), it must equal the one computed here. */
   expectedHash?: string | Uint8Array;
 }
 

@@ -15,7 +15,7 @@ import { operationThresholdLevel } from '../src/thresholds.ts';
 import { publicKeyFromAddress, signatureHint, verifyEd25519 } from '../src/verify.ts';
 import { account, accountsMap, buildTx, decode, newKeys, PASSPHRASE, pay } from './helpers.ts';
 
-// The bad-input matrix (STYLE.md habit 3): every public function, given values of the wrong type or shape,
+// The bad-input matrix: every public function, given values of the wrong type or shape,
 // answers with a typed STELLAR_* error (or `false` for a signature check), never a TypeError from inside.
 const GARBAGE: unknown[] = [undefined, null, 0, 'x', {}, [], new Uint8Array(3), { kind: 'transaction' }];
 

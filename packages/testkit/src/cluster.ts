@@ -61,7 +61,7 @@ export interface ClusterOptions {
   nodeKmsEndpoint?: (nodeId: string, kmsUrl: string) => string | Promise<string>;
   /**
    * The nodes' policy YAML (default: `demoYaml`, the demo policy). Called once the ledger simulator runs and the
-   * operator accounts exist, so a Soroban policy can anchor its ledger clock on the simulator (issue 7 e2e).
+   * operator accounts exist, so a Soroban policy can anchor its ledger clock on the simulator.
    */
   nodePolicy?: (ctx: {
     network: string;
@@ -198,7 +198,7 @@ export interface Cluster {
 }
 
 /**
- * Proposal statuses after which nothing changes (ARCHITECTURE.md "A proposal's life", step 6). `signed` is
+ * Proposal statuses after which nothing changes (docs/architecture.md "A proposal's life", step 6). `signed` is
  * final only for a proposal that was not asked to be submitted; pass it in `states` then.
  */
 export const TERMINAL_STATES = ['submitted', 'failed', 'rejected', 'expired', 'cancelled'];

@@ -10,7 +10,7 @@ import {
 } from '@stellar/stellar-sdk';
 
 /**
- * Soroban fixtures built with the real SDK, shared by the node, coordinator and end-to-end tests (issue 7):
+ * Soroban fixtures built with the real SDK, shared by the node, coordinator and end-to-end tests:
  * unsigned authorization entries with address credentials (legacy ADDRESS or protocol-27 ADDRESS_V2) and
  * already "simulated" invokeHostFunction transactions that carry SorobanTransactionData.
  */

@@ -169,7 +169,7 @@ const TransactionProposalBody = Type.Object(
 );
 
 /**
- * Standalone Soroban authorization entries to sign (issue 7): the result is the signed entries (GET shows them
+ * Standalone Soroban authorization entries to sign: the result is the signed entries (GET shows them
  * in `authEntries`), for a transaction someone else submits; nothing is submitted.
  */
 const AuthEntriesProposalBody = Type.Object(

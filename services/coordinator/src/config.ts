@@ -10,7 +10,7 @@ import { destinationEntryProblem } from './destinations.ts';
 import { coordinatorErrors } from './errors.ts';
 
 /**
- * The coordinator's configuration: one schema, validated once at boot, then frozen (STYLE.md habit 6).
+ * The coordinator's configuration: one schema, validated once at boot, then frozen.
  * Sources in increasing precedence: defaults, the YAML file, command-line flags. Relative paths in the file
  * resolve against the file's directory. Started with no file at all, it runs on the embedded defaults.
  */
@@ -104,7 +104,7 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
-    /** Soroban proposals (issue 7): limits on simulated transactions, and the protocol-27 credential form. */
+    /** Soroban proposals: limits on simulated transactions, and the protocol-27 credential form. */
     soroban: Type.Object(
       {
         /** Accept ADDRESS_V2 credentials (CAP-71, protocol 27); off until the network runs protocol 27. */

@@ -10,7 +10,7 @@ import type { NodeRepository } from './store.ts';
 
 /**
  * The node side of the coordinator: authenticated WebSocket sessions that nodes dial out to
- * (ARCHITECTURE.md "Topology"). Handshake: we send `hello` with a fresh 32-byte challenge, signed with the
+ * (docs/architecture.md, "Components and trust boundaries"). Handshake: we send `hello` with a fresh 32-byte challenge, signed with the
  * coordinator message key; the node answers `auth` signed with the identity key it was ENROLLED with (we pick
  * that key by the claimed sender id before verifying: peekSender), echoing the challenge and naming its
  * Stellar key and network; we answer `welcome` with a session id that every later frame carries.

@@ -5,7 +5,7 @@ import type { EventBus } from './events.ts';
 import type { NodeRepository } from './store.ts';
 
 /**
- * Operator lifecycle on the coordinator (issue 9): the node registry follows a key rotation, and every step of an
+ * Operator lifecycle on the coordinator: the node registry follows a key rotation, and every step of an
  * account setup, rotation, membership or threshold change is an event on the event stream (`lifecycle.step`),
  * next to the proposals that carry the changes themselves.
  *

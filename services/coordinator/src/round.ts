@@ -13,7 +13,7 @@ import type { Metrics } from './metrics.ts';
 import type { DecisionReasonRecord, ProposalRecord, ProposalStatus, Store, SubmissionResult } from './store.ts';
 
 /**
- * The signing round (ARCHITECTURE.md "A proposal's life", steps 2 and 5): fan a proposal out in parallel to
+ * The signing round (docs/architecture.md "A proposal's life", steps 2 and 5): fan a proposal out in parallel to
  * every connected node whose Stellar key can add weight, verify every returned signature BEFORE keeping it,
  * and once every requirement holds assemble a MINIMAL signature set (stellar-core
  * TransactionFrame::checkAllSignaturesUsed refuses unused signatures with txBAD_AUTH_EXTRA), store it, and
@@ -330,7 +330,7 @@ export class RoundEngine {
   /**
    * A node's decision. Order: the proposal must be open; the node may only speak for its enrolled key; an
    * approval counts only once its signature verifies over OUR hash under that key and the key is a signer of a
-   * needed account (js-stellar-base addSignature verifies first; STYLE.md habit 9). Anything else is recorded
+   * needed account (js-stellar-base addSignature verifies first). Anything else is recorded
    * as misbehaviour and as an invalid decision (so reachability accounts for it), never stored as a signature.
    */
   onDecision(nodeId: string, stellarKey: string, d: Body<'decision'>): boolean {

@@ -29,7 +29,7 @@ import {
 import type { ProposalRecord, ProposalStatus, Store } from './store.ts';
 
 /**
- * Soroban authorization through the cluster (issue 7).
+ * Soroban authorization through the cluster.
  *
  * Two proposal kinds run an AUTH round here instead of the transaction round of round.ts:
  * - `authEntries`: standalone SorobanAuthorizationEntry values a client wants signed for a transaction someone

@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 
 /**
  * The coordinator's durable state behind repository interfaces, so a PostgreSQL implementation can serve
- * several coordinator replicas later (ARCHITECTURE.md "State"). The SQLite implementation below is the
+ * several coordinator replicas later (docs/architecture.md "State"). The SQLite implementation below is the
  * embedded default: WAL journal, synchronous=FULL (an accepted proposal survives power loss, not only a
  * process crash), numbered migrations, files readable by their owner only.
  */
@@ -61,7 +61,7 @@ export interface SignatureRecord {
   createdAt: number;
 }
 
-/** A verified node signature over one Soroban auth entry's payload (issue 7). */
+/** A verified node signature over one Soroban auth entry's payload. */
 export interface AuthSignatureRecord {
   proposalId: string;
   entryIndex: number;
@@ -154,7 +154,7 @@ export interface ProposalRepository {
   /** Compare-and-set on the status: false when the row was not in one of `from` (someone else moved it). */
   transition(id: string, from: readonly ProposalStatus[], to: ProposalStatus, patch?: ProposalPatch): boolean;
   setResult(id: string, result: SubmissionResult): void;
-  /** Keeps the first signature per (proposal, signer): adding twice is harmless (STYLE.md habit 9). */
+  /** Keeps the first signature per (proposal, signer): adding twice is harmless. */
   addSignature(rec: SignatureRecord): boolean;
   signatures(proposalId: string): SignatureRecord[];
   recordDecision(rec: DecisionRecord): void;

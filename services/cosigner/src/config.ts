@@ -11,7 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { nodeErrors } from './errors.ts';
 
 /**
- * The node's configuration: one schema, validated once at boot, then frozen (STYLE.md habit 6). Sources in
+ * The node's configuration: one schema, validated once at boot, then frozen. Sources in
  * increasing precedence: defaults, the YAML file, command-line flags. Relative paths in the file are
  * resolved against the file's directory, so a config moves with its data.
  */

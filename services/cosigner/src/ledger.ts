@@ -9,14 +9,14 @@ import { nodeErrors } from './errors.ts';
 /**
  * The signing ledger: the node's durable memory of what it decided and what it signed.
  *
- * Invariant (ARCHITECTURE.md "A proposal's life", step 4): a node never holds two live signatures for one
+ * Invariant (docs/architecture.md "A proposal's life", step 4): a node never holds two live signatures for one
  * (source account, sequence number) slot. stellar-core accepts a transaction only when its seqNum is the
  * account's sequence + 1 (TransactionFrame::isBadSeq), so two transactions with the same slot are mutually
  * exclusive; signing both would let whoever holds them choose which one happens. A slot stays held until
  * the signed transaction's maxTime (plus a grace period for clock skew between this host and the network's
  * close time) has passed; a transaction without a maxTime holds its slot forever.
  *
- * Order (web3signer DbSlashingProtection; STYLE.md habit 10): in ONE SQLite transaction check the slot and
+ * Order (web3signer DbSlashingProtection): in ONE SQLite transaction check the slot and
  * record the intent (with its velocity spend), then sign, then store the signature, then reply. An intent
  * already holds the slot, so a crash between record and sign cannot open a window for a different hash;
  * a re-ask for the same hash signs again (ed25519 is deterministic, RFC 8032 section 5.1.6: same key, same

@@ -14,7 +14,7 @@ import type { NodeMetrics } from './metrics.ts';
 /**
  * The review pipeline: from a proposal to a decision, and to a signature only on approval.
  *
- * Rules (ARCHITECTURE.md step 3-4, STYLE.md habit 8): decode the XDR ourselves with OUR pinned network
+ * Rules (docs/architecture.md, "A proposal's life"): decode the XDR ourselves with OUR pinned network
  * passphrase; compute the hash ourselves; the coordinator's hash and network are only compared against ours;
  * describe; refuse accounts this node does not cosign for; evaluate the policy; check and record the slot in
  * the ledger in the same SQLite transaction as the policy's velocity reads; only then sign. Every error path

@@ -9,7 +9,7 @@ import type { AuditLog } from './audit.ts';
 import type { NodeMetrics } from './metrics.ts';
 
 /**
- * The node's outbound session with the coordinator (the node exposes no public port: ARCHITECTURE.md).
+ * The node's outbound session with the coordinator (the node exposes no public port: docs/architecture.md).
  *
  * Handshake: dial `<url>/v1/nodes/connect`; the coordinator's first frame is `hello` (to '*', session
  * null) carrying a fresh challenge, signed by a PINNED coordinator key; the node answers `auth` signed

@@ -13,7 +13,7 @@ import type { NodeMetrics } from './metrics.ts';
 import type { DecisionBody, ProposalBody } from './review.ts';
 
 /**
- * Review and signing of Soroban authorization entries (issue 7): a proposal of kind `authEntries` carries either
+ * Review and signing of Soroban authorization entries: a proposal of kind `authEntries` carries either
  * standalone entries (`authEntries`, base64 SorobanAuthorizationEntry) or an already simulated
  * invokeHostFunction transaction (`xdr`) whose entries with address credentials name accounts this node
  * cosigns for. The node, by itself:

@@ -14,7 +14,7 @@ import { CRASH_POINTS, type CrashPoint, Reviewer } from '../src/review.ts';
 import { buildTx, NETWORK, pay, policyYaml } from './helpers.ts';
 
 /**
- * PROPERTY (issue 5): for any interleaving of proposals (the same or a different transaction for a slot),
+ * PROPERTY: for any interleaving of proposals (the same or a different transaction for a slot),
  * time passing, and crashes at any point of the signing path (the process dies; the ledger is reopened),
  * the node never releases signatures for two different transactions of one (account, sequence) slot whose
  * validity windows overlap, and every signature it released is still in its ledger.

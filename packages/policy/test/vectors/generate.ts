@@ -100,7 +100,7 @@ const files: Record<string, VectorFile> = {};
 
 files['network-accounts'] = {
   source:
-    'network: the node pins its passphrase; accounts: the tx source must be an account the node cosigns for (issue 5 Review)',
+    'network: the node pins its passphrase; accounts: the tx source must be an account the node cosigns for',
   policy: base,
   cases: [
     kase(
@@ -157,7 +157,7 @@ files['network-accounts'] = {
 };
 
 files.operations = {
-  source: 'operations: only listed operation types; unknown operation types are always rejected (issue 5 Review)',
+  source: 'operations: only listed operation types; unknown operation types are always rejected',
   policy: { ...base, operations: ['payment', 'manageData', 'bumpSequence'] },
   cases: [
     kase(
@@ -607,7 +607,7 @@ const deposit = (amount: string) => call(ESCROW, 'deposit', [OPS, amount], [tran
 
 files.contracts = {
   source:
-    'contracts: allowed contract ids, functions and argument rules for invokeHostFunction and its auth entries (incl. sub-invocations); soroban limits (issue 7)',
+    'contracts: allowed contract ids, functions and argument rules for invokeHostFunction and its auth entries (incl. sub-invocations); soroban limits',
   policy: contractsPolicy,
   cases: [
     kase(
@@ -753,7 +753,7 @@ const entriesCase = (
 
 files['auth-entries'] = {
   source:
-    'standalone Soroban authorization entries (issue 7): address credentials of our account, expiration within the window (inclusive), contract rules',
+    'standalone Soroban authorization entries: address credentials of our account, expiration within the window (inclusive), contract rules',
   policy: contractsPolicy,
   cases: [
     entriesCase('escrow deposit entry of our account', [addressEntry(OPS, deposit('1000000000'), 2050)], 'approve', []),
@@ -997,7 +997,7 @@ const setOptions = (so: Record<string, unknown>, source?: string) =>
 
 files['signer-changes'] = {
   source:
-    'signerChanges (issue 9): signer, threshold and master-weight changes only for listed accounts and keys, thresholds not below minimums',
+    'signerChanges: signer, threshold and master-weight changes only for listed accounts and keys, thresholds not below minimums',
   policy: {
     ...base,
     operations: ['payment', 'setOptions'],

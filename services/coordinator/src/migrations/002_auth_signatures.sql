@@ -1,4 +1,4 @@
--- Coordinator schema v2 (issue 7): verified node signatures over Soroban authorization entry payloads, one per
+-- Coordinator schema v2: verified node signatures over Soroban authorization entry payloads, one per
 -- (proposal, entry, signer). Kept apart from `signatures`, which hold signatures over a transaction hash.
 CREATE TABLE auth_signatures (
   proposal_id TEXT NOT NULL REFERENCES proposals (id),
