@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
 import { REPO_ROOT, tempDir } from '@cosigner/testkit/process';
@@ -11,13 +12,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * The web consoles in a real browser: Debian's Chromium driven by playwright-core, against a 2-of-3 cluster of
  * real processes (KMS emulators, ledger simulator, coordinator, three nodes). The nodes' policy holds native
  * payments above 100 XLM for an operator, and every node's admin listener needs a token. One cluster and one
- * browser for the whole file (the CI machine has 2 cores). Screenshots for the README go to docs/images/.
+ * browser for the whole file (the CI machine has 2 cores). The screenshots are taken on every run; they replace the
+ * README's (docs/images/) only with COSIGNER_SCREENSHOTS=1, so a test run leaves the working tree as it was.
  *
  * Run with COSIGNER_BROWSER_SUITES=1 (vitest.config.ts); CHROMIUM_PATH overrides /usr/bin/chromium.
  */
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const IMAGES = join(REPO_ROOT, 'docs', 'images');
+const IMAGES =
+  process.env.COSIGNER_SCREENSHOTS === '1'
+    ? join(REPO_ROOT, 'docs', 'images')
+    : join(tmpdir(), `cosigner-console-shots-${process.pid}`);
 const HOLD_ABOVE_XLM = '100';
 
 let dir: string;
@@ -62,6 +67,7 @@ afterAll(async () => {
   await browser?.close();
   await cluster?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
+  if (process.env.COSIGNER_SCREENSHOTS !== '1') await rm(IMAGES, { recursive: true, force: true });
 }, 60_000);
 
 async function newPage(): Promise<Page> {
