@@ -1,7 +1,6 @@
-import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Database from 'better-sqlite3';
+import { openMigratedDatabase } from '@cosigner/runtime/sqlite';
+import type Database from 'better-sqlite3';
 import { frostErrors } from './errors.ts';
 
 /**
@@ -37,13 +36,6 @@ export interface NonceStore {
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
 
-function migrations(dir = MIGRATIONS_DIR): { version: number; name: string; sql: string }[] {
-  return readdirSync(dir)
-    .filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f))
-    .sort()
-    .map((name) => ({ version: Number(name.slice(0, 3)), name, sql: readFileSync(join(dir, name), 'utf8') }));
-}
-
 /**
  * The SQLite nonce store: one file (0600), WAL with synchronous=FULL so a row is on disk (the WAL fsynced)
  * before `issue` or `use` returns, as the signing ledger does.
@@ -75,32 +67,11 @@ export class SqliteNonceStore implements NonceStore {
    * @throws FROST_NONCE_STORE_NEWER_SCHEMA, FROST_NONCE_STORE_MIGRATION_FAILED
    */
   static open(path: string, opts: { now?: () => number; migrationsDir?: string } = {}): SqliteNonceStore {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    closeSync(openSync(path, 'a', 0o600));
-    chmodSync(path, 0o600);
-    const db = new Database(path);
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    db.pragma('busy_timeout = 5000');
-    const current = db.pragma('user_version', { simple: true }) as number;
-    const list = migrations(opts.migrationsDir);
-    const latest = list.at(-1)?.version ?? 0;
-    if (current > latest) {
-      db.close();
-      throw frostErrors.error('FROST_NONCE_STORE_NEWER_SCHEMA', { path, version: current, supported: latest });
-    }
-    for (const m of list) {
-      if (m.version <= current) continue;
-      try {
-        db.transaction(() => {
-          db.exec(m.sql);
-          db.pragma(`user_version = ${m.version}`);
-        }).immediate();
-      } catch (cause) {
-        db.close();
-        throw frostErrors.error('FROST_NONCE_STORE_MIGRATION_FAILED', { path, migration: m.name }, { cause });
-      }
-    }
+    const db = openMigratedDatabase(path, {
+      migrationsDir: opts.migrationsDir ?? MIGRATIONS_DIR,
+      newerSchema: (details) => frostErrors.error('FROST_NONCE_STORE_NEWER_SCHEMA', details),
+      migrationFailed: (details, cause) => frostErrors.error('FROST_NONCE_STORE_MIGRATION_FAILED', details, { cause }),
+    });
     return new SqliteNonceStore(db, opts.now ?? Date.now);
   }
 

@@ -60,6 +60,11 @@ export const coordinatorErrors = defineErrors('coordinator', {
       "An authorization entry's signatureExpirationLedger has been reached: no transaction can use it any more, so the cluster does not sign it.",
   },
   COORD_BAD_CURSOR: { status: 400, message: 'The list cursor is malformed.' },
+  COORD_NEWER_SCHEMA: {
+    status: 500,
+    message: 'The coordinator database was written by a newer version (its schema is newer than this code knows).',
+  },
+  COORD_MIGRATION_FAILED: { status: 500, message: 'The coordinator database schema could not be migrated.' },
   COORD_INTERNAL: { status: 500, message: 'An internal error occurred; it was logged.' },
 });
 

@@ -1,9 +1,10 @@
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GroupCommit } from '@cosigner/runtime/group-commit';
+import { openMigratedDatabase } from '@cosigner/runtime/sqlite';
 import type { AccountAuth, Requirement } from '@cosigner/stellar/types';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { coordinatorErrors } from './errors.ts';
 
 /**
  * The coordinator's durable state behind repository interfaces, so a PostgreSQL implementation can serve
@@ -283,43 +284,22 @@ function nodeFromRow(r: NodeRow): NodeRecord {
 }
 
 /** Create the file 0600 before SQLite opens it (SQLite would use the umask), and tighten WAL/SHM files too. */
-function privateFile(path: string): void {
-  if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
-  chmodSync(path, 0o600);
-}
-
-/** Open (creating and migrating) the coordinator database at `<dataDir>/coordinator.db`. */
+/**
+ * Open (creating and migrating) the coordinator database at `<dataDir>/coordinator.db`: 0600, WAL,
+ * synchronous=FULL, a schema newer than this code refused, each migration under BEGIN IMMEDIATE.
+ * @throws CosignerError COORD_NEWER_SCHEMA, COORD_MIGRATION_FAILED
+ */
 export function openSqliteStore(dataDir: string): Store {
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const file = join(dataDir, 'coordinator.db');
-  privateFile(file);
-  const db = new Database(file);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('foreign_keys = ON');
-  db.pragma('busy_timeout = 5000');
-  for (const suffix of ['-wal', '-shm']) if (existsSync(file + suffix)) chmodSync(file + suffix, 0o600);
-  migrate(db);
-  return new SqliteStore(db);
+  return new SqliteStore(openCoordinatorDb(join(dataDir, 'coordinator.db')));
 }
 
-/** Apply `migrations/NNN_name.sql` in order, each in its own transaction, recording user_version. */
-export function migrate(db: Database.Database): number {
-  const files = readdirSync(MIGRATIONS_DIR)
-    .filter((f) => /^\d{3}_.*\.sql$/.test(f))
-    .sort();
-  let version = db.pragma('user_version', { simple: true }) as number;
-  for (const f of files) {
-    const n = Number(f.slice(0, 3));
-    if (n <= version) continue;
-    const sql = readFileSync(join(MIGRATIONS_DIR, f), 'utf8');
-    db.transaction(() => {
-      db.exec(sql);
-      db.pragma(`user_version = ${n}`);
-    })();
-    version = n;
-  }
-  return version;
+/** The coordinator's database file, opened and migrated (see openSqliteStore). */
+export function openCoordinatorDb(path: string, migrationsDir = MIGRATIONS_DIR): Database.Database {
+  return openMigratedDatabase(path, {
+    migrationsDir,
+    newerSchema: (details) => coordinatorErrors.error('COORD_NEWER_SCHEMA', details),
+    migrationFailed: (details, cause) => coordinatorErrors.error('COORD_MIGRATION_FAILED', details, { cause }),
+  });
 }
 
 class SqliteStore implements Store {

@@ -12,7 +12,7 @@ import { apiKeyCreate, enroll, register } from '../src/command.ts';
 import { loadConfig, parseConfig, TESTNET_PASSPHRASE } from '../src/config.ts';
 import { accountAuthFromHorizon, classifySubmitError, explainResultCode } from '../src/horizon.ts';
 import { backoffMs, ed25519Weights, isUnavailable, progress } from '../src/round.ts';
-import { migrate, openSqliteStore } from '../src/store.ts';
+import { openCoordinatorDb, openSqliteStore } from '../src/store.ts';
 
 const dirs: string[] = [];
 async function dir(): Promise<string> {
@@ -151,10 +151,15 @@ describe('store', () => {
     const d = await dir();
     const s = openSqliteStore(d);
     s.close();
-    const Database = (await import('better-sqlite3')).default;
-    const db = new Database(join(d, 'coordinator.db'));
-    expect(migrate(db)).toBe(4);
+    const db = openCoordinatorDb(join(d, 'coordinator.db'));
+    expect(db.pragma('user_version', { simple: true })).toBe(4);
     db.close();
+    const again = openCoordinatorDb(join(d, 'coordinator.db'));
+    expect(again.pragma('user_version', { simple: true })).toBe(4);
+    // A file written by a newer coordinator is refused, not written to.
+    again.pragma('user_version = 99');
+    again.close();
+    expect(() => openSqliteStore(d)).toThrow(expect.objectContaining({ code: 'COORD_NEWER_SCHEMA' }));
   });
 
   it('nodes: enrolment keeps counters; a Stellar key moves with a re-enrolment', async () => {

@@ -1,7 +1,7 @@
-import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GroupCommit, type RunOptions } from '@cosigner/runtime/group-commit';
+import { listMigrations as listMigrationsIn, type Migration, openMigratedDatabase } from '@cosigner/runtime/sqlite';
 import { durableExit, type WalSync, walSyncFor } from '@cosigner/runtime/wal-sync';
 import Database from 'better-sqlite3';
 import { nodeErrors } from './errors.ts';
@@ -162,11 +162,9 @@ function toPending(r: PendingRow): PendingRecord {
 }
 
 /** The numbered migrations shipped with this version, in order: `001_init.sql` is version 1. */
-export function listMigrations(dir = MIGRATIONS_DIR): { version: number; name: string; sql: string }[] {
-  return readdirSync(dir)
-    .filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f))
-    .sort()
-    .map((name) => ({ version: Number(name.slice(0, 3)), name, sql: readFileSync(join(dir, name), 'utf8') }));
+/** The signing ledger's migrations, in version order. */
+export function listMigrations(dir = MIGRATIONS_DIR): Migration[] {
+  return listMigrationsIn(dir);
 }
 
 /** Path of the ledger file inside a data directory. */
@@ -185,39 +183,12 @@ export function openLedgerDb(
   path: string,
   opts: { migrationsDir?: string; readonly?: boolean } = {},
 ): Database.Database {
-  if (!opts.readonly) {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    // Create the file ourselves so it is never, even briefly, readable by others; SQLite gives its -wal and
-    // -shm files the mode of the main file (os_unix.c robust_open/findCreateFileMode).
-    closeSync(openSync(path, 'a', 0o600));
-    chmodSync(path, 0o600);
-  }
-  const db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
-  if (opts.readonly) return db;
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('foreign_keys = ON');
-  db.pragma('busy_timeout = 5000');
-  const current = db.pragma('user_version', { simple: true }) as number;
-  const migrations = listMigrations(opts.migrationsDir);
-  const latest = migrations.at(-1)?.version ?? 0;
-  if (current > latest) {
-    db.close();
-    throw nodeErrors.error('LEDGER_NEWER_SCHEMA', { path, version: current, supported: latest });
-  }
-  for (const m of migrations) {
-    if (m.version <= current) continue;
-    try {
-      db.transaction(() => {
-        db.exec(m.sql);
-        db.pragma(`user_version = ${m.version}`);
-      }).immediate();
-    } catch (cause) {
-      db.close();
-      throw nodeErrors.error('LEDGER_MIGRATION_FAILED', { path, migration: m.name }, { cause });
-    }
-  }
-  return db;
+  if (opts.readonly) return new Database(path, { readonly: true, fileMustExist: true });
+  return openMigratedDatabase(path, {
+    migrationsDir: opts.migrationsDir ?? MIGRATIONS_DIR,
+    newerSchema: (details) => nodeErrors.error('LEDGER_NEWER_SCHEMA', details),
+    migrationFailed: (details, cause) => nodeErrors.error('LEDGER_MIGRATION_FAILED', details, { cause }),
+  });
 }
 
 /** The signing ledger over one SQLite file. All methods are synchronous: better-sqlite3 commits before returning. */
