@@ -13,6 +13,7 @@ import type { NodeMetrics } from './metrics.ts';
 import type { NodePolicy } from './policy-reload.ts';
 import { registerPolicyRoutes } from './policy-routes.ts';
 import type { DecisionBody, Reviewer } from './review.ts';
+import { ErrorBody, ReasonSchema } from './schemas.ts';
 
 /**
  * The node's private admin API: health, readiness, metrics, and manual approval of held proposals.
@@ -47,17 +48,6 @@ export interface AppDeps {
   logger?: Logger;
 }
 
-const ErrorBody = Type.Object({
-  code: Type.String(),
-  message: Type.String(),
-  details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-});
-const ReasonSchema = Type.Object({
-  code: Type.String(),
-  message: Type.String(),
-  opIndex: Type.Optional(Type.Integer()),
-  field: Type.Optional(Type.String()),
-});
 const PendingItem = Type.Object({
   id: Type.String(),
   hash: Type.String(),

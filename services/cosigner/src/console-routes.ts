@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { AuditLog, verifyAuditChain } from './audit.ts';
 import type { SigningLedger } from './ledger.ts';
+import { ErrorBody, ReasonSchema } from './schemas.ts';
 
 /**
  * The node operator's web console on the private admin listener (`/console/`), and the two reads it needs:
@@ -15,17 +16,6 @@ import type { SigningLedger } from './ledger.ts';
  */
 
 const CONSOLE_DIR = resolve(fileURLToPath(new URL('.', import.meta.url)), '../console');
-const ErrorBody = Type.Object({
-  code: Type.String(),
-  message: Type.String(),
-  details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-});
-const ReasonSchema = Type.Object({
-  code: Type.String(),
-  message: Type.String(),
-  opIndex: Type.Optional(Type.Integer()),
-  field: Type.Optional(Type.String()),
-});
 const Decision = Type.Object({
   proposalId: Type.String(),
   hash: Type.String(),

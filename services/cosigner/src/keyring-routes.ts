@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type Static, Type } from 'typebox';
 import { nodeErrors } from './errors.ts';
 import type { Keyring } from './keyring.ts';
+import { ErrorBody } from './schemas.ts';
 
 /**
  * Admin API of the keyring and roster (private, like the rest of app.ts; the admin token guards it when set):
@@ -29,11 +30,6 @@ const Member = Type.Object({
   nodeId: Type.Union([Type.String(), Type.Null()]),
   addedBy: Type.String(),
   addedAt: Type.Integer(),
-});
-const ErrorBody = Type.Object({
-  code: Type.String(),
-  message: Type.String(),
-  details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
 });
 const View = Type.Object({
   active: Type.String(),

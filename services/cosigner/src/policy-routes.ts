@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type Static, Type } from 'typebox';
 import type { NodePolicy } from './policy-reload.ts';
+import { ErrorBody } from './schemas.ts';
 
 /**
  * Admin API of the node's policy (private, like the rest of app.ts; the admin token guards it when set):
@@ -17,11 +18,6 @@ const Reloaded = Type.Object({
   loadedAt: Type.Integer(),
   previous: Type.String(),
   changed: Type.Boolean(),
-});
-const ErrorBody = Type.Object({
-  code: Type.String(),
-  message: Type.String(),
-  details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
 });
 const ReloadBody = Type.Object(
   { by: Type.Optional(Type.String({ maxLength: 128, pattern: '^[A-Za-z0-9._@:-]+$' })) },
