@@ -901,12 +901,16 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     step(`all ${n} nodes connected to the coordinator`);
     // Each node's roster accepts every member's key (its own operator's act in production: setup.md step 5), so a
     // signer change among the members can be approved right away. Idempotent: a resumed start adds nothing.
+    // A node configured with an admin token (opts.nodeConfig.admin.tokenFile) is called with it, as its operator would.
+    const tokenFile = (opts.nodeConfig?.admin as { tokenFile?: unknown } | undefined)?.tokenFile;
+    const adminToken = typeof tokenFile === 'string' ? (await readFile(tokenFile, 'utf8')).trim() : undefined;
     for (const [i, p] of nodes.entries()) {
       for (const [j, x] of nodeInfo.entries()) {
         if (i === j) continue;
         const res = await httpJson(`${p.url}/v1/roster`, {
           method: 'POST',
           body: { address: x.stellarKey, nodeId: x.id, by: 'cluster-launcher' },
+          ...(adminToken ? { apiKey: adminToken } : {}),
         });
         if (res.status !== 200) throw new Error(`${p.name}: POST /v1/roster answered ${res.status}`);
       }
