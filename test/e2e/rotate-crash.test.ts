@@ -190,7 +190,10 @@ describe('cosigner rotate killed at every step boundary and inside every request
     const args = [
       'rotate',
       ...['--horizon-url', cluster.horizonUrl, '--coordinator-url', cluster.coordinator.url],
+      // Every account the node signs for, as the runbook requires: an account left out would keep node-1's old
+      // key, disabled at the end, and lose node-1's weight (the next test's rotation would then need node-2 itself).
       ...['--api-key-file', cluster.adminKeyFile, '--node', 'node-1', '--account', a],
+      ...['--account', cluster.operatorAccounts[1]!],
       ...['--admin-url', cluster.nodes[1]!.url, '--peer-admin-url', cluster.nodes[0]!.url, cluster.nodes[2]!.url],
       ...['--state-dir', join(dir, 'rotate'), '--backend', 'aws-kms', '--kms-endpoint', cluster.kms[1]!.url],
       ...['--pending-window-days', '7'],
@@ -243,10 +246,12 @@ describe('cosigner rotate killed at every step boundary and inside every request
     expect(state.intents.add!.key).toMatch(/^rotate\.[0-9a-f]{16}\.add\.1$/);
     expect(state.intents.remove!.key).toMatch(/^rotate\.[0-9a-f]{16}\.remove\.1$/);
 
-    const acc = await cluster.horizon.loadAccount(a);
-    const weights = Object.fromEntries(acc.signers.map((s) => [s.key, s.weight]));
-    expect(weights[state.newKey]).toBe(1);
-    expect(weights[oldKey]).toBeUndefined();
+    for (const id of [a, cluster.operatorAccounts[1]!]) {
+      const acc = await cluster.horizon.loadAccount(id);
+      const weights = Object.fromEntries(acc.signers.map((s) => [s.key, s.weight]));
+      expect(weights[state.newKey]).toBe(1);
+      expect(weights[oldKey]).toBeUndefined();
+    }
 
     // Every step reached the event stream (at least once: a step whose event was sent but not acknowledged
     // before a kill is sent again with the same detail), and the added/removed events name their proposals.
