@@ -99,8 +99,7 @@ function kase(
 const files: Record<string, VectorFile> = {};
 
 files['network-accounts'] = {
-  source:
-    'network: the node pins its passphrase; accounts: the tx source must be an account the node cosigns for',
+  source: 'network: the node pins its passphrase; accounts: the tx source must be an account the node cosigns for',
   policy: base,
   cases: [
     kase(
