@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DescribeKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
-import { COSIGNER_BIN, REPO_ROOT, tempDir } from '@cosigner/testkit/process';
+import { runCosigner, tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,28 +16,7 @@ import WebSocket from 'ws';
  * `cosigner account setup` and carries the payment stream while A's sequence carries the rotation.
  */
 
-interface Run {
-  code: number | null;
-  out: string;
-}
-
-function cosigner(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return new Promise((res) => {
-    const p = spawn(process.execPath, [COSIGNER_BIN, ...args], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, NODE_ENV: 'development', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    p.stderr.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    p.once('exit', (code) => res({ code, out }));
-  });
-}
+const cosigner = runCosigner;
 
 interface KmsAccountsFile {
   accounts: {

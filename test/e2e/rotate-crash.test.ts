@@ -3,7 +3,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DescribeKeyCommand, KMSClient, ListKeysCommand } from '@aws-sdk/client-kms';
 import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
-import { COSIGNER_BIN, REPO_ROOT, tempDir } from '@cosigner/testkit/process';
+import { COSIGNER_BIN, type CommandRun, REPO_ROOT, runCosigner, tempDir } from '@cosigner/testkit/process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 
@@ -44,29 +44,8 @@ const REQUEST: Record<string, string | undefined> = {
 /** Every kill point in the order one run reaches them. */
 const POINTS = STEPS.flatMap((s) => [...(REQUEST[s] ? [`sent:${REQUEST[s]}`] : []), `sent:event:${s}`, `after:${s}`]);
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  out: string;
-}
-
-function cosigner(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return new Promise((res) => {
-    const p = spawn(process.execPath, [COSIGNER_BIN, ...args], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, NODE_ENV: 'development', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    p.stderr.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    p.once('exit', (code, signal) => res({ code, signal, out }));
-  });
-}
+type Run = CommandRun;
+const cosigner = runCosigner;
 
 /** A command left running: `seen(re, from)` waits until its output after offset `from` matches; `done` is its exit. */
 function background(args: string[], env: NodeJS.ProcessEnv = {}) {

@@ -29,6 +29,32 @@ export function useBuiltJs(): string {
   return built.stdout.trim().split('\n').at(-1) ?? '';
 }
 
+/** How a `cosigner` command ended and what it printed (stdout and stderr in the order they came). */
+export interface CommandRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  out: string;
+}
+
+/** Run `cosigner <args>` to its end in development mode, as an operator's shell would, with `env` added. */
+export function runCosigner(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CommandRun> {
+  return new Promise((res) => {
+    const p = spawn(process.execPath, [COSIGNER_BIN, ...args], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, NODE_ENV: 'development', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    p.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    p.once('exit', (code, signal) => res({ code, signal, out }));
+  });
+}
+
 /** A fresh temporary directory; remove it with `rm(dir, { recursive: true, force: true })`. */
 export async function tempDir(prefix = 'cosigner-test-'): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
