@@ -1,4 +1,5 @@
 import type { Body } from '@cosigner/protocol/messages';
+import { SIGNER_UNAVAILABLE } from '@cosigner/protocol/reasons';
 import type { Logger } from '@cosigner/runtime/logger';
 import { type DecodedTransaction, decodeEnvelope } from '@cosigner/stellar/decode';
 import { checkAuth, computeRequirements, neededLevels } from '@cosigner/stellar/quorum';
@@ -63,7 +64,7 @@ interface Live {
 }
 
 /** The reason code a cosigner answers when its key backend (KMS/HSM) failed: transient, ask again later. */
-export const SIGNER_UNAVAILABLE = 'SIGNER_UNAVAILABLE';
+export { SIGNER_UNAVAILABLE };
 
 /** A reject whose every reason is SIGNER_UNAVAILABLE says "not now", not "no". */
 export function isUnavailable(d: { outcome: string; reasons: readonly { code: string }[] }): boolean {

@@ -1,5 +1,6 @@
 import type { Signer } from '@cosigner/keys/signer';
 import type { Body } from '@cosigner/protocol/messages';
+import { SIGNER_UNAVAILABLE } from '@cosigner/protocol/reasons';
 import { type DecodedTransaction, decodeEnvelope, xdrTransactionOf } from '@cosigner/stellar/decode';
 import { describeTransaction } from '@cosigner/stellar/describe';
 import { authEntryPayload } from '@cosigner/stellar/soroban';
@@ -506,7 +507,7 @@ export class Reviewer {
         proposalId,
         record.signHash,
         'reject',
-        [reason('SIGNER_UNAVAILABLE', `The key backend could not sign (${signed.code}); ask again later.`)],
+        [reason(SIGNER_UNAVAILABLE, `The key backend could not sign (${signed.code}); ask again later.`)],
         false,
       );
     }

@@ -2,6 +2,7 @@ import type { Signer } from '@cosigner/keys/signer';
 import { checkSorobanResources, evaluateAuthEntries, ledgerLowerBound } from '@cosigner/policy/evaluate';
 import type { Policy } from '@cosigner/policy/schema';
 import { authBundleHash } from '@cosigner/protocol/auth-bundle';
+import { SIGNER_UNAVAILABLE } from '@cosigner/protocol/reasons';
 import { type DecodedTransaction, decodeEnvelope, xdrTransactionOf } from '@cosigner/stellar/decode';
 import { authEntryPayload, decodeAuthEntry, describeAuthEntry } from '@cosigner/stellar/soroban';
 import type { AuthEntrySummary } from '@cosigner/stellar/types';
@@ -332,7 +333,7 @@ export class SorobanReviewer {
             proposalId,
             hash,
             'reject',
-            [reason('SIGNER_UNAVAILABLE', `The key backend could not sign (${codeOf(err)}); ask again later.`)],
+            [reason(SIGNER_UNAVAILABLE, `The key backend could not sign (${codeOf(err)}); ask again later.`)],
             false,
           );
         }
