@@ -91,6 +91,11 @@ export const frostErrors = defineErrors('frost', {
     message: 'The local share sealer is for development only and is refused in production mode.',
   },
   FROST_SEALER_CONFIG: { status: 500, message: 'The share sealer configuration is invalid.' },
+  FROST_SEALING_KEY_EXTRACTABLE: {
+    status: 500,
+    message:
+      'The PKCS#11 sealing key is extractable, not sensitive, or was once (imported in the clear): a sealing key must never have left its HSM.',
+  },
 });
 
 export type FrostErrorCode = keyof typeof frostErrors.specs;
