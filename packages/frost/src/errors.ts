@@ -91,6 +91,16 @@ export const frostErrors = defineErrors('frost', {
     message: 'The local share sealer is for development only and is refused in production mode.',
   },
   FROST_SEALER_CONFIG: { status: 500, message: 'The share sealer configuration is invalid.' },
+  FROST_GROUP_CHANGE_UNSAFE: {
+    status: 422,
+    message:
+      'The new group or the account change that installs its key would lock the account, let one party sign alone or allow two disjoint quorums: details.problems names each field to change.',
+  },
+  FROST_GROUP_CHANGE_MISMATCH: {
+    status: 422,
+    message:
+      'The proposed transaction is not exactly the planned group-key change (one setOptions removing the old key, one adding the new): no share is released.',
+  },
   FROST_SEALING_KEY_EXTRACTABLE: {
     status: 500,
     message:
