@@ -24,7 +24,8 @@ export const frostErrors = defineErrors('frost', {
   },
   FROST_DKG_MISSING_MESSAGE: {
     status: 422,
-    message: 'A key-generation round lacks a message from a participant, or has two from one: the session aborts.',
+    message:
+      'A key-generation or refresh round lacks a message from a participant, or has two from one: the session aborts.',
   },
   FROST_DKG_BAD_PROOF: {
     status: 422,
@@ -34,12 +35,12 @@ export const frostErrors = defineErrors('frost', {
   FROST_DKG_BAD_SHARE: {
     status: 422,
     message:
-      'A participant sent a round-2 share that does not match its round-1 commitment: the session aborts and names it.',
+      'A participant sent a key-generation or refresh share that does not match its round-1 commitment: the session aborts and names it.',
   },
   FROST_DKG_UNAUTHENTIC: {
     status: 422,
     message:
-      'A round-2 package failed authentication: its sender, or the relay between the nodes, altered it or showed different round-1 messages to different nodes.',
+      'A key-generation or refresh package failed authentication: its sender, or the relay between the nodes, altered it or showed different round-1 messages to different nodes.',
   },
   FROST_DKG_FAILED: {
     status: 422,

@@ -247,7 +247,8 @@ export function checkGroupKeyChange(
     if (op.source !== undefined && op.source !== change.account)
       throw mismatch(`${field}.source`, 'must be the account');
     for (const f of OTHER_FIELDS) {
-      if ((op as unknown as Record<string, unknown>)[f] !== undefined) throw mismatch(`${field}.${f}`, 'must not be set');
+      if ((op as unknown as Record<string, unknown>)[f] !== undefined)
+        throw mismatch(`${field}.${f}`, 'must not be set');
     }
     const signer = op.signer as { ed25519PublicKey?: string; weight?: number } | undefined;
     if (signer?.ed25519PublicKey !== want[i]!.key || signer.weight !== want[i]!.weight) {
