@@ -119,6 +119,51 @@ export function groupDigest(group: GroupPublic): string {
   return createHash('sha256').update(canonical, 'utf8').digest('hex');
 }
 
+/** What each participant reports after round 3, before anyone adopts the new share. */
+export interface RefreshReport {
+  index: number;
+  /** RefreshOutput.transcript */
+  transcript: string;
+  /** groupDigest(RefreshOutput.group) */
+  group: string;
+}
+
+/**
+ * The adoption decision of a refresh (its second phase): adopt only when every participant reported the same
+ * transcript and group, since an old share and a new one do not sign together. Otherwise every participant keeps
+ * its old share, and the answer names who did not report and whose report differs from the most common one (a
+ * participant that saw a different round 1, or lies about its result).
+ * @throws FROST_BAD_INPUT, FROST_OUT_OF_RANGE (a malformed report, or one from outside the session)
+ */
+export function decideRefresh(
+  session: RefreshSession,
+  reports: RefreshReport[],
+): { adopt: true; group: string; transcript: string } | { adopt: false; missing: number[]; disagreeing: number[] } {
+  const s = checkRefreshSession(session);
+  const byIndex = new Map<number, string>();
+  array(reports, 'reports').forEach((raw, i) => {
+    const r = object(raw, `reports[${i}]`);
+    const index = int(r.index, `reports[${i}].index`, 1, MAX_PARTICIPANTS);
+    if (!s.group.participants.includes(index)) throw outOfRange(`reports[${i}].index`, 'is not a participant');
+    if (byIndex.has(index)) throw outOfRange(`reports[${i}].index`, `repeats participant ${index}`);
+    const transcript = toHex(hex(r.transcript, `reports[${i}].transcript`, 32));
+    const group = toHex(hex(r.group, `reports[${i}].group`, 32));
+    byIndex.set(index, `${transcript}:${group}`);
+  });
+  const missing = s.group.participants.filter((p) => !byIndex.has(p));
+  const counts = new Map<string, number>();
+  for (const v of byIndex.values()) counts.set(v, (counts.get(v) ?? 0) + 1);
+  const common = [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
+  const disagreeing = [...byIndex.entries()]
+    .filter(([, v]) => v !== common)
+    .map(([i]) => i)
+    .sort((a, b) => a - b);
+  if (missing.length > 0 || disagreeing.length > 0 || common === undefined)
+    return { adopt: false, missing, disagreeing };
+  const [transcript, group] = common.split(':') as [string, string];
+  return { adopt: true, group, transcript };
+}
+
 /** SHA-256 of the canonical refresh session: its own domain, so no DKG message or key is valid here. */
 export function refreshDigest(session: RefreshSession): Uint8Array {
   const canonical = JSON.stringify([

@@ -7,6 +7,7 @@ import { round2Aad } from '../src/dkg.ts';
 import { toHex } from '../src/input.ts';
 import {
   checkRefreshSession,
+  decideRefresh,
   groupDigest,
   type RefreshOutput,
   RefreshParticipant,
@@ -120,6 +121,28 @@ describe('proactive share refresh', () => {
     );
     expect(publicOf([g.shares[0]!, fresh[1]!], after)).not.toBe(after.groupPublicKey);
     expect(publicOf([fresh[0]!, fresh[2]!], after)).toBe(after.groupPublicKey);
+    // Adoption: every participant reports the same transcript and group, or nobody switches.
+    const session = { sessionId: 'refresh-1', group: g.group, members: g.members };
+    const reports = outputs.map((o) => ({
+      index: o.share.index,
+      transcript: o.transcript,
+      group: groupDigest(o.group),
+    }));
+    expect(decideRefresh(session, reports)).toEqual({
+      adopt: true,
+      group: groupDigest(after),
+      transcript: outputs[0]!.transcript,
+    });
+    expect(decideRefresh(session, reports.slice(1))).toEqual({ adopt: false, missing: [1], disagreeing: [] });
+    expect(decideRefresh(session, [...reports.slice(0, 2), { ...reports[2]!, group: groupDigest(g.group) }])).toEqual({
+      adopt: false,
+      missing: [],
+      disagreeing: [3],
+    });
+    expect(decideRefresh(session, [])).toEqual({ adopt: false, missing: [1, 2, 3], disagreeing: [] });
+    expect(() => decideRefresh(session, [...reports, reports[0]!])).toThrow(code('FROST_OUT_OF_RANGE'));
+    expect(() => decideRefresh(session, [{ ...reports[0]!, index: 9 }])).toThrow(code('FROST_OUT_OF_RANGE'));
+    expect(() => decideRefresh(session, [{ ...reports[0]!, group: 'zz' }])).toThrow(code('FROST_OUT_OF_RANGE'));
     // A second refresh runs from the first one's result.
     const again = runRefresh(g, 'refresh-2', {}, { group: after, shares: fresh });
     expect(again.outputs[0]!.group.groupPublicKey).toBe(g.group.groupPublicKey);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createPkcs11Key, createPkcs11Signer } from '@cosigner/keys/pkcs11/pkcs11-signer';
 import { createSoftHsmStore, initSoftHsmToken, SOFTHSM_MODULE } from '@cosigner/keys/pkcs11/softhsm';
@@ -99,6 +99,11 @@ const config = (over: Partial<Pkcs11SealerConfig> = {}): Pkcs11SealerConfig => (
   ...over,
 });
 
+async function filesUnder(root: string): Promise<string[]> {
+  const entries = await readdir(root, { withFileTypes: true, recursive: true });
+  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+}
+
 /** A second handle on the already initialised module, to look at the token as an attacker with the PIN would. */
 function withRawSession<T>(fn: (p11: InstanceType<typeof pkcs11js.PKCS11>, session: Buffer) => T): T {
   const p11 = new pkcs11js.PKCS11();
@@ -127,6 +132,17 @@ describe('share sealing: PKCS#11 (SoftHSM2), AES-256-GCM in the token', () => {
     expect(Buffer.from(blob.iv, 'base64')).toHaveLength(12);
     expect(Buffer.from(blob.ciphertext, 'base64')).toHaveLength(48);
     expect(blob.wrappedKey).toBeUndefined();
+    // Nothing of a sealed share reaches the disk in the clear: not the token store, not anything under the
+    // test's directory (the HSM sees the share only inside C_Encrypt, and stores no copy of it).
+    const share = randomBytes(32);
+    const sealedShare = await sealer.seal(Buffer.from(share), CTX);
+    for (const file of await filesUnder(dir)) {
+      const data = await readFile(file);
+      for (const form of [share, Buffer.from(share.toString('hex')), Buffer.from(share.toString('base64'))]) {
+        expect(data.includes(form), `${file} holds the share`).toBe(false);
+      }
+    }
+    expect(Buffer.from(await sealer.unseal(sealedShare, CTX))).toEqual(share);
     await expect(sealer.unseal({ ...blob, kind: 'local' } as never, CTX)).rejects.toThrow(code('FROST_OUT_OF_RANGE'));
     await expect(sealer.unseal({ ...blob, wrappedKey: 'AAAA' }, CTX)).rejects.toThrow(code('FROST_BAD_INPUT'));
     // A blob naming another key id is bound to that id (associated data): it does not open here.
