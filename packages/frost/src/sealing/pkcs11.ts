@@ -199,7 +199,9 @@ export async function createPkcs11Sealer(
     kind: 'pkcs11',
     keyId,
     async seal(plaintext: Uint8Array, context: SealContext): Promise<SealedBlob> {
-      const p = Buffer.from(bytes(plaintext, 'plaintext'));
+      // Our own copy (bytes() copies), seen as a Buffer without another copy, zeroed once sealed.
+      const u = bytes(plaintext, 'plaintext');
+      const p = Buffer.from(u.buffer, u.byteOffset, u.length);
       const ctx = checkContext(context);
       const iv = randomBytes(GCM_IV_BYTES);
       try {
