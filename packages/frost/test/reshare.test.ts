@@ -11,6 +11,7 @@ import {
   TransactionBuilder,
   type xdr,
 } from '@stellar/stellar-sdk';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createTransportKey } from '../src/channel.ts';
 import { toHex } from '../src/input.ts';
@@ -104,6 +105,29 @@ describe('a new group (nodes added or removed): fresh key generation, then the a
       code('FROST_OUT_OF_RANGE', { field: 'members[0].nodeId' }),
     );
     expect(() => planNewGroup({ ...base, threshold: 5 })).toThrow(code('FROST_OUT_OF_RANGE'));
+  });
+
+  it('property: a new t-of-n group is accepted exactly when any two sets of t of its nodes share one (2t > n)', () => {
+    const keys = Array.from({ length: 12 }, () => toHex(createTransportKey().publicKey));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 2, max: 12 }).chain((n) => fc.tuple(fc.constant(n), fc.integer({ min: 2, max: n }))),
+        ([n, t]) => {
+          const members = Array.from({ length: n }, (_, i) => ({ nodeId: `n-${i}`, transportKey: keys[i]! }));
+          const plan = () =>
+            planNewGroup({
+              sessionId: 'p',
+              oldGroup: old.group,
+              oldNodes: ['node-1', 'node-2', 'node-3'],
+              members,
+              threshold: t,
+            });
+          if (2 * t > n) expect(plan().session.threshold).toBe(t);
+          else expect(plan).toThrow(code('FROST_GROUP_CHANGE_UNSAFE'));
+        },
+      ),
+      { numRuns: 60 },
+    );
   });
 
   it('the old quorum signs one transaction that swaps the keys; after it, the new group pays and the old cannot', () => {
