@@ -140,6 +140,51 @@ export function round2Aad(session: Uint8Array, transcript: Uint8Array, from: num
   return Buffer.concat([AAD_LABEL, session, transcript, u32(from), u32(to)]);
 }
 
+/** What the message checks of a session need: shared by key generation and refresh (refresh.ts). */
+export interface SessionContext {
+  sessionId: string;
+  /** The session digest, hex. */
+  digest: string;
+  /** Every member's index. */
+  members: number[];
+  /** This participant's index. */
+  self: number;
+}
+
+/**
+ * Common checks of a message's envelope: type, session (id and digest) and sender (another member).
+ * @returns the sender index
+ * @throws FROST_OUT_OF_RANGE (type), FROST_BAD_INPUT, FROST_SESSION_MISMATCH (suspects: the claimed sender)
+ */
+export function checkEnvelope(ctx: SessionContext, m: Record<string, unknown>, type: string, field: string): number {
+  if (m.type !== type) throw outOfRange(`${field}.type`, `must be ${type}`);
+  const from = int(m.from, `${field}.from`, 1, MAX_PARTICIPANTS);
+  const sessionId = string(m.sessionId, `${field}.sessionId`);
+  const digest = string(m.session, `${field}.session`);
+  if (sessionId !== ctx.sessionId || digest !== ctx.digest) {
+    throw frostErrors.error('FROST_SESSION_MISMATCH', { sessionId: ctx.sessionId, field, from, suspects: [from] });
+  }
+  if (!ctx.members.includes(from) || from === ctx.self) {
+    throw frostErrors.error('FROST_SESSION_MISMATCH', { field, from, reason: 'sender is not another member' });
+  }
+  return from;
+}
+
+/** Exactly one message from every other member, or FROST_DKG_MISSING_MESSAGE naming who is missing or repeated. */
+export function checkComplete(ctx: SessionContext, froms: number[], round: number): void {
+  const others = ctx.members.filter((i) => i !== ctx.self);
+  const missing = others.filter((i) => !froms.includes(i));
+  const repeated = [...new Set(froms.filter((f, i) => froms.indexOf(f) !== i))];
+  if (missing.length > 0 || repeated.length > 0) {
+    throw frostErrors.error('FROST_DKG_MISSING_MESSAGE', {
+      round,
+      missing,
+      repeated,
+      culprits: [...missing, ...repeated].sort((a, b) => a - b),
+    });
+  }
+}
+
 type State = 'new' | 'round1' | 'round2' | 'done' | 'failed';
 
 /** One participant's side of a key generation session. Not reusable: one instance, one session. */
@@ -227,39 +272,21 @@ export class DkgParticipant {
     };
   }
 
-  /** Common checks of a message's envelope: type, session and sender. Returns the sender index. */
   #envelope(m: Record<string, unknown>, type: string, field: string): number {
-    if (m.type !== type) throw outOfRange(`${field}.type`, `must be ${type}`);
-    const from = int(m.from, `${field}.from`, 1, MAX_PARTICIPANTS);
-    const sessionId = string(m.sessionId, `${field}.sessionId`);
-    const digest = string(m.session, `${field}.session`);
-    if (sessionId !== this.session.sessionId || digest !== this.#digestHex) {
-      throw frostErrors.error('FROST_SESSION_MISMATCH', {
-        sessionId: this.session.sessionId,
-        field,
-        from,
-        suspects: [from],
-      });
-    }
-    if (!this.session.members.some((m) => m.index === from) || from === this.index) {
-      throw frostErrors.error('FROST_SESSION_MISMATCH', { field, from, reason: 'sender is not another member' });
-    }
-    return from;
+    return checkEnvelope(this.#context(), m, type, field);
   }
 
-  /** Exactly one message from every other member, or FROST_DKG_MISSING_MESSAGE naming who is missing or repeated. */
   #complete(froms: number[], round: number): void {
-    const others = this.session.members.map((m) => m.index).filter((i) => i !== this.index);
-    const missing = others.filter((i) => !froms.includes(i));
-    const repeated = [...new Set(froms.filter((f, i) => froms.indexOf(f) !== i))];
-    if (missing.length > 0 || repeated.length > 0) {
-      throw frostErrors.error('FROST_DKG_MISSING_MESSAGE', {
-        round,
-        missing,
-        repeated,
-        culprits: [...missing, ...repeated].sort((a, b) => a - b),
-      });
-    }
+    checkComplete(this.#context(), froms, round);
+  }
+
+  #context(): SessionContext {
+    return {
+      sessionId: this.session.sessionId,
+      digest: this.#digestHex,
+      members: this.session.members.map((m) => m.index),
+      self: this.index,
+    };
   }
 
   /**

@@ -24,7 +24,8 @@ export const frostErrors = defineErrors('frost', {
   },
   FROST_DKG_MISSING_MESSAGE: {
     status: 422,
-    message: 'A key-generation round lacks a message from a participant, or has two from one: the session aborts.',
+    message:
+      'A key-generation or refresh round lacks a message from a participant, or has two from one: the session aborts.',
   },
   FROST_DKG_BAD_PROOF: {
     status: 422,
@@ -34,12 +35,12 @@ export const frostErrors = defineErrors('frost', {
   FROST_DKG_BAD_SHARE: {
     status: 422,
     message:
-      'A participant sent a round-2 share that does not match its round-1 commitment: the session aborts and names it.',
+      'A participant sent a key-generation or refresh share that does not match its round-1 commitment: the session aborts and names it.',
   },
   FROST_DKG_UNAUTHENTIC: {
     status: 422,
     message:
-      'A round-2 package failed authentication: its sender, or the relay between the nodes, altered it or showed different round-1 messages to different nodes.',
+      'A key-generation or refresh package failed authentication: its sender, or the relay between the nodes, altered it or showed different round-1 messages to different nodes.',
   },
   FROST_DKG_FAILED: {
     status: 422,
@@ -91,6 +92,21 @@ export const frostErrors = defineErrors('frost', {
     message: 'The local share sealer is for development only and is refused in production mode.',
   },
   FROST_SEALER_CONFIG: { status: 500, message: 'The share sealer configuration is invalid.' },
+  FROST_GROUP_CHANGE_UNSAFE: {
+    status: 422,
+    message:
+      'The new group or the account change that installs its key would lock the account, let one party sign alone or allow two disjoint quorums: details.problems names each field to change.',
+  },
+  FROST_GROUP_CHANGE_MISMATCH: {
+    status: 422,
+    message:
+      'The proposed transaction is not exactly the planned group-key change (one setOptions removing the old key, one adding the new): no share is released.',
+  },
+  FROST_SEALING_KEY_EXTRACTABLE: {
+    status: 500,
+    message:
+      'The PKCS#11 sealing key is extractable, not sensitive, or was once (imported in the clear): a sealing key must never have left its HSM.',
+  },
 });
 
 export type FrostErrorCode = keyof typeof frostErrors.specs;

@@ -10,15 +10,17 @@ import { badType, object, outOfRange, string } from './input.ts';
  *   seal from GenerateDataKey on the node's symmetric KMS key, the share encrypted under it with AES-256-GCM here,
  *   only the KMS-wrapped data key kept; unsealing is one Decrypt. KMS never sees the share and never computes
  *   with it; it decides who may open it (key policy, SigV4) and logs each opening;
+ * - `pkcs11`: AES-256-GCM computed by the HSM under an AES key generated in the token, sensitive and never
+ *   extractable (sealing/pkcs11.ts): the key never leaves the HSM; the share passes through it to be sealed or
+ *   opened and is used in the node's memory only;
  * - `local`: AES-256-GCM under a 32-byte key file (0600), for development only, refused in production.
- * (A PKCS#11 backend, AES key wrapping with a key that never leaves the HSM, is not built yet.)
  *
  * The context (node, group, purpose) is bound to the sealed blob: the GCM associated data, and for KMS the
  * encryption context too, so a blob copied to another node or another group does not open.
  */
 export interface ShareSealer {
-  readonly kind: 'local' | 'aws-kms';
-  /** The sealing key's id: the key file for local, the KMS key ARN for aws-kms. */
+  readonly kind: SealerKind;
+  /** The sealing key's id: the key file for local, the KMS key ARN for aws-kms, `token/CKA_ID` for pkcs11. */
   readonly keyId: string;
   /** @throws FROST_SEAL_FAILED, FROST_BAD_INPUT / FROST_OUT_OF_RANGE (context), KEYS_* (KMS unavailable, denied) */
   seal(plaintext: Uint8Array, context: SealContext): Promise<SealedBlob>;
@@ -27,13 +29,15 @@ export interface ShareSealer {
   close(): Promise<void>;
 }
 
+export type SealerKind = 'local' | 'aws-kms' | 'pkcs11';
+
 /** A few short strings naming what is sealed, e.g. `{ purpose: 'frost-share', node: 'node-a', group: 'G...' }`. */
 export type SealContext = Record<string, string>;
 
 /** What is kept at rest: JSON-safe, holds no secret in the clear. */
 export interface SealedBlob {
   v: 1;
-  kind: 'local' | 'aws-kms';
+  kind: SealerKind;
   keyId: string;
   /** The KMS-wrapped data key (aws-kms only), base64. */
   wrappedKey?: string;
@@ -51,6 +55,17 @@ export type SealerConfig =
       region: string;
       endpoint?: string | undefined;
       credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } | undefined;
+    }
+  | {
+      type: 'pkcs11';
+      /** The PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so). */
+      module: string;
+      tokenLabel: string;
+      /** CKA_ID of the AES sealing key, hex. */
+      keyIdHex: string;
+      /** The user PIN: a private file (preferred) or the name of an environment variable; exactly one. */
+      pinFile?: string | undefined;
+      pinEnv?: string | undefined;
     };
 
 const CONTEXT_KEY = /^[a-z][A-Za-z0-9]{0,31}$/;
@@ -75,7 +90,7 @@ export function checkContext(value: unknown): SealContext {
 }
 
 /** Check a sealed blob read back from storage. @throws FROST_BAD_INPUT, FROST_OUT_OF_RANGE */
-export function checkBlob(value: unknown, kind: SealedBlob['kind']): SealedBlob {
+export function checkBlob(value: unknown, kind: SealerKind): SealedBlob {
   const o = object(value, 'sealed');
   if (o.v !== 1) throw outOfRange('sealed.v', 'must be 1');
   if (o.kind !== kind) throw outOfRange('sealed.kind', `must be ${kind}, this sealer's kind`);
@@ -92,7 +107,7 @@ export function checkBlob(value: unknown, kind: SealedBlob['kind']): SealedBlob 
     ciphertext: b64('ciphertext', o.ciphertext),
   };
   if (kind === 'aws-kms') blob.wrappedKey = b64('wrappedKey', o.wrappedKey);
-  else if (o.wrappedKey !== undefined) throw badType('sealed.wrappedKey', 'absent for a local blob');
+  else if (o.wrappedKey !== undefined) throw badType('sealed.wrappedKey', `absent for a ${kind} blob`);
   return blob;
 }
 
@@ -128,7 +143,7 @@ export function gcmOpen(key: Uint8Array, aad: Uint8Array, blob: SealedBlob): Uin
 /**
  * Build the sealer a config names. The local backend is refused in production (the service's mode or
  * NODE_ENV=production), as the local key backend is.
- * @throws FROST_DEV_SEALER_IN_PRODUCTION, FROST_SEALER_CONFIG, KEYS_* (KMS)
+ * @throws FROST_DEV_SEALER_IN_PRODUCTION, FROST_SEALER_CONFIG, FROST_SEALING_KEY_EXTRACTABLE, KEYS_* (KMS, HSM)
  */
 export async function createShareSealer(
   config: SealerConfig,
@@ -142,6 +157,10 @@ export async function createShareSealer(
     case 'aws-kms': {
       const { createKmsSealer } = await import('./sealing/aws-kms.ts');
       return createKmsSealer(config);
+    }
+    case 'pkcs11': {
+      const { createPkcs11Sealer } = await import('./sealing/pkcs11.ts');
+      return createPkcs11Sealer(config, opts.env ? { env: opts.env } : {});
     }
     default:
       throw frostErrors.error('FROST_SEALER_CONFIG', {

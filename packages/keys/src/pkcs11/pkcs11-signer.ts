@@ -65,7 +65,7 @@ const LOST = new Set<number>([
   CKR.OBJECT_HANDLE_INVALID,
 ]);
 
-function p11Code(e: unknown): number | undefined {
+export function p11Code(e: unknown): number | undefined {
   return e instanceof pkcs11js.Pkcs11Error ? e.code : undefined;
 }
 
@@ -98,10 +98,13 @@ export function mapP11Error(e: unknown, keyId: string): Error {
 /**
  * One loaded, initialized module per library path and process: C_Initialize may run once per process
  * (CKR_CRYPTOKI_ALREADY_INITIALIZED otherwise) and login state is shared by every session of the application.
+ * Exported with the lookup helpers below for the FROST share sealer (@cosigner/frost, sealing/pkcs11.ts): a node
+ * that signs and seals on one token must hold one C_Initialize between them, or the first to close would
+ * C_Finalize the other's sessions.
  */
 const modules = new Map<string, { p11: PKCS11; refs: number }>();
 
-function acquireModule(path: string): PKCS11 {
+export function acquireModule(path: string): PKCS11 {
   const known = modules.get(path);
   if (known) {
     known.refs++;
@@ -133,7 +136,7 @@ function acquireModule(path: string): PKCS11 {
   return p11;
 }
 
-function releaseModule(path: string): void {
+export function releaseModule(path: string): void {
   const known = modules.get(path);
   if (!known) return;
   known.refs--;
@@ -147,7 +150,7 @@ function releaseModule(path: string): void {
 }
 
 /** The slot holding the token labelled `label` (trailing blanks are padding, PKCS#11 CK_TOKEN_INFO). */
-function findSlot(p11: PKCS11, label: string): Handle {
+export function findSlot(p11: PKCS11, label: string): Handle {
   const matches = p11.C_GetSlotList(true).filter((slot) => p11.C_GetTokenInfo(slot).label.trim() === label);
   if (matches.length === 0) throw keysErrors.error('KEYS_TOKEN_NOT_FOUND', { tokenLabel: label });
   if (matches.length > 1) {
@@ -160,7 +163,7 @@ function findSlot(p11: PKCS11, label: string): Handle {
   return matches[0]!;
 }
 
-function login(p11: PKCS11, session: Handle, pin: string, tokenLabel: string): void {
+export function login(p11: PKCS11, session: Handle, pin: string, tokenLabel: string): void {
   try {
     p11.C_Login(session, pkcs11js.CKU_USER, pin);
   } catch (e) {
@@ -185,7 +188,7 @@ function login(p11: PKCS11, session: Handle, pin: string, tokenLabel: string): v
   }
 }
 
-function findObjects(p11: PKCS11, session: Handle, template: pkcs11js.Template): Handle[] {
+export function findObjects(p11: PKCS11, session: Handle, template: pkcs11js.Template): Handle[] {
   p11.C_FindObjectsInit(session, template);
   try {
     return p11.C_FindObjects(session, 2);
@@ -194,11 +197,11 @@ function findObjects(p11: PKCS11, session: Handle, template: pkcs11js.Template):
   }
 }
 
-function attrBool(value: unknown): boolean {
+export function attrBool(value: unknown): boolean {
   return Buffer.isBuffer(value) ? value.length > 0 && value[0] !== 0 : value === true;
 }
 
-function attrNumber(value: unknown): number {
+export function attrNumber(value: unknown): number {
   return Buffer.isBuffer(value) ? value.readUIntLE(0, Math.min(value.length, 6)) : Number(value);
 }
 

@@ -1,0 +1,258 @@
+import {
+  applyChanges,
+  checkLockout,
+  type LockoutProblem,
+  partyWeights,
+  type SignerConfiguration,
+} from '@cosigner/policy/lockout';
+import { checkQuorumIntersection, findDisjointQuorums } from '@cosigner/stellar/intersection';
+import { Operation, StrKey, type Transaction, type xdr } from '@stellar/stellar-sdk';
+import { checkSession, type DkgMember, type DkgSession } from './dkg.ts';
+import { frostErrors } from './errors.ts';
+import { array, int, name, object, outOfRange, string } from './input.ts';
+import { checkGroup, type GroupPublic, groupAddress, MAX_PARTICIPANTS } from './suite.ts';
+
+/**
+ * A new group: nodes added or removed, or another threshold. Shares cannot be carried over to another
+ * participant set without trusting someone with the secret, so a new group runs a fresh key generation (dkg.ts)
+ * and gets a new key; the account then swaps the keys through the old quorum, which still signs for the old
+ * group key: one transaction with two setOptions, the old key's weight set to 0 and the new key added
+ * (stellar-core checks every signature against the signers as they were before any operation applies, and the
+ * operations apply all or none, TransactionFrame; removing first keeps an account at the 20-signer cap
+ * within the cap, SetOptionsOpFrame "tooManySigners").
+ *
+ * This module holds what is pure about it:
+ * - `planNewGroup`: the key-generation session of the new group (indices, threshold), the nodes that join,
+ *   leave and stay, and the group's own safety: any two sets of t participants must share a node (2t > n), or
+ *   two halves could each sign a different transaction for the same sequence number while each node keeps its
+ *   slot rule (the quorum-intersection argument of packages/stellar intersection.ts, with one party per node);
+ * - `planGroupKeyChange`: the two setOptions operations and the account configuration they leave, refused
+ *   unless the lock-out check (packages/policy lockout.ts) and the quorum-intersection check at all three levels
+ *   pass on it, as `cosigner account setup` and `cosigner rotate` refuse a native signer change;
+ * - `checkGroupKeyChange`: what a node reviewing the proposed transaction checks: exactly those two
+ *   operations, on that account, and nothing else.
+ *
+ * The group key is one party in the account's checks: it signs only with t of its nodes, which no single node
+ * can supply. (A node that is both a group participant and a native signer is counted once in each role; the
+ * group's own 2t > n check covers the group side.)
+ */
+
+export interface NewMember {
+  nodeId: string;
+  /** The node's X25519 transport public key, hex (channel.ts). */
+  transportKey: string;
+}
+
+export interface NewGroupPlan {
+  /** The fresh key generation of the new group: indices 1..n in node-id order, so every party derives the same. */
+  session: DkgSession;
+  joining: string[];
+  leaving: string[];
+  staying: string[];
+}
+
+/** Problems found by the plans, each naming its field: what the operator must change. */
+export interface ChangeProblem {
+  code: LockoutProblem['code'] | 'DISJOINT_QUORUMS' | 'GROUP_DISJOINT_QUORUMS' | 'KEY';
+  field: string;
+  message: string;
+}
+
+function unsafe(what: string, problems: ChangeProblem[]): Error {
+  return frostErrors.error(
+    'FROST_GROUP_CHANGE_UNSAFE',
+    { problems },
+    { message: `${what} is refused: ${problems.map((p) => `${p.field}: ${p.message}`).join('; ')}` },
+  );
+}
+
+/** Two disjoint sets of t participants, if any (each participant one party of weight 1). */
+function groupDisjoint(n: number, t: number): ChangeProblem[] {
+  const parties = Array.from({ length: n }, (_, i) => ({ id: String(i + 1), weight: 1 }));
+  const found = findDisjointQuorums(parties, t);
+  if (!found) return [];
+  return [
+    {
+      code: 'GROUP_DISJOINT_QUORUMS',
+      field: 'threshold',
+      message: `${t} of ${n}: two disjoint sets of ${t} participants could each sign a different transaction for one sequence number; use a threshold above ${Math.floor(n / 2)}`,
+    },
+  ];
+}
+
+/**
+ * Plan a new group from the old one's nodes and the new member list.
+ * @param p.oldNodes the node ids of the old group's participants
+ * @throws FROST_BAD_INPUT, FROST_OUT_OF_RANGE (members, threshold; the same set and threshold: use a refresh),
+ *   FROST_GROUP_CHANGE_UNSAFE (2t <= n, unless allowDisjointQuorums)
+ */
+export function planNewGroup(p: {
+  sessionId: string;
+  oldGroup: GroupPublic;
+  oldNodes: string[];
+  members: NewMember[];
+  threshold: number;
+  allowDisjointQuorums?: boolean;
+}): NewGroupPlan {
+  const old = checkGroup(p.oldGroup);
+  const oldNodes = array(p.oldNodes, 'oldNodes').map((n, i) => name(n, `oldNodes[${i}]`));
+  if (oldNodes.length !== old.participants.length || new Set(oldNodes).size !== oldNodes.length) {
+    throw outOfRange('oldNodes', `must name the old group's ${old.participants.length} participants, each once`);
+  }
+  const raw = array(p.members, 'members').map((m, i) => {
+    const o = object(m, `members[${i}]`);
+    return {
+      nodeId: name(o.nodeId, `members[${i}].nodeId`),
+      transportKey: string(o.transportKey, `members[${i}].transportKey`),
+    };
+  });
+  raw.sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0));
+  if (raw.length > MAX_PARTICIPANTS) throw outOfRange('members', `must list at most ${MAX_PARTICIPANTS} nodes`);
+  const members: DkgMember[] = raw.map((m, i) => ({ index: i + 1, ...m }));
+  // checkSession checks sizes, duplicates, keys and 2 <= t <= n.
+  const session = checkSession({ sessionId: p.sessionId, threshold: p.threshold, members });
+  const ids = session.members.map((m) => m.nodeId);
+  const staying = ids.filter((id) => oldNodes.includes(id));
+  if (staying.length === oldNodes.length && ids.length === oldNodes.length && session.threshold === old.threshold) {
+    throw outOfRange('members', 'are the old group with its threshold: refresh the shares instead (refresh.ts)');
+  }
+  const problems = groupDisjoint(session.members.length, session.threshold);
+  if (problems.length > 0 && !p.allowDisjointQuorums) throw unsafe('The new group', problems);
+  return {
+    session,
+    joining: ids.filter((id) => !oldNodes.includes(id)),
+    leaving: oldNodes.filter((id) => !ids.includes(id)),
+    staying,
+  };
+}
+
+export interface GroupKeyChange {
+  account: string;
+  oldKey: string;
+  newKey: string;
+  weight: number;
+  /** The transaction's operations, in this order: remove the old key (weight 0), add the new one. HIGH. */
+  operations: xdr.Operation[];
+  /** The account's signer configuration once applied. */
+  after: SignerConfiguration;
+}
+
+/** The label under which a group key counts as one party in the lock-out and intersection checks. */
+export const groupParty = (address: string): string => `frost group ${address}`;
+
+/**
+ * Build the signer change that replaces the old group key by the new one on an account, and refuse it unless
+ * the configuration it leaves passes the lock-out check and the quorum-intersection check at every level.
+ * @param p.current the account's signer configuration as on the ledger (native signers labelled by node)
+ * @param p.weight the new key's weight; default: the old key's
+ * @throws FROST_GROUP_CHANGE_UNSAFE (details.problems: the old key is not a signer, the new one already is,
+ *   LOCKOUT_*, DISJOINT_QUORUMS), FROST_BAD_INPUT / FROST_OUT_OF_RANGE
+ */
+export function planGroupKeyChange(p: {
+  current: SignerConfiguration;
+  oldGroup: GroupPublic;
+  newGroup: GroupPublic;
+  weight?: number;
+  allowDisjointQuorums?: boolean;
+}): GroupKeyChange {
+  const oldKey = groupAddress(checkGroup(p.oldGroup));
+  const newKey = groupAddress(checkGroup(p.newGroup));
+  const current = p.current;
+  object(current, 'current');
+  if (!StrKey.isValidEd25519PublicKey(current.account)) throw outOfRange('current.account', 'is not a G... address');
+  const problems: ChangeProblem[] = [];
+  const existing = current.signers.find((s) => s.key === oldKey && s.weight > 0);
+  if (!existing) {
+    problems.push({ code: 'KEY', field: 'oldGroup', message: `${oldKey} is not a signer of ${current.account}` });
+  }
+  if (newKey === oldKey || current.signers.some((s) => s.key === newKey && s.weight > 0)) {
+    problems.push({ code: 'KEY', field: 'newGroup', message: `${newKey} is already a signer of ${current.account}` });
+  }
+  if (problems.length > 0) throw unsafe('The group-key change', problems);
+  const weight = p.weight === undefined ? existing!.weight : int(p.weight, 'weight', 1, 255);
+  const after = applyChanges(current, {
+    signers: [
+      { key: oldKey, weight: 0 },
+      { key: newKey, weight, node: groupParty(newKey) },
+    ],
+  });
+  // The group key reaching a threshold alone is the point of it, not a single party: t >= 2 of its nodes sign
+  // (checkGroup refuses t < 2). Every other single party (the master key, a native node, a lone key) is refused.
+  const alone = `node ${groupParty(newKey)} alone`;
+  const lockout = checkLockout(after).problems.filter(
+    (q) => !(q.code === 'LOCKOUT_SINGLE_PARTY' && q.message.startsWith(alone)),
+  );
+  problems.push(...lockout);
+  if (lockout.length === 0) {
+    const parties = [...partyWeights(after)].map(([id, w]) => ({ id, weight: w }));
+    const t = after.thresholds;
+    const q = checkQuorumIntersection(parties, { low: t.low, medium: t.med, high: t.high });
+    if (!q.ok && !p.allowDisjointQuorums) {
+      for (const d of q.disjoint) {
+        problems.push({
+          code: 'DISJOINT_QUORUMS',
+          field: `thresholds.${d.level === 'medium' ? 'med' : d.level}`,
+          message: `{${d.first.join(', ')}} and {${d.second.join(', ')}} each reach ${d.threshold} without a common party`,
+        });
+      }
+    }
+  }
+  if (problems.length > 0) throw unsafe('The group-key change', problems);
+  return {
+    account: current.account,
+    oldKey,
+    newKey,
+    weight,
+    operations: [
+      Operation.setOptions({ signer: { ed25519PublicKey: oldKey, weight: 0 } }),
+      Operation.setOptions({ signer: { ed25519PublicKey: newKey, weight } }),
+    ],
+    after,
+  };
+}
+
+/** setOptions fields other than the signer: a group-key change sets none of them. */
+const OTHER_FIELDS = [
+  'inflationDest',
+  'clearFlags',
+  'setFlags',
+  'masterWeight',
+  'lowThreshold',
+  'medThreshold',
+  'highThreshold',
+  'homeDomain',
+] as const;
+
+/**
+ * Check that a proposed transaction is exactly the planned group-key change: source the account, two setOptions
+ * (remove the old key, add the new one at the planned weight) with no operation source other than the account,
+ * and no other field set. What a node runs before it releases a share for such a transaction.
+ * @throws FROST_GROUP_CHANGE_MISMATCH (details.field names the first difference)
+ */
+export function checkGroupKeyChange(
+  tx: Transaction,
+  change: Pick<GroupKeyChange, 'account' | 'oldKey' | 'newKey' | 'weight'>,
+): void {
+  const mismatch = (field: string, why: string) =>
+    frostErrors.error('FROST_GROUP_CHANGE_MISMATCH', { field }, { message: `${field} ${why}.` });
+  if (tx.source !== change.account) throw mismatch('source', `must be ${change.account}`);
+  if (tx.operations.length !== 2) throw mismatch('operations', 'must be exactly two setOptions');
+  const want = [
+    { key: change.oldKey, weight: 0 },
+    { key: change.newKey, weight: change.weight },
+  ];
+  tx.operations.forEach((op, i) => {
+    const field = `operations[${i}]`;
+    if (op.type !== 'setOptions') throw mismatch(`${field}.type`, 'must be setOptions');
+    if (op.source !== undefined && op.source !== change.account)
+      throw mismatch(`${field}.source`, 'must be the account');
+    for (const f of OTHER_FIELDS) {
+      if ((op as unknown as Record<string, unknown>)[f] !== undefined)
+        throw mismatch(`${field}.${f}`, 'must not be set');
+    }
+    const signer = op.signer as { ed25519PublicKey?: string; weight?: number } | undefined;
+    if (signer?.ed25519PublicKey !== want[i]!.key || signer.weight !== want[i]!.weight) {
+      throw mismatch(`${field}.signer`, `must be ${want[i]!.key} at weight ${want[i]!.weight}`);
+    }
+  });
+}
