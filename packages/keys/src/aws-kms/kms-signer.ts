@@ -45,6 +45,23 @@ export function createKmsClient(params: {
   });
 }
 
+/**
+ * One KMS Sign, ED25519_SHA_512 over the raw payload (MessageType RAW: pure Ed25519, what Stellar verifies). The
+ * signature is returned as KMS gave it; the caller verifies it (guarded.ts). Errors are the SDK's, unmapped.
+ */
+export async function kmsSign(
+  client: KMSClient,
+  keyArn: string,
+  payload: Uint8Array,
+  abortSignal: AbortSignal,
+): Promise<Buffer> {
+  const out = await client.send(
+    new SignCommand({ KeyId: keyArn, Message: payload, MessageType: 'RAW', SigningAlgorithm: 'ED25519_SHA_512' }),
+    { abortSignal },
+  );
+  return Buffer.from(out.Signature ?? new Uint8Array());
+}
+
 /** AWS error names (KMS API reference, "Errors") by what a node can do about them. */
 const UNAVAILABLE = new Set([
   'ThrottlingException',
@@ -168,16 +185,7 @@ export async function createKmsSigner(config: KmsSignerConfig, opts: KmsSignerOp
         publicKey,
         rawSign: async (payload, abortSignal) => {
           try {
-            const out = await client.send(
-              new SignCommand({
-                KeyId: keyArn,
-                Message: payload,
-                MessageType: 'RAW',
-                SigningAlgorithm: 'ED25519_SHA_512',
-              }),
-              { abortSignal },
-            );
-            return Buffer.from(out.Signature ?? new Uint8Array());
+            return await kmsSign(client, keyArn, payload, abortSignal);
           } catch (e) {
             throw mapAwsError(e, keyArn);
           }
