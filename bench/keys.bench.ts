@@ -13,10 +13,10 @@
  *    - in-process: `crypto.sign` with an Ed25519 key in memory (what the local backend does).
  *    Loopback hides network latency: against real KMS add the round trip to the region (milliseconds).
  */
-import { createHash, createHmac, sign as cryptoSign, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { sign as cryptoSign, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { SignCommand } from '@aws-sdk/client-kms';
@@ -28,6 +28,7 @@ import { createPkcs11Key } from '@cosigner/keys/pkcs11/pkcs11-signer';
 import { createSoftHsmStore, initSoftHsmToken, SOFTHSM_MODULE } from '@cosigner/keys/pkcs11/softhsm';
 import type { Signer } from '@cosigner/keys/signer';
 import { REPO_ROOT, startCosignerProcess, tempDir } from '@cosigner/testkit/process';
+import { rawKmsCall } from './kms-raw.ts';
 
 const N = Number(process.env.BENCH_N ?? 2000);
 const N_KMS = Number(process.env.BENCH_N_KMS ?? 1000);
@@ -74,55 +75,6 @@ async function throughput(n: number, fn: () => Promise<unknown>): Promise<number
     }),
   );
   return Math.round((n * 1000) / (performance.now() - start));
-}
-
-const sha256 = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
-const hmac = (key: string | Buffer, data: string): Buffer => createHmac('sha256', key).update(data).digest();
-
-/** One KMS call over a keep-alive socket with a hand-made SigV4 Authorization header. */
-function rawKmsCall(params: {
-  url: URL;
-  agent: Agent;
-  region: string;
-  credentials: { accessKeyId: string; secretAccessKey: string };
-  target: string;
-  body: string;
-}): Promise<{ status: number; body: string }> {
-  const amzDate = new Date().toISOString().replace(/[:-]|\.\d{3}/g, '');
-  const day = amzDate.slice(0, 8);
-  const host = params.url.host;
-  const payloadHash = sha256(params.body);
-  const headers: Record<string, string> = {
-    'content-type': 'application/x-amz-json-1.1',
-    host,
-    'x-amz-content-sha256': payloadHash,
-    'x-amz-date': amzDate,
-    'x-amz-target': `TrentService.${params.target}`,
-  };
-  const names = Object.keys(headers).sort();
-  const canonical = ['POST', '/', '', ...names.map((h) => `${h}:${headers[h]}`), '', names.join(';'), payloadHash].join(
-    '\n',
-  );
-  const scope = `${day}/${params.region}/kms/aws4_request`;
-  const toSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256(canonical)].join('\n');
-  const kSigning = hmac(
-    hmac(hmac(hmac(`AWS4${params.credentials.secretAccessKey}`, day), params.region), 'kms'),
-    'aws4_request',
-  );
-  const signature = createHmac('sha256', kSigning).update(toSign).digest('hex');
-  headers.authorization = `AWS4-HMAC-SHA256 Credential=${params.credentials.accessKeyId}/${scope}, SignedHeaders=${names.join(';')}, Signature=${signature}`;
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: params.url.hostname, port: params.url.port, path: '/', method: 'POST', headers, agent: params.agent },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
-      },
-    );
-    req.on('error', reject);
-    req.end(params.body);
-  });
 }
 
 const dir = await tempDir('cosigner-bench-keys-');

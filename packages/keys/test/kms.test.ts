@@ -1,12 +1,23 @@
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { CreateKeyCommand, DisableKeyCommand, EnableKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { type RunningProcess, startCosignerProcess, tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmulatorAccount, emulatorCredentials, readEmulatorAccounts } from '../src/aws-kms/emulator-accounts.ts';
-import { createKmsClient, createKmsKey, createKmsSigner, type KmsSignerConfig } from '../src/aws-kms/kms-signer.ts';
+import {
+  createKmsClient,
+  createKmsKey,
+  createKmsSigner,
+  KMS_USER_AGENT,
+  type KmsSignerConfig,
+  kmsSign,
+  mapAwsError,
+  REMOVED_MIDDLEWARE,
+} from '../src/aws-kms/kms-signer.ts';
 import { createSigner } from '../src/factory.ts';
 import { createKeyMetrics } from '../src/metrics.ts';
 import { runSignerConformance } from './conformance.ts';
@@ -116,6 +127,81 @@ describe('aws-kms backend against the emulator', () => {
     expect(() => emulatorCredentials(accounts, 'node-z', 'node')).toThrow(
       expect.objectContaining({ code: 'KEYS_BAD_CONFIG' }),
     );
+  });
+
+  it('the tuned client: one kept-alive socket, a constant user agent, no per-call SDK headers, still SigV4', async () => {
+    // A recording relay between the signer and the emulator (real sockets both ways).
+    const seen: Record<string, string | string[] | undefined>[] = [];
+    let connections = 0;
+    const target = new URL(emulator.url);
+    const relay = createServer((req, res) => {
+      seen.push(req.headers);
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const out = httpRequest(
+          { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
+          (up) => {
+            res.writeHead(up.statusCode ?? 502, up.headers);
+            up.pipe(res);
+          },
+        );
+        out.end(Buffer.concat(chunks));
+      });
+    });
+    relay.on('connection', () => connections++);
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', () => r()));
+    const port = (relay.address() as AddressInfo).port;
+    const signer = await createKmsSigner(nodeConfig({ endpoint: `http://127.0.0.1:${port}` }));
+    for (let i = 0; i < 20; i++) {
+      const payload = randomBytes(32);
+      expect(Keypair.fromPublicKey(key.address).verify(payload, await signer.sign(payload))).toBe(true);
+    }
+    await signer.close();
+    await new Promise<void>((r) => relay.close(() => r()));
+    expect(seen).toHaveLength(22); // DescribeKey, GetPublicKey, 20 Signs
+    expect(connections).toBe(1);
+    for (const h of seen) {
+      expect(h['user-agent']).toBe(KMS_USER_AGENT);
+      expect(h['x-amz-user-agent']).toBe(KMS_USER_AGENT);
+      expect(h['amz-sdk-invocation-id']).toBeUndefined();
+      expect(h['amz-sdk-request']).toBeUndefined();
+      expect(String(h.authorization)).toMatch(/^AWS4-HMAC-SHA256 Credential=.+\/kms\/aws4_request/);
+    }
+    // What is left of the SDK's stack: the removed steps are gone (a renamed step in a newer SDK fails here).
+    const client = createKmsClient({ region: 'us-east-1', endpoint: emulator.url });
+    const names = client.middlewareStack.identify().join('\n');
+    for (const name of REMOVED_MIDDLEWARE.filter((n) => n !== 'retryMiddleware')) expect(names).not.toContain(name);
+    expect(names).toMatch(/httpSigningMiddleware/);
+    expect(names).toMatch(/cosignerUserAgent - build/);
+    client.destroy();
+  });
+
+  it('a KMS that never answers is a timeout within the deadline, and the socket is dropped', async () => {
+    const sockets: Socket[] = [];
+    let closed = 0;
+    const silent = createServer(() => undefined);
+    silent.on('connection', (s) => {
+      sockets.push(s);
+      s.on('close', () => closed++);
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    const port = (silent.address() as AddressInfo).port;
+    const client = createKmsClient({
+      region: 'us-east-1',
+      endpoint: `http://127.0.0.1:${port}`,
+      credentials: nodeConfig().credentials,
+      timeoutMs: 300,
+    });
+    const started = Date.now();
+    const err = await kmsSign(client, key.keyArn, randomBytes(32), AbortSignal.timeout(300)).catch((e: Error) => e);
+    expect(mapAwsError(err, key.keyArn).code).toBe('KEYS_BACKEND_TIMEOUT');
+    expect(Date.now() - started).toBeLessThan(2000);
+    for (let i = 0; i < 50 && closed < sockets.length; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(sockets.length).toBeGreaterThan(0);
+    expect(closed).toBe(sockets.length);
+    client.destroy();
+    await new Promise<void>((r) => silent.close(() => r()));
   });
 
   // Last: it stops the emulator.

@@ -110,14 +110,17 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       requestId,
       sourceIPAddress: req.ip,
     };
+    let status: number;
+    let payload: string;
     try {
       const body = typeof req.body === 'string' ? req.body : '';
-      const url = new URL(req.url, 'http://localhost');
+      // KMS clients send `POST /` with no query: parse a URL only when there is one.
+      const url = req.url.includes('?') ? new URL(req.url, 'http://localhost') : undefined;
       const verified = await verifySigV4(
         {
           method: req.method,
-          path: url.pathname,
-          query: Object.fromEntries(url.searchParams),
+          path: url?.pathname ?? req.url,
+          query: url ? Object.fromEntries(url.searchParams) : {},
           headers: req.headers,
           body,
         },
@@ -164,7 +167,8 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
           new Input(parsed as Record<string, unknown>),
         );
         req.log.debug({ op, requestId }, 'kms call');
-        return send(reply, 200, out === undefined ? '' : JSON.stringify(out));
+        status = 200;
+        payload = out === undefined ? '' : JSON.stringify(out);
       } finally {
         Object.assign(event, audit);
       }
@@ -174,10 +178,12 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       if (e.status >= 500) req.log.error({ err, op, requestId }, 'kms-emulator internal error');
       else req.log.info({ op, requestId, errorCode: e.type }, 'kms call refused');
       event.errorCode = e.type;
-      return send(reply, e.status, JSON.stringify(e.body()));
-    } finally {
-      opts.audit.write(event);
+      status = e.status;
+      payload = JSON.stringify(e.body());
     }
+    // The audit line is written before the answer leaves, as for every call (audit.ts).
+    opts.audit.write(event);
+    return send(reply, status, payload);
   });
 
   app.addHook('onClose', async () => {

@@ -80,14 +80,25 @@ export function parsePolicy(text: string): PolicyStatement[] {
   });
 }
 
+// Compiled action patterns: every call evaluates its key's policy, whose patterns are few and fixed. Bounded
+// (patterns come from key policies an admin writes), emptied when full.
+const PATTERNS_KEPT = 1024;
+const compiled = new Map<string, RegExp>();
+
 /** IAM action match: case-insensitive, `*` any run, `?` one character. */
 export function actionMatches(pattern: string, action: string): boolean {
   if (pattern === '*') return true;
-  const re = pattern
-    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-    .replace(/\*/g, '.*')
-    .replace(/\?/g, '.');
-  return new RegExp(`^${re}$`, 'i').test(action);
+  let re = compiled.get(pattern);
+  if (re === undefined) {
+    const source = pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.');
+    re = new RegExp(`^${source}$`, 'i');
+    if (compiled.size >= PATTERNS_KEPT) compiled.clear();
+    compiled.set(pattern, re);
+  }
+  return re.test(action);
 }
 
 /** What the caller's own (identity) policy allows: an admin everything, a node NODE_ACTIONS and sealing. */

@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { secretEquals } from '@cosigner/runtime/secrets';
 import { Hash } from '@smithy/hash-node';
 import { HttpRequest } from '@smithy/protocol-http';
-import { SignatureV4 } from '@smithy/signature-v4';
+import { getCanonicalHeaders, SignatureV4 } from '@smithy/signature-v4';
 import type { AccountPrincipal } from './accounts.ts';
 import { awsError } from './aws-errors.ts';
 
@@ -26,22 +26,56 @@ export const MAX_SKEW_MS = 5 * 60 * 1000;
 
 const AUTH = /^AWS4-HMAC-SHA256 Credential=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]{64})$/;
 
-// One signer per principal, so its derived signing keys (per date and region) are cached between requests.
-const signers = new WeakMap<AccountPrincipal, SignatureV4>();
-function signerFor(principal: AccountPrincipal): SignatureV4 {
-  let signer = signers.get(principal);
-  if (signer === undefined) {
-    signer = new SignatureV4({
-      credentials: { accessKeyId: principal.accessKeyId, secretAccessKey: principal.secretAccessKey },
+/**
+ * @smithy/signature-v4 builds the canonical request (RFC 3986 path and query escaping, header value trimming,
+ * exactly as the SDK signs); it has no verify, and its `sign` clones the request and hashes through async
+ * wrappers on every call. The emulator takes only the canonical request from it and does the SigV4 hashing
+ * with node:crypto, synchronously.
+ */
+class CanonicalRequest extends SignatureV4 {
+  constructor() {
+    super({
+      credentials: { accessKeyId: '', secretAccessKey: '' },
       region: 'us-east-1',
       service: 'kms',
       sha256: Hash.bind(null, 'sha256'),
       applyChecksum: false,
     });
-    signers.set(principal, signer);
   }
-  return signer;
+
+  of(request: HttpRequest, headers: Record<string, string>, payloadHash: string): string {
+    return this.createCanonicalRequest(request, headers, payloadHash);
+  }
 }
+const canonicalRequest = new CanonicalRequest();
+
+/**
+ * The derived signing key of a principal for one date and region (SigV4: kSigning = HMAC chain over the date,
+ * the region, "kms" and "aws4_request", from "AWS4" + the secret). AWS's own SDKs cache it the same way: it
+ * changes once a day. Kept per principal, at most SIGNING_KEYS_PER_PRINCIPAL entries (a caller chooses the
+ * region of its credential scope, so the map must not grow with what callers send), oldest dropped first.
+ */
+const SIGNING_KEYS_PER_PRINCIPAL = 8;
+const signingKeys = new WeakMap<AccountPrincipal, Map<string, Buffer>>();
+function signingKey(principal: AccountPrincipal, shortDate: string, region: string): Buffer {
+  let keys = signingKeys.get(principal);
+  if (keys === undefined) {
+    keys = new Map();
+    signingKeys.set(principal, keys);
+  }
+  const id = `${shortDate}/${region}`;
+  let key = keys.get(id);
+  if (key === undefined) {
+    key = hmac(`AWS4${principal.secretAccessKey}`, shortDate);
+    for (const part of [region, 'kms', 'aws4_request']) key = hmac(key, part);
+    if (keys.size >= SIGNING_KEYS_PER_PRINCIPAL) keys.delete(keys.keys().next().value!);
+    keys.set(id, key);
+  }
+  return key;
+}
+
+const hmac = (key: string | Buffer, data: string): Buffer => createHmac('sha256', key).update(data, 'utf8').digest();
+const sha256Hex = (data: string): string => createHash('sha256').update(data, 'utf8').digest('hex');
 
 function header(parts: SignedRequestParts, name: string): string | undefined {
   const v = parts.headers[name];
@@ -65,8 +99,8 @@ function parseAmzDate(v: string): Date | undefined {
 /**
  * Verify an AWS Signature Version 4 request (header form) the way the service does: find the access key,
  * check the credential scope, recompute the signature over exactly the headers the client signed, compare in
- * constant time, then check the clock skew. @smithy/signature-v4 has no verify, so the request is re-signed
- * with the same signed headers, date and body.
+ * constant time, then check the clock skew. The canonical request is @smithy/signature-v4's, the hashing
+ * node:crypto's with the derived signing key cached per principal, date and region.
  *
  * Errors (AWS names): MissingAuthenticationTokenException (no Authorization), IncompleteSignatureException
  * (malformed header), UnrecognizedClientException (unknown access key, or a session token, which this
@@ -107,15 +141,16 @@ export async function verifySigV4(
       `Authorization header must sign 'host' and a valid 'X-Amz-Date' (yyyyMMdd'T'HHmmss'Z').`,
     );
   }
-  if (!dateHeader!.startsWith(shortDate)) {
+  // The scope's date is the request's day exactly (a shorter prefix would sign with a different key).
+  if (shortDate !== dateHeader!.slice(0, 8)) {
     throw awsError(
       'InvalidSignatureException',
       'Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP.',
     );
   }
-  // The re-signer trusts a present x-amz-content-sha256 header as the payload hash, so check it against the
-  // body first: otherwise a replayed signature could carry a different body.
-  const payloadHash = createHash('sha256').update(parts.body, 'utf8').digest('hex');
+  // A present x-amz-content-sha256 header must be the body's hash: the canonical request carries both (the
+  // header among the signed ones, the computed hash as the payload line), and they must say the same.
+  const payloadHash = sha256Hex(parts.body);
   const claimed = header(parts, 'x-amz-content-sha256');
   if (claimed !== undefined && claimed !== payloadHash) {
     throw awsError('InvalidSignatureException', "The provided 'x-amz-content-sha256' header does not match the body.");
@@ -126,20 +161,20 @@ export async function verifySigV4(
     if (v === undefined) throw awsError('InvalidSignatureException', `Signed header ${name} is missing.`);
     headers[name] = v;
   }
-  const signer = signerFor(principal);
-  const resigned = await signer.sign(
-    new HttpRequest({
-      method: parts.method,
-      protocol: 'http:',
-      hostname: headers.host ?? '',
-      path: parts.path,
-      query: parts.query,
-      headers,
-      body: parts.body,
-    }),
-    { signingDate: date, signingRegion: region, signableHeaders: new Set(signedHeaders) },
+  // As the SDK's signer does (@smithy/signature-v4 prepareRequest): authorization and date are never part of
+  // the canonical request, and x-amz-date is the request's own date (already checked to round-trip).
+  delete headers.authorization;
+  delete headers.date;
+  headers['x-amz-date'] = dateHeader!;
+  const canonical = canonicalRequest.of(
+    new HttpRequest({ method: parts.method, path: parts.path, query: parts.query }),
+    getCanonicalHeaders({ headers } as HttpRequest, undefined, new Set(signedHeaders)),
+    payloadHash,
   );
-  const expected = AUTH.exec(String(resigned.headers.authorization))?.[3] ?? '';
+  const stringToSign = `AWS4-HMAC-SHA256\n${dateHeader}\n${shortDate}/${region}/kms/aws4_request\n${sha256Hex(canonical)}`;
+  const expected = createHmac('sha256', signingKey(principal, shortDate, region))
+    .update(stringToSign, 'utf8')
+    .digest('hex');
   if (!secretEquals(expected, signature)) {
     throw awsError(
       'InvalidSignatureException',

@@ -1,3 +1,6 @@
+import { Hash } from '@smithy/hash-node';
+import { HttpRequest } from '@smithy/protocol-http';
+import { SignatureV4 } from '@smithy/signature-v4';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { b64, type Harness, harness, sign } from './helpers.ts';
 
@@ -99,6 +102,91 @@ describe('kms-emulator SigV4 authentication and the HTTP front end', () => {
     expect((await send({ ...signed, authorization: auth.replace('host;', '') })).__type).toBe(
       'IncompleteSignatureException',
     );
+  });
+
+  it('verifies what the SDK signer canonicalises: a query string, extra signed headers, odd spacing', async () => {
+    // The canonical request must be the SDK's byte for byte: a query (sorted, RFC 3986 escaped), a signed
+    // header with runs of spaces (trimmed and collapsed), an unsigned header (ignored).
+    const headers = {
+      host: 'localhost',
+      'content-type': 'application/x-amz-json-1.1',
+      'x-amz-target': 'TrentService.ListKeys',
+      'x-extra': '  two   spaces  ',
+    };
+    const signer = new SignatureV4({
+      credentials: { accessKeyId: h.admin().accessKeyId, secretAccessKey: h.admin().secretAccessKey },
+      region: 'us-east-1',
+      service: 'kms',
+      sha256: Hash.bind(null, 'sha256'),
+    });
+    const query = { b: 'x y', a: "it's*", 'c~': '' };
+    const signed = await signer.sign(
+      new HttpRequest({
+        method: 'POST',
+        protocol: 'http:',
+        hostname: 'localhost',
+        path: '/',
+        query,
+        headers,
+        body: '{}',
+      }),
+      { signingDate: new Date(h.clock.now) },
+    );
+    const url = '/?b=x%20y&a=it%27s%2A&c~=';
+    const ok = await h.app.inject({
+      method: 'POST',
+      url,
+      headers: { ...(signed.headers as Record<string, string>), 'user-agent': 'unsigned' },
+      payload: '{}',
+    });
+    expect(ok.statusCode).toBe(200);
+    // The same signature over another query or another value of a signed header is refused.
+    const otherQuery = await h.app.inject({
+      method: 'POST',
+      url: '/?b=x%20z&a=it%27s%2A&c~=',
+      headers: signed.headers as Record<string, string>,
+      payload: '{}',
+    });
+    expect(JSON.parse(otherQuery.body).__type).toBe('InvalidSignatureException');
+    const otherHeader = await h.app.inject({
+      method: 'POST',
+      url,
+      headers: { ...(signed.headers as Record<string, string>), 'x-extra': 'one space' },
+      payload: '{}',
+    });
+    expect(JSON.parse(otherHeader.body).__type).toBe('InvalidSignatureException');
+  });
+
+  it('derives the signing key per day and region, and keeps refusing a wrong secret once one is cached', async () => {
+    // Many regions (more than the per-principal cache holds), then the first again, then the next day.
+    const regions = ['us-east-1', ...Array.from({ length: 12 }, (_, i) => `eu-test-${i}`), 'us-east-1'];
+    for (const region of regions) {
+      expect((await h.call(h.admin(), 'ListKeys', {}, { region })).status).toBe(200);
+      const bad = await h.call(h.admin(), 'ListKeys', {}, { region, secret: 'wrong-secret-wrong-secret' });
+      expect(bad.body.__type).toBe('InvalidSignatureException');
+    }
+    h.clock.now += 86_400_000;
+    expect((await h.call(h.admin(), 'ListKeys', {})).status).toBe(200);
+    // Another principal with a cached key of its own does not verify with the first one's.
+    const stolen = await h.call(h.node(), 'ListKeys', {}, { secret: h.admin().secretAccessKey });
+    expect(stolen.body.__type).toBe('InvalidSignatureException');
+  });
+
+  it('refuses a credential scope whose date is only a prefix of the request date', async () => {
+    const base = {
+      host: 'localhost',
+      'content-type': 'application/x-amz-json-1.1',
+      'x-amz-target': 'TrentService.ListKeys',
+    };
+    const signed = await sign(h.admin(), '{}', base, 'us-east-1', h.clock.now);
+    const auth = signed.authorization!.replace(/\/\d{8}\//, '/2026/');
+    const r = await h.app.inject({
+      method: 'POST',
+      url: '/',
+      headers: { ...signed, authorization: auth },
+      payload: '{}',
+    });
+    expect(JSON.parse(r.body).message).toMatch(/Date in Credential scope does not match/);
   });
 
   it('answers unknown operations, other paths and oversized bodies', async () => {

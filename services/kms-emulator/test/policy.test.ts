@@ -16,6 +16,16 @@ describe('key policy evaluation', () => {
     expect(actionMatches('kms:Sign', 'kms:SignX')).toBe(false);
   });
 
+  it('keeps matching the same way once more patterns were seen than it keeps compiled', () => {
+    // Past the bound the compiled patterns are dropped and compiled again; the answers must not change.
+    for (let i = 0; i < 1500; i++)
+      expect(actionMatches(`kms:Get${'?'.repeat(i % 40)}Key${i}*`, 'kms:Sign')).toBe(false);
+    expect(actionMatches('kms:Si?n', 'kms:Sign')).toBe(true);
+    expect(actionMatches('kms:Si?n', 'kms:Siign')).toBe(false);
+    expect(actionMatches('kms:*Key', 'kms:Sign')).toBe(false);
+    expect(actionMatches('kms:*Key', 'kms:DisableKey')).toBe(true);
+  });
+
   it('gives the least-privilege default policy: the admin manages a signing key and cannot sign, the node only signs and reads it', () => {
     const { accounts } = generateAccounts(2);
     const a = accounts[0]!;

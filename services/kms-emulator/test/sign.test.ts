@@ -1,7 +1,10 @@
 import { createHash, verify } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { tempDir } from '@cosigner/testkit/process';
 import { ed25519ph } from '@noble/curves/ed25519.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AuditLog } from '../src/audit.ts';
 import { b64, type Harness, harness } from './helpers.ts';
 
 const SPKI_PREFIX = '302a300506032b6570032100';
@@ -261,7 +264,7 @@ describe('kms-emulator Sign, Verify, GetPublicKey (ECC_NIST_EDWARDS25519)', () =
     const msg = Buffer.alloc(32, 0xab);
     const s = await h.call(h.node(), 'Sign', { KeyId: keyId, Message: b64(msg), SigningAlgorithm: 'ED25519_SHA_512' });
     await h.call(h.node(2), 'Sign', { KeyId: arn, Message: b64(msg), SigningAlgorithm: 'ED25519_SHA_512' });
-    await h.app.close();
+    // Written before each answer (audit.ts): the file holds both lines while the app still runs.
     const text = await readFile(h.auditPath, 'utf8');
     const lines = text
       .trim()
@@ -284,5 +287,30 @@ describe('kms-emulator Sign, Verify, GetPublicKey (ECC_NIST_EDWARDS25519)', () =
     for (const l of lines) {
       expect(Object.keys(l).every((k) => !/message|plaintext|signature$|secret/i.test(k))).toBe(true);
     }
+  });
+
+  it('reports an audit line it cannot write (a full disk, a closed log) to onError instead of throwing', async () => {
+    const dir = await tempDir('kms-audit-');
+    const errors: Error[] = [];
+    const audit = await AuditLog.open(join(dir, 'audit.jsonl'), (e) => errors.push(e));
+    const event = {
+      eventTime: 't',
+      eventSource: 'kms.amazonaws.com',
+      eventName: 'Sign',
+      requestId: 'r',
+      sourceIPAddress: 'ip',
+    } as const;
+    audit.write(event);
+    await audit.close();
+    await audit.close();
+    audit.write(event);
+    expect(errors.map((e) => e.message)).toEqual(['the audit log is closed']);
+    expect((await readFile(join(dir, 'audit.jsonl'), 'utf8')).trim().split('\n')).toHaveLength(1);
+    await rm(dir, { recursive: true, force: true });
+    // /dev/full answers every write with ENOSPC, as a full disk does.
+    const full = await AuditLog.open('/dev/full', (e) => errors.push(e));
+    expect(() => full.write(event)).not.toThrow();
+    expect((errors.at(-1) as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    await full.close();
   });
 });
