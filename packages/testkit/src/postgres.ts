@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,7 +76,13 @@ async function freePort(): Promise<number> {
  * Create a cluster in a temporary directory and start it. About 1-3 s on an idle machine.
  * @throws Error when the binaries are missing (install Debian's `postgresql`) or the server does not start
  */
-export async function startPostgres(opts: { settings?: Record<string, string> } = {}): Promise<PostgresServer> {
+export async function startPostgres(
+  opts: {
+    settings?: Record<string, string>;
+    /** Serve TLS with this certificate and key (PEM files; copied into the server's directory, mode 0600). */
+    tls?: { certFile: string; keyFile: string };
+  } = {},
+): Promise<PostgresServer> {
   const dir = await mkdtemp(join(tmpdir(), 'cosigner-pg-'));
   const data = join(dir, 'data');
   const log = join(dir, 'server.log');
@@ -84,11 +90,18 @@ export async function startPostgres(opts: { settings?: Record<string, string> } 
   const password = randomBytes(18).toString('base64url');
   const pwfile = join(dir, 'pwfile');
   await writeFile(pwfile, `${password}\n`, { mode: 0o600 });
+  const owned = [dir, pwfile];
+  if (opts.tls) {
+    // The server refuses a key file that group or others can read (be-secure-openssl.c).
+    await copyFile(opts.tls.certFile, join(dir, 'server.crt'));
+    await copyFile(opts.tls.keyFile, join(dir, 'server.key'));
+    await chmod(join(dir, 'server.key'), 0o600);
+    owned.push(join(dir, 'server.crt'), join(dir, 'server.key'));
+  }
   if (asRoot()) {
     const { stdout } = await run('id', ['-u', 'postgres']);
     const { stdout: gid } = await run('id', ['-g', 'postgres']);
-    await chown(dir, Number(stdout.trim()), Number(gid.trim()));
-    await chown(pwfile, Number(stdout.trim()), Number(gid.trim()));
+    for (const f of owned) await chown(f, Number(stdout.trim()), Number(gid.trim()));
   }
   await chmod(dir, 0o700);
   await pgBin('initdb', [
@@ -113,6 +126,7 @@ export async function startPostgres(opts: { settings?: Record<string, string> } 
     fsync: 'off',
     full_page_writes: 'off',
     max_connections: '100',
+    ...(opts.tls ? { ssl: 'on', ssl_cert_file: join(dir, 'server.crt'), ssl_key_file: join(dir, 'server.key') } : {}),
     ...opts.settings,
   };
   let port = 0;

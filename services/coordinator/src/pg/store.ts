@@ -183,11 +183,17 @@ export class PgStore implements AsyncRepositories {
 
   /**
    * Open a store on `pool` and bring the schema up to date (migratePg: under an advisory lock, refusing a newer
-   * schema). The store owns the pool: `close()` ends it.
-   * @throws CosignerError COORD_NEWER_SCHEMA, COORD_MIGRATION_FAILED, COORD_STORE_UNAVAILABLE
+   * schema). The store owns the pool: `close()` ends it, and so does a failed open.
+   * @throws CosignerError COORD_NEWER_SCHEMA, COORD_MIGRATION_FAILED, COORD_STORE_UNAVAILABLE; the driver's error
+   *   for a refused login or TLS handshake (a configuration problem, not an outage)
    */
   static async open(pool: pg.Pool, opts: { migrate?: boolean } = {}): Promise<PgStore> {
-    if (opts.migrate !== false) await migratePg(pool);
+    try {
+      if (opts.migrate !== false) await migratePg(pool);
+    } catch (e) {
+      await pool.end();
+      throw e;
+    }
     return new PgStore(pool, pool, false);
   }
 

@@ -1,4 +1,8 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { type PostgresServer, startPostgres } from '@cosigner/testkit/postgres';
 import type pg from 'pg';
 import { afterAll, beforeAll } from 'vitest';
@@ -39,4 +43,67 @@ export function poolOn(server: PostgresServer, database: string, config: pg.Pool
 /** A pool on a fresh, empty database. */
 export async function freshPool(server: PostgresServer, config: pg.PoolConfig = {}): Promise<pg.Pool> {
   return poolOn(server, await freshDatabase(server), config);
+}
+
+const execFileP = promisify(execFile);
+
+/**
+ * A throw-away CA and a server certificate it signed for 127.0.0.1 (subjectAltName IP), made with the openssl CLI
+ * at run time (never committed), in `dir`: ca.pem, server.crt, server.key, plus other-ca.pem (a CA that signed
+ * nothing here, for the refusal case).
+ */
+export async function makeTlsFiles(dir: string): Promise<{ ca: string; otherCa: string; cert: string; key: string }> {
+  const f = (n: string) => join(dir, n);
+  const ssl = (args: string[]) => execFileP('openssl', args, { cwd: dir });
+  for (const ca of ['ca', 'other-ca'])
+    await ssl([
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      `/CN=test ${ca}`,
+      '-keyout',
+      f(`${ca}.key`),
+      '-out',
+      f(`${ca}.pem`),
+    ]);
+  await ssl([
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-keyout',
+    f('server.key'),
+    '-out',
+    f('server.csr'),
+  ]);
+  await writeFile(f('ext.cnf'), 'subjectAltName = IP:127.0.0.1\n');
+  await ssl([
+    'x509',
+    '-req',
+    '-in',
+    f('server.csr'),
+    '-CA',
+    f('ca.pem'),
+    '-CAkey',
+    f('ca.key'),
+    '-CAcreateserial',
+    '-days',
+    '1',
+    '-extfile',
+    f('ext.cnf'),
+    '-out',
+    f('server.crt'),
+  ]);
+  return { ca: f('ca.pem'), otherCa: f('other-ca.pem'), cert: f('server.crt'), key: f('server.key') };
 }

@@ -77,13 +77,13 @@ describe('round leases: rules against a model', () => {
             continue;
           }
           const store = act.r % 2 === 0 ? a : b;
-          const mine = held[act.r];
+          const mine = held[act.r] ?? null;
           if (act.t === 'acquire') {
             const got = await acquireLease(store, pid, holders[act.r]!, TTL, now);
             const free = row === null || row.expiresAt <= now;
             expect(got !== null).toBe(free);
             if (got) {
-              const token = (row?.token ?? 0) + 1;
+              const token: number = (row?.token ?? 0) + 1;
               expect(got).toEqual({ proposalId: pid, holder: holders[act.r], token, expiresAt: now + TTL });
               row = { holder: holders[act.r]!, token, expiresAt: now + TTL };
               held[act.r] = got;
