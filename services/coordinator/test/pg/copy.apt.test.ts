@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import { runCosigner, startCosignerProcess, tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
+import { Command } from 'commander';
 import { afterEach, describe, expect, it } from 'vitest';
+import { register } from '../../src/command.ts';
 import { copyToPostgres } from '../../src/pg/command.ts';
 import { copySqliteToPg } from '../../src/pg/copy.ts';
 import { PgStore } from '../../src/pg/store.ts';
@@ -243,5 +245,47 @@ describe('copy from SQLite to PostgreSQL', () => {
       {},
     );
     expect(JSON.parse(out[0]!)).toMatchObject({ proposals: 0, apiKeys: 0 });
+  });
+
+  it('the registered subcommand, in process: --data-dir after its name; a file that is no database', async () => {
+    const d = await dir();
+    openSqliteStore(d).close();
+    const program = new Command().exitOverride();
+    register(program);
+    const writes: string[] = [];
+    const orig = process.stdout.write.bind(process.stdout);
+    process.env.COPY_TEST_PG_PASSWORD = pg.server().password;
+    process.stdout.write = ((s: string) => {
+      writes.push(s);
+      return true;
+    }) as typeof process.stdout.write;
+    try {
+      const url = pg.server().url(await freshDatabase(pg.server()));
+      await program.parseAsync([
+        'node',
+        'x',
+        'coordinator',
+        'copy-to-postgres',
+        '--data-dir',
+        d,
+        '--url',
+        url,
+        '--password-env',
+        'COPY_TEST_PG_PASSWORD',
+        '--tls-mode',
+        'disable',
+      ]);
+    } finally {
+      process.stdout.write = orig;
+      delete process.env.COPY_TEST_PG_PASSWORD;
+    }
+    expect(JSON.parse(writes.join(''))).toMatchObject({ proposals: 0 });
+    await writeFile(join(d, 'coordinator.db'), 'not a database at all, just text'.repeat(200));
+    const dst = await target();
+    try {
+      await expect(copySqliteToPg(join(d, 'coordinator.db'), dst)).rejects.toThrow(/not a database/);
+    } finally {
+      await dst.close();
+    }
   });
 });
