@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { chmod, chown, copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -83,6 +84,11 @@ export async function startPostgres(
     tls?: { certFile: string; keyFile: string };
   } = {},
 ): Promise<PostgresServer> {
+  if (!existsSync(join(POSTGRES_BIN_DIR, 'initdb'))) {
+    throw new Error(
+      `no PostgreSQL server binaries in ${POSTGRES_BIN_DIR}: install Debian's postgresql package (apt-get install postgresql) or set COSIGNER_POSTGRES_BIN`,
+    );
+  }
   const dir = await mkdtemp(join(tmpdir(), 'cosigner-pg-'));
   const data = join(dir, 'data');
   const log = join(dir, 'server.log');

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { POSTGRES_BIN_DIR, startPostgres } from '../src/postgres.ts';
 
 const run = promisify(execFile);
@@ -36,7 +36,19 @@ describe('startPostgres', () => {
     expect(existsSync(pg.dir)).toBe(false);
   });
 
-  it('a server that cannot start is reported with its reason, and leaves no directory behind', async () => {
+  it('without the server binaries, says what to install', async () => {
+    vi.resetModules();
+    process.env.COSIGNER_POSTGRES_BIN = '/nonexistent/bin';
+    try {
+      const fresh = await import('../src/postgres.ts');
+      await expect(fresh.startPostgres()).rejects.toThrow(/apt-get install postgresql/);
+    } finally {
+      delete process.env.COSIGNER_POSTGRES_BIN;
+      vi.resetModules();
+    }
+  });
+
+  it('a server that cannot start is reported with the reason pg_ctl gave', async () => {
     await expect(startPostgres({ settings: { shared_buffers: 'nonsense' } })).rejects.toThrow(/pg_ctl start .*failed/s);
   });
 });

@@ -141,6 +141,56 @@ describe('PostgreSQL migrations', () => {
 });
 
 describe('PostgreSQL unreachable', () => {
+  it('under a steady stream of inserts across a crash and restart: every acknowledged one is kept, every failure is the code', async () => {
+    const server = pg.server();
+    const s = await PgStore.open(await freshPool(server, { connectionTimeoutMillis: 1000 }));
+    const acknowledged: string[] = [];
+    const failures: unknown[] = [];
+    let n = 0;
+    let stop = false;
+    const writer = (async () => {
+      while (!stop) {
+        const id = `w-${n++}`;
+        try {
+          await s.atomically(async (tx) => {
+            await tx.insertProposal(proposal(id, { idempotencyKey: id }));
+            await tx.appendEvent(id, 'proposal.created', {}, 1);
+          });
+          acknowledged.push(id);
+        } catch (e) {
+          failures.push(e);
+          await sleep(20);
+        }
+      }
+    })();
+    try {
+      await sleep(300);
+      await server.stop('immediate');
+      await sleep(300);
+      await server.start();
+      // Writes go through again by themselves.
+      const before = acknowledged.length;
+      const deadline = Date.now() + 10_000;
+      while (acknowledged.length < before + 5 && Date.now() < deadline) await sleep(50);
+    } finally {
+      stop = true;
+      await writer;
+      if (!server.running) await server.start();
+    }
+    try {
+      expect(failures.length).toBeGreaterThan(0);
+      for (const f of failures) expect(f).toEqual(expectCode('COORD_STORE_UNAVAILABLE', 503));
+      expect(acknowledged.length).toBeGreaterThan(10);
+      const kept = new Set((await s.listProposals({ limit: 100_000 })).items.map((p) => p.id));
+      for (const id of acknowledged) expect(kept.has(id), id).toBe(true);
+      // Each kept proposal has its event: the two writes of a unit were kept together or not at all.
+      const withEvent = new Set((await s.eventsSince(0, 100_000)).map((e) => e.proposalId));
+      expect([...kept].filter((id) => !withEvent.has(id))).toEqual([]);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('a server that is not there: COORD_STORE_UNAVAILABLE (503) at open', async () => {
     const pool = createPool({ host: '127.0.0.1', port: 1, user: 'x', database: 'x', connectionTimeoutMillis: 1000 });
     await expect(PgStore.open(pool)).rejects.toThrow(expectCode('COORD_STORE_UNAVAILABLE', 503));
