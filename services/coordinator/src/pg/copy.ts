@@ -31,7 +31,13 @@ export interface CopyReport {
 }
 
 /** Source table -> target table, the columns copied (same names on both sides), and the order rows are read in. */
-const TABLES: { key: keyof CopyReport; table: string; columns: string[]; order: string; identity?: string }[] = [
+export const COPIED_TABLES: readonly {
+  key: keyof CopyReport;
+  table: string;
+  columns: string[];
+  order: string;
+  identity?: string;
+}[] = [
   {
     key: 'proposals',
     table: 'proposals',
@@ -176,7 +182,7 @@ export async function copySqliteToPg(sqlitePath: string, target: PgStore): Promi
       ).rows[0]!.n;
       if (counts > 0) throw coordinatorErrors.error('COORD_COPY_TARGET_NOT_EMPTY', { rows: counts });
       const report = {} as CopyReport;
-      for (const t of TABLES) {
+      for (const t of COPIED_TABLES) {
         let copied = 0;
         let batch: Record<string, unknown>[] = [];
         const flush = async (): Promise<void> => {

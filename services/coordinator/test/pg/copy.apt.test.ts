@@ -7,7 +7,7 @@ import { Command } from 'commander';
 import { afterEach, describe, expect, it } from 'vitest';
 import { register } from '../../src/command.ts';
 import { copyToPostgres } from '../../src/pg/command.ts';
-import { copySqliteToPg } from '../../src/pg/copy.ts';
+import { COPIED_TABLES, copySqliteToPg } from '../../src/pg/copy.ts';
 import { PgStore } from '../../src/pg/store.ts';
 import { openSqliteStore, type ProposalRecord, type Store } from '../../src/store.ts';
 import { freshDatabase, poolOn, usePostgres } from './helpers.ts';
@@ -87,6 +87,36 @@ async function target(): Promise<PgStore> {
 }
 
 describe('copy from SQLite to PostgreSQL', () => {
+  it('both schemas have the same tables and columns, and the copy names every column', async () => {
+    const d = await dir();
+    openSqliteStore(d).close();
+    const lite = new Database(join(d, 'coordinator.db'), { readonly: true });
+    const dst = await target();
+    try {
+      const liteTables = (
+        lite.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as {
+          name: string;
+        }[]
+      ).map((t) => t.name);
+      for (const table of liteTables) {
+        const liteCols = (lite.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).map((c) => c.name);
+        const pgCols = (
+          await dst.query<{ c: string }>(
+            'SELECT column_name AS c FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position',
+            [table],
+          )
+        ).rows.map((r) => r.c);
+        expect(pgCols.sort(), table).toEqual([...liteCols].sort());
+        const copied = COPIED_TABLES.find((t) => t.table === table);
+        expect(copied?.columns.slice().sort(), table).toEqual([...liteCols].sort());
+      }
+      expect(COPIED_TABLES.map((t) => t.table).sort()).toEqual([...liteTables].sort());
+    } finally {
+      lite.close();
+      await dst.close();
+    }
+  });
+
   it('copies every kind of row; both stores then answer every read the same, numbering continues', async () => {
     const d = await dir();
     const src = openSqliteStore(d);
