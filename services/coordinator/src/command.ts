@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { createApiKey, parseScopes } from './apikeys.ts';
 import { type ConfigOverrides, loadConfig } from './config.ts';
 import { coordinatorErrors } from './errors.ts';
+import { registerCopyToPostgres } from './pg/command.ts';
 import { openSqliteStore } from './store.ts';
 
 function port(v: string): number {
@@ -147,4 +148,5 @@ export function register(program: Command): void {
     .requiredOption('--scopes <list>', 'comma-separated: propose, read, admin')
     .option('--label <text>', 'a note to recognise the key by')
     .action((o: CommonFlags & { scopes: string; label?: string }) => apiKeyCreate(o, write));
+  registerCopyToPostgres(cmd);
 }

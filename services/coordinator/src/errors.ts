@@ -65,6 +65,22 @@ export const coordinatorErrors = defineErrors('coordinator', {
     message: 'The coordinator database was written by a newer version (its schema is newer than this code knows).',
   },
   COORD_MIGRATION_FAILED: { status: 500, message: 'The coordinator database schema could not be migrated.' },
+  COORD_STORE_UNAVAILABLE: {
+    status: 503,
+    message: 'The coordinator database (PostgreSQL) cannot be reached; nothing was changed. Retry later.',
+  },
+  COORD_LEASE_LOST: {
+    status: 409,
+    message: "This replica no longer holds the round's lease: another replica drives it, so this write was refused.",
+  },
+  COORD_COPY_SOURCE_LIVE: {
+    status: 409,
+    message: 'The SQLite database is held by a running coordinator: stop it before copying its state.',
+  },
+  COORD_COPY_TARGET_NOT_EMPTY: {
+    status: 409,
+    message: 'The PostgreSQL database already holds coordinator state; the copy runs into an empty database only.',
+  },
   COORD_INTERNAL: { status: 500, message: 'An internal error occurred; it was logged.' },
 });
 

@@ -286,7 +286,7 @@ describe('runtime preparation and CLI subcommands', () => {
     const program = new Command().exitOverride();
     register(program);
     const cmd = program.commands.find((c) => c.name() === 'coordinator')!;
-    expect(cmd.commands.map((c) => c.name())).toEqual(['enroll', 'api-key']);
+    expect(cmd.commands.map((c) => c.name())).toEqual(['enroll', 'api-key', 'copy-to-postgres']);
     expect(cmd.helpInformation()).toContain('--horizon-url');
     cmd.configureOutput({ writeErr: () => undefined });
     const d = await dir();

@@ -1,0 +1,600 @@
+import type { AccountAuth, Requirement } from '@cosigner/stellar/types';
+import pg from 'pg';
+import type {
+  ApiKeyRecord,
+  ApiKeyRepository,
+  AuthSignatureRecord,
+  DecisionReasonRecord,
+  DecisionRecord,
+  EventRecord,
+  EventRepository,
+  MisbehaviourRecord,
+  NodeRecord,
+  NodeRepository,
+  ProposalPatch,
+  ProposalRecord,
+  ProposalRepository,
+  ProposalStatus,
+  SignatureRecord,
+  SubmissionResult,
+} from '../store.ts';
+import { storeError } from './errors.ts';
+import { migratePg } from './migrate.ts';
+
+/**
+ * The coordinator's state on PostgreSQL: the same operations as the SQLite store (store.ts), each returning a
+ * promise, so that several coordinator replicas can share one database. The SQLite store stays the default.
+ *
+ * - Every call that cannot reach the database raises COORD_STORE_UNAVAILABLE (503); the pool replaces broken
+ *   connections by itself, so calls succeed again as soon as the server is back. A call that raised it may or may
+ *   not have committed (the connection can drop during COMMIT): callers answer 503 and never acknowledge it, and a
+ *   client's retry with its idempotency key finds the proposal if it was kept.
+ * - Idempotency keys are UNIQUE in the database, not in a replica's memory: `INSERT ... ON CONFLICT DO NOTHING`
+ *   waits for a concurrent insert of the same key to commit or roll back (PostgreSQL manual, INSERT "ON CONFLICT
+ *   Clause"), so the same key sent to two replicas at once yields one proposal and both answer with it.
+ * - Events are numbered in commit order: an event insert takes a transaction-level advisory lock held until its
+ *   commit, so a reader tailing `seq > last` from any replica never skips an event that commits after a later one
+ *   (identity values are handed out at insert, not at commit).
+ */
+
+type Asyncify<T> = {
+  [K in keyof T]: T[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<Awaited<R>> : never;
+};
+
+/** The repositories of store.ts with every operation made asynchronous. */
+export type AsyncRepositories = Asyncify<ProposalRepository & EventRepository & NodeRepository & ApiKeyRepository>;
+
+/** Advisory lock key that orders event inserts by commit (see above). */
+export const EVENTS_LOCK_KEY = 0x65766e74; // "evnt"
+
+interface Queryable {
+  query<R extends pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>>;
+}
+
+interface ProposalRow {
+  n: number;
+  id: string;
+  idempotency_key: string | null;
+  api_key_id: string | null;
+  kind: string;
+  xdr: string;
+  hash: string;
+  network: string;
+  status: string;
+  status_reason: string | null;
+  requirements: string;
+  accounts: string;
+  submit: boolean;
+  callback_url: string | null;
+  note: string | null;
+  max_time: number;
+  envelope: string | null;
+  result: string | null;
+  created_at: number;
+  updated_at: number;
+  signed_at: number | null;
+}
+
+function fromRow(r: ProposalRow): ProposalRecord {
+  return {
+    id: r.id,
+    idempotencyKey: r.idempotency_key,
+    apiKeyId: r.api_key_id,
+    kind: r.kind as ProposalRecord['kind'],
+    xdr: r.xdr,
+    hash: r.hash,
+    network: r.network,
+    status: r.status as ProposalStatus,
+    statusReason: r.status_reason,
+    requirements: JSON.parse(r.requirements) as Requirement[],
+    accounts: JSON.parse(r.accounts) as AccountAuth[],
+    submit: r.submit,
+    callbackUrl: r.callback_url,
+    note: r.note,
+    maxTime: r.max_time,
+    envelope: r.envelope,
+    result: r.result === null ? null : (JSON.parse(r.result) as SubmissionResult),
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    signedAt: r.signed_at,
+  };
+}
+
+interface NodeRow {
+  id: string;
+  identity_key: string;
+  stellar_key: string;
+  enrolled_at: number;
+  last_seen: number | null;
+  last_latency_ms: number | null;
+  approvals: number;
+  rejections: number;
+  misbehaviours: number;
+}
+
+function nodeFromRow(r: NodeRow): NodeRecord {
+  return {
+    id: r.id,
+    identityKey: r.identity_key,
+    stellarKey: r.stellar_key,
+    enrolledAt: r.enrolled_at,
+    lastSeen: r.last_seen,
+    lastLatencyMs: r.last_latency_ms,
+    approvals: r.approvals,
+    rejections: r.rejections,
+    misbehaviours: r.misbehaviours,
+  };
+}
+
+/**
+ * BIGINT (int8, OID 20) as a JavaScript number instead of node-postgres's default string: every BIGINT here is a
+ * millisecond timestamp, a counter or a sequence number, all far below 2^53.
+ */
+const types: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+/**
+ * A pool for the store: BIGINTs as numbers, and an `error` listener, without which a connection dropped while idle
+ * (server restarted) would be an unhandled 'error' event and end the process. The pool discards that connection
+ * and the next query opens a new one.
+ */
+export function createPool(config: pg.PoolConfig, onIdleError?: (e: Error) => void): pg.Pool {
+  const pool = new pg.Pool({ ...config, types });
+  pool.on('error', (e) => onIdleError?.(e));
+  return pool;
+}
+
+const PROPOSAL_COLUMNS = `id, idempotency_key, api_key_id, kind, xdr, hash, network, status, status_reason,
+  requirements, accounts, submit, callback_url, note, max_time, envelope, result, created_at, updated_at, signed_at`;
+
+export function proposalParams(rec: ProposalRecord): unknown[] {
+  return [
+    rec.id,
+    rec.idempotencyKey,
+    rec.apiKeyId,
+    rec.kind,
+    rec.xdr,
+    rec.hash,
+    rec.network,
+    rec.status,
+    rec.statusReason,
+    JSON.stringify(rec.requirements),
+    JSON.stringify(rec.accounts),
+    rec.submit,
+    rec.callbackUrl,
+    rec.note,
+    rec.maxTime,
+    rec.envelope,
+    rec.result === null ? null : JSON.stringify(rec.result),
+    rec.createdAt,
+    rec.updatedAt,
+    rec.signedAt,
+  ];
+}
+
+export class PgStore implements AsyncRepositories {
+  private constructor(
+    private readonly pool: pg.Pool,
+    private readonly db: Queryable,
+    private readonly inTransaction: boolean,
+  ) {}
+
+  /**
+   * Open a store on `pool` and bring the schema up to date (migratePg: under an advisory lock, refusing a newer
+   * schema). The store owns the pool: `close()` ends it, and so does a failed open.
+   * @throws CosignerError COORD_NEWER_SCHEMA, COORD_MIGRATION_FAILED, COORD_STORE_UNAVAILABLE; the driver's error
+   *   for a refused login or TLS handshake (a configuration problem, not an outage)
+   */
+  static async open(pool: pg.Pool, opts: { migrate?: boolean } = {}): Promise<PgStore> {
+    try {
+      if (opts.migrate !== false) await migratePg(pool);
+    } catch (e) {
+      await pool.end();
+      throw e;
+    }
+    return new PgStore(pool, pool, false);
+  }
+
+  async #q<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.db.query<R>(sql, params);
+    } catch (e) {
+      throw storeError(e);
+    }
+  }
+
+  /** True when a round trip to the database works now. */
+  async ping(): Promise<boolean> {
+    try {
+      return (await this.#q<{ ok: number }>('SELECT 1 AS ok')).rows[0]?.ok === 1;
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (!this.pool.ended && !this.pool.ending) await this.pool.end();
+  }
+
+  /**
+   * Run `fn` in one transaction on one connection (READ COMMITTED); nested calls join it. A throw rolls back
+   * and is rethrown; a connection lost on the way raises COORD_STORE_UNAVAILABLE and the connection is discarded.
+   * @throws CosignerError COORD_STORE_UNAVAILABLE
+   */
+  async atomically<T>(fn: (tx: PgStore) => Promise<T>): Promise<T> {
+    if (this.inTransaction) return fn(this);
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (e) {
+      throw storeError(e);
+    }
+    // A connection that drops while checked out but between two queries emits 'error' on the client, which would
+    // end the process without a listener (the pool listens on idle clients only). Keep it, to discard the client.
+    let broken: Error | undefined;
+    const onError = (e: Error): void => {
+      broken = e;
+    };
+    client.on('error', onError);
+    try {
+      await client.query('BEGIN');
+      const result = await fn(new PgStore(this.pool, client, true));
+      await client.query('COMMIT');
+      return result;
+    } catch (e) {
+      const err = storeError(e);
+      try {
+        await client.query('ROLLBACK');
+      } catch (rollbackError) {
+        broken = rollbackError as Error;
+      }
+      throw err;
+    } finally {
+      client.off('error', onError);
+      client.release(broken);
+    }
+  }
+
+  async insertProposal(rec: ProposalRecord): Promise<{ proposal: ProposalRecord; created: boolean }> {
+    return this.atomically(async (tx) => {
+      const placeholders = Array.from({ length: 20 }, (_, i) => `$${i + 1}`).join(', ');
+      const inserted = await tx.#q(
+        `INSERT INTO proposals (${PROPOSAL_COLUMNS}) VALUES (${placeholders}) ON CONFLICT (idempotency_key) DO NOTHING`,
+        proposalParams(rec),
+      );
+      if (inserted.rowCount === 1) return { proposal: rec, created: true };
+      // The key's row committed before ours (or while ours waited on it): it is visible to this next statement.
+      const existing = await tx.getByIdempotencyKey(rec.idempotencyKey!);
+      return { proposal: existing!, created: false };
+    });
+  }
+
+  async getProposal(id: string): Promise<ProposalRecord | undefined> {
+    const r = (await this.#q<ProposalRow>('SELECT * FROM proposals WHERE id = $1', [id])).rows[0];
+    return r && fromRow(r);
+  }
+
+  async getByIdempotencyKey(key: string): Promise<ProposalRecord | undefined> {
+    const r = (await this.#q<ProposalRow>('SELECT * FROM proposals WHERE idempotency_key = $1', [key])).rows[0];
+    return r && fromRow(r);
+  }
+
+  async listProposals(q: {
+    status?: ProposalStatus;
+    limit: number;
+    before?: number;
+  }): Promise<{ items: ProposalRecord[]; next: number | null }> {
+    const rows = (
+      await this.#q<ProposalRow>(
+        `SELECT * FROM proposals WHERE ($1::text IS NULL OR status = $1) AND ($2::bigint IS NULL OR n < $2)
+           ORDER BY n DESC LIMIT $3`,
+        [q.status ?? null, q.before ?? null, q.limit + 1],
+      )
+    ).rows;
+    const more = rows.length > q.limit;
+    const page = rows.slice(0, q.limit);
+    return { items: page.map(fromRow), next: more ? page.at(-1)!.n : null };
+  }
+
+  async searchProposals(term: string, limit: number): Promise<ProposalRecord[]> {
+    // As in the SQLite store: a hash or an idempotency key through its index; an account by a scan where strpos()
+    // skips the rows that cannot match before the JSON check that the term is an accountId, never a signer key.
+    const account = /^G[A-Z2-7]{55}$/.test(term);
+    const rows = (
+      await this.#q<ProposalRow>(
+        account
+          ? `SELECT * FROM proposals WHERE idempotency_key = $1 OR (strpos(accounts, $1) > 0
+               AND EXISTS (SELECT 1 FROM jsonb_array_elements(accounts::jsonb) j WHERE j->>'accountId' = $1))
+               ORDER BY n DESC LIMIT $2`
+          : 'SELECT * FROM proposals WHERE hash = $1 OR idempotency_key = $1 ORDER BY n DESC LIMIT $2',
+        [term, limit],
+      )
+    ).rows;
+    return rows.map(fromRow);
+  }
+
+  async openProposals(): Promise<ProposalRecord[]> {
+    const rows = (
+      await this.#q<ProposalRow>(
+        `SELECT * FROM proposals WHERE status = 'pending' OR (status = 'signed' AND submit AND result IS NULL)
+           ORDER BY n`,
+      )
+    ).rows;
+    return rows.map(fromRow);
+  }
+
+  async countOpen(): Promise<number> {
+    return (
+      await this.#q<{ c: number }>(
+        `SELECT count(*) AS c FROM proposals WHERE status = 'pending' OR (status = 'signed' AND submit AND result IS NULL)`,
+      )
+    ).rows[0]!.c;
+  }
+
+  async transition(
+    id: string,
+    from: readonly ProposalStatus[],
+    to: ProposalStatus,
+    patch: ProposalPatch = {},
+  ): Promise<boolean> {
+    const res = await this.#q(
+      `UPDATE proposals SET status = $1, updated_at = $2,
+           status_reason = CASE WHEN $3 THEN $4 ELSE status_reason END,
+           envelope = COALESCE($5, envelope), result = COALESCE($6, result), signed_at = COALESCE($7, signed_at)
+         WHERE id = $8 AND status = ANY($9::text[])`,
+      [
+        to,
+        Date.now(),
+        patch.statusReason !== undefined,
+        patch.statusReason ?? null,
+        patch.envelope ?? null,
+        patch.result ? JSON.stringify(patch.result) : null,
+        patch.signedAt ?? null,
+        id,
+        [...from],
+      ],
+    );
+    return res.rowCount === 1;
+  }
+
+  async setResult(id: string, result: SubmissionResult): Promise<void> {
+    await this.#q('UPDATE proposals SET result = $1, updated_at = $2 WHERE id = $3', [
+      JSON.stringify(result),
+      Date.now(),
+      id,
+    ]);
+  }
+
+  async addSignature(rec: SignatureRecord): Promise<boolean> {
+    const res = await this.#q(
+      `INSERT INTO signatures (proposal_id, signer_key, node_id, signature, created_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT DO NOTHING`,
+      [rec.proposalId, rec.signerKey, rec.nodeId, rec.signature, rec.createdAt],
+    );
+    return res.rowCount === 1;
+  }
+
+  async signatures(proposalId: string): Promise<SignatureRecord[]> {
+    const rows = (
+      await this.#q<{
+        proposal_id: string;
+        signer_key: string;
+        node_id: string;
+        signature: string;
+        created_at: number;
+      }>('SELECT * FROM signatures WHERE proposal_id = $1 ORDER BY created_at, signer_key', [proposalId])
+    ).rows;
+    return rows.map((r) => ({
+      proposalId: r.proposal_id,
+      signerKey: r.signer_key,
+      nodeId: r.node_id,
+      signature: r.signature,
+      createdAt: r.created_at,
+    }));
+  }
+
+  async addAuthSignature(rec: AuthSignatureRecord): Promise<boolean> {
+    const res = await this.#q(
+      `INSERT INTO auth_signatures (proposal_id, entry_index, signer_key, node_id, payload, signature, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
+      [rec.proposalId, rec.entryIndex, rec.signerKey, rec.nodeId, rec.payload, rec.signature, rec.createdAt],
+    );
+    return res.rowCount === 1;
+  }
+
+  async authSignatures(proposalId: string): Promise<AuthSignatureRecord[]> {
+    const rows = (
+      await this.#q<{
+        proposal_id: string;
+        entry_index: number;
+        signer_key: string;
+        node_id: string;
+        payload: string;
+        signature: string;
+        created_at: number;
+      }>('SELECT * FROM auth_signatures WHERE proposal_id = $1 ORDER BY entry_index, created_at, signer_key', [
+        proposalId,
+      ])
+    ).rows;
+    return rows.map((r) => ({
+      proposalId: r.proposal_id,
+      entryIndex: r.entry_index,
+      signerKey: r.signer_key,
+      nodeId: r.node_id,
+      payload: r.payload,
+      signature: r.signature,
+      createdAt: r.created_at,
+    }));
+  }
+
+  async recordDecision(rec: DecisionRecord): Promise<void> {
+    await this.#q(
+      `INSERT INTO decisions (proposal_id, node_id, outcome, reasons, created_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (proposal_id, node_id) DO UPDATE SET outcome = excluded.outcome, reasons = excluded.reasons,
+           created_at = excluded.created_at`,
+      [rec.proposalId, rec.nodeId, rec.outcome, JSON.stringify(rec.reasons), rec.createdAt],
+    );
+  }
+
+  async decisions(proposalId: string): Promise<DecisionRecord[]> {
+    const rows = (
+      await this.#q<{ proposal_id: string; node_id: string; outcome: string; reasons: string; created_at: number }>(
+        'SELECT * FROM decisions WHERE proposal_id = $1 ORDER BY created_at, node_id',
+        [proposalId],
+      )
+    ).rows;
+    return rows.map((r) => ({
+      proposalId: r.proposal_id,
+      nodeId: r.node_id,
+      outcome: r.outcome as DecisionRecord['outcome'],
+      reasons: JSON.parse(r.reasons) as DecisionReasonRecord[],
+      createdAt: r.created_at,
+    }));
+  }
+
+  async appendEvent(
+    proposalId: string | null,
+    type: string,
+    data: Record<string, unknown>,
+    at: number,
+  ): Promise<EventRecord> {
+    return this.atomically(async (tx) => {
+      await tx.#q('SELECT pg_advisory_xact_lock($1)', [EVENTS_LOCK_KEY]);
+      const seq = (
+        await tx.#q<{ seq: number }>(
+          'INSERT INTO events (proposal_id, type, data, created_at) VALUES ($1, $2, $3, $4) RETURNING seq',
+          [proposalId, type, JSON.stringify(data), at],
+        )
+      ).rows[0]!.seq;
+      return { seq, proposalId, type, data, createdAt: at };
+    });
+  }
+
+  async eventsSince(seq: number, limit: number): Promise<EventRecord[]> {
+    return this.#events(
+      (await this.#q('SELECT * FROM events WHERE seq > $1 ORDER BY seq LIMIT $2', [seq, limit])).rows,
+    );
+  }
+
+  async eventsOf(proposalId: string, limit: number): Promise<EventRecord[]> {
+    return this.#events(
+      (await this.#q('SELECT * FROM events WHERE proposal_id = $1 ORDER BY seq LIMIT $2', [proposalId, limit])).rows,
+    );
+  }
+
+  #events(rows: unknown[]): EventRecord[] {
+    return (rows as { seq: number; proposal_id: string | null; type: string; data: string; created_at: number }[]).map(
+      (r) => ({
+        seq: r.seq,
+        proposalId: r.proposal_id,
+        type: r.type,
+        data: JSON.parse(r.data) as Record<string, unknown>,
+        createdAt: r.created_at,
+      }),
+    );
+  }
+
+  async enrollNode(n: { id: string; identityKey: string; stellarKey: string }, at: number): Promise<void> {
+    await this.atomically(async (tx) => {
+      // A Stellar key belongs to one node: a re-enrolment under another id takes it over.
+      await tx.#q('DELETE FROM nodes WHERE stellar_key = $1 AND id <> $2', [n.stellarKey, n.id]);
+      await tx.#q(
+        `INSERT INTO nodes (id, identity_key, stellar_key, enrolled_at) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (id) DO UPDATE SET identity_key = excluded.identity_key, stellar_key = excluded.stellar_key,
+             enrolled_at = CASE WHEN nodes.identity_key = excluded.identity_key AND nodes.stellar_key = excluded.stellar_key
+               THEN nodes.enrolled_at ELSE excluded.enrolled_at END`,
+        [n.id, n.identityKey, n.stellarKey, at],
+      );
+    });
+  }
+
+  async getNode(id: string): Promise<NodeRecord | undefined> {
+    const r = (await this.#q<NodeRow>('SELECT * FROM nodes WHERE id = $1', [id])).rows[0];
+    return r && nodeFromRow(r);
+  }
+
+  async listNodes(): Promise<NodeRecord[]> {
+    return (await this.#q<NodeRow>('SELECT * FROM nodes ORDER BY id')).rows.map(nodeFromRow);
+  }
+
+  async touchNode(id: string, at: number, latencyMs?: number): Promise<void> {
+    await this.#q('UPDATE nodes SET last_seen = $1, last_latency_ms = COALESCE($2, last_latency_ms) WHERE id = $3', [
+      at,
+      latencyMs ?? null,
+      id,
+    ]);
+  }
+
+  async countNode(id: string, field: 'approvals' | 'rejections' | 'misbehaviours'): Promise<void> {
+    // `field` is one of three literals (the type says so; checked again because it is spliced into the SQL).
+    if (!['approvals', 'rejections', 'misbehaviours'].includes(field)) throw new TypeError(`bad counter ${field}`);
+    await this.#q(`UPDATE nodes SET ${field} = ${field} + 1 WHERE id = $1`, [id]);
+  }
+
+  async recordMisbehaviour(rec: MisbehaviourRecord): Promise<void> {
+    await this.atomically(async (tx) => {
+      await tx.#q(
+        'INSERT INTO misbehaviours (node_id, proposal_id, kind, detail, created_at) VALUES ($1, $2, $3, $4, $5)',
+        [rec.nodeId, rec.proposalId, rec.kind, rec.detail, rec.createdAt],
+      );
+      await tx.countNode(rec.nodeId, 'misbehaviours');
+    });
+  }
+
+  async misbehaviours(nodeId: string, limit: number): Promise<MisbehaviourRecord[]> {
+    const rows = (
+      await this.#q<{ node_id: string; proposal_id: string | null; kind: string; detail: string; created_at: number }>(
+        'SELECT * FROM misbehaviours WHERE node_id = $1 ORDER BY seq DESC LIMIT $2',
+        [nodeId, limit],
+      )
+    ).rows;
+    return rows.map((r) => ({
+      nodeId: r.node_id,
+      proposalId: r.proposal_id,
+      kind: r.kind,
+      detail: r.detail,
+      createdAt: r.created_at,
+    }));
+  }
+
+  async insertApiKey(rec: ApiKeyRecord): Promise<void> {
+    await this.#q(
+      'INSERT INTO api_keys (id, hash, scopes, label, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)',
+      [rec.id, rec.hash, rec.scopes.join(','), rec.label, rec.createdAt, rec.revokedAt],
+    );
+  }
+
+  async getApiKey(id: string): Promise<ApiKeyRecord | undefined> {
+    const r = (
+      await this.#q<{
+        id: string;
+        hash: string;
+        scopes: string;
+        label: string | null;
+        created_at: number;
+        revoked_at: number | null;
+      }>('SELECT * FROM api_keys WHERE id = $1', [id])
+    ).rows[0];
+    return (
+      r && {
+        id: r.id,
+        hash: r.hash,
+        scopes: r.scopes.split(',').filter((s) => s.length > 0),
+        label: r.label,
+        createdAt: r.created_at,
+        revokedAt: r.revoked_at,
+      }
+    );
+  }
+
+  async countApiKeys(): Promise<number> {
+    return (await this.#q<{ c: number }>('SELECT count(*) AS c FROM api_keys')).rows[0]!.c;
+  }
+
+  /** Run raw SQL on this store's connection (the lease module and the copy use it inside `atomically`). */
+  query<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    return this.#q<R>(sql, params);
+  }
+}

@@ -1,0 +1,333 @@
+import { Keypair } from '@stellar/stellar-sdk';
+import { describe, expect, it } from 'vitest';
+import type {
+  ApiKeyRepository,
+  EventRepository,
+  NodeRepository,
+  ProposalRecord,
+  ProposalRepository,
+} from '../../src/store.ts';
+
+/**
+ * One contract for every implementation of the coordinator's repositories: the SQLite store (sync) and PgStore
+ * (async) run the same assertions, each call awaited (await on a plain value returns it).
+ */
+
+type Either<T> = {
+  [K in keyof T]: T[K] extends (...args: infer A) => infer R ? (...args: A) => R | Promise<Awaited<R>> : never;
+};
+export type AnyRepositories = Either<ProposalRepository & EventRepository & NodeRepository & ApiKeyRepository>;
+
+export interface ContractStore {
+  store: AnyRepositories;
+  close(): Promise<void> | void;
+}
+
+export function proposal(id: string, over: Partial<ProposalRecord> = {}): ProposalRecord {
+  return {
+    id,
+    idempotencyKey: null,
+    apiKeyId: null,
+    kind: 'transaction',
+    xdr: `XDR-${id}`,
+    hash: id.padEnd(64, '0').slice(0, 64),
+    network: 'Test SDF Network ; September 2015',
+    status: 'pending',
+    statusReason: null,
+    requirements: [],
+    accounts: [],
+    submit: true,
+    callbackUrl: null,
+    note: null,
+    maxTime: 0,
+    envelope: null,
+    result: null,
+    createdAt: 1000,
+    updatedAt: 1000,
+    signedAt: null,
+    ...over,
+  };
+}
+
+const RESULT = {
+  outcome: 'accepted' as const,
+  code: null,
+  message: 'ok',
+  operationCodes: ['op_success'],
+  ledger: 7,
+  attempts: 1,
+};
+
+export function runStoreContract(name: string, open: () => Promise<ContractStore>): void {
+  describe(`store contract: ${name}`, () => {
+    const withStore = (fn: (s: AnyRepositories) => Promise<void>) => async () => {
+      const c = await open();
+      try {
+        await fn(c.store);
+      } finally {
+        await c.close();
+      }
+    };
+
+    it(
+      'proposals: insert, idempotency key, read back every field, unknown ids',
+      withStore(async (s) => {
+        const source = Keypair.random().publicKey();
+        const rec = proposal('p1', {
+          idempotencyKey: 'key-1',
+          apiKeyId: 'ak',
+          kind: 'feeBump',
+          requirements: [{ accountId: source, level: 'medium', weight: 2 }],
+          accounts: [
+            {
+              accountId: source,
+              thresholds: { low: 1, medium: 2, high: 3 },
+              signers: [{ key: source, weight: 1 }],
+            } as unknown as ProposalRecord['accounts'][number],
+          ],
+          submit: false,
+          callbackUrl: 'https://example.com/cb',
+          note: 'a note',
+          maxTime: 1_900_000_000,
+        });
+        expect(await s.insertProposal(rec)).toEqual({ proposal: rec, created: true });
+        expect(await s.getProposal('p1')).toEqual(rec);
+        expect(await s.getByIdempotencyKey('key-1')).toEqual(rec);
+        const again = await s.insertProposal(proposal('p2', { idempotencyKey: 'key-1', xdr: 'other' }));
+        expect(again).toEqual({ proposal: rec, created: false });
+        expect(await s.getProposal('p2')).toBeUndefined();
+        expect(await s.getByIdempotencyKey('nope')).toBeUndefined();
+        // Without a key, every insert is new.
+        expect((await s.insertProposal(proposal('p3'))).created).toBe(true);
+        expect((await s.insertProposal(proposal('p4'))).created).toBe(true);
+      }),
+    );
+
+    it(
+      'proposals: pages newest first with a cursor, filtered by status',
+      withStore(async (s) => {
+        for (let i = 1; i <= 5; i++)
+          await s.insertProposal(proposal(`p${i}`, { status: i % 2 === 0 ? 'cancelled' : 'pending' }));
+        const first = await s.listProposals({ limit: 2 });
+        expect(first.items.map((p) => p.id)).toEqual(['p5', 'p4']);
+        expect(first.next).not.toBeNull();
+        const second = await s.listProposals({ limit: 2, before: first.next! });
+        expect(second.items.map((p) => p.id)).toEqual(['p3', 'p2']);
+        const third = await s.listProposals({ limit: 2, before: second.next! });
+        expect(third).toEqual({ items: [expect.objectContaining({ id: 'p1' })], next: null });
+        const cancelled = await s.listProposals({ status: 'cancelled', limit: 10 });
+        expect(cancelled.items.map((p) => p.id)).toEqual(['p4', 'p2']);
+        expect(cancelled.next).toBeNull();
+      }),
+    );
+
+    it(
+      'proposals: search by hash, idempotency key, and account (never a signer key inside one)',
+      withStore(async (s) => {
+        const account = Keypair.random().publicKey();
+        const signer = Keypair.random().publicKey();
+        const accounts = [
+          { accountId: account, thresholds: { low: 1, medium: 1, high: 1 }, signers: [{ key: signer, weight: 1 }] },
+        ] as unknown as ProposalRecord['accounts'];
+        await s.insertProposal(proposal('a1', { accounts, hash: 'ab'.repeat(32) }));
+        await s.insertProposal(proposal('a2', { accounts, idempotencyKey: 'findme' }));
+        await s.insertProposal(proposal('a3'));
+        expect((await s.searchProposals(account, 10)).map((p) => p.id)).toEqual(['a2', 'a1']);
+        expect((await s.searchProposals(account, 1)).map((p) => p.id)).toEqual(['a2']);
+        expect(await s.searchProposals(signer, 10)).toEqual([]);
+        expect((await s.searchProposals('ab'.repeat(32), 10)).map((p) => p.id)).toEqual(['a1']);
+        expect((await s.searchProposals('findme', 10)).map((p) => p.id)).toEqual(['a2']);
+        expect(await s.searchProposals('nothing', 10)).toEqual([]);
+      }),
+    );
+
+    it(
+      'proposals: open ones are pending, or signed to submit without a result; transition is compare-and-set',
+      withStore(async (s) => {
+        await s.insertProposal(proposal('pending'));
+        await s.insertProposal(proposal('signedSubmit', { status: 'signed' }));
+        await s.insertProposal(proposal('signedOnly', { status: 'signed', submit: false }));
+        await s.insertProposal(proposal('done', { status: 'submitted' }));
+        expect((await s.openProposals()).map((p) => p.id)).toEqual(['pending', 'signedSubmit']);
+        expect(await s.countOpen()).toBe(2);
+        await s.setResult('signedSubmit', RESULT);
+        expect((await s.getProposal('signedSubmit'))!.result).toEqual(RESULT);
+        expect(await s.countOpen()).toBe(1);
+
+        expect(await s.transition('pending', ['signed'], 'submitted')).toBe(false);
+        expect(await s.transition('nope', ['pending'], 'signed')).toBe(false);
+        expect(
+          await s.transition('pending', ['pending', 'signed'], 'signed', {
+            envelope: 'ENV',
+            signedAt: 5,
+            statusReason: 'quorum',
+          }),
+        ).toBe(true);
+        let p = (await s.getProposal('pending'))!;
+        expect(p).toMatchObject({ status: 'signed', envelope: 'ENV', signedAt: 5, statusReason: 'quorum' });
+        expect(p.updatedAt).toBeGreaterThan(1000);
+        // A patch without statusReason keeps it; an explicit null clears it; result and envelope are kept.
+        expect(await s.transition('pending', ['signed'], 'submitted', { result: RESULT })).toBe(true);
+        p = (await s.getProposal('pending'))!;
+        expect(p).toMatchObject({ status: 'submitted', statusReason: 'quorum', envelope: 'ENV', result: RESULT });
+        expect(await s.transition('pending', ['submitted'], 'failed', { statusReason: null })).toBe(true);
+        expect((await s.getProposal('pending'))!.statusReason).toBeNull();
+        expect(await s.countOpen()).toBe(0);
+      }),
+    );
+
+    it(
+      'signatures, auth signatures and decisions: first signature kept, decisions replaced, stable order',
+      withStore(async (s) => {
+        await s.insertProposal(proposal('p'));
+        const [k1, k2] = [Keypair.random().publicKey(), Keypair.random().publicKey()].sort();
+        expect(
+          await s.addSignature({ proposalId: 'p', signerKey: k2!, nodeId: 'b', signature: 'c2ln', createdAt: 2 }),
+        ).toBe(true);
+        expect(
+          await s.addSignature({ proposalId: 'p', signerKey: k1!, nodeId: 'a', signature: 'c2lo', createdAt: 2 }),
+        ).toBe(true);
+        expect(
+          await s.addSignature({ proposalId: 'p', signerKey: k1!, nodeId: 'a', signature: 'b3RoZXI=', createdAt: 3 }),
+        ).toBe(false);
+        expect(await s.signatures('p')).toEqual([
+          { proposalId: 'p', signerKey: k1, nodeId: 'a', signature: 'c2lo', createdAt: 2 },
+          { proposalId: 'p', signerKey: k2, nodeId: 'b', signature: 'c2ln', createdAt: 2 },
+        ]);
+        expect(await s.signatures('other')).toEqual([]);
+
+        const auth = {
+          proposalId: 'p',
+          entryIndex: 1,
+          signerKey: k1!,
+          nodeId: 'a',
+          payload: 'ff',
+          signature: 's',
+          createdAt: 4,
+        };
+        expect(await s.addAuthSignature(auth)).toBe(true);
+        expect(await s.addAuthSignature({ ...auth, signature: 't' })).toBe(false);
+        expect(await s.addAuthSignature({ ...auth, entryIndex: 0 })).toBe(true);
+        expect((await s.authSignatures('p')).map((a) => [a.entryIndex, a.signature])).toEqual([
+          [0, 's'],
+          [1, 's'],
+        ]);
+
+        await s.recordDecision({ proposalId: 'p', nodeId: 'b', outcome: 'hold', reasons: [], createdAt: 5 });
+        await s.recordDecision({
+          proposalId: 'p',
+          nodeId: 'a',
+          outcome: 'reject',
+          reasons: [{ code: 'POLICY', message: 'no', opIndex: 0, field: 'amount' }],
+          createdAt: 5,
+        });
+        await s.recordDecision({ proposalId: 'p', nodeId: 'b', outcome: 'approve', reasons: [], createdAt: 6 });
+        expect(await s.decisions('p')).toEqual([
+          {
+            proposalId: 'p',
+            nodeId: 'a',
+            outcome: 'reject',
+            reasons: [{ code: 'POLICY', message: 'no', opIndex: 0, field: 'amount' }],
+            createdAt: 5,
+          },
+          { proposalId: 'p', nodeId: 'b', outcome: 'approve', reasons: [], createdAt: 6 },
+        ]);
+      }),
+    );
+
+    it(
+      'events: numbered in order, read since a sequence number and per proposal',
+      withStore(async (s) => {
+        const e1 = await s.appendEvent('p', 'proposal.created', { a: 1 }, 10);
+        const e2 = await s.appendEvent(null, 'node.connected', { node: 'n' }, 11);
+        const e3 = await s.appendEvent('p', 'quorum.reached', { nested: { b: [1, 2] } }, 12);
+        expect(e2.seq).toBeGreaterThan(e1.seq);
+        expect(e3.seq).toBeGreaterThan(e2.seq);
+        expect(await s.eventsSince(0, 10)).toEqual([e1, e2, e3]);
+        expect(await s.eventsSince(e1.seq, 1)).toEqual([e2]);
+        expect(await s.eventsSince(e3.seq, 10)).toEqual([]);
+        expect(await s.eventsOf('p', 10)).toEqual([e1, e3]);
+        expect(await s.eventsOf('p', 1)).toEqual([e1]);
+        expect(e2).toEqual({
+          seq: e2.seq,
+          proposalId: null,
+          type: 'node.connected',
+          data: { node: 'n' },
+          createdAt: 11,
+        });
+      }),
+    );
+
+    it(
+      'nodes: enrolment keeps counters, a Stellar key moves with a re-enrolment, misbehaviours are counted',
+      withStore(async (s) => {
+        const k = Keypair.random().publicKey();
+        await s.enrollNode({ id: 'a', identityKey: 'x', stellarKey: k }, 1);
+        await s.countNode('a', 'approvals');
+        await s.countNode('a', 'rejections');
+        await s.enrollNode({ id: 'a', identityKey: 'x', stellarKey: k }, 5);
+        expect(await s.getNode('a')).toEqual({
+          id: 'a',
+          identityKey: 'x',
+          stellarKey: k,
+          enrolledAt: 1,
+          lastSeen: null,
+          lastLatencyMs: null,
+          approvals: 1,
+          rejections: 1,
+          misbehaviours: 0,
+        });
+        await s.enrollNode({ id: 'a', identityKey: 'x2', stellarKey: k }, 6);
+        expect(await s.getNode('a')).toMatchObject({ enrolledAt: 6, approvals: 1 });
+        await s.touchNode('a', 20, 12.5);
+        await s.touchNode('a', 21);
+        expect(await s.getNode('a')).toMatchObject({ lastSeen: 21, lastLatencyMs: 12.5 });
+        await s.recordMisbehaviour({
+          nodeId: 'a',
+          proposalId: 'p',
+          kind: 'bad-signature',
+          detail: 'd1',
+          createdAt: 30,
+        });
+        await s.recordMisbehaviour({ nodeId: 'a', proposalId: null, kind: 'flood', detail: 'd2', createdAt: 31 });
+        expect(await s.misbehaviours('a', 10)).toEqual([
+          { nodeId: 'a', proposalId: null, kind: 'flood', detail: 'd2', createdAt: 31 },
+          { nodeId: 'a', proposalId: 'p', kind: 'bad-signature', detail: 'd1', createdAt: 30 },
+        ]);
+        expect(await s.misbehaviours('a', 1)).toHaveLength(1);
+        expect((await s.getNode('a'))!.misbehaviours).toBe(2);
+        await s.enrollNode({ id: 'c', identityKey: 'z', stellarKey: Keypair.random().publicKey() }, 7);
+        await s.enrollNode({ id: 'b', identityKey: 'y', stellarKey: k }, 8);
+        expect((await s.listNodes()).map((n) => n.id)).toEqual(['b', 'c']);
+        expect(await s.getNode('a')).toBeUndefined();
+      }),
+    );
+
+    it(
+      'API keys: stored with scopes and revocation, counted',
+      withStore(async (s) => {
+        expect(await s.countApiKeys()).toBe(0);
+        await s.insertApiKey({
+          id: 'k1',
+          hash: 'h1',
+          scopes: ['propose', 'read'],
+          label: 'ci',
+          createdAt: 1,
+          revokedAt: null,
+        });
+        await s.insertApiKey({ id: 'k2', hash: 'h2', scopes: [], label: null, createdAt: 2, revokedAt: 3 });
+        expect(await s.getApiKey('k1')).toEqual({
+          id: 'k1',
+          hash: 'h1',
+          scopes: ['propose', 'read'],
+          label: 'ci',
+          createdAt: 1,
+          revokedAt: null,
+        });
+        expect(await s.getApiKey('k2')).toMatchObject({ scopes: [], revokedAt: 3 });
+        expect(await s.getApiKey('k3')).toBeUndefined();
+        expect(await s.countApiKeys()).toBe(2);
+      }),
+    );
+  });
+}
