@@ -11,7 +11,7 @@ import { prepareRuntime } from '../src/app.ts';
 import { apiKeyCreate, enroll, register } from '../src/command.ts';
 import { loadConfig, parseConfig, TESTNET_PASSPHRASE } from '../src/config.ts';
 import { accountAuthFromHorizon, classifySubmitError, explainResultCode } from '../src/horizon.ts';
-import { backoffMs, ed25519Weights, isUnavailable, progress } from '../src/round.ts';
+import { backoffMs, ed25519Weights, isUnavailable, progress } from '../src/quorum.ts';
 import { openCoordinatorDb, openSqliteStore } from '../src/store.ts';
 
 const dirs: string[] = [];
@@ -113,6 +113,7 @@ describe('store', () => {
       requirements: [{ accountId: source, level: 'medium' as const, weight: 2 }],
       accounts: [],
       submit: false,
+      submitFollowUp: false,
       callbackUrl: null,
       note: null,
       maxTime: 0,
@@ -152,10 +153,10 @@ describe('store', () => {
     const s = openSqliteStore(d);
     s.close();
     const db = openCoordinatorDb(join(d, 'coordinator.db'));
-    expect(db.pragma('user_version', { simple: true })).toBe(4);
+    expect(db.pragma('user_version', { simple: true })).toBe(5);
     db.close();
     const again = openCoordinatorDb(join(d, 'coordinator.db'));
-    expect(again.pragma('user_version', { simple: true })).toBe(4);
+    expect(again.pragma('user_version', { simple: true })).toBe(5);
     // A file written by a newer coordinator is refused, not written to.
     again.pragma('user_version = 99');
     again.close();
