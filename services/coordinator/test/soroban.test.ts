@@ -5,7 +5,8 @@ import { authEntry, type EntrySpec, invokeTx, sourceAccountEntry } from '@cosign
 import { Keypair, StrKey, TransactionBuilder, xdr } from '@stellar/stellar-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
 import { chooseMinimal } from '../src/soroban.ts';
-import { FakeLedger, type Harness, harness, multisig, NETWORK, TestNode, waitFor } from './helpers.ts';
+import type { Store } from '../src/store.ts';
+import { FakeLedger, type Harness, harness, multisig, NETWORK, payment, TestNode, waitFor } from './helpers.ts';
 
 const ESCROW = StrKey.encodeContract(Buffer.alloc(32, 1));
 let h: Harness | undefined;
@@ -454,6 +455,118 @@ describe('Soroban auth rounds across a coordinator restart', () => {
       return v.status === 'signed' ? v : undefined;
     }, 'signed after restart');
     checkSigned(r, (done.authEntries as string[])[0]!, e);
+  });
+});
+
+/**
+ * What the store is asked to do, per grouped unit (one commit shared with the other units of its turn) and
+ * outside any: the approvals and the status transitions.
+ */
+function watchCommits(store: Store): { units: string[][]; outside: string[] } {
+  const units: string[][] = [];
+  const outside: string[] = [];
+  let current: string[] | undefined;
+  const grouped = store.grouped.bind(store);
+  store.grouped = <T>(fn: () => T) =>
+    grouped(() => {
+      const unit: string[] = [];
+      units.push(unit);
+      current = unit;
+      try {
+        return fn();
+      } finally {
+        current = undefined;
+      }
+    });
+  const recordApproval = store.recordApproval.bind(store);
+  store.recordApproval = (d, rows) => {
+    (current ?? outside).push(`approve:${d.proposalId}`);
+    return recordApproval(d, rows);
+  };
+  const transition = store.transition.bind(store);
+  store.transition = (id, from, to, patch) => {
+    (current ?? outside).push(`${to}:${id}`);
+    return transition(id, from, to, patch);
+  };
+  return { units, outside };
+}
+
+describe('every kind of round runs the one lifecycle', () => {
+  /** A transaction, standalone entries and a Soroban transaction (sourced by someone else: it ends signed). */
+  async function threeKinds(r: Rig): Promise<string[]> {
+    const stranger = Keypair.random().publicKey();
+    r.ledger.accounts.set(stranger, multisig(stranger, [stranger], 1));
+    const tx = invokeTx({
+      contract: ESCROW,
+      fn: 'deposit',
+      args: [],
+      source: stranger,
+      seq: 2n,
+      network: NETWORK,
+      auth: [entry(r, { nonce: 7n })],
+      resources: { fee: 1000, instructions: 10 },
+    });
+    const bodies = [{ xdr: payment(r.account) }, { kind: 'authEntries', entries: [b64(entry(r))] }, { xdr: tx }];
+    const ids: string[] = [];
+    for (const body of bodies) {
+      const res = await r.post(body);
+      expect(res.statusCode).toBe(201);
+      ids.push(res.json().id as string);
+    }
+    expect(await Promise.all(ids.map(async (id) => (await r.get(id)).kind))).toEqual([
+      'transaction',
+      'authEntries',
+      'sorobanTx',
+    ]);
+    for (const id of ids) await r.until(id, 'signed');
+    return ids;
+  }
+
+  it('an approval of any kind is written in one grouped unit, with the signed transition it completes', async () => {
+    const r = await rig([authSigner(), authSigner(), 'silent']);
+    const seen = watchCommits(r.h.store);
+    const ids = await threeKinds(r);
+    expect(seen.outside.filter((op) => op.startsWith('approve:'))).toEqual([]);
+    for (const id of ids) {
+      const approvals = seen.units.filter((u) => u.includes(`approve:${id}`));
+      expect(approvals, id).toHaveLength(2);
+      // The second approval completes the round: its unit also moves the row to signed.
+      expect(
+        approvals.filter((u) => u.includes(`signed:${id}`)),
+        id,
+      ).toHaveLength(1);
+      expect(seen.outside, id).not.toContain(`signed:${id}`);
+    }
+    // The node's counter went with its decision and signatures: once per round it signed.
+    expect(r.h.store.getNode('n0')?.approvals).toBe(3);
+    expect(r.h.store.getNode('n1')?.approvals).toBe(3);
+  });
+
+  it('the proposal latency is recorded when a round of any kind ends', async () => {
+    const r = await rig([authSigner(), authSigner(), 'silent']);
+    const latency = async (status: string) =>
+      (await r.h.app.coordinator.metrics.proposalLatency.get()).values.find(
+        (v) => v.metricName === 'coordinator_proposal_seconds_count' && v.labels.status === status,
+      )?.value ?? 0;
+    await threeKinds(r);
+    expect(await latency('signed')).toBe(3);
+    r.ns[0]!.behaviour = 'silent';
+    r.ns[1]!.behaviour = 'silent';
+    const ended = [];
+    for (const body of [
+      { xdr: payment(r.account, { seq: '101' }) },
+      { kind: 'authEntries', entries: [b64(entry(r, { nonce: 9n }))] },
+    ]) {
+      const id = (await r.post(body)).json().id as string;
+      const res = await r.h.app.inject({
+        method: 'POST',
+        url: `/v1/proposals/${id}/cancel`,
+        headers: { authorization: `Bearer ${r.h.adminKey}` },
+      });
+      ended.push(res.json().status);
+    }
+    expect(ended).toEqual(['cancelled', 'cancelled']);
+    expect(await latency('cancelled')).toBe(2);
   });
 });
 
