@@ -1,12 +1,12 @@
 import type { Body } from '@cosigner/protocol/messages';
 import type { Logger } from '@cosigner/runtime/logger';
-import { coordinatorErrors } from './errors.ts';
+import { type CoordinatorErrorCode, coordinatorErrors } from './errors.ts';
 import type { EventBus, EventType } from './events.ts';
 import type { ConnectedNode } from './hub.ts';
 import type { Completion, Fault, Round, RoundControl, RoundKind } from './kinds/kind.ts';
 import type { Metrics } from './metrics.ts';
 import { accountsHelpedBy, atTimeBound, backoffMs, isUnavailable, unreachable } from './quorum.ts';
-import type { DecisionReasonRecord, ProposalKind, ProposalRecord, ProposalStatus, Store } from './store.ts';
+import type { DecisionReasonRecord, ProposalKind, ProposalRecord, Store } from './store.ts';
 
 /**
  * The one signing round (docs/architecture.md "A proposal's life", steps 2 and 5, and "Kinds of round"): fan a
@@ -153,6 +153,7 @@ export class RoundEngine {
           live,
           'expired',
           `the transaction's upper time bound (${live.rec.maxTime}) passed before a quorum signed`,
+          'COORD_TIME_BOUND_PASSED',
         ),
     );
   }
@@ -432,15 +433,16 @@ export class RoundEngine {
       this.o.store.listNodes(),
     );
     if (why === null) return false;
-    this.#finish(live, 'rejected', why);
+    this.#finish(live, 'rejected', why, 'COORD_QUORUM_UNREACHABLE');
     return true;
   }
 
-  #finish(live: Live, to: ProposalStatus, reason: string, code?: string): boolean {
+  /** End a pending round without a result; `code` (registered in errors.ts) names why in the event. */
+  #finish(live: Live, to: 'expired' | 'rejected' | 'cancelled', reason: string, code: CoordinatorErrorCode): boolean {
     if (!this.o.store.transition(live.rec.id, ['pending'], to, { statusReason: reason })) return false;
     this.#untrack(live);
     this.o.metrics.proposalLatency.observe({ status: to }, (Date.now() - live.rec.createdAt) / 1000);
-    this.#emit(live.rec, `proposal.${to}` as EventType, { reason, ...(code === undefined ? {} : { code }) });
+    this.#emit(live.rec, `proposal.${to}` as EventType, { reason, code });
     this.#cancelOthers(live, reason.slice(0, 256));
     return true;
   }
@@ -450,7 +452,7 @@ export class RoundEngine {
     const rec = this.o.store.getProposal(id);
     if (!rec) throw coordinatorErrors.error('COORD_NOT_FOUND', { id });
     const live = this.#live.get(id);
-    if (rec.status !== 'pending' || !live || !this.#finish(live, 'cancelled', reason)) {
+    if (rec.status !== 'pending' || !live || !this.#finish(live, 'cancelled', reason, 'COORD_CANCELLED')) {
       throw coordinatorErrors.error('COORD_NOT_CANCELLABLE', { id, status: rec.status });
     }
     return this.o.store.getProposal(id)!;

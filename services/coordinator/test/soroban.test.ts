@@ -4,6 +4,7 @@ import { authEntryPayload, checkAccountAuthSignatures, parseMultisigSignatureVec
 import { authEntry, type EntrySpec, invokeTx, sourceAccountEntry } from '@cosigner/testkit/soroban';
 import { Keypair, StrKey, TransactionBuilder, xdr } from '@stellar/stellar-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
+import { coordinatorErrors } from '../src/errors.ts';
 import { chooseMinimal } from '../src/soroban.ts';
 import type { Store } from '../src/store.ts';
 import { FakeLedger, type Harness, harness, multisig, NETWORK, payment, TestNode, waitFor } from './helpers.ts';
@@ -62,6 +63,15 @@ function authSigner(tamper?: 'payload' | 'digest' | 'none'): (p: Body<'proposal'
     };
   };
 }
+
+/** A node double that refuses whatever it is asked, by policy. */
+const reject = (p: Body<'proposal'>, n: TestNode): Body<'decision'> => ({
+  proposalId: p.proposalId,
+  hash: p.hash!,
+  outcome: 'reject',
+  reasons: [{ code: 'CONTRACT_NOT_ALLOWED', message: 'not in policy' }],
+  signerKey: n.stellarKey,
+});
 
 interface Rig {
   h: Harness;
@@ -305,13 +315,6 @@ describe('Soroban auth rounds on the coordinator', () => {
         signerKey: n.stellarKey,
       };
     };
-    const reject = (p: Body<'proposal'>, n: TestNode): Body<'decision'> => ({
-      proposalId: p.proposalId,
-      hash: p.hash!,
-      outcome: 'reject',
-      reasons: [{ code: 'CONTRACT_NOT_ALLOWED', message: 'not in policy' }],
-      signerKey: n.stellarKey,
-    });
     const r = await rig([flaky, reject, authSigner()], { round: { signerRetryMs: 20, signerRetryMaxMs: 100 } });
     const e = entry(r);
     const p = (await r.post({ kind: 'authEntries', entries: [b64(e)] })).json();
@@ -322,13 +325,6 @@ describe('Soroban auth rounds on the coordinator', () => {
   });
 
   it('node rejections settle the round; a pending round can be cancelled', async () => {
-    const reject = (p: Body<'proposal'>, n: TestNode): Body<'decision'> => ({
-      proposalId: p.proposalId,
-      hash: p.hash!,
-      outcome: 'reject',
-      reasons: [{ code: 'CONTRACT_NOT_ALLOWED', message: 'not in policy' }],
-      signerKey: n.stellarKey,
-    });
     const r = await rig([reject, reject, 'silent']);
     const p = (await r.post({ kind: 'authEntries', entries: [b64(entry(r))] })).json();
     expect((await r.until(p.id as string, 'rejected')).statusReason).toMatch(/not in policy/);
@@ -566,7 +562,23 @@ describe('every kind of round runs the one lifecycle', () => {
       ended.push(res.json().status);
     }
     expect(ended).toEqual(['cancelled', 'cancelled']);
+    const cancelled = r.h.store.eventsSince(0, 1000).filter((e) => e.type === 'proposal.cancelled');
+    expect(cancelled.map((e) => e.data.code)).toEqual(['COORD_CANCELLED', 'COORD_CANCELLED']);
     expect(await latency('cancelled')).toBe(2);
+  });
+
+  it('a round of any kind that ends without a result names why with a registered code', async () => {
+    const r = await rig([reject, reject, authSigner()]);
+    const ids = [];
+    for (const body of [{ xdr: payment(r.account) }, { kind: 'authEntries', entries: [b64(entry(r))] }]) {
+      ids.push((await r.post(body)).json().id as string);
+    }
+    for (const id of ids) await r.until(id, 'rejected');
+    const ends = r.h.store.eventsSince(0, 1000).filter((e) => e.type === 'proposal.rejected');
+    expect(ends.map((e) => [e.proposalId, e.data.code])).toEqual(ids.map((id) => [id, 'COORD_QUORUM_UNREACHABLE']));
+    for (const e of ends) expect(coordinatorErrors.specs).toHaveProperty(e.data.code as string);
+    const cancelled = r.h.store.eventsSince(0, 1000).filter((e) => e.type === 'proposal.cancelled');
+    expect(cancelled).toEqual([]);
   });
 });
 

@@ -205,7 +205,7 @@ export function authRound(o: AuthDeps, r: AuthResult): RoundKind<AuthState> {
         return {
           end: 'expired',
           reason: `the signatures were collected, but an entry's signatureExpirationLedger (${expiresAtLedger}) was reached (latest ledger ${latest}): the entries can no longer be used and are not returned`,
-          code: 'COORD_SOROBAN_ENTRY_EXPIRED',
+          code: 'COORD_SOROBAN_ENTRY_EXPIRED' as const,
         };
       }
       return {
@@ -233,7 +233,7 @@ export function authRound(o: AuthDeps, r: AuthResult): RoundKind<AuthState> {
             round,
             end: 'expired' as const,
             reason: `an entry's signatureExpirationLedger (${round.state.expiresAtLedger}) was reached (latest ledger ${latest}) before a quorum signed`,
-            code: 'COORD_SOROBAN_ENTRY_EXPIRED',
+            code: 'COORD_SOROBAN_ENTRY_EXPIRED' as const,
           }));
       },
     },

@@ -1,5 +1,6 @@
 import type { Body } from '@cosigner/protocol/messages';
 import type { AccountAuth } from '@cosigner/stellar/types';
+import type { CoordinatorErrorCode } from '../errors.ts';
 import type { EventType } from '../events.ts';
 import type { ApprovalRows, ProposalKind, ProposalRecord } from '../store.ts';
 
@@ -56,7 +57,7 @@ export type Completion =
       /** Data of `quorum.reached`. */
       event: Record<string, unknown>;
     }
-  | { end: 'expired' | 'rejected'; reason: string; code?: string };
+  | { end: 'expired' | 'rejected'; reason: string; code: CoordinatorErrorCode };
 
 /** What the engine lends a kind once a round is signed. */
 export interface RoundControl {
@@ -130,7 +131,9 @@ export interface RoundKind<S = unknown, L = unknown> {
   /** A periodic check while rounds of this kind are open: the rounds that must end, and why. */
   sweep?: {
     everyMs: number;
-    check(rounds: readonly Round<S>[]): Promise<{ round: Round<S>; end: 'expired'; reason: string; code?: string }[]>;
+    check(
+      rounds: readonly Round<S>[],
+    ): Promise<{ round: Round<S>; end: 'expired'; reason: string; code: CoordinatorErrorCode }[]>;
   };
   close?(): void;
 }

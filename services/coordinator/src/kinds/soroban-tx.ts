@@ -96,6 +96,7 @@ export function sorobanTxKind(o: AuthDeps): RoundKind<AuthState> {
       o.logger.error({ err, proposalId: rec.id }, 'could not open the envelope proposal');
       ctl.emit(rec, 'proposal.failed', {
         reason: `the envelope proposal could not be opened: ${(err as Error).message}`,
+        code: 'COORD_FOLLOW_UP_FAILED',
       });
     }
   }
