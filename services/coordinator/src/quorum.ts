@@ -55,14 +55,9 @@ export function ed25519Weights(a: AccountAuth): Map<string, number> {
   return out;
 }
 
-/** Whether `stellarKey` is a signer of at least one account of the proposal. */
-export function helpsWith(accounts: readonly AccountAuth[], stellarKey: string): string[] {
-  return accounts.filter((a) => ed25519Weights(a).has(stellarKey)).map((a) => a.accountId);
-}
-
 /** Accounts of `rec` that `stellarKey` is a signer of. */
 export function accountsHelpedBy(rec: Pick<ProposalRecord, 'accounts'>, stellarKey: string): string[] {
-  return helpsWith(rec.accounts, stellarKey);
+  return rec.accounts.filter((a) => ed25519Weights(a).has(stellarKey)).map((a) => a.accountId);
 }
 
 export interface RequirementProgress extends Requirement {

@@ -121,11 +121,6 @@ export class RoundEngine {
     return open.length;
   }
 
-  /** Whether a proposal is open in this engine. */
-  owns(id: string): boolean {
-    return this.#live.has(id);
-  }
-
   #track(rec: ProposalRecord, prepared?: unknown): Live {
     const kind = this.#kindOf(rec);
     const live: Live = {
@@ -204,7 +199,7 @@ export class RoundEngine {
       if (decided.has(n.nodeId)) continue;
       const accounts = accountsHelpedBy(live.rec, n.stellarKey);
       if (accounts.length === 0) continue;
-      const body = live.kind.request(live, accounts);
+      const body = live.kind.request(live, n, accounts);
       if (body && this.#link.send(n.nodeId, 'proposal', body)) live.sentAt.set(n.nodeId, Date.now());
     }
   }

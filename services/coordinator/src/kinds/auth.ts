@@ -153,7 +153,7 @@ export function authRound(o: AuthDeps, r: AuthResult): RoundKind<AuthState> {
       return { entries, stored, targets, expiresAtLedger };
     },
     announce: (rec) => ({ kind: rec.kind }),
-    request: ({ rec, state }, accounts) =>
+    request: ({ rec, state }, _node, accounts) =>
       proposalFrame(
         rec,
         accounts,

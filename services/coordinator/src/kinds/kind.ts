@@ -96,10 +96,10 @@ export interface RoundKind<S = unknown, L = unknown> {
   /** Extra data of `proposal.created`, beyond the hash and the requirements. */
   announce?(rec: ProposalRecord): Record<string, unknown>;
   /**
-   * The proposal frame for a node whose key can help `accounts`, or null to leave it out (a kind may choose a
+   * The proposal frame for `node`, whose key can help `accounts`, or null to leave it out (a kind may choose a
    * subset of the nodes).
    */
-  request(round: Round<S>, accounts: string[]): Body<'proposal'> | null;
+  request(round: Round<S>, node: { nodeId: string; stellarKey: string }, accounts: string[]): Body<'proposal'> | null;
   /**
    * After an approval was kept without completing the round: the nodes to ask again now, answered or not (a kind
    * with a second exchange per round, or one that retries with another subset, names them). Default: none.

@@ -100,7 +100,7 @@ export function transactionKind(o: {
         d !== undefined && d.hash.toString('hex') === rec.hash ? d : decodeEnvelope(rec.xdr!, rec.network);
       return { decoded };
     },
-    request: ({ rec }, accounts) => proposalFrame(rec, accounts, { kind: 'transaction', xdr: rec.xdr! }),
+    request: ({ rec }, _node, accounts) => proposalFrame(rec, accounts, { kind: 'transaction', xdr: rec.xdr! }),
     verify(round, nodeId, stellarKey, d, at): Fault | Approval {
       const checked = approvalFault(stellarKey, d, { hash: round.state.decoded.hash, rec: round.rec });
       if ('kind' in checked) return checked;
