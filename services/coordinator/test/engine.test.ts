@@ -10,7 +10,7 @@ import { proposalFrame } from '../src/kinds/kind.ts';
 import { createMetrics } from '../src/metrics.ts';
 import { type NodeLink, RoundEngine } from '../src/round.ts';
 import { openSqliteStore, type ProposalRecord, type Store } from '../src/store.ts';
-import { multisig, waitFor } from './helpers.ts';
+import { multisig, proposalRecord, waitFor } from './helpers.ts';
 
 /**
  * The round engine with a kind written here: what the RoundKind interface lets a kind do that the three kinds of
@@ -67,16 +67,9 @@ async function rig(nodeCount: number) {
   const account = Keypair.random().publicKey();
   let n = 0;
   const propose = (kind: ProposalRecord['kind'] = 'transaction'): ProposalRecord => {
-    const rec: ProposalRecord = {
+    const rec = proposalRecord({
       id: `p${++n}`,
-      idempotencyKey: null,
-      apiKeyId: null,
       kind,
-      xdr: 'AAAA',
-      hash: 'ab'.repeat(32),
-      network: 'N',
-      status: 'pending',
-      statusReason: null,
       requirements: [{ accountId: account, level: 'medium', weight: 2 }],
       accounts: [
         multisig(
@@ -85,17 +78,8 @@ async function rig(nodeCount: number) {
           2,
         ),
       ],
-      submit: false,
-      submitFollowUp: false,
-      callbackUrl: null,
-      note: null,
-      maxTime: 0,
-      envelope: null,
-      result: null,
       createdAt: Date.now(),
-      updatedAt: Date.now(),
-      signedAt: null,
-    };
+    });
     store.insertProposal(rec);
     return rec;
   };

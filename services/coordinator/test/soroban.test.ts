@@ -130,6 +130,21 @@ function entry(r: { account: string }, over: Partial<EntrySpec> = {}) {
 
 const b64 = (e: xdr.SorobanAuthorizationEntry) => e.toXdr('base64');
 
+/** A simulated deposit into the escrow, sourced by the rig's multisig with one of its entries, unless `over` says. */
+function depositTx(r: { account: string }, over: Partial<Parameters<typeof invokeTx>[0]> = {}): string {
+  return invokeTx({
+    contract: ESCROW,
+    fn: 'deposit',
+    args: [{ address: r.account }, { i128: 10n }],
+    source: r.account,
+    seq: 2n,
+    network: NETWORK,
+    auth: [entry(r)],
+    resources: { fee: 1000, instructions: 10, readOnly: 1, readWrite: 1 },
+    ...over,
+  });
+}
+
 function checkSigned(r: Rig, signed: string, unsigned: xdr.SorobanAuthorizationEntry) {
   const e = xdr.SorobanAuthorizationEntry.fromXdr(signed, 'base64');
   const creds =
@@ -181,16 +196,7 @@ describe('Soroban auth rounds on the coordinator', () => {
   it('an invokeHostFunction tx sourced by the multisig: entries signed first, then the envelope, then submitted', async () => {
     const r = await rig([authSigner(), authSigner(), authSigner()]);
     const e = entry(r);
-    const tx = invokeTx({
-      contract: ESCROW,
-      fn: 'deposit',
-      args: [{ address: r.account }, { i128: 10n }],
-      source: r.account,
-      seq: 2n,
-      network: NETWORK,
-      auth: [e],
-      resources: { fee: 1000, instructions: 10, readOnly: 1, readWrite: 1 },
-    });
+    const tx = depositTx(r, { auth: [e] });
     const res = await r.post({ xdr: tx, submit: true });
     expect(res.statusCode).toBe(201);
     const parent = res.json();
@@ -218,13 +224,9 @@ describe('Soroban auth rounds on the coordinator', () => {
     const stranger = Keypair.random().publicKey();
     r.ledger.accounts.set(stranger, multisig(stranger, [stranger], 1));
     const e = entry(r);
-    const tx = invokeTx({
-      contract: ESCROW,
-      fn: 'deposit',
+    const tx = depositTx(r, {
       args: [],
       source: stranger,
-      seq: 2n,
-      network: NETWORK,
       auth: [e, sourceAccountEntry({ contract: ESCROW, fn: 'deposit', args: [] })],
       resources: { fee: 1000, instructions: 10 },
     });
@@ -411,17 +413,7 @@ describe('Soroban auth rounds that can no longer be used', () => {
 
   it("end expired at the transaction's upper time bound", async () => {
     const r = await rig([authSigner(), 'silent', 'silent'], { soroban: { expiryCheckMs: 60_000 } });
-    const tx = invokeTx({
-      contract: ESCROW,
-      fn: 'deposit',
-      args: [{ address: r.account }, { i128: 10n }],
-      source: r.account,
-      seq: 2n,
-      network: NETWORK,
-      auth: [entry(r)],
-      resources: { fee: 1000, instructions: 10, readOnly: 1, readWrite: 1 },
-      timeoutSeconds: 2,
-    });
+    const tx = depositTx(r, { timeoutSeconds: 2 });
     const res = await r.post({ xdr: tx, submit: true });
     expect(res.statusCode).toBe(201);
     const done = await r.until(res.json().id as string, 'expired');
@@ -492,13 +484,9 @@ describe('every kind of round runs the one lifecycle', () => {
   async function threeKinds(r: Rig): Promise<string[]> {
     const stranger = Keypair.random().publicKey();
     r.ledger.accounts.set(stranger, multisig(stranger, [stranger], 1));
-    const tx = invokeTx({
-      contract: ESCROW,
-      fn: 'deposit',
+    const tx = depositTx(r, {
       args: [],
       source: stranger,
-      seq: 2n,
-      network: NETWORK,
       auth: [entry(r, { nonce: 7n })],
       resources: { fee: 1000, instructions: 10 },
     });

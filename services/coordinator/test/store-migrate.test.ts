@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { tempDir } from '@cosigner/testkit/process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openCoordinatorDb, openSqliteStore } from '../src/store.ts';
+import { proposalRecord } from './helpers.ts';
 
 const MIGRATIONS = fileURLToPath(new URL('../src/migrations/', import.meta.url));
 const dirs: string[] = [];
@@ -117,29 +118,7 @@ describe('migration 5: Soroban rounds in typed columns', () => {
     const { dir, db } = await databaseAt(5);
     db.close();
     const store = openSqliteStore(dir);
-    const rec = {
-      id: 'e1',
-      idempotencyKey: null,
-      apiKeyId: null,
-      kind: 'authEntries' as const,
-      xdr: null,
-      hash: 'cd'.repeat(32),
-      network: 'N',
-      status: 'pending' as const,
-      statusReason: null,
-      requirements: [],
-      accounts: [],
-      submit: false,
-      submitFollowUp: false,
-      callbackUrl: null,
-      note: null,
-      maxTime: 0,
-      envelope: null,
-      result: null,
-      createdAt: 1,
-      updatedAt: 1,
-      signedAt: null,
-    };
+    const rec = proposalRecord({ id: 'e1', kind: 'authEntries', xdr: null, hash: 'cd'.repeat(32) });
     expect(store.insertProposal(rec, ['RTA=', 'RTE=']).created).toBe(true);
     expect(store.getProposal('e1')?.xdr).toBeNull();
     expect(store.transition('e1', ['signed'], 'submitted', { signedEntries: ['X', 'Y'] })).toBe(false);

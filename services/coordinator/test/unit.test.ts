@@ -13,6 +13,7 @@ import { loadConfig, parseConfig, TESTNET_PASSPHRASE } from '../src/config.ts';
 import { accountAuthFromHorizon, classifySubmitError, explainResultCode } from '../src/horizon.ts';
 import { backoffMs, ed25519Weights, isUnavailable, progress } from '../src/quorum.ts';
 import { openCoordinatorDb, openSqliteStore } from '../src/store.ts';
+import { proposalRecord } from './helpers.ts';
 
 const dirs: string[] = [];
 async function dir(): Promise<string> {
@@ -100,29 +101,10 @@ describe('store', () => {
     const s = openSqliteStore(d);
     expect((await stat(join(d, 'coordinator.db'))).mode & 0o777).toBe(0o600);
     const source = Keypair.random().publicKey();
-    const rec = {
-      id: 'p1',
+    const rec = proposalRecord({
       idempotencyKey: 'k',
-      apiKeyId: null,
-      kind: 'transaction' as const,
-      xdr: 'AAAA',
-      hash: 'ab'.repeat(32),
-      network: 'N',
-      status: 'pending' as const,
-      statusReason: null,
       requirements: [{ accountId: source, level: 'medium' as const, weight: 2 }],
-      accounts: [],
-      submit: false,
-      submitFollowUp: false,
-      callbackUrl: null,
-      note: null,
-      maxTime: 0,
-      envelope: null,
-      result: null,
-      createdAt: 1,
-      updatedAt: 1,
-      signedAt: null,
-    };
+    });
     expect(s.insertProposal(rec).created).toBe(true);
     expect(s.insertProposal({ ...rec, id: 'p2' })).toMatchObject({ created: false, proposal: { id: 'p1' } });
     const sig = { proposalId: 'p1', signerKey: source, nodeId: 'n', signature: 'c2ln', createdAt: 2 };
