@@ -108,33 +108,28 @@ export class Submitter {
         const status = await this.o.ledger.transactionStatus(rec.hash);
         const found = this.#fate(rec, status, tried);
         if (found) return found();
+        const bound = new Date(deadline).toISOString();
         if (status === 'missing') {
-          return this.#failed(rec, {
-            outcome: 'failed',
-            code: 'submission_expired',
-            message: `the network could not take the transaction before its time bound passed (${new Date(deadline).toISOString()}; last error: ${lastTransient}); it is not on the ledger and can no longer apply`,
-            operationCodes: [],
-            ledger: null,
-            attempts: tried,
-          });
+          return this.#gaveUp(
+            rec,
+            'submission_expired',
+            `the network could not take the transaction before its time bound passed (${bound}; last error: ${lastTransient}); it is not on the ledger and can no longer apply`,
+            tried,
+          );
         }
-        return this.#failed(rec, {
-          outcome: 'failed',
-          code: 'submission_unavailable',
-          message: `the network could not be reached until the time bound passed (${new Date(deadline).toISOString()}; ${lastTransient}); the transaction can no longer apply, but whether it applied before cannot be known until the network answers for its hash`,
-          operationCodes: [],
-          ledger: null,
-          attempts: tried,
-        });
+        return this.#gaveUp(
+          rec,
+          'submission_unavailable',
+          `the network could not be reached until the time bound passed (${bound}; ${lastTransient}); the transaction can no longer apply, but whether it applied before cannot be known until the network answers for its hash`,
+          tried,
+        );
       }
-      return this.#failed(rec, {
-        outcome: 'failed',
-        code: 'submission_unavailable',
-        message: `the network could not be reached after ${tried} attempts (${lastTransient}); the envelope is stored, its fate is unknown until its hash appears`,
-        operationCodes: [],
-        ledger: null,
-        attempts: tried,
-      });
+      return this.#gaveUp(
+        rec,
+        'submission_unavailable',
+        `the network could not be reached after ${tried} attempts (${lastTransient}); the envelope is stored, its fate is unknown until its hash appears`,
+        tried,
+      );
     } finally {
       this.#submitting.delete(rec.id);
     }
@@ -181,6 +176,11 @@ export class Submitter {
       this.#timers.add(t);
       this.#wakers.add(res);
     });
+  }
+
+  /** The submission ends without a verdict from the network on this envelope. */
+  #gaveUp(rec: ProposalRecord, code: string, message: string, attempts: number): void {
+    this.#failed(rec, { outcome: 'failed', code, message, operationCodes: [], ledger: null, attempts });
   }
 
   #submitted(rec: ProposalRecord, result: SubmissionResult): void {
