@@ -7,7 +7,6 @@ import { TokenBucket } from '@cosigner/protocol/replay';
 import { hostCheck } from '@cosigner/runtime/hosts';
 import { createLogger, type Logger } from '@cosigner/runtime/logger';
 import { newSecret, readSecretFile, writePrivateFile } from '@cosigner/runtime/secrets';
-import type { DecodedTransaction } from '@cosigner/stellar/decode';
 import type { AccountAuth } from '@cosigner/stellar/types';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
@@ -22,11 +21,18 @@ import { coordinatorErrors } from './errors.ts';
 import { EVENT_TYPES, EventBus, EventSchema } from './events.ts';
 import { createHorizonClient, type LedgerClient } from './horizon.ts';
 import { NodeHub } from './hub.ts';
+import type { AuthDeps } from './kinds/auth.ts';
+import { authEntriesKind, prepareAuthEntries } from './kinds/auth-entries.ts';
+import type { Prepared } from './kinds/kind.ts';
+import { followUpKey, prepareSorobanTx, sorobanTxKind } from './kinds/soroban-tx.ts';
+import { prepareTransaction, transactionFields, transactionKind } from './kinds/transaction.ts';
 import { registerLifecycleRoutes } from './lifecycle.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
-import { maxTimeOf, progress, RoundEngine } from './round.ts';
-import { type SorobanMeta, SorobanRounds, signedEntriesOf } from './soroban.ts';
+import { progress } from './quorum.ts';
+import { RoundEngine } from './round.ts';
+import { LedgerClock } from './soroban.ts';
 import { type ApiKeyRecord, openSqliteStore, type ProposalRecord, type ProposalStatus, type Store } from './store.ts';
+import { Submitter } from './submit.ts';
 
 /**
  * The coordinator's HTTP surface (fastify): the proposals API for clients, the node WebSocket endpoint, the
@@ -262,6 +268,13 @@ function uniqueSigners<T extends { signerKey: string }>(rows: readonly T[]): T[]
   return [...seen.values()];
 }
 
+/** The signed entries of a finished standalone auth round (null otherwise), for the proposal view. */
+function signedEntriesOf(store: Store, rec: ProposalRecord): string[] | null {
+  if (rec.kind !== 'authEntries' || rec.signedAt === null) return null;
+  const entries = store.authEntries(rec.id).map((e) => e.signed);
+  return entries.every((e) => e !== null) ? (entries as string[]) : null;
+}
+
 function view(store: Store, rec: ProposalRecord) {
   const auth = rec.kind === 'authEntries' || rec.kind === 'sorobanTx';
   const sigs = auth ? uniqueSigners(store.authSignatures(rec.id)) : store.signatures(rec.id);
@@ -292,9 +305,9 @@ function view(store: Store, rec: ProposalRecord) {
     rejections: decisions
       .filter((d) => d.outcome === 'reject' || d.outcome === 'invalid')
       .map((d) => ({ nodeId: d.nodeId, outcome: d.outcome, reasons: d.reasons })),
-    envelope: rec.kind === 'authEntries' ? null : rec.envelope,
-    authEntries: signedEntriesOf(rec),
-    transactionProposal: rec.kind === 'sorobanTx' ? (store.getByIdempotencyKey(`soroban:${rec.id}`)?.id ?? null) : null,
+    envelope: rec.envelope,
+    authEntries: signedEntriesOf(store, rec),
+    transactionProposal: rec.kind === 'sorobanTx' ? (store.getByIdempotencyKey(followUpKey(rec.id))?.id ?? null) : null,
     result: rec.result,
   };
 }
@@ -359,21 +372,38 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     for (const id of ids) cache.delete(id);
   };
 
-  const engine = new RoundEngine({
+  const submitter = new Submitter({
     store,
     ledger,
     events,
     metrics,
     logger,
-    network: config.network,
     submitAttempts: config.round.submitAttempts,
     submitBackoffMs: config.round.submitBackoffMs,
     submitMaxBackoffMs: config.round.submitMaxBackoffMs,
-    signerRetryMs: config.round.signerRetryMs,
-    signerRetryMaxMs: config.round.signerRetryMaxMs,
     ledgerSettleMs: config.round.ledgerSettleMs,
     invalidateAccounts,
   });
+  const auth: AuthDeps = {
+    store,
+    logger,
+    network: config.network,
+    limits: config.soroban,
+    clock: new LedgerClock(() => ledger.latestLedger()),
+    loadAccount,
+  };
+  // One round engine; one module per kind of round (docs/architecture.md "Kinds of round").
+  const engine = new RoundEngine({
+    store,
+    events,
+    metrics,
+    logger,
+    signerRetryMs: config.round.signerRetryMs,
+    signerRetryMaxMs: config.round.signerRetryMaxMs,
+  })
+    .register(transactionKind({ store, submitter, logger }))
+    .register(sorobanTxKind(auth))
+    .register(authEntriesKind(auth));
   const hub = new NodeHub({
     identity: opts.identity,
     network: config.network,
@@ -385,30 +415,12 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     framesPerSecond: config.limits.nodeFramesPerSecond,
     frameBurst: config.limits.nodeFrameBurst,
     handlers: {
-      onSync: (nodeId) => {
-        engine.sync(nodeId);
-        soroban.sync(nodeId);
-      },
-      onDecision: (nodeId, key, body) =>
-        soroban.owns(body.proposalId) ? soroban.onDecision(nodeId, key, body) : engine.onDecision(nodeId, key, body),
+      onSync: (nodeId) => engine.sync(nodeId),
+      onDecision: (nodeId, key, body) => engine.onDecision(nodeId, key, body),
       onMisbehaviour: (nodeId, kind, detail) => engine.onMisbehaviour(nodeId, kind, detail),
     },
   });
-  const soroban = new SorobanRounds({
-    store,
-    events,
-    metrics,
-    logger,
-    network: config.network,
-    limits: config.soroban,
-    engine,
-    loadAccount,
-    latestLedger: () => ledger.latestLedger(),
-    signerRetryMs: config.round.signerRetryMs,
-    signerRetryMaxMs: config.round.signerRetryMaxMs,
-  });
   engine.attach(hub);
-  soroban.attach(hub);
   app.decorate('coordinator', { store, hub, engine, events, metrics, ledger, invalidateAccounts });
   app.decorateRequest('apiKey', null);
 
@@ -517,11 +529,8 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
         throw coordinatorErrors.error('COORD_WRONG_NETWORK', { expected: config.network });
       }
       // What the client sent, as the stored row keeps it: an idempotent retry must send the same thing.
-      const sentBy = (rec: ProposalRecord): string => {
-        if (rec.kind === 'authEntries') return JSON.stringify((JSON.parse(rec.xdr) as SorobanMeta).entries);
-        if (rec.kind === 'sorobanTx') return (JSON.parse(rec.xdr) as SorobanMeta).tx as string;
-        return rec.xdr;
-      };
+      const sentBy = (rec: ProposalRecord): string =>
+        rec.xdr ?? JSON.stringify(store.authEntries(rec.id).map((e) => e.entry));
       const sent = b.kind === 'authEntries' ? JSON.stringify(b.entries) : b.xdr;
       const same = (rec: ProposalRecord) => {
         if (sentBy(rec) !== sent) throw coordinatorErrors.error('COORD_IDEMPOTENCY_CONFLICT', { id: rec.id });
@@ -569,41 +578,31 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
         updatedAt: now,
         signedAt: null,
       };
-      let fields: Pick<ProposalRecord, 'kind' | 'xdr' | 'hash' | 'requirements' | 'accounts' | 'submit' | 'maxTime'>;
-      let prepared: DecodedTransaction | undefined;
+      // Each kind prepares its row: what the nodes are asked, and who must answer.
+      let prepared: Prepared;
       if (b.kind === 'authEntries') {
-        fields = SorobanRounds.recordFields(await soroban.prepareEntries(b.entries, b.account));
+        prepared = await prepareAuthEntries(auth, b.entries, b.account);
       } else {
-        const { decoded, accounts, requirements } = await engine.prepare(b.xdr, loadAccount);
-        prepared = decoded;
+        const tx = await prepareTransaction(b.xdr, config.network, loadAccount);
+        const submit = b.submit === true;
         // Soroban transactions: resources checked; address-credential entries of cluster accounts first.
-        const auth = await soroban.prepareTransaction(decoded, b.xdr, b.submit === true);
-        fields = auth
-          ? SorobanRounds.recordFields(auth)
-          : {
-              kind: decoded.kind,
-              xdr: b.xdr,
-              hash: decoded.hash.toString('hex'),
-              requirements,
-              accounts,
-              submit: b.submit === true,
-              maxTime: maxTimeOf(decoded),
-            };
+        prepared = (await prepareSorobanTx(auth, tx.decoded, b.xdr, submit)) ?? {
+          fields: transactionFields(tx, b.xdr, submit),
+          decoded: tx.decoded,
+        };
       }
-      const isSoroban = fields.kind === 'authEntries' || fields.kind === 'sorobanTx';
       // The row and its `proposal.created` event in one unit of the group commit: the 201 and the fan-out to the
       // nodes follow the commit that made the proposal durable.
       const { proposal, created } = await store.grouped(() => {
         // Checked again here: the proposals queued before this one in the same commit count too (a retry of one
         // of them is answered with it below, not refused).
         if (b.idempotencyKey === undefined || !store.getByIdempotencyKey(b.idempotencyKey)) refuseWhenFull();
-        const r = store.insertProposal({ ...common, ...fields });
-        if (r.created && !isSoroban) engine.announce(r.proposal);
+        const r = store.insertProposal({ ...common, ...prepared.fields }, prepared.authEntries);
+        if (r.created) engine.announce(r.proposal);
         return r;
       });
       if (!created) return same(proposal);
-      if (isSoroban) soroban.start(proposal);
-      else engine.start(proposal, true, prepared);
+      engine.start(proposal, true, prepared.decoded);
       return reply.code(201).send(view(store, store.getProposal(proposal.id)!));
     },
   );
@@ -691,7 +690,6 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     },
     async (req) => {
       const reason = `cancelled by the client${req.body.reason ? `: ${req.body.reason}` : ''}`;
-      if (soroban.owns(req.params.id)) return view(store, soroban.cancel(req.params.id, reason));
       return view(store, engine.cancel(req.params.id, reason));
     },
   );
@@ -786,7 +784,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   );
 
   app.addHook('onReady', async () => {
-    const resumed = engine.resume() + soroban.resume();
+    const resumed = engine.resume();
     if (resumed > 0) logger.info({ resumed }, 'open proposals resumed');
   });
   app.addHook('preClose', async () => {
@@ -794,7 +792,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   });
   app.addHook('onClose', async () => {
     engine.close();
-    soroban.close();
+    submitter.close();
     await events.close();
     store.close();
   });

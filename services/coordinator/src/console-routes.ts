@@ -8,7 +8,6 @@ import type { FastifyInstance } from 'fastify';
 import { type TSchema, Type } from 'typebox';
 import type { CoordinatorConfig } from './config.ts';
 import { coordinatorErrors } from './errors.ts';
-import type { SorobanMeta } from './soroban.ts';
 import type { ProposalRecord, Store } from './store.ts';
 
 /**
@@ -49,21 +48,17 @@ const SearchItem = Type.Object({
   createdAt: Type.String(),
 });
 
-/** The decoding of a stored proposal: its transaction (when it has one) and its Soroban auth entries. */
-export function summaryOf(rec: ProposalRecord) {
-  const auth = (list: readonly string[]) =>
-    list.map((e) => describeAuthEntry(X.SorobanAuthorizationEntry.fromXDR(e, 'base64')));
-  if (rec.kind === 'authEntries' || rec.kind === 'sorobanTx') {
-    const meta = JSON.parse(rec.xdr) as SorobanMeta;
-    const tx = meta.tx === undefined ? null : describeTransaction(decodeEnvelope(meta.tx, rec.network));
-    return { id: rec.id, kind: rec.kind, xdr: meta.tx ?? null, transaction: tx, authEntries: auth(meta.entries) };
-  }
+/**
+ * The decoding of a stored proposal: its transaction (when it has one) and its Soroban auth entries (`entries`,
+ * base64, as the store keeps them beside a Soroban round's row; none for a transaction proposal).
+ */
+export function summaryOf(rec: ProposalRecord, entries: readonly string[]) {
   return {
     id: rec.id,
     kind: rec.kind,
     xdr: rec.xdr,
-    transaction: describeTransaction(decodeEnvelope(rec.xdr, rec.network)),
-    authEntries: [],
+    transaction: rec.xdr === null ? null : describeTransaction(decodeEnvelope(rec.xdr, rec.network)),
+    authEntries: entries.map((e) => describeAuthEntry(X.SorobanAuthorizationEntry.fromXDR(e, 'base64'))),
   };
 }
 
@@ -218,7 +213,10 @@ export function registerConsoleRoutes(
       const { id } = req.params as { id: string };
       const rec = store.getProposal(id);
       if (!rec) throw coordinatorErrors.error('COORD_NOT_FOUND', { id });
-      return summaryOf(rec);
+      return summaryOf(
+        rec,
+        store.authEntries(rec.id).map((e) => e.entry),
+      );
     },
   );
 }

@@ -60,6 +60,23 @@ export const coordinatorErrors = defineErrors('coordinator', {
       "An authorization entry's signatureExpirationLedger has been reached: no transaction can use it any more, so the cluster does not sign it.",
   },
   COORD_BAD_CURSOR: { status: 400, message: 'The list cursor is malformed.' },
+  // Why a round ended without a result: the `code` of `proposal.rejected`, `proposal.expired`, `proposal.cancelled`
+  // and `proposal.failed` events (and callbacks), beside the sentence in `reason` and the proposal's statusReason.
+  COORD_QUORUM_UNREACHABLE: {
+    status: 409,
+    message:
+      'The proposal ended rejected: counting every node that has not refused, a required weight can no longer be reached.',
+  },
+  COORD_TIME_BOUND_PASSED: {
+    status: 409,
+    message: "The proposal ended expired: the transaction's upper time bound passed before a quorum signed.",
+  },
+  COORD_CANCELLED: { status: 409, message: 'The proposal ended cancelled at the request of a client.' },
+  COORD_FOLLOW_UP_FAILED: {
+    status: 500,
+    message:
+      'The entries of a Soroban transaction were signed, but the proposal that signs and submits its envelope could not be opened.',
+  },
   COORD_NEWER_SCHEMA: {
     status: 500,
     message: 'The coordinator database was written by a newer version (its schema is newer than this code knows).',

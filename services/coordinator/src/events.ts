@@ -70,7 +70,11 @@ export const EVENT_DATA = {
   }),
   'proposal.failed': Type.Object({
     reason: Type.String(),
-    code: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'Result code from the network' })),
+    code: Type.Optional(
+      Type.Union([Type.String(), Type.Null()], {
+        description: 'Result code from the network, or a registered code (e.g. COORD_FOLLOW_UP_FAILED)',
+      }),
+    ),
   }),
   'proposal.rejected': Ended('Who refused and why, or which requirement cannot be reached'),
   'proposal.expired': Ended('Which bound passed: the time bound or an entry expiration ledger'),

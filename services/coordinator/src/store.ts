@@ -31,9 +31,13 @@ export interface ProposalRecord {
   id: string;
   idempotencyKey: string | null;
   apiKeyId: string | null;
-  /** `authEntries` / `sorobanTx`: Soroban auth rounds (soroban.ts); their `xdr` holds that module's JSON. */
-  kind: 'transaction' | 'feeBump' | 'authEntries' | 'sorobanTx';
-  xdr: string;
+  /** Which round module runs it (src/kinds/): `authEntries` / `sorobanTx` are Soroban authorization rounds. */
+  kind: ProposalKind;
+  /**
+   * The transaction envelope as proposed (base64): a `sorobanTx` row's invokeHostFunction transaction; null for
+   * `authEntries`, which has no transaction (its entries are in `authEntries(id)`).
+   */
+  xdr: string | null;
   hash: string;
   network: string;
   status: ProposalStatus;
@@ -42,6 +46,8 @@ export interface ProposalRecord {
   /** The signers and thresholds the requirements were computed from (a snapshot, so a restart resumes). */
   accounts: AccountAuth[];
   submit: boolean;
+  /** `sorobanTx`: submit the transaction proposal that follows the signed entries (the client's `submit`). */
+  submitFollowUp: boolean;
   callbackUrl: string | null;
   note: string | null;
   /** Unix seconds of the transaction's upper time bound; 0 = none. */
@@ -51,6 +57,16 @@ export interface ProposalRecord {
   createdAt: number;
   updatedAt: number;
   signedAt: number | null;
+}
+
+export type ProposalKind = 'transaction' | 'feeBump' | 'authEntries' | 'sorobanTx';
+
+/** One authorization entry of a Soroban round, as proposed and, once the round is signed, with its signatures. */
+export interface AuthEntryRecord {
+  index: number;
+  /** base64 SorobanAuthorizationEntry. */
+  entry: string;
+  signed: string | null;
 }
 
 export interface SignatureRecord {
@@ -133,11 +149,24 @@ export interface ProposalPatch {
   envelope?: string;
   result?: SubmissionResult;
   signedAt?: number;
+  /** A Soroban round's entries with their signatures, in entry order (written in the same transaction). */
+  signedEntries?: readonly string[];
+}
+
+/** What a verified approval leaves: its signature over the hash, or its signatures over auth entry payloads. */
+export interface ApprovalRows {
+  signatures?: readonly SignatureRecord[];
+  authSignatures?: readonly AuthSignatureRecord[];
 }
 
 export interface ProposalRepository {
-  /** Insert unless the idempotency key exists; returns the stored row and whether it is new. One transaction. */
-  insertProposal(rec: ProposalRecord): { proposal: ProposalRecord; created: boolean };
+  /**
+   * Insert unless the idempotency key exists; returns the stored row and whether it is new. One transaction.
+   * `authEntries`: a Soroban round's entries (base64), kept in order beside the row.
+   */
+  insertProposal(rec: ProposalRecord, authEntries?: readonly string[]): { proposal: ProposalRecord; created: boolean };
+  /** A Soroban round's entries in order (empty for a transaction proposal). */
+  authEntries(proposalId: string): AuthEntryRecord[];
   getProposal(id: string): ProposalRecord | undefined;
   getByIdempotencyKey(key: string): ProposalRecord | undefined;
   listProposals(q: { status?: ProposalStatus; limit: number; before?: number }): {
@@ -163,6 +192,13 @@ export interface ProposalRepository {
   /** Keep a verified auth-entry signature; false when that signer already signed that entry. */
   addAuthSignature(rec: AuthSignatureRecord): boolean;
   authSignatures(proposalId: string): AuthSignatureRecord[];
+  /**
+   * A node's approval: its decision, the verified rows it carries and, when one of them is new, the node's
+   * approval counter. The round engine calls it inside the decision's grouped commit.
+   */
+  recordApproval(decision: DecisionRecord, rows: ApprovalRows): boolean;
+  /** A node's decision that carries no signature (reject, hold, unavailable) and, for a reject, its counter. */
+  recordRefusal(decision: DecisionRecord): void;
 }
 
 export interface EventRepository {
@@ -224,6 +260,7 @@ interface ProposalRow {
   callback_url: string | null;
   note: string | null;
   max_time: number;
+  submit_follow_up: number;
   envelope: string | null;
   result: string | null;
   created_at: number;
@@ -238,7 +275,7 @@ function fromRow(r: ProposalRow): ProposalRecord {
     idempotencyKey: r.idempotency_key,
     apiKeyId: r.api_key_id,
     kind: r.kind as ProposalRecord['kind'],
-    xdr: r.xdr,
+    xdr: r.xdr === '' ? null : r.xdr,
     hash: r.hash,
     network: r.network,
     status: r.status as ProposalStatus,
@@ -246,6 +283,7 @@ function fromRow(r: ProposalRow): ProposalRecord {
     requirements: JSON.parse(r.requirements) as Requirement[],
     accounts: JSON.parse(r.accounts) as AccountAuth[],
     submit: r.submit === 1,
+    submitFollowUp: r.submit_follow_up === 1,
     callbackUrl: r.callback_url,
     note: r.note,
     maxTime: r.max_time,
@@ -283,7 +321,6 @@ function nodeFromRow(r: NodeRow): NodeRecord {
   };
 }
 
-/** Create the file 0600 before SQLite opens it (SQLite would use the umask), and tighten WAL/SHM files too. */
 /**
  * Open (creating and migrating) the coordinator database at `<dataDir>/coordinator.db`: 0600, WAL,
  * synchronous=FULL, a schema newer than this code refused, each migration under BEGIN IMMEDIATE.
@@ -346,7 +383,10 @@ class SqliteStore implements Store {
     this.#group.afterCommit(fn);
   }
 
-  insertProposal(rec: ProposalRecord): { proposal: ProposalRecord; created: boolean } {
+  insertProposal(
+    rec: ProposalRecord,
+    authEntries: readonly string[] = [],
+  ): { proposal: ProposalRecord; created: boolean } {
     return this.db.transaction(() => {
       if (rec.idempotencyKey !== null) {
         const existing = this.getByIdempotencyKey(rec.idempotencyKey);
@@ -354,18 +394,32 @@ class SqliteStore implements Store {
       }
       this.#prepare(
         `INSERT INTO proposals (id, idempotency_key, api_key_id, kind, xdr, hash, network, status, status_reason,
-            requirements, accounts, submit, callback_url, note, max_time, envelope, result, created_at, updated_at, signed_at)
+            requirements, accounts, submit, submit_follow_up, callback_url, note, max_time, envelope, result, created_at,
+            updated_at, signed_at)
            VALUES (@id, @idempotencyKey, @apiKeyId, @kind, @xdr, @hash, @network, @status, @statusReason,
-            @requirements, @accounts, @submit, @callbackUrl, @note, @maxTime, @envelope, @result, @createdAt, @updatedAt, @signedAt)`,
+            @requirements, @accounts, @submit, @submitFollowUp, @callbackUrl, @note, @maxTime, @envelope, @result,
+            @createdAt, @updatedAt, @signedAt)`,
       ).run({
         ...rec,
+        xdr: rec.xdr ?? '',
+        submitFollowUp: rec.submitFollowUp ? 1 : 0,
         requirements: JSON.stringify(rec.requirements),
         accounts: JSON.stringify(rec.accounts),
         submit: rec.submit ? 1 : 0,
         result: rec.result === null ? null : JSON.stringify(rec.result),
       });
+      const entry = this.#prepare('INSERT INTO auth_entries (proposal_id, entry_index, entry) VALUES (?, ?, ?)');
+      for (const [i, e] of authEntries.entries()) entry.run(rec.id, i, e);
       return { proposal: rec, created: true };
     })();
+  }
+
+  authEntries(proposalId: string): AuthEntryRecord[] {
+    return (
+      this.#prepare(
+        'SELECT entry_index, entry, signed FROM auth_entries WHERE proposal_id = ? ORDER BY entry_index',
+      ).all(proposalId) as { entry_index: number; entry: string; signed: string | null }[]
+    ).map((r) => ({ index: r.entry_index, entry: r.entry, signed: r.signed }));
   }
 
   getProposal(id: string): ProposalRecord | undefined {
@@ -426,6 +480,17 @@ class SqliteStore implements Store {
   }
 
   transition(id: string, from: readonly ProposalStatus[], to: ProposalStatus, patch: ProposalPatch = {}): boolean {
+    const signed = patch.signedEntries;
+    if (signed === undefined) return this.#transition(id, from, to, patch);
+    return this.atomically(() => {
+      if (!this.#transition(id, from, to, patch)) return false;
+      const set = this.#prepare('UPDATE auth_entries SET signed = ? WHERE proposal_id = ? AND entry_index = ?');
+      for (const [i, e] of signed.entries()) set.run(e, id, i);
+      return true;
+    });
+  }
+
+  #transition(id: string, from: readonly ProposalStatus[], to: ProposalStatus, patch: ProposalPatch): boolean {
     const placeholders = from.map(() => '?').join(', ');
     const info = this.#prepare(
       `UPDATE proposals SET status = ?, updated_at = ?,
@@ -512,6 +577,24 @@ class SqliteStore implements Store {
       signature: r.signature,
       createdAt: r.created_at,
     }));
+  }
+
+  recordApproval(decision: DecisionRecord, rows: ApprovalRows): boolean {
+    return this.atomically(() => {
+      this.recordDecision(decision);
+      let added = false;
+      for (const s of rows.signatures ?? []) added = this.addSignature(s) || added;
+      for (const s of rows.authSignatures ?? []) added = this.addAuthSignature(s) || added;
+      if (added) this.countNode(decision.nodeId, 'approvals');
+      return added;
+    });
+  }
+
+  recordRefusal(decision: DecisionRecord): void {
+    this.atomically(() => {
+      this.recordDecision(decision);
+      if (decision.outcome === 'reject') this.countNode(decision.nodeId, 'rejections');
+    });
   }
 
   recordDecision(rec: DecisionRecord): void {

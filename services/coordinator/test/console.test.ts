@@ -232,11 +232,7 @@ describe('proposal search and summary', () => {
       expiration: 900,
     });
     const base = { id: 'p1', network: NETWORK } as unknown as ProposalRecord;
-    const standalone = summaryOf({
-      ...base,
-      kind: 'authEntries',
-      xdr: JSON.stringify({ entries: [entry.toXDR('base64')], submit: false }),
-    });
+    const standalone = summaryOf({ ...base, kind: 'authEntries', xdr: null }, [entry.toXDR('base64')]);
     expect(standalone.transaction).toBeNull();
     expect(standalone.xdr).toBeNull();
     expect(standalone.authEntries).toHaveLength(1);
@@ -246,11 +242,7 @@ describe('proposal search and summary', () => {
       invocation: { kind: 'contract', contractId: contract, functionName: 'deposit' },
     });
     const tx = payment(account);
-    const withTx = summaryOf({
-      ...base,
-      kind: 'sorobanTx',
-      xdr: JSON.stringify({ entries: [entry.toXDR('base64')], tx, submit: true }),
-    });
+    const withTx = summaryOf({ ...base, kind: 'sorobanTx', xdr: tx, submitFollowUp: true }, [entry.toXDR('base64')]);
     expect(withTx.xdr).toBe(tx);
     expect(withTx.transaction?.operations[0]?.type).toBe('payment');
     expect(withTx.authEntries).toHaveLength(1);

@@ -17,7 +17,7 @@ import { parseConfig } from '../src/config.ts';
 import { coordinatorErrors } from '../src/errors.ts';
 import { EventSchema } from '../src/events.ts';
 import type { LedgerClient, SubmitAttempt } from '../src/horizon.ts';
-import type { Store } from '../src/store.ts';
+import type { ProposalRecord, Store } from '../src/store.ts';
 import { openSqliteStore } from '../src/store.ts';
 
 export const NETWORK = 'Coordinator Test Network ; 2026';
@@ -86,6 +86,34 @@ export function multisig(accountId: string, signers: string[], threshold: number
     masterWeight: 0,
     thresholds: { low: threshold, medium: threshold, high: threshold },
     signers: signers.map((key) => ({ key, weight: 1 })),
+  };
+}
+
+/** A stored proposal row for store- and engine-level tests: a pending transaction unless `over` says otherwise. */
+export function proposalRecord(over: Partial<ProposalRecord> = {}): ProposalRecord {
+  return {
+    id: 'p1',
+    idempotencyKey: null,
+    apiKeyId: null,
+    kind: 'transaction',
+    xdr: 'AAAA',
+    hash: 'ab'.repeat(32),
+    network: 'N',
+    status: 'pending',
+    statusReason: null,
+    requirements: [],
+    accounts: [],
+    submit: false,
+    submitFollowUp: false,
+    callbackUrl: null,
+    note: null,
+    maxTime: 0,
+    envelope: null,
+    result: null,
+    createdAt: 1,
+    updatedAt: 1,
+    signedAt: null,
+    ...over,
   };
 }
 

@@ -4,8 +4,10 @@ import { authEntryPayload, checkAccountAuthSignatures, parseMultisigSignatureVec
 import { authEntry, type EntrySpec, invokeTx, sourceAccountEntry } from '@cosigner/testkit/soroban';
 import { Keypair, StrKey, TransactionBuilder, xdr } from '@stellar/stellar-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
+import { coordinatorErrors } from '../src/errors.ts';
 import { chooseMinimal } from '../src/soroban.ts';
-import { FakeLedger, type Harness, harness, multisig, NETWORK, TestNode, waitFor } from './helpers.ts';
+import type { Store } from '../src/store.ts';
+import { FakeLedger, type Harness, harness, multisig, NETWORK, payment, TestNode, waitFor } from './helpers.ts';
 
 const ESCROW = StrKey.encodeContract(Buffer.alloc(32, 1));
 let h: Harness | undefined;
@@ -61,6 +63,15 @@ function authSigner(tamper?: 'payload' | 'digest' | 'none'): (p: Body<'proposal'
     };
   };
 }
+
+/** A node double that refuses whatever it is asked, by policy. */
+const reject = (p: Body<'proposal'>, n: TestNode): Body<'decision'> => ({
+  proposalId: p.proposalId,
+  hash: p.hash!,
+  outcome: 'reject',
+  reasons: [{ code: 'CONTRACT_NOT_ALLOWED', message: 'not in policy' }],
+  signerKey: n.stellarKey,
+});
 
 interface Rig {
   h: Harness;
@@ -119,6 +130,21 @@ function entry(r: { account: string }, over: Partial<EntrySpec> = {}) {
 
 const b64 = (e: xdr.SorobanAuthorizationEntry) => e.toXdr('base64');
 
+/** A simulated deposit into the escrow, sourced by the rig's multisig with one of its entries, unless `over` says. */
+function depositTx(r: { account: string }, over: Partial<Parameters<typeof invokeTx>[0]> = {}): string {
+  return invokeTx({
+    contract: ESCROW,
+    fn: 'deposit',
+    args: [{ address: r.account }, { i128: 10n }],
+    source: r.account,
+    seq: 2n,
+    network: NETWORK,
+    auth: [entry(r)],
+    resources: { fee: 1000, instructions: 10, readOnly: 1, readWrite: 1 },
+    ...over,
+  });
+}
+
 function checkSigned(r: Rig, signed: string, unsigned: xdr.SorobanAuthorizationEntry) {
   const e = xdr.SorobanAuthorizationEntry.fromXdr(signed, 'base64');
   const creds =
@@ -170,16 +196,7 @@ describe('Soroban auth rounds on the coordinator', () => {
   it('an invokeHostFunction tx sourced by the multisig: entries signed first, then the envelope, then submitted', async () => {
     const r = await rig([authSigner(), authSigner(), authSigner()]);
     const e = entry(r);
-    const tx = invokeTx({
-      contract: ESCROW,
-      fn: 'deposit',
-      args: [{ address: r.account }, { i128: 10n }],
-      source: r.account,
-      seq: 2n,
-      network: NETWORK,
-      auth: [e],
-      resources: { fee: 1000, instructions: 10, readOnly: 1, readWrite: 1 },
-    });
+    const tx = depositTx(r, { auth: [e] });
     const res = await r.post({ xdr: tx, submit: true });
     expect(res.statusCode).toBe(201);
     const parent = res.json();
@@ -207,13 +224,9 @@ describe('Soroban auth rounds on the coordinator', () => {
     const stranger = Keypair.random().publicKey();
     r.ledger.accounts.set(stranger, multisig(stranger, [stranger], 1));
     const e = entry(r);
-    const tx = invokeTx({
-      contract: ESCROW,
-      fn: 'deposit',
+    const tx = depositTx(r, {
       args: [],
       source: stranger,
-      seq: 2n,
-      network: NETWORK,
       auth: [e, sourceAccountEntry({ contract: ESCROW, fn: 'deposit', args: [] })],
       resources: { fee: 1000, instructions: 10 },
     });
@@ -304,13 +317,6 @@ describe('Soroban auth rounds on the coordinator', () => {
         signerKey: n.stellarKey,
       };
     };
-    const reject = (p: Body<'proposal'>, n: TestNode): Body<'decision'> => ({
-      proposalId: p.proposalId,
-      hash: p.hash!,
-      outcome: 'reject',
-      reasons: [{ code: 'CONTRACT_NOT_ALLOWED', message: 'not in policy' }],
-      signerKey: n.stellarKey,
-    });
     const r = await rig([flaky, reject, authSigner()], { round: { signerRetryMs: 20, signerRetryMaxMs: 100 } });
     const e = entry(r);
     const p = (await r.post({ kind: 'authEntries', entries: [b64(e)] })).json();
@@ -321,13 +327,6 @@ describe('Soroban auth rounds on the coordinator', () => {
   });
 
   it('node rejections settle the round; a pending round can be cancelled', async () => {
-    const reject = (p: Body<'proposal'>, n: TestNode): Body<'decision'> => ({
-      proposalId: p.proposalId,
-      hash: p.hash!,
-      outcome: 'reject',
-      reasons: [{ code: 'CONTRACT_NOT_ALLOWED', message: 'not in policy' }],
-      signerKey: n.stellarKey,
-    });
     const r = await rig([reject, reject, 'silent']);
     const p = (await r.post({ kind: 'authEntries', entries: [b64(entry(r))] })).json();
     expect((await r.until(p.id as string, 'rejected')).statusReason).toMatch(/not in policy/);
@@ -414,17 +413,7 @@ describe('Soroban auth rounds that can no longer be used', () => {
 
   it("end expired at the transaction's upper time bound", async () => {
     const r = await rig([authSigner(), 'silent', 'silent'], { soroban: { expiryCheckMs: 60_000 } });
-    const tx = invokeTx({
-      contract: ESCROW,
-      fn: 'deposit',
-      args: [{ address: r.account }, { i128: 10n }],
-      source: r.account,
-      seq: 2n,
-      network: NETWORK,
-      auth: [entry(r)],
-      resources: { fee: 1000, instructions: 10, readOnly: 1, readWrite: 1 },
-      timeoutSeconds: 2,
-    });
+    const tx = depositTx(r, { timeoutSeconds: 2 });
     const res = await r.post({ xdr: tx, submit: true });
     expect(res.statusCode).toBe(201);
     const done = await r.until(res.json().id as string, 'expired');
@@ -454,6 +443,130 @@ describe('Soroban auth rounds across a coordinator restart', () => {
       return v.status === 'signed' ? v : undefined;
     }, 'signed after restart');
     checkSigned(r, (done.authEntries as string[])[0]!, e);
+  });
+});
+
+/**
+ * What the store is asked to do, per grouped unit (one commit shared with the other units of its turn) and
+ * outside any: the approvals and the status transitions.
+ */
+function watchCommits(store: Store): { units: string[][]; outside: string[] } {
+  const units: string[][] = [];
+  const outside: string[] = [];
+  let current: string[] | undefined;
+  const grouped = store.grouped.bind(store);
+  store.grouped = <T>(fn: () => T) =>
+    grouped(() => {
+      const unit: string[] = [];
+      units.push(unit);
+      current = unit;
+      try {
+        return fn();
+      } finally {
+        current = undefined;
+      }
+    });
+  const recordApproval = store.recordApproval.bind(store);
+  store.recordApproval = (d, rows) => {
+    (current ?? outside).push(`approve:${d.proposalId}`);
+    return recordApproval(d, rows);
+  };
+  const transition = store.transition.bind(store);
+  store.transition = (id, from, to, patch) => {
+    (current ?? outside).push(`${to}:${id}`);
+    return transition(id, from, to, patch);
+  };
+  return { units, outside };
+}
+
+describe('every kind of round runs the one lifecycle', () => {
+  /** A transaction, standalone entries and a Soroban transaction (sourced by someone else: it ends signed). */
+  async function threeKinds(r: Rig): Promise<string[]> {
+    const stranger = Keypair.random().publicKey();
+    r.ledger.accounts.set(stranger, multisig(stranger, [stranger], 1));
+    const tx = depositTx(r, {
+      args: [],
+      source: stranger,
+      auth: [entry(r, { nonce: 7n })],
+      resources: { fee: 1000, instructions: 10 },
+    });
+    const bodies = [{ xdr: payment(r.account) }, { kind: 'authEntries', entries: [b64(entry(r))] }, { xdr: tx }];
+    const ids: string[] = [];
+    for (const body of bodies) {
+      const res = await r.post(body);
+      expect(res.statusCode).toBe(201);
+      ids.push(res.json().id as string);
+    }
+    expect(await Promise.all(ids.map(async (id) => (await r.get(id)).kind))).toEqual([
+      'transaction',
+      'authEntries',
+      'sorobanTx',
+    ]);
+    for (const id of ids) await r.until(id, 'signed');
+    return ids;
+  }
+
+  it('an approval of any kind is written in one grouped unit, with the signed transition it completes', async () => {
+    const r = await rig([authSigner(), authSigner(), 'silent']);
+    const seen = watchCommits(r.h.store);
+    const ids = await threeKinds(r);
+    expect(seen.outside.filter((op) => op.startsWith('approve:'))).toEqual([]);
+    for (const id of ids) {
+      const approvals = seen.units.filter((u) => u.includes(`approve:${id}`));
+      expect(approvals, id).toHaveLength(2);
+      // The second approval completes the round: its unit also moves the row to signed.
+      expect(
+        approvals.filter((u) => u.includes(`signed:${id}`)),
+        id,
+      ).toHaveLength(1);
+      expect(seen.outside, id).not.toContain(`signed:${id}`);
+    }
+    // The node's counter went with its decision and signatures: once per round it signed.
+    expect(r.h.store.getNode('n0')?.approvals).toBe(3);
+    expect(r.h.store.getNode('n1')?.approvals).toBe(3);
+  });
+
+  it('the proposal latency is recorded when a round of any kind ends', async () => {
+    const r = await rig([authSigner(), authSigner(), 'silent']);
+    const latency = async (status: string) =>
+      (await r.h.app.coordinator.metrics.proposalLatency.get()).values.find(
+        (v) => v.metricName === 'coordinator_proposal_seconds_count' && v.labels.status === status,
+      )?.value ?? 0;
+    await threeKinds(r);
+    expect(await latency('signed')).toBe(3);
+    r.ns[0]!.behaviour = 'silent';
+    r.ns[1]!.behaviour = 'silent';
+    const ended = [];
+    for (const body of [
+      { xdr: payment(r.account, { seq: '101' }) },
+      { kind: 'authEntries', entries: [b64(entry(r, { nonce: 9n }))] },
+    ]) {
+      const id = (await r.post(body)).json().id as string;
+      const res = await r.h.app.inject({
+        method: 'POST',
+        url: `/v1/proposals/${id}/cancel`,
+        headers: { authorization: `Bearer ${r.h.adminKey}` },
+      });
+      ended.push(res.json().status);
+    }
+    expect(ended).toEqual(['cancelled', 'cancelled']);
+    const cancelled = r.h.store.eventsSince(0, 1000).filter((e) => e.type === 'proposal.cancelled');
+    expect(cancelled.map((e) => e.data.code)).toEqual(['COORD_CANCELLED', 'COORD_CANCELLED']);
+    expect(await latency('cancelled')).toBe(2);
+  });
+
+  it('a round of any kind that ends without a result names why with a registered code', async () => {
+    const r = await rig([reject, reject, authSigner()]);
+    const ids = [];
+    for (const body of [{ xdr: payment(r.account) }, { kind: 'authEntries', entries: [b64(entry(r))] }]) {
+      ids.push((await r.post(body)).json().id as string);
+    }
+    for (const id of ids) await r.until(id, 'rejected');
+    const ends = r.h.store.eventsSince(0, 1000).filter((e) => e.type === 'proposal.rejected');
+    expect(ends.map((e) => [e.proposalId, e.data.code])).toEqual(ids.map((id) => [id, 'COORD_QUORUM_UNREACHABLE']));
+    for (const e of ends) expect(coordinatorErrors.specs).toHaveProperty(e.data.code as string);
+    const cancelled = r.h.store.eventsSince(0, 1000).filter((e) => e.type === 'proposal.cancelled');
+    expect(cancelled).toEqual([]);
   });
 });
 

@@ -11,8 +11,9 @@ import { prepareRuntime } from '../src/app.ts';
 import { apiKeyCreate, enroll, register } from '../src/command.ts';
 import { loadConfig, parseConfig, TESTNET_PASSPHRASE } from '../src/config.ts';
 import { accountAuthFromHorizon, classifySubmitError, explainResultCode } from '../src/horizon.ts';
-import { backoffMs, ed25519Weights, isUnavailable, progress } from '../src/round.ts';
+import { backoffMs, ed25519Weights, isUnavailable, progress } from '../src/quorum.ts';
 import { openCoordinatorDb, openSqliteStore } from '../src/store.ts';
+import { proposalRecord } from './helpers.ts';
 
 const dirs: string[] = [];
 async function dir(): Promise<string> {
@@ -100,28 +101,10 @@ describe('store', () => {
     const s = openSqliteStore(d);
     expect((await stat(join(d, 'coordinator.db'))).mode & 0o777).toBe(0o600);
     const source = Keypair.random().publicKey();
-    const rec = {
-      id: 'p1',
+    const rec = proposalRecord({
       idempotencyKey: 'k',
-      apiKeyId: null,
-      kind: 'transaction' as const,
-      xdr: 'AAAA',
-      hash: 'ab'.repeat(32),
-      network: 'N',
-      status: 'pending' as const,
-      statusReason: null,
       requirements: [{ accountId: source, level: 'medium' as const, weight: 2 }],
-      accounts: [],
-      submit: false,
-      callbackUrl: null,
-      note: null,
-      maxTime: 0,
-      envelope: null,
-      result: null,
-      createdAt: 1,
-      updatedAt: 1,
-      signedAt: null,
-    };
+    });
     expect(s.insertProposal(rec).created).toBe(true);
     expect(s.insertProposal({ ...rec, id: 'p2' })).toMatchObject({ created: false, proposal: { id: 'p1' } });
     const sig = { proposalId: 'p1', signerKey: source, nodeId: 'n', signature: 'c2ln', createdAt: 2 };
@@ -152,10 +135,10 @@ describe('store', () => {
     const s = openSqliteStore(d);
     s.close();
     const db = openCoordinatorDb(join(d, 'coordinator.db'));
-    expect(db.pragma('user_version', { simple: true })).toBe(4);
+    expect(db.pragma('user_version', { simple: true })).toBe(5);
     db.close();
     const again = openCoordinatorDb(join(d, 'coordinator.db'));
-    expect(again.pragma('user_version', { simple: true })).toBe(4);
+    expect(again.pragma('user_version', { simple: true })).toBe(5);
     // A file written by a newer coordinator is refused, not written to.
     again.pragma('user_version = 99');
     again.close();

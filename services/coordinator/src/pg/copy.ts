@@ -23,6 +23,7 @@ export interface CopyReport {
   proposals: number;
   signatures: number;
   decisions: number;
+  authEntries: number;
   authSignatures: number;
   events: number;
   nodes: number;
@@ -55,6 +56,7 @@ export const COPIED_TABLES: readonly {
       'requirements',
       'accounts',
       'submit',
+      'submit_follow_up',
       'callback_url',
       'note',
       'max_time',
@@ -78,6 +80,12 @@ export const COPIED_TABLES: readonly {
     table: 'decisions',
     columns: ['proposal_id', 'node_id', 'outcome', 'reasons', 'created_at'],
     order: 'rowid',
+  },
+  {
+    key: 'authEntries',
+    table: 'auth_entries',
+    columns: ['proposal_id', 'entry_index', 'entry', 'signed'],
+    order: 'proposal_id, entry_index',
   },
   {
     key: 'authSignatures',

@@ -3,6 +3,8 @@ import pg from 'pg';
 import type {
   ApiKeyRecord,
   ApiKeyRepository,
+  ApprovalRows,
+  AuthEntryRecord,
   AuthSignatureRecord,
   DecisionReasonRecord,
   DecisionRecord,
@@ -65,6 +67,7 @@ interface ProposalRow {
   requirements: string;
   accounts: string;
   submit: boolean;
+  submit_follow_up: boolean;
   callback_url: string | null;
   note: string | null;
   max_time: number;
@@ -81,7 +84,7 @@ function fromRow(r: ProposalRow): ProposalRecord {
     idempotencyKey: r.idempotency_key,
     apiKeyId: r.api_key_id,
     kind: r.kind as ProposalRecord['kind'],
-    xdr: r.xdr,
+    xdr: r.xdr === '' ? null : r.xdr,
     hash: r.hash,
     network: r.network,
     status: r.status as ProposalStatus,
@@ -89,6 +92,7 @@ function fromRow(r: ProposalRow): ProposalRecord {
     requirements: JSON.parse(r.requirements) as Requirement[],
     accounts: JSON.parse(r.accounts) as AccountAuth[],
     submit: r.submit,
+    submitFollowUp: r.submit_follow_up,
     callbackUrl: r.callback_url,
     note: r.note,
     maxTime: r.max_time,
@@ -147,7 +151,8 @@ export function createPool(config: pg.PoolConfig, onIdleError?: (e: Error) => vo
 }
 
 const PROPOSAL_COLUMNS = `id, idempotency_key, api_key_id, kind, xdr, hash, network, status, status_reason,
-  requirements, accounts, submit, callback_url, note, max_time, envelope, result, created_at, updated_at, signed_at`;
+  requirements, accounts, submit, submit_follow_up, callback_url, note, max_time, envelope, result, created_at,
+  updated_at, signed_at`;
 
 export function proposalParams(rec: ProposalRecord): unknown[] {
   return [
@@ -155,7 +160,7 @@ export function proposalParams(rec: ProposalRecord): unknown[] {
     rec.idempotencyKey,
     rec.apiKeyId,
     rec.kind,
-    rec.xdr,
+    rec.xdr ?? '',
     rec.hash,
     rec.network,
     rec.status,
@@ -163,6 +168,7 @@ export function proposalParams(rec: ProposalRecord): unknown[] {
     JSON.stringify(rec.requirements),
     JSON.stringify(rec.accounts),
     rec.submit,
+    rec.submitFollowUp,
     rec.callbackUrl,
     rec.note,
     rec.maxTime,
@@ -257,18 +263,41 @@ export class PgStore implements AsyncRepositories {
     }
   }
 
-  async insertProposal(rec: ProposalRecord): Promise<{ proposal: ProposalRecord; created: boolean }> {
+  async insertProposal(
+    rec: ProposalRecord,
+    authEntries: readonly string[] = [],
+  ): Promise<{ proposal: ProposalRecord; created: boolean }> {
     return this.atomically(async (tx) => {
-      const placeholders = Array.from({ length: 20 }, (_, i) => `$${i + 1}`).join(', ');
+      const params = proposalParams(rec);
+      const placeholders = params.map((_, i) => `$${i + 1}`).join(', ');
       const inserted = await tx.#q(
         `INSERT INTO proposals (${PROPOSAL_COLUMNS}) VALUES (${placeholders}) ON CONFLICT (idempotency_key) DO NOTHING`,
-        proposalParams(rec),
+        params,
       );
-      if (inserted.rowCount === 1) return { proposal: rec, created: true };
+      if (inserted.rowCount === 1) {
+        if (authEntries.length > 0) {
+          await tx.#q(
+            `INSERT INTO auth_entries (proposal_id, entry_index, entry)
+               SELECT $1, e.i - 1, e.entry FROM unnest($2::text[]) WITH ORDINALITY AS e(entry, i)`,
+            [rec.id, [...authEntries]],
+          );
+        }
+        return { proposal: rec, created: true };
+      }
       // The key's row committed before ours (or while ours waited on it): it is visible to this next statement.
       const existing = await tx.getByIdempotencyKey(rec.idempotencyKey!);
       return { proposal: existing!, created: false };
     });
+  }
+
+  async authEntries(proposalId: string): Promise<AuthEntryRecord[]> {
+    const rows = (
+      await this.#q<{ entry_index: number; entry: string; signed: string | null }>(
+        'SELECT entry_index, entry, signed FROM auth_entries WHERE proposal_id = $1 ORDER BY entry_index',
+        [proposalId],
+      )
+    ).rows;
+    return rows.map((r) => ({ index: r.entry_index, entry: r.entry, signed: r.signed }));
   }
 
   async getProposal(id: string): Promise<ProposalRecord | undefined> {
@@ -339,6 +368,21 @@ export class PgStore implements AsyncRepositories {
     to: ProposalStatus,
     patch: ProposalPatch = {},
   ): Promise<boolean> {
+    const signed = patch.signedEntries;
+    if (signed === undefined) return this.#transition(id, from, to, patch);
+    return this.atomically(async (tx) => {
+      if (!(await tx.#transition(id, from, to, patch))) return false;
+      await tx.#q(
+        `UPDATE auth_entries a SET signed = e.signed
+           FROM unnest($2::text[]) WITH ORDINALITY AS e(signed, i)
+           WHERE a.proposal_id = $1 AND a.entry_index = e.i - 1`,
+        [id, [...signed]],
+      );
+      return true;
+    });
+  }
+
+  async #transition(id: string, from: readonly ProposalStatus[], to: ProposalStatus, patch: ProposalPatch) {
     const res = await this.#q(
       `UPDATE proposals SET status = $1, updated_at = $2,
            status_reason = CASE WHEN $3 THEN $4 ELSE status_reason END,
@@ -427,6 +471,24 @@ export class PgStore implements AsyncRepositories {
       signature: r.signature,
       createdAt: r.created_at,
     }));
+  }
+
+  async recordApproval(decision: DecisionRecord, rows: ApprovalRows): Promise<boolean> {
+    return this.atomically(async (tx) => {
+      await tx.recordDecision(decision);
+      let added = false;
+      for (const s of rows.signatures ?? []) added = (await tx.addSignature(s)) || added;
+      for (const s of rows.authSignatures ?? []) added = (await tx.addAuthSignature(s)) || added;
+      if (added) await tx.countNode(decision.nodeId, 'approvals');
+      return added;
+    });
+  }
+
+  async recordRefusal(decision: DecisionRecord): Promise<void> {
+    await this.atomically(async (tx) => {
+      await tx.recordDecision(decision);
+      if (decision.outcome === 'reject') await tx.countNode(decision.nodeId, 'rejections');
+    });
   }
 
   async recordDecision(rec: DecisionRecord): Promise<void> {

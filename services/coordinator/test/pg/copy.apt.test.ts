@@ -62,6 +62,14 @@ function fill(s: Store, closed = false): { account: string } {
     reasons: [{ code: 'X', message: 'no', opIndex: 0 }],
     createdAt: 6,
   });
+  s.insertProposal(proposal('auth-1', { kind: 'authEntries', xdr: null, submit: false }), [
+    'ZW50cnktMA==',
+    'ZW50cnktMQ==',
+  ]);
+  s.transition('auth-1', ['pending'], 'signed', { signedEntries: ['c2lnbmVkLTA=', 'c2lnbmVkLTE='] });
+  s.insertProposal(proposal('soroban-1', { kind: 'sorobanTx', status: 'submitted', submitFollowUp: true }), [
+    'ZW50cnktMg==',
+  ]);
   s.addAuthSignature({
     proposalId: 'p2',
     entryIndex: 0,
@@ -126,9 +134,10 @@ describe('copy from SQLite to PostgreSQL', () => {
     try {
       const report = await copySqliteToPg(join(d, 'coordinator.db'), dst);
       expect(report).toEqual({
-        proposals: 1203,
+        proposals: 1205,
         signatures: 1,
         decisions: 2,
+        authEntries: 3,
         authSignatures: 1,
         events: 1204,
         nodes: 2,
@@ -177,7 +186,7 @@ describe('copy from SQLite to PostgreSQL', () => {
       await expect(copySqliteToPg(join(d, 'coordinator.db'), dst)).rejects.toThrow(
         expectCode('COORD_COPY_TARGET_NOT_EMPTY'),
       );
-      expect((await dst.listProposals({ limit: 5000 })).items).toHaveLength(1204);
+      expect((await dst.listProposals({ limit: 5000 })).items).toHaveLength(1206);
     } finally {
       await dst.close();
     }
@@ -186,19 +195,19 @@ describe('copy from SQLite to PostgreSQL', () => {
   it('an older SQLite file is migrated first; a missing one is named', async () => {
     const d = await dir();
     const path = join(d, 'coordinator.db');
-    // A file at schema 3 (as a coordinator of that version left it): its migration 4 runs before the copy.
+    // A file at schema 4 (as a coordinator of that version left it): its migration 5 runs before the copy.
     const s = openSqliteStore(d);
     s.insertProposal(proposal('old'));
     s.close();
     const raw = new Database(path);
-    raw.exec('DROP INDEX events_proposal; DROP INDEX proposals_hash;');
-    raw.pragma('user_version = 3');
+    raw.exec('DROP TABLE auth_entries; ALTER TABLE proposals DROP COLUMN submit_follow_up;');
+    raw.pragma('user_version = 4');
     raw.close();
     const dst = await target();
     try {
       expect((await copySqliteToPg(path, dst)).proposals).toBe(1);
       const check = new Database(path);
-      expect(check.pragma('user_version', { simple: true })).toBe(4);
+      expect(check.pragma('user_version', { simple: true })).toBe(5);
       check.close();
       await expect(copySqliteToPg(join(d, 'nope.db'), dst)).rejects.toThrow(
         expect.objectContaining({ code: 'COORD_BAD_CONFIG', message: expect.stringContaining('nope.db') }),
@@ -248,7 +257,7 @@ describe('copy from SQLite to PostgreSQL', () => {
       const done = await runCosigner(args, env);
       expect(done.code, done.out).toBe(0);
       // The coordinator registered its admin key at start: three keys now.
-      expect(JSON.parse(done.out.trim().split('\n').at(-1)!)).toMatchObject({ proposals: 1203, apiKeys: 3, nodes: 2 });
+      expect(JSON.parse(done.out.trim().split('\n').at(-1)!)).toMatchObject({ proposals: 1205, apiKeys: 3, nodes: 2 });
       expect(await check.countApiKeys()).toBe(3);
     } finally {
       await check.close();

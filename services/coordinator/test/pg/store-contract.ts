@@ -37,6 +37,7 @@ export function proposal(id: string, over: Partial<ProposalRecord> = {}): Propos
     requirements: [],
     accounts: [],
     submit: true,
+    submitFollowUp: false,
     callbackUrl: null,
     note: null,
     maxTime: 0,
@@ -100,6 +101,51 @@ export function runStoreContract(name: string, open: () => Promise<ContractStore
         // Without a key, every insert is new.
         expect((await s.insertProposal(proposal('p3'))).created).toBe(true);
         expect((await s.insertProposal(proposal('p4'))).created).toBe(true);
+      }),
+    );
+
+    it(
+      'Soroban rounds: entries in order beside the row, signed entries with the transition, follow-up wish',
+      withStore(async (s) => {
+        const auth = proposal('a1', { kind: 'authEntries', xdr: null, submit: false });
+        expect(await s.insertProposal(auth, ['ZTA=', 'ZTE='])).toEqual({ proposal: auth, created: true });
+        expect(await s.getProposal('a1')).toEqual(auth);
+        expect(await s.authEntries('a1')).toEqual([
+          { index: 0, entry: 'ZTA=', signed: null },
+          { index: 1, entry: 'ZTE=', signed: null },
+        ]);
+        // A refused transition writes no signed entry.
+        expect(await s.transition('a1', ['cancelled'], 'signed', { signedEntries: ['czA=', 'czE='] })).toBe(false);
+        expect((await s.authEntries('a1')).map((e) => e.signed)).toEqual([null, null]);
+        expect(await s.transition('a1', ['pending'], 'signed', { signedEntries: ['czA=', 'czE='] })).toBe(true);
+        expect((await s.authEntries('a1')).map((e) => e.signed)).toEqual(['czA=', 'czE=']);
+        const tx = proposal('s1', { kind: 'sorobanTx', submitFollowUp: true });
+        await s.insertProposal(tx, ['ZTI=']);
+        expect(await s.getProposal('s1')).toEqual(tx);
+        expect(await s.authEntries('s1')).toEqual([{ index: 0, entry: 'ZTI=', signed: null }]);
+        expect(await s.authEntries('nope')).toEqual([]);
+      }),
+    );
+
+    it(
+      'decisions: an approval keeps its rows and counts once; a refusal counts a reject only',
+      withStore(async (s) => {
+        const signer = Keypair.random().publicKey();
+        await s.enrollNode({ id: 'n1', identityKey: 'id1', stellarKey: signer }, 1);
+        await s.insertProposal(proposal('p1'));
+        const decision = { proposalId: 'p1', nodeId: 'n1', outcome: 'approve' as const, reasons: [], createdAt: 2 };
+        const sig = { proposalId: 'p1', signerKey: signer, nodeId: 'n1', signature: 'c2ln', createdAt: 2 };
+        expect(await s.recordApproval(decision, { signatures: [sig] })).toBe(true);
+        // The same signature again (a late duplicate) adds nothing and counts nothing.
+        expect(await s.recordApproval(decision, { signatures: [sig] })).toBe(false);
+        const authSig = { ...sig, entryIndex: 0, payload: 'ab' };
+        expect(await s.recordApproval(decision, { authSignatures: [authSig] })).toBe(true);
+        await s.recordRefusal({ ...decision, outcome: 'reject', reasons: [{ code: 'X', message: 'no' }] });
+        await s.recordRefusal({ ...decision, outcome: 'hold', reasons: [{ code: 'Y', message: 'later' }] });
+        expect(await s.getNode('n1')).toMatchObject({ approvals: 2, rejections: 1 });
+        expect(await s.signatures('p1')).toEqual([sig]);
+        expect(await s.authSignatures('p1')).toEqual([authSig]);
+        expect(await s.decisions('p1')).toEqual([expect.objectContaining({ nodeId: 'n1', outcome: 'hold' })]);
       }),
     );
 

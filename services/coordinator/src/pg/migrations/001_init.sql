@@ -1,7 +1,7 @@
 -- Coordinator schema on PostgreSQL, version 1 (services/coordinator/src/pg/store.ts). Never edit a released
 -- migration: add the next numbered file.
 --
--- The same tables as the SQLite schema at its version 4 (services/coordinator/src/migrations), so a deployment
+-- The same tables as the SQLite schema at its version 5 (services/coordinator/src/migrations), so a deployment
 -- can be copied from one to the other (pg/copy.ts): timestamps are ms since epoch (BIGINT), JSON columns are TEXT
 -- holding what the API returns verbatim (jsonb would reorder keys and normalise numbers). Plus what several
 -- replicas need: round leases with fencing tokens.
@@ -20,6 +20,8 @@ CREATE TABLE proposals (
   requirements TEXT NOT NULL,
   accounts TEXT NOT NULL,
   submit BOOLEAN NOT NULL,
+  -- A `sorobanTx` row's submit wish, for the transaction proposal that follows its signed entries.
+  submit_follow_up BOOLEAN NOT NULL DEFAULT false,
   callback_url TEXT,
   note TEXT,
   max_time BIGINT NOT NULL,
@@ -50,6 +52,16 @@ CREATE TABLE decisions (
   reasons TEXT NOT NULL,
   created_at BIGINT NOT NULL,
   PRIMARY KEY (proposal_id, node_id)
+);
+
+-- Each authorization entry of a Soroban round, in order, and once the round is signed the entry with its
+-- signatures. `xdr` of an `authEntries` row is '' (it has no transaction).
+CREATE TABLE auth_entries (
+  proposal_id TEXT NOT NULL REFERENCES proposals (id),
+  entry_index INTEGER NOT NULL,
+  entry TEXT NOT NULL,
+  signed TEXT,
+  PRIMARY KEY (proposal_id, entry_index)
 );
 
 CREATE TABLE auth_signatures (
