@@ -1,4 +1,5 @@
-import { defineReasons } from '@cosigner/errors/errors';
+import { defineReasons, type DecisionReason as Reason } from '@cosigner/errors/errors';
+import { policyReasons } from '@cosigner/policy/evaluate';
 
 /**
  * The reasons a node gives in a decision by itself, before or beside its policy (packages/policy `policyReasons`
@@ -63,3 +64,25 @@ export const nodeReasons = defineReasons('cosigner-node', {
 
 /** A node reason code. */
 export type NodeReasonCode = keyof typeof nodeReasons.specs;
+
+/** The proposal names another network than the one this node signs for (its pinned passphrase). */
+export function wrongNetwork(): Reason {
+  return policyReasons.reason('WRONG_NETWORK', {
+    message: 'The proposal names a network this node does not sign for.',
+    field: 'networkPassphrase',
+  });
+}
+
+/** `what` could not be decoded: the decoder's code, if it has one, in the message. */
+export function malformedXdr(what: string, e: unknown, field: string): Reason {
+  const code = (e as { code?: unknown }).code;
+  return nodeReasons.reason('MALFORMED_XDR', {
+    message: `${what} could not be decoded (${typeof code === 'string' ? code : 'invalid'}).`,
+    field,
+  });
+}
+
+/** The coordinator's hash (or digest) is not the one this node computed. */
+export function hashMismatch(): Reason {
+  return nodeReasons.reason('HASH_MISMATCH', { field: 'hash' });
+}
