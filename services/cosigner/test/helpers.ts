@@ -1,7 +1,11 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { evaluate } from '@cosigner/policy/evaluate';
+import type { Policy } from '@cosigner/policy/schema';
 import { Account, Asset, type Keypair, Memo, Operation, TransactionBuilder, type xdr } from '@stellar/stellar-sdk';
 import { stringify } from 'yaml';
+import { AuditLog } from '../src/audit.ts';
+import { Reviewer, type ReviewerDeps } from '../src/review.ts';
 
 export const NETWORK = 'Test SDF Network ; September 2015';
 export const OTHER_NETWORK = 'Public Global Stellar Network ; September 2015';
@@ -116,3 +120,20 @@ export async function writeNodeFiles(
 
 export type { Keypair };
 export { Memo };
+
+/**
+ * A transaction reviewer over `policy` (the real evaluation) on the network of these tests; its audit log is kept
+ * in the ledger's file unless one is given.
+ */
+export function reviewerFor(
+  policy: Policy,
+  deps: Omit<ReviewerDeps, 'network' | 'accounts' | 'evaluate' | 'audit'> & { audit?: AuditLog },
+): Reviewer {
+  return new Reviewer({
+    ...deps,
+    network: NETWORK,
+    accounts: policy.accounts,
+    evaluate: (summary, ctx) => evaluate(policy, { summary, ...ctx }),
+    audit: deps.audit ?? new AuditLog(deps.ledger.db),
+  });
+}
