@@ -17,7 +17,7 @@ import { createMetrics } from '../src/metrics.ts';
 import { SigningPipeline } from '../src/pipeline.ts';
 import type { ProposalBody, Reviewer } from '../src/review.ts';
 import { expirationTime, nonceSlot, prepareAuthProposal, SorobanReviewer } from '../src/soroban.ts';
-import { NETWORK, OTHER_NETWORK, reviewerFor } from './helpers.ts';
+import { buildTx, feeBump, NETWORK, OTHER_NETWORK, pay, reviewerFor } from './helpers.ts';
 
 const logger = createLogger({ name: 'soroban-test', level: 'silent' });
 const dirs: string[] = [];
@@ -398,6 +398,29 @@ describe('Soroban auth entries on the node', () => {
     }
     expect(r.ledger.counts().signatures).toBe(0);
     expect(prepareAuthProposal(standalone([e]), NETWORK, r.policy).ok).toBe(true);
+  });
+
+  it('signs entries only inside one plain invokeHostFunction transaction: a fee bump or a classic one is refused', async () => {
+    const r = await rig();
+    const call = { contract: ESCROW, fn: 'deposit', args: [{ address: r.account }, { i128: 1n }] };
+    const resources = { fee: 5000, instructions: 1000, readOnly: 1, readWrite: 1 };
+    const invoke = invokeTx({ ...call, source: r.account, seq: 5n, network: NETWORK, auth: [entry(r)], resources });
+    const classic = buildTx({ source: r.account, seq: '6', ops: [pay(r.recipient, '1')] });
+    const cases: [string, string, string][] = [
+      [feeBump(invoke, r.account, '200000'), 'UNSUPPORTED_PROPOSAL', 'xdr'],
+      [classic, 'UNSUPPORTED_PROPOSAL', 'operations'],
+    ];
+    for (const [xdr, code, field] of cases) {
+      const d = await r.reviewer.review({
+        proposalId: `shape-${field}`,
+        kind: 'authEntries',
+        networkPassphrase: NETWORK,
+        xdr,
+      });
+      expect(d.outcome, field).toBe('reject');
+      expect(d.reasons, field).toEqual([expect.objectContaining({ code, field })]);
+    }
+    expect(r.ledger.counts().signatures).toBe(0);
   });
 
   it('a key backend failure keeps the recorded nonce and answers SIGNER_UNAVAILABLE; a re-ask signs the same payload', async () => {
