@@ -1,8 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createSigner } from '@cosigner/keys/factory';
-import { loadPolicy } from '@cosigner/policy/schema';
+import { rm } from 'node:fs/promises';
 import { createLogger } from '@cosigner/runtime/logger';
 import { rawRequest } from '@cosigner/testkit/http';
 import { Keypair } from '@stellar/stellar-sdk';
@@ -11,7 +7,7 @@ import { build } from '../src/app.ts';
 import { ledgerPath, openLedgerDb, SigningLedger } from '../src/ledger.ts';
 import { createMetrics } from '../src/metrics.ts';
 import type { DecisionBody } from '../src/review.ts';
-import { buildTx, NETWORK, pay, policyYaml, reviewerFor } from './helpers.ts';
+import { buildTx, NETWORK, pay, reviewerFor, reviewFixture } from './helpers.ts';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -19,12 +15,7 @@ afterAll(async () => {
 });
 
 async function setup(opts: { token?: string; keyOk?: boolean; sessionUp?: boolean; allowedHosts?: string[] } = {}) {
-  const dir = await mkdtemp(join(tmpdir(), 'cosigner-app-'));
-  dirs.push(dir);
-  const account = Keypair.random().publicKey();
-  const dest = Keypair.random().publicKey();
-  const policy = loadPolicy(policyYaml({ accounts: [account], allow: [dest], holdAbove: '50' }));
-  const signer = await createSigner({ type: 'local', keyFile: join(dir, 'k.key') }, { production: false });
+  const { dir, account, dest, policy, signer } = await reviewFixture('cosigner-app-', dirs, { holdAbove: '50' });
   const ledger = new SigningLedger(openLedgerDb(ledgerPath(dir)));
   const metrics = createMetrics();
   const logger = createLogger({ name: 'app-test', level: 'silent' });

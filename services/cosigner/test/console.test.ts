@@ -1,17 +1,12 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createSigner } from '@cosigner/keys/factory';
-import { loadPolicy } from '@cosigner/policy/schema';
+import { rm } from 'node:fs/promises';
 import { CONSOLE_CSP } from '@cosigner/runtime/console-static';
 import { createLogger } from '@cosigner/runtime/logger';
-import { Keypair } from '@stellar/stellar-sdk';
 import { afterAll, describe, expect, it } from 'vitest';
 import { build } from '../src/app.ts';
 import { AuditLog } from '../src/audit.ts';
 import { ledgerPath, openLedgerDb, SigningLedger } from '../src/ledger.ts';
 import { createMetrics } from '../src/metrics.ts';
-import { buildTx, NETWORK, pay, policyYaml, reviewerFor } from './helpers.ts';
+import { buildTx, NETWORK, pay, reviewerFor, reviewFixture } from './helpers.ts';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -19,12 +14,7 @@ afterAll(async () => {
 });
 
 async function setup(token?: string) {
-  const dir = await mkdtemp(join(tmpdir(), 'cosigner-console-'));
-  dirs.push(dir);
-  const account = Keypair.random().publicKey();
-  const dest = Keypair.random().publicKey();
-  const policy = loadPolicy(policyYaml({ accounts: [account], allow: [dest], holdAbove: '50' }));
-  const signer = await createSigner({ type: 'local', keyFile: join(dir, 'k.key') }, { production: false });
+  const { dir, account, dest, policy, signer } = await reviewFixture('cosigner-console-', dirs, { holdAbove: '50' });
   const ledger = new SigningLedger(openLedgerDb(ledgerPath(dir)));
   const audit = new AuditLog(ledger.db);
   const logger = createLogger({ name: 'console-test', level: 'silent' });

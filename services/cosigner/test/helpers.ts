@@ -1,8 +1,10 @@
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createSigner } from '@cosigner/keys/factory';
 import { evaluate } from '@cosigner/policy/evaluate';
-import type { Policy } from '@cosigner/policy/schema';
-import { Account, Asset, type Keypair, Memo, Operation, TransactionBuilder, type xdr } from '@stellar/stellar-sdk';
+import { loadPolicy, type Policy } from '@cosigner/policy/schema';
+import { Account, Asset, Keypair, Memo, Operation, TransactionBuilder, type xdr } from '@stellar/stellar-sdk';
 import { stringify } from 'yaml';
 import { AuditLog } from '../src/audit.ts';
 import { Reviewer, type ReviewerDeps } from '../src/review.ts';
@@ -136,4 +138,18 @@ export function reviewerFor(
     evaluate: (summary, ctx) => evaluate(policy, { summary, ...ctx }),
     audit: deps.audit ?? new AuditLog(deps.ledger.db),
   });
+}
+
+/**
+ * What a reviewer test starts from: a fresh directory (added to `dirs`, which the test file removes), an account
+ * this node cosigns for, an allowed destination, the policy over them and a local key generated in the directory.
+ */
+export async function reviewFixture(prefix: string, dirs: string[], over: Partial<PolicyOptions> = {}) {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  dirs.push(dir);
+  const account = Keypair.random().publicKey();
+  const dest = Keypair.random().publicKey();
+  const policy = loadPolicy(policyYaml({ accounts: [account], allow: [dest], ...over }));
+  const signer = await createSigner({ type: 'local', keyFile: join(dir, 'k.key') }, { production: false });
+  return { dir, account, dest, policy, signer };
 }

@@ -1,7 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createSigner } from '@cosigner/keys/factory';
+import { rm } from 'node:fs/promises';
 import type { Signer } from '@cosigner/keys/signer';
 import { loadPolicy } from '@cosigner/policy/schema';
 import { createLogger } from '@cosigner/runtime/logger';
@@ -21,6 +18,7 @@ import {
   pay,
   policyYaml,
   reviewerFor,
+  reviewFixture,
 } from './helpers.ts';
 
 const logger = createLogger({ name: 'review-test', level: 'silent' });
@@ -44,12 +42,7 @@ interface Rig {
 }
 
 async function rig(over: Partial<PolicyOptions> = {}, opts: { crashAt?: CrashPoint } = {}): Promise<Rig> {
-  const dir = await mkdtemp(join(tmpdir(), 'cosigner-review-'));
-  dirs.push(dir);
-  const account = Keypair.random().publicKey();
-  const dest = Keypair.random().publicKey();
-  const policy = loadPolicy(policyYaml({ accounts: [account], allow: [dest], ...over }));
-  const signer = await createSigner({ type: 'local', keyFile: join(dir, 'k.key') }, { production: false });
+  const { dir, account, dest, policy, signer } = await reviewFixture('cosigner-review-', dirs, over);
   const clock = { ms: Date.now() };
   const make = (o: { crashAt?: CrashPoint; signer?: Signer }): Rig => {
     const ledger = new SigningLedger(openLedgerDb(ledgerPath(dir)), { graceSeconds: 5 });
