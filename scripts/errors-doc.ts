@@ -1,12 +1,13 @@
 /**
- * Loads every package's and service's src/errors.ts and renders docs/reference/errors.md.
+ * Loads every package's and service's registry modules (src/errors.ts, and every src file that declares decision
+ * reasons with `defineReasons`) and renders docs/reference/errors.md.
  * `pnpm docs:errors` writes it; test/docs/errors-doc.test.ts checks it is current.
  */
-import { readdir, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { renderErrorsDoc } from '../packages/errors/src/doc.ts';
-import { registeredErrors } from '../packages/errors/src/errors.ts';
+import { registeredErrors, registeredReasons } from '../packages/errors/src/errors.ts';
 
 export const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
 export const ERRORS_DOC = join(ROOT, 'docs/reference/errors.md');
@@ -23,10 +24,26 @@ export async function errorModules(): Promise<string[]> {
   return found.sort();
 }
 
+/** The src files (packages and services, top level of src/) that declare decision reasons: `defineReasons('…'`. */
+export async function reasonModules(): Promise<string[]> {
+  const found: string[] = [];
+  for (const top of ['packages', 'services']) {
+    for (const name of await readdir(join(ROOT, top))) {
+      const src = join(ROOT, top, name, 'src');
+      for (const file of await readdir(src).catch(() => [] as string[])) {
+        if (!file.endsWith('.ts')) continue;
+        if (/\bdefineReasons\(\s*'/.test(await readFile(join(src, file), 'utf8'))) found.push(join(src, file));
+      }
+    }
+  }
+  return found.sort();
+}
+
 export async function renderCurrentDoc(): Promise<string> {
-  for (const file of await errorModules()) await import(pathToFileURL(file).href);
+  for (const file of [...(await errorModules()), ...(await reasonModules())]) await import(pathToFileURL(file).href);
   // the errors package's own test registries are not product errors
-  return renderErrorsDoc(registeredErrors().filter((r) => !r.scope.startsWith('errors-test')));
+  const product = <T extends { scope: string }>(r: T): boolean => !r.scope.startsWith('errors-test');
+  return renderErrorsDoc(registeredErrors().filter(product), registeredReasons().filter(product));
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

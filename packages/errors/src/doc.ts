@@ -1,7 +1,15 @@
-import type { ErrorRegistry } from './errors.ts';
+import type { ErrorRegistry, ReasonRegistry } from './errors.ts';
 
-/** Render docs/reference/errors.md from the registries: one table per package, codes sorted. */
-export function renderErrorsDoc(registries: readonly ErrorRegistry<string>[]): string {
+const cell = (s: string): string => s.replaceAll('|', '\\|');
+
+/**
+ * Render docs/reference/errors.md from the registries: one table of error codes per package, codes sorted; then,
+ * in a section of its own, one table of decision reasons per package (code, outcome, meaning).
+ */
+export function renderErrorsDoc(
+  registries: readonly ErrorRegistry<string>[],
+  reasons: readonly ReasonRegistry<string>[] = [],
+): string {
   const lines = [
     '# Error codes',
     '',
@@ -14,7 +22,26 @@ export function renderErrorsDoc(registries: readonly ErrorRegistry<string>[]): s
     lines.push(`## ${reg.scope}`, '', '| code | HTTP | meaning |', '| --- | --- | --- |');
     for (const code of Object.keys(reg.specs).sort()) {
       const spec = reg.specs[code]!;
-      lines.push(`| \`${code}\` | ${spec.status} | ${spec.message.replaceAll('|', '\\|')} |`);
+      lines.push(`| \`${code}\` | ${spec.status} | ${cell(spec.message)} |`);
+    }
+    lines.push('');
+  }
+  if (reasons.length === 0) return lines.join('\n');
+  lines.push(
+    '## Decision reasons',
+    '',
+    'A refusal to sign is not an error: a node answers a proposal with a decision (`approve`, `reject` or `hold`)',
+    'and the reasons for it, each `{ "code", "message", "field"?, "opIndex"? }`. The outcome column is what the',
+    'reason does to the decision; a reason message may be more precise than the sentence below. Generated from',
+    'the `defineReasons` registries (packages/protocol for the codes other processes branch on, packages/policy',
+    'for the policy, services/cosigner for the node itself).',
+    '',
+  );
+  for (const reg of [...reasons].sort((a, b) => a.scope.localeCompare(b.scope))) {
+    lines.push(`### ${reg.scope}`, '', '| code | outcome | meaning |', '| --- | --- | --- |');
+    for (const code of Object.keys(reg.specs).sort()) {
+      const spec = reg.specs[code]!;
+      lines.push(`| \`${code}\` | ${spec.outcome} | ${cell(spec.message)} |`);
     }
     lines.push('');
   }

@@ -4,6 +4,9 @@
  * Each package declares its codes once, in its own `errors.ts`, with `defineErrors()`: a code, an HTTP
  * status and a human sentence. Code throws `registry.error('CODE', details?)`; callers branch on `code`,
  * services map `status` onto HTTP, and `docs/reference/errors.md` lists every code (a test enforces it).
+ *
+ * Decision reasons (why a node refuses or holds a proposal) are answers, not errors: `defineReasons()` declares
+ * them with the outcome they force instead of a status, and the same document lists them in a section of its own.
  */
 
 /** What one code means: the HTTP status a service answers with and the sentence a person reads. */
@@ -85,4 +88,78 @@ export function asCosignerError(
 ): CosignerError {
   if (e instanceof CosignerError) return e;
   return new CosignerError(fallback.code, fallback.status, fallback.message, undefined, e);
+}
+
+/** The outcome a decision reason leads to: `reject` refuses; `hold` waits for an operator's approval. */
+export type ReasonOutcome = 'reject' | 'hold';
+
+/** What one decision reason means: the outcome it forces and the sentence a person reads. No HTTP status. */
+export interface ReasonSpec {
+  readonly outcome: ReasonOutcome;
+  readonly message: string;
+}
+
+/** A reason as a decision carries it on the wire (packages/protocol `decision.reasons`). */
+export interface DecisionReason {
+  code: string;
+  message: string;
+  opIndex?: number;
+  field?: string;
+}
+
+/**
+ * The reasons a package or service gives in a decision. A refusal to sign is not an error (nothing failed): it is
+ * an answer, so its codes carry an outcome instead of an HTTP status, and are documented beside the error codes.
+ */
+export interface ReasonRegistry<C extends string> {
+  readonly scope: string;
+  readonly specs: Readonly<Record<C, ReasonSpec>>;
+  /** Build a reason; `message` overrides the registry sentence when the case has more to say (an id, a number). */
+  reason(code: C, opts?: { message?: string; field?: string; opIndex?: number }): DecisionReason;
+}
+
+const allReasonRegistries: ReasonRegistry<string>[] = [];
+
+/**
+ * Declare the reasons a package or service gives in its decisions. Codes must be SCREAMING_SNAKE_CASE and unique
+ * across every reason registry of the product: a code that crosses the wire means one thing to every reader.
+ */
+export function defineReasons<C extends string>(scope: string, specs: Record<C, ReasonSpec>): ReasonRegistry<C> {
+  for (const [code, spec] of Object.entries(specs) as [string, ReasonSpec][]) {
+    if (!/^[A-Z][A-Z0-9_]+$/.test(code)) throw new TypeError(`reason code ${code} is not SCREAMING_SNAKE_CASE`);
+    if (spec.outcome !== 'reject' && spec.outcome !== 'hold') {
+      throw new TypeError(`reason code ${code} has outcome ${String(spec.outcome)}, not reject or hold`);
+    }
+    for (const other of allReasonRegistries) {
+      if (other.scope !== scope && code in other.specs) {
+        throw new TypeError(`reason code ${code} is declared by both ${other.scope} and ${scope}`);
+      }
+    }
+  }
+  const registry: ReasonRegistry<C> = {
+    scope,
+    specs: Object.freeze({ ...specs }),
+    reason(code, opts = {}) {
+      const out: DecisionReason = { code, message: opts.message ?? specs[code].message };
+      if (opts.opIndex !== undefined) out.opIndex = opts.opIndex;
+      if (opts.field !== undefined) out.field = opts.field;
+      return out;
+    },
+  };
+  const existing = allReasonRegistries.findIndex((r) => r.scope === scope);
+  if (existing >= 0) allReasonRegistries.splice(existing, 1);
+  allReasonRegistries.push(registry as unknown as ReasonRegistry<string>);
+  return registry;
+}
+
+/** Every reason registry loaded so far in this process (the docs test imports each declaring module first). */
+export function registeredReasons(): readonly ReasonRegistry<string>[] {
+  return allReasonRegistries;
+}
+
+/** `{ CODE: outcome }` of a reason registry: what a reason does to a decision, for code that branches on it. */
+export function reasonOutcomes<C extends string>(registry: ReasonRegistry<C>): Readonly<Record<C, ReasonOutcome>> {
+  return Object.freeze(
+    Object.fromEntries(Object.entries(registry.specs).map(([c, s]) => [c, (s as ReasonSpec).outcome])),
+  ) as Record<C, ReasonOutcome>;
 }

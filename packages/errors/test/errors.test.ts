@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { asCosignerError, CosignerError, defineErrors, registeredErrors } from '../src/errors.ts';
+import { renderErrorsDoc } from '../src/doc.ts';
+import {
+  asCosignerError,
+  CosignerError,
+  defineErrors,
+  defineReasons,
+  reasonOutcomes,
+  registeredErrors,
+  registeredReasons,
+} from '../src/errors.ts';
 
 describe('defineErrors', () => {
   const reg = defineErrors('errors-test', {
@@ -48,5 +57,53 @@ describe('defineErrors', () => {
     const wrapped = asCosignerError(new Error('boom'), { code: 'INTERNAL', status: 500, message: 'Internal.' });
     expect(wrapped.code).toBe('INTERNAL');
     expect(wrapped.status).toBe(500);
+  });
+});
+
+describe('defineReasons', () => {
+  const reasons = defineReasons('errors-test-reasons', {
+    TEST_REASON_NO: { outcome: 'reject', message: 'No.' },
+    TEST_REASON_WAIT: { outcome: 'hold', message: 'Wait | see.' },
+  });
+
+  it('builds decision reasons with the registry sentence, or a more precise one, and only the fields given', () => {
+    expect(reasons.reason('TEST_REASON_NO')).toEqual({ code: 'TEST_REASON_NO', message: 'No.' });
+    expect(reasons.reason('TEST_REASON_WAIT', { message: 'Wait for bob.', field: 'amount', opIndex: 0 })).toEqual({
+      code: 'TEST_REASON_WAIT',
+      message: 'Wait for bob.',
+      field: 'amount',
+      opIndex: 0,
+    });
+    expect(reasonOutcomes(reasons)).toEqual({ TEST_REASON_NO: 'reject', TEST_REASON_WAIT: 'hold' });
+    expect(Object.isFrozen(reasonOutcomes(reasons))).toBe(true);
+  });
+
+  it('refuses malformed codes, unknown outcomes and a code two registries declare', () => {
+    expect(() => defineReasons('errors-test-bad', { 'no-way': { outcome: 'reject', message: 'x' } })).toThrow(
+      /SCREAMING/,
+    );
+    expect(() =>
+      defineReasons('errors-test-bad', { TEST_BAD_OUTCOME: { outcome: 'approve' as 'reject', message: 'x' } }),
+    ).toThrow(/not reject or hold/);
+    expect(() => defineReasons('errors-test-dup', { TEST_REASON_NO: { outcome: 'reject', message: 'x' } })).toThrow(
+      /both errors-test-reasons and errors-test-dup/,
+    );
+  });
+
+  it('keeps one registry per scope and lists them', () => {
+    defineReasons('errors-test-reasons-2', { TEST_REASON_TWO: { outcome: 'reject', message: 'x' } });
+    defineReasons('errors-test-reasons-2', { TEST_REASON_TWO: { outcome: 'reject', message: 'x' } });
+    expect(registeredReasons().filter((r) => r.scope === 'errors-test-reasons-2')).toHaveLength(1);
+  });
+
+  it('renders reasons in a section of their own, after the error codes, with their outcome', () => {
+    const errors = defineErrors('errors-test-doc', { TEST_DOC_ERR: { status: 409, message: 'Conflict.' } });
+    const doc = renderErrorsDoc([errors], [reasons]);
+    expect(doc).toContain('| `TEST_DOC_ERR` | 409 | Conflict. |');
+    expect(doc.indexOf('## Decision reasons')).toBeGreaterThan(doc.indexOf('TEST_DOC_ERR'));
+    expect(doc).toContain('### errors-test-reasons\n\n| code | outcome | meaning |');
+    expect(doc).toContain('| `TEST_REASON_NO` | reject | No. |');
+    expect(doc).toContain('| `TEST_REASON_WAIT` | hold | Wait \\| see. |');
+    expect(renderErrorsDoc([errors])).not.toContain('Decision reasons');
   });
 });

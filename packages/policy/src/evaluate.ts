@@ -1,3 +1,4 @@
+import { defineReasons, reasonOutcomes } from '@cosigner/errors/errors';
 import type {
   AuthEntrySummary,
   InvocationSummary,
@@ -84,57 +85,137 @@ export interface AuthEntriesInput {
   spent: SpentFn;
 }
 
+/**
+ * Every reason code evaluation can produce, what it does to the outcome and what it means (listed with the other
+ * decision reasons in docs/reference/errors.md, and in this package's README).
+ */
+export const policyReasons = defineReasons('policy', {
+  WRONG_NETWORK: {
+    outcome: 'reject',
+    message: "The transaction (or a fee bump's inner transaction) is for another network passphrase.",
+  },
+  MALFORMED_SUMMARY: { outcome: 'reject', message: 'A field the rules need is missing or has the wrong shape.' },
+  NO_OPERATIONS: { outcome: 'reject', message: 'The transaction has no operations.' },
+  ACCOUNT_NOT_COSIGNED: {
+    outcome: 'reject',
+    message: "The transaction source, an operation source, or an auth entry's address is not in `accounts`.",
+  },
+  UNKNOWN_OPERATION: { outcome: 'reject', message: 'An operation type the decoder or this package does not know.' },
+  OP_NOT_ALLOWED: { outcome: 'reject', message: 'The operation type is not in `operations`.' },
+  UNBOUNDED_OUTFLOW: {
+    outcome: 'reject',
+    message: 'accountMerge / liquidityPoolDeposit without `allowUnboundedOutflows`.',
+  },
+  ASSET_NOT_ALLOWED: { outcome: 'reject', message: 'Value of an asset not listed in `assets` would leave.' },
+  AMOUNT_INVALID: {
+    outcome: 'reject',
+    message: 'An amount is not an exact decimal with at most 7 places (or a token amount is not an integer).',
+  },
+  AMOUNT_OVER_TX_LIMIT: { outcome: 'reject', message: "The transaction's sum for an asset is above its `maxPerTx`." },
+  AMOUNT_OVER_CALL_LIMIT: {
+    outcome: 'reject',
+    message: "A token call's amount is above the function rule's `maxAmount`.",
+  },
+  VELOCITY_EXCEEDED: {
+    outcome: 'reject',
+    message: "Already signed in a window plus this transaction is above the window's `max`.",
+  },
+  VELOCITY_UNAVAILABLE: {
+    outcome: 'reject',
+    message: "The node's `spent` function failed or answered something other than a bigint.",
+  },
+  DESTINATION_DENIED: { outcome: 'reject', message: 'A destination (or token recipient) is on `destinations.deny`.' },
+  DESTINATION_NOT_ALLOWED: {
+    outcome: 'reject',
+    message: 'A destination is not on `destinations.allow` (when an allow list is set).',
+  },
+  RECIPIENT_NOT_ALLOWED: {
+    outcome: 'reject',
+    message: "A token call's recipient is not in the function rule's `recipients`.",
+  },
+  CONTRACT_NOT_ALLOWED: {
+    outcome: 'reject',
+    message: 'A contract call (root, sub-invocation or auth entry) to a contract not in `contracts`.',
+  },
+  FUNCTION_NOT_ALLOWED: { outcome: 'reject', message: 'A function not listed for that contract.' },
+  HOST_FUNCTION_NOT_ALLOWED: { outcome: 'reject', message: 'Contract creation or Wasm upload: not a contract call.' },
+  ARGUMENT_NOT_ALLOWED: { outcome: 'reject', message: "An argument fails a function rule's `args` (`oneOf`)." },
+  INVOCATION_TOO_DEEP: { outcome: 'reject', message: 'An invocation tree deeper than 64 levels.' },
+  AUTH_EXPIRATION_TOO_FAR: {
+    outcome: 'reject',
+    message: 'An auth entry expires more than `soroban.maxAuthExpirationLedgers` after the current ledger.',
+  },
+  AUTH_EXPIRED: {
+    outcome: 'reject',
+    message: "An auth entry's expiration ledger is before the current ledger (the bound is inclusive).",
+  },
+  AUTH_CREDENTIALS_NOT_SIGNABLE: {
+    outcome: 'reject',
+    message: 'A standalone entry without address credentials (source-account entries ride on the envelope).',
+  },
+  NO_AUTH_ENTRIES: { outcome: 'reject', message: '`evaluateAuthEntries` got no entry.' },
+  RESOURCE_FEE_TOO_HIGH: { outcome: 'reject', message: 'The Soroban resource fee is above `soroban.maxResourceFee`.' },
+  FOOTPRINT_TOO_LARGE: {
+    outcome: 'reject',
+    message:
+      'The footprint names more entries than `soroban.maxFootprintEntries` (or writes more than `maxWriteEntries`).',
+  },
+  INSTRUCTIONS_TOO_HIGH: {
+    outcome: 'reject',
+    message: 'The declared CPU instructions are above `soroban.maxInstructions`.',
+  },
+  FEE_TOO_HIGH: {
+    outcome: 'reject',
+    message:
+      "The fee is above `fees.maxFee` (a fee bump's outer fee: `fees.maxFeeBump`) or `fees.maxFeePerOp` x operations.",
+  },
+  FEE_INVALID: { outcome: 'reject', message: 'A fee is not a whole number of stroops.' },
+  UNBOUNDED_VALIDITY: {
+    outcome: 'reject',
+    message: 'No time bounds, or maxTime 0: the signature would be valid forever.',
+  },
+  VALIDITY_TOO_LONG: { outcome: 'reject', message: 'maxTime is more than `validity.maxWindowSeconds` ahead of now.' },
+  VALIDITY_EXPIRED: { outcome: 'reject', message: 'maxTime has passed.' },
+  INVALID_TIME_BOUNDS: { outcome: 'reject', message: 'minTime is after maxTime.' },
+  MEMO_REQUIRED: {
+    outcome: 'reject',
+    message: 'No memo while `memo.required`, or paying a destination in `memo.requiredForDestinations`.',
+  },
+  MEMO_FORBIDDEN: { outcome: 'reject', message: 'A memo while `memo.forbidden`.' },
+  MEMO_TYPE_NOT_ALLOWED: { outcome: 'reject', message: 'A memo type not in `memo.types`.' },
+  SIGNER_CHANGE_NOT_ALLOWED: {
+    outcome: 'reject',
+    message: 'A signer, threshold or master-weight change on an account not in `signerChanges.accounts`.',
+  },
+  SIGNER_KEY_NOT_ALLOWED: {
+    outcome: 'reject',
+    message: 'Adding a key not in `signerChanges.addKeys`, or removing one not in `removeKeys`.',
+  },
+  SIGNER_WEIGHT_TOO_HIGH: { outcome: 'reject', message: 'A signer weight above `signerChanges.maxWeight`.' },
+  MASTER_WEIGHT_NOT_ALLOWED: {
+    outcome: 'reject',
+    message: 'A master weight not in `signerChanges.allowedMasterWeights` (default `[0]`).',
+  },
+  THRESHOLD_TOO_LOW: { outcome: 'reject', message: 'A threshold set below `signerChanges.minThresholds`.' },
+  EVALUATION_FAILED: {
+    outcome: 'reject',
+    message: 'A summary shaped in a way no rule foresaw (defence in depth; never signed).',
+  },
+  HOLD_AMOUNT_ABOVE: { outcome: 'hold', message: "An asset's sum is above `manualApproval.amountAbove`." },
+  HOLD_SIGNER_CHANGE: {
+    outcome: 'hold',
+    message: 'A signer or threshold change while `manualApproval.signerChanges`.',
+  },
+  HOLD_UNKNOWN_DESTINATION: {
+    outcome: 'hold',
+    message: 'A destination in neither `manualApproval.knownDestinations` nor `destinations.allow`.',
+  },
+  HOLD_OPERATION: { outcome: 'hold', message: 'An operation type listed in `manualApproval.operations`.' },
+  HOLD_CONTRACT_CALL: { outcome: 'hold', message: 'Any contract call while `manualApproval.contractCalls`.' },
+});
+
 /** Every reason code evaluation can produce, and what it does to the outcome. */
-export const REASON_CODES = {
-  WRONG_NETWORK: 'reject',
-  MALFORMED_SUMMARY: 'reject',
-  NO_OPERATIONS: 'reject',
-  ACCOUNT_NOT_COSIGNED: 'reject',
-  UNKNOWN_OPERATION: 'reject',
-  OP_NOT_ALLOWED: 'reject',
-  UNBOUNDED_OUTFLOW: 'reject',
-  ASSET_NOT_ALLOWED: 'reject',
-  AMOUNT_INVALID: 'reject',
-  AMOUNT_OVER_TX_LIMIT: 'reject',
-  AMOUNT_OVER_CALL_LIMIT: 'reject',
-  VELOCITY_EXCEEDED: 'reject',
-  VELOCITY_UNAVAILABLE: 'reject',
-  DESTINATION_DENIED: 'reject',
-  DESTINATION_NOT_ALLOWED: 'reject',
-  RECIPIENT_NOT_ALLOWED: 'reject',
-  CONTRACT_NOT_ALLOWED: 'reject',
-  FUNCTION_NOT_ALLOWED: 'reject',
-  HOST_FUNCTION_NOT_ALLOWED: 'reject',
-  ARGUMENT_NOT_ALLOWED: 'reject',
-  INVOCATION_TOO_DEEP: 'reject',
-  AUTH_EXPIRATION_TOO_FAR: 'reject',
-  AUTH_EXPIRED: 'reject',
-  AUTH_CREDENTIALS_NOT_SIGNABLE: 'reject',
-  NO_AUTH_ENTRIES: 'reject',
-  RESOURCE_FEE_TOO_HIGH: 'reject',
-  FOOTPRINT_TOO_LARGE: 'reject',
-  INSTRUCTIONS_TOO_HIGH: 'reject',
-  FEE_TOO_HIGH: 'reject',
-  FEE_INVALID: 'reject',
-  UNBOUNDED_VALIDITY: 'reject',
-  VALIDITY_TOO_LONG: 'reject',
-  VALIDITY_EXPIRED: 'reject',
-  INVALID_TIME_BOUNDS: 'reject',
-  MEMO_REQUIRED: 'reject',
-  MEMO_FORBIDDEN: 'reject',
-  MEMO_TYPE_NOT_ALLOWED: 'reject',
-  SIGNER_CHANGE_NOT_ALLOWED: 'reject',
-  SIGNER_KEY_NOT_ALLOWED: 'reject',
-  SIGNER_WEIGHT_TOO_HIGH: 'reject',
-  MASTER_WEIGHT_NOT_ALLOWED: 'reject',
-  THRESHOLD_TOO_LOW: 'reject',
-  EVALUATION_FAILED: 'reject',
-  HOLD_AMOUNT_ABOVE: 'hold',
-  HOLD_SIGNER_CHANGE: 'hold',
-  HOLD_UNKNOWN_DESTINATION: 'hold',
-  HOLD_OPERATION: 'hold',
-  HOLD_CONTRACT_CALL: 'hold',
-} as const satisfies Record<string, 'reject' | 'hold'>;
+export const REASON_CODES = reasonOutcomes(policyReasons);
 
 export type ReasonCode = keyof typeof REASON_CODES;
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { buildAuthorizationEntryPreimage, StrKey, xdr } from '@stellar/stellar-sdk';
+import { Address, buildAuthorizationEntryPreimage, StrKey, xdr } from '@stellar/stellar-sdk';
 import { describeAuthEntry as describeEntry } from './describe.ts';
 import { stellarErrors } from './errors.ts';
 import { parseAccount } from './quorum.ts';
@@ -21,26 +21,134 @@ import { verifyEd25519 } from './verify.ts';
 /** MAX_ACCOUNT_SIGNATURES in account_contract.rs. */
 export const MAX_AUTH_SIGNATURES = 20;
 
-function addressCredentials(entry: xdr.SorobanAuthorizationEntry): xdr.SorobanAddressCredentials {
+/**
+ * Who an authorization entry speaks for, from its credentials (Stellar-transaction.x `SorobanCredentials`):
+ * SOURCE_ACCOUNT entries stand for the invoker and are covered by the envelope's own signatures; ADDRESS,
+ * ADDRESS_V2 and ADDRESS_WITH_DELEGATES (CAP-71) entries name an address (a G account or a C contract) and carry
+ * credentials whose payload that address signs. The one switch over the credential types: services add their own
+ * rules on top (which forms they accept, what they do with a contract address).
+ */
+export type AuthCredentials =
+  | { credentials: 'sourceAccount' }
+  | {
+      credentials: 'address' | 'addressV2' | 'addressWithDelegates';
+      /** G... or C... strkey of the authorizing address. */
+      address: string;
+      creds: xdr.SorobanAddressCredentials;
+    };
+
+/** The credentials of `entry` in plain terms (see AuthCredentials). @throws STELLAR_BAD_INPUT (not an entry) */
+export function authCredentials(entry: xdr.SorobanAuthorizationEntry): AuthCredentials {
   if (!(entry instanceof xdr.SorobanAuthorizationEntry)) {
     throw stellarErrors.error('STELLAR_BAD_INPUT', { field: 'entry' });
   }
   const c = entry.credentials;
+  const named = (
+    credentials: 'address' | 'addressV2' | 'addressWithDelegates',
+    creds: xdr.SorobanAddressCredentials,
+  ) => ({
+    credentials,
+    address: Address.fromScAddress(creds.address).toString(),
+    creds,
+  });
   switch (c.type) {
+    case 'sorobanCredentialsSourceAccount':
+      return { credentials: 'sourceAccount' };
     case 'sorobanCredentialsAddress':
-      return c.address;
+      return named('address', c.address);
     case 'sorobanCredentialsAddressV2':
-      return c.addressV2;
-    case 'sorobanCredentialsAddressWithDelegates':
-      return c.addressWithDelegates.addressCredentials;
+      return named('addressV2', c.addressV2);
     default:
-      // SOURCE_ACCOUNT credentials are covered by the envelope's own signatures (at MEDIUM), not by a payload.
-      throw stellarErrors.error(
-        'STELLAR_BAD_AUTH_ENTRY',
-        { credentials: c.type },
-        { message: 'Source-account credentials have no payload to sign: the envelope signatures cover them.' },
-      );
+      return named('addressWithDelegates', c.addressWithDelegates.addressCredentials);
   }
+}
+
+function addressCredentials(entry: xdr.SorobanAuthorizationEntry): xdr.SorobanAddressCredentials {
+  const a = authCredentials(entry);
+  if (a.credentials === 'sourceAccount') {
+    // SOURCE_ACCOUNT credentials are covered by the envelope's own signatures (at MEDIUM), not by a payload.
+    throw stellarErrors.error(
+      'STELLAR_BAD_AUTH_ENTRY',
+      { credentials: entry.credentials.type },
+      { message: 'Source-account credentials have no payload to sign: the envelope signatures cover them.' },
+    );
+  }
+  return a.creds;
+}
+
+/**
+ * The operation types that make a transaction a Soroban transaction (stellar-core TransactionFrame::isSoroban:
+ * invokeHostFunction, CAP-46-06; extendFootprintTtl and restoreFootprint, CAP-46-07).
+ */
+export const SOROBAN_OPERATION_TYPES: ReadonlySet<string> = new Set([
+  'invokeHostFunction',
+  'extendFootprintTtl',
+  'restoreFootprint',
+]);
+
+/** The resources a Soroban transaction declares (SorobanTransactionData), as numbers a limit compares with. */
+export interface SorobanResourceSummary {
+  /** Stroops of the fee reserved for resources (the part of the fee that is not the inclusion fee). */
+  resourceFee: bigint;
+  instructions: number;
+  diskReadBytes: number;
+  writeBytes: number;
+  readOnlyEntries: number;
+  readWriteEntries: number;
+  /** readOnlyEntries + readWriteEntries. */
+  footprintEntries: number;
+}
+
+/**
+ * A v1 transaction's Soroban shape, by the state-independent rules of stellar-core
+ * TransactionFrame::commonValidPreSeqNum, in core's order (each failure is txMALFORMED there):
+ * - `classic`: no Soroban operation; `hasData` is true when it carries SorobanTransactionData anyway (malformed);
+ * - `malformed`: a Soroban operation that is not alone (`operationCount`), or without SorobanTransactionData
+ *   (`noResources`: simulate it first);
+ * - `soroban`: one Soroban operation with its declared resources, and the auth entries an invokeHostFunction
+ *   carries (none for the footprint operations).
+ * The network's numeric limits and fee rules are not shape: each service adds its own (a node's policy, the
+ * coordinator's config, the simulator's network limits).
+ */
+export type SorobanShape =
+  | { kind: 'classic'; hasData: boolean }
+  | { kind: 'malformed'; problem: 'operationCount' | 'noResources'; operations: number }
+  | {
+      kind: 'soroban';
+      operation: xdr.Operation;
+      data: xdr.SorobanTransactionData;
+      resources: SorobanResourceSummary;
+      auth: xdr.SorobanAuthorizationEntry[];
+    };
+
+/** See SorobanShape. @throws STELLAR_BAD_INPUT (not a v1 transaction) */
+export function sorobanShape(tx: xdr.Transaction): SorobanShape {
+  if (!(tx instanceof xdr.Transaction)) throw stellarErrors.error('STELLAR_BAD_INPUT', { field: 'tx' });
+  const hasData = tx.ext.type === 'sorobanData';
+  if (!tx.operations.some((op) => SOROBAN_OPERATION_TYPES.has(op.body.type))) return { kind: 'classic', hasData };
+  const operations = tx.operations.length;
+  if (operations !== 1) return { kind: 'malformed', problem: 'operationCount', operations };
+  if (tx.ext.type !== 'sorobanData') return { kind: 'malformed', problem: 'noResources', operations };
+  const operation = tx.operations[0] as xdr.Operation;
+  const data = tx.ext.sorobanData;
+  const auth = operation.body.type === 'invokeHostFunction' ? operation.body.invokeHostFunctionOp.auth : [];
+  return { kind: 'soroban', operation, data, resources: sorobanResources(data), auth };
+}
+
+/** The declared resources of `data` (see SorobanResourceSummary). */
+export function sorobanResources(data: xdr.SorobanTransactionData): SorobanResourceSummary {
+  const r = data.resources;
+  const readOnlyEntries = r.footprint.readOnly.length;
+  const readWriteEntries = r.footprint.readWrite.length;
+  return {
+    resourceFee: BigInt(data.resourceFee.toString()),
+    instructions: r.instructions,
+    diskReadBytes: r.diskReadBytes,
+    writeBytes: r.writeBytes,
+    readOnlyEntries,
+    readWriteEntries,
+    footprintEntries: readOnlyEntries + readWriteEntries,
+  };
 }
 
 export interface AuthPayloadOptions {

@@ -1,18 +1,21 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { CosignerError } from '@cosigner/errors/errors';
-import { Address, authorizeEntry, Keypair, StrKey, xdr } from '@stellar/stellar-sdk';
+import { Address, authorizeEntry, Keypair, Operation, SorobanDataBuilder, StrKey, xdr } from '@stellar/stellar-sdk';
 import { describe, expect, it } from 'vitest';
 import { networkId } from '../src/decode.ts';
 import {
   attachAuthSignatures,
+  authCredentials,
   authEntryPayload,
   buildMultisigSignatureVector,
   checkAccountAuthSignatures,
   decodeAuthEntry,
   describeAuthEntry,
   parseMultisigSignatureVector,
+  SOROBAN_OPERATION_TYPES,
+  sorobanShape,
 } from '../src/soroban.ts';
-import { account, addressAuthEntry, fastSign, invocationNode, newKeys, PASSPHRASE } from './helpers.ts';
+import { account, addressAuthEntry, buildTx, fastSign, invocationNode, newKeys, PASSPHRASE, pay } from './helpers.ts';
 
 function codeOf(f: () => unknown): string | undefined {
   try {
@@ -288,5 +291,100 @@ describe('decodeAuthEntry and describeAuthEntry', () => {
     expect(at).toBeGreaterThan(0);
     raw[at + 7] = 1;
     expect(codeOf(() => decodeAuthEntry(raw.toString('base64')))).toBe('STELLAR_MALFORMED_XDR');
+  });
+});
+
+describe('authCredentials: the one switch from an entry to the address it speaks for', () => {
+  it('names the address of ADDRESS, ADDRESS_V2 and WITH_DELEGATES entries, and none for SOURCE_ACCOUNT', () => {
+    expect(authCredentials(entry)).toMatchObject({ credentials: 'address', address: x.publicKey() });
+    expect(authCredentials(entryV2)).toMatchObject({ credentials: 'addressV2', address: x.publicKey() });
+    const creds = (entryV2.credentials as xdr.SorobanCredentialsAddressV2).addressV2;
+    const delegated = new xdr.SorobanAuthorizationEntry({
+      credentials: xdr.SorobanCredentials.sorobanCredentialsAddressWithDelegates(
+        new xdr.SorobanAddressCredentialsWithDelegates({ addressCredentials: creds, delegates: [] }),
+      ),
+      rootInvocation: root,
+    });
+    const d = authCredentials(delegated);
+    expect(d).toMatchObject({ credentials: 'addressWithDelegates', address: x.publicKey() });
+    expect(d.credentials !== 'sourceAccount' && d.creds.nonce.toString()).toBe('99');
+    const onContract = addressAuthEntry(contract, root, 1n, 10);
+    expect(authCredentials(onContract)).toMatchObject({ credentials: 'address', address: contract });
+    const src = new xdr.SorobanAuthorizationEntry({
+      credentials: xdr.SorobanCredentials.sorobanCredentialsSourceAccount(),
+      rootInvocation: root,
+    });
+    expect(authCredentials(src)).toEqual({ credentials: 'sourceAccount' });
+    expect(codeOf(() => authCredentials({} as xdr.SorobanAuthorizationEntry))).toBe('STELLAR_BAD_INPUT');
+  });
+});
+
+describe('sorobanShape (TransactionFrame::commonValidPreSeqNum, state-independent part)', () => {
+  const source = x.publicKey();
+  const data = () =>
+    new SorobanDataBuilder()
+      .setResourceFee(5000)
+      .setResources(1000, 200, 300)
+      .setReadOnly([xdr.LedgerKey.account(new xdr.LedgerKeyAccount({ accountId: Keypair.random().xdrPublicKey() }))])
+      .build();
+  const withData = (ops: xdr.Operation[], d?: xdr.SorobanTransactionData): xdr.Transaction => {
+    const tx = buildTx({ source, ops });
+    const raw = tx.tx as xdr.Transaction;
+    if (!d) return raw;
+    return new xdr.Transaction({ ...raw, ext: xdr.TransactionExt.sorobanData(d) } as ConstructorParameters<
+      typeof xdr.Transaction
+    >[0]);
+  };
+  const invoke = () =>
+    Operation.invokeContractFunction({ contract, function: 'release', args: [], auth: [entry, entryV2] });
+
+  it('knows the three Soroban operation types and nothing else', () => {
+    expect([...SOROBAN_OPERATION_TYPES].sort()).toEqual([
+      'extendFootprintTtl',
+      'invokeHostFunction',
+      'restoreFootprint',
+    ]);
+  });
+
+  it('a classic transaction is classic; with SorobanTransactionData it says so (core: txMALFORMED)', () => {
+    expect(sorobanShape(withData([pay(a.publicKey())]))).toEqual({ kind: 'classic', hasData: false });
+    expect(sorobanShape(withData([pay(a.publicKey())], data()))).toEqual({ kind: 'classic', hasData: true });
+  });
+
+  it('a Soroban operation must be alone and carry its resources', () => {
+    expect(sorobanShape(withData([invoke(), pay(a.publicKey())], data()))).toEqual({
+      kind: 'malformed',
+      problem: 'operationCount',
+      operations: 2,
+    });
+    expect(sorobanShape(withData([invoke()]))).toEqual({ kind: 'malformed', problem: 'noResources', operations: 1 });
+  });
+
+  it('a well-formed one: its operation, declared resources and auth entries', () => {
+    const shape = sorobanShape(withData([invoke()], data()));
+    expect(shape.kind).toBe('soroban');
+    if (shape.kind !== 'soroban') return;
+    expect(shape.operation.body.type).toBe('invokeHostFunction');
+    expect(shape.auth.map((e) => e.credentials.type)).toEqual([
+      'sorobanCredentialsAddress',
+      'sorobanCredentialsAddressV2',
+    ]);
+    expect(shape.resources).toEqual({
+      resourceFee: 5000n,
+      instructions: 1000,
+      diskReadBytes: 200,
+      writeBytes: 300,
+      readOnlyEntries: 1,
+      readWriteEntries: 0,
+      footprintEntries: 1,
+    });
+    const ttl = sorobanShape(withData([Operation.extendFootprintTtl({ extendTo: 1000 })], data()));
+    expect(ttl.kind === 'soroban' && ttl.auth).toEqual([]);
+    const restore = sorobanShape(withData([Operation.restoreFootprint({})], data()));
+    expect(restore.kind).toBe('soroban');
+  });
+
+  it('refuses what is not a v1 transaction', () => {
+    expect(codeOf(() => sorobanShape({} as xdr.Transaction))).toBe('STELLAR_BAD_INPUT');
   });
 });

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { DecisionReason } from '@cosigner/errors/errors';
 import { GroupCommit, type RunOptions } from '@cosigner/runtime/group-commit';
 import { listMigrations as listMigrationsIn, type Migration, openMigratedDatabase } from '@cosigner/runtime/sqlite';
 import { durableExit, type WalSync, walSyncFor } from '@cosigner/runtime/wal-sync';
@@ -59,12 +60,8 @@ export interface SignatureRecord {
   signedAt: number | null;
 }
 
-export interface Reason {
-  code: string;
-  message: string;
-  opIndex?: number;
-  field?: string;
-}
+/** A reason in a decision, as the reason registries build it (packages/errors defineReasons). */
+export type Reason = DecisionReason;
 
 export type Outcome = 'approve' | 'reject' | 'hold';
 

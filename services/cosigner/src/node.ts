@@ -15,8 +15,9 @@ import { nodeErrors } from './errors.ts';
 import { Keyring } from './keyring.ts';
 import { ledgerPath, openLedgerDb, SigningLedger } from './ledger.ts';
 import { createMetrics, type NodeMetrics } from './metrics.ts';
+import { CRASH_POINTS, type CrashPoint, SigningPipeline } from './pipeline.ts';
 import { NodePolicy } from './policy-reload.ts';
-import { CRASH_POINTS, type CrashPoint, type EvaluateFn, Reviewer } from './review.ts';
+import { type EvaluateFn, Reviewer } from './review.ts';
 import { CoordinatorSession } from './session.ts';
 import { SorobanReviewer } from './soroban.ts';
 
@@ -140,6 +141,21 @@ export async function createNode(
   // The policy looks a key up on the roster only when a transaction changes a signer under clusterMembers.
   const members = { has: (key: string) => signer.isMember(key) };
   const evaluateFn: EvaluateFn = (summary, ctx) => evaluate(policy.current, { summary, ...ctx, members });
+  // One review pipeline (pipeline.ts) for every kind of proposal: transactions, held ones, Soroban auth entries.
+  const pipeline = new SigningPipeline({
+    ledger,
+    audit,
+    signer,
+    logger,
+    metrics,
+    crashAt,
+    crash:
+      opts.crash ??
+      ((point) => {
+        logger.warn({ point }, 'crash hook: SIGKILL');
+        process.kill(process.pid, 'SIGKILL');
+      }),
+  });
   const reviewer = new Reviewer({
     network: config.network,
     get accounts() {
@@ -150,8 +166,7 @@ export async function createNode(
     audit,
     signer,
     logger,
-    metrics,
-    crashAt,
+    pipeline,
     soroban: new SorobanReviewer({
       network: config.network,
       get policy() {
@@ -161,14 +176,8 @@ export async function createNode(
       audit,
       signer,
       logger,
-      metrics,
+      pipeline,
     }),
-    crash:
-      opts.crash ??
-      ((point) => {
-        logger.warn({ point }, 'crash hook: SIGKILL');
-        process.kill(process.pid, 'SIGKILL');
-      }),
   });
   const session = new CoordinatorSession({
     url: config.coordinator.url,

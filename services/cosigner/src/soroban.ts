@@ -1,17 +1,27 @@
-import type { Signer } from '@cosigner/keys/signer';
-import { checkSorobanResources, evaluateAuthEntries, ledgerLowerBound } from '@cosigner/policy/evaluate';
+import { checkSorobanResources, evaluateAuthEntries, ledgerLowerBound, policyReasons } from '@cosigner/policy/evaluate';
 import type { Policy } from '@cosigner/policy/schema';
 import { authBundleHash } from '@cosigner/protocol/auth-bundle';
-import { SIGNER_UNAVAILABLE } from '@cosigner/protocol/reasons';
-import { type DecodedTransaction, decodeEnvelope, xdrTransactionOf } from '@cosigner/stellar/decode';
-import { authEntryPayload, decodeAuthEntry, describeAuthEntry } from '@cosigner/stellar/soroban';
+import { decodeEnvelope, xdrTransactionOf } from '@cosigner/stellar/decode';
+import {
+  authCredentials,
+  authEntryPayload,
+  decodeAuthEntry,
+  describeAuthEntry,
+  sorobanShape,
+} from '@cosigner/stellar/soroban';
 import type { AuthEntrySummary } from '@cosigner/stellar/types';
 import type { xdr } from '@stellar/stellar-sdk';
-import type { Logger } from 'pino';
-import type { AuditLog } from './audit.ts';
-import type { Outcome, Reason, SignatureRecord, SigningLedger } from './ledger.ts';
-import type { NodeMetrics } from './metrics.ts';
-import type { DecisionBody, ProposalBody } from './review.ts';
+import type { Reason } from './ledger.ts';
+import {
+  type DecisionBody,
+  NO_HASH,
+  type PipelineDeps,
+  type PolicyEvaluation,
+  type ProposalBody,
+  SigningPipeline,
+  type SlotClaim,
+} from './pipeline.ts';
+import { hashMismatch, malformedXdr, nodeReasons, wrongNetwork } from './reasons.ts';
 
 /**
  * Review and signing of Soroban authorization entries: a proposal of kind `authEntries` carries either
@@ -31,6 +41,8 @@ import type { DecisionBody, ProposalBody } from './review.ts';
  *   payloads for one nonce are mutually exclusive, like two transactions for one sequence number. The slot is
  *   held until the expiration ledger has surely passed (the clock's slowest close interval), plus the grace;
  * - only then signs each payload through its key backend and audits the release.
+ *
+ * Everything from the policy on is the review pipeline's (pipeline.ts), the one transactions go through too.
  */
 
 /** The ledger slot sequence of an auth nonce: never a decimal sequence number, so it cannot meet a tx slot. */
@@ -38,15 +50,11 @@ export function nonceSlot(nonce: bigint | string): string {
   return `auth:${nonce.toString()}`;
 }
 
-export interface SorobanDeps {
+export interface SorobanDeps extends PipelineDeps {
   network: string;
   policy: Policy;
-  ledger: SigningLedger;
-  audit: AuditLog;
-  signer: Pick<Signer, 'address' | 'kind' | 'sign'>;
-  logger: Logger;
-  metrics?: NodeMetrics;
-  now?: () => number;
+  /** The pipeline to run on (shared with the transaction reviewer); one of its own over these deps otherwise. */
+  pipeline?: SigningPipeline;
 }
 
 /** One entry of the proposal: its position, decoded XDR, plain-terms summary and the payload we computed. */
@@ -61,50 +69,27 @@ export type PreparedAuth =
   | { ok: true; hash: string; entries: PreparedEntry[]; ours: PreparedEntry[]; resourceReasons: Reason[] }
   | { ok: false; hash: string; reasons: Reason[] };
 
-const NO_HASH = '0'.repeat(64);
-
-function reason(code: string, message: string, field?: string): Reason {
-  return field === undefined ? { code, message } : { code, message, field };
-}
-
-function codeOf(e: unknown): string {
-  const code = (e as { code?: unknown }).code;
-  return typeof code === 'string' ? code : 'invalid';
-}
-
 /** The auth entries of a transaction's single invokeHostFunction operation, and its declared resources. */
 function transactionEntries(
-  d: DecodedTransaction,
+  x: xdr.Transaction,
   policy: Policy,
 ): { entries: xdr.SorobanAuthorizationEntry[]; resourceReasons: Reason[] } | Reason {
-  if (d.kind !== 'transaction') {
-    return reason('UNSUPPORTED_PROPOSAL', 'Auth entries are signed inside a plain transaction, not a fee bump.', 'xdr');
+  // The shape rules (one Soroban operation, with its resources) are packages/stellar's; this node signs entries of
+  // an invokeHostFunction only, and bounds the resources by its policy.
+  const shape = sorobanShape(x);
+  if (
+    shape.kind === 'classic' ||
+    (shape.kind === 'malformed' && shape.problem === 'operationCount') ||
+    x.operations[0]?.body.type !== 'invokeHostFunction'
+  ) {
+    return nodeReasons.reason('UNSUPPORTED_PROPOSAL', {
+      message: 'The transaction must hold exactly one invokeHostFunction operation.',
+      field: 'operations',
+    });
   }
-  const x = xdrTransactionOf(d) as xdr.Transaction;
-  // stellar-core refuses a Soroban transaction with more than one operation (txMALFORMED), so the first is the one.
-  const op = x.operations[0];
-  if (x.operations.length !== 1 || op === undefined || op.body.type !== 'invokeHostFunction') {
-    return reason(
-      'UNSUPPORTED_PROPOSAL',
-      'The transaction must hold exactly one invokeHostFunction operation.',
-      'operations',
-    );
-  }
-  if (x.ext.type !== 'sorobanData') {
-    return reason(
-      'NO_SOROBAN_DATA',
-      'The transaction carries no SorobanTransactionData: simulate it before proposing.',
-      'sorobanData',
-    );
-  }
-  const data = x.ext.sorobanData;
-  const resourceReasons = checkSorobanResources(policy, {
-    resourceFee: BigInt(data.resourceFee.toString()),
-    instructions: data.resources.instructions,
-    readOnlyEntries: data.resources.footprint.readOnly.length,
-    readWriteEntries: data.resources.footprint.readWrite.length,
-  });
-  return { entries: op.body.invokeHostFunctionOp.auth, resourceReasons };
+  if (shape.kind === 'malformed') return nodeReasons.reason('NO_SOROBAN_DATA', { field: 'sorobanData' });
+  const resourceReasons = checkSorobanResources(policy, shape.resources);
+  return { entries: shape.auth, resourceReasons };
 }
 
 /**
@@ -113,22 +98,11 @@ function transactionEntries(
  */
 export function prepareAuthProposal(p: ProposalBody, network: string, policy: Policy): PreparedAuth {
   const claimed = p.hash ?? NO_HASH;
-  if (p.networkPassphrase !== network) {
-    return {
-      ok: false,
-      hash: claimed,
-      reasons: [
-        reason('WRONG_NETWORK', 'The proposal names a network this node does not sign for.', 'networkPassphrase'),
-      ],
-    };
-  }
+  const refuse = (hash: string, reason: Reason): PreparedAuth => ({ ok: false, hash, reasons: [reason] });
+  if (p.networkPassphrase !== network) return refuse(claimed, wrongNetwork());
   const standalone = p.authEntries !== undefined;
   if (standalone === (p.xdr !== undefined)) {
-    return {
-      ok: false,
-      hash: claimed,
-      reasons: [reason('MALFORMED_PROPOSAL', 'An auth proposal carries either entries or a transaction.', 'kind')],
-    };
+    return refuse(claimed, nodeReasons.reason('MALFORMED_PROPOSAL', { field: 'kind' }));
   }
   let raw: xdr.SorobanAuthorizationEntry[];
   let resourceReasons: Reason[] = [];
@@ -136,58 +110,37 @@ export function prepareAuthProposal(p: ProposalBody, network: string, policy: Po
     if (standalone) {
       raw = (p.authEntries as string[]).map((b64) => decodeAuthEntry(b64));
     } else {
-      const t = transactionEntries(decodeEnvelope(p.xdr as string, network), policy);
-      if ('code' in t) return { ok: false, hash: claimed, reasons: [t] };
+      const d = decodeEnvelope(p.xdr as string, network);
+      if (d.kind !== 'transaction') {
+        const message = 'Auth entries are signed inside a plain transaction, not a fee bump.';
+        return refuse(claimed, nodeReasons.reason('UNSUPPORTED_PROPOSAL', { message, field: 'xdr' }));
+      }
+      const t = transactionEntries(xdrTransactionOf(d) as xdr.Transaction, policy);
+      if ('code' in t) return refuse(claimed, t);
       raw = t.entries;
       resourceReasons = t.resourceReasons;
     }
   } catch (e) {
-    return {
-      ok: false,
-      hash: claimed,
-      reasons: [
-        reason('MALFORMED_XDR', `The entries could not be decoded (${codeOf(e)}).`, standalone ? 'authEntries' : 'xdr'),
-      ],
-    };
+    return refuse(claimed, malformedXdr('The entries', e, standalone ? 'authEntries' : 'xdr'));
   }
   const entries: PreparedEntry[] = [];
   for (const [index, entry] of raw.entries()) {
-    if (entry.credentials.type === 'sorobanCredentialsSourceAccount') {
-      if (standalone) {
-        return {
-          ok: false,
-          hash: claimed,
-          reasons: [
-            reason(
-              'AUTH_CREDENTIALS_NOT_SIGNABLE',
-              'A source-account entry has no payload to sign: the envelope signatures cover it.',
-              `authEntries[${index}]`,
-            ),
-          ],
-        };
-      }
-      continue;
+    if (authCredentials(entry).credentials === 'sourceAccount') {
+      if (!standalone) continue;
+      const message = 'A source-account entry has no payload to sign: the envelope signatures cover it.';
+      return refuse(
+        claimed,
+        policyReasons.reason('AUTH_CREDENTIALS_NOT_SIGNABLE', { message, field: `authEntries[${index}]` }),
+      );
     }
     try {
       entries.push({ index, entry, summary: describeAuthEntry(entry), payload: authEntryPayload(entry, network) });
     } catch (e) {
-      return {
-        ok: false,
-        hash: claimed,
-        reasons: [reason('MALFORMED_XDR', `Entry ${index} could not be read (${codeOf(e)}).`, `authEntries[${index}]`)],
-      };
+      return refuse(claimed, malformedXdr(`Entry ${index}`, e, `authEntries[${index}]`));
     }
   }
   const hash = authBundleHash(entries.map((e) => e.payload));
-  if (p.hash !== undefined && p.hash !== hash) {
-    return {
-      ok: false,
-      hash,
-      reasons: [
-        reason('HASH_MISMATCH', 'The digest the coordinator sent differs from the one this node computed.', 'hash'),
-      ],
-    };
-  }
+  if (p.hash !== undefined && p.hash !== hash) return refuse(hash, hashMismatch());
   const ours = entries.filter(
     (e) =>
       (e.summary.credentials === 'address' || e.summary.credentials === 'addressV2') &&
@@ -210,195 +163,84 @@ export function expirationTime(policy: Policy, expirationLedger: number): number
   return c.closedAt + Math.ceil(Math.max(0, expirationLedger + 1 - c.ledger) * c.maxCloseSeconds);
 }
 
+/** An entry's slot on the pipeline: its (address, nonce), held until its expiration ledger has surely passed. */
+function nonceClaim(policy: Policy, e: PreparedEntry): SlotClaim {
+  const payload = e.payload.toString('hex');
+  const source = e.summary.address as string;
+  return {
+    signHash: payload,
+    txHash: payload,
+    source,
+    seq: nonceSlot(e.summary.nonce ?? ''),
+    maxTime: expirationTime(policy, e.summary.signatureExpirationLedger ?? 0),
+    taken: () =>
+      nodeReasons.reason('NONCE_TAKEN', {
+        message: `This node already signed a different payload for ${source} nonce ${e.summary.nonce} (entry ${e.index}).`,
+        field: `authEntries[${e.index}].nonce`,
+      }),
+  };
+}
+
 export class SorobanReviewer {
   readonly #d: SorobanDeps;
+  readonly #pipe: SigningPipeline;
 
   constructor(deps: SorobanDeps) {
     this.#d = deps;
+    this.#pipe = deps.pipeline ?? new SigningPipeline(deps);
   }
 
-  #nowMs(): number {
-    return this.#d.now ? this.#d.now() : Date.now();
-  }
-
-  /** Review an `authEntries` proposal; never throws for bad input; signs only on approval, after recording. */
-  async review(p: ProposalBody): Promise<DecisionBody> {
-    const { ledger, policy } = this.#d;
+  /**
+   * Review an `authEntries` proposal; never throws for bad input; signs only on approval, after recording.
+   * `first` runs first in the transaction that records the decision (the `proposal.seen` audit entry).
+   */
+  async review(p: ProposalBody, first?: () => void): Promise<DecisionBody> {
+    // Read once: a policy reload during this review changes the next one only.
+    const policy = this.#d.policy;
     const prep = prepareAuthProposal(p, this.#d.network, policy);
-    if (!prep.ok) return this.#finish(p.proposalId, prep.hash, 'reject', prep.reasons);
-    const nowMs = this.#nowMs();
-    const now = Math.floor(nowMs / 1000);
-    // What the audit keeps of each entry this node judged: enough to find the on-chain use of a signature.
-    const judged = prep.ours.map((e) => ({
-      index: e.index,
-      address: e.summary.address ?? null,
-      nonce: e.summary.nonce ?? null,
-      expiration: e.summary.signatureExpirationLedger ?? null,
-      payload: e.payload.toString('hex'),
-    }));
-    // A re-ask (reconnect, coordinator restart): the payloads already recorded are completed, not re-evaluated.
-    const known = prep.ours.map((e) => ledger.byHash(e.payload.toString('hex')));
-    if (prep.ours.length > 0 && known.every((r) => r !== undefined)) {
-      return this.#signAll(p.proposalId, prep.hash, prep.ours, known as SignatureRecord[]);
-    }
-    const currentLedger = ledgerLowerBound(policy, now);
-    if (currentLedger === undefined) {
-      return this.#finish(p.proposalId, prep.hash, 'reject', [
-        reason(
-          'NO_LEDGER_CLOCK',
-          'This node has no ledger clock (policy soroban.ledgerClock): it cannot check an expiration window.',
-          'signatureExpirationLedger',
-        ),
-      ]);
-    }
-    type Step = { kind: 'sign'; records: SignatureRecord[] } | { kind: 'decided'; outcome: Outcome; reasons: Reason[] };
-    const step = ledger.atomically((): Step => {
-      const evaluation = evaluateAuthEntries(policy, {
-        entries: prep.ours.map((e) => e.summary),
-        now,
-        currentLedger,
-        spent: (assetKey, windowSeconds) => ledger.spent(assetKey, windowSeconds, now),
-      });
-      const reasons: Reason[] = [...prep.resourceReasons, ...evaluation.reasons];
-      const slots = prep.ours.map((e) => ({
-        e,
-        source: e.summary.address as string,
-        seq: nonceSlot(e.summary.nonce ?? ''),
-        hash: e.payload.toString('hex'),
-      }));
-      for (const s of slots) {
-        const holder = ledger.liveConflict(s.source, s.seq, s.hash, now);
-        if (holder) {
-          reasons.push(
-            reason(
-              'NONCE_TAKEN',
-              `This node already signed a different payload for ${s.source} nonce ${s.e.summary.nonce} (entry ${s.e.index}).`,
-              `authEntries[${s.e.index}].nonce`,
-            ),
-          );
+    const kind = 'authEntries';
+    if (!prep.ok) return this.#pipe.finish(p.proposalId, prep.hash, 'reject', prep.reasons, { first, kind });
+    const { ours, resourceReasons } = prep;
+    return this.#pipe.review({
+      kind,
+      proposalId: p.proposalId,
+      hash: prep.hash,
+      slots: ours.map((e) => nonceClaim(policy, e)),
+      ...(first ? { first } : {}),
+      // What the audit keeps of each entry this node judged: enough to find the on-chain use of a signature.
+      auditData: {
+        authEntries: ours.map((e) => ({
+          index: e.index,
+          address: e.summary.address ?? null,
+          nonce: e.summary.nonce ?? null,
+          expiration: e.summary.signatureExpirationLedger ?? null,
+          payload: e.payload.toString('hex'),
+        })),
+      },
+      evaluate: (now): PolicyEvaluation => {
+        const currentLedger = ledgerLowerBound(policy, now);
+        if (currentLedger === undefined) {
+          const reason = nodeReasons.reason('NO_LEDGER_CLOCK', { field: 'signatureExpirationLedger' });
+          return { outcome: 'reject', reasons: [reason], spend: [] };
         }
-      }
-      if (evaluation.outcome !== 'approve' || reasons.length > 0) {
-        // Manual approval of auth entries is not offered: a hold is answered as a reject with its reasons.
-        this.#record(p.proposalId, prep.hash, 'reject', reasons, now, nowMs, judged);
-        return { kind: 'decided', outcome: 'reject', reasons };
-      }
-      const records = slots.map((s, i) => {
-        const r = ledger.reserveInTransaction(
-          {
-            proposalId: p.proposalId,
-            signHash: s.hash,
-            txHash: s.hash,
-            source: s.source,
-            seq: s.seq,
-            maxTime: expirationTime(policy, s.e.summary.signatureExpirationLedger ?? 0),
-            signer: this.#d.signer.address,
-            // Velocity is charged once per proposal, on its first entry.
-            spend: i === 0 ? evaluation.spend : [],
-            manual: false,
-          },
+        const { ledger } = this.#d;
+        const evaluation = evaluateAuthEntries(policy, {
+          entries: ours.map((e) => e.summary),
           now,
-        );
-        // Inside this transaction the conflicts were checked above, so this is 'reserved' or 'existing'.
-        return (r as { record: SignatureRecord }).record;
-      });
-      this.#record(p.proposalId, prep.hash, 'approve', [], now, nowMs, judged);
-      return { kind: 'sign', records };
-    });
-    if (step.kind === 'decided') return this.#finish(p.proposalId, prep.hash, step.outcome, step.reasons, false);
-    return this.#signAll(p.proposalId, prep.hash, prep.ours, step.records);
-  }
-
-  async #signAll(
-    proposalId: string,
-    hash: string,
-    ours: readonly PreparedEntry[],
-    records: readonly SignatureRecord[],
-  ): Promise<DecisionBody> {
-    const { ledger, audit, signer, logger, metrics } = this.#d;
-    const out: { index: number; payload: string; signature: string }[] = [];
-    for (const [i, e] of ours.entries()) {
-      const rec = records[i] as SignatureRecord;
-      let b64 = rec.state === 'signed' ? rec.signature : null;
-      if (b64 === null) {
-        const started = process.hrtime.bigint();
-        try {
-          b64 = (await signer.sign(e.payload)).toString('base64');
-        } catch (err) {
-          logger.error(
-            { hash: rec.signHash, code: codeOf(err) },
-            'key backend failed to sign; the intent keeps the nonce',
-          );
-          return this.#finish(
-            proposalId,
-            hash,
-            'reject',
-            [reason(SIGNER_UNAVAILABLE, `The key backend could not sign (${codeOf(err)}); ask again later.`)],
-            false,
-          );
-        }
-        metrics?.signLatency.observe({ backend: signer.kind }, Number(process.hrtime.bigint() - started) / 1e9);
-        const sig = b64;
-        ledger.atomically(() => {
-          ledger.storeSignature(rec.signHash, sig, Math.floor(this.#nowMs() / 1000));
-          audit.append(
-            'signature.released',
-            {
-              proposalId,
-              hash: rec.signHash,
-              signer: signer.address,
-              signature: sig,
-              source: rec.source,
-              seq: rec.seq,
-            },
-            this.#nowMs(),
-          );
+          currentLedger,
+          spent: (assetKey, windowSeconds) => ledger.spent(assetKey, windowSeconds, now),
         });
-      }
-      out.push({ index: e.index, payload: e.payload.toString('hex'), signature: b64 });
-    }
-    metrics?.decisions.inc({ outcome: 'approve', reason: 'none' });
-    logger.info({ proposalId, hash, entries: out.length }, 'auth entries signed');
-    return { ...this.#body(proposalId, hash, 'approve', []), authSignatures: out };
-  }
-
-  #record(
-    proposalId: string,
-    hash: string,
-    outcome: Outcome,
-    reasons: readonly Reason[],
-    now: number,
-    nowMs: number,
-    entries?: readonly object[],
-  ) {
-    this.#d.ledger.recordDecision(proposalId, hash, outcome, reasons, now);
-    this.#d.audit.append(
-      'decision',
-      { proposalId, hash, outcome, reasons, ...(entries ? { authEntries: entries } : {}) },
-      nowMs,
-    );
-  }
-
-  #finish(proposalId: string, hash: string, outcome: Outcome, reasons: Reason[], record = true): DecisionBody {
-    const { ledger, logger, metrics } = this.#d;
-    const nowMs = this.#nowMs();
-    if (record)
-      ledger.atomically(() => this.#record(proposalId, hash, outcome, reasons, Math.floor(nowMs / 1000), nowMs));
-    for (const r of reasons.length > 0 ? reasons : [reason('NONE', '')])
-      metrics?.decisions.inc({ outcome, reason: r.code });
-    logger.info({ proposalId, hash, outcome, reasons: reasons.map((r) => r.code) }, 'auth decision');
-    return this.#body(proposalId, hash, outcome, reasons);
-  }
-
-  #body(proposalId: string, hash: string, outcome: Outcome, reasons: readonly Reason[]): DecisionBody {
-    return {
-      proposalId,
-      hash,
-      outcome,
-      reasons: reasons
-        .slice(0, 64)
-        .map((r) => ({ ...r, code: r.code.slice(0, 64), message: r.message.slice(0, 1024) })),
-      signerKey: this.#d.signer.address,
-    };
+        if (resourceReasons.length === 0) return evaluation;
+        return { ...evaluation, outcome: 'reject', reasons: [...resourceReasons, ...evaluation.reasons] };
+      },
+      // Manual approval of auth entries is not offered (no `hold`): a hold is answered as a reject with its reasons.
+      answer: (signatures) => ({
+        authSignatures: ours.map((e, i) => ({
+          index: e.index,
+          payload: e.payload.toString('hex'),
+          signature: signatures[i] as string,
+        })),
+      }),
+    });
   }
 }

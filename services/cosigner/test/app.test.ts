@@ -1,19 +1,13 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createSigner } from '@cosigner/keys/factory';
-import { evaluate } from '@cosigner/policy/evaluate';
-import { loadPolicy } from '@cosigner/policy/schema';
+import { rm } from 'node:fs/promises';
 import { createLogger } from '@cosigner/runtime/logger';
 import { rawRequest } from '@cosigner/testkit/http';
 import { Keypair } from '@stellar/stellar-sdk';
 import { afterAll, describe, expect, it } from 'vitest';
 import { build } from '../src/app.ts';
-import { AuditLog } from '../src/audit.ts';
 import { ledgerPath, openLedgerDb, SigningLedger } from '../src/ledger.ts';
 import { createMetrics } from '../src/metrics.ts';
-import { type DecisionBody, Reviewer } from '../src/review.ts';
-import { buildTx, NETWORK, pay, policyYaml } from './helpers.ts';
+import type { DecisionBody } from '../src/review.ts';
+import { buildTx, NETWORK, pay, reviewerFor, reviewFixture } from './helpers.ts';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -21,25 +15,11 @@ afterAll(async () => {
 });
 
 async function setup(opts: { token?: string; keyOk?: boolean; sessionUp?: boolean; allowedHosts?: string[] } = {}) {
-  const dir = await mkdtemp(join(tmpdir(), 'cosigner-app-'));
-  dirs.push(dir);
-  const account = Keypair.random().publicKey();
-  const dest = Keypair.random().publicKey();
-  const policy = loadPolicy(policyYaml({ accounts: [account], allow: [dest], holdAbove: '50' }));
-  const signer = await createSigner({ type: 'local', keyFile: join(dir, 'k.key') }, { production: false });
+  const { dir, account, dest, policy, signer } = await reviewFixture('cosigner-app-', dirs, { holdAbove: '50' });
   const ledger = new SigningLedger(openLedgerDb(ledgerPath(dir)));
   const metrics = createMetrics();
   const logger = createLogger({ name: 'app-test', level: 'silent' });
-  const reviewer = new Reviewer({
-    network: NETWORK,
-    accounts: policy.accounts,
-    evaluate: (summary, ctx) => evaluate(policy, { summary, now: ctx.now, spent: ctx.spent }),
-    ledger,
-    audit: new AuditLog(ledger.db),
-    signer,
-    logger,
-    metrics,
-  });
+  const reviewer = reviewerFor(policy, { ledger, signer, logger, metrics });
   const sent: DecisionBody[] = [];
   const app = build({
     reviewer,

@@ -1,7 +1,13 @@
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Account, Asset, type Keypair, Memo, Operation, TransactionBuilder, type xdr } from '@stellar/stellar-sdk';
+import { createSigner } from '@cosigner/keys/factory';
+import { evaluate } from '@cosigner/policy/evaluate';
+import { loadPolicy, type Policy } from '@cosigner/policy/schema';
+import { Account, Asset, Keypair, Memo, Operation, TransactionBuilder, type xdr } from '@stellar/stellar-sdk';
 import { stringify } from 'yaml';
+import { AuditLog } from '../src/audit.ts';
+import { Reviewer, type ReviewerDeps } from '../src/review.ts';
 
 export const NETWORK = 'Test SDF Network ; September 2015';
 export const OTHER_NETWORK = 'Public Global Stellar Network ; September 2015';
@@ -116,3 +122,34 @@ export async function writeNodeFiles(
 
 export type { Keypair };
 export { Memo };
+
+/**
+ * A transaction reviewer over `policy` (the real evaluation) on the network of these tests; its audit log is kept
+ * in the ledger's file unless one is given.
+ */
+export function reviewerFor(
+  policy: Policy,
+  deps: Omit<ReviewerDeps, 'network' | 'accounts' | 'evaluate' | 'audit'> & { audit?: AuditLog },
+): Reviewer {
+  return new Reviewer({
+    ...deps,
+    network: NETWORK,
+    accounts: policy.accounts,
+    evaluate: (summary, ctx) => evaluate(policy, { summary, ...ctx }),
+    audit: deps.audit ?? new AuditLog(deps.ledger.db),
+  });
+}
+
+/**
+ * What a reviewer test starts from: a fresh directory (added to `dirs`, which the test file removes), an account
+ * this node cosigns for, an allowed destination, the policy over them and a local key generated in the directory.
+ */
+export async function reviewFixture(prefix: string, dirs: string[], over: Partial<PolicyOptions> = {}) {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  dirs.push(dir);
+  const account = Keypair.random().publicKey();
+  const dest = Keypair.random().publicKey();
+  const policy = loadPolicy(policyYaml({ accounts: [account], allow: [dest], ...over }));
+  const signer = await createSigner({ type: 'local', keyFile: join(dir, 'k.key') }, { production: false });
+  return { dir, account, dest, policy, signer };
+}

@@ -2,16 +2,15 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSigner } from '@cosigner/keys/factory';
-import { evaluate } from '@cosigner/policy/evaluate';
 import { loadPolicy } from '@cosigner/policy/schema';
 import { createLogger } from '@cosigner/runtime/logger';
 import { Keypair } from '@stellar/stellar-sdk';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { AuditLog, verifyAuditChain } from '../src/audit.ts';
+import { verifyAuditChain } from '../src/audit.ts';
 import { ledgerPath, openLedgerDb, SigningLedger } from '../src/ledger.ts';
-import { CRASH_POINTS, type CrashPoint, Reviewer } from '../src/review.ts';
-import { buildTx, NETWORK, pay, policyYaml } from './helpers.ts';
+import { CRASH_POINTS, type CrashPoint } from '../src/review.ts';
+import { buildTx, NETWORK, pay, policyYaml, reviewerFor } from './helpers.ts';
 
 /**
  * PROPERTY: for any interleaving of proposals (the same or a different transaction for a slot),
@@ -61,12 +60,8 @@ describe('property: no two live signatures for one slot, through crashes', () =>
         const clock = { ms: 1_800_000_000_000 };
         const open = (crashAt?: CrashPoint) => {
           const ledger = new SigningLedger(openLedgerDb(ledgerPath(dir)), { graceSeconds: GRACE });
-          const reviewer = new Reviewer({
-            network: NETWORK,
-            accounts: policy.accounts,
-            evaluate: (summary, ctx) => evaluate(policy, { summary, now: ctx.now, spent: ctx.spent }),
+          const reviewer = reviewerFor(policy, {
             ledger,
-            audit: new AuditLog(ledger.db),
             signer,
             logger,
             now: () => clock.ms,

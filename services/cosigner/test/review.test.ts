@@ -1,9 +1,5 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createSigner } from '@cosigner/keys/factory';
+import { rm } from 'node:fs/promises';
 import type { Signer } from '@cosigner/keys/signer';
-import { evaluate } from '@cosigner/policy/evaluate';
 import { loadPolicy } from '@cosigner/policy/schema';
 import { createLogger } from '@cosigner/runtime/logger';
 import { Keypair, Operation, StrKey, TransactionBuilder } from '@stellar/stellar-sdk';
@@ -11,8 +7,19 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { AuditLog, verifyAuditChain } from '../src/audit.ts';
 import { ledgerPath, openLedgerDb, SigningLedger } from '../src/ledger.ts';
 import { createMetrics } from '../src/metrics.ts';
-import { baseAccount, type CrashPoint, type ProposalBody, Reviewer } from '../src/review.ts';
-import { buildTx, feeBump, NETWORK, OTHER_NETWORK, type PolicyOptions, pay, policyYaml } from './helpers.ts';
+import { SigningPipeline } from '../src/pipeline.ts';
+import { baseAccount, type CrashPoint, type ProposalBody, type Reviewer } from '../src/review.ts';
+import {
+  buildTx,
+  feeBump,
+  NETWORK,
+  OTHER_NETWORK,
+  type PolicyOptions,
+  pay,
+  policyYaml,
+  reviewerFor,
+  reviewFixture,
+} from './helpers.ts';
 
 const logger = createLogger({ name: 'review-test', level: 'silent' });
 const dirs: string[] = [];
@@ -35,20 +42,12 @@ interface Rig {
 }
 
 async function rig(over: Partial<PolicyOptions> = {}, opts: { crashAt?: CrashPoint } = {}): Promise<Rig> {
-  const dir = await mkdtemp(join(tmpdir(), 'cosigner-review-'));
-  dirs.push(dir);
-  const account = Keypair.random().publicKey();
-  const dest = Keypair.random().publicKey();
-  const policy = loadPolicy(policyYaml({ accounts: [account], allow: [dest], ...over }));
-  const signer = await createSigner({ type: 'local', keyFile: join(dir, 'k.key') }, { production: false });
+  const { dir, account, dest, policy, signer } = await reviewFixture('cosigner-review-', dirs, over);
   const clock = { ms: Date.now() };
   const make = (o: { crashAt?: CrashPoint; signer?: Signer }): Rig => {
     const ledger = new SigningLedger(openLedgerDb(ledgerPath(dir)), { graceSeconds: 5 });
     const audit = new AuditLog(ledger.db);
-    const reviewer = new Reviewer({
-      network: NETWORK,
-      accounts: policy.accounts,
-      evaluate: (summary, ctx) => evaluate(policy, { summary, now: ctx.now, spent: ctx.spent }),
+    const reviewer = reviewerFor(policy, {
       ledger,
       audit,
       signer: o.signer ?? signer,
@@ -377,6 +376,58 @@ describe('review pipeline', () => {
       after.ledger.close();
     });
   }
+
+  it('two reviews of one transaction at once share one key call, one record and one signature', async () => {
+    const r0 = await rig();
+    let calls = 0;
+    const counting: Signer = {
+      ...r0.signer,
+      kind: r0.signer.kind,
+      address: r0.signer.address,
+      sign: async (m: Uint8Array) => {
+        calls += 1;
+        return r0.signer.sign(m);
+      },
+    };
+    const r = r0.reopen({ signer: counting });
+    const xdr = buildTx({ source: r.account, seq: '90', ops: [pay(r.dest, '1')] });
+    const [a, b] = await Promise.all([r.reviewer.review(proposal(xdr)), r.reviewer.review(proposal(xdr))]);
+    expect([a.outcome, b.outcome]).toEqual(['approve', 'approve']);
+    expect(a.proposalId).not.toBe(b.proposalId);
+    expect(b.signature).toBe(a.signature);
+    expect(calls).toBe(1);
+    expect(r.ledger.slot(r.account, '90')).toHaveLength(1);
+    r.ledger.close();
+  });
+
+  it('the sign step is pluggable: the pipeline releases what its sign function made, after the same slot rules', async () => {
+    const r = await rig();
+    const asked: string[] = [];
+    const pipeline = new SigningPipeline({
+      ledger: r.ledger,
+      audit: r.audit,
+      signer: r.signer,
+      logger,
+      now: () => r.clock.ms,
+      sign: async (payload) => {
+        asked.push(payload.toString('hex'));
+        return r.signer.sign(payload);
+      },
+    });
+    const policy = loadPolicy(policyYaml({ accounts: [r.account], allow: [r.dest] }));
+    const reviewer = reviewerFor(policy, { ledger: r.ledger, audit: r.audit, signer: r.signer, logger, pipeline });
+    const xdr = buildTx({ source: r.account, seq: '91', ops: [pay(r.dest, '1')] });
+    const d = await reviewer.review(proposal(xdr));
+    expect(d.outcome).toBe('approve');
+    expect(asked).toEqual([hashOf(xdr)]);
+    expect(verifies(r, d.hash, d.signature)).toBe(true);
+    expect(r.ledger.byHash(d.hash)).toMatchObject({ state: 'signed', signature: d.signature });
+    // A second transaction for the slot never reaches the sign function.
+    const other = await reviewer.review(proposal(buildTx({ source: r.account, seq: '91', ops: [pay(r.dest, '2')] })));
+    expect(other.reasons.map((x) => x.code)).toEqual(['SLOT_TAKEN']);
+    expect(asked).toHaveLength(1);
+    r.ledger.close();
+  });
 
   it('rejects what the policy rejects (over the per-transaction cap) and reports it', async () => {
     const r = await rig();

@@ -3,21 +3,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSigner } from '@cosigner/keys/factory';
 import type { Signer } from '@cosigner/keys/signer';
-import { evaluate } from '@cosigner/policy/evaluate';
 import { loadPolicy, type Policy } from '@cosigner/policy/schema';
 import { authBundleHash } from '@cosigner/protocol/auth-bundle';
 import { createLogger } from '@cosigner/runtime/logger';
 import { authEntryPayload } from '@cosigner/stellar/soroban';
 import { authEntry, type EntrySpec, invokeTx, sourceAccountEntry } from '@cosigner/testkit/soroban';
-import { Keypair, StrKey } from '@stellar/stellar-sdk';
+import { Keypair, StrKey, type xdr } from '@stellar/stellar-sdk';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { AuditLog, verifyAuditChain } from '../src/audit.ts';
 import { ledgerPath, openLedgerDb, SigningLedger } from '../src/ledger.ts';
 import { createMetrics } from '../src/metrics.ts';
-import { type ProposalBody, Reviewer } from '../src/review.ts';
+import { SigningPipeline } from '../src/pipeline.ts';
+import type { ProposalBody, Reviewer } from '../src/review.ts';
 import { expirationTime, nonceSlot, prepareAuthProposal, SorobanReviewer } from '../src/soroban.ts';
-import { NETWORK, OTHER_NETWORK } from './helpers.ts';
+import { buildTx, feeBump, NETWORK, OTHER_NETWORK, pay, reviewerFor } from './helpers.ts';
 
 const logger = createLogger({ name: 'soroban-test', level: 'silent' });
 const dirs: string[] = [];
@@ -82,27 +82,22 @@ async function rig(
   const audit = new AuditLog(ledger.db);
   // 100 s after the anchor: the lower bound is ledger 1020.
   const clock = { ms: (ANCHOR_AT + 100) * 1000 };
-  const metrics = createMetrics();
-  const soroban = new SorobanReviewer({
-    network: NETWORK,
-    policy,
+  // One pipeline under both reviewers, as node.ts wires them.
+  const pipeline = new SigningPipeline({
     ledger,
     audit,
     signer,
     logger,
-    metrics,
+    metrics: createMetrics(),
     now: () => clock.ms,
   });
-  const reviewer = new Reviewer({
-    network: NETWORK,
-    accounts: policy.accounts,
-    evaluate: (summary, ctx) => evaluate(policy, { summary, ...ctx }),
+  const soroban = new SorobanReviewer({ network: NETWORK, policy, ledger, audit, signer, logger, pipeline });
+  const reviewer = reviewerFor(policy, {
     ledger,
     audit,
     signer,
     logger,
-    metrics,
-    now: () => clock.ms,
+    pipeline,
     ...(opts.noSoroban ? {} : { soroban }),
   });
   return { account, recipient, policy, signer, ledger, audit, reviewer, clock };
@@ -178,63 +173,67 @@ describe('Soroban auth entries on the node', () => {
     const resources = { fee: 5000, instructions: 1000, readOnly: 1, readWrite: 1 };
     // invokeTx bounds maxTime from the wall clock; the node's clock here is the test's: valid until 60 s after it.
     const timeoutSeconds = ANCHOR_AT + 160 - Math.floor(Date.now() / 1000);
+    const envelope = (proposalId: string, seq: bigint, auth: xdr.SorobanAuthorizationEntry[]) =>
+      r.reviewer.review({
+        proposalId,
+        kind: 'transaction',
+        networkPassphrase: NETWORK,
+        xdr: invokeTx({ ...call, source: r.account, seq, network: NETWORK, auth, resources, timeoutSeconds }),
+      });
     // The multisig submits the deposit it authorized: its envelope signature adds no second charge.
-    const tx = invokeTx({
-      ...call,
-      source: r.account,
-      seq: 40n,
-      network: NETWORK,
-      auth: [a],
-      resources,
-      timeoutSeconds,
-    });
-    const d = await r.reviewer.review({
-      proposalId: 'env-a',
-      kind: 'transaction',
-      networkPassphrase: NETWORK,
-      xdr: tx,
-    });
+    const d = await envelope('env-a', 40n, [a]);
     expect(d.outcome, JSON.stringify(d.reasons)).toBe('approve');
     expect(r.ledger.spent(ESCROW, 3600, ANCHOR_AT + 100)).toBe(amount);
     // So a second deposit of 400 still fits the 800 per hour (charged twice, the first would have used it all).
     expect((await r.reviewer.review(standalone([deposit(22n)]))).outcome).toBe('approve');
     expect(r.ledger.spent(ESCROW, 3600, ANCHOR_AT + 100)).toBe(2n * amount);
     // A transaction whose entry this node never signed is charged in full: over the limit now.
-    const fresh = invokeTx({
-      ...call,
-      source: r.account,
-      seq: 41n,
-      network: NETWORK,
-      auth: [deposit(23n)],
-      resources,
-      timeoutSeconds,
-    });
-    const over = await r.reviewer.review({
-      proposalId: 'env-c',
-      kind: 'transaction',
-      networkPassphrase: NETWORK,
-      xdr: fresh,
-    });
+    const over = await envelope('env-c', 41n, [deposit(23n)]);
     expect(codes(over)).toContain('VELOCITY_EXCEEDED');
     // Nor does an entry signed for this node's account count when the transaction carries it for someone else.
     const stranger = Keypair.random().publicKey();
     const theirs = entry(r, { address: stranger, nonce: 21n, args: [{ address: r.account }, { i128: amount }] });
-    const borrowed = invokeTx({
-      ...call,
-      source: r.account,
-      seq: 42n,
-      network: NETWORK,
-      auth: [theirs],
-      resources,
-      timeoutSeconds,
-    });
-    const refused = await r.reviewer.review({
-      proposalId: 'env-d',
-      kind: 'transaction',
-      networkPassphrase: NETWORK,
-      xdr: borrowed,
-    });
+    const refused = await envelope('env-d', 42n, [theirs]);
     expect(codes(refused)).toContain('VELOCITY_EXCEEDED');
+  });
+
+  it('two entries of one proposal for the same (address, nonce) exclude each other: NONCE_TAKEN, nothing signed', async () => {
+    const r = await rig();
+    const twin = entry(r, { args: [{ address: r.account }, { i128: 1n }] });
+    const d = await r.reviewer.review(standalone([entry(r), twin]));
+    expect(d.outcome).toBe('reject');
+    expect(codes(d)).toEqual(['NONCE_TAKEN']);
+    expect(d.reasons[0]!.field).toBe('authEntries[1].nonce');
+    expect(d.authSignatures).toBeUndefined();
+    expect(r.ledger.counts().signatures).toBe(0);
+  });
+
+  it('goes through the group commit: one WAL sync per approval, the reservation riding on the signature commit', async () => {
+    const r = await rig();
+    const before = r.ledger.walSyncs;
+    const d = await r.reviewer.review(standalone([entry(r)]));
+    expect(d.outcome).toBe('approve');
+    expect(r.ledger.walSyncs - before).toBe(1);
+    expect(r.ledger.byHash(d.authSignatures![0]!.payload)?.state).toBe('signed');
+    // The proposal.seen entry shares the decision's transaction: both are there, seen first.
+    const types = r.audit
+      .tail(10)
+      .sort((x, y) => x.seq - y.seq)
+      .map((e) => e.type);
+    expect(types.indexOf('proposal.seen')).toBeLessThan(types.indexOf('decision'));
+    expect(types.indexOf('decision')).toBeLessThan(types.indexOf('signature.released'));
+  });
+
+  it('a re-ask once the entry has surely expired releases nothing: VALIDITY_EXPIRED', async () => {
+    const r = await rig();
+    const p = standalone([entry(r)]);
+    expect((await r.reviewer.review(p)).outcome).toBe('approve');
+    // Past the expiration ledger's latest close (expirationTime) and the ledger's 5 s grace.
+    r.clock.ms = (expirationTime(r.policy, 1050) + 6) * 1000;
+    const late = await r.reviewer.review({ ...p, proposalId: 'late' });
+    expect(late.outcome).toBe('reject');
+    expect(codes(late)).toEqual(['VALIDITY_EXPIRED']);
+    expect(late.authSignatures).toBeUndefined();
   });
 
   it('refuses a second, different payload for the same (address, nonce) until it expires', async () => {
@@ -399,6 +398,29 @@ describe('Soroban auth entries on the node', () => {
     }
     expect(r.ledger.counts().signatures).toBe(0);
     expect(prepareAuthProposal(standalone([e]), NETWORK, r.policy).ok).toBe(true);
+  });
+
+  it('signs entries only inside one plain invokeHostFunction transaction: a fee bump or a classic one is refused', async () => {
+    const r = await rig();
+    const call = { contract: ESCROW, fn: 'deposit', args: [{ address: r.account }, { i128: 1n }] };
+    const resources = { fee: 5000, instructions: 1000, readOnly: 1, readWrite: 1 };
+    const invoke = invokeTx({ ...call, source: r.account, seq: 5n, network: NETWORK, auth: [entry(r)], resources });
+    const classic = buildTx({ source: r.account, seq: '6', ops: [pay(r.recipient, '1')] });
+    const cases: [string, string, string][] = [
+      [feeBump(invoke, r.account, '200000'), 'UNSUPPORTED_PROPOSAL', 'xdr'],
+      [classic, 'UNSUPPORTED_PROPOSAL', 'operations'],
+    ];
+    for (const [xdr, code, field] of cases) {
+      const d = await r.reviewer.review({
+        proposalId: `shape-${field}`,
+        kind: 'authEntries',
+        networkPassphrase: NETWORK,
+        xdr,
+      });
+      expect(d.outcome, field).toBe('reject');
+      expect(d.reasons, field).toEqual([expect.objectContaining({ code, field })]);
+    }
+    expect(r.ledger.counts().signatures).toBe(0);
   });
 
   it('a key backend failure keeps the recorded nonce and answers SIGNER_UNAVAILABLE; a re-ask signs the same payload', async () => {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { authEntryPayload, checkAccountAuthSignatures } from '@cosigner/stellar/soroban';
+import { authCredentials, authEntryPayload, checkAccountAuthSignatures, sorobanShape } from '@cosigner/stellar/soroban';
 import { Address, Keypair, nativeToScVal, StrKey, scValToBigInt, xdr } from '@stellar/stellar-sdk';
 import { type AccountState, availableBalance, cloneAccount } from './state.ts';
 
@@ -85,8 +85,6 @@ export function sorobanResourceFee(resources: xdr.SorobanResources): bigint {
   );
 }
 
-const SOROBAN_OPS = new Set(['invokeHostFunction', 'extendFootprintTtl', 'restoreFootprint']);
-
 export type SorobanTxCheck =
   | { ok: true; soroban: false }
   | { ok: true; soroban: true; resourceFee: bigint }
@@ -112,31 +110,30 @@ export function checkSorobanTx(tx: xdr.Transaction): SorobanTxCheck {
     code,
     diagnostic,
   });
-  const isSoroban = tx.operations.some((op) => SOROBAN_OPS.has(op.body.type));
-  const hasData = tx.ext.type === 'sorobanData';
-  if (!isSoroban) {
-    return hasData
+  // The shape (a Soroban operation alone, with its data; no data on a classic one) is packages/stellar's; the
+  // numeric network limits and the fee rules below are the simulator's own.
+  const shape = sorobanShape(tx);
+  if (shape.kind === 'classic') {
+    return shape.hasData
       ? fail('txMalformed', 'soroban: SorobanTransactionData on a transaction without a Soroban operation')
       : { ok: true, soroban: false };
   }
-  if (tx.operations.length !== 1) {
-    return fail(
-      'txMalformed',
-      `soroban: a Soroban transaction holds exactly one operation (this one has ${tx.operations.length})`,
-    );
+  if (shape.kind === 'malformed') {
+    return shape.problem === 'operationCount'
+      ? fail(
+          'txMalformed',
+          `soroban: a Soroban transaction holds exactly one operation (this one has ${shape.operations})`,
+        )
+      : fail('txMalformed', 'soroban: the transaction carries no SorobanTransactionData (simulate it first)');
   }
-  if (tx.ext.type !== 'sorobanData') {
-    return fail('txMalformed', 'soroban: the transaction carries no SorobanTransactionData (simulate it first)');
-  }
-  const data = tx.ext.sorobanData;
+  const { data, resources } = shape;
   const r = data.resources;
-  const entries = r.footprint.readOnly.length + r.footprint.readWrite.length;
   const over: [string, number, number][] = [
-    ['instructions', r.instructions, NETWORK_LIMITS.instructions],
-    ['disk read bytes', r.diskReadBytes, NETWORK_LIMITS.diskReadBytes],
-    ['write bytes', r.writeBytes, NETWORK_LIMITS.writeBytes],
-    ['footprint entries', entries, NETWORK_LIMITS.footprintEntries],
-    ['read-write entries', r.footprint.readWrite.length, NETWORK_LIMITS.writeEntries],
+    ['instructions', resources.instructions, NETWORK_LIMITS.instructions],
+    ['disk read bytes', resources.diskReadBytes, NETWORK_LIMITS.diskReadBytes],
+    ['write bytes', resources.writeBytes, NETWORK_LIMITS.writeBytes],
+    ['footprint entries', resources.footprintEntries, NETWORK_LIMITS.footprintEntries],
+    ['read-write entries', resources.readWriteEntries, NETWORK_LIMITS.writeEntries],
   ];
   for (const [what, n, max] of over) {
     if (n > max) return fail('txSorobanInvalid', `resources: ${what} ${n} above the network limit ${max}`);
@@ -335,17 +332,8 @@ function runEscrow(
 
 /** The address an entry authorizes for: SOURCE_ACCOUNT credentials stand for the invoker. */
 function entryAddress(entry: xdr.SorobanAuthorizationEntry, invoker: string): string {
-  const c = entry.credentials;
-  switch (c.type) {
-    case 'sorobanCredentialsSourceAccount':
-      return invoker;
-    case 'sorobanCredentialsAddress':
-      return Address.fromScAddress(c.address.address).toString();
-    case 'sorobanCredentialsAddressV2':
-      return Address.fromScAddress(c.addressV2.address).toString();
-    default:
-      return Address.fromScAddress(c.addressWithDelegates.addressCredentials.address).toString();
-  }
+  const a = authCredentials(entry);
+  return a.credentials === 'sourceAccount' ? invoker : a.address;
 }
 
 /** Does the entry's root invocation equal the call (contract, function name, args; XDR equality as the host compares)? */
@@ -462,12 +450,12 @@ function authenticate(
   host: Host,
   out: InvokeResult,
 ): void {
-  const c = entry.credentials;
-  if (c.type === 'sorobanCredentialsSourceAccount') return;
-  if (c.type === 'sorobanCredentialsAddressWithDelegates') {
+  const a = authCredentials(entry);
+  if (a.credentials === 'sourceAccount') return;
+  if (a.credentials === 'addressWithDelegates') {
     trap(`auth: ${address}: address-with-delegates credentials (CAP-71) are not supported by the simulator`);
   }
-  const creds = c.type === 'sorobanCredentialsAddress' ? c.address : c.addressV2;
+  const { creds } = a;
   const acct = env.accounts.get(address);
   if (acct === undefined) trap(`auth: ${address}: account does not exist`);
   const payload = authEntryPayload(entry, env.networkPassphrase);
@@ -582,11 +570,9 @@ export function simulateInvocation(
         });
       }
       auth.push(entry);
-      const c = entry.credentials;
-      if (c.type === 'sorobanCredentialsAddress' || c.type === 'sorobanCredentialsAddressV2') {
-        const creds = c.type === 'sorobanCredentialsAddress' ? c.address : c.addressV2;
-        host.write(nonceKey(address, creds.nonce), 'nonce');
-      }
+      const a = authCredentials(entry);
+      if (a.credentials === 'address' || a.credentials === 'addressV2')
+        host.write(nonceKey(address, a.creds.nonce), 'nonce');
     },
   };
   try {
