@@ -37,7 +37,10 @@ export type AuditType =
   | 'keyring.activated'
   | 'keyring.abandoned'
   | 'roster.allowed'
-  | 'roster.removed';
+  | 'roster.removed'
+  | 'frost.dkg.joined'
+  | 'frost.dkg.aborted'
+  | 'frost.group.created';
 
 export interface AuditEntry {
   seq: number;

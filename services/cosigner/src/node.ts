@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { AuditLog } from './audit.ts';
 import { assertProductionSafe, type NodeConfig } from './config.ts';
 import { nodeErrors } from './errors.ts';
+import { openFrostDkg } from './frost/dkg.ts';
 import { Keyring } from './keyring.ts';
 import { ledgerPath, openLedgerDb, SigningLedger } from './ledger.ts';
 import { createMetrics, type NodeMetrics } from './metrics.ts';
@@ -120,6 +121,13 @@ export async function createNode(
     throw e;
   }
 
+  const frost = await openFrostDkg({ ...config, config: config.frost, identity, audit, logger, env }).catch(
+    async (e: unknown) => {
+      await signer.close();
+      ledger.close();
+      throw e;
+    },
+  );
   audit.append('config.loaded', { file: config.configFile ?? null, sha256: config.configSha256, mode: config.mode });
   audit.append('policy.loaded', { file: config.policy, sha256: createHash('sha256').update(policyText).digest('hex') });
   // Replaceable while the node runs (SIGHUP, the admin API): every reader below asks for the policy in force.
@@ -194,6 +202,7 @@ export async function createNode(
       onCancel: (body) => {
         reviewer.cancel(body.proposalId, body.reason);
       },
+      onFrostDkg: (body) => frost.handle(body),
     },
   });
 
@@ -219,6 +228,7 @@ export async function createNode(
       if (closed) return;
       closed = true;
       await session.stop();
+      await frost.close();
       await signer.close();
       ledger.close();
     },
