@@ -20,6 +20,8 @@ import type { CoordinatorConfig } from './config.ts';
 import { consoleSocketKey, registerConsoleRoutes } from './console-routes.ts';
 import { coordinatorErrors } from './errors.ts';
 import { EVENT_TYPES, EventBus, EventSchema } from './events.ts';
+import { openFrostRelay } from './frost/dkg.ts';
+import { registerFrostRoutes } from './frost/routes.ts';
 import { createHorizonClient, type LedgerClient } from './horizon.ts';
 import { NodeHub } from './hub.ts';
 import { registerLifecycleRoutes } from './lifecycle.ts';
@@ -374,6 +376,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     ledgerSettleMs: config.round.ledgerSettleMs,
     invalidateAccounts,
   });
+  const frost = openFrostRelay({ dataDir: config.dataDir, nodes: store, logger });
   const hub = new NodeHub({
     identity: opts.identity,
     network: config.network,
@@ -392,6 +395,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       onDecision: (nodeId, key, body) =>
         soroban.owns(body.proposalId) ? soroban.onDecision(nodeId, key, body) : engine.onDecision(nodeId, key, body),
       onMisbehaviour: (nodeId, kind, detail) => engine.onMisbehaviour(nodeId, kind, detail),
+      onFrostDkgReply: (nodeId, body) => frost.onReply(nodeId, body),
     },
   });
   const soroban = new SorobanRounds({
@@ -409,6 +413,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   });
   engine.attach(hub);
   soroban.attach(hub);
+  frost.attach(hub);
   app.decorate('coordinator', { store, hub, engine, events, metrics, ledger, invalidateAccounts });
   app.decorateRequest('apiKey', null);
 
@@ -752,6 +757,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
 
   registerLifecycleRoutes(app as unknown as FastifyInstance, { nodes: store, events, invalidateAccounts });
   registerConsoleRoutes(app as unknown as FastifyInstance, { store, config });
+  registerFrostRoutes(app as unknown as FastifyInstance, { relay: frost });
 
   // Nodes dial out to here; authentication is the protocol handshake (hub.ts), not an API key.
   app.get('/v1/nodes/connect', { websocket: true, schema: { hide: true } }, (socket) => hub.handle(socket));
@@ -795,6 +801,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   app.addHook('onClose', async () => {
     engine.close();
     soroban.close();
+    frost.close();
     await events.close();
     store.close();
   });
