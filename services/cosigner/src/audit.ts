@@ -40,7 +40,8 @@ export type AuditType =
   | 'roster.removed'
   | 'frost.dkg.joined'
   | 'frost.dkg.aborted'
-  | 'frost.group.created';
+  | 'frost.group.created'
+  | 'frost.group.dropped';
 
 export interface AuditEntry {
   seq: number;

@@ -38,7 +38,8 @@ import { FrostGroupStore, frostStorePath, membershipKey } from './store.ts';
  *    (KMS envelope encryption, or the local sealer in development), checks that the sealed copy opens to a share
  *    matching its verifying share, records the group durably as pending and answers its public data, signed;
  * 5. `confirm` (every participant's signed result): all equal to this node's, or the group is not kept; then the
- *    group is confirmed and the expectation used.
+ *    group is confirmed and the expectation used. An `abort` of the session that arrives later (another
+ *    participant refused at `confirm`) still drops it, so an honest relay leaves the group at all nodes or none.
  *
  * Any failure aborts the session here, wipes its secrets and answers an error naming the culprits the protocol
  * can name: a participant whose proof, package or share is bad (its signature proves it sent it), or
@@ -81,6 +82,8 @@ export interface FrostDkgNodeOptions {
 export class FrostDkgNode {
   readonly #o: FrostDkgNodeOptions;
   readonly #sessions = new Map<string, Session>();
+  /** Groups confirmed lately, by session: an abort of that session still drops them (sessionTimeoutMs). */
+  readonly #confirmed = new Map<string, { address: string; timer: NodeJS.Timeout }>();
 
   constructor(o: FrostDkgNodeOptions) {
     this.#o = o;
@@ -97,8 +100,18 @@ export class FrostDkgNode {
    */
   async handle(body: Body<'frost-dkg'>): Promise<Reply | undefined> {
     if (body.step === 'abort') {
+      const reason = `aborted by the coordinator: ${body.reason ?? 'no reason given'}`;
       const s = this.#sessions.get(body.dkgId);
-      if (s) this.#drop(s, `aborted by the coordinator: ${body.reason ?? 'no reason given'}`);
+      if (s) this.#drop(s, reason);
+      const done = this.#confirmed.get(body.dkgId);
+      if (done) {
+        // Confirmed here, but the key generation failed elsewhere (a participant refused or missed `confirm`):
+        // the group is not complete everywhere, so it is not kept here either.
+        clearTimeout(done.timer);
+        this.#confirmed.delete(body.dkgId);
+        this.#o.store.delete(done.address);
+        this.#o.audit.append('frost.group.dropped', { dkgId: body.dkgId, address: done.address, reason });
+      }
       return undefined;
     }
     const step = body.step;
@@ -128,6 +141,8 @@ export class FrostDkgNode {
   /** Drop every session (node stopping). */
   close(): void {
     for (const s of [...this.#sessions.values()]) this.#drop(s, 'node stopping');
+    for (const c of this.#confirmed.values()) clearTimeout(c.timer);
+    this.#confirmed.clear();
   }
 
   #session(dkgId: string, after: Step): Session {
@@ -277,6 +292,9 @@ export class FrostDkgNode {
     this.#o.store.confirm(address);
     clearTimeout(s.timer);
     this.#sessions.delete(s.dkgId);
+    const timer = setTimeout(() => this.#confirmed.delete(s.dkgId), this.#o.config.sessionTimeoutMs);
+    timer.unref();
+    this.#confirmed.set(s.dkgId, { address, timer });
     const g = this.#o.store.get(address)!;
     this.#o.audit.append('frost.group.created', {
       dkgId: s.dkgId,

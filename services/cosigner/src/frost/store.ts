@@ -98,6 +98,11 @@ export class FrostGroupStore {
     this.#db.prepare(`DELETE FROM frost_groups WHERE address = ? AND status = 'pending'`).run(address);
   }
 
+  /** Forget a group (its key generation failed elsewhere after this node confirmed it). */
+  delete(address: string): void {
+    this.#db.prepare('DELETE FROM frost_groups WHERE address = ?').run(address);
+  }
+
   /** The confirmed groups whose roster (threshold, participants, identity keys; not the session id) equals `key`. */
   byMembership(key: string): NodeFrostGroup[] {
     return this.list().filter((g) => g.status === 'confirmed' && membershipKey(g.threshold, g.participants) === key);
