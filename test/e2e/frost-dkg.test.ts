@@ -281,6 +281,17 @@ describe('FROST key generation among three real node processes', () => {
       expect(theirs.groupPublicKey).toBe(g.groupPublicKey);
       expect(theirs.verifyingShares).toEqual(group.verifyingShares);
       group.commitments = theirs.commitments;
+      // The node's operator reads the same through the node's admin API (public data only).
+      const listed = (await (await fetch(`${cluster.nodes[i]!.url}/v1/frost/groups`)).json()) as {
+        groups: { address: string; transcript: string; verifyingShares: Record<string, string> }[];
+      };
+      expect(listed.groups).toHaveLength(1);
+      expect(listed.groups[0]).toMatchObject({
+        address,
+        transcript: g.transcript,
+        verifyingShares: group.verifyingShares,
+      });
+      expect(JSON.stringify(listed)).not.toContain(JSON.parse(row.sealed_share).ciphertext);
     }
 
     // Each share opens only through its node's own KMS key (the test holds the node's credentials), and matches

@@ -13,6 +13,7 @@ import { AuditLog } from './audit.ts';
 import { assertProductionSafe, type NodeConfig } from './config.ts';
 import { nodeErrors } from './errors.ts';
 import { openFrostDkg } from './frost/dkg.ts';
+import type { NodeFrostGroup } from './frost/store.ts';
 import { Keyring } from './keyring.ts';
 import { ledgerPath, openLedgerDb, SigningLedger } from './ledger.ts';
 import { createMetrics, type NodeMetrics } from './metrics.ts';
@@ -41,6 +42,8 @@ export interface CosignerNode {
   readonly metrics: NodeMetrics;
   readonly reviewer: Reviewer;
   readonly session: CoordinatorSession;
+  /** FROST key generation (frost/dkg.ts): the groups this node holds a share of. */
+  readonly frost: { groups(): NodeFrostGroup[] };
   readonly adminToken: string | undefined;
   /** Start the coordinator session. */
   start(): void;
@@ -222,6 +225,7 @@ export async function createNode(
     metrics,
     reviewer,
     session,
+    frost,
     adminToken,
     start: () => session.start(),
     async close() {

@@ -7,12 +7,14 @@ import { type DkgRosterEntry, type SignedStatement, signStatement } from '@cosig
 import { generateIdentity, type Identity } from '@cosigner/protocol/identity';
 import type { Body } from '@cosigner/protocol/messages';
 import type Database from 'better-sqlite3';
+import Fastify from 'fastify';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog } from '../src/audit.ts';
 import { parseConfig } from '../src/config.ts';
 import type { FrostConfig } from '../src/frost/config.ts';
 import { FrostDkgNode, MAX_DKG_SESSIONS, openFrostDkg, refuseDkg } from '../src/frost/dkg.ts';
+import { nodeGroupView, registerFrostRoutes } from '../src/frost/routes.ts';
 import { FrostGroupStore, frostStorePath } from '../src/frost/store.ts';
 import { openLedgerDb } from '../src/ledger.ts';
 
@@ -146,6 +148,27 @@ describe('FROST key generation at the node', () => {
     const types = nodes[0]!.db.prepare('SELECT type FROM audit').all() as { type: string }[];
     expect(types.map((t) => t.type)).toEqual(expect.arrayContaining(['frost.dkg.joined', 'frost.group.created']));
     expect(nodes.every((x) => x.dkg.open === 0)).toBe(true);
+    // The admin API lists the group's public data, never the sealed share, behind the admin guard.
+    const app = Fastify();
+    registerFrostRoutes(
+      app,
+      () => nodes[0]!.store.list(),
+      async (req) => {
+        if (req.headers.authorization !== 'Bearer t')
+          throw Object.assign(new Error('no'), { statusCode: 401, code: 'NODE_UNAUTHORIZED' });
+      },
+    );
+    const listed = await app.inject({ method: 'GET', url: '/v1/frost/groups', headers: { authorization: 'Bearer t' } });
+    expect(listed.json()).toEqual({ groups: [nodeGroupView(g)] });
+    expect(listed.json().groups[0]).toMatchObject({
+      address: g.address,
+      status: 'confirmed',
+      myIndex: 1,
+      sealer: 'local',
+    });
+    expect(listed.body).not.toContain('ciphertext');
+    expect((await app.inject({ method: 'GET', url: '/v1/frost/groups' })).statusCode).toBe(401);
+    await app.close();
     // The expectation is used: the same roster again is refused.
     const again = await relay(nodes, 2);
     expect(errorOf(again.replies)).toMatchObject({ code: 'NODE_FROST_NOT_EXPECTED' });
@@ -361,6 +384,7 @@ describe('FROST key generation at the node', () => {
       logger,
     });
     expect((await none.handle({ dkgId: 'a', step: 'round1' }))!.error!.code).toBe('NODE_FROST_NOT_EXPECTED');
+    expect(none.groups()).toEqual([]);
     await none.close();
     const base = {
       nodeId: 'n',

@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import type { AuditLog } from '../audit.ts';
 import { nodeErrors } from '../errors.ts';
 import type { FrostConfig } from './config.ts';
-import { FrostGroupStore, frostStorePath, membershipKey } from './store.ts';
+import { FrostGroupStore, frostStorePath, membershipKey, type NodeFrostGroup } from './store.ts';
 
 /**
  * The node's side of a FROST key generation relayed by the coordinator (docs/architecture.md, "FROST key
@@ -440,8 +440,13 @@ export async function openFrostDkg(o: {
   audit: AuditLog;
   logger: Logger;
   env?: NodeJS.ProcessEnv;
-}): Promise<{ handle(body: Body<'frost-dkg'>): Promise<Reply | undefined>; close(): Promise<void> }> {
-  if (!o.config) return { handle: async (b) => refuseDkg(b), close: async () => undefined };
+}): Promise<{
+  handle(body: Body<'frost-dkg'>): Promise<Reply | undefined>;
+  /** The groups this node holds a share of (public data and the sealed share). */
+  groups(): NodeFrostGroup[];
+  close(): Promise<void>;
+}> {
+  if (!o.config) return { handle: async (b) => refuseDkg(b), groups: () => [], close: async () => undefined };
   const sealer = await createShareSealer(o.config.sealer, { production: o.production, env: o.env });
   let store: FrostGroupStore;
   try {
@@ -453,6 +458,7 @@ export async function openFrostDkg(o: {
   const node = new FrostDkgNode({ ...o, config: o.config, sealer, store });
   return {
     handle: (b) => node.handle(b),
+    groups: () => store.list(),
     async close() {
       node.close();
       store.close();
