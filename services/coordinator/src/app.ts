@@ -391,6 +391,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       onSync: (nodeId) => {
         engine.sync(nodeId);
         soroban.sync(nodeId);
+        frost.sync(nodeId);
       },
       onDecision: (nodeId, key, body) =>
         soroban.owns(body.proposalId) ? soroban.onDecision(nodeId, key, body) : engine.onDecision(nodeId, key, body),

@@ -285,6 +285,24 @@ describe('FROST key-generation relay', () => {
     });
     expect(again.get('left-over')).toMatchObject({ status: 'failed', error: { code: 'COORD_FROST_DKG_TIMEOUT' } });
     expect(again.get(running.id).status).toBe('failed');
+    // Each participant hears the abort when it next syncs (it may have confirmed the group meanwhile).
+    const delivered: { nodeId: string; body: Body<'frost-dkg'> }[] = [];
+    let reachable = false;
+    again.attach({
+      connected: () => [],
+      send<T extends MessageType>(nodeId: string, _t: T, body: Body<T>) {
+        if (reachable) delivered.push({ nodeId, body: body as Body<'frost-dkg'> });
+        return reachable;
+      },
+    });
+    again.sync('n1');
+    expect(delivered).toEqual([]);
+    reachable = true;
+    again.sync('n1');
+    again.sync('n1');
+    again.sync('n9');
+    // (The other session was failed by close(), which told its participants then.)
+    expect(delivered.map((d) => [d.nodeId, d.body.dkgId, d.body.step])).toEqual([['n1', 'left-over', 'abort']]);
     relay = again;
   });
 });

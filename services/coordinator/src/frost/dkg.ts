@@ -35,6 +35,8 @@ import { type DkgError, type DkgRecord, type DkgStep, FrostDkgStore } from './st
 
 /** How long one step may take across all participants (a 17-of-25 round 2 or 3 takes seconds per node). */
 export const DKG_STEP_TIMEOUT_MS = 120_000;
+/** How long an abort is kept for a node that missed it: a node forgets a session it confirmed after 10 minutes. */
+export const ABORT_RETENTION_MS = 600_000;
 /** Key generations relayed at once. */
 export const MAX_RUNNING = 2;
 
@@ -79,11 +81,38 @@ export class FrostDkgRelay {
     // A session open when the coordinator stopped cannot go on: the nodes' halves of it live in their memory
     // and the statements gathered so far lived in ours.
     for (const r of this.#store.running()) {
-      this.#store.fail(r.id, {
-        code: 'COORD_FROST_DKG_TIMEOUT',
-        message: 'The coordinator stopped during this key generation; start a new one.',
-        culprits: [],
-      });
+      const message = 'The coordinator stopped during this key generation; start a new one.';
+      this.#store.fail(r.id, { code: 'COORD_FROST_DKG_TIMEOUT', message, culprits: [] });
+      this.#owed(r.id, r.participants, message);
+    }
+  }
+
+  /** Aborts not yet delivered, by node: a node that was away hears them when it syncs. */
+  readonly #undelivered = new Map<string, { dkgId: string; reason: string; until: number }[]>();
+
+  #owed(dkgId: string, participants: readonly DkgRosterEntry[], reason: string): void {
+    const until = Date.now() + ABORT_RETENTION_MS;
+    for (const p of participants) {
+      const list = (this.#undelivered.get(p.nodeId) ?? []).filter((x) => x.until > Date.now());
+      list.push({ dkgId, reason, until });
+      this.#undelivered.set(p.nodeId, list.slice(-16));
+    }
+  }
+
+  /**
+   * A node (re)connected and asked for what it missed: send it the aborts of sessions that failed while it was away,
+   * or while the coordinator was stopped. A node that confirmed a group of such a session drops it on the abort
+   * (within its session time-out), so a group never stays at some nodes of a key generation recorded as failed.
+   */
+  sync(nodeId: string): void {
+    const list = this.#undelivered.get(nodeId);
+    if (!list) return;
+    this.#undelivered.delete(nodeId);
+    for (const x of list) {
+      if (x.until <= Date.now()) continue;
+      if (!this.#hub?.send(nodeId, 'frost-dkg', { dkgId: x.dkgId, step: 'abort', reason: x.reason.slice(0, 1024) })) {
+        this.#owed(x.dkgId, [{ index: 0, nodeId, identityKey: '' }], x.reason);
+      }
     }
   }
 
@@ -378,13 +407,15 @@ export class FrostDkgRelay {
     this.#runs.delete(run.rec.id);
     this.#store.fail(run.rec.id, error);
     // A node that already recorded the group drops it on abort (it is pending until confirm).
-    for (const p of run.rec.participants) {
-      this.#hub?.send(p.nodeId, 'frost-dkg', {
-        dkgId: run.rec.id,
-        step: 'abort',
-        reason: error.message.slice(0, 1024),
-      });
-    }
+    const away = run.rec.participants.filter(
+      (p) =>
+        !this.#hub?.send(p.nodeId, 'frost-dkg', {
+          dkgId: run.rec.id,
+          step: 'abort',
+          reason: error.message.slice(0, 1024),
+        }),
+    );
+    if (away.length > 0) this.#owed(run.rec.id, away, error.message);
     this.#logger.warn(
       { dkgId: run.rec.id, step: run.step, code: error.code, culprits: error.culprits },
       'FROST key generation aborted',
