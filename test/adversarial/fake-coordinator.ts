@@ -53,6 +53,7 @@ export class FakeCoordinator {
   readonly #replay = new ReplayGuard({ ttlMs: 60_000 });
   readonly #decisions: { nodeId: string; body: Decision }[] = [];
   readonly #waiters = new Set<() => void>();
+  readonly #frost: { nodeId: string; body: Body<'frost-dkg-reply'> }[] = [];
   readonly handshakes: HandshakeRecord[] = [];
   /** When set, every new connection gets this `hello` (and the session is never opened by us). */
   helloOverride: HelloOverride | undefined;
@@ -144,6 +145,15 @@ export class FakeCoordinator {
   /** Decisions received so far from `nodeId` for a proposal id. */
   decisions(nodeId: string, proposalId: string): Decision[] {
     return this.#decisions.filter((d) => d.nodeId === nodeId && d.body.proposalId === proposalId).map((d) => d.body);
+  }
+
+  /** Send one FROST key-generation step to a node and return its reply to that step of that session. */
+  async frostDkg(nodeId: string, body: Body<'frost-dkg'>, timeoutMs = 60_000): Promise<Body<'frost-dkg-reply'>> {
+    const mine = () =>
+      this.#frost.find((r) => r.nodeId === nodeId && r.body.dkgId === body.dkgId && r.body.step === body.step);
+    this.sendRaw(nodeId, this.frame(nodeId, 'frost-dkg', body));
+    await this.#until(() => mine() !== undefined, timeoutMs, `${nodeId}'s reply to ${body.step} of ${body.dkgId}`);
+    return mine()!.body;
   }
 
   /** Every decision received, in arrival order. */
@@ -275,6 +285,9 @@ export class FakeCoordinator {
       s.socket.send(this.frame(s.nodeId, 'pong', { nonce: (env.body as Body<'ping'>).nonce }));
     } else if (env.type === 'decision') {
       this.#decisions.push({ nodeId: s.nodeId, body: env.body as Decision });
+      this.#wake();
+    } else if (env.type === 'frost-dkg-reply') {
+      this.#frost.push({ nodeId: s.nodeId, body: env.body as Body<'frost-dkg-reply'> });
       this.#wake();
     }
   }

@@ -22,6 +22,8 @@ export interface RogueNodeOptions {
   coordinatorKey: Buffer;
   /** The decision to send for a proposal; undefined sends nothing. */
   answer(p: Body<'proposal'>): Body<'decision'> | undefined | Promise<Body<'decision'> | undefined>;
+  /** The answer to a FROST key-generation step; undefined (or no handler) sends nothing. */
+  frostDkg?(b: Body<'frost-dkg'>): Body<'frost-dkg-reply'> | undefined;
 }
 
 export class RogueNode {
@@ -66,6 +68,9 @@ export class RogueNode {
           void Promise.resolve(o.answer(p)).then((d) => {
             if (d) rogue.#send('decision', d);
           });
+        } else if (env.type === 'frost-dkg') {
+          const reply = o.frostDkg?.(env.body as Body<'frost-dkg'>);
+          if (reply) rogue.#send('frost-dkg-reply', reply);
         } else if (env.type === 'ping') {
           rogue.#send('pong', { nonce: (env.body as Body<'ping'>).nonce });
         }

@@ -62,6 +62,11 @@ export const COMMANDS: readonly { name: string; summary: string; load: () => Pro
     summary: 'run the whole system on this machine: KMS emulators, ledger simulator, coordinator, nodes',
     load: async () => (await import('./commands/cluster.ts')).registerCluster,
   },
+  {
+    name: 'frost',
+    summary: 'FROST threshold groups: generate one among the nodes (dkg), show one',
+    load: async () => (await import('./commands/frost.ts')).registerFrost,
+  },
 ];
 
 /** The first word of argv that is not an option: the command the user asked for (undefined for bare --help). */

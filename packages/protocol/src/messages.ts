@@ -23,6 +23,24 @@ const Reason = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * A FROST key-generation statement: `p` is the JSON text of what a node says (its transport key, its round-1
+ * commitment, a round-2 package, its result), `s` its identity key's ed25519 signature over
+ * `"stellar-cosigner/frost-dkg/v1\n" || p` (frost-dkg.ts). The coordinator relays statements between nodes
+ * unchanged; the frame around them authenticates the hop, the statement authenticates its author end to end.
+ */
+const Statement = Type.Object(
+  { p: Type.String({ minLength: 2, maxLength: 16_384 }), s: B64 },
+  { additionalProperties: false },
+);
+const DkgStep = Type.Union([
+  Type.Literal('start'),
+  Type.Literal('round1'),
+  Type.Literal('round2'),
+  Type.Literal('round3'),
+  Type.Literal('confirm'),
+]);
+
 export const bodySchemas = {
   /** coordinator -> node, first message of a connection. */
   hello: Type.Object(
@@ -94,6 +112,53 @@ export const bodySchemas = {
     },
     { additionalProperties: false },
   ),
+  /**
+   * coordinator -> node: one step of a FROST key generation the coordinator relays (docs/architecture.md, "FROST
+   * key generation"). `start` names the session (threshold, participants with their identity keys); `round1`,
+   * `round2` and `round3` carry the other nodes' signed statements of the step before; `confirm` carries every
+   * node's signed result, so each node keeps the group only once all agree; `abort` ends the session.
+   */
+  'frost-dkg': Type.Object(
+    {
+      dkgId: ID,
+      step: Type.Union([DkgStep, Type.Literal('abort')]),
+      threshold: Type.Optional(Type.Integer({ minimum: 2, maximum: 255 })),
+      participants: Type.Optional(
+        Type.Array(
+          Type.Object(
+            { index: Type.Integer({ minimum: 1, maximum: 255 }), nodeId: ID, identityKey: B64 },
+            { additionalProperties: false },
+          ),
+          { minItems: 2, maxItems: 255 },
+        ),
+      ),
+      statements: Type.Optional(Type.Array(Statement, { maxItems: 255 })),
+      reason: Type.Optional(Type.String({ maxLength: 1024 })),
+    },
+    { additionalProperties: false },
+  ),
+  /**
+   * node -> coordinator: the node's answer to a `frost-dkg` step: its signed statements, or the error that made
+   * it abort, naming the participants (node ids, or `coordinator` for the relay) the protocol can blame.
+   */
+  'frost-dkg-reply': Type.Object(
+    {
+      dkgId: ID,
+      step: DkgStep,
+      statements: Type.Optional(Type.Array(Statement, { maxItems: 255 })),
+      error: Type.Optional(
+        Type.Object(
+          {
+            code: Type.String({ maxLength: 64 }),
+            message: Type.String({ maxLength: 1024 }),
+            culprits: Type.Optional(Type.Array(ID, { maxItems: 256 })),
+          },
+          { additionalProperties: false },
+        ),
+      ),
+    },
+    { additionalProperties: false },
+  ),
   ping: Type.Object({ nonce: Type.String({ maxLength: 64 }) }, { additionalProperties: false }),
   pong: Type.Object({ nonce: Type.String({ maxLength: 64 }) }, { additionalProperties: false }),
   /** either way: the peer refused something; informational, never acted on beyond logging. */
@@ -113,8 +178,17 @@ export const FROM_COORDINATOR: ReadonlySet<MessageType> = new Set([
   'welcome',
   'proposal',
   'cancel',
+  'frost-dkg',
   'ping',
   'pong',
   'error',
 ]);
-export const FROM_NODE: ReadonlySet<MessageType> = new Set(['auth', 'sync', 'decision', 'ping', 'pong', 'error']);
+export const FROM_NODE: ReadonlySet<MessageType> = new Set([
+  'auth',
+  'sync',
+  'decision',
+  'frost-dkg-reply',
+  'ping',
+  'pong',
+  'error',
+]);

@@ -19,6 +19,8 @@ import type { CoordinatorConfig } from './config.ts';
 import { consoleSocketKey, registerConsoleRoutes } from './console-routes.ts';
 import { coordinatorErrors } from './errors.ts';
 import { EVENT_TYPES, EventBus, EventSchema } from './events.ts';
+import { openFrostRelay } from './frost/dkg.ts';
+import { registerFrostRoutes } from './frost/routes.ts';
 import { createHorizonClient, type LedgerClient } from './horizon.ts';
 import { NodeHub } from './hub.ts';
 import type { AuthDeps } from './kinds/auth.ts';
@@ -404,6 +406,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     .register(transactionKind({ store, submitter, logger }))
     .register(sorobanTxKind(auth))
     .register(authEntriesKind(auth));
+  const frost = openFrostRelay({ dataDir: config.dataDir, nodes: store, logger });
   const hub = new NodeHub({
     identity: opts.identity,
     network: config.network,
@@ -415,12 +418,17 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     framesPerSecond: config.limits.nodeFramesPerSecond,
     frameBurst: config.limits.nodeFrameBurst,
     handlers: {
-      onSync: (nodeId) => engine.sync(nodeId),
+      onSync: (nodeId) => {
+        engine.sync(nodeId);
+        frost.sync(nodeId);
+      },
       onDecision: (nodeId, key, body) => engine.onDecision(nodeId, key, body),
       onMisbehaviour: (nodeId, kind, detail) => engine.onMisbehaviour(nodeId, kind, detail),
+      onFrostDkgReply: (nodeId, body) => frost.onReply(nodeId, body),
     },
   });
   engine.attach(hub);
+  frost.attach(hub);
   app.decorate('coordinator', { store, hub, engine, events, metrics, ledger, invalidateAccounts });
   app.decorateRequest('apiKey', null);
 
@@ -750,6 +758,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
 
   registerLifecycleRoutes(app as unknown as FastifyInstance, { nodes: store, events, invalidateAccounts });
   registerConsoleRoutes(app as unknown as FastifyInstance, { store, config });
+  registerFrostRoutes(app as unknown as FastifyInstance, { relay: frost });
 
   // Nodes dial out to here; authentication is the protocol handshake (hub.ts), not an API key.
   app.get('/v1/nodes/connect', { websocket: true, schema: { hide: true } }, (socket) => hub.handle(socket));
@@ -793,6 +802,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   app.addHook('onClose', async () => {
     engine.close();
     submitter.close();
+    frost.close();
     await events.close();
     store.close();
   });

@@ -98,6 +98,35 @@ export const coordinatorErrors = defineErrors('coordinator', {
     status: 409,
     message: 'The PostgreSQL database already holds coordinator state; the copy runs into an empty database only.',
   },
+  COORD_FROST_NODE_UNAVAILABLE: {
+    status: 409,
+    message:
+      'A FROST key generation needs every participant enrolled and connected; the details name those that are not.',
+  },
+  COORD_FROST_GROUP_NOT_FOUND: { status: 404, message: 'No FROST group or key generation has this id or address.' },
+  COORD_FROST_BUSY: {
+    status: 429,
+    message: 'As many FROST key generations as the coordinator runs at once are in progress; try again later.',
+  },
+  COORD_FROST_DKG_REFUSED: {
+    status: 422,
+    message:
+      'A node refused or aborted the FROST key generation; the group records its code, its reason and the culprits it named.',
+  },
+  COORD_FROST_DKG_TIMEOUT: {
+    status: 504,
+    message: 'A FROST key-generation step did not complete in time; the participants that did not answer are named.',
+  },
+  COORD_FROST_DKG_BAD_STATEMENT: {
+    status: 422,
+    message:
+      'A node answered a FROST key-generation step with statements that are not its own or not of that step: it is named.',
+  },
+  COORD_FROST_DKG_DISAGREE: {
+    status: 422,
+    message:
+      'The nodes finished the FROST key generation with different group keys, verifying shares or transcripts: no group is recorded.',
+  },
   COORD_INTERNAL: { status: 500, message: 'An internal error occurred; it was logged.' },
 });
 

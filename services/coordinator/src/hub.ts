@@ -35,6 +35,8 @@ export interface HubHandlers {
   /** The node asked for every open proposal it can help with. */
   onSync(nodeId: string): void;
   onDecision(nodeId: string, stellarKey: string, body: Body<'decision'>): void;
+  /** A node's answer to a FROST key-generation step (frost/dkg.ts). */
+  onFrostDkgReply?(nodeId: string, body: Body<'frost-dkg-reply'>): void;
   /** Something wrong came from an authenticated node. */
   onMisbehaviour(nodeId: string, kind: string, detail: string, proposalId?: string): void;
 }
@@ -288,6 +290,9 @@ export class NodeHub {
       case 'decision':
         touch();
         this.o.handlers.onDecision(s.nodeId, s.stellarKey, env.body as Body<'decision'>);
+        break;
+      case 'frost-dkg-reply':
+        this.o.handlers.onFrostDkgReply?.(s.nodeId, env.body as Body<'frost-dkg-reply'>);
         break;
       case 'ping':
         this.send(s.nodeId, 'pong', { nonce: (env.body as Body<'ping'>).nonce });

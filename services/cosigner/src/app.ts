@@ -6,6 +6,8 @@ import type { Logger } from 'pino';
 import { type Static, Type } from 'typebox';
 import { registerConsoleRoutes } from './console-routes.ts';
 import { nodeErrors } from './errors.ts';
+import { registerFrostRoutes } from './frost/routes.ts';
+import type { NodeFrostGroup } from './frost/store.ts';
 import type { Keyring } from './keyring.ts';
 import { registerKeyringRoutes } from './keyring-routes.ts';
 import type { SigningLedger } from './ledger.ts';
@@ -45,6 +47,8 @@ export interface AppDeps {
   keyring?: Keyring;
   /** Policy routes (policy-routes.ts) when given. */
   policy?: NodePolicy;
+  /** FROST group routes (frost/routes.ts) when given. */
+  frostGroups?: () => NodeFrostGroup[];
   logger?: Logger;
 }
 
@@ -198,6 +202,7 @@ export function build(deps: AppDeps) {
   if (deps.keyring) registerKeyringRoutes(app as unknown as FastifyInstance, deps.keyring, deps.adminToken);
   registerConsoleRoutes(app as unknown as FastifyInstance, deps.ledger, guard);
   if (deps.policy) registerPolicyRoutes(app as unknown as FastifyInstance, deps.policy, guard);
+  if (deps.frostGroups) registerFrostRoutes(app as unknown as FastifyInstance, deps.frostGroups, guard);
 
   return app;
 }

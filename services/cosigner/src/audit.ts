@@ -37,7 +37,11 @@ export type AuditType =
   | 'keyring.activated'
   | 'keyring.abandoned'
   | 'roster.allowed'
-  | 'roster.removed';
+  | 'roster.removed'
+  | 'frost.dkg.joined'
+  | 'frost.dkg.aborted'
+  | 'frost.group.created'
+  | 'frost.group.dropped';
 
 export interface AuditEntry {
   seq: number;

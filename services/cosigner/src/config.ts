@@ -9,6 +9,7 @@ import { type Static, Type } from 'typebox';
 import { Value } from 'typebox/value';
 import { parse as parseYaml } from 'yaml';
 import { nodeErrors } from './errors.ts';
+import { type FrostConfig, FrostConfigSchema, resolveFrostConfig } from './frost/config.ts';
 
 /**
  * The node's configuration: one schema, validated once at boot, then frozen. Sources in
@@ -118,6 +119,8 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    /** FROST threshold signing: share sealing and the key generations this node may join (frost/config.ts). */
+    frost: Type.Optional(FrostConfigSchema),
     logLevel: Type.Union(
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
       { default: 'info' },
@@ -128,8 +131,9 @@ export const ConfigSchema = Type.Object(
 
 type RawConfig = Static<typeof ConfigSchema>;
 
-export interface NodeConfig extends Omit<RawConfig, 'key'> {
+export interface NodeConfig extends Omit<RawConfig, 'key' | 'frost'> {
   key: SignerConfig;
+  frost?: FrostConfig | undefined;
   identityKeyFile: string;
   /** Absolute path of the file the config came from (undefined when built in code). */
   configFile: string | undefined;
@@ -232,6 +236,7 @@ export function parseConfig(
     key,
     admin,
     policy: resolvePath(base, raw.policy),
+    frost: raw.frost && resolveFrostConfig(raw.frost, base),
     identityKeyFile: raw.identityKeyFile ? resolvePath(base, raw.identityKeyFile) : join(dataDir, 'identity.pem'),
     configFile: opts.configFile,
     configSha256: opts.sha256 ?? createHash('sha256').update(JSON.stringify(input)).digest('hex'),

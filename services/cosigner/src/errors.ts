@@ -26,6 +26,35 @@ export const nodeErrors = defineErrors('cosigner-node', {
     status: 422,
     message: 'The new policy file is invalid; the node keeps the policy it had.',
   },
+  NODE_FROST_NOT_EXPECTED: {
+    status: 403,
+    message:
+      "This node was not told to expect this FROST key generation (no entry of its config's frost.expect has this threshold and these participants with these identity keys, or that group exists already): it does not join.",
+  },
+  NODE_FROST_RELAY_TAMPERED: {
+    status: 422,
+    message:
+      'A key-generation statement relayed by the coordinator is missing, or does not carry the signature of the participant it names: the relay forged, altered or withheld it. The session aborts.',
+  },
+  NODE_FROST_RESULT_MISMATCH: {
+    status: 422,
+    message:
+      'Another participant derived a different FROST group (key, verifying shares or transcript) than this node: the group is not kept.',
+  },
+  NODE_FROST_BAD_STEP: {
+    status: 409,
+    message:
+      'This key-generation step does not fit the session: an unknown or finished session, a step out of order, or a statement of the wrong kind.',
+  },
+  NODE_FROST_BUSY: {
+    status: 429,
+    message: 'This node already runs as many key generations as it allows at once; try again when one has ended.',
+  },
+  NODE_FROST_STORE_NEWER_SCHEMA: {
+    status: 500,
+    message: "The node's FROST group store was written by a newer version; refusing to open it.",
+  },
+  NODE_FROST_STORE_MIGRATION_FAILED: { status: 500, message: "The node's FROST group store could not be migrated." },
   LEDGER_MIGRATION_FAILED: { status: 500, message: 'The signing ledger schema could not be migrated.' },
   LEDGER_NEWER_SCHEMA: {
     status: 500,

@@ -12,6 +12,8 @@ import type { Logger } from 'pino';
 import { AuditLog } from './audit.ts';
 import { assertProductionSafe, type NodeConfig } from './config.ts';
 import { nodeErrors } from './errors.ts';
+import { openFrostDkg } from './frost/dkg.ts';
+import type { NodeFrostGroup } from './frost/store.ts';
 import { Keyring } from './keyring.ts';
 import { ledgerPath, openLedgerDb, SigningLedger } from './ledger.ts';
 import { createMetrics, type NodeMetrics } from './metrics.ts';
@@ -41,6 +43,8 @@ export interface CosignerNode {
   readonly metrics: NodeMetrics;
   readonly reviewer: Reviewer;
   readonly session: CoordinatorSession;
+  /** FROST key generation (frost/dkg.ts): the groups this node holds a share of. */
+  readonly frost: { groups(): NodeFrostGroup[] };
   readonly adminToken: string | undefined;
   /** Start the coordinator session. */
   start(): void;
@@ -121,6 +125,13 @@ export async function createNode(
     throw e;
   }
 
+  const frost = await openFrostDkg({ ...config, config: config.frost, identity, audit, logger, env }).catch(
+    async (e: unknown) => {
+      await signer.close();
+      ledger.close();
+      throw e;
+    },
+  );
   audit.append('config.loaded', { file: config.configFile ?? null, sha256: config.configSha256, mode: config.mode });
   audit.append('policy.loaded', { file: config.policy, sha256: createHash('sha256').update(policyText).digest('hex') });
   // Replaceable while the node runs (SIGHUP, the admin API): every reader below asks for the policy in force.
@@ -203,6 +214,7 @@ export async function createNode(
       onCancel: (body) => {
         reviewer.cancel(body.proposalId, body.reason);
       },
+      onFrostDkg: (body) => frost.handle(body),
     },
   });
 
@@ -222,12 +234,14 @@ export async function createNode(
     metrics,
     reviewer,
     session,
+    frost,
     adminToken,
     start: () => session.start(),
     async close() {
       if (closed) return;
       closed = true;
       await session.stop();
+      await frost.close();
       await signer.close();
       ledger.close();
     },

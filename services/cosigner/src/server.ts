@@ -36,6 +36,7 @@ export async function start(opts: StartOptions): Promise<{ url: string; close: (
     listenHost: config.admin.host,
     keyring: node.keyring,
     policy: node.policy,
+    frostGroups: () => node.frost.groups(),
     logger,
   });
   await app.listen({ host: config.admin.host, port: config.admin.port });

@@ -29,6 +29,8 @@ export interface SessionHandlers {
   /** Review one proposal; the returned body is sent back as a `decision` frame. */
   onProposal(body: Body<'proposal'>): Promise<Body<'decision'>>;
   onCancel(body: Body<'cancel'>): void;
+  /** One step of a FROST key generation (frost/dkg.ts); the reply, if any, goes back as `frost-dkg-reply`. */
+  onFrostDkg?(body: Body<'frost-dkg'>): Promise<Body<'frost-dkg-reply'> | undefined>;
 }
 
 export interface SessionOptions {
@@ -275,6 +277,13 @@ export class CoordinatorSession {
       case 'cancel':
         this.#o.handlers.onCancel(env.body as Body<'cancel'>);
         return;
+      case 'frost-dkg': {
+        const session = this.#sessionId;
+        void this.#o.handlers.onFrostDkg?.(env.body as Body<'frost-dkg'>).then((reply) => {
+          if (reply && this.#sessionId === session && this.isUp) this.#send('frost-dkg-reply', reply);
+        });
+        return;
+      }
       case 'ping':
         this.#send('pong', { nonce: (env.body as Body<'ping'>).nonce });
         return;

@@ -1,0 +1,174 @@
+import { readSecretFile } from '@cosigner/runtime/secrets';
+import { type Command, InvalidArgumentError } from 'commander';
+import { cliErrors } from '../errors.ts';
+import { http, httpOk, type Out, required, run, stdio } from './account.ts';
+
+/**
+ * `cosigner frost dkg` and `cosigner frost show` (docs/operations/frost.md): start a FROST key generation among
+ * enrolled nodes through the coordinator's `POST /v1/frost/groups` and wait for its outcome, and show a group by
+ * its id or its `G...` address. Each node joins only if its own operator listed this exact roster under
+ * `frost.expect` in its config; the command prints who refused or who was blamed when a key generation fails.
+ */
+
+export interface FrostTarget {
+  coordinatorUrl?: string;
+  apiKeyFile?: string;
+  json?: boolean;
+}
+
+export interface DkgFlags extends FrostTarget {
+  participants: string[];
+  threshold: number;
+  wait: boolean;
+  timeoutSeconds: number;
+}
+
+interface GroupView {
+  id: string;
+  status: 'running' | 'ready' | 'failed';
+  step: string;
+  threshold: number;
+  participants: { index: number; nodeId: string; identityKey: string; verifyingShare?: string }[];
+  address: string | null;
+  groupPublicKey: string | null;
+  transcript: string | null;
+  error: { code: string; message: string; reportedBy?: string; nodeCode?: string; culprits: string[] } | null;
+}
+
+const NODE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** `--participants node-0,node-1,node-2`: distinct node ids, at least two. */
+export function parseParticipants(v: string): string[] {
+  const ids = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  const bad = ids.find((id) => !NODE_ID.test(id));
+  if (bad !== undefined) throw new InvalidArgumentError(`'${bad}' is not a node id ([A-Za-z0-9._:-], 1-128)`);
+  if (ids.length < 2) throw new InvalidArgumentError('name at least two nodes, separated by commas');
+  if (new Set(ids).size !== ids.length) throw new InvalidArgumentError('a node is named twice');
+  return ids;
+}
+
+function threshold(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 2 || n > 255) throw new InvalidArgumentError('must be an integer from 2 to 255');
+  return n;
+}
+
+function seconds(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 86_400) throw new InvalidArgumentError('must be 1-86400 seconds');
+  return n;
+}
+
+async function target(f: FrostTarget): Promise<{ url: (path: string) => string; token: string }> {
+  if (!f.coordinatorUrl) throw required('--coordinator-url', 'to reach the coordinator');
+  if (!f.apiKeyFile) throw required('--api-key-file', 'to talk to the coordinator');
+  const token = await readSecretFile(f.apiKeyFile, 'coordinator API key');
+  const base = f.coordinatorUrl;
+  return { url: (path) => new URL(path, base).toString(), token };
+}
+
+/** The lines an operator reads: status, group key, each participant's verifying share, or who is to blame. */
+export function describeGroup(g: GroupView): string[] {
+  const n = g.participants.length;
+  const lines = [
+    `group ${g.id}: ${g.status} (${g.threshold}-of-${n}${g.status === 'running' ? `, at ${g.step}` : ''})`,
+  ];
+  if (g.address) lines.push(`  address          ${g.address}`, `  group key (hex)  ${g.groupPublicKey}`);
+  if (g.transcript) lines.push(`  transcript       ${g.transcript}`);
+  for (const p of g.participants) {
+    lines.push(
+      `  ${String(p.index).padStart(3)} ${p.nodeId}${p.verifyingShare ? `  verifying share ${p.verifyingShare}` : ''}`,
+    );
+  }
+  if (g.error) {
+    lines.push(`  error            ${g.error.code}: ${g.error.message}`);
+    if (g.error.culprits.length > 0) lines.push(`  blamed           ${g.error.culprits.join(', ')}`);
+  }
+  return lines;
+}
+
+function failure(g: GroupView): Error {
+  const e = g.error!;
+  const blame = e.culprits.length > 0 ? ` Blamed: ${e.culprits.join(', ')}.` : '';
+  return Object.assign(new Error(`key generation ${g.id} failed: ${e.message}${blame}`), { code: e.code });
+}
+
+export async function frostDkg(f: DkgFlags, io: Out = stdio): Promise<GroupView> {
+  if (f.threshold > f.participants.length) {
+    throw new InvalidArgumentError(`--threshold ${f.threshold} is more than the ${f.participants.length} participants`);
+  }
+  const t = await target(f);
+  let g = (await httpOk(t.url('/v1/frost/groups'), {
+    method: 'POST',
+    token: t.token,
+    body: { participants: f.participants, threshold: f.threshold },
+  })) as unknown as GroupView;
+  if (!f.json)
+    io.out(
+      `key generation ${g.id} started: ${f.threshold}-of-${f.participants.length} among ${f.participants.join(', ')}`,
+    );
+  const deadline = Date.now() + f.timeoutSeconds * 1000;
+  while (f.wait && g.status === 'running') {
+    if (Date.now() > deadline) {
+      throw cliErrors.error(
+        'LIFECYCLE_TIMEOUT',
+        { id: g.id, step: g.step },
+        { message: `key generation ${g.id} still running at ${g.step} after ${f.timeoutSeconds} s` },
+      );
+    }
+    await new Promise((r) => setTimeout(r, 250));
+    g = (await httpOk(t.url(`/v1/frost/groups/${g.id}`), { token: t.token })) as unknown as GroupView;
+  }
+  if (f.json) io.out(JSON.stringify(g, null, 2));
+  else for (const l of describeGroup(g)) io.out(l);
+  if (g.status === 'failed') throw failure(g);
+  return g;
+}
+
+export async function frostShow(group: string, f: FrostTarget, io: Out = stdio): Promise<GroupView> {
+  const t = await target(f);
+  const r = await http(t.url(`/v1/frost/groups/${encodeURIComponent(group)}`), { token: t.token });
+  if (r.status !== 200) {
+    const b = r.body as { code?: string; message?: string };
+    throw Object.assign(new Error(b.message ?? `GET /v1/frost/groups answered ${r.status}`), {
+      code: b.code ?? 'LIFECYCLE_CALL_FAILED',
+    });
+  }
+  const g = r.body as GroupView;
+  if (f.json) io.out(JSON.stringify(g, null, 2));
+  else for (const l of describeGroup(g)) io.out(l);
+  return g;
+}
+
+function coordinatorOptions(c: Command): Command {
+  return c
+    .option('--coordinator-url <url>', 'the coordinator')
+    .option('--api-key-file <file>', 'file (0600) holding a coordinator API key (admin scope to start, read to show)')
+    .option('--json', 'print the group as JSON');
+}
+
+export function registerFrost(program: Command, io: Out = stdio): void {
+  const frost = program
+    .command('frost')
+    .description(
+      'FROST threshold groups: generate one among the nodes (dkg), show one. One Ed25519 key t of n nodes sign for',
+    );
+  coordinatorOptions(frost.command('dkg'))
+    .description('generate a group key among the nodes, without a dealer (each node must expect this roster)')
+    .requiredOption('--participants <ids>', 'node ids separated by commas, in index order', parseParticipants)
+    .requiredOption('--threshold <t>', 'how many of the participants sign (2..n)', threshold)
+    .option('--no-wait', 'return once started instead of waiting for the outcome')
+    .option('--timeout-seconds <s>', 'how long to wait for the outcome', seconds, 600)
+    .addHelpText(
+      'after',
+      '\nEach participant joins only when its own config lists this exact roster (threshold, node ids and identity\n' +
+        'keys) under frost.expect; a node that does not, refuses, and the key generation fails naming it.',
+    )
+    .action((f: DkgFlags) => run(() => frostDkg(f, io), io));
+  coordinatorOptions(frost.command('show').argument('<group>', 'the key generation id or the group address (G...)'))
+    .description("show a group: its key, each participant's verifying share, or why its key generation failed")
+    .action((group: string, f: FrostTarget) => run(() => frostShow(group, f, io), io));
+}

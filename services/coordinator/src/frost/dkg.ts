@@ -1,0 +1,429 @@
+import { randomUUID } from 'node:crypto';
+import { checkGroup, type GroupPublic, groupAddress } from '@cosigner/frost/suite';
+import {
+  type DkgRosterEntry,
+  type DkgStatementPayload,
+  openStatement,
+  rosterDigest,
+  type SignedStatement,
+} from '@cosigner/protocol/frost-dkg';
+import type { Body, MessageType } from '@cosigner/protocol/messages';
+import type { Logger } from '@cosigner/runtime/logger';
+import { coordinatorErrors } from '../errors.ts';
+import type { NodeRepository } from '../store.ts';
+import { type DkgError, type DkgRecord, type DkgStep, FrostDkgStore } from './store.ts';
+
+/**
+ * The coordinator's part in FROST key generation (docs/architecture.md, "FROST key generation"): a relay that
+ * learns nothing it could use. It announces the session to the chosen nodes (threshold, participants with the
+ * identity keys they are enrolled with), then carries each step's signed statements between them:
+ *
+ *   start  -> every node's transport-key statement          -> round1 to every node (all of them)
+ *   round1 -> every node's round-1 commitment               -> round2 to every node (the others')
+ *   round2 -> every node's n-1 encrypted round-2 packages   -> round3 to every node (those addressed to it)
+ *   round3 -> every node's result (group key, verifying shares, transcript): all equal, or no group
+ *                                                            -> confirm to every node (all the results)
+ *   confirm -> every node's acknowledgement                  -> the group is ready.
+ * A node keeps its group pending until `confirm` shows it every participant's signed result equal to its own, so a
+ * group that some participant could not derive is kept nowhere.
+ *
+ * Statements are signed by their author's identity key and verified here too, so a node that answers with
+ * something that is not its own statement of that step is named at once. Round-2 packages are encrypted node to
+ * node (packages/frost channel.ts): the coordinator holds public data only, which it records with the group.
+ * Any refusal, timeout or disagreement aborts the session at every node and is recorded with its culprits.
+ */
+
+/** How long one step may take across all participants (a 17-of-25 round 2 or 3 takes seconds per node). */
+export const DKG_STEP_TIMEOUT_MS = 120_000;
+/** How long an abort is kept for a node that missed it: a node forgets a session it confirmed after 10 minutes. */
+export const ABORT_RETENTION_MS = 600_000;
+/** Key generations relayed at once. */
+export const MAX_RUNNING = 2;
+
+type Reply = Body<'frost-dkg-reply'>;
+
+export interface HubLike {
+  send<T extends MessageType>(nodeId: string, type: T, body: Body<T>): boolean;
+  connected(): { nodeId: string }[];
+}
+
+interface Run {
+  rec: DkgRecord;
+  step: DkgStep;
+  waiting: Set<string>;
+  replies: Map<string, { statements: SignedStatement[]; payloads: DkgStatementPayload[] }>;
+  timer: NodeJS.Timeout | undefined;
+  /** The agreed group, once every round-3 result matched. */
+  result?: { address: string; group: GroupPublic; transcript: string };
+}
+
+const KIND: Record<DkgStep, DkgStatementPayload['kind']> = {
+  start: 'transport-key',
+  round1: 'round1',
+  round2: 'round2',
+  round3: 'result',
+  confirm: 'confirmed',
+};
+
+export class FrostDkgRelay {
+  readonly #store: FrostDkgStore;
+  readonly #nodes: NodeRepository;
+  readonly #logger: Logger;
+  readonly #stepTimeoutMs: number;
+  readonly #runs = new Map<string, Run>();
+  #hub: HubLike | undefined;
+
+  constructor(o: { store: FrostDkgStore; nodes: NodeRepository; logger: Logger; stepTimeoutMs?: number }) {
+    this.#store = o.store;
+    this.#nodes = o.nodes;
+    this.#logger = o.logger;
+    this.#stepTimeoutMs = o.stepTimeoutMs ?? DKG_STEP_TIMEOUT_MS;
+    // A session open when the coordinator stopped cannot go on: the nodes' halves of it live in their memory
+    // and the statements gathered so far lived in ours.
+    for (const r of this.#store.running()) {
+      const message = 'The coordinator stopped during this key generation; start a new one.';
+      this.#store.fail(r.id, { code: 'COORD_FROST_DKG_TIMEOUT', message, culprits: [] });
+      this.#owed(r.id, r.participants, message);
+    }
+  }
+
+  /** Aborts not yet delivered, by node: a node that was away hears them when it syncs. */
+  readonly #undelivered = new Map<string, { dkgId: string; reason: string; until: number }[]>();
+
+  #owed(dkgId: string, participants: readonly DkgRosterEntry[], reason: string): void {
+    const until = Date.now() + ABORT_RETENTION_MS;
+    for (const p of participants) {
+      const list = (this.#undelivered.get(p.nodeId) ?? []).filter((x) => x.until > Date.now());
+      list.push({ dkgId, reason, until });
+      this.#undelivered.set(p.nodeId, list.slice(-16));
+    }
+  }
+
+  /**
+   * A node (re)connected and asked for what it missed: send it the aborts of sessions that failed while it was away,
+   * or while the coordinator was stopped. A node that confirmed a group of such a session drops it on the abort
+   * (within its session time-out), so a group never stays at some nodes of a key generation recorded as failed.
+   */
+  sync(nodeId: string): void {
+    const list = this.#undelivered.get(nodeId);
+    if (!list) return;
+    this.#undelivered.delete(nodeId);
+    for (const x of list) {
+      if (x.until <= Date.now()) continue;
+      if (!this.#hub?.send(nodeId, 'frost-dkg', { dkgId: x.dkgId, step: 'abort', reason: x.reason.slice(0, 1024) })) {
+        this.#owed(x.dkgId, [{ index: 0, nodeId, identityKey: '' }], x.reason);
+      }
+    }
+  }
+
+  attach(hub: HubLike): void {
+    this.#hub = hub;
+  }
+
+  get(idOrAddress: string): DkgRecord {
+    const r = this.#store.get(idOrAddress);
+    if (!r) throw coordinatorErrors.error('COORD_FROST_GROUP_NOT_FOUND', { id: idOrAddress });
+    return r;
+  }
+
+  list(): DkgRecord[] {
+    return this.#store.list();
+  }
+
+  /**
+   * Start a key generation among `participants` (node ids, indices 1..n in the order given) for a `threshold`-of-n
+   * group. Answers at once with the running record; the outcome is read with get().
+   * @throws COORD_BAD_REQUEST (threshold, repeated node), COORD_FROST_NODE_UNAVAILABLE, COORD_FROST_BUSY
+   */
+  start(req: { participants: string[]; threshold: number; createdBy?: string | null }): DkgRecord {
+    const ids = req.participants;
+    if (new Set(ids).size !== ids.length) {
+      throw coordinatorErrors.error(
+        'COORD_BAD_REQUEST',
+        { field: 'participants' },
+        { message: 'participants must not repeat a node.' },
+      );
+    }
+    if (req.threshold < 2 || req.threshold > ids.length) {
+      throw coordinatorErrors.error(
+        'COORD_BAD_REQUEST',
+        { field: 'threshold' },
+        { message: `threshold must be between 2 and the number of participants (${ids.length}).` },
+      );
+    }
+    const unknown = ids.filter((id) => !this.#nodes.getNode(id));
+    const live = new Set(this.#hub?.connected().map((c) => c.nodeId));
+    const offline = ids.filter((id) => !unknown.includes(id) && !live.has(id));
+    if (unknown.length > 0 || offline.length > 0) {
+      throw coordinatorErrors.error(
+        'COORD_FROST_NODE_UNAVAILABLE',
+        { unknown, offline },
+        {
+          message: `Every participant must be enrolled and connected: ${[
+            unknown.length > 0 ? `not enrolled: ${unknown.join(', ')}` : '',
+            offline.length > 0 ? `not connected: ${offline.join(', ')}` : '',
+          ]
+            .filter(Boolean)
+            .join('; ')}.`,
+        },
+      );
+    }
+    if (this.#runs.size >= MAX_RUNNING) throw coordinatorErrors.error('COORD_FROST_BUSY', { running: this.#runs.size });
+    const participants: DkgRosterEntry[] = ids.map((nodeId, i) => ({
+      index: i + 1,
+      nodeId,
+      identityKey: this.#nodes.getNode(nodeId)!.identityKey,
+    }));
+    const id = randomUUID();
+    const now = Date.now();
+    const rec: DkgRecord = {
+      id,
+      threshold: req.threshold,
+      participants,
+      roster: rosterDigest(id, req.threshold, participants),
+      status: 'running',
+      step: 'start',
+      address: null,
+      group: null,
+      transcript: null,
+      error: null,
+      createdBy: req.createdBy ?? null,
+      createdAt: now,
+      updatedAt: now,
+    };
+    this.#store.insert(rec);
+    const run: Run = { rec, step: 'start', waiting: new Set(), replies: new Map(), timer: undefined };
+    this.#runs.set(id, run);
+    this.#logger.info({ dkgId: id, threshold: req.threshold, participants: ids }, 'FROST key generation started');
+    this.#send(run, 'start', () => ({ threshold: rec.threshold, participants }));
+    return this.#store.get(id)!;
+  }
+
+  /** A node's answer to a step (hub.ts routes `frost-dkg-reply` frames here). Never throws into the hub. */
+  onReply(nodeId: string, body: Reply): void {
+    try {
+      this.#onReply(nodeId, body);
+    } catch (e) {
+      const run = this.#runs.get(body.dkgId);
+      this.#logger.error({ err: (e as Error).message, dkgId: body.dkgId, nodeId }, 'FROST relay failed');
+      if (run) {
+        this.#fail(run, {
+          code: 'COORD_INTERNAL',
+          message: 'The relay failed; the details are in its log.',
+          culprits: [],
+        });
+      }
+    }
+  }
+
+  #onReply(nodeId: string, body: Reply): void {
+    const run = this.#runs.get(body.dkgId);
+    if (!run || body.step !== run.step || !run.waiting.has(nodeId)) {
+      this.#logger.warn(
+        { nodeId, dkgId: body.dkgId, step: body.step },
+        'FROST key-generation reply out of turn; ignored',
+      );
+      return;
+    }
+    if (body.error) {
+      this.#fail(run, {
+        code: 'COORD_FROST_DKG_REFUSED',
+        message: `${nodeId} ended the key generation at ${body.step}: ${body.error.code}: ${body.error.message}`,
+        reportedBy: nodeId,
+        culprits: body.error.culprits ?? [],
+        nodeCode: body.error.code,
+      });
+      return;
+    }
+    const payloads = this.#check(run, nodeId, body.statements ?? []);
+    if (!payloads) {
+      this.#fail(run, {
+        code: 'COORD_FROST_DKG_BAD_STATEMENT',
+        message: `${nodeId} answered ${run.step} with statements that are not its own, or not of that step.`,
+        reportedBy: nodeId,
+        culprits: [nodeId],
+      });
+      return;
+    }
+    run.waiting.delete(nodeId);
+    run.replies.set(nodeId, { statements: body.statements ?? [], payloads });
+    if (run.waiting.size === 0) this.#advance(run);
+  }
+
+  /** Abort every running session (coordinator stopping). */
+  close(): void {
+    for (const run of [...this.#runs.values()]) {
+      this.#fail(run, { code: 'COORD_FROST_DKG_TIMEOUT', message: 'The coordinator stopped.', culprits: [] });
+    }
+    this.#store.close();
+  }
+
+  /** The statements a node must send for the step: its own, signed by its enrolled key, of this session and roster. */
+  #check(run: Run, nodeId: string, statements: SignedStatement[]): DkgStatementPayload[] | undefined {
+    const me = run.rec.participants.find((p) => p.nodeId === nodeId)!;
+    const key = Buffer.from(me.identityKey, 'base64');
+    const expected = run.step === 'round2' ? run.rec.participants.length - 1 : 1;
+    if (statements.length !== expected) return undefined;
+    const payloads: DkgStatementPayload[] = [];
+    for (const st of statements) {
+      const p = openStatement(key, st);
+      if (
+        !p ||
+        p.dkgId !== run.rec.id ||
+        p.roster !== run.rec.roster ||
+        p.nodeId !== nodeId ||
+        p.from !== me.index ||
+        p.kind !== KIND[run.step]
+      ) {
+        return undefined;
+      }
+      payloads.push(p);
+    }
+    if (run.step === 'round2') {
+      const to = payloads.map((p) => (p as { to?: unknown }).to);
+      const others = run.rec.participants.filter((p) => p.index !== me.index).map((p) => p.index);
+      if (new Set(to).size !== others.length || !others.every((i) => to.includes(i))) return undefined;
+    }
+    return payloads;
+  }
+
+  #advance(run: Run): void {
+    clearTimeout(run.timer);
+    const all = (): SignedStatement[] => run.rec.participants.flatMap((p) => run.replies.get(p.nodeId)!.statements);
+    switch (run.step) {
+      case 'start': {
+        const statements = all();
+        this.#send(run, 'round1', () => ({ statements }));
+        return;
+      }
+      case 'round1': {
+        const round1 = run.replies; // #send starts a fresh map for the next step's replies
+        this.#send(run, 'round2', (to) => ({
+          statements: run.rec.participants
+            .filter((p) => p.nodeId !== to.nodeId)
+            .flatMap((p) => round1.get(p.nodeId)!.statements),
+        }));
+        return;
+      }
+      case 'round2': {
+        const packages = [...run.replies.values()].flatMap((r) =>
+          r.statements.map((st, i) => ({ st, to: (r.payloads[i] as { to: number }).to })),
+        );
+        this.#send(run, 'round3', (to) => ({
+          statements: packages.filter((x) => x.to === to.index).map((x) => x.st),
+        }));
+        return;
+      }
+      case 'round3':
+        this.#agree(run);
+        return;
+      default: {
+        const r = run.result!;
+        this.#runs.delete(run.rec.id);
+        this.#store.ready(run.rec.id, r);
+        this.#logger.info({ dkgId: run.rec.id, address: r.address }, 'FROST group generated');
+      }
+    }
+  }
+
+  /** Every node's result must be the same group, which the coordinator checks; then every node is shown them all. */
+  #agree(run: Run): void {
+    const results = run.rec.participants.map((p) => {
+      const r = run.replies.get(p.nodeId)!.payloads[0] as DkgStatementPayload & {
+        group: unknown;
+        address: string;
+        transcript: string;
+      };
+      return { nodeId: p.nodeId, group: r.group, address: r.address, transcript: r.transcript };
+    });
+    const first = results[0]!;
+    let group: ReturnType<typeof checkGroup> | undefined;
+    try {
+      group = checkGroup(first.group);
+    } catch {
+      group = undefined;
+    }
+    const same = (r: (typeof results)[number]) =>
+      JSON.stringify(r.group) === JSON.stringify(first.group) &&
+      r.address === first.address &&
+      r.transcript === first.transcript;
+    const differ = results.filter((r) => !same(r)).map((r) => r.nodeId);
+    if (
+      !group ||
+      differ.length > 0 ||
+      groupAddress(group) !== first.address ||
+      group.threshold !== run.rec.threshold ||
+      group.participants.join() !== run.rec.participants.map((p) => p.index).join()
+    ) {
+      this.#fail(run, {
+        code: 'COORD_FROST_DKG_DISAGREE',
+        message:
+          differ.length > 0
+            ? `The nodes reported different groups: ${differ.join(', ')} differ from ${first.nodeId}.`
+            : 'The nodes reported a group that does not match the session (threshold, participants or address).',
+        culprits: [],
+      });
+      return;
+    }
+    run.result = { address: first.address, group, transcript: first.transcript };
+    const statements = run.rec.participants.flatMap((p) => run.replies.get(p.nodeId)!.statements);
+    this.#send(run, 'confirm', () => ({ statements }));
+  }
+
+  /** Send one step to every participant (the body may differ per node) and wait for all of them. */
+  #send(run: Run, step: DkgStep, body: (to: DkgRosterEntry) => Partial<Body<'frost-dkg'>>): void {
+    run.step = step;
+    run.waiting = new Set(run.rec.participants.map((p) => p.nodeId));
+    run.replies = new Map();
+    this.#store.setStep(run.rec.id, step);
+    const unreachable: string[] = [];
+    for (const p of run.rec.participants) {
+      const sent = this.#hub?.send(p.nodeId, 'frost-dkg', { dkgId: run.rec.id, step, ...body(p) }) ?? false;
+      if (!sent) unreachable.push(p.nodeId);
+    }
+    if (unreachable.length > 0) {
+      this.#fail(run, {
+        code: 'COORD_FROST_NODE_UNAVAILABLE',
+        message: `Not connected at ${step}: ${unreachable.join(', ')}.`,
+        culprits: [],
+        unreachable,
+      });
+      return;
+    }
+    run.timer = setTimeout(() => {
+      const late = [...run.waiting];
+      this.#fail(run, {
+        code: 'COORD_FROST_DKG_TIMEOUT',
+        message: `No answer to ${step} within ${this.#stepTimeoutMs} ms from ${late.join(', ')}.`,
+        culprits: late,
+      });
+    }, this.#stepTimeoutMs);
+    run.timer.unref();
+  }
+
+  #fail(run: Run, error: DkgError): void {
+    clearTimeout(run.timer);
+    if (this.#runs.get(run.rec.id) !== run) return;
+    this.#runs.delete(run.rec.id);
+    this.#store.fail(run.rec.id, error);
+    // A node that already recorded the group drops it on abort (it is pending until confirm).
+    const away = run.rec.participants.filter(
+      (p) =>
+        !this.#hub?.send(p.nodeId, 'frost-dkg', {
+          dkgId: run.rec.id,
+          step: 'abort',
+          reason: error.message.slice(0, 1024),
+        }),
+    );
+    if (away.length > 0) this.#owed(run.rec.id, away, error.message);
+    this.#logger.warn(
+      { dkgId: run.rec.id, step: run.step, code: error.code, culprits: error.culprits },
+      'FROST key generation aborted',
+    );
+  }
+}
+
+/** The relay with its store in the coordinator's data directory. */
+export function openFrostRelay(o: { dataDir: string; nodes: NodeRepository; logger: Logger }): FrostDkgRelay {
+  return new FrostDkgRelay({ store: FrostDkgStore.at(o.dataDir), nodes: o.nodes, logger: o.logger });
+}

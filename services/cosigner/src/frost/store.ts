@@ -1,0 +1,149 @@
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { SealedBlob } from '@cosigner/frost/sealer';
+import type { GroupPublic } from '@cosigner/frost/suite';
+import type { DkgRosterEntry } from '@cosigner/protocol/frost-dkg';
+import { openMigratedDatabase } from '@cosigner/runtime/sqlite';
+import type Database from 'better-sqlite3';
+import { nodeErrors } from '../errors.ts';
+
+const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
+
+/** A FROST group this node belongs to, as recorded after a successful key generation. */
+export interface NodeFrostGroup {
+  address: string;
+  dkgId: string;
+  roster: string;
+  threshold: number;
+  participants: DkgRosterEntry[];
+  myIndex: number;
+  group: GroupPublic;
+  transcript: string;
+  /** The share sealed by the node's custody; opened into memory only to sign. */
+  sealedShare: SealedBlob;
+  sealerKind: string;
+  status: 'pending' | 'confirmed';
+  createdAt: number;
+}
+
+interface Row {
+  address: string;
+  dkg_id: string;
+  roster: string;
+  threshold: number;
+  participants: string;
+  my_index: number;
+  group_public: string;
+  transcript: string;
+  sealed_share: string;
+  sealer_kind: string;
+  status: 'pending' | 'confirmed';
+  created_at: number;
+}
+
+/** The file, beside the signing ledger in the data directory (0600 in a 0700 directory, synchronous=FULL). */
+export function frostStorePath(dataDir: string): string {
+  return join(dataDir, 'frost.sqlite');
+}
+
+/**
+ * The node's record of its FROST groups (its own SQLite file, so key generation adds no migration to the signing
+ * ledger). A group is written once, in one synced transaction, after its share is sealed and the sealed copy was
+ * checked to open to the share that matches this node's verifying share; it is pending until every participant's
+ * result agreed, then confirmed.
+ * @throws NODE_FROST_STORE_NEWER_SCHEMA, NODE_FROST_STORE_MIGRATION_FAILED
+ */
+export class FrostGroupStore {
+  readonly #db: Database.Database;
+
+  constructor(path: string, opts: { migrationsDir?: string } = {}) {
+    this.#db = openMigratedDatabase(path, {
+      migrationsDir: opts.migrationsDir ?? MIGRATIONS_DIR,
+      newerSchema: (d) => nodeErrors.error('NODE_FROST_STORE_NEWER_SCHEMA', d),
+      migrationFailed: (d, cause) => nodeErrors.error('NODE_FROST_STORE_MIGRATION_FAILED', d, { cause }),
+    });
+  }
+
+  insert(g: NodeFrostGroup): void {
+    this.#db
+      .prepare(
+        `INSERT INTO frost_groups (address, dkg_id, roster, threshold, participants, my_index, group_public,
+           transcript, sealed_share, sealer_kind, status, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+      )
+      .run(
+        g.address,
+        g.dkgId,
+        g.roster,
+        g.threshold,
+        JSON.stringify(g.participants),
+        g.myIndex,
+        JSON.stringify(g.group),
+        g.transcript,
+        JSON.stringify(g.sealedShare),
+        g.sealerKind,
+        g.status,
+        g.createdAt,
+      );
+  }
+
+  /** Every participant's result agreed: the group is this node's. */
+  confirm(address: string): void {
+    this.#db
+      .prepare(`UPDATE frost_groups SET status = 'confirmed' WHERE address = ? AND status = 'pending'`)
+      .run(address);
+  }
+
+  /** The session aborted before every result agreed: its group is not kept (its sealed share goes with it). */
+  deletePending(address: string): void {
+    this.#db.prepare(`DELETE FROM frost_groups WHERE address = ? AND status = 'pending'`).run(address);
+  }
+
+  /** Forget a group (its key generation failed elsewhere after this node confirmed it). */
+  delete(address: string): void {
+    this.#db.prepare('DELETE FROM frost_groups WHERE address = ?').run(address);
+  }
+
+  /** The confirmed groups whose roster (threshold, participants, identity keys; not the session id) equals `key`. */
+  byMembership(key: string): NodeFrostGroup[] {
+    return this.list().filter((g) => g.status === 'confirmed' && membershipKey(g.threshold, g.participants) === key);
+  }
+
+  get(address: string): NodeFrostGroup | undefined {
+    const row = this.#db.prepare('SELECT * FROM frost_groups WHERE address = ?').get(address) as Row | undefined;
+    return row && fromRow(row);
+  }
+
+  list(): NodeFrostGroup[] {
+    return (this.#db.prepare('SELECT * FROM frost_groups ORDER BY created_at').all() as Row[]).map(fromRow);
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}
+
+/** Threshold and participants (node id and identity key), independent of indices and session: what `expect` says. */
+export function membershipKey(
+  threshold: number,
+  participants: readonly { nodeId: string; identityKey: string }[],
+): string {
+  const members = participants.map((p) => `${p.nodeId}=${p.identityKey}`).sort();
+  return JSON.stringify([threshold, members]);
+}
+
+function fromRow(r: Row): NodeFrostGroup {
+  return {
+    address: r.address,
+    dkgId: r.dkg_id,
+    roster: r.roster,
+    threshold: r.threshold,
+    participants: JSON.parse(r.participants) as DkgRosterEntry[],
+    myIndex: r.my_index,
+    group: JSON.parse(r.group_public) as GroupPublic,
+    transcript: r.transcript,
+    sealedShare: JSON.parse(r.sealed_share) as SealedBlob,
+    sealerKind: r.sealer_kind,
+    status: r.status,
+    createdAt: r.created_at,
+  };
+}
