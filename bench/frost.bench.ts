@@ -4,15 +4,18 @@
  *
  * Per signature of a 32-byte transaction hash, the CPU time (process.cpuUsage, user + system) of each role:
  * - node round 1: `commitNonces` at each of the t signers (two nonces and their commitments, RFC 9591 5.1);
- * - node round 2: `signShare` at each of the t signers (binding factors, group commitment, Lagrange
+ * - node round 2: `signShare` at each of the t signers (the commitment list checked once, every point subgroup-
+ *   checked; its own commitment derived again from the nonces; binding factors, group commitment, Lagrange
  *   coefficient, the share, RFC 9591 5.2);
- * - coordinator: `aggregate` (the commitment list checks, the sum, @noble/curves' own Schnorr check, then
- *   plain Ed25519 verification under stellar-core's rules against the group key: what the network will check);
+ * - coordinator: `aggregate` (the commitment list checks, the sum, then plain Ed25519 verification under
+ *   stellar-core's rules against the group key: what the network will check; shares are verified only when it
+ *   fails);
  * - native 2-of-3, the reference: two node:crypto Ed25519 signs (the nodes) and two verifications under
  *   stellar-core's rules (the coordinator), as the cluster does today.
  * With the durable nonce discipline (signer.ts over a SQLite nonce store, synchronous=FULL), the 2-of-3 node
  * rounds are measured a second time: the record before the commitment leaves and the mark before the share
- * leaves are part of a node's real cost.
+ * leaves are part of a node's real cost (and a node there compares the list with the commitment it holds, and
+ * does not subgroup-check its own nonce x G points again).
  *
  * Groups come from the trusted-dealer key generation of @noble/curves (`trustedDealer`): the shares and public data
  * have the same shape and size as a DKG's, and 14-of-20 key generation would take minutes; key generation is not

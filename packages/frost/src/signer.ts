@@ -1,14 +1,7 @@
 import { frostErrors } from './errors.ts';
 import { name } from './input.ts';
 import type { NonceStore } from './nonce-store.ts';
-import {
-  type Commitment,
-  checkCommitments,
-  checkMessage,
-  commitNonces,
-  type SigningNonces,
-  signShare,
-} from './rounds.ts';
+import { type Commitment, checkRound, commitNonces, type SigningNonces, signRound } from './rounds.ts';
 import { checkGroup, checkShare, type GroupPublic, type KeyShare } from './suite.ts';
 
 /**
@@ -71,9 +64,11 @@ export class FrostSigner {
    */
   sign(roundId: string, commitments: Commitment[], message: Uint8Array): Uint8Array {
     const id = name(roundId, 'roundId');
-    const list = checkCommitments(this.group, commitments);
-    const msg = checkMessage(message);
-    const mine = list.find((c) => c.index === this.index);
+    // The list and message are checked once, here, before the nonce is marked used; the checked round (decoded
+    // points included) is what the share is computed from. This node's own commitment for the round, if held,
+    // is known good (it computed it as nonce x G) and is not subgroup-checked again.
+    const round = checkRound(this.group, commitments, message, this.#nonces.get(id)?.commitment);
+    const mine = round.entry(this.index)?.commitment;
     if (!mine) throw frostErrors.error('FROST_COMMITMENT_MISMATCH', { roundId: id, reason: 'absent' });
     // Durable first: once this returns, the round is used whatever happens next (a crash loses a share, never
     // lets the nonce sign twice).
@@ -82,7 +77,9 @@ export class FrostSigner {
     this.#nonces.delete(id);
     if (!held) throw frostErrors.error('FROST_NONCE_LOST', { roundId: id });
     try {
-      return signShare(this.group, this.#share, held.nonces, list, msg);
+      // held.commitment is the commitment issued for these nonces in `commit`: the list's entry is compared with
+      // it (the store has just compared it with the recorded one too) rather than derived again from the nonces.
+      return signRound(round, this.#share, held.nonces, held.commitment);
     } finally {
       held.nonces.hiding.fill(0);
       held.nonces.binding.fill(0);

@@ -45,20 +45,51 @@ export function identifierOf(index: number): string {
   return frost.Identifier.fromNumber(int(index, 'index', 1, MAX_PARTICIPANTS));
 }
 
+/** A decoded point of the curve (edwards25519, extended coordinates). */
+export type Point = InstanceType<typeof ed25519.Point>;
+
 /**
  * Decode a 32-byte point and refuse what RFC 9591 section 3.1 (DeserializeElement) refuses: a non-canonical or
- * invalid encoding, the identity, and points outside the prime-order subgroup.
+ * invalid encoding (`fromBytes` without ZIP 215 follows RFC 8032 section 5.1.3: y < p, no "negative zero"), the
+ * identity, and points outside the prime-order subgroup (section 6.1). The subgroup check, a multiplication by
+ * the group order, is most of the cost; callers decode each point once per round and pass the point on.
+ * @returns the point, valid for use as a public element of the group
  * @throws FROST_OUT_OF_RANGE naming the field
  */
-export function checkPoint(b: Uint8Array, field: string): void {
-  let ok = false;
+export function decodePoint(b: Uint8Array, field: string): Point {
+  let p: Point | undefined;
   try {
-    const p = ed25519.Point.fromBytes(b);
-    ok = !p.is0() && p.isTorsionFree();
+    p = ed25519.Point.fromBytes(b);
+    if (p.is0() || !p.isTorsionFree()) p = undefined;
   } catch {
-    ok = false;
+    p = undefined;
   }
-  if (!ok) throw outOfRange(field, 'is not a valid point of the prime-order group');
+  if (!p) throw outOfRange(field, 'is not a valid point of the prime-order group');
+  return p;
+}
+
+/** decodePoint, for callers that only need the check. @throws FROST_OUT_OF_RANGE naming the field */
+export function checkPoint(b: Uint8Array, field: string): void {
+  decodePoint(b, field);
+}
+
+/**
+ * The group's own public points (the group key, the verifying shares) are the same in every round, so they are
+ * decoded and checked once per process and kept by their encoding: the key of the cache is the hex of the bytes
+ * that were checked, so a caller that changes its GroupPublic object gets its new points checked, never an old
+ * point. Bounded: emptied when full (a node serves a handful of groups).
+ */
+const groupPoints = new Map<string, Point>();
+const GROUP_POINTS_MAX = 4096;
+
+/** The checked point of a group's public element given as hex. @throws FROST_OUT_OF_RANGE naming the field */
+export function groupPoint(hexPoint: string, field: string): Point {
+  const hit = groupPoints.get(hexPoint);
+  if (hit) return hit;
+  const p = decodePoint(hex(hexPoint, field, 32), field);
+  if (groupPoints.size >= GROUP_POINTS_MAX) groupPoints.clear();
+  groupPoints.set(hexPoint, p);
+  return p;
 }
 
 /** The participant index of an identifier built by identifierOf. */
@@ -102,9 +133,9 @@ export function checkGroup(value: unknown): GroupPublic {
   const threshold = int(g.threshold, 'group.threshold', 2, participants.length);
   const groupPublicKey = toHex(hex(g.groupPublicKey, 'group.groupPublicKey', 32));
   const commitments = array(g.commitments, 'group.commitments').map((c, i) => {
-    const b = hex(c, `group.commitments[${i}]`, 32);
-    checkPoint(b, `group.commitments[${i}]`);
-    return toHex(b);
+    const b = toHex(hex(c, `group.commitments[${i}]`, 32));
+    groupPoint(b, `group.commitments[${i}]`);
+    return b;
   });
   if (commitments.length !== threshold) throw outOfRange('group.commitments', `must hold ${threshold} points`);
   if (commitments[0] !== groupPublicKey) throw outOfRange('group.commitments', 'must start with the group key');
@@ -113,9 +144,9 @@ export function checkGroup(value: unknown): GroupPublic {
   for (const p of participants) {
     const v = vs[String(p)];
     if (v === undefined) throw outOfRange('group.verifyingShares', `lacks participant ${p}`);
-    const b = hex(v, `group.verifyingShares.${p}`, 32);
-    checkPoint(b, `group.verifyingShares.${p}`);
-    verifyingShares[String(p)] = toHex(b);
+    const b = toHex(hex(v, `group.verifyingShares.${p}`, 32));
+    groupPoint(b, `group.verifyingShares.${p}`);
+    verifyingShares[String(p)] = b;
   }
   if (Object.keys(vs).length !== participants.length) {
     throw outOfRange('group.verifyingShares', 'names a participant outside the group');

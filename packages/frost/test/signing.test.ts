@@ -2,11 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tempDir } from '@cosigner/testkit/process';
+import { ed25519 } from '@noble/curves/ed25519.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteNonceStore } from '../src/nonce-store.ts';
 import { aggregate, type Commitment, checkCommitments, commitNonces, signShare, verifyShare } from '../src/rounds.ts';
 import { FrostSigner } from '../src/signer.ts';
-import { checkGroup, type KeyShare } from '../src/suite.ts';
+import { checkGroup, frost, type GroupPublic, identifierOf, type KeyShare } from '../src/suite.ts';
 import { groupOf, groupSignsPayments } from './scenario.ts';
 
 const code = (c: string, details?: Record<string, unknown>) =>
@@ -145,5 +146,80 @@ describe('FROST signing over a Stellar transaction hash', () => {
     expect(signer.pending).toBe(0);
     signer.close();
     store.close();
+  });
+  it('refuses a commitment with a small-order component, wherever the round is checked, and signs after', () => {
+    const outputs = groupOf(3, 2, 'torsion');
+    const { group } = outputs[0]!;
+    const [a, b] = outputs;
+    const store = SqliteNonceStore.open(join(dir, 'torsion.sqlite'));
+    const signer = new FrostSigner({ group, share: a!.share, store });
+    const message = randomBytes(32);
+    const mine = signer.commit('t1');
+    const cb = commitNonces(b!.share);
+    // A valid point plus a point of order 8: on the curve, not the identity, outside the prime-order subgroup
+    // (RFC 9591 section 6.1: DeserializeElement refuses it).
+    const order8 = ed25519.Point.fromHex('c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a');
+    const dirty = ed25519.Point.fromHex(cb.commitment.binding).add(order8).toHex();
+    const bad = [mine, { ...cb.commitment, binding: dirty }];
+    const refused = code('FROST_OUT_OF_RANGE', { field: 'commitments[1].binding' });
+    expect(() => signer.sign('t1', bad, message)).toThrow(refused);
+    expect(() => signShare(group, b!.share, cb.nonces, bad, message)).toThrow(refused);
+    expect(() => aggregate(group, bad, message, { '1': randomBytes(32), '2': randomBytes(32) })).toThrow(refused);
+    expect(() => verifyShare(group, bad, message, 1, randomBytes(32))).toThrow(refused);
+    // Its own commitment changed under its own index is refused too (a dirty point, then a different one).
+    const ownDirty = ed25519.Point.fromHex(mine.hiding).add(order8).toHex();
+    expect(() => signer.sign('t1', [{ ...mine, hiding: ownDirty }, cb.commitment], message)).toThrow(
+      code('FROST_OUT_OF_RANGE', { field: 'commitments[0].hiding' }),
+    );
+    const other = commitNonces(a!.share).commitment;
+    expect(() => signer.sign('t1', [other, cb.commitment], message)).toThrow(code('FROST_COMMITMENT_MISMATCH'));
+    // Nothing above cost the round: the checks run before the nonce is marked used.
+    expect(store.state('t1')).toBe('issued');
+    const list = [mine, cb.commitment];
+    const shares = { '1': signer.sign('t1', list, message), '2': signShare(group, b!.share, cb.nonces, list, message) };
+    expect(aggregate(group, list, message, shares)).toHaveLength(64);
+    signer.close();
+    store.close();
+  });
+
+  it('names a share that is not a canonical scalar, and fails without a culprit when the group is inconsistent', () => {
+    const dealt = (seed: number) => {
+      const ids = [1, 2, 3].map(identifierOf);
+      const d = frost.trustedDealer({ min: 2, max: 3 }, ids, new Uint8Array(32).fill(seed));
+      const hx = (b: Uint8Array) => Buffer.from(b).toString('hex');
+      const group: GroupPublic = checkGroup({
+        threshold: 2,
+        participants: [1, 2, 3],
+        groupPublicKey: hx(d.public.commitments[0]!),
+        commitments: d.public.commitments.map(hx),
+        verifyingShares: Object.fromEntries(ids.map((id, i) => [String(i + 1), hx(d.public.verifyingShares[id]!)])),
+      });
+      return { group, shares: ids.map((id, i) => ({ index: i + 1, signingShare: d.secretShares[id]!.signingShare })) };
+    };
+    const one = dealt(1);
+    const two = dealt(2);
+    const message = randomBytes(32);
+    const sign = (group: GroupPublic, shares: KeyShare[]) => {
+      const commits = shares.slice(0, 2).map((s) => commitNonces(s));
+      const list = commits.map((c) => c.commitment);
+      const z = Object.fromEntries(
+        shares.slice(0, 2).map((s, i) => [String(s.index), signShare(group, s, commits[i]!.nonces, list, message)]),
+      );
+      return { list, z };
+    };
+    const ok = sign(one.group, one.shares);
+    // L itself (little-endian): 32 bytes, but not below the group order.
+    const L = Buffer.from(frost.utils.Fn.ORDER.toString(16).padStart(64, '0'), 'hex').reverse();
+    expect(() => aggregate(one.group, ok.list, message, { ...ok.z, '2': Uint8Array.from(L) })).toThrow(
+      code('FROST_BAD_SIGNATURE_SHARE', { culprits: [2], reason: 'malformed' }),
+    );
+    expect(verifyShare(one.group, ok.list, message, 2, Uint8Array.from(L))).toBe(false);
+    expect(verifyShare(one.group, ok.list, message, 3, ok.z['2']!)).toBe(false);
+    // A group whose verifying shares are another key's: each share verifies, the sum does not verify under
+    // the group key, and no participant is to blame.
+    const mixed: GroupPublic = { ...one.group, verifyingShares: two.group.verifyingShares };
+    const bad = sign(mixed, two.shares);
+    for (const i of [1, 2]) expect(verifyShare(mixed, bad.list, message, i, bad.z[String(i)]!)).toBe(true);
+    expect(() => aggregate(mixed, bad.list, message, bad.z)).toThrow(code('FROST_AGGREGATE_FAILED'));
   });
 });
