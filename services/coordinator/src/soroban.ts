@@ -1,7 +1,8 @@
 import type { DecodedTransaction } from '@cosigner/stellar/decode';
 import { xdrTransactionOf } from '@cosigner/stellar/decode';
+import { authCredentials, sorobanShape } from '@cosigner/stellar/soroban';
 import type { AccountAuth } from '@cosigner/stellar/types';
-import { Address, type xdr } from '@stellar/stellar-sdk';
+import type { xdr } from '@stellar/stellar-sdk';
 import type { CoordinatorConfig } from './config.ts';
 import { coordinatorErrors } from './errors.ts';
 
@@ -13,42 +14,36 @@ import { coordinatorErrors } from './errors.ts';
 
 export type SorobanLimits = CoordinatorConfig['soroban'];
 
-const SOROBAN_OPS = new Set(['invokeHostFunction', 'extendFootprintTtl', 'restoreFootprint']);
-
 /**
  * Refuse a Soroban transaction without SorobanTransactionData or above the coordinator's limits; answer its auth
- * entries (or null for a classic transaction). stellar-core refuses a Soroban transaction with more than one
- * operation or without resources (txMALFORMED / txSOROBAN_INVALID), so the first operation is the one.
+ * entries (or null for a classic transaction). The shape rules are stellar-core's (packages/stellar sorobanShape);
+ * the limits are the coordinator's own (config `soroban`).
  * @throws COORD_SOROBAN_NO_RESOURCES, COORD_SOROBAN_LIMIT, COORD_BAD_REQUEST
  */
 export function checkSorobanTransaction(
   d: DecodedTransaction,
   limits: SorobanLimits,
 ): xdr.SorobanAuthorizationEntry[] | null {
-  const x = xdrTransactionOf(d.kind === 'feeBump' && d.inner ? d.inner : d) as xdr.Transaction;
-  const soroban = x.operations.some((op) => SOROBAN_OPS.has(op.body.type));
-  if (!soroban) return null;
-  if (x.operations.length !== 1) {
+  const shape = sorobanShape(xdrTransactionOf(d.kind === 'feeBump' && d.inner ? d.inner : d) as xdr.Transaction);
+  if (shape.kind === 'classic') return null;
+  if (shape.kind === 'malformed') {
+    if (shape.problem === 'noResources') throw coordinatorErrors.error('COORD_SOROBAN_NO_RESOURCES');
     throw coordinatorErrors.error(
       'COORD_BAD_REQUEST',
       { field: 'xdr' },
       { message: 'A Soroban transaction holds exactly one operation.' },
     );
   }
-  if (x.ext.type !== 'sorobanData') throw coordinatorErrors.error('COORD_SOROBAN_NO_RESOURCES');
-  const data = x.ext.sorobanData;
-  const fee = BigInt(data.resourceFee.toString());
-  const entries = data.resources.footprint.readOnly.length + data.resources.footprint.readWrite.length;
-  if (fee > BigInt(limits.maxResourceFee) || entries > limits.maxFootprintEntries) {
+  const { resourceFee, footprintEntries } = shape.resources;
+  if (resourceFee > BigInt(limits.maxResourceFee) || footprintEntries > limits.maxFootprintEntries) {
     throw coordinatorErrors.error('COORD_SOROBAN_LIMIT', {
-      resourceFee: fee.toString(),
+      resourceFee: resourceFee.toString(),
       maxResourceFee: limits.maxResourceFee,
-      footprintEntries: entries,
+      footprintEntries,
       maxFootprintEntries: limits.maxFootprintEntries,
     });
   }
-  const op = x.operations[0] as xdr.Operation;
-  return op.body.type === 'invokeHostFunction' ? op.body.invokeHostFunctionOp.auth : [];
+  return shape.auth;
 }
 
 /** The G account an entry's address credentials name, or null (source-account credentials, contract address). */
@@ -57,28 +52,22 @@ export function entryAccount(
   limits: SorobanLimits,
   index: number,
 ): { account: string | null; creds: xdr.SorobanAddressCredentials | null } {
-  const c = e.credentials;
-  let creds: xdr.SorobanAddressCredentials;
-  switch (c.type) {
-    case 'sorobanCredentialsSourceAccount':
+  const a = authCredentials(e);
+  switch (a.credentials) {
+    case 'sourceAccount':
       return { account: null, creds: null };
-    case 'sorobanCredentialsAddress':
-      creds = c.address;
-      break;
-    case 'sorobanCredentialsAddressV2':
-      // The installed SDK (17.2) has the CAP-71 form; protocol-27 networks only, hence behind soroban.addressV2.
+    case 'addressV2':
+      // The CAP-71 form exists on protocol-27 networks only, hence behind soroban.addressV2.
       if (!limits.addressV2) throw coordinatorErrors.error('COORD_SOROBAN_V2_DISABLED', { entry: index });
-      creds = c.addressV2;
       break;
-    default:
+    case 'addressWithDelegates':
       throw coordinatorErrors.error(
         'COORD_SOROBAN_BAD_ENTRY',
         { entry: index },
         { message: `Entry ${index}: delegated credentials are not signed by the cluster.` },
       );
   }
-  const address = Address.fromScAddress(creds.address).toString();
-  return { account: address.startsWith('G') ? address : null, creds };
+  return { account: a.address.startsWith('G') ? a.address : null, creds: a.creds };
 }
 
 /**
