@@ -1,9 +1,6 @@
 import type { Logger } from 'pino';
-import { createKmsSigner } from './aws-kms/kms-signer.ts';
 import { keysErrors } from './errors.ts';
-import { createLocalSigner } from './local/local-signer.ts';
 import type { KeyMetrics } from './metrics.ts';
-import { createPkcs11Signer } from './pkcs11/pkcs11-signer.ts';
 import type { Signer, SignerConfig, SignerKind } from './signer.ts';
 
 export interface CreateSignerOptions {
@@ -20,13 +17,22 @@ type Opener<K extends SignerKind> = (
   opts: CreateSignerOptions,
 ) => Promise<Signer>;
 
-/** One opener per `type`: the tagged union is resolved here, once, and nowhere else. */
+/**
+ * One opener per `type`: the tagged union is resolved here, once, and nowhere else. Each backend's module is
+ * imported only when a configuration names it: the AWS SDK's KMS client alone holds about 4.7 MB of heap and 20 MB
+ * of RSS in a process (bench/README.md "Memory"), and pkcs11js is a native library; a node uses one backend.
+ */
 const OPENERS: { [K in SignerKind]: Opener<K> } = {
-  'aws-kms': (config, opts) => createKmsSigner(config, { metrics: opts.metrics, logger: opts.logger }),
-  pkcs11: (config, opts) =>
-    createPkcs11Signer(config, { metrics: opts.metrics, logger: opts.logger, env: opts.env ?? process.env }),
-  local: (config, opts) =>
-    createLocalSigner(config, {
+  'aws-kms': async (config, opts) =>
+    (await import('./aws-kms/kms-signer.ts')).createKmsSigner(config, { metrics: opts.metrics, logger: opts.logger }),
+  pkcs11: async (config, opts) =>
+    (await import('./pkcs11/pkcs11-signer.ts')).createPkcs11Signer(config, {
+      metrics: opts.metrics,
+      logger: opts.logger,
+      env: opts.env ?? process.env,
+    }),
+  local: async (config, opts) =>
+    (await import('./local/local-signer.ts')).createLocalSigner(config, {
       production: opts.production,
       env: opts.env ?? process.env,
       ...(opts.metrics ? { metrics: opts.metrics } : {}),

@@ -1,5 +1,5 @@
 import type { AssetRef } from '@cosigner/stellar/types';
-import { StrKey } from '@stellar/stellar-sdk';
+import { StrKey } from '@stellar/stellar-sdk/base';
 
 /**
  * Addresses and asset keys as the policy compares them.

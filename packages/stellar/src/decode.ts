@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { FeeBumpTransaction, Transaction, xdr } from '@stellar/stellar-sdk';
+import { FeeBumpTransaction, Transaction, xdr } from '@stellar/stellar-sdk/base';
 import { stellarErrors } from './errors.ts';
 import type { DecoratedSig } from './types.ts';
 

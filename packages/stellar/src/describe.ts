@@ -14,7 +14,7 @@ import {
   scValToNative,
   type Transaction,
   xdr,
-} from '@stellar/stellar-sdk';
+} from '@stellar/stellar-sdk/base';
 import { assertDecoded, type DecodedTransaction, xdrTransactionOf } from './decode.ts';
 import { operationThresholdLevel } from './thresholds.ts';
 import type {

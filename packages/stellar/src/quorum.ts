@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { SignerKey, StrKey, type xdr } from '@stellar/stellar-sdk';
+import { SignerKey, StrKey, type xdr } from '@stellar/stellar-sdk/base';
 import { assertDecoded, type DecodedTransaction, xdrTransactionOf } from './decode.ts';
 import { stellarErrors } from './errors.ts';
 import { maxLevel, operationThresholdLevel } from './thresholds.ts';

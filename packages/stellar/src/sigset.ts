@@ -1,4 +1,4 @@
-import { StrKey, xdr } from '@stellar/stellar-sdk';
+import { StrKey, xdr } from '@stellar/stellar-sdk/base';
 import { assertDecoded, type DecodedTransaction } from './decode.ts';
 import { stellarErrors } from './errors.ts';
 import {

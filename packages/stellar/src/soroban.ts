@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Address, buildAuthorizationEntryPreimage, StrKey, xdr } from '@stellar/stellar-sdk';
+import { Address, buildAuthorizationEntryPreimage, StrKey, xdr } from '@stellar/stellar-sdk/base';
 import { describeAuthEntry as describeEntry } from './describe.ts';
 import { stellarErrors } from './errors.ts';
 import { parseAccount } from './quorum.ts';

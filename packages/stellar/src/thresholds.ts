@@ -1,4 +1,4 @@
-import { xdr } from '@stellar/stellar-sdk';
+import { xdr } from '@stellar/stellar-sdk/base';
 import { stellarErrors } from './errors.ts';
 import type { ThresholdLevel } from './types.ts';
 

@@ -1,5 +1,5 @@
 import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
-import { StrKey } from '@stellar/stellar-sdk';
+import { StrKey } from '@stellar/stellar-sdk/base';
 import { stellarErrors } from './errors.ts';
 
 /**

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { hostCheck } from '@cosigner/runtime/hosts';
 import type { Logger } from '@cosigner/runtime/logger';
 import formbody from '@fastify/formbody';
-import { Account, Operation, TimeoutInfinite, TransactionBuilder } from '@stellar/stellar-sdk';
+import { Account, Operation, TimeoutInfinite, TransactionBuilder } from '@stellar/stellar-sdk/base';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { Engine, type SubmitOutcome } from './engine.ts';
 import {

@@ -1,7 +1,14 @@
 import { type DecodedTransaction, decodeEnvelope } from '@cosigner/stellar/decode';
 import { accountIdOf, checkAuth, neededLevels } from '@cosigner/stellar/quorum';
 import type { AccountAuth, AuthCheckResult } from '@cosigner/stellar/types';
-import { Address, type FeeBumpTransaction, SignerKey, StrKey, type Transaction, type xdr } from '@stellar/stellar-sdk';
+import {
+  Address,
+  type FeeBumpTransaction,
+  SignerKey,
+  StrKey,
+  type Transaction,
+  type xdr,
+} from '@stellar/stellar-sdk/base';
 import {
   type AnyOutcome,
   defaultOpOutcome,

@@ -1,4 +1,4 @@
-import { StrKey, xdr } from '@stellar/stellar-sdk';
+import { StrKey, xdr } from '@stellar/stellar-sdk/base';
 import { type AnyOutcome, resultCodes } from './results.ts';
 import {
   type AccountState,

@@ -1,4 +1,4 @@
-import { xdr } from '@stellar/stellar-sdk';
+import { xdr } from '@stellar/stellar-sdk/base';
 
 /**
  * Transaction and operation verdicts, turned into the XDR `TransactionResult` stellar-core produces and into the

@@ -1,6 +1,6 @@
 import { type DecodedTransaction, decodeEnvelope } from '@cosigner/stellar/decode';
 import { accountIdOf } from '@cosigner/stellar/quorum';
-import { Address, Keypair, nativeToScVal, SignerKey, type Transaction, xdr } from '@stellar/stellar-sdk';
+import { Address, Keypair, nativeToScVal, SignerKey, type Transaction, xdr } from '@stellar/stellar-sdk/base';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { LedgerSim } from './app.ts';
 import { escrowBalanceKey, nonceKey, simulateInvocation } from './soroban.ts';

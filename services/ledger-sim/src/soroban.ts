@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { authCredentials, authEntryPayload, checkAccountAuthSignatures, sorobanShape } from '@cosigner/stellar/soroban';
-import { Address, Keypair, nativeToScVal, StrKey, scValToBigInt, xdr } from '@stellar/stellar-sdk';
+import { Address, Keypair, nativeToScVal, StrKey, scValToBigInt, xdr } from '@stellar/stellar-sdk/base';
 import { type AccountState, availableBalance, cloneAccount } from './state.ts';
 
 /**

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { Keypair } from '@stellar/stellar-sdk';
+import { Keypair } from '@stellar/stellar-sdk/base';
 import { ledgerErrors } from './errors.ts';
 
 /**
