@@ -13,7 +13,7 @@
  *
  * Idempotent: when coordinator.yaml exists the stack was set up already and nothing changes (keys, accounts and
  * ledgers survive `docker-compose down` without -v). Run with the CLI's dependencies
- * (docker/node_modules -> packages/cli/node_modules in the image):
+ * (docker/node_modules -> apps/cli/node_modules in the image):
  *   node --import tsx /app/docker/setup.ts
  *
  * Environment (defaults in brackets): COSIGNER_NODES [3], COSIGNER_THRESHOLD [2], COSIGNER_OPERATOR_ACCOUNTS [1],

@@ -7,12 +7,12 @@ import { fileURLToPath } from 'node:url';
 /** The repository root, from this file's location. */
 export const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
 /** The `cosigner` executable every process test runs. */
-export const COSIGNER_BIN = join(REPO_ROOT, 'packages/cli/bin/cosigner.js');
+export const COSIGNER_BIN = join(REPO_ROOT, 'apps/cli/bin/cosigner.js');
 
 /**
  * Run every child process started from now on as production runs it: build the workspace (`pnpm build`'s script,
  * scripts/build.ts) and add `--conditions=cosigner-dist` to NODE_OPTIONS, which children inherit, so they run
- * dist/ as plain JavaScript with no loader (packages/cli/bin/cosigner.js). For the benchmarks and the soak, whose
+ * dist/ as plain JavaScript with no loader (apps/cli/bin/cosigner.js). For the benchmarks and the soak, whose
  * figures (memory, start-up, recovery time) should be production's. Returns the build's summary line.
  * @throws Error when the build fails (its diagnostics went to stderr)
  */
