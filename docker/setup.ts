@@ -1,6 +1,6 @@
 /**
  * The compose stack's one-shot `setup` service (docker-compose.yml): what `cosigner cluster up` does for local
- * processes (packages/testkit/src/cluster.ts), done inside the containers, at run time, so that no key or
+ * processes (packages/launcher/src/cluster.ts), done inside the containers, at run time, so that no key or
  * credential is ever in an image or in the repository.
  *
  * 1. the coordinator's message key and each node's identity key (ed25519 PKCS#8 PEM, 0600) in their volumes;
@@ -28,7 +28,7 @@ import { existsSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CreateKeyCommand, GetPublicKeyCommand, KMSClient } from '@aws-sdk/client-kms';
-import { demoPolicyYaml, mergeConfig } from '@cosigner/testkit/cluster';
+import { demoPolicyYaml, mergeConfig } from '@cosigner/launcher/cluster';
 import { Horizon, Keypair, Operation, StrKey, TransactionBuilder } from '@stellar/stellar-sdk';
 
 const env = process.env;

@@ -5,8 +5,15 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { CreateKeyCommand, GetPublicKeyCommand, KMSClient } from '@aws-sdk/client-kms';
-import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
-import { REPO_ROOT, type RunningProcess, startCosignerProcess, tempDir, useBuiltJs } from '@cosigner/testkit/process';
+import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
+import {
+  COSIGNER_BIN,
+  REPO_ROOT,
+  type RunningProcess,
+  startCosignerProcess,
+  tempDir,
+  useBuiltJs,
+} from '@cosigner/testkit/process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import * as testkitSrc from '../../packages/testkit/src/process.ts';
@@ -173,7 +180,13 @@ describe('pnpm build and the dist mode', () => {
     process.env.NODE_OPTIONS = nodeOptions(BUILD_CONDITION, INSPECT);
     let cluster: Cluster | undefined;
     try {
-      cluster = await startCluster({ dir: join(work, 'cluster'), nodes: 2, threshold: 2, closeMs: 100 });
+      cluster = await startCluster({
+        cosignerBin: COSIGNER_BIN,
+        dir: join(work, 'cluster'),
+        nodes: 2,
+        threshold: 2,
+        closeMs: 100,
+      });
     } finally {
       if (saved === undefined) delete process.env.NODE_OPTIONS;
       else process.env.NODE_OPTIONS = saved;

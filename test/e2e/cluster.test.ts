@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Cluster, ClusterFile, ProposalView } from '@cosigner/testkit/cluster';
+import type { Cluster, ClusterFile, ProposalView } from '@cosigner/launcher/cluster';
 import { COSIGNER_BIN, REPO_ROOT, tempDir } from '@cosigner/testkit/process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // The CLI's own `cluster up` code starts the shared cluster in-process (so its demo and output are checked
