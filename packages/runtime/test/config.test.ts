@@ -145,7 +145,7 @@ describe('readConfigFile', () => {
     const notJson = await readConfigFile(j, fail, 'json').catch((e: Problem) => e.p);
     expect(notJson).toMatchObject({ field: '--config', problem: expect.stringMatching(/is not valid JSON/) });
     await writeFile(y, 'a: [1,\n');
-    const notYaml = await readConfigFile(y, fail).catch((e: Problem) => e.p);
+    const notYaml = (await readConfigFile(y, fail).catch((e: Problem) => e.p)) as ConfigProblem;
     expect(notYaml).toMatchObject({ field: '--config', problem: expect.stringMatching(/is not valid YAML/) });
     expect(notYaml.cause).toBeInstanceOf(Error);
     const missing = await readConfigFile(join(d, 'missing.yaml'), fail).catch((e: Problem) => e.p);
