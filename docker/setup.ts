@@ -28,8 +28,9 @@ import { existsSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CreateKeyCommand, GetPublicKeyCommand, KMSClient } from '@aws-sdk/client-kms';
-import { demoPolicyYaml, mergeConfig } from '@cosigner/launcher/cluster';
-import { Horizon, Keypair, Operation, StrKey, TransactionBuilder } from '@stellar/stellar-sdk';
+import { demoPolicyYaml, mergeConfig, setupWarning } from '@cosigner/launcher/cluster';
+import { signedFreshSetup } from '@cosigner/policy/account-setup';
+import { Horizon, Keypair, StrKey } from '@stellar/stellar-sdk';
 
 const env = process.env;
 const ROOT = env.COSIGNER_SETUP_ROOT ?? '/cluster';
@@ -176,22 +177,16 @@ async function main(): Promise<void> {
   for (let k = 0; k < operators; k++) {
     const master = Keypair.random();
     await httpJson(`${env.COSIGNER_FRIENDBOT_URL ?? `${horizonUrl}/friendbot`}?addr=${master.publicKey()}`);
-    const builder = new TransactionBuilder(await horizon.loadAccount(master.publicKey()), {
-      fee: '100',
-      networkPassphrase: network,
-    });
-    for (const x of nodes)
-      builder.addOperation(Operation.setOptions({ signer: { ed25519PublicKey: x.stellarKey, weight: 1 } }));
-    builder.addOperation(
-      Operation.setOptions({
-        masterWeight: 0,
-        lowThreshold: threshold,
-        medThreshold: threshold,
-        highThreshold: threshold,
-      }),
+    const { tx, safety } = signedFreshSetup(
+      await horizon.loadAccount(master.publicKey()),
+      master,
+      {
+        signers: nodes.map((x) => ({ key: x.stellarKey, weight: 1, node: x.id })),
+        thresholds: { low: threshold, med: threshold, high: threshold },
+      },
+      { networkPassphrase: network, fee: '100', timeoutSeconds: 60 },
     );
-    const tx = builder.setTimeout(60).build();
-    tx.sign(master);
+    if (!safety.ok) log(`warning: operator account ${master.publicKey()}: ${setupWarning(safety)}`);
     await horizon.submitTransaction(tx);
     accounts.push(master.publicKey());
     log(`operator account ${master.publicKey()}: ${threshold}-of-${n}, master weight 0`);

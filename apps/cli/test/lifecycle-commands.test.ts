@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
+import { setOptionsOps } from '@cosigner/policy/account-setup';
 import { COSIGNER_BIN, tempDir } from '@cosigner/testkit/process';
 import { Asset, Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import { Command } from 'commander';
@@ -21,7 +22,6 @@ import {
   ProposalEndedError,
   parseSigner,
   registerAccount,
-  setOptionsOps,
 } from '../src/commands/account.ts';
 import { clusterUp, runDemo } from '../src/commands/cluster.ts';
 import { membershipChange, registerMembership } from '../src/commands/membership.ts';
