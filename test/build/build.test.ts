@@ -108,7 +108,7 @@ describe('pnpm build and the dist mode', () => {
   });
 
   it('transpiles every workspace package to dist/ and copies the migrations beside the modules', async () => {
-    expect(buildOutput).toMatch(/built 13 packages \(\d+ modules\)/);
+    expect(buildOutput).toMatch(/built 14 packages \(\d+ modules\)/);
     for (const pkg of ['apps/cli', 'packages/stellar', 'services/coordinator', 'services/cosigner']) {
       expect(buildOutput).toContain(`${pkg}/dist:`);
       const info = JSON.parse(await readFile(join(REPO_ROOT, pkg, 'dist/BUILD.json'), 'utf8'));

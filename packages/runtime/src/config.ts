@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import type { Static, TSchema } from 'typebox';
+import { type Static, type TSchema, Type } from 'typebox';
 import { Value } from 'typebox/value';
 import { parse as parseYaml } from 'yaml';
 
@@ -25,6 +25,12 @@ export type ConfigFailure = (p: ConfigProblem) => Error;
 
 /** The top level of a config, as a field name. */
 export const TOP_LEVEL = '(top level)';
+
+/** The `logLevel` field every service config has: pino's levels, `info` by default. */
+export const LogLevelSchema = Type.Union(
+  ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+  { default: 'info' },
+);
 
 /** Freeze `o` and everything reachable from it (byte arrays and buffers excepted: they cannot be frozen). */
 export function deepFreeze<T>(o: T): T {

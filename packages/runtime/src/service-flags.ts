@@ -18,6 +18,16 @@ export interface ServiceFlags {
   config?: string;
 }
 
+/**
+ * The common flags of a service whose port, host and data directory have defaults (the KMS emulator, the ledger
+ * simulator), so commander always hands them over.
+ */
+export interface DefaultedServiceFlags extends ServiceFlags {
+  port: number;
+  host: string;
+  dataDir: string;
+}
+
 /** A flag's help text and, where the service has one, its default. */
 export interface FlagSpec<T> {
   readonly help: string;

@@ -1,6 +1,13 @@
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parsePublicKeyB64 } from '@cosigner/protocol/identity';
-import { type ConfigProblem, deepFreeze, readConfigFile, TOP_LEVEL, validateConfig } from '@cosigner/runtime/config';
+import {
+  type ConfigProblem,
+  deepFreeze,
+  LogLevelSchema,
+  readConfigFile,
+  TOP_LEVEL,
+  validateConfig,
+} from '@cosigner/runtime/config';
 import { isProduction } from '@cosigner/runtime/mode';
 import { StrKey } from '@stellar/stellar-sdk';
 import { type Static, Type } from 'typebox';
@@ -119,10 +126,7 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
-    logLevel: Type.Union(
-      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
-      { default: 'info' },
-    ),
+    logLevel: LogLevelSchema,
   },
   { additionalProperties: false },
 );

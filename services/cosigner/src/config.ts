@@ -3,7 +3,13 @@ import { stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { SignerConfigSchema } from '@cosigner/keys/signer';
 import { parsePublicKeyB64 } from '@cosigner/protocol/identity';
-import { type ConfigProblem, deepFreeze, readConfigFile, validateConfig } from '@cosigner/runtime/config';
+import {
+  type ConfigProblem,
+  deepFreeze,
+  LogLevelSchema,
+  readConfigFile,
+  validateConfig,
+} from '@cosigner/runtime/config';
 import { isLoopbackHost } from '@cosigner/runtime/hosts';
 import { isProduction } from '@cosigner/runtime/mode';
 import { type Static, Type } from 'typebox';
@@ -71,10 +77,7 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
-    logLevel: Type.Union(
-      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
-      { default: 'info' },
-    ),
+    logLevel: LogLevelSchema,
   },
   { additionalProperties: false },
 );

@@ -1,16 +1,9 @@
 import { intOption, serviceFlags } from '@cosigner/runtime/service-flags';
 import type { Command } from 'commander';
+import type { StartOptions } from './server.ts';
 
-export interface CommandFlags {
-  port: number;
-  host: string;
-  readyFile?: string;
-  dataDir: string;
-  config?: string;
-  masterKeyFile?: string;
-  accounts: number;
-  allowedHost?: string[];
-}
+/** The flags as commander hands them to the action: what the server starts with. */
+export type CommandFlags = StartOptions;
 
 /** `cosigner kms-emulator`: the AWS KMS-compatible emulator for development and tests. */
 export function register(program: Command): void {

@@ -1,21 +1,15 @@
 import { type ConfigProblem, deepFreeze, readConfigFile, validateConfig } from '@cosigner/runtime/config';
 import { isProduction, refuseInProduction } from '@cosigner/runtime/mode';
+import type { DefaultedServiceFlags } from '@cosigner/runtime/service-flags';
 import { Type } from 'typebox';
 import { STANDALONE_PASSPHRASE } from './app.ts';
 import { ledgerErrors } from './errors.ts';
 
 /** The `cosigner ledger-sim` flags, as commander parses them. */
-export interface CommandFlags {
-  port: number;
-  host: string;
-  readyFile?: string;
-  dataDir: string;
-  config?: string;
+export interface CommandFlags extends DefaultedServiceFlags {
   network?: string;
   closeMs?: number;
   inMemory?: boolean;
-  /** `--allowed-host` (repeatable): Host names served besides loopback and `localhost`. */
-  allowedHost?: string[];
 }
 
 /** The checked, frozen configuration the server runs with. */
