@@ -33,6 +33,32 @@ function append(el, children) {
   }
 }
 
+/**
+ * A table with one header row. `body`: the rows (a `tr` element, an array of them, or nothing), or a `tbody`
+ * element the page fills later (the proposals list appends pages of rows to it).
+ * @param {Record<string, unknown>} attrs
+ * @param {string[]} headers
+ * @param {unknown} body
+ * @returns {HTMLElement}
+ */
+export function table(attrs, headers, body) {
+  const rows = body instanceof HTMLElement && body.tagName === 'TBODY' ? body : h('tbody', {}, body);
+  return h(
+    'table',
+    attrs,
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        headers.map((t) => h('th', {}, t)),
+      ),
+    ),
+    rows,
+  );
+}
+
 /** Replace an element's children. @param {Element} el @param {...unknown} children */
 export function mount(el, ...children) {
   el.replaceChildren();

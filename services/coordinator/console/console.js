@@ -2,7 +2,7 @@
 // closes), proposals with filters and search, one proposal's decoding, weight, timeline and envelope, a new
 // proposal from pasted XDR (decoded before it is sent), and the nodes. Live through /v1/events. Plain ES module,
 // no build step; every value is rendered as text (dom.js).
-import { badge, code, copyButton, errorBox, h, mount, readJson, short, when } from './dom.js';
+import { badge, code, copyButton, errorBox, h, mount, readJson, short, table, when } from './dom.js';
 import { authEntry, transaction } from './words.js';
 
 const KEY = 'cosigner.apiKey';
@@ -170,20 +170,7 @@ async function proposalsPage() {
     {},
     h('h1', {}, 'Proposals'),
     h('form', { class: 'inline', onsubmit: go }, select, search, h('button', { type: 'submit' }, 'Search')),
-    h(
-      'table',
-      { id: 'proposals' },
-      h(
-        'thead',
-        {},
-        h(
-          'tr',
-          {},
-          ['Status', 'Created', 'Kind', 'Hash', 'Note', 'Idempotency key', 'Weight'].map((t) => h('th', {}, t)),
-        ),
-      ),
-      body,
-    ),
+    table({ id: 'proposals' }, ['Status', 'Created', 'Kind', 'Hash', 'Note', 'Idempotency key', 'Weight'], body),
   );
   const addRows = (items) => {
     for (const it of items) {
@@ -464,52 +451,37 @@ async function nodesPage() {
     'div',
     {},
     h('h1', {}, 'Nodes'),
-    h(
-      'table',
+    table(
       { id: 'nodes' },
-      h(
-        'thead',
-        {},
+      ['Node', 'Session', 'Latency', 'Approvals', 'Rejections', 'Misbehaviour', 'Signing key', 'Last seen'],
+      nodes.map((n) =>
         h(
           'tr',
           {},
-          ['Node', 'Session', 'Latency', 'Approvals', 'Rejections', 'Misbehaviour', 'Signing key', 'Last seen'].map(
-            (t) => h('th', {}, t),
-          ),
-        ),
-      ),
-      h(
-        'tbody',
-        {},
-        nodes.map((n) =>
+          h('td', {}, h('strong', {}, n.id)),
           h(
-            'tr',
+            'td',
             {},
-            h('td', {}, h('strong', {}, n.id)),
-            h(
-              'td',
-              {},
-              badge(n.connected ? 'connected' : 'disconnected'),
-              n.connectedAt ? h('div', { class: 'muted' }, `since ${when(n.connectedAt)}`) : null,
-            ),
-            h('td', {}, n.latencyMs === null ? '—' : `${Math.round(n.latencyMs * 10) / 10} ms`),
-            h('td', {}, String(n.approvals)),
-            h('td', {}, String(n.rejections)),
-            h(
-              'td',
-              {},
-              String(n.misbehaviours),
-              n.recentMisbehaviour.length > 0
-                ? h(
-                    'ul',
-                    { class: 'reasons' },
-                    n.recentMisbehaviour.map((m) => h('li', {}, `${when(m.at)} ${m.kind}: ${m.detail}`)),
-                  )
-                : null,
-            ),
-            h('td', {}, code(n.stellarKey, true)),
-            h('td', {}, when(n.lastSeen)),
+            badge(n.connected ? 'connected' : 'disconnected'),
+            n.connectedAt ? h('div', { class: 'muted' }, `since ${when(n.connectedAt)}`) : null,
           ),
+          h('td', {}, n.latencyMs === null ? '—' : `${Math.round(n.latencyMs * 10) / 10} ms`),
+          h('td', {}, String(n.approvals)),
+          h('td', {}, String(n.rejections)),
+          h(
+            'td',
+            {},
+            String(n.misbehaviours),
+            n.recentMisbehaviour.length > 0
+              ? h(
+                  'ul',
+                  { class: 'reasons' },
+                  n.recentMisbehaviour.map((m) => h('li', {}, `${when(m.at)} ${m.kind}: ${m.detail}`)),
+                )
+              : null,
+          ),
+          h('td', {}, code(n.stellarKey, true)),
+          h('td', {}, when(n.lastSeen)),
         ),
       ),
     ),
