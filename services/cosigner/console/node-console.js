@@ -2,7 +2,7 @@
 // with the node's OWN decoding (not the coordinator's) and the reasons that held them; approve or reject with a
 // required comment (kept in the node's audit log); recent decisions; the audit chain's verification; keyring and
 // roster. The admin token, when the node has one, is kept in sessionStorage (this tab only). Every value is text.
-import { badge, code, errorBox, h, mount, readJson, table, when } from './dom.js';
+import { badge, card, code, errorBox, h, mount, page, readJson, table, when } from './dom.js';
 import { transaction } from './words.js';
 
 const KEY = 'cosigner.adminToken';
@@ -187,10 +187,8 @@ async function heldPage() {
 
 async function decisionsPage() {
   const { decisions } = await api('/v1/decisions?limit=100');
-  return h(
-    'div',
-    {},
-    h('h1', {}, 'Recent decisions'),
+  return page(
+    'Recent decisions',
     table(
       { id: 'decisions' },
       ['When', 'Outcome', 'Proposal', 'Hash', 'Reasons'],
@@ -211,10 +209,8 @@ async function decisionsPage() {
 
 async function auditPage() {
   const a = await api('/v1/audit?limit=50');
-  return h(
-    'div',
-    {},
-    h('h1', {}, 'Audit chain'),
+  return page(
+    'Audit chain',
     h(
       'section',
       { class: 'card', id: 'audit-status' },
@@ -247,13 +243,9 @@ async function auditPage() {
 
 async function keyringPage() {
   const k = await api('/v1/keyring');
-  return h(
-    'div',
-    {},
-    h('h1', {}, 'Keyring and roster'),
-    h(
-      'section',
-      { class: 'card' },
+  return page(
+    'Keyring and roster',
+    card(
       h(
         'dl',
         { class: 'facts' },
