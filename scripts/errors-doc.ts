@@ -1,5 +1,5 @@
 /**
- * Loads every package's and service's src/errors.ts and renders docs/reference/errors.md.
+ * Loads every app's, package's and service's src/errors.ts and renders docs/reference/errors.md.
  * `pnpm docs:errors` writes it; test/docs/errors-doc.test.ts checks it is current.
  */
 import { readdir, writeFile } from 'node:fs/promises';
@@ -13,7 +13,7 @@ export const ERRORS_DOC = join(ROOT, 'docs/reference/errors.md');
 
 export async function errorModules(): Promise<string[]> {
   const found: string[] = [];
-  for (const top of ['packages', 'services']) {
+  for (const top of ['apps', 'packages', 'services']) {
     for (const name of await readdir(join(ROOT, top))) {
       const src = join(ROOT, top, name, 'src');
       const files = await readdir(src).catch(() => [] as string[]);
