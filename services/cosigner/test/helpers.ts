@@ -1,7 +1,8 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Account, Asset, type Keypair, Memo, Operation, TransactionBuilder, type xdr } from '@stellar/stellar-sdk';
+import { Account, Asset, Keypair, Memo, Operation, TransactionBuilder, type xdr } from '@stellar/stellar-sdk';
 import { stringify } from 'yaml';
+import { CoordinatorDouble } from './coordinator-double.ts';
 
 export const NETWORK = 'Test SDF Network ; September 2015';
 export const OTHER_NETWORK = 'Public Global Stellar Network ; September 2015';
@@ -116,3 +117,23 @@ export async function writeNodeFiles(
 
 export type { Keypair };
 export { Memo };
+
+/**
+ * A coordinator double on a real port and the files of a node that dials it, its policy built for a fresh
+ * operator account and destination (`policy({ account, dest })`).
+ */
+export async function nodeAgainstDouble(
+  dir: string,
+  policy: (p: { account: string; dest: string }) => PolicyOptions,
+  double: { network: string; heartbeatMs?: number },
+): Promise<{ coord: CoordinatorDouble; account: string; dest: string; files: NodeFiles }> {
+  const coord = await CoordinatorDouble.start(double);
+  const account = Keypair.random().publicKey();
+  const dest = Keypair.random().publicKey();
+  const files = await writeNodeFiles(dir, {
+    coordinatorUrl: coord.url,
+    coordinatorKeys: [coord.identity.publicKeyB64],
+    policy: policy({ account, dest }),
+  });
+  return { coord, account, dest, files };
+}
