@@ -13,7 +13,12 @@ const withDocker = process.env.COSIGNER_DOCKER_SUITES === '1';
 
 export default defineConfig({
   test: {
-    include: ['apps/*/test/**/*.test.ts', 'packages/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    include: [
+      'apps/*/test/**/*.test.ts',
+      'packages/*/test/**/*.test.ts',
+      'services/*/test/**/*.test.ts',
+      'test/**/*.test.ts',
+    ],
     exclude: [
       '**/node_modules/**',
       ...(withApt ? [] : ['**/*.apt.test.ts']),
