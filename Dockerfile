@@ -35,7 +35,7 @@ RUN if [ "$DEPS" = context ]; then \
     fi \
     # Every package's dist/ is there and was built from the sources beside it (the bin refuses it otherwise).
     && node --conditions=cosigner-dist apps/cli/bin/cosigner.js --help >/dev/null \
-    # docker/setup.ts resolves its imports (testkit, the AWS and Stellar SDKs) as the CLI does.
+    # docker/setup.ts resolves its imports (the launcher, the account-setup routine, the AWS and Stellar SDKs) as the CLI does.
     && mkdir -p docker && ln -sfn ../apps/cli/node_modules docker/node_modules \
     && node -e "require('/app/services/cosigner/node_modules/better-sqlite3')(':memory:').close()"
 

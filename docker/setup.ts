@@ -7,7 +7,9 @@
  * 2. each node's Stellar signing key CREATED INSIDE ITS OWN KMS emulator (Ed25519, via the account's admin
  *    principal), its public key read back with the node principal (proving the node's credentials reach it);
  * 3. the operator account(s): funded by the ledger simulator's friendbot, then one setOptions transaction signed
- *    by a throwaway master key adds every node key at weight 1, sets the thresholds and the master weight to 0;
+ *    by a throwaway master key adds every node key at weight 1, sets the thresholds and the master weight to 0
+ *    (packages/policy account-setup.ts, the routine `cosigner account setup` uses; an unsafe result, such as a
+ *    1-of-n cluster, is logged as a warning);
  * 4. coordinator.yaml (enrolled nodes) and each node's node.yaml + policy.yaml, in their volumes;
  * 5. cluster.json in the coordinator volume: public facts only (accounts, signers, network), for operators and tests.
  *
