@@ -13,7 +13,7 @@
 # builds and stages them with the same node binary the base image holds).
 #
 # The image runs dist/ as plain JavaScript, with no loader: NODE_OPTIONS=--conditions=cosigner-dist below selects
-# it (packages/cli/bin/cosigner.js); tsx would cost 85-95 MB per node and seconds of start-up per process.
+# it (apps/cli/bin/cosigner.js); tsx would cost 85-95 MB per node and seconds of start-up per process.
 ARG BASE=node:24-bookworm-slim
 ARG BUILD_BASE=node:24-bookworm
 
@@ -24,19 +24,19 @@ WORKDIR /app
 COPY . .
 RUN if [ "$DEPS" = context ]; then \
       test -d node_modules/.pnpm || { echo "DEPS=context but the context has no node_modules"; exit 1; }; \
-      test -f packages/cli/dist/BUILD.json || { echo "DEPS=context but the context has no dist/ (.ci/docker.sh builds it)"; exit 1; }; \
+      test -f apps/cli/dist/BUILD.json || { echo "DEPS=context but the context has no dist/ (.ci/docker.sh builds it)"; exit 1; }; \
     else \
-      rm -rf node_modules packages/*/node_modules services/*/node_modules test/node_modules bench/node_modules \
+      rm -rf node_modules apps/*/node_modules packages/*/node_modules services/*/node_modules test/node_modules bench/node_modules \
       && npm install -g "pnpm@${PNPM_VERSION}" \
       && CI=true pnpm install --frozen-lockfile \
       && pnpm build \
-      && rm -rf node_modules packages/*/node_modules services/*/node_modules test/node_modules bench/node_modules \
+      && rm -rf node_modules apps/*/node_modules packages/*/node_modules services/*/node_modules test/node_modules bench/node_modules \
       && CI=true pnpm install --frozen-lockfile --prod --offline; \
     fi \
     # Every package's dist/ is there and was built from the sources beside it (the bin refuses it otherwise).
-    && node --conditions=cosigner-dist packages/cli/bin/cosigner.js --help >/dev/null \
-    # docker/setup.ts resolves its imports (testkit, the AWS and Stellar SDKs) as the CLI does.
-    && mkdir -p docker && ln -sfn ../packages/cli/node_modules docker/node_modules \
+    && node --conditions=cosigner-dist apps/cli/bin/cosigner.js --help >/dev/null \
+    # docker/setup.ts resolves its imports (the launcher, the account-setup routine, the AWS and Stellar SDKs) as the CLI does.
+    && mkdir -p docker && ln -sfn ../apps/cli/node_modules docker/node_modules \
     && node -e "require('/app/services/cosigner/node_modules/better-sqlite3')(':memory:').close()"
 
 FROM ${BASE}
@@ -53,5 +53,5 @@ ENV NODE_ENV=development \
 WORKDIR /app
 USER 1000:1000
 VOLUME ["/data"]
-ENTRYPOINT ["node", "/app/packages/cli/bin/cosigner.js"]
+ENTRYPOINT ["node", "/app/apps/cli/bin/cosigner.js"]
 CMD ["--help"]

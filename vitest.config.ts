@@ -13,7 +13,12 @@ const withDocker = process.env.COSIGNER_DOCKER_SUITES === '1';
 
 export default defineConfig({
   test: {
-    include: ['packages/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    include: [
+      'apps/*/test/**/*.test.ts',
+      'packages/*/test/**/*.test.ts',
+      'services/*/test/**/*.test.ts',
+      'test/**/*.test.ts',
+    ],
     exclude: [
       '**/node_modules/**',
       ...(withApt ? [] : ['**/*.apt.test.ts']),
@@ -25,10 +30,10 @@ export default defineConfig({
     hookTimeout: 60_000,
     coverage: {
       provider: 'v8',
-      include: ['packages/*/src/**/*.ts', 'services/*/src/**/*.ts'],
+      include: ['apps/*/src/**/*.ts', 'packages/*/src/**/*.ts', 'services/*/src/**/*.ts'],
       // server.ts files only parse argv, listen and handle signals; they run in child processes, where
       // in-process v8 coverage cannot see them. Their logic lives in app.ts/config.ts, which is covered.
-      exclude: ['**/src/server.ts', 'packages/cli/bin/**'],
+      exclude: ['**/src/server.ts', 'apps/cli/bin/**'],
       reporter: ['text-summary', 'json-summary'],
       reportsDirectory: 'coverage',
       thresholds: { lines: 95 },

@@ -40,8 +40,8 @@ import { join, resolve } from 'node:path';
 import { SignCommand } from '@aws-sdk/client-kms';
 import { emulatorCredentials, readEmulatorAccounts } from '@cosigner/keys/aws-kms/emulator-accounts';
 import { createKmsClient } from '@cosigner/keys/aws-kms/kms-signer';
-import { type Cluster, type ClusterProcess, startCluster } from '@cosigner/testkit/cluster';
-import { REPO_ROOT, tempDir, useBuiltJs } from '@cosigner/testkit/process';
+import { type Cluster, type ClusterProcess, startCluster } from '@cosigner/launcher/cluster';
+import { COSIGNER_BIN, REPO_ROOT, tempDir, useBuiltJs } from '@cosigner/testkit/process';
 import { Account, Asset, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import WebSocket from 'ws';
 import { cpuSeconds, memoryMb } from './proc.ts';
@@ -393,6 +393,7 @@ async function runSize(n: number): Promise<SizeResult> {
   // Rate limits sized to the load (defaults protect a production coordinator: 50 frames/s per node, 20
   // requests/s per API key; both would cap this benchmark, see bench/README.md).
   const cluster = await startCluster({
+    cosignerBin: COSIGNER_BIN,
     dir,
     nodes: n,
     threshold,

@@ -3,7 +3,7 @@
  * first) with bench/memory-probe.mjs preloaded, which reports process.memoryUsage(), V8's heap spaces and the
  * modules loaded per package (see that file).
  *
- * Default mode, a 2-of-3 cluster from the testkit's startCluster (the same harness as the cluster bench):
+ * Default mode, a 2-of-3 cluster from the launcher's startCluster (the same harness as the cluster bench):
  * 1. at rest, MEM_REST_MS (default 3000) after every process is ready: RSS, heap used / total, modules;
  * 2. MEM_LOAD_MS (default 8000) of signed-only proposals from MEM_C (default 64) clients, then per process the peak
  *    RSS (VmHWM from /proc, which sees between samples), the peak heap used / total the probe sampled every 100 ms,
@@ -21,8 +21,8 @@ import { rm } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
-import { REPO_ROOT, tempDir, useBuiltJs } from '@cosigner/testkit/process';
+import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
+import { COSIGNER_BIN, REPO_ROOT, tempDir, useBuiltJs } from '@cosigner/testkit/process';
 import { Account, Asset, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import WebSocket from 'ws';
 import { cpuSeconds, memoryMb } from './proc.ts';
@@ -62,10 +62,10 @@ if (process.argv[2] === 'imports') {
     // A node's own modules before it opens its key backend (each backend is imported when configured).
     { name: 'node service', cwd: 'services/cosigner', modules: ['@cosigner/node/command', '@cosigner/node/server'] },
     // What `cosigner node start` loads with an aws-kms key (as in the cluster mode): the CLI registers
-    // `node add|remove|roster` (commands/membership) next to the node's own commands (packages/cli/src/main.ts).
+    // `node add|remove|roster` (commands/membership) next to the node's own commands (apps/cli/src/main.ts).
     {
       name: 'node process, KMS',
-      cwd: 'packages/cli',
+      cwd: 'apps/cli',
       modules: [
         '@cosigner/cli/main',
         '@cosigner/node/command',
@@ -76,7 +76,7 @@ if (process.argv[2] === 'imports') {
     },
     {
       name: 'coordinator process',
-      cwd: 'packages/cli',
+      cwd: 'apps/cli',
       modules: ['@cosigner/cli/main', '@cosigner/coordinator/command', '@cosigner/coordinator/server'],
     },
   ];
@@ -124,6 +124,7 @@ const base = process.env.NODE_OPTIONS ?? '';
 process.env.NODE_OPTIONS = childOptions;
 const dir = await tempDir('mem-cluster-');
 const cluster: Cluster = await startCluster({
+  cosignerBin: COSIGNER_BIN,
   dir,
   nodes: 3,
   threshold: 2,

@@ -19,7 +19,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
+import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
 import { COSIGNER_BIN, REPO_ROOT, tempDir } from '@cosigner/testkit/process';
 import { Asset, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 
@@ -133,6 +133,7 @@ console.log(
 
 const dir = await tempDir('cosigner-bench-rotation-');
 const cluster = await startCluster({
+  cosignerBin: COSIGNER_BIN,
   dir,
   nodes: 3,
   threshold: 2,

@@ -13,8 +13,8 @@ import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import { loadavg } from 'node:os';
-import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
-import { startCosignerProcess, tempDir } from '@cosigner/testkit/process';
+import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
+import { COSIGNER_BIN, startCosignerProcess, tempDir } from '@cosigner/testkit/process';
 import { Account, Asset, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import WebSocket from 'ws';
 import { cpuSeconds, memoryMb } from './proc.ts';
@@ -56,6 +56,7 @@ const dir = await tempDir('rss-cluster-');
 process.env.NODE_OPTIONS = opts;
 const t0 = performance.now();
 const cluster: Cluster = await startCluster({
+  cosignerBin: COSIGNER_BIN,
   dir,
   nodes: 3,
   threshold: 2,

@@ -1,19 +1,21 @@
 /**
  * The compose stack's one-shot `setup` service (docker-compose.yml): what `cosigner cluster up` does for local
- * processes (packages/testkit/src/cluster.ts), done inside the containers, at run time, so that no key or
+ * processes (packages/launcher/src/cluster.ts), done inside the containers, at run time, so that no key or
  * credential is ever in an image or in the repository.
  *
  * 1. the coordinator's message key and each node's identity key (ed25519 PKCS#8 PEM, 0600) in their volumes;
  * 2. each node's Stellar signing key CREATED INSIDE ITS OWN KMS emulator (Ed25519, via the account's admin
  *    principal), its public key read back with the node principal (proving the node's credentials reach it);
  * 3. the operator account(s): funded by the ledger simulator's friendbot, then one setOptions transaction signed
- *    by a throwaway master key adds every node key at weight 1, sets the thresholds and the master weight to 0;
+ *    by a throwaway master key adds every node key at weight 1, sets the thresholds and the master weight to 0
+ *    (packages/policy account-setup.ts, the routine `cosigner account setup` uses; an unsafe result, such as a
+ *    1-of-n cluster, is logged as a warning);
  * 4. coordinator.yaml (enrolled nodes) and each node's node.yaml + policy.yaml, in their volumes;
  * 5. cluster.json in the coordinator volume: public facts only (accounts, signers, network), for operators and tests.
  *
  * Idempotent: when coordinator.yaml exists the stack was set up already and nothing changes (keys, accounts and
  * ledgers survive `docker-compose down` without -v). Run with the CLI's dependencies
- * (docker/node_modules -> packages/cli/node_modules in the image):
+ * (docker/node_modules -> apps/cli/node_modules in the image):
  *   node --import tsx /app/docker/setup.ts
  *
  * Environment (defaults in brackets): COSIGNER_NODES [3], COSIGNER_THRESHOLD [2], COSIGNER_OPERATOR_ACCOUNTS [1],
@@ -28,8 +30,9 @@ import { existsSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CreateKeyCommand, GetPublicKeyCommand, KMSClient } from '@aws-sdk/client-kms';
-import { demoPolicyYaml, mergeConfig } from '@cosigner/testkit/cluster';
-import { Horizon, Keypair, Operation, StrKey, TransactionBuilder } from '@stellar/stellar-sdk';
+import { demoPolicyYaml, mergeConfig, setupWarning } from '@cosigner/launcher/cluster';
+import { signedFreshSetup } from '@cosigner/policy/account-setup';
+import { Horizon, Keypair, StrKey } from '@stellar/stellar-sdk';
 
 const env = process.env;
 const ROOT = env.COSIGNER_SETUP_ROOT ?? '/cluster';
@@ -176,22 +179,16 @@ async function main(): Promise<void> {
   for (let k = 0; k < operators; k++) {
     const master = Keypair.random();
     await httpJson(`${env.COSIGNER_FRIENDBOT_URL ?? `${horizonUrl}/friendbot`}?addr=${master.publicKey()}`);
-    const builder = new TransactionBuilder(await horizon.loadAccount(master.publicKey()), {
-      fee: '100',
-      networkPassphrase: network,
-    });
-    for (const x of nodes)
-      builder.addOperation(Operation.setOptions({ signer: { ed25519PublicKey: x.stellarKey, weight: 1 } }));
-    builder.addOperation(
-      Operation.setOptions({
-        masterWeight: 0,
-        lowThreshold: threshold,
-        medThreshold: threshold,
-        highThreshold: threshold,
-      }),
+    const { tx, safety } = signedFreshSetup(
+      await horizon.loadAccount(master.publicKey()),
+      master,
+      {
+        signers: nodes.map((x) => ({ key: x.stellarKey, weight: 1, node: x.id })),
+        thresholds: { low: threshold, med: threshold, high: threshold },
+      },
+      { networkPassphrase: network, fee: '100', timeoutSeconds: 60 },
     );
-    const tx = builder.setTimeout(60).build();
-    tx.sign(master);
+    if (!safety.ok) log(`warning: operator account ${master.publicKey()}: ${setupWarning(safety)}`);
     await horizon.submitTransaction(tx);
     accounts.push(master.publicKey());
     log(`operator account ${master.publicKey()}: ${threshold}-of-${n}, master weight 0`);

@@ -1,14 +1,14 @@
 /**
  * `pnpm build`: the optional build that lets a process run plain JavaScript with no loader (the production image
- * does). For every workspace package under packages/* and services/*, each `src/**\/*.ts` is transpiled to
+ * does). For every workspace package under apps/*, packages/* and services/*, each `src/**\/*.ts` is transpiled to
  * `dist/**\/*.js` (TypeScript's transpileModule: one file at a time, no type check; `pnpm typecheck` does that)
  * and every other file under src (the SQL migrations, read through `new URL('./migrations/', import.meta.url)`) is
  * copied to the same relative place. Relative `./x.ts` specifiers become `./x.js`; type-only imports go.
  *
  * Nothing picks dist up unless asked: each package.json maps `./*` to `./dist/*.js` only under the export
- * condition `cosigner-dist` (`node --conditions=cosigner-dist`, or in NODE_OPTIONS), and packages/cli/bin/cosigner.js
+ * condition `cosigner-dist` (`node --conditions=cosigner-dist`, or in NODE_OPTIONS), and apps/cli/bin/cosigner.js
  * refuses a dist that is missing or was built from other sources than those now in src (the digest in
- * `dist/BUILD.json`, packages/cli/bin/dist-check.js).
+ * `dist/BUILD.json`, apps/cli/bin/dist-check.js).
  *
  * Every package is transpiled into a temporary folder first; only when all succeeded does each replace its dist/
  * (one rename), so a failed build leaves the previous one whole and a concurrent reader never sees half a tree.
@@ -20,7 +20,7 @@ import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSyn
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
-import { BUILD_INFO, listFiles, sourceDigest, workspacePackages } from '../packages/cli/bin/dist-check.js';
+import { BUILD_INFO, listFiles, sourceDigest, workspacePackages } from '../apps/cli/bin/dist-check.js';
 
 const COMPILER_OPTIONS: ts.CompilerOptions = {
   module: ts.ModuleKind.ESNext,

@@ -1,6 +1,6 @@
 /**
- * Loads every package's and service's registry modules (src/errors.ts, and every src file that declares decision
- * reasons with `defineReasons`) and renders docs/reference/errors.md.
+ * Loads every app's, package's and service's registry modules (src/errors.ts, and every src file that declares
+ * decision reasons with `defineReasons`) and renders docs/reference/errors.md.
  * `pnpm docs:errors` writes it; test/docs/errors-doc.test.ts checks it is current.
  */
 import { readdir, readFile, writeFile } from 'node:fs/promises';
@@ -12,9 +12,12 @@ import { registeredErrors, registeredReasons } from '../packages/errors/src/erro
 export const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
 export const ERRORS_DOC = join(ROOT, 'docs/reference/errors.md');
 
+/** Where registries live: the apps (the CLI), the packages and the services. */
+const TOPS = ['apps', 'packages', 'services'] as const;
+
 export async function errorModules(): Promise<string[]> {
   const found: string[] = [];
-  for (const top of ['packages', 'services']) {
+  for (const top of TOPS) {
     for (const name of await readdir(join(ROOT, top))) {
       const src = join(ROOT, top, name, 'src');
       const files = await readdir(src).catch(() => [] as string[]);
@@ -24,10 +27,10 @@ export async function errorModules(): Promise<string[]> {
   return found.sort();
 }
 
-/** The src files (packages and services, top level of src/) that declare decision reasons: `defineReasons('…'`. */
+/** The src files (top level of src/) that declare decision reasons: `defineReasons('…'`. */
 export async function reasonModules(): Promise<string[]> {
   const found: string[] = [];
-  for (const top of ['packages', 'services']) {
+  for (const top of TOPS) {
     for (const name of await readdir(join(ROOT, top))) {
       const src = join(ROOT, top, name, 'src');
       for (const file of await readdir(src).catch(() => [] as string[])) {

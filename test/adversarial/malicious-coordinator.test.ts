@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
 import { generateIdentity, identityFromPem } from '@cosigner/protocol/identity';
 import type { Body } from '@cosigner/protocol/messages';
-import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
-import { tempDir } from '@cosigner/testkit/process';
+import { COSIGNER_BIN, tempDir } from '@cosigner/testkit/process';
 import {
   Account,
   Asset,
@@ -54,6 +54,7 @@ describe('a malicious coordinator against three real nodes', () => {
   beforeAll(async () => {
     dir = await tempDir('cosigner-adv-coord-');
     cluster = await startCluster({
+      cosignerBin: COSIGNER_BIN,
       dir,
       nodePolicy: ({ network: net, accounts }) =>
         // JSON is YAML: no YAML library needed here.

@@ -9,16 +9,16 @@ import {
   ScheduleKeyDeletionCommand,
   SignCommand,
 } from '@aws-sdk/client-kms';
-import { identityFromPem } from '@cosigner/protocol/identity';
-import type { Body } from '@cosigner/protocol/messages';
 import {
   type Cluster,
   type ClusterProcess,
   type ProposalView,
   spawnService,
   startCluster,
-} from '@cosigner/testkit/cluster';
-import { tempDir } from '@cosigner/testkit/process';
+} from '@cosigner/launcher/cluster';
+import { identityFromPem } from '@cosigner/protocol/identity';
+import type { Body } from '@cosigner/protocol/messages';
+import { COSIGNER_BIN, tempDir } from '@cosigner/testkit/process';
 import {
   Asset,
   Keypair,
@@ -68,7 +68,7 @@ describe('rogue nodes against a 2-of-3 cluster of real processes', () => {
 
   beforeAll(async () => {
     dir = await tempDir('cosigner-adv-nodes-');
-    cluster = await startCluster({ dir });
+    cluster = await startCluster({ cosignerBin: COSIGNER_BIN, dir });
     destination = await cluster.fundedAccount();
   }, 240_000);
 
@@ -429,6 +429,7 @@ describe('rogue nodes against a 2-of-3 cluster of real processes', () => {
         { mode: 0o600 },
       );
       const swapped = await spawnService({
+        cosignerBin: COSIGNER_BIN,
         name: 'node-2-swapped',
         args: ['node', '--config', config],
         dir,

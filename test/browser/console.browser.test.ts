@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
-import { REPO_ROOT, tempDir } from '@cosigner/testkit/process';
+import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
+import { COSIGNER_BIN, REPO_ROOT, tempDir } from '@cosigner/testkit/process';
 import { Asset, Memo, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -38,6 +38,7 @@ beforeAll(async () => {
   const tokenFile = join(dir, 'node-admin.token');
   await writeFile(tokenFile, `${adminToken}\n`, { mode: 0o600 });
   cluster = await startCluster({
+    cosignerBin: COSIGNER_BIN,
     dir,
     nodes: 3,
     threshold: 2,

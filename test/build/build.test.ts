@@ -5,20 +5,27 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { CreateKeyCommand, GetPublicKeyCommand, KMSClient } from '@aws-sdk/client-kms';
-import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
-import { REPO_ROOT, type RunningProcess, startCosignerProcess, tempDir, useBuiltJs } from '@cosigner/testkit/process';
+import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
+import {
+  COSIGNER_BIN,
+  REPO_ROOT,
+  type RunningProcess,
+  startCosignerProcess,
+  tempDir,
+  useBuiltJs,
+} from '@cosigner/testkit/process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import * as testkitSrc from '../../packages/testkit/src/process.ts';
 
 /**
- * The optional build (`pnpm build`, scripts/build.ts) and the plain-JS start it enables (packages/cli/bin/cosigner.js):
+ * The optional build (`pnpm build`, scripts/build.ts) and the plain-JS start it enables (apps/cli/bin/cosigner.js):
  * real processes started through the testkit helpers with `--conditions=cosigner-dist` in NODE_OPTIONS, as the
  * production image starts them.
  *
  * What proves which code runs: each process is started with its inspector on a free loopback port, and the test
  * asks it (Debugger.enable) for every script it has parsed. A process run from dist has parsed
- * `packages/cli/dist/main.js` and its service's `dist/*.js`, and no `.ts` file and no module of tsx; one started
+ * `apps/cli/dist/main.js` and its service's `dist/*.js`, and no `.ts` file and no module of tsx; one started
  * through the fallback path has parsed tsx's loader API and the `src/*.ts` files. The first process test checks
  * both sides, so the observation is shown to tell them apart (on Node 20, where tsx's hooks run on a loader
  * thread, and on Node 24, where tsx registers them in the main thread).
@@ -64,7 +71,7 @@ const isTs = (u: string): boolean => /\.ts([?#].*)?$/.test(u);
 /** The process ran from dist: the CLI's and `service`'s dist modules are loaded, no TypeScript file, nothing of tsx. */
 function expectDist(name: string, scripts: string[], service: string): void {
   expect({ name, tsx: scripts.filter(isTsx), ts: scripts.filter(isTs) }).toEqual({ name, tsx: [], ts: [] });
-  expect(scripts).toContain(file('packages/cli/dist/main.js'));
+  expect(scripts).toContain(file('apps/cli/dist/main.js'));
   expect(scripts.some((u) => u.startsWith(file(`${service}/dist/`)))).toBe(true);
 }
 
@@ -101,8 +108,8 @@ describe('pnpm build and the dist mode', () => {
   });
 
   it('transpiles every workspace package to dist/ and copies the migrations beside the modules', async () => {
-    expect(buildOutput).toMatch(/built 13 packages \(\d+ modules\)/);
-    for (const pkg of ['packages/cli', 'packages/stellar', 'services/coordinator', 'services/cosigner']) {
+    expect(buildOutput).toMatch(/built 14 packages \(\d+ modules\)/);
+    for (const pkg of ['apps/cli', 'packages/stellar', 'services/coordinator', 'services/cosigner']) {
       expect(buildOutput).toContain(`${pkg}/dist:`);
       const info = JSON.parse(await readFile(join(REPO_ROOT, pkg, 'dist/BUILD.json'), 'utf8'));
       expect(info.sourceDigest).toMatch(/^[0-9a-f]{64}$/);
@@ -113,7 +120,7 @@ describe('pnpm build and the dist mode', () => {
       expect((await readdir(join(REPO_ROOT, 'services', svc, 'dist/migrations'))).sort()).toEqual(src);
     }
     // Relative imports point at the .js files; no specifier is left pointing at a .ts file.
-    const main = await readFile(join(REPO_ROOT, 'packages/cli/dist/main.js'), 'utf8');
+    const main = await readFile(join(REPO_ROOT, 'apps/cli/dist/main.js'), 'utf8');
     expect(main).toMatch(/import\(['"]\.\/commands\/keys\.js['"]\)/);
     expect(main).not.toMatch(/['"]\.{1,2}\/[^'"]*\.ts['"]/);
   });
@@ -160,8 +167,8 @@ describe('pnpm build and the dist mode', () => {
       // The control: the same observation on the fallback path sees tsx and the sources.
       const tsxScripts = await parsedScripts(viaTsx);
       expect(tsxScripts.some(isTsx)).toBe(true);
-      expect(tsxScripts).toContain(file('packages/cli/src/main.ts'));
-      expect(tsxScripts).not.toContain(file('packages/cli/dist/main.js'));
+      expect(tsxScripts).toContain(file('apps/cli/src/main.ts'));
+      expect(tsxScripts).not.toContain(file('apps/cli/dist/main.js'));
     } finally {
       await Promise.all([dist?.stop(), viaTsx?.stop()]);
     }
@@ -173,7 +180,13 @@ describe('pnpm build and the dist mode', () => {
     process.env.NODE_OPTIONS = nodeOptions(BUILD_CONDITION, INSPECT);
     let cluster: Cluster | undefined;
     try {
-      cluster = await startCluster({ dir: join(work, 'cluster'), nodes: 2, threshold: 2, closeMs: 100 });
+      cluster = await startCluster({
+        cosignerBin: COSIGNER_BIN,
+        dir: join(work, 'cluster'),
+        nodes: 2,
+        threshold: 2,
+        closeMs: 100,
+      });
     } finally {
       if (saved === undefined) delete process.env.NODE_OPTIONS;
       else process.env.NODE_OPTIONS = saved;
@@ -218,25 +231,25 @@ describe('pnpm build and the dist mode', () => {
   it('refuses, in one clear sentence, a missing dist and a dist built from other sources', async () => {
     // A copy of the CLI package (never the real dist, which other processes may be using).
     const root = join(work, 'copy');
-    const cli = join(root, 'packages/cli');
+    const cli = join(root, 'apps/cli');
     for (const part of ['bin', 'src', 'package.json']) {
-      await cp(join(REPO_ROOT, 'packages/cli', part), join(cli, part), { recursive: true });
+      await cp(join(REPO_ROOT, 'apps/cli', part), join(cli, part), { recursive: true });
     }
     const bin = join(cli, 'bin/cosigner.js');
 
     const missing = await runBin(bin, ['--help']);
     expect(missing.code).toBe(1);
     expect(missing.stderr.trim().split('\n')).toHaveLength(1);
-    expect(missing.stderr).toContain('packages/cli/dist is missing or incomplete');
+    expect(missing.stderr).toContain('apps/cli/dist is missing or incomplete');
     expect(missing.stderr).toContain('run `pnpm build` first');
 
-    await cp(join(REPO_ROOT, 'packages/cli/dist'), join(cli, 'dist'), { recursive: true });
+    await cp(join(REPO_ROOT, 'apps/cli/dist'), join(cli, 'dist'), { recursive: true });
     await writeFile(join(cli, 'src/main.ts'), '\n// edited after the build\n', { flag: 'a' });
     const stale = await runBin(bin, ['--help']);
     expect(stale.code).toBe(1);
     expect(stale.stderr.trim().split('\n')).toHaveLength(1);
-    expect(stale.stderr).toContain('packages/cli/dist was built from other sources than packages/cli/src');
+    expect(stale.stderr).toContain('apps/cli/dist was built from other sources than apps/cli/src');
     expect(stale.stderr).toContain('run `pnpm build` first');
-    expect(existsSync(join(REPO_ROOT, 'packages/cli/dist/main.js'))).toBe(true);
+    expect(existsSync(join(REPO_ROOT, 'apps/cli/dist/main.js'))).toBe(true);
   });
 });

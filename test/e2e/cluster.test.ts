@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Cluster, ClusterFile, ProposalView } from '@cosigner/testkit/cluster';
+import type { Cluster, ClusterFile, ProposalView } from '@cosigner/launcher/cluster';
 import { COSIGNER_BIN, REPO_ROOT, tempDir } from '@cosigner/testkit/process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // The CLI's own `cluster up` code starts the shared cluster in-process (so its demo and output are checked
 // here); every service still runs as a real child process, and no service's src is imported.
-import { clusterUp } from '../../packages/cli/src/commands/cluster.ts';
+import { clusterUp } from '../../apps/cli/src/commands/cluster.ts';
 
 /**
  * End to end, real processes only: 3 KMS emulators (separate simulated accounts), the ledger simulator, the

@@ -7,6 +7,7 @@ import { type DkgMember, DkgParticipant, type DkgRound1Message, round2Aad, sessi
 import { aggregate, commitNonces, signShare } from '@cosigner/frost/rounds';
 import { createShareSealer, type SealedBlob, type SealerConfig } from '@cosigner/frost/sealer';
 import { checkShare, type GroupPublic, type KeyShare } from '@cosigner/frost/suite';
+import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
 import {
   type DkgRosterEntry,
   type DkgStatementPayload,
@@ -16,8 +17,7 @@ import {
 } from '@cosigner/protocol/frost-dkg';
 import { type Identity, identityFromPem } from '@cosigner/protocol/identity';
 import type { Body } from '@cosigner/protocol/messages';
-import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
-import { runCosigner, tempDir } from '@cosigner/testkit/process';
+import { COSIGNER_BIN, runCosigner, tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -121,7 +121,7 @@ describe('FROST key generation among three real node processes', () => {
 
   beforeAll(async () => {
     dir = await tempDir('cosigner-frost-dkg-');
-    cluster = await startCluster({ dir, nodeConfig: { limits: { reconnectMaxMs: 1000 } } });
+    cluster = await startCluster({ cosignerBin: COSIGNER_BIN, dir, nodeConfig: { limits: { reconnectMaxMs: 1000 } } });
     ids = cluster.nodeInfo.map((x) => x.id);
     roster = cluster.nodeInfo.map((x) => ({ nodeId: x.id, identityKey: x.identityKey }));
     // Each node's operator: a symmetric key in the node's own KMS account to seal shares with (created by the

@@ -1,8 +1,8 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DescribeKeyCommand, KMSClient } from '@aws-sdk/client-kms';
-import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
-import { runCosigner, tempDir } from '@cosigner/testkit/process';
+import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
+import { COSIGNER_BIN, runCosigner, tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -76,7 +76,7 @@ describe('operator lifecycle on a cluster of real processes', () => {
 
   beforeAll(async () => {
     dir = await tempDir('cosigner-lifecycle-');
-    cluster = await startCluster({ dir, nodes: 3, threshold: 2 });
+    cluster = await startCluster({ cosignerBin: COSIGNER_BIN, dir, nodes: 3, threshold: 2 });
     b = await cluster.fundedAccount();
     // Each operator opens their node to signer changes on the cluster's two accounts, for keys on its roster.
     await writeFile(

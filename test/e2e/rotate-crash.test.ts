@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DescribeKeyCommand, KMSClient, ListKeysCommand } from '@aws-sdk/client-kms';
-import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
+import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
 import { COSIGNER_BIN, type CommandRun, REPO_ROOT, runCosigner, tempDir } from '@cosigner/testkit/process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -103,6 +103,7 @@ describe('cosigner rotate killed at every step boundary and inside every request
   beforeAll(async () => {
     dir = await tempDir('cosigner-rotate-crash-');
     cluster = await startCluster({
+      cosignerBin: COSIGNER_BIN,
       dir,
       nodes: 3,
       threshold: 2,

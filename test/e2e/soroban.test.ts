@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import { type Cluster, type ProposalView, startCluster } from '@cosigner/testkit/cluster';
-import { tempDir } from '@cosigner/testkit/process';
+import { type Cluster, type ProposalView, startCluster } from '@cosigner/launcher/cluster';
+import { COSIGNER_BIN, tempDir } from '@cosigner/testkit/process';
 import { authEntry } from '@cosigner/testkit/soroban';
 import { Address, Keypair, nativeToScVal, Operation, rpc, StrKey, TransactionBuilder, xdr } from '@stellar/stellar-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -178,6 +178,7 @@ describe('Soroban authorization through a 2-of-3 cluster', () => {
   beforeAll(async () => {
     dir = await tempDir('cosigner-e2e-soroban-');
     cluster = await startCluster({
+      cosignerBin: COSIGNER_BIN,
       dir,
       nodes: 3,
       threshold: 2,

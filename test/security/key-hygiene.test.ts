@@ -3,7 +3,7 @@ import { createDecipheriv, generateKeyPairSync, randomBytes } from 'node:crypto'
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
-import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
+import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
 import { COSIGNER_BIN, REPO_ROOT, tempDir } from '@cosigner/testkit/process';
 import { Keypair, StrKey } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
@@ -103,7 +103,7 @@ describe('key hygiene: a real 2-of-3 cluster run', () => {
 
   beforeAll(async () => {
     dir = await tempDir('cosigner-hygiene-');
-    cluster = await startCluster({ dir, nodes: 3, threshold: 2 });
+    cluster = await startCluster({ cosignerBin: COSIGNER_BIN, dir, nodes: 3, threshold: 2 });
     const dest = await cluster.fundedAccount();
     const p = await cluster.propose({ xdr: await cluster.paymentXdr({ destination: dest.publicKey(), amount: '5' }) });
     const done = await cluster.waitForProposal(p.id, { timeoutMs: 60_000 });

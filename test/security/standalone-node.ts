@@ -2,7 +2,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { demoPolicyYaml } from '@cosigner/testkit/cluster';
+import { demoPolicyYaml } from '@cosigner/launcher/cluster';
 import { type RunningProcess, startCosignerProcess } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
 

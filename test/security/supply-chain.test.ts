@@ -33,7 +33,7 @@ function lockPackages(lock: string): Map<string, string[]> {
 
 async function workspaceManifests(): Promise<string[]> {
   const out = ['package.json', 'test/package.json', 'bench/package.json'];
-  for (const parent of ['packages', 'services']) {
+  for (const parent of ['apps', 'packages', 'services']) {
     for (const d of await readdir(join(REPO_ROOT, parent))) out.push(`${parent}/${d}/package.json`);
   }
   return out;

@@ -6,6 +6,8 @@
  * key material: only the public key.
  */
 
+import { type Static, Type } from 'typebox';
+
 export type SignerKind = 'aws-kms' | 'pkcs11' | 'local';
 
 export interface Signer {
@@ -29,41 +31,69 @@ export interface Signer {
   close(): Promise<void>;
 }
 
-/** Backend configuration: a tagged union picked by `type`. */
-export type SignerConfig =
-  | {
-      type: 'aws-kms';
+const G_ADDRESS = Type.String({ pattern: '^G[A-Z2-7]{55}$' });
+/** If set, the derived G... address must equal this or the signer refuses to start. */
+const ExpectedAddress = Type.Optional(G_ADDRESS);
+
+/**
+ * Backend configuration: a tagged union picked by `type`. The schema is the one definition: a node's config
+ * validates its `key` field with it, and `SignerConfig` is derived from it.
+ */
+export const SignerConfigSchema = Type.Union([
+  Type.Object(
+    {
+      type: Type.Literal('aws-kms'),
       /** Key id, ARN or alias. */
-      keyId: string;
-      region: string;
+      keyId: Type.String({ minLength: 1, maxLength: 2048 }),
+      region: Type.String({ minLength: 1, maxLength: 64 }),
       /** Custom endpoint (the KMS emulator in development and tests); omit for AWS. */
-      endpoint?: string;
+      endpoint: Type.Optional(Type.String({ pattern: '^https?://' })),
       /**
        * Optional static credentials, for the emulator only. In production leave unset: the standard AWS
        * chain (env, profile, container/instance role, web identity) is used.
        */
-      credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
-      /** If set, the derived G... address must equal this or the signer refuses to start. */
-      expectedAddress?: string;
-      timeoutMs?: number;
-    }
-  | {
-      type: 'pkcs11';
+      credentials: Type.Optional(
+        Type.Object(
+          {
+            accessKeyId: Type.String({ minLength: 1 }),
+            secretAccessKey: Type.String({ minLength: 1 }),
+            sessionToken: Type.Optional(Type.String()),
+          },
+          { additionalProperties: false },
+        ),
+      ),
+      expectedAddress: ExpectedAddress,
+      timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 60_000 })),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      type: Type.Literal('pkcs11'),
       /** Path to the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so. */
-      module: string;
-      tokenLabel: string;
+      module: Type.String({ minLength: 1 }),
+      tokenLabel: Type.String({ minLength: 1, maxLength: 32 }),
       /** CKA_ID of the key pair, hex. */
-      keyIdHex: string;
+      keyIdHex: Type.String({ pattern: '^[0-9a-fA-F]+$' }),
       /** The user PIN comes from a file (preferred) or a named environment variable, never inline. */
-      pinFile?: string;
-      pinEnv?: string;
-      sessions?: number;
-      expectedAddress?: string;
-      timeoutMs?: number;
-    }
-  | {
-      type: 'local';
+      pinFile: Type.Optional(Type.String({ minLength: 1 })),
+      pinEnv: Type.Optional(Type.String({ minLength: 1 })),
+      sessions: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+      expectedAddress: ExpectedAddress,
+      timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 60_000 })),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      type: Type.Literal('local'),
       /** Development only: a file holding the 32-byte seed, created with mode 0600. */
-      keyFile: string;
-      expectedAddress?: string;
-    };
+      keyFile: Type.String({ minLength: 1 }),
+      expectedAddress: ExpectedAddress,
+    },
+    { additionalProperties: false },
+  ),
+]);
+
+/** Backend configuration: a tagged union picked by `type` (the static type of `SignerConfigSchema`). */
+export type SignerConfig = Static<typeof SignerConfigSchema>;

@@ -33,6 +33,47 @@ function append(el, children) {
   }
 }
 
+/**
+ * A page: its heading (text, or an array of text and elements), then its parts.
+ * @param {unknown} title
+ * @param {...unknown} children
+ * @returns {HTMLElement}
+ */
+export function page(title, ...children) {
+  return h('div', {}, h('h1', {}, title), children);
+}
+
+/** A card: one boxed section of a page. @param {...unknown} children @returns {HTMLElement} */
+export function card(...children) {
+  return h('section', { class: 'card' }, children);
+}
+
+/**
+ * A table with one header row. `body`: the rows (a `tr` element, an array of them, or nothing), or a `tbody`
+ * element the page fills later (the proposals list appends pages of rows to it).
+ * @param {Record<string, unknown>} attrs
+ * @param {string[]} headers
+ * @param {unknown} body
+ * @returns {HTMLElement}
+ */
+export function table(attrs, headers, body) {
+  const rows = body instanceof HTMLElement && body.tagName === 'TBODY' ? body : h('tbody', {}, body);
+  return h(
+    'table',
+    attrs,
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        headers.map((t) => h('th', {}, t)),
+      ),
+    ),
+    rows,
+  );
+}
+
 /** Replace an element's children. @param {Element} el @param {...unknown} children */
 export function mount(el, ...children) {
   el.replaceChildren();

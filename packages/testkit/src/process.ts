@@ -1,18 +1,21 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { RunningProcess } from '@cosigner/launcher/cluster';
+
+export type { RunningProcess };
 
 /** The repository root, from this file's location. */
 export const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
 /** The `cosigner` executable every process test runs. */
-export const COSIGNER_BIN = join(REPO_ROOT, 'packages/cli/bin/cosigner.js');
+export const COSIGNER_BIN = join(REPO_ROOT, 'apps/cli/bin/cosigner.js');
 
 /**
  * Run every child process started from now on as production runs it: build the workspace (`pnpm build`'s script,
  * scripts/build.ts) and add `--conditions=cosigner-dist` to NODE_OPTIONS, which children inherit, so they run
- * dist/ as plain JavaScript with no loader (packages/cli/bin/cosigner.js). For the benchmarks and the soak, whose
+ * dist/ as plain JavaScript with no loader (apps/cli/bin/cosigner.js). For the benchmarks and the soak, whose
  * figures (memory, start-up, recovery time) should be production's. Returns the build's summary line.
  * @throws Error when the build fails (its diagnostics went to stderr)
  */
@@ -58,23 +61,6 @@ export function runCosigner(args: string[], env: NodeJS.ProcessEnv = {}): Promis
 /** A fresh temporary directory; remove it with `rm(dir, { recursive: true, force: true })`. */
 export async function tempDir(prefix = 'cosigner-test-'): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
-}
-
-export interface RunningProcess {
-  readonly proc: ChildProcess;
-  readonly pid: number;
-  /** Base URL from the ready file, e.g. http://127.0.0.1:41233 */
-  readonly url: string;
-  /** Everything the ready file held (url, pid and whatever else the service wrote). */
-  readonly ready: Record<string, unknown>;
-  /** stdout and stderr so far, for assertions on what a process logged. */
-  output(): string;
-  /** SIGTERM and wait for exit (SIGKILL after `graceMs`). */
-  stop(graceMs?: number): Promise<number | null>;
-  /** SIGKILL and wait for exit. */
-  kill9(): Promise<void>;
-  /** Resolves with the exit code when the process ends. */
-  readonly exited: Promise<number | null>;
 }
 
 export interface StartOptions {

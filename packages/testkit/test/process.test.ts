@@ -5,7 +5,7 @@ import { COSIGNER_BIN, startCosignerProcess, tempDir } from '../src/process.ts';
 
 describe('testkit', () => {
   it('points at the cosigner executable', () => {
-    expect(COSIGNER_BIN).toMatch(/packages\/cli\/bin\/cosigner\.js$/);
+    expect(COSIGNER_BIN).toMatch(/apps\/cli\/bin\/cosigner\.js$/);
   });
 
   it('reports a process that exits before it is ready, with its output', async () => {

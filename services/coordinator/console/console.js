@@ -2,7 +2,7 @@
 // closes), proposals with filters and search, one proposal's decoding, weight, timeline and envelope, a new
 // proposal from pasted XDR (decoded before it is sent), and the nodes. Live through /v1/events. Plain ES module,
 // no build step; every value is rendered as text (dom.js).
-import { badge, code, copyButton, errorBox, h, mount, readJson, short, when } from './dom.js';
+import { badge, card, code, copyButton, errorBox, h, mount, page, readJson, short, table, when } from './dom.js';
 import { authEntry, transaction } from './words.js';
 
 const KEY = 'cosigner.apiKey';
@@ -165,25 +165,10 @@ async function proposalsPage() {
   };
   select.addEventListener('change', go);
   const body = h('tbody', {});
-  const view = h(
-    'div',
-    {},
-    h('h1', {}, 'Proposals'),
+  const view = page(
+    'Proposals',
     h('form', { class: 'inline', onsubmit: go }, select, search, h('button', { type: 'submit' }, 'Search')),
-    h(
-      'table',
-      { id: 'proposals' },
-      h(
-        'thead',
-        {},
-        h(
-          'tr',
-          {},
-          ['Status', 'Created', 'Kind', 'Hash', 'Note', 'Idempotency key', 'Weight'].map((t) => h('th', {}, t)),
-        ),
-      ),
-      body,
-    ),
+    table({ id: 'proposals' }, ['Status', 'Created', 'Kind', 'Hash', 'Note', 'Idempotency key', 'Weight'], body),
   );
   const addRows = (items) => {
     for (const it of items) {
@@ -288,14 +273,10 @@ async function proposalPage(id) {
   const envelope = p.envelope ?? s.xdr;
   const xdrBox = envelope ? h('textarea', { class: 'xdr', readonly: true, id: 'envelope' }, envelope) : null;
   const cancelReason = h('input', { id: 'cancel-reason', placeholder: 'reason (optional)', maxlength: 256 });
-  return h(
-    'div',
-    {},
-    h('h1', {}, 'Proposal ', badge(p.status), ' ', h('span', { class: 'muted' }, p.kind)),
+  return page(
+    ['Proposal ', badge(p.status), ' ', h('span', { class: 'muted' }, p.kind)],
     p.statusReason ? h('p', { class: 'notice', id: 'status-reason' }, p.statusReason) : null,
-    h(
-      'section',
-      { class: 'card' },
+    card(
       h(
         'dl',
         { class: 'facts' },
@@ -340,10 +321,8 @@ async function proposalPage(id) {
         ? h('div', {}, h('h3', {}, 'Authorization entries'), s.authEntries.map(authEntry))
         : null,
     ),
-    h('section', { class: 'card' }, h('h2', {}, 'Timeline'), timeline(p, ev.events)),
-    h(
-      'section',
-      { class: 'card' },
+    card(h('h2', {}, 'Timeline'), timeline(p, ev.events)),
+    card(
       h('h2', {}, p.envelope ? 'Signed envelope' : 'Envelope as proposed (unsigned)'),
       xdrBox ?? h('p', { class: 'muted' }, 'No envelope for this kind of proposal.'),
       envelope ? copyButton(envelope, xdrBox) : null,
@@ -357,9 +336,7 @@ async function proposalPage(id) {
         : null,
     ),
     p.status === 'pending' && can('propose')
-      ? h(
-          'section',
-          { class: 'card' },
+      ? card(
           h('h2', {}, 'Cancel'),
           h(
             'form',
@@ -402,9 +379,7 @@ async function newPage() {
       const r = await api('/v1/decode', { method: 'POST', body: { xdr: value } });
       mount(
         preview,
-        h(
-          'section',
-          { class: 'card' },
+        card(
           h('h2', {}, 'Decoded: check before proposing'),
           h('p', {}, 'Hash ', code(r.transaction.hash)),
           transaction(r.transaction, when),
@@ -431,13 +406,9 @@ async function newPage() {
       preview.prepend(errorBox(e));
     }
   });
-  return h(
-    'div',
-    {},
-    h('h1', {}, 'New proposal'),
-    h(
-      'section',
-      { class: 'card' },
+  return page(
+    'New proposal',
+    card(
       h(
         'p',
         {},
@@ -460,56 +431,39 @@ async function newPage() {
 
 async function nodesPage() {
   const { nodes } = await api('/v1/nodes');
-  return h(
-    'div',
-    {},
-    h('h1', {}, 'Nodes'),
-    h(
-      'table',
+  return page(
+    'Nodes',
+    table(
       { id: 'nodes' },
-      h(
-        'thead',
-        {},
+      ['Node', 'Session', 'Latency', 'Approvals', 'Rejections', 'Misbehaviour', 'Signing key', 'Last seen'],
+      nodes.map((n) =>
         h(
           'tr',
           {},
-          ['Node', 'Session', 'Latency', 'Approvals', 'Rejections', 'Misbehaviour', 'Signing key', 'Last seen'].map(
-            (t) => h('th', {}, t),
-          ),
-        ),
-      ),
-      h(
-        'tbody',
-        {},
-        nodes.map((n) =>
+          h('td', {}, h('strong', {}, n.id)),
           h(
-            'tr',
+            'td',
             {},
-            h('td', {}, h('strong', {}, n.id)),
-            h(
-              'td',
-              {},
-              badge(n.connected ? 'connected' : 'disconnected'),
-              n.connectedAt ? h('div', { class: 'muted' }, `since ${when(n.connectedAt)}`) : null,
-            ),
-            h('td', {}, n.latencyMs === null ? '—' : `${Math.round(n.latencyMs * 10) / 10} ms`),
-            h('td', {}, String(n.approvals)),
-            h('td', {}, String(n.rejections)),
-            h(
-              'td',
-              {},
-              String(n.misbehaviours),
-              n.recentMisbehaviour.length > 0
-                ? h(
-                    'ul',
-                    { class: 'reasons' },
-                    n.recentMisbehaviour.map((m) => h('li', {}, `${when(m.at)} ${m.kind}: ${m.detail}`)),
-                  )
-                : null,
-            ),
-            h('td', {}, code(n.stellarKey, true)),
-            h('td', {}, when(n.lastSeen)),
+            badge(n.connected ? 'connected' : 'disconnected'),
+            n.connectedAt ? h('div', { class: 'muted' }, `since ${when(n.connectedAt)}`) : null,
           ),
+          h('td', {}, n.latencyMs === null ? '—' : `${Math.round(n.latencyMs * 10) / 10} ms`),
+          h('td', {}, String(n.approvals)),
+          h('td', {}, String(n.rejections)),
+          h(
+            'td',
+            {},
+            String(n.misbehaviours),
+            n.recentMisbehaviour.length > 0
+              ? h(
+                  'ul',
+                  { class: 'reasons' },
+                  n.recentMisbehaviour.map((m) => h('li', {}, `${when(m.at)} ${m.kind}: ${m.detail}`)),
+                )
+              : null,
+          ),
+          h('td', {}, code(n.stellarKey, true)),
+          h('td', {}, when(n.lastSeen)),
         ),
       ),
     ),

@@ -1,4 +1,5 @@
 import { parsePublicKeyB64 } from '@cosigner/protocol/identity';
+import { type ServiceFlags, serviceFlags } from '@cosigner/runtime/service-flags';
 import { StrKey } from '@stellar/stellar-sdk';
 import type { Command } from 'commander';
 import { createApiKey, parseScopes } from './apikeys.ts';
@@ -6,17 +7,6 @@ import { type ConfigOverrides, loadConfig } from './config.ts';
 import { coordinatorErrors } from './errors.ts';
 import { registerCopyToPostgres } from './pg/command.ts';
 import { openSqliteStore } from './store.ts';
-
-function port(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535)
-    throw coordinatorErrors.error(
-      'COORD_BAD_CONFIG',
-      { field: '--port' },
-      { message: `--port must be 0..65535, got ${v}.` },
-    );
-  return n;
-}
 
 interface CommonFlags {
   config?: string;
@@ -86,49 +76,36 @@ export function register(program: Command): void {
   const write = (s: string): void => {
     process.stdout.write(s);
   };
-  const cmd = program
-    .command('coordinator')
-    .description('the coordinator: proposals API, fan-out, quorum, submission')
-    .option('--config <file>', 'coordinator YAML config (without it: embedded defaults)')
-    .option('--port <port>', 'listen port (0 = any free port)', port)
-    .option('--host <host>', 'listen address', '127.0.0.1')
-    .option(
-      '--allowed-host <name>',
-      'a Host name it answers for besides loopback and localhost (repeatable; adds to allowedHosts)',
-      (v: string, prev: string[] = []) => [...prev, v],
-    )
-    .option('--ready-file <file>', 'write {url, pid, messageKey, adminKeyFile} here once serving')
-    .option('--data-dir <dir>', 'data directory (database, message key, admin key)')
+  const cmd = program.command('coordinator').description('the coordinator: proposals API, fan-out, quorum, submission');
+  serviceFlags(cmd, {
+    config: { help: 'coordinator YAML config (without it: embedded defaults)' },
+    port: { help: 'listen port (0 = any free port)' },
+    host: { help: 'listen address', default: '127.0.0.1' },
+    allowedHost: {
+      help: 'a Host name it answers for besides loopback and localhost (repeatable; adds to allowedHosts)',
+    },
+    readyFile: { help: 'write {url, pid, messageKey, adminKeyFile} here once serving' },
+    dataDir: { help: 'data directory (database, message key, admin key)' },
+  })
     .option('--horizon-url <url>', 'Horizon (or ledger-sim) base URL')
     .option('--network <passphrase>', 'network passphrase every hash is computed for')
     .addHelpText(
       'after',
       '\nStarted without --config it keeps its SQLite database, message key (message-key.pem) and a generated\nadmin API key (admin.key, mode 0600) under --data-dir (default .cosigner/coordinator).',
     )
-    .action(
-      async (o: {
-        config?: string;
-        port?: number;
-        host?: string;
-        allowedHost?: string[];
-        readyFile?: string;
-        dataDir?: string;
-        horizonUrl?: string;
-        network?: string;
-      }) => {
-        const { start } = await import('./server.ts');
-        await start({
-          config: o.config,
-          port: o.port,
-          host: o.host,
-          allowedHosts: o.allowedHost,
-          readyFile: o.readyFile,
-          dataDir: o.dataDir,
-          horizonUrl: o.horizonUrl,
-          network: o.network,
-        });
-      },
-    );
+    .action(async (o: ServiceFlags & { horizonUrl?: string; network?: string }) => {
+      const { start } = await import('./server.ts');
+      await start({
+        config: o.config,
+        port: o.port,
+        host: o.host,
+        allowedHosts: o.allowedHost,
+        readyFile: o.readyFile,
+        dataDir: o.dataDir,
+        horizonUrl: o.horizonUrl,
+        network: o.network,
+      });
+    });
   cmd
     .command('enroll')
     .description('enroll a node: its identity public key (base64) and its Stellar signing address')

@@ -1,11 +1,16 @@
-import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parsePublicKeyB64 } from '@cosigner/protocol/identity';
+import {
+  type ConfigProblem,
+  deepFreeze,
+  LogLevelSchema,
+  readConfigFile,
+  TOP_LEVEL,
+  validateConfig,
+} from '@cosigner/runtime/config';
 import { isProduction } from '@cosigner/runtime/mode';
 import { StrKey } from '@stellar/stellar-sdk';
 import { type Static, Type } from 'typebox';
-import { Value } from 'typebox/value';
-import { parse as parseYaml } from 'yaml';
 import { destinationEntryProblem } from './destinations.ts';
 import { coordinatorErrors } from './errors.ts';
 
@@ -121,10 +126,7 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
-    logLevel: Type.Union(
-      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
-      { default: 'info' },
-    ),
+    logLevel: LogLevelSchema,
   },
   { additionalProperties: false },
 );
@@ -149,20 +151,17 @@ export interface ConfigOverrides {
   allowedHosts?: string[];
 }
 
-function invalid(field: string, problem: string): never {
-  throw coordinatorErrors.error(
+/** The coordinator's error for a config problem (COORD_BAD_CONFIG, naming the field). */
+function configError({ field, problem, cause }: ConfigProblem): Error {
+  return coordinatorErrors.error(
     'COORD_BAD_CONFIG',
     { field, problem },
-    { message: `Invalid coordinator config: ${field}: ${problem}.` },
+    { message: `Invalid coordinator config: ${field}: ${problem}.`, ...(cause !== undefined ? { cause } : {}) },
   );
 }
 
-function deepFreeze<T>(o: T): T {
-  if (o !== null && typeof o === 'object' && !Object.isFrozen(o)) {
-    Object.freeze(o);
-    for (const v of Object.values(o as object)) deepFreeze(v);
-  }
-  return o;
+function invalid(field: string, problem: string): never {
+  throw configError({ field, problem });
 }
 
 /**
@@ -174,8 +173,8 @@ export function parseConfig(
   opts: { baseDir?: string; overrides?: ConfigOverrides; configFile?: string; env?: NodeJS.ProcessEnv } = {},
 ): Readonly<CoordinatorConfig> {
   const source = input ?? {};
-  if (typeof source !== 'object' || Array.isArray(source)) invalid('(top level)', 'must be a YAML mapping');
-  const merged = structuredClone(source) as Record<string, unknown>;
+  if (typeof source !== 'object' || Array.isArray(source)) invalid(TOP_LEVEL, 'must be a YAML mapping');
+  const merged = { ...source } as Record<string, unknown>;
   for (const [k, v] of Object.entries(opts.overrides ?? {})) {
     if (v === undefined) continue;
     if (k === 'allowedHosts') {
@@ -183,24 +182,7 @@ export function parseConfig(
       merged.allowedHosts = [...fromFile, ...(v as string[])];
     } else merged[k] = v;
   }
-  const withDefaults = Value.Default(ConfigSchema, merged);
-  if (!Value.Check(ConfigSchema, withDefaults)) {
-    const errors = [...Value.Errors(ConfigSchema, withDefaults)];
-    const first = errors.filter((e) => e.keyword !== 'anyOf').at(0) ?? errors[0]!;
-    const field = first.instancePath === '' ? '(top level)' : first.instancePath.slice(1).replaceAll('/', '.');
-    const params = first.params as { additionalProperties?: string[]; requiredProperties?: string[] } | undefined;
-    // TypeBox 1.x reports an additional property as a `false` schema at the property's own path.
-    const problem =
-      first.keyword === 'boolean'
-        ? 'unknown field'
-        : params?.additionalProperties
-          ? `unknown field(s) ${params.additionalProperties.join(', ')}`
-          : params?.requiredProperties
-            ? `missing ${params.requiredProperties.join(', ')}`
-            : first.message;
-    invalid(field, problem);
-  }
-  const raw = withDefaults as RawConfig;
+  const raw: RawConfig = validateConfig(ConfigSchema, merged, configError);
   const seenIds = new Set<string>();
   const seenKeys = new Set<string>();
   raw.nodes.forEach((n, i) => {
@@ -245,18 +227,6 @@ export async function loadConfig(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<Readonly<CoordinatorConfig>> {
   if (configFile === undefined) return parseConfig({}, { overrides, env });
-  const path = resolve(configFile);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    invalid('--config', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
-  }
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (e) {
-    invalid('--config', `not valid YAML (${(e as Error).message.split('\n')[0]})`);
-  }
+  const { path, doc } = await readConfigFile(configFile, configError);
   return parseConfig(doc, { baseDir: dirname(path), overrides, configFile: path, env });
 }

@@ -1,18 +1,13 @@
-import { rm } from 'node:fs/promises';
 import { rawRequest } from '@cosigner/testkit/http';
 import { Keypair } from '@stellar/stellar-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { createApiKey } from '../src/apikeys.ts';
-import { FakeLedger, type Harness, harness, multisig, NETWORK, payment } from './helpers.ts';
+import { disposeHarness, FakeLedger, type Harness, harness, multisig, NETWORK, payment } from './helpers.ts';
 
 let h: Harness | undefined;
 afterEach(async () => {
-  if (h) {
-    await h.close();
-    await rm(h.dir, { recursive: true, force: true });
-    h = undefined;
-  }
+  h = await disposeHarness(h);
 });
 
 const signers = () => [Keypair.random().publicKey(), Keypair.random().publicKey(), Keypair.random().publicKey()];

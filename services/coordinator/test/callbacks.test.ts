@@ -11,7 +11,7 @@ import { parseConfig } from '../src/config.ts';
 import { DestinationPolicy, destinationEntryProblem, isSpecialAddress } from '../src/destinations.ts';
 import { EventBus } from '../src/events.ts';
 import { openSqliteStore, type Store } from '../src/store.ts';
-import { FakeLedger, type Harness, harness, multisig, payment } from './helpers.ts';
+import { disposeHarness, FakeLedger, type Harness, harness, multisig, payment } from './helpers.ts';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -215,11 +215,7 @@ describe('callback destinations', () => {
 describe('POST /v1/proposals callbackUrl', () => {
   let h: Harness | undefined;
   afterEach(async () => {
-    if (h) {
-      await h.close();
-      await rm(h.dir, { recursive: true, force: true });
-      h = undefined;
-    }
+    h = await disposeHarness(h);
   });
 
   const withAccount = async (config: Record<string, unknown>) => {

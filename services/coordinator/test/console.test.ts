@@ -1,4 +1,4 @@
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CONSOLE_CSP, SHARED_CONSOLE_DIR } from '@cosigner/runtime/console-static';
 import { authEntry } from '@cosigner/testkit/soroban';
@@ -8,15 +8,11 @@ import WebSocket from 'ws';
 import { createApiKey } from '../src/apikeys.ts';
 import { CONSOLE_SUBPROTOCOL, consoleSocketKey, summaryOf } from '../src/console-routes.ts';
 import type { ProposalRecord } from '../src/store.ts';
-import { FakeLedger, type Harness, harness, multisig, NETWORK, payment } from './helpers.ts';
+import { disposeHarness, FakeLedger, type Harness, harness, multisig, NETWORK, payment } from './helpers.ts';
 
 let h: Harness | undefined;
 afterEach(async () => {
-  if (h) {
-    await h.close();
-    await rm(h.dir, { recursive: true, force: true });
-    h = undefined;
-  }
+  h = await disposeHarness(h);
 });
 
 const auth = (key: string) => ({ authorization: `Bearer ${key}` });

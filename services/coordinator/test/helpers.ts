@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { decodeFrame, encodeFrame } from '@cosigner/protocol/frame';
 import { generateIdentity, type Identity } from '@cosigner/protocol/identity';
@@ -345,6 +346,14 @@ export interface Harness {
   adminKey: string;
   url?: string;
   close(): Promise<void>;
+}
+
+/** Close a harness and delete its data directory (an `afterEach` of every suite that builds one); undefined after. */
+export async function disposeHarness(h: Harness | undefined): Promise<undefined> {
+  if (!h) return undefined;
+  await h.close();
+  await rm(h.dir, { recursive: true, force: true });
+  return undefined;
 }
 
 /** An in-process coordinator on a temp data dir with a FakeLedger; `listen` gives it a real port for nodes. */

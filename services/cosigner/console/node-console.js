@@ -2,7 +2,7 @@
 // with the node's OWN decoding (not the coordinator's) and the reasons that held them; approve or reject with a
 // required comment (kept in the node's audit log); recent decisions; the audit chain's verification; keyring and
 // roster. The admin token, when the node has one, is kept in sessionStorage (this tab only). Every value is text.
-import { badge, code, errorBox, h, mount, readJson, when } from './dom.js';
+import { badge, card, code, errorBox, h, mount, page, readJson, table, when } from './dom.js';
 import { transaction } from './words.js';
 
 const KEY = 'cosigner.adminToken';
@@ -187,35 +187,20 @@ async function heldPage() {
 
 async function decisionsPage() {
   const { decisions } = await api('/v1/decisions?limit=100');
-  return h(
-    'div',
-    {},
-    h('h1', {}, 'Recent decisions'),
-    h(
-      'table',
+  return page(
+    'Recent decisions',
+    table(
       { id: 'decisions' },
-      h(
-        'thead',
-        {},
+      ['When', 'Outcome', 'Proposal', 'Hash', 'Reasons'],
+      decisions.map((d) =>
         h(
           'tr',
           {},
-          ['When', 'Outcome', 'Proposal', 'Hash', 'Reasons'].map((t) => h('th', {}, t)),
-        ),
-      ),
-      h(
-        'tbody',
-        {},
-        decisions.map((d) =>
-          h(
-            'tr',
-            {},
-            h('td', {}, when(d.at)),
-            h('td', {}, badge(d.outcome)),
-            h('td', {}, code(d.proposalId, true)),
-            h('td', {}, code(d.hash, true)),
-            h('td', {}, reasons(d.reasons)),
-          ),
+          h('td', {}, when(d.at)),
+          h('td', {}, badge(d.outcome)),
+          h('td', {}, code(d.proposalId, true)),
+          h('td', {}, code(d.hash, true)),
+          h('td', {}, reasons(d.reasons)),
         ),
       ),
     ),
@@ -224,10 +209,8 @@ async function decisionsPage() {
 
 async function auditPage() {
   const a = await api('/v1/audit?limit=50');
-  return h(
-    'div',
-    {},
-    h('h1', {}, 'Audit chain'),
+  return page(
+    'Audit chain',
     h(
       'section',
       { class: 'card', id: 'audit-status' },
@@ -241,30 +224,17 @@ async function auditPage() {
           )
         : h('p', {}, badge('broken'), ` Broken at entry ${a.brokenAt}: ${a.reason}`),
     ),
-    h(
-      'table',
+    table(
       {},
-      h(
-        'thead',
-        {},
+      ['#', 'When', 'Type', 'Data'],
+      a.recent.map((e) =>
         h(
           'tr',
           {},
-          ['#', 'When', 'Type', 'Data'].map((t) => h('th', {}, t)),
-        ),
-      ),
-      h(
-        'tbody',
-        {},
-        a.recent.map((e) =>
-          h(
-            'tr',
-            {},
-            h('td', {}, String(e.seq)),
-            h('td', {}, when(e.at)),
-            h('td', {}, e.type),
-            h('td', {}, h('pre', {}, JSON.stringify(e.data, null, 1))),
-          ),
+          h('td', {}, String(e.seq)),
+          h('td', {}, when(e.at)),
+          h('td', {}, e.type),
+          h('td', {}, h('pre', {}, JSON.stringify(e.data, null, 1))),
         ),
       ),
     ),
@@ -273,13 +243,9 @@ async function auditPage() {
 
 async function keyringPage() {
   const k = await api('/v1/keyring');
-  return h(
-    'div',
-    {},
-    h('h1', {}, 'Keyring and roster'),
-    h(
-      'section',
-      { class: 'card' },
+  return page(
+    'Keyring and roster',
+    card(
       h(
         'dl',
         { class: 'facts' },
@@ -290,59 +256,33 @@ async function keyringPage() {
       ),
     ),
     h('h2', {}, 'Keys'),
-    h(
-      'table',
+    table(
       {},
-      h(
-        'thead',
-        {},
+      ['Address', 'State', 'Backend', 'Key id', 'Since'],
+      k.keys.map((e) =>
         h(
           'tr',
           {},
-          ['Address', 'State', 'Backend', 'Key id', 'Since'].map((t) => h('th', {}, t)),
-        ),
-      ),
-      h(
-        'tbody',
-        {},
-        k.keys.map((e) =>
-          h(
-            'tr',
-            {},
-            h('td', {}, code(e.address)),
-            h('td', {}, e.state),
-            h('td', {}, e.kind),
-            h('td', {}, code(e.keyId, true)),
-            h('td', {}, when(e.updatedAt)),
-          ),
+          h('td', {}, code(e.address)),
+          h('td', {}, e.state),
+          h('td', {}, e.kind),
+          h('td', {}, code(e.keyId, true)),
+          h('td', {}, when(e.updatedAt)),
         ),
       ),
     ),
     h('h2', {}, 'Roster: the cluster members this operator accepts'),
-    h(
-      'table',
+    table(
       {},
-      h(
-        'thead',
-        {},
+      ['Address', 'Node', 'Added by', 'Added'],
+      k.roster.map((m) =>
         h(
           'tr',
           {},
-          ['Address', 'Node', 'Added by', 'Added'].map((t) => h('th', {}, t)),
-        ),
-      ),
-      h(
-        'tbody',
-        {},
-        k.roster.map((m) =>
-          h(
-            'tr',
-            {},
-            h('td', {}, code(m.address)),
-            h('td', {}, m.nodeId ?? '—'),
-            h('td', {}, m.addedBy),
-            h('td', {}, when(m.addedAt)),
-          ),
+          h('td', {}, code(m.address)),
+          h('td', {}, m.nodeId ?? '—'),
+          h('td', {}, m.addedBy),
+          h('td', {}, when(m.addedAt)),
         ),
       ),
     ),

@@ -2,7 +2,8 @@ import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parsePublicKeyB64 } from '@cosigner/protocol/identity';
 import { newSecret, writePrivateFile } from '@cosigner/runtime/secrets';
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type ServiceFlags, serviceFlags } from '@cosigner/runtime/service-flags';
+import { type Command, Option } from 'commander';
 import { stringify } from 'yaml';
 import { verifyAuditChain } from './audit.ts';
 import { loadConfig } from './config.ts';
@@ -19,12 +20,6 @@ const stdio: Io = {
   out: (l) => process.stdout.write(`${l}\n`),
   err: (l) => process.stderr.write(`${l}\n`),
 };
-
-function port(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port number (0-65535)');
-  return n;
-}
 
 /** Call the node admin API (approve/reject/pending). */
 export async function adminCall(
@@ -162,19 +157,21 @@ export function register(program: Command, io: Io = stdio): void {
   const node = program
     .command('node')
     .description('a cosigner node: review, policy, signing ledger, audit (run with --config node.yaml)')
-    .enablePositionalOptions()
-    .option('--config <file>', 'node config YAML')
-    .option('--port <port>', 'admin API port (0 picks one)', port)
-    .option('--host <host>', 'admin API address (default from config, else 127.0.0.1)')
-    .option('--ready-file <file>', 'write {url, pid, nodeId, identityKey, stellarKey} here once serving')
-    .option('--data-dir <dir>', 'data directory (overrides the config)')
+    .enablePositionalOptions();
+  serviceFlags(node, {
+    config: { help: 'node config YAML' },
+    port: { help: 'admin API port (0 picks one)' },
+    host: { help: 'admin API address (default from config, else 127.0.0.1)' },
+    readyFile: { help: 'write {url, pid, nodeId, identityKey, stellarKey} here once serving' },
+    dataDir: { help: 'data directory (overrides the config)' },
+  })
     .addHelpText(
       'after',
       '\nThe node dials out to its coordinator; its admin API (health, metrics, manual approvals) stays private.\n' +
         'Test hook (development mode only): COSIGNER_CRASH_AT=after-record|after-sign|before-reply kills the\n' +
         'process at that point of the signing path.',
     )
-    .action(async (o: { config?: string; port?: number; host?: string; readyFile?: string; dataDir?: string }) => {
+    .action(async (o: ServiceFlags) => {
       if (!o.config)
         throw nodeErrors.error('NODE_CONFIG_INVALID', undefined, {
           message: 'cosigner node needs --config <node.yaml>.',

@@ -1,13 +1,18 @@
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import type { SignerConfig } from '@cosigner/keys/signer';
+import { SignerConfigSchema } from '@cosigner/keys/signer';
 import { parsePublicKeyB64 } from '@cosigner/protocol/identity';
+import {
+  type ConfigProblem,
+  deepFreeze,
+  LogLevelSchema,
+  readConfigFile,
+  validateConfig,
+} from '@cosigner/runtime/config';
 import { isLoopbackHost } from '@cosigner/runtime/hosts';
 import { isProduction } from '@cosigner/runtime/mode';
 import { type Static, Type } from 'typebox';
-import { Value } from 'typebox/value';
-import { parse as parseYaml } from 'yaml';
 import { nodeErrors } from './errors.ts';
 import { type FrostConfig, FrostConfigSchema, resolveFrostConfig } from './frost/config.ts';
 
@@ -16,52 +21,6 @@ import { type FrostConfig, FrostConfigSchema, resolveFrostConfig } from './frost
  * increasing precedence: defaults, the YAML file, command-line flags. Relative paths in the file are
  * resolved against the file's directory, so a config moves with its data.
  */
-
-const G_ADDRESS = Type.String({ pattern: '^G[A-Z2-7]{55}$' });
-const ExpectedAddress = Type.Optional(G_ADDRESS);
-
-/** Mirrors packages/keys SignerConfig (a tagged union picked by `type`). */
-const KeySchema = Type.Union([
-  Type.Object(
-    {
-      type: Type.Literal('aws-kms'),
-      keyId: Type.String({ minLength: 1, maxLength: 2048 }),
-      region: Type.String({ minLength: 1, maxLength: 64 }),
-      endpoint: Type.Optional(Type.String({ pattern: '^https?://' })),
-      credentials: Type.Optional(
-        Type.Object(
-          {
-            accessKeyId: Type.String({ minLength: 1 }),
-            secretAccessKey: Type.String({ minLength: 1 }),
-            sessionToken: Type.Optional(Type.String()),
-          },
-          { additionalProperties: false },
-        ),
-      ),
-      expectedAddress: ExpectedAddress,
-      timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 60_000 })),
-    },
-    { additionalProperties: false },
-  ),
-  Type.Object(
-    {
-      type: Type.Literal('pkcs11'),
-      module: Type.String({ minLength: 1 }),
-      tokenLabel: Type.String({ minLength: 1, maxLength: 32 }),
-      keyIdHex: Type.String({ pattern: '^[0-9a-fA-F]+$' }),
-      pinFile: Type.Optional(Type.String({ minLength: 1 })),
-      pinEnv: Type.Optional(Type.String({ minLength: 1 })),
-      sessions: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
-      expectedAddress: ExpectedAddress,
-      timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 60_000 })),
-    },
-    { additionalProperties: false },
-  ),
-  Type.Object(
-    { type: Type.Literal('local'), keyFile: Type.String({ minLength: 1 }), expectedAddress: ExpectedAddress },
-    { additionalProperties: false },
-  ),
-]);
 
 export const ConfigSchema = Type.Object(
   {
@@ -80,7 +39,7 @@ export const ConfigSchema = Type.Object(
     identityKeyFile: Type.Optional(Type.String({ minLength: 1 })),
     /** The network passphrase this node signs for: every hash is computed with it. */
     network: Type.String({ minLength: 1, maxLength: 256 }),
-    key: KeySchema,
+    key: SignerConfigSchema,
     /** Path of the policy YAML (packages/policy). */
     policy: Type.String({ minLength: 1 }),
     admin: Type.Object(
@@ -121,18 +80,14 @@ export const ConfigSchema = Type.Object(
     ),
     /** FROST threshold signing: share sealing and the key generations this node may join (frost/config.ts). */
     frost: Type.Optional(FrostConfigSchema),
-    logLevel: Type.Union(
-      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
-      { default: 'info' },
-    ),
+    logLevel: LogLevelSchema,
   },
   { additionalProperties: false },
 );
 
 type RawConfig = Static<typeof ConfigSchema>;
 
-export interface NodeConfig extends Omit<RawConfig, 'key' | 'frost'> {
-  key: SignerConfig;
+export interface NodeConfig extends Omit<RawConfig, 'frost'> {
   frost?: FrostConfig | undefined;
   identityKeyFile: string;
   /** Absolute path of the file the config came from (undefined when built in code). */
@@ -151,25 +106,17 @@ export interface ConfigOverrides {
   mode?: 'development' | 'production';
 }
 
-function describeError(e: { instancePath: string; message: string; params?: unknown }): string {
-  const field = e.instancePath === '' ? '(top level)' : e.instancePath.slice(1).replaceAll('/', '.');
-  const extra = (e.params as { additionalProperties?: string[] } | undefined)?.additionalProperties;
-  const requiredList = (e.params as { requiredProperties?: string[] } | undefined)?.requiredProperties;
-  if (extra) return `${field}: unknown field(s) ${extra.join(', ')}`;
-  if (requiredList) return `${field}: missing ${requiredList.join(', ')}`;
-  return `${field}: ${e.message}`;
+/** The node's error for a config problem (NODE_CONFIG_INVALID, naming the field). */
+function configError({ field, problem, cause }: ConfigProblem): Error {
+  return nodeErrors.error(
+    'NODE_CONFIG_INVALID',
+    { field, problem },
+    { message: `Invalid node config: ${field}: ${problem}.`, ...(cause !== undefined ? { cause } : {}) },
+  );
 }
 
 function resolvePath(base: string, p: string): string {
   return isAbsolute(p) ? p : resolve(base, p);
-}
-
-function deepFreeze<T>(o: T): T {
-  if (o !== null && typeof o === 'object' && !ArrayBuffer.isView(o) && !Object.isFrozen(o)) {
-    Object.freeze(o);
-    for (const v of Object.values(o as object)) deepFreeze(v);
-  }
-  return o;
 }
 
 /**
@@ -181,14 +128,10 @@ export function parseConfig(
   opts: { baseDir: string; overrides?: ConfigOverrides; configFile?: string; sha256?: string; env?: NodeJS.ProcessEnv },
 ): NodeConfig {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
-    throw nodeErrors.error(
-      'NODE_CONFIG_INVALID',
-      { field: '(top level)' },
-      { message: 'The node config must be a YAML mapping.' },
-    );
+    throw configError({ field: '(top level)', problem: 'the node config must be a YAML mapping' });
   }
   const o = opts.overrides ?? {};
-  const merged = structuredClone(input) as Record<string, unknown>;
+  const merged = { ...input } as Record<string, unknown>;
   if (o.dataDir !== undefined) merged.dataDir = o.dataDir;
   if (o.mode !== undefined) merged.mode = o.mode;
   if (o.host !== undefined || o.port !== undefined) {
@@ -197,33 +140,17 @@ export function parseConfig(
     if (o.port !== undefined) admin.port = o.port;
     merged.admin = admin;
   }
-  const withDefaults = Value.Default(ConfigSchema, merged);
-  if (!Value.Check(ConfigSchema, withDefaults)) {
-    const errors = [...Value.Errors(ConfigSchema, withDefaults)];
-    // Prefer the most specific error (deepest path) over the generic anyOf at the union's root.
-    const first = errors.filter((e) => e.keyword !== 'anyOf' && e.keyword !== 'boolean').at(0) ?? errors[0];
-    const text = first ? describeError(first) : 'invalid';
-    throw nodeErrors.error(
-      'NODE_CONFIG_INVALID',
-      { field: first?.instancePath ?? '', problem: text },
-      { message: `Invalid node config: ${text}.` },
-    );
-  }
-  const raw = withDefaults as RawConfig;
+  const raw: RawConfig = validateConfig(ConfigSchema, merged, configError);
   const coordinatorKeys = raw.coordinator.publicKeys.map((k, i) => {
     try {
       return parsePublicKeyB64(k, `coordinator.publicKeys.${i}`);
     } catch {
-      throw nodeErrors.error(
-        'NODE_CONFIG_INVALID',
-        { field: `coordinator.publicKeys.${i}` },
-        { message: `Invalid node config: coordinator.publicKeys.${i} is not a base64 raw ed25519 public key.` },
-      );
+      throw configError({ field: `coordinator.publicKeys.${i}`, problem: 'not a base64 raw ed25519 public key' });
     }
   });
   const base = opts.baseDir;
   const dataDir = resolvePath(base, raw.dataDir);
-  const key = { ...raw.key } as SignerConfig;
+  const key = { ...raw.key };
   if (key.type === 'local') key.keyFile = resolvePath(base, key.keyFile);
   if (key.type === 'pkcs11') {
     key.module = resolvePath(base, key.module);
@@ -255,24 +182,8 @@ export async function loadConfig(
   overrides: ConfigOverrides = {},
   env = process.env,
 ): Promise<NodeConfig> {
-  const file = resolve(path);
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (cause) {
-    throw nodeErrors.error('NODE_CONFIG_INVALID', { file }, { message: `Cannot read the node config ${file}.`, cause });
-  }
-  let parsed: unknown;
-  try {
-    parsed = parseYaml(text);
-  } catch (cause) {
-    throw nodeErrors.error(
-      'NODE_CONFIG_INVALID',
-      { file },
-      { message: `The node config ${file} is not valid YAML.`, cause },
-    );
-  }
-  return parseConfig(parsed, {
+  const { path: file, text, doc } = await readConfigFile(path, configError);
+  return parseConfig(doc, {
     baseDir: dirname(file),
     overrides,
     configFile: file,

@@ -1,4 +1,5 @@
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,6 +32,28 @@ async function dir(): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), 'cosigner-cmd-'));
   dirs.push(d);
   return d;
+}
+
+/**
+ * A stand-in for a node's admin API on a real loopback port: `answer` sees each request (method, path, the
+ * Authorization header, the body) once its body has arrived, and says what to send back as JSON.
+ */
+async function adminDouble(
+  answer: (req: { method: string; url: string; auth?: string; body: string }) => { status: number; body: unknown },
+): Promise<{ server: Server; url: string }> {
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => {
+      body += c;
+    });
+    req.on('end', () => {
+      const out = answer({ method: String(req.method), url: String(req.url), auth: req.headers.authorization, body });
+      res.writeHead(out.status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(out.body));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 
 describe('cosigner node commands', () => {
@@ -105,21 +128,13 @@ describe('cosigner node commands', () => {
     const tokenFile = join(d, 'token');
     await writeFile(tokenFile, 'tok\n', { mode: 0o600 });
     const seen: { url: string; auth?: string; body: string }[] = [];
-    const { createServer } = await import('node:http');
-    const server = createServer((req, res) => {
-      let body = '';
-      req.on('data', (c) => {
-        body += c;
-      });
-      req.on('end', () => {
-        seen.push({ url: String(req.url), auth: req.headers.authorization, body });
-        const missing = String(req.url).includes('missing') || req.headers.authorization === 'Bearer nope';
-        res.writeHead(missing ? 404 : 200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(missing ? { code: 'NODE_PENDING_NOT_FOUND' } : { ok: true, pending: [] }));
-      });
+    const { server, url } = await adminDouble((req) => {
+      seen.push({ url: req.url, auth: req.auth, body: req.body });
+      const missing = req.url.includes('missing') || req.auth === 'Bearer nope';
+      return missing
+        ? { status: 404, body: { code: 'NODE_PENDING_NOT_FOUND' } }
+        : { status: 200, body: { ok: true, pending: [] } };
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     try {
       const a = program();
       await a.p.parseAsync([
@@ -164,20 +179,10 @@ describe('cosigner node commands', () => {
   it('policy show and reload call the admin API and say what happened; a refusal exits non-zero', async () => {
     const seen: { method: string; url: string; body: string }[] = [];
     let answer: { status: number; body: unknown } = { status: 200, body: {} };
-    const { createServer } = await import('node:http');
-    const server = createServer((req, res) => {
-      let body = '';
-      req.on('data', (c) => {
-        body += c;
-      });
-      req.on('end', () => {
-        seen.push({ method: String(req.method), url: String(req.url), body });
-        res.writeHead(answer.status, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(answer.body));
-      });
+    const { server, url } = await adminDouble((req) => {
+      seen.push({ method: req.method, url: req.url, body: req.body });
+      return answer;
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const a = 'a'.repeat(64);
     const b = 'b'.repeat(64);
     try {

@@ -8,6 +8,7 @@ import { Account, Asset, Keypair, Memo, Operation, TransactionBuilder, type xdr 
 import { stringify } from 'yaml';
 import { AuditLog } from '../src/audit.ts';
 import { Reviewer, type ReviewerDeps } from '../src/review.ts';
+import { CoordinatorDouble } from './coordinator-double.ts';
 
 export const NETWORK = 'Test SDF Network ; September 2015';
 export const OTHER_NETWORK = 'Public Global Stellar Network ; September 2015';
@@ -152,4 +153,24 @@ export async function reviewFixture(prefix: string, dirs: string[], over: Partia
   const policy = loadPolicy(policyYaml({ accounts: [account], allow: [dest], ...over }));
   const signer = await createSigner({ type: 'local', keyFile: join(dir, 'k.key') }, { production: false });
   return { dir, account, dest, policy, signer };
+}
+
+/**
+ * A coordinator double on a real port and the files of a node that dials it, its policy built for a fresh
+ * operator account and destination (`policy({ account, dest })`).
+ */
+export async function nodeAgainstDouble(
+  dir: string,
+  policy: (p: { account: string; dest: string }) => PolicyOptions,
+  double: { network: string; heartbeatMs?: number },
+): Promise<{ coord: CoordinatorDouble; account: string; dest: string; files: NodeFiles }> {
+  const coord = await CoordinatorDouble.start(double);
+  const account = Keypair.random().publicKey();
+  const dest = Keypair.random().publicKey();
+  const files = await writeNodeFiles(dir, {
+    coordinatorUrl: coord.url,
+    coordinatorKeys: [coord.identity.publicKeyB64],
+    policy: policy({ account, dest }),
+  });
+  return { coord, account, dest, files };
 }

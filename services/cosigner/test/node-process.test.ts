@@ -11,7 +11,7 @@ import { Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ledgerPath, openLedgerDb, SigningLedger } from '../src/ledger.ts';
 import { CoordinatorDouble } from './coordinator-double.ts';
-import { buildTx, NETWORK, OTHER_NETWORK, pay, policyYaml, writeNodeFiles } from './helpers.ts';
+import { buildTx, NETWORK, nodeAgainstDouble, OTHER_NETWORK, pay, policyYaml, writeNodeFiles } from './helpers.ts';
 
 /**
  * The node as a real process (`cosigner node --config node.yaml`), a real ws peer speaking the protocol,
@@ -361,14 +361,11 @@ describe('crash safety: kill -9 at injected points', () => {
     it(`${point}: no second signature for the slot and nothing recorded lost`, { timeout: 240_000 }, async () => {
       const dir = await mkdtemp(join(tmpdir(), `cosigner-crash-${point}-`));
       dirs.push(dir);
-      const coord = await CoordinatorDouble.start({ network: NETWORK, heartbeatMs: 500 });
-      const account = Keypair.random().publicKey();
-      const dest = Keypair.random().publicKey();
-      const files = await writeNodeFiles(dir, {
-        coordinatorUrl: coord.url,
-        coordinatorKeys: [coord.identity.publicKeyB64],
-        policy: { accounts: [account], allow: [dest] },
-      });
+      const { coord, account, dest, files } = await nodeAgainstDouble(
+        dir,
+        (p) => ({ accounts: [p.account], allow: [p.dest] }),
+        { network: NETWORK, heartbeatMs: 500 },
+      );
       try {
         const crashing = await startCosignerProcess({
           args: ['node', '--config', files.config],

@@ -7,8 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { verifyAuditChain } from '../src/audit.ts';
 import { loadConfig } from '../src/config.ts';
 import { createNode } from '../src/node.ts';
-import { CoordinatorDouble } from './coordinator-double.ts';
-import { buildTx, NETWORK, OTHER_NETWORK, pay, writeNodeFiles } from './helpers.ts';
+import { buildTx, NETWORK, nodeAgainstDouble, OTHER_NETWORK, pay, writeNodeFiles } from './helpers.ts';
 
 /** The node wired in-process (what server.ts runs), against the protocol double. */
 const logger = createLogger({ name: 'node-test', level: 'silent' });
@@ -25,14 +24,11 @@ async function dir(): Promise<string> {
 describe('createNode', () => {
   it('wires policy, identity, ledger, key and session: signs through the coordinator session, audits its start', async () => {
     const d = await dir();
-    const coord = await CoordinatorDouble.start({ network: NETWORK });
-    const account = Keypair.random().publicKey();
-    const dest = Keypair.random().publicKey();
-    const files = await writeNodeFiles(d, {
-      coordinatorUrl: coord.url,
-      coordinatorKeys: [coord.identity.publicKeyB64],
-      policy: { accounts: [account], allow: [dest] },
-    });
+    const { coord, account, dest, files } = await nodeAgainstDouble(
+      d,
+      (p) => ({ accounts: [p.account], allow: [p.dest] }),
+      { network: NETWORK },
+    );
     const crashes: string[] = [];
     const node = await createNode(await loadConfig(files.config), {
       logger,

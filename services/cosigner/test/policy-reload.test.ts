@@ -3,14 +3,12 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '@cosigner/runtime/logger';
-import { Keypair } from '@stellar/stellar-sdk';
 import { afterAll, describe, expect, it } from 'vitest';
 import { build } from '../src/app.ts';
 import { verifyAuditChain } from '../src/audit.ts';
 import { loadConfig } from '../src/config.ts';
 import { type CosignerNode, createNode } from '../src/node.ts';
-import { CoordinatorDouble } from './coordinator-double.ts';
-import { buildTx, NETWORK, OTHER_NETWORK, pay, policyYaml, writeNodeFiles } from './helpers.ts';
+import { buildTx, NETWORK, nodeAgainstDouble, OTHER_NETWORK, pay, policyYaml } from './helpers.ts';
 
 // Reloading the node's policy while it runs: validated first, a bad file keeps the old policy and says why, each
 // change an audit entry with both hashes, and the next review judged by the new policy. SIGHUP on a real process
@@ -27,14 +25,13 @@ const sha = (text: string): string => createHash('sha256').update(text).digest('
 async function rig() {
   const d = await mkdtemp(join(tmpdir(), 'cosigner-reload-'));
   dirs.push(d);
-  const coord = await CoordinatorDouble.start({ network: NETWORK });
-  const account = Keypair.random().publicKey();
-  const dest = Keypair.random().publicKey();
-  const files = await writeNodeFiles(d, {
-    coordinatorUrl: coord.url,
-    coordinatorKeys: [coord.identity.publicKeyB64],
-    policy: { accounts: [account], maxPerTx: '100' },
-  });
+  const { coord, account, dest, files } = await nodeAgainstDouble(
+    d,
+    (p) => ({ accounts: [p.account], maxPerTx: '100' }),
+    {
+      network: NETWORK,
+    },
+  );
   const node = await createNode(await loadConfig(files.config), { logger });
   node.start();
   await node.session.waitUp();

@@ -1,5 +1,5 @@
+import { demoPolicyYaml } from '@cosigner/launcher/cluster';
 import { loadPolicy } from '@cosigner/policy/schema';
-import { demoPolicyYaml } from '@cosigner/testkit/cluster';
 import { Keypair } from '@stellar/stellar-sdk';
 import { describe, expect, it } from 'vitest';
 

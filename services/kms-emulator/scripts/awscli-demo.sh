@@ -24,7 +24,7 @@ if [ $# -ge 2 ]; then
   url=$1
   accounts=$2
 else
-  node "$root/packages/cli/bin/cosigner.js" kms-emulator --port 0 --data-dir "$work/kms" \
+  node "$root/apps/cli/bin/cosigner.js" kms-emulator --port 0 --data-dir "$work/kms" \
     --ready-file "$work/ready.json" >"$work/emulator.log" 2>&1 &
   emulator_pid=$!
   for _ in $(seq 1 600); do [ -s "$work/ready.json" ] && break; kill -0 "$emulator_pid" 2>/dev/null || break; sleep 0.1; done

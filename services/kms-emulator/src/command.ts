@@ -1,39 +1,24 @@
-import { type Command, InvalidArgumentError } from 'commander';
+import { intOption, serviceFlags } from '@cosigner/runtime/service-flags';
+import type { Command } from 'commander';
+import type { StartOptions } from './server.ts';
 
-/** Parse an integer flag within bounds, for commander. */
-export function intOption(name: string, min: number, max: number): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (!/^\d+$/.test(v) || n < min || n > max) throw new InvalidArgumentError(`${name} must be ${min} to ${max}.`);
-    return n;
-  };
-}
-
-export interface CommandFlags {
-  port: number;
-  host: string;
-  readyFile?: string;
-  dataDir: string;
-  config?: string;
-  masterKeyFile?: string;
-  accounts: number;
-  allowedHost?: string[];
-}
+/** The flags as commander hands them to the action: what the server starts with. */
+export type CommandFlags = StartOptions;
 
 /** `cosigner kms-emulator`: the AWS KMS-compatible emulator for development and tests. */
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('kms-emulator')
-    .description('AWS KMS-compatible emulator (development and tests only; refused when NODE_ENV=production)')
-    .option('--port <port>', 'port to listen on (0 picks a free one)', intOption('--port', 0, 65535), 4566)
-    .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .option(
-      '--allowed-host <name>',
-      'a Host name it answers for besides loopback and localhost (repeatable; compose: the service name)',
-      (v: string, prev: string[] = []) => [...prev, v],
-    )
-    .option('--ready-file <path>', 'write {url, pid, accountsFile, dataDir} here once serving')
-    .option('--data-dir <dir>', 'accounts.json, master.key, sealed keys.json and audit.jsonl', '.cosigner/kms-emulator')
+    .description('AWS KMS-compatible emulator (development and tests only; refused when NODE_ENV=production)');
+  serviceFlags(cmd, {
+    port: { help: 'port to listen on (0 picks a free one)', default: 4566 },
+    host: { help: 'address to listen on', default: '127.0.0.1' },
+    allowedHost: {
+      help: 'a Host name it answers for besides loopback and localhost (repeatable; compose: the service name)',
+    },
+    readyFile: { help: 'write {url, pid, accountsFile, dataDir} here once serving' },
+    dataDir: { help: 'accounts.json, master.key, sealed keys.json and audit.jsonl', default: '.cosigner/kms-emulator' },
+  })
     .option('--config <file>', 'accounts file (JSON or YAML, mode 0600) instead of the generated accounts.json')
     .option(
       '--master-key-file <path>',

@@ -1,17 +1,12 @@
 import { createLogger } from '@cosigner/runtime/logger';
 import { onShutdown, writeReadyFile } from '@cosigner/runtime/ready';
+import type { DefaultedServiceFlags } from '@cosigner/runtime/service-flags';
 import { openEmulator } from './emulator.ts';
 
-export interface StartOptions {
-  port: number;
-  host: string;
-  readyFile?: string;
-  dataDir: string;
-  config?: string;
+/** The `cosigner kms-emulator` flags: the common ones, the master key file and the accounts to generate. */
+export interface StartOptions extends DefaultedServiceFlags {
   masterKeyFile?: string;
   accounts: number;
-  /** `--allowed-host` (repeatable). */
-  allowedHost?: string[];
 }
 
 /** Listen (port 0 picks a free port), write the ready file `{url, pid, accountsFile, dataDir}`, stop on SIGTERM. */

@@ -1,12 +1,13 @@
 import { chmod, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runtimeErrors } from '@cosigner/runtime/errors';
+import { intOption } from '@cosigner/runtime/service-flags';
 import { tempDir } from '@cosigner/testkit/process';
 import { Command } from 'commander';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { ensureAccountsFile, generateAccounts, parseAccounts, readAccountsFile } from '../src/accounts.ts';
-import { intOption, register } from '../src/command.ts';
+import { register } from '../src/command.ts';
 import { ed25519Seed } from '../src/ed25519.ts';
 import { kmsErrors } from '../src/errors.ts';
 import { loadMasterKey, parseMasterKey, seal, unseal } from '../src/sealing.ts';

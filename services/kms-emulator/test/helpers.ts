@@ -126,3 +126,16 @@ export async function harness(o: { accounts?: AccountsFile; bodyLimit?: number }
 }
 
 export const b64 = (b: Uint8Array | string): string => Buffer.from(b).toString('base64');
+
+/**
+ * Sign with node principal 0 of the harness: `RAW` with ED25519_SHA_512 (the message itself), `DIGEST` with
+ * ED25519_PH_SHA_512 (a SHA-512 digest, Ed25519ph), the two ways a client asks KMS for an Ed25519 signature.
+ */
+export function signAs(h: Harness, keyId: string, message: Uint8Array, type: 'RAW' | 'DIGEST'): Promise<Reply> {
+  return h.call(h.node(), 'Sign', {
+    KeyId: keyId,
+    Message: b64(message),
+    SigningAlgorithm: type === 'RAW' ? 'ED25519_SHA_512' : 'ED25519_PH_SHA_512',
+    MessageType: type,
+  });
+}

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OPERATIONS } from '../src/ops.ts';
-import { b64, type Harness, harness } from './helpers.ts';
+import { b64, type Harness, harness, signAs } from './helpers.ts';
 
 describe('kms-emulator robustness', () => {
   let h: Harness;
@@ -86,12 +86,7 @@ describe('kms-emulator robustness', () => {
     // The key that could not be stored is not kept either.
     expect((await h.call(h.admin(), 'ListKeys', { Limit: 1000 })).body.Keys).toEqual(before);
     const d = createHash('sha512').update('still signs').digest();
-    const s = await h.call(h.node(), 'Sign', {
-      KeyId: keyId,
-      Message: b64(d),
-      SigningAlgorithm: 'ED25519_PH_SHA_512',
-      MessageType: 'DIGEST',
-    });
+    const s = await signAs(h, keyId, d, 'DIGEST');
     expect(s.status).toBe(200);
   });
 });

@@ -5,7 +5,7 @@ import { tempDir } from '@cosigner/testkit/process';
 import { ed25519ph } from '@noble/curves/ed25519.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog } from '../src/audit.ts';
-import { b64, type Harness, harness } from './helpers.ts';
+import { b64, type Harness, harness, signAs } from './helpers.ts';
 
 const SPKI_PREFIX = '302a300506032b6570032100';
 
@@ -56,12 +56,7 @@ describe('kms-emulator Sign, Verify, GetPublicKey (ECC_NIST_EDWARDS25519)', () =
     expect(pk.headers['x-amzn-requestid']).toMatch(/^[0-9a-f-]{36}$/);
 
     const msg = createHash('sha256').update('a stellar transaction').digest();
-    const s = await h.call(h.node(), 'Sign', {
-      KeyId: keyId,
-      Message: b64(msg),
-      SigningAlgorithm: 'ED25519_SHA_512',
-      MessageType: 'RAW',
-    });
+    const s = await signAs(h, keyId, msg, 'RAW');
     expect(s.status).toBe(200);
     expect(s.body).toMatchObject({ KeyId: arn, SigningAlgorithm: 'ED25519_SHA_512' });
     const sig = Buffer.from(String(s.body.Signature), 'base64');
@@ -97,12 +92,7 @@ describe('kms-emulator Sign, Verify, GetPublicKey (ECC_NIST_EDWARDS25519)', () =
   it('signs ED25519_PH_SHA_512 over a SHA-512 DIGEST as Ed25519ph (RFC 8032 HashEdDSA)', async () => {
     const message = Buffer.from('a long document');
     const digest = createHash('sha512').update(message).digest();
-    const s = await h.call(h.node(), 'Sign', {
-      KeyId: keyId,
-      Message: b64(digest),
-      SigningAlgorithm: 'ED25519_PH_SHA_512',
-      MessageType: 'DIGEST',
-    });
+    const s = await signAs(h, keyId, digest, 'DIGEST');
     expect(s.status).toBe(200);
     const sig = Buffer.from(String(s.body.Signature), 'base64');
     const pk = await h.call(h.node(), 'GetPublicKey', { KeyId: keyId });

@@ -1,30 +1,23 @@
-import { type Command, InvalidArgumentError } from 'commander';
+import { intOption, serviceFlags } from '@cosigner/runtime/service-flags';
+import type { Command } from 'commander';
 import type { CommandFlags } from './config.ts';
-
-function intOption(name: string, min: number, max: number): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (!/^\d+$/.test(v) || n < min || n > max) throw new InvalidArgumentError(`${name} must be ${min} to ${max}.`);
-    return n;
-  };
-}
 
 /** `cosigner ledger-sim`: the Horizon-compatible offline ledger simulator. */
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('ledger-sim')
     .description(
       'Horizon-compatible offline ledger simulator (development and tests only; refused when NODE_ENV=production)',
-    )
-    .option('--port <port>', 'port to listen on (0 picks a free one)', intOption('--port', 0, 65535), 8000)
-    .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .option(
-      '--allowed-host <name>',
-      'a Host name it answers for besides loopback and localhost (repeatable; compose: the service name)',
-      (v: string, prev: string[] = []) => [...prev, v],
-    )
-    .option('--ready-file <path>', 'write {url, rpcUrl, pid, networkPassphrase} here once serving')
-    .option('--data-dir <dir>', 'where the snapshot ledger.json lives (kept across restarts)', '.cosigner/ledger-sim')
+    );
+  serviceFlags(cmd, {
+    port: { help: 'port to listen on (0 picks a free one)', default: 8000 },
+    host: { help: 'address to listen on', default: '127.0.0.1' },
+    allowedHost: {
+      help: 'a Host name it answers for besides loopback and localhost (repeatable; compose: the service name)',
+    },
+    readyFile: { help: 'write {url, rpcUrl, pid, networkPassphrase} here once serving' },
+    dataDir: { help: 'where the snapshot ledger.json lives (kept across restarts)', default: '.cosigner/ledger-sim' },
+  })
     .option('--in-memory', 'keep no snapshot: state ends with the process')
     .option('--config <file>', 'JSON file with network, closeMs, dataDir (flags win)')
     .option('--network <passphrase>', 'network passphrase (default: "Standalone Network ; February 2017")')

@@ -1,20 +1,15 @@
-import { readFile } from 'node:fs/promises';
+import { type ConfigProblem, deepFreeze, readConfigFile, validateConfig } from '@cosigner/runtime/config';
 import { isProduction, refuseInProduction } from '@cosigner/runtime/mode';
+import type { DefaultedServiceFlags } from '@cosigner/runtime/service-flags';
+import { Type } from 'typebox';
 import { STANDALONE_PASSPHRASE } from './app.ts';
 import { ledgerErrors } from './errors.ts';
 
 /** The `cosigner ledger-sim` flags, as commander parses them. */
-export interface CommandFlags {
-  port: number;
-  host: string;
-  readyFile?: string;
-  dataDir: string;
-  config?: string;
+export interface CommandFlags extends DefaultedServiceFlags {
   network?: string;
   closeMs?: number;
   inMemory?: boolean;
-  /** `--allowed-host` (repeatable): Host names served besides loopback and `localhost`. */
-  allowedHost?: string[];
 }
 
 /** The checked, frozen configuration the server runs with. */
@@ -30,7 +25,30 @@ export interface LedgerSimConfig {
   readonly allowedHosts?: readonly string[];
 }
 
-const FILE_KEYS = new Set(['network', 'closeMs', 'dataDir', 'host', 'port']);
+/**
+ * What a `--config` JSON file may hold, and the flags checked with it (a flag wins over the file). The schema gives
+ * the defaults: the standalone network, a 1 s close.
+ */
+const ConfigSchema = Type.Object(
+  {
+    network: Type.String({ minLength: 1, maxLength: 256, default: STANDALONE_PASSPHRASE }),
+    /** The close interval: 10 ms to 1 hour. */
+    closeMs: Type.Integer({ minimum: 10, maximum: 3_600_000, default: 1000 }),
+    dataDir: Type.Optional(Type.String({ minLength: 1 })),
+    host: Type.Optional(Type.String({ minLength: 1 })),
+    port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  },
+  { additionalProperties: false },
+);
+
+/** The simulator's error for a config problem (LEDGER_BAD_CONFIG, naming the field). */
+function configError({ field, problem, cause }: ConfigProblem): Error {
+  return ledgerErrors.error(
+    'LEDGER_BAD_CONFIG',
+    { field, problem },
+    { message: `Invalid ledger simulator config: ${field}: ${problem}.`, ...(cause !== undefined ? { cause } : {}) },
+  );
+}
 
 /**
  * Validates flags (then an optional JSON `--config` file for values the flags left unset) once, at boot.
@@ -42,51 +60,32 @@ export async function resolveConfig(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<LedgerSimConfig> {
   refuseInProduction(isProduction(undefined, env), 'ledger-sim');
-  let file: Record<string, unknown> = {};
-  if (flags.config !== undefined) {
-    try {
-      file = JSON.parse(await readFile(flags.config, 'utf8')) as Record<string, unknown>;
-    } catch (cause) {
-      throw ledgerErrors.error(
-        'LEDGER_BAD_CONFIG',
-        { config: flags.config },
-        { cause, message: `cannot read ${flags.config} as JSON` },
-      );
-    }
-    if (file === null || typeof file !== 'object' || Array.isArray(file)) {
-      throw ledgerErrors.error('LEDGER_BAD_CONFIG', { config: flags.config });
-    }
-    for (const k of Object.keys(file)) {
-      if (!FILE_KEYS.has(k)) throw ledgerErrors.error('LEDGER_BAD_CONFIG', { unknownKey: k });
-    }
+  const file = flags.config === undefined ? {} : (await readConfigFile(flags.config, configError, 'json')).doc;
+  if (file === null || typeof file !== 'object' || Array.isArray(file)) {
+    throw configError({ field: '--config', problem: `${flags.config} must hold a JSON object` });
   }
-  const network = flags.network ?? file.network ?? STANDALONE_PASSPHRASE;
-  if (typeof network !== 'string' || network.length === 0 || network.length > 256) {
-    throw ledgerErrors.error(
-      'LEDGER_BAD_CONFIG',
-      { field: 'network' },
-      { message: 'The network passphrase must be 1 to 256 characters.' },
-    );
-  }
-  const closeMs = flags.closeMs ?? file.closeMs ?? 1000;
-  if (typeof closeMs !== 'number' || !Number.isInteger(closeMs) || closeMs < 10 || closeMs > 3_600_000) {
-    throw ledgerErrors.error(
-      'LEDGER_BAD_CONFIG',
-      { field: 'closeMs' },
-      { message: 'The close interval must be 10 ms to 1 hour.' },
-    );
-  }
-  const dataDir = flags.dataDir ?? file.dataDir;
-  if (flags.inMemory !== true && (typeof dataDir !== 'string' || dataDir.length === 0)) {
-    throw ledgerErrors.error('LEDGER_BAD_CONFIG', { field: 'dataDir' });
-  }
-  return Object.freeze({
-    port: flags.port,
+  const fromFlags = {
+    network: flags.network,
+    closeMs: flags.closeMs,
+    // With --in-memory there is no snapshot, so the directory (the flag's default) is not used or checked.
+    dataDir: flags.inMemory === true ? undefined : flags.dataDir,
     host: flags.host,
+    port: flags.port,
+  };
+  const merged: Record<string, unknown> = { ...file };
+  if (flags.inMemory === true) delete merged.dataDir;
+  for (const [k, v] of Object.entries(fromFlags)) if (v !== undefined) merged[k] = v;
+  const cfg = validateConfig(ConfigSchema, merged, configError);
+  if (flags.inMemory !== true && cfg.dataDir === undefined) {
+    throw configError({ field: 'dataDir', problem: 'required unless --in-memory' });
+  }
+  return deepFreeze({
+    port: cfg.port ?? flags.port,
+    host: cfg.host ?? flags.host,
     ...(flags.readyFile !== undefined ? { readyFile: flags.readyFile } : {}),
-    ...(flags.inMemory === true ? {} : { dataDir: dataDir as string }),
-    networkPassphrase: network,
-    closeMs,
-    ...(flags.allowedHost !== undefined ? { allowedHosts: Object.freeze([...flags.allowedHost]) } : {}),
+    ...(cfg.dataDir !== undefined ? { dataDir: cfg.dataDir } : {}),
+    networkPassphrase: cfg.network,
+    closeMs: cfg.closeMs,
+    ...(flags.allowedHost !== undefined ? { allowedHosts: [...flags.allowedHost] } : {}),
   });
 }

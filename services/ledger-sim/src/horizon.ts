@@ -39,6 +39,11 @@ function link(href: string, templated = false): { href: string; templated?: bool
   return templated ? { href, templated } : { href };
 }
 
+/** The paged sub-collections of a resource, as Horizon links them: `<self>/<name>{?cursor,limit,order}`, templated. */
+function pagedLinks(self: string, names: readonly string[]): Record<string, { href: string; templated?: boolean }> {
+  return Object.fromEntries(names.map((n) => [n, link(`${self}/${n}{?cursor,limit,order}`, true)]));
+}
+
 /** Horizon's signer type names (protocols/horizon: MustKeyTypeFromAddress). */
 function signerType(key: string): string {
   switch (key[0]) {
@@ -82,12 +87,7 @@ export function accountJson(a: AccountState, base: string): Record<string, unkno
   return {
     _links: {
       self: link(self),
-      transactions: link(`${self}/transactions{?cursor,limit,order}`, true),
-      operations: link(`${self}/operations{?cursor,limit,order}`, true),
-      payments: link(`${self}/payments{?cursor,limit,order}`, true),
-      effects: link(`${self}/effects{?cursor,limit,order}`, true),
-      offers: link(`${self}/offers{?cursor,limit,order}`, true),
-      trades: link(`${self}/trades{?cursor,limit,order}`, true),
+      ...pagedLinks(self, ['transactions', 'operations', 'payments', 'effects', 'offers', 'trades']),
       data: link(`${self}/data/{key}`, true),
     },
     id: a.id,
@@ -197,8 +197,7 @@ export function transactionJson(r: TxRecord, base: string): Record<string, unkno
       self: link(self),
       account: link(`${base}/accounts/${r.sourceAccount}`),
       ledger: link(`${base}/ledgers/${r.ledger}`),
-      operations: link(`${self}/operations{?cursor,limit,order}`, true),
-      effects: link(`${self}/effects{?cursor,limit,order}`, true),
+      ...pagedLinks(self, ['operations', 'effects']),
       precedes: link(`${base}/transactions?order=asc&cursor=${r.order}`),
       succeeds: link(`${base}/transactions?order=desc&cursor=${r.order}`),
       transaction: link(self),
@@ -234,10 +233,7 @@ export function ledgerJson(l: LedgerHeader, base: string): Record<string, unknow
   return {
     _links: {
       self: link(self),
-      transactions: link(`${self}/transactions{?cursor,limit,order}`, true),
-      operations: link(`${self}/operations{?cursor,limit,order}`, true),
-      payments: link(`${self}/payments{?cursor,limit,order}`, true),
-      effects: link(`${self}/effects{?cursor,limit,order}`, true),
+      ...pagedLinks(self, ['transactions', 'operations', 'payments', 'effects']),
     },
     id: l.hash,
     paging_token: String(BigInt(l.sequence) << 32n),

@@ -1,4 +1,4 @@
-import { Asset, type FeeBumpTransaction, Operation, TransactionBuilder, xdr } from '@stellar/stellar-sdk';
+import { Asset, type FeeBumpTransaction, type Keypair, Operation, TransactionBuilder, xdr } from '@stellar/stellar-sdk';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { fund, keys, multisig, signed, sim, tx, verdict } from './helpers.ts';
@@ -88,18 +88,24 @@ describe('signature checking, as stellar-core does it', () => {
     expect(app.ledger.state.accounts.get(o)!.signers.map((s) => s.key)).toContain(x!.publicKey());
   });
 
-  it('accepts a fee bump signed only by the fee source over a fully signed inner transaction', async () => {
-    const [owner, a, b, sponsor, dest] = keys(5);
+  /** An owner that needs both a and b (master weight 0), and a funded fee source and destination. */
+  async function feeBumpParties() {
+    const [owner, a, b, sponsor, dest] = keys(5) as [Keypair, Keypair, Keypair, Keypair, Keypair];
     await multisig(
       app,
-      owner!,
+      owner,
       [
-        { kp: a!, weight: 1 },
-        { kp: b!, weight: 1 },
+        { kp: a, weight: 1 },
+        { kp: b, weight: 1 },
       ],
       { master: 0, low: 1, med: 2, high: 2 },
     );
-    await fund(app, sponsor!, dest!);
+    await fund(app, sponsor, dest);
+    return { owner, a, b, sponsor, dest };
+  }
+
+  it('accepts a fee bump signed only by the fee source over a fully signed inner transaction', async () => {
+    const { owner, a, b, sponsor, dest } = await feeBumpParties();
     const inner = signed(tx(app, owner!.publicKey(), [pay(dest!.publicKey())]), a!, b!);
     const bump = TransactionBuilder.buildFeeBumpTransaction(sponsor!, '200', inner, inner.networkPassphrase);
     const ownerBefore = app.ledger.state.accounts.get(owner!.publicKey())!.balance;
@@ -111,17 +117,7 @@ describe('signature checking, as stellar-core does it', () => {
   });
 
   it('refuses a fee bump without the fee source signature, or over an under-signed inner transaction', async () => {
-    const [owner, a, b, sponsor, dest] = keys(5);
-    await multisig(
-      app,
-      owner!,
-      [
-        { kp: a!, weight: 1 },
-        { kp: b!, weight: 1 },
-      ],
-      { master: 0, low: 1, med: 2, high: 2 },
-    );
-    await fund(app, sponsor!, dest!);
+    const { owner, a, b, sponsor, dest } = await feeBumpParties();
     const good = signed(tx(app, owner!.publicKey(), [pay(dest!.publicKey())]), a!, b!);
     const unsignedBump = TransactionBuilder.buildFeeBumpTransaction(sponsor!, '200', good, good.networkPassphrase);
     expect(await verdict(app, unsignedBump)).toBe('tx_bad_auth');

@@ -68,18 +68,21 @@ describe('MergeTests.cpp TEST_CASE "merge"', () => {
     expect(await run(a1, [merge(keys(1)[0]!)])).toBe('tx_failed:op_no_account');
   });
 
+  /** A merged into B, A created again by B (its minimum balance), then `last`: the "create" sections' operations. */
+  const mergeRecreate = (last: xdr.Operation) => [
+    merge(b1, a1),
+    Operation.createAccount({
+      destination: a1.publicKey(),
+      startingBalance: amountOf(minBal(1)),
+      source: b1.publicKey(),
+    }),
+    last,
+  ];
+
   it('SECTION "with create" (from protocol 10): an account just created cannot be merged, ACCOUNT_MERGE_SEQNUM_TOO_FAR', async () => {
     const a1Balance = bal(a1);
     const b1Balance = bal(b1);
-    const ops = [
-      merge(b1, a1),
-      Operation.createAccount({
-        destination: a1.publicKey(),
-        startingBalance: amountOf(minBal(1)),
-        source: b1.publicKey(),
-      }),
-      merge(b1, a1),
-    ];
+    const ops = mergeRecreate(merge(b1, a1));
     expect(await run(a1, ops, b1)).toBe('tx_failed:op_success,op_success,op_seq_num_too_far');
     // The operations roll back; the fee (3 operations) and the sequence number are spent.
     expect(bal(a1)).toBe(a1Balance - 3n * FEE);
@@ -89,15 +92,7 @@ describe('MergeTests.cpp TEST_CASE "merge"', () => {
   it('SECTION "merge, create, merge back": A is re-created with a sequence number from the current ledger', async () => {
     const a1Balance = bal(a1);
     const b1Balance = bal(b1);
-    const ops = [
-      merge(b1, a1),
-      Operation.createAccount({
-        destination: a1.publicKey(),
-        startingBalance: amountOf(minBal(1)),
-        source: b1.publicKey(),
-      }),
-      merge(a1, b1),
-    ];
+    const ops = mergeRecreate(merge(a1, b1));
     const r = await post(app, signed(tx(app, a1.publicKey(), ops), a1, b1));
     expect(r.status).toBe(200);
     expect(bal(a1)).toBe(a1Balance + b1Balance - 3n * FEE);

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { mkdir, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { waitForNodes } from '@cosigner/testkit/cluster';
+import { waitForNodes } from '@cosigner/launcher/cluster';
 import { REPO_ROOT, tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';

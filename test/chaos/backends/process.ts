@@ -1,7 +1,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Cluster, type ClusterOptions, startCluster } from '@cosigner/testkit/cluster';
-import { tempDir } from '@cosigner/testkit/process';
+import { type Cluster, type ClusterOptions, startCluster } from '@cosigner/launcher/cluster';
+import { COSIGNER_BIN, tempDir } from '@cosigner/testkit/process';
 import Database from 'better-sqlite3';
 import type { ClusterDriver } from '../driver.ts';
 import { KmsProxy, TcpProxy } from '../proxy.ts';
@@ -41,6 +41,7 @@ export async function startProcessDriver(opts: ProcessDriverOptions = {}): Promi
   let cluster: Cluster;
   try {
     cluster = await startCluster({
+      cosignerBin: COSIGNER_BIN,
       dir,
       nodes: opts.nodes ?? 3,
       threshold: opts.threshold ?? 2,

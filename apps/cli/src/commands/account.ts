@@ -1,17 +1,21 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { CosignerError } from '@cosigner/errors/errors';
 import {
+  buildChangeTransaction,
+  checkSetupSafety,
+  multisigChanges,
+  type SignerChanges,
+} from '@cosigner/policy/account-setup';
+import {
   applyChanges,
-  checkLockout,
   formatLockout,
   type LockoutReport,
-  partyWeights,
   type SignerConfiguration,
   type SignerEntry,
 } from '@cosigner/policy/lockout';
 import { readSecretFile } from '@cosigner/runtime/secrets';
-import { checkQuorumIntersection, type IntersectionReport } from '@cosigner/stellar/intersection';
-import { Horizon, Keypair, Operation, TransactionBuilder, type xdr } from '@stellar/stellar-sdk';
+import type { IntersectionReport } from '@cosigner/stellar/intersection';
+import { Horizon, Keypair, TransactionBuilder } from '@stellar/stellar-sdk';
 import { type Command, InvalidArgumentError } from 'commander';
 import { cliErrors } from '../errors.ts';
 
@@ -229,14 +233,13 @@ export class Lifecycle {
    * use an account other than the one payments are built on).
    */
   async buildChange(p: { accounts: readonly string[]; changes: Changes; txSource?: string }): Promise<string> {
-    const txSource = p.txSource ?? p.accounts[0]!;
-    const source = await this.horizon.loadAccount(txSource);
-    const b = new TransactionBuilder(source, { fee: '1000', networkPassphrase: await this.network() });
-    for (const account of p.accounts) for (const op of setOptionsOps(account, p.changes)) b.addOperation(op);
-    return b
-      .setTimeout(this.t.timeoutSeconds ?? 120)
-      .build()
-      .toXDR();
+    const source = await this.horizon.loadAccount(p.txSource ?? p.accounts[0]!);
+    return buildChangeTransaction(source, {
+      networkPassphrase: await this.network(),
+      accounts: p.accounts,
+      changes: p.changes,
+      timeoutSeconds: this.t.timeoutSeconds ?? 120,
+    }).toXDR();
   }
 
   /** POST the transaction as a proposal (submit: true) and wait until it ends; anything but submitted throws. */
@@ -327,33 +330,8 @@ export class ProposalEndedError extends CosignerError {
   }
 }
 
-export interface Changes {
-  signers?: readonly SignerEntry[];
-  masterWeight?: number;
-  thresholds?: Partial<SignerConfiguration['thresholds']>;
-}
-
-/** setOptions operations for a change: one per signer (stellar-core takes one signer per operation), then one for
- * master weight and thresholds. */
-export function setOptionsOps(account: string, c: Changes): xdr.Operation[] {
-  const ops: xdr.Operation[] = [];
-  for (const s of c.signers ?? []) {
-    ops.push(Operation.setOptions({ source: account, signer: { ed25519PublicKey: s.key, weight: s.weight } }));
-  }
-  const t = c.thresholds ?? {};
-  if (c.masterWeight !== undefined || t.low !== undefined || t.med !== undefined || t.high !== undefined) {
-    ops.push(
-      Operation.setOptions({
-        source: account,
-        ...(c.masterWeight !== undefined ? { masterWeight: c.masterWeight } : {}),
-        ...(t.low !== undefined ? { lowThreshold: t.low } : {}),
-        ...(t.med !== undefined ? { medThreshold: t.med } : {}),
-        ...(t.high !== undefined ? { highThreshold: t.high } : {}),
-      }),
-    );
-  }
-  return ops;
-}
+/** A change to an account's signers, master weight and thresholds (the shared account-setup routine's type). */
+export type Changes = SignerChanges;
 
 /**
  * The changes a transaction's setOptions operations make to `account` (what a signed envelope really holds).
@@ -401,11 +379,8 @@ export interface SafetyOptions {
  * @throws LockoutError, DisjointQuorumsError (unless `allowDisjointQuorums`)
  */
 export function requireSafe(after: SignerConfiguration, what: string, opts: SafetyOptions = {}): void {
-  const report = checkLockout(after);
-  if (!report.ok) throw new LockoutError(report, what);
-  const parties = [...partyWeights(after)].map(([id, weight]) => ({ id, weight }));
-  const t = after.thresholds;
-  const q = checkQuorumIntersection(parties, { low: t.low, medium: t.med, high: t.high });
+  const { lockout, quorums: q } = checkSetupSafety(after);
+  if (!lockout.ok) throw new LockoutError(lockout, what);
   if (q.ok) return;
   if (!opts.allowDisjointQuorums) throw new DisjointQuorumsError(q, what);
   opts.io?.err(`warning: ${what} accepted with --allow-disjoint-quorums:\n${formatDisjoint(q)}`);
@@ -470,15 +445,7 @@ export async function accountSetup(f: SetupFlags, io: Out = stdio): Promise<{ vi
   }
   const nodes = new Map(f.signer.filter((s) => s.node).map((s) => [s.key, s.node!]));
   const current = await lc.configuration(f.account, nodes);
-  const listed = new Set(f.signer.map((s) => s.key));
-  const changes: Changes = {
-    signers: [
-      ...f.signer,
-      ...current.signers.filter((s) => !listed.has(s.key)).map((s) => ({ key: s.key, weight: 0 })),
-    ],
-    masterWeight: 0,
-    thresholds: { low: f.low, med: f.med, high: f.high },
-  };
+  const changes = multisigChanges(current, { signers: f.signer, thresholds: { low: f.low, med: f.med, high: f.high } });
   const after = applyChanges(current, changes);
   requireSafe(after, 'this account setup', { allowDisjointQuorums: f.allowDisjointQuorums, io });
   io.out(

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   type Cluster,
   type ClusterFile,
@@ -8,14 +9,17 @@ import {
   LAUNCHER_STATE_FILE,
   type ProposalView,
   startCluster,
-} from '@cosigner/testkit/cluster';
+} from '@cosigner/launcher/cluster';
 import { type Command, InvalidArgumentError } from 'commander';
 
 /**
  * `cosigner cluster up|down`: the whole system on this machine with one command (`pnpm start`). The launcher
- * itself lives in packages/testkit/src/cluster.ts (the end-to-end tests run the very same code); this module
+ * itself lives in packages/launcher/src/cluster.ts (the end-to-end tests run the very same code); this module
  * adds the demo proposal, the terminal output and the Ctrl-C handling.
  */
+
+/** This command's own executable: every child of the cluster runs `cosigner <service>` through it (src/ or dist/). */
+const COSIGNER_BIN = fileURLToPath(new URL('../../bin/cosigner.js', import.meta.url));
 
 export interface ClusterUpOptions {
   dir: string;
@@ -216,6 +220,7 @@ export async function clusterUp(o: ClusterUpOptions): Promise<Cluster> {
   try {
     cluster = await startCluster({
       dir: o.dir,
+      cosignerBin: COSIGNER_BIN,
       ...(o.nodes !== undefined ? { nodes: o.nodes } : {}),
       ...(threshold !== undefined ? { threshold } : {}),
       // The second account is the --tx-source of rotations, so they never compete with payments for a sequence.

@@ -2,6 +2,7 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { COSIGNER_BIN, tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -19,7 +20,6 @@ import {
   tailFile,
   writeFileDurably,
 } from '../src/cluster.ts';
-import { tempDir } from '../src/process.ts';
 
 // The launcher's pieces that need no running cluster. The whole launcher runs in test/e2e/cluster.test.ts.
 
@@ -162,7 +162,7 @@ describe('cluster launcher helpers', () => {
     const d = await dir();
     const state = { version: 1, nodes: 3, threshold: 2, closeMs: 200, keys: [], accounts: [], ports: {} };
     writeFileDurably(join(d, LAUNCHER_STATE_FILE), JSON.stringify(state));
-    await expect(startCluster({ dir: d, nodes: 4 })).rejects.toThrow(
+    await expect(startCluster({ cosignerBin: COSIGNER_BIN, dir: d, nodes: 4 })).rejects.toThrow(
       /it is a 2-of-3 cluster, not the 2-of-4 asked for \(start it without --nodes and --threshold to resume it\)/,
     );
     expect(await readdir(d)).toEqual([LAUNCHER_STATE_FILE]);
@@ -186,7 +186,7 @@ describe('cluster launcher helpers', () => {
     };
     writeFileDurably(join(d, LAUNCHER_STATE_FILE), JSON.stringify(state));
     const steps: string[] = [];
-    const err = await startCluster({ dir: d, onStep: (l) => steps.push(l) })
+    const err = await startCluster({ cosignerBin: COSIGNER_BIN, dir: d, onStep: (l) => steps.push(l) })
       .catch((e: unknown) => e)
       .finally(() => squatter.close());
     expect(steps).toContain(`ledger: port ${taken} is in use; taking another`);
@@ -213,17 +213,27 @@ describe('cluster launcher helpers', () => {
 
   it('refuses a node count or threshold the account cannot have, before starting anything', async () => {
     const d = await dir();
-    await expect(startCluster({ dir: d, nodes: 0 })).rejects.toThrow(/nodes must be 1..20/);
-    await expect(startCluster({ dir: d, nodes: 3, threshold: 4 })).rejects.toThrow(/threshold must be 1..3/);
-    await expect(startCluster({ dir: d, nodes: 2, threshold: 0 })).rejects.toThrow(/threshold must be 1..2/);
-    await expect(startCluster({ dir: d, operatorAccounts: 0 })).rejects.toThrow(/operatorAccounts must be 1..64/);
+    await expect(startCluster({ cosignerBin: COSIGNER_BIN, dir: d, nodes: 0 })).rejects.toThrow(/nodes must be 1..20/);
+    await expect(startCluster({ cosignerBin: COSIGNER_BIN, dir: d, nodes: 3, threshold: 4 })).rejects.toThrow(
+      /threshold must be 1..3/,
+    );
+    await expect(startCluster({ cosignerBin: COSIGNER_BIN, dir: d, nodes: 2, threshold: 0 })).rejects.toThrow(
+      /threshold must be 1..2/,
+    );
+    await expect(startCluster({ cosignerBin: COSIGNER_BIN, dir: d, operatorAccounts: 0 })).rejects.toThrow(
+      /operatorAccounts must be 1..64/,
+    );
   });
 
   it('names a child that exits before it is ready and quotes its last output', async () => {
     const d = await dir();
-    const err = await spawnService({ name: 'bogus', args: ['no-such-command'], dir: d, readyTimeoutMs: 30_000 }).catch(
-      (e: unknown) => e,
-    );
+    const err = await spawnService({
+      cosignerBin: COSIGNER_BIN,
+      name: 'bogus',
+      args: ['no-such-command'],
+      dir: d,
+      readyTimeoutMs: 30_000,
+    }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ClusterStartError);
     const e = err as ClusterStartError;
     expect(e.code).toBe('TESTKIT_CLUSTER_START_FAILED');
@@ -236,9 +246,13 @@ describe('cluster launcher helpers', () => {
   it('kills a child that is not ready in time', async () => {
     const d = await dir();
     // `--help` of a group command prints and exits 0 quickly, but a 1 ms deadline passes first.
-    const err = await spawnService({ name: 'slow', args: ['cluster', '--help'], dir: d, readyTimeoutMs: 1 }).catch(
-      (e: unknown) => e,
-    );
+    const err = await spawnService({
+      cosignerBin: COSIGNER_BIN,
+      name: 'slow',
+      args: ['cluster', '--help'],
+      dir: d,
+      readyTimeoutMs: 1,
+    }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ClusterStartError);
     expect((err as Error).message).toMatch(/^slow (was not ready within 1 ms|exited before it was ready)/);
   });
@@ -248,8 +262,15 @@ describe('cluster launcher helpers', () => {
     const ac = new AbortController();
     ac.abort();
     await expect(
-      spawnService({ name: 'x', args: ['cluster', '--help'], dir: d, readyTimeoutMs: 30_000, signal: ac.signal }),
+      spawnService({
+        cosignerBin: COSIGNER_BIN,
+        name: 'x',
+        args: ['cluster', '--help'],
+        dir: d,
+        readyTimeoutMs: 30_000,
+        signal: ac.signal,
+      }),
     ).rejects.toThrow(/start of x interrupted|x exited before it was ready/);
-    await expect(startCluster({ dir: d, signal: ac.signal })).rejects.toThrow(/interrupted/);
+    await expect(startCluster({ cosignerBin: COSIGNER_BIN, dir: d, signal: ac.signal })).rejects.toThrow(/interrupted/);
   });
 });

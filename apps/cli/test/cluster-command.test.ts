@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Cluster, ClusterFile } from '@cosigner/testkit/cluster';
+import type { Cluster, ClusterFile } from '@cosigner/launcher/cluster';
 import { tempDir } from '@cosigner/testkit/process';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {

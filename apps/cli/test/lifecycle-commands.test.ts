@@ -3,8 +3,9 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { KMSClient } from '@aws-sdk/client-kms';
-import { type Cluster, startCluster } from '@cosigner/testkit/cluster';
-import { tempDir } from '@cosigner/testkit/process';
+import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
+import { setOptionsOps } from '@cosigner/policy/account-setup';
+import { COSIGNER_BIN, tempDir } from '@cosigner/testkit/process';
 import { Asset, Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import { Command } from 'commander';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -21,7 +22,6 @@ import {
   ProposalEndedError,
   parseSigner,
   registerAccount,
-  setOptionsOps,
 } from '../src/commands/account.ts';
 import { clusterUp, runDemo } from '../src/commands/cluster.ts';
 import { membershipChange, registerMembership } from '../src/commands/membership.ts';
@@ -96,7 +96,7 @@ describe('lifecycle commands in-process against a real cluster', () => {
   beforeAll(async () => {
     dir = await tempDir('cosigner-cli-lifecycle-');
     dead = await closedPort();
-    cluster = await startCluster({ dir, nodes: 3, threshold: 2 });
+    cluster = await startCluster({ cosignerBin: COSIGNER_BIN, dir, nodes: 3, threshold: 2 });
     b = await cluster.fundedAccount();
     c = await cluster.fundedAccount();
     const accounts = [cluster.account.id, b.publicKey(), c.publicKey()];

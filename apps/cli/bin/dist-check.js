@@ -10,7 +10,7 @@ export const DIST_CONDITION = 'cosigner-dist';
 /** Written into each package's dist/ by the build: which sources it was built from. */
 export const BUILD_INFO = 'BUILD.json';
 /** The workspace folders whose packages are built (pnpm-workspace.yaml lists test and bench too; they have no src). */
-export const PACKAGE_PARENTS = ['packages', 'services'];
+export const PACKAGE_PARENTS = ['apps', 'packages', 'services'];
 
 /** Every workspace package with a src/ folder, as paths relative to `root`, sorted. */
 export function workspacePackages(root) {

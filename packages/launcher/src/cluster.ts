@@ -3,17 +3,19 @@ import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } f
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { CreateKeyCommand, GetPublicKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { type SetupSafety, signedFreshSetup } from '@cosigner/policy/account-setup';
 import { loadOrCreateIdentity } from '@cosigner/protocol/identity';
 import { Asset, Horizon, Keypair, Operation, StrKey, TransactionBuilder } from '@stellar/stellar-sdk';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import { COSIGNER_BIN, REPO_ROOT, type RunningProcess } from './process.ts';
 
 /**
  * The whole system on one machine, as real processes: one KMS emulator per node (separate simulated accounts,
  * so each node's credentials reach only its own emulator, as separate AWS accounts would), the ledger simulator,
- * the coordinator and N cosigner nodes. Used by the end-to-end tests and by `cosigner cluster up`, so it must not
- * import vitest. Every child is spawned exactly as an operator would run it: `cosigner <cmd> --port 0
- * --ready-file F`; nothing here imports a service's source.
+ * the coordinator and N cosigner nodes. Production code: `cosigner cluster up` runs it, and the end-to-end tests,
+ * the benchmarks and the chaos harness start their clusters with it, so it must not import vitest or the testkit.
+ * Every child is spawned exactly as an operator would run it: `<cosignerBin> <cmd> --port 0 --ready-file F`, with
+ * the `cosigner` executable the caller names (the CLI passes its own); nothing here imports a service's source or
+ * the CLI, which sit above this package.
  *
  * Layout under `dir`: `kms-<i>/`, `ledger/`, `coordinator/`, `node-<i>/` (one data directory each),
  * `logs/<name>.log` (every child's stdout+stderr), `run/<name>.ready.json`, and `cluster.json` (pids and
@@ -23,6 +25,8 @@ import { COSIGNER_BIN, REPO_ROOT, type RunningProcess } from './process.ts';
 export interface ClusterOptions {
   /** State directory; created when absent. */
   dir: string;
+  /** The `cosigner` executable (`apps/cli/bin/cosigner.js`) every child runs; the CLI passes its own path. */
+  cosignerBin: string;
   /** Number of cosigner nodes (default 3). */
   nodes?: number;
   /** Signing weight the operator account needs at every threshold level (default 2). */
@@ -106,6 +110,24 @@ export function mergeConfig(
     out[k] = isPlainObject(b) && isPlainObject(v) ? { ...b, ...v } : v;
   }
   return out;
+}
+
+/** A child process the launcher started and saw ready. */
+export interface RunningProcess {
+  readonly proc: ChildProcess;
+  readonly pid: number;
+  /** Base URL from the ready file, e.g. http://127.0.0.1:41233 */
+  readonly url: string;
+  /** Everything the ready file held (url, pid and whatever else the service wrote). */
+  readonly ready: Record<string, unknown>;
+  /** stdout and stderr so far, for assertions on what a process logged. */
+  output(): string;
+  /** SIGTERM and wait for exit (SIGKILL after `graceMs`). */
+  stop(graceMs?: number): Promise<number | null>;
+  /** SIGKILL and wait for exit. */
+  kill9(): Promise<void>;
+  /** Resolves with the exit code when the process ends. */
+  readonly exited: Promise<number | null>;
 }
 
 export interface ClusterProcess extends RunningProcess {
@@ -207,6 +229,8 @@ export const TERMINAL_STATES = ['submitted', 'failed', 'rejected', 'expired', 'c
 const CHILD_ENV: NodeJS.ProcessEnv = { NODE_ENV: 'development' };
 
 interface SpawnParams {
+  /** The `cosigner` executable to run (`ClusterOptions.cosignerBin`). */
+  cosignerBin: string;
   name: string;
   args: string[];
   dir: string;
@@ -265,9 +289,8 @@ export async function spawnService(p: SpawnParams): Promise<ClusterProcess> {
   try {
     proc = spawn(
       process.execPath,
-      [COSIGNER_BIN, ...p.args, '--port', String(p.port ?? 0), '--ready-file', readyFile],
+      [p.cosignerBin, ...p.args, '--port', String(p.port ?? 0), '--ready-file', readyFile],
       {
-        cwd: REPO_ROOT,
         env: { ...process.env, ...CHILD_ENV, ...p.env },
         stdio: ['ignore', fd, fd],
         detached: true,
@@ -360,7 +383,7 @@ function kmsClient(endpoint: string, region: string, p: KmsPrincipal): KMSClient
 /**
  * Create the node's Ed25519 signing key with the account's admin credentials, then read its public key with
  * the node's own credentials (proving the node can use it). KMS returns DER SubjectPublicKeyInfo: the raw key
- * is the last 32 bytes (KEYS-AND-CLUSTER-NOTES.md "AWS KMS Ed25519").
+ * is the last 32 bytes: a 12-byte DER prefix (RFC 8410 section 4) and the 32-byte key.
  */
 async function createNodeKey(
   endpoint: string,
@@ -475,6 +498,15 @@ const p = JSON.parse(readFileSync(file, 'utf8')).accounts[0].principals.find((x)
 if (!p) { process.stderr.write('no ' + role + ' principal in ' + file + '\\n'); process.exit(1); }
 process.stdout.write(JSON.stringify({ Version: 1, AccessKeyId: p.accessKeyId, SecretAccessKey: p.secretAccessKey }));
 `;
+
+/** One line on what the account-setup checks found (the launcher reports it; the CLI's account setup refuses it). */
+export function setupWarning(s: SetupSafety): string {
+  const problems = s.lockout.problems.map((p) => `${p.field}: ${p.message}`);
+  const disjoint = s.quorums.disjoint.map(
+    (d) => `thresholds.${d.level} ${d.threshold}: {${d.first.join(', ')}} and {${d.second.join(', ')}} each reach it`,
+  );
+  return [...problems, ...disjoint].join('; ');
+}
 
 /** The file under a cluster's directory that lets a later start resume it (see `LauncherState`). */
 export const LAUNCHER_STATE_FILE = 'launcher.json';
@@ -640,7 +672,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const launch = async (name: string, args: string[], env?: NodeJS.ProcessEnv): Promise<ClusterProcess> => {
     if (opts.signal?.aborted) throw new Error('cluster start interrupted');
     const spawnAt = (port: number | undefined): Promise<ClusterProcess> =>
-      spawnService({ name, args, dir, env, readyTimeoutMs, signal: opts.signal, port });
+      spawnService({ cosignerBin: opts.cosignerBin, name, args, dir, env, readyTimeoutMs, signal: opts.signal, port });
     let p: ClusterProcess;
     const port = state.ports[name];
     try {
@@ -740,7 +772,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
 
     // The operator accounts: each funded by the friendbot, then one setOptions transaction signed by its master key
     // adds every node's key at weight 1, sets low/med/high to the threshold and the master weight to 0, so from
-    // here on only a quorum of nodes can move its funds (STELLAR-RULES.md: setOptions is a high-threshold op).
+    // here on only a quorum of nodes can move its funds (setOptions that changes signers or thresholds is a high-threshold operation: stellar-core SetOptionsOpFrame::getThresholdLevel).
     // Accounts recorded by an earlier start must still be on the ledger (its snapshot) to be resumed.
     for (const id of state.accounts) {
       try {
@@ -754,22 +786,18 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     const setupOperator = async (): Promise<string> => {
       const master = Keypair.random();
       await friendbot(horizonUrl, master.publicKey());
-      const source = await horizon.loadAccount(master.publicKey());
-      const builder = new TransactionBuilder(source, { fee: '100', networkPassphrase });
-      for (const x of nodeInfo) {
-        builder.addOperation(Operation.setOptions({ signer: { ed25519PublicKey: x.stellarKey, weight: 1 } }));
-      }
-      builder.addOperation(
-        Operation.setOptions({
-          masterWeight: 0,
-          lowThreshold: threshold,
-          medThreshold: threshold,
-          highThreshold: threshold,
-        }),
+      const { tx, safety } = signedFreshSetup(
+        await horizon.loadAccount(master.publicKey()),
+        master,
+        {
+          signers: nodeInfo.map((x) => ({ key: x.stellarKey, weight: 1, node: x.id })),
+          thresholds: { low: threshold, med: threshold, high: threshold },
+        },
+        { networkPassphrase, fee: '100', timeoutSeconds: 60 },
       );
-      const setup = builder.setTimeout(60).build();
-      setup.sign(master);
-      await horizon.submitTransaction(setup);
+      // A development cluster may be 1-of-n or one node: said, not refused (`cosigner account setup` refuses it).
+      if (!safety.ok) step(`warning: ${master.publicKey()}: ${setupWarning(safety)}`);
+      await horizon.submitTransaction(tx);
       return master.publicKey();
     };
     const before = state.accounts.length;
@@ -978,6 +1006,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       restartNode: async (i) => {
         await nodeAt(i).stop();
         const p = await spawnService({
+          cosignerBin: opts.cosignerBin,
           name: nodeAt(i).name,
           args: nodeArgs(i),
           dir,
@@ -1000,7 +1029,14 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
         if (!args) return cluster.restartNode(nodeIndex(name));
         const old = current(name);
         await old.stop();
-        const p = await spawnService({ name, args, dir, readyTimeoutMs, port: Number(new URL(old.url).port) });
+        const p = await spawnService({
+          cosignerBin: opts.cosignerBin,
+          name,
+          args,
+          dir,
+          readyTimeoutMs,
+          port: Number(new URL(old.url).port),
+        });
         replace(p);
         await writeClusterFile(cluster);
         return p;
