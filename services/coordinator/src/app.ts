@@ -30,6 +30,7 @@ import { followUpKey, prepareSorobanTx, sorobanTxKind } from './kinds/soroban-tx
 import { prepareTransaction, transactionFields, transactionKind } from './kinds/transaction.ts';
 import { registerLifecycleRoutes } from './lifecycle.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
+import { ProposalIdParams, proposalOr404 } from './proposal-params.ts';
 import { progress } from './quorum.ts';
 import { RoundEngine } from './round.ts';
 import { LedgerClock } from './soroban.ts';
@@ -621,15 +622,11 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       config: { scope: 'read' },
       schema: {
         summary: 'A proposal with its progress, decisions and signed envelope',
-        params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+        params: ProposalIdParams,
         response: { 200: ProposalView, ...errors(401, 403, 404, 429) },
       },
     },
-    async (req) => {
-      const rec = store.getProposal(req.params.id);
-      if (!rec) throw coordinatorErrors.error('COORD_NOT_FOUND', { id: req.params.id });
-      return view(store, rec);
-    },
+    async (req) => view(store, proposalOr404(store, req.params.id)),
   );
 
   app.get(
@@ -687,7 +684,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       config: { scope: 'propose' },
       schema: {
         summary: 'Cancel a pending proposal',
-        params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+        params: ProposalIdParams,
         body: Type.Object({ reason: Type.Optional(Type.String({ maxLength: 256 })) }, { additionalProperties: false }),
         response: { 200: ProposalView, ...errors(400, 401, 403, 404, 409, 429) },
       },
