@@ -465,8 +465,10 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof CosignerError) return sendError(reply, err);
     const e = err as { code?: string; statusCode?: number; validation?: unknown; message: string };
-    if (e.validation) {
-      return sendError(
+    // A schema failure and any other client error Fastify raises are one code, with Fastify's sentence; a body over
+    // the limit has its own, which names the limit.
+    const badRequest = () =>
+      sendError(
         reply,
         coordinatorErrors.error(
           'COORD_BAD_REQUEST',
@@ -474,20 +476,11 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
           { message: `Invalid request: ${e.message}.` },
         ),
       );
-    }
+    if (e.validation) return badRequest();
     if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       return sendError(reply, coordinatorErrors.error('COORD_BODY_TOO_LARGE', { limit: config.limits.bodyBytes }));
     }
-    if (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500) {
-      return sendError(
-        reply,
-        coordinatorErrors.error(
-          'COORD_BAD_REQUEST',
-          { problem: e.message },
-          { message: `Invalid request: ${e.message}.` },
-        ),
-      );
-    }
+    if (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500) return badRequest();
     req.log.error({ err }, 'unhandled error');
     return sendError(reply, coordinatorErrors.error('COORD_INTERNAL'));
   });
