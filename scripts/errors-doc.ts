@@ -7,7 +7,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { renderErrorsDoc } from '../packages/errors/src/doc.ts';
-import { registeredErrors, registeredReasons } from '../packages/errors/src/errors.ts';
+import { registeredErrors, registeredReasons, registeredRecordCodes } from '../packages/errors/src/errors.ts';
 
 export const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
 export const ERRORS_DOC = join(ROOT, 'docs/reference/errors.md');
@@ -27,7 +27,7 @@ export async function errorModules(): Promise<string[]> {
   return found.sort();
 }
 
-/** The src files (top level of src/) that declare decision reasons: `defineReasons('…'`. */
+/** The src files (top level of src/) that declare decision reasons or record codes: `defineReasons('…'`. */
 export async function reasonModules(): Promise<string[]> {
   const found: string[] = [];
   for (const top of TOPS) {
@@ -35,7 +35,8 @@ export async function reasonModules(): Promise<string[]> {
       const src = join(ROOT, top, name, 'src');
       for (const file of await readdir(src).catch(() => [] as string[])) {
         if (!file.endsWith('.ts')) continue;
-        if (/\bdefineReasons\(\s*'/.test(await readFile(join(src, file), 'utf8'))) found.push(join(src, file));
+        if (/\bdefine(Reasons|RecordCodes)\(\s*'/.test(await readFile(join(src, file), 'utf8')))
+          found.push(join(src, file));
       }
     }
   }
@@ -46,7 +47,11 @@ export async function renderCurrentDoc(): Promise<string> {
   for (const file of [...(await errorModules()), ...(await reasonModules())]) await import(pathToFileURL(file).href);
   // the errors package's own test registries are not product errors
   const product = <T extends { scope: string }>(r: T): boolean => !r.scope.startsWith('errors-test');
-  return renderErrorsDoc(registeredErrors().filter(product), registeredReasons().filter(product));
+  return renderErrorsDoc(
+    registeredErrors().filter(product),
+    registeredReasons().filter(product),
+    registeredRecordCodes().filter(product),
+  );
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

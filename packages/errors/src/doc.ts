@@ -1,14 +1,16 @@
-import type { ErrorRegistry, ReasonRegistry } from './errors.ts';
+import type { ErrorRegistry, ReasonRegistry, RecordCodeRegistry } from './errors.ts';
 
 const cell = (s: string): string => s.replaceAll('|', '\\|');
 
 /**
  * Render docs/reference/errors.md from the registries: one table of error codes per package, codes sorted; then,
- * in a section of its own, one table of decision reasons per package (code, outcome, meaning).
+ * in a section of its own, one table of decision reasons per package (code, outcome, meaning); last, the record
+ * codes services write about what they observed (code, meaning).
  */
 export function renderErrorsDoc(
   registries: readonly ErrorRegistry<string>[],
   reasons: readonly ReasonRegistry<string>[] = [],
+  records: readonly RecordCodeRegistry<string>[] = [],
 ): string {
   const lines = [
     '# Error codes',
@@ -26,7 +28,12 @@ export function renderErrorsDoc(
     }
     lines.push('');
   }
-  if (reasons.length === 0) return lines.join('\n');
+  if (reasons.length > 0) renderReasons(lines, reasons);
+  if (records.length > 0) renderRecords(lines, records);
+  return lines.join('\n');
+}
+
+function renderReasons(lines: string[], reasons: readonly ReasonRegistry<string>[]): void {
   lines.push(
     '## Decision reasons',
     '',
@@ -45,5 +52,24 @@ export function renderErrorsDoc(
     }
     lines.push('');
   }
-  return lines.join('\n');
+}
+
+function renderRecords(lines: string[], records: readonly RecordCodeRegistry<string>[]): void {
+  lines.push(
+    '## Recorded codes',
+    '',
+    'Codes a service writes into its own records and events about what it observed: not errors it raised, not',
+    "reasons a node gave. They are lower_snake_case like the network's result codes beside them (Horizon's",
+    '`tx_bad_seq`, passed on verbatim). Generated from the `defineRecordCodes` registries.',
+    '',
+  );
+  const order = (a: RecordCodeRegistry<string>, b: RecordCodeRegistry<string>) =>
+    a.scope.localeCompare(b.scope) || a.title.localeCompare(b.title);
+  for (const reg of [...records].sort(order)) {
+    lines.push(`### ${reg.scope}: ${reg.title}`, '', '| code | meaning |', '| --- | --- |');
+    for (const code of Object.keys(reg.specs).sort()) {
+      lines.push(`| \`${code}\` | ${cell(reg.specs[code]!.message)} |`);
+    }
+    lines.push('');
+  }
 }

@@ -163,3 +163,49 @@ export function reasonOutcomes<C extends string>(registry: ReasonRegistry<C>): R
     Object.fromEntries(Object.entries(registry.specs).map(([c, s]) => [c, (s as ReasonSpec).outcome])),
   ) as Record<C, ReasonOutcome>;
 }
+
+/** What one record code means: the sentence a person reads. */
+export interface RecordCodeSpec {
+  readonly message: string;
+}
+
+/**
+ * Record codes: values a service writes into its own records and events about something it observed, such as a
+ * node's misbehaviour or how a submission ended. They are not errors (the service raised nothing) and not decision
+ * reasons (no node gave them). They are lower_snake_case, as the network's own result codes they sit beside in
+ * the same records (`tx_bad_seq`, `op_underfunded`: Horizon's, passed on verbatim).
+ */
+export interface RecordCodeRegistry<C extends string> {
+  readonly scope: string;
+  /** What the codes classify, as the document's heading says it ("misbehaviour kinds"). */
+  readonly title: string;
+  readonly specs: Readonly<Record<C, RecordCodeSpec>>;
+}
+
+const allRecordRegistries: RecordCodeRegistry<string>[] = [];
+
+/** Declare a set of record codes. Codes must be lower_snake_case and unique within the scope. */
+export function defineRecordCodes<C extends string>(
+  scope: string,
+  title: string,
+  specs: Record<C, RecordCodeSpec>,
+): RecordCodeRegistry<C> {
+  for (const code of Object.keys(specs)) {
+    if (!/^[a-z][a-z0-9_]+$/.test(code)) throw new TypeError(`record code ${code} is not lower_snake_case`);
+    for (const other of allRecordRegistries) {
+      if (other.scope === scope && other.title !== title && code in other.specs) {
+        throw new TypeError(`record code ${code} is declared by both ${other.title} and ${title} of ${scope}`);
+      }
+    }
+  }
+  const registry: RecordCodeRegistry<C> = { scope, title, specs: Object.freeze({ ...specs }) };
+  const existing = allRecordRegistries.findIndex((r) => r.scope === scope && r.title === title);
+  if (existing >= 0) allRecordRegistries.splice(existing, 1);
+  allRecordRegistries.push(registry as unknown as RecordCodeRegistry<string>);
+  return registry;
+}
+
+/** Every record-code registry loaded so far in this process. */
+export function registeredRecordCodes(): readonly RecordCodeRegistry<string>[] {
+  return allRecordRegistries;
+}

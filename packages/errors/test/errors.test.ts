@@ -5,9 +5,11 @@ import {
   CosignerError,
   defineErrors,
   defineReasons,
+  defineRecordCodes,
   reasonOutcomes,
   registeredErrors,
   registeredReasons,
+  registeredRecordCodes,
 } from '../src/errors.ts';
 
 describe('defineErrors', () => {
@@ -105,5 +107,38 @@ describe('defineReasons', () => {
     expect(doc).toContain('| `TEST_REASON_NO` | reject | No. |');
     expect(doc).toContain('| `TEST_REASON_WAIT` | hold | Wait \\| see. |');
     expect(renderErrorsDoc([errors])).not.toContain('Decision reasons');
+  });
+});
+
+describe('record codes', () => {
+  it('declares lower_snake_case codes per scope and title, refuses others and a code in two sets of a scope', () => {
+    const a = defineRecordCodes('errors-test-records', 'kinds a', { some_kind: { message: 'A kind.' } });
+    expect(a.specs.some_kind.message).toBe('A kind.');
+    expect(registeredRecordCodes()).toContain(a);
+    // Declaring the same set again replaces it (a module loaded twice).
+    const again = defineRecordCodes('errors-test-records', 'kinds a', { some_kind: { message: 'Again.' } });
+    expect(registeredRecordCodes()).toContain(again);
+    expect(registeredRecordCodes()).not.toContain(a);
+    expect(() => defineRecordCodes('errors-test-records', 'kinds b', { SomeKind: { message: 'x' } })).toThrow(
+      /not lower_snake_case/,
+    );
+    expect(() => defineRecordCodes('errors-test-records', 'kinds b', { some_kind: { message: 'x' } })).toThrow(
+      /declared by both kinds a and kinds b/,
+    );
+    // Another scope may use the same code.
+    expect(() => defineRecordCodes('errors-test-records-2', 'kinds', { some_kind: { message: 'x' } })).not.toThrow();
+  });
+
+  it('renders a section per scope and title after the reasons', () => {
+    const records = defineRecordCodes('errors-test-render', 'things seen', {
+      b_thing: { message: 'B | pipe.' },
+      a_thing: { message: 'A.' },
+    });
+    const doc = renderErrorsDoc([], [], [records]);
+    expect(doc).toContain('## Recorded codes');
+    expect(doc).toContain('### errors-test-render: things seen');
+    expect(doc.indexOf('`a_thing`')).toBeLessThan(doc.indexOf('`b_thing`'));
+    expect(doc).toContain('| `b_thing` | B \\| pipe. |');
+    expect(renderErrorsDoc([], [], [])).not.toContain('Recorded codes');
   });
 });

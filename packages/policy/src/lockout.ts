@@ -3,8 +3,7 @@
  *
  * Used by every operator command that changes signers or thresholds (`cosigner account setup`, `rotate`,
  * `node add|remove`, `thresholds set`) on the configuration the change would produce, BEFORE anything is
- * proposed. Rules (STELLAR-RULES.md "Signers, weights, thresholds", stellar-core SignatureChecker and
- * SetOptionsOpFrame):
+ * proposed. Rules (stellar-core SignatureChecker and SetOptionsOpFrame):
  * - a threshold of 0 still needs one valid signature, so its real requirement is max(threshold, 1);
  * - master weight 0 removes the master key; every other signer of weight 0 is removed;
  * - setOptions on signers or thresholds is a HIGH operation: a HIGH threshold the remaining signers cannot

@@ -209,7 +209,7 @@ describe('property: selectMinimalSignatures against exhaustive search', () => {
                 sel!.filter((_, j) => j !== i),
               ).ok,
             ).toBe(false);
-          // Safe in any order (STELLAR-RULES.md): every permutation passes the model.
+          // Safe in any order (core checks signatures against signers greedily): every permutation passes the model.
           const selectedKeys = sel!.map((g) => KEYS.findIndex((k) => Buffer.from(k.signatureHint()).equals(g.hint)));
           for (const p of permutations(selectedKeys))
             expect(

@@ -24,7 +24,7 @@ function codeOf(f: () => unknown): string | undefined {
   return undefined;
 }
 
-describe('checkAuth: the greedy, order-dependent checker (STELLAR-RULES.md examples)', () => {
+describe('checkAuth: the greedy, order-dependent checker (stellar-core SignatureChecker examples)', () => {
   // Account X: master weight 0, A = 1, B = 2, medium threshold 2.
   const [x, a, b, dest] = newKeys(4) as [Keypair, Keypair, Keypair, Keypair];
   const X = account(x, {

@@ -30,6 +30,7 @@ import { followUpKey, prepareSorobanTx, sorobanTxKind } from './kinds/soroban-tx
 import { prepareTransaction, transactionFields, transactionKind } from './kinds/transaction.ts';
 import { registerLifecycleRoutes } from './lifecycle.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
+import { ProposalIdParams, proposalOr404 } from './proposal-params.ts';
 import { progress } from './quorum.ts';
 import { RoundEngine } from './round.ts';
 import { LedgerClock } from './soroban.ts';
@@ -464,8 +465,10 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof CosignerError) return sendError(reply, err);
     const e = err as { code?: string; statusCode?: number; validation?: unknown; message: string };
-    if (e.validation) {
-      return sendError(
+    // A schema failure and any other client error Fastify raises are one code, with Fastify's sentence; a body over
+    // the limit has its own, which names the limit.
+    const badRequest = () =>
+      sendError(
         reply,
         coordinatorErrors.error(
           'COORD_BAD_REQUEST',
@@ -473,20 +476,11 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
           { message: `Invalid request: ${e.message}.` },
         ),
       );
-    }
+    if (e.validation) return badRequest();
     if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       return sendError(reply, coordinatorErrors.error('COORD_BODY_TOO_LARGE', { limit: config.limits.bodyBytes }));
     }
-    if (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500) {
-      return sendError(
-        reply,
-        coordinatorErrors.error(
-          'COORD_BAD_REQUEST',
-          { problem: e.message },
-          { message: `Invalid request: ${e.message}.` },
-        ),
-      );
-    }
+    if (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500) return badRequest();
     req.log.error({ err }, 'unhandled error');
     return sendError(reply, coordinatorErrors.error('COORD_INTERNAL'));
   });
@@ -621,15 +615,11 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       config: { scope: 'read' },
       schema: {
         summary: 'A proposal with its progress, decisions and signed envelope',
-        params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+        params: ProposalIdParams,
         response: { 200: ProposalView, ...errors(401, 403, 404, 429) },
       },
     },
-    async (req) => {
-      const rec = store.getProposal(req.params.id);
-      if (!rec) throw coordinatorErrors.error('COORD_NOT_FOUND', { id: req.params.id });
-      return view(store, rec);
-    },
+    async (req) => view(store, proposalOr404(store, req.params.id)),
   );
 
   app.get(
@@ -687,7 +677,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       config: { scope: 'propose' },
       schema: {
         summary: 'Cancel a pending proposal',
-        params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+        params: ProposalIdParams,
         body: Type.Object({ reason: Type.Optional(Type.String({ maxLength: 256 })) }, { additionalProperties: false }),
         response: { 200: ProposalView, ...errors(400, 401, 403, 404, 409, 429) },
       },

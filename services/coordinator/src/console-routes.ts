@@ -7,7 +7,7 @@ import { xdr as X } from '@stellar/stellar-sdk';
 import type { FastifyInstance } from 'fastify';
 import { type TSchema, Type } from 'typebox';
 import type { CoordinatorConfig } from './config.ts';
-import { coordinatorErrors } from './errors.ts';
+import { ProposalIdParams, proposalOr404 } from './proposal-params.ts';
 import type { ProposalRecord, Store } from './store.ts';
 
 /**
@@ -165,7 +165,7 @@ export function registerConsoleRoutes(
       config: { scope: 'read' },
       schema: {
         summary: "A proposal's events in order (created, each node's decisions, quorum, submission or end)",
-        params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+        params: ProposalIdParams,
         querystring: Type.Object(
           { limit: Type.Integer({ minimum: 1, maximum: 1000, default: 500 }) },
           { additionalProperties: false },
@@ -187,7 +187,7 @@ export function registerConsoleRoutes(
     },
     async (req) => {
       const { id } = req.params as { id: string };
-      if (!store.getProposal(id)) throw coordinatorErrors.error('COORD_NOT_FOUND', { id });
+      proposalOr404(store, id);
       return {
         events: store.eventsOf(id, (req.query as { limit: number }).limit).map((e) => ({
           seq: e.seq,
@@ -205,14 +205,13 @@ export function registerConsoleRoutes(
       config: { scope: 'read' },
       schema: {
         summary: "A proposal's decoding in plain terms (operations, memo, fee, time bounds, auth entries)",
-        params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+        params: ProposalIdParams,
         response: { 200: SummaryView, ...errors(401, 403, 404, 429) },
       },
     },
     async (req) => {
       const { id } = req.params as { id: string };
-      const rec = store.getProposal(id);
-      if (!rec) throw coordinatorErrors.error('COORD_NOT_FOUND', { id });
+      const rec = proposalOr404(store, id);
       return summaryOf(
         rec,
         store.authEntries(rec.id).map((e) => e.entry),

@@ -5,6 +5,7 @@ import type { Body, MessageType } from '@cosigner/protocol/messages';
 import { ReplayGuard, TokenBucket } from '@cosigner/protocol/replay';
 import type { Logger } from '@cosigner/runtime/logger';
 import type { WebSocket } from 'ws';
+import type { MisbehaviourKind } from './codes.ts';
 import type { Metrics } from './metrics.ts';
 import type { NodeRepository } from './store.ts';
 
@@ -38,7 +39,7 @@ export interface HubHandlers {
   /** A node's answer to a FROST key-generation step (frost/dkg.ts). */
   onFrostDkgReply?(nodeId: string, body: Body<'frost-dkg-reply'>): void;
   /** Something wrong came from an authenticated node. */
-  onMisbehaviour(nodeId: string, kind: string, detail: string, proposalId?: string): void;
+  onMisbehaviour(nodeId: string, kind: MisbehaviourKind, detail: string, proposalId?: string): void;
 }
 
 export interface HubOptions {

@@ -1,5 +1,6 @@
 import type { Body } from '@cosigner/protocol/messages';
 import type { Logger } from '@cosigner/runtime/logger';
+import type { MisbehaviourKind } from './codes.ts';
 import { type CoordinatorErrorCode, coordinatorErrors } from './errors.ts';
 import type { EventBus, EventType } from './events.ts';
 import type { ConnectedNode } from './hub.ts';
@@ -209,7 +210,7 @@ export class RoundEngine {
     for (const live of this.#live.values()) this.#fanOut(live, nodeId);
   }
 
-  #misbehaved(nodeId: string, kind: string, detail: string, proposalId?: string): void {
+  #misbehaved(nodeId: string, kind: MisbehaviourKind, detail: string, proposalId?: string): void {
     this.o.store.recordMisbehaviour({ nodeId, proposalId: proposalId ?? null, kind, detail, createdAt: Date.now() });
     this.o.metrics.nodeMisbehaviour.inc({ node: nodeId, kind });
     this.o.logger.warn({ nodeId, kind, detail, proposalId }, 'node misbehaved');
@@ -218,7 +219,7 @@ export class RoundEngine {
   }
 
   /** Called by the hub for frames that fail below the decision level. */
-  onMisbehaviour(nodeId: string, kind: string, detail: string, proposalId?: string): void {
+  onMisbehaviour(nodeId: string, kind: MisbehaviourKind, detail: string, proposalId?: string): void {
     this.#misbehaved(nodeId, kind, detail, proposalId);
   }
 

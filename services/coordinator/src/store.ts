@@ -5,6 +5,7 @@ import { openMigratedDatabase } from '@cosigner/runtime/sqlite';
 import type { AccountAuth, Requirement } from '@cosigner/stellar/types';
 import type Database from 'better-sqlite3';
 import { coordinatorErrors } from './errors.ts';
+import * as dbRows from './rows.ts';
 
 /**
  * The coordinator's durable state behind repository interfaces, so a PostgreSQL implementation can serve
@@ -244,83 +245,6 @@ export interface Store extends ProposalRepository, EventRepository, NodeReposito
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
 
-interface ProposalRow {
-  id: string;
-  idempotency_key: string | null;
-  api_key_id: string | null;
-  kind: string;
-  xdr: string;
-  hash: string;
-  network: string;
-  status: string;
-  status_reason: string | null;
-  requirements: string;
-  accounts: string;
-  submit: number;
-  callback_url: string | null;
-  note: string | null;
-  max_time: number;
-  submit_follow_up: number;
-  envelope: string | null;
-  result: string | null;
-  created_at: number;
-  updated_at: number;
-  signed_at: number | null;
-  n: number;
-}
-
-function fromRow(r: ProposalRow): ProposalRecord {
-  return {
-    id: r.id,
-    idempotencyKey: r.idempotency_key,
-    apiKeyId: r.api_key_id,
-    kind: r.kind as ProposalRecord['kind'],
-    xdr: r.xdr === '' ? null : r.xdr,
-    hash: r.hash,
-    network: r.network,
-    status: r.status as ProposalStatus,
-    statusReason: r.status_reason,
-    requirements: JSON.parse(r.requirements) as Requirement[],
-    accounts: JSON.parse(r.accounts) as AccountAuth[],
-    submit: r.submit === 1,
-    submitFollowUp: r.submit_follow_up === 1,
-    callbackUrl: r.callback_url,
-    note: r.note,
-    maxTime: r.max_time,
-    envelope: r.envelope,
-    result: r.result === null ? null : (JSON.parse(r.result) as SubmissionResult),
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-    signedAt: r.signed_at,
-  };
-}
-
-interface NodeRow {
-  id: string;
-  identity_key: string;
-  stellar_key: string;
-  enrolled_at: number;
-  last_seen: number | null;
-  last_latency_ms: number | null;
-  approvals: number;
-  rejections: number;
-  misbehaviours: number;
-}
-
-function nodeFromRow(r: NodeRow): NodeRecord {
-  return {
-    id: r.id,
-    identityKey: r.identity_key,
-    stellarKey: r.stellar_key,
-    enrolledAt: r.enrolled_at,
-    lastSeen: r.last_seen,
-    lastLatencyMs: r.last_latency_ms,
-    approvals: r.approvals,
-    rejections: r.rejections,
-    misbehaviours: r.misbehaviours,
-  };
-}
-
 /**
  * Open (creating and migrating) the coordinator database at `<dataDir>/coordinator.db`: 0600, WAL,
  * synchronous=FULL, a schema newer than this code refused, each migration under BEGIN IMMEDIATE.
@@ -423,13 +347,15 @@ class SqliteStore implements Store {
   }
 
   getProposal(id: string): ProposalRecord | undefined {
-    const r = this.#prepare('SELECT * FROM proposals WHERE id = ?').get(id) as ProposalRow | undefined;
-    return r && fromRow(r);
+    const r = this.#prepare('SELECT * FROM proposals WHERE id = ?').get(id) as dbRows.ProposalRow | undefined;
+    return r && dbRows.proposalFromRow(r);
   }
 
   getByIdempotencyKey(key: string): ProposalRecord | undefined {
-    const r = this.#prepare('SELECT * FROM proposals WHERE idempotency_key = ?').get(key) as ProposalRow | undefined;
-    return r && fromRow(r);
+    const r = this.#prepare('SELECT * FROM proposals WHERE idempotency_key = ?').get(key) as
+      | dbRows.ProposalRow
+      | undefined;
+    return r && dbRows.proposalFromRow(r);
   }
 
   listProposals(q: { status?: ProposalStatus; limit: number; before?: number }): {
@@ -439,10 +365,10 @@ class SqliteStore implements Store {
     const rows = this.#prepare(
       `SELECT * FROM proposals WHERE (@status IS NULL OR status = @status) AND (@before IS NULL OR n < @before)
          ORDER BY n DESC LIMIT @limit`,
-    ).all({ status: q.status ?? null, before: q.before ?? null, limit: q.limit + 1 }) as ProposalRow[];
+    ).all({ status: q.status ?? null, before: q.before ?? null, limit: q.limit + 1 }) as dbRows.ProposalRow[];
     const more = rows.length > q.limit;
     const page = rows.slice(0, q.limit);
-    return { items: page.map(fromRow), next: more ? page.at(-1)!.n : null };
+    return { items: page.map(dbRows.proposalFromRow), next: more ? page.at(-1)!.n : null };
   }
 
   searchProposals(term: string, limit: number): ProposalRecord[] {
@@ -457,16 +383,16 @@ class SqliteStore implements Store {
              ORDER BY n DESC LIMIT @limit`
         : `SELECT * FROM proposals WHERE n IN (SELECT n FROM proposals WHERE hash = @term
              UNION SELECT n FROM proposals WHERE idempotency_key = @term) ORDER BY n DESC LIMIT @limit`,
-    ).all({ term, limit }) as ProposalRow[];
-    return rows.map(fromRow);
+    ).all({ term, limit }) as dbRows.ProposalRow[];
+    return rows.map(dbRows.proposalFromRow);
   }
 
   openProposals(): ProposalRecord[] {
     const rows = this.#prepare(
       `SELECT * FROM proposals INDEXED BY proposals_open WHERE status = 'pending' OR (status = 'signed' AND submit = 1 AND result IS NULL)
          ORDER BY n`,
-    ).all() as ProposalRow[];
-    return rows.map(fromRow);
+    ).all() as dbRows.ProposalRow[];
+    return rows.map(dbRows.proposalFromRow);
   }
 
   countOpen(): number {
@@ -531,20 +457,8 @@ class SqliteStore implements Store {
     return (
       this.#prepare('SELECT * FROM signatures WHERE proposal_id = ? ORDER BY created_at, signer_key').all(
         proposalId,
-      ) as {
-        proposal_id: string;
-        signer_key: string;
-        node_id: string;
-        signature: string;
-        created_at: number;
-      }[]
-    ).map((r) => ({
-      proposalId: r.proposal_id,
-      signerKey: r.signer_key,
-      nodeId: r.node_id,
-      signature: r.signature,
-      createdAt: r.created_at,
-    }));
+      ) as dbRows.SignatureRow[]
+    ).map(dbRows.signatureFromRow);
   }
 
   addAuthSignature(rec: AuthSignatureRecord): boolean {
@@ -559,24 +473,8 @@ class SqliteStore implements Store {
     return (
       this.#prepare(
         'SELECT * FROM auth_signatures WHERE proposal_id = ? ORDER BY entry_index, created_at, signer_key',
-      ).all(proposalId) as {
-        proposal_id: string;
-        entry_index: number;
-        signer_key: string;
-        node_id: string;
-        payload: string;
-        signature: string;
-        created_at: number;
-      }[]
-    ).map((r) => ({
-      proposalId: r.proposal_id,
-      entryIndex: r.entry_index,
-      signerKey: r.signer_key,
-      nodeId: r.node_id,
-      payload: r.payload,
-      signature: r.signature,
-      createdAt: r.created_at,
-    }));
+      ).all(proposalId) as dbRows.AuthSignatureRow[]
+    ).map(dbRows.authSignatureFromRow);
   }
 
   recordApproval(decision: DecisionRecord, rows: ApprovalRows): boolean {
@@ -607,20 +505,10 @@ class SqliteStore implements Store {
 
   decisions(proposalId: string): DecisionRecord[] {
     return (
-      this.#prepare('SELECT * FROM decisions WHERE proposal_id = ? ORDER BY created_at, node_id').all(proposalId) as {
-        proposal_id: string;
-        node_id: string;
-        outcome: string;
-        reasons: string;
-        created_at: number;
-      }[]
-    ).map((r) => ({
-      proposalId: r.proposal_id,
-      nodeId: r.node_id,
-      outcome: r.outcome as DecisionRecord['outcome'],
-      reasons: JSON.parse(r.reasons) as DecisionReasonRecord[],
-      createdAt: r.created_at,
-    }));
+      this.#prepare('SELECT * FROM decisions WHERE proposal_id = ? ORDER BY created_at, node_id').all(
+        proposalId,
+      ) as dbRows.DecisionRow[]
+    ).map(dbRows.decisionFromRow);
   }
 
   appendEvent(proposalId: string | null, type: string, data: Record<string, unknown>, at: number): EventRecord {
@@ -644,21 +532,7 @@ class SqliteStore implements Store {
   }
 
   #events(rows: unknown[]): EventRecord[] {
-    return (
-      rows as {
-        seq: number;
-        proposal_id: string | null;
-        type: string;
-        data: string;
-        created_at: number;
-      }[]
-    ).map((r) => ({
-      seq: r.seq,
-      proposalId: r.proposal_id,
-      type: r.type,
-      data: JSON.parse(r.data) as Record<string, unknown>,
-      createdAt: r.created_at,
-    }));
+    return (rows as dbRows.EventRow[]).map(dbRows.eventFromRow);
   }
 
   enrollNode(n: { id: string; identityKey: string; stellarKey: string }, at: number): void {
@@ -675,12 +549,12 @@ class SqliteStore implements Store {
   }
 
   getNode(id: string): NodeRecord | undefined {
-    const r = this.#prepare('SELECT * FROM nodes WHERE id = ?').get(id) as NodeRow | undefined;
-    return r && nodeFromRow(r);
+    const r = this.#prepare('SELECT * FROM nodes WHERE id = ?').get(id) as dbRows.NodeRow | undefined;
+    return r && dbRows.nodeFromRow(r);
   }
 
   listNodes(): NodeRecord[] {
-    return (this.#prepare('SELECT * FROM nodes ORDER BY id').all() as NodeRow[]).map(nodeFromRow);
+    return (this.#prepare('SELECT * FROM nodes ORDER BY id').all() as dbRows.NodeRow[]).map(dbRows.nodeFromRow);
   }
 
   touchNode(id: string, at: number, latencyMs?: number): void {
@@ -706,20 +580,11 @@ class SqliteStore implements Store {
 
   misbehaviours(nodeId: string, limit: number): MisbehaviourRecord[] {
     return (
-      this.#prepare('SELECT * FROM misbehaviours WHERE node_id = ? ORDER BY seq DESC LIMIT ?').all(nodeId, limit) as {
-        node_id: string;
-        proposal_id: string | null;
-        kind: string;
-        detail: string;
-        created_at: number;
-      }[]
-    ).map((r) => ({
-      nodeId: r.node_id,
-      proposalId: r.proposal_id,
-      kind: r.kind,
-      detail: r.detail,
-      createdAt: r.created_at,
-    }));
+      this.#prepare('SELECT * FROM misbehaviours WHERE node_id = ? ORDER BY seq DESC LIMIT ?').all(
+        nodeId,
+        limit,
+      ) as dbRows.MisbehaviourRow[]
+    ).map(dbRows.misbehaviourFromRow);
   }
 
   insertApiKey(rec: ApiKeyRecord): void {
@@ -729,26 +594,8 @@ class SqliteStore implements Store {
   }
 
   getApiKey(id: string): ApiKeyRecord | undefined {
-    const r = this.#prepare('SELECT * FROM api_keys WHERE id = ?').get(id) as
-      | {
-          id: string;
-          hash: string;
-          scopes: string;
-          label: string | null;
-          created_at: number;
-          revoked_at: number | null;
-        }
-      | undefined;
-    return (
-      r && {
-        id: r.id,
-        hash: r.hash,
-        scopes: r.scopes.split(',').filter((s) => s.length > 0),
-        label: r.label,
-        createdAt: r.created_at,
-        revokedAt: r.revoked_at,
-      }
-    );
+    const r = this.#prepare('SELECT * FROM api_keys WHERE id = ?').get(id) as dbRows.ApiKeyRow | undefined;
+    return r && dbRows.apiKeyFromRow(r);
   }
 
   countApiKeys(): number {

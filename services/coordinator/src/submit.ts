@@ -1,4 +1,5 @@
 import type { Logger } from '@cosigner/runtime/logger';
+import type { SubmissionCode } from './codes.ts';
 import type { EventBus } from './events.ts';
 import { explainResultCode, type LedgerClient } from './horizon.ts';
 import type { Metrics } from './metrics.ts';
@@ -179,7 +180,7 @@ export class Submitter {
   }
 
   /** The submission ends without a verdict from the network on this envelope. */
-  #gaveUp(rec: ProposalRecord, code: string, message: string, attempts: number): void {
+  #gaveUp(rec: ProposalRecord, code: SubmissionCode, message: string, attempts: number): void {
     this.#failed(rec, { outcome: 'failed', code, message, operationCodes: [], ledger: null, attempts });
   }
 

@@ -3,7 +3,18 @@ import { Keypair } from '@stellar/stellar-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { createApiKey } from '../src/apikeys.ts';
-import { disposeHarness, FakeLedger, type Harness, harness, multisig, NETWORK, payment } from './helpers.ts';
+import {
+  bearer,
+  disposeHarness,
+  FakeLedger,
+  type Harness,
+  harness,
+  harnessWithAccount,
+  multisig,
+  NETWORK,
+  payment,
+  postAsAdmin,
+} from './helpers.ts';
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -13,35 +24,16 @@ afterEach(async () => {
 const signers = () => [Keypair.random().publicKey(), Keypair.random().publicKey(), Keypair.random().publicKey()];
 
 async function withAccount(config: Record<string, unknown> = {}) {
-  const ledger = new FakeLedger();
-  const source = Keypair.random().publicKey();
-  const keys = signers();
-  ledger.accounts.set(source, multisig(source, keys, 2));
-  h = await harness({ ledger, config });
-  // Enrolled nodes hold the signer keys, so the quorum is reachable and proposals stay pending.
-  keys.forEach((k, i) => {
-    h!.store.enrollNode(
-      { id: `n${i}`, identityKey: Buffer.alloc(32, i + 1).toString('base64'), stellarKey: k },
-      Date.now(),
-    );
-  });
-  return { source, ledger, h };
-}
-
-function auth(key: string) {
-  return { authorization: `Bearer ${key}` };
+  const r = await harnessWithAccount({ config });
+  h = r.h;
+  return r;
 }
 
 describe('POST /v1/proposals', () => {
   it('accepts a transaction: 201, committed, with requirements per account', async () => {
     const { source, h } = await withAccount();
     const xdr = payment(source);
-    const res = await h.app.inject({
-      method: 'POST',
-      url: '/v1/proposals',
-      headers: auth(h.adminKey),
-      payload: { xdr, note: 'rent' },
-    });
+    const res = await postAsAdmin(h, '/v1/proposals', { xdr, note: 'rent' });
     expect(res.statusCode).toBe(201);
     const p = res.json();
     expect(p.status).toBe('pending');
@@ -64,31 +56,16 @@ describe('POST /v1/proposals', () => {
   it('idempotency: same key and XDR -> 200 with the same proposal; other XDR -> 409', async () => {
     const { source, h } = await withAccount();
     const xdr = payment(source);
-    const a = await h.app.inject({
-      method: 'POST',
-      url: '/v1/proposals',
-      headers: auth(h.adminKey),
-      payload: { xdr, idempotencyKey: 'k-1' },
-    });
-    const b = await h.app.inject({
-      method: 'POST',
-      url: '/v1/proposals',
-      headers: auth(h.adminKey),
-      payload: { xdr, idempotencyKey: 'k-1' },
-    });
+    const a = await postAsAdmin(h, '/v1/proposals', { xdr, idempotencyKey: 'k-1' });
+    const b = await postAsAdmin(h, '/v1/proposals', { xdr, idempotencyKey: 'k-1' });
     expect(a.statusCode).toBe(201);
     expect(b.statusCode).toBe(200);
     expect(b.json().id).toBe(a.json().id);
-    const c = await h.app.inject({
-      method: 'POST',
-      url: '/v1/proposals',
-      headers: auth(h.adminKey),
-      payload: { xdr: payment(source, { seq: '200' }), idempotencyKey: 'k-1' },
-    });
+    const c = await postAsAdmin(h, '/v1/proposals', { xdr: payment(source, { seq: '200' }), idempotencyKey: 'k-1' });
     expect(c.statusCode).toBe(409);
     expect(c.json().code).toBe('COORD_IDEMPOTENCY_CONFLICT');
     // A client that lost the answer finds the proposal by its key: zero or one item, the status filter applies.
-    const list = (q: string) => h.app.inject({ url: `/v1/proposals?${q}`, headers: auth(h.adminKey) });
+    const list = (q: string) => h.app.inject({ url: `/v1/proposals?${q}`, headers: bearer(h.adminKey) });
     const found = (await list('idempotencyKey=k-1')).json();
     expect(found.items.map((p: { id: string }) => p.id)).toEqual([a.json().id]);
     expect(found.nextCursor).toBeNull();
@@ -101,41 +78,24 @@ describe('POST /v1/proposals', () => {
 
   it('bad XDR -> 400 with the decoder code; wrong network -> 400; schema errors -> 400', async () => {
     const { source, h } = await withAccount();
-    const bad = await h.app.inject({
-      method: 'POST',
-      url: '/v1/proposals',
-      headers: auth(h.adminKey),
-      payload: { xdr: 'AAAA%%%' },
-    });
+    const bad = await postAsAdmin(h, '/v1/proposals', { xdr: 'AAAA%%%' });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().code).toBe('STELLAR_MALFORMED_XDR');
-    const net = await h.app.inject({
-      method: 'POST',
-      url: '/v1/proposals',
-      headers: auth(h.adminKey),
-      payload: { xdr: payment(source), network: 'Public Global Stellar Network ; September 2015' },
+    const net = await postAsAdmin(h, '/v1/proposals', {
+      xdr: payment(source),
+      network: 'Public Global Stellar Network ; September 2015',
     });
     expect(net.statusCode).toBe(400);
     expect(net.json().code).toBe('COORD_WRONG_NETWORK');
-    const extra = await h.app.inject({
-      method: 'POST',
-      url: '/v1/proposals',
-      headers: auth(h.adminKey),
-      payload: { xdr: payment(source), surprise: 1 },
-    });
+    const extra = await postAsAdmin(h, '/v1/proposals', { xdr: payment(source), surprise: 1 });
     expect(extra.statusCode).toBe(400);
     expect(extra.json().code).toBe('COORD_BAD_REQUEST');
-    const missing = await h.app.inject({
-      method: 'POST',
-      url: '/v1/proposals',
-      headers: auth(h.adminKey),
-      payload: {},
-    });
+    const missing = await postAsAdmin(h, '/v1/proposals', {});
     expect(missing.json().code).toBe('COORD_BAD_REQUEST');
     const notJson = await h.app.inject({
       method: 'POST',
       url: '/v1/proposals',
-      headers: { ...auth(h.adminKey), 'content-type': 'application/json' },
+      headers: { ...bearer(h.adminKey), 'content-type': 'application/json' },
       payload: '{',
     });
     expect(notJson.statusCode).toBe(400);
@@ -145,12 +105,7 @@ describe('POST /v1/proposals', () => {
   it('a transaction hashed for another network is refused by the hash the nodes would compute (same XDR, other hash)', async () => {
     const { source, h } = await withAccount();
     const other = payment(source, { network: 'Some Other Network' });
-    const res = await h.app.inject({
-      method: 'POST',
-      url: '/v1/proposals',
-      headers: auth(h.adminKey),
-      payload: { xdr: other },
-    });
+    const res = await postAsAdmin(h, '/v1/proposals', { xdr: other });
     // The XDR carries no network: it decodes, and its hash is computed for the pinned network only.
     expect(res.statusCode).toBe(201);
     expect(res.json().network).toBe(NETWORK);
@@ -158,21 +113,11 @@ describe('POST /v1/proposals', () => {
 
   it('unknown source account -> 422; Horizon down -> 503', async () => {
     const { h, ledger } = await withAccount();
-    const res = await h.app.inject({
-      method: 'POST',
-      url: '/v1/proposals',
-      headers: auth(h.adminKey),
-      payload: { xdr: payment(Keypair.random().publicKey()) },
-    });
+    const res = await postAsAdmin(h, '/v1/proposals', { xdr: payment(Keypair.random().publicKey()) });
     expect(res.statusCode).toBe(422);
     expect(res.json().code).toBe('COORD_ACCOUNT_NOT_FOUND');
     ledger.up = false;
-    const down = await h.app.inject({
-      method: 'POST',
-      url: '/v1/proposals',
-      headers: auth(h.adminKey),
-      payload: { xdr: payment(Keypair.random().publicKey()) },
-    });
+    const down = await postAsAdmin(h, '/v1/proposals', { xdr: payment(Keypair.random().publicKey()) });
     expect(down.statusCode).toBe(503);
     expect(down.json().code).toBe('COORD_HORIZON_UNAVAILABLE');
   });
@@ -180,12 +125,7 @@ describe('POST /v1/proposals', () => {
   it('caches account state for a ledger: two proposals, one load', async () => {
     const { source, h, ledger } = await withAccount();
     for (const seq of ['1', '2']) {
-      const r = await h.app.inject({
-        method: 'POST',
-        url: '/v1/proposals',
-        headers: auth(h.adminKey),
-        payload: { xdr: payment(source, { seq }) },
-      });
+      const r = await postAsAdmin(h, '/v1/proposals', { xdr: payment(source, { seq }) });
       expect(r.statusCode).toBe(201);
     }
     expect(ledger.loads).toBe(1);
@@ -193,31 +133,16 @@ describe('POST /v1/proposals', () => {
 
   it('production mode accepts https callback URLs only', async () => {
     const { source, h } = await withAccount({ mode: 'production' });
-    const r = await h.app.inject({
-      method: 'POST',
-      url: '/v1/proposals',
-      headers: auth(h.adminKey),
-      payload: { xdr: payment(source), callbackUrl: 'http://hooks.example/x' },
-    });
+    const r = await postAsAdmin(h, '/v1/proposals', { xdr: payment(source), callbackUrl: 'http://hooks.example/x' });
     expect(r.statusCode).toBe(400);
     expect(r.json()).toMatchObject({ code: 'COORD_BAD_REQUEST', details: { field: 'callbackUrl' } });
-    const ok = await h.app.inject({
-      method: 'POST',
-      url: '/v1/proposals',
-      headers: auth(h.adminKey),
-      payload: { xdr: payment(source), callbackUrl: 'https://hooks.example/x' },
-    });
+    const ok = await postAsAdmin(h, '/v1/proposals', { xdr: payment(source), callbackUrl: 'https://hooks.example/x' });
     expect(ok.statusCode).toBe(201);
   });
 
   it('413 above the body limit', async () => {
     const { h } = await withAccount({ limits: { bodyBytes: 2048 } });
-    const res = await h.app.inject({
-      method: 'POST',
-      url: '/v1/proposals',
-      headers: auth(h.adminKey),
-      payload: { xdr: 'A'.repeat(4000) },
-    });
+    const res = await postAsAdmin(h, '/v1/proposals', { xdr: 'A'.repeat(4000) });
     expect(res.statusCode).toBe(413);
     expect(res.json().code).toBe('COORD_BODY_TOO_LARGE');
   });
@@ -227,32 +152,18 @@ describe('POST /v1/proposals', () => {
     const other = createApiKey(h.store, ['read']).key;
     const codes: number[] = [];
     for (let i = 0; i < 3; i++)
-      codes.push((await h.app.inject({ url: '/v1/proposals', headers: auth(h.adminKey) })).statusCode);
+      codes.push((await h.app.inject({ url: '/v1/proposals', headers: bearer(h.adminKey) })).statusCode);
     expect(codes).toEqual([200, 200, 429]);
-    const limited = await h.app.inject({ url: '/v1/proposals', headers: auth(h.adminKey) });
+    const limited = await h.app.inject({ url: '/v1/proposals', headers: bearer(h.adminKey) });
     expect(limited.json().code).toBe('COORD_RATE_LIMITED');
     expect(limited.headers['retry-after']).toBeDefined();
-    expect((await h.app.inject({ url: '/v1/proposals', headers: auth(other) })).statusCode).toBe(200);
+    expect((await h.app.inject({ url: '/v1/proposals', headers: bearer(other) })).statusCode).toBe(200);
   });
 
   it('429 when too many proposals are open', async () => {
     const { source, h } = await withAccount({ limits: { maxOpenProposals: 1 } });
-    expect(
-      (
-        await h.app.inject({
-          method: 'POST',
-          url: '/v1/proposals',
-          headers: auth(h.adminKey),
-          payload: { xdr: payment(source, { seq: '1' }) },
-        })
-      ).statusCode,
-    ).toBe(201);
-    const r = await h.app.inject({
-      method: 'POST',
-      url: '/v1/proposals',
-      headers: auth(h.adminKey),
-      payload: { xdr: payment(source, { seq: '2' }) },
-    });
+    expect((await postAsAdmin(h, '/v1/proposals', { xdr: payment(source, { seq: '1' }) })).statusCode).toBe(201);
+    const r = await postAsAdmin(h, '/v1/proposals', { xdr: payment(source, { seq: '2' }) });
     expect(r.statusCode).toBe(429);
     expect(r.json().code).toBe('COORD_TOO_MANY_OPEN');
   });
@@ -265,17 +176,17 @@ describe('authentication and scopes', () => {
     expect(none.statusCode).toBe(401);
     expect(none.json().code).toBe('COORD_UNAUTHENTICATED');
     const forged = `cak.${'0'.repeat(16)}.${'A'.repeat(43)}`;
-    expect((await h.app.inject({ url: '/v1/proposals', headers: auth(forged) })).statusCode).toBe(401);
-    expect((await h.app.inject({ url: '/v1/proposals', headers: auth('garbage') })).statusCode).toBe(401);
+    expect((await h.app.inject({ url: '/v1/proposals', headers: bearer(forged) })).statusCode).toBe(401);
+    expect((await h.app.inject({ url: '/v1/proposals', headers: bearer('garbage') })).statusCode).toBe(401);
     const realId = h.adminKey.split('.')[1];
     expect(
-      (await h.app.inject({ url: '/v1/proposals', headers: auth(`cak.${realId}.${'B'.repeat(43)}`) })).statusCode,
+      (await h.app.inject({ url: '/v1/proposals', headers: bearer(`cak.${realId}.${'B'.repeat(43)}`) })).statusCode,
     ).toBe(401);
     const reader = createApiKey(h.store, ['read']).key;
     const post = await h.app.inject({
       method: 'POST',
       url: '/v1/proposals',
-      headers: auth(reader),
+      headers: bearer(reader),
       payload: { xdr: payment(source) },
     });
     expect(post.statusCode).toBe(403);
@@ -287,7 +198,7 @@ describe('authentication and scopes', () => {
         await h.app.inject({
           method: 'POST',
           url: '/v1/proposals',
-          headers: auth(proposer),
+          headers: bearer(proposer),
           payload: { xdr: payment(source) },
         })
       ).statusCode,
@@ -300,57 +211,44 @@ describe('GET /v1/proposals, cancel, nodes, health, docs', () => {
     const { source, h } = await withAccount();
     const ids: string[] = [];
     for (const seq of ['1', '2', '3']) {
-      ids.push(
-        (
-          await h.app.inject({
-            method: 'POST',
-            url: '/v1/proposals',
-            headers: auth(h.adminKey),
-            payload: { xdr: payment(source, { seq }) },
-          })
-        ).json().id,
-      );
+      ids.push((await postAsAdmin(h, '/v1/proposals', { xdr: payment(source, { seq }) })).json().id);
     }
-    const p1 = (await h.app.inject({ url: '/v1/proposals?limit=2', headers: auth(h.adminKey) })).json();
+    const p1 = (await h.app.inject({ url: '/v1/proposals?limit=2', headers: bearer(h.adminKey) })).json();
     expect(p1.items.map((p: { id: string }) => p.id)).toEqual([ids[2], ids[1]]);
     expect(p1.nextCursor).not.toBeNull();
     const p2 = (
-      await h.app.inject({ url: `/v1/proposals?limit=2&cursor=${p1.nextCursor}`, headers: auth(h.adminKey) })
+      await h.app.inject({ url: `/v1/proposals?limit=2&cursor=${p1.nextCursor}`, headers: bearer(h.adminKey) })
     ).json();
     expect(p2.items.map((p: { id: string }) => p.id)).toEqual([ids[0]]);
     expect(p2.nextCursor).toBeNull();
-    const cancelled = await h.app.inject({
-      method: 'POST',
-      url: `/v1/proposals/${ids[0]}/cancel`,
-      headers: auth(h.adminKey),
-      payload: { reason: 'typo' },
-    });
+    const cancelled = await postAsAdmin(h, `/v1/proposals/${ids[0]}/cancel`, { reason: 'typo' });
     expect(cancelled.statusCode).toBe(200);
     expect(cancelled.json().status).toBe('cancelled');
     expect(cancelled.json().statusReason).toContain('typo');
-    const only = (await h.app.inject({ url: '/v1/proposals?status=cancelled', headers: auth(h.adminKey) })).json();
+    const only = (await h.app.inject({ url: '/v1/proposals?status=cancelled', headers: bearer(h.adminKey) })).json();
     expect(only.items.map((p: { id: string }) => p.id)).toEqual([ids[0]]);
     const again = await h.app.inject({
       method: 'POST',
       url: `/v1/proposals/${ids[0]}/cancel`,
-      headers: auth(h.adminKey),
+      headers: bearer(h.adminKey),
     });
     expect(again.statusCode).toBe(409);
     expect(again.json().code).toBe('COORD_NOT_CANCELLABLE');
-    const bad = await h.app.inject({ url: '/v1/proposals?cursor=abc', headers: auth(h.adminKey) });
+    const bad = await h.app.inject({ url: '/v1/proposals?cursor=abc', headers: bearer(h.adminKey) });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().code).toBe('COORD_BAD_CURSOR');
-    const badStatus = await h.app.inject({ url: '/v1/proposals?status=nope', headers: auth(h.adminKey) });
+    const badStatus = await h.app.inject({ url: '/v1/proposals?status=nope', headers: bearer(h.adminKey) });
     expect(badStatus.statusCode).toBe(400);
   });
 
   it('404 for an unknown proposal, cancel target or route', async () => {
     const { h } = await withAccount();
-    const r = await h.app.inject({ url: '/v1/proposals/nope', headers: auth(h.adminKey) });
+    const r = await h.app.inject({ url: '/v1/proposals/nope', headers: bearer(h.adminKey) });
     expect(r.statusCode).toBe(404);
     expect(r.json().code).toBe('COORD_NOT_FOUND');
     expect(
-      (await h.app.inject({ method: 'POST', url: '/v1/proposals/nope/cancel', headers: auth(h.adminKey) })).statusCode,
+      (await h.app.inject({ method: 'POST', url: '/v1/proposals/nope/cancel', headers: bearer(h.adminKey) }))
+        .statusCode,
     ).toBe(404);
     expect((await h.app.inject({ url: '/v2/nothing' })).json().code).toBe('COORD_NOT_FOUND');
   });
@@ -361,7 +259,7 @@ describe('GET /v1/proposals, cancel, nodes, health, docs', () => {
       { id: 'x1', identityKey: Buffer.alloc(32, 1).toString('base64'), stellarKey: Keypair.random().publicKey() },
       Date.now(),
     );
-    const r = await h.app.inject({ url: '/v1/nodes', headers: auth(h.adminKey) });
+    const r = await h.app.inject({ url: '/v1/nodes', headers: bearer(h.adminKey) });
     expect(r.statusCode).toBe(200);
     expect(r.json().nodes).toMatchObject([
       { id: 'n0' },
@@ -381,7 +279,7 @@ describe('GET /v1/proposals, cancel, nodes, health, docs', () => {
       rawRequest(url, {
         method: 'POST',
         path: '/v1/proposals',
-        headers: { host, ...auth(h!.adminKey) },
+        headers: { host, ...bearer(h!.adminKey) },
         body: JSON.stringify({ xdr: payment(source) }),
       });
     const refused = await propose('rebind.attacker.example:8080');

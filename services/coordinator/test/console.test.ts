@@ -8,28 +8,17 @@ import WebSocket from 'ws';
 import { createApiKey } from '../src/apikeys.ts';
 import { CONSOLE_SUBPROTOCOL, consoleSocketKey, summaryOf } from '../src/console-routes.ts';
 import type { ProposalRecord } from '../src/store.ts';
-import { disposeHarness, FakeLedger, type Harness, harness, multisig, NETWORK, payment } from './helpers.ts';
+import { bearer, disposeHarness, type Harness, harnessWithAccount, NETWORK, payment, postAsAdmin } from './helpers.ts';
 
 let h: Harness | undefined;
 afterEach(async () => {
   h = await disposeHarness(h);
 });
 
-const auth = (key: string) => ({ authorization: `Bearer ${key}` });
-
 async function withAccount(listen = false) {
-  const ledger = new FakeLedger();
-  const source = Keypair.random().publicKey();
-  const keys = [Keypair.random().publicKey(), Keypair.random().publicKey(), Keypair.random().publicKey()];
-  ledger.accounts.set(source, multisig(source, keys, 2));
-  h = await harness({ ledger, listen });
-  keys.forEach((k, i) => {
-    h!.store.enrollNode(
-      { id: `n${i}`, identityKey: Buffer.alloc(32, i + 1).toString('base64'), stellarKey: k },
-      Date.now(),
-    );
-  });
-  return { source, keys, h };
+  const r = await harnessWithAccount({ listen });
+  h = r.h;
+  return r;
 }
 
 describe('console files', () => {
@@ -95,7 +84,7 @@ describe('console files', () => {
 describe('GET /v1/session', () => {
   it("answers the key's id, label and scopes; 401 without a valid key; 403 without read", async () => {
     const { h } = await withAccount();
-    const me = await h.app.inject({ url: '/v1/session', headers: auth(h.adminKey) });
+    const me = await h.app.inject({ url: '/v1/session', headers: bearer(h.adminKey) });
     expect(me.statusCode).toBe(200);
     expect(me.json()).toEqual({
       keyId: h.adminKey.split('.')[1],
@@ -104,17 +93,17 @@ describe('GET /v1/session', () => {
       network: expect.any(String),
     });
     const reader = createApiKey(h.store, ['read'], 'treasury-viewer');
-    expect((await h.app.inject({ url: '/v1/session', headers: auth(reader.key) })).json()).toMatchObject({
+    expect((await h.app.inject({ url: '/v1/session', headers: bearer(reader.key) })).json()).toMatchObject({
       keyId: reader.id,
       label: 'treasury-viewer',
       scopes: ['read'],
     });
     expect((await h.app.inject({ url: '/v1/session' })).statusCode).toBe(401);
-    const wrong = await h.app.inject({ url: '/v1/session', headers: auth(`cak.${reader.id}.${'A'.repeat(43)}`) });
+    const wrong = await h.app.inject({ url: '/v1/session', headers: bearer(`cak.${reader.id}.${'A'.repeat(43)}`) });
     expect(wrong.statusCode).toBe(401);
     expect(wrong.json().code).toBe('COORD_UNAUTHENTICATED');
     const proposer = createApiKey(h.store, ['propose']);
-    const forbidden = await h.app.inject({ url: '/v1/session', headers: auth(proposer.key) });
+    const forbidden = await h.app.inject({ url: '/v1/session', headers: bearer(proposer.key) });
     expect(forbidden.statusCode).toBe(403);
     expect(forbidden.json().code).toBe('COORD_FORBIDDEN');
   });
@@ -124,27 +113,17 @@ describe('POST /v1/decode', () => {
   it('decodes an envelope in plain terms without storing anything; bad XDR gets the decoder code', async () => {
     const { source, h } = await withAccount();
     const xdr = payment(source, { amount: '12.5' });
-    const res = await h.app.inject({ method: 'POST', url: '/v1/decode', headers: auth(h.adminKey), payload: { xdr } });
+    const res = await postAsAdmin(h, '/v1/decode', { xdr });
     expect(res.statusCode).toBe(200);
     const t = res.json().transaction;
     expect(t.kind).toBe('transaction');
     expect(t.source).toBe(source);
     expect(t.operations[0]).toMatchObject({ type: 'payment', amount: '12.5000000', asset: { type: 'native' } });
     expect(h.store.listProposals({ limit: 10 }).items).toHaveLength(0);
-    const bad = await h.app.inject({
-      method: 'POST',
-      url: '/v1/decode',
-      headers: auth(h.adminKey),
-      payload: { xdr: 'AAAA' },
-    });
+    const bad = await postAsAdmin(h, '/v1/decode', { xdr: 'AAAA' });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().code).toBe('STELLAR_MALFORMED_XDR');
-    const extra = await h.app.inject({
-      method: 'POST',
-      url: '/v1/decode',
-      headers: auth(h.adminKey),
-      payload: { xdr, submit: true },
-    });
+    const extra = await postAsAdmin(h, '/v1/decode', { xdr, submit: true });
     expect(extra.statusCode).toBe(400);
     expect((await h.app.inject({ method: 'POST', url: '/v1/decode', payload: { xdr } })).statusCode).toBe(401);
   });
@@ -154,7 +133,7 @@ describe('proposal search and summary', () => {
   it('finds by hash (any case), idempotency key or signing account, not by a signer key; summary decodes', async () => {
     const { source, keys, h } = await withAccount();
     const propose = async (payload: Record<string, unknown>) => {
-      const r = await h.app.inject({ method: 'POST', url: '/v1/proposals', headers: auth(h.adminKey), payload });
+      const r = await h.app.inject({ method: 'POST', url: '/v1/proposals', headers: bearer(h.adminKey), payload });
       expect(r.statusCode).toBe(201);
       return r.json();
     };
@@ -163,7 +142,7 @@ describe('proposal search and summary', () => {
     const search = async (q: string) => {
       const r = await h.app.inject({
         url: `/v1/proposals/search?q=${encodeURIComponent(q)}`,
-        headers: auth(h.adminKey),
+        headers: bearer(h.adminKey),
       });
       expect(r.statusCode).toBe(200);
       return (r.json().items as { id: string }[]).map((i) => i.id);
@@ -178,40 +157,35 @@ describe('proposal search and summary', () => {
     expect(await search(lookalike)).toEqual([c.id]);
     expect(await search(source)).toEqual([c.id, b.id, a.id]);
     expect(await search('nothing')).toEqual([]);
-    const one = await h.app.inject({ url: `/v1/proposals/search?q=${source}&limit=1`, headers: auth(h.adminKey) });
+    const one = await h.app.inject({ url: `/v1/proposals/search?q=${source}&limit=1`, headers: bearer(h.adminKey) });
     expect(one.json().items).toHaveLength(1);
     expect(one.json().items[0]).toMatchObject({ id: c.id, status: 'pending', accounts: [source], note: null });
     expect(await search(source)).toContain(b.id);
-    expect((await h.app.inject({ url: '/v1/proposals/search', headers: auth(h.adminKey) })).statusCode).toBe(400);
+    expect((await h.app.inject({ url: '/v1/proposals/search', headers: bearer(h.adminKey) })).statusCode).toBe(400);
 
-    const s = await h.app.inject({ url: `/v1/proposals/${a.id}/summary`, headers: auth(h.adminKey) });
+    const s = await h.app.inject({ url: `/v1/proposals/${a.id}/summary`, headers: bearer(h.adminKey) });
     expect(s.statusCode).toBe(200);
     expect(s.json()).toMatchObject({ id: a.id, kind: 'transaction', authEntries: [] });
     expect(s.json().xdr).toBe(h.store.getProposal(a.id)!.xdr);
     expect(s.json().transaction.hash).toBe(a.hash);
     expect(s.json().transaction.operations[0].type).toBe('payment');
-    const ev = await h.app.inject({ url: `/v1/proposals/${a.id}/events`, headers: auth(h.adminKey) });
+    const ev = await h.app.inject({ url: `/v1/proposals/${a.id}/events`, headers: bearer(h.adminKey) });
     expect(ev.statusCode).toBe(200);
     expect(ev.json().events.map((e: { type: string }) => e.type)).toEqual(['proposal.created']);
     expect(ev.json().events[0].data.hash).toBe(a.hash);
-    const cancelled = await h.app.inject({
-      method: 'POST',
-      url: `/v1/proposals/${a.id}/cancel`,
-      headers: auth(h.adminKey),
-      payload: { reason: 'wrong amount' },
-    });
+    const cancelled = await postAsAdmin(h, `/v1/proposals/${a.id}/cancel`, { reason: 'wrong amount' });
     expect(cancelled.statusCode).toBe(200);
-    const after = (await h.app.inject({ url: `/v1/proposals/${a.id}/events`, headers: auth(h.adminKey) })).json();
+    const after = (await h.app.inject({ url: `/v1/proposals/${a.id}/events`, headers: bearer(h.adminKey) })).json();
     expect(after.events.map((e: { type: string }) => e.type)).toEqual(['proposal.created', 'proposal.cancelled']);
     // Only this proposal's events, however many others have.
     const other = (
-      await h.app.inject({ url: `/v1/proposals/${b.id}/events?limit=1`, headers: auth(h.adminKey) })
+      await h.app.inject({ url: `/v1/proposals/${b.id}/events?limit=1`, headers: bearer(h.adminKey) })
     ).json();
     expect(other.events).toHaveLength(1);
-    expect((await h.app.inject({ url: '/v1/proposals/nope/events', headers: auth(h.adminKey) })).json().code).toBe(
+    expect((await h.app.inject({ url: '/v1/proposals/nope/events', headers: bearer(h.adminKey) })).json().code).toBe(
       'COORD_NOT_FOUND',
     );
-    const missing = await h.app.inject({ url: '/v1/proposals/nope/summary', headers: auth(h.adminKey) });
+    const missing = await h.app.inject({ url: '/v1/proposals/nope/summary', headers: bearer(h.adminKey) });
     expect(missing.statusCode).toBe(404);
     expect(missing.json().code).toBe('COORD_NOT_FOUND');
   });

@@ -115,7 +115,7 @@ function twoExchanges(store: Store): RoundKind<{ commitments: Set<string>; share
       return ['n0', 'n1'];
     },
     verify({ rec, state }, nodeId, stellarKey, _d, at) {
-      if (nodeId !== 'n0' && nodeId !== 'n1') return { kind: 'not_chosen', detail: `${nodeId} was not picked` };
+      if (nodeId !== 'n0' && nodeId !== 'n1') return { kind: 'not_a_signer', detail: `${nodeId} was not picked` };
       if (!state.commitments.has(nodeId)) {
         state.commitments.add(nodeId);
         return { rows: {} };

@@ -356,6 +356,37 @@ export async function disposeHarness(h: Harness | undefined): Promise<undefined>
   return undefined;
 }
 
+/** Request headers presenting an API key in the `Authorization: Bearer` scheme. */
+export function bearer(key: string): { authorization: string } {
+  return { authorization: `Bearer ${key}` };
+}
+
+/** POST `payload` to `url` on the harness's app, authenticated with its admin key. */
+export function postAsAdmin(h: Harness, url: string, payload: unknown) {
+  return h.app.inject({ method: 'POST', url, headers: bearer(h.adminKey), payload: payload as object });
+}
+
+/**
+ * A harness whose fake ledger holds one 2-of-3 multisig account (`source`). Enrolled nodes n0..n2 hold the three
+ * signer keys (`keys`), so the quorum is reachable and proposals stay pending.
+ */
+export async function harnessWithAccount(
+  opts: { config?: Record<string, unknown>; listen?: boolean } = {},
+): Promise<{ source: string; keys: string[]; ledger: FakeLedger; h: Harness }> {
+  const ledger = new FakeLedger();
+  const source = Keypair.random().publicKey();
+  const keys = [Keypair.random().publicKey(), Keypair.random().publicKey(), Keypair.random().publicKey()];
+  ledger.accounts.set(source, multisig(source, keys, 2));
+  const h = await harness({ ledger, ...opts });
+  keys.forEach((k, i) => {
+    h.store.enrollNode(
+      { id: `n${i}`, identityKey: Buffer.alloc(32, i + 1).toString('base64'), stellarKey: k },
+      Date.now(),
+    );
+  });
+  return { source, keys, ledger, h };
+}
+
 /** An in-process coordinator on a temp data dir with a FakeLedger; `listen` gives it a real port for nodes. */
 export async function harness(
   opts: {

@@ -8,13 +8,39 @@ import {
   type xdr,
 } from '@stellar/stellar-sdk';
 import type { FastifyInstance } from 'fastify';
+import { afterEach, beforeEach, expect } from 'vitest';
 import { build, type LedgerSimOptions, STANDALONE_PASSPHRASE } from '../src/app.ts';
+import { TOTAL_COINS } from '../src/state.ts';
 
 export const NETWORK = STANDALONE_PASSPHRASE;
 
 /** A simulator app whose ledger closes only when the test says so. */
 export function sim(opts: LedgerSimOptions = {}): Promise<FastifyInstance> {
   return build({ closeMs: 0, ...opts });
+}
+
+/** What `simPerTest` hands the tests of a `describe`: this test's simulator and the clock it reads (ms). */
+export interface SimPerTest {
+  app: FastifyInstance;
+  clock: number;
+}
+
+/**
+ * A fresh simulator for every test of the calling `describe`, on a clock the test moves (`ctx.clock += ms`) from
+ * 2026-01-01. After each test it checks that lumens were neither made nor lost (balances plus the fee pool stay the
+ * genesis total), then closes it.
+ */
+export function simPerTest(): SimPerTest {
+  const ctx = { clock: 0 } as SimPerTest;
+  beforeEach(async () => {
+    ctx.clock = Date.UTC(2026, 0, 1);
+    ctx.app = await sim({ now: () => ctx.clock });
+  });
+  afterEach(async () => {
+    expect(ctx.app.ledger.state.totalLumens()).toBe(TOTAL_COINS);
+    await ctx.app.close();
+  });
+  return ctx;
 }
 
 export interface Posted {

@@ -9,6 +9,7 @@ import {
 import type { AccountAuth, Requirement } from '@cosigner/stellar/types';
 import { publicKeyFromAddress, verifyEd25519 } from '@cosigner/stellar/verify';
 import { xdr } from '@stellar/stellar-sdk';
+import type { MisbehaviourKind } from '../codes.ts';
 import { coordinatorErrors } from '../errors.ts';
 import { ed25519Weights } from '../quorum.ts';
 import { chooseMinimal, entryAccount, type LedgerClock, medium, type SorobanLimits, usableAt } from '../soroban.ts';
@@ -133,7 +134,7 @@ export interface AuthResult {
 
 export function authRound(o: AuthDeps, r: AuthResult): RoundKind<AuthState> {
   const { store } = o;
-  const invalid = (kind: string, detail: string): Fault => ({ kind, detail });
+  const invalid = (kind: MisbehaviourKind, detail: string): Fault => ({ kind, detail });
   return {
     kinds: [r.kind] as ProposalKind[],
     open(rec) {

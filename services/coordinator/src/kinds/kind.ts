@@ -1,5 +1,6 @@
 import type { Body } from '@cosigner/protocol/messages';
 import type { AccountAuth } from '@cosigner/stellar/types';
+import type { MisbehaviourKind } from '../codes.ts';
 import type { CoordinatorErrorCode } from '../errors.ts';
 import type { EventType } from '../events.ts';
 import type { ApprovalRows, ProposalKind, ProposalRecord } from '../store.ts';
@@ -31,7 +32,7 @@ export interface Prepared {
 
 /** A reason to flag a node: a misbehaviour kind (a stable snake_case word) and what was wrong. */
 export interface Fault {
-  kind: string;
+  kind: MisbehaviourKind;
   detail: string;
 }
 

@@ -1,12 +1,11 @@
-import type { AccountAuth, Requirement } from '@cosigner/stellar/types';
 import pg from 'pg';
+import * as dbRows from '../rows.ts';
 import type {
   ApiKeyRecord,
   ApiKeyRepository,
   ApprovalRows,
   AuthEntryRecord,
   AuthSignatureRecord,
-  DecisionReasonRecord,
   DecisionRecord,
   EventRecord,
   EventRepository,
@@ -51,83 +50,6 @@ export const EVENTS_LOCK_KEY = 0x65766e74; // "evnt"
 
 interface Queryable {
   query<R extends pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>>;
-}
-
-interface ProposalRow {
-  n: number;
-  id: string;
-  idempotency_key: string | null;
-  api_key_id: string | null;
-  kind: string;
-  xdr: string;
-  hash: string;
-  network: string;
-  status: string;
-  status_reason: string | null;
-  requirements: string;
-  accounts: string;
-  submit: boolean;
-  submit_follow_up: boolean;
-  callback_url: string | null;
-  note: string | null;
-  max_time: number;
-  envelope: string | null;
-  result: string | null;
-  created_at: number;
-  updated_at: number;
-  signed_at: number | null;
-}
-
-function fromRow(r: ProposalRow): ProposalRecord {
-  return {
-    id: r.id,
-    idempotencyKey: r.idempotency_key,
-    apiKeyId: r.api_key_id,
-    kind: r.kind as ProposalRecord['kind'],
-    xdr: r.xdr === '' ? null : r.xdr,
-    hash: r.hash,
-    network: r.network,
-    status: r.status as ProposalStatus,
-    statusReason: r.status_reason,
-    requirements: JSON.parse(r.requirements) as Requirement[],
-    accounts: JSON.parse(r.accounts) as AccountAuth[],
-    submit: r.submit,
-    submitFollowUp: r.submit_follow_up,
-    callbackUrl: r.callback_url,
-    note: r.note,
-    maxTime: r.max_time,
-    envelope: r.envelope,
-    result: r.result === null ? null : (JSON.parse(r.result) as SubmissionResult),
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-    signedAt: r.signed_at,
-  };
-}
-
-interface NodeRow {
-  id: string;
-  identity_key: string;
-  stellar_key: string;
-  enrolled_at: number;
-  last_seen: number | null;
-  last_latency_ms: number | null;
-  approvals: number;
-  rejections: number;
-  misbehaviours: number;
-}
-
-function nodeFromRow(r: NodeRow): NodeRecord {
-  return {
-    id: r.id,
-    identityKey: r.identity_key,
-    stellarKey: r.stellar_key,
-    enrolledAt: r.enrolled_at,
-    lastSeen: r.last_seen,
-    lastLatencyMs: r.last_latency_ms,
-    approvals: r.approvals,
-    rejections: r.rejections,
-    misbehaviours: r.misbehaviours,
-  };
 }
 
 /**
@@ -301,13 +223,13 @@ export class PgStore implements AsyncRepositories {
   }
 
   async getProposal(id: string): Promise<ProposalRecord | undefined> {
-    const r = (await this.#q<ProposalRow>('SELECT * FROM proposals WHERE id = $1', [id])).rows[0];
-    return r && fromRow(r);
+    const r = (await this.#q<dbRows.ProposalRow>('SELECT * FROM proposals WHERE id = $1', [id])).rows[0];
+    return r && dbRows.proposalFromRow(r);
   }
 
   async getByIdempotencyKey(key: string): Promise<ProposalRecord | undefined> {
-    const r = (await this.#q<ProposalRow>('SELECT * FROM proposals WHERE idempotency_key = $1', [key])).rows[0];
-    return r && fromRow(r);
+    const r = (await this.#q<dbRows.ProposalRow>('SELECT * FROM proposals WHERE idempotency_key = $1', [key])).rows[0];
+    return r && dbRows.proposalFromRow(r);
   }
 
   async listProposals(q: {
@@ -316,7 +238,7 @@ export class PgStore implements AsyncRepositories {
     before?: number;
   }): Promise<{ items: ProposalRecord[]; next: number | null }> {
     const rows = (
-      await this.#q<ProposalRow>(
+      await this.#q<dbRows.ProposalRow>(
         `SELECT * FROM proposals WHERE ($1::text IS NULL OR status = $1) AND ($2::bigint IS NULL OR n < $2)
            ORDER BY n DESC LIMIT $3`,
         [q.status ?? null, q.before ?? null, q.limit + 1],
@@ -324,7 +246,7 @@ export class PgStore implements AsyncRepositories {
     ).rows;
     const more = rows.length > q.limit;
     const page = rows.slice(0, q.limit);
-    return { items: page.map(fromRow), next: more ? page.at(-1)!.n : null };
+    return { items: page.map(dbRows.proposalFromRow), next: more ? page.at(-1)!.n : null };
   }
 
   async searchProposals(term: string, limit: number): Promise<ProposalRecord[]> {
@@ -332,7 +254,7 @@ export class PgStore implements AsyncRepositories {
     // skips the rows that cannot match before the JSON check that the term is an accountId, never a signer key.
     const account = /^G[A-Z2-7]{55}$/.test(term);
     const rows = (
-      await this.#q<ProposalRow>(
+      await this.#q<dbRows.ProposalRow>(
         account
           ? `SELECT * FROM proposals WHERE idempotency_key = $1 OR (strpos(accounts, $1) > 0
                AND EXISTS (SELECT 1 FROM jsonb_array_elements(accounts::jsonb) j WHERE j->>'accountId' = $1))
@@ -341,17 +263,17 @@ export class PgStore implements AsyncRepositories {
         [term, limit],
       )
     ).rows;
-    return rows.map(fromRow);
+    return rows.map(dbRows.proposalFromRow);
   }
 
   async openProposals(): Promise<ProposalRecord[]> {
     const rows = (
-      await this.#q<ProposalRow>(
+      await this.#q<dbRows.ProposalRow>(
         `SELECT * FROM proposals WHERE status = 'pending' OR (status = 'signed' AND submit AND result IS NULL)
            ORDER BY n`,
       )
     ).rows;
-    return rows.map(fromRow);
+    return rows.map(dbRows.proposalFromRow);
   }
 
   async countOpen(): Promise<number> {
@@ -422,21 +344,12 @@ export class PgStore implements AsyncRepositories {
 
   async signatures(proposalId: string): Promise<SignatureRecord[]> {
     const rows = (
-      await this.#q<{
-        proposal_id: string;
-        signer_key: string;
-        node_id: string;
-        signature: string;
-        created_at: number;
-      }>('SELECT * FROM signatures WHERE proposal_id = $1 ORDER BY created_at, signer_key', [proposalId])
+      await this.#q<dbRows.SignatureRow>(
+        'SELECT * FROM signatures WHERE proposal_id = $1 ORDER BY created_at, signer_key',
+        [proposalId],
+      )
     ).rows;
-    return rows.map((r) => ({
-      proposalId: r.proposal_id,
-      signerKey: r.signer_key,
-      nodeId: r.node_id,
-      signature: r.signature,
-      createdAt: r.created_at,
-    }));
+    return rows.map(dbRows.signatureFromRow);
   }
 
   async addAuthSignature(rec: AuthSignatureRecord): Promise<boolean> {
@@ -450,27 +363,12 @@ export class PgStore implements AsyncRepositories {
 
   async authSignatures(proposalId: string): Promise<AuthSignatureRecord[]> {
     const rows = (
-      await this.#q<{
-        proposal_id: string;
-        entry_index: number;
-        signer_key: string;
-        node_id: string;
-        payload: string;
-        signature: string;
-        created_at: number;
-      }>('SELECT * FROM auth_signatures WHERE proposal_id = $1 ORDER BY entry_index, created_at, signer_key', [
-        proposalId,
-      ])
+      await this.#q<dbRows.AuthSignatureRow>(
+        'SELECT * FROM auth_signatures WHERE proposal_id = $1 ORDER BY entry_index, created_at, signer_key',
+        [proposalId],
+      )
     ).rows;
-    return rows.map((r) => ({
-      proposalId: r.proposal_id,
-      entryIndex: r.entry_index,
-      signerKey: r.signer_key,
-      nodeId: r.node_id,
-      payload: r.payload,
-      signature: r.signature,
-      createdAt: r.created_at,
-    }));
+    return rows.map(dbRows.authSignatureFromRow);
   }
 
   async recordApproval(decision: DecisionRecord, rows: ApprovalRows): Promise<boolean> {
@@ -502,18 +400,11 @@ export class PgStore implements AsyncRepositories {
 
   async decisions(proposalId: string): Promise<DecisionRecord[]> {
     const rows = (
-      await this.#q<{ proposal_id: string; node_id: string; outcome: string; reasons: string; created_at: number }>(
-        'SELECT * FROM decisions WHERE proposal_id = $1 ORDER BY created_at, node_id',
-        [proposalId],
-      )
+      await this.#q<dbRows.DecisionRow>('SELECT * FROM decisions WHERE proposal_id = $1 ORDER BY created_at, node_id', [
+        proposalId,
+      ])
     ).rows;
-    return rows.map((r) => ({
-      proposalId: r.proposal_id,
-      nodeId: r.node_id,
-      outcome: r.outcome as DecisionRecord['outcome'],
-      reasons: JSON.parse(r.reasons) as DecisionReasonRecord[],
-      createdAt: r.created_at,
-    }));
+    return rows.map(dbRows.decisionFromRow);
   }
 
   async appendEvent(
@@ -547,15 +438,7 @@ export class PgStore implements AsyncRepositories {
   }
 
   #events(rows: unknown[]): EventRecord[] {
-    return (rows as { seq: number; proposal_id: string | null; type: string; data: string; created_at: number }[]).map(
-      (r) => ({
-        seq: r.seq,
-        proposalId: r.proposal_id,
-        type: r.type,
-        data: JSON.parse(r.data) as Record<string, unknown>,
-        createdAt: r.created_at,
-      }),
-    );
+    return (rows as dbRows.EventRow[]).map(dbRows.eventFromRow);
   }
 
   async enrollNode(n: { id: string; identityKey: string; stellarKey: string }, at: number): Promise<void> {
@@ -573,12 +456,12 @@ export class PgStore implements AsyncRepositories {
   }
 
   async getNode(id: string): Promise<NodeRecord | undefined> {
-    const r = (await this.#q<NodeRow>('SELECT * FROM nodes WHERE id = $1', [id])).rows[0];
-    return r && nodeFromRow(r);
+    const r = (await this.#q<dbRows.NodeRow>('SELECT * FROM nodes WHERE id = $1', [id])).rows[0];
+    return r && dbRows.nodeFromRow(r);
   }
 
   async listNodes(): Promise<NodeRecord[]> {
-    return (await this.#q<NodeRow>('SELECT * FROM nodes ORDER BY id')).rows.map(nodeFromRow);
+    return (await this.#q<dbRows.NodeRow>('SELECT * FROM nodes ORDER BY id')).rows.map(dbRows.nodeFromRow);
   }
 
   async touchNode(id: string, at: number, latencyMs?: number): Promise<void> {
@@ -607,18 +490,12 @@ export class PgStore implements AsyncRepositories {
 
   async misbehaviours(nodeId: string, limit: number): Promise<MisbehaviourRecord[]> {
     const rows = (
-      await this.#q<{ node_id: string; proposal_id: string | null; kind: string; detail: string; created_at: number }>(
+      await this.#q<dbRows.MisbehaviourRow>(
         'SELECT * FROM misbehaviours WHERE node_id = $1 ORDER BY seq DESC LIMIT $2',
         [nodeId, limit],
       )
     ).rows;
-    return rows.map((r) => ({
-      nodeId: r.node_id,
-      proposalId: r.proposal_id,
-      kind: r.kind,
-      detail: r.detail,
-      createdAt: r.created_at,
-    }));
+    return rows.map(dbRows.misbehaviourFromRow);
   }
 
   async insertApiKey(rec: ApiKeyRecord): Promise<void> {
@@ -629,26 +506,8 @@ export class PgStore implements AsyncRepositories {
   }
 
   async getApiKey(id: string): Promise<ApiKeyRecord | undefined> {
-    const r = (
-      await this.#q<{
-        id: string;
-        hash: string;
-        scopes: string;
-        label: string | null;
-        created_at: number;
-        revoked_at: number | null;
-      }>('SELECT * FROM api_keys WHERE id = $1', [id])
-    ).rows[0];
-    return (
-      r && {
-        id: r.id,
-        hash: r.hash,
-        scopes: r.scopes.split(',').filter((s) => s.length > 0),
-        label: r.label,
-        createdAt: r.created_at,
-        revokedAt: r.revoked_at,
-      }
-    );
+    const r = (await this.#q<dbRows.ApiKeyRow>('SELECT * FROM api_keys WHERE id = $1', [id])).rows[0];
+    return r && dbRows.apiKeyFromRow(r);
   }
 
   async countApiKeys(): Promise<number> {

@@ -7,6 +7,7 @@ import type {
   ProposalRecord,
   ProposalRepository,
 } from '../../src/store.ts';
+import { proposalRecord } from '../helpers.ts';
 
 /**
  * One contract for every implementation of the coordinator's repositories: the SQLite store (sync) and PgStore
@@ -23,31 +24,18 @@ export interface ContractStore {
   close(): Promise<void> | void;
 }
 
+/** A pending transaction row with id `id` (the shared test row of helpers.ts, with fields that differ per id). */
 export function proposal(id: string, over: Partial<ProposalRecord> = {}): ProposalRecord {
-  return {
+  return proposalRecord({
     id,
-    idempotencyKey: null,
-    apiKeyId: null,
-    kind: 'transaction',
     xdr: `XDR-${id}`,
     hash: id.padEnd(64, '0').slice(0, 64),
     network: 'Test SDF Network ; September 2015',
-    status: 'pending',
-    statusReason: null,
-    requirements: [],
-    accounts: [],
     submit: true,
-    submitFollowUp: false,
-    callbackUrl: null,
-    note: null,
-    maxTime: 0,
-    envelope: null,
-    result: null,
     createdAt: 1000,
     updatedAt: 1000,
-    signedAt: null,
     ...over,
-  };
+  });
 }
 
 const RESULT = {
@@ -353,23 +341,10 @@ export function runStoreContract(name: string, open: () => Promise<ContractStore
       'API keys: stored with scopes and revocation, counted',
       withStore(async (s) => {
         expect(await s.countApiKeys()).toBe(0);
-        await s.insertApiKey({
-          id: 'k1',
-          hash: 'h1',
-          scopes: ['propose', 'read'],
-          label: 'ci',
-          createdAt: 1,
-          revokedAt: null,
-        });
+        const k1 = { id: 'k1', hash: 'h1', scopes: ['propose', 'read'], label: 'ci', createdAt: 1, revokedAt: null };
+        await s.insertApiKey({ ...k1, scopes: [...k1.scopes] });
         await s.insertApiKey({ id: 'k2', hash: 'h2', scopes: [], label: null, createdAt: 2, revokedAt: 3 });
-        expect(await s.getApiKey('k1')).toEqual({
-          id: 'k1',
-          hash: 'h1',
-          scopes: ['propose', 'read'],
-          label: 'ci',
-          createdAt: 1,
-          revokedAt: null,
-        });
+        expect(await s.getApiKey('k1')).toEqual(k1);
         expect(await s.getApiKey('k2')).toMatchObject({ scopes: [], revokedAt: 3 });
         expect(await s.getApiKey('k3')).toBeUndefined();
         expect(await s.countApiKeys()).toBe(2);

@@ -26,20 +26,17 @@ export interface NodeFrostGroup {
   createdAt: number;
 }
 
-interface Row {
-  address: string;
-  dkg_id: string;
-  roster: string;
-  threshold: number;
+/** A row as SELECT_GROUP names its columns: the record's own names, with its JSON fields still text. */
+type Row = Omit<NodeFrostGroup, 'participants' | 'group' | 'sealedShare'> & {
   participants: string;
-  my_index: number;
-  group_public: string;
-  transcript: string;
-  sealed_share: string;
-  sealer_kind: string;
-  status: 'pending' | 'confirmed';
-  created_at: number;
-}
+  groupPublic: string;
+  sealedShare: string;
+};
+
+/** The columns under the record's names, so a row needs only its JSON fields parsed (fromRow). */
+const SELECT_GROUP = `SELECT address, dkg_id AS dkgId, roster, threshold, participants, my_index AS myIndex,
+  group_public AS groupPublic, transcript, sealed_share AS sealedShare, sealer_kind AS sealerKind, status,
+  created_at AS createdAt FROM frost_groups`;
 
 /** The file, beside the signing ledger in the data directory (0600 in a 0700 directory, synchronous=FULL). */
 export function frostStorePath(dataDir: string): string {
@@ -109,12 +106,12 @@ export class FrostGroupStore {
   }
 
   get(address: string): NodeFrostGroup | undefined {
-    const row = this.#db.prepare('SELECT * FROM frost_groups WHERE address = ?').get(address) as Row | undefined;
+    const row = this.#db.prepare(`${SELECT_GROUP} WHERE address = ?`).get(address) as Row | undefined;
     return row && fromRow(row);
   }
 
   list(): NodeFrostGroup[] {
-    return (this.#db.prepare('SELECT * FROM frost_groups ORDER BY created_at').all() as Row[]).map(fromRow);
+    return (this.#db.prepare(`${SELECT_GROUP} ORDER BY created_at`).all() as Row[]).map(fromRow);
   }
 
   close(): void {
@@ -131,19 +128,11 @@ export function membershipKey(
   return JSON.stringify([threshold, members]);
 }
 
-function fromRow(r: Row): NodeFrostGroup {
+function fromRow({ participants, groupPublic, sealedShare, ...columns }: Row): NodeFrostGroup {
   return {
-    address: r.address,
-    dkgId: r.dkg_id,
-    roster: r.roster,
-    threshold: r.threshold,
-    participants: JSON.parse(r.participants) as DkgRosterEntry[],
-    myIndex: r.my_index,
-    group: JSON.parse(r.group_public) as GroupPublic,
-    transcript: r.transcript,
-    sealedShare: JSON.parse(r.sealed_share) as SealedBlob,
-    sealerKind: r.sealer_kind,
-    status: r.status,
-    createdAt: r.created_at,
+    ...columns,
+    participants: JSON.parse(participants) as DkgRosterEntry[],
+    group: JSON.parse(groupPublic) as GroupPublic,
+    sealedShare: JSON.parse(sealedShare) as SealedBlob,
   };
 }
