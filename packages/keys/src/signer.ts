@@ -36,6 +36,32 @@ const G_ADDRESS = Type.String({ pattern: '^G[A-Z2-7]{55}$' });
 const ExpectedAddress = Type.Optional(G_ADDRESS);
 
 /**
+ * How a node reaches one key in AWS KMS (or the emulator): the fields every KMS key setting shares, the signing
+ * key here and the share-sealing key of FROST mode alike.
+ */
+export const AwsKmsKeyFields = {
+  /** Key id, ARN or alias. */
+  keyId: Type.String({ minLength: 1, maxLength: 2048 }),
+  region: Type.String({ minLength: 1, maxLength: 64 }),
+  /** Custom endpoint (the KMS emulator in development and tests); omit for AWS. */
+  endpoint: Type.Optional(Type.String({ pattern: '^https?://' })),
+  /**
+   * Optional static credentials, for the emulator only. In production leave unset: the standard AWS chain (env,
+   * profile, container/instance role, web identity) is used.
+   */
+  credentials: Type.Optional(
+    Type.Object(
+      {
+        accessKeyId: Type.String({ minLength: 1 }),
+        secretAccessKey: Type.String({ minLength: 1 }),
+        sessionToken: Type.Optional(Type.String()),
+      },
+      { additionalProperties: false },
+    ),
+  ),
+};
+
+/**
  * Backend configuration: a tagged union picked by `type`. The schema is the one definition: a node's config
  * validates its `key` field with it, and `SignerConfig` is derived from it.
  */
@@ -43,25 +69,7 @@ export const SignerConfigSchema = Type.Union([
   Type.Object(
     {
       type: Type.Literal('aws-kms'),
-      /** Key id, ARN or alias. */
-      keyId: Type.String({ minLength: 1, maxLength: 2048 }),
-      region: Type.String({ minLength: 1, maxLength: 64 }),
-      /** Custom endpoint (the KMS emulator in development and tests); omit for AWS. */
-      endpoint: Type.Optional(Type.String({ pattern: '^https?://' })),
-      /**
-       * Optional static credentials, for the emulator only. In production leave unset: the standard AWS
-       * chain (env, profile, container/instance role, web identity) is used.
-       */
-      credentials: Type.Optional(
-        Type.Object(
-          {
-            accessKeyId: Type.String({ minLength: 1 }),
-            secretAccessKey: Type.String({ minLength: 1 }),
-            sessionToken: Type.Optional(Type.String()),
-          },
-          { additionalProperties: false },
-        ),
-      ),
+      ...AwsKmsKeyFields,
       expectedAddress: ExpectedAddress,
       timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 60_000 })),
     },

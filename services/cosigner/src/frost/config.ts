@@ -1,5 +1,6 @@
 import { isAbsolute, resolve } from 'node:path';
 import type { SealerConfig } from '@cosigner/frost/sealer';
+import { AwsKmsKeyFields } from '@cosigner/keys/signer';
 import { type Static, Type } from 'typebox';
 
 /**
@@ -24,20 +25,8 @@ export const FrostSealerSchema = Type.Union([
   Type.Object(
     {
       type: Type.Literal('aws-kms'),
-      /** A symmetric KMS key (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT) in the node's own account. */
-      keyId: Type.String({ minLength: 1, maxLength: 2048 }),
-      region: Type.String({ minLength: 1, maxLength: 64 }),
-      endpoint: Type.Optional(Type.String({ pattern: '^https?://' })),
-      credentials: Type.Optional(
-        Type.Object(
-          {
-            accessKeyId: Type.String({ minLength: 1 }),
-            secretAccessKey: Type.String({ minLength: 1 }),
-            sessionToken: Type.Optional(Type.String()),
-          },
-          { additionalProperties: false },
-        ),
-      ),
+      /** keyId: a symmetric KMS key (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT) in the node's own account. */
+      ...AwsKmsKeyFields,
     },
     { additionalProperties: false },
   ),
