@@ -188,6 +188,26 @@ export function checkComplete(ctx: SessionContext, froms: number[], round: numbe
 type State = 'new' | 'round1' | 'round2' | 'done' | 'failed';
 
 /** One participant's side of a key generation session. Not reusable: one instance, one session. */
+
+/**
+ * A member's own index and transport secret, checked against the session: the index is a member's, and the secret's
+ * public key is the transport key the session lists for it (key generation and refresh alike).
+ * @throws FROST_BAD_INPUT, FROST_OUT_OF_RANGE
+ */
+export function memberKeys(
+  session: { members: readonly { index: number; transportKey: string }[] },
+  p: { index: number; transportSecretKey: Uint8Array },
+): { index: number; transportSecret: Uint8Array } {
+  const index = int(p.index, 'index', 1, MAX_PARTICIPANTS);
+  const me = session.members.find((m) => m.index === index);
+  if (!me) throw outOfRange('index', 'is not a member of the session');
+  const transportSecret = bytes(p.transportSecretKey, 'transportSecretKey', TRANSPORT_KEY_BYTES);
+  if (toHex(transportPublicKey(transportSecret)) !== me.transportKey) {
+    throw outOfRange('transportSecretKey', "does not match this member's transport key in the session");
+  }
+  return { index, transportSecret };
+}
+
 export class DkgParticipant {
   readonly session: DkgSession;
   readonly index: number;
@@ -205,13 +225,7 @@ export class DkgParticipant {
    */
   constructor(p: { session: DkgSession; index: number; transportSecretKey: Uint8Array }) {
     this.session = checkSession(p.session);
-    this.index = int(p.index, 'index', 1, MAX_PARTICIPANTS);
-    const me = this.session.members.find((m) => m.index === this.index);
-    if (!me) throw outOfRange('index', 'is not a member of the session');
-    this.#transportSecret = bytes(p.transportSecretKey, 'transportSecretKey', TRANSPORT_KEY_BYTES);
-    if (toHex(transportPublicKey(this.#transportSecret)) !== me.transportKey) {
-      throw outOfRange('transportSecretKey', "does not match this member's transport key in the session");
-    }
+    ({ index: this.index, transportSecret: this.#transportSecret } = memberKeys(this.session, p));
     this.#digest = sessionDigest(this.session);
     this.#digestHex = toHex(this.#digest);
   }

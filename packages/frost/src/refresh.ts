@@ -1,9 +1,17 @@
 import { createHash } from 'node:crypto';
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { openFrom, sealTo, TRANSPORT_KEY_BYTES, transportPublicKey } from './channel.ts';
-import { checkComplete, checkEnvelope, checkSession, type DkgMember, round2Aad, type SessionContext } from './dkg.ts';
+import { openFrom, sealTo } from './channel.ts';
+import {
+  checkComplete,
+  checkEnvelope,
+  checkSession,
+  type DkgMember,
+  memberKeys,
+  round2Aad,
+  type SessionContext,
+} from './dkg.ts';
 import { frostErrors } from './errors.ts';
-import { array, bytes, hex, int, object, outOfRange, toHex } from './input.ts';
+import { array, hex, int, object, outOfRange, toHex } from './input.ts';
 import {
   addressOf,
   checkGroup,
@@ -225,13 +233,7 @@ export class RefreshParticipant {
    */
   constructor(p: { session: RefreshSession; index: number; transportSecretKey: Uint8Array }) {
     this.session = checkRefreshSession(p.session);
-    this.index = int(p.index, 'index', 1, MAX_PARTICIPANTS);
-    const me = this.session.members.find((m) => m.index === this.index);
-    if (!me) throw outOfRange('index', 'is not a member of the session');
-    this.#transportSecret = bytes(p.transportSecretKey, 'transportSecretKey', TRANSPORT_KEY_BYTES);
-    if (toHex(transportPublicKey(this.#transportSecret)) !== me.transportKey) {
-      throw outOfRange('transportSecretKey', "does not match this member's transport key in the session");
-    }
+    ({ index: this.index, transportSecret: this.#transportSecret } = memberKeys(this.session, p));
     this.#digest = refreshDigest(this.session);
     this.#ctx = {
       sessionId: this.session.sessionId,
