@@ -21,6 +21,10 @@ export const cliErrors = defineErrors('cli', {
     message: 'The change was proposed but did not apply: the proposal ended rejected, expired, cancelled or failed.',
   },
   LIFECYCLE_NOT_A_SIGNER: { status: 409, message: "The node's key is not a signer of the account." },
+  LIFECYCLE_ACCOUNTS_MISSING: {
+    status: 409,
+    message: "The node's key also signs accounts that the rotation does not name with --account.",
+  },
   LIFECYCLE_ENVELOPE_REFUSED: {
     status: 400,
     message: 'The envelope holds something other than setOptions operations on this account.',

@@ -516,10 +516,17 @@ describe('lifecycle commands in-process against a real cluster', () => {
     vi.stubEnv('AWS_REGION', '');
     vi.stubEnv('AWS_DEFAULT_REGION', '');
     const oldKey = cluster.nodeInfo[2]!.stellarKey;
+    // Every account node-2's key signs by now (earlier tests added the nodes' keys to more accounts): a rotation
+    // must name them all (the prepare-only test shows the refusal otherwise).
+    const listed = (await (await fetch(`${cluster.horizonUrl}/accounts?signer=${oldKey}&limit=200`)).json()) as {
+      _embedded: { records: { id: string }[] };
+    };
+    const signs = listed._embedded.records.map((r) => r.id);
+    expect(signs).toContain(a);
     const flags: RotateFlags = {
       ...t(),
       node: 'node-2',
-      account: [a, c.publicKey()],
+      account: [a, ...signs.filter((x) => x !== a)],
       txSource: a,
       adminUrl: cluster.nodes[2]!.url,
       peerAdminUrl: [cluster.nodes[0]!.url, cluster.nodes[1]!.url],
@@ -605,6 +612,20 @@ describe('lifecycle commands in-process against a real cluster', () => {
     await expect(rotate(flags, io, { ...process.env, COSIGNER_ROTATE_KILL_AT: 'after:nothing' })).rejects.toMatchObject(
       { code: 'LIFECYCLE_OPTION_REQUIRED', details: { option: 'COSIGNER_ROTATE_KILL_AT' } },
     );
+
+    // node-0's key signs more accounts than the cluster's own (earlier tests added it to two more): a rotation that
+    // names only one would leave the others with a key scheduled for deletion, and is refused before anything
+    // changes (no key created, no state written). Naming them all lets it run.
+    const refused = await rotate(flags, io).then(
+      () => null,
+      (e: unknown) => e as { code: string; message: string; details: { option: string; missing: string } },
+    );
+    expect(refused).toMatchObject({ code: 'LIFECYCLE_ACCOUNTS_MISSING', details: { option: '--account' } });
+    const missing = refused!.details.missing.split(',');
+    expect(missing.length).toBeGreaterThan(0);
+    expect(refused!.message).toContain(`also signs ${missing.join(', ')}: name every account it signs with --account`);
+    await expect(readFile(join(dir, 'rotate-prepare', 'rotate-node-0.json'), 'utf8')).rejects.toThrow(/ENOENT/);
+    flags.account.push(...missing);
 
     const first = await rotate(flags, io);
     expect(first.done).toEqual(['key-created', 'prepared']);

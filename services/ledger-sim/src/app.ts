@@ -23,6 +23,7 @@ import {
 } from './horizon.ts';
 import { registerRpc } from './rpc.ts';
 import {
+  type AccountState,
   type LedgerState,
   loadSnapshot,
   rootKeypair,
@@ -194,6 +195,41 @@ export async function build(opts: LedgerSimOptions = {}): Promise<FastifyInstanc
   app.get('/readyz', async () => ({ status: 'ok', ledger: state.lastClosed.sequence }));
   app.get('/', async (req) => rootJson(state, baseOf(req)));
   app.get('/fee_stats', async () => feeStatsJson(state));
+
+  // Horizon's account list, filtered by signer (GET /accounts?signer=G...): the accounts in which the key is an added
+  // signer, or whose master key it is while the master weight is above 0 (what Horizon's accounts_signers table
+  // holds), ordered by account id, the account id being the paging token. Horizon also filters by sponsor, asset
+  // and liquidity pool; the simulator does not, and says so rather than answering an unfiltered list.
+  app.get<{ Querystring: Record<string, unknown> }>('/accounts', async (req, reply) => {
+    const { signer, cursor = '', order = 'asc', limit: limitRaw = '10' } = req.query;
+    if (signer === undefined) {
+      return sendProblem(reply, badRequest('signer', 'this simulator lists accounts by signer only (?signer=G...)'));
+    }
+    if (typeof signer !== 'string' || !isAccountId(signer)) {
+      return sendProblem(reply, badRequest('signer', 'signer must be a G... account id'));
+    }
+    if (order !== 'asc' && order !== 'desc')
+      return sendProblem(reply, badRequest('order', 'order must be asc or desc'));
+    const limit = typeof limitRaw === 'string' && /^\d{1,3}$/.test(limitRaw) ? Number(limitRaw) : Number.NaN;
+    if (!(limit >= 1 && limit <= 200)) {
+      return sendProblem(reply, badRequest('limit', 'limit must be an integer from 1 to 200'));
+    }
+    if (typeof cursor !== 'string' || (cursor !== '' && !isAccountId(cursor))) {
+      return sendProblem(reply, badRequest('cursor', 'cursor must be an account id'));
+    }
+    const signs = (a: AccountState): boolean =>
+      a.signers.some((x) => x.key === signer) || (a.id === signer && a.masterWeight > 0);
+    const ids = [...state.accounts.values()].filter(signs).map((a) => a.id);
+    ids.sort();
+    if (order === 'desc') ids.reverse();
+    const after = ids.filter((id) => cursor === '' || (order === 'asc' ? id > cursor : id < cursor)).slice(0, limit);
+    const base = baseOf(req);
+    return page(
+      after.map((id) => accountJson(state.accounts.get(id) as AccountState, base)),
+      `${base}/accounts`,
+      { order, limit },
+    );
+  });
 
   app.get<{ Params: { id: string } }>('/accounts/:id', async (req, reply) => {
     if (!isAccountId(req.params.id)) return sendProblem(reply, badRequest('account_id', 'invalid account id'));

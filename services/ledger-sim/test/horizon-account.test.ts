@@ -128,4 +128,45 @@ describe("Horizon's account resource", () => {
       type: 'ed25519_public_key',
     });
   });
+
+  it('lists the accounts a key signs (GET /accounts?signer=), paged by account id, as the SDK reads them', async () => {
+    const [s, a, b, c, other] = keys(5) as [Keypair, Keypair, Keypair, Keypair, Keypair];
+    await fund(app, s, a, b, c, other);
+    for (const k of [a, b, c]) {
+      const add = tx(app, k.publicKey(), [
+        Operation.setOptions({ signer: { ed25519PublicKey: s.publicKey(), weight: 1 } }),
+      ]);
+      expect(await verdict(app, signed(add, k))).toBe('ok');
+    }
+    const list = async (q: string) => (await app.inject({ url: `/accounts?${q}` })).json();
+    // s signs a, b and c, and is the master key of its own account (weight 1): four accounts, in id order.
+    const all = [s, a, b, c].map((k) => k.publicKey()).sort();
+    const r = await list(`signer=${s.publicKey()}&limit=200`);
+    expect(r._embedded.records.map((x: { id: string }) => x.id)).toEqual(all);
+    expect(Object.keys(r._embedded.records[0]).sort()).toEqual(REQUIRED);
+    // Paging: two by two, the cursor being the last id; descending order reverses.
+    const first = await list(`signer=${s.publicKey()}&limit=2`);
+    expect(first._embedded.records.map((x: { id: string }) => x.id)).toEqual(all.slice(0, 2));
+    const second = await list(`signer=${s.publicKey()}&limit=2&cursor=${all[1]}`);
+    expect(second._embedded.records.map((x: { id: string }) => x.id)).toEqual(all.slice(2));
+    const desc = await list(`signer=${s.publicKey()}&order=desc`);
+    expect(desc._embedded.records.map((x: { id: string }) => x.id)).toEqual([...all].reverse());
+    // A key that signs nothing has an empty list; the master key at weight 0 is not listed.
+    expect((await list(`signer=${keys(1)[0]!.publicKey()}`))._embedded.records).toEqual([]);
+    const off = tx(app, a.publicKey(), [Operation.setOptions({ masterWeight: 0 })]);
+    expect(await verdict(app, signed(off, a))).toBe('ok');
+    expect((await list(`signer=${a.publicKey()}`))._embedded.records).toEqual([]);
+    // Bad input is a Horizon problem naming the parameter.
+    for (const [q, field] of [
+      ['', 'signer'],
+      ['signer=nope', 'signer'],
+      [`signer=${s.publicKey()}&order=up`, 'order'],
+      [`signer=${s.publicKey()}&limit=0`, 'limit'],
+      [`signer=${s.publicKey()}&cursor=12`, 'cursor'],
+    ] as const) {
+      const res = await app.inject({ url: `/accounts?${q}` });
+      expect(res.statusCode, q).toBe(400);
+      expect(res.json().extras.invalid_field, q).toBe(field);
+    }
+  });
 });
