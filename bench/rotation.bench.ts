@@ -20,6 +20,7 @@ import { rm } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
+import { signerChangePolicy } from '@cosigner/testkit/policy';
 import { COSIGNER_BIN, REPO_ROOT, tempDir } from '@cosigner/testkit/process';
 import { Asset, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 
@@ -138,22 +139,7 @@ const cluster = await startCluster({
   nodes: 3,
   threshold: 2,
   operatorAccounts: 2,
-  nodePolicy: ({ network, accounts }) =>
-    // JSON is YAML: the node's policy loader reads it as written.
-    JSON.stringify({
-      version: 1,
-      network,
-      accounts,
-      operations: ['payment', 'setOptions'],
-      assets: [{ asset: 'native', maxPerTx: '1000', velocity: [{ window: '24h', max: '100000000' }] }],
-      validity: { maxWindowSeconds: 300 },
-      signerChanges: {
-        accounts,
-        clusterMembers: true,
-        maxWeight: 1,
-        minThresholds: { low: 2, medium: 2, high: 2 },
-      },
-    }),
+  nodePolicy: ({ network, accounts }) => signerChangePolicy({ network, accounts, dailyMax: '100000000' }),
 });
 
 const runs: RotationRun[] = [];

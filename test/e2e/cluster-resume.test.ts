@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ClusterFile } from '@cosigner/launcher/cluster';
-import { COSIGNER_BIN, REPO_ROOT, tempDir } from '@cosigner/testkit/process';
+import { alive, COSIGNER_BIN, REPO_ROOT, runCosigner, tempDir, until } from '@cosigner/testkit/process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -36,23 +36,6 @@ const WAYS = [
   'power cut',
 ];
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 interface Run {
   proc: ChildProcess;
   out: () => string;
@@ -82,23 +65,6 @@ function rotateCommand(out: string): { argv: string[]; env: Record<string, strin
   }
   expect(words.slice(0, 2)).toEqual(['pnpm', 'cosigner']);
   return { argv: words.slice(2), env };
-}
-
-async function runCommand(argv: string[], env: Record<string, string>): Promise<{ code: number | null; out: string }> {
-  const p = spawn(process.execPath, [COSIGNER_BIN, ...argv], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  p.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  p.stderr.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  const code = await new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
-  return { code, out };
 }
 
 /**
@@ -306,7 +272,7 @@ describe('pnpm start resumes the same cluster however it stopped', () => {
       // A signer change right after a start, as the printed command runs it: node-0's key is rotated (the other
       // nodes approve adding the new key: it is on their rosters). The next start resumes with the rotated key.
       const rotate = rotateCommand(run.out());
-      const rotated = await runCommand(rotate.argv, rotate.env);
+      const rotated = await runCosigner(rotate.argv, rotate.env);
       expect(rotated.code, rotated.out).toBe(0);
       expect(rotated.out).toMatch(/\[rotate\] deletion-scheduled \(node-0\)/);
       const newKey = ((await (await fetch(`${file.nodes[0]!.url}/v1/keyring`)).json()) as { active: string }).active;

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Cluster, ClusterFile, ProposalView } from '@cosigner/launcher/cluster';
-import { COSIGNER_BIN, REPO_ROOT, tempDir } from '@cosigner/testkit/process';
+import { alive, COSIGNER_BIN, REPO_ROOT, runCosigner, tempDir, until } from '@cosigner/testkit/process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // The CLI's own `cluster up` code starts the shared cluster in-process (so its demo and output are checked
 // here); every service still runs as a real child process, and no service's src is imported.
@@ -23,23 +23,6 @@ interface DecisionView {
 
 function decisions(p: ProposalView): DecisionView[] {
   return (Array.isArray(p.decisions) ? p.decisions : []) as DecisionView[];
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 describe('a 2-of-3 cluster of real processes', () => {
@@ -82,37 +65,21 @@ describe('a 2-of-3 cluster of real processes', () => {
 
   it("the printed AWS profiles reach each emulator's principals through the SDK's standard credential chain", async () => {
     // `cosigner keys show` with the node profile of kms-0: its credential_process reads kms-0/accounts.json.
-    const shown = await new Promise<{ code: number | null; out: string }>((res) => {
-      const p = spawn(
-        process.execPath,
-        [
-          COSIGNER_BIN,
-          'keys',
-          'show',
-          '--backend',
-          'aws-kms',
-          '--endpoint',
-          cluster.kms[0]!.url,
-          '--region',
-          cluster.kmsAccounts[0]!.region,
-          '--key-id',
-          cluster.nodeInfo[0]!.kmsKeyId,
-        ],
-        {
-          cwd: REPO_ROOT,
-          env: { ...process.env, AWS_CONFIG_FILE: cluster.aws.configFile, AWS_PROFILE: 'kms-0-node' },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        },
-      );
-      let out = '';
-      p.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-      });
-      p.stderr.on('data', (d: Buffer) => {
-        out += d.toString();
-      });
-      p.once('exit', (code) => res({ code, out }));
-    });
+    const shown = await runCosigner(
+      [
+        'keys',
+        'show',
+        '--backend',
+        'aws-kms',
+        '--endpoint',
+        cluster.kms[0]!.url,
+        '--region',
+        cluster.kmsAccounts[0]!.region,
+        '--key-id',
+        cluster.nodeInfo[0]!.kmsKeyId,
+      ],
+      { AWS_CONFIG_FILE: cluster.aws.configFile, AWS_PROFILE: 'kms-0-node' },
+    );
     expect(shown.code, shown.out).toBe(0);
     expect(shown.out).toContain(cluster.nodeInfo[0]!.stellarKey);
     // The credentials are in the emulator's accounts file only, never copied into the config.

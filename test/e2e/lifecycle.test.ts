@@ -2,11 +2,12 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DescribeKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
+import { signerChangePolicy } from '@cosigner/testkit/policy';
 import { COSIGNER_BIN, runCosigner, tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
+import { coordinatorEvents } from './helpers.ts';
 
 /**
  * Operator lifecycle end to end, real processes only: the launcher's 2-of-3 cluster (3 KMS emulators,
@@ -54,20 +55,6 @@ async function post(url: string, body: unknown): Promise<void> {
   if (!r.ok) throw new Error(`POST ${url}: ${r.status} ${await r.text()}`);
 }
 
-/** Every stored coordinator event, read from the client event stream (`/v1/events?since=0`). */
-async function coordinatorEvents(c: Cluster): Promise<{ type: string; data: Record<string, unknown> }[]> {
-  const url = `${c.coordinator.url.replace(/^http/, 'ws')}/v1/events?since=0`;
-  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${c.apiKey}` } });
-  const seen: { type: string; data: Record<string, unknown> }[] = [];
-  ws.on('message', (m: Buffer) =>
-    seen.push(JSON.parse(m.toString()) as { type: string; data: Record<string, unknown> }),
-  );
-  await new Promise((r) => ws.once('open', r));
-  await new Promise((r) => setTimeout(r, 1000));
-  ws.close();
-  return seen;
-}
-
 describe('operator lifecycle on a cluster of real processes', () => {
   let dir: string;
   let cluster: Cluster;
@@ -81,21 +68,7 @@ describe('operator lifecycle on a cluster of real processes', () => {
     // Each operator opens their node to signer changes on the cluster's two accounts, for keys on its roster.
     await writeFile(
       join(dir, 'policy.yaml'),
-      // JSON is YAML: the node's policy loader reads it as written.
-      JSON.stringify({
-        version: 1,
-        network: cluster.networkPassphrase,
-        accounts: [cluster.account.id, b.publicKey()],
-        operations: ['payment', 'setOptions'],
-        assets: [{ asset: 'native', maxPerTx: '1000', velocity: [{ window: '24h', max: '1000000' }] }],
-        validity: { maxWindowSeconds: 300 },
-        signerChanges: {
-          accounts: [cluster.account.id, b.publicKey()],
-          clusterMembers: true,
-          maxWeight: 1,
-          minThresholds: { low: 2, medium: 2, high: 2 },
-        },
-      }),
+      signerChangePolicy({ network: cluster.networkPassphrase, accounts: [cluster.account.id, b.publicKey()] }),
       { mode: 0o600 },
     );
     for (let i = 0; i < 3; i++) {

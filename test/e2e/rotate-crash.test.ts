@@ -1,11 +1,11 @@
-import { spawn } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DescribeKeyCommand, KMSClient, ListKeysCommand } from '@aws-sdk/client-kms';
 import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
-import { COSIGNER_BIN, type CommandRun, REPO_ROOT, runCosigner, tempDir } from '@cosigner/testkit/process';
+import { signerChangePolicy } from '@cosigner/testkit/policy';
+import { COSIGNER_BIN, runCosigner, spawnCosigner, tempDir } from '@cosigner/testkit/process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
+import { coordinatorEvents } from './helpers.ts';
 
 /**
  * `cosigner rotate` killed (SIGKILL) at every point where a crash could lose or repeat something, each run
@@ -44,55 +44,9 @@ const REQUEST: Record<string, string | undefined> = {
 /** Every kill point in the order one run reaches them. */
 const POINTS = STEPS.flatMap((s) => [...(REQUEST[s] ? [`sent:${REQUEST[s]}`] : []), `sent:event:${s}`, `after:${s}`]);
 
-type Run = CommandRun;
 const cosigner = runCosigner;
 
-/** A command left running: `seen(re, from)` waits until its output after offset `from` matches; `done` is its exit. */
-function background(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const p = spawn(process.execPath, [COSIGNER_BIN, ...args], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, NODE_ENV: 'development', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  p.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  p.stderr.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  const done = new Promise<Run>((res) => p.once('exit', (code, signal) => res({ code, signal, out })));
-  let exited = false;
-  void done.then(() => {
-    exited = true;
-  });
-  return {
-    done,
-    seen: async (re: RegExp, from = 0, timeoutMs = 180_000): Promise<{ match: RegExpMatchArray; end: number }> => {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const m = out.slice(from).match(re);
-        if (m) return { match: m, end: from + (m.index ?? 0) + m[0].length };
-        if (exited || Date.now() > deadline) throw new Error(`not seen: ${re}\n${out}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    },
-  };
-}
-
-async function events(c: Cluster): Promise<{ type: string; data: Record<string, unknown> }[]> {
-  const ws = new WebSocket(`${c.coordinator.url.replace(/^http/, 'ws')}/v1/events?since=0`, {
-    headers: { authorization: `Bearer ${c.apiKey}` },
-  });
-  const seen: { type: string; data: Record<string, unknown> }[] = [];
-  ws.on('message', (m: Buffer) =>
-    seen.push(JSON.parse(m.toString()) as { type: string; data: Record<string, unknown> }),
-  );
-  await new Promise((r) => ws.once('open', r));
-  await new Promise((r) => setTimeout(r, 1000));
-  ws.close();
-  return seen;
-}
+const background = spawnCosigner;
 
 describe('cosigner rotate killed at every step boundary and inside every request', () => {
   let dir: string;
@@ -110,22 +64,7 @@ describe('cosigner rotate killed at every step boundary and inside every request
       // The second test rotates on two accounts (the lock-out warning is printed once for both).
       operatorAccounts: 2,
       nodePolicy: ({ network, accounts }) => {
-        policy = (hold) =>
-          JSON.stringify({
-            version: 1,
-            network,
-            accounts,
-            operations: ['payment', 'setOptions'],
-            assets: [{ asset: 'native', maxPerTx: '1000', velocity: [{ window: '24h', max: '1000000' }] }],
-            validity: { maxWindowSeconds: 300 },
-            signerChanges: {
-              accounts,
-              clusterMembers: true,
-              maxWeight: 1,
-              minThresholds: { low: 2, medium: 2, high: 2 },
-            },
-            manualApproval: { signerChanges: hold },
-          });
+        policy = (hold) => signerChangePolicy({ network, accounts, holdSignerChanges: hold });
         return policy(false);
       },
     });
@@ -235,7 +174,9 @@ describe('cosigner rotate killed at every step boundary and inside every request
 
     // Every step reached the event stream (at least once: a step whose event was sent but not acknowledged
     // before a kill is sent again with the same detail), and the added/removed events name their proposals.
-    const steps = (await events(cluster)).filter((e) => e.type === 'lifecycle.step' && e.data.action === 'rotate');
+    const steps = (await coordinatorEvents(cluster)).filter(
+      (e) => e.type === 'lifecycle.step' && e.data.action === 'rotate',
+    );
     for (const s of STEPS)
       expect(
         steps.some((e) => e.data.step === s),

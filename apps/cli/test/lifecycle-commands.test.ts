@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
 import { setOptionsOps } from '@cosigner/policy/account-setup';
+import { signerChangePolicy } from '@cosigner/testkit/policy';
 import { COSIGNER_BIN, tempDir } from '@cosigner/testkit/process';
 import { Asset, Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import { Command } from 'commander';
@@ -100,24 +101,9 @@ describe('lifecycle commands in-process against a real cluster', () => {
     b = await cluster.fundedAccount();
     c = await cluster.fundedAccount();
     const accounts = [cluster.account.id, b.publicKey(), c.publicKey()];
-    await writeFile(
-      join(dir, 'policy.yaml'),
-      JSON.stringify({
-        version: 1,
-        network: cluster.networkPassphrase,
-        accounts,
-        operations: ['payment', 'setOptions'],
-        assets: [{ asset: 'native', maxPerTx: '1000', velocity: [{ window: '24h', max: '1000000' }] }],
-        validity: { maxWindowSeconds: 300 },
-        signerChanges: {
-          accounts,
-          clusterMembers: true,
-          maxWeight: 1,
-          minThresholds: { low: 2, medium: 2, high: 2 },
-        },
-      }),
-      { mode: 0o600 },
-    );
+    await writeFile(join(dir, 'policy.yaml'), signerChangePolicy({ network: cluster.networkPassphrase, accounts }), {
+      mode: 0o600,
+    });
     for (let i = 0; i < 3; i++) {
       await cluster.restartNode(i);
       for (const x of cluster.nodeInfo) {

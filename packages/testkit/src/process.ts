@@ -39,23 +39,80 @@ export interface CommandRun {
   out: string;
 }
 
+/** A `cosigner` command left running: `seen(re, from)` waits until its output after offset `from` matches. */
+export interface CommandInProgress {
+  /** How it ended, once it has. */
+  done: Promise<CommandRun>;
+  /** The output so far (stdout and stderr in the order they came). */
+  out(): string;
+  /**
+   * Wait until the output after offset `from` matches `re`; the match and the offset just after it.
+   * @throws Error with the output so far when the command exits first or `timeoutMs` passes
+   */
+  seen(re: RegExp, from?: number, timeoutMs?: number): Promise<{ match: RegExpMatchArray; end: number }>;
+}
+
+/** Start `cosigner <args>` in development mode, as an operator's shell would, with `env` added. */
+export function spawnCosigner(args: string[], env: NodeJS.ProcessEnv = {}): CommandInProgress {
+  const p = spawn(process.execPath, [COSIGNER_BIN, ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, NODE_ENV: 'development', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  p.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  p.stderr.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  let exited = false;
+  const done = new Promise<CommandRun>((res) =>
+    p.once('exit', (code, signal) => {
+      exited = true;
+      res({ code, signal, out });
+    }),
+  );
+  return {
+    done,
+    out: () => out,
+    seen: async (re, from = 0, timeoutMs = 180_000) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const m = out.slice(from).match(re);
+        if (m) return { match: m, end: from + (m.index ?? 0) + m[0].length };
+        if (exited || Date.now() > deadline) throw new Error(`not seen: ${re}\n${out}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+  };
+}
+
 /** Run `cosigner <args>` to its end in development mode, as an operator's shell would, with `env` added. */
 export function runCosigner(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CommandRun> {
-  return new Promise((res) => {
-    const p = spawn(process.execPath, [COSIGNER_BIN, ...args], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, NODE_ENV: 'development', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    p.stderr.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    p.once('exit', (code, signal) => res({ code, signal, out }));
-  });
+  return spawnCosigner(args, env).done;
+}
+
+/** Whether a process with this pid exists (signal 0 probes without sending anything). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Poll `cond` every 100 ms until it holds.
+ * @throws Error naming `what` when `timeoutMs` passes first
+ */
+export async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** A fresh temporary directory; remove it with `rm(dir, { recursive: true, force: true })`. */
