@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { generateIdentity } from '@cosigner/protocol/identity';
 import { COSIGNER_BIN, tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
+import { Command } from 'commander';
 import { afterAll, describe, expect, it } from 'vitest';
+import { register } from '../src/command.ts';
 import { openSqliteStore } from '../src/store.ts';
 
 /**
@@ -68,6 +70,26 @@ function hasKey(dataDir: string, id: string): boolean {
 }
 
 describe('cosigner coordinator enroll / api-key create options', () => {
+  it('in process: the subcommand reads the flag its parent command took', async () => {
+    const cwd = await dir();
+    const program = new Command('cosigner').exitOverride();
+    register(program);
+    const write = process.stdout.write;
+    process.stdout.write = (() => true) as typeof process.stdout.write;
+    try {
+      await program.parseAsync(
+        [
+          ...['coordinator', 'enroll', '--node-id', 'n-in', '--identity-key', generateIdentity().identity.publicKeyB64],
+          ...['--stellar-key', Keypair.random().publicKey(), '--data-dir', cwd],
+        ],
+        { from: 'user' },
+      );
+    } finally {
+      process.stdout.write = write;
+    }
+    expect(enrolled(cwd)).toEqual(['n-in']);
+  });
+
   it('take --data-dir and --config before or after the subcommand', { timeout: 180_000 }, async () => {
     const cwd = await dir();
     const node = (id: string): string[] => [
