@@ -19,7 +19,8 @@
  *   node --import tsx /app/docker/setup.ts
  *
  * Environment (defaults in brackets): COSIGNER_NODES [3], COSIGNER_THRESHOLD [2], COSIGNER_OPERATOR_ACCOUNTS [1],
- * COSIGNER_HORIZON_URL [http://ledger:8000], COSIGNER_COORDINATOR_WS [ws://coordinator:8080],
+ * COSIGNER_HORIZON_URL [http://ledger:8000], COSIGNER_COORDINATOR_WS [ws://coordinator:8080] (several coordinator
+ * replicas: their URLs separated by commas, written as the nodes' coordinator.urls),
  * COSIGNER_KMS_URL_<i> [http://kms-<i>:4566], COSIGNER_FRIENDBOT_URL [<horizon>/friendbot], COSIGNER_MAX_PAYMENT_XLM
  * [1000], JSON objects merged over the generated configs (COSIGNER_COORDINATOR_CONFIG, COSIGNER_NODE_CONFIG), and
  * for real AWS KMS instead of the emulators (docker-compose.testnet.yml): COSIGNER_KMS_KEY_ID_<i>,
@@ -30,7 +31,7 @@ import { existsSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CreateKeyCommand, GetPublicKeyCommand, KMSClient } from '@aws-sdk/client-kms';
-import { demoPolicyYaml, mergeConfig, setupWarning } from '@cosigner/launcher/cluster';
+import { demoPolicyYaml, mergeConfig, nodeCoordinatorSection, setupWarning } from '@cosigner/launcher/cluster';
 import { signedFreshSetup } from '@cosigner/policy/account-setup';
 import { Horizon, Keypair, StrKey } from '@stellar/stellar-sdk';
 
@@ -40,7 +41,10 @@ const n = Number(env.COSIGNER_NODES ?? 3);
 const threshold = Number(env.COSIGNER_THRESHOLD ?? 2);
 const operators = Number(env.COSIGNER_OPERATOR_ACCOUNTS ?? 1);
 const horizonUrl = env.COSIGNER_HORIZON_URL ?? 'http://ledger:8000';
-const coordinatorWs = env.COSIGNER_COORDINATOR_WS ?? 'ws://coordinator:8080';
+const coordinatorWs = (env.COSIGNER_COORDINATOR_WS ?? 'ws://coordinator:8080')
+  .split(',')
+  .map((u) => u.trim())
+  .filter((u) => u !== '');
 const kmsUrl = (i: number): string => env[`COSIGNER_KMS_URL_${i}`] ?? `http://kms-${i}:4566`;
 const jsonEnv = (name: string): Record<string, unknown> => (env[name] ? JSON.parse(env[name]) : {});
 const log = (line: string): void => {
@@ -210,7 +214,8 @@ async function main(): Promise<void> {
         mode: 'development',
         nodeId: x.id,
         dataDir: '/data',
-        coordinator: { url: coordinatorWs, publicKeys: [messageKey] },
+        // One URL: coordinator.url, as always; several replicas: coordinator.urls, a session with each.
+        coordinator: nodeCoordinatorSection(coordinatorWs, [messageKey]),
         identityKeyFile: '/data/identity.pem',
         network,
         key: {

@@ -13,6 +13,22 @@ interface CommonFlags {
   dataDir?: string;
 }
 
+/**
+ * A subcommand's --config and --data-dir wherever the user wrote them. `cosigner coordinator` declares both too, and
+ * commander hands an option a parent declares to that parent even when it follows the subcommand's name
+ * (`coordinator enroll --data-dir d` sets the parent's), so read the nearest command that has it: without this the
+ * enrolment went to the default data directory, another database than the one named.
+ */
+export function withParentFlags<T extends CommonFlags>(o: T, self: Command): T {
+  let { config, dataDir } = o;
+  for (let c = self.parent; c; c = c.parent) {
+    const p = c.opts() as CommonFlags;
+    config ??= p.config;
+    dataDir ??= p.dataDir;
+  }
+  return { ...o, config, dataDir };
+}
+
 async function storeFor(flags: CommonFlags) {
   const overrides: ConfigOverrides = { dataDir: flags.dataDir };
   const config = await loadConfig(flags.config, overrides);
@@ -114,7 +130,9 @@ export function register(program: Command): void {
     .requiredOption('--node-id <id>', 'node id')
     .requiredOption('--identity-key <b64>', 'node identity public key, base64 raw ed25519')
     .requiredOption('--stellar-key <address>', 'node Stellar signing address (G...)')
-    .action((o: CommonFlags & { nodeId: string; identityKey: string; stellarKey: string }) => enroll(o, write));
+    .action((o: CommonFlags & { nodeId: string; identityKey: string; stellarKey: string }, self: Command) =>
+      enroll(withParentFlags(o, self), write),
+    );
   cmd
     .command('api-key')
     .description('manage client API keys')
@@ -124,6 +142,8 @@ export function register(program: Command): void {
     .option('--data-dir <dir>', 'data directory')
     .requiredOption('--scopes <list>', 'comma-separated: propose, read, admin')
     .option('--label <text>', 'a note to recognise the key by')
-    .action((o: CommonFlags & { scopes: string; label?: string }) => apiKeyCreate(o, write));
+    .action((o: CommonFlags & { scopes: string; label?: string }, self: Command) =>
+      apiKeyCreate(withParentFlags(o, self), write),
+    );
   registerCopyToPostgres(cmd);
 }
