@@ -49,9 +49,12 @@ export async function enroll(
   }
   const store = await storeFor(flags);
   try {
-    store.enrollNode({ id: flags.nodeId, identityKey: flags.identityKey, stellarKey: flags.stellarKey }, Date.now());
+    await store.enrollNode(
+      { id: flags.nodeId, identityKey: flags.identityKey, stellarKey: flags.stellarKey },
+      Date.now(),
+    );
   } finally {
-    store.close();
+    await store.close();
   }
   out(`enrolled node ${flags.nodeId} (${flags.stellarKey})\n`);
 }
@@ -64,10 +67,10 @@ export async function apiKeyCreate(
   const scopes = parseScopes(flags.scopes);
   const store = await storeFor(flags);
   try {
-    const { id, key } = createApiKey(store, scopes, flags.label ?? null);
+    const { id, key } = await createApiKey(store, scopes, flags.label ?? null);
     out(`${JSON.stringify({ id, key, scopes })}\n`);
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
