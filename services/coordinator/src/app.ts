@@ -30,6 +30,7 @@ import { followUpKey, prepareSorobanTx, sorobanTxKind } from './kinds/soroban-tx
 import { prepareTransaction, transactionFields, transactionKind } from './kinds/transaction.ts';
 import { registerLifecycleRoutes } from './lifecycle.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
+import { openStore } from './open-store.ts';
 import { ProposalIdParams, proposalOr404 } from './proposal-params.ts';
 import { progress } from './quorum.ts';
 import { RoundEngine } from './round.ts';
@@ -38,7 +39,6 @@ import {
   type ApiKeyRecord,
   type CoordinatorStore,
   type EventRecord,
-  openSqliteStore,
   type ProposalRecord,
   type ProposalStatus,
   step,
@@ -849,7 +849,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
  * callback secret (each created 0600 when absent). Logs the PATHS of created secrets, never their contents.
  */
 export async function prepareRuntime(config: Readonly<CoordinatorConfig>, logger: Logger): Promise<BuildOptions> {
-  const store = openSqliteStore(config.dataDir);
+  const store = await openStore(config, logger);
   try {
     const { identity, created } = await loadOrCreateIdentity(config.messageKeyFile);
     if (created) logger.info({ path: config.messageKeyFile }, 'created the coordinator message key');
