@@ -4,6 +4,7 @@ import { createLogger } from '@cosigner/runtime/logger';
 import { decodeEnvelope } from '@cosigner/stellar/decode';
 import { tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
+import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/apikeys.ts';
@@ -240,4 +241,70 @@ describe('coordinator replicas on one PostgreSQL database', () => {
     // Well before the old lease would have expired.
     expect(Date.now() - stopped).toBeLessThan(LEASE_MS);
   });
+
+  it('takeover rules, for any split of the answers between the replicas and any crash point: one proposal, at most one envelope, never lost', async () => {
+    const behaviour = fc.constantFrom<'approve' | 'silent'>('approve', 'silent');
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(behaviour, behaviour), { minLength: 3, maxLength: 3 }),
+        fc.constantFrom('afterCreate', 'afterFirstSignature', 'inSubmission'),
+        async (answers, crashAt) => {
+          const s = await setup(
+            answers.map(([onA]) => onA),
+            { submitBackoffMs: 60_000, submitMaxBackoffMs: 60_000 },
+          );
+          const twins = s.nodes.map(
+            (n, i) => new TestNode(n.id, answers[i]![1], { keypair: n.keypair, identity: n.identity }),
+          );
+          for (const n of s.nodes) await n.connect(s.a.url, s.a.key);
+          for (const n of twins) await n.connect(s.b.url, s.b.key);
+          const xdr = payment(s.source, { seq: '600' });
+          const hash = decodeEnvelope(xdr, NETWORK).hash.toString('hex');
+          if (crashAt === 'inSubmission') s.ledger.lostFor.add(hash);
+          const created = await post(s.a, s.adminKey, { xdr, submit: true, idempotencyKey: 'model' });
+          const id = created.json().id as string;
+          const reached = (f: () => Promise<boolean>) =>
+            waitFor(async () => ((await f()) ? true : undefined), crashAt, 2000).catch(() => false);
+          if (crashAt === 'afterFirstSignature') await reached(async () => (await s.b.store.signatures(id)).length > 0);
+          if (crashAt === 'inSubmission') await reached(async () => s.ledger.submitted.length > 0);
+          const crashedAt = await crash(s.a);
+          // The answer-losing link was A's only.
+          s.ledger.lostFor.clear();
+          // B can complete the round when two nodes signed in all: before the crash via A, or when B asks them.
+          const signedViaA = new Set((await s.b.store.signatures(id)).map((x) => x.nodeId));
+          const willSign = new Set([
+            ...signedViaA,
+            ...s.nodes.filter((_, i) => answers[i]![1] === 'approve').map((n) => n.id),
+          ]);
+          const end = await waitFor(
+            async () => {
+              const p = await s.b.store.getProposal(id);
+              if (p?.status === 'submitted' || p?.status === 'failed') return p;
+              // Still open: past A's lease time, a live lease can only be B's (A is gone): it is driven, not lost.
+              const lease = await currentLease(s.b.store, id);
+              const drivenByB =
+                Date.now() > crashedAt + LEASE_MS && lease !== undefined && lease.expiresAt > Date.now();
+              if (willSign.size < 2 && drivenByB) return p;
+              return undefined;
+            },
+            'the round ends or is driven by B',
+            LEASE_MS + 8000,
+          );
+          if (willSign.size >= 2) expect(end!.status).toBe('submitted');
+          // One proposal for the key; at most one envelope ever sent; one quorum, one submission at most.
+          expect((await s.b.store.listProposals({ limit: 10 })).items).toHaveLength(1);
+          expect(new Set(s.ledger.submitted).size).toBeLessThanOrEqual(1);
+          const types = (await s.b.store.eventsOf(id, 100)).map((e) => e.type);
+          expect(types.filter((t) => t === 'quorum.reached').length).toBeLessThanOrEqual(1);
+          expect(types.filter((t) => t === 'proposal.submitted').length).toBe(end!.status === 'submitted' ? 1 : 0);
+          for (const n of [...s.nodes, ...twins]) n.close();
+          for (const r of open.splice(0)) {
+            await r.app.close().catch(() => undefined);
+            await rm(r.dir, { recursive: true, force: true });
+          }
+        },
+      ),
+      { numRuns: 6 },
+    );
+  }, 180_000);
 });
