@@ -276,4 +276,57 @@ describe('two coordinator processes on PostgreSQL', () => {
     expect(BigInt((await server.loadAccount(master.publicKey())).sequenceNumber())).toBe(seqBefore + 1n);
     for (const n of c.nodes) n.close();
   }, 180_000);
+
+  it('kill -9 of the driving replica while PostgreSQL restarts: 503 meanwhile, then the other replica finishes the round', async () => {
+    const database = await db.createDatabase('replicas_restart');
+    const c = await cluster(database);
+    const a = await c.start('a', sim.url);
+    const b = await c.start('b', sim.url);
+    const key = (await readFile(String(a.ready.adminKeyFile), 'utf8')).trim();
+    const messageKey = Buffer.from(String(a.ready.messageKey), 'base64');
+    const twins = c.nodes.map(
+      (n, i) =>
+        new TestNode(n.id, i < 2 ? 'approve' : 'silent', {
+          keypair: n.keypair,
+          identity: n.identity,
+          network: NETWORK,
+        }),
+    );
+    for (const n of c.nodes) expect(await n.connect(a.url, messageKey)).toBe('welcome');
+    for (const n of twins) expect(await n.connect(b.url, messageKey)).toBe('welcome');
+    const master = await multisigAccount(c.nodes.map((n) => n.stellarKey));
+    const dest = Keypair.random();
+    await fund(dest);
+    const seqBefore = BigInt((await server.loadAccount(master.publicKey())).sequenceNumber());
+    const xdr = await paymentXdr(master.publicKey(), dest.publicKey(), '3');
+    const created = await api(a.url, key, '/v1/proposals', { xdr, submit: true, idempotencyKey: 'pg-restart-1' });
+    expect(created.status).toBe(201);
+    const id = String(created.json.id);
+    await waitFor(async () => {
+      const p = (await api(b.url, key, `/v1/proposals/${id}`)).json;
+      return (p.signatures as unknown[]).length === 1 ? true : undefined;
+    }, "node-0's signature");
+    expect(driverPid((await leaseHolder(database, id))!.holder)).toBe(a.pid);
+    // The database goes down, the driver dies meanwhile, the database comes back.
+    await db.stop('immediate');
+    await a.kill9();
+    const down = await api(b.url, key, `/v1/proposals/${id}`);
+    expect(down.status).toBe(503);
+    expect(down.json.code).toBe('COORD_STORE_UNAVAILABLE');
+    await db.start();
+    const done = await waitFor(
+      async () => {
+        const r = await api(b.url, key, `/v1/proposals/${id}`);
+        return r.status === 200 && (r.json.status === 'submitted' || r.json.status === 'failed') ? r.json : undefined;
+      },
+      'B finishes the round once the database is back',
+      30_000,
+    );
+    expect(done.status).toBe('submitted');
+    expect(driverPid((await leaseHolder(database, id))!.holder)).toBe(b.pid);
+    expect(BigInt((await server.loadAccount(master.publicKey())).sequenceNumber())).toBe(seqBefore + 1n);
+    const events = (await api(b.url, key, `/v1/proposals/${id}/events`)).json.events as { type: string }[];
+    expect(events.filter((e) => e.type === 'proposal.submitted')).toHaveLength(1);
+    for (const n of [...c.nodes, ...twins]) n.close();
+  }, 180_000);
 });
