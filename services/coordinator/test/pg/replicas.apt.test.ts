@@ -223,6 +223,57 @@ describe('coordinator replicas on one PostgreSQL database', () => {
     expect(s.ledger.submitted).toHaveLength(1);
   });
 
+  it('three replicas, the driver dies: exactly one of the two others takes each round over, and each ends once', async () => {
+    const s = await setup(['approve', 'silent', 'silent']);
+    const c = await replica(s.database, s.ledger);
+    // Node n1 signs for whichever survivor asks it; n0 signed through A before A died.
+    const onB = s.nodes.map(
+      (n, i) => new TestNode(n.id, i === 1 ? 'approve' : 'silent', { keypair: n.keypair, identity: n.identity }),
+    );
+    const onC = s.nodes.map(
+      (n, i) => new TestNode(n.id, i === 1 ? 'approve' : 'silent', { keypair: n.keypair, identity: n.identity }),
+    );
+    for (const n of s.nodes) expect(await n.connect(s.a.url, s.a.key)).toBe('welcome');
+    for (const n of onB) expect(await n.connect(s.b.url, s.b.key)).toBe('welcome');
+    for (const n of onC) expect(await n.connect(c.url, c.key)).toBe('welcome');
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const res = await post(s.a, s.adminKey, { xdr: payment(s.source, { seq: String(700 + i) }), submit: true });
+      expect(res.statusCode).toBe(201);
+      ids.push(res.json().id as string);
+    }
+    await waitFor(async () => {
+      for (const id of ids) if ((await s.b.store.signatures(id)).length === 0) return undefined;
+      return true;
+    }, "n0's signatures via A");
+    const holderA = (await currentLease(s.b.store, ids[0]!))!.holder;
+    await crash(s.a);
+    for (const id of ids) {
+      await waitFor(
+        async () => ((await s.b.store.getProposal(id))?.status === 'submitted' ? true : undefined),
+        `${id} submitted`,
+        LEASE_MS + 10_000,
+      );
+      const lease = (await currentLease(s.b.store, id))!;
+      expect(lease.holder).not.toBe(holderA);
+      // One takeover per round: the token moved once; one quorum, one submission.
+      expect(lease.token).toBe(2);
+      const types = (await s.b.store.eventsOf(id, 100)).map((e) => e.type);
+      expect(types.filter((t) => t === 'quorum.reached')).toHaveLength(1);
+      expect(types.filter((t) => t === 'proposal.submitted')).toHaveLength(1);
+    }
+    // Four envelopes, each sent once.
+    expect(s.ledger.submitted).toHaveLength(4);
+    expect(new Set(s.ledger.submitted).size).toBe(4);
+    // Only the replica that holds a round asked node n1 for it.
+    for (const id of ids) {
+      const askedByB = onB[1]!.proposals.some((p) => p.proposalId === id);
+      const askedByC = onC[1]!.proposals.some((p) => p.proposalId === id);
+      expect(askedByB !== askedByC).toBe(true);
+    }
+    for (const n of [...s.nodes, ...onB, ...onC]) n.close();
+  });
+
   it('a clean stop hands the rounds over at once', async () => {
     const s = await setup(['silent', 'silent', 'silent']);
     const created = await post(s.a, s.adminKey, { xdr: payment(s.source, { seq: '500' }) });
