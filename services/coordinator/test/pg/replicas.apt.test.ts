@@ -7,6 +7,7 @@ import { Keypair } from '@stellar/stellar-sdk';
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { createApiKey } from '../../src/apikeys.ts';
 import { build } from '../../src/app.ts';
 import { parseConfig } from '../../src/config.ts';
@@ -157,6 +158,28 @@ describe('coordinator replicas on one PostgreSQL database', () => {
     // Every event once, in order, on B's stream.
     const seqs = streamedByB.map((e) => e.seq);
     expect(seqs).toEqual([...new Set(seqs)].sort((x, y) => x - y));
+  });
+
+  it('/v1/events of one replica: the stored events since a position, then live ones written by the other, each once', async () => {
+    const s = await setup(['silent', 'silent', 'silent']);
+    const first = (await post(s.a, s.adminKey, { xdr: payment(s.source) })).json();
+    const received: { seq: number; type: string; proposalId: string | null }[] = [];
+    const ws = new WebSocket(`${s.b.url.replace('http', 'ws')}/v1/events?since=0`, {
+      headers: { authorization: `Bearer ${s.adminKey}` },
+    });
+    ws.on('message', (d: Buffer) => received.push(JSON.parse(d.toString())));
+    await new Promise((r) => ws.once('open', r));
+    const second = (await post(s.a, s.adminKey, { xdr: payment(s.source) })).json();
+    const third = (await post(s.b, s.adminKey, { xdr: payment(s.source) })).json();
+    await waitFor(
+      () => (received.some((e) => e.proposalId === third.id && e.type === 'proposal.created') ? true : undefined),
+      'the live events',
+    );
+    const created = received.filter((e) => e.type === 'proposal.created').map((e) => e.proposalId);
+    expect(created).toEqual([first.id, second.id, third.id]);
+    const seqs = received.map((e) => e.seq);
+    expect(seqs).toEqual([...new Set(seqs)].sort((x, y) => x - y));
+    ws.close();
   });
 
   it('the driving replica dies mid-round: the other takes the round over in time and asks the nodes that had not answered', async () => {
