@@ -5,8 +5,8 @@ import type { Command } from 'commander';
 import { createApiKey, parseScopes } from './apikeys.ts';
 import { type ConfigOverrides, loadConfig } from './config.ts';
 import { coordinatorErrors } from './errors.ts';
+import { openStore } from './open-store.ts';
 import { registerCopyToPostgres } from './pg/command.ts';
-import { openSqliteStore } from './store.ts';
 
 interface CommonFlags {
   config?: string;
@@ -29,10 +29,11 @@ export function withParentFlags<T extends CommonFlags>(o: T, self: Command): T {
   return { ...o, config, dataDir };
 }
 
+/** The store the config names (SQLite under the data directory, or PostgreSQL), as the service opens it. */
 async function storeFor(flags: CommonFlags) {
   const overrides: ConfigOverrides = { dataDir: flags.dataDir };
   const config = await loadConfig(flags.config, overrides);
-  return openSqliteStore(config.dataDir);
+  return openStore(config);
 }
 
 /** `cosigner coordinator enroll`: record a node's identity key and Stellar key in the coordinator database. */
@@ -65,9 +66,12 @@ export async function enroll(
   }
   const store = await storeFor(flags);
   try {
-    store.enrollNode({ id: flags.nodeId, identityKey: flags.identityKey, stellarKey: flags.stellarKey }, Date.now());
+    await store.enrollNode(
+      { id: flags.nodeId, identityKey: flags.identityKey, stellarKey: flags.stellarKey },
+      Date.now(),
+    );
   } finally {
-    store.close();
+    await store.close();
   }
   out(`enrolled node ${flags.nodeId} (${flags.stellarKey})\n`);
 }
@@ -80,10 +84,10 @@ export async function apiKeyCreate(
   const scopes = parseScopes(flags.scopes);
   const store = await storeFor(flags);
   try {
-    const { id, key } = createApiKey(store, scopes, flags.label ?? null);
+    const { id, key } = await createApiKey(store, scopes, flags.label ?? null);
     out(`${JSON.stringify({ id, key, scopes })}\n`);
   } finally {
-    store.close();
+    await store.close();
   }
 }
 

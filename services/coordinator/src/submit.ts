@@ -3,8 +3,9 @@ import type { SubmissionCode } from './codes.ts';
 import type { EventBus } from './events.ts';
 import { explainResultCode, type LedgerClient } from './horizon.ts';
 import type { Metrics } from './metrics.ts';
+import type { RoundLease, RoundLeases } from './pg/replicas.ts';
 import { backoffMs } from './quorum.ts';
-import type { ProposalRecord, Store, SubmissionResult } from './store.ts';
+import type { CoordinatorStore, ProposalRecord, SubmissionResult } from './store.ts';
 
 /**
  * Submission of a signed envelope to the network (docs/architecture.md "A proposal's life", step 5): the stored
@@ -13,7 +14,7 @@ import type { ProposalRecord, Store, SubmissionResult } from './store.ts';
  */
 
 export interface SubmitterOptions {
-  store: Store;
+  store: CoordinatorStore;
   ledger: LedgerClient;
   events: EventBus;
   metrics: Metrics;
@@ -27,6 +28,12 @@ export interface SubmitterOptions {
   ledgerSettleMs?: number;
   /** Accounts whose cached state must be dropped (a bad-auth result says the signers changed). */
   invalidateAccounts(ids: readonly string[]): void;
+  /**
+   * Several replicas: a submission runs only under the round's lease (the round engine's, handed over when it
+   * signed, or taken here when a replica takes a dead one's submission over), its writes fenced by it, and no
+   * envelope leaves once the lease is lost.
+   */
+  leases?: RoundLeases;
 }
 
 export class Submitter {
@@ -51,7 +58,12 @@ export class Submitter {
   async submit(rec: ProposalRecord, envelope: string, resumed: boolean): Promise<void> {
     if (this.#submitting.has(rec.id)) return;
     this.#submitting.add(rec.id);
+    let lease: RoundLease | null | undefined;
     try {
+      lease = this.o.leases && (await this.o.leases.acquire(rec.id));
+      // Another replica holds the round: it submits (or takes it over once its lease lapses).
+      if (lease === null) return;
+      this.#lease.set(rec.id, lease);
       // A ledger whose close time is maxTime still takes it (closeTime <= maxTime): the bound ends a second later.
       const deadline = rec.maxTime > 0 ? (rec.maxTime + 1) * 1000 : undefined;
       const maxBackoff = this.o.submitMaxBackoffMs ?? 30_000;
@@ -62,12 +74,15 @@ export class Submitter {
       for (let attempt = 1; more(attempt) && !this.#closed; attempt++) {
         if (attempt > 1 || resumed) {
           const fate = this.#fate(rec, await this.o.ledger.transactionStatus(rec.hash), attempt);
-          if (fate) return fate();
+          if (fate) return await fate();
         }
+        // Lost the lease (another replica took the round over, or the database was out of reach too long): that
+        // replica asks the network for the hash and goes on; this one sends nothing more.
+        if (!this.#mayAct(rec.id)) return;
         tried = attempt;
         const r = await this.o.ledger.submit(envelope, rec.network);
         if (r.kind === 'accepted') {
-          return this.#submitted(rec, {
+          return await this.#submitted(rec, {
             outcome: 'accepted',
             code: null,
             message: 'accepted by the network',
@@ -80,7 +95,7 @@ export class Submitter {
           if (r.code === 'tx_bad_auth' || r.operationCodes.includes('op_bad_auth')) {
             this.o.invalidateAccounts(rec.accounts.map((a) => a.accountId));
           }
-          return this.#failed(rec, {
+          return await this.#failed(rec, {
             outcome: 'failed',
             code: r.code,
             message: explainResultCode(r.code, r.operationCodes),
@@ -108,24 +123,24 @@ export class Submitter {
         if (this.#closed) return;
         const status = await this.o.ledger.transactionStatus(rec.hash);
         const found = this.#fate(rec, status, tried);
-        if (found) return found();
+        if (found) return await found();
         const bound = new Date(deadline).toISOString();
         if (status === 'missing') {
-          return this.#gaveUp(
+          return await this.#gaveUp(
             rec,
             'submission_expired',
             `the network could not take the transaction before its time bound passed (${bound}; last error: ${lastTransient}); it is not on the ledger and can no longer apply`,
             tried,
           );
         }
-        return this.#gaveUp(
+        return await this.#gaveUp(
           rec,
           'submission_unavailable',
           `the network could not be reached until the time bound passed (${bound}; ${lastTransient}); the transaction can no longer apply, but whether it applied before cannot be known until the network answers for its hash`,
           tried,
         );
       }
-      return this.#gaveUp(
+      return await this.#gaveUp(
         rec,
         'submission_unavailable',
         `the network could not be reached after ${tried} attempts (${lastTransient}); the envelope is stored, its fate is unknown until its hash appears`,
@@ -133,7 +148,23 @@ export class Submitter {
       );
     } finally {
       this.#submitting.delete(rec.id);
+      this.#lease.delete(rec.id);
+      await lease?.release();
     }
+  }
+
+  /** The round's lease while it is submitted here (replicas), by proposal. */
+  readonly #lease = new Map<string, RoundLease | undefined>();
+
+  /** Writes for the round: fenced by its lease when replicas share the database. */
+  #write<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const lease = this.#lease.get(id);
+    return lease ? lease.write(fn) : fn();
+  }
+
+  /** False once this replica may no longer act for the round (its lease was lost). */
+  #mayAct(id: string): boolean {
+    return !this.#lease.get(id)?.signal.aborted;
   }
 
   /** The transaction's fate by hash, as the step that ends the submission; undefined when not on the ledger. */
@@ -141,7 +172,7 @@ export class Submitter {
     rec: ProposalRecord,
     fate: Awaited<ReturnType<LedgerClient['transactionStatus']>>,
     attempt: number,
-  ): (() => void) | undefined {
+  ): (() => Promise<void>) | undefined {
     if (fate === 'success')
       return () =>
         this.#submitted(rec, {
@@ -180,27 +211,43 @@ export class Submitter {
   }
 
   /** The submission ends without a verdict from the network on this envelope. */
-  #gaveUp(rec: ProposalRecord, code: SubmissionCode, message: string, attempts: number): void {
-    this.#failed(rec, { outcome: 'failed', code, message, operationCodes: [], ledger: null, attempts });
+  #gaveUp(rec: ProposalRecord, code: SubmissionCode, message: string, attempts: number): Promise<void> {
+    return this.#failed(rec, { outcome: 'failed', code, message, operationCodes: [], ledger: null, attempts });
   }
 
-  #submitted(rec: ProposalRecord, result: SubmissionResult): void {
-    if (!this.o.store.transition(rec.id, ['signed'], 'submitted', { result, statusReason: null })) return;
+  async #submitted(rec: ProposalRecord, result: SubmissionResult): Promise<void> {
+    const moved = await this.#write(rec.id, async () => {
+      if (!(await this.o.store.transition(rec.id, ['signed'], 'submitted', { result, statusReason: null })))
+        return false;
+      await this.o.events.emit(
+        rec.id,
+        'proposal.submitted',
+        { ledger: result.ledger, attempts: result.attempts },
+        rec.callbackUrl,
+      );
+      return true;
+    });
+    if (!moved) return;
     this.o.metrics.submissions.inc({ outcome: 'accepted' });
     this.o.metrics.proposalLatency.observe({ status: 'submitted' }, (Date.now() - rec.createdAt) / 1000);
-    this.o.events.emit(
-      rec.id,
-      'proposal.submitted',
-      { ledger: result.ledger, attempts: result.attempts },
-      rec.callbackUrl,
-    );
   }
 
-  #failed(rec: ProposalRecord, result: SubmissionResult): void {
-    if (!this.o.store.transition(rec.id, ['signed'], 'failed', { result, statusReason: result.message })) return;
+  async #failed(rec: ProposalRecord, result: SubmissionResult): Promise<void> {
+    const moved = await this.#write(rec.id, async () => {
+      if (!(await this.o.store.transition(rec.id, ['signed'], 'failed', { result, statusReason: result.message }))) {
+        return false;
+      }
+      await this.o.events.emit(
+        rec.id,
+        'proposal.failed',
+        { code: result.code, reason: result.message },
+        rec.callbackUrl,
+      );
+      return true;
+    });
+    if (!moved) return;
     this.o.metrics.submissions.inc({ outcome: result.code ?? 'failed' });
     this.o.metrics.proposalLatency.observe({ status: 'failed' }, (Date.now() - rec.createdAt) / 1000);
-    this.o.events.emit(rec.id, 'proposal.failed', { code: result.code, reason: result.message }, rec.callbackUrl);
   }
 
   close(): void {

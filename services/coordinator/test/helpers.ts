@@ -167,9 +167,10 @@ export class TestNode {
   constructor(
     readonly id: string,
     public behaviour: Behaviour = 'approve',
-    opts: { keypair?: Keypair; network?: string } = {},
+    opts: { keypair?: Keypair; network?: string; identity?: Identity } = {},
   ) {
-    this.identity = generateIdentity().identity;
+    // The same identity and keys as another TestNode: one node's second session (with another replica).
+    this.identity = opts.identity ?? generateIdentity().identity;
     this.keypair = opts.keypair ?? Keypair.random();
     this.network = opts.network ?? NETWORK;
   }
@@ -409,7 +410,7 @@ export async function harness(
   const store = openSqliteStore(dir);
   const identity = opts.identity ?? generateIdentity().identity;
   const ledger = opts.ledger ?? new FakeLedger();
-  const adminKey = createApiKey(store, ['admin']).key;
+  const adminKey = (await createApiKey(store, ['admin'])).key;
   const app = await build({
     config,
     store,

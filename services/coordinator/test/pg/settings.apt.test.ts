@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { type PostgresServer, startPostgres } from '@cosigner/testkit/postgres';
 import { tempDir } from '@cosigner/testkit/process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config.ts';
+import { openStore } from '../../src/open-store.ts';
 import { parseStoreSettings, poolConfig } from '../../src/pg/settings.ts';
 import { createPool, PgStore } from '../../src/pg/store.ts';
 import { makeTlsFiles } from './helpers.ts';
@@ -73,5 +75,39 @@ describe('store settings against a real server', () => {
         { PG_PASSWORD: 'wrong' },
       ),
     ).rejects.toThrow(/password authentication failed/);
+  });
+
+  it('openStore: the configured PostgreSQL store; an idle connection the server ends is logged, not fatal', async () => {
+    const config = parseConfig(
+      {
+        dataDir: join(dir, 'data'),
+        store: {
+          type: 'postgres',
+          url: server.url(),
+          passwordFile: 'pg.pw',
+          tls: { mode: 'verify-full', caFile: 'ca.pem' },
+        },
+      },
+      { baseDir: dir },
+    );
+    const warned: string[] = [];
+    const logger = { warn: (_o: unknown, msg: string) => warned.push(msg) } as unknown as Parameters<
+      typeof openStore
+    >[1];
+    const store = await openStore(config, logger);
+    try {
+      expect(store).toBeInstanceOf(PgStore);
+      expect(await store.ping()).toBe(true);
+      // The server ends the pool's idle connection (as a restart does): the pool reports it, the process lives on.
+      const admin = createPool(await poolConfig(config.store as Parameters<typeof poolConfig>[0]));
+      await admin.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'cosigner-coordinator' AND pid <> pg_backend_pid()",
+      );
+      await admin.end();
+      await expect.poll(() => warned, { timeout: 5000 }).toContain('an idle PostgreSQL connection was lost');
+      expect(await store.ping()).toBe(true);
+    } finally {
+      await store.close();
+    }
   });
 });
