@@ -198,11 +198,16 @@ export class RoundEngine {
     for (const n of this.#link.connected()) {
       if (named !== undefined && !named.has(n.nodeId)) continue;
       if (decided.has(n.nodeId)) continue;
-      const accounts = accountsHelpedBy(live.rec, n.stellarKey);
+      const accounts = this.#helps(live, n);
       if (accounts.length === 0) continue;
       const body = live.kind.request(live, n, accounts);
       if (body && this.#link.send(n.nodeId, 'proposal', body)) live.sentAt.set(n.nodeId, Date.now());
     }
+  }
+
+  /** The accounts of the round `n` can help with: its kind's say, or its enrolled key's signer weights. */
+  #helps(live: Live, n: { nodeId: string; stellarKey: string }): string[] {
+    return live.kind.helps ? live.kind.helps(live, n) : accountsHelpedBy(live.rec, n.stellarKey);
   }
 
   /** A node (re)connected and asked for open proposals: send every pending one it can help with. */
@@ -251,7 +256,7 @@ export class RoundEngine {
         reasons: [{ code: f.kind, message: f.detail }],
         createdAt: now,
       });
-      this.#settleIfUnreachable(live);
+      this.#afterRefusal(live, nodeId, undefined);
       return false;
     };
     if (d.signerKey !== stellarKey) return invalid(wrongKey(d, stellarKey));
@@ -268,7 +273,7 @@ export class RoundEngine {
       // The decision and the node's counter in one commit; the event (its own commit) only after it.
       this.o.store.recordRefusal({ proposalId: live.rec.id, nodeId, outcome: d.outcome, reasons, createdAt: now });
       this.#emit(live.rec, d.outcome === 'reject' ? 'node.rejected' : 'node.held', { nodeId, reasons });
-      if (d.outcome === 'reject') this.#settleIfUnreachable(live);
+      if (d.outcome === 'reject' || live.kind.refused) this.#afterRefusal(live, nodeId, d);
       return false;
     }
     const checked = live.kind.verify(live, nodeId, stellarKey, d, now);
@@ -298,6 +303,16 @@ export class RoundEngine {
       },
     );
     return true;
+  }
+
+  /**
+   * After a refusal or an answer that could not count: the kind hears of it (a kind that picks its nodes may pick
+   * others), the round ends if it can no longer complete, and otherwise whoever the kind names next is asked.
+   */
+  #afterRefusal(live: Live, nodeId: string, d: Body<'decision'> | undefined): void {
+    live.kind.refused?.(live, nodeId, d);
+    if (this.#settleIfUnreachable(live)) return;
+    if (live.kind.refused) this.#askNext(live);
   }
 
   /** A kind with more than one exchange per round names who to ask next once an answer was kept. */
@@ -422,12 +437,11 @@ export class RoundEngine {
 
   /** Below the threshold for any requirement, counting every node that has not refused: the round ends. */
   #settleIfUnreachable(live: Live): boolean {
-    const why = unreachable(
-      live.rec,
-      live.kind.signers(live),
-      this.o.store.decisions(live.rec.id),
-      this.o.store.listNodes(),
-    );
+    const decisions = this.o.store.decisions(live.rec.id);
+    const nodes = this.o.store.listNodes();
+    const why = live.kind.unreachable
+      ? live.kind.unreachable(live, decisions, nodes)
+      : unreachable(live.rec, live.kind.signers(live), decisions, nodes);
     if (why === null) return false;
     this.#finish(live, 'rejected', why, 'COORD_QUORUM_UNREACHABLE');
     return true;
@@ -458,7 +472,7 @@ export class RoundEngine {
     if (!this.#link) return;
     const decided = this.#answered(live.rec.id);
     for (const n of this.#link.connected()) {
-      if (!decided.has(n.nodeId) && accountsHelpedBy(live.rec, n.stellarKey).length > 0) {
+      if (!decided.has(n.nodeId) && this.#helps(live, n).length > 0) {
         this.#link.send(n.nodeId, 'cancel', { proposalId: live.rec.id, reason });
       }
     }

@@ -3,7 +3,7 @@ import type { AccountAuth } from '@cosigner/stellar/types';
 import type { MisbehaviourKind } from '../codes.ts';
 import type { CoordinatorErrorCode } from '../errors.ts';
 import type { EventType } from '../events.ts';
-import type { ApprovalRows, ProposalKind, ProposalRecord } from '../store.ts';
+import type { ApprovalRows, DecisionRecord, ProposalKind, ProposalRecord } from '../store.ts';
 
 /**
  * What a kind of round is to the one round engine (round.ts). The engine owns the lifecycle every kind shares:
@@ -101,6 +101,24 @@ export interface RoundKind<S = unknown, L = unknown> {
    * subset of the nodes).
    */
   request(round: Round<S>, node: { nodeId: string; stellarKey: string }, accounts: string[]): Body<'proposal'> | null;
+  /**
+   * The accounts of the round `node` can help with (who is asked, and told of a cancel). Default: the accounts its
+   * enrolled Stellar key is a signer of (quorum.ts accountsHelpedBy). A FROST round names the group's members.
+   */
+  helps?(round: Round<S>, node: { nodeId: string; stellarKey: string }): string[];
+  /**
+   * Why the round can no longer complete, or null. Default: quorum.ts `unreachable` over the nodes' own keys.
+   */
+  unreachable?(
+    round: Round<S>,
+    decisions: readonly DecisionRecord[],
+    nodes: readonly { id: string; stellarKey: string }[],
+  ): string | null;
+  /**
+   * A node refused (`d`: its reject or hold) or sent an answer that could not count (`d` undefined, flagged), once
+   * recorded. A kind that picks its nodes may pick others; `next` is asked who to ask then.
+   */
+  refused?(round: Round<S>, nodeId: string, d: Body<'decision'> | undefined): void;
   /**
    * After an approval was kept without completing the round: the nodes to ask again now, answered or not (a kind
    * with a second exchange per round, or one that retries with another subset, names them). Default: none.
