@@ -169,7 +169,12 @@ export class RoundEngine {
         .check(rounds)
         .then(
           (ends) => {
-            for (const e of ends) this.#finish(e.round as Live, e.end, e.reason, e.code);
+            for (const e of ends) {
+              const live = e.round as Live;
+              if ('ask' in e) {
+                if (this.#live.get(live.rec.id) === live && e.ask.length > 0) this.#fanOut(live, new Set(e.ask));
+              } else this.#finish(live, e.end, e.reason, e.code);
+            }
           },
           (err: unknown) => this.o.logger.warn({ err: (err as Error).message }, 'round sweep failed'),
         )

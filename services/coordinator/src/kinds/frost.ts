@@ -47,6 +47,10 @@ interface Attempt {
   roundId: string;
   chosen: string[];
   phase: 'commit' | 'sign';
+  /** Chosen nodes sent this phase's request (an attempt begun for one reconnecting node asks the others next). */
+  asked: Set<string>;
+  /** When the current phase began (ms): a phase that waits longer than the attempt timeout is abandoned. */
+  since: number;
   commitments: Map<string, Commitment>;
   shares: Map<string, Uint8Array>;
 }
@@ -79,6 +83,11 @@ export function frostKind(o: {
   connected(): readonly string[];
   /** Flag a node that is not the one answering (a bad share found when another's completed the set). */
   flag(nodeId: string, kind: MisbehaviourKind, detail: string, proposalId: string): void;
+  /**
+   * How long a phase of an attempt may wait for the members it picked (default 20 s) before another attempt starts
+   * with the members connected then: a picked member that died or hangs does not hold the proposal until it expires.
+   */
+  attemptTimeoutMs?: number;
 }): RoundKind<FrostRoundState> {
   const { store } = o;
   const signatures = (round: Round<FrostRoundState>) => store.signatures(round.rec.id);
@@ -102,6 +111,8 @@ export function frostKind(o: {
       roundId: `${round.rec.id}:${s.attempts}-${randomUUID().slice(0, 8)}`,
       chosen: pool.slice(0, s.threshold),
       phase: 'commit',
+      asked: new Set(),
+      since: Date.now(),
       commitments: new Map(),
       shares: new Map(),
     };
@@ -187,9 +198,11 @@ export function frostKind(o: {
       const base = proposalFrame(round.rec, accounts, { kind: 'frost', xdr: round.rec.xdr! });
       if (a.phase === 'commit') {
         if (a.commitments.has(node.nodeId)) return null;
+        a.asked.add(node.nodeId);
         return { ...base, frost: { group: s.address, roundId: a.roundId, step: 'commit' } };
       }
       if (a.shares.has(node.nodeId)) return null;
+      a.asked.add(node.nodeId);
       return {
         ...base,
         frost: { group: s.address, roundId: a.roundId, step: 'sign', commitments: commitmentList(s, a) },
@@ -205,9 +218,12 @@ export function frostKind(o: {
       const a = s.attempt;
       if (a.phase === 'commit' && a.commitments.size === a.chosen.length) {
         a.phase = 'sign';
+        a.asked.clear();
+        a.since = Date.now();
         return a.chosen;
       }
-      return [];
+      // Chosen nodes not asked yet in this phase (the attempt began when one node reconnected).
+      return a.chosen.filter((id) => !a.asked.has(id));
     },
     verify(round, nodeId, _stellarKey, d, at): Fault | Approval {
       const s = round.state;
@@ -265,7 +281,9 @@ export function frostKind(o: {
       // "Not this round": a fresh round may include it. Anything else ("not this transaction", a bad answer, a
       // hold, which a threshold round cannot wait for) leaves it out of this proposal.
       if (!roundRefusal) s.excluded.add(nodeId);
-      if (a?.chosen.includes(nodeId) && !a.shares.has(nodeId)) {
+      // A refusal names its round: one of an attempt already abandoned leaves the current one alone.
+      const current = d?.frost === undefined || d.frost.roundId === a?.roundId;
+      if (current && a?.chosen.includes(nodeId) && !a.shares.has(nodeId)) {
         o.logger.info({ proposalId: round.rec.id, roundId: a.roundId, nodeId }, 'FROST attempt abandoned');
         s.attempt = undefined;
       }
@@ -283,6 +301,28 @@ export function frostKind(o: {
         return `FROST group ${s.address}: ${s.attempts} rounds attempted without a signature`;
       }
       return null;
+    },
+    sweep: {
+      everyMs: Math.max(250, Math.floor((o.attemptTimeoutMs ?? 20_000) / 4)),
+      async check(rounds) {
+        const out: { round: Round<FrostRoundState>; ask: readonly string[] }[] = [];
+        const now = Date.now();
+        for (const round of rounds) {
+          const a = round.state.attempt;
+          if (!a || now - a.since < (o.attemptTimeoutMs ?? 20_000)) continue;
+          const answered = a.phase === 'commit' ? a.commitments : a.shares;
+          const silent = a.chosen.filter((id) => !answered.has(id));
+          o.logger.warn(
+            { proposalId: round.rec.id, roundId: a.roundId, silent },
+            'FROST attempt timed out waiting for its members; new attempt',
+          );
+          round.state.attempt = undefined;
+          if (round.state.attempts >= maxAttempts(round.state.members.size)) continue;
+          const next = begin(round);
+          if (next) out.push({ round, ask: next.chosen });
+        }
+        return out;
+      },
     },
     signers: (round) => new Set(signatures(round).map((x) => x.signerKey)),
     complete(round) {

@@ -147,12 +147,20 @@ export interface RoundKind<S = unknown, L = unknown> {
   lateTargetOf?(rec: ProposalRecord): L;
   /** A fault in an answer for a closed round, or null. */
   verifyLate?(target: L, stellarKey: string, d: Body<'decision'>): Fault | null;
-  /** A periodic check while rounds of this kind are open: the rounds that must end, and why. */
+  /**
+   * A periodic check while rounds of this kind are open: the rounds that must end, and why; or (`ask`) the nodes
+   * to ask now (a kind that picked nodes which stopped answering picks others).
+   */
   sweep?: {
     everyMs: number;
     check(
       rounds: readonly Round<S>[],
-    ): Promise<{ round: Round<S>; end: 'expired'; reason: string; code: CoordinatorErrorCode }[]>;
+    ): Promise<
+      (
+        | { round: Round<S>; end: 'expired'; reason: string; code: CoordinatorErrorCode }
+        | { round: Round<S>; ask: readonly string[] }
+      )[]
+    >;
   };
   close?(): void;
 }

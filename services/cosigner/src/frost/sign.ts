@@ -100,8 +100,18 @@ export class FrostSigning {
     return this.#rounds.size;
   }
 
-  /** Review one `frost` proposal step and answer it (never throws for bad input). */
+  /**
+   * Review one `frost` proposal step and answer it (never throws for bad input). A refusal names the round it
+   * answers, so the coordinator abandons that round only, not a later one.
+   */
   async review(p: ProposalBody): Promise<DecisionBody> {
+    const d = await this.#review(p);
+    const f = p.frost;
+    if (d.outcome === 'approve' || !f) return d;
+    return { ...d, frost: { group: f.group, roundId: f.roundId, step: f.step } };
+  }
+
+  async #review(p: ProposalBody): Promise<DecisionBody> {
     const { pipeline, reviewer, audit } = this.#o;
     const seenAt = pipeline.nowMs();
     const seen = (): void => {
