@@ -51,7 +51,7 @@ interface Sent {
   body: Body<'proposal'>;
 }
 
-async function rig(o: { attemptTimeoutMs?: number } = {}) {
+async function rig(o: { attemptTimeoutMs?: number; submit?: boolean } = {}) {
   const dir = await tempDir('coord-frost-kind-');
   dirs.push(dir);
   const store: Store = openSqliteStore(dir);
@@ -72,10 +72,16 @@ async function rig(o: { attemptTimeoutMs?: number } = {}) {
   for (const id of ids) store.enrollNode({ id, identityKey: `id-${id}`, stellarKey: keys.get(id)! }, 0);
   const connected = new Set(ids);
   const flagged: { nodeId: string; kind: string }[] = [];
+  const submitted: { id: string; envelope: string; resumed: boolean }[] = [];
+  const submitter = {
+    submit: async (rec: ProposalRecord, envelope: string, resumed: boolean) => {
+      submitted.push({ id: rec.id, envelope, resumed });
+    },
+  } as unknown as Submitter;
   engine.register(
     frostKind({
       store,
-      submitter: {} as Submitter,
+      submitter,
       logger,
       groupOf: () => ({
         address,
@@ -123,6 +129,7 @@ async function rig(o: { attemptTimeoutMs?: number } = {}) {
       },
     ],
     createdAt: Date.now(),
+    submit: o.submit ?? false,
   });
   store.insertProposal(rec);
 
@@ -171,7 +178,7 @@ async function rig(o: { attemptTimeoutMs?: number } = {}) {
     return out;
   };
   const status = () => store.getProposal(rec.id)?.status;
-  return { store, engine, rec, hash, connected, flagged, sent, answer, decide, take, frames, status, keys };
+  return { store, engine, rec, hash, connected, flagged, submitted, sent, answer, decide, take, frames, status, keys };
 }
 
 type Rig = Awaited<ReturnType<typeof rig>>;
@@ -280,6 +287,34 @@ describe('the FROST round at the coordinator', () => {
     const ended = r.store.eventsOf(r.rec.id, 100).find((e) => e.type === 'proposal.rejected')!;
     expect(ended.data).toMatchObject({ code: 'COORD_QUORUM_UNREACHABLE' });
     expect(String(ended.data.reason)).toContain('1 member(s) can still sign, 2 needed');
+  });
+
+  it('submits the envelope when asked, and resumes the submission of a signed row after a restart', async () => {
+    const r = await rig({ submit: true });
+    r.engine.start(r.rec);
+    const signs = await commitAll(r, await r.frames(2, 'commit frames'));
+    for (const s of signs) r.answer(s);
+    await waitFor(() => (r.submitted.length === 1 ? true : undefined), 'submitted');
+    expect(r.submitted[0]).toMatchObject({ id: r.rec.id, resumed: false });
+    r.engine.close();
+    r.engine.resume();
+    expect(r.submitted.at(-1)).toMatchObject({ id: r.rec.id, resumed: true });
+  });
+
+  it('ends the proposal after 3n+3 attempts that each came to nothing', async () => {
+    const r = await rig();
+    r.engine.start(r.rec);
+    for (let i = 0; i < 12; i++) {
+      const [first] = await r.frames(2, `attempt ${i + 1}`);
+      r.decide(first!.nodeId, {
+        outcome: 'reject',
+        reasons: [{ code: 'FROST_NONCE_FORGOTTEN', message: 'restarted' }],
+        frost: { group: address, roundId: first!.body.frost!.roundId, step: 'commit' },
+      });
+    }
+    await waitFor(() => (r.status() === 'rejected' ? true : undefined), 'rejected');
+    const ended = r.store.eventsOf(r.rec.id, 500).find((e) => e.type === 'proposal.rejected')!;
+    expect(String(ended.data.reason)).toContain('12 rounds attempted without a signature');
   });
 
   it('abandons a phase whose picked member stays silent and asks the members connected then', async () => {

@@ -12,7 +12,7 @@ import { Keypair, StrKey } from '@stellar/stellar-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeSession, opensslVerify, runDkg } from '../../../packages/frost/test/helpers.ts';
 import { AuditLog } from '../src/audit.ts';
-import { FrostSigning } from '../src/frost/sign.ts';
+import { FrostSigning, refusalOf } from '../src/frost/sign.ts';
 import { FrostGroupStore, frostStorePath } from '../src/frost/store.ts';
 import { ledgerPath, openLedgerDb, SigningLedger } from '../src/ledger.ts';
 import { createMetrics, type NodeMetrics } from '../src/metrics.ts';
@@ -285,5 +285,65 @@ describe('FROST signing at the node', () => {
     const malformed = await n.frost.review(step(q, `${q.proposalId}:2`, bad));
     expect(codes(malformed)).toEqual(['FROST_ROUND_MALFORMED']);
     expect(n.nonces.state(`${q.proposalId}:2`)).toBe('issued');
+  });
+
+  it('a share that cannot be opened answers SIGNER_UNAVAILABLE and issues no nonce; frost errors map to reasons', async () => {
+    const n = nodes[2]!;
+    // A group record whose sealed share is bound to another group: the sealer refuses to open it.
+    const other = Keypair.random().publicKey();
+    const mine = n.groups.get(address)!;
+    n.groups.insert({ ...mine, address: other, dkgId: 'dkg-other' });
+    const p = payment();
+    const d = await n.frost.review(
+      step(p, `${p.proposalId}:1`, undefined, {
+        frost: { group: other, roundId: `${p.proposalId}:1`, step: 'commit' },
+      }),
+    );
+    expect(codes(d)).toEqual(['SIGNER_UNAVAILABLE']);
+    expect(d.frost).toMatchObject({ group: other, step: 'commit' });
+    expect(n.nonces.state(`${p.proposalId}:1`)).toBeUndefined();
+    // The refusals of packages/frost errors, and none for anything else.
+    const code = (c: string) => refusalOf(Object.assign(new Error(c), { code: c }))?.code;
+    expect(code('FROST_NONCE_REUSED')).toBe('FROST_NONCE_SPENT');
+    expect(code('FROST_NONCE_LOST')).toBe('FROST_NONCE_FORGOTTEN');
+    expect(code('FROST_NONCE_UNKNOWN')).toBe('FROST_ROUND_UNKNOWN');
+    expect(code('FROST_COMMITMENT_MISMATCH')).toBe('FROST_COMMITMENT_REFUSED');
+    expect(code('FROST_OUT_OF_RANGE')).toBe('FROST_ROUND_MALFORMED');
+    expect(code('KEYS_UNAVAILABLE')).toBeUndefined();
+  });
+
+  it('drops an idle group: its share and nonces are zeroed, and a round committed before is refused', async () => {
+    const home = join(dir, 'idle');
+    const ledger = new SigningLedger(openLedgerDb(ledgerPath(home)), { graceSeconds: 5 });
+    const audit = new AuditLog(ledger.db);
+    const signer = await createSigner({ type: 'local', keyFile: join(home, 'k.key') }, { production: false });
+    const pipeline = new SigningPipeline({ ledger, audit, signer, logger });
+    const reviewer = reviewerFor(policy, { ledger, audit, signer, logger, pipeline });
+    const n = nodes[1]!;
+    const frost = new FrostSigning({
+      nodeId: n.id,
+      groups: n.groups,
+      sealer: n.sealer,
+      nonces: n.nonces,
+      reviewer,
+      pipeline,
+      audit,
+      logger,
+      idleMs: 50,
+    });
+    try {
+      const p = payment();
+      const c = await frost.review(step(p, `${p.proposalId}:1`));
+      expect(c.outcome).toBe('approve');
+      expect(frost.pending).toBe(1);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(frost.pending).toBe(0);
+      const other = { index: 1, hiding: c.frost!.commitment!.hiding, binding: c.frost!.commitment!.binding };
+      const d = await frost.review(step(p, `${p.proposalId}:1`, [other, c.frost!.commitment!]));
+      expect(codes(d)).toEqual(['FROST_NONCE_FORGOTTEN']);
+    } finally {
+      await frost.close();
+      ledger.close();
+    }
   });
 });

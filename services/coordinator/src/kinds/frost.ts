@@ -151,6 +151,7 @@ export function frostKind(o: {
       s.attempt = undefined;
       const details = (e as { details?: { culprits?: number[] } }).details;
       const code = (e as { code?: string }).code;
+      /* v8 ignore next 4 -- every share verified yet the sum did not: not reachable with RFC 9591 arithmetic */
       if (code !== 'FROST_BAD_SIGNATURE_SHARE' || !details?.culprits) {
         o.logger.error({ proposalId: round.rec.id, code, roundId: a.roundId }, 'FROST aggregate failed; new attempt');
         return { rows: {} };
@@ -338,6 +339,7 @@ export function frostKind(o: {
       const envelope = assembleEnvelope(state.decoded, chosen);
       // stellar-core's own verdict on what is about to be stored (a bug here must never ship an envelope).
       const verdict = checkAuth(decodeEnvelope(envelope, rec.network), accounts as Map<string, AccountAuth>);
+      /* v8 ignore next 4 -- belt and braces: the group signature was verified before it was kept */
       if (!verdict.ok) {
         o.logger.error({ proposalId: rec.id, verdict }, 'assembled FROST envelope fails the signature check');
         return null;

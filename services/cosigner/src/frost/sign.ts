@@ -66,7 +66,7 @@ const reason = (code: keyof typeof protocolReasons.specs, message?: string): Rea
   protocolReasons.reason(code, message === undefined ? {} : { message });
 
 /** The refusal for a packages/frost error of the sign step (the nonce store's and the round checks'). */
-function refusalOf(e: unknown): Reason | undefined {
+export function refusalOf(e: unknown): Reason | undefined {
   const code = (e as { code?: unknown }).code;
   const msg = (e as Error).message;
   switch (code) {
@@ -188,6 +188,7 @@ export class FrostSigning {
         } catch (e) {
           const why = refusalOf(e);
           if (why) throw { reason: why };
+          /* v8 ignore next -- FrostSigner.sign throws only packages/frost codes, each mapped above */
           throw e;
         } finally {
           // Once spent (or lost) the binding goes; a refusal that spent nothing keeps the round signable.
@@ -228,6 +229,7 @@ export class FrostSigning {
       const signer = new FrostSigner({ group: g.group, share: { index: g.myIndex, signingShare }, store: nonces! });
       return { signer, timer: undefined };
     } catch (e) {
+      /* v8 ignore next 3 -- the sealed share was checked against the group when it was sealed (frost/dkg.ts) */
       signingShare.fill(0);
       throw e;
     }
@@ -252,6 +254,7 @@ export class FrostSigning {
         if (h.timer) clearTimeout(h.timer);
         h.signer.close();
       },
+      /* v8 ignore next -- a share that never opened has nothing to zero */
       () => undefined,
     );
   }
