@@ -1,11 +1,13 @@
 import { appendFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { createShareSealer, type SealedBlob, type SealerConfig } from '@cosigner/frost/sealer';
 import { type Cluster, demoPolicyYaml, type ProposalView, startCluster } from '@cosigner/launcher/cluster';
 import { COSIGNER_BIN, runCosigner, tempDir } from '@cosigner/testkit/process';
 import { Asset, Keypair, Operation, StrKey, TransactionBuilder } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bytesSecret, filesUnder } from '../security/scan.ts';
 
 /**
  * FROST signing among real processes (docs/architecture.md "FROST signing"): the testkit cluster (a KMS emulator
@@ -39,6 +41,7 @@ describe('FROST signing among three real node processes', () => {
   let address: string;
   const frostAccount = Keypair.random();
   let dest: string;
+  const sealers: SealerConfig[] = [];
   /** The destination's native balance in stroops. */
   const destBalance = async (): Promise<bigint> => BigInt((await cluster.nativeBalance(dest)).replace('.', ''));
 
@@ -137,16 +140,15 @@ describe('FROST signing among three real node processes', () => {
       });
       const made = await kms.send(new CreateKeyCommand({ KeySpec: 'SYMMETRIC_DEFAULT', KeyUsage: 'ENCRYPT_DECRYPT' }));
       kms.destroy();
-      const frost = {
-        sealer: {
-          type: 'aws-kms',
-          keyId: made.KeyMetadata!.KeyId!,
-          region: acct.region,
-          endpoint,
-          credentials: { accessKeyId: node.accessKeyId, secretAccessKey: node.secretAccessKey },
-        },
-        expect: [{ threshold: 2, participants: roster }],
+      const sealer: SealerConfig = {
+        type: 'aws-kms',
+        keyId: made.KeyMetadata!.KeyId!,
+        region: acct.region,
+        endpoint,
+        credentials: { accessKeyId: node.accessKeyId, secretAccessKey: node.secretAccessKey },
       };
+      sealers.push(sealer);
+      const frost = { sealer, expect: [{ threshold: 2, participants: roster }] };
       await appendFile(cluster.nodeInfo[i]!.configFile, `\nfrost: ${JSON.stringify(frost)}\n`);
       await cluster.restartNode(i);
     }
@@ -302,4 +304,40 @@ describe('FROST signing among three real node processes', () => {
       await cluster.restartNode(2);
     }
   }, 240_000);
+
+  it('after the signing rounds no share is anywhere in the clear: files of the cluster (stores, logs), environments', async () => {
+    // Each node's share, opened the way only the node can: its sealed copy through its own KMS key.
+    const shares: { label: string; bytes: Buffer }[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      const db = new Database(join(dir, `node-${i}`, 'frost.sqlite'), { readonly: true, fileMustExist: true });
+      const row = db.prepare('SELECT sealed_share FROM frost_groups WHERE address = ?').get(address) as {
+        sealed_share: string;
+      };
+      db.close();
+      const sealer = await createShareSealer(sealers[i]!, { production: false });
+      const opened = await sealer.unseal(JSON.parse(row.sealed_share) as SealedBlob, {
+        purpose: 'frost-share',
+        node: ids[i]!,
+        group: address,
+      });
+      await sealer.close();
+      shares.push({ label: `${ids[i]} share`, bytes: Buffer.from(opened) });
+    }
+    const secrets = shares.map((x) => bytesSecret(x.label, x.bytes, []));
+    const found: string[] = [];
+    const look = (where: string, content: Buffer) => {
+      for (const x of secrets) if (x.forms.some((f) => content.includes(f))) found.push(`${where}: ${x.label}`);
+    };
+    // Control: the same look finds a share written in any of its encodings.
+    for (const f of secrets[0]!.forms) look('control', Buffer.concat([Buffer.from('x'), f, Buffer.from('y')]));
+    expect(found).toHaveLength(secrets[0]!.forms.length);
+    found.length = 0;
+    const files = await filesUnder(dir);
+    expect(files.some((f) => f.endsWith('frost-nonces.sqlite'))).toBe(true);
+    for (const f of files) look(f.slice(dir.length + 1), await readFile(f));
+    for (const p of [...cluster.nodes, cluster.coordinator, cluster.ledger, ...cluster.kms]) {
+      look(`${p.name} environment`, await readFile(`/proc/${p.pid}/environ`));
+    }
+    expect(found).toEqual([]);
+  }, 120_000);
 });
