@@ -346,4 +346,42 @@ describe('FROST signing at the node', () => {
       ledger.close();
     }
   });
+
+  it('forgets rounds it committed long ago and never signed, while the group stays busy', async () => {
+    const home = join(dir, 'stale');
+    const clock = { ms: Date.now() };
+    const ledger = new SigningLedger(openLedgerDb(ledgerPath(home)), { graceSeconds: 5 });
+    const audit = new AuditLog(ledger.db);
+    const signer = await createSigner({ type: 'local', keyFile: join(home, 'k.key') }, { production: false });
+    const pipeline = new SigningPipeline({ ledger, audit, signer, logger, now: () => clock.ms });
+    const reviewer = reviewerFor(policy, { ledger, audit, signer, logger, pipeline, now: () => clock.ms });
+    const n = nodes[1]!;
+    const frost = new FrostSigning({
+      nodeId: n.id,
+      groups: n.groups,
+      sealer: n.sealer,
+      nonces: n.nonces,
+      reviewer,
+      pipeline,
+      audit,
+      logger,
+      idleMs: 60_000,
+    });
+    try {
+      const old = payment();
+      const a = await frost.review(step(old, `${old.proposalId}:1`));
+      expect(a.outcome).toBe('approve');
+      clock.ms += 61_000;
+      const p = payment();
+      expect((await frost.review(step(p, `${p.proposalId}:1`))).outcome).toBe('approve');
+      // The old round was dropped (its nonces zeroed); the new one is held.
+      expect(frost.pending).toBe(1);
+      const other = { index: 1, hiding: a.frost!.commitment!.hiding, binding: a.frost!.commitment!.binding };
+      const d = await frost.review(step(old, `${old.proposalId}:1`, [other, a.frost!.commitment!]));
+      expect(codes(d)).toEqual(['FROST_NONCE_FORGOTTEN']);
+    } finally {
+      await frost.close();
+      ledger.close();
+    }
+  });
 });

@@ -36,11 +36,12 @@ interface Held {
   timer: NodeJS.Timeout | undefined;
 }
 
-/** A round committed in this process: what it was reviewed for. */
+/** A round committed in this process: what it was reviewed for, and when. */
 interface Bound {
   proposalId: string;
   group: string;
   hash: string;
+  at: number;
 }
 
 export interface FrostSigningOptions {
@@ -151,7 +152,8 @@ export class FrostSigning {
         });
         return pipeline.finish(p.proposalId, prep.hash, 'reject', [unavailable], { record: false, kind: 'frost' });
       }
-      this.#rounds.set(f.roundId, { proposalId: p.proposalId, group: f.group, hash: prep.hash });
+      this.#forgetStale(pipeline.nowMs());
+      this.#rounds.set(f.roundId, { proposalId: p.proposalId, group: f.group, hash: prep.hash, at: pipeline.nowMs() });
       return { ...pipeline.approved(r), frost: { group: f.group, roundId: f.roundId, step: 'commit', commitment } };
     }
     // The sign step. Refusals here are recorded and counted like every decision (pipeline.finish).
@@ -202,6 +204,23 @@ export class FrostSigning {
       ...pipeline.approved(r),
       frost: { group: f.group, roundId: f.roundId, step: 'sign', share: released.share.toString('hex') },
     };
+  }
+
+  /**
+   * Rounds committed more than `idleMs` ago and never signed (the coordinator abandoned them for another attempt):
+   * their nonces are zeroed and dropped, so a busy group does not keep them in memory for ever.
+   */
+  #forgetStale(now: number): void {
+    const ttl = this.#o.idleMs ?? 120_000;
+    for (const [id, b] of this.#rounds) {
+      if (now - b.at < ttl) continue;
+      this.#rounds.delete(id);
+      void this.#held.get(b.group)?.then(
+        (h) => h.signer.discard(id),
+        /* v8 ignore next -- a share that never opened holds no nonce */
+        () => undefined,
+      );
+    }
   }
 
   /** The group's signer, its share opened from the seal on first use and kept while rounds come. */
