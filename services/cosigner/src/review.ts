@@ -285,8 +285,6 @@ export class Reviewer {
       kind: 'frost',
       first,
       evaluate: (now) => this.#evaluate(prep, now),
-      // Never called for a FROST round (nothing is signed on the native path); the approval carries the commitment.
-      answer: () => ({}),
     };
   }
 

@@ -379,6 +379,15 @@ describe('FROST signing at the node', () => {
       const other = { index: 1, hiding: a.frost!.commitment!.hiding, binding: a.frost!.commitment!.binding };
       const d = await frost.review(step(old, `${old.proposalId}:1`, [other, a.frost!.commitment!]));
       expect(codes(d)).toEqual(['FROST_NONCE_FORGOTTEN']);
+      // The new round's transaction is valid for 120 s: past its time bound (and the grace) the node releases no
+      // share for it, whatever round asks.
+      const mine = (await frost.review(step(p, `${p.proposalId}:2`))).frost!.commitment!;
+      clock.ms += 200_000;
+      const late = await frost.review(
+        step(p, `${p.proposalId}:2`, [{ index: 1, hiding: mine.hiding, binding: mine.binding }, mine]),
+      );
+      expect(codes(late)).toEqual(['VALIDITY_EXPIRED']);
+      expect(n.nonces.state(`${p.proposalId}:2`)).toBe('issued');
     } finally {
       await frost.close();
       ledger.close();
