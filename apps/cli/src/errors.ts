@@ -7,6 +7,10 @@ import { defineErrors } from '@cosigner/errors/errors';
  */
 export const cliErrors = defineErrors('cli', {
   LIFECYCLE_OPTION_REQUIRED: { status: 400, message: 'A required option is missing.' },
+  LIFECYCLE_FROST_GROUP: {
+    status: 409,
+    message: '--frost-group names a key that is not a ready FROST group (of at least 2-of-n) at the coordinator.',
+  },
   LIFECYCLE_LOCKOUT: {
     status: 409,
     message: 'Refusing the change: the resulting signer configuration could lock the account or let one key move it.',

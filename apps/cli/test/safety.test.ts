@@ -1,7 +1,7 @@
 import type { SignerConfiguration } from '@cosigner/policy/lockout';
 import { Keypair } from '@stellar/stellar-sdk';
 import { describe, expect, it } from 'vitest';
-import { DisjointQuorumsError, LockoutError, type Out, requireSafe } from '../src/commands/account.ts';
+import { DisjointQuorumsError, frostGroupParty, LockoutError, type Out, requireSafe } from '../src/commands/account.ts';
 import { cliErrors } from '../src/errors.ts';
 
 /**
@@ -85,5 +85,43 @@ describe('requireSafe: quorum intersection', () => {
     expect(io.errs[0]).toMatch(/LIFECYCLE_DISJOINT_QUORUMS thresholds\.high 2: /);
     // Without a place to write, the flag still accepts (rotation's removal step).
     expect(() => requireSafe(config([1, 1, 1, 1], [2, 2, 2]), 'x', { allowDisjointQuorums: true })).not.toThrow();
+  });
+});
+
+describe('requireSafe: a FROST group key among the signers', () => {
+  const group = Keypair.random().publicKey();
+  const withGroup = (groupWeight: number, t: [number, number, number], others: number[] = []): SignerConfiguration => ({
+    account,
+    masterWeight: 0,
+    thresholds: { low: t[0], med: t[1], high: t[2] },
+    signers: [
+      { key: group, weight: groupWeight, node: frostGroupParty(group) },
+      ...others.map((weight, i) => ({ key: nodeKeys[i]!, weight, node: `node-${i}` })),
+    ],
+  });
+
+  it('accepts the group reaching every threshold alone, as the only signer or beside a recovery key', () => {
+    expect(() => requireSafe(withGroup(2, [2, 2, 2]), 'this setup', { groups: [group] })).not.toThrow();
+    // The group at 2 beside a recovery key at 1, thresholds 2: the recovery key alone reaches none.
+    expect(() => requireSafe(withGroup(2, [2, 2, 2], [1]), 'this setup', { groups: [group] })).not.toThrow();
+  });
+
+  it('without --frost-group the same key is one party reaching a threshold alone, and is refused', () => {
+    const e = thrown(() => requireSafe(withGroup(2, [2, 2, 2]), 'this setup'));
+    expect(e).toBeInstanceOf(LockoutError);
+    expect((e as LockoutError).message).toContain(`node ${frostGroupParty(group)} alone`);
+  });
+
+  it('still refuses any other single party, and a recovery key that forms a disjoint quorum with the group', () => {
+    const alone = thrown(() => requireSafe(withGroup(2, [2, 2, 2], [2]), 'this setup', { groups: [group] }));
+    expect(alone).toBeInstanceOf(LockoutError);
+    expect((alone as LockoutError).message).toContain('node node-0 alone');
+    expect((alone as LockoutError).message).not.toContain('frost group');
+    // Group 2 and two node keys 1+1 with thresholds 2: {group} and {node-0, node-1} share no party.
+    const disjoint = thrown(() => requireSafe(withGroup(2, [2, 2, 2], [1, 1]), 'this setup', { groups: [group] }));
+    expect(disjoint).toBeInstanceOf(DisjointQuorumsError);
+    const io = new Capture();
+    requireSafe(withGroup(2, [2, 2, 2], [1, 1]), 'this setup', { groups: [group], allowDisjointQuorums: true, io });
+    expect(io.errs.join('\n')).toContain('--allow-disjoint-quorums');
   });
 });

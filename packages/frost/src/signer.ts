@@ -86,6 +86,20 @@ export class FrostSigner {
     }
   }
 
+  /**
+   * Forget a round committed in this process and never signed (the coordinator moved on): its nonces are zeroed
+   * and dropped, so it can never sign; its record stays `issued` in the store until a restart marks it lost, and
+   * a later request for it is refused (FROST_NONCE_LOST). @returns whether the round was held
+   */
+  discard(roundId: string): boolean {
+    const held = this.#nonces.get(roundId);
+    if (!held) return false;
+    held.nonces.hiding.fill(0);
+    held.nonces.binding.fill(0);
+    this.#nonces.delete(roundId);
+    return true;
+  }
+
   /** Rounds committed in this process and not yet signed. */
   get pending(): number {
     return this.#nonces.size;

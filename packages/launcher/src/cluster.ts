@@ -202,8 +202,11 @@ export interface Cluster {
   stop(): Promise<void>;
   /** SIGKILL node i (its data stays). */
   kill9Node(i: number): Promise<void>;
-  /** Stop node i if it runs, then start it again with the same config and data. */
-  restartNode(i: number): Promise<ClusterProcess>;
+  /**
+   * Stop node i if it runs, then start it again with the same config and data; `env` adds to `nodeEnv` for this
+   * start only (a test hook armed on one node).
+   */
+  restartNode(i: number, env?: NodeJS.ProcessEnv): Promise<ClusterProcess>;
   /** The current process of a service: `coordinator`, `ledger`, `kms-<i>` or `node-<i>`. */
   service(name: string): ClusterProcess;
   /** Stop a service, its data kept: SIGKILL (`kill`, the default) or SIGTERM and wait (`term`). */
@@ -1029,14 +1032,14 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       kill9Node: async (i) => {
         await nodeAt(i).kill9();
       },
-      restartNode: async (i) => {
+      restartNode: async (i, env) => {
         await nodeAt(i).stop();
         const p = await spawnService({
           cosignerBin: opts.cosignerBin,
           name: nodeAt(i).name,
           args: nodeArgs(i),
           dir,
-          env: opts.nodeEnv,
+          env: env ? { ...opts.nodeEnv, ...env } : opts.nodeEnv,
           readyTimeoutMs,
         });
         cluster.nodes[i] = p;

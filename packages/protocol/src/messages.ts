@@ -33,6 +33,12 @@ const Statement = Type.Object(
   { p: Type.String({ minLength: 2, maxLength: 16_384 }), s: B64 },
   { additionalProperties: false },
 );
+/** A FROST signing participant's round-one commitment (RFC 9591 section 5.1): its identifier and two points. */
+const FrostCommitment = Type.Object(
+  { index: Type.Integer({ minimum: 1, maximum: 255 }), hiding: HEX32, binding: HEX32 },
+  { additionalProperties: false },
+);
+const FrostStep = Type.Union([Type.Literal('commit'), Type.Literal('sign')]);
 const DkgStep = Type.Union([
   Type.Literal('start'),
   Type.Literal('round1'),
@@ -75,7 +81,7 @@ export const bodySchemas = {
   proposal: Type.Object(
     {
       proposalId: ID,
-      kind: Type.Union([Type.Literal('transaction'), Type.Literal('authEntries')]),
+      kind: Type.Union([Type.Literal('transaction'), Type.Literal('authEntries'), Type.Literal('frost')]),
       networkPassphrase: Type.String({ maxLength: 256 }),
       xdr: Type.Optional(Type.String({ maxLength: 200_000 })),
       authEntries: Type.Optional(Type.Array(Type.String({ maxLength: 100_000 }), { maxItems: 20 })),
@@ -83,6 +89,23 @@ export const bodySchemas = {
       /** Accounts the coordinator asks this node to sign for (advisory). */
       accounts: Type.Optional(Type.Array(G_ADDRESS, { maxItems: 20 })),
       note: Type.Optional(Type.String({ maxLength: 512 })),
+      /**
+       * `frost` proposals (a FROST signing round, docs/architecture.md "FROST signing"): which group signs, the
+       * round (unique per attempt, it names the nonce), the step, and for `sign` the signing package's commitment
+       * list (the signer set, ascending by index). The message is never sent: it is the hash the node computes
+       * itself from `xdr`, reviewed in round one; the frame's signature binds all of it to the proposal id.
+       */
+      frost: Type.Optional(
+        Type.Object(
+          {
+            group: G_ADDRESS,
+            roundId: ID,
+            step: FrostStep,
+            commitments: Type.Optional(Type.Array(FrostCommitment, { minItems: 2, maxItems: 255 })),
+          },
+          { additionalProperties: false },
+        ),
+      ),
     },
     { additionalProperties: false },
   ),
@@ -107,6 +130,22 @@ export const bodySchemas = {
             { additionalProperties: false },
           ),
           { maxItems: 20 },
+        ),
+      ),
+      /**
+       * For `frost` proposals, on approval: the round and step answered, and the commitment (step `commit`) or the
+       * signature share (step `sign`, a 32-byte scalar, hex) of the node's participant in the group.
+       */
+      frost: Type.Optional(
+        Type.Object(
+          {
+            group: G_ADDRESS,
+            roundId: ID,
+            step: FrostStep,
+            commitment: Type.Optional(FrostCommitment),
+            share: Type.Optional(HEX32),
+          },
+          { additionalProperties: false },
         ),
       ),
     },

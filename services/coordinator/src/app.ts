@@ -20,11 +20,13 @@ import { consoleSocketKey, registerConsoleRoutes } from './console-routes.ts';
 import { coordinatorErrors } from './errors.ts';
 import { EVENT_TYPES, EventBus, EventSchema } from './events.ts';
 import { openFrostRelay } from './frost/dkg.ts';
+import { prepareFrost } from './frost/proposals.ts';
 import { registerFrostRoutes } from './frost/routes.ts';
 import { createHorizonClient, type LedgerClient } from './horizon.ts';
 import { NodeHub } from './hub.ts';
 import type { AuthDeps } from './kinds/auth.ts';
 import { authEntriesKind, prepareAuthEntries } from './kinds/auth-entries.ts';
+import { frostKind } from './kinds/frost.ts';
 import type { Prepared } from './kinds/kind.ts';
 import { followUpKey, prepareSorobanTx, sorobanTxKind } from './kinds/soroban-tx.ts';
 import { prepareTransaction, transactionFields, transactionKind } from './kinds/transaction.ts';
@@ -121,6 +123,7 @@ const ProposalView = Type.Object({
     Type.Literal('feeBump'),
     Type.Literal('authEntries'),
     Type.Literal('sorobanTx'),
+    Type.Literal('frostTx'),
   ]),
   hash: Type.String({ description: 'Transaction hash, or for auth rounds the digest of the entry payloads' }),
   network: Type.String(),
@@ -183,6 +186,14 @@ const TransactionProposalBody = Type.Object(
     callbackUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
     idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._:-]+$' })),
     note: Type.Optional(Type.String({ maxLength: 512 })),
+    group: Type.Optional(
+      Type.String({
+        pattern: '^G[A-Z2-7]{55}$',
+        description:
+          'Sign with this FROST group of the cluster (its key, G...): t of its nodes make one signature for the ' +
+          'group key, which must be a signer reaching the needed weight alone (docs/architecture.md "FROST signing")',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -417,6 +428,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     clock: new LedgerClock(() => ledger.latestLedger()),
     loadAccount,
   };
+  const frost = openFrostRelay({ dataDir: config.dataDir, nodes: store, logger });
   // One round engine; one module per kind of round (docs/architecture.md "Kinds of round").
   const engine = new RoundEngine({
     store,
@@ -429,8 +441,17 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   })
     .register(transactionKind({ store, submitter, logger }))
     .register(sorobanTxKind(auth))
-    .register(authEntriesKind(auth));
-  const frost = openFrostRelay({ dataDir: config.dataDir, nodes: store, logger });
+    .register(authEntriesKind(auth))
+    .register(
+      frostKind({
+        store,
+        submitter,
+        logger,
+        groupOf: (id) => frost.proposalGroup(id),
+        connected: () => hub.connected().map((n) => n.nodeId),
+        flag: (nodeId, kind, detail, proposalId) => engine.onMisbehaviour(nodeId, kind, detail, proposalId),
+      }),
+    );
   const hub = new NodeHub({
     identity: opts.identity,
     network: config.network,
@@ -607,6 +628,13 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       let prepared: Prepared;
       if (b.kind === 'authEntries') {
         prepared = await prepareAuthEntries(auth, b.entries, b.account);
+      } else if (b.group !== undefined) {
+        const tx = await prepareTransaction(b.xdr, config.network, loadAccount);
+        prepared = prepareFrost(frost, tx, b.group, {
+          fields: transactionFields(tx, b.xdr, b.submit === true),
+          decoded: tx.decoded,
+        });
+        frost.bindProposal(common.id, b.group);
       } else {
         const tx = await prepareTransaction(b.xdr, config.network, loadAccount);
         const submit = b.submit === true;

@@ -17,6 +17,16 @@ export const misbehaviourKinds = defineRecordCodes('coordinator', 'misbehaviour 
   wrong_signer_key: { message: 'The decision names a signing key other than the one the node is enrolled with.' },
   unknown_entry: { message: 'The node signed an authorization entry that is not one the cluster signs in this round.' },
   payload_mismatch: { message: 'The node signed another payload than the entry payload this round asks for.' },
+  bad_commitment: {
+    message:
+      'In a FROST round the node sent a commitment that is not its own participant index, not two valid points, or ' +
+      'for another group.',
+  },
+  bad_signature_share: {
+    message:
+      "In a FROST round the node's signature share does not verify against its commitment and verifying share " +
+      '(RFC 9591 section 5.4): the aggregate failed and the coordinator retried without it.',
+  },
   unknown_proposal: { message: 'A decision for a proposal this coordinator never sent.' },
   bad_frame: { message: 'A frame that does not decode, or that names another sender than its session.' },
   flood: { message: 'More frames per second than the node limit allows (counted once per session).' },

@@ -103,6 +103,22 @@ export const coordinatorErrors = defineErrors('coordinator', {
     message:
       'A FROST key generation needs every participant enrolled and connected; the details name those that are not.',
   },
+  COORD_FROST_GROUP_NOT_READY: {
+    status: 422,
+    message: 'The proposal names a FROST group this coordinator has no ready key generation for (field group).',
+  },
+  COORD_FROST_GROUP_NOT_SIGNER: {
+    status: 422,
+    message:
+      "The FROST group's key alone does not reach the weight the transaction needs of a source account (not a signer, " +
+      "or its weight is below the threshold); a FROST round adds one signature, the group key's.",
+  },
+  COORD_FROST_UNSUPPORTED: {
+    status: 422,
+    message:
+      'A FROST round signs a classic transaction or fee bump; a Soroban transaction with authorization entries is ' +
+      'proposed without a group.',
+  },
   COORD_FROST_GROUP_NOT_FOUND: { status: 404, message: 'No FROST group or key generation has this id or address.' },
   COORD_FROST_BUSY: {
     status: 429,

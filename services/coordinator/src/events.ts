@@ -49,11 +49,23 @@ export const EVENT_DATA = {
       ),
     ),
     kind: Type.Optional(Str('authEntries or sorobanTx for Soroban auth rounds')),
+    frost: Type.Optional(
+      Type.Object(
+        { group: Type.String(), threshold: Type.Integer() },
+        { description: 'FROST rounds (kind frostTx): the group that signs and its threshold' },
+      ),
+    ),
   }),
   'node.approved': Type.Object({
     nodeId: Type.String(),
     signerKey: Type.String(),
     entries: Type.Optional(Type.Array(Type.Integer(), { description: 'Auth rounds: the entries the node signed' })),
+    frost: Type.Optional(
+      Type.Object(
+        { group: Type.String(), roundId: Type.String(), signers: Type.Array(Type.String()) },
+        { description: 'FROST rounds: the approval whose share completed the group signature, and the t signers' },
+      ),
+    ),
   }),
   'node.rejected': Type.Object({ nodeId: Type.String(), reasons: Reasons }),
   'node.held': Type.Object({ nodeId: Type.String(), reasons: Reasons }),
@@ -63,6 +75,9 @@ export const EVENT_DATA = {
   'quorum.reached': Type.Object({
     signatures: Type.Optional(Type.Integer({ description: 'Transactions: signatures in the minimal set' })),
     entries: Type.Optional(Type.Integer({ description: 'Auth rounds: entries signed' })),
+    frost: Type.Optional(
+      Type.Object({ group: Type.String() }, { description: 'FROST rounds: the group key that signed' }),
+    ),
   }),
   'proposal.submitted': Type.Object({
     ledger: Type.Union([Type.Integer(), Type.Null()]),

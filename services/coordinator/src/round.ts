@@ -286,8 +286,14 @@ export class RoundEngine {
         .check(rounds)
         .then(
           async (ends) => {
-            for (const e of ends)
-              await this.#quiet(this.#finish(e.round as Live, e.end, e.reason, e.code), e.round.rec.id);
+            for (const e of ends) {
+              const live = e.round as Live;
+              if ('ask' in e) {
+                if (this.#live.get(live.rec.id) === live && e.ask.length > 0) {
+                  await this.#quiet(this.#fanOut(live, new Set(e.ask)), live.rec.id);
+                }
+              } else await this.#quiet(this.#finish(live, e.end, e.reason, e.code), live.rec.id);
+            }
           },
           (err: unknown) => this.o.logger.warn({ err: (err as Error).message }, 'round sweep failed'),
         )
@@ -315,11 +321,16 @@ export class RoundEngine {
     for (const n of this.#link.connected()) {
       if (named !== undefined && !named.has(n.nodeId)) continue;
       if (decided.has(n.nodeId)) continue;
-      const accounts = accountsHelpedBy(live.rec, n.stellarKey);
+      const accounts = this.#helps(live, n);
       if (accounts.length === 0) continue;
       const body = live.kind.request(live, n, accounts);
       if (body && this.#link.send(n.nodeId, 'proposal', body)) live.sentAt.set(n.nodeId, Date.now());
     }
+  }
+
+  /** The accounts of the round `n` can help with: its kind's say, or its enrolled key's signer weights. */
+  #helps(live: Live, n: { nodeId: string; stellarKey: string }): string[] {
+    return live.kind.helps ? live.kind.helps(live, n) : accountsHelpedBy(live.rec, n.stellarKey);
   }
 
   /** A node (re)connected and asked for open proposals: send every pending one it can help with. */
@@ -378,7 +389,7 @@ export class RoundEngine {
             createdAt: now,
           }),
         );
-        await this.#settleIfUnreachable(live);
+        await this.#afterRefusal(live, nodeId, undefined);
       };
       void this.#quiet(record(), live.rec.id);
       return false;
@@ -412,7 +423,7 @@ export class RoundEngine {
           await this.o.store.recordRefusal({ proposalId: live.rec.id, nodeId, outcome, reasons, createdAt: now });
           await this.#emit(live.rec, outcome === 'reject' ? 'node.rejected' : 'node.held', { nodeId, reasons });
         });
-        if (outcome === 'reject') await this.#settleIfUnreachable(live);
+        if (outcome === 'reject' || live.kind.refused) await this.#afterRefusal(live, nodeId, d);
       };
       void this.#quiet(record(), live.rec.id);
       return false;
@@ -449,6 +460,16 @@ export class RoundEngine {
       },
     );
     return true;
+  }
+
+  /**
+   * After a refusal or an answer that could not count: the kind hears of it (a kind that picks its nodes may pick
+   * others), the round ends if it can no longer complete, and otherwise whoever the kind names next is asked.
+   */
+  async #afterRefusal(live: Live, nodeId: string, d: Body<'decision'> | undefined): Promise<void> {
+    live.kind.refused?.(live, nodeId, d);
+    if (await this.#settleIfUnreachable(live)) return;
+    if (live.kind.refused) await this.#askNext(live);
   }
 
   /** A kind with more than one exchange per round names who to ask next once an answer was kept. */
@@ -581,12 +602,10 @@ export class RoundEngine {
 
   /** Below the threshold for any requirement, counting every node that has not refused: the round ends. */
   async #settleIfUnreachable(live: Live): Promise<boolean> {
-    const [signers, decisions, nodes] = await Promise.all([
-      live.kind.signers(live),
-      this.o.store.decisions(live.rec.id),
-      this.o.store.listNodes(),
-    ]);
-    const why = unreachable(live.rec, signers, decisions, nodes);
+    const [decisions, nodes] = await Promise.all([this.o.store.decisions(live.rec.id), this.o.store.listNodes()]);
+    const why = live.kind.unreachable
+      ? await live.kind.unreachable(live, decisions, nodes)
+      : unreachable(live.rec, await live.kind.signers(live), decisions, nodes);
     if (why === null) return false;
     await this.#finish(live, 'rejected', why, 'COORD_QUORUM_UNREACHABLE');
     return true;
@@ -642,7 +661,7 @@ export class RoundEngine {
     if (!this.#link) return;
     const decided = await this.#answered(live.rec.id);
     for (const n of this.#link.connected()) {
-      if (!decided.has(n.nodeId) && accountsHelpedBy(live.rec, n.stellarKey).length > 0) {
+      if (!decided.has(n.nodeId) && this.#helps(live, n).length > 0) {
         this.#link.send(n.nodeId, 'cancel', { proposalId: live.rec.id, reason });
       }
     }

@@ -60,7 +60,7 @@ export interface ProposalRecord {
   signedAt: number | null;
 }
 
-export type ProposalKind = 'transaction' | 'feeBump' | 'authEntries' | 'sorobanTx';
+export type ProposalKind = 'transaction' | 'feeBump' | 'authEntries' | 'sorobanTx' | 'frostTx';
 
 /** One authorization entry of a Soroban round, as proposed and, once the round is signed, with its signatures. */
 export interface AuthEntryRecord {

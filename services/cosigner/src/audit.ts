@@ -41,7 +41,9 @@ export type AuditType =
   | 'frost.dkg.joined'
   | 'frost.dkg.aborted'
   | 'frost.group.created'
-  | 'frost.group.dropped';
+  | 'frost.group.dropped'
+  | 'frost.nonces.recovered'
+  | 'frost.share.released';
 
 export interface AuditEntry {
   seq: number;

@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SqliteNonceStore } from '@cosigner/frost/nonce-store';
 import { createSigner } from '@cosigner/keys/factory';
 import { createKeyMetrics } from '@cosigner/keys/metrics';
 import type { Signer } from '@cosigner/keys/signer';
@@ -13,6 +15,7 @@ import { AuditLog } from './audit.ts';
 import { assertProductionSafe, type NodeConfig } from './config.ts';
 import { nodeErrors } from './errors.ts';
 import { openFrostDkg } from './frost/dkg.ts';
+import { FrostSigning } from './frost/sign.ts';
 import type { NodeFrostGroup } from './frost/store.ts';
 import { Keyring } from './keyring.ts';
 import { ledgerPath, openLedgerDb, SigningLedger } from './ledger.ts';
@@ -22,6 +25,11 @@ import { NodePolicy } from './policy-reload.ts';
 import { type EvaluateFn, Reviewer } from './review.ts';
 import { CoordinatorSessions } from './session.ts';
 import { SorobanReviewer } from './soroban.ts';
+
+/** The FROST nonce record's file, beside the signing ledger (0600 in the 0700 data directory). */
+export function frostNoncesPath(dataDir: string): string {
+  return join(dataDir, 'frost-nonces.sqlite');
+}
 
 /** Version string sent in `auth`. */
 export const NODE_VERSION = '0.1.0';
@@ -46,6 +54,8 @@ export interface CosignerNode {
   readonly session: CoordinatorSessions;
   /** FROST key generation (frost/dkg.ts): the groups this node holds a share of. */
   readonly frost: { groups(): NodeFrostGroup[] };
+  /** FROST signing rounds (frost/sign.ts). */
+  readonly frostSigning: FrostSigning;
   readonly adminToken: string | undefined;
   /** Start the coordinator sessions. */
   start(): void;
@@ -133,6 +143,22 @@ export async function createNode(
       throw e;
     },
   );
+  // The FROST nonce record (packages/frost nonce-store.ts), beside the signing ledger: every round still `issued`
+  // from a previous run lost its nonces with that process, and is marked lost before any new round.
+  let nonces: SqliteNonceStore | undefined;
+  if (frost.signing) {
+    try {
+      nonces = SqliteNonceStore.open(frostNoncesPath(config.dataDir));
+    } catch (e) {
+      await frost.close();
+      await signer.close();
+      ledger.close();
+      throw e;
+    }
+    const lost = nonces.recover();
+    if (lost > 0) logger.warn({ lost }, 'FROST rounds committed before the restart are lost: they will never sign');
+    audit.append('frost.nonces.recovered', { lost });
+  }
   audit.append('config.loaded', { file: config.configFile ?? null, sha256: config.configSha256, mode: config.mode });
   audit.append('policy.loaded', { file: config.policy, sha256: createHash('sha256').update(policyText).digest('hex') });
   // Replaceable while the node runs (SIGHUP, the admin API): every reader below asks for the policy in force.
@@ -191,6 +217,20 @@ export async function createNode(
       pipeline,
     }),
   });
+  const frostSigning = new FrostSigning({
+    nodeId: config.nodeId,
+    groups: frost.signing?.store,
+    sealer: frost.signing?.sealer,
+    nonces,
+    reviewer,
+    pipeline,
+    audit,
+    logger,
+    badShare: !config.production && env.COSIGNER_FROST_BAD_SHARE === '1',
+  });
+  if (!config.production && env.COSIGNER_FROST_BAD_SHARE === '1') {
+    logger.warn('COSIGNER_FROST_BAD_SHARE test hook is armed (development mode only): FROST shares are wrong');
+  }
   const session = new CoordinatorSessions({
     urls: config.coordinator.urls,
     nodeId: config.nodeId,
@@ -211,7 +251,7 @@ export async function createNode(
     reconnectMaxMs: config.limits.reconnectMaxMs,
     handshakeTimeoutMs: config.limits.handshakeTimeoutMs,
     handlers: {
-      onProposal: (body) => reviewer.review(body),
+      onProposal: (body) => (body.kind === 'frost' ? frostSigning.review(body) : reviewer.review(body)),
       onCancel: (body) => {
         reviewer.cancel(body.proposalId, body.reason);
       },
@@ -236,12 +276,15 @@ export async function createNode(
     reviewer,
     session,
     frost,
+    frostSigning,
     adminToken,
     start: () => session.start(),
     async close() {
       if (closed) return;
       closed = true;
       await session.stop();
+      await frostSigning.close();
+      nonces?.close();
       await frost.close();
       await signer.close();
       ledger.close();

@@ -65,10 +65,11 @@ export function velocitySpend(evaluation: PolicyEvaluation): SpendEntry[] {
 /**
  * Test hook (development mode only, see node.ts): stop the process dead at a point of the signing path to
  * prove crash safety. `after-record`: intent committed, nothing signed; `after-sign`: signature computed,
- * not stored; `before-reply`: stored, not sent.
+ * not stored; `before-reply`: stored, not sent; `frost-before-share`: a FROST round's sign step arrived, its
+ * nonce committed in round one and not yet used (the node is killed between the two rounds).
  */
-export type CrashPoint = 'after-record' | 'after-sign' | 'before-reply';
-export const CRASH_POINTS: readonly CrashPoint[] = ['after-record', 'after-sign', 'before-reply'];
+export type CrashPoint = 'after-record' | 'after-sign' | 'before-reply' | 'frost-before-share';
+export const CRASH_POINTS: readonly CrashPoint[] = ['after-record', 'after-sign', 'before-reply', 'frost-before-share'];
 
 /** Produces the signature (or signature share) over the 32 bytes a slot's record names. */
 export type SignFn = (payload: Buffer) => Promise<Buffer>;
@@ -176,60 +177,126 @@ export class SigningPipeline {
    * again signs the same hash).
    */
   async review(r: Review): Promise<DecisionBody> {
-    const { ledger } = this.#d;
-    const step = await ledger.grouped((): Step => {
-      r.first?.();
-      const now = this.nowS();
-      const known = r.slots.map((s) => ledger.byHash(s.signHash));
-      if (known.length > 0 && known.every((k) => k !== undefined)) {
-        r.settle?.('approve', now);
-        return { kind: 'known', records: known as SignatureRecord[] };
-      }
-      const evaluation = r.evaluate(now);
-      const reasons = [...evaluation.reasons];
-      let outcome = evaluation.outcome;
-      r.slots.forEach((s, i) => {
-        const holder = ledger.liveConflict(s.source, s.seq, s.txHash, now);
-        // Two claims of one review on one slot exclude each other as much as a recorded one does.
-        const sibling = r.slots.findIndex((o) => o.source === s.source && o.seq === s.seq && o.txHash !== s.txHash);
-        if (holder || (sibling >= 0 && sibling < i)) {
-          reasons.push(s.taken(holder));
-          outcome = 'reject';
-        }
-      });
-      if (outcome === 'hold') {
-        const refused = r.hold ? r.hold(reasons, now) : reasons;
-        if (refused) return this.#decide(r, 'reject', refused, now);
-      }
-      if (outcome !== 'approve') return this.#decide(r, outcome, reasons, now);
-      r.settle?.('approve', now);
-      // Velocity is charged once per review, on the first slot it reserves (one already recorded was charged then).
-      let spend = velocitySpend(evaluation);
-      const records = r.slots.map((s) => {
-        const res = ledger.reserveInTransaction(
-          {
-            proposalId: r.proposalId,
-            signHash: s.signHash,
-            txHash: s.txHash,
-            source: s.source,
-            seq: s.seq,
-            maxTime: s.maxTime,
-            signer: this.#d.signer.address,
-            spend,
-            manual: r.manual ?? false,
-          },
-          now,
-        );
-        if (res.status === 'reserved') spend = [];
-        // Inside this unit the slots were checked above, so this is 'reserved' or 'existing', never 'slot-taken'.
-        return (res as { record: SignatureRecord }).record;
-      });
-      this.recordDecision(r.proposalId, r.hash, 'approve', reasons, now, r.auditData);
-      return { kind: 'sign', records };
-    }, SIGN_DEFERS_SYNC);
+    const step = await this.#d.ledger.grouped(() => this.#unit(r), SIGN_DEFERS_SYNC);
     if (step.kind === 'sign') return this.#release(r, step.records);
     if (step.kind === 'known') return this.#complete(r, step.records);
     return this.#answer(r.proposalId, r.hash, step.outcome, step.reasons, r.kind);
+  }
+
+  /**
+   * Round one of a threshold (FROST) round: the same review, policy, slot check and reservation as `review`, in
+   * one unit, but synced before it returns and releasing nothing: the caller records its nonce commitment and
+   * sends it only once the approval and the reservation are on disk. A claim already recorded (a retry of the
+   * round with fresh nonces) is approved again only while its use is open, as `review` re-sends only then.
+   * @returns the reserved records, or the decision to answer instead (recorded, counted)
+   */
+  async reserve(r: Review): Promise<{ records: SignatureRecord[] } | { decision: DecisionBody }> {
+    const step = await this.#d.ledger.grouped(() => this.#unit(r));
+    if (step.kind === 'decided') {
+      return { decision: this.#answer(r.proposalId, r.hash, step.outcome, step.reasons, r.kind) };
+    }
+    if (step.kind === 'known') {
+      const dead = this.#expired(step.records);
+      if (dead) return { decision: this.finish(r.proposalId, r.hash, 'reject', [dead], { kind: r.kind }) };
+    }
+    return { records: step.records };
+  }
+
+  /**
+   * Round two of a threshold round: compute the share (`share`, which spends the round's nonce durably first) over
+   * a claim reserved in round one, only while its use is still open (the slot rule of `review`), then record its
+   * release in the audit log (synced) before it is answered. `share` throws a reason (`{ reason }`) to refuse.
+   */
+  async releaseShare(
+    r: Pick<Review, 'kind' | 'proposalId' | 'hash'> & { auditData: Record<string, unknown> },
+    share: () => Buffer,
+  ): Promise<{ share: Buffer } | { decision: DecisionBody }> {
+    const { ledger, audit, logger } = this.#d;
+    this.#maybeCrash('frost-before-share');
+    const record = ledger.byHash(r.hash);
+    const dead = record
+      ? this.#expired([record])
+      : policyReasons.reason('VALIDITY_EXPIRED', {
+          message: 'This node holds no approved claim for this hash: it signs nothing it did not review.',
+        });
+    if (dead) return { decision: this.finish(r.proposalId, r.hash, 'reject', [dead], { kind: r.kind }) };
+    let out: Buffer;
+    try {
+      out = share();
+    } catch (e) {
+      const reason = (e as { reason?: Reason }).reason;
+      if (!reason) throw e;
+      return { decision: this.finish(r.proposalId, r.hash, 'reject', [reason], { kind: r.kind }) };
+    }
+    await ledger.grouped(() => {
+      audit.append('frost.share.released', { proposalId: r.proposalId, hash: r.hash, ...r.auditData }, this.nowMs());
+    });
+    logger.info({ proposalId: r.proposalId, hash: r.hash, ...r.auditData }, 'FROST share released');
+    return { share: out };
+  }
+
+  /** The unit of `review` and `reserve`: the decision, the slot check and the reservation (module comment). */
+  #unit(r: Review): Step {
+    const { ledger } = this.#d;
+    r.first?.();
+    const now = this.nowS();
+    const known = r.slots.map((s) => ledger.byHash(s.signHash));
+    if (known.length > 0 && known.every((k) => k !== undefined)) {
+      r.settle?.('approve', now);
+      return { kind: 'known', records: known as SignatureRecord[] };
+    }
+    const evaluation = r.evaluate(now);
+    const reasons = [...evaluation.reasons];
+    let outcome = evaluation.outcome;
+    r.slots.forEach((s, i) => {
+      const holder = ledger.liveConflict(s.source, s.seq, s.txHash, now);
+      // Two claims of one review on one slot exclude each other as much as a recorded one does.
+      const sibling = r.slots.findIndex((o) => o.source === s.source && o.seq === s.seq && o.txHash !== s.txHash);
+      if (holder || (sibling >= 0 && sibling < i)) {
+        reasons.push(s.taken(holder));
+        outcome = 'reject';
+      }
+    });
+    if (outcome === 'hold') {
+      const refused = r.hold ? r.hold(reasons, now) : reasons;
+      if (refused) return this.#decide(r, 'reject', refused, now);
+    }
+    if (outcome !== 'approve') return this.#decide(r, outcome, reasons, now);
+    r.settle?.('approve', now);
+    // Velocity is charged once per review, on the first slot it reserves (one already recorded was charged then).
+    let spend = velocitySpend(evaluation);
+    const records = r.slots.map((s) => {
+      const res = ledger.reserveInTransaction(
+        {
+          proposalId: r.proposalId,
+          signHash: s.signHash,
+          txHash: s.txHash,
+          source: s.source,
+          seq: s.seq,
+          maxTime: s.maxTime,
+          signer: this.#d.signer.address,
+          spend,
+          manual: r.manual ?? false,
+        },
+        now,
+      );
+      if (res.status === 'reserved') spend = [];
+      // Inside this unit the slots were checked above, so this is 'reserved' or 'existing', never 'slot-taken'.
+      return (res as { record: SignatureRecord }).record;
+    });
+    this.recordDecision(r.proposalId, r.hash, 'approve', reasons, now, r.auditData);
+    return { kind: 'sign', records };
+  }
+
+  /** VALIDITY_EXPIRED when one of the records' uses has closed (see #complete), else undefined. */
+  #expired(records: readonly SignatureRecord[]): Reason | undefined {
+    const now = this.nowS();
+    const dead = records.find((rec) => !this.#d.ledger.isLive(rec, now));
+    if (!dead) return undefined;
+    return policyReasons.reason('VALIDITY_EXPIRED', {
+      message: `maxTime ${dead.maxTime} has passed (now ${now}): this node no longer signs or re-sends a signature for it.`,
+      field: 'preconditions.timeBounds.maxTime',
+    });
   }
 
   /** A decision other than approve, recorded in the deciding unit. */
@@ -246,15 +313,8 @@ export class SigningPipeline {
    * for it. Nothing is lost: past maxTime the network refuses the use anyway.
    */
   async #complete(r: Review, records: readonly SignatureRecord[]): Promise<DecisionBody> {
-    const now = this.nowS();
-    const dead = records.find((rec) => !this.#d.ledger.isLive(rec, now));
-    if (dead) {
-      const why = policyReasons.reason('VALIDITY_EXPIRED', {
-        message: `maxTime ${dead.maxTime} has passed (now ${now}): this node no longer signs or re-sends a signature for it.`,
-        field: 'preconditions.timeBounds.maxTime',
-      });
-      return this.finish(r.proposalId, r.hash, 'reject', [why], { kind: r.kind });
-    }
+    const dead = this.#expired(records);
+    if (dead) return this.finish(r.proposalId, r.hash, 'reject', [dead], { kind: r.kind });
     return this.#release(r, records);
   }
 
@@ -329,6 +389,11 @@ export class SigningPipeline {
 
   #maybeCrash(point: CrashPoint): void {
     if (this.#d.crashAt === point) this.#d.crash?.(point);
+  }
+
+  /** The body of an approval recorded by `reserve` or released by `releaseShare` (counted, logged). */
+  approved(r: Pick<Review, 'kind' | 'proposalId' | 'hash'>): DecisionBody {
+    return this.#answer(r.proposalId, r.hash, 'approve', [], r.kind);
   }
 
   /** Record a decision in the ledger and the audit log (inside the caller's transaction). */

@@ -270,6 +270,24 @@ export class Reviewer {
     });
   }
 
+  /**
+   * The review of a FROST round's commit step (frost/sign.ts): the transaction's, with its policy and slot, but no
+   * manual hold: a threshold round cannot wait for an operator between its two steps, so a `hold` is answered as
+   * a reject with its reasons (propose the transaction natively to have it held).
+   */
+  frostReview(
+    proposalId: string,
+    prep: { decoded: DecodedTransaction; summary: TransactionSummary; hash: string },
+    first: () => void,
+  ): Review {
+    return {
+      ...this.#transaction(proposalId, prep),
+      kind: 'frost',
+      first,
+      evaluate: (now) => this.#evaluate(prep, now),
+    };
+  }
+
   /** Held proposals, oldest first. */
   listHeld() {
     return this.#d.ledger.listHeld();

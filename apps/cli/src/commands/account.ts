@@ -10,11 +10,12 @@ import {
   applyChanges,
   formatLockout,
   type LockoutReport,
+  partyWeights,
   type SignerConfiguration,
   type SignerEntry,
 } from '@cosigner/policy/lockout';
 import { readSecretFile } from '@cosigner/runtime/secrets';
-import type { IntersectionReport } from '@cosigner/stellar/intersection';
+import { checkQuorumIntersection, type IntersectionReport } from '@cosigner/stellar/intersection';
 import { Horizon, Keypair, TransactionBuilder } from '@stellar/stellar-sdk';
 import { type Command, InvalidArgumentError } from 'commander';
 import { cliErrors } from '../errors.ts';
@@ -370,7 +371,16 @@ export interface SafetyOptions {
   allowDisjointQuorums?: boolean;
   /** Where the warning goes when disjoint quorums are allowed. */
   io?: Out;
+  /**
+   * FROST group keys among the signers (`--frost-group`): each is one party that reaches a threshold alone by
+   * design, because it signs only with t >= 2 of its nodes, each reviewing the transaction. Every other single
+   * party (the master key, a native node, a lone key) is still refused.
+   */
+  groups?: readonly string[];
 }
+
+/** The party label of a FROST group key in the lock-out checks (as packages/frost reshare.ts `groupParty`). */
+export const frostGroupParty = (address: string): string => `frost group ${address}`;
 
 /**
  * Refuse unless `after` passes the lock-out check (packages/policy lockout.ts) and the quorum-intersection check
@@ -379,8 +389,25 @@ export interface SafetyOptions {
  * @throws LockoutError, DisjointQuorumsError (unless `allowDisjointQuorums`)
  */
 export function requireSafe(after: SignerConfiguration, what: string, opts: SafetyOptions = {}): void {
-  const { lockout, quorums: q } = checkSetupSafety(after);
+  const { lockout: report, quorums: q } = checkSetupSafety(after);
+  const alone = (opts.groups ?? []).map((a) => `node ${frostGroupParty(a)} alone`);
+  const problems = report.problems.filter(
+    (p) => !(p.code === 'LOCKOUT_SINGLE_PARTY' && alone.some((prefix) => p.message.startsWith(prefix))),
+  );
+  const lockout = { ...report, ok: problems.length === 0, problems };
   if (!lockout.ok) throw new LockoutError(lockout, what);
+  // checkSetupSafety skips the intersection check when the lock-out check failed; run it once the group's own
+  // "alone" was the only objection.
+  if (!report.ok) {
+    const parties = [...partyWeights(after)].map(([id, weight]) => ({ id, weight }));
+    const t = after.thresholds;
+    requireIntersection(checkQuorumIntersection(parties, { low: t.low, medium: t.med, high: t.high }), what, opts);
+    return;
+  }
+  requireIntersection(q, what, opts);
+}
+
+function requireIntersection(q: IntersectionReport, what: string, opts: SafetyOptions): void {
   if (q.ok) return;
   if (!opts.allowDisjointQuorums) throw new DisjointQuorumsError(q, what);
   opts.io?.err(`warning: ${what} accepted with --allow-disjoint-quorums:\n${formatDisjoint(q)}`);
@@ -416,6 +443,30 @@ export interface SetupFlags {
   apiKeyFile?: string;
   dryRun?: boolean;
   allowDisjointQuorums?: boolean;
+  /** `--frost-group <G...>[:weight]`: a FROST group key of the cluster as a signer (checked ready at the coordinator). */
+  frostGroup?: SignerEntry[];
+}
+
+/**
+ * The FROST group keys of `--frost-group`, each checked with the coordinator (GET /v1/frost/groups/:address): a
+ * ready group of at least 2-of-n, so that it never signs with fewer than two nodes' review. Labelled as one party.
+ * @throws LIFECYCLE_OPTION_REQUIRED (no coordinator), LIFECYCLE_CALL_FAILED (unknown group), LIFECYCLE_FROST_GROUP
+ */
+async function frostGroupSigners(lc: Lifecycle, entries: readonly SignerEntry[]): Promise<SignerEntry[]> {
+  const out: SignerEntry[] = [];
+  for (const e of entries) {
+    if (!lc.t.coordinatorUrl) throw required('--coordinator-url', 'to check a --frost-group with the coordinator');
+    const g = await httpOk(lc.coordinator(`/v1/frost/groups/${e.key}`), { token: await lc.apiKey() });
+    if (g.status !== 'ready' || g.address !== e.key || typeof g.threshold !== 'number' || g.threshold < 2) {
+      throw cliErrors.error(
+        'LIFECYCLE_FROST_GROUP',
+        { option: '--frost-group', group: e.key, status: g.status },
+        { message: `--frost-group ${e.key} is not a ready FROST group of this cluster (status ${String(g.status)})` },
+      );
+    }
+    out.push({ key: e.key, weight: e.weight, node: frostGroupParty(e.key) });
+  }
+  return out;
 }
 
 /**
@@ -443,11 +494,17 @@ export async function accountSetup(f: SetupFlags, io: Out = stdio): Promise<{ vi
     io.out(`submitted ${res.hash}`);
     return { via: 'signed-xdr', id: res.hash };
   }
-  const nodes = new Map(f.signer.filter((s) => s.node).map((s) => [s.key, s.node!]));
+  const groups = await frostGroupSigners(lc, f.frostGroup ?? []);
+  const signers = [...f.signer, ...groups];
+  const nodes = new Map(signers.filter((s) => s.node).map((s) => [s.key, s.node!]));
   const current = await lc.configuration(f.account, nodes);
-  const changes = multisigChanges(current, { signers: f.signer, thresholds: { low: f.low, med: f.med, high: f.high } });
+  const changes = multisigChanges(current, { signers, thresholds: { low: f.low, med: f.med, high: f.high } });
   const after = applyChanges(current, changes);
-  requireSafe(after, 'this account setup', { allowDisjointQuorums: f.allowDisjointQuorums, io });
+  requireSafe(after, 'this account setup', {
+    allowDisjointQuorums: f.allowDisjointQuorums,
+    io,
+    groups: groups.map((g) => g.key),
+  });
   io.out(
     `plan for ${f.account}: ${after.signers.map((s) => `${s.node ?? s.key}=${s.weight}`).join(', ')}; thresholds ${f.low}/${f.med}/${f.high}; master weight 0`,
   );
@@ -517,10 +574,20 @@ export function registerAccount(program: Command, io: Out = stdio): void {
   targetOptions(account.command('setup'))
     .description('add every node key with its weight, set thresholds, master weight 0: one reviewed transaction')
     .requiredOption('--account <address>', 'the account')
-    .requiredOption(
+    .option(
       '--signer <[node=]G...[:weight]>',
       'a node key (repeat for each node)',
       (v, acc: SignerEntry[]) => [...acc, parseSigner(v)],
+      [],
+    )
+    .option(
+      '--frost-group <G...[:weight]>',
+      'a FROST group key of the cluster (cosigner frost show), checked ready at the coordinator; it may reach a threshold alone: it signs only with t of its nodes',
+      (v, acc: SignerEntry[]) => {
+        const e = parseSigner(v);
+        if (e.node) throw new InvalidArgumentError('expected G...[:weight]');
+        return [...acc, e];
+      },
       [],
     )
     .requiredOption('--low <n>', 'low threshold', byte)
@@ -537,5 +604,12 @@ export function registerAccount(program: Command, io: Out = stdio): void {
         'which two disjoint sets of nodes reach a threshold, naming the field. On an account that is already\n' +
         'multisig the change is a proposal the nodes review.',
     )
-    .action((f: SetupFlags) => run(() => accountSetup(f, io), io));
+    .action((f: SetupFlags) =>
+      run(() => {
+        if (f.signer.length === 0 && (f.frostGroup ?? []).length === 0) {
+          throw required('--signer or --frost-group', 'to name the signers');
+        }
+        return accountSetup(f, io);
+      }, io),
+    );
 }

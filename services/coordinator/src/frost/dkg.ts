@@ -131,6 +131,24 @@ export class FrostDkgRelay {
     return r;
   }
 
+  /** A ready group by address (its public data), or undefined: what a FROST signing round runs with. */
+  readyGroup(address: string): (DkgRecord & { address: string; group: GroupPublic }) | undefined {
+    const r = this.#store.get(address);
+    if (r?.status !== 'ready' || r.address !== address || r.group === null) return undefined;
+    return r as DkgRecord & { address: string; group: GroupPublic };
+  }
+
+  /** Record which group signs FROST proposal `proposalId` (frost/store.ts bindProposal). */
+  bindProposal(proposalId: string, address: string): void {
+    this.#store.bindProposal(proposalId, address);
+  }
+
+  /** The ready group FROST proposal `proposalId` was bound to. */
+  proposalGroup(proposalId: string): (DkgRecord & { address: string; group: GroupPublic }) | undefined {
+    const address = this.#store.proposalGroup(proposalId);
+    return address === undefined ? undefined : this.readyGroup(address);
+  }
+
   list(): DkgRecord[] {
     return this.#store.list();
   }

@@ -135,6 +135,21 @@ export class FrostDkgStore {
     );
   }
 
+  /** Record which group signs a FROST proposal (before the proposal row is inserted). */
+  bindProposal(proposalId: string, address: string, at = Date.now()): void {
+    this.#db
+      .prepare('INSERT OR REPLACE INTO frost_proposals (proposal_id, address, created_at) VALUES (?, ?, ?)')
+      .run(proposalId, address, at);
+  }
+
+  /** The group address a FROST proposal names, if any. */
+  proposalGroup(proposalId: string): string | undefined {
+    const row = this.#db.prepare('SELECT address FROM frost_proposals WHERE proposal_id = ?').get(proposalId) as
+      | { address: string }
+      | undefined;
+    return row?.address;
+  }
+
   running(): DkgRecord[] {
     return (this.#db.prepare(`SELECT * FROM frost_dkg WHERE status = 'running'`).all() as Row[]).map(fromRow);
   }

@@ -3,7 +3,7 @@ import type { AccountAuth } from '@cosigner/stellar/types';
 import type { MisbehaviourKind } from '../codes.ts';
 import type { CoordinatorErrorCode } from '../errors.ts';
 import type { EventType } from '../events.ts';
-import type { ApprovalRows, Awaitable, ProposalKind, ProposalRecord } from '../store.ts';
+import type { ApprovalRows, Awaitable, DecisionRecord, ProposalKind, ProposalRecord } from '../store.ts';
 
 /**
  * What a kind of round is to the one round engine (round.ts). The engine owns the lifecycle every kind shares:
@@ -102,6 +102,24 @@ export interface RoundKind<S = unknown, L = unknown> {
    */
   request(round: Round<S>, node: { nodeId: string; stellarKey: string }, accounts: string[]): Body<'proposal'> | null;
   /**
+   * The accounts of the round `node` can help with (who is asked, and told of a cancel). Default: the accounts its
+   * enrolled Stellar key is a signer of (quorum.ts accountsHelpedBy). A FROST round names the group's members.
+   */
+  helps?(round: Round<S>, node: { nodeId: string; stellarKey: string }): string[];
+  /**
+   * Why the round can no longer complete, or null. Default: quorum.ts `unreachable` over the nodes' own keys.
+   */
+  unreachable?(
+    round: Round<S>,
+    decisions: readonly DecisionRecord[],
+    nodes: readonly { id: string; stellarKey: string }[],
+  ): Awaitable<string | null>;
+  /**
+   * A node refused (`d`: its reject or hold) or sent an answer that could not count (`d` undefined, flagged), once
+   * recorded. A kind that picks its nodes may pick others; `next` is asked who to ask then.
+   */
+  refused?(round: Round<S>, nodeId: string, d: Body<'decision'> | undefined): void;
+  /**
    * After an approval was kept without completing the round: the nodes to ask again now, answered or not (a kind
    * with a second exchange per round, or one that retries with another subset, names them). Default: none.
    */
@@ -132,12 +150,20 @@ export interface RoundKind<S = unknown, L = unknown> {
   lateTargetOf?(rec: ProposalRecord): L;
   /** A fault in an answer for a closed round, or null. */
   verifyLate?(target: L, stellarKey: string, d: Body<'decision'>): Fault | null;
-  /** A periodic check while rounds of this kind are open: the rounds that must end, and why. */
+  /**
+   * A periodic check while rounds of this kind are open: the rounds that must end, and why; or (`ask`) the nodes
+   * to ask now (a kind that picked nodes which stopped answering picks others).
+   */
   sweep?: {
     everyMs: number;
     check(
       rounds: readonly Round<S>[],
-    ): Promise<{ round: Round<S>; end: 'expired'; reason: string; code: CoordinatorErrorCode }[]>;
+    ): Promise<
+      (
+        | { round: Round<S>; end: 'expired'; reason: string; code: CoordinatorErrorCode }
+        | { round: Round<S>; ask: readonly string[] }
+      )[]
+    >;
   };
   close?(): void;
 }

@@ -444,6 +444,8 @@ export async function openFrostDkg(o: {
   handle(body: Body<'frost-dkg'>): Promise<Reply | undefined>;
   /** The groups this node holds a share of (public data and the sealed share). */
   groups(): NodeFrostGroup[];
+  /** What signing uses (frost/sign.ts): the group store and the sealer; absent without a frost section. */
+  signing?: { store: FrostGroupStore; sealer: ShareSealer };
   close(): Promise<void>;
 }> {
   if (!o.config) return { handle: async (b) => refuseDkg(b), groups: () => [], close: async () => undefined };
@@ -459,6 +461,7 @@ export async function openFrostDkg(o: {
   return {
     handle: (b) => node.handle(b),
     groups: () => store.list(),
+    signing: { store, sealer },
     async close() {
       node.close();
       store.close();

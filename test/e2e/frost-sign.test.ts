@@ -1,0 +1,343 @@
+import { appendFile, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { createShareSealer, type SealedBlob, type SealerConfig } from '@cosigner/frost/sealer';
+import { type Cluster, demoPolicyYaml, type ProposalView, startCluster } from '@cosigner/launcher/cluster';
+import { COSIGNER_BIN, runCosigner, tempDir } from '@cosigner/testkit/process';
+import { Asset, Keypair, Operation, StrKey, TransactionBuilder } from '@stellar/stellar-sdk';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bytesSecret, filesUnder } from '../security/scan.ts';
+
+/**
+ * FROST signing among real processes (docs/architecture.md "FROST signing"): the testkit cluster (a KMS emulator
+ * per node over HTTP, the ledger simulator, the coordinator, three nodes), a 2-of-3 group made by the nodes' own
+ * key generation (`frost.expect`, shares sealed by each node's KMS key), and an account whose ONLY signer is the
+ * group key (master weight 0). Every protocol message crosses the real WebSocket transport.
+ * - two of the three nodes sign; the ledger simulator applies the payment, whose envelope carries one signature;
+ * - with a node killed, the other two still pay;
+ * - a node that sends a bad share (its development-mode test hook) is named as misbehaving and left out, and the
+ *   round succeeds with another subset;
+ * - a node killed between the rounds (it dies when the signing package arrives) refuses, once restarted, to
+ *   reuse its nonce (FROST_NONCE_FORGOTTEN, its nonce record `lost`), and a fresh round pays.
+ */
+
+interface KmsPrincipal {
+  role: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+interface Decision {
+  nodeId: string;
+  outcome: string;
+  reasons: { code: string }[];
+}
+
+describe('FROST signing among three real node processes', () => {
+  let dir: string;
+  let cluster: Cluster;
+  let ids: string[];
+  let address: string;
+  const frostAccount = Keypair.random();
+  let dest: string;
+  const sealers: SealerConfig[] = [];
+  /** The destination's native balance in stroops. */
+  const destBalance = async (): Promise<bigint> => BigInt((await cluster.nativeBalance(dest)).replace('.', ''));
+
+  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> => {
+    const r = await fetch(`${cluster.coordinator.url}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${cluster.apiKey}`,
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: r.status, body: (await r.json()) as unknown };
+  };
+
+  const eventually = async <T>(get: () => Promise<T | undefined>, what: string, ms = 60_000): Promise<T> => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const v = await get();
+      if (v !== undefined) return v;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+
+  /** A payment from the FROST account, signed by nobody yet. */
+  const payment = async (amount: string): Promise<string> => {
+    const source = await cluster.horizon.loadAccount(frostAccount.publicKey());
+    return new TransactionBuilder(source, { fee: '100', networkPassphrase: cluster.networkPassphrase })
+      .addOperation(Operation.payment({ destination: dest, asset: Asset.native(), amount }))
+      .setTimeout(120)
+      .build()
+      .toXDR();
+  };
+
+  const propose = async (xdr: string): Promise<ProposalView> => {
+    const r = await api('POST', '/v1/proposals', { xdr, submit: true, group: address });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    return r.body as ProposalView;
+  };
+
+  /** The submitted envelope carries exactly one signature: the group key's. */
+  const expectOneGroupSignature = (p: ProposalView): void => {
+    const env = TransactionBuilder.fromXDR(p.envelope as string, cluster.networkPassphrase);
+    expect(env.signatures).toHaveLength(1);
+    const hint = StrKey.decodeEd25519PublicKey(address).subarray(28);
+    const sig = env.signatures[0] as unknown as { hint: { value: Uint8Array }; signature: { value: Uint8Array } };
+    expect(Buffer.from(sig.hint.value).equals(hint)).toBe(true);
+    expect(sig.signature.value).toHaveLength(64);
+  };
+
+  /** A proposal's events (GET /v1/proposals/:id/events). */
+  const eventsOf = async (id: string): Promise<{ type: string; data: Record<string, unknown> }[]> =>
+    (
+      (await api('GET', `/v1/proposals/${id}/events`)).body as {
+        events: { type: string; data: Record<string, unknown> }[];
+      }
+    ).events;
+
+  const nonceRows = (i: number): { round_id: string; state: string }[] => {
+    const db = new Database(join(dir, `node-${i}`, 'frost-nonces.sqlite'), { readonly: true, fileMustExist: true });
+    try {
+      return db.prepare('SELECT round_id, state FROM frost_nonces').all() as { round_id: string; state: string }[];
+    } finally {
+      db.close();
+    }
+  };
+
+  beforeAll(async () => {
+    dir = await tempDir('cosigner-frost-sign-');
+    cluster = await startCluster({
+      cosignerBin: COSIGNER_BIN,
+      dir,
+      nodeConfig: { limits: { reconnectMaxMs: 1000 } },
+      // The nodes cosign for the operator account and for the account the group key will control.
+      nodePolicy: ({ network, accounts }) =>
+        demoPolicyYaml({ network, account: accounts[0]!, maxXlm: '1000', extraAccounts: [frostAccount.publicKey()] }),
+    });
+    ids = cluster.nodeInfo.map((x) => x.id);
+    dest = (await cluster.fundedAccount()).publicKey();
+    const roster = cluster.nodeInfo.map((x) => ({ nodeId: x.id, identityKey: x.identityKey }));
+    // Each node's operator: a symmetric key in the node's own KMS account to seal its share, and the roster.
+    for (let i = 0; i < ids.length; i++) {
+      const acct = (
+        JSON.parse(await readFile(cluster.kmsAccounts[i]!.accountsFile, 'utf8')) as {
+          accounts: { region: string; principals: KmsPrincipal[] }[];
+        }
+      ).accounts[0]!;
+      const admin = acct.principals.find((p) => p.role === 'admin')!;
+      const node = acct.principals.find((p) => p.role === 'node')!;
+      const endpoint = cluster.kms[i]!.url;
+      const kms = new KMSClient({
+        endpoint,
+        region: acct.region,
+        credentials: { accessKeyId: admin.accessKeyId, secretAccessKey: admin.secretAccessKey },
+      });
+      const made = await kms.send(new CreateKeyCommand({ KeySpec: 'SYMMETRIC_DEFAULT', KeyUsage: 'ENCRYPT_DECRYPT' }));
+      kms.destroy();
+      const sealer: SealerConfig = {
+        type: 'aws-kms',
+        keyId: made.KeyMetadata!.KeyId!,
+        region: acct.region,
+        endpoint,
+        credentials: { accessKeyId: node.accessKeyId, secretAccessKey: node.secretAccessKey },
+      };
+      sealers.push(sealer);
+      const frost = { sealer, expect: [{ threshold: 2, participants: roster }] };
+      await appendFile(cluster.nodeInfo[i]!.configFile, `\nfrost: ${JSON.stringify(frost)}\n`);
+      await cluster.restartNode(i);
+    }
+    const started = await api('POST', '/v1/frost/groups', { participants: ids, threshold: 2 });
+    expect(started.status).toBe(202);
+    const id = (started.body as { id: string }).id;
+    const g = await eventually(
+      async () => {
+        const v = (await api('GET', `/v1/frost/groups/${id}`)).body as { status: string; address: string | null };
+        return v.status === 'running' ? undefined : v;
+      },
+      'the key generation',
+      180_000,
+    );
+    expect(g.status).toBe('ready');
+    address = g.address!;
+    // The account: funded, then `cosigner account setup --frost-group` makes the group key its only signer at
+    // weight 2, thresholds 2, master weight 0 (the CLI checks the group is ready at the coordinator first).
+    await fetch(`${cluster.horizonUrl}/friendbot?addr=${frostAccount.publicKey()}`);
+    const masterFile = join(dir, 'frost-account.secret');
+    await writeFile(masterFile, frostAccount.secret(), { mode: 0o600 });
+    const setup = (group: string) =>
+      runCosigner([
+        'account',
+        'setup',
+        '--horizon-url',
+        cluster.horizonUrl,
+        '--coordinator-url',
+        cluster.coordinator.url,
+        '--api-key-file',
+        cluster.adminKeyFile,
+        '--account',
+        frostAccount.publicKey(),
+        '--frost-group',
+        `${group}:2`,
+        '--low',
+        '2',
+        '--med',
+        '2',
+        '--high',
+        '2',
+        '--master-key-file',
+        masterFile,
+      ]);
+    const unknown = await setup(Keypair.random().publicKey());
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.out).toContain('LIFECYCLE_CALL_FAILED');
+    const done = await setup(address);
+    expect(done.code, done.out).toBe(0);
+    expect(done.out).toContain('master weight 0');
+  }, 420_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('an account whose only signer is the group key pays, with one signature from t of n nodes', async () => {
+    const onLedger = await cluster.horizon.loadAccount(frostAccount.publicKey());
+    expect(onLedger.signers.filter((s) => s.weight > 0).map((s) => [s.key, s.weight])).toEqual([[address, 2]]);
+    const before = await destBalance();
+    const p = await propose(await payment('25'));
+    expect(p.kind).toBe('frostTx');
+    const done = await cluster.waitForProposal(p.id, { timeoutMs: 90_000 });
+    expect(done.status, JSON.stringify(done)).toBe('submitted');
+    expectOneGroupSignature(done);
+    expect((await destBalance()) - before).toBe(250_000_000n);
+    // Two nodes took part; the approvals are theirs.
+    const decisions = done.decisions as Decision[];
+    expect(decisions.filter((d) => d.outcome === 'approve').length).toBeGreaterThanOrEqual(2);
+    // A proposal naming a group the cluster does not hold, or a group that is not a signer, is refused.
+    const unknown = await api('POST', '/v1/proposals', {
+      xdr: await payment('1'),
+      group: Keypair.random().publicKey(),
+    });
+    expect(unknown.status).toBe(422);
+    expect(unknown.body).toMatchObject({ code: 'COORD_FROST_GROUP_NOT_READY', details: { field: 'group' } });
+    const notSigner = await api('POST', '/v1/proposals', {
+      xdr: await cluster.paymentXdr({ destination: dest, amount: '1' }),
+      group: address,
+    });
+    expect(notSigner.status).toBe(422);
+    expect(notSigner.body).toMatchObject({ code: 'COORD_FROST_GROUP_NOT_SIGNER' });
+  }, 180_000);
+
+  it('with one node killed, the other two still pay', async () => {
+    await cluster.stopService(ids[2]!, 'kill');
+    try {
+      const before = await destBalance();
+      const p = await propose(await payment('5'));
+      const done = await cluster.waitForProposal(p.id, { timeoutMs: 90_000 });
+      expect(done.status, JSON.stringify(done)).toBe('submitted');
+      expectOneGroupSignature(done);
+      expect((await destBalance()) - before).toBe(50_000_000n);
+    } finally {
+      await cluster.restartNode(2);
+    }
+  }, 180_000);
+
+  it('a node that sends a bad share is named, left out, and another subset signs', async () => {
+    // node-0 away so the first round must pick node-1 and node-2; node-2 armed to send a wrong share.
+    await cluster.stopService(ids[0]!, 'kill');
+    await cluster.restartNode(2, { COSIGNER_FROST_BAD_SHARE: '1' });
+    try {
+      const p = await propose(await payment('7'));
+      // The bad share is found when the two shares are aggregated; node-2 is flagged and the round waits for
+      // another member to come back.
+      const flagged = await eventually(async () => {
+        const e = (await eventsOf(p.id)).find((x) => x.type === 'node.misbehaved');
+        return e?.data;
+      }, 'node-2 flagged');
+      expect(flagged).toMatchObject({ nodeId: ids[2], kind: 'bad_signature_share' });
+      expect((await cluster.getProposal(p.id)).status).toBe('pending');
+      await cluster.restartNode(0);
+      const done = await cluster.waitForProposal(p.id, { timeoutMs: 90_000 });
+      expect(done.status, JSON.stringify(done)).toBe('submitted');
+      expectOneGroupSignature(done);
+      const { nodes } = (await api('GET', '/v1/nodes')).body as { nodes: { id: string; misbehaviours: number }[] };
+      expect(nodes.find((n) => n.id === ids[2])?.misbehaviours).toBeGreaterThanOrEqual(1);
+      // The retry did not ask node-2 again: the signature came from node-0 and node-1.
+      const last = [...(await eventsOf(p.id))].reverse().find((e) => e.type === 'node.approved');
+      expect((last!.data.frost as { signers: string[] }).signers.sort()).toEqual([ids[0], ids[1]]);
+    } finally {
+      await cluster.restartNode(2);
+    }
+  }, 240_000);
+
+  it('a node killed between the rounds refuses, after its restart, to reuse the nonce; a new round pays', async () => {
+    // Two members only (node-2 away), node-0 armed to die the moment a signing package reaches it.
+    await cluster.stopService(ids[2]!, 'kill');
+    await cluster.restartNode(0, { COSIGNER_CRASH_AT: 'frost-before-share' });
+    const before = nonceRows(0).length;
+    const balance = await destBalance();
+    try {
+      const p = await propose(await payment('3'));
+      await cluster.nodes[0]!.exited;
+      // It committed (its nonce recorded `issued`) and died before the share.
+      const issued = nonceRows(0).slice(before);
+      expect(issued.map((r) => r.state)).toEqual(['issued']);
+      const firstRound = issued[0]!.round_id;
+      await cluster.restartNode(0);
+      const done = await cluster.waitForProposal(p.id, { timeoutMs: 90_000 });
+      expect(done.status, JSON.stringify(done)).toBe('submitted');
+      expectOneGroupSignature(done);
+      // After the restart the first round is lost and was refused; a fresh round signed.
+      const rows = nonceRows(0);
+      expect(rows.find((r) => r.round_id === firstRound)?.state).toBe('lost');
+      expect(rows.filter((r) => r.round_id.startsWith(`${p.id}:`) && r.state === 'used')).toHaveLength(1);
+      const refusal = (await eventsOf(p.id)).find((e) => e.type === 'node.rejected');
+      expect(refusal?.data).toMatchObject({ nodeId: ids[0], reasons: [{ code: 'FROST_NONCE_FORGOTTEN' }] });
+      expect((await destBalance()) - balance).toBe(30_000_000n);
+    } finally {
+      await cluster.restartNode(2);
+    }
+  }, 240_000);
+
+  it('after the signing rounds no share is anywhere in the clear: files of the cluster (stores, logs), environments', async () => {
+    // Each node's share, opened the way only the node can: its sealed copy through its own KMS key.
+    const shares: { label: string; bytes: Buffer }[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      const db = new Database(join(dir, `node-${i}`, 'frost.sqlite'), { readonly: true, fileMustExist: true });
+      const row = db.prepare('SELECT sealed_share FROM frost_groups WHERE address = ?').get(address) as {
+        sealed_share: string;
+      };
+      db.close();
+      const sealer = await createShareSealer(sealers[i]!, { production: false });
+      const opened = await sealer.unseal(JSON.parse(row.sealed_share) as SealedBlob, {
+        purpose: 'frost-share',
+        node: ids[i]!,
+        group: address,
+      });
+      await sealer.close();
+      shares.push({ label: `${ids[i]} share`, bytes: Buffer.from(opened) });
+    }
+    const secrets = shares.map((x) => bytesSecret(x.label, x.bytes, []));
+    const found: string[] = [];
+    const look = (where: string, content: Buffer) => {
+      for (const x of secrets) if (x.forms.some((f) => content.includes(f))) found.push(`${where}: ${x.label}`);
+    };
+    // Control: the same look finds a share written in any of its encodings.
+    for (const f of secrets[0]!.forms) look('control', Buffer.concat([Buffer.from('x'), f, Buffer.from('y')]));
+    expect(found).toHaveLength(secrets[0]!.forms.length);
+    found.length = 0;
+    const files = await filesUnder(dir);
+    expect(files.some((f) => f.endsWith('frost-nonces.sqlite'))).toBe(true);
+    for (const f of files) look(f.slice(dir.length + 1), await readFile(f));
+    for (const p of [...cluster.nodes, cluster.coordinator, cluster.ledger, ...cluster.kms]) {
+      look(`${p.name} environment`, await readFile(`/proc/${p.pid}/environ`));
+    }
+    expect(found).toEqual([]);
+  }, 120_000);
+});
