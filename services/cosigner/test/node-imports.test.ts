@@ -28,7 +28,7 @@ const NOT_FOR_A_LOCAL_KEY: readonly ModuleRule[] = [
 ];
 
 describe('modules of a node process', () => {
-  it('a node with a local key serves a proposal without the SDK root, axios, Horizon, RPC, AWS SDK or pkcs11js', {
+  it('a node with a local key serves a proposal without the SDK root, axios, Horizon, RPC, AWS SDK, pkcs11js or deflate', {
     timeout: 150_000,
   }, async () => {
     const dir = await tempDir('cosigner-node-imports-');
@@ -37,6 +37,8 @@ describe('modules of a node process', () => {
     const account = Keypair.random().publicKey();
     const dest = Keypair.random().publicKey();
     const coord = await CoordinatorDouble.start({ network: NETWORK, heartbeatMs: 500 });
+    const offered: (string | undefined)[] = [];
+    coord.wss.on('connection', (_ws, req) => offered.push(req.headers['sec-websocket-extensions']));
     try {
       const files = await writeNodeFiles(dir, {
         coordinatorUrl: coord.url,
@@ -64,6 +66,9 @@ describe('modules of a node process', () => {
     } finally {
       await coord.close();
     }
+    // Nor does it offer permessage-deflate (a zlib context per connection) to its coordinator.
+    expect(offered.length).toBeGreaterThan(0);
+    expect(offered.filter((x) => x !== undefined)).toEqual([]);
     const urls = await readTrace(trace);
     // The trace did see the node's modules, the SDK's /base entry among them.
     expect(urls.some((u) => /\/services\/cosigner\/(src|dist)\/pipeline\.(ts|js)$/.test(u))).toBe(true);
