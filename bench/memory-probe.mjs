@@ -6,7 +6,7 @@
 // and synchronous, so it records ESM and CommonJS alike; `process.moduleLoadList` lists only Node's builtins), with
 // the size of their source files (each module's source text stays in the heap as a string).
 // BENCH_MEMORY_SNAPSHOT=1 also writes a heap snapshot <dir>/<pid>-<role>.heapsnapshot on SIGUSR2.
-import { statSync, writeFileSync } from 'node:fs';
+import { renameSync, statSync, writeFileSync } from 'node:fs';
 import { registerHooks } from 'node:module';
 import { join } from 'node:path';
 import v8 from 'node:v8';
@@ -85,6 +85,10 @@ if (dir) {
   setInterval(write, 500).unref();
   process.on('exit', write);
   if (process.env.BENCH_MEMORY_SNAPSHOT === '1') {
-    process.on('SIGUSR2', () => v8.writeHeapSnapshot(join(dir, `${process.pid}-${role}.heapsnapshot`)));
+    // Written under another name and renamed, so that a reader polling for the file sees it whole.
+    process.on('SIGUSR2', () => {
+      const to = join(dir, `${process.pid}-${role}.heapsnapshot`);
+      renameSync(v8.writeHeapSnapshot(`${to}.part`), to);
+    });
   }
 }

@@ -9,6 +9,8 @@
  *    RSS (VmHWM from /proc, which sees between samples), the peak heap used / total the probe sampled every 100 ms,
  *    and the CPU ms per proposal (so a setting that trades memory for CPU shows both).
  *    MEM_NODE_FLAGS adds V8/Node flags to the nodes only, MEM_FLAGS to every child (e.g. --max-semi-space-size=4).
+ * 3. MEM_SNAPSHOT=1: a heap snapshot of node-0 and of the coordinator at rest and after the load, summarised by
+ *    bench/heap-summary.ts (what fills the heap) and kept as bench/results/memory-<phase>-<process>.heapsnapshot.
  * `imports` mode (`pnpm exec tsx bench/memory.bench.ts imports`): one plain node process per module set (what a
  * node imports before it serves, what the coordinator does, the Stellar SDK's root vs its `/base` entry), RSS and
  * heap after two full GCs, and the modules per package; no cluster.
@@ -16,7 +18,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import { loadavg } from 'node:os';
@@ -25,6 +27,7 @@ import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
 import { COSIGNER_BIN, REPO_ROOT, tempDir, useBuiltJs } from '@cosigner/testkit/process';
 import { Account, Asset, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import WebSocket from 'ws';
+import { print, summariseFile } from './heap-summary.ts';
 import { cpuSeconds, memoryMb } from './proc.ts';
 
 const PROBE = join(REPO_ROOT, 'bench/memory-probe.mjs');
@@ -39,6 +42,8 @@ interface Probe {
   spaces: Record<string, { size: number; used: number }>;
   modules: number;
   byPackage: Record<string, number>;
+  /** KB of source files per package: each module's source text stays in the heap as a string. */
+  sourceKb?: Record<string, number>;
 }
 
 const top = (byPackage: Record<string, number>, n = 6): string =>
@@ -61,10 +66,21 @@ if (process.argv[2] === 'imports') {
     },
     // A node's own modules before it opens its key backend (each backend is imported when configured).
     { name: 'node service', cwd: 'services/cosigner', modules: ['@cosigner/node/command', '@cosigner/node/server'] },
-    // What `cosigner node start` loads with an aws-kms key (as in the cluster mode): the CLI registers
-    // `node add|remove|roster` (commands/membership) next to the node's own commands (apps/cli/src/main.ts).
+    // What `cosigner node start` loads with an aws-kms key (as in the cluster mode). The CLI's `node add|remove|
+    // roster` (commands/membership, which loads the SDK root for Horizon) load only when asked for (apps/cli/src/
+    // main.ts); the second set is what a node loaded before that.
     {
       name: 'node process, KMS',
+      cwd: 'apps/cli',
+      modules: [
+        '@cosigner/cli/main',
+        '@cosigner/node/command',
+        '@cosigner/node/server',
+        '@cosigner/keys/aws-kms/kms-signer',
+      ],
+    },
+    {
+      name: '  + membership',
       cwd: 'apps/cli',
       modules: [
         '@cosigner/cli/main',
@@ -96,9 +112,10 @@ if (process.argv[2] === 'imports') {
     const after = JSON.parse(r.stdout.toString().trim().split('\n').at(-1)!) as Record<string, number>;
     const probe = JSON.parse(readFileSync(join(dir, readdirSync(dir)[0]!), 'utf8')) as Probe;
     await rm(dir, { recursive: true, force: true });
-    out.push({ name: s.name, ...after, modules: probe.modules, byPackage: probe.byPackage });
+    const sourceMb = Math.round(Object.values(probe.sourceKb ?? {}).reduce((a, b) => a + b, 0) / 102.4) / 10;
+    out.push({ name: s.name, ...after, modules: probe.modules, sourceMb, byPackage: probe.byPackage });
     console.log(
-      `${s.name.padEnd(20)} RSS ${String(after.rss).padStart(6)} MB  heap used ${String(after.heapUsed).padStart(5)} / total ${String(after.heapTotal).padStart(5)} MB  modules ${String(probe.modules).padStart(5)}  (${top(probe.byPackage)})`,
+      `${s.name.padEnd(20)} RSS ${String(after.rss).padStart(6)} MB  heap used ${String(after.heapUsed).padStart(5)} / total ${String(after.heapTotal).padStart(5)} MB  modules ${String(probe.modules).padStart(5)} (${String(sourceMb).padStart(4)} MB source)  (${top(probe.byPackage)})`,
     );
   }
   mkdirSync(RESULTS, { recursive: true });
@@ -115,6 +132,8 @@ const LOAD_MS = Number(process.env.MEM_LOAD_MS ?? 8000);
 const C = Number(process.env.MEM_C ?? 64);
 const FLAGS = process.env.MEM_FLAGS ?? '';
 const NODE_FLAGS = process.env.MEM_NODE_FLAGS ?? '';
+const SNAPSHOT = process.env.MEM_SNAPSHOT === '1';
+if (SNAPSHOT) process.env.BENCH_MEMORY_SNAPSHOT = '1';
 
 console.log(useBuiltJs());
 const probeDir = await tempDir('mem-probe-');
@@ -152,6 +171,28 @@ const procStatus = (pid: number): { anon: number; file: number; threads: number 
     return null;
   }
 };
+/** Ask node-0 and the coordinator for a heap snapshot (the probe writes it on SIGUSR2), keep and summarise it. */
+const snapshots: Record<string, unknown> = {};
+const snapshot = async (phase: string): Promise<void> => {
+  if (!SNAPSHOT) return;
+  for (const p of [cluster.nodes[0]!, cluster.coordinator]) {
+    const written = (): string | undefined =>
+      readdirSync(probeDir).find((f) => f.startsWith(`${p.pid}-`) && f.endsWith('.heapsnapshot'));
+    process.kill(p.pid, 'SIGUSR2');
+    const deadline = Date.now() + 60_000;
+    while (!written()) {
+      if (Date.now() > deadline) throw new Error(`no heap snapshot from ${p.name}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const from = join(probeDir, written()!);
+    const to = join(RESULTS, `memory-${phase}-${p.name}.heapsnapshot`);
+    mkdirSync(RESULTS, { recursive: true });
+    renameSync(from, to);
+    const s = summariseFile(to);
+    snapshots[`${phase}/${p.name}`] = s;
+    print(`${p.name}, ${phase}`, s);
+  }
+};
 const probes = (): Map<number, Probe> => {
   const m = new Map<number, Probe>();
   for (const f of readdirSync(probeDir)) {
@@ -178,12 +219,15 @@ const rest = Object.fromEntries(
         heapUsed: pr?.now.heapUsed ?? null,
         heapTotal: pr?.now.heapTotal ?? null,
         newSpace: pr?.spaces.new_space?.size ?? null,
+        spaces: pr?.spaces ?? null,
         modules: pr?.modules ?? null,
         topPackages: pr ? top(pr.byPackage, 4) : '',
       },
     ];
   }),
 );
+
+await snapshot('rest');
 
 // Load: signed-only proposals from C clients, each waiting for its quorum.reached event (as the cluster bench does).
 const url = new URL(cluster.coordinator.url);
@@ -267,11 +311,20 @@ const loaded = Object.fromEntries(
         peakRss: memoryMb(p.pid)?.peak ?? null,
         peakHeapUsed: pr?.peak.heapUsed ?? null,
         peakHeapTotal: pr?.peak.heapTotal ?? null,
+        // Off the V8 heap: Buffers and ArrayBuffers (ws frames, HTTP bodies, the KMS client's), peak as sampled.
+        peakExternal: pr?.peak.external ?? null,
+        // After the load: anonymous RSS not in the V8 heap (malloc: SQLite's page cache, Buffers, threads' arenas).
+        nativeAfter: (() => {
+          const st = procStatus(p.pid);
+          const heap = pr?.now.heapTotal;
+          return st && heap !== undefined ? Math.round((st.anon - heap) * 10) / 10 : null;
+        })(),
         cpuMsPerProposal: done > 0 ? Math.round(((cpuSeconds(p.pid) - cpu0[i]!) * 100_000) / done) / 100 : null,
       },
     ];
   }),
 );
+await snapshot('load');
 ws.close();
 agent.destroy();
 await cluster.stop();
@@ -288,6 +341,7 @@ const result = {
   loadavg: loadavg().map((x) => Math.round(x * 100) / 100),
   rest,
   loaded,
+  ...(SNAPSHOT ? { snapshots } : {}),
 };
 mkdirSync(RESULTS, { recursive: true });
 writeFileSync(join(RESULTS, 'memory.json'), `${JSON.stringify(result, null, 2)}\n`);
@@ -297,13 +351,13 @@ console.log(
   `\n2-of-3 cluster, children from dist/, flags '${FLAGS}', node flags '${NODE_FLAGS}', c=${C}: ${done} proposals, ${result.perSecond}/s, load average ${result.loadavg.join(' ')}`,
 );
 console.log(
-  `${'process'.padEnd(14)} | at rest: ${'RSS'.padStart(6)} ${'heap'.padStart(6)} ${'total'.padStart(6)} ${'new sp'.padStart(6)} ${'mods'.padStart(5)} ${'anon'.padStart(6)} ${'file'.padStart(5)} ${'thr'.padStart(3)} | under load: ${'peak RSS'.padStart(8)} ${'heap'.padStart(6)} ${'total'.padStart(6)} ${'CPU ms/prop'.padStart(11)}`,
+  `${'process'.padEnd(14)} | at rest: ${'RSS'.padStart(6)} ${'heap'.padStart(6)} ${'total'.padStart(6)} ${'new sp'.padStart(6)} ${'mods'.padStart(5)} ${'anon'.padStart(6)} ${'file'.padStart(5)} ${'thr'.padStart(3)} | under load: ${'peak RSS'.padStart(8)} ${'heap'.padStart(6)} ${'total'.padStart(6)} ${'extern'.padStart(6)} ${'native'.padStart(6)} ${'CPU ms/prop'.padStart(11)}`,
 );
 for (const p of procs) {
   const r = rest[p.name]!;
   const l = loaded[p.name]!;
   console.log(
-    `${p.name.padEnd(14)} |          ${cell(r.rss, 6)} ${cell(r.heapUsed, 6)} ${cell(r.heapTotal, 6)} ${cell(r.newSpace, 6)} ${cell(r.modules, 5)} ${cell(r.anon, 6)} ${cell(r.file, 5)} ${cell(r.threads, 3)} |             ${cell(l.peakRss, 8)} ${cell(l.peakHeapUsed, 6)} ${cell(l.peakHeapTotal, 6)} ${cell(l.cpuMsPerProposal, 11)}`,
+    `${p.name.padEnd(14)} |          ${cell(r.rss, 6)} ${cell(r.heapUsed, 6)} ${cell(r.heapTotal, 6)} ${cell(r.newSpace, 6)} ${cell(r.modules, 5)} ${cell(r.anon, 6)} ${cell(r.file, 5)} ${cell(r.threads, 3)} |             ${cell(l.peakRss, 8)} ${cell(l.peakHeapUsed, 6)} ${cell(l.peakHeapTotal, 6)} ${cell(l.peakExternal, 6)} ${cell(l.nativeAfter, 6)} ${cell(l.cpuMsPerProposal, 11)}`,
   );
 }
 const worst = (prefix: string): number =>

@@ -2,13 +2,33 @@ import { Command } from 'commander';
 
 type Register = (program: Command) => void;
 
+/** What the user asked for: argv as given, and whether every module is wanted (`cosigner help`, the tests). */
+export interface Wanted {
+  argv: readonly string[];
+  all: boolean;
+}
+
+/**
+ * The words that can reach `cosigner node add|remove|roster` or their help. Those commands (commands/membership.ts,
+ * through commands/account.ts) build transactions against Horizon and so load the Stellar SDK's root entry: its
+ * Horizon and RPC clients and their HTTP stack, about 85 modules and 1.4 MB of heap that a running node never uses
+ * (it only speaks to its coordinator; bench/README.md, "memory"). A word anywhere after `node` is enough (an option
+ * value that happens to be `add` only costs the load); without one, commander cannot dispatch to them anyway.
+ */
+const MEMBERSHIP_WORDS = new Set(['add', 'remove', 'roster', 'help', '--help', '-h']);
+
+/** Whether `cosigner node ...` with this argv needs the membership commands registered. */
+export function wantsMembership(w: Wanted): boolean {
+  return w.all || w.argv.slice(2).some((a) => MEMBERSHIP_WORDS.has(a));
+}
+
 /**
  * The commands, each loaded only when it runs. Importing every service at start-up cost seconds per process
  * (each module pulls in fastify, the AWS SDK, the Stellar SDK and is transformed by tsx); a cluster starts seven
  * processes, so `cosigner <command>` now loads that command's module alone. The summary is what top-level
  * `--help` lists without loading anything; each module still owns its full description and options.
  */
-export const COMMANDS: readonly { name: string; summary: string; load: () => Promise<Register> }[] = [
+export const COMMANDS: readonly { name: string; summary: string; load: (wanted: Wanted) => Promise<Register> }[] = [
   {
     name: 'kms-emulator',
     summary: 'AWS KMS-compatible emulator (development and tests only)',
@@ -27,8 +47,9 @@ export const COMMANDS: readonly { name: string; summary: string; load: () => Pro
   {
     name: 'node',
     summary: 'a cosigner node: review, policy, signing ledger, audit',
-    load: async () => {
+    load: async (wanted) => {
       const node = (await import('@cosigner/node/command')).register;
+      if (!wantsMembership(wanted)) return node;
       const { registerMembership } = await import('./commands/membership.ts');
       // `node add|remove|roster` live with the other lifecycle commands, under the node command.
       return (program: Command) => {
@@ -77,7 +98,8 @@ export function requestedCommand(argv: readonly string[]): string | undefined {
 /**
  * Build the `cosigner` program for this argv: the requested command is loaded in full; the others are listed by
  * name and summary (enough for top-level `--help` and for commander's unknown-command error). `cosigner help`
- * and `all: true` load every module.
+ * and `all: true` load every module. Within `cosigner node`, the membership commands load only when argv can name
+ * them (`wantsMembership`).
  */
 export async function buildProgram(argv: readonly string[] = [], opts: { all?: boolean } = {}): Promise<Command> {
   const program = new Command('cosigner')
@@ -87,7 +109,7 @@ export async function buildProgram(argv: readonly string[] = [], opts: { all?: b
   const wanted = requestedCommand(argv);
   const loadAll = opts.all === true || wanted === 'help';
   for (const c of COMMANDS) {
-    if (loadAll || c.name === wanted) (await c.load())(program);
+    if (loadAll || c.name === wanted) (await c.load({ argv, all: loadAll }))(program);
     else program.command(c.name).description(c.summary);
   }
   return program;

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { COSIGNER_BIN } from '@cosigner/testkit/process';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { buildProgram, COMMANDS, main, requestedCommand } from '../src/main.ts';
+import { buildProgram, COMMANDS, main, requestedCommand, wantsMembership } from '../src/main.ts';
 
 const run = promisify(execFile);
 
@@ -37,6 +37,30 @@ describe('cosigner CLI', () => {
     expect(coordinator.commands).toHaveLength(0);
     expect(coordinator.options).toHaveLength(0);
     expect(program.commands.map((c) => c.name())).toEqual(COMMANDS.map((c) => c.name));
+  });
+
+  it('registers `node add|remove|roster` only when argv can name them or asks for help', async () => {
+    const sub = async (argv: string[]): Promise<string[]> =>
+      (await buildProgram(['node', 'cosigner', ...argv])).commands
+        .find((c) => c.name() === 'node')!
+        .commands.map((c) => c.name());
+    // A running node (`cosigner node --config ...`, `cosigner node start`) does not load them, nor their SDK root.
+    const running = await sub(['node', '--config', 'node.yaml']);
+    expect(running).toContain('init');
+    expect(running).not.toContain('add');
+    expect(running).not.toContain('roster');
+    for (const argv of [
+      ['node', 'add', '--node-id', 'n4'],
+      ['node', '--horizon-url', 'http://h', 'remove'],
+      ['node', 'roster', 'list'],
+      ['node', '--help'],
+      ['node', '-h'],
+      ['help', 'node'],
+    ]) {
+      expect(await sub(argv), argv.join(' ')).toEqual(expect.arrayContaining(['init', 'add', 'remove', 'roster']));
+    }
+    expect(wantsMembership({ argv: [], all: true })).toBe(true);
+    expect(wantsMembership({ argv: ['node', 'cosigner', 'node', 'pending'], all: false })).toBe(false);
   });
 
   it('lists a summary that starts like the full description of each command', async () => {

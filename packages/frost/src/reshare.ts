@@ -6,7 +6,7 @@ import {
   type SignerConfiguration,
 } from '@cosigner/policy/lockout';
 import { checkQuorumIntersection, findDisjointQuorums } from '@cosigner/stellar/intersection';
-import { Operation, StrKey, type Transaction, type xdr } from '@stellar/stellar-sdk';
+import { Operation, StrKey, type Transaction, type xdr } from '@stellar/stellar-sdk/base';
 import { checkSession, type DkgMember, type DkgSession } from './dkg.ts';
 import { frostErrors } from './errors.ts';
 import { array, int, name, object, outOfRange, string } from './input.ts';

@@ -1,7 +1,7 @@
 import { verifyEd25519 as stellarVerify } from '@cosigner/stellar/verify';
 import type { FrostPublic } from '@noble/curves/abstract/frost.js';
 import { ed25519, ed25519_FROST } from '@noble/curves/ed25519.js';
-import { StrKey } from '@stellar/stellar-sdk';
+import { StrKey } from '@stellar/stellar-sdk/base';
 import { array, badType, hex, int, object, outOfRange, toHex } from './input.ts';
 
 /**

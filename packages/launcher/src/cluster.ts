@@ -9,11 +9,17 @@ import { Asset, Horizon, Keypair, Operation, StrKey, TransactionBuilder } from '
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 
 /**
- * V8 flags for every service process: a young generation capped at 4 MB per semi-space. V8 otherwise grows it to
- * 64 MB under load and keeps it, and measured on a 2-of-3 cluster under load (bench/README.md, "memory") the cap
- * takes 60-75 MB off each process's peak RSS at no CPU cost per proposal. The image's entrypoint sets the same.
+ * V8 flags for every service process (bench/README.md, "memory", has the measurements). The image's entrypoint sets
+ * the same.
+ * - `--max-semi-space-size=4`: a young generation capped at 4 MB per semi-space. V8 otherwise grows it to 64 MB
+ *   under load and keeps it; the cap takes 60-75 MB off each process's peak RSS at no CPU cost per proposal.
+ * - `--no-concurrent-recompilation`: TurboFan compiles on the main thread instead of a background one. After a
+ *   load, one background thread's malloc arena held 25 MB of a node (read from /proc/<pid>/smaps), memory glibc
+ *   keeps for that thread; with the flag a node's native memory after the load fell from 43 to 28 MB and its peak
+ *   RSS from 157 to 145 MB (medians, four pairs), with throughput and CPU per proposal no worse: on 2 cores the
+ *   compile jobs competed with the services for the same cores anyway. V8 refuses it in NODE_OPTIONS.
  */
-export const SERVICE_V8_FLAGS: readonly string[] = ['--max-semi-space-size=4'];
+export const SERVICE_V8_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--no-concurrent-recompilation'];
 
 /**
  * The whole system on one machine, as real processes: one KMS emulator per node (separate simulated accounts,

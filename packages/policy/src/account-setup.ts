@@ -1,5 +1,5 @@
 import { checkQuorumIntersection, type IntersectionReport } from '@cosigner/stellar/intersection';
-import { type Keypair, Operation, type Transaction, TransactionBuilder, type xdr } from '@stellar/stellar-sdk';
+import { type Keypair, Operation, type Transaction, TransactionBuilder, type xdr } from '@stellar/stellar-sdk/base';
 import {
   applyChanges,
   checkLockout,

@@ -3,7 +3,7 @@ import { type DecodedTransaction, decodeEnvelope, xdrTransactionOf } from '@cosi
 import { describeTransaction } from '@cosigner/stellar/describe';
 import { authEntryPayload } from '@cosigner/stellar/soroban';
 import type { TransactionSummary } from '@cosigner/stellar/types';
-import { StrKey, type xdr } from '@stellar/stellar-sdk';
+import { StrKey, type xdr } from '@stellar/stellar-sdk/base';
 import { nodeErrors } from './errors.ts';
 import type { Reason, SigningLedger } from './ledger.ts';
 import {

@@ -158,8 +158,12 @@ export class CoordinatorSession {
     this.#sessionId = null;
     const url = new URL('v1/nodes/connect', this.#o.url.endsWith('/') ? this.#o.url : `${this.#o.url}/`);
     // maxPayload: ws refuses (close 1009) any frame over the protocol's size before it is buffered whole.
+    // perMessageDeflate off (RFC 7692): ws's client offers it by default, and were a coordinator to accept, the
+    // connection would hold a zlib deflate and inflate state (about 256 KB + 40 KB of native memory at the default
+    // 15-bit window, per zlib's zconf.h) to compress frames of signatures and hashes, which do not compress.
     const ws = new WebSocket(url, {
       maxPayload: MAX_FRAME_BYTES,
+      perMessageDeflate: false,
       handshakeTimeout: this.#o.handshakeTimeoutMs ?? 10_000,
     });
     this.#ws = ws;

@@ -10,7 +10,7 @@ import {
   sorobanShape,
 } from '@cosigner/stellar/soroban';
 import type { AuthEntrySummary } from '@cosigner/stellar/types';
-import type { xdr } from '@stellar/stellar-sdk';
+import type { xdr } from '@stellar/stellar-sdk/base';
 import type { Reason } from './ledger.ts';
 import {
   type DecisionBody,
