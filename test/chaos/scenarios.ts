@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import { COSIGNER_BIN, REPO_ROOT } from '@cosigner/testkit/process';
 import { Account, Asset, Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
-import type { ClusterDriver } from './driver.ts';
+import { type ClusterDriver, isReplicated, type ReplicatedClusterDriver } from './driver.ts';
 
 /**
  * The chaos scenarios and the invariants checked after each, written against ClusterDriver
@@ -740,8 +740,153 @@ export const scenarios: readonly Scenario[] = [
   },
 ];
 
+/** An error body of the coordinator's API: its registered code. */
+const codeOf = (body: unknown): string | undefined =>
+  typeof body === 'object' && body !== null ? (body as { code?: string }).code : undefined;
+
+/** One request straight to a replica (no retry): its status and error code, or the transport error. */
+async function askReplica(d: ReplicatedClusterDriver, replica: string, path: string): Promise<string> {
+  try {
+    const res = await fetch(`${d.replicaUrl(replica)}${path}`, {
+      headers: { authorization: `Bearer ${d.apiKey()}` },
+      signal: AbortSignal.timeout(20_000),
+    });
+    const body = (await res.json().catch(() => undefined)) as unknown;
+    return `${res.status}${codeOf(body) ? ` ${codeOf(body)}` : ''}`;
+  } catch (e) {
+    return `no answer (${(e as Error).message})`;
+  }
+}
+
+/** An in-flight proposal of the stream whose round a replica holds a lease on (bounded wait). */
+async function drivenRound(
+  ctx: ScenarioContext,
+  d: ReplicatedClusterDriver,
+): Promise<{ id: string; replica: string; token: number }> {
+  let found: { id: string; replica: string; token: number } | undefined;
+  await until(
+    async () => {
+      for (const r of ctx.stream.inFlight()) {
+        const h = await d.leaseHolder(r.id);
+        if (h && !TERMINAL.includes(r.status)) {
+          found = { id: r.id, ...h };
+          return true;
+        }
+      }
+      return false;
+    },
+    'a round in flight with a lease holder',
+    60_000,
+  );
+  return found!;
+}
+
+/**
+ * The scenarios of a coordinator run as several replicas on one database (ReplicatedClusterDriver): the stream
+ * goes through the load balancer throughout. Besides the invariants of every scenario, runScenario checks on such a
+ * driver that no proposal holds two terminal events (completed twice).
+ */
+export const replicaScenarios: readonly Scenario[] = [
+  {
+    name: 'kill -9 the replica driving a round, then restart it',
+    async run(ctx) {
+      const d = ctx.d as ReplicatedClusterDriver;
+      const { stream } = ctx;
+      await stream.waitFor(3);
+      const round = await drivenRound(ctx, d);
+      const open = stream.inFlight().map((r) => r.id);
+      const killedAt = Date.now();
+      await d.killReplica(round.replica);
+      ctx.note(`killed ${round.replica}, driving ${round.id} (lease token ${round.token}); ${open.length} in flight`);
+      // Another replica takes the round over (a higher token) or the round ended before the lease expired.
+      let takenOver = false;
+      await until(
+        async () => {
+          const h = await d.leaseHolder(round.id);
+          if (h && h.replica !== round.replica) {
+            if (h.token <= round.token)
+              ctx.violation(`takeover of ${round.id} with token ${h.token} <= ${round.token}`);
+            takenOver = true;
+            return true;
+          }
+          return TERMINAL.includes((await stream.client.proposal(round.id)).status);
+        },
+        `round ${round.id} taken over or finished`,
+        90_000,
+      );
+      ctx.note(`${round.id} ${takenOver ? 'taken over' : 'finished'} ${Date.now() - killedAt} ms after the kill`);
+      await stream.waitFor(4);
+      await d.startReplica(round.replica);
+      await stream.waitFor(2);
+      for (const id of open) {
+        const v = await stream.client.proposal(id);
+        if (v.status !== 'submitted') ctx.violation(`proposal ${id}, in flight at the kill, ended '${v.status}'`);
+      }
+    },
+  },
+  {
+    name: 'kill -9 PostgreSQL under load, then start it: 503 with a registered code meanwhile, nothing lost',
+    async run(ctx) {
+      const d = ctx.d as ReplicatedClusterDriver;
+      const { stream } = ctx;
+      await stream.waitFor(3);
+      const open = stream.inFlight().map((r) => r.id);
+      await d.killDatabase();
+      ctx.note(`${open.length} proposals in flight when PostgreSQL died`);
+      const seen = new Set<string>();
+      for (const r of d.replicas) seen.add(await askReplica(d, r, '/v1/proposals?limit=1'));
+      for (const answer of seen) {
+        if (!answer.startsWith('503 COORD_STORE_UNAVAILABLE'))
+          ctx.violation(
+            `a replica answered '${answer}' while the database was down (want 503 COORD_STORE_UNAVAILABLE)`,
+          );
+      }
+      await sleep(2000);
+      await d.startDatabase();
+      await stream.waitFor(5);
+      for (const id of open) {
+        const v = await stream.client.proposal(id);
+        if (v.status !== 'submitted') ctx.violation(`proposal ${id}, in flight at the crash, ended '${v.status}'`);
+      }
+    },
+  },
+  {
+    name: 'partition one replica from PostgreSQL (network disconnect), then reconnect it',
+    async run(ctx) {
+      const d = ctx.d as ReplicatedClusterDriver;
+      const { stream } = ctx;
+      await stream.waitFor(2);
+      const round = await drivenRound(ctx, d);
+      await d.partitionFromDatabase(round.replica);
+      ctx.note(`cut ${round.replica} (driving ${round.id}) from PostgreSQL`);
+      // The rest of the cluster carries on through the balancer while the replica is cut off.
+      await stream.waitFor(4);
+      const answer = await askReplica(d, round.replica, '/v1/proposals?limit=1');
+      if (!answer.startsWith('503 COORD_STORE_UNAVAILABLE'))
+        ctx.violation(`${round.replica}, cut from the database, answered '${answer}'`);
+      // Its round: taken over by another replica once the lease the cut one can no longer renew expires.
+      await until(
+        async () => TERMINAL.includes((await stream.client.proposal(round.id)).status),
+        `${round.id}, driven by the cut replica, to end`,
+        90_000,
+      ).catch((e: unknown) => ctx.violation((e as Error).message));
+      await d.healDatabase(round.replica);
+      await until(
+        async () => (await askReplica(d, round.replica, '/readyz')) === '200',
+        `${round.replica} ready again`,
+        60_000,
+      );
+      await stream.waitFor(2);
+    },
+  },
+];
+
 /** Put every fault of a scenario back (idempotent), so one failed scenario does not poison the next. */
 export async function restoreAll(d: ClusterDriver): Promise<void> {
+  if (isReplicated(d)) {
+    await d.startDatabase();
+    for (const r of d.replicas) await d.healDatabase(r);
+  }
   await d.startLedger();
   await d.startCoordinator();
   for (const id of d.nodeIds) {
@@ -774,5 +919,13 @@ export async function runScenario(
   violations.push(...stream.errors.map((e) => `stream: ${e}`));
   const inv = await checkInvariants(d, records, { slotGraceSeconds: opts.slotGraceSeconds });
   violations.push(...inv.violations, ...notSubmitted(records));
+  if (isReplicated(d)) {
+    // Completed once: one terminal event per proposal, whichever replica drove or took over its round.
+    const ends = await d.terminalEvents();
+    for (const r of records) {
+      const n = ends.get(r.id) ?? 0;
+      if (n > 1) violations.push(`proposal ${r.id} completed ${n} times (terminal events in the database)`);
+    }
+  }
   return { ...inv, violations, name: sc.name, notes, records };
 }
