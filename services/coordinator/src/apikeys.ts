@@ -2,7 +2,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { readSecretFile, secretEquals, writePrivateFile } from '@cosigner/runtime/secrets';
 import { coordinatorErrors } from './errors.ts';
-import type { ApiKeyRecord, ApiKeyRepository } from './store.ts';
+import type { ApiKeyRecord, ApiKeyRepository, AwaitableRepository } from './store.ts';
+
+type ApiKeys = AwaitableRepository<ApiKeyRepository>;
 
 /**
  * Client API keys: `cak.<id>.<secret>`. The id finds the row; only sha256(key) is stored and the presented
@@ -43,22 +45,22 @@ export function parseScopes(list: string): Scope[] {
 }
 
 /** Create and store a new key; the returned `key` is shown once and never stored. */
-export function createApiKey(
-  repo: ApiKeyRepository,
+export async function createApiKey(
+  repo: ApiKeys,
   scopes: Scope[],
   label: string | null = null,
-): { id: string; key: string } {
+): Promise<{ id: string; key: string }> {
   const id = randomBytes(8).toString('hex');
   const key = `cak.${id}.${randomBytes(32).toString('base64url')}`;
-  repo.insertApiKey({ id, hash: hashKey(key), scopes, label, createdAt: Date.now(), revokedAt: null });
+  await repo.insertApiKey({ id, hash: hashKey(key), scopes, label, createdAt: Date.now(), revokedAt: null });
   return { id, key };
 }
 
 /** The key's record when `presented` is a live key, else undefined. Never throws on garbage input. */
-export function authenticate(repo: ApiKeyRepository, presented: string): ApiKeyRecord | undefined {
+export async function authenticate(repo: ApiKeys, presented: string): Promise<ApiKeyRecord | undefined> {
   const m = KEY_RE.exec(presented);
   if (!m) return undefined;
-  const rec = repo.getApiKey(m[1]!);
+  const rec = await repo.getApiKey(m[1]!);
   if (!rec || rec.revokedAt !== null) return undefined;
   return secretEquals(hashKey(presented), rec.hash) ? rec : undefined;
 }
@@ -68,7 +70,7 @@ export function authenticate(repo: ApiKeyRepository, presented: string): ApiKeyR
  * absent, re-registered when the database is new but the file exists. Returns whether it was created, so the
  * caller can log the PATH (never the key).
  */
-export async function ensureAdminKey(repo: ApiKeyRepository, file: string): Promise<{ created: boolean }> {
+export async function ensureAdminKey(repo: ApiKeys, file: string): Promise<{ created: boolean }> {
   let existing: string | undefined;
   try {
     await readFile(file);
@@ -84,8 +86,8 @@ export async function ensureAdminKey(repo: ApiKeyRepository, file: string): Prom
         { field: 'adminKeyFile' },
         { message: `The admin key file ${file} does not hold a coordinator API key.` },
       );
-    if (!repo.getApiKey(m[1]!)) {
-      repo.insertApiKey({
+    if (!(await repo.getApiKey(m[1]!))) {
+      await repo.insertApiKey({
         id: m[1]!,
         hash: hashKey(existing),
         scopes: [...SCOPES],
@@ -96,7 +98,7 @@ export async function ensureAdminKey(repo: ApiKeyRepository, file: string): Prom
     }
     return { created: false };
   }
-  const { key } = createApiKey(repo, [...SCOPES], 'admin');
+  const { key } = await createApiKey(repo, [...SCOPES], 'admin');
   await writePrivateFile(file, `${key}\n`);
   return { created: true };
 }

@@ -30,11 +30,19 @@ import { followUpKey, prepareSorobanTx, sorobanTxKind } from './kinds/soroban-tx
 import { prepareTransaction, transactionFields, transactionKind } from './kinds/transaction.ts';
 import { registerLifecycleRoutes } from './lifecycle.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
+import { openStore } from './open-store.ts';
 import { ProposalIdParams, proposalOr404 } from './proposal-params.ts';
 import { progress } from './quorum.ts';
 import { RoundEngine } from './round.ts';
 import { LedgerClock } from './soroban.ts';
-import { type ApiKeyRecord, openSqliteStore, type ProposalRecord, type ProposalStatus, type Store } from './store.ts';
+import {
+  type ApiKeyRecord,
+  type CoordinatorStore,
+  type EventRecord,
+  type ProposalRecord,
+  type ProposalStatus,
+  step,
+} from './store.ts';
 import { Submitter } from './submit.ts';
 
 /**
@@ -46,7 +54,7 @@ import { Submitter } from './submit.ts';
 
 export interface BuildOptions {
   config: Readonly<CoordinatorConfig>;
-  store: Store;
+  store: CoordinatorStore;
   /** The coordinator message key: signs every frame sent to nodes. */
   identity: Identity;
   /** HMAC secret for callback signatures. */
@@ -59,7 +67,7 @@ export interface BuildOptions {
 }
 
 export interface Coordinator {
-  store: Store;
+  store: CoordinatorStore;
   hub: NodeHub;
   engine: RoundEngine;
   events: EventBus;
@@ -272,16 +280,19 @@ function uniqueSigners<T extends { signerKey: string }>(rows: readonly T[]): T[]
 }
 
 /** The signed entries of a finished standalone auth round (null otherwise), for the proposal view. */
-function signedEntriesOf(store: Store, rec: ProposalRecord): string[] | null {
+async function signedEntriesOf(store: CoordinatorStore, rec: ProposalRecord): Promise<string[] | null> {
   if (rec.kind !== 'authEntries' || rec.signedAt === null) return null;
-  const entries = store.authEntries(rec.id).map((e) => e.signed);
+  const entries = (await store.authEntries(rec.id)).map((e) => e.signed);
   return entries.every((e) => e !== null) ? (entries as string[]) : null;
 }
 
-function view(store: Store, rec: ProposalRecord) {
+async function view(store: CoordinatorStore, rec: ProposalRecord) {
   const auth = rec.kind === 'authEntries' || rec.kind === 'sorobanTx';
-  const sigs = auth ? uniqueSigners(store.authSignatures(rec.id)) : store.signatures(rec.id);
-  const decisions = store.decisions(rec.id);
+  const sigs = auth ? uniqueSigners(await store.authSignatures(rec.id)) : await store.signatures(rec.id);
+  const decisions = await store.decisions(rec.id);
+  const authEntries = await signedEntriesOf(store, rec);
+  const transactionProposal =
+    rec.kind === 'sorobanTx' ? ((await store.getByIdempotencyKey(followUpKey(rec.id)))?.id ?? null) : null;
   return {
     id: rec.id,
     status: rec.status,
@@ -309,8 +320,8 @@ function view(store: Store, rec: ProposalRecord) {
       .filter((d) => d.outcome === 'reject' || d.outcome === 'invalid')
       .map((d) => ({ nodeId: d.nodeId, outcome: d.outcome, reasons: d.reasons })),
     envelope: rec.envelope,
-    authEntries: signedEntriesOf(store, rec),
-    transactionProposal: rec.kind === 'sorobanTx' ? (store.getByIdempotencyKey(followUpKey(rec.id))?.id ?? null) : null,
+    authEntries,
+    transactionProposal,
     result: rec.result,
   };
 }
@@ -433,7 +444,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   app.decorate('coordinator', { store, hub, engine, events, metrics, ledger, invalidateAccounts });
   app.decorateRequest('apiKey', null);
 
-  for (const n of config.nodes) store.enrollNode(n, Date.now());
+  for (const n of config.nodes) await store.enrollNode(n, Date.now());
 
   app.addSchema(ErrorBody);
   app.addSchema(EventSchema);
@@ -497,7 +508,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     const scope = req.routeOptions.config?.scope;
     if (scope === undefined) return;
     const presented = presentedKey(req);
-    const key = presented === undefined ? undefined : authenticate(store, presented);
+    const key = presented === undefined ? undefined : await authenticate(store, presented);
     if (!key) return sendError(reply, coordinatorErrors.error('COORD_UNAUTHENTICATED'));
     if (!key.scopes.includes(scope) && !key.scopes.includes('admin')) {
       return sendError(reply, coordinatorErrors.error('COORD_FORBIDDEN', { needed: scope, has: key.scopes }));
@@ -531,12 +542,12 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
         throw coordinatorErrors.error('COORD_WRONG_NETWORK', { expected: config.network });
       }
       // What the client sent, as the stored row keeps it: an idempotent retry must send the same thing.
-      const sentBy = (rec: ProposalRecord): string =>
-        rec.xdr ?? JSON.stringify(store.authEntries(rec.id).map((e) => e.entry));
+      const sentBy = async (rec: ProposalRecord): Promise<string> =>
+        rec.xdr ?? JSON.stringify((await store.authEntries(rec.id)).map((e) => e.entry));
       const sent = b.kind === 'authEntries' ? JSON.stringify(b.entries) : b.xdr;
-      const same = (rec: ProposalRecord) => {
-        if (sentBy(rec) !== sent) throw coordinatorErrors.error('COORD_IDEMPOTENCY_CONFLICT', { id: rec.id });
-        return reply.code(200).send(view(store, rec));
+      const same = async (rec: ProposalRecord) => {
+        if ((await sentBy(rec)) !== sent) throw coordinatorErrors.error('COORD_IDEMPOTENCY_CONFLICT', { id: rec.id });
+        return reply.code(200).send(await view(store, rec));
       };
       // Callback bodies are signed but not encrypted: in production they travel over TLS only.
       if (config.production && b.callbackUrl !== undefined && !b.callbackUrl.startsWith('https://')) {
@@ -555,15 +566,15 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
         );
       }
       if (b.idempotencyKey !== undefined) {
-        const existing = store.getByIdempotencyKey(b.idempotencyKey);
+        const existing = await store.getByIdempotencyKey(b.idempotencyKey);
         if (existing) return same(existing);
       }
-      const refuseWhenFull = (): void => {
-        if (store.countOpen() >= config.limits.maxOpenProposals) {
+      const refuseWhenFull = (open: number): void => {
+        if (open >= config.limits.maxOpenProposals) {
           throw coordinatorErrors.error('COORD_TOO_MANY_OPEN', { limit: config.limits.maxOpenProposals });
         }
       };
-      refuseWhenFull();
+      refuseWhenFull(await store.countOpen());
       const now = Date.now();
       const common = {
         id: randomUUID(),
@@ -595,17 +606,22 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       }
       // The row and its `proposal.created` event in one unit of the group commit: the 201 and the fan-out to the
       // nodes follow the commit that made the proposal durable.
-      const { proposal, created } = await store.grouped(() => {
+      // Synchronous on SQLite (`step` continues at once on a value), one transaction on PostgreSQL.
+      const { proposal, created } = await store.grouped(() =>
         // Checked again here: the proposals queued before this one in the same commit count too (a retry of one
         // of them is answered with it below, not refused).
-        if (b.idempotencyKey === undefined || !store.getByIdempotencyKey(b.idempotencyKey)) refuseWhenFull();
-        const r = store.insertProposal({ ...common, ...prepared.fields }, prepared.authEntries);
-        if (r.created) engine.announce(r.proposal);
-        return r;
-      });
+        step(b.idempotencyKey === undefined ? undefined : store.getByIdempotencyKey(b.idempotencyKey), (known) =>
+          step(known === undefined ? store.countOpen() : 0, (open) => {
+            refuseWhenFull(open);
+            return step(store.insertProposal({ ...common, ...prepared.fields }, prepared.authEntries), (r) =>
+              r.created ? step(engine.announce(r.proposal), () => r) : r,
+            );
+          }),
+        ),
+      );
       if (!created) return same(proposal);
-      engine.start(proposal, true, prepared.decoded);
-      return reply.code(201).send(view(store, store.getProposal(proposal.id)!));
+      await engine.start(proposal, true, prepared.decoded);
+      return reply.code(201).send(await view(store, (await store.getProposal(proposal.id))!));
     },
   );
 
@@ -619,7 +635,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
         response: { 200: ProposalView, ...errors(401, 403, 404, 429) },
       },
     },
-    async (req) => view(store, proposalOr404(store, req.params.id)),
+    async (req) => view(store, await proposalOr404(store, req.params.id)),
   );
 
   app.get(
@@ -655,17 +671,17 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       if (cursor !== undefined && !CURSOR_RE.test(cursor)) throw coordinatorErrors.error('COORD_BAD_CURSOR');
       // A client that lost the answer to its POST (it crashed with the request in flight) finds what it created.
       if (idempotencyKey !== undefined) {
-        const rec = store.getByIdempotencyKey(idempotencyKey);
-        const hit = rec && (status === undefined || rec.status === status) ? [view(store, rec)] : [];
+        const rec = await store.getByIdempotencyKey(idempotencyKey);
+        const hit = rec && (status === undefined || rec.status === status) ? [await view(store, rec)] : [];
         return { items: hit, nextCursor: null };
       }
-      const page = store.listProposals({
+      const page = await store.listProposals({
         status: status as ProposalStatus | undefined,
         limit,
         before: cursor === undefined ? undefined : Number(cursor),
       });
       return {
-        items: page.items.map((r) => view(store, r)),
+        items: await Promise.all(page.items.map((r) => view(store, r))),
         nextCursor: page.next === null ? null : String(page.next),
       };
     },
@@ -688,7 +704,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     },
     async (req) => {
       const reason = `cancelled by the client${req.body.reason ? `: ${req.body.reason}` : ''}`;
-      return view(store, engine.cancel(req.params.id, reason));
+      return view(store, await engine.cancel(req.params.id, reason));
     },
   );
 
@@ -703,8 +719,10 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     },
     async () => {
       const live = new Map(hub.connected().map((c) => [c.nodeId, c]));
+      const enrolled = await store.listNodes();
+      const recent = await Promise.all(enrolled.map((n) => store.misbehaviours(n.id, 10)));
       return {
-        nodes: store.listNodes().map((n) => ({
+        nodes: enrolled.map((n, i) => ({
           id: n.id,
           identityKey: n.identityKey,
           stellarKey: n.stellarKey,
@@ -715,9 +733,12 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
           approvals: n.approvals,
           rejections: n.rejections,
           misbehaviours: n.misbehaviours,
-          recentMisbehaviour: store
-            .misbehaviours(n.id, 10)
-            .map((m) => ({ kind: m.kind, detail: m.detail, proposalId: m.proposalId, at: iso(m.createdAt) })),
+          recentMisbehaviour: recent[i]!.map((m) => ({
+            kind: m.kind,
+            detail: m.detail,
+            proposalId: m.proposalId,
+            at: iso(m.createdAt),
+          })),
         })),
       };
     },
@@ -736,13 +757,36 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     },
     (socket, req) => {
       const since = (req.query as { since?: number }).since;
-      if (since !== undefined) {
-        for (const e of store.eventsSince(since, 1000)) socket.send(JSON.stringify(e));
-      }
-      const off = events.subscribe((e) => {
+      const send = (e: EventRecord): void => {
         if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(e));
+      };
+      if (since === undefined) {
+        socket.on('close', events.subscribe(send));
+        return;
+      }
+      // Subscribed before the stored events are read (a read may take a round trip): the live events of that
+      // moment wait in `held` and follow the stored ones, each once, in order.
+      let held: EventRecord[] | undefined = [];
+      let last = since;
+      const off = events.subscribe((e) => {
+        if (held) held.push(e);
+        else if (e.seq > last) send(e);
       });
       socket.on('close', off);
+      void (async () => {
+        try {
+          for (const e of await store.eventsSince(since, 1000)) {
+            send(e);
+            last = e.seq;
+          }
+        } catch (err) {
+          req.log.warn({ err: (err as Error).message }, 'event replay failed: store unavailable');
+          socket.close(1013, 'store unavailable; reconnect with since');
+        }
+        const queued = held ?? [];
+        held = undefined;
+        for (const e of queued) if (e.seq > last) send(e);
+      })();
     },
   );
 
@@ -767,7 +811,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     '/readyz',
     { schema: { summary: 'Readiness: database and Horizon', response: { 200: Ready, 503: Ready } } },
     async (_req, reply) => {
-      const checks = { database: store.ping(), horizon: await ledger.reachable() };
+      const checks = { database: await store.ping(), horizon: await ledger.reachable() };
       const ok = checks.database && checks.horizon;
       return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'unready', checks });
     },
@@ -783,7 +827,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   );
 
   app.addHook('onReady', async () => {
-    const resumed = engine.resume();
+    const resumed = await engine.resume();
     if (resumed > 0) logger.info({ resumed }, 'open proposals resumed');
   });
   app.addHook('preClose', async () => {
@@ -794,7 +838,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     submitter.close();
     frost.close();
     await events.close();
-    store.close();
+    await store.close();
   });
   // The type-provider-specialised instance is a FastifyInstance; callers only need the base type.
   return app as unknown as FastifyInstance;
@@ -805,7 +849,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
  * callback secret (each created 0600 when absent). Logs the PATHS of created secrets, never their contents.
  */
 export async function prepareRuntime(config: Readonly<CoordinatorConfig>, logger: Logger): Promise<BuildOptions> {
-  const store = openSqliteStore(config.dataDir);
+  const store = await openStore(config, logger);
   try {
     const { identity, created } = await loadOrCreateIdentity(config.messageKeyFile);
     if (created) logger.info({ path: config.messageKeyFile }, 'created the coordinator message key');
@@ -824,7 +868,7 @@ export async function prepareRuntime(config: Readonly<CoordinatorConfig>, logger
     }
     return { config, store, identity, callbackSecret, logger };
   } catch (e) {
-    store.close();
+    await store.close();
     throw e;
   }
 }

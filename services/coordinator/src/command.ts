@@ -5,18 +5,19 @@ import type { Command } from 'commander';
 import { createApiKey, parseScopes } from './apikeys.ts';
 import { type ConfigOverrides, loadConfig } from './config.ts';
 import { coordinatorErrors } from './errors.ts';
+import { openStore } from './open-store.ts';
 import { registerCopyToPostgres } from './pg/command.ts';
-import { openSqliteStore } from './store.ts';
 
 interface CommonFlags {
   config?: string;
   dataDir?: string;
 }
 
+/** The store the config names (SQLite under the data directory, or PostgreSQL), as the service opens it. */
 async function storeFor(flags: CommonFlags) {
   const overrides: ConfigOverrides = { dataDir: flags.dataDir };
   const config = await loadConfig(flags.config, overrides);
-  return openSqliteStore(config.dataDir);
+  return openStore(config);
 }
 
 /** `cosigner coordinator enroll`: record a node's identity key and Stellar key in the coordinator database. */
@@ -49,9 +50,12 @@ export async function enroll(
   }
   const store = await storeFor(flags);
   try {
-    store.enrollNode({ id: flags.nodeId, identityKey: flags.identityKey, stellarKey: flags.stellarKey }, Date.now());
+    await store.enrollNode(
+      { id: flags.nodeId, identityKey: flags.identityKey, stellarKey: flags.stellarKey },
+      Date.now(),
+    );
   } finally {
-    store.close();
+    await store.close();
   }
   out(`enrolled node ${flags.nodeId} (${flags.stellarKey})\n`);
 }
@@ -64,11 +68,27 @@ export async function apiKeyCreate(
   const scopes = parseScopes(flags.scopes);
   const store = await storeFor(flags);
   try {
-    const { id, key } = createApiKey(store, scopes, flags.label ?? null);
+    const { id, key } = await createApiKey(store, scopes, flags.label ?? null);
     out(`${JSON.stringify({ id, key, scopes })}\n`);
   } finally {
-    store.close();
+    await store.close();
   }
+}
+
+/**
+ * `--config` / `--data-dir` as the operator typed them: commander hands an option that an ancestor command also
+ * declares (`coordinator --config`) to that ancestor when it follows the subcommand's name, so without this an
+ * `enroll --config prod.yaml` would silently write to the default data directory.
+ */
+export function withParentFlags<T extends CommonFlags>(o: T, self: Command): T {
+  let config = o.config;
+  let dataDir = o.dataDir;
+  for (let c = self.parent; c; c = c.parent) {
+    const p = c.opts() as CommonFlags;
+    config ??= p.config;
+    dataDir ??= p.dataDir;
+  }
+  return { ...o, config, dataDir };
 }
 
 /** `cosigner coordinator`: the proposals API, node sessions, fan-out, quorum and submission. */
@@ -114,7 +134,9 @@ export function register(program: Command): void {
     .requiredOption('--node-id <id>', 'node id')
     .requiredOption('--identity-key <b64>', 'node identity public key, base64 raw ed25519')
     .requiredOption('--stellar-key <address>', 'node Stellar signing address (G...)')
-    .action((o: CommonFlags & { nodeId: string; identityKey: string; stellarKey: string }) => enroll(o, write));
+    .action((o: CommonFlags & { nodeId: string; identityKey: string; stellarKey: string }, self: Command) =>
+      enroll(withParentFlags(o, self), write),
+    );
   cmd
     .command('api-key')
     .description('manage client API keys')
@@ -124,6 +146,8 @@ export function register(program: Command): void {
     .option('--data-dir <dir>', 'data directory')
     .requiredOption('--scopes <list>', 'comma-separated: propose, read, admin')
     .option('--label <text>', 'a note to recognise the key by')
-    .action((o: CommonFlags & { scopes: string; label?: string }) => apiKeyCreate(o, write));
+    .action((o: CommonFlags & { scopes: string; label?: string }, self: Command) =>
+      apiKeyCreate(withParentFlags(o, self), write),
+    );
   registerCopyToPostgres(cmd);
 }

@@ -13,6 +13,7 @@ import { StrKey } from '@stellar/stellar-sdk';
 import { type Static, Type } from 'typebox';
 import { destinationEntryProblem } from './destinations.ts';
 import { coordinatorErrors } from './errors.ts';
+import { parseStoreSettings, type StoreSettings } from './pg/settings.ts';
 
 /**
  * The coordinator's configuration: one schema, validated once at boot, then frozen.
@@ -39,6 +40,12 @@ export const ConfigSchema = Type.Object(
   {
     mode: Type.Union([Type.Literal('development'), Type.Literal('production')], { default: 'development' }),
     dataDir: Type.String({ minLength: 1, default: '.cosigner/coordinator' }),
+    /**
+     * Where the state lives: `{type: sqlite}` (the default: <dataDir>/coordinator.db, nothing to install) or
+     * `{type: postgres, url, passwordFile | passwordEnv, tls, ...}`, one database shared by coordinator replicas.
+     * Checked by pg/settings.ts parseStoreSettings (credentials never in the config itself).
+     */
+    store: Type.Optional(Type.Unknown()),
     /** The network passphrase every hash is computed for. */
     network: Type.String({ minLength: 1, maxLength: 256, default: TESTNET_PASSPHRASE }),
     horizonUrl: Type.String({ pattern: '^https?://', default: 'http://127.0.0.1:8000' }),
@@ -133,7 +140,8 @@ export const ConfigSchema = Type.Object(
 
 type RawConfig = Static<typeof ConfigSchema>;
 
-export interface CoordinatorConfig extends RawConfig {
+export interface CoordinatorConfig extends Omit<RawConfig, 'store'> {
+  store: Readonly<StoreSettings>;
   messageKeyFile: string;
   adminKeyFile: string;
   callbackSecretFile: string;
@@ -205,13 +213,15 @@ export function parseConfig(
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
   // A --data-dir flag is relative to the working directory, not to the config file.
   const dataDir = opts.overrides?.dataDir !== undefined ? resolve(opts.overrides.dataDir) : abs(raw.dataDir);
+  const production = isProduction(raw.mode, opts.env);
   const cfg: CoordinatorConfig = {
     ...raw,
+    store: parseStoreSettings(raw.store, { field: 'store', baseDir: base, production }),
     dataDir,
     messageKeyFile: raw.messageKeyFile ? abs(raw.messageKeyFile) : join(dataDir, 'message-key.pem'),
     adminKeyFile: raw.adminKeyFile ? abs(raw.adminKeyFile) : join(dataDir, 'admin.key'),
     callbackSecretFile: raw.callbacks.secretFile ? abs(raw.callbacks.secretFile) : join(dataDir, 'callback.key'),
-    production: isProduction(raw.mode, opts.env),
+    production,
     configFile: opts.configFile,
   };
   return deepFreeze(cfg);

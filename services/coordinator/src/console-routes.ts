@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { type TSchema, Type } from 'typebox';
 import type { CoordinatorConfig } from './config.ts';
 import { ProposalIdParams, proposalOr404 } from './proposal-params.ts';
-import type { ProposalRecord, Store } from './store.ts';
+import type { CoordinatorStore, ProposalRecord } from './store.ts';
 
 /**
  * The treasury team's web console (`/console/`) and the reads it needs that the proposals API did not have:
@@ -64,7 +64,7 @@ export function summaryOf(rec: ProposalRecord, entries: readonly string[]) {
 
 export function registerConsoleRoutes(
   app: FastifyInstance,
-  deps: { store: Store; config: Readonly<CoordinatorConfig> },
+  deps: { store: CoordinatorStore; config: Readonly<CoordinatorConfig> },
 ): void {
   const { store, config } = deps;
   const file = loadConsole(CONSOLE_DIR, ['console.js']);
@@ -145,7 +145,7 @@ export function registerConsoleRoutes(
       // A hash is matched as stored (lower-case hex); a person may paste it upper-case.
       const key = /^[0-9a-fA-F]{64}$/.test(term) ? term.toLowerCase() : term;
       return {
-        items: store.searchProposals(key, limit).map((r) => ({
+        items: (await store.searchProposals(key, limit)).map((r) => ({
           id: r.id,
           status: r.status,
           kind: r.kind,
@@ -187,9 +187,9 @@ export function registerConsoleRoutes(
     },
     async (req) => {
       const { id } = req.params as { id: string };
-      proposalOr404(store, id);
+      await proposalOr404(store, id);
       return {
-        events: store.eventsOf(id, (req.query as { limit: number }).limit).map((e) => ({
+        events: (await store.eventsOf(id, (req.query as { limit: number }).limit)).map((e) => ({
           seq: e.seq,
           type: e.type,
           data: e.data,
@@ -211,10 +211,10 @@ export function registerConsoleRoutes(
     },
     async (req) => {
       const { id } = req.params as { id: string };
-      const rec = proposalOr404(store, id);
+      const rec = await proposalOr404(store, id);
       return summaryOf(
         rec,
-        store.authEntries(rec.id).map((e) => e.entry),
+        (await store.authEntries(rec.id)).map((e) => e.entry),
       );
     },
   );

@@ -5,7 +5,7 @@ import { request as httpsRequest } from 'node:https';
 import type { Logger } from '@cosigner/runtime/logger';
 import { Type } from 'typebox';
 import { DestinationPolicy } from './destinations.ts';
-import type { EventRecord, EventRepository } from './store.ts';
+import { type Awaitable, type AwaitableRepository, type EventRecord, type EventRepository, step } from './store.ts';
 
 /**
  * Every step of a proposal, in order: stored (so `GET /v1/events?since=` style replays and audits work),
@@ -143,7 +143,7 @@ export class EventBus {
    * undo. Outside one, it is pushed as soon as it is written (its own commit).
    */
   constructor(
-    private readonly repo: EventRepository,
+    private readonly repo: AwaitableRepository<EventRepository>,
     private readonly logger: Logger,
     private readonly callbacks: CallbackSettings,
     private readonly afterCommit: (fn: () => void) => void = (fn) => fn(),
@@ -165,14 +165,20 @@ export class EventBus {
     return this.#destinations.refusalForUrl(parsed);
   }
 
-  /** Store an event, push it to subscribers, and deliver it to `callbackUrl` when given. */
+  /**
+   * Store an event, push it to subscribers, and deliver it to `callbackUrl` when given. A value on a synchronous
+   * store (so a grouped unit stays synchronous), a promise on PostgreSQL.
+   */
   emit(
     proposalId: string | null,
     type: EventType,
     data: Record<string, unknown>,
     callbackUrl?: string | null,
-  ): EventRecord {
-    const e = this.repo.appendEvent(proposalId, type, data, Date.now());
+  ): Awaitable<EventRecord> {
+    return step(this.repo.appendEvent(proposalId, type, data, Date.now()), (e) => this.#published(e, callbackUrl));
+  }
+
+  #published(e: EventRecord, callbackUrl: string | null | undefined): EventRecord {
     this.afterCommit(() => {
       for (const fn of this.#subscribers) {
         try {

@@ -7,7 +7,7 @@ import type { Logger } from '@cosigner/runtime/logger';
 import type { WebSocket } from 'ws';
 import type { MisbehaviourKind } from './codes.ts';
 import type { Metrics } from './metrics.ts';
-import type { NodeRepository } from './store.ts';
+import { type Awaitable, type AwaitableRepository, type NodeRecord, type NodeRepository, step } from './store.ts';
 
 /**
  * The node side of the coordinator: authenticated WebSocket sessions that nodes dial out to
@@ -29,6 +29,8 @@ export const CLOSE = {
   REPLACED: 4009,
   HANDSHAKE_TIMEOUT: 4010,
   HEARTBEAT_TIMEOUT: 4011,
+  /** The coordinator's store could not be read: the node retries its connection (RFC 6455 1013 Try Again Later). */
+  TRY_AGAIN_LATER: 1013,
   SHUTDOWN: 1001,
 } as const;
 
@@ -45,7 +47,7 @@ export interface HubHandlers {
 export interface HubOptions {
   identity: Identity;
   network: string;
-  nodes: NodeRepository;
+  nodes: AwaitableRepository<NodeRepository>;
   logger: Logger;
   metrics: Metrics;
   heartbeatMs: number;
@@ -128,13 +130,30 @@ export class NodeHub {
         session: null,
       }),
     );
+    let authenticating = false;
     socket.on('message', (data: Buffer) => {
       if (session) {
         this.#onFrame(session, data);
         return;
       }
+      // One handshake frame: a node sends nothing more before `welcome`; anything it does send meanwhile is dropped.
+      if (authenticating) return;
+      authenticating = true;
       clearTimeout(timer);
-      session = this.#authenticate(socket, data, challenge);
+      const done = this.#authenticate(socket, data, challenge);
+      if (!(done instanceof Promise)) {
+        session = done;
+        return;
+      }
+      done.then(
+        (s) => {
+          session = s;
+        },
+        (err: unknown) => {
+          this.o.logger.error({ err: (err as Error).message }, 'node handshake failed: store unavailable');
+          this.#refuse(socket, CLOSE.TRY_AGAIN_LATER, 'coordinator store unavailable; try again later');
+        },
+      );
     });
     socket.on('close', () => {
       clearTimeout(timer);
@@ -157,9 +176,16 @@ export class NodeHub {
     return undefined;
   }
 
-  #authenticate(socket: WebSocket, data: Buffer, challenge: string): Session | undefined {
+  /** A value on a synchronous store; on PostgreSQL a promise (the enrolment is read from the database). */
+  #authenticate(socket: WebSocket, data: Buffer, challenge: string): Awaitable<Session | undefined> {
     const claimed = peekSender(data);
-    const enrolled = claimed === undefined ? undefined : this.o.nodes.getNode(claimed);
+    if (claimed === undefined) return this.#refuse(socket, CLOSE.UNKNOWN_NODE, 'unknown node: not enrolled');
+    return step(this.o.nodes.getNode(claimed), (enrolled) => this.#admit(socket, data, challenge, enrolled));
+  }
+
+  #admit(socket: WebSocket, data: Buffer, challenge: string, enrolled: NodeRecord | undefined): Session | undefined {
+    // The socket may have closed while the enrolment was read.
+    if (socket.readyState !== socket.OPEN) return undefined;
     if (!enrolled) return this.#refuse(socket, CLOSE.UNKNOWN_NODE, 'unknown node: not enrolled');
     const identityKey = Buffer.from(enrolled.identityKey, 'base64');
     let env: ReturnType<typeof decodeFrame>['envelope'];
@@ -216,7 +242,7 @@ export class NodeHub {
       previous.socket.close(CLOSE.REPLACED, 'replaced by a newer session');
     }
     this.o.metrics.connectedNodes.set(this.#sessions.size);
-    this.o.nodes.touchNode(enrolled.id, now);
+    this.#touch(enrolled.id, now);
     socket.send(
       encodeFrame(this.o.identity, {
         type: 'welcome',
@@ -281,7 +307,7 @@ export class NodeHub {
     const touch = (): void => {
       if (now - s.lastTouch < TOUCH_INTERVAL_MS) return;
       s.lastTouch = now;
-      this.o.nodes.touchNode(s.nodeId, now);
+      this.#touch(s.nodeId, now);
     };
     switch (env.type) {
       case 'sync':
@@ -302,12 +328,22 @@ export class NodeHub {
         s.lastPong = now;
         s.lastTouch = now;
         const sent = Number((env.body as Body<'pong'>).nonce);
-        this.o.nodes.touchNode(s.nodeId, now, Number.isFinite(sent) && sent <= now ? now - sent : undefined);
+        this.#touch(s.nodeId, now, Number.isFinite(sent) && sent <= now ? now - sent : undefined);
         break;
       }
       default:
         // 'error': informational only (messages.ts); logged, never acted on.
         this.o.logger.info({ nodeId: s.nodeId, body: env.body }, 'node reported an error');
+    }
+  }
+
+  /** last_seen is a hint: a write that fails (store unavailable) is logged and dropped. */
+  #touch(nodeId: string, at: number, latencyMs?: number): void {
+    const written = this.o.nodes.touchNode(nodeId, at, latencyMs);
+    if (written instanceof Promise) {
+      written.catch((err: unknown) =>
+        this.o.logger.warn({ nodeId, err: (err as Error).message }, 'last_seen not kept'),
+      );
     }
   }
 

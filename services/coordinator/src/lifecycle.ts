@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import { coordinatorErrors } from './errors.ts';
 import type { EventBus } from './events.ts';
-import type { NodeRepository } from './store.ts';
+import type { AwaitableRepository, NodeRepository } from './store.ts';
 
 /**
  * Operator lifecycle on the coordinator: the node registry follows a key rotation, and every step of an
@@ -46,7 +46,7 @@ const StepBody = Type.Object(
 );
 
 export interface LifecycleDeps {
-  nodes: NodeRepository;
+  nodes: AwaitableRepository<NodeRepository>;
   events: EventBus;
   invalidateAccounts: (ids: readonly string[]) => void;
 }
@@ -67,7 +67,7 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: LifecycleDep
       },
     },
     async (req) => {
-      const node = deps.nodes.getNode(req.params.id);
+      const node = await deps.nodes.getNode(req.params.id);
       if (!node) {
         throw coordinatorErrors.error(
           'COORD_NOT_FOUND',
@@ -77,11 +77,15 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: LifecycleDep
       }
       const previous = node.stellarKey;
       if (previous !== req.body.stellarKey) {
-        deps.nodes.enrollNode(
+        await deps.nodes.enrollNode(
           { id: node.id, identityKey: node.identityKey, stellarKey: req.body.stellarKey },
           Date.now(),
         );
-        deps.events.emit(null, 'node.key_changed', { nodeId: node.id, stellarKey: req.body.stellarKey, previous });
+        await deps.events.emit(null, 'node.key_changed', {
+          nodeId: node.id,
+          stellarKey: req.body.stellarKey,
+          previous,
+        });
       }
       if (req.body.account) deps.invalidateAccounts([req.body.account]);
       return { id: node.id, stellarKey: req.body.stellarKey, previous };
@@ -99,7 +103,7 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: LifecycleDep
       },
     },
     async (req) => {
-      const e = deps.events.emit(null, 'lifecycle.step', req.body);
+      const e = await deps.events.emit(null, 'lifecycle.step', req.body);
       if (typeof req.body.account === 'string') deps.invalidateAccounts([req.body.account]);
       return { seq: e.seq };
     },

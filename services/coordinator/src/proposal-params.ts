@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import { coordinatorErrors } from './errors.ts';
-import type { ProposalRecord, Store } from './store.ts';
+import type { CoordinatorStore, ProposalRecord } from './store.ts';
 
 /**
  * The `:id` path parameter of every `/v1/proposals/:id...` route, declared once so that the API and the console
@@ -12,8 +12,8 @@ export const ProposalIdParams = Type.Object({ id: Type.String({ maxLength: 64 })
  * The proposal an `:id` path parameter names.
  * @throws CosignerError COORD_NOT_FOUND (404) when there is none
  */
-export function proposalOr404(store: Pick<Store, 'getProposal'>, id: string): ProposalRecord {
-  const rec = store.getProposal(id);
+export async function proposalOr404(store: Pick<CoordinatorStore, 'getProposal'>, id: string): Promise<ProposalRecord> {
+  const rec = await store.getProposal(id);
   if (!rec) throw coordinatorErrors.error('COORD_NOT_FOUND', { id });
   return rec;
 }

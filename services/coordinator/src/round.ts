@@ -7,7 +7,14 @@ import type { ConnectedNode } from './hub.ts';
 import type { Completion, Fault, Round, RoundControl, RoundKind } from './kinds/kind.ts';
 import type { Metrics } from './metrics.ts';
 import { accountsHelpedBy, atTimeBound, backoffMs, isUnavailable, unreachable } from './quorum.ts';
-import type { DecisionReasonRecord, ProposalKind, ProposalRecord, Store } from './store.ts';
+import {
+  type Awaitable,
+  type CoordinatorStore,
+  type DecisionReasonRecord,
+  type ProposalKind,
+  type ProposalRecord,
+  step,
+} from './store.ts';
 
 /**
  * The one signing round (docs/architecture.md "A proposal's life", steps 2 and 5, and "Kinds of round"): fan a
@@ -28,7 +35,7 @@ export interface NodeLink {
 }
 
 export interface RoundOptions {
-  store: Store;
+  store: CoordinatorStore;
   events: EventBus;
   metrics: Metrics;
   logger: Logger;
@@ -65,7 +72,7 @@ export class RoundEngine {
   #link: NodeLink | undefined;
   readonly #control: RoundControl = {
     start: (rec, prepared) => this.start(rec, false, prepared),
-    emit: (rec, type, data) => this.#emit(rec, type, data),
+    emit: (rec, type, data) => void this.#quiet(this.#emit(rec, type, data), rec.id),
   };
 
   constructor(private readonly o: RoundOptions) {}
@@ -87,55 +94,76 @@ export class RoundEngine {
   }
 
   /** Append `proposal.created`: in the proposal's own unit of work (app.ts), so both share one commit. */
-  announce(rec: ProposalRecord): void {
+  announce(rec: ProposalRecord): Awaitable<unknown> {
     const extra = this.#kindOf(rec).announce?.(rec) ?? {};
-    this.#emit(rec, 'proposal.created', { hash: rec.hash, requirements: rec.requirements, ...extra });
+    return this.#emit(rec, 'proposal.created', { hash: rec.hash, requirements: rec.requirements, ...extra });
   }
 
   /**
    * A new proposal was committed: announce it (unless `announce` already did), fan it out, arm its expiry.
    * `prepared`: what the proposal route decoded from these very bytes, so they are not decoded a second time.
+   * Throws at once for a kind no module runs; resolves once the proposal was sent out (never rejects: a store
+   * failure on the way is logged, and the round is asked again on the node's next sync).
    */
-  start(rec: ProposalRecord, announced = false, prepared?: unknown): void {
-    const live = this.#track(rec, prepared);
-    if (!announced) this.announce(rec);
-    this.o.metrics.proposalsCreated.inc({ kind: rec.kind });
-    if (this.#settleIfUnreachable(live)) return;
+  start(rec: ProposalRecord, announced = false, prepared?: unknown): Promise<void> {
+    const tracked = this.#track(rec, prepared);
+    return this.#quiet(
+      step(tracked, (live) => this.#begin(live, announced)),
+      rec.id,
+    );
+  }
+
+  async #begin(live: Live, announced: boolean): Promise<void> {
+    if (!announced) await this.announce(live.rec);
+    this.o.metrics.proposalsCreated.inc({ kind: live.rec.kind });
+    if (await this.#settleIfUnreachable(live)) return;
     // Nobody has decided on a proposal created just now: no need to read its decisions back.
-    this.#fanOut(live, undefined, true);
+    await this.#fanOut(live, undefined, true);
   }
 
   /** After a restart: every open proposal resumes where it stopped (answers kept, submission continued). */
-  resume(): number {
-    const open = this.o.store.openProposals();
+  async resume(): Promise<number> {
+    const open = await this.o.store.openProposals();
     for (const rec of open) {
       if (rec.status === 'signed') {
-        this.#kindOf(rec).resumeSigned?.(rec);
+        await this.#kindOf(rec).resumeSigned?.(rec);
         continue;
       }
-      const live = this.#track(rec);
+      const live = await this.#track(rec);
       // Answers stored before the crash may already complete the round.
-      if (this.#tryComplete(live)) continue;
-      if (this.#settleIfUnreachable(live)) continue;
-      this.#fanOut(live);
+      if (await this.#tryComplete(live)) continue;
+      if (await this.#settleIfUnreachable(live)) continue;
+      await this.#fanOut(live);
     }
     return open.length;
   }
 
-  #track(rec: ProposalRecord, prepared?: unknown): Live {
+  /** Wait for `p`, logging a failure instead of rejecting (a round step started from a timer or a frame). */
+  async #quiet(p: Awaitable<unknown>, proposalId?: string): Promise<void> {
+    try {
+      await p;
+    } catch (err) {
+      this.o.logger.error({ proposalId, err: (err as Error).message }, 'round step failed');
+    }
+  }
+
+  /** Throws at once for a kind no module runs, and when a synchronous `open` throws. */
+  #track(rec: ProposalRecord, prepared?: unknown): Awaitable<Live> {
     const kind = this.#kindOf(rec);
-    const live: Live = {
-      rec,
-      kind,
-      state: kind.open(rec, prepared),
-      accounts: new Map(rec.accounts.map((a) => [a.accountId, a])),
-      sentAt: new Map(),
-      retries: new Map(),
-    };
-    this.#live.set(rec.id, live);
-    if (rec.maxTime > 0) this.#armExpiry(live);
-    if (kind.sweep) this.#armSweep(kind);
-    return live;
+    return step(kind.open(rec, prepared), (state) => {
+      const live: Live = {
+        rec,
+        kind,
+        state,
+        accounts: new Map(rec.accounts.map((a) => [a.accountId, a])),
+        sentAt: new Map(),
+        retries: new Map(),
+      };
+      this.#live.set(rec.id, live);
+      if (rec.maxTime > 0) this.#armExpiry(live);
+      if (kind.sweep) this.#armSweep(kind);
+      return live;
+    });
   }
 
   #armExpiry(live: Live): void {
@@ -145,11 +173,14 @@ export class RoundEngine {
         live.expiry = t;
       },
       () =>
-        this.#finish(
-          live,
-          'expired',
-          `the transaction's upper time bound (${live.rec.maxTime}) passed before a quorum signed`,
-          'COORD_TIME_BOUND_PASSED',
+        void this.#quiet(
+          this.#finish(
+            live,
+            'expired',
+            `the transaction's upper time bound (${live.rec.maxTime}) passed before a quorum signed`,
+            'COORD_TIME_BOUND_PASSED',
+          ),
+          live.rec.id,
         ),
     );
   }
@@ -168,8 +199,9 @@ export class RoundEngine {
       void sweep
         .check(rounds)
         .then(
-          (ends) => {
-            for (const e of ends) this.#finish(e.round as Live, e.end, e.reason, e.code);
+          async (ends) => {
+            for (const e of ends)
+              await this.#quiet(this.#finish(e.round as Live, e.end, e.reason, e.code), e.round.rec.id);
           },
           (err: unknown) => this.o.logger.warn({ err: (err as Error).message }, 'round sweep failed'),
         )
@@ -182,19 +214,18 @@ export class RoundEngine {
   }
 
   /** The nodes that gave an answer that stands (not a hold, not "unavailable"): they are not asked again. */
-  #answered(id: string): Set<string> {
+  async #answered(id: string): Promise<Set<string>> {
     return new Set(
-      this.o.store
-        .decisions(id)
+      (await this.o.store.decisions(id))
         .filter((d) => d.outcome !== 'hold' && d.outcome !== 'unavailable')
         .map((d) => d.nodeId),
     );
   }
 
-  #fanOut(live: Live, only?: string | ReadonlySet<string>, fresh = false): void {
+  async #fanOut(live: Live, only?: string | ReadonlySet<string>, fresh = false): Promise<void> {
     if (!this.#link) return;
     const named = typeof only === 'string' ? new Set([only]) : only;
-    const decided = fresh || named ? new Set<string>() : this.#answered(live.rec.id);
+    const decided = fresh || named ? new Set<string>() : await this.#answered(live.rec.id);
     for (const n of this.#link.connected()) {
       if (named !== undefined && !named.has(n.nodeId)) continue;
       if (decided.has(n.nodeId)) continue;
@@ -207,20 +238,27 @@ export class RoundEngine {
 
   /** A node (re)connected and asked for open proposals: send every pending one it can help with. */
   sync(nodeId: string): void {
-    for (const live of this.#live.values()) this.#fanOut(live, nodeId);
+    // Named: no store read, so the frames leave in this very turn.
+    for (const live of this.#live.values()) void this.#quiet(this.#fanOut(live, nodeId), live.rec.id);
   }
 
-  #misbehaved(nodeId: string, kind: MisbehaviourKind, detail: string, proposalId?: string): void {
-    this.o.store.recordMisbehaviour({ nodeId, proposalId: proposalId ?? null, kind, detail, createdAt: Date.now() });
+  async #misbehaved(nodeId: string, kind: MisbehaviourKind, detail: string, proposalId?: string): Promise<void> {
     this.o.metrics.nodeMisbehaviour.inc({ node: nodeId, kind });
     this.o.logger.warn({ nodeId, kind, detail, proposalId }, 'node misbehaved');
+    await this.o.store.recordMisbehaviour({
+      nodeId,
+      proposalId: proposalId ?? null,
+      kind,
+      detail,
+      createdAt: Date.now(),
+    });
     const live = proposalId === undefined ? undefined : this.#live.get(proposalId);
-    this.#emit(live?.rec ?? null, 'node.misbehaved', { nodeId, kind, detail });
+    await this.#emit(live?.rec ?? null, 'node.misbehaved', { nodeId, kind, detail });
   }
 
   /** Called by the hub for frames that fail below the decision level. */
   onMisbehaviour(nodeId: string, kind: MisbehaviourKind, detail: string, proposalId?: string): void {
-    this.#misbehaved(nodeId, kind, detail, proposalId);
+    void this.#quiet(this.#misbehaved(nodeId, kind, detail, proposalId), proposalId);
   }
 
   /**
@@ -232,7 +270,7 @@ export class RoundEngine {
   onDecision(nodeId: string, stellarKey: string, d: Body<'decision'>): boolean {
     const live = this.#live.get(d.proposalId);
     if (!live) {
-      this.#lateDecision(nodeId, stellarKey, d);
+      void this.#quiet(this.#lateDecision(nodeId, stellarKey, d), d.proposalId);
       return false;
     }
     const now = Date.now();
@@ -243,15 +281,18 @@ export class RoundEngine {
     }
     this.o.metrics.nodeDecisions.inc({ node: nodeId, outcome: isUnavailable(d) ? 'unavailable' : d.outcome });
     const invalid = (f: Fault): false => {
-      this.#misbehaved(nodeId, f.kind, f.detail, live.rec.id);
-      this.o.store.recordDecision({
-        proposalId: live.rec.id,
-        nodeId,
-        outcome: 'invalid',
-        reasons: [{ code: f.kind, message: f.detail }],
-        createdAt: now,
-      });
-      this.#settleIfUnreachable(live);
+      const record = async () => {
+        await this.#misbehaved(nodeId, f.kind, f.detail, live.rec.id);
+        await this.o.store.recordDecision({
+          proposalId: live.rec.id,
+          nodeId,
+          outcome: 'invalid',
+          reasons: [{ code: f.kind, message: f.detail }],
+          createdAt: now,
+        });
+        await this.#settleIfUnreachable(live);
+      };
+      void this.#quiet(record(), live.rec.id);
       return false;
     };
     if (d.signerKey !== stellarKey) return invalid(wrongKey(d, stellarKey));
@@ -259,16 +300,29 @@ export class RoundEngine {
     if (isUnavailable(d)) {
       // The node's KMS/HSM failed: it kept its intent (same hash, same nonce), so asking again signs the same
       // thing. Not a refusal: it does not count against the quorum, and the node is asked again later.
-      this.o.store.recordRefusal({ proposalId: live.rec.id, nodeId, outcome: 'unavailable', reasons, createdAt: now });
-      this.#emit(live.rec, 'node.unavailable', { nodeId, reasons });
-      this.#askAgainLater(live, nodeId);
+      const record = async () => {
+        await this.o.store.recordRefusal({
+          proposalId: live.rec.id,
+          nodeId,
+          outcome: 'unavailable',
+          reasons,
+          createdAt: now,
+        });
+        await this.#emit(live.rec, 'node.unavailable', { nodeId, reasons });
+        this.#askAgainLater(live, nodeId);
+      };
+      void this.#quiet(record(), live.rec.id);
       return false;
     }
     if (d.outcome === 'reject' || d.outcome === 'hold') {
+      const outcome = d.outcome;
       // The decision and the node's counter in one commit; the event (its own commit) only after it.
-      this.o.store.recordRefusal({ proposalId: live.rec.id, nodeId, outcome: d.outcome, reasons, createdAt: now });
-      this.#emit(live.rec, d.outcome === 'reject' ? 'node.rejected' : 'node.held', { nodeId, reasons });
-      if (d.outcome === 'reject') this.#settleIfUnreachable(live);
+      const record = async () => {
+        await this.o.store.recordRefusal({ proposalId: live.rec.id, nodeId, outcome, reasons, createdAt: now });
+        await this.#emit(live.rec, outcome === 'reject' ? 'node.rejected' : 'node.held', { nodeId, reasons });
+        if (outcome === 'reject') await this.#settleIfUnreachable(live);
+      };
+      void this.#quiet(record(), live.rec.id);
       return false;
     }
     const checked = live.kind.verify(live, nodeId, stellarKey, d, now);
@@ -278,19 +332,23 @@ export class RoundEngine {
     // transition with its event: one unit of the store's group commit, which shares one fsync with the other
     // decisions and proposals of this turn. Events are pushed, frames sent and the result acted on only after
     // that commit returned.
+    // On SQLite every call below returns a value and the unit runs synchronously inside the turn's group commit
+    // (`step` continues without a turn of the event loop); on PostgreSQL it is one transaction.
     const commit = () =>
       this.o.store.grouped(() => {
         // Closed (expired, cancelled, settled) since this decision was queued: a late decision, already verified.
         if (this.#live.get(live.rec.id) !== live) return null;
-        this.o.store.recordApproval(decision, checked.rows);
-        this.#emit(live.rec, 'node.approved', { nodeId, signerKey: stellarKey, ...checked.event });
-        return this.#completeInStore(live);
+        return step(this.o.store.recordApproval(decision, checked.rows), () =>
+          step(this.#emit(live.rec, 'node.approved', { nodeId, signerKey: stellarKey, ...checked.event }), () =>
+            this.#completeInStore(live),
+          ),
+        );
       });
     const before = live.kind.beforeApproval?.(live);
     (before ? before.then(commit, commit) : commit()).then(
-      (done) => {
-        if (done) this.#afterComplete(live, done);
-        else if (this.#live.get(live.rec.id) === live) this.#askNext(live);
+      async (done) => {
+        if (done) await this.#quiet(this.#afterComplete(live, done), live.rec.id);
+        else if (this.#live.get(live.rec.id) === live) await this.#quiet(this.#askNext(live), live.rec.id);
       },
       (err: unknown) => {
         // Nothing of this decision was written; the node is asked again when it reconnects or resyncs.
@@ -301,9 +359,9 @@ export class RoundEngine {
   }
 
   /** A kind with more than one exchange per round names who to ask next once an answer was kept. */
-  #askNext(live: Live): void {
+  async #askNext(live: Live): Promise<void> {
     const next = live.kind.next?.(live);
-    if (next && next.length > 0) this.#fanOut(live, new Set(next));
+    if (next && next.length > 0) await this.#fanOut(live, new Set(next));
   }
 
   /**
@@ -313,13 +371,13 @@ export class RoundEngine {
    * or broken whether or not its answer mattered: that is flagged as misbehaviour. A decision for an id the
    * coordinator never sent is flagged too.
    */
-  #lateDecision(nodeId: string, stellarKey: string, d: Body<'decision'>): void {
+  async #lateDecision(nodeId: string, stellarKey: string, d: Body<'decision'>): Promise<void> {
     const id = d.proposalId;
     let closed = this.#closedRecently.get(id);
     if (!closed) {
-      const rec = this.o.store.getProposal(id);
+      const rec = await this.o.store.getProposal(id);
       if (!rec) {
-        this.#misbehaved(
+        await this.#misbehaved(
           nodeId,
           'unknown_proposal',
           `a decision for ${id.slice(0, 64)}, which this coordinator never sent`,
@@ -341,7 +399,7 @@ export class RoundEngine {
           ? kind.verifyLate(target, stellarKey, d)
           : null;
     if (fault) {
-      this.#misbehaved(nodeId, fault.kind, `${fault.detail} (after the proposal closed)`, id);
+      await this.#misbehaved(nodeId, fault.kind, `${fault.detail} (after the proposal closed)`, id);
       return;
     }
     this.o.logger.debug({ nodeId, proposalId: id, outcome: d.outcome }, 'decision for a proposal that is not open');
@@ -361,7 +419,7 @@ export class RoundEngine {
         { proposalId: live.rec.id, nodeId, attempt: count + 1 },
         'asking a node again after SIGNER_UNAVAILABLE',
       );
-      this.#fanOut(live, nodeId);
+      void this.#quiet(this.#fanOut(live, nodeId), live.rec.id);
     }, wait);
     live.retries.set(nodeId, { count, timer });
     this.o.logger.warn(
@@ -371,9 +429,9 @@ export class RoundEngine {
   }
 
   /** When the answers complete the round: assemble, store, act on it. */
-  #tryComplete(live: Live): boolean {
-    const done = this.#completeInStore(live);
-    if (done) this.#afterComplete(live, done);
+  async #tryComplete(live: Live): Promise<boolean> {
+    const done = await this.#completeInStore(live);
+    if (done) await this.#afterComplete(live, done);
     return done !== null;
   }
 
@@ -382,81 +440,92 @@ export class RoundEngine {
    * `quorum.reached`; or the kind says the result can no longer be used and the round must end. Null when the
    * round is not complete yet, or another path already moved the proposal on.
    */
-  #completeInStore(live: Live): Done | null {
-    let c: Completion | null;
-    try {
-      c = live.kind.complete(live);
-    } catch (err) {
+  #completeInStore(live: Live): Awaitable<Done | null> {
+    const failed = (err: unknown): null => {
       // A bug in assembly must not take the decision path down or lose the answer: the round stays pending.
       this.o.logger.error({ err, proposalId: live.rec.id }, 'round completion failed');
       return null;
-    }
-    if (c === null) return null;
-    // Ending is a transition of its own, after the commit of the answer that found it.
-    if ('end' in c) return c;
-    const at = Date.now();
-    const patch = {
-      envelope: c.envelope ?? undefined,
-      signedEntries: c.signedEntries,
-      signedAt: at,
-      statusReason: null,
     };
-    if (!this.o.store.transition(live.rec.id, ['pending'], 'signed', patch)) return null;
-    this.#emit(live.rec, 'quorum.reached', c.event);
-    return { at, envelope: c.envelope };
+    let completion: Awaitable<Completion | null>;
+    try {
+      completion = live.kind.complete(live);
+    } catch (err) {
+      return failed(err);
+    }
+    if (completion instanceof Promise) completion = completion.catch(failed);
+    return step(completion, (c): Awaitable<Done | null> => {
+      if (c === null) return null;
+      // Ending is a transition of its own, after the commit of the answer that found it.
+      if ('end' in c) return c;
+      const at = Date.now();
+      const patch = {
+        envelope: c.envelope ?? undefined,
+        signedEntries: c.signedEntries,
+        signedAt: at,
+        statusReason: null,
+      };
+      return step(this.o.store.transition(live.rec.id, ['pending'], 'signed', patch), (moved) =>
+        moved ? step(this.#emit(live.rec, 'quorum.reached', c.event), () => ({ at, envelope: c.envelope })) : null,
+      );
+    });
   }
 
   /** Once `signed` is durable: stop tracking, tell the other nodes, let the kind act on the result. */
-  #afterComplete(live: Live, done: Done): void {
+  async #afterComplete(live: Live, done: Done): Promise<void> {
     if ('end' in done) {
-      this.#finish(live, done.end, done.reason, done.code);
+      await this.#finish(live, done.end, done.reason, done.code);
       return;
     }
     this.#untrack(live);
     this.o.metrics.quorumTime.observe((done.at - live.rec.createdAt) / 1000);
-    this.#cancelOthers(live, 'quorum reached');
-    if (!live.kind.afterSigned(live, done.envelope, this.#control)) {
+    await this.#cancelOthers(live, 'quorum reached');
+    if (!(await live.kind.afterSigned(live, done.envelope, this.#control))) {
       this.o.metrics.proposalLatency.observe({ status: 'signed' }, (done.at - live.rec.createdAt) / 1000);
     }
   }
 
   /** Below the threshold for any requirement, counting every node that has not refused: the round ends. */
-  #settleIfUnreachable(live: Live): boolean {
-    const why = unreachable(
-      live.rec,
+  async #settleIfUnreachable(live: Live): Promise<boolean> {
+    const [signers, decisions, nodes] = await Promise.all([
       live.kind.signers(live),
       this.o.store.decisions(live.rec.id),
       this.o.store.listNodes(),
-    );
+    ]);
+    const why = unreachable(live.rec, signers, decisions, nodes);
     if (why === null) return false;
-    this.#finish(live, 'rejected', why, 'COORD_QUORUM_UNREACHABLE');
+    await this.#finish(live, 'rejected', why, 'COORD_QUORUM_UNREACHABLE');
     return true;
   }
 
   /** End a pending round without a result; `code` (registered in errors.ts) names why in the event. */
-  #finish(live: Live, to: 'expired' | 'rejected' | 'cancelled', reason: string, code: CoordinatorErrorCode): boolean {
-    if (!this.o.store.transition(live.rec.id, ['pending'], to, { statusReason: reason })) return false;
+  async #finish(
+    live: Live,
+    to: 'expired' | 'rejected' | 'cancelled',
+    reason: string,
+    code: CoordinatorErrorCode,
+  ): Promise<boolean> {
+    if (!(await this.o.store.transition(live.rec.id, ['pending'], to, { statusReason: reason }))) return false;
     this.#untrack(live);
     this.o.metrics.proposalLatency.observe({ status: to }, (Date.now() - live.rec.createdAt) / 1000);
-    this.#emit(live.rec, `proposal.${to}` as EventType, { reason, code });
-    this.#cancelOthers(live, reason.slice(0, 256));
+    await this.#emit(live.rec, `proposal.${to}` as EventType, { reason, code });
+    await this.#cancelOthers(live, reason.slice(0, 256));
     return true;
   }
 
   /** Cancel a pending proposal on a client's request. @throws COORD_NOT_FOUND, COORD_NOT_CANCELLABLE */
-  cancel(id: string, reason: string): ProposalRecord {
-    const rec = this.o.store.getProposal(id);
+  async cancel(id: string, reason: string): Promise<ProposalRecord> {
+    const rec = await this.o.store.getProposal(id);
     if (!rec) throw coordinatorErrors.error('COORD_NOT_FOUND', { id });
     const live = this.#live.get(id);
-    if (rec.status !== 'pending' || !live || !this.#finish(live, 'cancelled', reason, 'COORD_CANCELLED')) {
+    if (rec.status !== 'pending' || !live || !(await this.#finish(live, 'cancelled', reason, 'COORD_CANCELLED'))) {
       throw coordinatorErrors.error('COORD_NOT_CANCELLABLE', { id, status: rec.status });
     }
-    return this.o.store.getProposal(id)!;
+    return (await this.o.store.getProposal(id))!;
   }
 
-  #cancelOthers(live: Live, reason: string): void {
+  async #cancelOthers(live: Live, reason: string): Promise<void> {
     if (!this.#link) return;
-    const decided = this.#answered(live.rec.id);
+    const decided = await this.#answered(live.rec.id);
     for (const n of this.#link.connected()) {
       if (!decided.has(n.nodeId) && accountsHelpedBy(live.rec, n.stellarKey).length > 0) {
         this.#link.send(n.nodeId, 'cancel', { proposalId: live.rec.id, reason });
@@ -478,8 +547,8 @@ export class RoundEngine {
     }
   }
 
-  #emit(rec: ProposalRecord | null, type: EventType, data: Record<string, unknown>): void {
-    this.o.events.emit(rec?.id ?? null, type, data, rec?.callbackUrl ?? null);
+  #emit(rec: ProposalRecord | null, type: EventType, data: Record<string, unknown>): Awaitable<unknown> {
+    return this.o.events.emit(rec?.id ?? null, type, data, rec?.callbackUrl ?? null);
   }
 
   close(): void {

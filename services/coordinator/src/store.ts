@@ -237,10 +237,42 @@ export interface Store extends ProposalRepository, EventRepository, NodeReposito
    * Run `fn` (synchronous) like `atomically`, but in one commit with every other unit queued in this turn of the
    * event loop (group commit, @cosigner/runtime group-commit); resolves once that commit returned.
    */
-  grouped<T>(fn: () => T): Promise<T>;
+  grouped<T>(fn: () => Awaitable<T>): Promise<T>;
   /** Run `fn` after the commit of the grouped unit running now, or at once outside one. */
   afterCommit(fn: () => void): void;
   close(): void;
+}
+
+/** A value, or a promise of it: what a store operation returns (SQLite: the value; PostgreSQL: a promise). */
+export type Awaitable<T> = T | Promise<T>;
+
+/**
+ * Continue with `fn` on `v` without a turn of the event loop when `v` is already a value. Used inside grouped units
+ * of work, which must stay synchronous on SQLite (one better-sqlite3 transaction cannot span an await) and become
+ * asynchronous on PostgreSQL. No allocation on the synchronous path.
+ */
+export function step<T, R>(v: Awaitable<T>, fn: (value: T) => Awaitable<R>): Awaitable<R> {
+  return v instanceof Promise ? v.then(fn) : fn(v);
+}
+
+/** The repository `T` with every operation returning a value or a promise, always awaited by its callers. */
+export type AwaitableRepository<T> = {
+  [K in keyof T]: T[K] extends (...args: infer A) => infer R ? (...args: A) => Awaitable<Awaited<R>> : T[K];
+};
+
+/**
+ * The store as the coordinator uses it, implemented by the synchronous SQLite store (the default, `Store`) and by
+ * the PostgreSQL store (pg/store.ts). Every call is awaited; a unit of work (`grouped`) is one transaction: on
+ * SQLite one share of the turn's group commit (its function must then return synchronously, which it does when
+ * every store call in it returned a value: write it with `step`), on PostgreSQL a transaction of its own.
+ */
+export interface CoordinatorStore
+  extends AwaitableRepository<ProposalRepository & EventRepository & NodeRepository & ApiKeyRepository> {
+  ping(): Awaitable<boolean>;
+  grouped<T>(fn: () => Awaitable<T>): Promise<T>;
+  /** Run `fn` after the commit of the unit of work running now, or at once outside one. */
+  afterCommit(fn: () => void): void;
+  close(): Awaitable<void>;
 }
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
@@ -299,8 +331,13 @@ class SqliteStore implements Store {
     return this.db.transaction(fn)();
   }
 
-  grouped<T>(fn: () => T): Promise<T> {
-    return this.#group.run(fn);
+  grouped<T>(fn: () => Awaitable<T>): Promise<T> {
+    return this.#group.run(() => {
+      const v = fn();
+      // A promise here would commit before its writes ran: a unit must be synchronous on this store.
+      if (v instanceof Promise) throw new TypeError('a grouped unit of work on SQLite must not be asynchronous');
+      return v;
+    });
   }
 
   afterCommit(fn: () => void): void {

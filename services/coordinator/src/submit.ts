@@ -4,7 +4,7 @@ import type { EventBus } from './events.ts';
 import { explainResultCode, type LedgerClient } from './horizon.ts';
 import type { Metrics } from './metrics.ts';
 import { backoffMs } from './quorum.ts';
-import type { ProposalRecord, Store, SubmissionResult } from './store.ts';
+import type { CoordinatorStore, ProposalRecord, SubmissionResult } from './store.ts';
 
 /**
  * Submission of a signed envelope to the network (docs/architecture.md "A proposal's life", step 5): the stored
@@ -13,7 +13,7 @@ import type { ProposalRecord, Store, SubmissionResult } from './store.ts';
  */
 
 export interface SubmitterOptions {
-  store: Store;
+  store: CoordinatorStore;
   ledger: LedgerClient;
   events: EventBus;
   metrics: Metrics;
@@ -62,12 +62,12 @@ export class Submitter {
       for (let attempt = 1; more(attempt) && !this.#closed; attempt++) {
         if (attempt > 1 || resumed) {
           const fate = this.#fate(rec, await this.o.ledger.transactionStatus(rec.hash), attempt);
-          if (fate) return fate();
+          if (fate) return await fate();
         }
         tried = attempt;
         const r = await this.o.ledger.submit(envelope, rec.network);
         if (r.kind === 'accepted') {
-          return this.#submitted(rec, {
+          return await this.#submitted(rec, {
             outcome: 'accepted',
             code: null,
             message: 'accepted by the network',
@@ -80,7 +80,7 @@ export class Submitter {
           if (r.code === 'tx_bad_auth' || r.operationCodes.includes('op_bad_auth')) {
             this.o.invalidateAccounts(rec.accounts.map((a) => a.accountId));
           }
-          return this.#failed(rec, {
+          return await this.#failed(rec, {
             outcome: 'failed',
             code: r.code,
             message: explainResultCode(r.code, r.operationCodes),
@@ -108,24 +108,24 @@ export class Submitter {
         if (this.#closed) return;
         const status = await this.o.ledger.transactionStatus(rec.hash);
         const found = this.#fate(rec, status, tried);
-        if (found) return found();
+        if (found) return await found();
         const bound = new Date(deadline).toISOString();
         if (status === 'missing') {
-          return this.#gaveUp(
+          return await this.#gaveUp(
             rec,
             'submission_expired',
             `the network could not take the transaction before its time bound passed (${bound}; last error: ${lastTransient}); it is not on the ledger and can no longer apply`,
             tried,
           );
         }
-        return this.#gaveUp(
+        return await this.#gaveUp(
           rec,
           'submission_unavailable',
           `the network could not be reached until the time bound passed (${bound}; ${lastTransient}); the transaction can no longer apply, but whether it applied before cannot be known until the network answers for its hash`,
           tried,
         );
       }
-      return this.#gaveUp(
+      return await this.#gaveUp(
         rec,
         'submission_unavailable',
         `the network could not be reached after ${tried} attempts (${lastTransient}); the envelope is stored, its fate is unknown until its hash appears`,
@@ -141,7 +141,7 @@ export class Submitter {
     rec: ProposalRecord,
     fate: Awaited<ReturnType<LedgerClient['transactionStatus']>>,
     attempt: number,
-  ): (() => void) | undefined {
+  ): (() => Promise<void>) | undefined {
     if (fate === 'success')
       return () =>
         this.#submitted(rec, {
@@ -180,15 +180,15 @@ export class Submitter {
   }
 
   /** The submission ends without a verdict from the network on this envelope. */
-  #gaveUp(rec: ProposalRecord, code: SubmissionCode, message: string, attempts: number): void {
-    this.#failed(rec, { outcome: 'failed', code, message, operationCodes: [], ledger: null, attempts });
+  #gaveUp(rec: ProposalRecord, code: SubmissionCode, message: string, attempts: number): Promise<void> {
+    return this.#failed(rec, { outcome: 'failed', code, message, operationCodes: [], ledger: null, attempts });
   }
 
-  #submitted(rec: ProposalRecord, result: SubmissionResult): void {
-    if (!this.o.store.transition(rec.id, ['signed'], 'submitted', { result, statusReason: null })) return;
+  async #submitted(rec: ProposalRecord, result: SubmissionResult): Promise<void> {
+    if (!(await this.o.store.transition(rec.id, ['signed'], 'submitted', { result, statusReason: null }))) return;
     this.o.metrics.submissions.inc({ outcome: 'accepted' });
     this.o.metrics.proposalLatency.observe({ status: 'submitted' }, (Date.now() - rec.createdAt) / 1000);
-    this.o.events.emit(
+    await this.o.events.emit(
       rec.id,
       'proposal.submitted',
       { ledger: result.ledger, attempts: result.attempts },
@@ -196,11 +196,13 @@ export class Submitter {
     );
   }
 
-  #failed(rec: ProposalRecord, result: SubmissionResult): void {
-    if (!this.o.store.transition(rec.id, ['signed'], 'failed', { result, statusReason: result.message })) return;
+  async #failed(rec: ProposalRecord, result: SubmissionResult): Promise<void> {
+    if (!(await this.o.store.transition(rec.id, ['signed'], 'failed', { result, statusReason: result.message }))) {
+      return;
+    }
     this.o.metrics.submissions.inc({ outcome: result.code ?? 'failed' });
     this.o.metrics.proposalLatency.observe({ status: 'failed' }, (Date.now() - rec.createdAt) / 1000);
-    this.o.events.emit(rec.id, 'proposal.failed', { code: result.code, reason: result.message }, rec.callbackUrl);
+    await this.o.events.emit(rec.id, 'proposal.failed', { code: result.code, reason: result.message }, rec.callbackUrl);
   }
 
   close(): void {

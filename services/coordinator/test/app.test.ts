@@ -149,7 +149,7 @@ describe('POST /v1/proposals', () => {
 
   it('429 per API key past its rate, with a code; other keys unaffected', async () => {
     const { h } = await withAccount({ limits: { ratePerSecond: 0.1, rateBurst: 2 } });
-    const other = createApiKey(h.store, ['read']).key;
+    const other = (await createApiKey(h.store, ['read'])).key;
     const codes: number[] = [];
     for (let i = 0; i < 3; i++)
       codes.push((await h.app.inject({ url: '/v1/proposals', headers: bearer(h.adminKey) })).statusCode);
@@ -182,7 +182,7 @@ describe('authentication and scopes', () => {
     expect(
       (await h.app.inject({ url: '/v1/proposals', headers: bearer(`cak.${realId}.${'B'.repeat(43)}`) })).statusCode,
     ).toBe(401);
-    const reader = createApiKey(h.store, ['read']).key;
+    const reader = (await createApiKey(h.store, ['read'])).key;
     const post = await h.app.inject({
       method: 'POST',
       url: '/v1/proposals',
@@ -191,7 +191,7 @@ describe('authentication and scopes', () => {
     });
     expect(post.statusCode).toBe(403);
     expect(post.json().code).toBe('COORD_FORBIDDEN');
-    const proposer = createApiKey(h.store, ['propose']).key;
+    const proposer = (await createApiKey(h.store, ['propose'])).key;
     expect((await h.app.inject({ url: '/v1/nodes', headers: { 'x-api-key': proposer } })).statusCode).toBe(403);
     expect(
       (

@@ -92,7 +92,7 @@ describe('GET /v1/session', () => {
       scopes: ['admin'],
       network: expect.any(String),
     });
-    const reader = createApiKey(h.store, ['read'], 'treasury-viewer');
+    const reader = await createApiKey(h.store, ['read'], 'treasury-viewer');
     expect((await h.app.inject({ url: '/v1/session', headers: bearer(reader.key) })).json()).toMatchObject({
       keyId: reader.id,
       label: 'treasury-viewer',
@@ -102,7 +102,7 @@ describe('GET /v1/session', () => {
     const wrong = await h.app.inject({ url: '/v1/session', headers: bearer(`cak.${reader.id}.${'A'.repeat(43)}`) });
     expect(wrong.statusCode).toBe(401);
     expect(wrong.json().code).toBe('COORD_UNAUTHENTICATED');
-    const proposer = createApiKey(h.store, ['propose']);
+    const proposer = await createApiKey(h.store, ['propose']);
     const forbidden = await h.app.inject({ url: '/v1/session', headers: bearer(proposer.key) });
     expect(forbidden.statusCode).toBe(403);
     expect(forbidden.json().code).toBe('COORD_FORBIDDEN');

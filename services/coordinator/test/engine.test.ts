@@ -136,7 +136,7 @@ describe('the round engine hosts kinds beyond the three of the product', () => {
     const r = await rig(3);
     r.engine.register(twoExchanges(r.store));
     const rec = r.propose();
-    r.engine.start(rec);
+    await r.engine.start(rec);
     // It picked two of the three nodes.
     expect(r.sent.map((s) => [s.nodeId, s.body.note])).toEqual([
       ['n0', 'commit'],
@@ -172,7 +172,7 @@ describe('the round engine hosts kinds beyond the three of the product', () => {
       },
     });
     const rec = r.propose();
-    r.engine.start(rec);
+    await r.engine.start(rec);
     r.decide(0, rec);
     await waitFor(() => (r.store.decisions(rec.id).length === 1 ? true : undefined), 'decision kept');
     expect(r.status(rec.id)).toBe('pending');
@@ -198,7 +198,7 @@ describe('the round engine hosts kinds beyond the three of the product', () => {
       },
     });
     const rec = r.propose();
-    r.engine.start(rec);
+    await r.engine.start(rec);
     await waitFor(() => (r.status(rec.id) === 'expired' ? true : undefined), 'swept');
     expect(calls).toBe(2);
     expect(r.store.eventsSince(0, 100).find((e) => e.type === 'proposal.expired')?.data).toEqual({

@@ -188,7 +188,7 @@ afterEach(async () => {
 describe('FROST key-generation relay', () => {
   it('relays a 2-of-3 key generation and records the group every participant derived', async () => {
     setup(['honest', 'honest', 'honest']);
-    const started = relay.start({ participants: ['n1', 'n2', 'n3'], threshold: 2, createdBy: 'k1' });
+    const started = await relay.start({ participants: ['n1', 'n2', 'n3'], threshold: 2, createdBy: 'k1' });
     expect(started).toMatchObject({ status: 'running', step: 'start', threshold: 2, createdBy: 'k1' });
     const r = await settle(started.id);
     expect(r).toMatchObject({ status: 'ready', step: 'confirm', address: parts[0]!.out!.address, error: null });
@@ -217,24 +217,28 @@ describe('FROST key-generation relay', () => {
 
   it('refuses a bad request: a repeated node, a threshold out of range, unknown or offline nodes, too many at once', async () => {
     setup(['honest', 'honest', 'silent']);
-    const code = (f: () => unknown) => {
+    const code = async (f: () => unknown) => {
       try {
-        f();
+        await f();
       } catch (e) {
         return (e as { code: string; details: unknown }).code;
       }
       return undefined;
     };
-    expect(code(() => relay.start({ participants: ['n1', 'n1'], threshold: 2 }))).toBe('COORD_BAD_REQUEST');
-    expect(code(() => relay.start({ participants: ['n1', 'n2'], threshold: 3 }))).toBe('COORD_BAD_REQUEST');
-    expect(code(() => relay.start({ participants: ['n1', 'n9'], threshold: 2 }))).toBe('COORD_FROST_NODE_UNAVAILABLE');
+    expect(await code(() => relay.start({ participants: ['n1', 'n1'], threshold: 2 }))).toBe('COORD_BAD_REQUEST');
+    expect(await code(() => relay.start({ participants: ['n1', 'n2'], threshold: 3 }))).toBe('COORD_BAD_REQUEST');
+    expect(await code(() => relay.start({ participants: ['n1', 'n9'], threshold: 2 }))).toBe(
+      'COORD_FROST_NODE_UNAVAILABLE',
+    );
     offline.add('n2');
-    expect(code(() => relay.start({ participants: ['n1', 'n2'], threshold: 2 }))).toBe('COORD_FROST_NODE_UNAVAILABLE');
+    expect(await code(() => relay.start({ participants: ['n1', 'n2'], threshold: 2 }))).toBe(
+      'COORD_FROST_NODE_UNAVAILABLE',
+    );
     offline.clear();
-    relay.start({ participants: ['n1', 'n3'], threshold: 2 });
-    relay.start({ participants: ['n2', 'n3'], threshold: 2 });
-    expect(code(() => relay.start({ participants: ['n1', 'n2'], threshold: 2 }))).toBe('COORD_FROST_BUSY');
-    expect(code(() => relay.get('nope'))).toBe('COORD_FROST_GROUP_NOT_FOUND');
+    await relay.start({ participants: ['n1', 'n3'], threshold: 2 });
+    await relay.start({ participants: ['n2', 'n3'], threshold: 2 });
+    expect(await code(() => relay.start({ participants: ['n1', 'n2'], threshold: 2 }))).toBe('COORD_FROST_BUSY');
+    expect(await code(() => relay.get('nope'))).toBe('COORD_FROST_GROUP_NOT_FOUND');
   });
 
   it('records why a key generation failed and aborts it at every node', async () => {
@@ -252,7 +256,7 @@ describe('FROST key-generation relay', () => {
       relay?.close();
       sent = [];
       setup(behaviours, 400);
-      const r = await settle(relay.start({ participants: ['n1', 'n2', 'n3'], threshold: 2 }).id);
+      const r = await settle((await relay.start({ participants: ['n1', 'n2', 'n3'], threshold: 2 })).id);
       expect(r.status, behaviours.join()).toBe('failed');
       expect(r.error, behaviours.join()).toMatchObject(error);
       expect(r.address).toBeNull();
@@ -263,7 +267,7 @@ describe('FROST key-generation relay', () => {
 
   it('fails a step it cannot deliver, ignores replies out of turn, and fails what was running when it stopped', async () => {
     setup(['honest', 'honest']);
-    const r = relay.start({ participants: ['n1', 'n2'], threshold: 2 });
+    const r = await relay.start({ participants: ['n1', 'n2'], threshold: 2 });
     offline.add('n2');
     const failed = await settle(r.id);
     expect(failed.error).toMatchObject({ code: 'COORD_FROST_NODE_UNAVAILABLE', unreachable: ['n2'], culprits: [] });
@@ -273,7 +277,7 @@ describe('FROST key-generation relay', () => {
     expect(relay.get(r.id).error!.code).toBe('COORD_FROST_NODE_UNAVAILABLE');
     // A session running when the coordinator stops is failed at the next start.
     offline.clear();
-    const running = relay.start({ participants: ['n1', 'n2'], threshold: 2 });
+    const running = await relay.start({ participants: ['n1', 'n2'], threshold: 2 });
     const direct = new FrostDkgStore(join(dir, 'frost.sqlite'));
     direct.insert({ ...running, id: 'left-over', status: 'running', createdAt: 1, updatedAt: 1 });
     direct.close();

@@ -409,7 +409,7 @@ export async function harness(
   const store = openSqliteStore(dir);
   const identity = opts.identity ?? generateIdentity().identity;
   const ledger = opts.ledger ?? new FakeLedger();
-  const adminKey = createApiKey(store, ['admin']).key;
+  const adminKey = (await createApiKey(store, ['admin'])).key;
   const app = await build({
     config,
     store,

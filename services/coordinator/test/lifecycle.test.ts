@@ -57,7 +57,7 @@ describe('lifecycle routes', () => {
       data: { action: 'rotate', step: 'added', nodeId: 'node-1' },
     });
     expect((await post(h.adminKey, { action: 'explode', step: 'x' })).statusCode).toBe(400);
-    const reader = createApiKey(h.store, ['read']).key;
+    const reader = (await createApiKey(h.store, ['read'])).key;
     expect((await post(reader, { action: 'setup', step: 'x' })).statusCode).toBe(403);
     expect((await post(h.adminKey, { action: 'setup', step: 'Bad Step' })).statusCode).toBe(400);
   });

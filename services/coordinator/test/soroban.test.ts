@@ -6,7 +6,7 @@ import { Keypair, StrKey, TransactionBuilder, xdr } from '@stellar/stellar-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
 import { coordinatorErrors } from '../src/errors.ts';
 import { chooseMinimal } from '../src/soroban.ts';
-import type { Store } from '../src/store.ts';
+import type { Awaitable, Store } from '../src/store.ts';
 import { FakeLedger, type Harness, harness, multisig, NETWORK, payment, TestNode, waitFor } from './helpers.ts';
 
 const ESCROW = StrKey.encodeContract(Buffer.alloc(32, 1));
@@ -405,7 +405,7 @@ describe('Soroban auth rounds that can no longer be used', () => {
       /signatures were collected, but an entry's signatureExpirationLedger \(500\) was reached \(latest ledger 600\)/,
     );
     expect(done.authEntries).toBeNull();
-    const events = r.h.app.coordinator.store.eventsSince(0, 100).filter((e) => e.proposalId === p.id);
+    const events = (await r.h.app.coordinator.store.eventsSince(0, 100)).filter((e) => e.proposalId === p.id);
     expect(events.find((e) => e.type === 'proposal.expired')?.data).toMatchObject({
       code: 'COORD_SOROBAN_ENTRY_EXPIRED',
     });
@@ -455,7 +455,7 @@ function watchCommits(store: Store): { units: string[][]; outside: string[] } {
   const outside: string[] = [];
   let current: string[] | undefined;
   const grouped = store.grouped.bind(store);
-  store.grouped = <T>(fn: () => T) =>
+  store.grouped = <T>(fn: () => Awaitable<T>) =>
     grouped(() => {
       const unit: string[] = [];
       units.push(unit);

@@ -185,12 +185,12 @@ describe('store', () => {
 describe('api keys', () => {
   it('stores only the hash, compares in constant time, checks scopes', async () => {
     const s = openSqliteStore(await dir());
-    const { id, key } = createApiKey(s, ['read']);
+    const { id, key } = await createApiKey(s, ['read']);
     expect(s.getApiKey(id)!.hash).toBe(hashKey(key));
     expect(JSON.stringify(s.getApiKey(id))).not.toContain(key.split('.')[2]);
-    expect(authenticate(s, key)?.id).toBe(id);
-    expect(authenticate(s, `${key.slice(0, -1)}${key.endsWith('A') ? 'B' : 'A'}`)).toBeUndefined();
-    expect(authenticate(s, '')).toBeUndefined();
+    expect((await authenticate(s, key))?.id).toBe(id);
+    expect(await authenticate(s, `${key.slice(0, -1)}${key.endsWith('A') ? 'B' : 'A'}`)).toBeUndefined();
+    expect(await authenticate(s, '')).toBeUndefined();
     expect(parseScopes('propose, read,read')).toEqual(['propose', 'read']);
     expect(() => parseScopes('root')).toThrow(/Unknown scope root/);
     expect(() => parseScopes(' , ')).toThrow(/At least one scope/);
@@ -206,9 +206,9 @@ describe('api keys', () => {
     expect(await ensureAdminKey(s, file)).toEqual({ created: false });
     const key = (await readFile(file, 'utf8')).trim();
     const fresh = openSqliteStore(join(d, 'db2'));
-    expect(authenticate(fresh, key)).toBeUndefined();
+    expect(await authenticate(fresh, key)).toBeUndefined();
     await ensureAdminKey(fresh, file);
-    expect(authenticate(fresh, key)?.scopes).toEqual(['propose', 'read', 'admin']);
+    expect((await authenticate(fresh, key))?.scopes).toEqual(['propose', 'read', 'admin']);
     await writeFile(file, 'nonsense', { mode: 0o600 });
     await expect(ensureAdminKey(fresh, file)).rejects.toThrow(/does not hold a coordinator API key/);
     s.close();
@@ -251,7 +251,7 @@ describe('runtime preparation and CLI subcommands', () => {
     expect(created.scopes).toEqual(['propose', 'read']);
     const s = openSqliteStore(d);
     expect(s.getNode('n1')?.stellarKey).toBe(stellarKey);
-    expect(authenticate(s, created.key)?.label).toBe('ci');
+    expect((await authenticate(s, created.key))?.label).toBe('ci');
     s.close();
     await expect(
       enroll({ dataDir: d, nodeId: 'bad id', identityKey: idKey(), stellarKey }, () => undefined),

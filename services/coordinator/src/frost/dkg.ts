@@ -10,7 +10,7 @@ import {
 import type { Body, MessageType } from '@cosigner/protocol/messages';
 import type { Logger } from '@cosigner/runtime/logger';
 import { coordinatorErrors } from '../errors.ts';
-import type { NodeRepository } from '../store.ts';
+import type { AwaitableRepository, NodeRepository } from '../store.ts';
 import { type DkgError, type DkgRecord, type DkgStep, FrostDkgStore } from './store.ts';
 
 /**
@@ -67,13 +67,18 @@ const KIND: Record<DkgStep, DkgStatementPayload['kind']> = {
 
 export class FrostDkgRelay {
   readonly #store: FrostDkgStore;
-  readonly #nodes: NodeRepository;
+  readonly #nodes: AwaitableRepository<NodeRepository>;
   readonly #logger: Logger;
   readonly #stepTimeoutMs: number;
   readonly #runs = new Map<string, Run>();
   #hub: HubLike | undefined;
 
-  constructor(o: { store: FrostDkgStore; nodes: NodeRepository; logger: Logger; stepTimeoutMs?: number }) {
+  constructor(o: {
+    store: FrostDkgStore;
+    nodes: AwaitableRepository<NodeRepository>;
+    logger: Logger;
+    stepTimeoutMs?: number;
+  }) {
     this.#store = o.store;
     this.#nodes = o.nodes;
     this.#logger = o.logger;
@@ -135,7 +140,7 @@ export class FrostDkgRelay {
    * group. Answers at once with the running record; the outcome is read with get().
    * @throws COORD_BAD_REQUEST (threshold, repeated node), COORD_FROST_NODE_UNAVAILABLE, COORD_FROST_BUSY
    */
-  start(req: { participants: string[]; threshold: number; createdBy?: string | null }): DkgRecord {
+  async start(req: { participants: string[]; threshold: number; createdBy?: string | null }): Promise<DkgRecord> {
     const ids = req.participants;
     if (new Set(ids).size !== ids.length) {
       throw coordinatorErrors.error(
@@ -151,7 +156,8 @@ export class FrostDkgRelay {
         { message: `threshold must be between 2 and the number of participants (${ids.length}).` },
       );
     }
-    const unknown = ids.filter((id) => !this.#nodes.getNode(id));
+    const enrolled = new Map(await Promise.all(ids.map(async (id) => [id, await this.#nodes.getNode(id)] as const)));
+    const unknown = ids.filter((id) => !enrolled.get(id));
     const live = new Set(this.#hub?.connected().map((c) => c.nodeId));
     const offline = ids.filter((id) => !unknown.includes(id) && !live.has(id));
     if (unknown.length > 0 || offline.length > 0) {
@@ -172,7 +178,7 @@ export class FrostDkgRelay {
     const participants: DkgRosterEntry[] = ids.map((nodeId, i) => ({
       index: i + 1,
       nodeId,
-      identityKey: this.#nodes.getNode(nodeId)!.identityKey,
+      identityKey: enrolled.get(nodeId)!.identityKey,
     }));
     const id = randomUUID();
     const now = Date.now();
@@ -424,6 +430,10 @@ export class FrostDkgRelay {
 }
 
 /** The relay with its store in the coordinator's data directory. */
-export function openFrostRelay(o: { dataDir: string; nodes: NodeRepository; logger: Logger }): FrostDkgRelay {
+export function openFrostRelay(o: {
+  dataDir: string;
+  nodes: AwaitableRepository<NodeRepository>;
+  logger: Logger;
+}): FrostDkgRelay {
   return new FrostDkgRelay({ store: FrostDkgStore.at(o.dataDir), nodes: o.nodes, logger: o.logger });
 }

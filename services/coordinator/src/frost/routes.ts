@@ -97,7 +97,7 @@ export function registerFrostRoutes(app: FastifyInstance, deps: { relay: FrostDk
       },
     },
     async (req, reply) => {
-      const rec = relay.start({
+      const rec = await relay.start({
         participants: req.body.participants,
         threshold: req.body.threshold,
         createdBy: req.apiKey?.id ?? null,

@@ -13,7 +13,14 @@ import type { MisbehaviourKind } from '../codes.ts';
 import { coordinatorErrors } from '../errors.ts';
 import { ed25519Weights } from '../quorum.ts';
 import { chooseMinimal, entryAccount, type LedgerClock, medium, type SorobanLimits, usableAt } from '../soroban.ts';
-import type { ProposalKind, Store } from '../store.ts';
+import {
+  type AuthEntryRecord,
+  type AuthSignatureRecord,
+  type CoordinatorStore,
+  type ProposalKind,
+  type ProposalRecord,
+  step,
+} from '../store.ts';
 import {
   type Approval,
   type Completion,
@@ -36,7 +43,7 @@ import {
  */
 
 export interface AuthDeps {
-  store: Store;
+  store: CoordinatorStore;
   logger: Logger;
   network: string;
   limits: SorobanLimits;
@@ -104,7 +111,7 @@ export async function prepareAuthRound(
     if (account !== null) ids.add(account);
   }
   const loaded = await Promise.all([...ids].map((id) => o.loadAccount(id)));
-  const nodeKeys = new Set(o.store.listNodes().map((n) => n.stellarKey));
+  const nodeKeys = new Set((await o.store.listNodes()).map((n) => n.stellarKey));
   const accounts = loaded.filter((a) => !onlyCluster || [...ed25519Weights(a).keys()].some((k) => nodeKeys.has(k)));
   return {
     fields: {
@@ -132,27 +139,30 @@ export interface AuthResult {
   afterSigned: RoundKind<AuthState>['afterSigned'];
 }
 
+/** What an auth round needs, rebuilt from its stored row and entries. */
+function openAuth(o: AuthDeps, rec: ProposalRecord, rows: readonly AuthEntryRecord[]): AuthState {
+  const stored = rows.map((e) => e.entry);
+  const entries = stored.map((b) => xdr.SorobanAuthorizationEntry.fromXdr(b, 'base64'));
+  const targets = new Map<number, Target>();
+  let expiresAtLedger = Number.POSITIVE_INFINITY;
+  for (const [index, e] of entries.entries()) {
+    // A stored round was admitted under the limits of its day: its entries are not refused again.
+    const { account, creds } = entryAccount(e, { ...o.limits, addressV2: true }, index);
+    if (account !== null && rec.accounts.some((a) => a.accountId === account)) {
+      const payload = authEntryPayload(e, rec.network);
+      targets.set(index, { index, account, payload, hex: payload.toString('hex') });
+      if (creds) expiresAtLedger = Math.min(expiresAtLedger, creds.signatureExpirationLedger);
+    }
+  }
+  return { entries, stored, targets, expiresAtLedger };
+}
+
 export function authRound(o: AuthDeps, r: AuthResult): RoundKind<AuthState> {
   const { store } = o;
   const invalid = (kind: MisbehaviourKind, detail: string): Fault => ({ kind, detail });
   return {
     kinds: [r.kind] as ProposalKind[],
-    open(rec) {
-      const stored = store.authEntries(rec.id).map((e) => e.entry);
-      const entries = stored.map((b) => xdr.SorobanAuthorizationEntry.fromXdr(b, 'base64'));
-      const targets = new Map<number, Target>();
-      let expiresAtLedger = Number.POSITIVE_INFINITY;
-      for (const [index, e] of entries.entries()) {
-        // A stored round was admitted under the limits of its day: its entries are not refused again.
-        const { account, creds } = entryAccount(e, { ...o.limits, addressV2: true }, index);
-        if (account !== null && rec.accounts.some((a) => a.accountId === account)) {
-          const payload = authEntryPayload(e, rec.network);
-          targets.set(index, { index, account, payload, hex: payload.toString('hex') });
-          if (creds) expiresAtLedger = Math.min(expiresAtLedger, creds.signatureExpirationLedger);
-        }
-      }
-      return { entries, stored, targets, expiresAtLedger };
-    },
+    open: (rec) => step(store.authEntries(rec.id), (rows) => openAuth(o, rec, rows)),
     announce: (rec) => ({ kind: rec.kind }),
     request: ({ rec, state }, _node, accounts) =>
       proposalFrame(
@@ -194,27 +204,28 @@ export function authRound(o: AuthDeps, r: AuthResult): RoundKind<AuthState> {
       }
       return { rows: { authSignatures }, event: { entries: sigs.map((s) => s.index) } };
     },
-    signers: (round) => new Set(store.authSignatures(round.rec.id).map((s) => s.signerKey)),
+    signers: (round) => step(store.authSignatures(round.rec.id), (sigs) => new Set(sigs.map((s) => s.signerKey))),
     // Entries that expired while the round ran are not handed out as signed: ask the network first.
     beforeApproval: () => o.clock.refresh(),
-    complete(round): Completion | null {
-      const signed = assemble(o, round);
-      if (signed === null) return null;
-      const latest = o.clock.latest;
-      const { expiresAtLedger } = round.state;
-      if (latest !== null && !usableAt(expiresAtLedger, latest)) {
+    complete: (round) =>
+      step(store.authSignatures(round.rec.id), (sigs): Completion | null => {
+        const signed = assemble(o, round, sigs);
+        if (signed === null) return null;
+        const latest = o.clock.latest;
+        const { expiresAtLedger } = round.state;
+        if (latest !== null && !usableAt(expiresAtLedger, latest)) {
+          return {
+            end: 'expired',
+            reason: `the signatures were collected, but an entry's signatureExpirationLedger (${expiresAtLedger}) was reached (latest ledger ${latest}): the entries can no longer be used and are not returned`,
+            code: 'COORD_SOROBAN_ENTRY_EXPIRED' as const,
+          };
+        }
         return {
-          end: 'expired',
-          reason: `the signatures were collected, but an entry's signatureExpirationLedger (${expiresAtLedger}) was reached (latest ledger ${latest}): the entries can no longer be used and are not returned`,
-          code: 'COORD_SOROBAN_ENTRY_EXPIRED' as const,
+          envelope: r.envelope(round, signed),
+          signedEntries: signed.map((e) => e.toXdr('base64')),
+          event: { entries: round.state.targets.size },
         };
-      }
-      return {
-        envelope: r.envelope(round, signed),
-        signedEntries: signed.map((e) => e.toXdr('base64')),
-        event: { entries: round.state.targets.size },
-      };
-    },
+      }),
     afterSigned: r.afterSigned,
     /**
      * While auth rounds are open, ask the network for its latest ledger every `expiryCheckMs`: a round whose
@@ -242,9 +253,12 @@ export function authRound(o: AuthDeps, r: AuthResult): RoundKind<AuthState> {
 }
 
 /** Every entry, the targets with their assembled credential (or null if one lacks weight). */
-function assemble(o: AuthDeps, round: Round<AuthState>): xdr.SorobanAuthorizationEntry[] | null {
+function assemble(
+  o: AuthDeps,
+  round: Round<AuthState>,
+  sigs: readonly AuthSignatureRecord[],
+): xdr.SorobanAuthorizationEntry[] | null {
   const { rec, state } = round;
-  const sigs = o.store.authSignatures(rec.id);
   const out = [...state.entries];
   for (const t of state.targets.values()) {
     const account = round.accounts.get(t.account) as AccountAuth;

@@ -3,7 +3,7 @@ import type { AccountAuth } from '@cosigner/stellar/types';
 import type { MisbehaviourKind } from '../codes.ts';
 import type { CoordinatorErrorCode } from '../errors.ts';
 import type { EventType } from '../events.ts';
-import type { ApprovalRows, ProposalKind, ProposalRecord } from '../store.ts';
+import type { ApprovalRows, Awaitable, ProposalKind, ProposalRecord } from '../store.ts';
 
 /**
  * What a kind of round is to the one round engine (round.ts). The engine owns the lifecycle every kind shares:
@@ -63,7 +63,7 @@ export type Completion =
 /** What the engine lends a kind once a round is signed. */
 export interface RoundControl {
   /** Start a proposal this kind inserted itself (a follow-up): announce, fan out, arm its expiry. */
-  start(rec: ProposalRecord, prepared?: unknown): void;
+  start(rec: ProposalRecord, prepared?: unknown): Awaitable<void>;
   emit(rec: ProposalRecord, type: EventType, data: Record<string, unknown>): void;
 }
 
@@ -93,7 +93,7 @@ export interface RoundKind<S = unknown, L = unknown> {
    * What the round needs, rebuilt from the stored row (decode once per round per process). `prepared`: what the
    * proposal route already decoded from the same bytes, to reuse when it matches.
    */
-  open(rec: ProposalRecord, prepared?: unknown): S;
+  open(rec: ProposalRecord, prepared?: unknown): Awaitable<S>;
   /** Extra data of `proposal.created`, beyond the hash and the requirements. */
   announce?(rec: ProposalRecord): Record<string, unknown>;
   /**
@@ -112,18 +112,21 @@ export interface RoundKind<S = unknown, L = unknown> {
    */
   verify(round: Round<S>, nodeId: string, stellarKey: string, d: Body<'decision'>, at: number): Fault | Approval;
   /** The signer keys whose verified contributions are stored: for reachability and progress. */
-  signers(round: Round<S>): Set<string>;
+  signers(round: Round<S>): Awaitable<Set<string>>;
   /** Async step before an approval is committed (the auth kinds refresh the latest ledger first). */
   beforeApproval?(round: Round<S>): Promise<unknown>;
-  /** Assemble from the stored contributions, inside the approval's commit: null while not complete. */
-  complete(round: Round<S>): Completion | null;
+  /**
+   * Assemble from the stored contributions, inside the approval's commit: null while not complete. Return a value
+   * when the store returned values (SQLite: the commit is synchronous), a promise only when it returned one.
+   */
+  complete(round: Round<S>): Awaitable<Completion | null>;
   /**
    * Once `signed` is durable: submit, open a follow-up, or nothing. True when a submission took the round over
    * (it records the proposal's final latency itself).
    */
-  afterSigned(round: Round<S>, envelope: string | null, ctl: RoundControl): boolean;
+  afterSigned(round: Round<S>, envelope: string | null, ctl: RoundControl): Awaitable<boolean>;
   /** After a restart, a row already `signed` and still open (a submission to continue). */
-  resumeSigned?(rec: ProposalRecord): void;
+  resumeSigned?(rec: ProposalRecord): Awaitable<void>;
   /** Late answers: what to remember of a closed round (small), and its rebuild from the stored row. */
   lateTarget?(round: Round<S>): L;
   lateTargetOf?(rec: ProposalRecord): L;

@@ -69,13 +69,13 @@ export function sorobanTxKind(o: AuthDeps): RoundKind<AuthState> {
   async function followUp(rec: ProposalRecord, envelope: string, ctl: RoundControl): Promise<void> {
     const idem = followUpKey(rec.id);
     try {
-      if (o.store.getByIdempotencyKey(idem)) return;
+      if (await o.store.getByIdempotencyKey(idem)) return;
       const prepared = await prepareTransaction(envelope, rec.network, o.loadAccount);
-      const nodeKeys = new Set(o.store.listNodes().map((n) => n.stellarKey));
+      const nodeKeys = new Set((await o.store.listNodes()).map((n) => n.stellarKey));
       const source = prepared.accounts.find((a) => a.accountId === (prepared.decoded.tx as Transaction).source);
       if (!source || ![...ed25519Weights(source).keys()].some((k) => nodeKeys.has(k))) return;
       const now = Date.now();
-      const { proposal, created } = o.store.insertProposal({
+      const { proposal, created } = await o.store.insertProposal({
         ...transactionFields(prepared, envelope, rec.submitFollowUp),
         id: randomUUID(),
         idempotencyKey: idem,
@@ -91,7 +91,7 @@ export function sorobanTxKind(o: AuthDeps): RoundKind<AuthState> {
         updatedAt: now,
         signedAt: null,
       });
-      if (created) ctl.start(proposal, prepared.decoded);
+      if (created) await ctl.start(proposal, prepared.decoded);
     } catch (err) {
       o.logger.error({ err, proposalId: rec.id }, 'could not open the envelope proposal');
       ctl.emit(rec, 'proposal.failed', {

@@ -6,9 +6,9 @@ import { assembleEnvelope, selectMinimalSignatures } from '@cosigner/stellar/sig
 import type { AccountAuth, Requirement } from '@cosigner/stellar/types';
 import { publicKeyFromAddress, verifyEd25519 } from '@cosigner/stellar/verify';
 import { accountsHelpedBy, maxTimeOf, progress } from '../quorum.ts';
-import type { ProposalRecord, Store } from '../store.ts';
+import { type CoordinatorStore, type ProposalRecord, type SignatureRecord, step } from '../store.ts';
 import type { Submitter } from '../submit.ts';
-import { type Approval, type Fault, proposalFrame, type Round, type RoundKind } from './kind.ts';
+import { type Approval, type Completion, type Fault, proposalFrame, type Round, type RoundKind } from './kind.ts';
 
 /**
  * A classic transaction (or fee bump) round: every node that signs for a needed account signs the transaction
@@ -85,12 +85,31 @@ function approvalFault(stellarKey: string, d: Body<'decision'>, p: ApprovalTarge
 }
 
 export function transactionKind(o: {
-  store: Store;
+  store: CoordinatorStore;
   submitter: Submitter;
   logger: Logger;
 }): RoundKind<TransactionState, ApprovalTarget> {
   const { store } = o;
   const signatures = (round: Round<TransactionState>) => store.signatures(round.rec.id);
+  /** The minimal signature set once the stored signatures `sigs` meet every requirement, checked as core would. */
+  function assemble(round: Round<TransactionState>, sigs: readonly SignatureRecord[]): Completion | null {
+    const { rec, state, accounts } = round;
+    if (!progress(rec, new Set(sigs.map((s) => s.signerKey))).every((p) => p.met)) return null;
+    const chosen = selectMinimalSignatures(
+      state.decoded,
+      accounts as Map<string, AccountAuth>,
+      sigs.map((s) => ({ publicKey: s.signerKey, signature: Buffer.from(s.signature, 'base64') })),
+    );
+    if (chosen === null) return null;
+    const envelope = assembleEnvelope(state.decoded, chosen);
+    // Belt and braces: core's own verdict on what we are about to store (a bug here must never ship an envelope).
+    const verdict = checkAuth(decodeEnvelope(envelope, rec.network), accounts as Map<string, AccountAuth>);
+    if (!verdict.ok) {
+      o.logger.error({ proposalId: rec.id, verdict }, 'assembled envelope fails the signature check');
+      return null;
+    }
+    return { envelope, event: { signatures: chosen.length } };
+  }
   return {
     kinds: ['transaction', 'feeBump'],
     open(rec, prepared) {
@@ -109,26 +128,8 @@ export function transactionKind(o: {
         rows: { signatures: [{ proposalId: round.rec.id, signerKey: stellarKey, nodeId, signature, createdAt: at }] },
       };
     },
-    signers: (round) => new Set(signatures(round).map((s) => s.signerKey)),
-    complete(round) {
-      const { rec, state, accounts } = round;
-      const sigs = signatures(round);
-      if (!progress(rec, new Set(sigs.map((s) => s.signerKey))).every((p) => p.met)) return null;
-      const chosen = selectMinimalSignatures(
-        state.decoded,
-        accounts as Map<string, AccountAuth>,
-        sigs.map((s) => ({ publicKey: s.signerKey, signature: Buffer.from(s.signature, 'base64') })),
-      );
-      if (chosen === null) return null;
-      const envelope = assembleEnvelope(state.decoded, chosen);
-      // Belt and braces: core's own verdict on what we are about to store (a bug here must never ship an envelope).
-      const verdict = checkAuth(decodeEnvelope(envelope, rec.network), accounts as Map<string, AccountAuth>);
-      if (!verdict.ok) {
-        o.logger.error({ proposalId: rec.id, verdict }, 'assembled envelope fails the signature check');
-        return null;
-      }
-      return { envelope, event: { signatures: chosen.length } };
-    },
+    signers: (round) => step(signatures(round), (sigs) => new Set(sigs.map((s) => s.signerKey))),
+    complete: (round) => step(signatures(round), (sigs) => assemble(round, sigs)),
     afterSigned(round, envelope) {
       if (!round.rec.submit || envelope === null) return false;
       void o.submitter.submit(round.rec, envelope, false);

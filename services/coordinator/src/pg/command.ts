@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import type { PoolConfig } from 'pg';
 import { loadConfig } from '../config.ts';
 import { coordinatorErrors } from '../errors.ts';
 import { assertSourceIdle, copySqliteToPg } from './copy.ts';
@@ -9,7 +10,8 @@ import { createPool, PgStore } from './store.ts';
 export interface CopyFlags {
   config?: string;
   dataDir?: string;
-  url: string;
+  /** Without it: the `store` section of the config, which must then name PostgreSQL. */
+  url?: string;
   passwordFile?: string;
   passwordEnv?: string;
   tlsMode?: string;
@@ -66,11 +68,23 @@ export async function copyToPostgres(
     ...(flags.tlsCertFile === undefined ? {} : { certFile: flags.tlsCertFile }),
     ...(flags.tlsKeyFile === undefined ? {} : { keyFile: flags.tlsKeyFile }),
   };
+  if (flags.url === undefined) {
+    if (config.store.type !== 'postgres') {
+      throw coordinatorErrors.error(
+        'COORD_BAD_CONFIG',
+        { field: '--url' },
+        { message: '--url: give the target database, or a --config whose store is postgres.' },
+      );
+    }
+    const target = config.store;
+    return copyInto(source, await poolConfig(target, env), out);
+  }
+  const url = flags.url;
   const pool = await asFlags(async () => {
     const settings = parseStoreSettings(
       {
         type: 'postgres',
-        url: flags.url,
+        url,
         ...(flags.passwordFile === undefined ? {} : { passwordFile: flags.passwordFile }),
         ...(flags.passwordEnv === undefined ? {} : { passwordEnv: flags.passwordEnv }),
         tls,
@@ -79,6 +93,10 @@ export async function copyToPostgres(
     );
     return poolConfig(settings as Readonly<PostgresStoreSettings>, env);
   });
+  return copyInto(source, pool, out);
+}
+
+async function copyInto(source: string, pool: PoolConfig, out: (s: string) => void): Promise<void> {
   const store = await PgStore.open(createPool(pool));
   try {
     const report = await copySqliteToPg(source, store);
@@ -97,7 +115,7 @@ export function registerCopyToPostgres(cmd: Command): void {
     )
     .option('--config <file>', 'coordinator YAML config (its dataDir holds the SQLite database)')
     .option('--data-dir <dir>', 'data directory')
-    .requiredOption('--url <url>', 'postgres://user@host:port/database (no password in it)')
+    .option('--url <url>', "postgres://user@host:port/database (no password in it); default: the config's store")
     .option('--password-file <file>', 'file holding the database password (mode 0600)')
     .option('--password-env <name>', 'environment variable holding the database password')
     .option('--tls-mode <mode>', 'verify-full (default), require or disable')

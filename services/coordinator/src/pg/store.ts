@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import * as dbRows from '../rows.ts';
 import type {
@@ -6,6 +7,8 @@ import type {
   ApprovalRows,
   AuthEntryRecord,
   AuthSignatureRecord,
+  Awaitable,
+  CoordinatorStore,
   DecisionRecord,
   EventRecord,
   EventRepository,
@@ -44,6 +47,13 @@ type Asyncify<T> = {
 
 /** The repositories of store.ts with every operation made asynchronous. */
 export type AsyncRepositories = Asyncify<ProposalRepository & EventRepository & NodeRepository & ApiKeyRepository>;
+
+/**
+ * The transaction of the unit of work running now (`atomically`, `grouped`), carried along its async calls: a
+ * store call made inside a unit on the root store joins the unit's transaction, as nested calls do on SQLite, so
+ * code written for the store interface (a round kind reading the signatures it just wrote) reads its own writes.
+ */
+const current = new AsyncLocalStorage<PgStore>();
 
 /** Advisory lock key that orders event inserts by commit (see above). */
 export const EVENTS_LOCK_KEY = 0x65766e74; // "evnt"
@@ -102,12 +112,22 @@ export function proposalParams(rec: ProposalRecord): unknown[] {
   ];
 }
 
-export class PgStore implements AsyncRepositories {
+export class PgStore implements AsyncRepositories, CoordinatorStore {
   private constructor(
     private readonly pool: pg.Pool,
     private readonly db: Queryable,
     private readonly inTransaction: boolean,
   ) {}
+
+  /** Effects to run once this transaction committed (`afterCommit`), dropped when it rolls back. */
+  readonly #after: Array<() => void> = [];
+
+  /** The unit of work of this store's pool running in this async context, if any. */
+  #unit(): PgStore | undefined {
+    if (this.inTransaction) return this;
+    const tx = current.getStore();
+    return tx !== undefined && tx.pool === this.pool ? tx : undefined;
+  }
 
   /**
    * Open a store on `pool` and bring the schema up to date (migratePg: under an advisory lock, refusing a newer
@@ -127,7 +147,7 @@ export class PgStore implements AsyncRepositories {
 
   async #q<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
     try {
-      return await this.db.query<R>(sql, params);
+      return await (this.#unit() ?? this).db.query<R>(sql, params);
     } catch (e) {
       throw storeError(e);
     }
@@ -151,8 +171,9 @@ export class PgStore implements AsyncRepositories {
    * and is rethrown; a connection lost on the way raises COORD_STORE_UNAVAILABLE and the connection is discarded.
    * @throws CosignerError COORD_STORE_UNAVAILABLE
    */
-  async atomically<T>(fn: (tx: PgStore) => Promise<T>): Promise<T> {
-    if (this.inTransaction) return fn(this);
+  async atomically<T>(fn: (tx: PgStore) => Awaitable<T>): Promise<T> {
+    const unit = this.#unit();
+    if (unit) return fn(unit);
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();
@@ -168,8 +189,16 @@ export class PgStore implements AsyncRepositories {
     client.on('error', onError);
     try {
       await client.query('BEGIN');
-      const result = await fn(new PgStore(this.pool, client, true));
+      const tx = new PgStore(this.pool, client, true);
+      const result = await current.run(tx, () => fn(tx));
       await client.query('COMMIT');
+      for (const effect of tx.#after) {
+        try {
+          effect();
+        } catch {
+          // An effect's failure (a subscriber) cannot undo the commit; the effects log their own errors.
+        }
+      }
       return result;
     } catch (e) {
       const err = storeError(e);
@@ -183,6 +212,22 @@ export class PgStore implements AsyncRepositories {
       client.off('error', onError);
       client.release(broken);
     }
+  }
+
+  /**
+   * A unit of work: one transaction (the SQLite store shares one commit among the units of a turn; here each unit
+   * commits alone, and concurrent units run on separate connections of the pool).
+   * @throws CosignerError COORD_STORE_UNAVAILABLE
+   */
+  grouped<T>(fn: () => Awaitable<T>): Promise<T> {
+    return this.atomically(() => fn());
+  }
+
+  /** Run `fn` once the unit of work running now committed (never when it rolls back), or at once outside one. */
+  afterCommit(fn: () => void): void {
+    const unit = this.#unit();
+    if (unit) unit.#after.push(fn);
+    else fn();
   }
 
   async insertProposal(

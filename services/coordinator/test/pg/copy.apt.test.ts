@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runCosigner, startCosignerProcess, tempDir } from '@cosigner/testkit/process';
@@ -5,6 +6,8 @@ import { Keypair } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
 import { Command } from 'commander';
 import { afterEach, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { authenticate } from '../../src/apikeys.ts';
 import { register } from '../../src/command.ts';
 import { copyToPostgres } from '../../src/pg/command.ts';
 import { COPIED_TABLES, copySqliteToPg } from '../../src/pg/copy.ts';
@@ -284,6 +287,93 @@ describe('copy from SQLite to PostgreSQL', () => {
       {},
     );
     expect(JSON.parse(out[0]!)).toMatchObject({ proposals: 0, apiKeys: 0 });
+  });
+
+  it('without --url: the store the config names; a config on SQLite is refused naming --url', async () => {
+    const d = await dir();
+    const seed = openSqliteStore(join(d, 'data'));
+    fill(seed, true);
+    seed.close();
+    const db = await freshDatabase(pg.server());
+    await writeFile(join(d, 'pw'), pg.server().password, { mode: 0o600 });
+    const onPg = join(d, 'pg.yaml');
+    await writeFile(
+      onPg,
+      stringify({
+        dataDir: 'data',
+        store: { type: 'postgres', url: pg.server().url(db), passwordFile: 'pw', tls: { mode: 'disable' } },
+      }),
+    );
+    const out: string[] = [];
+    await copyToPostgres({ config: onPg }, (s) => out.push(s), {});
+    expect(JSON.parse(out[0]!)).toMatchObject({ proposals: 1205, nodes: 2 });
+    const onSqlite = join(d, 'sqlite.yaml');
+    await writeFile(onSqlite, stringify({ dataDir: 'data' }));
+    await expect(copyToPostgres({ config: onSqlite }, () => undefined, {})).rejects.toThrow(
+      expect.objectContaining({ code: 'COORD_BAD_CONFIG', details: { field: '--url' } }),
+    );
+  });
+
+  it('enroll and api-key create write to the configured PostgreSQL store, --config after the subcommand', async () => {
+    const d = await dir();
+    const db = await freshDatabase(pg.server());
+    await writeFile(join(d, 'pw'), pg.server().password, { mode: 0o600 });
+    const config = join(d, 'coordinator.yaml');
+    await writeFile(
+      config,
+      stringify({
+        dataDir: 'data',
+        store: { type: 'postgres', url: pg.server().url(db), passwordFile: 'pw', tls: { mode: 'disable' } },
+      }),
+    );
+    const program = new Command().exitOverride();
+    register(program);
+    const writes: string[] = [];
+    const orig = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((s: string) => {
+      writes.push(s);
+      return true;
+    }) as typeof process.stdout.write;
+    const stellarKey = Keypair.random().publicKey();
+    try {
+      await program.parseAsync([
+        'node',
+        'x',
+        'coordinator',
+        'enroll',
+        '--config',
+        config,
+        '--node-id',
+        'n1',
+        '--identity-key',
+        Buffer.alloc(32, 7).toString('base64'),
+        '--stellar-key',
+        stellarKey,
+      ]);
+      await program.parseAsync([
+        'node',
+        'x',
+        'coordinator',
+        'api-key',
+        'create',
+        '--config',
+        config,
+        '--scopes',
+        'read',
+      ]);
+    } finally {
+      process.stdout.write = orig;
+    }
+    const key = (JSON.parse(writes[1]!) as { key: string }).key;
+    const check = await PgStore.open(poolOn(pg.server(), db));
+    try {
+      expect((await check.getNode('n1'))?.stellarKey).toBe(stellarKey);
+      expect((await authenticate(check, key))?.scopes).toEqual(['read']);
+    } finally {
+      await check.close();
+    }
+    // Nothing went to a SQLite file under the data directory.
+    expect(existsSync(join(d, 'data', 'coordinator.db'))).toBe(false);
   });
 
   it('the registered subcommand, in process: --data-dir after its name; a file that is no database', async () => {

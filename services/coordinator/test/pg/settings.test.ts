@@ -2,6 +2,7 @@ import { chmod, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tempDir } from '@cosigner/testkit/process';
 import { afterEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config.ts';
 import { type PostgresStoreSettings, parseStoreSettings, poolConfig } from '../../src/pg/settings.ts';
 
 const dirs: string[] = [];
@@ -168,5 +169,24 @@ describe('pool configuration', () => {
     expect(cfg.ssl).toEqual({ rejectUnauthorized: true, ca: 'CA', cert: 'CERT', key: 'KEY' });
     await chmod(join(d, 'k.pem'), 0o640);
     await expect(poolConfig(pgs({ ...PG, tls }, { baseDir: d }))).rejects.toThrow(/store\.tls\.keyFile/);
+  });
+});
+
+describe('the store setting in the coordinator config', () => {
+  it('SQLite by default; a postgres section checked with the config (paths against its directory, field named)', () => {
+    expect(parseConfig({}).store).toEqual({ type: 'sqlite' });
+    const cfg = parseConfig(
+      { store: { ...PG, passwordFile: 'pg.pw' } },
+      { baseDir: '/etc/cosigner', env: { NODE_ENV: 'development' } },
+    );
+    expect(cfg.store).toMatchObject({ type: 'postgres', passwordFile: '/etc/cosigner/pg.pw', leaseMs: 10_000 });
+    expect(Object.isFrozen(cfg.store)).toBe(true);
+    expect(() => parseConfig({ store: { ...PG, url: 'postgres://coord:secret@db/cosigner' } })).toThrow(
+      expect.objectContaining({ code: 'COORD_BAD_CONFIG', details: expect.objectContaining({ field: 'store.url' }) }),
+    );
+    // Production mode reaches the store check: no TLS to a remote host is refused there only.
+    const plain = { store: { ...PG, tls: { mode: 'disable' } } };
+    expect(parseConfig(plain).store).toMatchObject({ tls: { mode: 'disable' } });
+    expect(() => parseConfig({ ...plain, mode: 'production' }, { env: {} })).toThrow(/store\.tls\.mode/);
   });
 });

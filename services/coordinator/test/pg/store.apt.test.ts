@@ -96,6 +96,52 @@ describe('PgStore across replicas', () => {
   });
 });
 
+it('a unit of work (grouped): calls on the store join it, read its own writes, effects follow the commit only', async () => {
+  const s = await PgStore.open(await freshPool(pg.server()));
+  try {
+    const seen: string[] = [];
+    const other = await PgStore.open(
+      poolOn(pg.server(), (await s.query<{ db: string }>('SELECT current_database() AS db')).rows[0]!.db),
+      { migrate: false },
+    );
+    const inside = await s.grouped(async () => {
+      // The root store, not a transaction handle: the call joins the unit (what the round kinds rely on).
+      await s.insertProposal(proposal('u1'));
+      await s.addSignature({ proposalId: 'u1', signerKey: 'GA', nodeId: 'n1', signature: 'c2ln', createdAt: 1 });
+      s.afterCommit(() => seen.push('after'));
+      // Another connection does not see the unit's writes before its commit.
+      const outside = await other.getProposal('u1');
+      seen.push(outside === undefined ? 'invisible' : 'visible');
+      return (await s.signatures('u1')).length;
+    });
+    expect(inside).toBe(1);
+    expect(seen).toEqual(['invisible', 'after']);
+    expect(await other.getProposal('u1')).toBeDefined();
+    // A unit that throws: nothing written, its effects dropped.
+    await expect(
+      s.grouped(async () => {
+        await s.insertProposal(proposal('u2'));
+        s.afterCommit(() => seen.push('dropped'));
+        throw new Error('boom');
+      }),
+    ).rejects.toThrow('boom');
+    expect(await s.getProposal('u2')).toBeUndefined();
+    // Outside a unit an effect runs at once; a failing effect does not undo the commit.
+    s.afterCommit(() => seen.push('now'));
+    await s.grouped(async () => {
+      await s.insertProposal(proposal('u3'));
+      s.afterCommit(() => {
+        throw new Error('effect failed');
+      });
+    });
+    expect(seen).toEqual(['invisible', 'after', 'now']);
+    expect(await s.getProposal('u3')).toBeDefined();
+    await other.close();
+  } finally {
+    await s.close();
+  }
+});
+
 describe('PostgreSQL migrations', () => {
   it('several replicas starting at once migrate once, under the advisory lock', async () => {
     const db = await freshDatabase(pg.server());
