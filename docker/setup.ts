@@ -19,8 +19,8 @@
  *   node --import tsx /app/docker/setup.ts
  *
  * Environment (defaults in brackets): COSIGNER_NODES [3], COSIGNER_THRESHOLD [2], COSIGNER_OPERATOR_ACCOUNTS [1],
- * COSIGNER_HORIZON_URL [http://ledger:8000], COSIGNER_COORDINATOR_WS [ws://coordinator:8080; several replicas'
- * URLs separated by commas become the nodes' `coordinator.urls`],
+ * COSIGNER_HORIZON_URL [http://ledger:8000], COSIGNER_COORDINATOR_WS [ws://coordinator:8080] (several coordinator
+ * replicas: their URLs separated by commas, written as the nodes' coordinator.urls),
  * COSIGNER_KMS_URL_<i> [http://kms-<i>:4566], COSIGNER_FRIENDBOT_URL [<horizon>/friendbot], COSIGNER_MAX_PAYMENT_XLM
  * [1000], JSON objects merged over the generated configs (COSIGNER_COORDINATOR_CONFIG, COSIGNER_NODE_CONFIG), and
  * for real AWS KMS instead of the emulators (docker-compose.testnet.yml): COSIGNER_KMS_KEY_ID_<i>,
@@ -36,7 +36,7 @@ import { existsSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CreateKeyCommand, GetPublicKeyCommand, KMSClient } from '@aws-sdk/client-kms';
-import { demoPolicyYaml, mergeConfig, setupWarning } from '@cosigner/launcher/cluster';
+import { demoPolicyYaml, mergeConfig, nodeCoordinatorSection, setupWarning } from '@cosigner/launcher/cluster';
 import { signedFreshSetup } from '@cosigner/policy/account-setup';
 import { Horizon, Keypair, StrKey } from '@stellar/stellar-sdk';
 
@@ -230,11 +230,8 @@ async function main(): Promise<void> {
         mode: 'development',
         nodeId: x.id,
         dataDir: '/data',
-        // One coordinator: `url`; replicas: `urls`, the node holds a session with each.
-        coordinator:
-          coordinatorWs.length === 1
-            ? { url: coordinatorWs[0], publicKeys: [messageKey] }
-            : { urls: coordinatorWs, publicKeys: [messageKey] },
+        // One URL: coordinator.url, as always; several replicas: coordinator.urls, a session with each.
+        coordinator: nodeCoordinatorSection(coordinatorWs, [messageKey]),
         identityKeyFile: '/data/identity.pem',
         network,
         key: {

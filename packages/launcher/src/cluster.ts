@@ -65,9 +65,13 @@ export interface ClusterOptions {
   operatorAccounts?: number;
   /**
    * The coordinator URL node `nodeId` dials (default: `socketUrl`, the coordinator's own). The chaos harness
-   * returns the address of a TCP proxy it can cut, to partition one node from the coordinator.
+   * returns the address of a TCP proxy it can cut, to partition one node from the coordinator. Several URLs (one
+   * per coordinator replica) are written as `coordinator.urls`: the node holds a session with each.
    */
-  nodeCoordinatorUrl?: (nodeId: string, socketUrl: string) => string | Promise<string>;
+  nodeCoordinatorUrl?: (
+    nodeId: string,
+    socketUrl: string,
+  ) => string | readonly string[] | Promise<string | readonly string[]>;
   /** The KMS endpoint node `nodeId` calls (default: its emulator's URL); the chaos harness slows it through a proxy. */
   nodeKmsEndpoint?: (nodeId: string, kmsUrl: string) => string | Promise<string>;
   /**
@@ -487,6 +491,21 @@ async function httpJson(
 }
 
 /**
+ * The `coordinator` section of a node.yaml: `url` for one coordinator (what every config written before replicas
+ * existed says), `urls` for several replicas; the node holds one session per URL (services/cosigner session.ts).
+ */
+export function nodeCoordinatorSection(
+  urls: string | readonly string[],
+  publicKeys: readonly string[],
+): { url: string; publicKeys: string[] } | { urls: string[]; publicKeys: string[] } {
+  const list = typeof urls === 'string' ? [urls] : [...urls];
+  if (list.length === 0) throw new Error('a node needs at least one coordinator URL');
+  return list.length === 1
+    ? { url: list[0]!, publicKeys: [...publicKeys] }
+    : { urls: list, publicKeys: [...publicKeys] };
+}
+
+/**
  * The coordinator base URL a node dials, from its HTTP URL: same host and port, ws(s) scheme. The node adds
  * the path itself (`v1/nodes/connect`, services/cosigner/src/session.ts).
  */
@@ -887,7 +906,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
               mode: 'development',
               nodeId: info.id,
               dataDir: join(dir, `node-${i}`),
-              coordinator: { url: coordinatorUrl, publicKeys: [coordinatorKey] },
+              coordinator: nodeCoordinatorSection(coordinatorUrl, [coordinatorKey]),
               identityKeyFile: join(dir, `node-${i}`, 'identity.pem'),
               network: networkPassphrase,
               key: {

@@ -13,6 +13,7 @@ import {
   fillPolicy,
   LAUNCHER_STATE_FILE,
   mergeConfig,
+  nodeCoordinatorSection,
   nodeSocketUrl,
   readLauncherState,
   spawnService,
@@ -48,6 +49,19 @@ describe('cluster launcher helpers', () => {
     expect(nodeSocketUrl('http://127.0.0.1:4100')).toBe('ws://127.0.0.1:4100');
     expect(nodeSocketUrl('https://coord.example:443/')).toBe('wss://coord.example');
     expect(nodeSocketUrl('http://[::1]:80/x')).toBe('ws://[::1]');
+  });
+
+  it("writes a node's coordinator section: url for one coordinator, urls for several replicas", () => {
+    expect(nodeCoordinatorSection('ws://127.0.0.1:4100', ['k'])).toEqual({
+      url: 'ws://127.0.0.1:4100',
+      publicKeys: ['k'],
+    });
+    expect(nodeCoordinatorSection(['ws://a:1'], ['k'])).toEqual({ url: 'ws://a:1', publicKeys: ['k'] });
+    expect(nodeCoordinatorSection(['ws://a:1', 'ws://b:2'], ['k', 'l'])).toEqual({
+      urls: ['ws://a:1', 'ws://b:2'],
+      publicKeys: ['k', 'l'],
+    });
+    expect(() => nodeCoordinatorSection([], ['k'])).toThrow(/at least one coordinator URL/);
   });
 
   it('merges extra config one level deep, keeping the fields it does not name', () => {

@@ -30,10 +30,15 @@ export interface AppDeps {
   metrics: NodeMetrics;
   /** Key backend probe (Signer.health). */
   keyHealth(): Promise<{ ok: boolean; detail?: string }>;
-  /** True while the coordinator session is up. */
+  /** True while at least one coordinator session is up. */
   sessionUp(): boolean;
-  /** Deliver a decision made here (manual approval) to the coordinator, now or after reconnect. */
-  sendDecision(d: DecisionBody): void;
+  /** Each coordinator URL of the config and its session's state (listed by /readyz when given). */
+  sessions?(): readonly { url: string; state: string; up: boolean }[];
+  /**
+   * Deliver a decision made here (manual approval) to the coordinator sessions that asked, now or after reconnect.
+   * Returns true when it left on at least one session now.
+   */
+  sendDecision(d: DecisionBody): boolean;
   /** When set, every /v1 route requires `authorization: Bearer <token>`. */
   adminToken?: string;
   /**
@@ -67,6 +72,15 @@ const DecisionSchema = Type.Object({
   signerKey: Type.String(),
   signature: Type.Optional(Type.String()),
   delivered: Type.Boolean(),
+});
+const Readiness = Type.Object({
+  ready: Type.Boolean(),
+  key: Type.Boolean(),
+  /** At least one coordinator session is up. */
+  session: Type.Boolean(),
+  /** Every coordinator URL of the config and its session's state: a replica down shows here, the node stays ready. */
+  sessions: Type.Optional(Type.Array(Type.Object({ url: Type.String(), state: Type.String(), up: Type.Boolean() }))),
+  detail: Type.Optional(Type.String()),
 });
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._:-]+$' }) });
 const ActionBody = Type.Object(
@@ -117,26 +131,19 @@ export function build(deps: AppDeps) {
     '/readyz',
     {
       schema: {
-        response: {
-          200: Type.Object({
-            ready: Type.Boolean(),
-            key: Type.Boolean(),
-            session: Type.Boolean(),
-            detail: Type.Optional(Type.String()),
-          }),
-          503: Type.Object({
-            ready: Type.Boolean(),
-            key: Type.Boolean(),
-            session: Type.Boolean(),
-            detail: Type.Optional(Type.String()),
-          }),
-        },
+        response: { 200: Readiness, 503: Readiness },
       },
     },
     async (_req, reply) => {
       const key = await deps.keyHealth();
       const session = deps.sessionUp();
-      const body = { ready: key.ok && session, key: key.ok, session, ...(key.detail ? { detail: key.detail } : {}) };
+      const body = {
+        ready: key.ok && session,
+        key: key.ok,
+        session,
+        ...(deps.sessions ? { sessions: [...deps.sessions()] } : {}),
+        ...(key.detail ? { detail: key.detail } : {}),
+      };
       return reply.status(body.ready ? 200 : 503).send(body);
     },
   );
@@ -167,8 +174,7 @@ export function build(deps: AppDeps) {
   );
 
   const respond = (d: DecisionBody): Static<typeof DecisionSchema> => {
-    const delivered = deps.sessionUp();
-    deps.sendDecision(d);
+    const delivered = deps.sendDecision(d);
     return { ...d, delivered };
   };
   const by = (body: Static<typeof ActionBody> | undefined): string => `admin:${body?.by ?? 'operator'}`;

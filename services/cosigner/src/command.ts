@@ -2,11 +2,11 @@ import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parsePublicKeyB64 } from '@cosigner/protocol/identity';
 import { newSecret, writePrivateFile } from '@cosigner/runtime/secrets';
-import { type ServiceFlags, serviceFlags } from '@cosigner/runtime/service-flags';
+import { repeatable, type ServiceFlags, serviceFlags } from '@cosigner/runtime/service-flags';
 import { type Command, Option } from 'commander';
 import { stringify } from 'yaml';
 import { verifyAuditChain } from './audit.ts';
-import { loadConfig } from './config.ts';
+import { loadConfig, parseConfig } from './config.ts';
 import { nodeErrors } from './errors.ts';
 import { ledgerPath, openLedgerDb } from './ledger.ts';
 
@@ -72,7 +72,8 @@ export async function auditVerify(opts: { dataDir?: string; config?: string }, i
 export interface InitOptions {
   dataDir: string;
   nodeId: string;
-  coordinatorUrl: string;
+  /** One coordinator's URL, or every replica's (written as coordinator.urls). */
+  coordinatorUrl: string | readonly string[];
   coordinatorKey: string[];
   keyBackend: 'local' | 'aws-kms' | 'pkcs11';
   network: string;
@@ -80,6 +81,12 @@ export interface InitOptions {
   output?: string;
   kmsKeyId?: string;
   kmsRegion?: string;
+}
+
+/** `coordinator.url` for one coordinator (as every config before replicas), `coordinator.urls` for several. */
+function coordinatorSection(urls: string | readonly string[], publicKeys: string[]): Record<string, unknown> {
+  const list = typeof urls === 'string' ? [urls] : [...urls];
+  return list.length === 1 ? { url: list[0], publicKeys } : { urls: list, publicKeys };
 }
 
 /**
@@ -108,12 +115,14 @@ export async function initConfig(o: InitOptions): Promise<string> {
     mode: production ? 'production' : 'development',
     nodeId: o.nodeId,
     dataDir,
-    coordinator: { url: o.coordinatorUrl, publicKeys: o.coordinatorKey },
+    coordinator: coordinatorSection(o.coordinatorUrl, o.coordinatorKey),
     network: o.network,
     key,
     policy: resolve(o.policy),
     admin: { host: '127.0.0.1', port: 0, ...(production ? { tokenFile } : {}) },
   };
+  // The node would refuse it at start (both, none, a repeated replica...): say so now, naming the field.
+  parseConfig(doc, { baseDir: dataDir });
   const out = resolve(o.output ?? join(dataDir, 'node.yaml'));
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   if (production) {
@@ -189,7 +198,11 @@ export function register(program: Command, io: Io = stdio): void {
     .description('write a starter node.yaml')
     .requiredOption('--data-dir <dir>', 'data directory of the node')
     .requiredOption('--node-id <id>', 'this node id')
-    .requiredOption('--coordinator-url <url>', 'ws(s):// URL of the coordinator')
+    .requiredOption(
+      '--coordinator-url <url>',
+      'ws(s):// URL of the coordinator; repeat it for every replica (the node holds a session with each)',
+      repeatable,
+    )
     .requiredOption('--coordinator-key <b64...>', 'pinned coordinator message key(s), base64')
     .addOption(
       new Option('--key-backend <kind>', 'where the Stellar key lives')

@@ -22,6 +22,9 @@ import { type FrostConfig, FrostConfigSchema, resolveFrostConfig } from './frost
  * resolved against the file's directory, so a config moves with its data.
  */
 
+/** Most coordinator URLs a node dials (`coordinator.urls`). */
+export const MAX_COORDINATORS = 16;
+
 export const ConfigSchema = Type.Object(
   {
     mode: Type.Union([Type.Literal('development'), Type.Literal('production')], { default: 'development' }),
@@ -29,7 +32,18 @@ export const ConfigSchema = Type.Object(
     dataDir: Type.String({ minLength: 1 }),
     coordinator: Type.Object(
       {
-        url: Type.String({ pattern: '^wss?://' }),
+        /** The coordinator's base URL: one replica (the same as `urls: [url]`). */
+        url: Type.Optional(Type.String({ pattern: '^wss?://', maxLength: 2048 })),
+        /**
+         * Every coordinator replica's base URL: the node holds one authenticated session with each (session.ts
+         * CoordinatorSessions). At most 16: each is a socket, a metric label and an audit trail of its own.
+         */
+        urls: Type.Optional(
+          Type.Array(Type.String({ pattern: '^wss?://', maxLength: 2048 }), {
+            minItems: 1,
+            maxItems: MAX_COORDINATORS,
+          }),
+        ),
         /** Pinned coordinator message keys, base64 raw ed25519; several during a rotation. */
         publicKeys: Type.Array(Type.String(), { minItems: 1, maxItems: 8 }),
       },
@@ -87,7 +101,17 @@ export const ConfigSchema = Type.Object(
 
 type RawConfig = Static<typeof ConfigSchema>;
 
-export interface NodeConfig extends Omit<RawConfig, 'frost'> {
+/** The coordinator section as the node uses it: `url` and `urls` are folded into one list. */
+export interface CoordinatorConfig {
+  /** Every replica's URL, as written in the config, in config order; never empty, no two alike. */
+  readonly urls: readonly string[];
+  readonly publicKeys: readonly string[];
+  /** Which key the URLs came from, so an error names what the operator wrote. */
+  readonly field: 'coordinator.url' | 'coordinator.urls';
+}
+
+export interface NodeConfig extends Omit<RawConfig, 'frost' | 'coordinator'> {
+  coordinator: CoordinatorConfig;
   frost?: FrostConfig | undefined;
   identityKeyFile: string;
   /** Absolute path of the file the config came from (undefined when built in code). */
@@ -113,6 +137,61 @@ function configError({ field, problem, cause }: ConfigProblem): Error {
     { field, problem },
     { message: `Invalid node config: ${field}: ${problem}.`, ...(cause !== undefined ? { cause } : {}) },
   );
+}
+
+/** The config field of the `i`th coordinator URL. */
+export function coordinatorUrlField(c: Pick<CoordinatorConfig, 'field'>, i: number): string {
+  return c.field === 'coordinator.url' ? 'coordinator.url' : `coordinator.urls.${i}`;
+}
+
+/**
+ * `coordinator.url` (one replica, as before) or `coordinator.urls` (every replica), never both, never none. Each URL
+ * must parse, carry no credentials (the session is authenticated by the node's identity key and the pinned
+ * coordinator keys, so a password in a URL would only end up in logs and metric labels) and differ from the others
+ * once normalised (WHATWG URL: scheme and host lower-cased, default port dropped, a trailing slash ignored): two
+ * sessions to one coordinator would double every frame for no gain.
+ */
+function coordinatorUrls(raw: RawConfig['coordinator']): CoordinatorConfig {
+  if (raw.url !== undefined && raw.urls !== undefined) {
+    throw configError({
+      field: 'coordinator.urls',
+      problem: 'give coordinator.url (one coordinator) or coordinator.urls (every replica), not both',
+    });
+  }
+  if (raw.url === undefined && raw.urls === undefined) {
+    throw configError({
+      field: 'coordinator.urls',
+      problem: 'missing: the coordinator URL(s) this node dials (coordinator.url or coordinator.urls)',
+    });
+  }
+  const field = raw.url !== undefined ? 'coordinator.url' : 'coordinator.urls';
+  const urls = raw.url !== undefined ? [raw.url] : [...(raw.urls as string[])];
+  const seen = new Map<string, number>();
+  urls.forEach((u, i) => {
+    const name = coordinatorUrlField({ field }, i);
+    let parsed: URL;
+    try {
+      parsed = new URL(u);
+    } catch {
+      throw configError({ field: name, problem: `${JSON.stringify(u)} is not a URL` });
+    }
+    if (parsed.username !== '' || parsed.password !== '') {
+      throw configError({
+        field: name,
+        problem: 'must not carry a user name or password (the session is authenticated by the identity key)',
+      });
+    }
+    const key = parsed.href.endsWith('/') ? parsed.href : `${parsed.href}/`;
+    const before = seen.get(key);
+    if (before !== undefined) {
+      throw configError({
+        field: name,
+        problem: `the same coordinator as coordinator.urls.${before} (${urls[before]})`,
+      });
+    }
+    seen.set(key, i);
+  });
+  return { urls, publicKeys: raw.publicKeys, field };
 }
 
 function resolvePath(base: string, p: string): string {
@@ -157,8 +236,10 @@ export function parseConfig(
     if (key.pinFile) key.pinFile = resolvePath(base, key.pinFile);
   }
   const admin = { ...raw.admin, ...(raw.admin.tokenFile ? { tokenFile: resolvePath(base, raw.admin.tokenFile) } : {}) };
+  const coordinator = coordinatorUrls(raw.coordinator);
   const config: NodeConfig = {
     ...raw,
+    coordinator,
     dataDir,
     key,
     admin,
@@ -229,9 +310,12 @@ export async function assertProductionSafe(config: NodeConfig, files: { ledger?:
       `admin.tokenFile is not set (the admin API at ${config.admin.host} approves held proposals; production requires its token on any address)`,
     );
   }
-  if (config.coordinator.url.startsWith('ws://') && !isLoopback(new URL(config.coordinator.url).hostname)) {
-    problems.push('coordinator.url must use wss:// off this host');
-  }
+  // Each replica on its own: one plain-text session off this host is enough to expose the proposals it carries.
+  config.coordinator.urls.forEach((u, i) => {
+    if (u.startsWith('ws://') && !isLoopback(new URL(u).hostname)) {
+      problems.push(`${coordinatorUrlField(config.coordinator, i)} must use wss:// off this host`);
+    }
+  });
   for (const [path, what, mask] of [
     [config.configFile, 'config file', 0o007],
     [config.identityKeyFile, 'identity key', 0o077],

@@ -6,7 +6,12 @@ export interface NodeMetrics {
   readonly decisions: Counter<'outcome' | 'reason'>;
   readonly signLatency: Histogram<'backend'>;
   readonly ledgerRows: Gauge<'kind'>;
+  /** 1 while at least one coordinator session is up (what readiness reports). */
   readonly sessionUp: Gauge;
+  /** Per coordinator URL (from the config only, so the label set is bounded): 1 while its session is up. */
+  readonly coordinatorSessionUp: Gauge<'coordinator'>;
+  /** Per coordinator URL: sessions opened (welcomes); a value that keeps climbing is a flapping replica. */
+  readonly coordinatorSessions: Counter<'coordinator'>;
   readonly refusedFrames: Counter<'code'>;
 }
 
@@ -35,7 +40,19 @@ export function createMetrics(): NodeMetrics {
     }),
     sessionUp: new Gauge({
       name: 'cosigner_node_session_up',
-      help: '1 while the authenticated session with the coordinator is open',
+      help: '1 while at least one authenticated coordinator session is open',
+      registers: [registry],
+    }),
+    coordinatorSessionUp: new Gauge({
+      name: 'cosigner_node_coordinator_session_up',
+      help: '1 while the authenticated session with this coordinator URL (from the node config) is open',
+      labelNames: ['coordinator'],
+      registers: [registry],
+    }),
+    coordinatorSessions: new Counter({
+      name: 'cosigner_node_coordinator_sessions_total',
+      help: 'Authenticated sessions opened with this coordinator URL (one per welcome)',
+      labelNames: ['coordinator'],
       registers: [registry],
     }),
     refusedFrames: new Counter({

@@ -20,7 +20,7 @@ import { createMetrics, type NodeMetrics } from './metrics.ts';
 import { CRASH_POINTS, type CrashPoint, SigningPipeline } from './pipeline.ts';
 import { NodePolicy } from './policy-reload.ts';
 import { type EvaluateFn, Reviewer } from './review.ts';
-import { CoordinatorSession } from './session.ts';
+import { CoordinatorSessions } from './session.ts';
 import { SorobanReviewer } from './soroban.ts';
 
 /** Version string sent in `auth`. */
@@ -42,11 +42,12 @@ export interface CosignerNode {
   readonly audit: AuditLog;
   readonly metrics: NodeMetrics;
   readonly reviewer: Reviewer;
-  readonly session: CoordinatorSession;
+  /** One session per coordinator URL of the config (session.ts CoordinatorSessions): up while any one is. */
+  readonly session: CoordinatorSessions;
   /** FROST key generation (frost/dkg.ts): the groups this node holds a share of. */
   readonly frost: { groups(): NodeFrostGroup[] };
   readonly adminToken: string | undefined;
-  /** Start the coordinator session. */
+  /** Start the coordinator sessions. */
   start(): void;
   close(): Promise<void>;
 }
@@ -190,8 +191,8 @@ export async function createNode(
       pipeline,
     }),
   });
-  const session = new CoordinatorSession({
-    url: config.coordinator.url,
+  const session = new CoordinatorSessions({
+    urls: config.coordinator.urls,
     nodeId: config.nodeId,
     identity,
     coordinatorKeys: config.coordinatorKeys,

@@ -30,6 +30,7 @@ export async function start(opts: StartOptions): Promise<{ url: string; close: (
     metrics: node.metrics,
     keyHealth: () => node.signer.health(),
     sessionUp: () => node.session.isUp,
+    sessions: () => node.session.status(),
     sendDecision: (d) => node.session.sendDecision(d),
     adminToken: node.adminToken,
     allowedHosts: config.admin.allowedHosts,
@@ -51,7 +52,8 @@ export async function start(opts: StartOptions): Promise<{ url: string; close: (
   };
   onShutdown(close);
   // SIGHUP reloads the policy (the convention of daemons: nginx, sshd); a refusal is logged and audited by the
-  // reload itself, and the old policy stays in force.
+  // reload itself, and the old policy stays in force. The node config, coordinator URLs included, is read at start
+  // only: the session set is fixed for the life of the process (session.ts CoordinatorSessions).
   process.on('SIGHUP', () => {
     node.policy.reload('signal:SIGHUP').catch(() => {});
   });

@@ -51,6 +51,8 @@ export interface SessionOptions {
   reconnectMaxMs?: number;
   reconnectBaseMs?: number;
   handshakeTimeoutMs?: number;
+  /** Told of every state change (the session set derives readiness and the aggregate gauge from it). */
+  onState?: (state: SessionState) => void;
 }
 
 /** Full-jitter exponential backoff (AWS Architecture Blog "Exponential Backoff And Jitter"), at least 50 ms. */
@@ -84,6 +86,11 @@ export class CoordinatorSession {
 
   get state(): SessionState {
     return this.#state;
+  }
+
+  /** The coordinator base URL this session dials, as the config wrote it. */
+  get url(): string {
+    return this.#o.url;
   }
 
   get sessionId(): string | null {
@@ -134,13 +141,15 @@ export class CoordinatorSession {
     if (this.#state === s) return;
     const wasUp = this.#state === 'up';
     this.#state = s;
-    this.#o.metrics?.sessionUp.set(s === 'up' ? 1 : 0);
+    this.#o.metrics?.coordinatorSessionUp.set({ coordinator: this.#o.url }, s === 'up' ? 1 : 0);
     if (s === 'up') {
+      this.#o.metrics?.coordinatorSessions.inc({ coordinator: this.#o.url });
       this.#o.audit?.append('session.up', { sessionId: this.#sessionId, url: this.#o.url });
       for (const w of this.#upWaiters.splice(0)) w();
     } else if (wasUp) {
-      this.#o.audit?.append('session.down', { sessionId: this.#sessionId, state: s });
+      this.#o.audit?.append('session.down', { sessionId: this.#sessionId, url: this.#o.url, state: s });
     }
+    this.#o.onState?.(s);
   }
 
   #connect(): void {
@@ -325,5 +334,136 @@ export class CoordinatorSession {
 
   #sendRaw<T extends MessageType>(ws: WebSocket, type: T, body: Body<T>): void {
     ws.send(encodeFrame(this.#o.identity, { type, body, from: this.#o.nodeId, to: 'coordinator', session: null }));
+  }
+}
+
+/** One coordinator session as the admin API shows it. */
+export interface SessionStatus {
+  url: string;
+  state: SessionState;
+  up: boolean;
+}
+
+export interface SessionSetOptions extends Omit<SessionOptions, 'url' | 'onState'> {
+  /** Every coordinator replica's URL (config coordinator.urls); one session each. */
+  urls: readonly string[];
+  /** How many held proposals' asking sessions are remembered (default 10 000); the oldest is forgotten first. */
+  maxRoutes?: number;
+}
+
+/**
+ * The node's sessions with every coordinator replica (docs/architecture.md, "The session set").
+ *
+ * Replicas of one coordinator share their database: each drives the rounds it holds a lease on and sends their
+ * proposals on its own session. So the node dials every configured URL and keeps one `CoordinatorSession` per URL,
+ * each with its own handshake, pinned-key check, replay guard, clock check, rate limit, heartbeat and reconnect
+ * backoff: nothing is shared between them but the review behind them. A replica that is down, slow or refusing
+ * affects its own session only.
+ *
+ * Frames are answered on the session they came on (CoordinatorSession does that). Review does not change: every
+ * proposal, whichever replica sends it, goes through the one review pipeline, which decodes and hashes the
+ * transaction itself; the same transaction asked by two replicas (a takeover re-asks) finds its slot recorded in
+ * the signing ledger and gets the same signature, and a different transaction for a slot already signed is refused
+ * (pipeline.ts). A decision made outside a review (an operator approves a held proposal) goes to the sessions that
+ * asked for that proposal, queued on those that are down; when the node does not know who asked (it restarted
+ * since), to every session: a replica that shares the database accepts it, and the node loses nothing either way,
+ * since a held proposal asked again after a sync is answered from the ledger.
+ *
+ * Ready while at least one session is up. The set is fixed at start: a URL added to or removed from the config
+ * takes effect at the next restart (SIGHUP reloads the policy only; docs/operations/coordinator-replicas.md).
+ */
+export class CoordinatorSessions {
+  readonly sessions: readonly CoordinatorSession[];
+  readonly #metrics: NodeMetrics | undefined;
+  readonly #maxRoutes: number;
+  /** proposalId -> the sessions that asked for it and got `hold` (bounded: a forgotten one goes to every session). */
+  readonly #routes = new Map<string, Set<CoordinatorSession>>();
+  #upWaiters: (() => void)[] = [];
+
+  constructor(opts: SessionSetOptions) {
+    if (opts.urls.length === 0) throw new Error('CoordinatorSessions needs at least one coordinator URL');
+    const { urls, handlers, logger, maxRoutes, ...common } = opts;
+    this.#metrics = opts.metrics;
+    this.#maxRoutes = maxRoutes ?? 10_000;
+    this.sessions = urls.map((url) => {
+      const session: CoordinatorSession = new CoordinatorSession({
+        ...common,
+        url,
+        logger: logger.child({ coordinator: url }),
+        onState: () => this.#changed(),
+        handlers: {
+          onProposal: async (body) => {
+            const decision = await handlers.onProposal(body);
+            if (decision.outcome === 'hold') this.#route(body.proposalId, session);
+            return decision;
+          },
+          onCancel: (body) => {
+            this.#routes.delete(body.proposalId);
+            handlers.onCancel(body);
+          },
+          ...(handlers.onFrostDkg ? { onFrostDkg: handlers.onFrostDkg } : {}),
+        },
+      });
+      return session;
+    });
+    this.#metrics?.sessionUp.set(0);
+    for (const s of this.sessions) this.#metrics?.coordinatorSessionUp.set({ coordinator: s.url }, 0);
+  }
+
+  /** True while at least one session is up: the node can be asked. */
+  get isUp(): boolean {
+    return this.sessions.some((s) => s.isUp);
+  }
+
+  /** Each session's URL and state, in config order. */
+  status(): SessionStatus[] {
+    return this.sessions.map((s) => ({ url: s.url, state: s.state, up: s.isUp }));
+  }
+
+  start(): void {
+    for (const s of this.sessions) s.start();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.sessions.map((s) => s.stop()));
+  }
+
+  /** Resolves once at least one session is up. */
+  waitUp(): Promise<void> {
+    if (this.isUp) return Promise.resolve();
+    return new Promise((res) => this.#upWaiters.push(res));
+  }
+
+  /**
+   * Send a decision made outside a review (manual approval or rejection) to the sessions that asked for the
+   * proposal, or to every session when none is known; each one that is down sends it after its next welcome.
+   * Returns true when it left on at least one session now.
+   */
+  sendDecision(body: Body<'decision'>): boolean {
+    const asked = this.#routes.get(body.proposalId);
+    const targets = asked && asked.size > 0 ? [...asked] : this.sessions;
+    this.#routes.delete(body.proposalId);
+    let now = false;
+    for (const s of targets) {
+      now = now || s.isUp;
+      s.sendDecision(body);
+    }
+    return now;
+  }
+
+  #route(proposalId: string, session: CoordinatorSession): void {
+    let set = this.#routes.get(proposalId);
+    if (!set) {
+      if (this.#routes.size >= this.#maxRoutes) this.#routes.delete(this.#routes.keys().next().value as string);
+      set = new Set();
+      this.#routes.set(proposalId, set);
+    }
+    set.add(session);
+  }
+
+  #changed(): void {
+    const up = this.isUp;
+    this.#metrics?.sessionUp.set(up ? 1 : 0);
+    if (up) for (const w of this.#upWaiters.splice(0)) w();
   }
 }

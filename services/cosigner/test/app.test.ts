@@ -14,7 +14,15 @@ afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-async function setup(opts: { token?: string; keyOk?: boolean; sessionUp?: boolean; allowedHosts?: string[] } = {}) {
+async function setup(
+  opts: {
+    token?: string;
+    keyOk?: boolean;
+    sessionUp?: boolean;
+    allowedHosts?: string[];
+    sessions?: { url: string; state: string; up: boolean }[];
+  } = {},
+) {
   const { dir, account, dest, policy, signer } = await reviewFixture('cosigner-app-', dirs, { holdAbove: '50' });
   const ledger = new SigningLedger(openLedgerDb(ledgerPath(dir)));
   const metrics = createMetrics();
@@ -27,7 +35,11 @@ async function setup(opts: { token?: string; keyOk?: boolean; sessionUp?: boolea
     metrics,
     keyHealth: async () => (opts.keyOk === false ? { ok: false, detail: 'KMS unreachable' } : { ok: true }),
     sessionUp: () => opts.sessionUp ?? true,
-    sendDecision: (d) => sent.push(d),
+    sendDecision: (d) => {
+      sent.push(d);
+      return opts.sessionUp ?? true;
+    },
+    ...(opts.sessions ? { sessions: () => opts.sessions! } : {}),
     adminToken: opts.token,
     ...(opts.allowedHosts ? { allowedHosts: opts.allowedHosts } : {}),
   });
@@ -57,6 +69,15 @@ describe('admin API', () => {
     expect(nr.json()).toEqual({ ready: false, key: false, session: true, detail: 'KMS unreachable' });
     const c = await setup({ sessionUp: false });
     expect((await c.app.inject({ url: '/readyz' })).json()).toMatchObject({ ready: false, session: false });
+    // With several coordinator replicas: ready while one session is up, each URL's state listed.
+    const sessions = [
+      { url: 'ws://127.0.0.1:7001', state: 'backoff', up: false },
+      { url: 'ws://127.0.0.1:7002', state: 'up', up: true },
+    ];
+    const d = await setup({ sessions });
+    const dr = await d.app.inject({ url: '/readyz' });
+    expect(dr.statusCode).toBe(200);
+    expect(dr.json()).toEqual({ ready: true, key: true, session: true, sessions });
   });
 
   it('lists held proposals and approves one: the signature goes to the coordinator', async () => {

@@ -101,6 +101,25 @@ describe('cosigner node commands', () => {
     });
   });
 
+  it('init writes coordinator.urls when given every replica, and refuses a replica named twice', async () => {
+    const d = await dir();
+    const key = generateIdentity().identity.publicKeyB64;
+    const args = ['node', 'x', 'node', 'init', '--data-dir', d, '--node-id', 'n1', '--coordinator-key', key];
+    const urls = ['--coordinator-url', 'ws://127.0.0.1:1', '--coordinator-url', 'ws://127.0.0.1:2'];
+    await program().p.parseAsync([...args, ...urls]);
+    const yaml = await readFile(join(d, 'node.yaml'), 'utf8');
+    expect(yaml).not.toMatch(/^\s+url:/m);
+    expect((await loadConfig(join(d, 'node.yaml'))).coordinator).toMatchObject({
+      urls: ['ws://127.0.0.1:1', 'ws://127.0.0.1:2'],
+      field: 'coordinator.urls',
+    });
+    const twice = join(d, 'twice.yaml');
+    await expect(
+      program().p.parseAsync([...args, ...urls, '--coordinator-url', 'ws://127.0.0.1:1/', '--output', twice]),
+    ).rejects.toMatchObject({ code: 'NODE_CONFIG_INVALID', message: expect.stringContaining('coordinator.urls.2') });
+    await expect(stat(twice)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('audit verify reports ok, and the first broken link with a non-zero exit', async () => {
     const d = await dir();
     const db = openLedgerDb(ledgerPath(d));

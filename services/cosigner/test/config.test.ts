@@ -207,6 +207,73 @@ describe('node config', () => {
     await expect(assertProductionSafe(withUrl('ws://localhost:8080'))).resolves.toBeUndefined();
   });
 
+  it('takes several coordinator URLs (coordinator.urls), or one (coordinator.url), never both, none or a repeat', async () => {
+    const one = parseConfig(base(), { baseDir: '/' });
+    expect(one.coordinator).toEqual({ urls: ['ws://127.0.0.1:9'], publicKeys: [coordKey], field: 'coordinator.url' });
+    const urls = ['ws://127.0.0.1:9', 'wss://replica-b.example/base'];
+    const two = parseConfig(base({ coordinator: { urls, publicKeys: [coordKey] } }), { baseDir: '/' });
+    expect(two.coordinator).toEqual({ urls, publicKeys: [coordKey], field: 'coordinator.urls' });
+    expect(Object.isFrozen(two.coordinator.urls)).toBe(true);
+    const refused: [Record<string, unknown>, RegExp][] = [
+      [
+        { url: 'ws://a', urls: ['ws://b'] },
+        /coordinator\.urls: give coordinator\.url .* or coordinator\.urls .*not both/,
+      ],
+      [{}, /coordinator\.urls: missing/],
+      [{ urls: [] }, /coordinator\.urls/],
+      [{ urls: ['ws://a', 'http://b'] }, /coordinator\.urls\.1/],
+      [{ urls: Array.from({ length: 17 }, (_, i) => `ws://h${i}`) }, /coordinator\.urls/],
+      // The same coordinator however it is written: case, default port, trailing slash.
+      [
+        { urls: ['ws://Replica.example:80/', 'wss://b', 'ws://replica.example'] },
+        /coordinator\.urls\.2: the same coordinator as coordinator\.urls\.0/,
+      ],
+      [{ urls: ['wss://b/x/', 'wss://b/x'] }, /coordinator\.urls\.1: the same coordinator/],
+      [{ urls: ['wss://b', 'wss://user:secret@c'] }, /coordinator\.urls\.1: must not carry a user name or password/],
+      [{ url: 'ws://[bad' }, /coordinator\.url: "ws:\/\/\[bad" is not a URL/],
+    ];
+    for (const [coordinator, re] of refused) {
+      const e = codeAndMessage(() =>
+        parseConfig(base({ coordinator: { ...coordinator, publicKeys: [coordKey] } }), { baseDir: '/' }),
+      );
+      expect(e.code, JSON.stringify(coordinator)).toBe('NODE_CONFIG_INVALID');
+      expect(e.message, JSON.stringify(coordinator)).toMatch(re);
+    }
+    // Different paths or ports are different coordinators.
+    expect(
+      parseConfig(base({ coordinator: { urls: ['ws://h:1', 'ws://h:2', 'ws://h:2/b'], publicKeys: [coordKey] } }), {
+        baseDir: '/',
+      }).coordinator.urls,
+    ).toHaveLength(3);
+
+    // Production: plain ws:// off this host is refused for each replica, named by its index.
+    const dir = await mkdtemp(join(tmpdir(), 'cosigner-prod-'));
+    dirs.push(dir);
+    const tokenFile = join(dir, 'admin.token');
+    await writeFile(tokenFile, 'token', { mode: 0o600 });
+    const prod = (coordinator: Record<string, unknown>) =>
+      parseConfig(
+        base({
+          mode: 'production',
+          key: { type: 'aws-kms', keyId: 'k', region: 'r' },
+          coordinator: { ...coordinator, publicKeys: [coordKey] },
+          admin: { tokenFile },
+        }),
+        { baseDir: dir },
+      );
+    const err = (await assertProductionSafe(
+      prod({ urls: ['wss://a.example', 'ws://b.example', 'ws://127.0.0.1:7', 'ws://c.example'] }),
+    ).catch((e: unknown) => e)) as { details: { problems: string[] } };
+    expect(err.details.problems).toEqual([
+      'coordinator.urls.1 must use wss:// off this host',
+      'coordinator.urls.3 must use wss:// off this host',
+    ]);
+    await expect(assertProductionSafe(prod({ url: 'ws://b.example' }))).rejects.toThrow(
+      /coordinator\.url must use wss:\/\/ off this host/,
+    );
+    await expect(assertProductionSafe(prod({ urls: ['wss://a.example', 'wss://b.example'] }))).resolves.toBeUndefined();
+  });
+
   it('reads the crash hook only in development mode', () => {
     expect(crashPointFromEnv(false, { COSIGNER_CRASH_AT: 'after-sign' })).toBe('after-sign');
     expect(crashPointFromEnv(true, { COSIGNER_CRASH_AT: 'after-sign' })).toBeUndefined();

@@ -25,7 +25,7 @@ async function setup(token?: string) {
     metrics: createMetrics(),
     keyHealth: async () => ({ ok: true }),
     sessionUp: () => true,
-    sendDecision: () => {},
+    sendDecision: () => true,
     adminToken: token,
   });
   const review = (id: string, seq: string, amount: string) =>

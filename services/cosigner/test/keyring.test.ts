@@ -249,7 +249,7 @@ describe('keyring admin API', () => {
       metrics: createMetrics(),
       keyHealth: () => s.keyring.health(),
       sessionUp: () => true,
-      sendDecision: () => {},
+      sendDecision: () => true,
       keyring: s.keyring,
       ...(token ? { adminToken: token } : {}),
     });

@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { verifyAuditChain } from '../src/audit.ts';
 import { loadConfig } from '../src/config.ts';
 import { createNode } from '../src/node.ts';
+import { CoordinatorDouble } from './coordinator-double.ts';
 import { buildTx, NETWORK, nodeAgainstDouble, OTHER_NETWORK, pay, writeNodeFiles } from './helpers.ts';
 
 /** The node wired in-process (what server.ts runs), against the protocol double. */
@@ -57,6 +58,52 @@ describe('createNode', () => {
       await node.close();
       await node.close();
       await coord.close();
+    }
+  });
+
+  it('with two coordinator replicas: the same transaction asked by both gets one signature; another one for the slot none', async () => {
+    const d = await dir();
+    const [a, b] = await Promise.all([
+      CoordinatorDouble.start({ network: NETWORK }),
+      CoordinatorDouble.start({ network: NETWORK }),
+    ]);
+    const account = Keypair.random().publicKey();
+    const dest = Keypair.random().publicKey();
+    const files = await writeNodeFiles(d, {
+      coordinatorUrl: a.url,
+      coordinatorKeys: [],
+      policy: { accounts: [account], allow: [dest] },
+      extra: {
+        coordinator: { urls: [a.url, b.url], publicKeys: [a.identity.publicKeyB64, b.identity.publicKeyB64] },
+      },
+    });
+    const node = await createNode(await loadConfig(files.config), { logger });
+    try {
+      node.start();
+      await a.waitFor(() => node.session.status().every((s) => s.up), 'a session with each replica');
+      const xdr = buildTx({ source: account, seq: '7', ops: [pay(dest, '1')] });
+      const ask = (c: CoordinatorDouble, id: string, x: string) => {
+        c.propose('node-a', { proposalId: id, kind: 'transaction', networkPassphrase: NETWORK, xdr: x });
+        return c.waitDecision(id);
+      };
+      // At once, as when a replica takes a round over while the first one's request is in flight.
+      const [da, db] = await Promise.all([ask(a, 'p-1', xdr), ask(b, 'p-1', xdr)]);
+      expect(da).toMatchObject({ outcome: 'approve' });
+      expect(db.signature).toBe(da.signature);
+      expect(db.hash).toBe(da.hash);
+      // Asked again later, under another proposal id: the same signature, from the ledger.
+      expect((await ask(b, 'p-1-again', xdr)).signature).toBe(da.signature);
+      expect(node.ledger.counts().signatures).toBe(1);
+      // Another transaction for the same (source, sequence) slot, from either replica: refused, never signed.
+      const other = buildTx({ source: account, seq: '7', ops: [pay(dest, '2')] });
+      const refused = await ask(b, 'p-2', other);
+      expect(refused).toMatchObject({ outcome: 'reject', reasons: [expect.objectContaining({ code: 'SLOT_TAKEN' })] });
+      expect(refused.signature).toBeUndefined();
+      expect(node.ledger.counts().signatures).toBe(1);
+    } finally {
+      await node.close();
+      await a.close();
+      await b.close();
     }
   });
 

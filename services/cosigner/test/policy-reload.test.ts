@@ -53,7 +53,7 @@ async function rig() {
     metrics: node.metrics,
     keyHealth: async () => ({ ok: true }),
     sessionUp: () => true,
-    sendDecision: () => {},
+    sendDecision: () => true,
     policy: node.policy,
   });
   const close = async (): Promise<void> => {
@@ -180,7 +180,7 @@ describe('policy reload', () => {
       metrics: r.node.metrics,
       keyHealth: async () => ({ ok: true }),
       sessionUp: () => true,
-      sendDecision: () => {},
+      sendDecision: () => true,
       policy: r.node.policy,
       adminToken: 'tkn',
     });
