@@ -11,9 +11,9 @@ import { replicaScenarios, runScenario } from './scenarios.ts';
  * none lost, none completed twice, every proposal in flight at the fault submitted. They need the coordinator's
  * replica mode: round leases written to `round_leases` (the driver reads the holder from there), fenced writes and
  * the takeover of a dead or cut-off replica's rounds. Until the coordinator has it, they cannot pass: run on a
- * coordinator with the store setting but without leases, "kill -9 PostgreSQL" ended one proposal in flight
- * 'expired' (its round never resumed after the database returned) and the other two wait for a lease that no
- * replica takes.
+ * coordinator with the store setting but without leases, "kill -9 PostgreSQL" ended one proposal of the stream
+ * 'expired' (its round did not finish after the database returned; twice in two runs) and the other two time out
+ * waiting for a lease that no replica takes.
  *
  * Once the coordinator drives rounds under leases: rename this file to compose-ha-replicas.docker.test.ts (it then
  * runs in `pnpm test:docker` and CI) and state its duration in docs/operations/compose.md.

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ComposeDriver, startComposeDriver } from './backends/compose.ts';
+import { type ComposeDriver, run, startComposeDriver } from './backends/compose.ts';
 import type { ReplicatedClusterDriver } from './driver.ts';
 import { runScenario, scenarios } from './scenarios.ts';
 
@@ -56,6 +56,27 @@ describe('chaos, docker compose backend, two coordinator replicas on PostgreSQL'
     // Connection failures to the dead replica are retried on the other by haproxy: no request fails.
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
   }, 240_000);
+
+  it('lets only the replicas reach PostgreSQL', async () => {
+    const pgIp = Object.values(
+      JSON.parse(
+        await run('docker', ['inspect', '-f', '{{json .NetworkSettings.Networks}}', driver.container('postgres')]),
+      ) as Record<string, { IPAddress: string }>,
+    )[0]!.IPAddress;
+    /** From inside a service's container: does a TCP connection to PostgreSQL open within 2 s? */
+    const reaches = async (from: string): Promise<boolean> =>
+      (
+        await driver.exec(from, [
+          'node',
+          '-e',
+          `const s=require('net').connect(5432,'${pgIp}');s.setTimeout(2000);` +
+            `s.on('connect',()=>{console.log('open');s.destroy()});s.on('timeout',()=>{console.log('closed');s.destroy()});` +
+            `s.on('error',()=>console.log('closed'))`,
+        ])
+      ).trim() === 'open';
+    for (const r of driver.replicas) expect(await reaches(r)).toBe(true);
+    for (const other of ['node-0', 'ledger', 'kms-0']) expect(await reaches(other)).toBe(false);
+  }, 60_000);
 
   const chosen = scenarios.filter((s) => /^SIGKILL one of three nodes|^kill -9 the coordinator/.test(s.name));
   for (const sc of chosen) {
