@@ -31,6 +31,8 @@ import { prepareTransaction, transactionFields, transactionKind } from './kinds/
 import { registerLifecycleRoutes } from './lifecycle.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { openStore } from './open-store.ts';
+import { PgRoundLeases, replicaId } from './pg/replicas.ts';
+import { PgStore } from './pg/store.ts';
 import { ProposalIdParams, proposalOr404 } from './proposal-params.ts';
 import { progress } from './quorum.ts';
 import { RoundEngine } from './round.ts';
@@ -386,6 +388,14 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     for (const id of ids) cache.delete(id);
   };
 
+  // Several replicas on one PostgreSQL database: rounds driven under leases, the event stream tailed from the table
+  // (docs/architecture.md "Coordinator replicas on PostgreSQL"). SQLite: one process, as before.
+  const leaseMs = config.store.type === 'postgres' ? config.store.leaseMs : 0;
+  const replicas =
+    store instanceof PgStore && leaseMs > 0
+      ? { store, leases: new PgRoundLeases(store, replicaId(), leaseMs), scanMs: Math.min(500, leaseMs / 4) }
+      : undefined;
+  const leases = replicas?.leases;
   const submitter = new Submitter({
     store,
     ledger,
@@ -397,6 +407,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     submitMaxBackoffMs: config.round.submitMaxBackoffMs,
     ledgerSettleMs: config.round.ledgerSettleMs,
     invalidateAccounts,
+    leases,
   });
   const auth: AuthDeps = {
     store,
@@ -414,6 +425,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     logger,
     signerRetryMs: config.round.signerRetryMs,
     signerRetryMaxMs: config.round.signerRetryMaxMs,
+    leases,
   })
     .register(transactionKind({ store, submitter, logger }))
     .register(sorobanTxKind(auth))
@@ -826,16 +838,45 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     },
   );
 
+  let scanner: NodeJS.Timeout | undefined;
   app.addHook('onReady', async () => {
+    if (replicas) {
+      await events.tail(replicas.store, 100);
+      events.subscribe((e) => engine.observe(e));
+    }
     const resumed = await engine.resume();
     if (resumed > 0) logger.info({ resumed }, 'open proposals resumed');
+    if (replicas) {
+      // A replica that dies leaves its rounds' leases to lapse: every replica looks for them and takes them over
+      // within the lease time plus this period.
+      let scanning = false;
+      scanner = setInterval(() => {
+        if (scanning) return;
+        scanning = true;
+        engine
+          .resume()
+          .finally(() => {
+            scanning = false;
+          })
+          .then(
+            (taken) => {
+              if (taken > 0) logger.info({ taken }, 'rounds taken over from a replica whose lease lapsed');
+            },
+            (err: unknown) => logger.warn({ err: (err as Error).message }, 'scan for orphaned rounds failed'),
+          );
+      }, replicas.scanMs);
+      scanner.unref();
+    }
   });
   app.addHook('preClose', async () => {
+    clearInterval(scanner);
     hub.close();
   });
   app.addHook('onClose', async () => {
     engine.close();
     submitter.close();
+    // A clean stop hands its rounds over at once instead of after the lease time.
+    await leases?.releaseAll();
     frost.close();
     await events.close();
     await store.close();

@@ -130,6 +130,14 @@ export function signCallback(secret: string, timestamp: string, body: string): s
   return `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
 }
 
+/** What the event tail reads: the PostgreSQL store. */
+export interface EventTailSource {
+  eventsSince(seq: number, limit: number): Promise<EventRecord[]>;
+  latestEventSeq(): Promise<number>;
+}
+
+const TAIL_BATCH = 500;
+
 export class EventBus {
   readonly #subscribers = new Set<(e: EventRecord) => void>();
   readonly #timers = new Set<NodeJS.Timeout>();
@@ -180,16 +188,66 @@ export class EventBus {
 
   #published(e: EventRecord, callbackUrl: string | null | undefined): EventRecord {
     this.afterCommit(() => {
-      for (const fn of this.#subscribers) {
-        try {
-          fn(e);
-        } catch (err) {
-          this.logger.warn({ err: (err as Error).message }, 'event subscriber failed');
-        }
-      }
+      // Tailing the table (replicas): subscribers hear every replica's events from it, in order, each once.
+      if (this.#tail) void this.#poll();
+      else this.#push(e);
       if (callbackUrl) this.#deliver(callbackUrl, e, 1);
     });
     return e;
+  }
+
+  #push(e: EventRecord): void {
+    for (const fn of this.#subscribers) {
+      try {
+        fn(e);
+      } catch (err) {
+        this.logger.warn({ err: (err as Error).message }, 'event subscriber failed');
+      }
+    }
+  }
+
+  #tail: { source: EventTailSource; last: number; timer: NodeJS.Timeout } | undefined;
+  #polling = false;
+  #pollAgain = false;
+
+  /**
+   * Feed subscribers from the store's events table instead of this process's own emits: with several replicas on
+   * one database, a client streaming `/v1/events` from one replica hears what every replica wrote. Events are
+   * numbered in commit order (pg/store.ts), so reading `seq > last` never skips one. Polled every `everyMs` and at
+   * once after each local commit. A read that fails (database unreachable) is retried at the next tick.
+   */
+  async tail(source: EventTailSource, everyMs: number): Promise<void> {
+    const last = await source.latestEventSeq();
+    const timer = setInterval(() => void this.#poll(), everyMs);
+    timer.unref();
+    this.#tail = { source, last, timer };
+  }
+
+  async #poll(): Promise<void> {
+    const tail = this.#tail;
+    if (!tail) return;
+    if (this.#polling) {
+      this.#pollAgain = true;
+      return;
+    }
+    this.#polling = true;
+    try {
+      do {
+        this.#pollAgain = false;
+        for (;;) {
+          const batch = await tail.source.eventsSince(tail.last, TAIL_BATCH);
+          for (const e of batch) {
+            tail.last = e.seq;
+            this.#push(e);
+          }
+          if (batch.length < TAIL_BATCH) break;
+        }
+      } while (this.#pollAgain && !this.#closed);
+    } catch (err) {
+      this.logger.debug({ err: (err as Error).message }, 'event tail read failed; next tick');
+    } finally {
+      this.#polling = false;
+    }
   }
 
   subscribe(fn: (e: EventRecord) => void): () => void {
@@ -270,6 +328,8 @@ export class EventBus {
   /** Stop retries; waits for requests in flight. */
   async close(): Promise<void> {
     this.#closed = true;
+    if (this.#tail) clearInterval(this.#tail.timer);
+    this.#tail = undefined;
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
     await Promise.all([...this.#inflight]);

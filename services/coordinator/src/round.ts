@@ -6,11 +6,13 @@ import type { EventBus, EventType } from './events.ts';
 import type { ConnectedNode } from './hub.ts';
 import type { Completion, Fault, Round, RoundControl, RoundKind } from './kinds/kind.ts';
 import type { Metrics } from './metrics.ts';
+import type { RoundLease, RoundLeases } from './pg/replicas.ts';
 import { accountsHelpedBy, atTimeBound, backoffMs, isUnavailable, unreachable } from './quorum.ts';
 import {
   type Awaitable,
   type CoordinatorStore,
   type DecisionReasonRecord,
+  type EventRecord,
   type ProposalKind,
   type ProposalRecord,
   step,
@@ -42,6 +44,11 @@ export interface RoundOptions {
   /** First pause before asking again a node whose key backend was unavailable; doubles up to the max. */
   signerRetryMs?: number;
   signerRetryMaxMs?: number;
+  /**
+   * Several replicas on one database: a round is driven only under its lease, every write for it fenced by the
+   * lease, and `resume` takes over the rounds whose lease lapsed (docs/architecture.md "Coordinator replicas on PostgreSQL").
+   */
+  leases?: RoundLeases;
 }
 
 interface Live<S = unknown> extends Round<S> {
@@ -51,6 +58,8 @@ interface Live<S = unknown> extends Round<S> {
   expiry?: NodeJS.Timeout;
   /** Nodes whose key backend was unavailable: how often in a row, and the timer that asks them again. */
   retries: Map<string, { count: number; timer?: NodeJS.Timeout }>;
+  /** The round's lease when replicas share the database: held while this replica drives the round. */
+  lease?: RoundLease;
 }
 
 /** A round completed: signed at `at` with its envelope, or to end as its kind said. */
@@ -108,7 +117,7 @@ export class RoundEngine {
   start(rec: ProposalRecord, announced = false, prepared?: unknown): Promise<void> {
     const tracked = this.#track(rec, prepared);
     return this.#quiet(
-      step(tracked, (live) => this.#begin(live, announced)),
+      step(tracked, (live) => (live ? this.#begin(live, announced) : undefined)),
       rec.id,
     );
   }
@@ -121,21 +130,71 @@ export class RoundEngine {
     await this.#fanOut(live, undefined, true);
   }
 
-  /** After a restart: every open proposal resumes where it stopped (answers kept, submission continued). */
+  /**
+   * After a restart: every open proposal resumes where it stopped (answers kept, submission continued). With
+   * replicas, the open proposals no replica drives (never leased, or the lease lapsed: its replica died) are taken
+   * over; called again periodically, it is how a replica takes over a dead one's rounds. Returns how many it took.
+   */
   async resume(): Promise<number> {
-    const open = await this.o.store.openProposals();
+    const leases = this.o.leases;
+    const open = leases ? await this.#orphans(leases) : await this.o.store.openProposals();
+    let taken = 0;
     for (const rec of open) {
-      if (rec.status === 'signed') {
-        await this.#kindOf(rec).resumeSigned?.(rec);
-        continue;
+      try {
+        if (await this.#resumeOne(rec)) taken++;
+      } catch (err) {
+        // One replica among several: a round that fails here is tried again at the next scan.
+        if (!leases) throw err;
+        this.o.logger.error({ proposalId: rec.id, err: (err as Error).message }, 'taking a round over failed');
       }
-      const live = await this.#track(rec);
-      // Answers stored before the crash may already complete the round.
-      if (await this.#tryComplete(live)) continue;
-      if (await this.#settleIfUnreachable(live)) continue;
-      await this.#fanOut(live);
     }
-    return open.length;
+    return taken;
+  }
+
+  async #orphans(leases: RoundLeases): Promise<ProposalRecord[]> {
+    const out: ProposalRecord[] = [];
+    for (const id of await leases.candidates(256)) {
+      if (this.#live.has(id)) continue;
+      const rec = await this.o.store.getProposal(id);
+      if (rec && (rec.status === 'pending' || (rec.status === 'signed' && rec.submit && rec.result === null))) {
+        out.push(rec);
+      }
+    }
+    return out;
+  }
+
+  async #resumeOne(rec: ProposalRecord): Promise<boolean> {
+    if (rec.status === 'signed') {
+      // The submitter takes the lease itself and asks the network for the hash before anything else.
+      await this.#kindOf(rec).resumeSigned?.(rec);
+      return true;
+    }
+    const live = await this.#track(rec);
+    if (!live) return false;
+    if (this.o.leases) this.o.logger.info({ proposalId: rec.id }, 'round taken over');
+    // Answers stored before the crash may already complete the round; the nodes that have not answered are asked
+    // again (a node answers the same transaction with the same signature).
+    if (await this.#tryComplete(live)) return true;
+    if (await this.#settleIfUnreachable(live)) return true;
+    await this.#fanOut(live);
+    return true;
+  }
+
+  /**
+   * An event from the store's stream (every replica's). A round this replica drives that another replica ended (a
+   * client's cancel sent there) stops here too.
+   */
+  observe(e: EventRecord): void {
+    if (e.proposalId === null || !TERMINAL_EVENTS.has(e.type)) return;
+    const live = this.#live.get(e.proposalId);
+    if (!live) return;
+    this.#untrack(live);
+    void this.#quiet(this.#cancelOthers(live, String(e.data.reason ?? e.type).slice(0, 256)), live.rec.id);
+  }
+
+  /** Run `fn` (writes for the round) fenced by its lease, or as is without replicas. */
+  #write<T>(live: Live, fn: () => Awaitable<T>): Awaitable<T> {
+    return live.lease ? live.lease.write(fn) : fn();
   }
 
   /** Wait for `p`, logging a failure instead of rejecting (a round step started from a timer or a frame). */
@@ -147,23 +206,50 @@ export class RoundEngine {
     }
   }
 
-  /** Throws at once for a kind no module runs, and when a synchronous `open` throws. */
-  #track(rec: ProposalRecord, prepared?: unknown): Awaitable<Live> {
+  /**
+   * Start driving a round. Throws at once for a kind no module runs, and when a synchronous `open` throws. With
+   * replicas, null when another replica holds the round's lease (it drives the round).
+   */
+  #track(rec: ProposalRecord, prepared?: unknown): Awaitable<Live | null> {
     const kind = this.#kindOf(rec);
-    return step(kind.open(rec, prepared), (state) => {
-      const live: Live = {
-        rec,
-        kind,
-        state,
-        accounts: new Map(rec.accounts.map((a) => [a.accountId, a])),
-        sentAt: new Map(),
-        retries: new Map(),
-      };
-      this.#live.set(rec.id, live);
-      if (rec.maxTime > 0) this.#armExpiry(live);
-      if (kind.sweep) this.#armSweep(kind);
-      return live;
+    const leases = this.o.leases;
+    if (!leases) return step(kind.open(rec, prepared), (state) => this.#tracked(rec, kind, state));
+    return leases.acquire(rec.id).then(async (lease) => {
+      if (!lease) return null;
+      const known = this.#live.get(rec.id);
+      if (known) return known;
+      try {
+        return this.#tracked(rec, kind, await kind.open(rec, prepared), lease);
+      } catch (err) {
+        await lease.release();
+        throw err;
+      }
     });
+  }
+
+  #tracked(rec: ProposalRecord, kind: RoundKind, state: unknown, lease?: RoundLease): Live {
+    const live: Live = {
+      rec,
+      kind,
+      state,
+      accounts: new Map(rec.accounts.map((a) => [a.accountId, a])),
+      sentAt: new Map(),
+      retries: new Map(),
+      lease,
+    };
+    this.#live.set(rec.id, live);
+    if (rec.maxTime > 0) this.#armExpiry(live);
+    if (kind.sweep) this.#armSweep(kind);
+    lease?.signal.addEventListener('abort', () => this.#leaseLost(live), { once: true });
+    return live;
+  }
+
+  /** This replica may no longer act for the round: stop here, without a write (another replica drives it). */
+  #leaseLost(live: Live): void {
+    if (this.#live.get(live.rec.id) !== live) return;
+    this.#stopTimers(live);
+    this.#live.delete(live.rec.id);
+    this.o.logger.warn({ proposalId: live.rec.id }, 'round lease lost: this replica stops driving the round');
   }
 
   #armExpiry(live: Live): void {
@@ -223,7 +309,7 @@ export class RoundEngine {
   }
 
   async #fanOut(live: Live, only?: string | ReadonlySet<string>, fresh = false): Promise<void> {
-    if (!this.#link) return;
+    if (!this.#link || live.lease?.signal.aborted) return;
     const named = typeof only === 'string' ? new Set([only]) : only;
     const decided = fresh || named ? new Set<string>() : await this.#answered(live.rec.id);
     for (const n of this.#link.connected()) {
@@ -283,13 +369,15 @@ export class RoundEngine {
     const invalid = (f: Fault): false => {
       const record = async () => {
         await this.#misbehaved(nodeId, f.kind, f.detail, live.rec.id);
-        await this.o.store.recordDecision({
-          proposalId: live.rec.id,
-          nodeId,
-          outcome: 'invalid',
-          reasons: [{ code: f.kind, message: f.detail }],
-          createdAt: now,
-        });
+        await this.#write(live, () =>
+          this.o.store.recordDecision({
+            proposalId: live.rec.id,
+            nodeId,
+            outcome: 'invalid',
+            reasons: [{ code: f.kind, message: f.detail }],
+            createdAt: now,
+          }),
+        );
         await this.#settleIfUnreachable(live);
       };
       void this.#quiet(record(), live.rec.id);
@@ -301,14 +389,16 @@ export class RoundEngine {
       // The node's KMS/HSM failed: it kept its intent (same hash, same nonce), so asking again signs the same
       // thing. Not a refusal: it does not count against the quorum, and the node is asked again later.
       const record = async () => {
-        await this.o.store.recordRefusal({
-          proposalId: live.rec.id,
-          nodeId,
-          outcome: 'unavailable',
-          reasons,
-          createdAt: now,
+        await this.#write(live, async () => {
+          await this.o.store.recordRefusal({
+            proposalId: live.rec.id,
+            nodeId,
+            outcome: 'unavailable',
+            reasons,
+            createdAt: now,
+          });
+          await this.#emit(live.rec, 'node.unavailable', { nodeId, reasons });
         });
-        await this.#emit(live.rec, 'node.unavailable', { nodeId, reasons });
         this.#askAgainLater(live, nodeId);
       };
       void this.#quiet(record(), live.rec.id);
@@ -318,8 +408,10 @@ export class RoundEngine {
       const outcome = d.outcome;
       // The decision and the node's counter in one commit; the event (its own commit) only after it.
       const record = async () => {
-        await this.o.store.recordRefusal({ proposalId: live.rec.id, nodeId, outcome, reasons, createdAt: now });
-        await this.#emit(live.rec, outcome === 'reject' ? 'node.rejected' : 'node.held', { nodeId, reasons });
+        await this.#write(live, async () => {
+          await this.o.store.recordRefusal({ proposalId: live.rec.id, nodeId, outcome, reasons, createdAt: now });
+          await this.#emit(live.rec, outcome === 'reject' ? 'node.rejected' : 'node.held', { nodeId, reasons });
+        });
         if (outcome === 'reject') await this.#settleIfUnreachable(live);
       };
       void this.#quiet(record(), live.rec.id);
@@ -334,16 +426,17 @@ export class RoundEngine {
     // that commit returned.
     // On SQLite every call below returns a value and the unit runs synchronously inside the turn's group commit
     // (`step` continues without a turn of the event loop); on PostgreSQL it is one transaction.
-    const commit = () =>
-      this.o.store.grouped(() => {
-        // Closed (expired, cancelled, settled) since this decision was queued: a late decision, already verified.
-        if (this.#live.get(live.rec.id) !== live) return null;
-        return step(this.o.store.recordApproval(decision, checked.rows), () =>
-          step(this.#emit(live.rec, 'node.approved', { nodeId, signerKey: stellarKey, ...checked.event }), () =>
-            this.#completeInStore(live),
-          ),
-        );
-      });
+    // With replicas it is a transaction fenced by the round's lease instead.
+    const unit = () => {
+      // Closed (expired, cancelled, settled) since this decision was queued: a late decision, already verified.
+      if (this.#live.get(live.rec.id) !== live) return null;
+      return step(this.o.store.recordApproval(decision, checked.rows), () =>
+        step(this.#emit(live.rec, 'node.approved', { nodeId, signerKey: stellarKey, ...checked.event }), () =>
+          this.#completeInStore(live),
+        ),
+      );
+    };
+    const commit = () => (live.lease ? live.lease.write(unit) : this.o.store.grouped(unit));
     const before = live.kind.beforeApproval?.(live);
     (before ? before.then(commit, commit) : commit()).then(
       async (done) => {
@@ -430,7 +523,7 @@ export class RoundEngine {
 
   /** When the answers complete the round: assemble, store, act on it. */
   async #tryComplete(live: Live): Promise<boolean> {
-    const done = await this.#completeInStore(live);
+    const done = await this.#write(live, () => this.#completeInStore(live));
     if (done) await this.#afterComplete(live, done);
     return done !== null;
   }
@@ -476,11 +569,13 @@ export class RoundEngine {
       await this.#finish(live, done.end, done.reason, done.code);
       return;
     }
-    this.#untrack(live);
+    // A submission keeps the round's lease (the submitter holds it until the network answered).
+    this.#untrack(live, true);
     this.o.metrics.quorumTime.observe((done.at - live.rec.createdAt) / 1000);
     await this.#cancelOthers(live, 'quorum reached');
     if (!(await live.kind.afterSigned(live, done.envelope, this.#control))) {
       this.o.metrics.proposalLatency.observe({ status: 'signed' }, (done.at - live.rec.createdAt) / 1000);
+      await live.lease?.release();
     }
   }
 
@@ -504,10 +599,14 @@ export class RoundEngine {
     reason: string,
     code: CoordinatorErrorCode,
   ): Promise<boolean> {
-    if (!(await this.o.store.transition(live.rec.id, ['pending'], to, { statusReason: reason }))) return false;
+    const ended = await this.#write(live, async () => {
+      if (!(await this.o.store.transition(live.rec.id, ['pending'], to, { statusReason: reason }))) return false;
+      await this.#emit(live.rec, `proposal.${to}` as EventType, { reason, code });
+      return true;
+    });
+    if (!ended) return false;
     this.#untrack(live);
     this.o.metrics.proposalLatency.observe({ status: to }, (Date.now() - live.rec.createdAt) / 1000);
-    await this.#emit(live.rec, `proposal.${to}` as EventType, { reason, code });
     await this.#cancelOthers(live, reason.slice(0, 256));
     return true;
   }
@@ -517,10 +616,26 @@ export class RoundEngine {
     const rec = await this.o.store.getProposal(id);
     if (!rec) throw coordinatorErrors.error('COORD_NOT_FOUND', { id });
     const live = this.#live.get(id);
-    if (rec.status !== 'pending' || !live || !(await this.#finish(live, 'cancelled', reason, 'COORD_CANCELLED'))) {
-      throw coordinatorErrors.error('COORD_NOT_CANCELLABLE', { id, status: rec.status });
-    }
+    const cancelled =
+      rec.status === 'pending' &&
+      (live
+        ? await this.#finish(live, 'cancelled', reason, 'COORD_CANCELLED')
+        : this.o.leases !== undefined && (await this.#cancelElsewhere(rec, reason)));
+    if (!cancelled) throw coordinatorErrors.error('COORD_NOT_CANCELLABLE', { id, status: rec.status });
     return (await this.o.store.getProposal(id))!;
+  }
+
+  /**
+   * A cancel for a round another replica drives: a compare-and-set on the status (pending -> cancelled) with its
+   * event in one transaction. The driving replica's own transitions are compare-and-set too, so one of the two
+   * wins; it learns of the cancel from the event stream (`observe`) and stops asking its nodes.
+   */
+  async #cancelElsewhere(rec: ProposalRecord, reason: string): Promise<boolean> {
+    return this.o.store.grouped(() =>
+      step(this.o.store.transition(rec.id, ['pending'], 'cancelled', { statusReason: reason }), (moved) =>
+        moved ? step(this.#emit(rec, 'proposal.cancelled', { reason, code: 'COORD_CANCELLED' }), () => true) : false,
+      ),
+    );
   }
 
   async #cancelOthers(live: Live, reason: string): Promise<void> {
@@ -538,9 +653,11 @@ export class RoundEngine {
     for (const r of live.retries.values()) if (r.timer) clearTimeout(r.timer);
   }
 
-  #untrack(live: Live): void {
+  /** Stop driving a round that ended; its lease is released unless `keepLease` (a submission follows). */
+  #untrack(live: Live, keepLease = false): void {
     this.#stopTimers(live);
     this.#live.delete(live.rec.id);
+    if (!keepLease && live.lease) void live.lease.release().catch(() => undefined);
     this.#closedRecently.set(live.rec.id, { kind: live.kind, target: live.kind.lateTarget?.(live) });
     if (this.#closedRecently.size > CLOSED_REMEMBERED) {
       this.#closedRecently.delete(this.#closedRecently.keys().next().value as string);
@@ -559,6 +676,12 @@ export class RoundEngine {
     this.#live.clear();
   }
 }
+
+/**
+ * Events another replica may write for a round this one drives: a client's cancel sent there. (Every other end of a
+ * round is written by its driver, under its lease.)
+ */
+const TERMINAL_EVENTS = new Set<string>(['proposal.cancelled']);
 
 function wrongKey(d: Body<'decision'>, stellarKey: string): Fault {
   return { kind: 'wrong_signer_key', detail: `decision names ${d.signerKey}, enrolled key is ${stellarKey}` };

@@ -3,6 +3,7 @@ import type { SubmissionCode } from './codes.ts';
 import type { EventBus } from './events.ts';
 import { explainResultCode, type LedgerClient } from './horizon.ts';
 import type { Metrics } from './metrics.ts';
+import type { RoundLease, RoundLeases } from './pg/replicas.ts';
 import { backoffMs } from './quorum.ts';
 import type { CoordinatorStore, ProposalRecord, SubmissionResult } from './store.ts';
 
@@ -27,6 +28,12 @@ export interface SubmitterOptions {
   ledgerSettleMs?: number;
   /** Accounts whose cached state must be dropped (a bad-auth result says the signers changed). */
   invalidateAccounts(ids: readonly string[]): void;
+  /**
+   * Several replicas: a submission runs only under the round's lease (the round engine's, handed over when it
+   * signed, or taken here when a replica takes a dead one's submission over), its writes fenced by it, and no
+   * envelope leaves once the lease is lost.
+   */
+  leases?: RoundLeases;
 }
 
 export class Submitter {
@@ -51,7 +58,12 @@ export class Submitter {
   async submit(rec: ProposalRecord, envelope: string, resumed: boolean): Promise<void> {
     if (this.#submitting.has(rec.id)) return;
     this.#submitting.add(rec.id);
+    let lease: RoundLease | null | undefined;
     try {
+      lease = this.o.leases && (await this.o.leases.acquire(rec.id));
+      // Another replica holds the round: it submits (or takes it over once its lease lapses).
+      if (lease === null) return;
+      this.#lease.set(rec.id, lease);
       // A ledger whose close time is maxTime still takes it (closeTime <= maxTime): the bound ends a second later.
       const deadline = rec.maxTime > 0 ? (rec.maxTime + 1) * 1000 : undefined;
       const maxBackoff = this.o.submitMaxBackoffMs ?? 30_000;
@@ -64,6 +76,9 @@ export class Submitter {
           const fate = this.#fate(rec, await this.o.ledger.transactionStatus(rec.hash), attempt);
           if (fate) return await fate();
         }
+        // Lost the lease (another replica took the round over, or the database was out of reach too long): that
+        // replica asks the network for the hash and goes on; this one sends nothing more.
+        if (!this.#mayAct(rec.id)) return;
         tried = attempt;
         const r = await this.o.ledger.submit(envelope, rec.network);
         if (r.kind === 'accepted') {
@@ -133,7 +148,23 @@ export class Submitter {
       );
     } finally {
       this.#submitting.delete(rec.id);
+      this.#lease.delete(rec.id);
+      await lease?.release();
     }
+  }
+
+  /** The round's lease while it is submitted here (replicas), by proposal. */
+  readonly #lease = new Map<string, RoundLease | undefined>();
+
+  /** Writes for the round: fenced by its lease when replicas share the database. */
+  #write<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const lease = this.#lease.get(id);
+    return lease ? lease.write(fn) : fn();
+  }
+
+  /** False once this replica may no longer act for the round (its lease was lost). */
+  #mayAct(id: string): boolean {
+    return !this.#lease.get(id)?.signal.aborted;
   }
 
   /** The transaction's fate by hash, as the step that ends the submission; undefined when not on the ledger. */
@@ -185,24 +216,38 @@ export class Submitter {
   }
 
   async #submitted(rec: ProposalRecord, result: SubmissionResult): Promise<void> {
-    if (!(await this.o.store.transition(rec.id, ['signed'], 'submitted', { result, statusReason: null }))) return;
+    const moved = await this.#write(rec.id, async () => {
+      if (!(await this.o.store.transition(rec.id, ['signed'], 'submitted', { result, statusReason: null })))
+        return false;
+      await this.o.events.emit(
+        rec.id,
+        'proposal.submitted',
+        { ledger: result.ledger, attempts: result.attempts },
+        rec.callbackUrl,
+      );
+      return true;
+    });
+    if (!moved) return;
     this.o.metrics.submissions.inc({ outcome: 'accepted' });
     this.o.metrics.proposalLatency.observe({ status: 'submitted' }, (Date.now() - rec.createdAt) / 1000);
-    await this.o.events.emit(
-      rec.id,
-      'proposal.submitted',
-      { ledger: result.ledger, attempts: result.attempts },
-      rec.callbackUrl,
-    );
   }
 
   async #failed(rec: ProposalRecord, result: SubmissionResult): Promise<void> {
-    if (!(await this.o.store.transition(rec.id, ['signed'], 'failed', { result, statusReason: result.message }))) {
-      return;
-    }
+    const moved = await this.#write(rec.id, async () => {
+      if (!(await this.o.store.transition(rec.id, ['signed'], 'failed', { result, statusReason: result.message }))) {
+        return false;
+      }
+      await this.o.events.emit(
+        rec.id,
+        'proposal.failed',
+        { code: result.code, reason: result.message },
+        rec.callbackUrl,
+      );
+      return true;
+    });
+    if (!moved) return;
     this.o.metrics.submissions.inc({ outcome: result.code ?? 'failed' });
     this.o.metrics.proposalLatency.observe({ status: 'failed' }, (Date.now() - rec.createdAt) / 1000);
-    await this.o.events.emit(rec.id, 'proposal.failed', { code: result.code, reason: result.message }, rec.callbackUrl);
   }
 
   close(): void {

@@ -167,9 +167,10 @@ export class TestNode {
   constructor(
     readonly id: string,
     public behaviour: Behaviour = 'approve',
-    opts: { keypair?: Keypair; network?: string } = {},
+    opts: { keypair?: Keypair; network?: string; identity?: Identity } = {},
   ) {
-    this.identity = generateIdentity().identity;
+    // The same identity and keys as another TestNode: one node's second session (with another replica).
+    this.identity = opts.identity ?? generateIdentity().identity;
     this.keypair = opts.keypair ?? Keypair.random();
     this.network = opts.network ?? NETWORK;
   }

@@ -5,7 +5,7 @@ import type { PgStore } from './store.ts';
  * Round leases with fencing tokens, in PostgreSQL (table `round_leases`): exactly one replica drives a round at a
  * time, and a replica that lost its lease cannot write over the one that took the round over.
  *
- * The rules (docs/architecture.md "Coordinator state on PostgreSQL"):
+ * The rules (docs/architecture.md "Coordinator replicas on PostgreSQL"):
  * 1. A lease is (round, holder, token, expiry). `acquire` succeeds only when the round has no lease or its lease
  *    has expired; the new lease's token is the previous token + 1 (1 for the first), so tokens of one round only
  *    grow and are never handed out twice. Two replicas acquiring at once: one wins, the row lock orders them.

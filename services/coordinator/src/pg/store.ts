@@ -476,6 +476,11 @@ export class PgStore implements AsyncRepositories, CoordinatorStore {
     );
   }
 
+  /** The highest event number committed (0 when none): where a replica's event tail starts. */
+  async latestEventSeq(): Promise<number> {
+    return (await this.#q<{ s: number }>('SELECT COALESCE(max(seq), 0)::bigint AS s FROM events')).rows[0]!.s;
+  }
+
   async eventsOf(proposalId: string, limit: number): Promise<EventRecord[]> {
     return this.#events(
       (await this.#q('SELECT * FROM events WHERE proposal_id = $1 ORDER BY seq LIMIT $2', [proposalId, limit])).rows,
