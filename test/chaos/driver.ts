@@ -97,8 +97,11 @@ export interface ReplicatedClusterDriver extends ClusterDriver {
   partitionFromDatabase(replica: string): Promise<void>;
   /** Undo `partitionFromDatabase`. */
   healDatabase(replica: string): Promise<void>;
-  /** Which replica holds a live lease on the proposal's round (and its fencing token); undefined when none. */
-  leaseHolder(proposalId: string): Promise<{ replica: string; token: number } | undefined>;
+  /**
+   * The last lease taken on the proposal's round: which replica took it, its fencing token, and whether it is still
+   * live (unexpired, not released); undefined when no replica ever drove the round.
+   */
+  leaseHolder(proposalId: string): Promise<{ replica: string; token: number; live: boolean } | undefined>;
   /** Terminal events (submitted, failed, rejected, expired, cancelled) the database holds, per proposal id. */
   terminalEvents(): Promise<Map<string, number>>;
 }

@@ -758,7 +758,21 @@ async function askReplica(d: ReplicatedClusterDriver, replica: string, path: str
   }
 }
 
-/** An in-flight proposal of the stream whose round a replica holds a lease on (bounded wait). */
+/**
+ * Hold every round open: cut two of the three nodes from the coordinator (a quorum needs two), so a round in flight
+ * waits for them with a live lease, whoever drives it. Returns the nodes cut.
+ */
+async function holdRounds(ctx: ScenarioContext): Promise<string[]> {
+  const held = [node(ctx.d, 1), node(ctx.d, 2)];
+  for (const n of held) await fault(ctx, n, () => ctx.d.partition(n));
+  return held;
+}
+
+async function releaseRounds(ctx: ScenarioContext, held: readonly string[]): Promise<void> {
+  for (const n of held) await recover(ctx, n, () => ctx.d.heal(n));
+}
+
+/** A proposal of the stream still pending on the coordinator whose round a replica holds a live lease on. */
 async function drivenRound(
   ctx: ScenarioContext,
   d: ReplicatedClusterDriver,
@@ -768,23 +782,51 @@ async function drivenRound(
     async () => {
       for (const r of ctx.stream.inFlight()) {
         const h = await d.leaseHolder(r.id);
-        if (h && !TERMINAL.includes(r.status)) {
-          found = { id: r.id, ...h };
+        if (h?.live && (await ctx.stream.client.proposal(r.id)).status === 'pending') {
+          found = { id: r.id, replica: h.replica, token: h.token };
           return true;
         }
       }
       return false;
     },
-    'a round in flight with a lease holder',
+    'a pending round in flight with a live lease',
     60_000,
   );
   return found!;
 }
 
+/** Wait until another replica than `from` holds the round's lease with a higher token (a violation if it never does). */
+async function takenOver(
+  ctx: ScenarioContext,
+  d: ReplicatedClusterDriver,
+  round: { id: string; replica: string; token: number },
+  since: number,
+): Promise<void> {
+  let by: { replica: string; token: number } | undefined;
+  try {
+    await until(
+      async () => {
+        const h = await d.leaseHolder(round.id);
+        if (h && h.replica !== round.replica) by = h;
+        return by !== undefined;
+      },
+      `another replica to take over ${round.id} from ${round.replica}`,
+      90_000,
+    );
+  } catch (e) {
+    ctx.violation((e as Error).message);
+    return;
+  }
+  if (by!.token <= round.token) ctx.violation(`${round.id} taken over with token ${by!.token} <= ${round.token}`);
+  ctx.note(`${round.id} taken over by ${by!.replica} (token ${by!.token}) ${Date.now() - since} ms after the fault`);
+}
+
 /**
  * The scenarios of a coordinator run as several replicas on one database (ReplicatedClusterDriver): the stream
  * goes through the load balancer throughout. Besides the invariants of every scenario, runScenario checks on such a
- * driver that no proposal holds two terminal events (completed twice).
+ * driver that no proposal holds two terminal events (completed twice). The replica faults are made while two nodes
+ * are cut off, so the round hit is still collecting signatures: it cannot finish before the fault, and its new
+ * driver must ask the nodes again once they are back.
  */
 export const replicaScenarios: readonly Scenario[] = [
   {
@@ -793,28 +835,14 @@ export const replicaScenarios: readonly Scenario[] = [
       const d = ctx.d as ReplicatedClusterDriver;
       const { stream } = ctx;
       await stream.waitFor(3);
+      const held = await holdRounds(ctx);
       const round = await drivenRound(ctx, d);
       const open = stream.inFlight().map((r) => r.id);
       const killedAt = Date.now();
       await d.killReplica(round.replica);
       ctx.note(`killed ${round.replica}, driving ${round.id} (lease token ${round.token}); ${open.length} in flight`);
-      // Another replica takes the round over (a higher token) or the round ended before the lease expired.
-      let takenOver = false;
-      await until(
-        async () => {
-          const h = await d.leaseHolder(round.id);
-          if (h && h.replica !== round.replica) {
-            if (h.token <= round.token)
-              ctx.violation(`takeover of ${round.id} with token ${h.token} <= ${round.token}`);
-            takenOver = true;
-            return true;
-          }
-          return TERMINAL.includes((await stream.client.proposal(round.id)).status);
-        },
-        `round ${round.id} taken over or finished`,
-        90_000,
-      );
-      ctx.note(`${round.id} ${takenOver ? 'taken over' : 'finished'} ${Date.now() - killedAt} ms after the kill`);
+      await takenOver(ctx, d, round, killedAt);
+      await releaseRounds(ctx, held);
       await stream.waitFor(4);
       await d.startReplica(round.replica);
       await stream.waitFor(2);
@@ -830,6 +858,7 @@ export const replicaScenarios: readonly Scenario[] = [
       const d = ctx.d as ReplicatedClusterDriver;
       const { stream } = ctx;
       await stream.waitFor(3);
+      await until(() => stream.inFlight().length > 0, 'a proposal in flight');
       const open = stream.inFlight().map((r) => r.id);
       await d.killDatabase();
       ctx.note(`${open.length} proposals in flight when PostgreSQL died`);
@@ -856,20 +885,29 @@ export const replicaScenarios: readonly Scenario[] = [
       const d = ctx.d as ReplicatedClusterDriver;
       const { stream } = ctx;
       await stream.waitFor(2);
+      const held = await holdRounds(ctx);
       const round = await drivenRound(ctx, d);
+      const cutAt = Date.now();
       await d.partitionFromDatabase(round.replica);
       ctx.note(`cut ${round.replica} (driving ${round.id}) from PostgreSQL`);
-      // The rest of the cluster carries on through the balancer while the replica is cut off.
-      await stream.waitFor(4);
+      // The cut replica can no longer renew its lease: the other takes the round over once it expires.
+      await takenOver(ctx, d, round, cutAt);
       const answer = await askReplica(d, round.replica, '/v1/proposals?limit=1');
       if (!answer.startsWith('503 COORD_STORE_UNAVAILABLE'))
         ctx.violation(`${round.replica}, cut from the database, answered '${answer}'`);
-      // Its round: taken over by another replica once the lease the cut one can no longer renew expires.
+      await releaseRounds(ctx, held);
+      // The rest of the cluster carries on through the balancer while the replica is cut off.
+      await stream.waitFor(4);
+      let status = '';
       await until(
-        async () => TERMINAL.includes((await stream.client.proposal(round.id)).status),
+        async () => {
+          status = (await stream.client.proposal(round.id)).status;
+          return TERMINAL.includes(status);
+        },
         `${round.id}, driven by the cut replica, to end`,
         90_000,
       ).catch((e: unknown) => ctx.violation((e as Error).message));
+      if (status !== 'submitted') ctx.violation(`${round.id}, driven by the cut replica, ended '${status}'`);
       await d.healDatabase(round.replica);
       await until(
         async () => (await askReplica(d, round.replica, '/readyz')) === '200',

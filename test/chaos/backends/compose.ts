@@ -534,15 +534,16 @@ export async function startComposeDriver(opts: ComposeDriverOptions = {}): Promi
     leaseHolder: async (proposalId) => {
       if (!/^[A-Za-z0-9_-]{1,100}$/.test(proposalId)) throw new RangeError(`not a proposal id: ${proposalId}`);
       const rows = await sql(
-        `SELECT holder, token FROM round_leases WHERE proposal_id = '${proposalId}' AND expires_at > (extract(epoch FROM clock_timestamp()) * 1000)::bigint`,
+        `SELECT holder, token, expires_at > (extract(epoch FROM clock_timestamp()) * 1000)::bigint FROM round_leases WHERE proposal_id = '${proposalId}'`,
       );
       const row = rows[0];
       if (!row) return undefined;
-      const [holder, token] = row as [string, string];
-      // Each replica's container hostname is its service name; its lease holder id names it.
-      const name = replicas.find((r) => holder.includes(r));
+      const [holder, token, live] = row as [string, string, string];
+      // Each replica's container hostname is its service name, and a replica's lease holder id is
+      // `<hostname>:<pid>:<random>` (services/coordinator/src/pg/replicas.ts replicaId).
+      const name = replicas.find((r) => holder.startsWith(`${r}:`));
       if (!name) throw new Error(`lease holder '${holder}' names none of ${replicas.join(', ')}`);
-      return { replica: name, token: Number(token) };
+      return { replica: name, token: Number(token), live: live === 't' };
     },
     terminalEvents: async () => {
       const rows = await sql(
