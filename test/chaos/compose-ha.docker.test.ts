@@ -57,6 +57,16 @@ describe('chaos, docker compose backend, two coordinator replicas on PostgreSQL'
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
   }, 240_000);
 
+  it('serves a client on the compose network at http://lb:8080 (the replicas answer that Host)', async () => {
+    // The ledger simulator's container sits on `edge` with haproxy and has node: a stand-in for a client container.
+    const status = await driver.exec('ledger', [
+      'node',
+      '-e',
+      "fetch('http://lb:8080/healthz').then(r=>console.log(r.status),e=>console.log('error '+e.message))",
+    ]);
+    expect(status.trim()).toBe('200');
+  }, 60_000);
+
   it('lets only the replicas reach PostgreSQL', async () => {
     const pgIp = Object.values(
       JSON.parse(
