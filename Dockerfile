@@ -43,10 +43,11 @@ FROM ${BASE}
 # Code owned by root and read-only to the service user; state only under /data (a volume per service) and /tmp
 # (a tmpfs: the one-shot setup service still runs docker/setup.ts through tsx, which keeps its transpile cache
 # there; the services themselves run dist/ and write nothing to /tmp). /cluster/* are the mount points of the
-# one-shot setup service.
+# one-shot setup service (/cluster/pg-secrets: the PostgreSQL password of docker-compose.ha.yml, a volume first
+# mounted here so that it belongs to uid 1000).
 COPY --from=build /app /app
 RUN mkdir -p /data /cluster/coordinator /cluster/ledger \
-      /cluster/kms-0 /cluster/kms-1 /cluster/kms-2 /cluster/node-0 /cluster/node-1 /cluster/node-2 \
+      /cluster/kms-0 /cluster/kms-1 /cluster/kms-2 /cluster/node-0 /cluster/node-1 /cluster/node-2 /cluster/pg-secrets \
     && chown -R 1000:1000 /data /cluster && chmod 0700 /data
 ENV NODE_ENV=development \
     NODE_OPTIONS=--conditions=cosigner-dist

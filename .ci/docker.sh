@@ -6,7 +6,9 @@
 #  3. build the local base image `cosigner-base:local` with `docker import`: the node binary first on PATH (Node 24,
 #     the image's runtime: `.ci/run` puts the latest 24.x from the npm registry there; anything else is refused), the
 #     shared libraries `ldd` lists, busybox as /bin/sh, a `node` user (uid 1000, as in the official Node images);
-#  4. build the project image `cosigner:local` from a staging copy of the working tree whose production
+#  4. for the HA stack (docker-compose.ha.yml), two more images made the same way from Debian's packages on this
+#     machine: `cosigner-pg:local` (PostgreSQL 15 and openssl) and `cosigner-lb:local` (haproxy);
+#  5. build the project image `cosigner:local` from a staging copy of the working tree whose production
 #     node_modules are installed here (pnpm --prod; both native modules are Node-API addons) and whose
 #     dist/ folders are built here (`pnpm build`'s script with --root, the repository's own TypeScript), since no
 #     build container can fetch anything: Dockerfile DEPS=context. Real users build with the defaults
@@ -25,12 +27,14 @@ mkdir -p "$DOCKER_STATE"
 
 step "apt packages"
 need=()
-for c in dockerd docker-compose iptables busybox nsenter; do command -v "$c" >/dev/null || need+=("$c"); done
+for c in dockerd docker-compose iptables busybox nsenter haproxy openssl; do command -v "$c" >/dev/null || need+=("$c"); done
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql)
 if [ -e /bin/busybox ] || [ -e /usr/bin/busybox ]; then :; else need+=(busybox); fi
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends docker.io docker-compose iptables busybox-static util-linux >/dev/null
+  apt-get install -y -qq --no-install-recommends docker.io docker-compose iptables busybox-static util-linux \
+    postgresql-15 haproxy openssl >/dev/null
 fi
 docker-compose version --short
 
@@ -97,6 +101,66 @@ else
   echo "$BASE_IMAGE is up to date ($want)"
 fi
 docker run --rm "$BASE_IMAGE" node -e 'console.log("base image runs node " + process.version)'
+
+# import_image IMAGE LABEL USER BINDIRS PATH...: an image made of host files only (no registry): each PATH (a file or
+# a directory, copied to the same place), BINDIRS put first on the image's PATH, every library `ldd` lists for the ELF files among them, busybox as /bin/sh
+# and USER as uid 1000 (the uid every service of the compose files runs as). Rebuilt only when LABEL changes (the
+# Debian package versions it was made of).
+import_image() {
+  local image=$1 label=$2 user=$3 bindirs=$4 have root f lib
+  shift 4
+  have=$(docker image inspect -f '{{index .Config.Labels "cosigner.base"}}' "$image" 2>/dev/null || true)
+  if [ "$have" = "$label" ]; then
+    echo "$image is up to date ($label)"
+    return 0
+  fi
+  root=$(mktemp -d "$DOCKER_STATE/rootfs.XXXXXX")
+  mkdir -p "$root"/{bin,etc,tmp,run,var/tmp,home/$user}
+  chmod 1777 "$root/tmp" "$root/var/tmp"
+  for f in "$@"; do
+    mkdir -p "$root$(dirname "$f")"
+    cp -a "$f" "$root$f"
+  done
+  # The libraries of every ELF file copied (the server's plugins link libpq, ICU, OpenSSL...).
+  find "$root" -type f -print0 | while IFS= read -r -d '' f; do
+    [ "$(head -c4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ] || continue
+    for lib in $(ldd "$f" 2>/dev/null | grep -o '/[^ ]*' || true); do
+      [ -e "$root$lib" ] && continue
+      mkdir -p "$root$(dirname "$lib")"
+      cp -L "$lib" "$root$lib"
+    done
+  done
+  cp "$BUSYBOX" "$root/bin/busybox"
+  for app in $("$BUSYBOX" --list); do [ -e "$root/bin/$app" ] || ln -s busybox "$root/bin/$app"; done
+  printf 'root:x:0:0:root:/root:/bin/sh\n%s:x:1000:1000:%s:/home/%s:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
+    "$user" "$user" "$user" >"$root/etc/passwd"
+  printf 'root:x:0:\n%s:x:1000:\nnogroup:x:65534:\n' "$user" >"$root/etc/group"
+  printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
+  chown 1000:1000 "$root/home/$user"
+  tar -C "$root" -c . | docker import \
+    -c "ENV PATH=$bindirs:/usr/local/bin:/usr/sbin:/usr/bin:/bin" \
+    -c "LABEL cosigner.base=\"$label\"" \
+    - "$image" >/dev/null
+  rm -rf "$root"
+  echo "built $image ($label, $(docker image ls "$image" --format '{{.Size}}'))"
+}
+
+PG_IMAGE=${COSIGNER_PG_IMAGE:-cosigner-pg:local}
+LB_IMAGE=${COSIGNER_LB_IMAGE:-cosigner-lb:local}
+pkgver() { dpkg-query -W -f '${Package} ${Version}' "$1"; }
+step "HA images ${PG_IMAGE}, ${LB_IMAGE}"
+# PostgreSQL: the server, initdb, pg_ctl, psql and pg_isready (docker/ha/postgres.sh runs them), the extension
+# modules but not the LLVM JIT (llvmjit.so and its 26 MB of bitcode: jit is off, docker/ha/postgres.sh), the share
+# directory (catalog bootstrap files, timezone names) and the system time zones Debian's build reads; openssl makes
+# the server's TLS certificate at first start.
+PG=/usr/lib/postgresql/15
+pg_files=("$PG/bin/postgres" "$PG/bin/initdb" "$PG/bin/pg_ctl" "$PG/bin/psql" "$PG/bin/pg_isready"
+  /usr/share/postgresql/15 /usr/share/zoneinfo /usr/bin/openssl /etc/ssl/openssl.cnf /usr/lib/ssl/openssl.cnf)
+for f in "$PG"/lib/*.so; do case "$f" in */llvmjit.so) ;; *) pg_files+=("$f") ;; esac; done
+import_image "$PG_IMAGE" "$(pkgver postgresql-15), $(pkgver openssl)" postgres "$PG/bin" "${pg_files[@]}"
+docker run --rm "$PG_IMAGE" postgres --version
+import_image "$LB_IMAGE" "$(pkgver haproxy)" haproxy /usr/sbin /usr/sbin/haproxy
+docker run --rm "$LB_IMAGE" haproxy -v | head -1
 
 step "build context with production node_modules and dist/"
 command -v pnpm >/dev/null || npm install -g "pnpm@${PNPM_VERSION}" >/dev/null

@@ -25,8 +25,13 @@
  * [1000], JSON objects merged over the generated configs (COSIGNER_COORDINATOR_CONFIG, COSIGNER_NODE_CONFIG), and
  * for real AWS KMS instead of the emulators (docker-compose.testnet.yml): COSIGNER_KMS_KEY_ID_<i>,
  * COSIGNER_KMS_REGION_<i>, COSIGNER_NODE_ADDRESS_<i>.
+ *
+ * For coordinator replicas on PostgreSQL (docker-compose.ha.yml): COSIGNER_PG_PASSWORD_FILE, where a fresh random
+ * password for the coordinators' database role is written (0600, once; the PostgreSQL container creates the role
+ * with it and the coordinators read it as `store.passwordFile`), and COSIGNER_COORDINATOR_STORE, the coordinator's
+ * `store` section as JSON (URL, password file path, TLS: no secret).
  */
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -153,7 +158,18 @@ function existingKey(i: number): { keyId: string; stellarKey: string; region: st
   return { keyId, stellarKey, region };
 }
 
+/**
+ * The database password, generated here so that it exists nowhere but in its volume (never in a compose file, an
+ * image or the environment): 32 random bytes, base64url (no character a URL, a shell or SQL quoting would mangle).
+ */
+async function databasePassword(file: string): Promise<void> {
+  if (existsSync(file)) return;
+  await writePrivate(file, randomBytes(32).toString('base64url'));
+  log(`generated the database password in ${file}`);
+}
+
 async function main(): Promise<void> {
+  if (env.COSIGNER_PG_PASSWORD_FILE) await databasePassword(env.COSIGNER_PG_PASSWORD_FILE);
   const coordDir = join(ROOT, 'coordinator');
   const coordConfig = join(coordDir, 'coordinator.yaml');
   if (existsSync(coordConfig)) {
@@ -255,6 +271,7 @@ async function main(): Promise<void> {
       horizonUrl,
       dataDir: '/data',
       messageKeyFile: '/data/message-key.pem',
+      ...(env.COSIGNER_COORDINATOR_STORE ? { store: jsonEnv('COSIGNER_COORDINATOR_STORE') } : {}),
       nodes: nodes.map((x) => ({ id: x.id, identityKey: x.identityKey, stellarKey: x.stellarKey })),
     },
     jsonEnv('COSIGNER_COORDINATOR_CONFIG'),

@@ -74,3 +74,38 @@ export interface ClusterDriver {
   /** Stop everything the driver started and remove what it created. */
   close(): Promise<void>;
 }
+
+/**
+ * A cluster whose coordinator is several replicas on one shared database (docker-compose.ha.yml). The coordinator
+ * faults of ClusterDriver (`killCoordinator`, `startCoordinator`) act on every replica; these act on one replica
+ * or on the database. `coordinatorUrl()` is the one address clients use (the load balancer).
+ */
+export interface ReplicatedClusterDriver extends ClusterDriver {
+  /** Replica names, e.g. ['coordinator-1', 'coordinator-2']. */
+  readonly replicas: readonly string[];
+  /** One replica's own HTTP base URL, bypassing the balancer. */
+  replicaUrl(replica: string): string;
+  /** SIGKILL one replica; the others and the database stay. */
+  killReplica(replica: string): Promise<void>;
+  /** Start a killed replica again; resolves once it answers /healthz. */
+  startReplica(replica: string): Promise<void>;
+  /** SIGKILL the database server (a crash: it recovers from its write-ahead log at the next start). */
+  killDatabase(): Promise<void>;
+  /** Start the database server again; resolves once it accepts connections. */
+  startDatabase(): Promise<void>;
+  /** Cut one replica from the database (the replica stays reachable by clients and nodes). */
+  partitionFromDatabase(replica: string): Promise<void>;
+  /** Undo `partitionFromDatabase`. */
+  healDatabase(replica: string): Promise<void>;
+  /**
+   * The last lease taken on the proposal's round: which replica took it, its fencing token, and whether it is still
+   * live (unexpired, not released); undefined when no replica ever drove the round.
+   */
+  leaseHolder(proposalId: string): Promise<{ replica: string; token: number; live: boolean } | undefined>;
+  /** Terminal events (submitted, failed, rejected, expired, cancelled) the database holds, per proposal id. */
+  terminalEvents(): Promise<Map<string, number>>;
+}
+
+export function isReplicated(d: ClusterDriver): d is ReplicatedClusterDriver {
+  return Array.isArray((d as Partial<ReplicatedClusterDriver>).replicas);
+}

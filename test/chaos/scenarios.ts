@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import { COSIGNER_BIN, REPO_ROOT } from '@cosigner/testkit/process';
 import { Account, Asset, Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
-import type { ClusterDriver } from './driver.ts';
+import { type ClusterDriver, isReplicated, type ReplicatedClusterDriver } from './driver.ts';
 
 /**
  * The chaos scenarios and the invariants checked after each, written against ClusterDriver
@@ -740,8 +740,191 @@ export const scenarios: readonly Scenario[] = [
   },
 ];
 
+/** An error body of the coordinator's API: its registered code. */
+const codeOf = (body: unknown): string | undefined =>
+  typeof body === 'object' && body !== null ? (body as { code?: string }).code : undefined;
+
+/** One request straight to a replica (no retry): its status and error code, or the transport error. */
+async function askReplica(d: ReplicatedClusterDriver, replica: string, path: string): Promise<string> {
+  try {
+    const res = await fetch(`${d.replicaUrl(replica)}${path}`, {
+      headers: { authorization: `Bearer ${d.apiKey()}` },
+      signal: AbortSignal.timeout(20_000),
+    });
+    const body = (await res.json().catch(() => undefined)) as unknown;
+    return `${res.status}${codeOf(body) ? ` ${codeOf(body)}` : ''}`;
+  } catch (e) {
+    return `no answer (${(e as Error).message})`;
+  }
+}
+
+/**
+ * Hold every round open: cut two of the three nodes from the coordinator (a quorum needs two), so a round in flight
+ * waits for them with a live lease, whoever drives it. Returns the nodes cut.
+ */
+async function holdRounds(ctx: ScenarioContext): Promise<string[]> {
+  const held = [node(ctx.d, 1), node(ctx.d, 2)];
+  for (const n of held) await fault(ctx, n, () => ctx.d.partition(n));
+  return held;
+}
+
+async function releaseRounds(ctx: ScenarioContext, held: readonly string[]): Promise<void> {
+  for (const n of held) await recover(ctx, n, () => ctx.d.heal(n));
+}
+
+/** A proposal of the stream still pending on the coordinator whose round a replica holds a live lease on. */
+async function drivenRound(
+  ctx: ScenarioContext,
+  d: ReplicatedClusterDriver,
+): Promise<{ id: string; replica: string; token: number }> {
+  let found: { id: string; replica: string; token: number } | undefined;
+  await until(
+    async () => {
+      for (const r of ctx.stream.inFlight()) {
+        const h = await d.leaseHolder(r.id);
+        if (h?.live && (await ctx.stream.client.proposal(r.id)).status === 'pending') {
+          found = { id: r.id, replica: h.replica, token: h.token };
+          return true;
+        }
+      }
+      return false;
+    },
+    'a pending round in flight with a live lease',
+    60_000,
+  );
+  return found!;
+}
+
+/** Wait until another replica than `from` holds the round's lease with a higher token (a violation if it never does). */
+async function takenOver(
+  ctx: ScenarioContext,
+  d: ReplicatedClusterDriver,
+  round: { id: string; replica: string; token: number },
+  since: number,
+): Promise<void> {
+  let by: { replica: string; token: number } | undefined;
+  try {
+    await until(
+      async () => {
+        const h = await d.leaseHolder(round.id);
+        if (h && h.replica !== round.replica) by = h;
+        return by !== undefined;
+      },
+      `another replica to take over ${round.id} from ${round.replica}`,
+      90_000,
+    );
+  } catch (e) {
+    ctx.violation((e as Error).message);
+    return;
+  }
+  if (by!.token <= round.token) ctx.violation(`${round.id} taken over with token ${by!.token} <= ${round.token}`);
+  ctx.note(`${round.id} taken over by ${by!.replica} (token ${by!.token}) ${Date.now() - since} ms after the fault`);
+}
+
+/**
+ * The scenarios of a coordinator run as several replicas on one database (ReplicatedClusterDriver): the stream
+ * goes through the load balancer throughout. Besides the invariants of every scenario, runScenario checks on such a
+ * driver that no proposal holds two terminal events (completed twice). The replica faults are made while two nodes
+ * are cut off, so the round hit is still collecting signatures: it cannot finish before the fault, and its new
+ * driver must ask the nodes again once they are back.
+ */
+export const replicaScenarios: readonly Scenario[] = [
+  {
+    name: 'kill -9 the replica driving a round, then restart it',
+    async run(ctx) {
+      const d = ctx.d as ReplicatedClusterDriver;
+      const { stream } = ctx;
+      await stream.waitFor(3);
+      const held = await holdRounds(ctx);
+      const round = await drivenRound(ctx, d);
+      const open = stream.inFlight().map((r) => r.id);
+      const killedAt = Date.now();
+      await d.killReplica(round.replica);
+      ctx.note(`killed ${round.replica}, driving ${round.id} (lease token ${round.token}); ${open.length} in flight`);
+      await takenOver(ctx, d, round, killedAt);
+      await releaseRounds(ctx, held);
+      await stream.waitFor(4);
+      await d.startReplica(round.replica);
+      await stream.waitFor(2);
+      for (const id of open) {
+        const v = await stream.client.proposal(id);
+        if (v.status !== 'submitted') ctx.violation(`proposal ${id}, in flight at the kill, ended '${v.status}'`);
+      }
+    },
+  },
+  {
+    name: 'kill -9 PostgreSQL under load, then start it: 503 with a registered code meanwhile, nothing lost',
+    async run(ctx) {
+      const d = ctx.d as ReplicatedClusterDriver;
+      const { stream } = ctx;
+      await stream.waitFor(3);
+      await until(() => stream.inFlight().length > 0, 'a proposal in flight');
+      const open = stream.inFlight().map((r) => r.id);
+      await d.killDatabase();
+      ctx.note(`${open.length} proposals in flight when PostgreSQL died`);
+      const seen = new Set<string>();
+      for (const r of d.replicas) seen.add(await askReplica(d, r, '/v1/proposals?limit=1'));
+      for (const answer of seen) {
+        if (!answer.startsWith('503 COORD_STORE_UNAVAILABLE'))
+          ctx.violation(
+            `a replica answered '${answer}' while the database was down (want 503 COORD_STORE_UNAVAILABLE)`,
+          );
+      }
+      await sleep(2000);
+      await d.startDatabase();
+      await stream.waitFor(5);
+      for (const id of open) {
+        const v = await stream.client.proposal(id);
+        if (v.status !== 'submitted') ctx.violation(`proposal ${id}, in flight at the crash, ended '${v.status}'`);
+      }
+    },
+  },
+  {
+    name: 'partition one replica from PostgreSQL (network disconnect), then reconnect it',
+    async run(ctx) {
+      const d = ctx.d as ReplicatedClusterDriver;
+      const { stream } = ctx;
+      await stream.waitFor(2);
+      const held = await holdRounds(ctx);
+      const round = await drivenRound(ctx, d);
+      const cutAt = Date.now();
+      await d.partitionFromDatabase(round.replica);
+      ctx.note(`cut ${round.replica} (driving ${round.id}) from PostgreSQL`);
+      // The cut replica can no longer renew its lease: the other takes the round over once it expires.
+      await takenOver(ctx, d, round, cutAt);
+      const answer = await askReplica(d, round.replica, '/v1/proposals?limit=1');
+      if (!answer.startsWith('503 COORD_STORE_UNAVAILABLE'))
+        ctx.violation(`${round.replica}, cut from the database, answered '${answer}'`);
+      await releaseRounds(ctx, held);
+      // The rest of the cluster carries on through the balancer while the replica is cut off.
+      await stream.waitFor(4);
+      let status = '';
+      await until(
+        async () => {
+          status = (await stream.client.proposal(round.id)).status;
+          return TERMINAL.includes(status);
+        },
+        `${round.id}, driven by the cut replica, to end`,
+        90_000,
+      ).catch((e: unknown) => ctx.violation((e as Error).message));
+      if (status !== 'submitted') ctx.violation(`${round.id}, driven by the cut replica, ended '${status}'`);
+      await d.healDatabase(round.replica);
+      await until(
+        async () => (await askReplica(d, round.replica, '/readyz')) === '200',
+        `${round.replica} ready again`,
+        60_000,
+      );
+      await stream.waitFor(2);
+    },
+  },
+];
+
 /** Put every fault of a scenario back (idempotent), so one failed scenario does not poison the next. */
 export async function restoreAll(d: ClusterDriver): Promise<void> {
+  if (isReplicated(d)) {
+    await d.startDatabase();
+    for (const r of d.replicas) await d.healDatabase(r);
+  }
   await d.startLedger();
   await d.startCoordinator();
   for (const id of d.nodeIds) {
@@ -774,5 +957,13 @@ export async function runScenario(
   violations.push(...stream.errors.map((e) => `stream: ${e}`));
   const inv = await checkInvariants(d, records, { slotGraceSeconds: opts.slotGraceSeconds });
   violations.push(...inv.violations, ...notSubmitted(records));
+  if (isReplicated(d)) {
+    // Completed once: one terminal event per proposal, whichever replica drove or took over its round.
+    const ends = await d.terminalEvents();
+    for (const r of records) {
+      const n = ends.get(r.id) ?? 0;
+      if (n > 1) violations.push(`proposal ${r.id} completed ${n} times (terminal events in the database)`);
+    }
+  }
   return { ...inv, violations, name: sc.name, notes, records };
 }

@@ -6,7 +6,7 @@ import { waitForNodes } from '@cosigner/launcher/cluster';
 import { REPO_ROOT, tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
-import type { ClusterDriver } from '../driver.ts';
+import type { ClusterDriver, ReplicatedClusterDriver } from '../driver.ts';
 
 /**
  * The docker-compose backend: the repository's own docker-compose.yml (coordinator, three nodes, one KMS emulator
@@ -25,6 +25,13 @@ import type { ClusterDriver } from '../driver.ts';
  *
  * Needs: a Docker engine, docker-compose (v1), nsenter and iptables on the host, root, and the image
  * (`COSIGNER_IMAGE`, default cosigner:local, built by .ci/docker.sh).
+ *
+ * With `ha: true` it runs docker-compose.ha.yml instead: two coordinator replicas (`coordinator-1`, `coordinator-2`)
+ * on PostgreSQL behind haproxy (`lb`). `coordinatorUrl()` is then the balancer's published port, the coordinator
+ * faults of ClusterDriver act on every replica, a node partition cuts the node from every replica, and the driver
+ * is a ReplicatedClusterDriver (driver.ts): one replica killed or cut from the database, PostgreSQL killed and
+ * started, and the round leases and terminal events read from the database itself (psql in its container, as its
+ * superuser over the container's socket).
  */
 
 export interface ComposeDriverOptions {
@@ -38,11 +45,17 @@ export interface ComposeDriverOptions {
   heartbeatMs?: number;
   /** How long `up` and each start may take (default 180 s: eight containers on two cores). */
   readyTimeoutMs?: number;
+  /** docker-compose.ha.yml: two coordinator replicas on PostgreSQL behind haproxy (default false). */
+  ha?: boolean;
+  /** With `ha`: the round lease time of the replicas (`store.leaseMs`, default 3000). */
+  leaseMs?: number;
   onStep?: (line: string) => void;
 }
 
 export interface ComposeDriver extends ClusterDriver {
   readonly name: 'compose';
+  /** The compose file this driver runs (docker-compose.yml, or docker-compose.ha.yml with `ha`). */
+  readonly file: string;
   readonly project: string;
   /** Container id of a service (`coordinator`, `ledger`, `kms-<i>`, `node-<i>`). */
   container(service: string): string;
@@ -115,6 +128,8 @@ const answers = (url: string) => async (): Promise<boolean> =>
  * Take down the stacks of earlier runs whose test process died before its close() (a killed worker): projects
  * named cosigner-chaos-<pid> whose pid is gone. Returns the projects removed.
  */
+const HA_FILE = 'docker-compose.ha.yml';
+
 export async function removeStaleProjects(): Promise<string[]> {
   const out = await docker([
     'ps',
@@ -133,24 +148,39 @@ export async function removeStaleProjects(): Promise<string[]> {
     }
   };
   const stale = [...new Set(out.split('\n'))].filter((p) => {
-    const m = /^cosigner-chaos-(\d+)$/.exec(p);
+    const m = /^cosigner-chaos-(?:ha-)?(\d+)$/.exec(p);
     return m !== null && Number(m[1]) !== process.pid && !alive(Number(m[1]));
   });
   for (const p of stale) {
-    await run('docker-compose', ['-f', join(REPO_ROOT, 'docker-compose.yml'), '-p', p, 'down', '-v', '-t', '1']);
+    const file = p.startsWith('cosigner-chaos-ha-') ? HA_FILE : 'docker-compose.yml';
+    await run('docker-compose', ['-f', join(REPO_ROOT, file), '-p', p, 'down', '-v', '-t', '1']);
   }
   return stale;
 }
 
+export function startComposeDriver(
+  opts: ComposeDriverOptions & { ha: true },
+): Promise<ComposeDriver & ReplicatedClusterDriver>;
+export function startComposeDriver(opts?: ComposeDriverOptions): Promise<ComposeDriver>;
 export async function startComposeDriver(opts: ComposeDriverOptions = {}): Promise<ComposeDriver> {
-  const project = opts.project ?? `cosigner-chaos-${process.pid}`;
+  const ha = opts.ha === true;
+  const file = ha ? HA_FILE : 'docker-compose.yml';
+  const project = opts.project ?? `cosigner-chaos-${ha ? 'ha-' : ''}${process.pid}`;
   const readyTimeoutMs = opts.readyTimeoutMs ?? 180_000;
   const step = opts.onStep ?? (() => {});
   const [coordPort, ledgerPort] = [await freePort(), await freePort()];
+  const replicaPorts = ha ? [await freePort(), await freePort()] : [];
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     COSIGNER_IMAGE: opts.image ?? process.env.COSIGNER_IMAGE ?? 'cosigner:local',
     COSIGNER_COORDINATOR_PORT: String(coordPort),
+    ...(ha
+      ? {
+          COSIGNER_COORDINATOR_1_PORT: String(replicaPorts[0]),
+          COSIGNER_COORDINATOR_2_PORT: String(replicaPorts[1]),
+          COSIGNER_LEASE_MS: String(opts.leaseMs ?? 3000),
+        }
+      : {}),
     COSIGNER_LEDGER_PORT: String(ledgerPort),
     COSIGNER_LEDGER_CLOSE_MS: '200',
     COSIGNER_OPERATOR_ACCOUNTS: String(opts.operatorAccounts ?? 4),
@@ -164,12 +194,18 @@ export async function startComposeDriver(opts: ComposeDriverOptions = {}): Promi
     COSIGNER_NODE_CONFIG: JSON.stringify({ limits: { reconnectMaxMs: 1000 }, logLevel: 'warn' }),
   };
   const compose = (args: string[], timeoutMs = readyTimeoutMs): Promise<string> =>
-    run('docker-compose', ['-f', join(REPO_ROOT, 'docker-compose.yml'), '-p', project, ...args], { env, timeoutMs });
+    run('docker-compose', ['-f', join(REPO_ROOT, file), '-p', project, ...args], { env, timeoutMs });
   const down = () => compose(['down', '-v', '--remove-orphans', '-t', '5'], 120_000);
 
   const copies = await tempDir('cosigner-compose-chaos-');
   const nodeIds = ['node-0', 'node-1', 'node-2'];
-  const services = ['coordinator', 'ledger', 'kms-0', 'kms-1', 'kms-2', ...nodeIds];
+  const replicas = ha ? ['coordinator-1', 'coordinator-2'] : ['coordinator'];
+  const services = [...replicas, 'ledger', 'kms-0', 'kms-1', 'kms-2', ...nodeIds, ...(ha ? ['postgres', 'lb'] : [])];
+  const replicaUrl = (name: string): string => {
+    const i = replicas.indexOf(name);
+    if (i < 0) throw new RangeError(`unknown replica '${name}': ${replicas.join(', ')}`);
+    return ha ? `http://127.0.0.1:${replicaPorts[i]}` : `http://127.0.0.1:${coordPort}`;
+  };
   const ids = new Map<string, string>();
   const coordinatorUrl = `http://127.0.0.1:${coordPort}`;
   const horizonUrl = `http://127.0.0.1:${ledgerPort}`;
@@ -200,15 +236,19 @@ export async function startComposeDriver(opts: ComposeDriverOptions = {}): Promi
       if (!id) throw new Error(`service ${s} has no container`);
       ids.set(s, id);
     }
+    for (const r of replicas) await until(`${r} /healthz`, answers(`${replicaUrl(r)}/healthz`), readyTimeoutMs);
+    // Through the balancer too: it has seen a replica pass its health check.
     await until('the coordinator /healthz', answers(`${coordinatorUrl}/healthz`), readyTimeoutMs);
-    apiKey = (await exec('coordinator', ['cat', '/data/admin.key'])).trim();
-    const facts = JSON.parse(await exec('coordinator', ['cat', '/data/cluster.json'])) as { accounts: string[] };
+    apiKey = (await exec(replicas[0]!, ['cat', '/data/admin.key'])).trim();
+    const facts = JSON.parse(await exec(replicas[0]!, ['cat', '/data/cluster.json'])) as { accounts: string[] };
     accounts = facts.accounts;
     await waitForNodes(coordinatorUrl, apiKey, nodeIds, readyTimeoutMs);
     funder = Keypair.random();
     const fb = await fetch(`${horizonUrl}/friendbot?addr=${funder.publicKey()}`);
     if (!fb.ok) throw new Error(`friendbot answered ${fb.status}`);
-    step(`cluster up: coordinator ${coordinatorUrl}, Horizon ${horizonUrl}, ${accounts.length} operator accounts`);
+    step(
+      `cluster up: coordinator ${coordinatorUrl}${ha ? ` (haproxy; replicas ${replicas.map(replicaUrl).join(', ')})` : ''}, Horizon ${horizonUrl}, ${accounts.length} operator accounts`,
+    );
   } catch (e) {
     const logs = await compose(['logs', '--no-color', '--tail', '30'], 60_000).catch(() => '');
     await down().catch(() => '');
@@ -235,20 +275,25 @@ export async function startComposeDriver(opts: ComposeDriverOptions = {}): Promi
     return true;
   };
 
-  /** The coordinator's address on the network it shares with the node (inspected now: restarts may move it). */
-  const coordinatorAddressFor = async (nodeId: string): Promise<string> => {
-    const nets = async (service: string) =>
-      JSON.parse(await docker(['inspect', '-f', '{{json .NetworkSettings.Networks}}', container(service)])) as Record<
-        string,
-        { IPAddress: string }
-      >;
-    const [coord, node] = [await nets('coordinator'), await nets(nodeId)];
-    const shared = Object.keys(node).find((n) => coord[n]?.IPAddress);
-    if (!shared) throw new Error(`${nodeId} shares no network with the coordinator`);
-    return coord[shared]!.IPAddress;
+  const networksOf = async (service: string) =>
+    JSON.parse(await docker(['inspect', '-f', '{{json .NetworkSettings.Networks}}', container(service)])) as Record<
+      string,
+      { IPAddress: string }
+    >;
+  /** Every replica's address on the network it shares with the node (inspected now: restarts may move them). */
+  const coordinatorAddressesFor = async (nodeId: string): Promise<string[]> => {
+    const node = await networksOf(nodeId);
+    const out: string[] = [];
+    for (const r of replicas) {
+      const coord = await networksOf(r);
+      const shared = Object.keys(node).find((n) => coord[n]?.IPAddress);
+      if (!shared) throw new Error(`${nodeId} shares no network with ${r}`);
+      out.push(coord[shared]!.IPAddress);
+    }
+    return out;
   };
-  /** Partition rules in force: node -> the container pid and coordinator address they were put in with. */
-  const cuts = new Map<string, { pid: number; ip: string }>();
+  /** Partition rules in force: node -> the container pid and coordinator addresses they were put in with. */
+  const cuts = new Map<string, { pid: number; ips: string[] }>();
   const iptables = (pid: number, args: string[]) =>
     run('nsenter', ['-t', String(pid), '-n', 'iptables', '-w', ...args], { timeoutMs: 30_000 });
 
@@ -308,9 +353,10 @@ export async function startComposeDriver(opts: ComposeDriverOptions = {}): Promi
     return src;
   };
 
-  return {
+  const base: ComposeDriver = {
     name: 'compose',
     project,
+    file,
     nodeIds,
     container,
     exec,
@@ -348,10 +394,12 @@ export async function startComposeDriver(opts: ComposeDriverOptions = {}): Promi
       if (cuts.has(nodeId)) return;
       const { pid, running } = await state(container(nodeId));
       if (!running) throw new Error(`${nodeId} is not running: nothing to partition`);
-      const ip = await coordinatorAddressFor(nodeId);
-      await iptables(pid, ['-I', 'INPUT', '-s', ip, '-j', 'DROP']);
-      await iptables(pid, ['-I', 'OUTPUT', '-d', ip, '-j', 'DROP']);
-      cuts.set(nodeId, { pid, ip });
+      const ips = await coordinatorAddressesFor(nodeId);
+      for (const ip of ips) {
+        await iptables(pid, ['-I', 'INPUT', '-s', ip, '-j', 'DROP']);
+        await iptables(pid, ['-I', 'OUTPUT', '-d', ip, '-j', 'DROP']);
+      }
+      cuts.set(nodeId, { pid, ips });
     },
     heal: async (nodeId) => {
       nodeIndex(nodeId);
@@ -360,11 +408,18 @@ export async function startComposeDriver(opts: ComposeDriverOptions = {}): Promi
       cuts.delete(nodeId);
       const { pid, running } = await state(container(nodeId));
       if (!running || pid !== cut.pid) return; // restarted: its new namespace never had the rules
-      await iptables(pid, ['-D', 'INPUT', '-s', cut.ip, '-j', 'DROP']);
-      await iptables(pid, ['-D', 'OUTPUT', '-d', cut.ip, '-j', 'DROP']);
+      for (const ip of cut.ips) {
+        await iptables(pid, ['-D', 'INPUT', '-s', ip, '-j', 'DROP']);
+        await iptables(pid, ['-D', 'OUTPUT', '-d', ip, '-j', 'DROP']);
+      }
     },
-    killCoordinator: () => stopContainer('coordinator', 'kill'),
-    startCoordinator: () => startContainer('coordinator', answers(`${coordinatorUrl}/healthz`)),
+    killCoordinator: async () => {
+      for (const r of replicas) await stopContainer(r, 'kill');
+    },
+    startCoordinator: async () => {
+      for (const r of replicas) await startContainer(r, answers(`${replicaUrl(r)}/healthz`));
+      await until('the coordinator /healthz', answers(`${coordinatorUrl}/healthz`), readyTimeoutMs);
+    },
     stopKms: (nodeId) => stopContainer(`kms-${nodeIndex(nodeId)}`, 'kill'),
     startKms: (nodeId) => startContainer(`kms-${nodeIndex(nodeId)}`, kmsReady(`kms-${nodeIndex(nodeId)}`)),
     throttleKms: async (nodeId, on) => {
@@ -417,4 +472,89 @@ export async function startComposeDriver(opts: ComposeDriverOptions = {}): Promi
       }
     },
   };
+  if (!ha) return base;
+
+  /** psql in the PostgreSQL container, as its superuser over the container's socket (peer: no password). */
+  const sql = async (query: string): Promise<string[][]> => {
+    const out = await exec('postgres', [
+      'psql',
+      '-X',
+      '-A',
+      '-t',
+      '-F',
+      '\t',
+      '-h',
+      '/tmp',
+      '-U',
+      'postgres',
+      '-d',
+      'cosigner',
+      '-c',
+      query,
+    ]);
+    return out
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => l.split('\t'));
+  };
+  const dbNetwork = Object.keys(await networksOf('postgres')).find((n) => n.endsWith('_db'));
+  if (!dbNetwork) throw new Error('postgres is on no network named *_db');
+  /** Replicas cut from the database now. */
+  const cutFromDb = new Set<string>();
+  const replica = (name: string): string => {
+    replicaUrl(name);
+    return name;
+  };
+  const dbReady = async (): Promise<boolean> => {
+    await exec('postgres', ['pg_isready', '-q', '-h', '/tmp', '-U', 'postgres', '-d', 'cosigner']);
+    return true;
+  };
+  const terminal =
+    "('proposal.submitted','proposal.failed','proposal.rejected','proposal.expired','proposal.cancelled')";
+  const replicated: ComposeDriver & ReplicatedClusterDriver = {
+    ...base,
+    replicas,
+    replicaUrl,
+    killReplica: (name) => stopContainer(replica(name), 'kill'),
+    startReplica: (name) => startContainer(replica(name), answers(`${replicaUrl(name)}/healthz`)),
+    killDatabase: () => stopContainer('postgres', 'kill'),
+    startDatabase: () => startContainer('postgres', dbReady),
+    partitionFromDatabase: async (name) => {
+      if (cutFromDb.has(replica(name))) return;
+      // The replica leaves the network it shares with PostgreSQL: its connections break and the name `postgres`
+      // no longer resolves (a fast failure, not a silent one).
+      await docker(['network', 'disconnect', dbNetwork, container(name)]);
+      cutFromDb.add(name);
+    },
+    healDatabase: async (name) => {
+      if (!cutFromDb.has(replica(name))) return;
+      await docker(['network', 'connect', '--alias', name, dbNetwork, container(name)]);
+      cutFromDb.delete(name);
+    },
+    leaseHolder: async (proposalId) => {
+      if (!/^[A-Za-z0-9_-]{1,100}$/.test(proposalId)) throw new RangeError(`not a proposal id: ${proposalId}`);
+      const rows = await sql(
+        `SELECT holder, token, expires_at > (extract(epoch FROM clock_timestamp()) * 1000)::bigint FROM round_leases WHERE proposal_id = '${proposalId}'`,
+      );
+      const row = rows[0];
+      if (!row) return undefined;
+      const [holder, token, live] = row as [string, string, string];
+      // Each replica's container hostname is its service name, and a replica's lease holder id is
+      // `<hostname>:<pid>:<random>` (services/coordinator/src/pg/replicas.ts replicaId).
+      const name = replicas.find((r) => holder.startsWith(`${r}:`));
+      if (!name) throw new Error(`lease holder '${holder}' names none of ${replicas.join(', ')}`);
+      return { replica: name, token: Number(token), live: live === 't' };
+    },
+    terminalEvents: async () => {
+      const rows = await sql(
+        `SELECT proposal_id, count(*) FROM events WHERE type IN ${terminal} AND proposal_id IS NOT NULL GROUP BY proposal_id`,
+      );
+      return new Map(rows.map(([id, n]) => [id!, Number(n)]));
+    },
+    close: async () => {
+      for (const name of [...cutFromDb]) await replicated.healDatabase(name).catch(() => undefined);
+      await base.close();
+    },
+  };
+  return replicated;
 }
