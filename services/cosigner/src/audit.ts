@@ -41,7 +41,13 @@ export type AuditType =
   | 'frost.dkg.joined'
   | 'frost.dkg.aborted'
   | 'frost.group.created'
-  | 'frost.group.dropped';
+  | 'frost.group.dropped'
+  | 'frost.refresh.joined'
+  | 'frost.refresh.aborted'
+  | 'frost.refresh.kept'
+  | 'frost.refresh.adopted'
+  | 'frost.refresh.discarded'
+  | 'frost.refresh.mismatch';
 
 export interface AuditEntry {
   seq: number;

@@ -143,6 +143,83 @@ export async function frostShow(group: string, f: FrostTarget, io: Out = stdio):
   return g;
 }
 
+export interface RefreshFlags extends FrostTarget {
+  group?: string;
+  wait: boolean;
+  timeoutSeconds: number;
+}
+
+interface RefreshView {
+  id: string;
+  address: string;
+  status: 'running' | 'adopted' | 'failed';
+  step: string;
+  threshold: number;
+  participants: {
+    index: number;
+    nodeId: string;
+    verifyingShare?: string;
+    acknowledged: boolean;
+  }[];
+  oldDigest: string;
+  digest: string | null;
+  transcript: string | null;
+  error: { code: string; message: string; nodeCode?: string; culprits: string[] } | null;
+}
+
+/** The lines an operator reads after a refresh: its outcome, each node's new verifying share, or who is blamed. */
+export function describeRefresh(r: RefreshView): string[] {
+  const lines = [
+    `refresh ${r.id} of ${r.address}: ${r.status}${r.status === 'running' ? ` (at ${r.step})` : ''}`,
+    `  group before     ${r.oldDigest}`,
+  ];
+  if (r.digest) lines.push(`  group after      ${r.digest}`, `  transcript       ${r.transcript}`);
+  for (const p of r.participants) {
+    const ack = r.status === 'running' ? '' : p.acknowledged ? '  (switched)' : '  (not acknowledged yet)';
+    lines.push(
+      `  ${String(p.index).padStart(3)} ${p.nodeId}${p.verifyingShare ? `  verifying share ${p.verifyingShare}` : ''}${r.status === 'adopted' ? ack : ''}`,
+    );
+  }
+  if (r.error) {
+    lines.push(`  error            ${r.error.code}: ${r.error.message}`);
+    if (r.error.culprits.length > 0) lines.push(`  blamed           ${r.error.culprits.join(', ')}`);
+    lines.push('  every node keeps its current share');
+  }
+  return lines;
+}
+
+/** `cosigner frost refresh --group G...`: replace every share of a group, its key unchanged; wait for the outcome. */
+export async function frostRefresh(f: RefreshFlags, io: Out = stdio): Promise<RefreshView> {
+  if (!f.group) throw required('--group', 'to name the group to refresh (its address G... or key-generation id)');
+  const t = await target(f);
+  let r = (await httpOk(t.url(`/v1/frost/groups/${encodeURIComponent(f.group)}/refresh`), {
+    method: 'POST',
+    token: t.token,
+    body: {},
+  })) as unknown as RefreshView;
+  if (!f.json) io.out(`share refresh ${r.id} of ${r.address} started among ${r.participants.length} nodes`);
+  const deadline = Date.now() + f.timeoutSeconds * 1000;
+  while (f.wait && r.status === 'running') {
+    if (Date.now() > deadline) {
+      throw cliErrors.error(
+        'LIFECYCLE_TIMEOUT',
+        { id: r.id, step: r.step },
+        { message: `share refresh ${r.id} still running at ${r.step} after ${f.timeoutSeconds} s` },
+      );
+    }
+    await new Promise((res) => setTimeout(res, 250));
+    r = (await httpOk(t.url(`/v1/frost/refreshes/${r.id}`), { token: t.token })) as unknown as RefreshView;
+  }
+  if (f.json) io.out(JSON.stringify(r, null, 2));
+  else for (const l of describeRefresh(r)) io.out(l);
+  if (r.status === 'failed') {
+    const e = r.error!;
+    const blame = e.culprits.length > 0 ? ` Blamed: ${e.culprits.join(', ')}.` : '';
+    throw Object.assign(new Error(`share refresh ${r.id} failed: ${e.message}${blame}`), { code: e.code });
+  }
+  return r;
+}
+
 function coordinatorOptions(c: Command): Command {
   return c
     .option('--coordinator-url <url>', 'the coordinator')
@@ -168,6 +245,17 @@ export function registerFrost(program: Command, io: Out = stdio): void {
         'keys) under frost.expect; a node that does not, refuses, and the key generation fails naming it.',
     )
     .action((f: DkgFlags) => run(() => frostDkg(f, io), io));
+  coordinatorOptions(frost.command('refresh'))
+    .description("replace every node's share of a group with a new one; the group key stays (all n nodes take part)")
+    .option('--group <group>', 'the group address (G...) or its key-generation id')
+    .option('--no-wait', 'return once started instead of waiting for the outcome')
+    .option('--timeout-seconds <s>', 'how long to wait for the outcome', seconds, 600)
+    .addHelpText(
+      'after',
+      '\nEvery node seals its new share beside the old one, which keeps signing; they switch only when all n\n' +
+        'reported the same new group. Any failure leaves every node with its current share.',
+    )
+    .action((f: RefreshFlags) => run(() => frostRefresh(f, io), io));
   coordinatorOptions(frost.command('show').argument('<group>', 'the key generation id or the group address (G...)'))
     .description("show a group: its key, each participant's verifying share, or why its key generation failed")
     .action((group: string, f: FrostTarget) => run(() => frostShow(group, f, io), io));
