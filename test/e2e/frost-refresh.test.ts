@@ -226,7 +226,7 @@ describe('FROST share refresh among three real node processes', () => {
     for (let i = 0; i < 3; i++) expect(pending(i)).toEqual([]);
   }, 120_000);
 
-  it('`cosigner frost refresh` keeps the group key, renews every share; an old share and a new one do not sign', async () => {
+  it('cosigner frost refresh keeps the group key, renews every share; an old share and a new one do not sign', async () => {
     const old = [await openShare(0), await openShare(1), await openShare(2)];
     const before = old[0]!.group;
     // node-2 was restarted above: until it is connected again the coordinator refuses (409), and the CLI says so
