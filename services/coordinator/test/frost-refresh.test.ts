@@ -447,7 +447,8 @@ describe('FROST share refresh relayed among three nodes', () => {
     };
     const started = relay.start({ group: address });
     await until(() => nodes.every((n) => n.store.pendingRefreshes().length === 1), 'every node kept a new share');
-    relay.close();
+    // The coordinator process dies: nothing closes the relay; a new one opens the same file.
+    const crashed = relay;
     relay = new FrostRefreshRelay({
       store: new FrostRefreshStore(join(dir, 'coordinator', 'frost-refresh.sqlite')),
       dkg: dkgRelay,
@@ -458,6 +459,68 @@ describe('FROST share refresh relayed among three nodes', () => {
     for (const n of nodes) relay.sync(n.id);
     await until(() => nodes.every((n) => n.store.pendingRefreshes().length === 0), 'new shares discarded');
     expect(relay.get(started.id).acked).toHaveLength(3);
+    crashed.close();
+  });
+
+  it('refuses malformed answers: a wrong count, packages to the wrong nodes, a group that is not one', async () => {
+    const resign = (id: string, r: RefreshReply, f: (p: Record<string, unknown>, i: number) => void) => {
+      const n = nodes.find((x) => x.id === id)!;
+      return {
+        ...r,
+        statements: r.statements!.map((st, i) => {
+          const p = JSON.parse(st.p) as Record<string, unknown>;
+          f(p, i);
+          return signStatement(n.identity, p as never);
+        }),
+      };
+    };
+    answer = (id, r) => (id === 'n1' && r.step === 'start' ? { ...r, statements: [] } : r);
+    expect((await settled(relay.start({ group: address }).id)).error).toMatchObject({
+      code: 'COORD_FROST_REFRESH_BAD_STATEMENT',
+      culprits: ['n1'],
+    });
+    answer = (id, r) => (id === 'n2' && r.step === 'round2' ? resign(id, r, (p) => (p.to = 1)) : r);
+    expect((await settled(relay.start({ group: address }).id)).error).toMatchObject({
+      code: 'COORD_FROST_REFRESH_BAD_STATEMENT',
+      culprits: ['n2'],
+    });
+    answer = (id, r) => (id === 'n3' && r.step === 'round3' ? resign(id, r, (p) => (p.group = { no: 1 })) : r);
+    expect((await settled(relay.start({ group: address }).id)).error).toMatchObject({
+      code: 'COORD_FROST_REFRESH_BAD_STATEMENT',
+      culprits: ['n3'],
+    });
+    await until(() => nodes.every((n) => n.store.pendingRefreshes().length === 0), 'new shares discarded');
+  });
+
+  it('an acknowledgement is taken only when signed by its node for this refresh and digest', async () => {
+    answer = (id, r) => (id === 'n1' && r.step === 'adopt' ? undefined : r);
+    const r = await settled(relay.start({ group: address }).id);
+    await until(() => relay.get(r.id).acked.length === 2, 'n2 and n3 acknowledged');
+    relay.onReply('n1', {
+      refreshId: r.id,
+      step: 'adopt',
+      error: { code: 'NODE_FROST_RESULT_MISMATCH', message: 'x' },
+    });
+    const other = nodes[1]!;
+    const forged = signStatement(other.identity, {
+      kind: 'refresh-adopted',
+      digest: r.digest!,
+      dkgId: r.id,
+      roster: r.roster,
+      from: 1,
+      nodeId: 'n1',
+    });
+    relay.onReply('n1', { refreshId: r.id, step: 'adopt', statements: [forged] });
+    expect(relay.get(r.id).acked).toEqual(['n2', 'n3']);
+    // told again on sync, it acknowledges properly
+    answer = (_id, x) => x;
+    relay.sync('n1');
+    await until(() => relay.get(r.id).acked.length === 3, 'n1 acknowledged');
+    relay.sync('n1'); // nothing left to tell
+    // the file a coordinator opens in its data directory holds the same record
+    const again = FrostRefreshStore.at(join(dir, 'coordinator'));
+    expect(again.get(r.id)?.acked).toEqual(['n1', 'n2', 'n3']);
+    again.close();
   });
 
   it('a refresh step that times out names the silent node', async () => {
@@ -520,5 +583,58 @@ describe('FROST share refresh relayed among three nodes', () => {
     relay.onReply('n1', { refreshId: started.id, step: 'adopt', error: { code: 'X', message: 'x' } });
     relay.onReply('n1', { refreshId: 'unknown', step: 'round1' });
     expect(relay.get(started.id).acked).toEqual([]);
+  });
+});
+
+describe('FROST refresh routes on the real app', () => {
+  it('answer 401 without a key, 404 with a code for an unknown group or refresh, and are in the API document', async () => {
+    const { harness, TestNode } = await import('./helpers.ts');
+    const h = await harness({ nodes: [new TestNode('a'), new TestNode('b')] });
+    const auth = { authorization: `Bearer ${h.adminKey}` };
+    try {
+      const post = await h.app.inject({ method: 'POST', url: '/v1/frost/groups/nope/refresh' });
+      expect(post.statusCode).toBe(401);
+      const missing = await h.app.inject({ method: 'POST', url: '/v1/frost/groups/nope/refresh', headers: auth });
+      expect(missing.statusCode).toBe(404);
+      expect(missing.json()).toMatchObject({ code: 'COORD_FROST_GROUP_NOT_FOUND' });
+      const one = await h.app.inject({ method: 'GET', url: '/v1/frost/refreshes/nope', headers: auth });
+      expect(one.statusCode).toBe(404);
+      expect(one.json()).toMatchObject({ code: 'COORD_FROST_REFRESH_NOT_FOUND' });
+      const bad = await h.app.inject({ method: 'GET', url: '/v1/frost/refreshes/no%20pe', headers: auth });
+      expect(bad.statusCode).toBe(400);
+      const list = await h.app.inject({ method: 'GET', url: '/v1/frost/groups/nope/refreshes', headers: auth });
+      expect(list.statusCode).toBe(404);
+      const doc = (await h.app.inject({ method: 'GET', url: '/docs/json' })).json() as {
+        paths: Record<string, Record<string, unknown>>;
+        components: { schemas: Record<string, unknown> };
+      };
+      expect(doc.paths['/v1/frost/groups/{id}/refresh']!.post).toBeDefined();
+      expect(doc.paths['/v1/frost/refreshes/{id}']!.get).toBeDefined();
+      expect(doc.paths['/v1/frost/groups/{id}/refreshes']!.get).toBeDefined();
+      expect(doc.components.schemas.FrostRefresh).toBeDefined();
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('list a group’s refreshes and show one, as the relay records them', async () => {
+    const r = await settled(relay.start({ group: address }).id);
+    const { registerFrostRoutes } = await import('../src/frost/routes.ts');
+    const Fastify = (await import('fastify')).default;
+    const app = Fastify();
+    app.addSchema({ $id: 'ErrorBody', type: 'object' });
+    registerFrostRoutes(app, { relay: dkgRelay, refresh: relay });
+    try {
+      const list = await app.inject({ method: 'GET', url: `/v1/frost/groups/${address}/refreshes` });
+      expect(list.json()).toMatchObject({ refreshes: [{ id: r.id, status: 'adopted', address }] });
+      const one = await app.inject({ method: 'GET', url: `/v1/frost/refreshes/${r.id}` });
+      expect(one.json()).toMatchObject({ id: r.id, digest: r.digest, oldDigest: r.oldDigest });
+      const started = await app.inject({ method: 'POST', url: `/v1/frost/groups/${address}/refresh` });
+      expect(started.statusCode).toBe(202);
+      expect(started.json()).toMatchObject({ status: 'running', address });
+      await settled(started.json().id);
+    } finally {
+      await app.close();
+    }
   });
 });

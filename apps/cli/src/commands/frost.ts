@@ -192,11 +192,19 @@ export function describeRefresh(r: RefreshView): string[] {
 export async function frostRefresh(f: RefreshFlags, io: Out = stdio): Promise<RefreshView> {
   if (!f.group) throw required('--group', 'to name the group to refresh (its address G... or key-generation id)');
   const t = await target(f);
-  let r = (await httpOk(t.url(`/v1/frost/groups/${encodeURIComponent(f.group)}/refresh`), {
+  const started = await http(t.url(`/v1/frost/groups/${encodeURIComponent(f.group)}/refresh`), {
     method: 'POST',
     token: t.token,
     body: {},
-  })) as unknown as RefreshView;
+  });
+  if (started.status !== 202) {
+    // The coordinator's own code and sentence (a group not found, a node not connected, a refresh running).
+    const b = started.body as { code?: string; message?: string };
+    throw Object.assign(new Error(b.message ?? `POST /v1/frost/groups/:id/refresh answered ${started.status}`), {
+      code: b.code ?? 'LIFECYCLE_CALL_FAILED',
+    });
+  }
+  let r = started.body as RefreshView;
   if (!f.json) io.out(`share refresh ${r.id} of ${r.address} started among ${r.participants.length} nodes`);
   const deadline = Date.now() + f.timeoutSeconds * 1000;
   while (f.wait && r.status === 'running') {
