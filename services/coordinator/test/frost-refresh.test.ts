@@ -11,7 +11,7 @@ import type { Body, MessageType } from '@cosigner/protocol/messages';
 import { createLogger } from '@cosigner/runtime/logger';
 import { tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
-import type Database from 'better-sqlite3';
+import Database from 'better-sqlite3';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../cosigner/src/audit.ts';
@@ -521,6 +521,13 @@ describe('FROST share refresh relayed among three nodes', () => {
     const again = FrostRefreshStore.at(join(dir, 'coordinator'));
     expect(again.get(r.id)?.acked).toEqual(['n1', 'n2', 'n3']);
     again.close();
+    // a file of a newer schema is refused before anything is written
+    const newer = new Database(join(dir, 'newer.sqlite'));
+    newer.pragma('user_version = 99');
+    newer.close();
+    expect(() => new FrostRefreshStore(join(dir, 'newer.sqlite'))).toThrow(
+      expect.objectContaining({ code: 'COORD_NEWER_SCHEMA' }),
+    );
   });
 
   it('a refresh step that times out names the silent node', async () => {
@@ -570,15 +577,44 @@ describe('FROST share refresh relayed among three nodes', () => {
   });
 
   it('a node told to adopt another digest than the one it derived keeps its current share', async () => {
-    answer = (_id, r) => (r.step === 'round3' ? undefined : r); // nobody's report reaches the relay
+    const reports = new Map<string, SignedStatement>();
+    answer = (id, r) => {
+      if (r.step !== 'round3') return r;
+      reports.set(id, r.statements![0]!); // nobody's report reaches the relay
+      return undefined;
+    };
     const started = relay.start({ group: address });
-    await until(() => nodes.every((n) => n.store.pendingRefreshes().length === 1), 'every node kept a new share');
+    await until(() => nodes.every((n) => n.store.pendingRefreshes().length === 1) && reports.size === 3, 'kept');
     const n = nodes[0]!;
     const before = n.store.get(address)!.group;
-    const r = await n.refresh.handle({ refreshId: started.id, address, step: 'adopt', digest: 'ab'.repeat(32) });
+    const adopt = (digest: string, statements: SignedStatement[]) =>
+      n.refresh.handle({ refreshId: started.id, address, step: 'adopt', digest, statements });
+    const all = ['n1', 'n2', 'n3'].map((id) => reports.get(id)!);
+    const r = await adopt('ab'.repeat(32), all);
     expect(r?.error).toMatchObject({ code: 'NODE_FROST_RESULT_MISMATCH' });
+    // Its own digest, but not every participant's signed report showing it: a relay that adopts a refresh some
+    // node did not derive (or forges reports) is refused, and this node keeps its current share.
+    const mine = (JSON.parse(all[0]!.p) as { digest: string }).digest;
+    const other = JSON.parse(all[1]!.p) as Record<string, unknown>;
+    const lying = signStatement(nodes[1]!.identity, { ...other, digest: 'cd'.repeat(32) } as never);
+    const forged = { p: all[2]!.p, s: all[1]!.s };
+    for (const statements of [
+      [],
+      all.slice(0, 2),
+      [all[0]!, all[0]!, all[1]!],
+      [all[0]!, lying, all[2]!],
+      [all[0]!, all[1]!, forged],
+    ]) {
+      expect((await adopt(mine, statements))?.error).toMatchObject({
+        code: 'NODE_FROST_RELAY_TAMPERED',
+        culprits: ['coordinator'],
+      });
+    }
     expect(n.store.get(address)!.group).toEqual(before);
     expect(n.store.pendingRefreshes()).toEqual([started.id]);
+    // With all three signed reports it switches.
+    expect((await adopt(mine, all))?.error).toBeUndefined();
+    expect(groupDigest(n.store.get(address)!.group)).toBe(mine);
     // the relay ignores an acknowledgement that is an error, or of a refresh that was not adopted
     relay.onReply('n1', { refreshId: started.id, step: 'adopt', error: { code: 'X', message: 'x' } });
     relay.onReply('n1', { refreshId: 'unknown', step: 'round1' });

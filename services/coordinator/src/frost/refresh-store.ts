@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { GroupPublic } from '@cosigner/frost/suite';
-import type { DkgRosterEntry } from '@cosigner/protocol/frost-dkg';
+import type { DkgRosterEntry, SignedStatement } from '@cosigner/protocol/frost-dkg';
 import { openMigratedDatabase } from '@cosigner/runtime/sqlite';
 import type Database from 'better-sqlite3';
 import { coordinatorErrors } from '../errors.ts';
@@ -35,6 +35,8 @@ export interface RefreshRecord {
   digest: string | null;
   group: GroupPublic | null;
   transcript: string | null;
+  /** Every participant's signed report, once adopted: relayed with `adopt`, so each node sees that all agreed. */
+  reports: SignedStatement[] | null;
   error: RefreshError | null;
   /** Participants that acknowledged the outcome. */
   acked: string[];
@@ -55,6 +57,7 @@ interface Row {
   digest: string | null;
   group_public: string | null;
   transcript: string | null;
+  reports: string | null;
   error: string | null;
   acked: string;
   created_by: string | null;
@@ -86,8 +89,8 @@ export class FrostRefreshStore {
     this.#db
       .prepare(
         `INSERT INTO frost_refresh (id, address, threshold, participants, roster, status, step, old_digest, digest,
-           group_public, transcript, error, acked, created_by, created_at, updated_at)
-         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+           group_public, transcript, reports, error, acked, created_by, created_at, updated_at)
+         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
       )
       .run(
         r.id,
@@ -101,6 +104,7 @@ export class FrostRefreshStore {
         r.digest,
         r.group && JSON.stringify(r.group),
         r.transcript,
+        r.reports && JSON.stringify(r.reports),
         r.error && JSON.stringify(r.error),
         JSON.stringify(r.acked),
         r.createdBy,
@@ -116,13 +120,17 @@ export class FrostRefreshStore {
   }
 
   /** The decision to switch: durable before any node hears it. */
-  adopt(id: string, v: { digest: string; group: GroupPublic; transcript: string }, at = Date.now()): void {
+  adopt(
+    id: string,
+    v: { digest: string; group: GroupPublic; transcript: string; reports: SignedStatement[] },
+    at = Date.now(),
+  ): void {
     this.#db
       .prepare(
         `UPDATE frost_refresh SET status = 'adopted', step = 'adopt', digest = ?, group_public = ?, transcript = ?,
-           updated_at = ? WHERE id = ? AND status = 'running'`,
+           reports = ?, updated_at = ? WHERE id = ? AND status = 'running'`,
       )
-      .run(v.digest, JSON.stringify(v.group), v.transcript, at, id);
+      .run(v.digest, JSON.stringify(v.group), v.transcript, JSON.stringify(v.reports), at, id);
   }
 
   fail(id: string, error: RefreshError, at = Date.now()): void {
@@ -194,6 +202,7 @@ function fromRow(r: Row): RefreshRecord {
     digest: r.digest,
     group: r.group_public === null ? null : (JSON.parse(r.group_public) as GroupPublic),
     transcript: r.transcript,
+    reports: r.reports === null ? null : (JSON.parse(r.reports) as SignedStatement[]),
     error: r.error === null ? null : (JSON.parse(r.error) as RefreshError),
     acked: JSON.parse(r.acked) as string[],
     createdBy: r.created_by,

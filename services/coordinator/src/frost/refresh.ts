@@ -143,6 +143,7 @@ export class FrostRefreshRelay {
       digest: null,
       group: null,
       transcript: null,
+      reports: null,
       error: null,
       acked: [],
       createdBy: req.createdBy ?? null,
@@ -195,6 +196,7 @@ export class FrostRefreshRelay {
         address: r.address,
         step: 'adopt',
         digest: r.digest!,
+        statements: r.reports ?? [],
       });
       return;
     }
@@ -434,7 +436,13 @@ export class FrostRefreshRelay {
     const group = groups.get(decision.group)!;
     clearTimeout(run.timer);
     this.#runs.delete(run.rec.id);
-    this.#store.adopt(run.rec.id, { digest: decision.group, group, transcript: decision.transcript });
+    const signed = run.rec.participants.flatMap((p) => run.replies.get(p.nodeId)!.statements);
+    this.#store.adopt(run.rec.id, {
+      digest: decision.group,
+      group,
+      transcript: decision.transcript,
+      reports: signed,
+    });
     this.#dkg.recordRefresh(run.rec.address, { group, transcript: decision.transcript });
     this.#logger.info(
       { refreshId: run.rec.id, address: run.rec.address, digest: decision.group },

@@ -25,7 +25,7 @@ import type { Logger } from 'pino';
 import type { AuditLog } from '../audit.ts';
 import { nodeErrors } from '../errors.ts';
 import type { FrostConfig } from './config.ts';
-import type { FrostGroupStore, NodeFrostGroup } from './store.ts';
+import type { FrostGroupStore, NodeFrostGroup, PendingRefresh } from './store.ts';
 
 /**
  * The node's side of a FROST share refresh relayed by the coordinator (docs/architecture.md, "FROST share
@@ -127,7 +127,7 @@ export class FrostRefreshNode {
     } catch (e) {
       const s = this.#sessions.get(refreshId);
       const err = e instanceof CosignerError ? e : nodeErrors.error('NODE_INTERNAL', undefined, { cause: e });
-      const culprits = s ? this.#culprits(s, err) : [];
+      const culprits = s ? this.#culprits(s, err) : err.code === 'NODE_FROST_RELAY_TAMPERED' ? [RELAY] : [];
       if (s && err.code !== 'NODE_FROST_BAD_STEP') this.#drop(s, err.code, culprits);
       this.#o.logger.warn({ refreshId, step, code: err.code, culprits }, 'FROST share refresh step refused');
       return { refreshId, step, error: { code: err.code, message: err.message.slice(0, 1024), culprits } };
@@ -313,6 +313,11 @@ export class FrostRefreshNode {
         { message: 'This node keeps no new share of this refresh, and its group is not the adopted one.' },
       );
     }
+    if (kept.address === address && kept.digest === digest && group) {
+      // Every participant's signed report must show this digest and transcript, as key generation's `confirm`
+      // does: a relay cannot have this node switch to a group some participant did not derive.
+      this.#checkReports(group, refreshId, body.statements ?? [], kept);
+    }
     if (kept.address !== address || kept.digest !== digest) {
       // Not the group this node derived: keeping the old share is the only safe state; the operator must look.
       this.#o.audit.append('frost.refresh.mismatch', {
@@ -331,6 +336,31 @@ export class FrostRefreshNode {
     this.#o.audit.append('frost.refresh.adopted', { refreshId, address, digest });
     this.#o.logger.info({ refreshId, address, digest }, 'FROST share refresh adopted; the old sealed share is gone');
     return this.#signed(this.#o.store.get(address)!, refreshId, 'adopt', [{ kind: 'refresh-adopted', digest }]);
+  }
+
+  /** @throws NODE_FROST_RELAY_TAMPERED (the relay is named) when the n signed reports do not all show `kept`. */
+  #checkReports(group: NodeFrostGroup, refreshId: string, statements: SignedStatement[], kept: PendingRefresh): void {
+    const roster = refreshRosterDigest(refreshId, group.address, group.threshold, group.participants);
+    const refuse = (reason: string) =>
+      nodeErrors.error(
+        'NODE_FROST_RELAY_TAMPERED',
+        { refreshId, reason },
+        { message: `The adoption is refused, this node keeps its current share: ${reason}.` },
+      );
+    const seen = new Set<string>();
+    for (const st of statements) {
+      const author = group.participants.find((a) => a.nodeId === peekStatementAuthor(st));
+      if (!author || seen.has(author.nodeId)) throw refuse('a report names no participant, or one twice');
+      const p = openStatement(Buffer.from(author.identityKey, 'base64'), st) as
+        | (DkgStatementPayload & { digest?: unknown; transcript?: unknown })
+        | undefined;
+      if (p?.kind !== 'refresh-report' || p.dkgId !== refreshId || p.roster !== roster || p.from !== author.index)
+        throw refuse(`the report of ${author.nodeId} is not its signed report of this refresh`);
+      if (p.digest !== kept.digest || p.transcript !== kept.transcript)
+        throw refuse(`${author.nodeId} reported another group or transcript`);
+      seen.add(author.nodeId);
+    }
+    if (seen.size !== group.participants.length) throw refuse('not every participant reported');
   }
 
   #abort(body: Body<'frost-refresh'>): void {

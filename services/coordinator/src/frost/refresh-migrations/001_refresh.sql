@@ -15,6 +15,7 @@ CREATE TABLE frost_refresh (
   digest TEXT,                     -- groupDigest of the adopted group
   group_public TEXT,               -- JSON GroupPublic of the adopted group
   transcript TEXT,                 -- the refresh's transcript digest every node reported
+  reports TEXT,                    -- JSON [SignedStatement]: every node's signed report, relayed with `adopt`
   error TEXT,                      -- JSON {code, message, reportedBy?, nodeCode?, culprits, missing?, disagreeing?}
   acked TEXT NOT NULL DEFAULT '[]', -- JSON [nodeId]: participants that acknowledged the outcome
   created_by TEXT,
