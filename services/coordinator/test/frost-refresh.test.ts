@@ -16,7 +16,7 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../cosigner/src/audit.ts';
 import type { FrostConfig } from '../../cosigner/src/frost/config.ts';
-import { FrostDkgNode } from '../../cosigner/src/frost/dkg.ts';
+import { FrostDkgNode, openFrostDkg } from '../../cosigner/src/frost/dkg.ts';
 import { FrostRefreshNode, MAX_REFRESH_SESSIONS, refuseRefresh } from '../../cosigner/src/frost/refresh.ts';
 import { FrostGroupStore, frostStorePath } from '../../cosigner/src/frost/store.ts';
 import { openLedgerDb } from '../../cosigner/src/ledger.ts';
@@ -574,6 +574,19 @@ describe('FROST share refresh relayed among three nodes', () => {
       code: 'NODE_FROST_NOT_EXPECTED',
     });
     expect(refuseRefresh({ refreshId: 'x', address, step: 'abort' })).toBeUndefined();
+    // The handlers a node process opens from its config: with and without a frost section.
+    const opened = { nodeId: 'n9', production: false, identity: n.identity, audit: n.audit, logger };
+    const none = await openFrostDkg({ ...opened, dataDir: join(dir, 'n9'), config: undefined });
+    expect((await none.refresh({ refreshId: 'x', address, step: 'start' }))?.error?.code).toBe(
+      'NODE_FROST_NOT_EXPECTED',
+    );
+    await none.close();
+    const config = { sealer: { type: 'local', keyFile: join(dir, 'n9.key') }, expect: [], sessionTimeoutMs: 1000 };
+    const some = await openFrostDkg({ ...opened, dataDir: join(dir, 'n9'), config: config as FrostConfig });
+    expect(
+      (await some.refresh({ refreshId: 'x', address, step: 'start', participants: g.participants }))?.error?.code,
+    ).toBe('NODE_FROST_NOT_EXPECTED');
+    await some.close();
   });
 
   it('a node told to adopt another digest than the one it derived keeps its current share', async () => {
