@@ -1,11 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { groupDigest } from '@cosigner/frost/refresh';
+import { createTransportKey, sealTo } from '@cosigner/frost/channel';
+import { type DkgMember, round2Aad } from '@cosigner/frost/dkg';
+import { groupDigest, RefreshParticipant, type RefreshRound1Message, refreshDigest } from '@cosigner/frost/refresh';
 import { aggregate, commitNonces, signShare } from '@cosigner/frost/rounds';
 import { createShareSealer, type ShareSealer } from '@cosigner/frost/sealer';
 import { checkShare, type GroupPublic, type KeyShare } from '@cosigner/frost/suite';
-import { type SignedStatement, signStatement } from '@cosigner/protocol/frost-dkg';
+import {
+  type DkgStatementBody,
+  refreshRosterDigest,
+  type SignedStatement,
+  signStatement,
+} from '@cosigner/protocol/frost-dkg';
 import { generateIdentity, type Identity } from '@cosigner/protocol/identity';
 import type { Body, MessageType } from '@cosigner/protocol/messages';
 import { createLogger } from '@cosigner/runtime/logger';
@@ -385,6 +392,24 @@ describe('FROST share refresh relayed among three nodes', () => {
     expect(['FROST_DKG_UNAUTHENTIC', 'FROST_DKG_BAD_SHARE']).toContain(r.error!.nodeCode);
   });
 
+  it('a participant that sends an authentic point off its own commitment is named FROST_DKG_BAD_SHARE', async () => {
+    // n2's host taken over: a client with n2's identity key follows the protocol but sends n1 a wrong point,
+    // encrypted and authenticated exactly as an honest one; only n1's check against n2's commitment catches it.
+    const rogue = new BadPointRefresh(nodes[1]!, 1);
+    nodes[1]!.refresh = rogue as unknown as FrostRefreshNode;
+    const old = await Promise.all([0, 2].map(async (i) => (await shares(address))[i]!));
+    const r = await settled(relay.start({ group: address }).id);
+    expect(rogue.sentBadPoint).toBe(true);
+    expect(r.error).toMatchObject({
+      code: 'COORD_FROST_REFRESH_REFUSED',
+      nodeCode: 'FROST_DKG_BAD_SHARE',
+      reportedBy: 'n1',
+      culprits: ['n2'],
+    });
+    await until(() => [0, 2].every((i) => nodes[i]!.store.pendingRefreshes().length === 0), 'nothing kept');
+    expect(signs(nodes[0]!.store.get(address)!.group, address, old[0]!, old[1]!)).toBe(true);
+  });
+
   it('a node killed between the phases keeps the adopted share when it comes back', async () => {
     const old = await shares(address);
     // n3 reports, then "dies" before the adoption reaches it: its process (handlers) gone, its files kept.
@@ -687,3 +712,94 @@ describe('FROST refresh routes on the real app', () => {
     }
   });
 });
+
+/** A refresh participant holding n2's identity key that sends `victim` a point off its own commitment. */
+class BadPointRefresh {
+  sentBadPoint = false;
+  #transport = createTransportKey();
+  #participant: RefreshParticipant | undefined;
+  #members: DkgMember[] = [];
+  #roster = '';
+  #refreshId = '';
+
+  constructor(
+    private readonly node: Node,
+    private readonly victim: number,
+  ) {}
+
+  #reply(step: RefreshReply['step'], bodies: DkgStatementBody[]): RefreshReply {
+    const g = this.node.store.get(address)!;
+    return {
+      refreshId: this.#refreshId,
+      step,
+      statements: bodies.map((b) =>
+        signStatement(this.node.identity, {
+          ...b,
+          dkgId: this.#refreshId,
+          roster: this.#roster,
+          from: g.myIndex,
+          nodeId: this.node.id,
+        }),
+      ),
+    };
+  }
+
+  async handle(b: Body<'frost-refresh'>): Promise<RefreshReply | undefined> {
+    const g = this.node.store.get(address)!;
+    const payload = (st: SignedStatement) => JSON.parse(st.p) as Record<string, unknown>;
+    switch (b.step) {
+      case 'start':
+        this.#refreshId = b.refreshId;
+        this.#roster = refreshRosterDigest(b.refreshId, address, g.threshold, g.participants);
+        return this.#reply('start', [
+          { kind: 'refresh-transport-key', transportKey: Buffer.from(this.#transport.publicKey).toString('hex') },
+        ]);
+      case 'round1':
+        this.#members = b.statements!.map((st) => {
+          const p = payload(st);
+          return { index: p.from as number, nodeId: p.nodeId as string, transportKey: p.transportKey as string };
+        });
+        this.#participant = new RefreshParticipant({
+          session: { sessionId: this.#refreshId, group: g.group, members: this.#members },
+          index: g.myIndex,
+          transportSecretKey: this.#transport.secretKey,
+        });
+        return this.#reply('round1', [{ kind: 'refresh-round1', message: this.#participant.round1() }]);
+      case 'round2': {
+        const packages = this.#participant!.round2(
+          b.statements!.map((st) => payload(st).message as RefreshRound1Message),
+        );
+        const digest = refreshDigest({ sessionId: this.#refreshId, group: g.group, members: this.#members });
+        const transcript = Buffer.from(this.#participant!.transcript!, 'hex');
+        const out = packages.map((m) => {
+          if (m.to !== this.victim) return m;
+          const wrong = randomBytes(32);
+          wrong[31]! &= 0x0f;
+          const sealed = sealTo({
+            ourSecret: this.#transport.secretKey,
+            theirPublic: Buffer.from(this.#members.find((x) => x.index === m.to)!.transportKey, 'hex'),
+            salt: digest,
+            from: g.myIndex,
+            to: m.to,
+            aad: round2Aad(digest, transcript, g.myIndex, m.to),
+            plaintext: wrong,
+          });
+          this.sentBadPoint = true;
+          return {
+            ...m,
+            iv: Buffer.from(sealed.iv).toString('hex'),
+            ciphertext: Buffer.from(sealed.ciphertext).toString('hex'),
+          };
+        });
+        return this.#reply(
+          'round2',
+          out.map((message) => ({ kind: 'refresh-round2', to: message.to, message })),
+        );
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  close(): void {}
+}
