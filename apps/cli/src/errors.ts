@@ -35,4 +35,8 @@ export const cliErrors = defineErrors('cli', {
   },
   LIFECYCLE_CALL_FAILED: { status: 502, message: 'A call to the coordinator, a node or Horizon did not answer 2xx.' },
   LIFECYCLE_TIMEOUT: { status: 504, message: 'The change did not reach the expected state in time.' },
+  LIFECYCLE_STATE_MISMATCH: {
+    status: 409,
+    message: 'The state file records another change than the options ask for; the details name the field.',
+  },
 });

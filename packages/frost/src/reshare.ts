@@ -126,6 +126,58 @@ export function planNewGroup(p: {
   };
 }
 
+/** A new group's membership before its key generation runs: participants in index order and who moves. */
+export interface NewMembershipPlan {
+  /** Node ids in node-id order: participant i + 1 is participants[i] (as planNewGroup numbers them). */
+  participants: string[];
+  threshold: number;
+  joining: string[];
+  leaving: string[];
+  staying: string[];
+}
+
+/**
+ * The checks of planNewGroup that need no transport key: what an operator's command runs before it asks the nodes
+ * for a key generation, since the nodes among the running cluster make their transport keys per session at its
+ * start (services/cosigner frost/dkg.ts). The same refusals, with the same fields and codes: a member list of the
+ * wrong size or with a repeated node, a threshold outside 2..n, the old group with its threshold (a refresh), and
+ * 2t <= n unless allowed.
+ * @throws FROST_BAD_INPUT, FROST_OUT_OF_RANGE, FROST_GROUP_CHANGE_UNSAFE
+ */
+export function planNewMembership(p: {
+  oldGroup: GroupPublic;
+  oldNodes: string[];
+  members: string[];
+  threshold: number;
+  allowDisjointQuorums?: boolean;
+}): NewMembershipPlan {
+  const old = checkGroup(p.oldGroup);
+  const oldNodes = array(p.oldNodes, 'oldNodes').map((n, i) => name(n, `oldNodes[${i}]`));
+  if (oldNodes.length !== old.participants.length || new Set(oldNodes).size !== oldNodes.length) {
+    throw outOfRange('oldNodes', `must name the old group's ${old.participants.length} participants, each once`);
+  }
+  const ids = array(p.members, 'members')
+    .map((m, i) => name(m, `members[${i}]`))
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  if (ids.length < 2) throw outOfRange('members', 'must list at least 2 participants');
+  if (ids.length > MAX_PARTICIPANTS) throw outOfRange('members', `must list at most ${MAX_PARTICIPANTS} nodes`);
+  if (new Set(ids).size !== ids.length) throw outOfRange('members', 'must not repeat a nodeId');
+  const threshold = int(p.threshold, 'threshold', 2, ids.length);
+  const staying = ids.filter((id) => oldNodes.includes(id));
+  if (staying.length === oldNodes.length && ids.length === oldNodes.length && threshold === old.threshold) {
+    throw outOfRange('members', 'are the old group with its threshold: refresh the shares instead (refresh.ts)');
+  }
+  const problems = groupDisjoint(ids.length, threshold);
+  if (problems.length > 0 && !p.allowDisjointQuorums) throw unsafe('The new group', problems);
+  return {
+    participants: ids,
+    threshold,
+    joining: ids.filter((id) => !oldNodes.includes(id)),
+    leaving: oldNodes.filter((id) => !ids.includes(id)),
+    staying,
+  };
+}
+
 export interface GroupKeyChange {
   account: string;
   oldKey: string;

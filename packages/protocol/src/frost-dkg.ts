@@ -32,7 +32,13 @@ export type DkgStatementBody =
   | { kind: 'round1'; message: unknown }
   | { kind: 'round2'; to: number; message: unknown }
   | { kind: 'result'; group: unknown; address: string; transcript: string }
-  | { kind: 'confirmed'; address: string };
+  | { kind: 'confirmed'; address: string }
+  // A share refresh (its own kinds, so no key-generation statement passes for one; `dkgId` holds the refresh id):
+  | { kind: 'refresh-transport-key'; transportKey: string }
+  | { kind: 'refresh-round1'; message: unknown }
+  | { kind: 'refresh-round2'; to: number; message: unknown }
+  | { kind: 'refresh-report'; transcript: string; digest: string; group: unknown }
+  | { kind: 'refresh-adopted'; digest: string };
 
 export type DkgStatementPayload = DkgStatementBody & {
   dkgId: string;
@@ -90,4 +96,17 @@ export function peekStatementAuthor(st: SignedStatement): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The roster digest of a share refresh of group `address`: the key-generation roster under a label naming the
+ * refresh and the group, so a refresh statement is bound to its session, its group and its participant list.
+ */
+export function refreshRosterDigest(
+  refreshId: string,
+  address: string,
+  threshold: number,
+  participants: readonly DkgRosterEntry[],
+): string {
+  return rosterDigest(`refresh/${address}/${refreshId}`, threshold, participants);
 }

@@ -198,6 +198,67 @@ export const bodySchemas = {
     },
     { additionalProperties: false },
   ),
+  /**
+   * coordinator -> node: one step of a FROST share refresh of group `address` (docs/architecture.md, "FROST share
+   * refresh"): `start` names the session (the group's participants with their identity keys); `round1`, `round2`
+   * and `round3` carry signed statements as in key generation; `adopt` names the digest of the new group every
+   * participant reported (the node switches to the share it sealed beside the old one); `abort` discards it. A
+   * node that missed `adopt` or `abort` (it was down) is sent it again when it syncs.
+   */
+  'frost-refresh': Type.Object(
+    {
+      refreshId: ID,
+      address: Type.String({ minLength: 56, maxLength: 56 }),
+      step: Type.Union([
+        Type.Literal('start'),
+        Type.Literal('round1'),
+        Type.Literal('round2'),
+        Type.Literal('round3'),
+        Type.Literal('adopt'),
+        Type.Literal('abort'),
+      ]),
+      participants: Type.Optional(
+        Type.Array(
+          Type.Object(
+            { index: Type.Integer({ minimum: 1, maximum: 255 }), nodeId: ID, identityKey: B64 },
+            { additionalProperties: false },
+          ),
+          { minItems: 2, maxItems: 255 },
+        ),
+      ),
+      statements: Type.Optional(Type.Array(Statement, { maxItems: 255 })),
+      /** `adopt`: groupDigest (packages/frost refresh.ts) of the new group, hex. */
+      digest: Type.Optional(HEX32),
+      reason: Type.Optional(Type.String({ maxLength: 1024 })),
+    },
+    { additionalProperties: false },
+  ),
+  /** node -> coordinator: the answer to a `frost-refresh` step: signed statements, or the error that ended it. */
+  'frost-refresh-reply': Type.Object(
+    {
+      refreshId: ID,
+      step: Type.Union([
+        Type.Literal('start'),
+        Type.Literal('round1'),
+        Type.Literal('round2'),
+        Type.Literal('round3'),
+        Type.Literal('adopt'),
+        Type.Literal('abort'),
+      ]),
+      statements: Type.Optional(Type.Array(Statement, { maxItems: 255 })),
+      error: Type.Optional(
+        Type.Object(
+          {
+            code: Type.String({ maxLength: 64 }),
+            message: Type.String({ maxLength: 1024 }),
+            culprits: Type.Optional(Type.Array(ID, { maxItems: 256 })),
+          },
+          { additionalProperties: false },
+        ),
+      ),
+    },
+    { additionalProperties: false },
+  ),
   ping: Type.Object({ nonce: Type.String({ maxLength: 64 }) }, { additionalProperties: false }),
   pong: Type.Object({ nonce: Type.String({ maxLength: 64 }) }, { additionalProperties: false }),
   /** either way: the peer refused something; informational, never acted on beyond logging. */
@@ -218,6 +279,7 @@ export const FROM_COORDINATOR: ReadonlySet<MessageType> = new Set([
   'proposal',
   'cancel',
   'frost-dkg',
+  'frost-refresh',
   'ping',
   'pong',
   'error',
@@ -227,6 +289,7 @@ export const FROM_NODE: ReadonlySet<MessageType> = new Set([
   'sync',
   'decision',
   'frost-dkg-reply',
+  'frost-refresh-reply',
   'ping',
   'pong',
   'error',

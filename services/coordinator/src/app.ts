@@ -21,6 +21,7 @@ import { coordinatorErrors } from './errors.ts';
 import { EVENT_TYPES, EventBus, EventSchema } from './events.ts';
 import { openFrostRelay } from './frost/dkg.ts';
 import { prepareFrost } from './frost/proposals.ts';
+import { openFrostRefreshRelay } from './frost/refresh.ts';
 import { registerFrostRoutes } from './frost/routes.ts';
 import { createHorizonClient, type LedgerClient } from './horizon.ts';
 import { NodeHub } from './hub.ts';
@@ -429,6 +430,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     loadAccount,
   };
   const frost = openFrostRelay({ dataDir: config.dataDir, nodes: store, logger });
+  const frostRefresh = openFrostRefreshRelay({ dataDir: config.dataDir, dkg: frost, logger });
   // One round engine; one module per kind of round (docs/architecture.md "Kinds of round").
   const engine = new RoundEngine({
     store,
@@ -466,14 +468,17 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       onSync: (nodeId) => {
         engine.sync(nodeId);
         frost.sync(nodeId);
+        frostRefresh.sync(nodeId);
       },
       onDecision: (nodeId, key, body) => engine.onDecision(nodeId, key, body),
       onMisbehaviour: (nodeId, kind, detail) => engine.onMisbehaviour(nodeId, kind, detail),
       onFrostDkgReply: (nodeId, body) => frost.onReply(nodeId, body),
+      onFrostRefreshReply: (nodeId, body) => frostRefresh.onReply(nodeId, body),
     },
   });
   engine.attach(hub);
   frost.attach(hub);
+  frostRefresh.attach(hub);
   app.decorate('coordinator', { store, hub, engine, events, metrics, ledger, invalidateAccounts });
   app.decorateRequest('apiKey', null);
 
@@ -832,7 +837,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
 
   registerLifecycleRoutes(app as unknown as FastifyInstance, { nodes: store, events, invalidateAccounts });
   registerConsoleRoutes(app as unknown as FastifyInstance, { store, config });
-  registerFrostRoutes(app as unknown as FastifyInstance, { relay: frost });
+  registerFrostRoutes(app as unknown as FastifyInstance, { relay: frost, refresh: frostRefresh });
 
   // Nodes dial out to here; authentication is the protocol handshake (hub.ts), not an API key.
   app.get('/v1/nodes/connect', { websocket: true, schema: { hide: true } }, (socket) => hub.handle(socket));
@@ -905,6 +910,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     submitter.close();
     // A clean stop hands its rounds over at once instead of after the lease time.
     await leases?.releaseAll();
+    frostRefresh.close();
     frost.close();
     await events.close();
     await store.close();

@@ -143,6 +143,35 @@ export const coordinatorErrors = defineErrors('coordinator', {
     message:
       'The nodes finished the FROST key generation with different group keys, verifying shares or transcripts: no group is recorded.',
   },
+  COORD_FROST_REFRESH_NOT_FOUND: { status: 404, message: 'No FROST share refresh has this id.' },
+  COORD_FROST_REFRESH_NOT_READY: {
+    status: 409,
+    message: 'The FROST group is not ready (its key generation is running or failed): there is nothing to refresh.',
+  },
+  COORD_FROST_REFRESH_RUNNING: {
+    status: 409,
+    message: 'A share refresh of this FROST group is running already; wait for its outcome.',
+  },
+  COORD_FROST_REFRESH_REFUSED: {
+    status: 422,
+    message:
+      'A node refused or aborted the FROST share refresh; the refresh records its code, its reason and the culprits it named. Every node keeps its current share.',
+  },
+  COORD_FROST_REFRESH_TIMEOUT: {
+    status: 504,
+    message:
+      'A FROST share-refresh step did not complete in time, or a participant lost its session (it restarted): every node keeps its current share.',
+  },
+  COORD_FROST_REFRESH_BAD_STATEMENT: {
+    status: 422,
+    message:
+      'A node answered a FROST share-refresh step with statements that are not its own or not of that step: it is named.',
+  },
+  COORD_FROST_REFRESH_DISAGREE: {
+    status: 422,
+    message:
+      'The nodes reported different refreshed groups (or transcripts): nobody switches; the disagreeing nodes are named.',
+  },
   COORD_INTERNAL: { status: 500, message: 'An internal error occurred; it was logged.' },
 });
 

@@ -40,6 +40,7 @@ export interface HubHandlers {
   onDecision(nodeId: string, stellarKey: string, body: Body<'decision'>): void;
   /** A node's answer to a FROST key-generation step (frost/dkg.ts). */
   onFrostDkgReply?(nodeId: string, body: Body<'frost-dkg-reply'>): void;
+  onFrostRefreshReply?(nodeId: string, body: Body<'frost-refresh-reply'>): void;
   /** Something wrong came from an authenticated node. */
   onMisbehaviour(nodeId: string, kind: MisbehaviourKind, detail: string, proposalId?: string): void;
 }
@@ -320,6 +321,9 @@ export class NodeHub {
         break;
       case 'frost-dkg-reply':
         this.o.handlers.onFrostDkgReply?.(s.nodeId, env.body as Body<'frost-dkg-reply'>);
+        break;
+      case 'frost-refresh-reply':
+        this.o.handlers.onFrostRefreshReply?.(s.nodeId, env.body as Body<'frost-refresh-reply'>);
         break;
       case 'ping':
         this.send(s.nodeId, 'pong', { nonce: (env.body as Body<'ping'>).nonce });

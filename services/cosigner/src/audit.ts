@@ -43,7 +43,13 @@ export type AuditType =
   | 'frost.group.created'
   | 'frost.group.dropped'
   | 'frost.nonces.recovered'
-  | 'frost.share.released';
+  | 'frost.share.released'
+  | 'frost.refresh.joined'
+  | 'frost.refresh.aborted'
+  | 'frost.refresh.kept'
+  | 'frost.refresh.adopted'
+  | 'frost.refresh.discarded'
+  | 'frost.refresh.mismatch';
 
 export interface AuditEntry {
   seq: number;

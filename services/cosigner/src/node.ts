@@ -256,6 +256,7 @@ export async function createNode(
         reviewer.cancel(body.proposalId, body.reason);
       },
       onFrostDkg: (body) => frost.handle(body),
+      onFrostRefresh: (body) => frost.refresh(body),
     },
   });
 

@@ -31,6 +31,8 @@ export interface SessionHandlers {
   onCancel(body: Body<'cancel'>): void;
   /** One step of a FROST key generation (frost/dkg.ts); the reply, if any, goes back as `frost-dkg-reply`. */
   onFrostDkg?(body: Body<'frost-dkg'>): Promise<Body<'frost-dkg-reply'> | undefined>;
+  /** One step of a FROST share refresh (frost/refresh.ts); the reply, if any, goes back as `frost-refresh-reply`. */
+  onFrostRefresh?(body: Body<'frost-refresh'>): Promise<Body<'frost-refresh-reply'> | undefined>;
 }
 
 export interface SessionOptions {
@@ -297,6 +299,13 @@ export class CoordinatorSession {
         });
         return;
       }
+      case 'frost-refresh': {
+        const session = this.#sessionId;
+        void this.#o.handlers.onFrostRefresh?.(env.body as Body<'frost-refresh'>).then((reply) => {
+          if (reply && this.#sessionId === session && this.isUp) this.#send('frost-refresh-reply', reply);
+        });
+        return;
+      }
       case 'ping':
         this.#send('pong', { nonce: (env.body as Body<'ping'>).nonce });
         return;
@@ -406,6 +415,7 @@ export class CoordinatorSessions {
             handlers.onCancel(body);
           },
           ...(handlers.onFrostDkg ? { onFrostDkg: handlers.onFrostDkg } : {}),
+          ...(handlers.onFrostRefresh ? { onFrostRefresh: handlers.onFrostRefresh } : {}),
         },
       });
       return session;

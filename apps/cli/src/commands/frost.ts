@@ -1,3 +1,7 @@
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { type NewMembershipPlan, planNewMembership } from '@cosigner/frost/reshare';
+import type { GroupPublic } from '@cosigner/frost/suite';
 import { readSecretFile } from '@cosigner/runtime/secrets';
 import { type Command, InvalidArgumentError } from 'commander';
 import { cliErrors } from '../errors.ts';
@@ -143,6 +147,251 @@ export async function frostShow(group: string, f: FrostTarget, io: Out = stdio):
   return g;
 }
 
+export interface RefreshFlags extends FrostTarget {
+  group?: string;
+  wait: boolean;
+  timeoutSeconds: number;
+}
+
+interface RefreshView {
+  id: string;
+  address: string;
+  status: 'running' | 'adopted' | 'failed';
+  step: string;
+  threshold: number;
+  participants: {
+    index: number;
+    nodeId: string;
+    verifyingShare?: string;
+    acknowledged: boolean;
+  }[];
+  oldDigest: string;
+  digest: string | null;
+  transcript: string | null;
+  error: { code: string; message: string; nodeCode?: string; culprits: string[] } | null;
+}
+
+/** The lines an operator reads after a refresh: its outcome, each node's new verifying share, or who is blamed. */
+export function describeRefresh(r: RefreshView): string[] {
+  const lines = [
+    `refresh ${r.id} of ${r.address}: ${r.status}${r.status === 'running' ? ` (at ${r.step})` : ''}`,
+    `  group before     ${r.oldDigest}`,
+  ];
+  if (r.digest) lines.push(`  group after      ${r.digest}`, `  transcript       ${r.transcript}`);
+  for (const p of r.participants) {
+    const ack = r.status === 'running' ? '' : p.acknowledged ? '  (switched)' : '  (not acknowledged yet)';
+    lines.push(
+      `  ${String(p.index).padStart(3)} ${p.nodeId}${p.verifyingShare ? `  verifying share ${p.verifyingShare}` : ''}${r.status === 'adopted' ? ack : ''}`,
+    );
+  }
+  if (r.error) {
+    lines.push(`  error            ${r.error.code}: ${r.error.message}`);
+    if (r.error.culprits.length > 0) lines.push(`  blamed           ${r.error.culprits.join(', ')}`);
+    lines.push('  every node keeps its current share');
+  }
+  return lines;
+}
+
+/** `cosigner frost refresh --group G...`: replace every share of a group, its key unchanged; wait for the outcome. */
+export async function frostRefresh(f: RefreshFlags, io: Out = stdio): Promise<RefreshView> {
+  if (!f.group) throw required('--group', 'to name the group to refresh (its address G... or key-generation id)');
+  const t = await target(f);
+  const started = await http(t.url(`/v1/frost/groups/${encodeURIComponent(f.group)}/refresh`), {
+    method: 'POST',
+    token: t.token,
+    body: {},
+  });
+  if (started.status !== 202) {
+    // The coordinator's own code and sentence (a group not found, a node not connected, a refresh running).
+    const b = started.body as { code?: string; message?: string };
+    throw Object.assign(new Error(b.message ?? `POST /v1/frost/groups/:id/refresh answered ${started.status}`), {
+      code: b.code ?? 'LIFECYCLE_CALL_FAILED',
+    });
+  }
+  let r = started.body as RefreshView;
+  if (!f.json) io.out(`share refresh ${r.id} of ${r.address} started among ${r.participants.length} nodes`);
+  const deadline = Date.now() + f.timeoutSeconds * 1000;
+  while (f.wait && r.status === 'running') {
+    if (Date.now() > deadline) {
+      throw cliErrors.error(
+        'LIFECYCLE_TIMEOUT',
+        { id: r.id, step: r.step },
+        { message: `share refresh ${r.id} still running at ${r.step} after ${f.timeoutSeconds} s` },
+      );
+    }
+    await new Promise((res) => setTimeout(res, 250));
+    r = (await httpOk(t.url(`/v1/frost/refreshes/${r.id}`), { token: t.token })) as unknown as RefreshView;
+  }
+  if (f.json) io.out(JSON.stringify(r, null, 2));
+  else for (const l of describeRefresh(r)) io.out(l);
+  if (r.status === 'failed') {
+    const e = r.error!;
+    const blame = e.culprits.length > 0 ? ` Blamed: ${e.culprits.join(', ')}.` : '';
+    throw Object.assign(new Error(`share refresh ${r.id} failed: ${e.message}${blame}`), { code: e.code });
+  }
+  return r;
+}
+
+export interface NewGroupFlags extends FrostTarget {
+  from?: string;
+  participants?: string[];
+  threshold?: number;
+  allowDisjointQuorums?: boolean;
+  stateFile?: string;
+  timeoutSeconds: number;
+}
+
+/** What `frost new-group` has done, so that running it again goes on where it stopped (as `cosigner rotate`). */
+export interface NewGroupState {
+  version: 1;
+  /** The old group's address. */
+  from: string;
+  participants: string[];
+  threshold: number;
+  /** The key generation asked for, once asked (before its outcome is known). */
+  dkgId?: string;
+  /** The new group's address, once generated. */
+  address?: string;
+}
+
+async function loadNewGroupState(file: string): Promise<NewGroupState | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  return JSON.parse(text) as NewGroupState;
+}
+
+async function saveNewGroupState(file: string, s: NewGroupState): Promise<void> {
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(s, null, 2)}\n`, { mode: 0o600 });
+  await rename(tmp, file);
+}
+
+/** A ready group's public data from its view (what planNewMembership checks the old group with). */
+function groupPublicOf(g: GroupView & { commitments?: string[] | null }): GroupPublic {
+  return {
+    threshold: g.threshold,
+    participants: g.participants.map((p) => p.index),
+    groupPublicKey: g.groupPublicKey!,
+    commitments: g.commitments ?? [],
+    verifyingShares: Object.fromEntries(g.participants.map((p) => [String(p.index), p.verifyingShare!])),
+  };
+}
+
+/**
+ * `cosigner frost new-group --from <old group> --participants ... --threshold t --state-file f`: a new group (nodes
+ * added or removed, or another threshold) beside the old one. It plans the membership (planNewMembership: indices
+ * in node-id order, refusing 2t <= n unless --allow-disjoint-quorums, refusing the old group with its threshold: a
+ * refresh), then runs the key generation among the new members and waits for it. Each step is recorded in the
+ * state file before the next, so running the command again resumes: a key generation already asked for is waited
+ * for (or asked again if it failed), a generated group is reported, not generated twice. The old group is left as
+ * it is: it keeps signing until the account's key swap (docs/operations/frost.md, "A new group").
+ */
+export async function frostNewGroup(
+  f: NewGroupFlags,
+  io: Out = stdio,
+): Promise<{ plan: NewMembershipPlan; group: GroupView; state: NewGroupState }> {
+  if (!f.from) throw required('--from', 'to name the group the new one replaces (its address G... or id)');
+  if (!f.participants) throw required('--participants', "to list the new group's nodes");
+  if (f.threshold === undefined) throw required('--threshold', 'to say how many of the new group sign');
+  if (!f.stateFile) throw required('--state-file', 'to record the steps, so that a second run resumes');
+  const t = await target(f);
+  const old = (await httpOk(t.url(`/v1/frost/groups/${encodeURIComponent(f.from)}`), {
+    token: t.token,
+  })) as unknown as GroupView & { commitments: string[] | null };
+  if (old.status !== 'ready' || !old.address) {
+    throw cliErrors.error(
+      'LIFECYCLE_STATE_MISMATCH',
+      { field: '--from', status: old.status },
+      { message: `--from ${f.from} is not a ready group (its key generation is ${old.status})` },
+    );
+  }
+  const plan = planNewMembership({
+    oldGroup: groupPublicOf(old),
+    oldNodes: [...old.participants].sort((a, b) => a.index - b.index).map((p) => p.nodeId),
+    members: f.participants,
+    threshold: f.threshold,
+    allowDisjointQuorums: f.allowDisjointQuorums,
+  });
+  const fresh: NewGroupState = {
+    version: 1,
+    from: old.address,
+    participants: plan.participants,
+    threshold: plan.threshold,
+  };
+  const state = (await loadNewGroupState(f.stateFile)) ?? fresh;
+  for (const field of ['from', 'participants', 'threshold'] as const) {
+    if (JSON.stringify(state[field]) !== JSON.stringify(fresh[field])) {
+      throw cliErrors.error(
+        'LIFECYCLE_STATE_MISMATCH',
+        { field, state: state[field], asked: fresh[field] },
+        {
+          message: `${f.stateFile} records ${field} ${JSON.stringify(state[field])}, not ${JSON.stringify(fresh[field])}: use another --state-file for another change`,
+        },
+      );
+    }
+  }
+  if (!f.json) {
+    io.out(`new group: ${plan.threshold}-of-${plan.participants.length} among ${plan.participants.join(', ')}`);
+    io.out(`  replaces         ${old.address} (${old.threshold}-of-${old.participants.length})`);
+    io.out(`  joining          ${plan.joining.join(', ') || '-'}`);
+    io.out(`  leaving          ${plan.leaving.join(', ') || '-'}`);
+    io.out(`  staying          ${plan.staying.join(', ') || '-'}`);
+  }
+  let g: GroupView | undefined;
+  if (state.dkgId) {
+    g = (await httpOk(t.url(`/v1/frost/groups/${state.dkgId}`), { token: t.token })) as unknown as GroupView;
+    if (g.status === 'failed') {
+      if (!f.json) io.out(`key generation ${g.id} had failed (${g.error?.code}): asking again`);
+      g = undefined;
+    } else if (!f.json) io.out(`key generation ${g.id} was asked for already: ${g.status}`);
+  }
+  if (!g) {
+    g = (await httpOk(t.url('/v1/frost/groups'), {
+      method: 'POST',
+      token: t.token,
+      body: { participants: plan.participants, threshold: plan.threshold },
+    })) as unknown as GroupView;
+    state.dkgId = g.id;
+    delete state.address;
+    await saveNewGroupState(f.stateFile, state);
+    if (!f.json) io.out(`key generation ${g.id} started`);
+  }
+  const deadline = Date.now() + f.timeoutSeconds * 1000;
+  while (g.status === 'running') {
+    if (Date.now() > deadline) {
+      throw cliErrors.error(
+        'LIFECYCLE_TIMEOUT',
+        { id: g.id, step: g.step },
+        {
+          message: `key generation ${g.id} still running at ${g.step} after ${f.timeoutSeconds} s; run again to resume`,
+        },
+      );
+    }
+    await new Promise((r) => setTimeout(r, 250));
+    g = (await httpOk(t.url(`/v1/frost/groups/${g.id}`), { token: t.token })) as unknown as GroupView;
+  }
+  if (g.status === 'failed') {
+    if (f.json) io.out(JSON.stringify({ plan, group: g, state }, null, 2));
+    else for (const l of describeGroup(g)) io.out(l);
+    throw failure(g);
+  }
+  state.address = g.address!;
+  await saveNewGroupState(f.stateFile, state);
+  if (f.json) io.out(JSON.stringify({ plan, group: g, state }, null, 2));
+  else {
+    for (const l of describeGroup(g)) io.out(l);
+    io.out(
+      `next: the old group ${old.address} signs the account's key swap (docs/operations/frost.md, "A new group"); until then it keeps signing`,
+    );
+  }
+  return { plan, group: g, state };
+}
+
 function coordinatorOptions(c: Command): Command {
   return c
     .option('--coordinator-url <url>', 'the coordinator')
@@ -168,6 +417,31 @@ export function registerFrost(program: Command, io: Out = stdio): void {
         'keys) under frost.expect; a node that does not, refuses, and the key generation fails naming it.',
     )
     .action((f: DkgFlags) => run(() => frostDkg(f, io), io));
+  coordinatorOptions(frost.command('refresh'))
+    .description("replace every node's share of a group with a new one; the group key stays (all n nodes take part)")
+    .option('--group <group>', 'the group address (G...) or its key-generation id')
+    .option('--no-wait', 'return once started instead of waiting for the outcome')
+    .option('--timeout-seconds <s>', 'how long to wait for the outcome', seconds, 600)
+    .addHelpText(
+      'after',
+      '\nEvery node seals its new share beside the old one, which keeps signing; they switch only when all n\n' +
+        'reported the same new group. Any failure leaves every node with its current share.',
+    )
+    .action((f: RefreshFlags) => run(() => frostRefresh(f, io), io));
+  coordinatorOptions(frost.command('new-group'))
+    .description('make a new group (nodes added or removed, or another threshold) beside an old one; resumable')
+    .option('--from <group>', 'the group it replaces: its address (G...) or key-generation id')
+    .option('--participants <ids>', "the new group's node ids, separated by commas", parseParticipants)
+    .option('--threshold <t>', 'how many of the new group sign (above half of them)', threshold)
+    .option('--allow-disjoint-quorums', 'accept 2t <= n: two disjoint sets of t nodes could each sign')
+    .option('--state-file <file>', 'where the steps are recorded; run again with it to resume')
+    .option('--timeout-seconds <s>', 'how long to wait for the key generation', seconds, 600)
+    .addHelpText(
+      'after',
+      '\nEvery new member must expect the new roster in its config (frost.expect), as for `frost dkg`. The old\n' +
+        'group stays and keeps signing until the account swaps the keys.',
+    )
+    .action((f: NewGroupFlags) => run(() => frostNewGroup(f, io), io));
   coordinatorOptions(frost.command('show').argument('<group>', 'the key generation id or the group address (G...)'))
     .description("show a group: its key, each participant's verifying share, or why its key generation failed")
     .action((group: string, f: FrostTarget) => run(() => frostShow(group, f, io), io));

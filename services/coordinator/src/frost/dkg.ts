@@ -149,6 +149,11 @@ export class FrostDkgRelay {
     return address === undefined ? undefined : this.readyGroup(address);
   }
 
+  /** A share refresh of ready group `address` was adopted (refresh.ts): record its new public data. */
+  recordRefresh(address: string, v: { group: GroupPublic; transcript: string }): void {
+    this.#store.refreshed(address, v);
+  }
+
   list(): DkgRecord[] {
     return this.#store.list();
   }

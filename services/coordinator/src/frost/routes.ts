@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { type TSchema, Type } from 'typebox';
 import type { FrostDkgRelay } from './dkg.ts';
+import type { FrostRefreshRelay } from './refresh.ts';
+import type { RefreshRecord } from './refresh-store.ts';
 import type { DkgRecord } from './store.ts';
 
 /**
@@ -81,10 +83,79 @@ export function groupView(r: DkgRecord) {
   };
 }
 
-export function registerFrostRoutes(app: FastifyInstance, deps: { relay: FrostDkgRelay }): void {
-  const { relay } = deps;
+export const RefreshView = Type.Object(
+  {
+    id: Type.String(),
+    /** The group refreshed: its key does not change. */
+    address: Type.String(),
+    status: Type.Union([Type.Literal('running'), Type.Literal('adopted'), Type.Literal('failed')]),
+    step: Type.String(),
+    threshold: Type.Integer(),
+    participants: Type.Array(
+      Type.Object({
+        index: Type.Integer(),
+        nodeId: Type.String(),
+        identityKey: Type.String(),
+        /** The participant's new verifying share, once adopted. */
+        verifyingShare: Type.Optional(HEX32),
+        /** Whether the node acknowledged the outcome (switched, or discarded its new share). */
+        acknowledged: Type.Boolean(),
+      }),
+    ),
+    /** groupDigest of the group before, and (once adopted) after the refresh. */
+    oldDigest: HEX32,
+    digest: Type.Union([HEX32, Type.Null()]),
+    commitments: Type.Union([Type.Array(HEX32), Type.Null()]),
+    transcript: Type.Union([HEX32, Type.Null()]),
+    error: Type.Union([
+      Type.Object({
+        code: Type.String(),
+        message: Type.String(),
+        reportedBy: Type.Optional(Type.String()),
+        nodeCode: Type.Optional(Type.String()),
+        culprits: Type.Array(Type.String()),
+        unreachable: Type.Optional(Type.Array(Type.String())),
+        missing: Type.Optional(Type.Array(Type.String())),
+        disagreeing: Type.Optional(Type.Array(Type.String())),
+      }),
+      Type.Null(),
+    ]),
+    createdAt: Type.Integer(),
+    updatedAt: Type.Integer(),
+  },
+  { $id: 'FrostRefresh' },
+);
+
+export function refreshView(r: RefreshRecord) {
+  return {
+    id: r.id,
+    address: r.address,
+    status: r.status,
+    step: r.step,
+    threshold: r.threshold,
+    participants: r.participants.map((p) => ({
+      ...p,
+      ...(r.group ? { verifyingShare: r.group.verifyingShares[String(p.index)] } : {}),
+      acknowledged: r.acked.includes(p.nodeId),
+    })),
+    oldDigest: r.oldDigest,
+    digest: r.digest,
+    commitments: r.group?.commitments ?? null,
+    transcript: r.transcript,
+    error: r.error,
+    createdAt: r.createdAt,
+    updatedAt: r.updatedAt,
+  };
+}
+
+export function registerFrostRoutes(
+  app: FastifyInstance,
+  deps: { relay: FrostDkgRelay; refresh?: FrostRefreshRelay },
+): void {
+  const { relay, refresh } = deps;
   app.addSchema(GroupView);
   const ref = Type.Ref('FrostGroup');
+  if (refresh) registerRefreshRoutes(app, refresh);
 
   app.post<{ Body: { participants: string[]; threshold: number } }>(
     '/v1/frost/groups',
@@ -129,5 +200,58 @@ export function registerFrostRoutes(app: FastifyInstance, deps: { relay: FrostDk
       },
     },
     async () => ({ groups: relay.list().map(groupView) }),
+  );
+}
+
+/**
+ * Share refresh (docs/operations/frost.md, "Refreshing shares"): `POST /v1/frost/groups/:id/refresh` (`admin`
+ * scope: every node replaces its share) starts one among all the group's participants; `GET
+ * /v1/frost/refreshes/:id` and `GET /v1/frost/groups/:id/refreshes` read the outcome (`read` scope).
+ */
+function registerRefreshRoutes(app: FastifyInstance, refresh: FrostRefreshRelay): void {
+  app.addSchema(RefreshView);
+  const ref = Type.Ref('FrostRefresh');
+  const GroupParam = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
+
+  app.post<{ Params: { id: string } }>(
+    '/v1/frost/groups/:id/refresh',
+    {
+      config: { scope: 'admin' },
+      schema: {
+        summary: "Refresh a FROST group's shares among all its participants (same group key, new shares)",
+        params: GroupParam,
+        response: { 202: ref, ...errors(401, 403, 404, 409, 429) },
+      },
+    },
+    async (req, reply) => {
+      const rec = refresh.start({ group: req.params.id, createdBy: req.apiKey?.id ?? null });
+      return reply.code(202).send(refreshView(rec));
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/frost/refreshes/:id',
+    {
+      config: { scope: 'read' },
+      schema: {
+        summary: 'A FROST share refresh, by its id',
+        params: Type.Object({ id: ID }),
+        response: { 200: ref, ...errors(400, 401, 403, 404, 429) },
+      },
+    },
+    async (req) => refreshView(refresh.get(req.params.id)),
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/frost/groups/:id/refreshes',
+    {
+      config: { scope: 'read' },
+      schema: {
+        summary: "A FROST group's share refreshes, newest first (at most 100)",
+        params: GroupParam,
+        response: { 200: Type.Object({ refreshes: Type.Array(ref) }), ...errors(401, 403, 404, 429) },
+      },
+    },
+    async (req) => ({ refreshes: refresh.list(refresh.groupAddress(req.params.id)).map(refreshView) }),
   );
 }

@@ -115,6 +115,18 @@ export class FrostDkgStore {
       .run(v.address, JSON.stringify(v.group), v.transcript, at, id);
   }
 
+  /**
+   * A share refresh of the ready group `address` was adopted: the same key, a new commitment and new verifying
+   * shares (and the refresh's transcript), replacing the old public data.
+   */
+  refreshed(address: string, v: { group: GroupPublic; transcript: string }, at = Date.now()): void {
+    this.#db
+      .prepare(
+        `UPDATE frost_dkg SET group_public = ?, transcript = ?, updated_at = ? WHERE address = ? AND status = 'ready'`,
+      )
+      .run(JSON.stringify(v.group), v.transcript, at, address);
+  }
+
   fail(id: string, error: DkgError, at = Date.now()): void {
     this.#db
       .prepare(`UPDATE frost_dkg SET status = 'failed', error = ?, updated_at = ? WHERE id = ? AND status = 'running'`)

@@ -20,6 +20,7 @@ import type { Logger } from 'pino';
 import type { AuditLog } from '../audit.ts';
 import { nodeErrors } from '../errors.ts';
 import type { FrostConfig } from './config.ts';
+import { FrostRefreshNode, refuseRefresh } from './refresh.ts';
 import { FrostGroupStore, frostStorePath, membershipKey, type NodeFrostGroup } from './store.ts';
 
 /**
@@ -442,13 +443,22 @@ export async function openFrostDkg(o: {
   env?: NodeJS.ProcessEnv;
 }): Promise<{
   handle(body: Body<'frost-dkg'>): Promise<Reply | undefined>;
+  /** One step of a share refresh (refresh.ts). */
+  refresh(body: Body<'frost-refresh'>): Promise<Body<'frost-refresh-reply'> | undefined>;
   /** The groups this node holds a share of (public data and the sealed share). */
   groups(): NodeFrostGroup[];
   /** What signing uses (frost/sign.ts): the group store and the sealer; absent without a frost section. */
   signing?: { store: FrostGroupStore; sealer: ShareSealer };
   close(): Promise<void>;
 }> {
-  if (!o.config) return { handle: async (b) => refuseDkg(b), groups: () => [], close: async () => undefined };
+  if (!o.config) {
+    return {
+      handle: async (b) => refuseDkg(b),
+      refresh: async (b) => refuseRefresh(b),
+      groups: () => [],
+      close: async () => undefined,
+    };
+  }
   const sealer = await createShareSealer(o.config.sealer, { production: o.production, env: o.env });
   let store: FrostGroupStore;
   try {
@@ -458,12 +468,15 @@ export async function openFrostDkg(o: {
     throw e;
   }
   const node = new FrostDkgNode({ ...o, config: o.config, sealer, store });
+  const refresher = new FrostRefreshNode({ ...o, config: o.config, sealer, store });
   return {
     handle: (b) => node.handle(b),
+    refresh: (b) => refresher.handle(b),
     groups: () => store.list(),
     signing: { store, sealer },
     async close() {
       node.close();
+      refresher.close();
       store.close();
       await sealer.close();
     },

@@ -26,6 +26,18 @@ export interface NodeFrostGroup {
   createdAt: number;
 }
 
+/** A refresh's new share, sealed, kept beside the group's current one until the refresh is adopted or discarded. */
+export interface PendingRefresh {
+  refreshId: string;
+  address: string;
+  /** groupDigest of `group` (hex). */
+  digest: string;
+  group: GroupPublic;
+  transcript: string;
+  sealedShare: SealedBlob;
+  createdAt: number;
+}
+
 /** A row as SELECT_GROUP names its columns: the record's own names, with its JSON fields still text. */
 type Row = Omit<NodeFrostGroup, 'participants' | 'group' | 'sealedShare'> & {
   participants: string;
@@ -103,6 +115,77 @@ export class FrostGroupStore {
   /** The confirmed groups whose roster (threshold, participants, identity keys; not the session id) equals `key`. */
   byMembership(key: string): NodeFrostGroup[] {
     return this.list().filter((g) => g.status === 'confirmed' && membershipKey(g.threshold, g.participants) === key);
+  }
+
+  /**
+   * Keep a refresh's new share beside the group's current one (frost_refresh_pending): the old share keeps signing
+   * until adoptRefresh. One refresh per group: a leftover row of an earlier refresh of the group is replaced.
+   */
+  insertRefresh(r: PendingRefresh): void {
+    this.#db.transaction(() => {
+      this.#db.prepare('DELETE FROM frost_refresh_pending WHERE address = ?').run(r.address);
+      this.#db
+        .prepare(
+          `INSERT INTO frost_refresh_pending (refresh_id, address, digest, group_public, transcript, sealed_share,
+             created_at) VALUES (?,?,?,?,?,?,?)`,
+        )
+        .run(
+          r.refreshId,
+          r.address,
+          r.digest,
+          JSON.stringify(r.group),
+          r.transcript,
+          JSON.stringify(r.sealedShare),
+          r.createdAt,
+        );
+    })();
+  }
+
+  refresh(refreshId: string): PendingRefresh | undefined {
+    const row = this.#db
+      .prepare(
+        `SELECT refresh_id AS refreshId, address, digest, group_public AS groupPublic, transcript,
+           sealed_share AS sealedShare, created_at AS createdAt FROM frost_refresh_pending WHERE refresh_id = ?`,
+      )
+      .get(refreshId) as
+      | (Omit<PendingRefresh, 'group' | 'sealedShare'> & { groupPublic: string; sealedShare: string })
+      | undefined;
+    if (!row) return undefined;
+    const { groupPublic, sealedShare, ...rest } = row;
+    return {
+      ...rest,
+      group: JSON.parse(groupPublic) as GroupPublic,
+      sealedShare: JSON.parse(sealedShare) as SealedBlob,
+    };
+  }
+
+  /** Refreshes whose new share is kept but not yet adopted or discarded (a node restarted between the phases). */
+  pendingRefreshes(): string[] {
+    return (this.#db.prepare('SELECT refresh_id AS id FROM frost_refresh_pending').all() as { id: string }[]).map(
+      (r) => r.id,
+    );
+  }
+
+  /**
+   * Adopt a refresh: in one synced transaction the group's row takes the new sealed share, public data and
+   * transcript (the old sealed share is overwritten: gone), and the pending row is deleted.
+   * @returns false when no such pending refresh is kept (adopted already, or never kept here)
+   */
+  adoptRefresh(refreshId: string): boolean {
+    return this.#db.transaction(() => {
+      const r = this.refresh(refreshId);
+      if (!r) return false;
+      this.#db
+        .prepare('UPDATE frost_groups SET group_public = ?, transcript = ?, sealed_share = ? WHERE address = ?')
+        .run(JSON.stringify(r.group), r.transcript, JSON.stringify(r.sealedShare), r.address);
+      this.#db.prepare('DELETE FROM frost_refresh_pending WHERE refresh_id = ?').run(refreshId);
+      return true;
+    })();
+  }
+
+  /** Discard a refresh's new share (the refresh failed or was not adopted): the old share stays. */
+  discardRefresh(refreshId: string): boolean {
+    return this.#db.prepare('DELETE FROM frost_refresh_pending WHERE refresh_id = ?').run(refreshId).changes > 0;
   }
 
   get(address: string): NodeFrostGroup | undefined {
