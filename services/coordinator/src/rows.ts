@@ -52,6 +52,7 @@ export interface ProposalRow {
   created_at: number;
   updated_at: number;
   signed_at: number | null;
+  follow_up_due: FlagColumn;
 }
 
 export function proposalFromRow(r: ProposalRow): ProposalRecord {
@@ -77,6 +78,7 @@ export function proposalFromRow(r: ProposalRow): ProposalRecord {
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     signedAt: r.signed_at,
+    ...(flag(r.follow_up_due) ? { followUpDue: true } : {}),
   };
 }
 

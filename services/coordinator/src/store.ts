@@ -58,6 +58,11 @@ export interface ProposalRecord {
   createdAt: number;
   updatedAt: number;
   signedAt: number | null;
+  /**
+   * `sorobanTx`, signed: the transaction proposal that follows it is still to be opened (set in the `signed`
+   * commit, cleared by `followUpDone`). Absent otherwise.
+   */
+  followUpDue?: boolean;
 }
 
 export type ProposalKind = 'transaction' | 'feeBump' | 'authEntries' | 'sorobanTx';
@@ -152,6 +157,8 @@ export interface ProposalPatch {
   signedAt?: number;
   /** A Soroban round's entries with their signatures, in entry order (written in the same transaction). */
   signedEntries?: readonly string[];
+  /** A follow-up proposal is still to be opened for this row (kinds/soroban-tx.ts); cleared by `followUpDone`. */
+  followUpDue?: true;
 }
 
 /** What a verified approval leaves: its signature over the hash, or its signatures over auth entry payloads. */
@@ -179,12 +186,14 @@ export interface ProposalRepository {
    * key, or an account (G...) that must sign. A full scan over the table; meant for a person's console search.
    */
   searchProposals(term: string, limit: number): ProposalRecord[];
-  /** Pending proposals, and signed ones still to be submitted. */
+  /** Pending proposals, and signed ones still to be submitted or whose follow-up is still to be opened. */
   openProposals(): ProposalRecord[];
   countOpen(): number;
   /** Compare-and-set on the status: false when the row was not in one of `from` (someone else moved it). */
   transition(id: string, from: readonly ProposalStatus[], to: ProposalStatus, patch?: ProposalPatch): boolean;
   setResult(id: string, result: SubmissionResult): void;
+  /** The follow-up of a signed row exists, was found unneeded or its failure was reported: the row is closed. */
+  followUpDone(id: string): void;
   /** Keeps the first signature per (proposal, signer): adding twice is harmless. */
   addSignature(rec: SignatureRecord): boolean;
   signatures(proposalId: string): SignatureRecord[];
@@ -426,7 +435,7 @@ class SqliteStore implements Store {
 
   openProposals(): ProposalRecord[] {
     const rows = this.#prepare(
-      `SELECT * FROM proposals INDEXED BY proposals_open WHERE status = 'pending' OR (status = 'signed' AND submit = 1 AND result IS NULL)
+      `SELECT * FROM proposals INDEXED BY proposals_open WHERE status = 'pending' OR (status = 'signed' AND ((submit = 1 AND result IS NULL) OR follow_up_due = 1))
          ORDER BY n`,
     ).all() as dbRows.ProposalRow[];
     return rows.map(dbRows.proposalFromRow);
@@ -435,7 +444,7 @@ class SqliteStore implements Store {
   countOpen(): number {
     return (
       this.#prepare(
-        `SELECT count(*) AS c FROM proposals INDEXED BY proposals_open WHERE status = 'pending' OR (status = 'signed' AND submit = 1 AND result IS NULL)`,
+        `SELECT count(*) AS c FROM proposals INDEXED BY proposals_open WHERE status = 'pending' OR (status = 'signed' AND ((submit = 1 AND result IS NULL) OR follow_up_due = 1))`,
       ).get() as {
         c: number;
       }
@@ -458,7 +467,8 @@ class SqliteStore implements Store {
     const info = this.#prepare(
       `UPDATE proposals SET status = ?, updated_at = ?,
            status_reason = CASE WHEN ? THEN ? ELSE status_reason END,
-           envelope = COALESCE(?, envelope), result = COALESCE(?, result), signed_at = COALESCE(?, signed_at)
+           envelope = COALESCE(?, envelope), result = COALESCE(?, result), signed_at = COALESCE(?, signed_at),
+           follow_up_due = COALESCE(?, follow_up_due)
          WHERE id = ? AND status IN (${placeholders})`,
     ).run(
       to,
@@ -468,6 +478,7 @@ class SqliteStore implements Store {
       patch.envelope ?? null,
       patch.result ? JSON.stringify(patch.result) : null,
       patch.signedAt ?? null,
+      patch.followUpDue ? 1 : null,
       id,
       ...from,
     );
@@ -480,6 +491,10 @@ class SqliteStore implements Store {
       Date.now(),
       id,
     );
+  }
+
+  followUpDone(id: string): void {
+    this.#prepare('UPDATE proposals SET follow_up_due = 0 WHERE id = ?').run(id);
   }
 
   addSignature(rec: SignatureRecord): boolean {

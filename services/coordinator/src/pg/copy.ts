@@ -65,6 +65,7 @@ export const COPIED_TABLES: readonly {
       'created_at',
       'updated_at',
       'signed_at',
+      'follow_up_due',
     ],
     order: 'n',
     identity: 'n',

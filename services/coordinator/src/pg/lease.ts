@@ -119,7 +119,7 @@ export async function currentLease(store: PgStore, proposalId: string): Promise<
 export async function unleasedOpenProposals(store: PgStore, limit: number, now?: number): Promise<string[]> {
   const { rows } = await store.query<{ id: string }>(
     `SELECT p.id FROM proposals p LEFT JOIN round_leases l ON l.proposal_id = p.id
-       WHERE (p.status = 'pending' OR (p.status = 'signed' AND p.submit AND p.result IS NULL))
+       WHERE (p.status = 'pending' OR (p.status = 'signed' AND ((p.submit AND p.result IS NULL) OR p.follow_up_due)))
          AND (l.proposal_id IS NULL OR l.expires_at <= ${NOW(2)})
        ORDER BY p.n LIMIT $1`,
     [limit, now ?? null],

@@ -314,7 +314,7 @@ export class PgStore implements AsyncRepositories, CoordinatorStore {
   async openProposals(): Promise<ProposalRecord[]> {
     const rows = (
       await this.#q<dbRows.ProposalRow>(
-        `SELECT * FROM proposals WHERE status = 'pending' OR (status = 'signed' AND submit AND result IS NULL)
+        `SELECT * FROM proposals WHERE status = 'pending' OR (status = 'signed' AND ((submit AND result IS NULL) OR follow_up_due))
            ORDER BY n`,
       )
     ).rows;
@@ -324,7 +324,7 @@ export class PgStore implements AsyncRepositories, CoordinatorStore {
   async countOpen(): Promise<number> {
     return (
       await this.#q<{ c: number }>(
-        `SELECT count(*) AS c FROM proposals WHERE status = 'pending' OR (status = 'signed' AND submit AND result IS NULL)`,
+        `SELECT count(*) AS c FROM proposals WHERE status = 'pending' OR (status = 'signed' AND ((submit AND result IS NULL) OR follow_up_due))`,
       )
     ).rows[0]!.c;
   }
@@ -353,7 +353,8 @@ export class PgStore implements AsyncRepositories, CoordinatorStore {
     const res = await this.#q(
       `UPDATE proposals SET status = $1, updated_at = $2,
            status_reason = CASE WHEN $3 THEN $4 ELSE status_reason END,
-           envelope = COALESCE($5, envelope), result = COALESCE($6, result), signed_at = COALESCE($7, signed_at)
+           envelope = COALESCE($5, envelope), result = COALESCE($6, result), signed_at = COALESCE($7, signed_at),
+           follow_up_due = COALESCE($10, follow_up_due)
          WHERE id = $8 AND status = ANY($9::text[])`,
       [
         to,
@@ -365,9 +366,14 @@ export class PgStore implements AsyncRepositories, CoordinatorStore {
         patch.signedAt ?? null,
         id,
         [...from],
+        patch.followUpDue ? true : null,
       ],
     );
     return res.rowCount === 1;
+  }
+
+  async followUpDone(id: string): Promise<void> {
+    await this.#q('UPDATE proposals SET follow_up_due = false WHERE id = $1', [id]);
   }
 
   async setResult(id: string, result: SubmissionResult): Promise<void> {

@@ -198,19 +198,21 @@ describe('copy from SQLite to PostgreSQL', () => {
   it('an older SQLite file is migrated first; a missing one is named', async () => {
     const d = await dir();
     const path = join(d, 'coordinator.db');
-    // A file at schema 4 (as a coordinator of that version left it): its migration 5 runs before the copy.
+    // A file at schema 4 (as a coordinator of that version left it): its migrations 5 and 6 run before the copy.
     const s = openSqliteStore(d);
     s.insertProposal(proposal('old'));
     s.close();
     const raw = new Database(path);
-    raw.exec('DROP TABLE auth_entries; ALTER TABLE proposals DROP COLUMN submit_follow_up;');
+    raw.exec(`DROP TABLE auth_entries; DROP INDEX proposals_open; ALTER TABLE proposals DROP COLUMN follow_up_due;
+      ALTER TABLE proposals DROP COLUMN submit_follow_up; CREATE INDEX proposals_open ON proposals (n)
+      WHERE status = 'pending' OR (status = 'signed' AND submit = 1 AND result IS NULL);`);
     raw.pragma('user_version = 4');
     raw.close();
     const dst = await target();
     try {
       expect((await copySqliteToPg(path, dst)).proposals).toBe(1);
       const check = new Database(path);
-      expect(check.pragma('user_version', { simple: true })).toBe(5);
+      expect(check.pragma('user_version', { simple: true })).toBe(6);
       check.close();
       await expect(copySqliteToPg(join(d, 'nope.db'), dst)).rejects.toThrow(
         expect.objectContaining({ code: 'COORD_BAD_CONFIG', message: expect.stringContaining('nope.db') }),

@@ -236,10 +236,14 @@ describe('round leases: takeover and fencing', () => {
       await s.insertProposal(proposal('expired'));
       await s.insertProposal(proposal('closed', { status: 'submitted' }));
       await s.insertProposal(proposal('toSubmit', { status: 'signed' }));
+      // Signed Soroban rounds: one whose follow-up is still to open (its replica died first), one done.
+      await s.insertProposal(proposal('followUp', { kind: 'sorobanTx', submit: false }));
+      await s.transition('followUp', ['pending'], 'signed', { followUpDue: true });
+      await s.insertProposal(proposal('followedUp', { kind: 'sorobanTx', submit: false, status: 'signed' }));
       await acquireLease(s, 'driven', 'x', TTL, 0);
       await acquireLease(s, 'expired', 'x', TTL, 0);
-      expect(await unleasedOpenProposals(s, 10, TTL - 1)).toEqual(['free', 'toSubmit']);
-      expect(await unleasedOpenProposals(s, 10, TTL)).toEqual(['free', 'driven', 'expired', 'toSubmit']);
+      expect(await unleasedOpenProposals(s, 10, TTL - 1)).toEqual(['free', 'toSubmit', 'followUp']);
+      expect(await unleasedOpenProposals(s, 10, TTL)).toEqual(['free', 'driven', 'expired', 'toSubmit', 'followUp']);
       expect(await unleasedOpenProposals(s, 1, TTL)).toEqual(['free']);
       expect(await currentLease(s, 'free')).toBeUndefined();
     } finally {

@@ -116,6 +116,30 @@ export function runStoreContract(name: string, open: () => Promise<ContractStore
     );
 
     it(
+      'a follow-up still to open: marked in the signed transition, open until done, then closed',
+      withStore(async (s) => {
+        await s.insertProposal(proposal('f1', { kind: 'sorobanTx', submit: false }), ['ZTA=']);
+        await s.insertProposal(proposal('f2', { kind: 'authEntries', xdr: null, submit: false }), ['ZTE=']);
+        expect(await s.transition('f1', ['pending'], 'signed', { signedEntries: ['czA='], followUpDue: true })).toBe(
+          true,
+        );
+        expect(await s.transition('f2', ['pending'], 'signed', { signedEntries: ['czE='] })).toBe(true);
+        expect((await s.getProposal('f1'))?.followUpDue).toBe(true);
+        expect((await s.getProposal('f2'))?.followUpDue).toBeUndefined();
+        // The marked row is open (a restart or a takeover finds it); the signed-only one is not.
+        expect((await s.openProposals()).map((p) => p.id)).toEqual(['f1']);
+        expect(await s.countOpen()).toBe(1);
+        // A later transition without the mark keeps it.
+        expect(await s.transition('f1', ['signed'], 'signed', { statusReason: 'x' })).toBe(true);
+        expect((await s.getProposal('f1'))?.followUpDue).toBe(true);
+        await s.followUpDone('f1');
+        expect((await s.getProposal('f1'))?.followUpDue).toBeUndefined();
+        expect(await s.openProposals()).toEqual([]);
+        expect(await s.countOpen()).toBe(0);
+      }),
+    );
+
+    it(
       'decisions: an approval keeps its rows and counts once; a refusal counts a reject only',
       withStore(async (s) => {
         const signer = Keypair.random().publicKey();
