@@ -2,6 +2,7 @@ import type { AccountAuth, Requirement } from '@cosigner/stellar/types';
 import type {
   ApiKeyRecord,
   AuthSignatureRecord,
+  CallbackRecord,
   DecisionReasonRecord,
   DecisionRecord,
   EventRecord,
@@ -216,4 +217,21 @@ export function apiKeyFromRow(r: ApiKeyRow): ApiKeyRecord {
     createdAt: r.created_at,
     revokedAt: r.revoked_at,
   };
+}
+
+/** A callback_outbox row joined with its event. */
+export interface CallbackRow {
+  id: number;
+  url: string;
+  attempts: number;
+  last_error?: string | null;
+  seq: number;
+  proposal_id: string | null;
+  type: string;
+  data: string;
+  created_at: number;
+}
+
+export function callbackFromRow(r: CallbackRow): CallbackRecord {
+  return { id: r.id, url: r.url, attempts: r.attempts, event: eventFromRow(r) };
 }

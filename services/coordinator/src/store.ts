@@ -211,11 +211,46 @@ export interface ProposalRepository {
   recordRefusal(decision: DecisionRecord): void;
 }
 
+/** A callback still to deliver (the outbox, events.ts): the event and where it goes. */
+export interface CallbackRecord {
+  id: number;
+  url: string;
+  /** Tries made so far. */
+  attempts: number;
+  event: EventRecord;
+}
+
+/** How a delivery try ended: gone (2xx), tried again at `nextAt`, or given up (kept as failed). */
+export type CallbackOutcome =
+  | { state: 'delivered' }
+  | { state: 'retry'; attempts: number; nextAt: number; error: string }
+  | { state: 'failed'; attempts: number; error: string };
+
 export interface EventRepository {
-  appendEvent(proposalId: string | null, type: string, data: Record<string, unknown>, at: number): EventRecord;
+  /**
+   * Store an event; with `callbackUrl`, also its callback in the outbox, in the same commit (one transaction), so a
+   * callback is never lost with the process that emitted its event.
+   */
+  appendEvent(
+    proposalId: string | null,
+    type: string,
+    data: Record<string, unknown>,
+    at: number,
+    callbackUrl?: string | null,
+  ): EventRecord;
   eventsSince(seq: number, limit: number): EventRecord[];
   /** One proposal's events in order, at most `limit` (index events_proposal). */
   eventsOf(proposalId: string, limit: number): EventRecord[];
+  /**
+   * Pending callbacks due at `now`, oldest first, that no other holder's claim covers, claimed by `holder` until
+   * `now + claimMs`. SQLite: one process owns the file, so nothing is written (the caller keeps its own in-flight
+   * set); PostgreSQL: claimed with FOR UPDATE SKIP LOCKED, so two replicas never take the same row at once.
+   */
+  claimCallbacks(holder: string, now: number, claimMs: number, limit: number): CallbackRecord[];
+  /** Record a try's outcome; a row another holder claimed since (our claim lapsed) is left alone. */
+  settleCallback(id: number, holder: string, outcome: CallbackOutcome): void;
+  /** Callbacks given up on (state failed), newest first. */
+  failedCallbacks(limit: number): (CallbackRecord & { error: string | null })[];
 }
 
 export interface NodeRepository {
@@ -563,14 +598,66 @@ class SqliteStore implements Store {
     ).map(dbRows.decisionFromRow);
   }
 
-  appendEvent(proposalId: string | null, type: string, data: Record<string, unknown>, at: number): EventRecord {
-    const info = this.#prepare('INSERT INTO events (proposal_id, type, data, created_at) VALUES (?, ?, ?, ?)').run(
-      proposalId,
-      type,
-      JSON.stringify(data),
-      at,
+  appendEvent(
+    proposalId: string | null,
+    type: string,
+    data: Record<string, unknown>,
+    at: number,
+    callbackUrl?: string | null,
+  ): EventRecord {
+    const insert = (): EventRecord => {
+      const info = this.#prepare('INSERT INTO events (proposal_id, type, data, created_at) VALUES (?, ?, ?, ?)').run(
+        proposalId,
+        type,
+        JSON.stringify(data),
+        at,
+      );
+      const seq = Number(info.lastInsertRowid);
+      if (callbackUrl) {
+        this.#prepare('INSERT INTO callback_outbox (event_seq, url, next_at) VALUES (?, ?, ?)').run(
+          seq,
+          callbackUrl,
+          at,
+        );
+      }
+      return { seq, proposalId, type, data, createdAt: at };
+    };
+    // Inside a grouped unit this joins its transaction (a savepoint); alone, event and outbox row share a commit.
+    return callbackUrl ? this.atomically(insert) : insert();
+  }
+
+  claimCallbacks(_holder: string, now: number, _claimMs: number, limit: number): CallbackRecord[] {
+    return (
+      this.#prepare(
+        `SELECT c.id, c.url, c.attempts, e.seq, e.proposal_id, e.type, e.data, e.created_at
+           FROM callback_outbox c JOIN events e ON e.seq = c.event_seq
+           WHERE c.state = 'pending' AND c.next_at <= ? ORDER BY c.next_at, c.id LIMIT ?`,
+      ).all(now, limit) as dbRows.CallbackRow[]
+    ).map(dbRows.callbackFromRow);
+  }
+
+  settleCallback(id: number, _holder: string, outcome: CallbackOutcome): void {
+    if (outcome.state === 'delivered') {
+      this.#prepare('DELETE FROM callback_outbox WHERE id = ?').run(id);
+      return;
+    }
+    this.#prepare('UPDATE callback_outbox SET state = ?, attempts = ?, next_at = ?, last_error = ? WHERE id = ?').run(
+      outcome.state === 'retry' ? 'pending' : 'failed',
+      outcome.attempts,
+      outcome.state === 'retry' ? outcome.nextAt : 0,
+      outcome.error,
+      id,
     );
-    return { seq: Number(info.lastInsertRowid), proposalId, type, data, createdAt: at };
+  }
+
+  failedCallbacks(limit: number): (CallbackRecord & { error: string | null })[] {
+    return (
+      this.#prepare(
+        `SELECT c.id, c.url, c.attempts, c.last_error, e.seq, e.proposal_id, e.type, e.data, e.created_at
+           FROM callback_outbox c JOIN events e ON e.seq = c.event_seq
+           WHERE c.state = 'failed' ORDER BY c.id DESC LIMIT ?`,
+      ).all(limit) as dbRows.CallbackRow[]
+    ).map((r) => ({ ...dbRows.callbackFromRow(r), error: r.last_error ?? null }));
   }
 
   eventsSince(seq: number, limit: number): EventRecord[] {
