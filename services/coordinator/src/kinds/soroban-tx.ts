@@ -124,8 +124,9 @@ export function sorobanTxKind(o: AuthDeps): RoundKind<AuthState> {
       return false;
     },
     async resumeSigned(rec, ctl) {
-      if (rec.envelope !== null) await followUp(rec, rec.envelope, ctl);
-      else await o.store.followUpDone(rec.id);
+      // A signed sorobanTx row always carries its envelope; were it missing, opening fails, is reported
+      // (COORD_FOLLOW_UP_FAILED) and the row is closed.
+      await followUp(rec, rec.envelope ?? '', ctl);
     },
   });
 }
