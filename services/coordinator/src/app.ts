@@ -379,11 +379,21 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
 
   const metrics = createMetrics();
   const ledger = opts.ledger ?? createHorizonClient(config.horizonUrl);
+  // This process's name as a lease and callback-claim holder (replicas; harmless alone).
+  const holder = replicaId();
   const events = new EventBus(
     store,
     logger,
-    { secret: opts.callbackSecret, ...config.callbacks, production: config.production, lookup: opts.callbackLookup },
+    {
+      secret: opts.callbackSecret,
+      ...config.callbacks,
+      production: config.production,
+      lookup: opts.callbackLookup,
+      holder,
+      onFailed: () => metrics.callbacksFailed.inc(),
+    },
     (fn) => store.afterCommit(fn),
+    (fn) => store.grouped(fn),
   );
 
   // Signers/thresholds reused for about one ledger (config.round.accountCacheMs), concurrent loads shared.
@@ -405,7 +415,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   const leaseMs = config.store.type === 'postgres' ? config.store.leaseMs : 0;
   const replicas =
     store instanceof PgStore && leaseMs > 0
-      ? { store, leases: new PgRoundLeases(store, replicaId(), leaseMs), scanMs: Math.min(500, leaseMs / 4) }
+      ? { store, leases: new PgRoundLeases(store, holder, leaseMs), scanMs: Math.min(500, leaseMs / 4) }
       : undefined;
   const leases = replicas?.leases;
   const submitter = new Submitter({
@@ -874,11 +884,14 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   let scanner: NodeJS.Timeout | undefined;
   app.addHook('onReady', async () => {
     if (replicas) {
-      await events.tail(replicas.store, 100);
+      // Woken by NOTIFY within milliseconds; the poll is the fallback for a notification lost with its connection.
+      await events.tail(replicas.store, 1000);
       events.subscribe((e) => engine.observe(e));
     }
     const resumed = await engine.resume();
     if (resumed > 0) logger.info({ resumed }, 'open proposals resumed');
+    // Callbacks a restart (or a dead replica) left in the outbox, and retries, from now on.
+    events.startOutbox();
     if (replicas) {
       // A replica that dies leaves its rounds' leases to lapse: every replica looks for them and takes them over
       // within the lease time plus this period.

@@ -5,7 +5,15 @@ import { request as httpsRequest } from 'node:https';
 import type { Logger } from '@cosigner/runtime/logger';
 import { Type } from 'typebox';
 import { DestinationPolicy } from './destinations.ts';
-import { type Awaitable, type AwaitableRepository, type EventRecord, type EventRepository, step } from './store.ts';
+import {
+  type Awaitable,
+  type AwaitableRepository,
+  type CallbackOutcome,
+  type CallbackRecord,
+  type EventRecord,
+  type EventRepository,
+  step,
+} from './store.ts';
 
 /**
  * Every step of a proposal, in order: stored (so `GET /v1/events?since=` style replays and audits work),
@@ -13,7 +21,15 @@ import { type Awaitable, type AwaitableRepository, type EventRecord, type EventR
  *
  * Callbacks are signed like Stripe/GitHub webhooks: `x-cosigner-signature: sha256=<hex HMAC-SHA256(secret,
  * "<timestamp>.<body>")>` with `x-cosigner-timestamp`, so a receiver can check origin and freshness. They are
- * retried with exponential backoff up to `maxAttempts` (bounded: a dead receiver cannot grow memory forever).
+ * retried with exponential backoff up to `maxAttempts`, then kept as failed (counted in
+ * coordinator_callbacks_failed_total and logged).
+ *
+ * Delivery is durable (a transactional outbox): the event's commit also writes its callback to the store's
+ * `callback_outbox`, and the row goes only once the receiver answered 2xx. Whoever runs the store delivers pending
+ * rows: this process at once after the commit, its restarted self, or with replicas any replica (a claim with
+ * FOR UPDATE SKIP LOCKED keeps two replicas from posting one row at once; the claim of a replica that died lapses
+ * after one request timeout plus five seconds). At least once: a receiver may see an event twice (a crash after
+ * the POST, before its row went) and deduplicates by the event's `seq`.
  * They go only where `callbacks.allowedDestinations` and the mode allow (destinations.ts), checked on the address
  * the socket connects to, and a redirect is never followed (node:http does not follow one; a 3xx is a failure).
  */
@@ -139,6 +155,12 @@ export interface CallbackSettings {
   production?: boolean;
   /** The resolver the callback socket uses (tests point a name at loopback). Default: the system's. */
   lookup?: typeof dnsLookup;
+  /** Who claims outbox rows (a replica's id); one process alone may leave the default. */
+  holder?: string;
+  /** How often pending rows are looked for (retries due, rows left by a restart or a dead replica). */
+  pollMs?: number;
+  /** Called once per callback given up on (a metric). */
+  onFailed?: () => void;
 }
 
 export function signCallback(secret: string, timestamp: string, body: string): string {
@@ -149,9 +171,13 @@ export function signCallback(secret: string, timestamp: string, body: string): s
 export interface EventTailSource {
   eventsSince(seq: number, limit: number): Promise<EventRecord[]>;
   latestEventSeq(): Promise<number>;
+  /** Wake-ups when any replica commits an event (PostgreSQL LISTEN/NOTIFY); returns stop. */
+  listenEvents?(onNotify: () => void): () => Promise<void>;
 }
 
 const TAIL_BATCH = 500;
+/** Outbox rows taken per pass. */
+const CALLBACK_BATCH = 64;
 
 export class EventBus {
   readonly #subscribers = new Set<(e: EventRecord) => void>();
@@ -170,6 +196,8 @@ export class EventBus {
     private readonly logger: Logger,
     private readonly callbacks: CallbackSettings,
     private readonly afterCommit: (fn: () => void) => void = (fn) => fn(),
+    /** The store's unit of work, so settling a row shares the turn's commit (SQLite group commit). */
+    private readonly unit: <T>(fn: () => Awaitable<T>) => Promise<T> = async (fn) => fn(),
   ) {
     this.#destinations = new DestinationPolicy({
       allowed: callbacks.allowedDestinations ?? [],
@@ -198,7 +226,9 @@ export class EventBus {
     data: Record<string, unknown>,
     callbackUrl?: string | null,
   ): Awaitable<EventRecord> {
-    return step(this.repo.appendEvent(proposalId, type, data, Date.now()), (e) => this.#published(e, callbackUrl));
+    return step(this.repo.appendEvent(proposalId, type, data, Date.now(), callbackUrl ?? null), (e) =>
+      this.#published(e, callbackUrl),
+    );
   }
 
   #published(e: EventRecord, callbackUrl: string | null | undefined): EventRecord {
@@ -206,7 +236,8 @@ export class EventBus {
       // Tailing the table (replicas): subscribers hear every replica's events from it, in order, each once.
       if (this.#tail) void this.#poll();
       else this.#push(e);
-      if (callbackUrl) this.#deliver(callbackUrl, e, 1);
+      // The outbox row committed with the event: deliver it now.
+      if (callbackUrl) this.#kick();
     });
     return e;
   }
@@ -228,15 +259,20 @@ export class EventBus {
   /**
    * Feed subscribers from the store's events table instead of this process's own emits: with several replicas on
    * one database, a client streaming `/v1/events` from one replica hears what every replica wrote. Events are
-   * numbered in commit order (pg/store.ts), so reading `seq > last` never skips one. Polled every `everyMs` and at
-   * once after each local commit. A read that fails (database unreachable) is retried at the next tick.
+   * numbered in commit order (pg/store.ts), so reading `seq > last` never skips one. Read at once after each local
+   * commit and on each notification of another replica's commit (LISTEN/NOTIFY: milliseconds), and polled every
+   * `everyMs` as the fallback, since a notification is lost with a dropped connection. A read that fails (database
+   * unreachable) is retried at the next wake-up or tick.
    */
   async tail(source: EventTailSource, everyMs: number): Promise<void> {
     const last = await source.latestEventSeq();
     const timer = setInterval(() => void this.#poll(), everyMs);
     timer.unref();
     this.#tail = { source, last, timer };
+    this.#unlisten = source.listenEvents?.(() => void this.#poll());
   }
+
+  #unlisten: (() => Promise<void>) | undefined;
 
   async #poll(): Promise<void> {
     const tail = this.#tail;
@@ -270,25 +306,90 @@ export class EventBus {
     return () => this.#subscribers.delete(fn);
   }
 
-  #deliver(url: string, e: EventRecord, attempt: number): void {
+  /** Deliver pending outbox rows now and every `pollMs`: rows a restart or a dead replica left, retries due. */
+  startOutbox(): void {
+    if (this.#outboxTimer || this.#closed) return;
+    this.#outboxTimer = setInterval(() => this.#kick(), this.callbacks.pollMs ?? 1000);
+    this.#outboxTimer.unref();
+    this.#kick();
+  }
+
+  #outboxTimer: NodeJS.Timeout | undefined;
+  /** Outbox rows this process is posting now (SQLite claims write nothing: this set is the claim). */
+  readonly #sending = new Set<number>();
+  #passing = false;
+  #passAgain = false;
+
+  #kick(): void {
     if (this.#closed) return;
-    const p = this.#post(url, e).then((outcome) => {
-      this.#inflight.delete(p);
-      if (outcome === 'ok' || this.#closed) return;
-      if (outcome === 'refused') return; // the destination will not become allowed by retrying
-      if (attempt >= this.callbacks.maxAttempts) {
-        this.logger.warn({ proposalId: e.proposalId, seq: e.seq, attempts: attempt }, 'callback delivery gave up');
-        return;
-      }
-      const t = setTimeout(
-        () => {
-          this.#timers.delete(t);
-          this.#deliver(url, e, attempt + 1);
-        },
-        this.callbacks.initialBackoffMs * 2 ** (attempt - 1),
-      );
-      this.#timers.add(t);
+    if (this.#passing) {
+      this.#passAgain = true;
+      return;
+    }
+    this.#passing = true;
+    const pass = this.#pass().finally(() => {
+      this.#passing = false;
+      this.#inflight.delete(pass);
     });
+    this.#inflight.add(pass);
+  }
+
+  async #pass(): Promise<void> {
+    const holder = this.callbacks.holder ?? 'local';
+    // One request's time plus a margin: a replica that dies mid-POST leaves its rows to another after that.
+    const claimMs = this.callbacks.timeoutMs + 5000;
+    try {
+      do {
+        this.#passAgain = false;
+        const due = await this.repo.claimCallbacks(holder, Date.now(), claimMs, CALLBACK_BATCH);
+        for (const c of due) if (!this.#sending.has(c.id)) this.#send(c, holder);
+        // Finished even when closing: close() waits for this pass and the posts it started.
+      } while (this.#passAgain);
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, 'callback outbox read failed; next poll');
+    }
+  }
+
+  #send(c: CallbackRecord, holder: string): void {
+    this.#sending.add(c.id);
+    const e = c.event;
+    const p = this.#post(c.url, e)
+      .then(async (result) => {
+        const attempts = c.attempts + 1;
+        let outcome: CallbackOutcome;
+        if (result === 'ok') outcome = { state: 'delivered' };
+        else if (result === 'refused' || attempts >= this.callbacks.maxAttempts) {
+          // A refused destination will not become allowed by retrying.
+          const error = result === 'refused' ? 'destination refused' : 'no 2xx answer';
+          outcome = { state: 'failed', attempts, error };
+          this.callbacks.onFailed?.();
+          this.logger.warn({ proposalId: e.proposalId, seq: e.seq, attempts, error }, 'callback delivery gave up');
+        } else {
+          const wait = this.callbacks.initialBackoffMs * 2 ** (attempts - 1);
+          outcome = { state: 'retry', attempts, nextAt: Date.now() + wait, error: 'no 2xx answer' };
+        }
+        await this.unit(() => this.repo.settleCallback(c.id, holder, outcome));
+        return outcome;
+      })
+      .catch((err: unknown) => {
+        // Not settled: the row stays pending and is posted again (at least once).
+        this.logger.warn({ proposalId: e.proposalId, seq: e.seq, err: (err as Error).message }, 'callback not settled');
+      })
+      .then((outcome) => {
+        this.#sending.delete(c.id);
+        this.#inflight.delete(p);
+        // Look again once the retry is due (the periodic poll would find it too, later).
+        if (outcome?.state === 'retry' && !this.#closed) {
+          const t = setTimeout(
+            () => {
+              this.#timers.delete(t);
+              this.#kick();
+            },
+            Math.max(0, outcome.nextAt - Date.now()),
+          );
+          this.#timers.add(t);
+        }
+      });
     this.#inflight.add(p);
   }
 
@@ -343,10 +444,13 @@ export class EventBus {
   /** Stop retries; waits for requests in flight. */
   async close(): Promise<void> {
     this.#closed = true;
+    clearInterval(this.#outboxTimer);
     if (this.#tail) clearInterval(this.#tail.timer);
     this.#tail = undefined;
+    await this.#unlisten?.();
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
-    await Promise.all([...this.#inflight]);
+    // A pass in flight may start posts: wait until nothing is left.
+    while (this.#inflight.size > 0) await Promise.all([...this.#inflight]);
   }
 }

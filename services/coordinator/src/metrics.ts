@@ -15,6 +15,8 @@ export interface Metrics {
   submissions: Counter<'outcome'>;
   connectedNodes: Gauge;
   httpRateLimited: Counter;
+  /** Callbacks given up on (attempts exhausted or destination refused); the rows stay in the outbox as failed. */
+  callbacksFailed: Counter;
 }
 
 export function createMetrics(): Metrics {
@@ -74,6 +76,11 @@ export function createMetrics(): Metrics {
     httpRateLimited: new Counter({
       name: 'coordinator_http_rate_limited_total',
       help: 'Requests refused with 429',
+      registers: [registry],
+    }),
+    callbacksFailed: new Counter({
+      name: 'coordinator_callbacks_failed_total',
+      help: 'Callbacks given up on after their last attempt or a refused destination (kept in the outbox as failed)',
       registers: [registry],
     }),
   };

@@ -165,8 +165,9 @@ export class RoundEngine {
 
   async #resumeOne(rec: ProposalRecord): Promise<boolean> {
     if (rec.status === 'signed') {
+      if (rec.followUpDue) return this.#resumeFollowUp(rec);
       // The submitter takes the lease itself and asks the network for the hash before anything else.
-      await this.#kindOf(rec).resumeSigned?.(rec);
+      await this.#kindOf(rec).resumeSigned?.(rec, this.#control);
       return true;
     }
     const live = await this.#track(rec);
@@ -177,6 +178,22 @@ export class RoundEngine {
     if (await this.#tryComplete(live)) return true;
     if (await this.#settleIfUnreachable(live)) return true;
     await this.#fanOut(live);
+    return true;
+  }
+
+  /**
+   * A signed row whose follow-up proposal was never opened (its coordinator died in between): open it now, under
+   * the row's lease with replicas so one replica does it (its idempotency key makes a second attempt harmless).
+   */
+  async #resumeFollowUp(rec: ProposalRecord): Promise<boolean> {
+    const lease = this.o.leases ? await this.o.leases.acquire(rec.id) : undefined;
+    if (lease === null) return false;
+    try {
+      this.o.logger.info({ proposalId: rec.id }, 'opening the follow-up of a signed round');
+      await this.#kindOf(rec).resumeSigned?.(rec, this.#control);
+    } finally {
+      await lease?.release();
+    }
     return true;
   }
 
@@ -575,6 +592,7 @@ export class RoundEngine {
       const patch = {
         envelope: c.envelope ?? undefined,
         signedEntries: c.signedEntries,
+        followUpDue: c.followUp,
         signedAt: at,
         statusReason: null,
       };

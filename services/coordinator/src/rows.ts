@@ -2,6 +2,7 @@ import type { AccountAuth, Requirement } from '@cosigner/stellar/types';
 import type {
   ApiKeyRecord,
   AuthSignatureRecord,
+  CallbackRecord,
   DecisionReasonRecord,
   DecisionRecord,
   EventRecord,
@@ -52,6 +53,7 @@ export interface ProposalRow {
   created_at: number;
   updated_at: number;
   signed_at: number | null;
+  follow_up_due: FlagColumn;
 }
 
 export function proposalFromRow(r: ProposalRow): ProposalRecord {
@@ -77,6 +79,7 @@ export function proposalFromRow(r: ProposalRow): ProposalRecord {
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     signedAt: r.signed_at,
+    ...(flag(r.follow_up_due) ? { followUpDue: true } : {}),
   };
 }
 
@@ -214,4 +217,21 @@ export function apiKeyFromRow(r: ApiKeyRow): ApiKeyRecord {
     createdAt: r.created_at,
     revokedAt: r.revoked_at,
   };
+}
+
+/** A callback_outbox row joined with its event. */
+export interface CallbackRow {
+  id: number;
+  url: string;
+  attempts: number;
+  last_error?: string | null;
+  seq: number;
+  proposal_id: string | null;
+  type: string;
+  data: string;
+  created_at: number;
+}
+
+export function callbackFromRow(r: CallbackRow): CallbackRecord {
+  return { id: r.id, url: r.url, attempts: r.attempts, event: eventFromRow(r) };
 }

@@ -58,6 +58,11 @@ export interface ProposalRecord {
   createdAt: number;
   updatedAt: number;
   signedAt: number | null;
+  /**
+   * `sorobanTx`, signed: the transaction proposal that follows it is still to be opened (set in the `signed`
+   * commit, cleared by `followUpDone`). Absent otherwise.
+   */
+  followUpDue?: boolean;
 }
 
 export type ProposalKind = 'transaction' | 'feeBump' | 'authEntries' | 'sorobanTx' | 'frostTx';
@@ -152,6 +157,8 @@ export interface ProposalPatch {
   signedAt?: number;
   /** A Soroban round's entries with their signatures, in entry order (written in the same transaction). */
   signedEntries?: readonly string[];
+  /** A follow-up proposal is still to be opened for this row (kinds/soroban-tx.ts); cleared by `followUpDone`. */
+  followUpDue?: true;
 }
 
 /** What a verified approval leaves: its signature over the hash, or its signatures over auth entry payloads. */
@@ -179,12 +186,14 @@ export interface ProposalRepository {
    * key, or an account (G...) that must sign. A full scan over the table; meant for a person's console search.
    */
   searchProposals(term: string, limit: number): ProposalRecord[];
-  /** Pending proposals, and signed ones still to be submitted. */
+  /** Pending proposals, and signed ones still to be submitted or whose follow-up is still to be opened. */
   openProposals(): ProposalRecord[];
   countOpen(): number;
   /** Compare-and-set on the status: false when the row was not in one of `from` (someone else moved it). */
   transition(id: string, from: readonly ProposalStatus[], to: ProposalStatus, patch?: ProposalPatch): boolean;
   setResult(id: string, result: SubmissionResult): void;
+  /** The follow-up of a signed row exists, was found unneeded or its failure was reported: the row is closed. */
+  followUpDone(id: string): void;
   /** Keeps the first signature per (proposal, signer): adding twice is harmless. */
   addSignature(rec: SignatureRecord): boolean;
   signatures(proposalId: string): SignatureRecord[];
@@ -202,11 +211,46 @@ export interface ProposalRepository {
   recordRefusal(decision: DecisionRecord): void;
 }
 
+/** A callback still to deliver (the outbox, events.ts): the event and where it goes. */
+export interface CallbackRecord {
+  id: number;
+  url: string;
+  /** Tries made so far. */
+  attempts: number;
+  event: EventRecord;
+}
+
+/** How a delivery try ended: gone (2xx), tried again at `nextAt`, or given up (kept as failed). */
+export type CallbackOutcome =
+  | { state: 'delivered' }
+  | { state: 'retry'; attempts: number; nextAt: number; error: string }
+  | { state: 'failed'; attempts: number; error: string };
+
 export interface EventRepository {
-  appendEvent(proposalId: string | null, type: string, data: Record<string, unknown>, at: number): EventRecord;
+  /**
+   * Store an event; with `callbackUrl`, also its callback in the outbox, in the same commit (one transaction), so a
+   * callback is never lost with the process that emitted its event.
+   */
+  appendEvent(
+    proposalId: string | null,
+    type: string,
+    data: Record<string, unknown>,
+    at: number,
+    callbackUrl?: string | null,
+  ): EventRecord;
   eventsSince(seq: number, limit: number): EventRecord[];
   /** One proposal's events in order, at most `limit` (index events_proposal). */
   eventsOf(proposalId: string, limit: number): EventRecord[];
+  /**
+   * Pending callbacks due at `now`, oldest first, that no other holder's claim covers, claimed by `holder` until
+   * `now + claimMs`. SQLite: one process owns the file, so nothing is written (the caller keeps its own in-flight
+   * set); PostgreSQL: claimed with FOR UPDATE SKIP LOCKED, so two replicas never take the same row at once.
+   */
+  claimCallbacks(holder: string, now: number, claimMs: number, limit: number): CallbackRecord[];
+  /** Record a try's outcome; a row another holder claimed since (our claim lapsed) is left alone. */
+  settleCallback(id: number, holder: string, outcome: CallbackOutcome): void;
+  /** Callbacks given up on (state failed), newest first. */
+  failedCallbacks(limit: number): (CallbackRecord & { error: string | null })[];
 }
 
 export interface NodeRepository {
@@ -426,7 +470,7 @@ class SqliteStore implements Store {
 
   openProposals(): ProposalRecord[] {
     const rows = this.#prepare(
-      `SELECT * FROM proposals INDEXED BY proposals_open WHERE status = 'pending' OR (status = 'signed' AND submit = 1 AND result IS NULL)
+      `SELECT * FROM proposals INDEXED BY proposals_open WHERE status = 'pending' OR (status = 'signed' AND ((submit = 1 AND result IS NULL) OR follow_up_due = 1))
          ORDER BY n`,
     ).all() as dbRows.ProposalRow[];
     return rows.map(dbRows.proposalFromRow);
@@ -435,7 +479,7 @@ class SqliteStore implements Store {
   countOpen(): number {
     return (
       this.#prepare(
-        `SELECT count(*) AS c FROM proposals INDEXED BY proposals_open WHERE status = 'pending' OR (status = 'signed' AND submit = 1 AND result IS NULL)`,
+        `SELECT count(*) AS c FROM proposals INDEXED BY proposals_open WHERE status = 'pending' OR (status = 'signed' AND ((submit = 1 AND result IS NULL) OR follow_up_due = 1))`,
       ).get() as {
         c: number;
       }
@@ -458,7 +502,8 @@ class SqliteStore implements Store {
     const info = this.#prepare(
       `UPDATE proposals SET status = ?, updated_at = ?,
            status_reason = CASE WHEN ? THEN ? ELSE status_reason END,
-           envelope = COALESCE(?, envelope), result = COALESCE(?, result), signed_at = COALESCE(?, signed_at)
+           envelope = COALESCE(?, envelope), result = COALESCE(?, result), signed_at = COALESCE(?, signed_at),
+           follow_up_due = COALESCE(?, follow_up_due)
          WHERE id = ? AND status IN (${placeholders})`,
     ).run(
       to,
@@ -468,6 +513,7 @@ class SqliteStore implements Store {
       patch.envelope ?? null,
       patch.result ? JSON.stringify(patch.result) : null,
       patch.signedAt ?? null,
+      patch.followUpDue ? 1 : null,
       id,
       ...from,
     );
@@ -480,6 +526,10 @@ class SqliteStore implements Store {
       Date.now(),
       id,
     );
+  }
+
+  followUpDone(id: string): void {
+    this.#prepare('UPDATE proposals SET follow_up_due = 0 WHERE id = ?').run(id);
   }
 
   addSignature(rec: SignatureRecord): boolean {
@@ -548,14 +598,66 @@ class SqliteStore implements Store {
     ).map(dbRows.decisionFromRow);
   }
 
-  appendEvent(proposalId: string | null, type: string, data: Record<string, unknown>, at: number): EventRecord {
-    const info = this.#prepare('INSERT INTO events (proposal_id, type, data, created_at) VALUES (?, ?, ?, ?)').run(
-      proposalId,
-      type,
-      JSON.stringify(data),
-      at,
+  appendEvent(
+    proposalId: string | null,
+    type: string,
+    data: Record<string, unknown>,
+    at: number,
+    callbackUrl?: string | null,
+  ): EventRecord {
+    const insert = (): EventRecord => {
+      const info = this.#prepare('INSERT INTO events (proposal_id, type, data, created_at) VALUES (?, ?, ?, ?)').run(
+        proposalId,
+        type,
+        JSON.stringify(data),
+        at,
+      );
+      const seq = Number(info.lastInsertRowid);
+      if (callbackUrl) {
+        this.#prepare('INSERT INTO callback_outbox (event_seq, url, next_at) VALUES (?, ?, ?)').run(
+          seq,
+          callbackUrl,
+          at,
+        );
+      }
+      return { seq, proposalId, type, data, createdAt: at };
+    };
+    // Inside a grouped unit this joins its transaction (a savepoint); alone, event and outbox row share a commit.
+    return callbackUrl ? this.atomically(insert) : insert();
+  }
+
+  claimCallbacks(_holder: string, now: number, _claimMs: number, limit: number): CallbackRecord[] {
+    return (
+      this.#prepare(
+        `SELECT c.id, c.url, c.attempts, e.seq, e.proposal_id, e.type, e.data, e.created_at
+           FROM callback_outbox c JOIN events e ON e.seq = c.event_seq
+           WHERE c.state = 'pending' AND c.next_at <= ? ORDER BY c.next_at, c.id LIMIT ?`,
+      ).all(now, limit) as dbRows.CallbackRow[]
+    ).map(dbRows.callbackFromRow);
+  }
+
+  settleCallback(id: number, _holder: string, outcome: CallbackOutcome): void {
+    if (outcome.state === 'delivered') {
+      this.#prepare('DELETE FROM callback_outbox WHERE id = ?').run(id);
+      return;
+    }
+    this.#prepare('UPDATE callback_outbox SET state = ?, attempts = ?, next_at = ?, last_error = ? WHERE id = ?').run(
+      outcome.state === 'retry' ? 'pending' : 'failed',
+      outcome.attempts,
+      outcome.state === 'retry' ? outcome.nextAt : 0,
+      outcome.error,
+      id,
     );
-    return { seq: Number(info.lastInsertRowid), proposalId, type, data, createdAt: at };
+  }
+
+  failedCallbacks(limit: number): (CallbackRecord & { error: string | null })[] {
+    return (
+      this.#prepare(
+        `SELECT c.id, c.url, c.attempts, c.last_error, e.seq, e.proposal_id, e.type, e.data, e.created_at
+           FROM callback_outbox c JOIN events e ON e.seq = c.event_seq
+           WHERE c.state = 'failed' ORDER BY c.id DESC LIMIT ?`,
+      ).all(limit) as dbRows.CallbackRow[]
+    ).map((r) => ({ ...dbRows.callbackFromRow(r), error: r.last_error ?? null }));
   }
 
   eventsSince(seq: number, limit: number): EventRecord[] {

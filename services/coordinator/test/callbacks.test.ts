@@ -11,7 +11,7 @@ import { parseConfig } from '../src/config.ts';
 import { DestinationPolicy, destinationEntryProblem, isSpecialAddress } from '../src/destinations.ts';
 import { EventBus } from '../src/events.ts';
 import { openSqliteStore, type Store } from '../src/store.ts';
-import { disposeHarness, FakeLedger, type Harness, harness, multisig, payment } from './helpers.ts';
+import { disposeHarness, FakeLedger, type Harness, harness, multisig, payment, waitFor } from './helpers.ts';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -255,5 +255,78 @@ describe('POST /v1/proposals callbackUrl', () => {
     expect(r.statusCode).toBe(400);
     expect(r.json()).toMatchObject({ code: 'COORD_CALLBACK_NOT_ALLOWED' });
     expect((await post('http://hooks.example/x')).statusCode).toBe(201);
+  });
+});
+
+describe('callbacks are durable (the outbox)', () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    h = await disposeHarness(h);
+  });
+
+  /** A receiver that answers 503 while `down`, 200 once up; `delivered` lists the event seqs it accepted. */
+  async function flakyReceiver() {
+    const state = { down: true, tries: 0, delivered: [] as number[] };
+    const server: Server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => {
+        body += c.toString();
+      });
+      req.on('end', () => {
+        state.tries++;
+        if (state.down) return res.writeHead(503).end();
+        state.delivered.push((JSON.parse(body) as { event: { seq: number } }).event.seq);
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanup.push(() => new Promise<void>((r) => server.close(() => r())));
+    return { state, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook` };
+  }
+
+  it('a callback pending when the coordinator stops is delivered by the restarted one, once per event', async () => {
+    const r = await flakyReceiver();
+    const ledger = new FakeLedger();
+    const source = Keypair.random().publicKey();
+    ledger.accounts.set(source, multisig(source, [Keypair.random().publicKey(), Keypair.random().publicKey()], 2));
+    const config = { callbacks: { maxAttempts: 20, initialBackoffMs: 1000 } };
+    h = await harness({ ledger, config });
+    const created = await h.app.inject({
+      method: 'POST',
+      url: '/v1/proposals',
+      headers: { authorization: `Bearer ${h.adminKey}` },
+      payload: { xdr: payment(source), callbackUrl: r.url },
+    });
+    expect(created.statusCode).toBe(201);
+    // The first try met the receiver down; the coordinator stops with the callback pending.
+    await waitFor(() => (r.state.tries > 0 ? true : undefined), 'first try');
+    const seqs = h.store.eventsSince(0, 100).map((e) => e.seq);
+    // Every event's callback is pending (a retried one is due later, so the order is by due time, not seq).
+    const pending = h.store.claimCallbacks('t', Date.now() + 60_000, 1, 100).map((c) => c.event.seq);
+    expect(pending.sort((x, y) => x - y)).toEqual(seqs);
+    const dir = h.dir;
+    await h.close();
+    h = undefined;
+    r.state.down = false;
+    h = await harness({ ledger, config, dir });
+    const hh = h;
+    await waitFor(() => (r.state.delivered.length >= seqs.length ? true : undefined), 'delivered after the restart');
+    await waitFor(() => (hh.store.claimCallbacks('t', Date.now() + 60_000, 1, 100).length === 0 ? true : undefined));
+    expect(r.state.delivered.sort((a, b) => a - b)).toEqual(seqs);
+    expect(hh.store.failedCallbacks(10)).toEqual([]);
+  });
+
+  it('gives up after maxAttempts: the row stays, failed, with its error, and the metric counts it', async () => {
+    const r = await flakyReceiver();
+    h = await harness({ config: { callbacks: { maxAttempts: 2, initialBackoffMs: 10 } } });
+    const hh = h;
+    const e = hh.app.coordinator.events.emit('p1', 'proposal.created', { hash: 'h', requirements: [] }, r.url);
+    await waitFor(() => (hh.store.failedCallbacks(10).length === 1 ? true : undefined), 'given up');
+    expect(r.state.tries).toBe(2);
+    expect(hh.store.failedCallbacks(10)).toEqual([
+      expect.objectContaining({ url: r.url, attempts: 2, error: 'no 2xx answer', event: await e }),
+    ]);
+    const metrics = await (await hh.app.inject({ url: '/metrics' })).body;
+    expect(metrics).toMatch(/coordinator_callbacks_failed_total 1/);
   });
 });

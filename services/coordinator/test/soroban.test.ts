@@ -444,6 +444,48 @@ describe('Soroban auth rounds across a coordinator restart', () => {
     }, 'signed after restart');
     checkSigned(r, (done.authEntries as string[])[0]!, e);
   });
+
+  it('a coordinator that dies between the signed entries and their follow-up opens the follow-up at its restart, once', async () => {
+    // Every account read goes to the network (no cache), so the follow-up's read is the one that hangs.
+    const round = { submitBackoffMs: 10, heartbeatMs: 1000, accountCacheMs: 0 };
+    const r = await rig([authSigner(), authSigner(), authSigner()], { round });
+    const e = entry(r);
+    const res = await r.post({ xdr: depositTx(r, { auth: [e] }), submit: true });
+    expect(res.statusCode).toBe(201);
+    const parent = res.json();
+    // The proposal was admitted (its accounts loaded); from now on the network never answers: the follow-up, which
+    // must load the source account first, is stuck right after the `signed` commit when the coordinator dies.
+    const load = r.ledger.loadAccount.bind(r.ledger);
+    let stuck = 0;
+    r.ledger.loadAccount = () => {
+      stuck++;
+      return new Promise(() => undefined);
+    };
+    await r.until(parent.id as string, 'signed');
+    await waitFor(() => (stuck > 0 ? true : undefined), 'follow-up waiting on the network');
+    const before = r.h.store.getProposal(parent.id as string)!;
+    expect(before.followUpDue).toBe(true);
+    expect(r.h.store.getByIdempotencyKey(`soroban:${parent.id}`)).toBeUndefined();
+    const dir = r.h.dir;
+    for (const n of r.ns) n.close();
+    await r.h.close();
+    h = undefined;
+    r.ledger.loadAccount = load;
+    h = await harness({ ledger: r.ledger, nodes: r.ns, listen: true, dir, config: { round } });
+    const hh = h;
+    for (const n of r.ns) expect(await n.connect(hh.url!, hh.identity.publicKey)).toBe('welcome');
+    const auth = { authorization: `Bearer ${hh.adminKey}` };
+    const get = async (id: string) => (await hh.app.inject({ url: `/v1/proposals/${id}`, headers: auth })).json();
+    const child = await waitFor(
+      async () => ((await get(parent.id as string)).transactionProposal as string) ?? undefined,
+    );
+    await waitFor(async () => ((await get(child)).status === 'submitted' ? true : undefined), 'follow-up submitted');
+    expect(r.ledger.submitted).toHaveLength(1);
+    expect(hh.store.getProposal(parent.id as string)!.followUpDue).toBeUndefined();
+    // Closed: a second restart opens nothing more.
+    expect(hh.store.openProposals().map((p) => p.id)).not.toContain(parent.id);
+    expect(hh.store.listProposals({ limit: 10 }).items).toHaveLength(2);
+  });
 });
 
 /**

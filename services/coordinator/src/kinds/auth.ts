@@ -137,6 +137,9 @@ export interface AuthResult {
   /** The round's result from the signed entries: the envelope to store (null: the entries are the result). */
   envelope(round: Round<AuthState>, signed: xdr.SorobanAuthorizationEntry[]): string | null;
   afterSigned: RoundKind<AuthState>['afterSigned'];
+  /** `afterSigned` opens a follow-up proposal (marked in the `signed` commit), reopened by `resumeSigned`. */
+  followUp?: true;
+  resumeSigned?: RoundKind<AuthState>['resumeSigned'];
 }
 
 /** What an auth round needs, rebuilt from its stored row and entries. */
@@ -223,10 +226,12 @@ export function authRound(o: AuthDeps, r: AuthResult): RoundKind<AuthState> {
         return {
           envelope: r.envelope(round, signed),
           signedEntries: signed.map((e) => e.toXdr('base64')),
+          ...(r.followUp ? { followUp: r.followUp } : {}),
           event: { entries: round.state.targets.size },
         };
       }),
     afterSigned: r.afterSigned,
+    ...(r.resumeSigned ? { resumeSigned: r.resumeSigned } : {}),
     /**
      * While auth rounds are open, ask the network for its latest ledger every `expiryCheckMs`: a round whose
      * earliest entry expiry has been reached ends `expired` (the host refuses an entry once the ledger sequence

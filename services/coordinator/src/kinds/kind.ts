@@ -55,6 +55,11 @@ export type Completion =
       /** The assembled envelope (null when the result is entries only) and the signed entries, if any. */
       envelope: string | null;
       signedEntries?: readonly string[];
+      /**
+       * `afterSigned` opens a follow-up proposal: the `signed` commit marks the row (followUpDue) so that a
+       * coordinator dying before the follow-up exists leaves the row open, and `resumeSigned` opens it.
+       */
+      followUp?: true;
       /** Data of `quorum.reached`. */
       event: Record<string, unknown>;
     }
@@ -143,8 +148,11 @@ export interface RoundKind<S = unknown, L = unknown> {
    * (it records the proposal's final latency itself).
    */
   afterSigned(round: Round<S>, envelope: string | null, ctl: RoundControl): Awaitable<boolean>;
-  /** After a restart, a row already `signed` and still open (a submission to continue). */
-  resumeSigned?(rec: ProposalRecord): Awaitable<void>;
+  /**
+   * After a restart or a takeover, a row already `signed` and still open: a submission to continue, or (followUpDue)
+   * a follow-up still to open, which `ctl` starts.
+   */
+  resumeSigned?(rec: ProposalRecord, ctl: RoundControl): Awaitable<void>;
   /** Late answers: what to remember of a closed round (small), and its rebuild from the stored row. */
   lateTarget?(round: Round<S>): L;
   lateTargetOf?(rec: ProposalRecord): L;

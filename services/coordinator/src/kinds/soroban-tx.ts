@@ -14,6 +14,12 @@ import { prepareTransaction, transactionFields } from './transaction.ts';
  * itself a cluster account, a second proposal (kind `transaction`, idempotency key `soroban:<id>`) has the nodes
  * sign the new transaction hash and submits it: the envelope hash covers the auth entries, signatures included,
  * so it can only be signed once every entry is final.
+ *
+ * Opening the follow-up needs the network (the source account's signers), so it cannot share the `signed` commit.
+ * That commit marks the row instead (followUpDue), and the mark is cleared only once the follow-up exists, was found
+ * unneeded or its failure was reported: a coordinator (or replica) that dies in between leaves the row open, and
+ * the restart (or the replica that takes the lapsed round over) opens the follow-up through `resumeSigned`, under
+ * the same idempotency key, so exactly one follow-up exists whoever gets there.
  */
 
 /** The idempotency key of the transaction proposal that follows a Soroban round. */
@@ -67,9 +73,17 @@ export function sorobanTxKind(o: AuthDeps): RoundKind<AuthState> {
    * proposal (the nodes review the transaction, signed entries included, and sign its hash).
    */
   async function followUp(rec: ProposalRecord, envelope: string, ctl: RoundControl): Promise<void> {
+    await openFollowUp(rec, envelope, ctl);
+    // Only now: a death before this line leaves the row marked, and the restart or a takeover opens it.
+    await o.store.followUpDone(rec.id);
+  }
+
+  async function openFollowUp(rec: ProposalRecord, envelope: string, ctl: RoundControl): Promise<void> {
     const idem = followUpKey(rec.id);
     try {
-      if (await o.store.getByIdempotencyKey(idem)) return;
+      const existing = await o.store.getByIdempotencyKey(idem);
+      // Inserted, then the coordinator died before starting it: the pending row resumes like any other.
+      if (existing) return;
       const prepared = await prepareTransaction(envelope, rec.network, o.loadAccount);
       const nodeKeys = new Set((await o.store.listNodes()).map((n) => n.stellarKey));
       const source = prepared.accounts.find((a) => a.accountId === (prepared.decoded.tx as Transaction).source);
@@ -103,9 +117,16 @@ export function sorobanTxKind(o: AuthDeps): RoundKind<AuthState> {
   return authRound(o, {
     kind: 'sorobanTx',
     envelope: (round, signed) => withSignedEntries(round.rec.xdr!, signed),
-    afterSigned(round, envelope, ctl) {
-      if (envelope !== null) void followUp(round.rec, envelope, ctl);
+    followUp: true,
+    // Awaited: with replicas the round's lease is held until the follow-up exists, so no other replica races it.
+    async afterSigned(round, envelope, ctl) {
+      if (envelope !== null) await followUp(round.rec, envelope, ctl);
       return false;
+    },
+    async resumeSigned(rec, ctl) {
+      // A signed sorobanTx row always carries its envelope; were it missing, opening fails, is reported
+      // (COORD_FOLLOW_UP_FAILED) and the row is closed.
+      await followUp(rec, rec.envelope ?? '', ctl);
     },
   });
 }

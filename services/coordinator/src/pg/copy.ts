@@ -29,6 +29,8 @@ export interface CopyReport {
   nodes: number;
   misbehaviours: number;
   apiKeys: number;
+  /** Callbacks still to deliver or given up on (the outbox). */
+  callbacks: number;
 }
 
 /** Source table -> target table, the columns copied (same names on both sides), and the order rows are read in. */
@@ -65,6 +67,7 @@ export const COPIED_TABLES: readonly {
       'created_at',
       'updated_at',
       'signed_at',
+      'follow_up_due',
     ],
     order: 'n',
     identity: 'n',
@@ -99,6 +102,13 @@ export const COPIED_TABLES: readonly {
     columns: ['seq', 'proposal_id', 'type', 'data', 'created_at'],
     order: 'seq',
     identity: 'seq',
+  },
+  {
+    key: 'callbacks',
+    table: 'callback_outbox',
+    columns: ['id', 'event_seq', 'url', 'state', 'attempts', 'next_at', 'claimed_by', 'claimed_until', 'last_error'],
+    order: 'id',
+    identity: 'id',
   },
   {
     key: 'nodes',

@@ -9,7 +9,9 @@ import type { PgStore } from './store.ts';
  * does outside the database: frames to nodes, a submission to the network. So the keeper also knows, on its own
  * clock, until when its lease is surely still valid, and aborts `signal` before that moment passes without a
  * successful renewal:
- * - a renewal is sent every `renewEveryMs` (default a third of the lease time);
+ * - a renewal is sent every `renewEveryMs` (default a third of the lease time), by the keeper itself or, for a
+ *   replica's many rounds, by one batched statement for all of them (`external`: PgRoundLeases calls `renewed`
+ *   with the batch's send time, so the rule below holds per lease);
  * - each successful renewal that was *sent* at local time t proves the lease valid until at least t + ttl (the
  *   database set expiry = its clock at execution + ttl, and execution came after sending), so the keeper counts
  *   from the send time, never from the answer;
@@ -32,7 +34,14 @@ export class LeaseKeeper {
   private constructor(
     store: PgStore,
     lease: Lease,
-    opts: { ttlMs: number; renewEveryMs: number; safetyMs: number; clock: () => number; sentAt: number },
+    opts: {
+      ttlMs: number;
+      renewEveryMs: number;
+      safetyMs: number;
+      clock: () => number;
+      sentAt: number;
+      external: boolean;
+    },
   ) {
     this.#store = store;
     this.#lease = lease;
@@ -41,8 +50,10 @@ export class LeaseKeeper {
     this.#clock = opts.clock;
     this.#validUntil = opts.sentAt + opts.ttlMs;
     this.#armDeadline();
-    this.#timer = setInterval(() => void this.#renew(), opts.renewEveryMs);
-    this.#timer.unref();
+    if (!opts.external) {
+      this.#timer = setInterval(() => void this.#renew(), opts.renewEveryMs);
+      this.#timer.unref();
+    }
   }
 
   /**
@@ -54,7 +65,7 @@ export class LeaseKeeper {
     proposalId: string,
     holder: string,
     ttlMs: number,
-    opts: { renewEveryMs?: number; safetyMs?: number; clock?: () => number } = {},
+    opts: { renewEveryMs?: number; safetyMs?: number; clock?: () => number; external?: boolean } = {},
   ): Promise<LeaseKeeper | null> {
     const renewEveryMs = opts.renewEveryMs ?? Math.floor(ttlMs / 3);
     const safetyMs = opts.safetyMs ?? Math.min(1000, Math.floor(ttlMs / 10));
@@ -71,7 +82,30 @@ export class LeaseKeeper {
     const clock = opts.clock ?? (() => performance.now());
     const sentAt = clock();
     const lease = await acquireLease(store, proposalId, holder, ttlMs);
-    return lease && new LeaseKeeper(store, lease, { ttlMs, renewEveryMs, safetyMs, clock, sentAt });
+    return (
+      lease &&
+      new LeaseKeeper(store, lease, { ttlMs, renewEveryMs, safetyMs, clock, sentAt, external: opts.external ?? false })
+    );
+  }
+
+  /** This keeper's clock (a batch renewal reads its send time on it). */
+  now(): number {
+    return this.#clock();
+  }
+
+  /**
+   * The answer to a renewal sent at `sentAt` (this keeper's clock): the renewed lease, or null when the database
+   * did not renew it (taken over or expired). Used by a batched renewal; the keeper's own renewals go through it too.
+   */
+  renewed(sentAt: number, renewed: Lease | null): void {
+    if (this.signal.aborted) return;
+    if (!renewed || renewed.token !== this.#lease.token) {
+      this.#lose('taken over');
+      return;
+    }
+    this.#lease = renewed;
+    this.#validUntil = Math.max(this.#validUntil, sentAt + this.#ttlMs);
+    this.#armDeadline();
   }
 
   get lease(): Lease {
@@ -108,12 +142,7 @@ export class LeaseKeeper {
     if (this.signal.aborted) return;
     const sentAt = this.#clock();
     try {
-      const renewed = await renewLease(this.#store, this.#lease, this.#ttlMs);
-      if (this.signal.aborted) return;
-      if (!renewed) return this.#lose('taken over');
-      this.#lease = renewed;
-      this.#validUntil = Math.max(this.#validUntil, sentAt + this.#ttlMs);
-      this.#armDeadline();
+      this.renewed(sentAt, await renewLease(this.#store, this.#lease, this.#ttlMs));
     } catch {
       // Unreachable database: keep trying at the next tick; the deadline stops the driver if none succeeds.
     }

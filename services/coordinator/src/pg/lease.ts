@@ -89,6 +89,32 @@ export async function renewLease(store: PgStore, lease: Lease, ttlMs: number, no
 }
 
 /**
+ * Rule 2 for many leases of one holder in one statement (a replica renews every round it drives at once): each
+ * lease is extended exactly when `renewLease` would extend it alone (same holder, same token, not expired, on the
+ * database clock), the others are left as they are. Returns the renewed ones by round; a lease missing from the
+ * map was lost.
+ * @throws CosignerError COORD_STORE_UNAVAILABLE
+ */
+export async function renewLeases(
+  store: PgStore,
+  holder: string,
+  leases: readonly Lease[],
+  ttlMs: number,
+  now?: number,
+): Promise<Map<string, Lease>> {
+  if (leases.length === 0) return new Map();
+  const { rows } = await store.query<LeaseRow>(
+    `WITH t AS (SELECT ${NOW(5)} AS now)
+     UPDATE round_leases l SET expires_at = t.now + $4
+       FROM t, unnest($2::text[], $3::bigint[]) AS m(proposal_id, token)
+       WHERE l.proposal_id = m.proposal_id AND l.token = m.token AND l.holder = $1 AND l.expires_at > t.now
+     RETURNING l.proposal_id, l.holder, l.token, l.expires_at`,
+    [holder, leases.map((l) => l.proposalId), leases.map((l) => l.token), ttlMs, now ?? null],
+  );
+  return new Map(rows.map((r) => [r.proposal_id, toLease(r)]));
+}
+
+/**
  * End a lease now, so another replica can take the round at once. False when the lease was no longer this one.
  * @throws CosignerError COORD_STORE_UNAVAILABLE
  */
@@ -119,7 +145,7 @@ export async function currentLease(store: PgStore, proposalId: string): Promise<
 export async function unleasedOpenProposals(store: PgStore, limit: number, now?: number): Promise<string[]> {
   const { rows } = await store.query<{ id: string }>(
     `SELECT p.id FROM proposals p LEFT JOIN round_leases l ON l.proposal_id = p.id
-       WHERE (p.status = 'pending' OR (p.status = 'signed' AND p.submit AND p.result IS NULL))
+       WHERE (p.status = 'pending' OR (p.status = 'signed' AND ((p.submit AND p.result IS NULL) OR p.follow_up_due)))
          AND (l.proposal_id IS NULL OR l.expires_at <= ${NOW(2)})
        ORDER BY p.n LIMIT $1`,
     [limit, now ?? null],

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Awaitable } from '../store.ts';
-import { unleasedOpenProposals } from './lease.ts';
+import { renewLeases, unleasedOpenProposals } from './lease.ts';
 import { LeaseKeeper } from './lease-keeper.ts';
 import type { PgStore } from './store.ts';
 
@@ -36,20 +36,53 @@ export function replicaId(): string {
   return `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
 }
 
-/** Round leases in PostgreSQL (lease.ts), each kept alive by a LeaseKeeper while held. */
+/**
+ * Round leases in PostgreSQL (lease.ts), each kept alive by a LeaseKeeper while held. The renewals of every lease
+ * this replica holds go out as one statement every `ttlMs/3` (renewLeases), not one per round: the queries per
+ * replica stay constant however many rounds it drives. Each keeper applies the answer with the batch's send time,
+ * so its local validity rule (counted from the send time) holds per lease.
+ */
 export class PgRoundLeases implements RoundLeases {
   readonly #held = new Map<string, { keeper: LeaseKeeper; lease: RoundLease }>();
+  readonly #timer: NodeJS.Timeout;
+  #renewing = false;
 
   constructor(
     private readonly store: PgStore,
     readonly holder: string,
     private readonly ttlMs: number,
-  ) {}
+  ) {
+    this.#timer = setInterval(() => void this.renewAll(), Math.floor(ttlMs / 3));
+    this.#timer.unref();
+  }
+
+  /** One renewal statement for every lease held now (also run by the timer). Resolves once applied. */
+  async renewAll(): Promise<void> {
+    if (this.#renewing) return;
+    const keepers = [...this.#held.values()].map((h) => h.keeper).filter((k) => !k.signal.aborted);
+    if (keepers.length === 0) return;
+    this.#renewing = true;
+    // Every keeper uses the same monotonic clock; the send time is read before the statement goes out.
+    const sentAt = keepers[0]!.now();
+    try {
+      const renewed = await renewLeases(
+        this.store,
+        this.holder,
+        keepers.map((k) => k.lease),
+        this.ttlMs,
+      );
+      for (const k of keepers) k.renewed(sentAt, renewed.get(k.lease.proposalId) ?? null);
+    } catch {
+      // Unreachable database: the next tick tries again; each keeper's deadline stops its driver meanwhile.
+    } finally {
+      this.#renewing = false;
+    }
+  }
 
   async acquire(proposalId: string): Promise<RoundLease | null> {
     const mine = this.#held.get(proposalId);
     if (mine && !mine.keeper.signal.aborted) return mine.lease;
-    const keeper = await LeaseKeeper.acquire(this.store, proposalId, this.holder, this.ttlMs);
+    const keeper = await LeaseKeeper.acquire(this.store, proposalId, this.holder, this.ttlMs, { external: true });
     if (!keeper) return null;
     const lease: RoundLease = {
       signal: keeper.signal,
@@ -71,6 +104,7 @@ export class PgRoundLeases implements RoundLeases {
   }
 
   async releaseAll(): Promise<void> {
+    clearInterval(this.#timer);
     await Promise.all([...this.#held.values()].map((h) => h.lease.release()));
   }
 

@@ -8,6 +8,8 @@ import type {
   AuthEntryRecord,
   AuthSignatureRecord,
   Awaitable,
+  CallbackOutcome,
+  CallbackRecord,
   CoordinatorStore,
   DecisionRecord,
   EventRecord,
@@ -57,6 +59,8 @@ const current = new AsyncLocalStorage<PgStore>();
 
 /** Advisory lock key that orders event inserts by commit (see above). */
 export const EVENTS_LOCK_KEY = 0x65766e74; // "evnt"
+/** The LISTEN/NOTIFY channel every event commit notifies (a wake-up for the event tails; no payload). */
+export const EVENTS_CHANNEL = 'coordinator_events';
 
 interface Queryable {
   query<R extends pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>>;
@@ -163,8 +167,13 @@ export class PgStore implements AsyncRepositories, CoordinatorStore {
   }
 
   async close(): Promise<void> {
+    // A listening connection is checked out for good: pool.end() would wait for it.
+    await Promise.all([...this.#listeners].map((stop) => stop()));
     if (!this.pool.ended && !this.pool.ending) await this.pool.end();
   }
+
+  /** The stop functions of `listenEvents` calls still listening. */
+  readonly #listeners = new Set<() => Promise<void>>();
 
   /**
    * Run `fn` in one transaction on one connection (READ COMMITTED); nested calls join it. A throw rolls back
@@ -314,7 +323,7 @@ export class PgStore implements AsyncRepositories, CoordinatorStore {
   async openProposals(): Promise<ProposalRecord[]> {
     const rows = (
       await this.#q<dbRows.ProposalRow>(
-        `SELECT * FROM proposals WHERE status = 'pending' OR (status = 'signed' AND submit AND result IS NULL)
+        `SELECT * FROM proposals WHERE status = 'pending' OR (status = 'signed' AND ((submit AND result IS NULL) OR follow_up_due))
            ORDER BY n`,
       )
     ).rows;
@@ -324,7 +333,7 @@ export class PgStore implements AsyncRepositories, CoordinatorStore {
   async countOpen(): Promise<number> {
     return (
       await this.#q<{ c: number }>(
-        `SELECT count(*) AS c FROM proposals WHERE status = 'pending' OR (status = 'signed' AND submit AND result IS NULL)`,
+        `SELECT count(*) AS c FROM proposals WHERE status = 'pending' OR (status = 'signed' AND ((submit AND result IS NULL) OR follow_up_due))`,
       )
     ).rows[0]!.c;
   }
@@ -353,7 +362,8 @@ export class PgStore implements AsyncRepositories, CoordinatorStore {
     const res = await this.#q(
       `UPDATE proposals SET status = $1, updated_at = $2,
            status_reason = CASE WHEN $3 THEN $4 ELSE status_reason END,
-           envelope = COALESCE($5, envelope), result = COALESCE($6, result), signed_at = COALESCE($7, signed_at)
+           envelope = COALESCE($5, envelope), result = COALESCE($6, result), signed_at = COALESCE($7, signed_at),
+           follow_up_due = COALESCE($10, follow_up_due)
          WHERE id = $8 AND status = ANY($9::text[])`,
       [
         to,
@@ -365,9 +375,14 @@ export class PgStore implements AsyncRepositories, CoordinatorStore {
         patch.signedAt ?? null,
         id,
         [...from],
+        patch.followUpDue ? true : null,
       ],
     );
     return res.rowCount === 1;
+  }
+
+  async followUpDone(id: string): Promise<void> {
+    await this.#q('UPDATE proposals SET follow_up_due = false WHERE id = $1', [id]);
   }
 
   async setResult(id: string, result: SubmissionResult): Promise<void> {
@@ -457,17 +472,73 @@ export class PgStore implements AsyncRepositories, CoordinatorStore {
     type: string,
     data: Record<string, unknown>,
     at: number,
+    callbackUrl?: string | null,
   ): Promise<EventRecord> {
     return this.atomically(async (tx) => {
-      await tx.#q('SELECT pg_advisory_xact_lock($1)', [EVENTS_LOCK_KEY]);
+      // The notification goes out at commit (never for a rolled-back event): the tails of the other replicas wake.
+      await tx.#q('SELECT pg_advisory_xact_lock($1), pg_notify($2, $3)', [EVENTS_LOCK_KEY, EVENTS_CHANNEL, '']);
       const seq = (
         await tx.#q<{ seq: number }>(
           'INSERT INTO events (proposal_id, type, data, created_at) VALUES ($1, $2, $3, $4) RETURNING seq',
           [proposalId, type, JSON.stringify(data), at],
         )
       ).rows[0]!.seq;
+      if (callbackUrl) {
+        await tx.#q('INSERT INTO callback_outbox (event_seq, url, next_at) VALUES ($1, $2, $3)', [
+          seq,
+          callbackUrl,
+          at,
+        ]);
+      }
       return { seq, proposalId, type, data, createdAt: at };
     });
+  }
+
+  async claimCallbacks(holder: string, now: number, claimMs: number, limit: number): Promise<CallbackRecord[]> {
+    // SKIP LOCKED: a row another replica is claiming right now is passed over, not waited for; a claim that
+    // lapsed (its replica died mid-delivery) is taken again.
+    const { rows } = await this.#q<dbRows.CallbackRow>(
+      `WITH due AS (
+         SELECT id FROM callback_outbox
+           WHERE state = 'pending' AND next_at <= $2 AND claimed_until <= $2
+           ORDER BY next_at, id LIMIT $4 FOR UPDATE SKIP LOCKED),
+       claimed AS (
+         UPDATE callback_outbox c SET claimed_by = $1, claimed_until = $2 + $3 FROM due WHERE c.id = due.id
+           RETURNING c.id, c.url, c.attempts, c.event_seq, c.next_at)
+       SELECT claimed.id, claimed.url, claimed.attempts, e.seq, e.proposal_id, e.type, e.data, e.created_at
+         FROM claimed JOIN events e ON e.seq = claimed.event_seq ORDER BY claimed.next_at, claimed.id`,
+      [holder, now, claimMs, limit],
+    );
+    return rows.map(dbRows.callbackFromRow);
+  }
+
+  async settleCallback(id: number, holder: string, outcome: CallbackOutcome): Promise<void> {
+    if (outcome.state === 'delivered') {
+      await this.#q('DELETE FROM callback_outbox WHERE id = $1 AND claimed_by = $2', [id, holder]);
+      return;
+    }
+    await this.#q(
+      `UPDATE callback_outbox SET state = $3, attempts = $4, next_at = $5, last_error = $6, claimed_until = 0
+         WHERE id = $1 AND claimed_by = $2`,
+      [
+        id,
+        holder,
+        outcome.state === 'retry' ? 'pending' : 'failed',
+        outcome.attempts,
+        outcome.state === 'retry' ? outcome.nextAt : 0,
+        outcome.error,
+      ],
+    );
+  }
+
+  async failedCallbacks(limit: number): Promise<(CallbackRecord & { error: string | null })[]> {
+    const { rows } = await this.#q<dbRows.CallbackRow>(
+      `SELECT c.id, c.url, c.attempts, c.last_error, e.seq, e.proposal_id, e.type, e.data, e.created_at
+         FROM callback_outbox c JOIN events e ON e.seq = c.event_seq
+         WHERE c.state = 'failed' ORDER BY c.id DESC LIMIT $1`,
+      [limit],
+    );
+    return rows.map((r) => ({ ...dbRows.callbackFromRow(r), error: r.last_error ?? null }));
   }
 
   async eventsSince(seq: number, limit: number): Promise<EventRecord[]> {
@@ -477,6 +548,64 @@ export class PgStore implements AsyncRepositories, CoordinatorStore {
   }
 
   /** The highest event number committed (0 when none): where a replica's event tail starts. */
+  /**
+   * Call `onNotify` whenever an event commits on any replica (LISTEN on one connection of the pool, held while
+   * listening), and once each time listening (re)starts, to catch up. A notification is lost with its connection,
+   * so a dropped listener is reconnected after `retryMs` and the caller keeps polling as the fallback. Returns stop.
+   */
+  listenEvents(onNotify: () => void, retryMs = 1000): () => Promise<void> {
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    let current: { client: pg.PoolClient; drop: (e?: Error) => void } | undefined;
+    const retry = (): void => {
+      if (!stopped) timer = setTimeout(() => void connect(), retryMs);
+    };
+    const connect = async (): Promise<void> => {
+      let client: pg.PoolClient;
+      try {
+        client = await this.pool.connect();
+      } catch {
+        retry();
+        return;
+      }
+      let dropped = false;
+      const drop = (e?: Error): void => {
+        if (dropped) return;
+        dropped = true;
+        if (current?.client === client) current = undefined;
+        client.off('notification', onNotification);
+        // Destroyed, never back in the pool: it is still LISTENing.
+        client.release(e ?? true);
+        retry();
+      };
+      const onNotification = (): void => onNotify();
+      client.on('notification', onNotification);
+      client.once('error', drop);
+      client.once('end', () => drop());
+      try {
+        await client.query(`LISTEN ${EVENTS_CHANNEL}`);
+      } catch (e) {
+        drop(e as Error);
+        return;
+      }
+      if (stopped) {
+        drop();
+        return;
+      }
+      current = { client, drop };
+      onNotify();
+    };
+    void connect();
+    const stop = async (): Promise<void> => {
+      stopped = true;
+      this.#listeners.delete(stop);
+      clearTimeout(timer);
+      current?.drop();
+    };
+    this.#listeners.add(stop);
+    return stop;
+  }
+
   async latestEventSeq(): Promise<number> {
     return (await this.#q<{ s: number }>('SELECT COALESCE(max(seq), 0)::bigint AS s FROM events')).rows[0]!.s;
   }

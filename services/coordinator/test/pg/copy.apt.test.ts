@@ -83,6 +83,11 @@ function fill(s: Store, closed = false): { account: string } {
     createdAt: 7,
   });
   s.appendEvent(null, 'node.connected', { nodeId: 'n1' }, 8);
+  // A callback still to deliver, and one given up on: the copy keeps both.
+  s.appendEvent('p1', 'quorum.reached', {}, 9, 'http://127.0.0.1:9/hook');
+  const failed = s.appendEvent('p1', 'proposal.submitted', {}, 10, 'http://127.0.0.1:9/hook');
+  const row = s.claimCallbacks('x', 10, 1, 10).find((c) => c.event.seq === failed.seq)!;
+  s.settleCallback(row.id, 'x', { state: 'failed', attempts: 3, error: 'no 2xx answer' });
   s.enrollNode({ id: 'n1', identityKey: 'id1', stellarKey: Keypair.random().publicKey() }, 1);
   s.enrollNode({ id: 'n2', identityKey: 'id2', stellarKey: Keypair.random().publicKey() }, 2);
   s.countNode('n1', 'approvals');
@@ -142,10 +147,11 @@ describe('copy from SQLite to PostgreSQL', () => {
         decisions: 2,
         authEntries: 3,
         authSignatures: 1,
-        events: 1204,
+        events: 1206,
         nodes: 2,
         misbehaviours: 1,
         apiKeys: 2,
+        callbacks: 2,
       });
       const s = openSqliteStore(d);
       try {
@@ -176,6 +182,8 @@ describe('copy from SQLite to PostgreSQL', () => {
         expect(await dst.misbehaviours('n2', 10)).toEqual(s.misbehaviours('n2', 10));
         for (const k of ['k1', 'k2']) expect(await dst.getApiKey(k)).toEqual(s.getApiKey(k));
         expect(await dst.countApiKeys()).toBe(2);
+        expect(await dst.failedCallbacks(10)).toEqual(s.failedCallbacks(10));
+        expect(await dst.claimCallbacks('y', 100, 1000, 10)).toEqual(s.claimCallbacks('y', 100, 1000, 10));
         // The identity sequences continue after the copied numbers.
         const lastEvent = s.eventsSince(0, 5000).at(-1)!.seq;
         expect((await dst.appendEvent(null, 'after', {}, 1)).seq).toBe(lastEvent + 1);
@@ -198,19 +206,21 @@ describe('copy from SQLite to PostgreSQL', () => {
   it('an older SQLite file is migrated first; a missing one is named', async () => {
     const d = await dir();
     const path = join(d, 'coordinator.db');
-    // A file at schema 4 (as a coordinator of that version left it): its migration 5 runs before the copy.
+    // A file at schema 4 (as a coordinator of that version left it): its migrations 5 to 7 run before the copy.
     const s = openSqliteStore(d);
     s.insertProposal(proposal('old'));
     s.close();
     const raw = new Database(path);
-    raw.exec('DROP TABLE auth_entries; ALTER TABLE proposals DROP COLUMN submit_follow_up;');
+    raw.exec(`DROP TABLE callback_outbox; DROP TABLE auth_entries; DROP INDEX proposals_open; ALTER TABLE proposals DROP COLUMN follow_up_due;
+      ALTER TABLE proposals DROP COLUMN submit_follow_up; CREATE INDEX proposals_open ON proposals (n)
+      WHERE status = 'pending' OR (status = 'signed' AND submit = 1 AND result IS NULL);`);
     raw.pragma('user_version = 4');
     raw.close();
     const dst = await target();
     try {
       expect((await copySqliteToPg(path, dst)).proposals).toBe(1);
       const check = new Database(path);
-      expect(check.pragma('user_version', { simple: true })).toBe(5);
+      expect(check.pragma('user_version', { simple: true })).toBe(7);
       check.close();
       await expect(copySqliteToPg(join(d, 'nope.db'), dst)).rejects.toThrow(
         expect.objectContaining({ code: 'COORD_BAD_CONFIG', message: expect.stringContaining('nope.db') }),

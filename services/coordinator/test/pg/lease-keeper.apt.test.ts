@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acquireLease } from '../../src/pg/lease.ts';
 import { LeaseKeeper } from '../../src/pg/lease-keeper.ts';
+import { PgRoundLeases } from '../../src/pg/replicas.ts';
 import { PgStore } from '../../src/pg/store.ts';
 import { freshDatabase, poolOn, usePostgres } from './helpers.ts';
 
@@ -95,4 +96,43 @@ describe('LeaseKeeper', () => {
       expect.objectContaining({ code: 'COORD_BAD_REQUEST' }),
     );
   });
+
+  it("a replica's leases are renewed together, one statement per interval; a taken-over one alone is lost", async () => {
+    const leases = new PgRoundLeases(a, 'replica-batch', 600);
+    // Count the batch statements this replica sends (a spy on the real store; the statements still run).
+    let batches = 0;
+    const query = a.query.bind(a);
+    a.query = ((sql: string, params?: unknown[]) => {
+      if (sql.includes('unnest($2::text[], $3::bigint[])')) batches++;
+      return query(sql, params);
+    }) as typeof a.query;
+    try {
+      const ids = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6'];
+      const held = await Promise.all(ids.map((id) => leases.acquire(id)));
+      expect(leases.size).toBe(6);
+      // Past twice the lease time: every lease alive, none can be taken, at about one statement per 200 ms.
+      await sleep(1400);
+      for (const l of held) expect(l!.signal.aborted).toBe(false);
+      for (const id of ids) expect(await acquireLease(b, id, 'replica-b', 600)).toBeNull();
+      // Six leases renewed one by one would be some 40 statements in that time.
+      expect(batches).toBeGreaterThanOrEqual(3);
+      expect(batches).toBeLessThanOrEqual(10);
+      // b3's lease lapses under the replica (as if its renewals were lost) and another replica takes the round.
+      await query('UPDATE round_leases SET expires_at = 0 WHERE proposal_id = $1', ['b3']);
+      expect(await acquireLease(b, 'b3', 'replica-b', 600)).not.toBeNull();
+      await waitForAbort(held[2]!.signal);
+      expect(held[2]!.signal.reason).toEqual(lostWith('taken over'));
+      await sleep(400);
+      for (const [i, l] of held.entries()) if (i !== 2) expect(l!.signal.aborted).toBe(false);
+      await expect(held[2]!.write(async () => 1)).rejects.toEqual(lostWith('taken over'));
+      expect(await held[0]!.write(async () => 'ok')).toBe('ok');
+    } finally {
+      a.query = query;
+      await leases.releaseAll();
+    }
+    expect(leases.size).toBe(0);
+  });
 });
+
+const waitForAbort = (signal: AbortSignal): Promise<void> =>
+  signal.aborted ? Promise.resolve() : new Promise((r) => signal.addEventListener('abort', () => r(), { once: true }));

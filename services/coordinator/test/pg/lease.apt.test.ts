@@ -8,6 +8,7 @@ import {
   type Lease,
   releaseLease,
   renewLease,
+  renewLeases,
   unleasedOpenProposals,
 } from '../../src/pg/lease.ts';
 import { PgStore } from '../../src/pg/store.ts';
@@ -127,6 +128,47 @@ describe('round leases: rules against a model', () => {
     expect(stats.withTakeover).toBeGreaterThan(0);
   });
 
+  it('a batched renewal renews exactly the leases a single renewal would, and touches no other', async () => {
+    // Per round: whether r0 holds it, lost it to expiry, or lost it to r1's takeover; what r0 believes it holds.
+    const state = fc.constantFrom('held' as const, 'expired' as const, 'takenOver' as const, 'stale' as const);
+    let batches = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(state, { minLength: 0, maxLength: 12 }), async (states) => {
+        const now = 5_000_000;
+        const believed: Lease[] = [];
+        const expected = new Map<string, Lease>();
+        for (const st of states) {
+          const pid = round();
+          const mine = (await acquireLease(a, pid, 'r0', TTL, now - TTL / 2))!;
+          believed.push(mine);
+          if (st === 'held') expected.set(pid, { ...mine, expiresAt: now + TTL });
+          else if (st === 'takenOver') {
+            // r0's lease ended (released or lapsed); r1 took the round, its lease still running at `now`.
+            await releaseLease(a, mine, now - TTL / 2);
+            await acquireLease(b, pid, 'r1', TTL, now - TTL / 2);
+          } else if (st === 'stale') {
+            // r0 took it again since (a newer token): the batch carries the old one, which must not renew it.
+            await releaseLease(a, mine, now - TTL / 2);
+            await acquireLease(a, pid, 'r0', TTL, now - TTL / 2);
+          }
+          // expired: its time ran out at now - TTL/2 + TTL = now, so it is no longer valid at `now`.
+          if (st === 'expired') await releaseLease(a, mine, now);
+        }
+        const before = await Promise.all(believed.map((l) => currentLease(a, l.proposalId)));
+        const got = await renewLeases(a, 'r0', believed, TTL, now);
+        batches++;
+        expect(got).toEqual(expected);
+        // Every row the batch did not renew is as it was; the renewed ones carry the new expiry only.
+        for (const [i, l] of believed.entries()) {
+          const row = await currentLease(a, l.proposalId);
+          expect(row).toEqual(expected.get(l.proposalId) ?? before[i]);
+        }
+      }),
+      { numRuns: 40 },
+    );
+    expect(batches).toBe(40);
+  });
+
   it('replicas acquiring one round at once: exactly one wins, and its token is the next', async () => {
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 2, max: 8 }), fc.boolean(), async (n, taken) => {
@@ -236,10 +278,14 @@ describe('round leases: takeover and fencing', () => {
       await s.insertProposal(proposal('expired'));
       await s.insertProposal(proposal('closed', { status: 'submitted' }));
       await s.insertProposal(proposal('toSubmit', { status: 'signed' }));
+      // Signed Soroban rounds: one whose follow-up is still to open (its replica died first), one done.
+      await s.insertProposal(proposal('followUp', { kind: 'sorobanTx', submit: false }));
+      await s.transition('followUp', ['pending'], 'signed', { followUpDue: true });
+      await s.insertProposal(proposal('followedUp', { kind: 'sorobanTx', submit: false, status: 'signed' }));
       await acquireLease(s, 'driven', 'x', TTL, 0);
       await acquireLease(s, 'expired', 'x', TTL, 0);
-      expect(await unleasedOpenProposals(s, 10, TTL - 1)).toEqual(['free', 'toSubmit']);
-      expect(await unleasedOpenProposals(s, 10, TTL)).toEqual(['free', 'driven', 'expired', 'toSubmit']);
+      expect(await unleasedOpenProposals(s, 10, TTL - 1)).toEqual(['free', 'toSubmit', 'followUp']);
+      expect(await unleasedOpenProposals(s, 10, TTL)).toEqual(['free', 'driven', 'expired', 'toSubmit', 'followUp']);
       expect(await unleasedOpenProposals(s, 1, TTL)).toEqual(['free']);
       expect(await currentLease(s, 'free')).toBeUndefined();
     } finally {

@@ -120,7 +120,7 @@ async function cluster(database: string) {
       // Shared by the replicas: the message key nodes pin, the admin key and the callback secret.
       messageKeyFile: 'message-key.pem',
       adminKeyFile: 'admin.key',
-      callbacks: { secretFile: 'callback.key' },
+      callbacks: { secretFile: 'callback.key', initialBackoffMs: 300, timeoutMs: 1000, maxAttempts: 20 },
       nodes: nodes.map((n) => n.enrolment()),
       store: {
         type: 'postgres',
@@ -328,5 +328,54 @@ describe('two coordinator processes on PostgreSQL', () => {
     const events = (await api(b.url, key, `/v1/proposals/${id}/events`)).json.events as { type: string }[];
     expect(events.filter((e) => e.type === 'proposal.submitted')).toHaveLength(1);
     for (const n of [...c.nodes, ...twins]) n.close();
+  }, 180_000);
+
+  it('kill -9 of the replica that emitted events while their receiver is down: the other replica delivers them', async () => {
+    const database = await db.createDatabase('replicas_callbacks');
+    const c = await cluster(database);
+    const a = await c.start('a', sim.url);
+    const b = await c.start('b', sim.url);
+    const key = (await readFile(String(a.ready.adminKeyFile), 'utf8')).trim();
+    const messageKey = Buffer.from(String(a.ready.messageKey), 'base64');
+    for (const n of c.nodes) expect(await n.connect(a.url, messageKey)).toBe('welcome');
+    // The client's receiver: 503 while down; every accepted delivery noted with its event's seq and time.
+    const receiver = { down: true, tries: 0, delivered: [] as { seq: number; at: number }[] };
+    const hook = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => {
+        body += d.toString();
+      });
+      req.on('end', () => {
+        receiver.tries++;
+        if (receiver.down) return res.writeHead(503).end();
+        receiver.delivered.push({ seq: (JSON.parse(body) as { event: { seq: number } }).event.seq, at: Date.now() });
+        res.end('ok');
+      });
+    });
+    servers.push(hook);
+    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+    const callbackUrl = `http://127.0.0.1:${(hook.address() as { port: number }).port}/hook`;
+    const master = await multisigAccount(c.nodes.map((n) => n.stellarKey));
+    const xdr = await paymentXdr(master.publicKey(), Keypair.random().publicKey(), '1');
+    const created = await api(a.url, key, '/v1/proposals', { xdr, callbackUrl });
+    expect(created.status).toBe(201);
+    const id = String(created.json.id);
+    // A wrote the events and tried their callbacks (503): they are pending when A dies.
+    await waitFor(() => (receiver.tries >= 2 ? true : undefined), 'callbacks tried by A');
+    await a.kill9();
+    const died = Date.now();
+    receiver.down = false;
+    const events = (await api(b.url, key, `/v1/proposals/${id}/events`)).json.events as { seq: number }[];
+    expect(events.length).toBeGreaterThanOrEqual(2);
+    const seqs = events.map((e) => e.seq);
+    await waitFor(
+      () => (seqs.every((s) => receiver.delivered.some((d) => d.seq === s)) ? true : undefined),
+      'every event delivered by B',
+      30_000,
+    );
+    // Delivered after A died (so by B), and each once: B claimed each row once and removed it once delivered.
+    expect(receiver.delivered.every((d) => d.at >= died)).toBe(true);
+    expect(receiver.delivered.map((d) => d.seq).sort((x, y) => x - y)).toEqual(seqs);
+    for (const n of c.nodes) n.close();
   }, 180_000);
 });

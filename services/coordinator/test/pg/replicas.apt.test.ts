@@ -11,6 +11,7 @@ import WebSocket from 'ws';
 import { createApiKey } from '../../src/apikeys.ts';
 import { build } from '../../src/app.ts';
 import { parseConfig } from '../../src/config.ts';
+import { EventBus } from '../../src/events.ts';
 import { currentLease } from '../../src/pg/lease.ts';
 import { PgStore } from '../../src/pg/store.ts';
 import type { EventRecord } from '../../src/store.ts';
@@ -180,6 +181,48 @@ describe('coordinator replicas on one PostgreSQL database', () => {
     const seqs = received.map((e) => e.seq);
     expect(seqs).toEqual([...new Set(seqs)].sort((x, y) => x - y));
     ws.close();
+  });
+
+  it('the event tail wakes on NOTIFY within milliseconds, and after its listening connection was killed', async () => {
+    const database = await freshDatabase(pg.server());
+    const a = await PgStore.open(poolOn(pg.server(), database));
+    const b = await PgStore.open(poolOn(pg.server(), database));
+    const bus = new EventBus(a, createLogger({ name: 'tail', level: 'silent' }), {
+      secret: 's',
+      maxAttempts: 1,
+      initialBackoffMs: 10,
+      timeoutMs: 100,
+    });
+    try {
+      const heard: { seq: number; at: number }[] = [];
+      bus.subscribe((e) => heard.push({ seq: e.seq, at: Date.now() }));
+      // A fallback poll of a minute: only a notification can bring an event in within the waits below.
+      await bus.tail(a, 60_000);
+      const listening = async () =>
+        (
+          await b.query<{ pid: number }>(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+          )
+        ).rows;
+      await waitFor(async () => ((await listening()).length === 1 ? true : undefined), 'listening');
+      const sent = Date.now();
+      const e1 = await b.appendEvent(null, 'node.misbehaved', { nodeId: 'n', kind: 'k', detail: 'd' }, sent);
+      await waitFor(() => (heard.some((h) => h.seq === e1.seq) ? true : undefined), 'notified', 5000);
+      // The listening connection dies: notifications sent meanwhile are lost, so the reconnected tail reads what
+      // it missed at once.
+      const [victim] = await listening();
+      await b.query('SELECT pg_terminate_backend($1)', [victim!.pid]);
+      const e2 = await b.appendEvent(null, 'node.misbehaved', { nodeId: 'n', kind: 'k', detail: 'd' }, Date.now());
+      await waitFor(() => (heard.some((h) => h.seq === e2.seq) ? true : undefined), 'after the reconnect', 10_000);
+      await waitFor(async () => ((await listening()).length === 1 ? true : undefined), 'listening again');
+      const e3 = await b.appendEvent(null, 'node.misbehaved', { nodeId: 'n', kind: 'k', detail: 'd' }, Date.now());
+      await waitFor(() => (heard.some((h) => h.seq === e3.seq) ? true : undefined), 'notified again', 5000);
+      expect(heard.map((h) => h.seq)).toEqual([e1.seq, e2.seq, e3.seq]);
+    } finally {
+      await bus.close();
+      await a.close();
+      await b.close();
+    }
   });
 
   it('the driving replica dies mid-round: the other takes the round over in time and asks the nodes that had not answered', async () => {

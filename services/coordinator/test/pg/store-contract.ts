@@ -2,6 +2,7 @@ import { Keypair } from '@stellar/stellar-sdk';
 import { describe, expect, it } from 'vitest';
 import type {
   ApiKeyRepository,
+  CallbackRecord,
   EventRepository,
   NodeRepository,
   ProposalRecord,
@@ -112,6 +113,54 @@ export function runStoreContract(name: string, open: () => Promise<ContractStore
         expect(await s.getProposal('s1')).toEqual(tx);
         expect(await s.authEntries('s1')).toEqual([{ index: 0, entry: 'ZTI=', signed: null }]);
         expect(await s.authEntries('nope')).toEqual([]);
+      }),
+    );
+
+    it(
+      'callback outbox: written with its event, due by next_at, retried, given up on, or gone once delivered',
+      withStore(async (s) => {
+        const plain = await s.appendEvent('p', 'proposal.created', { a: 1 }, 100);
+        const e1 = await s.appendEvent('p', 'quorum.reached', { b: 2 }, 110, 'https://hooks.example/a');
+        const e2 = await s.appendEvent('p', 'proposal.submitted', { c: 3 }, 120, 'https://hooks.example/b');
+        expect(plain.seq).toBeLessThan(e1.seq);
+        expect(await s.claimCallbacks('r1', 109, 1000, 10)).toEqual([]);
+        const due = await s.claimCallbacks('r1', 200, 1000, 10);
+        expect(due.map((c) => [c.url, c.attempts, c.event])).toEqual([
+          ['https://hooks.example/a', 0, e1],
+          ['https://hooks.example/b', 0, e2],
+        ]);
+        const [c1, c2] = due as [CallbackRecord, CallbackRecord];
+        await s.settleCallback(c1.id, 'r1', { state: 'retry', attempts: 1, nextAt: 500, error: 'no 2xx answer' });
+        await s.settleCallback(c2.id, 'r1', { state: 'delivered' });
+        // Claims lapsed (1000 ms after 200): only the retry is left, due at 500.
+        expect(await s.claimCallbacks('r2', 1300, 1000, 10)).toEqual([{ ...c1, attempts: 1 }]);
+        await s.settleCallback(c1.id, 'r2', { state: 'failed', attempts: 2, error: 'destination refused' });
+        expect(await s.claimCallbacks('r2', 10_000, 1000, 10)).toEqual([]);
+        expect(await s.failedCallbacks(10)).toEqual([{ ...c1, attempts: 2, error: 'destination refused' }]);
+      }),
+    );
+
+    it(
+      'a follow-up still to open: marked in the signed transition, open until done, then closed',
+      withStore(async (s) => {
+        await s.insertProposal(proposal('f1', { kind: 'sorobanTx', submit: false }), ['ZTA=']);
+        await s.insertProposal(proposal('f2', { kind: 'authEntries', xdr: null, submit: false }), ['ZTE=']);
+        expect(await s.transition('f1', ['pending'], 'signed', { signedEntries: ['czA='], followUpDue: true })).toBe(
+          true,
+        );
+        expect(await s.transition('f2', ['pending'], 'signed', { signedEntries: ['czE='] })).toBe(true);
+        expect((await s.getProposal('f1'))?.followUpDue).toBe(true);
+        expect((await s.getProposal('f2'))?.followUpDue).toBeUndefined();
+        // The marked row is open (a restart or a takeover finds it); the signed-only one is not.
+        expect((await s.openProposals()).map((p) => p.id)).toEqual(['f1']);
+        expect(await s.countOpen()).toBe(1);
+        // A later transition without the mark keeps it.
+        expect(await s.transition('f1', ['signed'], 'signed', { statusReason: 'x' })).toBe(true);
+        expect((await s.getProposal('f1'))?.followUpDue).toBe(true);
+        await s.followUpDone('f1');
+        expect((await s.getProposal('f1'))?.followUpDue).toBeUndefined();
+        expect(await s.openProposals()).toEqual([]);
+        expect(await s.countOpen()).toBe(0);
       }),
     );
 
