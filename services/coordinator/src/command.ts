@@ -1,6 +1,6 @@
 import { parsePublicKeyB64 } from '@cosigner/protocol/identity';
 import { type ServiceFlags, serviceFlags } from '@cosigner/runtime/service-flags';
-import { StrKey } from '@stellar/stellar-sdk';
+import { StrKey } from '@stellar/stellar-sdk/base';
 import type { Command } from 'commander';
 import { createApiKey, parseScopes } from './apikeys.ts';
 import { type ConfigOverrides, loadConfig } from './config.ts';

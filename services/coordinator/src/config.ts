@@ -9,7 +9,7 @@ import {
   validateConfig,
 } from '@cosigner/runtime/config';
 import { isProduction } from '@cosigner/runtime/mode';
-import { StrKey } from '@stellar/stellar-sdk';
+import { StrKey } from '@stellar/stellar-sdk/base';
 import { type Static, Type } from 'typebox';
 import { destinationEntryProblem } from './destinations.ts';
 import { coordinatorErrors } from './errors.ts';

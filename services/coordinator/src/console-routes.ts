@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConsole } from '@cosigner/runtime/console-static';
 import { decodeEnvelope } from '@cosigner/stellar/decode';
 import { describeAuthEntry, describeTransaction } from '@cosigner/stellar/describe';
-import { xdr as X } from '@stellar/stellar-sdk';
+import { xdr as X } from '@stellar/stellar-sdk/base';
 import type { FastifyInstance } from 'fastify';
 import { type TSchema, Type } from 'typebox';
 import type { CoordinatorConfig } from './config.ts';

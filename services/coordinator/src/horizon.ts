@@ -1,10 +1,9 @@
 import type { AccountAuth } from '@cosigner/stellar/types';
-import { Horizon, TransactionBuilder } from '@stellar/stellar-sdk';
 import { coordinatorErrors } from './errors.ts';
 
 /**
  * What the coordinator needs from the network: account signing setups, submission, and a transaction's fate
- * by hash. Implemented over Horizon with the SDK's own client (the ledger simulator serves the same API).
+ * by hash. Implemented over Horizon's HTTP API with fetch (the ledger simulator serves the same API).
  */
 export type SubmitAttempt =
   | { kind: 'accepted'; ledger: number | null }
@@ -24,15 +23,15 @@ export interface LedgerClient {
   latestLedger(): Promise<number | null>;
 }
 
+/** Horizon's problem document (RFC 7807) for a refused submission, `extras.result_codes` from stellar-core. */
+interface HttpishErrorData {
+  title?: string;
+  detail?: string;
+  extras?: { result_codes?: { transaction?: string; operations?: string[] } };
+}
+
 interface HttpishError {
-  response?: {
-    status?: number;
-    data?: {
-      title?: string;
-      detail?: string;
-      extras?: { result_codes?: { transaction?: string; operations?: string[] } };
-    };
-  };
+  response?: { status?: number; data?: HttpishErrorData };
   message?: string;
 }
 
@@ -55,43 +54,107 @@ export function accountAuthFromHorizon(a: {
   };
 }
 
+/**
+ * Bounds on a Horizon request. A submission waits as long as the SDK's Horizon client did (its
+ * SUBMIT_TRANSACTION_TIMEOUT, 60 s: Horizon itself answers 504 after about 30 s of waiting for the ledger); an
+ * account or transaction look-up, which the SDK left unbounded, gives up after 30 s and counts as "unreachable".
+ */
+export const HORIZON_SUBMIT_TIMEOUT_MS = 60_000;
+export const HORIZON_READ_TIMEOUT_MS = 30_000;
+const PROBE_TIMEOUT_MS = 2000;
+
+/** Horizon's JSON body, or undefined when it sent none or not JSON (a proxy's HTML error page, say). */
+async function jsonBody(r: Response): Promise<unknown> {
+  // Always read the body: undici returns the keep-alive socket to its pool only once the body is consumed.
+  const text = await r.text();
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+function isAccountResponse(v: unknown): v is Parameters<typeof accountAuthFromHorizon>[0] {
+  const a = v as Parameters<typeof accountAuthFromHorizon>[0] | undefined;
+  return (
+    typeof a?.account_id === 'string' &&
+    typeof a.thresholds === 'object' &&
+    a.thresholds !== null &&
+    Array.isArray(a.signers)
+  );
+}
+
+/**
+ * The three Horizon calls the coordinator makes, as plain `fetch` (Node's undici, keep-alive by default) on
+ * Horizon's documented JSON: GET /accounts/{id}, POST /transactions (form field `tx`, the base64 envelope), and
+ * GET /transactions/{hash}. It replaces the SDK's Horizon.Server so that a coordinator process never loads the
+ * SDK's root entry (the Horizon and RPC clients and their HTTP stack: about 90 modules, 1.4 MB of heap); the
+ * errors map as they did through the SDK (classifySubmitError takes the same {response: {status, data}} shape).
+ */
 export function createHorizonClient(url: string): LedgerClient {
-  const server = new Horizon.Server(url, { allowHttp: true });
+  const base = url.replace(/\/+$/, '');
+  const get = (path: string, timeoutMs: number) =>
+    fetch(`${base}/${path}`, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } });
   return {
     async loadAccount(accountId) {
+      let status: number | undefined;
+      let cause: unknown;
       try {
-        const a = await server.loadAccount(accountId);
-        return accountAuthFromHorizon(a);
+        const r = await get(`accounts/${encodeURIComponent(accountId)}`, HORIZON_READ_TIMEOUT_MS);
+        status = r.status;
+        const body = await jsonBody(r);
+        if (r.ok && isAccountResponse(body)) return accountAuthFromHorizon(body);
+        cause = new Error(
+          r.ok ? 'Horizon answered an account without signers or thresholds' : `Horizon answered ${r.status}`,
+        );
       } catch (e) {
-        if ((e as HttpishError).response?.status === 404)
-          throw coordinatorErrors.error('COORD_ACCOUNT_NOT_FOUND', { accountId });
-        throw coordinatorErrors.error('COORD_HORIZON_UNAVAILABLE', { accountId }, { cause: e });
+        cause = e;
       }
+      if (status === 404) throw coordinatorErrors.error('COORD_ACCOUNT_NOT_FOUND', { accountId });
+      throw coordinatorErrors.error('COORD_HORIZON_UNAVAILABLE', { accountId }, { cause });
     },
-    async submit(envelopeXdr, networkPassphrase) {
-      const tx = TransactionBuilder.fromXDR(envelopeXdr, networkPassphrase);
+    async submit(envelopeXdr, _networkPassphrase) {
+      // The stored envelope's own bytes, not a decode and re-encode of them. No SEP-29 memo check either (the
+      // SDK's skipMemoRequiredCheck): it would load every destination first, and the nodes' policies own that.
       try {
-        // SEP-29's memo check would load every destination first: the nodes' policies own that decision.
-        const r = await server.submitTransaction(tx, { skipMemoRequiredCheck: true });
-        return { kind: 'accepted', ledger: typeof r.ledger === 'number' ? r.ledger : null };
+        const r = await fetch(`${base}/transactions`, {
+          method: 'POST',
+          signal: AbortSignal.timeout(HORIZON_SUBMIT_TIMEOUT_MS),
+          headers: { accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ tx: envelopeXdr }).toString(),
+        });
+        const body = await jsonBody(r);
+        if (r.ok) {
+          const ledger = (body as { ledger?: unknown } | undefined)?.ledger;
+          return { kind: 'accepted', ledger: typeof ledger === 'number' ? ledger : null };
+        }
+        return classifySubmitError({ response: { status: r.status, data: body as HttpishErrorData | undefined } });
       } catch (e) {
         return classifySubmitError(e);
       }
     },
     async transactionStatus(hashHex) {
       try {
-        const r = await server.transactions().transaction(hashHex).call();
-        return r.successful ? 'success' : 'failed';
-      } catch (e) {
-        return (e as HttpishError).response?.status === 404 ? 'missing' : 'unknown';
+        const r = await get(`transactions/${encodeURIComponent(hashHex)}`, HORIZON_READ_TIMEOUT_MS);
+        const body = await jsonBody(r);
+        if (r.status === 404) return 'missing';
+        const successful = (body as { successful?: unknown } | undefined)?.successful;
+        if (!r.ok || typeof successful !== 'boolean') return 'unknown';
+        return successful ? 'success' : 'failed';
+      } catch {
+        return 'unknown';
       }
     },
     async latestLedger() {
       // Horizon's root document names the latest ledger it ingested (the ledger simulator serves the same field).
       try {
-        const r = await fetch(url, { signal: AbortSignal.timeout(2000), headers: { accept: 'application/json' } });
+        const r = await fetch(url, {
+          signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
+          headers: { accept: 'application/json' },
+        });
+        const body = await jsonBody(r);
         if (!r.ok) return null;
-        const seq = Number(((await r.json()) as { history_latest_ledger?: unknown }).history_latest_ledger);
+        const seq = Number((body as { history_latest_ledger?: unknown } | undefined)?.history_latest_ledger);
         return Number.isSafeInteger(seq) && seq > 0 ? seq : null;
       } catch {
         return null;
@@ -100,7 +163,8 @@ export function createHorizonClient(url: string): LedgerClient {
     async reachable() {
       // Any HTTP answer means Horizon is up; only a transport failure (or timeout) means it is not.
       try {
-        await fetch(url, { signal: AbortSignal.timeout(2000) });
+        const r = await fetch(url, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+        await r.body?.cancel();
         return true;
       } catch {
         return false;

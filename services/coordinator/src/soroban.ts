@@ -2,7 +2,7 @@ import type { DecodedTransaction } from '@cosigner/stellar/decode';
 import { xdrTransactionOf } from '@cosigner/stellar/decode';
 import { authCredentials, sorobanShape } from '@cosigner/stellar/soroban';
 import type { AccountAuth } from '@cosigner/stellar/types';
-import type { xdr } from '@stellar/stellar-sdk';
+import type { xdr } from '@stellar/stellar-sdk/base';
 import type { CoordinatorConfig } from './config.ts';
 import { coordinatorErrors } from './errors.ts';
 

@@ -8,7 +8,7 @@ import {
 } from '@cosigner/stellar/soroban';
 import type { AccountAuth, Requirement } from '@cosigner/stellar/types';
 import { publicKeyFromAddress, verifyEd25519 } from '@cosigner/stellar/verify';
-import { xdr } from '@stellar/stellar-sdk';
+import { xdr } from '@stellar/stellar-sdk/base';
 import type { MisbehaviourKind } from '../codes.ts';
 import { coordinatorErrors } from '../errors.ts';
 import { ed25519Weights } from '../quorum.ts';

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { DecodedTransaction } from '@cosigner/stellar/decode';
-import { type Transaction, xdr } from '@stellar/stellar-sdk';
+import { type Transaction, xdr } from '@stellar/stellar-sdk/base';
 import { ed25519Weights, maxTimeOf } from '../quorum.ts';
 import { checkSorobanTransaction, entryAccount } from '../soroban.ts';
 import type { ProposalRecord } from '../store.ts';
