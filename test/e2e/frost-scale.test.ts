@@ -23,7 +23,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const N = 25;
 const T = 17;
 
-describe(`FROST ${T}-of-${N} among real node processes`, () => {
+describe('FROST 17-of-25 among real node processes', () => {
   let dir: string;
   let cluster: Cluster;
   let ids: string[];
@@ -167,7 +167,7 @@ describe(`FROST ${T}-of-${N} among real node processes`, () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   }, 300_000);
 
-  it(`an account whose only signer is the group key pays with one signature from ${T} of ${N} nodes`, async () => {
+  it('an account whose only signer is the group key pays with one signature from 17 of 25 nodes', async () => {
     const onLedger = await cluster.horizon.loadAccount(frostAccount.publicKey());
     expect(onLedger.signers.filter((s) => s.weight > 0).map((s) => s.key)).toEqual([address]);
     const signers = await pay('25');
@@ -175,7 +175,7 @@ describe(`FROST ${T}-of-${N} among real node processes`, () => {
     for (const s of signers) expect(ids).toContain(s);
   }, 600_000);
 
-  it(`with ${N - T} of the ${N} nodes killed, the next payment still goes through, signed by the ${T} left`, async () => {
+  it('with 8 of the 25 nodes killed, the next payment still goes through, signed by the 17 left', async () => {
     // Spread over the roster (not just the last ones), including members of the first payment's subset.
     const killed = ids.filter((_, i) => i % 3 === 1).slice(0, N - T);
     expect(killed).toHaveLength(N - T);
