@@ -202,7 +202,7 @@ export interface Cluster {
   /** Index i is node i; a killed or restarted node's entry is replaced by its new process. */
   readonly nodes: ClusterProcess[];
   readonly nodeInfo: readonly ClusterNodeInfo[];
-  /** The multisig operator account: master weight 0, every node's key at weight 1. */
+  /** The multisig operator account: master weight 0, every signing node's key at weight 1 (`operatorSigners`). */
   readonly account: { id: string; signers: string[]; threshold: number };
   /** Every operator account (`options.operatorAccounts` of them; the first is `account.id`), same signers. */
   readonly operatorAccounts: readonly string[];
