@@ -1,13 +1,13 @@
 /**
  * `pnpm bench [name...]`: run the benchmarks one after another, each in its own process (so one's start-up and
- * memory never colour another's figures), printing their figures. Names: stellar, keys, kms, cluster, store, rotation, frost, memory (default: all).
+ * memory never colour another's figures), printing their figures. Names: stellar, keys, kms, cluster, store, rotation, frost, frost-cluster, memory (default: all).
  * Each writes bench/results/<name>.json. Settings per bench are environment variables (see bench/README.md).
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const BENCHES = ['stellar', 'keys', 'kms', 'cluster', 'store', 'rotation', 'frost', 'memory'] as const;
+const BENCHES = ['stellar', 'keys', 'kms', 'cluster', 'store', 'rotation', 'frost', 'frost-cluster', 'memory'] as const;
 const dir = fileURLToPath(new URL('.', import.meta.url));
 const asked = process.argv.slice(2);
 const unknown = asked.filter((a) => !(BENCHES as readonly string[]).includes(a));

@@ -40,8 +40,21 @@ export interface ClusterOptions {
   dir: string;
   /** The `cosigner` executable (`apps/cli/bin/cosigner.js`) every child runs; the CLI passes its own path. */
   cosignerBin: string;
-  /** Number of cosigner nodes (default 3). */
+  /** Number of cosigner nodes (default 3; up to 64, of which at most 20 sign for the operator accounts). */
   nodes?: number;
+  /**
+   * How many of the nodes (the first ones) are signers of the operator accounts (default: all of them). Stellar
+   * caps an account at 20 signers besides the master key (stellar-core SetOptionsOpFrame, MAX_SIGNERS), so a
+   * larger cluster (a FROST group of 25, which is one signer whatever its size) names the few that sign natively.
+   */
+  operatorSigners?: number;
+  /**
+   * How many KMS emulator processes to run (default: one per node). With fewer, node i uses emulator
+   * `i % kmsEmulators` and its own account there (the emulator holds up to 26 accounts, each with its own keys,
+   * principals and key policies), so every node's key custody stays separate while a 25-node cluster fits on a
+   * small machine.
+   */
+  kmsEmulators?: number;
   /** Signing weight the operator account needs at every threshold level (default 2). */
   threshold?: number;
   /** Ledger simulator close interval in ms (default 200: fast enough for tests, visible in a demo). */
@@ -63,6 +76,17 @@ export interface ClusterOptions {
   coordinatorConfig?: Record<string, unknown>;
   /** Extra node.yaml fields for every node, merged the same way (e.g. `{ limits: { framesPerSecond: 5000 } }`). */
   nodeConfig?: Record<string, unknown>;
+  /**
+   * Extra node.yaml fields for one node, merged after `nodeConfig`: called once per node when its config is
+   * written, with every member's identity and the node's own KMS account (its endpoint and the principals of its
+   * simulated account). A FROST test writes each node's share sealer (a key it creates in the node's account) and
+   * the group it expects here, so the nodes start ready for key generation without a restart each.
+   */
+  nodeConfigOf?: (ctx: {
+    index: number;
+    nodes: readonly ClusterNodeInfo[];
+    kms: { endpoint: string; region: string; admin: KmsPrincipal; node: KmsPrincipal };
+  }) => Record<string, unknown> | Promise<Record<string, unknown>>;
   /**
    * How many operator accounts to set up (default 1). Each is a multisig with the same node signers and
    * thresholds, and every one is in the nodes' policy: independent sequence-number lanes for a client that keeps
@@ -178,7 +202,7 @@ export interface Cluster {
   /** Index i is node i; a killed or restarted node's entry is replaced by its new process. */
   readonly nodes: ClusterProcess[];
   readonly nodeInfo: readonly ClusterNodeInfo[];
-  /** The multisig operator account: master weight 0, every node's key at weight 1. */
+  /** The multisig operator account: master weight 0, every signing node's key at weight 1 (`operatorSigners`). */
   readonly account: { id: string; signers: string[]; threshold: number };
   /** Every operator account (`options.operatorAccounts` of them; the first is `account.id`), same signers. */
   readonly operatorAccounts: readonly string[];
@@ -187,11 +211,18 @@ export interface Cluster {
   /** The nodes' policy file (every node reads the same one; `kill -HUP` a node to reload it). */
   readonly policyFile: string;
   /**
-   * Per node's emulator (index i is kms-i): its region, the accounts file holding the simulated account's
-   * credentials (the `admin` principal administers keys, `node` signs), and the AWS profile of its key
-   * administrator (`kms-<i>-admin`; `kms-<i>-node` is the node's) in the files of `aws`.
+   * Per node (index i is node i): its KMS account's region, its emulator's endpoint, the emulator's accounts file
+   * holding the simulated account's credentials at `accountIndex` (the `admin` principal administers keys, `node`
+   * signs), and the AWS profile of its key administrator (`kms-<i>-admin`; `kms-<i>-node` is the node's) in the
+   * files of `aws`. With one emulator per node (the default) node i's is kms-i, account 0.
    */
-  readonly kmsAccounts: readonly { region: string; accountsFile: string; profile: string }[];
+  readonly kmsAccounts: readonly {
+    region: string;
+    endpoint: string;
+    accountsFile: string;
+    accountIndex: number;
+    profile: string;
+  }[];
   /**
    * An AWS config file (0600) with a profile per emulator principal (`kms-<i>-admin`, `kms-<i>-node`) for tools on
    * the standard credential chain; its `credential_process` reads the emulator's accounts file.
@@ -371,7 +402,7 @@ export async function spawnService(p: SpawnParams): Promise<ClusterProcess> {
   };
 }
 
-interface KmsPrincipal {
+export interface KmsPrincipal {
   name: string;
   role: string;
   accessKeyId: string;
@@ -528,8 +559,8 @@ export function nodeSocketUrl(coordinatorUrl: string): string {
  * (`admin` or `node`) of an emulator's accounts file in the shape the AWS SDK and CLI expect (Version 1).
  */
 const CREDENTIAL_PROCESS_SCRIPT = `import { readFileSync } from 'node:fs';
-const [file, role] = process.argv.slice(2);
-const p = JSON.parse(readFileSync(file, 'utf8')).accounts[0].principals.find((x) => x.role === role);
+const [file, role, index = '0'] = process.argv.slice(2);
+const p = JSON.parse(readFileSync(file, 'utf8')).accounts[Number(index)].principals.find((x) => x.role === role);
 if (!p) { process.stderr.write('no ' + role + ' principal in ' + file + '\\n'); process.exit(1); }
 process.stdout.write(JSON.stringify({ Version: 1, AccessKeyId: p.accessKeyId, SecretAccessKey: p.secretAccessKey }));
 `;
@@ -545,6 +576,12 @@ export function setupWarning(s: SetupSafety): string {
 
 /** The file under a cluster's directory that lets a later start resume it (see `LauncherState`). */
 export const LAUNCHER_STATE_FILE = 'launcher.json';
+/** Stellar's cap on an account's signers besides the master key (stellar-core SetOptionsOpFrame, MAX_SIGNERS). */
+const MAX_ACCOUNT_SIGNERS = 20;
+/** The largest cluster the launcher starts (a FROST group may exceed the signer cap: it is one signer). */
+const MAX_NODES = 64;
+/** The KMS emulator holds at most this many accounts (`kms-emulator --accounts`). */
+const MAX_EMULATOR_ACCOUNTS = 26;
 
 /**
  * What the launcher needs to start the same cluster again in the same directory: the node keys it created, the
@@ -558,7 +595,11 @@ export interface LauncherState {
   nodes: number;
   threshold: number;
   closeMs: number;
-  /** Index i is node i's key: created once in its own emulator, reused by every later start. */
+  /** How many nodes sign for the operator accounts, when not all (ClusterOptions.operatorSigners). */
+  operatorSigners?: number;
+  /** How many KMS emulators the nodes share, when not one each (ClusterOptions.kmsEmulators). */
+  kmsEmulators?: number;
+  /** Index i is node i's key: created once in its own emulator account, reused by every later start. */
   keys: { keyId: string; stellarKey: string; region: string; signer?: string }[];
   /** The operator accounts set up so far (the first is the payments account). */
   accounts: string[];
@@ -671,18 +712,39 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const previous = await readLauncherState(dir);
   const n = opts.nodes ?? previous?.nodes ?? 3;
   const threshold = opts.threshold ?? previous?.threshold ?? 2;
-  if (!Number.isInteger(n) || n < 1 || n > 20) throw new Error(`nodes must be 1..20, got ${n}`);
-  if (!Number.isInteger(threshold) || threshold < 1 || threshold > n) {
-    throw new Error(`threshold must be 1..${n} (one weight per node), got ${threshold}`);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_NODES) throw new Error(`nodes must be 1..${MAX_NODES}, got ${n}`);
+  const signing = opts.operatorSigners ?? previous?.operatorSigners ?? n;
+  if (!Number.isInteger(signing) || signing < 1 || signing > Math.min(n, MAX_ACCOUNT_SIGNERS)) {
+    throw new Error(
+      `operatorSigners must be 1..${Math.min(n, MAX_ACCOUNT_SIGNERS)} (a Stellar account holds at most ${MAX_ACCOUNT_SIGNERS} signers), got ${signing}`,
+    );
+  }
+  if (!Number.isInteger(threshold) || threshold < 1 || threshold > signing) {
+    throw new Error(`threshold must be 1..${signing} (one weight per signing node), got ${threshold}`);
+  }
+  const emulators = opts.kmsEmulators ?? previous?.kmsEmulators ?? n;
+  const perEmulator = Math.ceil(n / emulators);
+  if (!Number.isInteger(emulators) || emulators < 1 || emulators > n || perEmulator > MAX_EMULATOR_ACCOUNTS) {
+    throw new Error(
+      `kmsEmulators must be 1..${n} with at most ${MAX_EMULATOR_ACCOUNTS} nodes to an emulator, got ${emulators}`,
+    );
   }
   const operators = opts.operatorAccounts ?? 1;
   if (!Number.isInteger(operators) || operators < 1 || operators > 64) {
     throw new Error(`operatorAccounts must be 1..64, got ${operators}`);
   }
-  if (previous && (previous.nodes !== n || previous.threshold !== threshold)) {
+  if (
+    previous &&
+    (previous.nodes !== n ||
+      previous.threshold !== threshold ||
+      (previous.operatorSigners ?? n) !== signing ||
+      (previous.kmsEmulators ?? n) !== emulators)
+  ) {
+    const shape = (t: number, nodes: number, s: number, e: number): string =>
+      `${t}-of-${nodes} cluster${s !== nodes ? ` (${s} signing for the operator accounts)` : ''}${e !== nodes ? ` on ${e} KMS emulators` : ''}`;
     throw new ClusterResumeError(
       dir,
-      `it is a ${previous.threshold}-of-${previous.nodes} cluster, not the ${threshold}-of-${n} asked for (start it without --nodes and --threshold to resume it)`,
+      `it is a ${shape(previous.threshold, previous.nodes, previous.operatorSigners ?? previous.nodes, previous.kmsEmulators ?? previous.nodes)}, not the ${shape(threshold, n, signing, emulators)} asked for (start it without --nodes and --threshold to resume it)`,
     );
   }
   const closeMs = opts.closeMs ?? previous?.closeMs ?? 200;
@@ -695,6 +757,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     keys: [],
     accounts: [],
     ports: {},
+    ...(signing !== n ? { operatorSigners: signing } : {}),
+    ...(emulators !== n ? { kmsEmulators: emulators } : {}),
   };
   state.closeMs = closeMs;
   if (policySource !== undefined) state.policyFile = policySource;
@@ -731,11 +795,18 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   };
 
   try {
-    step(`starting ${n} KMS emulators and the ledger simulator`);
+    step(`starting ${emulators} KMS emulators and the ledger simulator`);
     const ledgerArgs = ['ledger-sim', '--data-dir', join(dir, 'ledger'), '--close-ms', String(closeMs)];
-    const kmsArgs = (i: number): string[] => ['kms-emulator', '--data-dir', join(dir, `kms-${i}`), '--accounts', '1'];
+    // Emulator e holds the accounts of nodes e, e + emulators, ...: node i's is account floor(i / emulators).
+    const kmsArgs = (e: number): string[] => [
+      'kms-emulator',
+      '--data-dir',
+      join(dir, `kms-${e}`),
+      '--accounts',
+      String(Math.ceil((n - e) / emulators)),
+    ];
     const ledgerStart = launch('ledger', ledgerArgs);
-    const kmsStarts = Array.from({ length: n }, (_, i) => launch(`kms-${i}`, kmsArgs(i)));
+    const kmsStarts = Array.from({ length: emulators }, (_, e) => launch(`kms-${e}`, kmsArgs(e)));
     const [ledger, ...kms] = (await settleAll([ledgerStart, ...kmsStarts])) as [ClusterProcess, ...ClusterProcess[]];
     const networkPassphrase = String(ledger.ready.networkPassphrase);
     const horizonUrl = ledger.url;
@@ -746,17 +817,26 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     const coordDir = join(dir, 'coordinator');
     const message = await loadOrCreateIdentity(join(coordDir, 'message-key.pem'));
     const nodeInfo: ClusterNodeInfo[] = [];
-    const nodeKms: { endpoint: string; region: string; keyId: string; node: KmsPrincipal; accountsFile: string }[] = [];
+    const nodeKms: {
+      endpoint: string;
+      region: string;
+      keyId: string;
+      node: KmsPrincipal;
+      account: KmsAccount;
+      accountsFile: string;
+      accountIndex: number;
+    }[] = [];
     let created = 0;
     for (let i = 0; i < n; i++) {
-      const emulator = kms[i]!;
+      const emulator = kms[i % emulators]!;
+      const accountIndex = Math.floor(i / emulators);
       const file = String(emulator.ready.accountsFile);
       const accounts = (JSON.parse(await readFile(file, 'utf8')) as { accounts: KmsAccount[] }).accounts;
-      const acct = accounts[0];
-      if (!acct) throw new Error(`kms-${i}: its accounts file ${file} lists no account`);
+      const acct = accounts[accountIndex];
+      if (!acct) throw new Error(`${emulator.name}: its accounts file ${file} lists no account ${accountIndex}`);
       let key = state.keys[i];
       if (!key) {
-        const made = await createNodeKey(emulator.url, acct, `kms-${i}`);
+        const made = await createNodeKey(emulator.url, acct, emulator.name);
         key = { keyId: made.keyId, stellarKey: made.stellarKey, region: acct.region };
         state.keys[i] = key;
         record();
@@ -768,8 +848,10 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
         endpoint: emulator.url,
         region: key.region,
         keyId: key.keyId,
-        node: principal(acct, 'node', `kms-${i}`),
+        node: principal(acct, 'node', emulator.name),
+        account: acct,
         accountsFile: file,
+        accountIndex,
       });
       nodeInfo.push({
         id: `node-${i}`,
@@ -791,18 +873,20 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     const q = (x: string): string => `"${x.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
     const profiles: string[] = [];
     for (let i = 0; i < n; i++) {
-      const file = String(kms[i]!.ready.accountsFile);
-      const acct = (JSON.parse(await readFile(file, 'utf8')) as { accounts: KmsAccount[] }).accounts[0]!;
+      const file = nodeKms[i]!.accountsFile;
+      const acct = (JSON.parse(await readFile(file, 'utf8')) as { accounts: KmsAccount[] }).accounts[
+        nodeKms[i]!.accountIndex
+      ]!;
       for (const p of acct.principals) {
         profiles.push(
           `[profile kms-${i}-${p.role}]\nregion = ${acct.region}\n` +
-            `credential_process = ${q(process.execPath)} ${q(reader)} ${q(file)} ${p.role}\n`,
+            `credential_process = ${q(process.execPath)} ${q(reader)} ${q(file)} ${p.role} ${nodeKms[i]!.accountIndex}\n`,
         );
       }
     }
     const awsConfigFile = join(awsDir, 'config');
     await writeFile(awsConfigFile, profiles.join('\n'), { mode: 0o600 });
-    if (created > 0) step(`created ${created} node keys in ${created} separate KMS accounts`);
+    if (created > 0) step(`created ${created} node keys in ${created} separate KMS accounts (${emulators} emulators)`);
     if (created < n) step(`reusing ${n - created} node keys recorded by an earlier start`);
 
     // The operator accounts: each funded by the friendbot, then one setOptions transaction signed by its master key
@@ -825,7 +909,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
         await horizon.loadAccount(master.publicKey()),
         master,
         {
-          signers: nodeInfo.map((x) => ({ key: x.stellarKey, weight: 1, node: x.id })),
+          signers: nodeInfo.slice(0, signing).map((x) => ({ key: x.stellarKey, weight: 1, node: x.id })),
           thresholds: { low: threshold, med: threshold, high: threshold },
         },
         { networkPassphrase, fee: '100', timeoutSeconds: 60 },
@@ -841,8 +925,12 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       record();
     }
     const operatorAccounts = state.accounts.slice(0, Math.max(operators, state.accounts.length));
-    const account = { id: operatorAccounts[0]!, signers: nodeInfo.map((x) => x.stellarKey), threshold };
-    if (before === 0) step(`operator account ${account.id}: ${threshold}-of-${n} multisig, master weight 0`);
+    const account = {
+      id: operatorAccounts[0]!,
+      signers: nodeInfo.slice(0, signing).map((x) => x.stellarKey),
+      threshold,
+    };
+    if (before === 0) step(`operator account ${account.id}: ${threshold}-of-${signing} multisig, master weight 0`);
     else step(`operator account ${account.id} (recorded)`);
     if (operatorAccounts.length > 1)
       step(`${operatorAccounts.length - 1} more operator accounts with the same signers`);
@@ -928,7 +1016,21 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
               },
               policy: policyFile,
             },
-            opts.nodeConfig,
+            mergeConfig(
+              opts.nodeConfig ?? {},
+              opts.nodeConfigOf
+                ? await opts.nodeConfigOf({
+                    index: i,
+                    nodes: nodeInfo,
+                    kms: {
+                      endpoint: k.endpoint,
+                      region: k.region,
+                      admin: principal(k.account, 'admin', `kms-${i % emulators}`),
+                      node: k.node,
+                    },
+                  })
+                : undefined,
+            ),
           ),
         ),
         { mode: 0o600 },
@@ -952,7 +1054,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       nodeInfo[i] = { ...info, stellarKey: signer };
       state.keys[i]!.signer = signer;
     }
-    account.signers.splice(0, account.signers.length, ...nodeInfo.map((x) => x.stellarKey));
+    account.signers.splice(0, account.signers.length, ...nodeInfo.slice(0, signing).map((x) => x.stellarKey));
     record();
 
     await waitForNodes(
@@ -1022,7 +1124,9 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       policyFile,
       kmsAccounts: nodeKms.map((k, i) => ({
         region: k.region,
+        endpoint: k.endpoint,
         accountsFile: k.accountsFile,
+        accountIndex: k.accountIndex,
         profile: `kms-${i}-admin`,
       })),
       aws: { configFile: awsConfigFile },

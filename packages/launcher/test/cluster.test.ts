@@ -177,7 +177,13 @@ describe('cluster launcher helpers', () => {
     const state = { version: 1, nodes: 3, threshold: 2, closeMs: 200, keys: [], accounts: [], ports: {} };
     writeFileDurably(join(d, LAUNCHER_STATE_FILE), JSON.stringify(state));
     await expect(startCluster({ cosignerBin: COSIGNER_BIN, dir: d, nodes: 4 })).rejects.toThrow(
-      /it is a 2-of-3 cluster, not the 2-of-4 asked for \(start it without --nodes and --threshold to resume it\)/,
+      /it is a 2-of-3 cluster, not the 2-of-4 cluster asked for \(start it without --nodes and --threshold to resume it\)/,
+    );
+    // The same size on another layout (fewer signing nodes, shared KMS emulators) is another cluster too.
+    await expect(
+      startCluster({ cosignerBin: COSIGNER_BIN, dir: d, nodes: 3, operatorSigners: 2, kmsEmulators: 1 }),
+    ).rejects.toThrow(
+      /it is a 2-of-3 cluster, not the 2-of-3 cluster \(2 signing for the operator accounts\) on 1 KMS emulators asked for/,
     );
     expect(await readdir(d)).toEqual([LAUNCHER_STATE_FILE]);
   });
@@ -227,7 +233,28 @@ describe('cluster launcher helpers', () => {
 
   it('refuses a node count or threshold the account cannot have, before starting anything', async () => {
     const d = await dir();
-    await expect(startCluster({ cosignerBin: COSIGNER_BIN, dir: d, nodes: 0 })).rejects.toThrow(/nodes must be 1..20/);
+    await expect(startCluster({ cosignerBin: COSIGNER_BIN, dir: d, nodes: 0 })).rejects.toThrow(/nodes must be 1..64/);
+    await expect(startCluster({ cosignerBin: COSIGNER_BIN, dir: d, nodes: 65 })).rejects.toThrow(/nodes must be 1..64/);
+    // More than 20 nodes: the operator account cannot hold them all as signers; the few that sign are named.
+    await expect(startCluster({ cosignerBin: COSIGNER_BIN, dir: d, nodes: 25 })).rejects.toThrow(
+      /operatorSigners must be 1..20 \(a Stellar account holds at most 20 signers\), got 25/,
+    );
+    await expect(
+      startCluster({ cosignerBin: COSIGNER_BIN, dir: d, nodes: 25, operatorSigners: 3, threshold: 4 }),
+    ).rejects.toThrow(/threshold must be 1..3 \(one weight per signing node\)/);
+    await expect(startCluster({ cosignerBin: COSIGNER_BIN, dir: d, nodes: 3, operatorSigners: 0 })).rejects.toThrow(
+      /operatorSigners must be 1..3/,
+    );
+    // Shared KMS emulators: at least one, at most one per node, at most 26 nodes' accounts in one emulator.
+    await expect(startCluster({ cosignerBin: COSIGNER_BIN, dir: d, nodes: 3, kmsEmulators: 0 })).rejects.toThrow(
+      /kmsEmulators must be 1..3/,
+    );
+    await expect(startCluster({ cosignerBin: COSIGNER_BIN, dir: d, nodes: 3, kmsEmulators: 4 })).rejects.toThrow(
+      /kmsEmulators must be 1..3/,
+    );
+    await expect(
+      startCluster({ cosignerBin: COSIGNER_BIN, dir: d, nodes: 27, operatorSigners: 3, kmsEmulators: 1 }),
+    ).rejects.toThrow(/at most 26 nodes to an emulator, got 1/);
     await expect(startCluster({ cosignerBin: COSIGNER_BIN, dir: d, nodes: 3, threshold: 4 })).rejects.toThrow(
       /threshold must be 1..3/,
     );
