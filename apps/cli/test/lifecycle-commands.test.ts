@@ -562,7 +562,7 @@ describe('lifecycle commands in-process against a real cluster', () => {
     expect(io.text).toMatch(/earlier proposal .+ ended rejected; proposing again/);
     expect(state.newKey).toBe(mid.newKey);
     expect(state.done).toHaveLength(9);
-    for (const acc of [a, c.publicKey()]) {
+    for (const acc of flags.account) {
       const now = await signers(cluster, acc);
       expect(now[mid.newKey]).toBe(1);
       expect(now[oldKey]).toBeUndefined();

@@ -401,6 +401,11 @@ export class CoordinatorSessions {
     this.sessions = urls.map((url) => {
       const session: CoordinatorSession = new CoordinatorSession({
         ...common,
+        // A spread copies a getter's value once: read the caller's key at every handshake instead, so that after a
+        // key switch each session reconnects announcing the new key (the coordinator refuses the old one).
+        get stellarKey() {
+          return opts.stellarKey;
+        },
         url,
         logger: logger.child({ coordinator: url }),
         onState: () => this.#changed(),

@@ -262,7 +262,7 @@ async function setupSet(over: Partial<SessionSetOptions> = {}) {
   const stellarKey = Keypair.random().publicKey();
   const seen: string[] = [];
   const cancels: string[] = [];
-  const set = new CoordinatorSessions({
+  const options: SessionSetOptions = {
     urls: [a.url, b.url],
     nodeId: 'node-a',
     identity: generateIdentity().identity,
@@ -290,8 +290,10 @@ async function setupSet(over: Partial<SessionSetOptions> = {}) {
       },
       onCancel: (c) => cancels.push(c.proposalId),
     },
-    ...over,
-  });
+  };
+  // Descriptors, not a spread: a getter in `over` (a key that changes) stays a getter.
+  Object.defineProperties(options, Object.getOwnPropertyDescriptors(over));
+  const set = new CoordinatorSessions(options);
   cleanups.push(async () => {
     await set.stop();
     db.close();
@@ -304,6 +306,22 @@ function manual(id: string, signerKey: string): Body<'decision'> {
 }
 
 describe('coordinator session set (one session per replica)', () => {
+  it('announces the key the node signs with now at every handshake, on every session (a key switch)', async () => {
+    let key = Keypair.random().publicKey();
+    const { a, b, set } = await setupSet({
+      get stellarKey() {
+        return key;
+      },
+    });
+    set.start();
+    for (const d of [a, b]) await d.waitFor(() => d.conns.get('node-a')?.stellarKey === key, 'the first key');
+    // What node.ts does on a key switch: the sessions stop and start again, and each handshake reads the key anew.
+    key = Keypair.random().publicKey();
+    await set.stop();
+    set.start();
+    for (const d of [a, b]) await d.waitFor(() => d.conns.get('node-a')?.stellarKey === key, 'the new key');
+  });
+
   it('holds one authenticated session per URL and answers each frame on the session it came on', async () => {
     const { a, b, set, metrics, audit } = await setupSet();
     expect(set.isUp).toBe(false);
