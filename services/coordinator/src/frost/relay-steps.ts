@@ -5,6 +5,7 @@ import {
   type SignedStatement,
 } from '@cosigner/protocol/frost-dkg';
 import type { Logger } from '@cosigner/runtime/logger';
+import type { DkgError } from './store.ts';
 
 /**
  * The relay steps FROST key generation (dkg.ts) and FROST share refresh (refresh.ts) have in common
@@ -30,15 +31,8 @@ export interface StepRun<S extends string> {
   timer: NodeJS.Timeout | undefined;
 }
 
-/** How a step ended a session (the common fields of DkgError and RefreshError). */
-export interface StepError {
-  code: string;
-  message: string;
-  reportedBy?: string;
-  culprits: string[];
-  nodeCode?: string;
-  unreachable?: string[];
-}
+/** How a step ended a session: the fields key generation's error and the refresh's share. */
+export type StepError = DkgError;
 
 /** A node's answer to a step, as `frost-dkg-reply` and `frost-refresh-reply` carry it. */
 export interface StepAnswer {
