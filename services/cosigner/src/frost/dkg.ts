@@ -1,4 +1,3 @@
-import type { CosignerError } from '@cosigner/errors/errors';
 import { createTransportKey, type TransportKeyPair } from '@cosigner/frost/channel';
 import type { DkgRound2Message } from '@cosigner/frost/dkg';
 import { type DkgMember, type DkgOutput, DkgParticipant, type DkgRound1Message } from '@cosigner/frost/dkg';
@@ -217,7 +216,7 @@ export class FrostDkgNode {
     const keys = this.#open(s, statements, 'transport-key', s.participants);
     const own = keys.get(s.me.nodeId) as { transportKey?: unknown };
     if (own.transportKey !== Buffer.from(s.transport.publicKey).toString('hex')) {
-      throw tampered(s, "this node's own transport key came back changed");
+      throw relayTampered(NAMING, s.dkgId, "this node's own transport key came back changed");
     }
     const members: DkgMember[] = s.participants.map((p) => ({
       index: p.index,
@@ -253,7 +252,7 @@ export class FrostDkgNode {
     const round2 = this.#open(s, statements, 'round2', others);
     for (const [nodeId, p] of round2) {
       if ((p as { to?: unknown }).to !== s.me.index)
-        throw tampered(s, `the package from ${nodeId} is for another participant`);
+        throw relayTampered(NAMING, s.dkgId, `the package from ${nodeId} is for another participant`);
     }
     s.step = 'round3';
     const out = s.participant!.round3(
@@ -369,10 +368,6 @@ export class FrostDkgNode {
     if (this.#sessions.get(s.dkgId) === s) this.#sessions.delete(s.dkgId);
     this.#o.audit.append('frost.dkg.aborted', { dkgId: s.dkgId, step: s.step, reason, culprits });
   }
-}
-
-function tampered(s: Session, reason: string): CosignerError {
-  return relayTampered(NAMING, s.dkgId, reason);
 }
 
 /**

@@ -1,4 +1,3 @@
-import type { CosignerError } from '@cosigner/errors/errors';
 import { createTransportKey, type TransportKeyPair } from '@cosigner/frost/channel';
 import type { DkgMember } from '@cosigner/frost/dkg';
 import {
@@ -208,7 +207,7 @@ export class FrostRefreshNode {
     const keys = this.#openAll(s, statements, 'round1', s.group.participants);
     const own = keys.get(s.me.nodeId) as { transportKey?: unknown };
     if (own.transportKey !== Buffer.from(s.transport.publicKey).toString('hex')) {
-      throw tampered(s, "this node's own transport key came back changed");
+      throw relayTampered(NAMING, s.refreshId, "this node's own transport key came back changed");
     }
     const members: DkgMember[] = s.group.participants.map((p) => ({
       index: p.index,
@@ -244,7 +243,7 @@ export class FrostRefreshNode {
     const round2 = this.#openAll(s, statements, 'round3', others);
     for (const [nodeId, p] of round2) {
       if ((p as { to?: unknown }).to !== s.me.index)
-        throw tampered(s, `the package from ${nodeId} is for another participant`);
+        throw relayTampered(NAMING, s.refreshId, `the package from ${nodeId} is for another participant`);
     }
     s.step = 'round3';
     const context = { purpose: 'frost-share', node: this.#o.nodeId, group: s.address };
@@ -408,10 +407,6 @@ export class FrostRefreshNode {
     if (this.#sessions.get(s.refreshId) === s) this.#sessions.delete(s.refreshId);
     this.#o.audit.append('frost.refresh.aborted', { refreshId: s.refreshId, step: s.step, reason, culprits });
   }
-}
-
-function tampered(s: Session, reason: string): CosignerError {
-  return relayTampered(NAMING, s.refreshId, reason);
 }
 
 /** The answer of a node without a `frost` section: it holds no group, so it joins no refresh. */
