@@ -17,7 +17,14 @@ import type { AuditLog } from '../audit.ts';
 import { nodeErrors } from '../errors.ts';
 import type { FrostConfig } from './config.ts';
 import { FrostRefreshNode, refuseRefresh } from './refresh.ts';
-import { asNodeError, culprits as blame, openRelayed, tampered as relayTampered, signOwn } from './statements.ts';
+import {
+  asNodeError,
+  culprits as blame,
+  openPackages,
+  openRelayed,
+  tampered as relayTampered,
+  signOwn,
+} from './statements.ts';
 import { FrostGroupStore, frostStorePath, membershipKey, type NodeFrostGroup } from './store.ts';
 
 /**
@@ -249,11 +256,7 @@ export class FrostDkgNode {
 
   async #round3(s: Session, statements: SignedStatement[]): Promise<Reply> {
     const others = s.participants.filter((p) => p.index !== s.me.index);
-    const round2 = this.#open(s, statements, 'round2', others);
-    for (const [nodeId, p] of round2) {
-      if ((p as { to?: unknown }).to !== s.me.index)
-        throw relayTampered(NAMING, s.dkgId, `the package from ${nodeId} is for another participant`);
-    }
+    const round2 = openPackages(NAMING, { id: s.dkgId, roster: s.roster, me: s.me }, statements, 'round2', others);
     s.step = 'round3';
     const out = s.participant!.round3(
       others.map((p) => (round2.get(p.nodeId) as { message: DkgRound2Message }).message),

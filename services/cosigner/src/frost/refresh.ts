@@ -26,6 +26,7 @@ import type { FrostConfig } from './config.ts';
 import {
   asNodeError,
   culprits as blame,
+  openPackages,
   openRelayed,
   RELAY,
   tampered as relayTampered,
@@ -240,11 +241,13 @@ export class FrostRefreshNode {
 
   async #round3(s: Session, statements: SignedStatement[]): Promise<Reply> {
     const others = s.group.participants.filter((p) => p.index !== s.me.index);
-    const round2 = this.#openAll(s, statements, 'round3', others);
-    for (const [nodeId, p] of round2) {
-      if ((p as { to?: unknown }).to !== s.me.index)
-        throw relayTampered(NAMING, s.refreshId, `the package from ${nodeId} is for another participant`);
-    }
+    const round2 = openPackages(
+      NAMING,
+      { id: s.refreshId, roster: s.roster, me: s.me },
+      statements,
+      KIND.round3!,
+      others,
+    );
     s.step = 'round3';
     const context = { purpose: 'frost-share', node: this.#o.nodeId, group: s.address };
     const old = await this.#o.sealer.unseal(s.group.sealedShare, context);

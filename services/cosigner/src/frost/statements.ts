@@ -77,6 +77,26 @@ export function openRelayed(
   return out;
 }
 
+/**
+ * The round-2 packages relayed to this node: checked as openRelayed does, and each addressed to this node.
+ * @throws NODE_FROST_RELAY_TAMPERED otherwise
+ */
+export function openPackages(
+  naming: TamperedNaming,
+  s: StatementSession,
+  statements: SignedStatement[],
+  kind: DkgStatementPayload['kind'],
+  authors: readonly DkgRosterEntry[],
+): Map<string, DkgStatementPayload> {
+  const out = openRelayed(naming, s, statements, kind, authors);
+  for (const [nodeId, p] of out) {
+    if ((p as { to?: unknown }).to !== s.me.index) {
+      throw tampered(naming, s.id, `the package from ${nodeId} is for another participant`);
+    }
+  }
+  return out;
+}
+
 /** This node's statements of a step, signed with its identity key and bound to the session and roster. */
 export function signOwn(identity: Identity, s: StatementSession, bodies: DkgStatementBody[]): SignedStatement[] {
   return bodies.map((b) =>
