@@ -1,16 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { checkGroup, type GroupPublic, groupAddress } from '@cosigner/frost/suite';
-import {
-  type DkgRosterEntry,
-  type DkgStatementPayload,
-  openStatement,
-  rosterDigest,
-  type SignedStatement,
-} from '@cosigner/protocol/frost-dkg';
+import { type DkgRosterEntry, type DkgStatementPayload, rosterDigest } from '@cosigner/protocol/frost-dkg';
 import type { Body, MessageType } from '@cosigner/protocol/messages';
 import type { Logger } from '@cosigner/runtime/logger';
 import { coordinatorErrors } from '../errors.ts';
 import type { AwaitableRepository, NodeRepository } from '../store.ts';
+import { StepRelay, type StepRun } from './relay-steps.ts';
 import { type DkgError, type DkgRecord, type DkgStep, FrostDkgStore } from './store.ts';
 
 /**
@@ -47,12 +42,8 @@ export interface HubLike {
   connected(): { nodeId: string }[];
 }
 
-interface Run {
+interface Run extends StepRun<DkgStep> {
   rec: DkgRecord;
-  step: DkgStep;
-  waiting: Set<string>;
-  replies: Map<string, { statements: SignedStatement[]; payloads: DkgStatementPayload[] }>;
-  timer: NodeJS.Timeout | undefined;
   /** The agreed group, once every round-3 result matched. */
   result?: { address: string; group: GroupPublic; transcript: string };
 }
@@ -65,12 +56,15 @@ const KIND: Record<DkgStep, DkgStatementPayload['kind']> = {
   confirm: 'confirmed',
 };
 
+const NEXT = { start: 'round1', round1: 'round2', round2: 'round3' } as const;
+
 export class FrostDkgRelay {
   readonly #store: FrostDkgStore;
   readonly #nodes: AwaitableRepository<NodeRepository>;
   readonly #logger: Logger;
   readonly #stepTimeoutMs: number;
   readonly #runs = new Map<string, Run>();
+  readonly #steps: StepRelay<DkgStep, Run, Partial<Body<'frost-dkg'>>>;
   #hub: HubLike | undefined;
 
   constructor(o: {
@@ -83,6 +77,23 @@ export class FrostDkgRelay {
     this.#nodes = o.nodes;
     this.#logger = o.logger;
     this.#stepTimeoutMs = o.stepTimeoutMs ?? DKG_STEP_TIMEOUT_MS;
+    this.#steps = new StepRelay<DkgStep, Run, Partial<Body<'frost-dkg'>>>({
+      name: 'key generation',
+      idField: 'dkgId',
+      codes: {
+        refused: 'COORD_FROST_DKG_REFUSED',
+        badStatement: 'COORD_FROST_DKG_BAD_STATEMENT',
+        timeout: 'COORD_FROST_DKG_TIMEOUT',
+      },
+      keeps: '',
+      stepTimeoutMs: this.#stepTimeoutMs,
+      logger: this.#logger,
+      kind: (step) => KIND[step],
+      persist: (id, step) => this.#store.setStep(id, step),
+      deliver: (run, to, step, extra) =>
+        this.#hub?.send(to.nodeId, 'frost-dkg', { dkgId: run.rec.id, step, ...extra }) ?? false,
+      fail: (run, error) => this.#fail(run, error),
+    });
     // A session open when the coordinator stopped cannot go on: the nodes' halves of it live in their memory
     // and the statements gathered so far lived in ours.
     for (const r of this.#store.running()) {
@@ -246,36 +257,8 @@ export class FrostDkgRelay {
   }
 
   #onReply(nodeId: string, body: Reply): void {
-    const run = this.#runs.get(body.dkgId);
-    if (!run || body.step !== run.step || !run.waiting.has(nodeId)) {
-      this.#logger.warn(
-        { nodeId, dkgId: body.dkgId, step: body.step },
-        'FROST key-generation reply out of turn; ignored',
-      );
-      return;
-    }
-    if (body.error) {
-      this.#fail(run, {
-        code: 'COORD_FROST_DKG_REFUSED',
-        message: `${nodeId} ended the key generation at ${body.step}: ${body.error.code}: ${body.error.message}`,
-        reportedBy: nodeId,
-        culprits: body.error.culprits ?? [],
-        nodeCode: body.error.code,
-      });
-      return;
-    }
-    const payloads = this.#check(run, nodeId, body.statements ?? []);
-    if (!payloads) {
-      this.#fail(run, {
-        code: 'COORD_FROST_DKG_BAD_STATEMENT',
-        message: `${nodeId} answered ${run.step} with statements that are not its own, or not of that step.`,
-        reportedBy: nodeId,
-        culprits: [nodeId],
-      });
-      return;
-    }
-    run.waiting.delete(nodeId);
-    run.replies.set(nodeId, { statements: body.statements ?? [], payloads });
+    if (!this.#steps.receive(this.#runs.get(body.dkgId), nodeId, body.dkgId, body)) return;
+    const run = this.#runs.get(body.dkgId)!;
     if (run.waiting.size === 0) this.#advance(run);
   }
 
@@ -287,62 +270,14 @@ export class FrostDkgRelay {
     this.#store.close();
   }
 
-  /** The statements a node must send for the step: its own, signed by its enrolled key, of this session and roster. */
-  #check(run: Run, nodeId: string, statements: SignedStatement[]): DkgStatementPayload[] | undefined {
-    const me = run.rec.participants.find((p) => p.nodeId === nodeId)!;
-    const key = Buffer.from(me.identityKey, 'base64');
-    const expected = run.step === 'round2' ? run.rec.participants.length - 1 : 1;
-    if (statements.length !== expected) return undefined;
-    const payloads: DkgStatementPayload[] = [];
-    for (const st of statements) {
-      const p = openStatement(key, st);
-      if (
-        !p ||
-        p.dkgId !== run.rec.id ||
-        p.roster !== run.rec.roster ||
-        p.nodeId !== nodeId ||
-        p.from !== me.index ||
-        p.kind !== KIND[run.step]
-      ) {
-        return undefined;
-      }
-      payloads.push(p);
-    }
-    if (run.step === 'round2') {
-      const to = payloads.map((p) => (p as { to?: unknown }).to);
-      const others = run.rec.participants.filter((p) => p.index !== me.index).map((p) => p.index);
-      if (new Set(to).size !== others.length || !others.every((i) => to.includes(i))) return undefined;
-    }
-    return payloads;
-  }
-
   #advance(run: Run): void {
     clearTimeout(run.timer);
-    const all = (): SignedStatement[] => run.rec.participants.flatMap((p) => run.replies.get(p.nodeId)!.statements);
     switch (run.step) {
-      case 'start': {
-        const statements = all();
-        this.#send(run, 'round1', () => ({ statements }));
+      case 'start':
+      case 'round1':
+      case 'round2':
+        this.#steps.forward(run, NEXT[run.step]);
         return;
-      }
-      case 'round1': {
-        const round1 = run.replies; // #send starts a fresh map for the next step's replies
-        this.#send(run, 'round2', (to) => ({
-          statements: run.rec.participants
-            .filter((p) => p.nodeId !== to.nodeId)
-            .flatMap((p) => round1.get(p.nodeId)!.statements),
-        }));
-        return;
-      }
-      case 'round2': {
-        const packages = [...run.replies.values()].flatMap((r) =>
-          r.statements.map((st, i) => ({ st, to: (r.payloads[i] as { to: number }).to })),
-        );
-        this.#send(run, 'round3', (to) => ({
-          statements: packages.filter((x) => x.to === to.index).map((x) => x.st),
-        }));
-        return;
-      }
       case 'round3':
         this.#agree(run);
         return;
@@ -399,35 +334,8 @@ export class FrostDkgRelay {
     this.#send(run, 'confirm', () => ({ statements }));
   }
 
-  /** Send one step to every participant (the body may differ per node) and wait for all of them. */
   #send(run: Run, step: DkgStep, body: (to: DkgRosterEntry) => Partial<Body<'frost-dkg'>>): void {
-    run.step = step;
-    run.waiting = new Set(run.rec.participants.map((p) => p.nodeId));
-    run.replies = new Map();
-    this.#store.setStep(run.rec.id, step);
-    const unreachable: string[] = [];
-    for (const p of run.rec.participants) {
-      const sent = this.#hub?.send(p.nodeId, 'frost-dkg', { dkgId: run.rec.id, step, ...body(p) }) ?? false;
-      if (!sent) unreachable.push(p.nodeId);
-    }
-    if (unreachable.length > 0) {
-      this.#fail(run, {
-        code: 'COORD_FROST_NODE_UNAVAILABLE',
-        message: `Not connected at ${step}: ${unreachable.join(', ')}.`,
-        culprits: [],
-        unreachable,
-      });
-      return;
-    }
-    run.timer = setTimeout(() => {
-      const late = [...run.waiting];
-      this.#fail(run, {
-        code: 'COORD_FROST_DKG_TIMEOUT',
-        message: `No answer to ${step} within ${this.#stepTimeoutMs} ms from ${late.join(', ')}.`,
-        culprits: late,
-      });
-    }, this.#stepTimeoutMs);
-    run.timer.unref();
+    this.#steps.send(run, step, body);
   }
 
   #fail(run: Run, error: DkgError): void {

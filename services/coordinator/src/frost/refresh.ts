@@ -6,13 +6,13 @@ import {
   type DkgStatementPayload,
   openStatement,
   refreshRosterDigest,
-  type SignedStatement,
 } from '@cosigner/protocol/frost-dkg';
 import type { Body } from '@cosigner/protocol/messages';
 import type { Logger } from '@cosigner/runtime/logger';
 import { coordinatorErrors } from '../errors.ts';
 import { DKG_STEP_TIMEOUT_MS, type FrostDkgRelay, type HubLike } from './dkg.ts';
 import { FrostRefreshStore, type RefreshError, type RefreshRecord, type RefreshStep } from './refresh-store.ts';
+import { StepRelay, type StepRun } from './relay-steps.ts';
 
 /**
  * The coordinator's part in a FROST share refresh (docs/architecture.md, "FROST share refresh"; the protocol is
@@ -48,15 +48,13 @@ const KIND: Record<Exclude<RefreshStep, 'adopt'>, DkgStatementPayload['kind']> =
   round3: 'refresh-report',
 };
 
-interface Run {
+interface Run extends StepRun<RefreshStep> {
   rec: RefreshRecord;
   old: GroupPublic;
-  step: RefreshStep;
-  waiting: Set<string>;
-  replies: Map<string, { statements: SignedStatement[]; payloads: DkgStatementPayload[] }>;
   transportKeys: Map<string, string>;
-  timer: NodeJS.Timeout | undefined;
 }
+
+const NEXT = { start: 'round1', round1: 'round2', round2: 'round3' } as const;
 
 export class FrostRefreshRelay {
   readonly #store: FrostRefreshStore;
@@ -64,6 +62,7 @@ export class FrostRefreshRelay {
   readonly #logger: Logger;
   readonly #stepTimeoutMs: number;
   readonly #runs = new Map<string, Run>();
+  readonly #steps: StepRelay<RefreshStep, Run, Partial<Body<'frost-refresh'>>>;
   #hub: HubLike | undefined;
 
   constructor(o: { store: FrostRefreshStore; dkg: FrostDkgRelay; logger: Logger; stepTimeoutMs?: number }) {
@@ -71,6 +70,28 @@ export class FrostRefreshRelay {
     this.#dkg = o.dkg;
     this.#logger = o.logger;
     this.#stepTimeoutMs = o.stepTimeoutMs ?? DKG_STEP_TIMEOUT_MS;
+    this.#steps = new StepRelay<RefreshStep, Run, Partial<Body<'frost-refresh'>>>({
+      name: 'share refresh',
+      idField: 'refreshId',
+      codes: {
+        refused: 'COORD_FROST_REFRESH_REFUSED',
+        badStatement: 'COORD_FROST_REFRESH_BAD_STATEMENT',
+        timeout: 'COORD_FROST_REFRESH_TIMEOUT',
+      },
+      keeps: '; every node keeps its current share',
+      stepTimeoutMs: this.#stepTimeoutMs,
+      logger: this.#logger,
+      kind: (step) => KIND[step as Exclude<RefreshStep, 'adopt'>],
+      persist: (id, step) => this.#store.setStep(id, step),
+      deliver: (run, to, step, extra) =>
+        this.#hub?.send(to.nodeId, 'frost-refresh', {
+          refreshId: run.rec.id,
+          address: run.rec.address,
+          step: step as Exclude<RefreshStep, 'adopt'>,
+          ...extra,
+        }) ?? false,
+      fail: (run, error) => this.#fail(run, error),
+    });
     // A refresh open when the coordinator stopped, and not decided, cannot go on (its statements lived in memory):
     // it failed, and every participant is told to discard what it kept when it syncs (unacknowledged()).
     for (const r of this.#store.running()) {
@@ -262,36 +283,9 @@ export class FrostRefreshRelay {
   }
 
   #onReply(nodeId: string, body: Reply): void {
-    const run = this.#runs.get(body.refreshId);
-    if (!run || body.step !== run.step || !run.waiting.has(nodeId)) {
-      this.#logger.warn(
-        { nodeId, refreshId: body.refreshId, step: body.step },
-        'FROST share-refresh reply out of turn; ignored',
-      );
-      return;
-    }
-    if (body.error) {
-      this.#fail(run, {
-        code: 'COORD_FROST_REFRESH_REFUSED',
-        message: `${nodeId} ended the share refresh at ${body.step}: ${body.error.code}: ${body.error.message}`,
-        reportedBy: nodeId,
-        culprits: body.error.culprits ?? [],
-        nodeCode: body.error.code,
-      });
-      return;
-    }
-    const payloads = this.#check(run, nodeId, body.statements ?? []);
-    if (!payloads) {
-      this.#fail(run, {
-        code: 'COORD_FROST_REFRESH_BAD_STATEMENT',
-        message: `${nodeId} answered ${run.step} with statements that are not its own, or not of that step.`,
-        reportedBy: nodeId,
-        culprits: [nodeId],
-      });
-      return;
-    }
-    run.waiting.delete(nodeId);
-    run.replies.set(nodeId, { statements: body.statements ?? [], payloads });
+    const payloads = this.#steps.receive(this.#runs.get(body.refreshId), nodeId, body.refreshId, body);
+    if (!payloads) return;
+    const run = this.#runs.get(body.refreshId)!;
     if (run.step === 'start') {
       run.transportKeys.set(nodeId, String((payloads[0] as { transportKey?: unknown }).transportKey));
     }
@@ -306,60 +300,14 @@ export class FrostRefreshRelay {
     this.#store.close();
   }
 
-  #check(run: Run, nodeId: string, statements: SignedStatement[]): DkgStatementPayload[] | undefined {
-    const me = run.rec.participants.find((p) => p.nodeId === nodeId)!;
-    const key = Buffer.from(me.identityKey, 'base64');
-    const expected = run.step === 'round2' ? run.rec.participants.length - 1 : 1;
-    if (statements.length !== expected) return undefined;
-    const payloads: DkgStatementPayload[] = [];
-    for (const st of statements) {
-      const p = openStatement(key, st);
-      if (
-        !p ||
-        p.dkgId !== run.rec.id ||
-        p.roster !== run.rec.roster ||
-        p.nodeId !== nodeId ||
-        p.from !== me.index ||
-        p.kind !== KIND[run.step as Exclude<RefreshStep, 'adopt'>]
-      ) {
-        return undefined;
-      }
-      payloads.push(p);
-    }
-    if (run.step === 'round2') {
-      const to = payloads.map((p) => (p as { to?: unknown }).to);
-      const others = run.rec.participants.filter((p) => p.index !== me.index).map((p) => p.index);
-      if (new Set(to).size !== others.length || !others.every((i) => to.includes(i))) return undefined;
-    }
-    return payloads;
-  }
-
   #advance(run: Run): void {
     clearTimeout(run.timer);
     switch (run.step) {
-      case 'start': {
-        const statements = run.rec.participants.flatMap((p) => run.replies.get(p.nodeId)!.statements);
-        this.#send(run, 'round1', () => ({ statements }));
+      case 'start':
+      case 'round1':
+      case 'round2':
+        this.#steps.forward(run, NEXT[run.step]);
         return;
-      }
-      case 'round1': {
-        const round1 = run.replies;
-        this.#send(run, 'round2', (to) => ({
-          statements: run.rec.participants
-            .filter((p) => p.nodeId !== to.nodeId)
-            .flatMap((p) => round1.get(p.nodeId)!.statements),
-        }));
-        return;
-      }
-      case 'round2': {
-        const packages = [...run.replies.values()].flatMap((r) =>
-          r.statements.map((st, i) => ({ st, to: (r.payloads[i] as { to: number }).to })),
-        );
-        this.#send(run, 'round3', (to) => ({
-          statements: packages.filter((x) => x.to === to.index).map((x) => x.st),
-        }));
-        return;
-      }
       default:
         this.#decide(run);
     }
@@ -453,39 +401,7 @@ export class FrostRefreshRelay {
   }
 
   #send(run: Run, step: RefreshStep, body: (to: DkgRosterEntry) => Partial<Body<'frost-refresh'>>): void {
-    run.step = step;
-    run.waiting = new Set(run.rec.participants.map((p) => p.nodeId));
-    run.replies = new Map();
-    this.#store.setStep(run.rec.id, step);
-    const unreachable: string[] = [];
-    for (const p of run.rec.participants) {
-      const sent =
-        this.#hub?.send(p.nodeId, 'frost-refresh', {
-          refreshId: run.rec.id,
-          address: run.rec.address,
-          step: step as Exclude<RefreshStep, 'adopt'>,
-          ...body(p),
-        }) ?? false;
-      if (!sent) unreachable.push(p.nodeId);
-    }
-    if (unreachable.length > 0) {
-      this.#fail(run, {
-        code: 'COORD_FROST_NODE_UNAVAILABLE',
-        message: `Not connected at ${step}: ${unreachable.join(', ')}; every node keeps its current share.`,
-        culprits: [],
-        unreachable,
-      });
-      return;
-    }
-    run.timer = setTimeout(() => {
-      const late = [...run.waiting];
-      this.#fail(run, {
-        code: 'COORD_FROST_REFRESH_TIMEOUT',
-        message: `No answer to ${step} within ${this.#stepTimeoutMs} ms from ${late.join(', ')}; every node keeps its current share.`,
-        culprits: late,
-      });
-    }, this.#stepTimeoutMs);
-    run.timer.unref();
+    this.#steps.send(run, step, body);
   }
 
   #fail(run: Run, error: RefreshError): void {

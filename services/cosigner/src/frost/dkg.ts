@@ -1,4 +1,3 @@
-import { CosignerError } from '@cosigner/errors/errors';
 import { createTransportKey, type TransportKeyPair } from '@cosigner/frost/channel';
 import type { DkgRound2Message } from '@cosigner/frost/dkg';
 import { type DkgMember, type DkgOutput, DkgParticipant, type DkgRound1Message } from '@cosigner/frost/dkg';
@@ -8,11 +7,8 @@ import {
   type DkgRosterEntry,
   type DkgStatementBody,
   type DkgStatementPayload,
-  openStatement,
-  peekStatementAuthor,
   rosterDigest,
   type SignedStatement,
-  signStatement,
 } from '@cosigner/protocol/frost-dkg';
 import type { Identity } from '@cosigner/protocol/identity';
 import type { Body } from '@cosigner/protocol/messages';
@@ -21,6 +17,14 @@ import type { AuditLog } from '../audit.ts';
 import { nodeErrors } from '../errors.ts';
 import type { FrostConfig } from './config.ts';
 import { FrostRefreshNode, refuseRefresh } from './refresh.ts';
+import {
+  asNodeError,
+  culprits as blame,
+  openPackages,
+  openRelayed,
+  tampered as relayTampered,
+  signOwn,
+} from './statements.ts';
 import { FrostGroupStore, frostStorePath, membershipKey, type NodeFrostGroup } from './store.ts';
 
 /**
@@ -53,8 +57,8 @@ type Step = Reply['step'];
 
 /** Key generations open at once; each holds a few kilobytes and an X25519 secret until it ends or times out. */
 export const MAX_DKG_SESSIONS = 4;
-/** The relay's culprit name: the coordinator carries every statement. */
-export const RELAY = 'coordinator';
+/** How key generation names relayed statements it refuses. */
+const NAMING = { idField: 'dkgId', what: 'key-generation' };
 
 interface Session {
   dkgId: string;
@@ -131,8 +135,8 @@ export class FrostDkgNode {
       }
     } catch (e) {
       const s = this.#sessions.get(body.dkgId);
-      const err = e instanceof CosignerError ? e : nodeErrors.error('NODE_INTERNAL', undefined, { cause: e });
-      const culprits = s ? this.#culprits(s, err) : [];
+      const err = asNodeError(e);
+      const culprits = s ? blame(err, s.participants) : [];
       if (s && err.code !== 'NODE_FROST_BAD_STEP') this.#drop(s, err.code, culprits);
       this.#o.logger.warn({ dkgId: body.dkgId, step, code: err.code, culprits }, 'FROST key generation step refused');
       return { dkgId: body.dkgId, step, error: { code: err.code, message: err.message.slice(0, 1024), culprits } };
@@ -219,7 +223,7 @@ export class FrostDkgNode {
     const keys = this.#open(s, statements, 'transport-key', s.participants);
     const own = keys.get(s.me.nodeId) as { transportKey?: unknown };
     if (own.transportKey !== Buffer.from(s.transport.publicKey).toString('hex')) {
-      throw tampered(s, "this node's own transport key came back changed");
+      throw relayTampered(NAMING, s.dkgId, "this node's own transport key came back changed");
     }
     const members: DkgMember[] = s.participants.map((p) => ({
       index: p.index,
@@ -252,11 +256,7 @@ export class FrostDkgNode {
 
   async #round3(s: Session, statements: SignedStatement[]): Promise<Reply> {
     const others = s.participants.filter((p) => p.index !== s.me.index);
-    const round2 = this.#open(s, statements, 'round2', others);
-    for (const [nodeId, p] of round2) {
-      if ((p as { to?: unknown }).to !== s.me.index)
-        throw tampered(s, `the package from ${nodeId} is for another participant`);
-    }
+    const round2 = openPackages(NAMING, { id: s.dkgId, roster: s.roster, me: s.me }, statements, 'round2', others);
     s.step = 'round3';
     const out = s.participant!.round3(
       others.map((p) => (round2.get(p.nodeId) as { message: DkgRound2Message }).message),
@@ -345,55 +345,22 @@ export class FrostDkgNode {
     this.#o.logger.info({ dkgId: s.dkgId, address: out.address }, 'FROST share sealed; group pending until all agree');
   }
 
-  /**
-   * Verify the statements of one step: exactly one per expected author, each signed by the identity key of that
-   * participant in the roster this node's operator expects, of this session and roster, of the right kind.
-   * Anything else is the relay's doing (the authors' own frames reached the coordinator authenticated).
-   */
+  /** The statements of one step, checked (statements.ts openRelayed). */
   #open(
     s: Session,
     statements: SignedStatement[],
     kind: DkgStatementPayload['kind'],
     authors: DkgRosterEntry[],
   ): Map<string, DkgStatementPayload> {
-    const out = new Map<string, DkgStatementPayload>();
-    for (const st of statements) {
-      const author = authors.find((a) => a.nodeId === peekStatementAuthor(st));
-      if (!author) throw tampered(s, 'a statement names no expected author of this step');
-      if (out.has(author.nodeId)) throw tampered(s, `two statements from ${author.nodeId}`);
-      const p = openStatement(Buffer.from(author.identityKey, 'base64'), st);
-      if (!p) throw tampered(s, `a statement of ${author.nodeId} does not carry its signature`);
-      if (p.dkgId !== s.dkgId || p.roster !== s.roster || p.from !== author.index || p.kind !== kind) {
-        throw tampered(s, `a statement of ${author.nodeId} belongs to another session, roster or step`);
-      }
-      out.set(author.nodeId, p);
-    }
-    const missing = authors.filter((a) => !out.has(a.nodeId)).map((a) => a.nodeId);
-    if (missing.length > 0) throw tampered(s, `no statement from ${missing.join(', ')}`);
-    return out;
+    return openRelayed(NAMING, { id: s.dkgId, roster: s.roster }, statements, kind, authors);
   }
 
   #reply(s: Session, step: Step, bodies: DkgStatementBody[]): Reply {
-    const statements = bodies.map((b) =>
-      signStatement(this.#o.identity, {
-        ...b,
-        dkgId: s.dkgId,
-        roster: s.roster,
-        from: s.me.index,
-        nodeId: s.me.nodeId,
-      }),
-    );
-    return { dkgId: s.dkgId, step, statements };
-  }
-
-  /** Node ids to blame: the relay for a tampered statement, else the participants the FROST layer names. */
-  #culprits(s: Session, e: CosignerError): string[] {
-    if (e.code === 'NODE_FROST_RELAY_TAMPERED') return [RELAY];
-    const raw = (e.details as { culprits?: unknown } | undefined)?.culprits;
-    if (!Array.isArray(raw)) return [];
-    return raw
-      .map((i) => s.participants.find((p) => p.index === i)?.nodeId)
-      .filter((x): x is string => x !== undefined);
+    return {
+      dkgId: s.dkgId,
+      step,
+      statements: signOwn(this.#o.identity, { id: s.dkgId, roster: s.roster, me: s.me }, bodies),
+    };
   }
 
   #drop(s: Session, reason: string, culprits: string[] = []): void {
@@ -404,14 +371,6 @@ export class FrostDkgNode {
     if (this.#sessions.get(s.dkgId) === s) this.#sessions.delete(s.dkgId);
     this.#o.audit.append('frost.dkg.aborted', { dkgId: s.dkgId, step: s.step, reason, culprits });
   }
-}
-
-function tampered(s: Session, reason: string): CosignerError {
-  return nodeErrors.error(
-    'NODE_FROST_RELAY_TAMPERED',
-    { dkgId: s.dkgId, reason },
-    { message: `Relayed key-generation statements refused: ${reason}.` },
-  );
 }
 
 /**

@@ -1,4 +1,3 @@
-import { CosignerError } from '@cosigner/errors/errors';
 import { createTransportKey, type TransportKeyPair } from '@cosigner/frost/channel';
 import type { DkgMember } from '@cosigner/frost/dkg';
 import {
@@ -17,7 +16,6 @@ import {
   peekStatementAuthor,
   refreshRosterDigest,
   type SignedStatement,
-  signStatement,
 } from '@cosigner/protocol/frost-dkg';
 import type { Identity } from '@cosigner/protocol/identity';
 import type { Body } from '@cosigner/protocol/messages';
@@ -25,6 +23,15 @@ import type { Logger } from 'pino';
 import type { AuditLog } from '../audit.ts';
 import { nodeErrors } from '../errors.ts';
 import type { FrostConfig } from './config.ts';
+import {
+  asNodeError,
+  culprits as blame,
+  openPackages,
+  openRelayed,
+  RELAY,
+  tampered as relayTampered,
+  signOwn,
+} from './statements.ts';
 import type { FrostGroupStore, NodeFrostGroup, PendingRefresh } from './store.ts';
 
 /**
@@ -55,8 +62,8 @@ import type { FrostGroupStore, NodeFrostGroup, PendingRefresh } from './store.ts
 
 type Reply = Body<'frost-refresh-reply'>;
 
-/** The relay's culprit name, as in key generation (dkg.ts). */
-const RELAY = 'coordinator';
+/** How a refresh names relayed statements it refuses. */
+const NAMING = { idField: 'refreshId', what: 'share-refresh' };
 type Step = Reply['step'];
 
 /** Refreshes open at once. */
@@ -126,8 +133,9 @@ export class FrostRefreshNode {
       }
     } catch (e) {
       const s = this.#sessions.get(refreshId);
-      const err = e instanceof CosignerError ? e : nodeErrors.error('NODE_INTERNAL', undefined, { cause: e });
-      const culprits = s ? this.#culprits(s, err) : err.code === 'NODE_FROST_RELAY_TAMPERED' ? [RELAY] : [];
+      const err = asNodeError(e);
+      // Without a session no participant can be named, but a tampered statement still blames the relay.
+      const culprits = blame(err, s?.group.participants ?? []);
       if (s && err.code !== 'NODE_FROST_BAD_STEP') this.#drop(s, err.code, culprits);
       this.#o.logger.warn({ refreshId, step, code: err.code, culprits }, 'FROST share refresh step refused');
       return { refreshId, step, error: { code: err.code, message: err.message.slice(0, 1024), culprits } };
@@ -200,7 +208,7 @@ export class FrostRefreshNode {
     const keys = this.#openAll(s, statements, 'round1', s.group.participants);
     const own = keys.get(s.me.nodeId) as { transportKey?: unknown };
     if (own.transportKey !== Buffer.from(s.transport.publicKey).toString('hex')) {
-      throw tampered(s, "this node's own transport key came back changed");
+      throw relayTampered(NAMING, s.refreshId, "this node's own transport key came back changed");
     }
     const members: DkgMember[] = s.group.participants.map((p) => ({
       index: p.index,
@@ -233,11 +241,13 @@ export class FrostRefreshNode {
 
   async #round3(s: Session, statements: SignedStatement[]): Promise<Reply> {
     const others = s.group.participants.filter((p) => p.index !== s.me.index);
-    const round2 = this.#openAll(s, statements, 'round3', others);
-    for (const [nodeId, p] of round2) {
-      if ((p as { to?: unknown }).to !== s.me.index)
-        throw tampered(s, `the package from ${nodeId} is for another participant`);
-    }
+    const round2 = openPackages(
+      NAMING,
+      { id: s.refreshId, roster: s.roster, me: s.me },
+      statements,
+      KIND.round3!,
+      others,
+    );
     s.step = 'round3';
     const context = { purpose: 'frost-share', node: this.#o.nodeId, group: s.address };
     const old = await this.#o.sealer.unseal(s.group.sealedShare, context);
@@ -373,29 +383,14 @@ export class FrostRefreshNode {
     }
   }
 
-  /** Verify one step's statements: one per expected author, signed by its recorded key, of this session and kind. */
+  /** The statements of one step, checked (statements.ts openRelayed). */
   #openAll(
     s: Session,
     statements: SignedStatement[],
     step: Step,
     authors: readonly DkgRosterEntry[],
   ): Map<string, DkgStatementPayload> {
-    const kind = KIND[step]!;
-    const out = new Map<string, DkgStatementPayload>();
-    for (const st of statements) {
-      const author = authors.find((a) => a.nodeId === peekStatementAuthor(st));
-      if (!author) throw tampered(s, 'a statement names no expected author of this step');
-      if (out.has(author.nodeId)) throw tampered(s, `two statements from ${author.nodeId}`);
-      const p = openStatement(Buffer.from(author.identityKey, 'base64'), st);
-      if (!p) throw tampered(s, `a statement of ${author.nodeId} does not carry its signature`);
-      if (p.dkgId !== s.refreshId || p.roster !== s.roster || p.from !== author.index || p.kind !== kind) {
-        throw tampered(s, `a statement of ${author.nodeId} belongs to another session, roster or step`);
-      }
-      out.set(author.nodeId, p);
-    }
-    const missing = authors.filter((a) => !out.has(a.nodeId)).map((a) => a.nodeId);
-    if (missing.length > 0) throw tampered(s, `no statement from ${missing.join(', ')}`);
-    return out;
+    return openRelayed(NAMING, { id: s.refreshId, roster: s.roster }, statements, KIND[step]!, authors);
   }
 
   #reply(s: Session, step: Step, bodies: DkgStatementBody[]): Reply {
@@ -405,19 +400,7 @@ export class FrostRefreshNode {
   #signed(group: NodeFrostGroup, refreshId: string, step: Step, bodies: DkgStatementBody[]): Reply {
     const me = group.participants.find((p) => p.index === group.myIndex)!;
     const roster = refreshRosterDigest(refreshId, group.address, group.threshold, group.participants);
-    const statements = bodies.map((b) =>
-      signStatement(this.#o.identity, { ...b, dkgId: refreshId, roster, from: me.index, nodeId: me.nodeId }),
-    );
-    return { refreshId, step, statements };
-  }
-
-  #culprits(s: Session, e: CosignerError): string[] {
-    if (e.code === 'NODE_FROST_RELAY_TAMPERED') return [RELAY];
-    const raw = (e.details as { culprits?: unknown } | undefined)?.culprits;
-    if (!Array.isArray(raw)) return [];
-    return raw
-      .map((i) => s.group.participants.find((p) => p.index === i)?.nodeId)
-      .filter((x): x is string => x !== undefined);
+    return { refreshId, step, statements: signOwn(this.#o.identity, { id: refreshId, roster, me }, bodies) };
   }
 
   #drop(s: Session, reason: string, culprits: string[] = []): void {
@@ -427,14 +410,6 @@ export class FrostRefreshNode {
     if (this.#sessions.get(s.refreshId) === s) this.#sessions.delete(s.refreshId);
     this.#o.audit.append('frost.refresh.aborted', { refreshId: s.refreshId, step: s.step, reason, culprits });
   }
-}
-
-function tampered(s: Session, reason: string): CosignerError {
-  return nodeErrors.error(
-    'NODE_FROST_RELAY_TAMPERED',
-    { refreshId: s.refreshId, reason },
-    { message: `Relayed share-refresh statements refused: ${reason}.` },
-  );
 }
 
 /** The answer of a node without a `frost` section: it holds no group, so it joins no refresh. */
