@@ -71,13 +71,24 @@ async function paymentXdr(source: string, dest: string, amount: string): Promise
     .toXDR('base64');
 }
 
+/**
+ * One API call as a well-behaved client makes it: on 429 (the API key's rate limit, 20/s by default, which the
+ * tests' polling can exceed on a slow machine) it waits as `retry-after` says and asks again.
+ */
 async function api(base: string, key: string, path: string, body?: unknown) {
-  const res = await fetch(`${base}${path}`, {
-    method: body === undefined ? 'GET' : 'POST',
-    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+  for (;;) {
+    const res = await fetch(`${base}${path}`, {
+      method: body === undefined ? 'GET' : 'POST',
+      headers: {
+        authorization: `Bearer ${key}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = (await res.json()) as Record<string, unknown>;
+    if (res.status !== 429) return { status: res.status, json };
+    await new Promise((r) => setTimeout(r, 1000 * Math.max(0.1, Number(res.headers.get('retry-after') ?? 0.2))));
+  }
 }
 
 /**
