@@ -379,18 +379,27 @@ export class EventBus {
         this.#sending.delete(c.id);
         this.#inflight.delete(p);
         // Look again once the retry is due (the periodic poll would find it too, later).
-        if (outcome?.state === 'retry' && !this.#closed) {
-          const t = setTimeout(
-            () => {
-              this.#timers.delete(t);
-              this.#kick();
-            },
-            Math.max(0, outcome.nextAt - Date.now()),
-          );
-          this.#timers.add(t);
-        }
+        if (outcome?.state === 'retry') this.#retryAt(outcome.nextAt);
       });
     this.#inflight.add(p);
+  }
+
+  /**
+   * Look for due rows once the wall clock shows `nextAt`. A timer runs on the monotonic clock and can fire a
+   * millisecond before `Date.now()` reaches the due time; the row would then not be due yet, and without the
+   * periodic poll (or until it comes) the retry would wait: such an early timer is armed again for the rest.
+   */
+  #retryAt(nextAt: number): void {
+    if (this.#closed) return;
+    const t = setTimeout(
+      () => {
+        this.#timers.delete(t);
+        if (Date.now() < nextAt) this.#retryAt(nextAt);
+        else this.#kick();
+      },
+      Math.max(1, nextAt - Date.now()),
+    );
+    this.#timers.add(t);
   }
 
   /**
