@@ -58,6 +58,48 @@ export class Submitter {
   async submit(rec: ProposalRecord, envelope: string, resumed: boolean): Promise<void> {
     if (this.#submitting.has(rec.id)) return;
     this.#submitting.add(rec.id);
+    let failed = false;
+    try {
+      await this.#run(rec, envelope, resumed);
+      this.#storeFailures.delete(rec.id);
+    } catch (err) {
+      // The store could not take the outcome (database unreachable, lease not obtainable): nothing is lost, the
+      // envelope is stored and the proposal stays `signed`. Callers start a submission without awaiting it, so
+      // it must not reject: an unhandled rejection would end the whole coordinator.
+      failed = true;
+      const e = err as Error & { code?: string };
+      this.o.logger.error(
+        { proposalId: rec.id, code: e.code, err: e.message },
+        this.o.leases
+          ? 'submission outcome not stored; a replica takes the submission over once the round is free again'
+          : 'submission outcome not stored; trying again as a resumed submission',
+      );
+    } finally {
+      this.#submitting.delete(rec.id);
+    }
+    // One process: nobody else resumes it before a restart, so try again (resumed: the hash is asked first, so
+    // an envelope the network already took is recorded, not sent again). Replicas: the scan for rounds without a
+    // live lease resumes it on whichever replica reaches the database (app.ts), this one included.
+    if (failed && !this.o.leases && !this.#closed) this.#retryLater(rec, envelope);
+  }
+
+  /** Store failures in a row per proposal: the pause before the next resumed attempt doubles with each. */
+  readonly #storeFailures = new Map<string, number>();
+
+  #retryLater(rec: ProposalRecord, envelope: string): void {
+    const n = (this.#storeFailures.get(rec.id) ?? 0) + 1;
+    this.#storeFailures.set(rec.id, n);
+    const t = setTimeout(
+      () => {
+        this.#timers.delete(t);
+        if (!this.#closed) void this.submit(rec, envelope, true);
+      },
+      backoffMs(n, this.o.submitBackoffMs, this.o.submitMaxBackoffMs ?? 30_000),
+    );
+    this.#timers.add(t);
+  }
+
+  async #run(rec: ProposalRecord, envelope: string, resumed: boolean): Promise<void> {
     let lease: RoundLease | null | undefined;
     try {
       lease = this.o.leases && (await this.o.leases.acquire(rec.id));
@@ -147,7 +189,6 @@ export class Submitter {
         tried,
       );
     } finally {
-      this.#submitting.delete(rec.id);
       this.#lease.delete(rec.id);
       await lease?.release();
     }

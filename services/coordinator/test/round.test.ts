@@ -7,6 +7,7 @@ import { checkAuth } from '@cosigner/stellar/quorum';
 import { Account, Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { coordinatorErrors } from '../src/errors.ts';
 import { signCallback } from '../src/events.ts';
 import { CLOSE } from '../src/hub.ts';
 import {
@@ -436,6 +437,30 @@ describe('signing round', () => {
     expect((done.result as { attempts: number }).attempts).toBeGreaterThanOrEqual(7);
     expect(new Set(s.h.ledger.submitted)).toEqual(new Set([done.envelope]));
   });
+
+  it('the store failing as the outcome is recorded: the process lives on, and a resumed attempt records it without resending', async () => {
+    const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')], {
+      config: { round: { submitBackoffMs: 10, submitMaxBackoffMs: 50, heartbeatMs: 1000 } },
+    });
+    // The database is out of reach exactly when the network's answer is to be stored (twice in a row). Before the
+    // fix this rejected a promise nobody awaited, and an unhandled rejection ends the coordinator.
+    const store = s.h.store;
+    const real = store.transition.bind(store);
+    let failures = 2;
+    store.transition = (id, from, to, patch) => {
+      if (to === 'submitted' && failures > 0) {
+        failures--;
+        throw coordinatorErrors.error('COORD_STORE_UNAVAILABLE', { reason: 'ECONNRESET' });
+      }
+      return real(id, from, to, patch);
+    };
+    const p = await s.propose({ submit: true, xdr: payment(s.source, { timeoutSec: 120 }) });
+    const done = await until(s, p.id, 'submitted');
+    expect(failures).toBe(0);
+    // Sent once: the resumed attempts asked the network for the hash and found it applied.
+    expect(s.h.ledger.submitted).toEqual([done.envelope]);
+    expect((done.result as { message: string }).message).toBe('found on the ledger');
+  }, 20_000);
 
   it('past the time bound: submission_expired when the hash is not on the ledger, submission_unavailable when it cannot be asked', async () => {
     const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')], {
