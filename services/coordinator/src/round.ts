@@ -143,9 +143,17 @@ export class RoundEngine {
       try {
         if (await this.#resumeOne(rec)) taken++;
       } catch (err) {
-        // One replica among several: a round that fails here is tried again at the next scan.
-        if (!leases) throw err;
-        this.o.logger.error({ proposalId: rec.id, err: (err as Error).message }, 'taking a round over failed');
+        // One replica among several: a round that fails here is tried again at the next scan. One process whose
+        // store fails at start cannot run; but one proposal that cannot be resumed (its stored transaction no
+        // longer decodes, or its kind is unknown to this version) must not keep the others, and the service,
+        // down: it stays as stored, untouched, for the operator (it can still be read and cancelled).
+        const e = err as Error & { code?: string };
+        if (!leases && (coordinatorErrors.is(err, 'COORD_STORE_UNAVAILABLE') || e.code?.startsWith('SQLITE_')))
+          throw err;
+        this.o.logger.error(
+          { proposalId: rec.id, code: e.code, err: e.message },
+          leases ? 'taking a round over failed' : 'open proposal could not be resumed; left as stored',
+        );
       }
     }
     return taken;

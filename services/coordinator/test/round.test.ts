@@ -17,6 +17,7 @@ import {
   multisig,
   NETWORK,
   payment,
+  proposalRecord,
   SilentProxy,
   TestNode,
   waitFor,
@@ -786,6 +787,24 @@ describe('durability', () => {
     db.close();
     h = await harness({ dir, ledger, identity, nodes: first.nodes });
     expect(h.store.getProposal(p.id)!.status).toBe('signed');
+  });
+
+  it('after a restart, an open proposal that no longer decodes is left as stored and the others resume', async () => {
+    const first = await setup([new TestNode('a'), new TestNode('b', 'silent'), new TestNode('c', 'silent')]);
+    const p = await first.propose({ submit: true });
+    await waitFor(() => (first.h.store.signatures(p.id).length === 1 ? true : undefined), 'first signature');
+    // A row whose transaction cannot be decoded any more (written by hand, a bad restore, a newer version's kind).
+    first.h.store.insertProposal(proposalRecord({ id: 'corrupt-1', xdr: 'AAAA', network: NETWORK, createdAt: 2 }));
+    const { dir, ledger, identity } = first.h;
+    for (const n of first.nodes) n.close();
+    await first.h.app.close();
+    // Before, the start itself failed: one bad row kept every other proposal, and the service, down.
+    h = await harness({ dir, ledger, identity, nodes: first.nodes, listen: true });
+    const hh = h;
+    first.nodes[1]!.behaviour = 'approve';
+    await first.nodes[1]!.connect(hh.url!, identity.publicKey);
+    await waitFor(() => (hh.store.getProposal(p.id)!.status === 'submitted' ? true : undefined), 'resumed');
+    expect(hh.store.getProposal('corrupt-1')).toMatchObject({ status: 'pending', xdr: 'AAAA' });
   });
 
   it('after a restart on the same data dir the open proposal resumes with its signatures kept and completes once', async () => {
