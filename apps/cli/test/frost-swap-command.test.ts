@@ -6,8 +6,10 @@ import { aggregate, commitNonces, signShare } from '@cosigner/frost/rounds';
 import { build } from '@cosigner/ledger-sim/app';
 import { tempDir } from '@cosigner/testkit/process';
 import { Horizon, Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
+import { Command } from 'commander';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { makeSession, runDkg } from '../../../packages/frost/test/helpers.ts';
+import { registerFrost } from '../src/commands/frost.ts';
 import { frostSwap, type SwapFlags, type SwapState, swapKey } from '../src/commands/frost-swap.ts';
 
 /**
@@ -99,7 +101,9 @@ let keyFile: string;
 let dir: string;
 let proposals: Stored[];
 /** How the stand-in answers a proposal: sign and submit, leave it pending, reject it, or refuse the POST. */
-let mode: 'submit' | 'pending' | 'reject' | 'refuse' | 'conflict';
+let mode: 'submit' | 'pending' | 'reject' | 'refuse' | 'conflict' | 'sneak';
+/** The account someone gave the old key while a swap ran (mode 'sneak'). */
+let sneaked: string | undefined;
 let events: unknown[];
 
 /** Two of the old group's shares sign the transaction; the simulator applies it (or not). */
@@ -168,7 +172,11 @@ beforeEach(async () => {
           await signAndSubmit(p);
           return send(409, { code: 'COORD_IDEMPOTENCY_CONFLICT', message: 'another body' });
         }
-        if (mode === 'submit') await signAndSubmit(p);
+        if (mode === 'submit' || mode === 'sneak') await signAndSubmit(p);
+        if (mode === 'sneak') {
+          mode = 'submit';
+          sneaked = await groupAccount(oldAddress);
+        }
         if (mode === 'reject') p.status = 'rejected';
         return send(201, { id: p.id, status: p.status });
       }
@@ -370,5 +378,55 @@ describe('cosigner frost swap', () => {
     expect(await signersOf(a)).toEqual([[oldAddress, 1]]);
     mode = 'submit';
     await frostSwap(flags({ account: [a], stateFile: join(dir, 'other.json') }), io().io);
+  });
+
+  it('runs as `cosigner frost swap` with repeated --account; a bad --weight names the option', async () => {
+    const [a, b] = [await groupAccount(oldAddress), await groupAccount(oldAddress)];
+    const o = io();
+    const program = new Command().exitOverride();
+    program.configureOutput({ writeOut: () => {}, writeErr: (l) => o.lines.push(l) });
+    registerFrost(program, o.io);
+    const args = (extra: string[]) => [
+      'frost',
+      'swap',
+      '--from',
+      'old',
+      '--to',
+      'new',
+      '--account',
+      a,
+      '--account',
+      b,
+      '--horizon-url',
+      horizonUrl,
+      '--coordinator-url',
+      url,
+      '--api-key-file',
+      keyFile,
+      '--state-file',
+      join(dir, 'cmd.json'),
+      ...extra,
+    ];
+    await expect(program.parseAsync(args(['--weight', '0']), { from: 'user' })).rejects.toThrow(/--weight/);
+    await expect(program.parseAsync(args(['--wait-seconds', 'x']), { from: 'user' })).rejects.toThrow(/--wait-seconds/);
+    await program.parseAsync(args(['--weight', '1']), { from: 'user' });
+    expect(process.exitCode ?? 0).toBe(0);
+    for (const x of [a, b]) expect(await signersOf(x)).toEqual([[newAddress, 1]]);
+    expect(o.lines.join('\n')).toContain('is retired');
+  });
+
+  it('does not retire the old group while an account got its key during the swap, and names that account', async () => {
+    const a = await groupAccount(oldAddress);
+    mode = 'sneak';
+    await expect(frostSwap(flags({ account: [a] }), io().io)).rejects.toMatchObject({
+      code: 'LIFECYCLE_ACCOUNTS_MISSING',
+      message: expect.stringContaining('it is not retired'),
+    });
+    expect(await signersOf(a)).toEqual([[newAddress, 1]]);
+    expect((await stateOf()).retiredAt).toBeUndefined();
+    expect(events).toEqual([]);
+    // That account swapped too (another swap), the old group is retired.
+    await frostSwap(flags({ account: [sneaked!], stateFile: join(dir, 'late.json') }), io().io);
+    expect(events).toHaveLength(1);
   });
 });
