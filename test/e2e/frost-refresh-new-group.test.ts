@@ -5,9 +5,9 @@ import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { aggregate, commitNonces, signShare } from '@cosigner/frost/rounds';
 import { createShareSealer, type SealedBlob, type SealerConfig } from '@cosigner/frost/sealer';
 import { checkShare, type GroupPublic, type KeyShare } from '@cosigner/frost/suite';
-import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
+import { type Cluster, demoPolicyYaml, startCluster } from '@cosigner/launcher/cluster';
 import { COSIGNER_BIN, runCosigner, tempDir } from '@cosigner/testkit/process';
-import { Keypair } from '@stellar/stellar-sdk';
+import { Asset, Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -17,7 +17,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * command plans the membership (refusing 2-of-4), runs the key generation among the new members, records each step
  * in its state file and, run again, resumes without a second key generation. The new group has another key, its
  * shares (opened through each node's KMS key) sign for it, and the old group is kept beside it, unchanged.
- * The account swap (signed by the old group) is not part of this suite: FROST signing is not on this branch.
+ * Then `cosigner frost swap` moves the accounts the old group key signs to the new key: refused while an account
+ * the old key signs is not named (LIFECYCLE_ACCOUNTS_MISSING); killed right after its first proposal left and run
+ * again, it finishes with one transaction per account (the old group signs each: node-0 and node-1, node-2 refusing
+ * a key it holds no share of). Afterwards a payment signed by the new group is applied by the ledger simulator,
+ * and one signed by the old group is refused by the coordinator and, signed directly with two old shares, by the
+ * ledger.
  */
 
 interface KmsPrincipal {
@@ -43,6 +48,9 @@ describe('a new FROST group among four real node processes: one node replaced', 
   let cluster: Cluster;
   let ids: string[];
   let oldAddress: string;
+  let newAddress: string;
+  /** Two accounts whose only signer is the old group key (weight 1, thresholds 1, master weight 0). */
+  const groupAccounts = [Keypair.random(), Keypair.random()];
   const sealers: SealerConfig[] = [];
 
   const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> => {
@@ -102,7 +110,21 @@ describe('a new FROST group among four real node processes: one node replaced', 
 
   beforeAll(async () => {
     dir = await tempDir('cosigner-frost-new-group-');
-    cluster = await startCluster({ cosignerBin: COSIGNER_BIN, dir, nodes: 4 });
+    cluster = await startCluster({
+      cosignerBin: COSIGNER_BIN,
+      dir,
+      nodes: 4,
+      // A normal deployment's node policy: payments, and signer changes for the nodes' own keys (clusterMembers:
+      // a group key the node holds counts), weight 1 at most, on the operator account and the group's accounts.
+      nodePolicy: ({ network, accounts }) =>
+        demoPolicyYaml({
+          network,
+          account: accounts[0]!,
+          maxXlm: '1000',
+          extraAccounts: groupAccounts.map((k) => k.publicKey()),
+          signerChanges: { threshold: 1 },
+        }),
+    });
     ids = cluster.nodeInfo.map((x) => x.id);
     const entry = (i: number) => ({ nodeId: ids[i]!, identityKey: cluster.nodeInfo[i]!.identityKey });
     const oldRoster = [entry(0), entry(1), entry(2)];
@@ -134,7 +156,8 @@ describe('a new FROST group among four real node processes: one node replaced', 
       // Each operator expects the groups its node belongs to: the old roster (node-0..2), the new (node-0, 1, 3).
       const expect = [
         ...(i <= 2 ? [{ threshold: 2, participants: oldRoster }] : []),
-        ...(i !== 2 ? [{ threshold: 2, participants: newRoster }] : []),
+        // The new group's key is to sign its accounts at weight 1: what the node checks a swap's weight against.
+        ...(i !== 2 ? [{ threshold: 2, participants: newRoster, accountWeight: 1 }] : []),
       ];
       await appendFile(cluster.nodeInfo[i]!.configFile, `\nfrost: ${JSON.stringify({ sealer, expect })}\n`);
       await cluster.restartNode(i);
@@ -216,6 +239,7 @@ describe('a new FROST group among four real node processes: one node replaced', 
     };
     expect(saved.participants).toEqual([ids[0], ids[1], ids[3]]);
     const address = saved.address;
+    newAddress = address;
     expect(address).toMatch(/^G[A-Z2-7]{55}$/);
     expect(address).not.toBe(oldAddress);
     const g = (await api('GET', `/v1/frost/groups/${address}`)).body as GroupView;
@@ -251,4 +275,150 @@ describe('a new FROST group among four real node processes: one node replaced', 
     expect(other.code).not.toBe(0);
     expect(other.out).toMatch(/LIFECYCLE_STATE_MISMATCH: .*threshold/);
   }, 240_000);
+
+  it('swaps every account from the old group key to the new one, resuming after a kill; the old key signs no more', async () => {
+    const horizon = cluster.horizon;
+    const seqOf = async (a: string) => BigInt((await horizon.loadAccount(a)).sequenceNumber());
+    const signersOf = async (a: string) =>
+      (await horizon.loadAccount(a)).signers.filter((x) => x.weight > 0).map((x) => [x.key, x.weight]);
+    // The accounts: funded, the old group key their only signer (set up with the master key, then weight 0).
+    for (const kp of groupAccounts) {
+      expect((await fetch(`${cluster.horizonUrl}/friendbot?addr=${kp.publicKey()}`)).status).toBe(200);
+      const setup = new TransactionBuilder(await horizon.loadAccount(kp.publicKey()), {
+        fee: '100',
+        networkPassphrase: cluster.networkPassphrase,
+      })
+        .addOperation(
+          Operation.setOptions({
+            signer: { ed25519PublicKey: oldAddress, weight: 1 },
+            masterWeight: 0,
+            lowThreshold: 1,
+            medThreshold: 1,
+            highThreshold: 1,
+          }),
+        )
+        .setTimeout(60)
+        .build();
+      setup.sign(kp);
+      await horizon.submitTransaction(setup);
+      expect(await signersOf(kp.publicKey())).toEqual([[oldAddress, 1]]);
+    }
+    const [a, b] = groupAccounts.map((k) => k.publicKey()) as [string, string];
+    const before = { [a]: await seqOf(a), [b]: await seqOf(b) };
+    const state = join(dir, 'swap.json');
+    const swap = (accounts: string[], env: NodeJS.ProcessEnv = {}) =>
+      runCosigner(
+        [
+          'frost',
+          'swap',
+          '--from',
+          oldAddress,
+          '--to',
+          newAddress,
+          ...accounts.flatMap((x) => ['--account', x]),
+          '--state-file',
+          state,
+          '--horizon-url',
+          cluster.horizonUrl,
+          '--coordinator-url',
+          cluster.coordinator.url,
+          '--api-key-file',
+          cluster.adminKeyFile,
+        ],
+        env,
+      );
+
+    // An account the old key signs is left out: refused, naming it; nothing is proposed.
+    const missing = await swap([a]);
+    expect(missing.code).not.toBe(0);
+    expect(missing.out).toMatch(new RegExp(`LIFECYCLE_ACCOUNTS_MISSING: .*${b}`));
+    expect(await seqOf(a)).toBe(before[a]);
+
+    // Killed right after the first proposal was sent, before its id was recorded.
+    const killed = await swap([a, b], { COSIGNER_FROST_SWAP_KILL_AT: 'proposed' });
+    expect(killed.signal, killed.out).toBe('SIGKILL');
+    const mid = JSON.parse(await readFile(state, 'utf8')) as {
+      intents: Record<string, { key: string; proposalId?: string }>;
+    };
+    const first = Object.keys(mid.intents)[0]!;
+    expect(mid.intents[first]!.proposalId).toBeUndefined();
+
+    // Run again: the proposal is found under its key and waited for; the other account is proposed; both swapped.
+    const resumed = await swap([a, b]);
+    expect(resumed.code, resumed.out).toBe(0);
+    expect(resumed.out).toContain('retired');
+    for (const acct of [a, b]) {
+      expect(await signersOf(acct)).toEqual([[newAddress, 1]]);
+      // One transaction per account: its sequence number moved by one.
+      expect(await seqOf(acct)).toBe(before[acct]! + 1n);
+      const key = (JSON.parse(await readFile(state, 'utf8')) as { intents: Record<string, { key: string }> }).intents[
+        acct
+      ]!.key;
+      const found = (await api('GET', `/v1/proposals?idempotencyKey=${encodeURIComponent(key)}`)).body as {
+        items: { id: string; status: string }[];
+      };
+      expect(found.items.map((p) => p.status)).toEqual(['submitted']);
+      const view = (await api('GET', `/v1/proposals/${found.items[0]!.id}`)).body as {
+        decisions: { nodeId: string; outcome: string; reasons?: { code: string }[] }[];
+      };
+      // node-2 holds no share of the new group: it never approves the swap (if it was asked, it said why).
+      for (const d of view.decisions.filter((x) => x.nodeId === ids[2])) {
+        expect(d.outcome).toBe('reject');
+        expect(d.reasons?.map((r) => r.code)).toContain('FROST_SWAP_UNKNOWN_GROUP');
+      }
+    }
+    // Once more: nothing left to do, no new proposal.
+    const again = await swap([a, b]);
+    expect(again.code, again.out).toBe(0);
+    expect(again.out).not.toContain('proposed');
+    for (const acct of [a, b]) expect(await seqOf(acct)).toBe(before[acct]! + 1n);
+
+    // A payment signed by the new group is applied by the ledger simulator.
+    const dest = (await cluster.fundedAccount()).publicKey();
+    const payment = async (amount: string) =>
+      new TransactionBuilder(await horizon.loadAccount(a), { fee: '100', networkPassphrase: cluster.networkPassphrase })
+        .addOperation(Operation.payment({ destination: dest, asset: Asset.native(), amount }))
+        .setTimeout(120)
+        .build();
+    const balance = async () => BigInt((await cluster.nativeBalance(dest)).replace('.', ''));
+    const start = await balance();
+    const byNew = await api('POST', '/v1/proposals', {
+      xdr: (await payment('7')).toXDR(),
+      submit: true,
+      group: newAddress,
+    });
+    expect(byNew.status, JSON.stringify(byNew.body)).toBe(201);
+    const done = await cluster.waitForProposal((byNew.body as { id: string }).id, { timeoutMs: 90_000 });
+    expect(done.status, JSON.stringify(done)).toBe('submitted');
+    expect((await balance()) - start).toBe(70_000_000n);
+
+    // The old group: the coordinator refuses to run it (no weight on the account), and a signature made directly
+    // with two of its shares is refused by the ledger.
+    const byOld = await api('POST', '/v1/proposals', {
+      xdr: (await payment('1')).toXDR(),
+      submit: true,
+      group: oldAddress,
+    });
+    expect(byOld.status).toBe(422);
+    expect(byOld.body).toMatchObject({ code: 'COORD_FROST_GROUP_NOT_SIGNER' });
+    const tx = await payment('1');
+    const oldRow = (i: number) => rows(i).find((r) => r.address === oldAddress)!;
+    const [s0, s2] = [await open(0, oldRow(0)), await open(2, oldRow(2))];
+    const oldGroup = JSON.parse(oldRow(2).group_public) as GroupPublic;
+    const commits = [commitNonces(s0), commitNonces(s2)];
+    const commitments = commits.map((c) => c.commitment);
+    const message = tx.hash();
+    const sig = aggregate(oldGroup, commitments, message, {
+      [String(s0.index)]: signShare(oldGroup, s0, commits[0]!.nonces, commitments, message),
+      [String(s2.index)]: signShare(oldGroup, s2, commits[1]!.nonces, commitments, message),
+    });
+    tx.addSignature(oldAddress, Buffer.from(sig).toString('base64'));
+    const refused = await horizon.submitTransaction(tx).then(
+      () => undefined,
+      (e: { response?: { data?: { extras?: { result_codes?: { transaction?: string } } } } }) =>
+        e.response?.data?.extras?.result_codes?.transaction,
+    );
+    expect(refused).toBe('tx_bad_auth');
+    expect((await balance()) - start).toBe(70_000_000n);
+  }, 360_000);
 });

@@ -308,3 +308,93 @@ export function checkGroupKeyChange(
     }
   });
 }
+
+/** The ed25519 key (G...) a signer entry of a setOptions names, for an ed25519 or a signed-payload signer (CAP-40). */
+function signerKeyOf(signer: unknown): string | undefined {
+  const s = signer as { ed25519PublicKey?: string; ed25519SignedPayload?: string } | undefined;
+  if (s?.ed25519PublicKey !== undefined) return s.ed25519PublicKey;
+  if (s?.ed25519SignedPayload !== undefined) {
+    // A signed-payload signer (P...) is the ed25519 key plus a payload: the first 32 bytes are the key.
+    const raw = StrKey.decodeSignedPayload(s.ed25519SignedPayload);
+    return StrKey.encodeEd25519PublicKey(Buffer.from(raw.subarray(0, 32)));
+  }
+  return undefined;
+}
+
+/** The outcome of a node's review of a transaction that may change a signer to or from a group key. */
+export type GroupKeyChangeReview =
+  /** No setOptions of the transaction touches a group key the node knows: the policy alone decides. */
+  | { kind: 'none' }
+  /** Exactly the group-key change the node can verify: remove the signing group's key, add a held group's. */
+  | { kind: 'checked'; change: Pick<GroupKeyChange, 'account' | 'oldKey' | 'newKey' | 'weight'> }
+  | {
+      kind: 'refused';
+      /** UNKNOWN_GROUP: the added key is no group the node holds; WEIGHT_UNPLANNED: its operator set no weight
+       * for that group; MISMATCH: any other difference from the planned change (checkGroupKeyChange). */
+      code: 'UNKNOWN_GROUP' | 'WEIGHT_UNPLANNED' | 'MISMATCH';
+      field: string;
+      message: string;
+    };
+
+/**
+ * What a node decides, from its own records only, about a transaction a FROST group is asked to sign: when any of
+ * its setOptions names a group key the node knows (the signing group's, or one it holds a share of) as a signer,
+ * the transaction must be exactly the group-key change from the signing group to a group the node holds, at the
+ * weight the node's own operator planned for that group (checkGroupKeyChange); nothing the coordinator says about
+ * the change is used. Removing a group key in favour of a native signer or an unknown key, changing its weight,
+ * or bundling other operations is refused. A transaction that names no known group key is left to the policy.
+ * @param p.signingGroup the address of the group asked to sign (the old group of a swap)
+ * @param p.heldGroups the addresses of the groups this node holds a confirmed share of
+ * @param p.plannedWeight the weight the node's operator planned for a held group's key, if any
+ */
+export function reviewGroupKeyChange(
+  tx: Transaction,
+  p: { signingGroup: string; heldGroups: ReadonlySet<string>; plannedWeight: (group: string) => number | undefined },
+): GroupKeyChangeReview {
+  const touches = tx.operations.some((op) => {
+    if (op.type !== 'setOptions' || op.signer === undefined) return false;
+    const key = signerKeyOf(op.signer);
+    return key !== undefined && (key === p.signingGroup || p.heldGroups.has(key));
+  });
+  if (!touches) return { kind: 'none' };
+  const refused = (code: 'UNKNOWN_GROUP' | 'WEIGHT_UNPLANNED' | 'MISMATCH', field: string, why: string) =>
+    ({ kind: 'refused', code, field, message: `${field} ${why}.` }) as const;
+  const second = tx.operations[1];
+  const added =
+    tx.operations.length === 2 && second?.type === 'setOptions'
+      ? (second.signer as { ed25519PublicKey?: string } | undefined)?.ed25519PublicKey
+      : undefined;
+  if (added === p.signingGroup) {
+    return refused('MISMATCH', 'operations[1].signer', 'must add a group key other than the signing group');
+  }
+  if (added !== undefined && !p.heldGroups.has(added)) {
+    return refused(
+      'UNKNOWN_GROUP',
+      'operations[1].signer',
+      `adds ${added}, which is not a group this node holds a confirmed share of`,
+    );
+  }
+  const weight = added === undefined ? undefined : p.plannedWeight(added);
+  if (added !== undefined && weight === undefined) {
+    return refused(
+      'WEIGHT_UNPLANNED',
+      'operations[1].signer.weight',
+      `this node's operator planned no account weight for group ${added} (frost.expect accountWeight)`,
+    );
+  }
+  const change = {
+    account: tx.source,
+    oldKey: p.signingGroup,
+    // Without a second setOptions adding an ed25519 key there is nothing to compare with: checkGroupKeyChange
+    // names the first difference (the operation count or type, or the first operation's signer).
+    newKey: added ?? '',
+    weight: weight ?? 0,
+  };
+  try {
+    checkGroupKeyChange(tx, change);
+  } catch (e) {
+    const field = (e as { details: { field: string } }).details.field;
+    return { kind: 'refused', code: 'MISMATCH', field, message: (e as Error).message };
+  }
+  return { kind: 'checked', change };
+}

@@ -113,7 +113,9 @@ export const EVENT_DATA = {
   // Operator lifecycle (lifecycle.ts): a node's signing key changed; a step of setup/rotation/membership/thresholds.
   'node.key_changed': Type.Object({ nodeId: Type.String(), stellarKey: Type.String(), previous: Type.String() }),
   'lifecycle.step': Type.Object({
-    action: Type.Union(['setup', 'rotate', 'node-add', 'node-remove', 'thresholds'].map((a) => Type.Literal(a))),
+    action: Type.Union(
+      ['setup', 'rotate', 'node-add', 'node-remove', 'thresholds', 'frost-swap'].map((a) => Type.Literal(a)),
+    ),
     step: Type.String({ description: 'e.g. started, key-created, added, switched, removed, deletion-scheduled' }),
     account: Type.Optional(Type.String()),
     nodeId: Type.Optional(Type.String()),

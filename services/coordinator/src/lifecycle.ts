@@ -29,7 +29,10 @@ const ErrorBody = Type.Object({
 const errs = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 429: ErrorBody };
 const StepBody = Type.Object(
   {
-    action: Type.Union(['setup', 'rotate', 'node-add', 'node-remove', 'thresholds'].map((a) => Type.Literal(a))),
+    action: Type.Union(
+      // frost-swap: `cosigner frost swap` records the old group's retirement once no account lists its key.
+      ['setup', 'rotate', 'node-add', 'node-remove', 'thresholds', 'frost-swap'].map((a) => Type.Literal(a)),
+    ),
     step: Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z0-9.-]+$' }),
     account: Type.Optional(G),
     nodeId: Type.Optional(Type.String({ maxLength: 128 })),

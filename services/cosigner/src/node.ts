@@ -16,7 +16,7 @@ import { assertProductionSafe, type NodeConfig } from './config.ts';
 import { nodeErrors } from './errors.ts';
 import { openFrostDkg } from './frost/dkg.ts';
 import { FrostSigning } from './frost/sign.ts';
-import type { NodeFrostGroup } from './frost/store.ts';
+import { membershipKey, type NodeFrostGroup } from './frost/store.ts';
 import { Keyring } from './keyring.ts';
 import { ledgerPath, openLedgerDb, SigningLedger } from './ledger.ts';
 import { createMetrics, type NodeMetrics } from './metrics.ts';
@@ -177,7 +177,11 @@ export async function createNode(
   const crashAt = crashPointFromEnv(config.production, env);
   if (crashAt) logger.warn({ crashAt }, 'COSIGNER_CRASH_AT test hook is armed (development mode only)');
   // The policy looks a key up on the roster only when a transaction changes a signer under clusterMembers.
-  const members = { has: (key: string) => signer.isMember(key) };
+  // A group key this node holds a confirmed share of counts as one of its own keys: it took part in the key
+  // generation of a roster its operator expected (frost/config.ts). So `clusterMembers` lets a group-key swap
+  // (remove the old group's key, add the new group's) pass the policy; the swap's own checks are in frost/sign.ts.
+  const holdsGroup = (key: string) => frost.signing?.store.get(key)?.status === 'confirmed';
+  const members = { has: (key: string) => signer.isMember(key) || holdsGroup(key) };
   const evaluateFn: EvaluateFn = (summary, ctx) => evaluate(policy.current, { summary, ...ctx, members });
   // One review pipeline (pipeline.ts) for every kind of proposal: transactions, held ones, Soroban auth entries.
   const pipeline = new SigningPipeline({
@@ -220,6 +224,11 @@ export async function createNode(
   const frostSigning = new FrostSigning({
     nodeId: config.nodeId,
     groups: frost.signing?.store,
+    // The account weight the operator planned for a group: from the expect entry of the group's own roster.
+    plannedWeight: (g) =>
+      config.frost?.expect.find(
+        (e) => membershipKey(e.threshold, e.participants) === membershipKey(g.threshold, g.participants),
+      )?.accountWeight,
     sealer: frost.signing?.sealer,
     nonces,
     reviewer,

@@ -60,6 +60,26 @@ export const nodeReasons = defineReasons('cosigner-node', {
     outcome: 'reject',
     message: 'An operator rejected this held proposal, or the coordinator closed it.',
   },
+  FROST_SWAP_UNKNOWN_GROUP: {
+    outcome: 'reject',
+    message:
+      'A FROST group is asked to sign a change of its own key for a key that is not a group this node holds a ' +
+      'confirmed share of (from a key generation it took part in): the node cannot verify the new key, so it sends ' +
+      'no commitment.',
+  },
+  FROST_SWAP_WEIGHT_UNPLANNED: {
+    outcome: 'reject',
+    message:
+      "A group-key swap adds a group for which this node's operator planned no account weight (frost.expect " +
+      'accountWeight of that roster): the node does not take the weight from the coordinator.',
+  },
+  FROST_SWAP_MISMATCH: {
+    outcome: 'reject',
+    message:
+      'A transaction that changes a signer to or from a group key this node knows is not exactly the group-key ' +
+      'swap it can verify (source the account, two setOptions: the signing group to weight 0, a held group at its ' +
+      'planned weight, nothing else); `field` names the first difference.',
+  },
 });
 
 /** A node reason code. */

@@ -1,11 +1,11 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { type NewMembershipPlan, planNewMembership } from '@cosigner/frost/reshare';
-import type { GroupPublic } from '@cosigner/frost/suite';
 import { readSecretFile } from '@cosigner/runtime/secrets';
 import { type Command, InvalidArgumentError } from 'commander';
 import { cliErrors } from '../errors.ts';
-import { http, httpOk, type Out, required, run, stdio } from './account.ts';
+import { http, httpOk, type Out, required, run, stdio, targetOptions } from './account.ts';
+import { frostSwap, groupPublicOf, type SwapFlags } from './frost-swap.ts';
 
 /**
  * `cosigner frost dkg` and `cosigner frost show` (docs/operations/frost.md): start a FROST key generation among
@@ -27,7 +27,7 @@ export interface DkgFlags extends FrostTarget {
   timeoutSeconds: number;
 }
 
-interface GroupView {
+export interface GroupView {
   id: string;
   status: 'running' | 'ready' | 'failed';
   step: string;
@@ -57,6 +57,12 @@ export function parseParticipants(v: string): string[] {
 function threshold(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 2 || n > 255) throw new InvalidArgumentError('must be an integer from 2 to 255');
+  return n;
+}
+
+function weightOption(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 255) throw new InvalidArgumentError('must be an integer from 1 to 255');
   return n;
 }
 
@@ -271,17 +277,6 @@ async function saveNewGroupState(file: string, s: NewGroupState): Promise<void> 
   await rename(tmp, file);
 }
 
-/** A ready group's public data from its view (what planNewMembership checks the old group with). */
-function groupPublicOf(g: GroupView & { commitments?: string[] | null }): GroupPublic {
-  return {
-    threshold: g.threshold,
-    participants: g.participants.map((p) => p.index),
-    groupPublicKey: g.groupPublicKey!,
-    commitments: g.commitments ?? [],
-    verifyingShares: Object.fromEntries(g.participants.map((p) => [String(p.index), p.verifyingShare!])),
-  };
-}
-
 /**
  * `cosigner frost new-group --from <old group> --participants ... --threshold t --state-file f`: a new group (nodes
  * added or removed, or another threshold) beside the old one. It plans the membership (planNewMembership: indices
@@ -442,6 +437,38 @@ export function registerFrost(program: Command, io: Out = stdio): void {
         'group stays and keeps signing until the account swaps the keys.',
     )
     .action((f: NewGroupFlags) => run(() => frostNewGroup(f, io), io));
+  targetOptions(frost.command('swap'))
+    .description('move every account the old group key signs to the new group key (signed by the old group); resumable')
+    .option('--from <group>', 'the old group: its address (G...) or key-generation id')
+    .option('--to <group>', 'the new group (made by `frost new-group`): its address (G...) or key-generation id')
+    .option(
+      '--account <G...>',
+      'an account the old group key signs (repeat for each: every one must be named)',
+      (v: string, acc: string[]) => [...acc, v],
+      [],
+    )
+    .option('--weight <w>', "the new key's weight on each account (default: the old key's)", weightOption)
+    .option(
+      '--allow-disjoint-quorums',
+      'accept a configuration in which two disjoint sets of signers reach a threshold',
+    )
+    .option('--state-file <file>', 'where the steps are recorded; run again with it to resume')
+    .option('--wait-seconds <s>', 'how long to wait for each account to be swapped', seconds, 180)
+    .option(
+      '--proposal-window <s>',
+      "seconds each swap transaction stays valid (within the nodes' policy)",
+      seconds,
+      120,
+    )
+    .option('--json', 'print the state as JSON at the end')
+    .addHelpText(
+      'after',
+      '\nOne transaction per account, two setOptions: the old group key to weight 0 and the new one added, applied\n' +
+        'together or not at all. t of the OLD group sign it; each node checks it against its own records (it must\n' +
+        'hold the new group and its operator must have planned the weight: frost.expect accountWeight). Run again\n' +
+        'with the same --state-file after any failure: an account already swapped is not proposed twice.',
+    )
+    .action((f: SwapFlags) => run(() => frostSwap(f, io), io));
   coordinatorOptions(frost.command('show').argument('<group>', 'the key generation id or the group address (G...)'))
     .description("show a group: its key, each participant's verifying share, or why its key generation failed")
     .action((group: string, f: FrostTarget) => run(() => frostShow(group, f, io), io));

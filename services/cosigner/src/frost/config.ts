@@ -42,6 +42,13 @@ export const FrostExpectSchema = Type.Object(
       minItems: 2,
       maxItems: 255,
     }),
+    /**
+     * The weight this group's key is to have on the accounts it signs for. A node asked to sign the swap of an
+     * account from an old group key to this group's key (docs/operations/frost.md, "Swapping the account") checks
+     * the new key's weight against this number, never against one the coordinator sends; without it the node
+     * refuses every swap to this group (FROST_SWAP_WEIGHT_UNPLANNED).
+     */
+    accountWeight: Type.Optional(Type.Integer({ minimum: 1, maximum: 255 })),
   },
   { additionalProperties: false },
 );

@@ -1,12 +1,16 @@
 import type { NonceStore } from '@cosigner/frost/nonce-store';
+import { reviewGroupKeyChange } from '@cosigner/frost/reshare';
 import type { Commitment } from '@cosigner/frost/rounds';
 import type { ShareSealer } from '@cosigner/frost/sealer';
 import { FrostSigner } from '@cosigner/frost/signer';
 import { protocolReasons } from '@cosigner/protocol/reasons';
+import type { DecodedTransaction } from '@cosigner/stellar/decode';
+import type { Transaction } from '@stellar/stellar-sdk';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit.ts';
 import type { Reason } from '../ledger.ts';
 import type { DecisionBody, ProposalBody, SigningPipeline } from '../pipeline.ts';
+import { nodeReasons } from '../reasons.ts';
 import type { Reviewer } from '../review.ts';
 import type { NodeFrostGroup } from './store.ts';
 
@@ -47,7 +51,12 @@ interface Bound {
 export interface FrostSigningOptions {
   nodeId: string;
   /** The node's confirmed groups (frost/store.ts), or none without a frost section. */
-  groups: { get(address: string): NodeFrostGroup | undefined } | undefined;
+  groups: { get(address: string): NodeFrostGroup | undefined; list(): NodeFrostGroup[] } | undefined;
+  /**
+   * The account weight this node's operator planned for a held group's key (frost.expect `accountWeight` of its
+   * roster): the only weight a swap to that group may give it. Without it every swap is refused.
+   */
+  plannedWeight?: (g: NodeFrostGroup) => number | undefined;
   sealer: ShareSealer | undefined;
   nonces: NonceStore | undefined;
   reviewer: Reviewer;
@@ -137,6 +146,10 @@ export class FrostSigning {
     if (!prep.ok) return refuse(prep.hash, ...prep.reasons);
     const r = { kind: 'frost', proposalId: p.proposalId, hash: prep.hash };
     if (f.step === 'commit') {
+      // A change of a signer to or from a group key is checked against what this node recorded itself, before the
+      // policy and before any nonce exists (reshare.ts reviewGroupKeyChange).
+      const swap = this.#groupKeyChange(prep.decoded, f.group, p.proposalId);
+      if (swap) return refuse(prep.hash, swap);
       const reserved = await pipeline.reserve(reviewer.frostReview(p.proposalId, prep, seen));
       if ('decision' in reserved) return reserved.decision;
       let commitment: Commitment;
@@ -204,6 +217,40 @@ export class FrostSigning {
       ...pipeline.approved(r),
       frost: { group: f.group, roundId: f.roundId, step: 'sign', share: released.share.toString('hex') },
     };
+  }
+
+  /**
+   * The node's own review of a group-key change (docs/architecture.md "Swapping the account to a new group"): the
+   * new key must be a group this node holds a confirmed share of, at the weight its operator planned, and the
+   * transaction exactly the two setOptions of the swap. The refusal, if any; a transaction that names no group key
+   * this node knows passes to the policy unchanged.
+   */
+  #groupKeyChange(decoded: DecodedTransaction, signingGroup: string, proposalId: string): Reason | undefined {
+    const tx = (decoded.inner ?? decoded).tx as Transaction;
+    const held = new Map(
+      this.#o
+        .groups!.list()
+        .filter((g) => g.status === 'confirmed')
+        .map((g) => [g.address, g]),
+    );
+    const r = reviewGroupKeyChange(tx, {
+      signingGroup,
+      heldGroups: new Set(held.keys()),
+      plannedWeight: (a) => this.#o.plannedWeight?.(held.get(a)!),
+    });
+    if (r.kind === 'none') return undefined;
+    if (r.kind === 'refused') {
+      this.#o.logger.warn(
+        { proposalId, group: signingGroup, code: r.code, field: r.field },
+        'FROST group-key swap refused',
+      );
+      return nodeReasons.reason(`FROST_SWAP_${r.code}`, {
+        message: `The group-key swap is refused: ${r.message.slice(0, 800)}`,
+        field: r.field,
+      });
+    }
+    this.#o.logger.info({ proposalId, ...r.change }, 'FROST group-key swap checked');
+    return undefined;
   }
 
   /**
