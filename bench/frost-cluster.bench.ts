@@ -19,14 +19,17 @@
  *
  * Settings: BENCH_ROUNDS (default 3), BENCH_N (c=1 proposals per round, default 20), BENCH_WINDOW_MS (default
  * 8000), BENCH_WARMUP_MS (default 2000), BENCH_CONCURRENCY (default 8), BENCH_DIST (default 0: children through
- * tsx as tests run them; 1: `pnpm build`'s dist, as the image runs).
+ * tsx as tests run them; 1: `pnpm build`'s dist, as the image runs), BENCH_SETUPS (comma-separated names of the setups
+ * to run, default all three: `BENCH_SETUPS='FROST 14-of-20'` while iterating), BENCH_PROFILE=<dir> (every child
+ * profiled by V8's sampling profiler as in the cluster bench: `<pid>-<name>.cpuprofile` per process, read with
+ * `pnpm exec tsx bench/profile-summary.ts <dir> --match coordinator --last S`).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import { cpus, loadavg, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { type Cluster, type ClusterProcess, demoPolicyYaml, startCluster } from '@cosigner/launcher/cluster';
 import { COSIGNER_BIN, REPO_ROOT, tempDir, useBuiltJs } from '@cosigner/testkit/process';
@@ -40,6 +43,7 @@ const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 8000);
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 2000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
 const DIST = process.env.BENCH_DIST === '1';
+const PROFILE_DIR = process.env.BENCH_PROFILE ? resolve(process.env.BENCH_PROFILE) : undefined;
 
 interface Setup {
   name: string;
@@ -54,11 +58,14 @@ interface Setup {
   dest?: string;
 }
 
-const SETUPS: Setup[] = [
+const ALL_SETUPS: Setup[] = [
   { name: 'native 2-of-3', nodes: 3, t: 2, frost: false },
   { name: 'FROST 2-of-3', nodes: 3, t: 2, frost: true },
   { name: 'FROST 14-of-20', nodes: 20, t: 14, frost: true },
 ];
+const chosen = process.env.BENCH_SETUPS?.split(',').map((x) => x.trim());
+const SETUPS = chosen ? ALL_SETUPS.filter((s) => chosen.includes(s.name)) : ALL_SETUPS;
+if (SETUPS.length === 0) throw new Error(`BENCH_SETUPS names none of: ${ALL_SETUPS.map((s) => s.name).join(', ')}`);
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -336,6 +343,14 @@ async function measure(s: Setup): Promise<RoundFigures> {
 async function main(): Promise<void> {
   const built = DIST ? useBuiltJs() : undefined;
   if (built) console.log(built);
+  if (PROFILE_DIR) {
+    mkdirSync(PROFILE_DIR, { recursive: true });
+    // Children inherit the environment; Node refuses --cpu-prof in NODE_OPTIONS, so a preload starts the built-in
+    // profiler instead and writes <pid>-<name>.cpuprofile at exit (bench/cpu-profile.mjs).
+    process.env.BENCH_PROFILE = PROFILE_DIR;
+    process.env.NODE_OPTIONS =
+      `${process.env.NODE_OPTIONS ?? ''} --import ${join(REPO_ROOT, 'bench/cpu-profile.mjs')}`.trim();
+  }
   const root = await tempDir('cosigner-bench-frost-');
   const startedAt = new Date().toISOString();
   try {
@@ -378,7 +393,7 @@ async function main(): Promise<void> {
     const out = {
       startedAt,
       machine: { cpus: cpus().length, memMb: Math.round(totalmem() / 2 ** 20), node: process.version },
-      settings: { ROUNDS, N_LATENCY, WINDOW_MS, WARMUP_MS, CONCURRENCY, DIST },
+      settings: { ROUNDS, N_LATENCY, WINDOW_MS, WARMUP_MS, CONCURRENCY, DIST, profiled: PROFILE_DIR !== undefined },
       summary,
       rounds: Object.fromEntries(rounds),
     };
