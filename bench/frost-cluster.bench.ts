@@ -10,6 +10,8 @@
  * Per setup and round:
  * - latency at concurrency 1: POST /v1/proposals (submit: false; with `group` for FROST) until `quorum.reached`
  *   arrives on the client event stream (/v1/events): the coordinator holds a verified, complete envelope;
+ * - idle CPU: each role's CPU per second over BENCH_IDLE_MS (default 3000) with nothing in flight (heartbeats, timers,
+ *   GC of 20 node processes add up), and the CPU per proposal less that rate: what a proposal itself costs;
  * - throughput with BENCH_CONCURRENCY (default 8) clients over a window after a warm-up: signed proposals per second,
  *   and CPU ms per proposal per role over the window (/proc/<pid>/stat): the coordinator, all nodes summed, and the
  *   KMS emulators summed. For FROST a proposal costs t nodes two exchanges each; the emulators see one Decrypt per
@@ -19,14 +21,17 @@
  *
  * Settings: BENCH_ROUNDS (default 3), BENCH_N (c=1 proposals per round, default 20), BENCH_WINDOW_MS (default
  * 8000), BENCH_WARMUP_MS (default 2000), BENCH_CONCURRENCY (default 8), BENCH_DIST (default 0: children through
- * tsx as tests run them; 1: `pnpm build`'s dist, as the image runs).
+ * tsx as tests run them; 1: `pnpm build`'s dist, as the image runs), BENCH_SETUPS (comma-separated names of the setups
+ * to run, default all three: `BENCH_SETUPS='FROST 14-of-20'` while iterating), BENCH_PROFILE=<dir> (every child
+ * profiled by V8's sampling profiler as in the cluster bench: `<pid>-<name>.cpuprofile` per process, read with
+ * `pnpm exec tsx bench/profile-summary.ts <dir> --match coordinator --last S`).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import { cpus, loadavg, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { type Cluster, type ClusterProcess, demoPolicyYaml, startCluster } from '@cosigner/launcher/cluster';
 import { COSIGNER_BIN, REPO_ROOT, tempDir, useBuiltJs } from '@cosigner/testkit/process';
@@ -39,7 +44,9 @@ const N_LATENCY = Number(process.env.BENCH_N ?? 20);
 const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 8000);
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 2000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
+const IDLE_MS = Number(process.env.BENCH_IDLE_MS ?? 3000);
 const DIST = process.env.BENCH_DIST === '1';
+const PROFILE_DIR = process.env.BENCH_PROFILE ? resolve(process.env.BENCH_PROFILE) : undefined;
 
 interface Setup {
   name: string;
@@ -54,11 +61,14 @@ interface Setup {
   dest?: string;
 }
 
-const SETUPS: Setup[] = [
+const ALL_SETUPS: Setup[] = [
   { name: 'native 2-of-3', nodes: 3, t: 2, frost: false },
   { name: 'FROST 2-of-3', nodes: 3, t: 2, frost: true },
   { name: 'FROST 14-of-20', nodes: 20, t: 14, frost: true },
 ];
+const chosen = process.env.BENCH_SETUPS?.split(',').map((x) => x.trim());
+const SETUPS = chosen ? ALL_SETUPS.filter((s) => chosen.includes(s.name)) : ALL_SETUPS;
+if (SETUPS.length === 0) throw new Error(`BENCH_SETUPS names none of: ${ALL_SETUPS.map((s) => s.name).join(', ')}`);
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -285,6 +295,10 @@ interface RoundFigures {
   p90Ms: number;
   proposalsPerSecond: number;
   cpuMsPerProposal: Record<string, number>;
+  /** CPU ms per second of each role with no proposal in flight (heartbeats, timers, GC): paid whatever the load. */
+  idleCpuMsPerSecond: Record<string, number>;
+  /** cpuMsPerProposal less the idle rate over the window: the work a proposal itself costs. */
+  netCpuMsPerProposal: Record<string, number>;
   loadavg: number[];
 }
 
@@ -293,13 +307,27 @@ async function measure(s: Setup): Promise<RoundFigures> {
   const client = new Client(c);
   await client.open();
   try {
+    const cpu = (): Map<string, number> => new Map(procs(c).map((p) => [p.name, cpuSeconds(p.pid)]));
+    const byRole = (before: Map<string, number>, after: Map<string, number>): Record<string, number> => {
+      const out: Record<string, number> = {};
+      for (const [name, v] of after) out[role(name)] = (out[role(name)] ?? 0) + v - (before.get(name) ?? v);
+      return out;
+    };
+    // The idle rate first: with 20 node processes, what they spend with nothing to sign is a large part of the
+    // CPU per proposal at a few proposals per second.
+    const idle0 = cpu();
+    const i0 = performance.now();
+    await sleep(IDLE_MS);
+    const idleS = (performance.now() - i0) / 1000;
+    const idleCpuMsPerSecond = Object.fromEntries(
+      Object.entries(byRole(idle0, cpu())).map(([k, v]) => [k, r1((v * 1000) / idleS)]),
+    );
     const lat: number[] = [];
     for (let i = 0; i < N_LATENCY; i++) lat.push(await client.propose(payment(s), s.group));
     // Throughput: CONCURRENCY clients in a loop; CPU and completions counted over the window after the warm-up.
     let completed = 0;
     let stop = false;
     let inWindow = false;
-    const cpu = (): Map<string, number> => new Map(procs(c).map((p) => [p.name, cpuSeconds(p.pid)]));
     const loops = Array.from({ length: CONCURRENCY }, async () => {
       while (!stop) {
         await client.propose(payment(s), s.group);
@@ -316,16 +344,23 @@ async function measure(s: Setup): Promise<RoundFigures> {
     const after = cpu();
     stop = true;
     await Promise.all(loops);
-    const byRole: Record<string, number> = {};
-    for (const [name, v] of after) byRole[role(name)] = (byRole[role(name)] ?? 0) + v - (before.get(name) ?? v);
+    const spent = byRole(before, after);
     const cpuMsPerProposal = Object.fromEntries(
-      Object.entries(byRole).map(([k, v]) => [k, completed > 0 ? r1((v * 1000) / completed) : Number.NaN]),
+      Object.entries(spent).map(([k, v]) => [k, completed > 0 ? r1((v * 1000) / completed) : Number.NaN]),
+    );
+    const netCpuMsPerProposal = Object.fromEntries(
+      Object.entries(spent).map(([k, v]) => [
+        k,
+        completed > 0 ? r1((v * 1000 - (idleCpuMsPerSecond[k] ?? 0) * (elapsed / 1000)) / completed) : Number.NaN,
+      ]),
     );
     return {
       p50Ms: r1(median(lat)),
       p90Ms: r1(pct(lat, 90)),
       proposalsPerSecond: r1((completed * 1000) / elapsed),
       cpuMsPerProposal,
+      idleCpuMsPerSecond,
+      netCpuMsPerProposal,
       loadavg: loadavg().map((x) => Math.round(x * 100) / 100),
     };
   } finally {
@@ -336,6 +371,14 @@ async function measure(s: Setup): Promise<RoundFigures> {
 async function main(): Promise<void> {
   const built = DIST ? useBuiltJs() : undefined;
   if (built) console.log(built);
+  if (PROFILE_DIR) {
+    mkdirSync(PROFILE_DIR, { recursive: true });
+    // Children inherit the environment; Node refuses --cpu-prof in NODE_OPTIONS, so a preload starts the built-in
+    // profiler instead and writes <pid>-<name>.cpuprofile at exit (bench/cpu-profile.mjs).
+    process.env.BENCH_PROFILE = PROFILE_DIR;
+    process.env.NODE_OPTIONS =
+      `${process.env.NODE_OPTIONS ?? ''} --import ${join(REPO_ROOT, 'bench/cpu-profile.mjs')}`.trim();
+  }
   const root = await tempDir('cosigner-bench-frost-');
   const startedAt = new Date().toISOString();
   try {
@@ -364,21 +407,40 @@ async function main(): Promise<void> {
         cpuMsPerProposal: Object.fromEntries(
           roles.map((k) => [k, median(fs.map((f) => f.cpuMsPerProposal[k] ?? Number.NaN))]),
         ),
+        idleCpuMsPerSecond: Object.fromEntries(
+          roles.map((k) => [k, median(fs.map((f) => f.idleCpuMsPerSecond[k] ?? Number.NaN))]),
+        ),
+        netCpuMsPerProposal: Object.fromEntries(
+          roles.map((k) => [k, median(fs.map((f) => f.netCpuMsPerProposal[k] ?? Number.NaN))]),
+        ),
       };
     });
     console.log('\nmedians over rounds (c=1 latency to a signed envelope; throughput and CPU at c=%d):', CONCURRENCY);
     for (const x of summary) {
-      const cpu = Object.entries(x.cpuMsPerProposal)
-        .map(([k, v]) => `${k} ${v} ms`)
-        .join(', ');
+      const cpu = (r: Record<string, number>, unit: string) =>
+        Object.entries(r)
+          .map(([k, v]) => `${k} ${v}${unit}`)
+          .join(', ');
       console.log(
-        `  ${x.setup.padEnd(15)} p50 ${x.p50Ms} ms  p90 ${x.p90Ms} ms  ${x.proposalsPerSecond}/s  CPU per proposal: ${cpu}`,
+        `  ${x.setup.padEnd(15)} p50 ${x.p50Ms} ms  p90 ${x.p90Ms} ms  ${x.proposalsPerSecond}/s  CPU per proposal: ${cpu(x.cpuMsPerProposal, ' ms')}`,
+      );
+      console.log(
+        `  ${''.padEnd(15)} idle CPU per second: ${cpu(x.idleCpuMsPerSecond, ' ms')}; CPU per proposal less idle: ${cpu(x.netCpuMsPerProposal, ' ms')}`,
       );
     }
     const out = {
       startedAt,
       machine: { cpus: cpus().length, memMb: Math.round(totalmem() / 2 ** 20), node: process.version },
-      settings: { ROUNDS, N_LATENCY, WINDOW_MS, WARMUP_MS, CONCURRENCY, DIST },
+      settings: {
+        ROUNDS,
+        N_LATENCY,
+        WINDOW_MS,
+        WARMUP_MS,
+        CONCURRENCY,
+        IDLE_MS,
+        DIST,
+        profiled: PROFILE_DIR !== undefined,
+      },
       summary,
       rounds: Object.fromEntries(rounds),
     };

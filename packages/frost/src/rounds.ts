@@ -62,34 +62,68 @@ interface Entry {
 }
 
 /**
+ * Commitments checked by `checkCommitment`: only objects made here are in it, so a look-alike built elsewhere (a
+ * JSON object with `hiding` and `binding` points, say) is never taken for a checked one and gets every check.
+ */
+const checkedEntries = new WeakSet<object>();
+
+/** A participant's commitment with its two points decoded and checked (RFC 9591 section 3.1), once. Immutable. */
+export type CheckedCommitment = Readonly<Entry>;
+
+/**
+ * Check one participant's commitment against the group when it arrives (its index a participant, two valid points
+ * of the prime-order group, RFC 9591 section 3.1 DeserializeElement) and keep the decoded points: the coordinator
+ * checks each commitment as it comes in round one, and passes the checked commitments to `aggregate` rather than
+ * having it decode and subgroup-check the same points again (a multiplication by the group order each).
+ * @throws FROST_BAD_INPUT, FROST_OUT_OF_RANGE naming the field
+ */
+export function checkCommitment(group: GroupPublic, value: unknown, field = 'commitment'): CheckedCommitment {
+  const d = decodeEntry(group, value, field, undefined);
+  const e = Object.freeze({ ...d, commitment: Object.freeze({ ...d.commitment }) });
+  checkedEntries.add(e);
+  return e;
+}
+
+function decodeEntry(group: GroupPublic, c: unknown, field: string, own: Commitment | undefined): Entry {
+  if (checkedEntries.has(c as object)) {
+    // Decoded and checked by checkCommitment: only the group membership of its index is checked again (it was
+    // checked against a group object that may not be this one).
+    const e = c as Entry;
+    if (!group.participants.includes(e.commitment.index)) {
+      throw outOfRange(`${field}.index`, `names ${e.commitment.index}, not a participant of the group`);
+    }
+    return e;
+  }
+  const o = object(c, field);
+  const index = int(o.index, `${field}.index`, 1, MAX_PARTICIPANTS);
+  if (!group.participants.includes(index)) {
+    throw outOfRange(`${field}.index`, `names ${index}, not a participant of the group`);
+  }
+  const hiding = hex(o.hiding, `${field}.hiding`, 32);
+  const binding = hex(o.binding, `${field}.binding`, 32);
+  // Checked here, before a participant marks its nonce used: a bad point from the coordinator is refused
+  // without costing the round (RFC 9591 section 3.1, DeserializeElement). The only check of these points in
+  // the round: the decoded points are what the binding factors and the group commitment are computed from.
+  const commitment = { index, hiding: toHex(hiding), binding: toHex(binding) };
+  if (own && own.index === index && own.hiding === commitment.hiding && own.binding === commitment.binding) {
+    return { commitment, hiding: ed25519.Point.fromBytes(hiding), binding: ed25519.Point.fromBytes(binding) };
+  }
+  return {
+    commitment,
+    hiding: decodePoint(hiding, `${field}.hiding`),
+    binding: decodePoint(binding, `${field}.binding`),
+  };
+}
+
+/**
  * checkCommitments, keeping the decoded points. `own`, when given, is a commitment this process computed itself
  * in round one as nonce x G (FrostSigner holds it beside its nonces): an entry equal to it byte for byte is a
  * multiple of the base point, so in the prime-order subgroup and not the identity (the nonces are non-zero
- * scalars), and is decoded without the subgroup check. Any other entry, including one under the same index
- * that differs, gets every check.
+ * scalars), and is decoded without the subgroup check. An entry made by `checkCommitment` is taken with its
+ * points as checked then. Any other entry, including one under the same index that differs, gets every check.
  */
 function decodeCommitments(group: GroupPublic, value: unknown, own?: Commitment): Entry[] {
-  const list = array(value, 'commitments').map((c, i): Entry => {
-    const o = object(c, `commitments[${i}]`);
-    const index = int(o.index, `commitments[${i}].index`, 1, MAX_PARTICIPANTS);
-    if (!group.participants.includes(index)) {
-      throw outOfRange(`commitments[${i}].index`, `names ${index}, not a participant of the group`);
-    }
-    const hiding = hex(o.hiding, `commitments[${i}].hiding`, 32);
-    const binding = hex(o.binding, `commitments[${i}].binding`, 32);
-    // Checked here, before a participant marks its nonce used: a bad point from the coordinator is refused
-    // without costing the round (RFC 9591 section 3.1, DeserializeElement). The only check of these points in
-    // the round: the decoded points are what the binding factors and the group commitment are computed from.
-    const commitment = { index, hiding: toHex(hiding), binding: toHex(binding) };
-    if (own && own.index === index && own.hiding === commitment.hiding && own.binding === commitment.binding) {
-      return { commitment, hiding: ed25519.Point.fromBytes(hiding), binding: ed25519.Point.fromBytes(binding) };
-    }
-    return {
-      commitment,
-      hiding: decodePoint(hiding, `commitments[${i}].hiding`),
-      binding: decodePoint(binding, `commitments[${i}].binding`),
-    };
-  });
+  const list = array(value, 'commitments').map((c, i) => decodeEntry(group, c, `commitments[${i}]`, own));
   if (list.length < group.threshold || list.length > group.participants.length) {
     throw outOfRange('commitments', `must hold ${group.threshold} to ${group.participants.length} entries`);
   }
@@ -337,13 +371,15 @@ export function verifyShare(
  * Aggregate (RFC 9591 section 5.3) the shares of the participants in `commitments`, then verify the result as
  * a plain Ed25519 signature under the group key with node:crypto (under stellar-core's rules: what the network
  * checks). When the sum does not verify, every share is verified (section 5.4) and those that fail are named.
+ * Entries of `commitments` made by `checkCommitment` are used with the points checked then; any other entry is
+ * decoded and checked here.
  * @returns the 64-byte Ed25519 signature
  * @throws FROST_BAD_SIGNATURE_SHARE (details.culprits: indices), FROST_OUT_OF_RANGE (a share missing or extra),
  *   FROST_AGGREGATE_FAILED
  */
 export function aggregate(
   group: GroupPublic,
-  commitments: Commitment[],
+  commitments: readonly (Commitment | CheckedCommitment)[],
   message: Uint8Array,
   shares: Record<string, Uint8Array>,
 ): Uint8Array {

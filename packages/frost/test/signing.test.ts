@@ -5,7 +5,15 @@ import { tempDir } from '@cosigner/testkit/process';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteNonceStore } from '../src/nonce-store.ts';
-import { aggregate, type Commitment, checkCommitments, commitNonces, signShare, verifyShare } from '../src/rounds.ts';
+import {
+  aggregate,
+  type Commitment,
+  checkCommitment,
+  checkCommitments,
+  commitNonces,
+  signShare,
+  verifyShare,
+} from '../src/rounds.ts';
 import { FrostSigner } from '../src/signer.ts';
 import { checkGroup, frost, type GroupPublic, identifierOf, type KeyShare } from '../src/suite.ts';
 import { groupOf, groupSignsPayments } from './scenario.ts';
@@ -180,6 +188,49 @@ describe('FROST signing over a Stellar transaction hash', () => {
     expect(aggregate(group, list, message, shares)).toHaveLength(64);
     signer.close();
     store.close();
+  });
+
+  it('aggregates commitments checked once on arrival (checkCommitment) to the same signature, never a look-alike', () => {
+    const outputs = groupOf(3, 2, 'checked');
+    const { group } = outputs[0]!;
+    const message = randomBytes(32);
+    const commits = outputs.slice(0, 2).map((o) => commitNonces(o.share));
+    const list = commits.map((c) => c.commitment);
+    const shares = Object.fromEntries(
+      outputs
+        .slice(0, 2)
+        .map((o, i) => [String(o.share.index), signShare(group, o.share, commits[i]!.nonces, list, message)]),
+    );
+    const checked = [...list].reverse().map((c) => checkCommitment(group, c));
+    expect(Object.isFrozen(checked[0])).toBe(true);
+    expect(Object.isFrozen(checked[0]!.commitment)).toBe(true);
+    expect(Buffer.from(aggregate(group, checked, message, shares))).toEqual(
+      Buffer.from(aggregate(group, list, message, shares)),
+    );
+    // Mixed with plain entries, and a bad share still named from the checked points.
+    expect(aggregate(group, [checked[0]!, list[0]!], message, shares)).toHaveLength(64);
+    expect(() => aggregate(group, checked, message, { ...shares, '2': randomBytes(32) })).toThrow(
+      code('FROST_BAD_SIGNATURE_SHARE', { culprits: [2] }),
+    );
+    // Refused on arrival, naming the field: an index outside the group, a point outside the prime-order subgroup.
+    expect(() => checkCommitment(group, { ...list[0]!, index: 9 })).toThrow(
+      code('FROST_OUT_OF_RANGE', { field: 'commitment.index' }),
+    );
+    const order8 = ed25519.Point.fromHex('c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a');
+    const dirty = ed25519.Point.fromHex(list[1]!.binding).add(order8).toHex();
+    expect(() => checkCommitment(group, { ...list[1]!, binding: dirty })).toThrow(
+      code('FROST_OUT_OF_RANGE', { field: 'commitment.binding' }),
+    );
+    // An object shaped like a checked commitment but not made by checkCommitment is not taken as checked: here it
+    // carries a dirty point and is refused (it is read as a plain commitment, which it is not).
+    const lookAlike = { ...checked[0]!, binding: ed25519.Point.fromHex(dirty) };
+    expect(() => aggregate(group, [lookAlike as never, checked[1]!], message, shares)).toThrow(code('FROST_BAD_INPUT'));
+    // A checked commitment is re-checked against the group it is aggregated in: another group's index is refused.
+    const small: typeof group = { ...group, participants: [1, 3] };
+    const two = checkCommitment(group, list[1]!);
+    expect(() => aggregate(small, [checked[1]!, two], message, shares)).toThrow(
+      code('FROST_OUT_OF_RANGE', { field: 'commitments[1].index' }),
+    );
   });
 
   it('names a share that is not a canonical scalar, and fails without a culprit when the group is inconsistent', () => {

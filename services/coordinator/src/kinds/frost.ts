@@ -1,6 +1,6 @@
 import { randomInt, randomUUID } from 'node:crypto';
-import { aggregate, type Commitment } from '@cosigner/frost/rounds';
-import { decodePoint, type GroupPublic } from '@cosigner/frost/suite';
+import { aggregate, type CheckedCommitment, type Commitment, checkCommitment } from '@cosigner/frost/rounds';
+import type { GroupPublic } from '@cosigner/frost/suite';
 import type { Body } from '@cosigner/protocol/messages';
 import { FROST_ROUND_REFUSALS } from '@cosigner/protocol/reasons';
 import type { Logger } from '@cosigner/runtime/logger';
@@ -51,7 +51,8 @@ interface Attempt {
   asked: Set<string>;
   /** When the current phase began (ms): a phase that waits longer than the attempt timeout is abandoned. */
   since: number;
-  commitments: Map<string, Commitment>;
+  /** Each picked node's commitment, its points decoded and checked once as it arrived (reused by `aggregate`). */
+  commitments: Map<string, CheckedCommitment>;
   shares: Map<string, Uint8Array>;
 }
 
@@ -129,8 +130,11 @@ export function frostKind(o: {
     return s.attempt;
   };
 
-  const commitmentList = (_s: FrostRoundState, a: Attempt): Commitment[] =>
-    [...a.commitments.values()].sort((x, y) => x.index - y.index);
+  /** The attempt's checked commitments in ascending index order (RFC 9591 section 4.3). */
+  const checkedList = (a: Attempt): CheckedCommitment[] =>
+    [...a.commitments.values()].sort((x, y) => x.commitment.index - y.commitment.index);
+  /** The signing package's commitment list as sent to the nodes. */
+  const commitmentList = (a: Attempt): Commitment[] => checkedList(a).map((c) => c.commitment);
 
   /** Why the round can no longer complete (too few members left, or every attempt spent), or null. */
   const unreachableNow = (
@@ -179,7 +183,8 @@ export function frostKind(o: {
     const byIndex: Record<string, Uint8Array> = {};
     for (const [id, share] of a.shares) byIndex[String(s.members.get(id))] = share;
     try {
-      const signature = aggregate(s.group, commitmentList(s, a), round.state.decoded.hash, byIndex);
+      // The commitments as checked when they arrived: their points are not decoded and subgroup-checked again.
+      const signature = aggregate(s.group, checkedList(a), round.state.decoded.hash, byIndex);
       s.signed = true;
       return {
         rows: {
@@ -255,7 +260,7 @@ export function frostKind(o: {
       a.asked.add(node.nodeId);
       return {
         ...base,
-        frost: { group: s.address, roundId: a.roundId, step: 'sign', commitments: commitmentList(s, a) },
+        frost: { group: s.address, roundId: a.roundId, step: 'sign', commitments: commitmentList(a) },
       };
     },
     next(round) {
@@ -302,15 +307,15 @@ export function frostKind(o: {
             detail: `commitment for index ${c.index}, the node is ${s.members.get(nodeId)}`,
           };
         }
+        let checked: CheckedCommitment;
         try {
           // Checked once here (RFC 9591 section 3.1 DeserializeElement): a bad point would only make the others
-          // refuse the signing package.
-          decodePoint(Buffer.from(c.hiding, 'hex'), 'commitment.hiding');
-          decodePoint(Buffer.from(c.binding, 'hex'), 'commitment.binding');
+          // refuse the signing package. The decoded points are kept for the aggregation.
+          checked = checkCommitment(s.group, { index: c.index, hiding: c.hiding, binding: c.binding });
         } catch (e) {
           return { kind: 'bad_commitment', detail: (e as Error).message.slice(0, 256) };
         }
-        a.commitments.set(nodeId, { index: c.index, hiding: c.hiding, binding: c.binding });
+        a.commitments.set(nodeId, checked);
         return { rows: {} };
       }
       if (a.phase !== 'sign' || f.share === undefined) {
