@@ -3,7 +3,6 @@ import type { FrostPublic } from '@noble/curves/abstract/frost.js';
 import { ed25519, ed25519_FROST } from '@noble/curves/ed25519.js';
 import { StrKey } from '@stellar/stellar-sdk/base';
 import { array, badType, hex, int, object, outOfRange, toHex } from './input.ts';
-import { inPrimeOrderSubgroup } from './subgroup.ts';
 
 /**
  * The ciphersuite: FROST(Ed25519, SHA-512), RFC 9591 section 6.1, as implemented by @noble/curves
@@ -53,8 +52,7 @@ export type Point = InstanceType<typeof ed25519.Point>;
  * Decode a 32-byte point and refuse what RFC 9591 section 3.1 (DeserializeElement) refuses: a non-canonical or
  * invalid encoding (`fromBytes` without ZIP 215 follows RFC 8032 section 5.1.3: y < p, no "negative zero"), the
  * identity, and points outside the prime-order subgroup (section 6.1). The subgroup check, a multiplication by
- * the group order, is most of the cost (subgroup.ts computes it with the field's own reduction, the same answer as
- * noble's `isTorsionFree`); callers decode each point once per round and pass the point on.
+ * the group order, is most of the cost; callers decode each point once per round and pass the point on.
  * @returns the point, valid for use as a public element of the group
  * @throws FROST_OUT_OF_RANGE naming the field
  */
@@ -62,7 +60,7 @@ export function decodePoint(b: Uint8Array, field: string): Point {
   let p: Point | undefined;
   try {
     p = ed25519.Point.fromBytes(b);
-    if (p.is0() || !inPrimeOrderSubgroup(p)) p = undefined;
+    if (p.is0() || !p.isTorsionFree()) p = undefined;
   } catch {
     p = undefined;
   }
