@@ -403,7 +403,12 @@ const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
  * @throws CosignerError COORD_NEWER_SCHEMA, COORD_MIGRATION_FAILED
  */
 export function openSqliteStore(dataDir: string): Store {
-  return new SqliteStore(openCoordinatorDb(join(dataDir, 'coordinator.db')));
+  return openSqliteStoreFile(join(dataDir, 'coordinator.db'));
+}
+
+/** The store on the coordinator database file at `path` (see openSqliteStore). */
+export function openSqliteStoreFile(path: string): Store {
+  return new SqliteStore(openCoordinatorDb(path));
 }
 
 /** The coordinator's database file, opened and migrated (see openSqliteStore). */
