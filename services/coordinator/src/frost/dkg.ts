@@ -93,12 +93,14 @@ export class FrostDkgRelay {
     nodes: AwaitableRepository<NodeRepository>;
     logger: Logger;
     stepTimeoutMs?: number;
+    /** How long after its last step a session this replica does not drive is abandoned (default: see above). */
+    abandonAfterMs?: number;
   }) {
     this.#store = o.store;
     this.#nodes = o.nodes;
     this.#logger = o.logger;
     this.#stepTimeoutMs = o.stepTimeoutMs ?? DKG_STEP_TIMEOUT_MS;
-    this.#staleAfterMs = this.#stepTimeoutMs + ABANDON_MARGIN_MS;
+    this.#staleAfterMs = o.abandonAfterMs ?? this.#stepTimeoutMs + ABANDON_MARGIN_MS;
     this.#steps = new StepRelay<DkgStep, Run, Partial<Body<'frost-dkg'>>>({
       name: 'key generation',
       idField: 'dkgId',
@@ -132,6 +134,7 @@ export class FrostDkgRelay {
     nodes: AwaitableRepository<NodeRepository>;
     logger: Logger;
     stepTimeoutMs?: number;
+    abandonAfterMs?: number;
     exclusive: boolean;
   }): Promise<FrostDkgRelay> {
     const relay = new FrostDkgRelay(o);

@@ -85,12 +85,14 @@ export class FrostRefreshRelay {
     dkg: FrostDkgRelay;
     logger: Logger;
     stepTimeoutMs?: number;
+    /** How long after its last step a session this replica does not drive is abandoned (default: see above). */
+    abandonAfterMs?: number;
   }) {
     this.#store = o.store;
     this.#dkg = o.dkg;
     this.#logger = o.logger;
     this.#stepTimeoutMs = o.stepTimeoutMs ?? DKG_STEP_TIMEOUT_MS;
-    this.#staleAfterMs = this.#stepTimeoutMs + ABANDON_MARGIN_MS;
+    this.#staleAfterMs = o.abandonAfterMs ?? this.#stepTimeoutMs + ABANDON_MARGIN_MS;
     this.#steps = new StepRelay<RefreshStep, Run, Partial<Body<'frost-refresh'>>>({
       name: 'share refresh',
       idField: 'refreshId',
@@ -129,6 +131,7 @@ export class FrostRefreshRelay {
     dkg: FrostDkgRelay;
     logger: Logger;
     stepTimeoutMs?: number;
+    abandonAfterMs?: number;
     exclusive: boolean;
   }): Promise<FrostRefreshRelay> {
     const relay = new FrostRefreshRelay(o);
