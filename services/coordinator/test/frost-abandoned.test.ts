@@ -97,6 +97,75 @@ describe('a FROST relay whose replica died', () => {
     ]);
   });
 
+  it('a record the store cannot write is logged; the relay goes on and its step timer still ends the session', async () => {
+    const failing = new Proxy(store, {
+      get(target, prop) {
+        if (prop === 'setFrostDkgStep') {
+          return () => {
+            throw new Error('the database is away');
+          };
+        }
+        const v = Reflect.get(target, prop) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const hub = silentHub();
+    const relay = await FrostDkgRelay.open({ store: failing, nodes, logger, exclusive: false, stepTimeoutMs: 200 });
+    relay.attach(hub);
+    opened.push(relay);
+    const started = await relay.start({ participants: ['n1', 'n2', 'n3'], threshold: 2 });
+    expect(started.status).toBe('running');
+    for (let i = 0; i < 100 && store.getFrostDkg(started.id)!.status === 'running'; i++) await sleep(20);
+    expect(store.getFrostDkg(started.id)).toMatchObject({
+      status: 'failed',
+      error: { code: 'COORD_FROST_DKG_TIMEOUT' },
+    });
+  });
+
+  it('a refresh whose insert loses a race is refused as running; a step the store cannot write is logged', async () => {
+    store.insertFrostDkg({
+      id: 'g1',
+      threshold: 2,
+      participants: PARTICIPANTS,
+      roster: 'r',
+      status: 'running',
+      step: 'confirm',
+      address: null,
+      group: null,
+      transcript: null,
+      error: null,
+      createdBy: null,
+      createdAt: 1,
+      updatedAt: Date.now(),
+    });
+    store.readyFrostDkg('g1', { address: OUT.address, group: OUT.group, transcript: 't' }, Date.now());
+    // Between its look at the running refreshes (none yet) and its insert, another replica inserted one.
+    let raced = false;
+    const racing = new Proxy(store, {
+      get(target, prop) {
+        if (prop === 'listFrostRefreshes' && !raced) return () => [];
+        if (prop === 'setFrostRefreshStep') {
+          return () => {
+            throw new Error('the database is away');
+          };
+        }
+        const v = Reflect.get(target, prop) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const b = await dkgRelay(5_000);
+    const refresh = await FrostRefreshRelay.open({ store: racing, dkg: b.relay, logger, exclusive: false });
+    refresh.attach(silentHub());
+    opened.push(refresh);
+    const first = await refresh.start({ group: OUT.address }); // its step record is not written: logged, it runs
+    expect(store.getFrostRefresh(first.id)).toMatchObject({ status: 'running', step: 'start' });
+    await expect(refresh.start({ group: OUT.address })).rejects.toThrow(
+      expect.objectContaining({ code: 'COORD_FROST_REFRESH_RUNNING' }),
+    );
+    raced = true;
+    expect(store.runningFrostRefreshes().map((r) => r.id)).toEqual([first.id]);
+  });
+
   it('at start, a shared store settles only the abandoned sessions; an exclusive one settles them all', async () => {
     const rec = {
       threshold: 2,

@@ -307,6 +307,19 @@ describe('FROST share refresh relayed among three nodes', () => {
     expect(sent.filter((s) => s.nodeId === 'n3' && s.body.step === 'abort').length).toBeGreaterThan(0);
   });
 
+  it('a refresh another replica recorded failed meanwhile is not adopted: every node keeps its share', async () => {
+    const before = nodes[0]!.store.get(address)!.group;
+    const started = await relay.start({ group: address });
+    const lost = { code: 'COORD_FROST_RELAY_LOST', message: 'the replica relaying it stopped', culprits: [] };
+    expect(coordStore!.failFrostRefresh(started.id, lost, Date.now())).toBe(true);
+    // The relay still runs the rounds and decides; its adoption loses to the recorded failure, which it tells.
+    await until(async () => sent.some((x) => x.body.refreshId === started.id && x.body.step === 'abort'), 'abort');
+    await until(async () => nodes.every((n) => n.store.pendingRefreshes().length === 0), 'new shares discarded');
+    for (const n of nodes) expect(n.store.get(address)!.group).toEqual(before);
+    expect((await dkgRelay.get(address)).group).toEqual(before);
+    expect(await relay.get(started.id)).toMatchObject({ status: 'failed', error: lost, digest: null });
+  });
+
   it('a node that reports another group is named; nobody switches', async () => {
     const before = nodes[0]!.store.get(address)!.group;
     answer = (id, r) => {

@@ -319,6 +319,20 @@ describe('FROST key-generation relay', () => {
     expect(delivered.map((d) => [d.nodeId, d.body.dkgId, d.body.step])).toEqual([['n1', 'left-over', 'abort']]);
     relay = again;
   });
+
+  it('a session another replica recorded failed meanwhile ends failed: the group is dropped at every node', async () => {
+    await setup(['honest', 'honest', 'honest']);
+    const started = await relay.start({ participants: ['n1', 'n2', 'n3'], threshold: 2 });
+    // Another replica took this one for dead (its record was stale there) while the nodes still answer this one.
+    const lost = { code: 'COORD_FROST_RELAY_LOST', message: 'the replica relaying it stopped', culprits: [] };
+    expect(store!.failFrostDkg(started.id, lost, Date.now())).toBe(true);
+    for (let i = 0; i < 400 && !sent.some((x) => x.body.step === 'abort'); i++)
+      await new Promise((r) => setTimeout(r, 25));
+    // The relay finished all the same; the recorded outcome stands and every node is told to drop the group.
+    expect(parts.every((p) => p.steps.includes('confirm'))).toBe(true);
+    expect(sent.filter((x) => x.body.step === 'abort').map((x) => x.nodeId)).toEqual(['n1', 'n2', 'n3']);
+    expect(await relay.get(started.id)).toMatchObject({ status: 'failed', error: lost, address: null, group: null });
+  });
 });
 
 describe('FROST group routes', () => {
