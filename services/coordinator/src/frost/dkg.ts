@@ -84,10 +84,7 @@ export class FrostDkgRelay {
 
   readonly #staleAfterMs: number;
 
-  /**
-   * Use `open` (it also settles the sessions left running). `exclusive`: this process is the store's only user
-   * (SQLite), so a session left running was this process's own, cut off by its stop.
-   */
+  /** Use `open`, which also settles the sessions left running. */
   constructor(o: {
     store: AwaitableRepository<FrostRepository>;
     nodes: AwaitableRepository<NodeRepository>;
@@ -124,7 +121,8 @@ export class FrostDkgRelay {
   }
 
   /**
-   * A relay on `store`, its sessions left running settled: with `exclusive` (one process on a SQLite store) every
+   * A relay on `store`, its sessions left running settled: with `exclusive` (this process is the store's only
+   * writer: the embedded SQLite store, so a session left running was its own, cut off by its stop) every
    * one (a session open when the coordinator stopped cannot go on: the nodes' halves of it live in their memory and
    * the statements gathered so far lived in ours); on a shared store only those abandoned (see the class comment),
    * as another replica may be driving the others.
