@@ -18,7 +18,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * PostgreSQL, and coordinator B started from the same config with its own data directory; every node holds a
  * session with both (`coordinator.urls`). The key generation is asked of A; B knows the group at once (the FROST
  * records are in the shared store), `cosigner account setup --frost-group` checks the group at B, and a payment
- * proposed through B is signed by the group (the round driven by B) and applied by the ledger simulator.
+ * proposed through B is signed by the group (the round driven by B) and applied by the ledger simulator. Then a
+ * FROST round A opened while too few members were up is taken over by B after A is killed: B finds its group in
+ * the shared store and the payment is applied.
  */
 
 const LEASE_MS = 2000;
@@ -31,6 +33,8 @@ describe('FROST through two coordinator replicas on PostgreSQL', () => {
   let bKey = '';
   let bKeyFile = '';
   let address = '';
+  /** Node processes this file started itself (the last test), stopped before the cluster. */
+  const restarted: RunningProcess[] = [];
   const frostAccount = Keypair.random();
 
   /** One API call to replica `base`, backing off on 429 as a client should. */
@@ -112,6 +116,7 @@ describe('FROST through two coordinator replicas on PostgreSQL', () => {
   }, 420_000);
 
   afterAll(async () => {
+    for (const p of restarted) await p.stop();
     await b?.stop();
     await cluster?.stop();
     await db?.close();
@@ -200,5 +205,49 @@ describe('FROST through two coordinator replicas on PostgreSQL', () => {
     expect(Buffer.from(sig.hint.value).equals(StrKey.decodeEd25519PublicKey(address).subarray(28))).toBe(true);
     expect(BigInt((await cluster.nativeBalance(dest)).replace('.', '')) - before).toBe(250_000_000n);
     expect((await onA('GET', `/v1/proposals/${id}`)).body).toMatchObject({ status: 'submitted', kind: 'frostTx' });
+  }, 240_000);
+
+  it('a FROST round replica A opened is taken over by replica B after A is killed (SIGKILL), and pays', async () => {
+    expect(address).not.toBe('');
+    const dest = (await cluster.fundedAccount()).publicKey();
+    const before = BigInt((await cluster.nativeBalance(dest)).replace('.', ''));
+    // Two of the three members down: A opens the round but cannot run it (t = 2).
+    await cluster.kill9Node(1);
+    await cluster.kill9Node(2);
+    const source = await cluster.horizon.loadAccount(frostAccount.publicKey());
+    const xdr = new TransactionBuilder(source, { fee: '100', networkPassphrase: cluster.networkPassphrase })
+      .addOperation(Operation.payment({ destination: dest, asset: Asset.native(), amount: '7' }))
+      .setTimeout(180)
+      .build()
+      .toXDR();
+    const posted = await onA('POST', '/v1/proposals', { xdr, submit: true, group: address });
+    expect(posted.status, JSON.stringify(posted.body)).toBe(201);
+    const id = String(posted.body.id);
+    expect((await onB('GET', `/v1/proposals/${id}`)).body).toMatchObject({ status: 'pending', kind: 'frostTx' });
+    // A dies holding the round; the members come back with the same config and data (their sessions to A fail,
+    // those to B come up). Started here, not by the launcher, whose restart waits for them at A.
+    await cluster.stopService('coordinator', 'kill');
+    for (const i of [1, 2]) {
+      restarted.push(
+        await startCosignerProcess({
+          args: ['node', '--config', cluster.nodeInfo[i]!.configFile],
+          env: { NODE_ENV: 'development' },
+          readyTimeoutMs: 120_000,
+        }),
+      );
+    }
+    await waitForNodes(b!.url, bKey, [cluster.nodeInfo[1]!.id, cluster.nodeInfo[2]!.id], 120_000);
+    const done = await eventually(
+      async () => {
+        const p = (await onB('GET', `/v1/proposals/${id}`)).body as { status: string; envelope: string | null };
+        return p.status === 'pending' || p.status === 'signed' ? undefined : p;
+      },
+      'the FROST round taken over by B',
+      120_000,
+    );
+    expect(done, JSON.stringify(done)).toMatchObject({ status: 'submitted' });
+    expect(BigInt((await cluster.nativeBalance(dest)).replace('.', '')) - before).toBe(70_000_000n);
+    const events = (await onB('GET', `/v1/proposals/${id}/events`)).body.events as { type: string }[];
+    expect(events.map((e) => e.type)).toContain('proposal.submitted');
   }, 240_000);
 });
