@@ -19,9 +19,10 @@ import type { CoordinatorConfig } from './config.ts';
 import { consoleSocketKey, registerConsoleRoutes } from './console-routes.ts';
 import { coordinatorErrors } from './errors.ts';
 import { EVENT_TYPES, EventBus, EventSchema } from './events.ts';
-import { openFrostRelay } from './frost/dkg.ts';
+import { FrostDkgRelay } from './frost/dkg.ts';
+import { importLegacyFrostFiles } from './frost/legacy.ts';
 import { prepareFrost } from './frost/proposals.ts';
-import { openFrostRefreshRelay } from './frost/refresh.ts';
+import { FrostRefreshRelay } from './frost/refresh.ts';
 import { registerFrostRoutes } from './frost/routes.ts';
 import { createHorizonClient, type LedgerClient } from './horizon.ts';
 import { NodeHub } from './hub.ts';
@@ -439,8 +440,12 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     clock: new LedgerClock(() => ledger.latestLedger()),
     loadAccount,
   };
-  const frost = openFrostRelay({ dataDir: config.dataDir, nodes: store, logger });
-  const frostRefresh = openFrostRefreshRelay({ dataDir: config.dataDir, dkg: frost, logger });
+  // FROST records are in the store (every replica sees every group); a data directory still holding the files of
+  // an older coordinator (frost.sqlite, frost-refresh.sqlite) has them imported once, the files renamed *.imported.
+  await importLegacyFrostFiles(config.dataDir, store, logger);
+  const exclusive = config.store.type === 'sqlite';
+  const frost = await FrostDkgRelay.open({ store, nodes: store, logger, exclusive });
+  const frostRefresh = await FrostRefreshRelay.open({ store, dkg: frost, logger, exclusive });
   // One round engine; one module per kind of round (docs/architecture.md "Kinds of round").
   const engine = new RoundEngine({
     store,
@@ -478,7 +483,9 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       onSync: (nodeId) => {
         engine.sync(nodeId);
         frost.sync(nodeId);
-        frostRefresh.sync(nodeId);
+        frostRefresh
+          .sync(nodeId)
+          .catch((e: unknown) => logger.warn({ err: (e as Error).message, nodeId }, 'FROST refresh sync failed'));
       },
       onDecision: (nodeId, key, body) => engine.onDecision(nodeId, key, body),
       onMisbehaviour: (nodeId, kind, detail) => engine.onMisbehaviour(nodeId, kind, detail),
@@ -645,11 +652,11 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
         prepared = await prepareAuthEntries(auth, b.entries, b.account);
       } else if (b.group !== undefined) {
         const tx = await prepareTransaction(b.xdr, config.network, loadAccount);
-        prepared = prepareFrost(frost, tx, b.group, {
+        prepared = await prepareFrost(frost, tx, b.group, {
           fields: transactionFields(tx, b.xdr, b.submit === true),
           decoded: tx.decoded,
         });
-        frost.bindProposal(common.id, b.group);
+        await frost.bindProposal(common.id, b.group);
       } else {
         const tx = await prepareTransaction(b.xdr, config.network, loadAccount);
         const submit = b.submit === true;
@@ -923,8 +930,8 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     submitter.close();
     // A clean stop hands its rounds over at once instead of after the lease time.
     await leases?.releaseAll();
-    frostRefresh.close();
-    frost.close();
+    await frostRefresh.close();
+    await frost.close();
     await events.close();
     await store.close();
   });

@@ -133,6 +133,11 @@ export const coordinatorErrors = defineErrors('coordinator', {
     status: 504,
     message: 'A FROST key-generation step did not complete in time; the participants that did not answer are named.',
   },
+  COORD_FROST_RELAY_LOST: {
+    status: 504,
+    message:
+      'The coordinator replica relaying this FROST key generation or share refresh stopped (no step for longer than a step may take): another replica recorded it failed; start a new one (a refresh leaves every node with its current share).',
+  },
   COORD_FROST_DKG_BAD_STATEMENT: {
     status: 422,
     message:

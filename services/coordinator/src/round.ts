@@ -104,8 +104,9 @@ export class RoundEngine {
 
   /** Append `proposal.created`: in the proposal's own unit of work (app.ts), so both share one commit. */
   announce(rec: ProposalRecord): Awaitable<unknown> {
-    const extra = this.#kindOf(rec).announce?.(rec) ?? {};
-    return this.#emit(rec, 'proposal.created', { hash: rec.hash, requirements: rec.requirements, ...extra });
+    return step(this.#kindOf(rec).announce?.(rec) ?? {}, (extra) =>
+      this.#emit(rec, 'proposal.created', { hash: rec.hash, requirements: rec.requirements, ...extra }),
+    );
   }
 
   /**

@@ -1,10 +1,16 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { GroupPublic } from '@cosigner/frost/suite';
+import type { SignedStatement } from '@cosigner/protocol/frost-dkg';
 import { GroupCommit } from '@cosigner/runtime/group-commit';
 import { openMigratedDatabase } from '@cosigner/runtime/sqlite';
 import type { AccountAuth, Requirement } from '@cosigner/stellar/types';
 import type Database from 'better-sqlite3';
 import { coordinatorErrors } from './errors.ts';
+import type { RefreshError, RefreshRecord, RefreshRow, RefreshStep } from './frost/refresh-store.ts';
+import { REFRESH_COLUMNS, refreshFromRow, refreshParams } from './frost/refresh-store.ts';
+import type { DkgError, DkgRecord, DkgRow, DkgStep, FrostProposalBinding } from './frost/store.ts';
+import { DKG_COLUMNS, dkgFromRow, dkgParams } from './frost/store.ts';
 import * as dbRows from './rows.ts';
 
 /**
@@ -270,7 +276,75 @@ export interface ApiKeyRepository {
   countApiKeys(): number;
 }
 
-export interface Store extends ProposalRepository, EventRepository, NodeRepository, ApiKeyRepository {
+/** Every FROST record at once: what the import of the old per-process files and copy-to-postgres move. */
+export interface FrostRecords {
+  dkgs: DkgRecord[];
+  proposals: FrostProposalBinding[];
+  refreshes: RefreshRecord[];
+}
+
+/**
+ * The coordinator's FROST records (docs/architecture.md "Where FROST records live"): key generations and the groups
+ * they made, the group each FROST proposal is bound to, share refreshes and their adoption record. In the one store,
+ * so every replica on a shared PostgreSQL sees every group.
+ *
+ * A relay (a key generation, a refresh) is driven by the replica that started it; its outcome is written by a
+ * compare-and-set on `status = 'running'` (`readyFrostDkg`, `failFrostDkg`, `adoptFrostRefresh`,
+ * `failFrostRefresh`), so when two writers race (the driving replica deciding, another replica failing the session
+ * it found abandoned) exactly one outcome is recorded and the loser learns it lost (false) and reads the winner's.
+ */
+export interface FrostRepository {
+  insertFrostDkg(r: DkgRecord): void;
+  /** Record the step sent (running sessions only); its `updated_at` is the driving relay's heartbeat. */
+  setFrostDkgStep(id: string, step: DkgStep, at: number): void;
+  /** running -> ready with the agreed group; false when the session was no longer running. */
+  readyFrostDkg(id: string, v: { address: string; group: GroupPublic; transcript: string }, at: number): boolean;
+  /**
+   * running -> failed; false when it was no longer running. With `staleBefore`, only when its last step was sent
+   * before that time (an abandoned session: a step sent meanwhile by its driving replica keeps it alive).
+   */
+  failFrostDkg(id: string, error: DkgError, at: number, staleBefore?: number): boolean;
+  /** By session id or by group address. */
+  getFrostDkg(idOrAddress: string): DkgRecord | undefined;
+  /** Newest first. */
+  listFrostDkgs(limit: number): DkgRecord[];
+  runningFrostDkgs(): DkgRecord[];
+  /** Record which group signs a FROST proposal (before the proposal row is inserted). */
+  bindFrostProposal(proposalId: string, address: string, at: number): void;
+  /** The group address a FROST proposal names, if any. */
+  frostProposalGroup(proposalId: string): string | undefined;
+  /** Insert a running refresh; false when a refresh of that group is running already (one per group, any replica). */
+  insertFrostRefresh(r: RefreshRecord): boolean;
+  setFrostRefreshStep(id: string, step: RefreshStep, at: number): void;
+  /**
+   * The decision to switch, in one transaction: running -> adopted, and the group's public data in frost_dkg
+   * replaced (same key, new commitment and verifying shares). False, writing nothing, when it was no longer running.
+   */
+  adoptFrostRefresh(
+    id: string,
+    v: { digest: string; group: GroupPublic; transcript: string; reports: SignedStatement[] },
+    at: number,
+  ): boolean;
+  /** running -> failed (see failFrostDkg for `staleBefore`); false when it was no longer running. */
+  failFrostRefresh(id: string, error: RefreshError, at: number, staleBefore?: number): boolean;
+  /** A participant acknowledged the outcome (idempotent; two replicas acknowledging at once both count). */
+  ackFrostRefresh(id: string, nodeId: string, at: number): void;
+  getFrostRefresh(id: string): RefreshRecord | undefined;
+  /** Newest first; of one group when `address` is given. */
+  listFrostRefreshes(address: string | undefined, limit: number): RefreshRecord[];
+  runningFrostRefreshes(): RefreshRecord[];
+  /** Decided refreshes some participant has not acknowledged yet (the newest 256 decided ones looked at). */
+  unacknowledgedFrostRefreshes(): RefreshRecord[];
+  /** Every FROST record (the copy to PostgreSQL reads them so). */
+  frostRecords(): FrostRecords;
+  /**
+   * Write `records` in one transaction when the store holds no FROST record yet; false (nothing written) otherwise.
+   * The import of the old per-process files (frost/legacy.ts): several replicas starting at once import once.
+   */
+  importFrostRecords(records: FrostRecords): boolean;
+}
+
+export interface Store extends ProposalRepository, EventRepository, NodeRepository, ApiKeyRepository, FrostRepository {
   ping(): boolean;
   /**
    * Run `fn` as one SQLite transaction (one commit, one fsync under synchronous=FULL); nested calls join it.
@@ -311,7 +385,9 @@ export type AwaitableRepository<T> = {
  * every store call in it returned a value: write it with `step`), on PostgreSQL a transaction of its own.
  */
 export interface CoordinatorStore
-  extends AwaitableRepository<ProposalRepository & EventRepository & NodeRepository & ApiKeyRepository> {
+  extends AwaitableRepository<
+    ProposalRepository & EventRepository & NodeRepository & ApiKeyRepository & FrostRepository
+  > {
   ping(): Awaitable<boolean>;
   grouped<T>(fn: () => Awaitable<T>): Promise<T>;
   /** Run `fn` after the commit of the unit of work running now, or at once outside one. */
@@ -327,7 +403,12 @@ const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
  * @throws CosignerError COORD_NEWER_SCHEMA, COORD_MIGRATION_FAILED
  */
 export function openSqliteStore(dataDir: string): Store {
-  return new SqliteStore(openCoordinatorDb(join(dataDir, 'coordinator.db')));
+  return openSqliteStoreFile(join(dataDir, 'coordinator.db'));
+}
+
+/** The store on the coordinator database file at `path` (see openSqliteStore). */
+export function openSqliteStoreFile(path: string): Store {
+  return new SqliteStore(openCoordinatorDb(path));
 }
 
 /** The coordinator's database file, opened and migrated (see openSqliteStore). */
@@ -739,5 +820,188 @@ class SqliteStore implements Store {
 
   countApiKeys(): number {
     return (this.#prepare('SELECT count(*) AS c FROM api_keys').get() as { c: number }).c;
+  }
+
+  insertFrostDkg(r: DkgRecord): void {
+    this.#prepare(
+      `INSERT INTO frost_dkg (${DKG_COLUMNS.join(', ')}) VALUES (${DKG_COLUMNS.map(() => '?').join(', ')})`,
+    ).run(...dkgParams(r));
+  }
+
+  setFrostDkgStep(id: string, step: DkgStep, at: number): void {
+    this.#prepare(`UPDATE frost_dkg SET step = ?, updated_at = ? WHERE id = ? AND status = 'running'`).run(
+      step,
+      at,
+      id,
+    );
+  }
+
+  readyFrostDkg(id: string, v: { address: string; group: GroupPublic; transcript: string }, at: number): boolean {
+    return (
+      this.#prepare(
+        `UPDATE frost_dkg SET status = 'ready', address = ?, group_public = ?, transcript = ?, updated_at = ?
+           WHERE id = ? AND status = 'running'`,
+      ).run(v.address, JSON.stringify(v.group), v.transcript, at, id).changes === 1
+    );
+  }
+
+  failFrostDkg(id: string, error: DkgError, at: number, staleBefore?: number): boolean {
+    return (
+      this.#prepare(
+        `UPDATE frost_dkg SET status = 'failed', error = ?, updated_at = ?
+           WHERE id = ? AND status = 'running' AND (? IS NULL OR updated_at < ?)`,
+      ).run(JSON.stringify(error), at, id, staleBefore ?? null, staleBefore ?? null).changes === 1
+    );
+  }
+
+  getFrostDkg(idOrAddress: string): DkgRecord | undefined {
+    const row = this.#prepare('SELECT * FROM frost_dkg WHERE id = ? OR address = ?').get(idOrAddress, idOrAddress) as
+      | DkgRow
+      | undefined;
+    return row && dkgFromRow(row);
+  }
+
+  listFrostDkgs(limit: number): DkgRecord[] {
+    return (this.#prepare('SELECT * FROM frost_dkg ORDER BY created_at DESC, id LIMIT ?').all(limit) as DkgRow[]).map(
+      dkgFromRow,
+    );
+  }
+
+  runningFrostDkgs(): DkgRecord[] {
+    return (this.#prepare(`SELECT * FROM frost_dkg WHERE status = 'running'`).all() as DkgRow[]).map(dkgFromRow);
+  }
+
+  bindFrostProposal(proposalId: string, address: string, at: number): void {
+    this.#prepare(
+      `INSERT INTO frost_proposals (proposal_id, address, created_at) VALUES (?, ?, ?)
+         ON CONFLICT (proposal_id) DO UPDATE SET address = excluded.address, created_at = excluded.created_at`,
+    ).run(proposalId, address, at);
+  }
+
+  frostProposalGroup(proposalId: string): string | undefined {
+    const row = this.#prepare('SELECT address FROM frost_proposals WHERE proposal_id = ?').get(proposalId) as
+      | { address: string }
+      | undefined;
+    return row?.address;
+  }
+
+  insertFrostRefresh(r: RefreshRecord): boolean {
+    // OR IGNORE: the partial unique index frost_refresh_one_running (one running refresh per group) refuses it.
+    return (
+      this.#prepare(
+        `INSERT OR IGNORE INTO frost_refresh (${REFRESH_COLUMNS.join(', ')})
+           VALUES (${REFRESH_COLUMNS.map(() => '?').join(', ')})`,
+      ).run(...refreshParams(r)).changes === 1
+    );
+  }
+
+  setFrostRefreshStep(id: string, step: RefreshStep, at: number): void {
+    this.#prepare(`UPDATE frost_refresh SET step = ?, updated_at = ? WHERE id = ? AND status = 'running'`).run(
+      step,
+      at,
+      id,
+    );
+  }
+
+  adoptFrostRefresh(
+    id: string,
+    v: { digest: string; group: GroupPublic; transcript: string; reports: SignedStatement[] },
+    at: number,
+  ): boolean {
+    return this.atomically(() => {
+      const adopted = this.#prepare(
+        `UPDATE frost_refresh SET status = 'adopted', step = 'adopt', digest = ?, group_public = ?, transcript = ?,
+           reports = ?, updated_at = ? WHERE id = ? AND status = 'running'`,
+      ).run(v.digest, JSON.stringify(v.group), v.transcript, JSON.stringify(v.reports), at, id);
+      if (adopted.changes !== 1) return false;
+      this.#prepare(
+        `UPDATE frost_dkg SET group_public = ?, transcript = ?, updated_at = ?
+           WHERE address = (SELECT address FROM frost_refresh WHERE id = ?) AND status = 'ready'`,
+      ).run(JSON.stringify(v.group), v.transcript, at, id);
+      return true;
+    });
+  }
+
+  failFrostRefresh(id: string, error: RefreshError, at: number, staleBefore?: number): boolean {
+    return (
+      this.#prepare(
+        `UPDATE frost_refresh SET status = 'failed', error = ?, updated_at = ?
+           WHERE id = ? AND status = 'running' AND (? IS NULL OR updated_at < ?)`,
+      ).run(JSON.stringify(error), at, id, staleBefore ?? null, staleBefore ?? null).changes === 1
+    );
+  }
+
+  ackFrostRefresh(id: string, nodeId: string, at: number): void {
+    this.atomically(() => {
+      const r = this.getFrostRefresh(id);
+      if (!r || r.acked.includes(nodeId)) return;
+      this.#prepare('UPDATE frost_refresh SET acked = ?, updated_at = ? WHERE id = ?').run(
+        JSON.stringify([...r.acked, nodeId].sort()),
+        at,
+        id,
+      );
+    });
+  }
+
+  getFrostRefresh(id: string): RefreshRecord | undefined {
+    const row = this.#prepare('SELECT * FROM frost_refresh WHERE id = ?').get(id) as RefreshRow | undefined;
+    return row && refreshFromRow(row);
+  }
+
+  listFrostRefreshes(address: string | undefined, limit: number): RefreshRecord[] {
+    return (
+      this.#prepare(
+        'SELECT * FROM frost_refresh WHERE (? IS NULL OR address = ?) ORDER BY created_at DESC, id LIMIT ?',
+      ).all(address ?? null, address ?? null, limit) as RefreshRow[]
+    ).map(refreshFromRow);
+  }
+
+  runningFrostRefreshes(): RefreshRecord[] {
+    return (this.#prepare(`SELECT * FROM frost_refresh WHERE status = 'running'`).all() as RefreshRow[]).map(
+      refreshFromRow,
+    );
+  }
+
+  unacknowledgedFrostRefreshes(): RefreshRecord[] {
+    return (
+      this.#prepare(
+        `SELECT * FROM frost_refresh WHERE status != 'running' ORDER BY created_at DESC, id LIMIT 256`,
+      ).all() as RefreshRow[]
+    )
+      .map(refreshFromRow)
+      .filter((r) => r.acked.length < r.participants.length);
+  }
+
+  frostRecords(): FrostRecords {
+    return {
+      dkgs: (this.#prepare('SELECT * FROM frost_dkg ORDER BY created_at, id').all() as DkgRow[]).map(dkgFromRow),
+      proposals: (
+        this.#prepare('SELECT * FROM frost_proposals ORDER BY created_at, proposal_id').all() as {
+          proposal_id: string;
+          address: string;
+          created_at: number;
+        }[]
+      ).map((r) => ({ proposalId: r.proposal_id, address: r.address, createdAt: r.created_at })),
+      refreshes: (this.#prepare('SELECT * FROM frost_refresh ORDER BY created_at, id').all() as RefreshRow[]).map(
+        refreshFromRow,
+      ),
+    };
+  }
+
+  importFrostRecords(records: FrostRecords): boolean {
+    return this.atomically(() => {
+      const held = this.#prepare(
+        `SELECT (SELECT count(*) FROM frost_dkg) + (SELECT count(*) FROM frost_proposals)
+           + (SELECT count(*) FROM frost_refresh) AS n`,
+      ).get() as { n: number };
+      if (held.n > 0) return false;
+      for (const d of records.dkgs) this.insertFrostDkg(d);
+      for (const b of records.proposals) this.bindFrostProposal(b.proposalId, b.address, b.createdAt);
+      const insert = this.#prepare(
+        `INSERT INTO frost_refresh (${REFRESH_COLUMNS.join(', ')}) VALUES (${REFRESH_COLUMNS.map(() => '?').join(', ')})`,
+      );
+      for (const r of records.refreshes) insert.run(...refreshParams(r));
+      return true;
+    });
   }
 }

@@ -1,7 +1,6 @@
 import { Account, Keypair, Operation, StrKey, TransactionBuilder } from '@stellar/stellar-sdk';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeSession, runDkg } from '../../../packages/frost/test/helpers.ts';
-import { FrostDkgStore } from '../src/frost/store.ts';
 import { disposeHarness, FakeLedger, type Harness, harness, payment, postAsAdmin } from './helpers.ts';
 
 /**
@@ -41,9 +40,8 @@ async function rig() {
   h = await harness({ ledger });
   const { session, secrets } = makeSession(3, 2, 'dkg-proposals-1');
   const out = runDkg(session, secrets).outputs[0]!;
-  // The group as the relay records it once every node confirmed (a second connection to its file).
-  const dkg = FrostDkgStore.at(h.dir);
-  dkg.insert({
+  // The group as the relay records it once every node confirmed (in the coordinator's store).
+  h.store.insertFrostDkg({
     id: 'dkg-1',
     threshold: 2,
     participants: [1, 2, 3].map((index) => ({ index, nodeId: `n${index}`, identityKey: 'k' })),
@@ -58,8 +56,7 @@ async function rig() {
     createdAt: Date.now(),
     updatedAt: Date.now(),
   });
-  dkg.ready('dkg-1', { address, group: { ...out.group }, transcript: 't' });
-  dkg.close();
+  h.store.readyFrostDkg('dkg-1', { address, group: { ...out.group }, transcript: 't' }, Date.now());
   return { strong, weak };
 }
 

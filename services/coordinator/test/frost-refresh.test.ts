@@ -18,7 +18,7 @@ import type { Body, MessageType } from '@cosigner/protocol/messages';
 import { createLogger } from '@cosigner/runtime/logger';
 import { tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../cosigner/src/audit.ts';
@@ -29,14 +29,12 @@ import { FrostGroupStore, frostStorePath } from '../../cosigner/src/frost/store.
 import { openLedgerDb } from '../../cosigner/src/ledger.ts';
 import { FrostDkgRelay, type HubLike } from '../src/frost/dkg.ts';
 import { FrostRefreshRelay, MAX_REFRESHES } from '../src/frost/refresh.ts';
-import { FrostRefreshStore } from '../src/frost/refresh-store.ts';
 import { refreshView } from '../src/frost/routes.ts';
-import { FrostDkgStore } from '../src/frost/store.ts';
-import type { NodeRecord, NodeRepository } from '../src/store.ts';
+import { type NodeRecord, type NodeRepository, openSqliteStore, type Store } from '../src/store.ts';
 
 /**
  * FROST share refresh in one process, every part real but the transport: the coordinator's key-generation and
- * refresh relays (their SQLite stores) and three nodes' handlers (their SQLite group stores, their audit logs, the
+ * refresh relays (on the coordinator's SQLite store) and three nodes' handlers (their SQLite group stores, their audit logs, the
  * local sealer), joined by a hub stand-in that delivers each frame asynchronously, as the WebSocket does, and can
  * take a node offline, tamper with what a node answers, or "kill" a node (its handlers dropped, its store reopened
  * by a new instance, as a restarted process does). Among real node processes: frost-refresh.test.ts.
@@ -61,9 +59,8 @@ type RefreshReply = Body<'frost-refresh-reply'>;
 
 let dir: string;
 let nodes: Node[];
-let dkgStore: FrostDkgStore;
+let coordStore: Store | undefined;
 let dkgRelay: FrostDkgRelay;
-let refreshStore: FrostRefreshStore;
 let relay: FrostRefreshRelay;
 let hub: HubLike;
 const offline = new Set<string>();
@@ -108,7 +105,7 @@ async function closeNode(n: Node): Promise<void> {
   await n.sealer.close();
 }
 
-function wire(): void {
+async function wire(): Promise<void> {
   const registry = {
     getNode: (id: string) => {
       const n = nodes.find((x) => x.id === id);
@@ -137,17 +134,22 @@ function wire(): void {
       return true;
     },
   };
-  dkgStore = new FrostDkgStore(join(dir, 'coordinator', 'frost.sqlite'));
-  dkgRelay = new FrostDkgRelay({ store: dkgStore, nodes: registry, logger: coordLogger });
+  coordStore = openSqliteStore(join(dir, 'coordinator'));
+  dkgRelay = await FrostDkgRelay.open({ store: coordStore, nodes: registry, logger: coordLogger, exclusive: true });
   dkgRelay.attach(hub);
-  refreshStore = new FrostRefreshStore(join(dir, 'coordinator', 'frost-refresh.sqlite'));
-  relay = new FrostRefreshRelay({ store: refreshStore, dkg: dkgRelay, logger: coordLogger, stepTimeoutMs: 3000 });
+  relay = await FrostRefreshRelay.open({
+    store: coordStore,
+    dkg: dkgRelay,
+    logger: coordLogger,
+    stepTimeoutMs: 3000,
+    exclusive: true,
+  });
   relay.attach(hub);
 }
 
-async function until<T>(f: () => T | undefined, what: string): Promise<T> {
+async function until<T>(f: () => T | undefined | Promise<T | undefined>, what: string): Promise<T> {
   for (let i = 0; i < 600; i++) {
-    const v = f();
+    const v = await f();
     if (v !== undefined && v !== false) return v;
     await new Promise((r) => setTimeout(r, 10));
   }
@@ -155,8 +157,8 @@ async function until<T>(f: () => T | undefined, what: string): Promise<T> {
 }
 
 const settled = (id: string) =>
-  until(() => {
-    const r = relay.get(id);
+  until(async () => {
+    const r = await relay.get(id);
     return r.status === 'running' ? undefined : r;
   }, `refresh ${id}`);
 
@@ -201,34 +203,35 @@ beforeEach(async () => {
   roster = ids.map((x) => ({ nodeId: x.id, identityKey: x.identity.publicKeyB64 }));
   nodes = [];
   for (const x of ids) nodes.push(await openNode(x.id, x.identity));
-  wire();
+  await wire();
   const g = await dkgRelay.start({ participants: ['n1', 'n2', 'n3'], threshold: 2 });
-  const ready = await until(() => {
-    const r = dkgRelay.get(g.id);
+  const ready = await until(async () => {
+    const r = await dkgRelay.get(g.id);
     return r.status === 'running' ? undefined : r;
   }, 'key generation');
   expect(ready.status).toBe('ready');
   address = ready.address!;
-  await until(() => nodes.every((n) => n.store.get(address)?.status === 'confirmed'), 'groups confirmed');
+  await until(async () => nodes.every((n) => n.store.get(address)?.status === 'confirmed'), 'groups confirmed');
 });
 
 afterEach(async () => {
-  relay?.close();
-  dkgRelay?.close();
+  await relay?.close();
+  await dkgRelay?.close();
+  coordStore?.close();
   for (const n of nodes ?? []) await closeNode(n).catch(() => undefined);
   await rm(dir, { recursive: true, force: true });
 });
 
 describe('FROST share refresh relayed among three nodes', () => {
   it('adopts new shares of the same key everywhere; old and new shares do not sign together', async () => {
-    const before = dkgRelay.get(address).group!;
+    const before = (await dkgRelay.get(address)).group!;
     const old = await shares(address);
-    const started = relay.start({ group: address, createdBy: 'k1' });
+    const started = await relay.start({ group: address, createdBy: 'k1' });
     expect(started).toMatchObject({ status: 'running', step: 'start', address, createdBy: 'k1', acked: [] });
     const r = await settled(started.id);
     expect(r, JSON.stringify(r.error)).toMatchObject({ status: 'adopted', step: 'adopt', error: null });
-    await until(() => relay.get(r.id).acked.length === 3, 'every node acknowledged');
-    const after = dkgRelay.get(address).group!;
+    await until(async () => (await relay.get(r.id)).acked.length === 3, 'every node acknowledged');
+    const after = (await dkgRelay.get(address)).group!;
     expect(after.groupPublicKey).toBe(before.groupPublicKey);
     expect(groupDigest(after)).toBe(r.digest);
     expect(r.oldDigest).toBe(groupDigest(before));
@@ -246,29 +249,29 @@ describe('FROST share refresh relayed among three nodes', () => {
     // An old share with a new one: not a signature for the group key (whichever commitment is used).
     expect(signs(after, address, old[0]!, fresh[1]!)).toBe(false);
     expect(signs(before, address, old[0]!, fresh[1]!)).toBe(false);
-    const view = refreshView(relay.get(r.id));
+    const view = refreshView(await relay.get(r.id));
     expect(view.participants.every((p) => p.acknowledged && p.verifyingShare)).toBe(true);
-    expect(relay.list(address).map((x) => x.id)).toEqual([r.id]);
-    expect(relay.list().map((x) => x.id)).toEqual([r.id]);
-    expect(relay.groupAddress(dkgRelay.get(address).id)).toBe(address);
+    expect((await relay.list(address)).map((x) => x.id)).toEqual([r.id]);
+    expect((await relay.list()).map((x) => x.id)).toEqual([r.id]);
+    expect(await relay.groupAddress((await dkgRelay.get(address)).id)).toBe(address);
     // A second refresh works from the adopted group.
-    const again = await settled(relay.start({ group: address }).id);
+    const again = await settled((await relay.start({ group: address })).id);
     expect(again.status).toBe('adopted');
     expect(again.oldDigest).toBe(r.digest);
   });
 
   it('refuses what it cannot run: unknown group, a node offline, one already running, too many', async () => {
-    expect(() => relay.start({ group: 'nope' })).toThrow(
+    await expect(relay.start({ group: 'nope' })).rejects.toThrow(
       expect.objectContaining({ code: 'COORD_FROST_GROUP_NOT_FOUND' }),
     );
-    expect(() => relay.get('nope')).toThrow(expect.objectContaining({ code: 'COORD_FROST_REFRESH_NOT_FOUND' }));
+    await expect(relay.get('nope')).rejects.toThrow(expect.objectContaining({ code: 'COORD_FROST_REFRESH_NOT_FOUND' }));
     offline.add('n3');
-    expect(() => relay.start({ group: address })).toThrow(
+    await expect(relay.start({ group: address })).rejects.toThrow(
       expect.objectContaining({ code: 'COORD_FROST_NODE_UNAVAILABLE', details: { unknown: [], offline: ['n3'] } }),
     );
     offline.clear();
-    relay.start({ group: address });
-    expect(() => relay.start({ group: address })).toThrow(
+    await relay.start({ group: address });
+    await expect(relay.start({ group: address })).rejects.toThrow(
       expect.objectContaining({ code: 'COORD_FROST_REFRESH_RUNNING' }),
     );
     expect(MAX_REFRESHES).toBeGreaterThanOrEqual(1);
@@ -276,7 +279,7 @@ describe('FROST share refresh relayed among three nodes', () => {
     offline.add('n1');
     const failed = await dkgRelay.start({ participants: ['n2', 'n3'], threshold: 2 });
     offline.clear();
-    expect(() => relay.start({ group: failed.id })).toThrow(
+    await expect(relay.start({ group: failed.id })).rejects.toThrow(
       expect.objectContaining({ code: 'COORD_FROST_REFRESH_NOT_READY' }),
     );
   });
@@ -289,7 +292,7 @@ describe('FROST share refresh relayed among three nodes', () => {
       if (id === 'n3' && r.step === 'start') offline.add('n3');
       return r;
     };
-    const r = await settled(relay.start({ group: address }).id);
+    const r = await settled((await relay.start({ group: address })).id);
     expect(r).toMatchObject({ status: 'failed', error: { code: 'COORD_FROST_NODE_UNAVAILABLE', unreachable: ['n3'] } });
     for (const n of nodes) {
       expect(n.store.get(address)!.group).toEqual(before);
@@ -298,10 +301,23 @@ describe('FROST share refresh relayed among three nodes', () => {
     expect(signs(before, address, old[0]!, old[2]!)).toBe(true);
     // n3 comes back: it is told the abort (and that counts as heard).
     offline.clear();
-    expect(relay.get(r.id).acked).not.toContain('n3');
-    relay.sync('n3');
-    expect(relay.get(r.id).acked).toContain('n3');
+    expect((await relay.get(r.id)).acked).not.toContain('n3');
+    await relay.sync('n3');
+    expect((await relay.get(r.id)).acked).toContain('n3');
     expect(sent.filter((s) => s.nodeId === 'n3' && s.body.step === 'abort').length).toBeGreaterThan(0);
+  });
+
+  it('a refresh another replica recorded failed meanwhile is not adopted: every node keeps its share', async () => {
+    const before = nodes[0]!.store.get(address)!.group;
+    const started = await relay.start({ group: address });
+    const lost = { code: 'COORD_FROST_RELAY_LOST', message: 'the replica relaying it stopped', culprits: [] };
+    expect(coordStore!.failFrostRefresh(started.id, lost, Date.now())).toBe(true);
+    // The relay still runs the rounds and decides; its adoption loses to the recorded failure, which it tells.
+    await until(async () => sent.some((x) => x.body.refreshId === started.id && x.body.step === 'abort'), 'abort');
+    await until(async () => nodes.every((n) => n.store.pendingRefreshes().length === 0), 'new shares discarded');
+    for (const n of nodes) expect(n.store.get(address)!.group).toEqual(before);
+    expect((await dkgRelay.get(address)).group).toEqual(before);
+    expect(await relay.get(started.id)).toMatchObject({ status: 'failed', error: lost, digest: null });
   });
 
   it('a node that reports another group is named; nobody switches', async () => {
@@ -313,9 +329,9 @@ describe('FROST share refresh relayed among three nodes', () => {
       const n = nodes.find((x) => x.id === id)!;
       return { ...r, statements: [signStatement(n.identity, p as never)] };
     };
-    const r = await settled(relay.start({ group: address }).id);
+    const r = await settled((await relay.start({ group: address })).id);
     expect(r.error).toMatchObject({ code: 'COORD_FROST_REFRESH_DISAGREE', culprits: ['n2'], disagreeing: ['n2'] });
-    await until(() => nodes.every((n) => n.store.pendingRefreshes().length === 0), 'new shares discarded');
+    await until(async () => nodes.every((n) => n.store.pendingRefreshes().length === 0), 'new shares discarded');
     for (const n of nodes) expect(n.store.get(address)!.group).toEqual(before);
   });
 
@@ -326,7 +342,7 @@ describe('FROST share refresh relayed among three nodes', () => {
       p.digest = randomBytes(32).toString('hex');
       return { ...r, statements: [signStatement(nodes[0]!.identity, p as never)] };
     };
-    const bad = await settled(relay.start({ group: address }).id);
+    const bad = await settled((await relay.start({ group: address })).id);
     expect(bad.error).toMatchObject({ code: 'COORD_FROST_REFRESH_BAD_STATEMENT', culprits: ['n1'] });
     answer = (id, r) =>
       id === 'n2' && r.step === 'round1'
@@ -338,13 +354,13 @@ describe('FROST share refresh relayed among three nodes', () => {
             })),
           }
         : r;
-    const foreign = await settled(relay.start({ group: address }).id);
+    const foreign = await settled((await relay.start({ group: address })).id);
     expect(foreign.error).toMatchObject({
       code: 'COORD_FROST_REFRESH_BAD_STATEMENT',
       culprits: ['n2'],
       reportedBy: 'n2',
     });
-    await until(() => nodes.every((n) => n.store.pendingRefreshes().length === 0), 'new shares discarded');
+    await until(async () => nodes.every((n) => n.store.pendingRefreshes().length === 0), 'new shares discarded');
   });
 
   it('a relayed package altered in transit is refused by its recipient, which names the relay', async () => {
@@ -362,7 +378,7 @@ describe('FROST share refresh relayed among three nodes', () => {
       }
       return real(nodeId, type, body);
     };
-    const r = await settled(relay.start({ group: address }).id);
+    const r = await settled((await relay.start({ group: address })).id);
     expect(r.error).toMatchObject({
       code: 'COORD_FROST_REFRESH_REFUSED',
       nodeCode: 'NODE_FROST_RELAY_TAMPERED',
@@ -384,7 +400,7 @@ describe('FROST share refresh relayed among three nodes', () => {
       const n = nodes.find((x) => x.id === id)!;
       return { ...r, statements: swapped.map((p) => signStatement(n.identity, p as never)) };
     };
-    const r = await settled(relay.start({ group: address }).id);
+    const r = await settled((await relay.start({ group: address })).id);
     expect(r.status).toBe('failed');
     expect(r.error).toMatchObject({ nodeCode: 'FROST_DKG_UNAUTHENTIC', culprits: ['n2'] });
   });
@@ -395,7 +411,7 @@ describe('FROST share refresh relayed among three nodes', () => {
     const rogue = new BadPointRefresh(nodes[1]!, 1);
     nodes[1]!.refresh = rogue as unknown as FrostRefreshNode;
     const old = await Promise.all([0, 2].map(async (i) => (await shares(address))[i]!));
-    const r = await settled(relay.start({ group: address }).id);
+    const r = await settled((await relay.start({ group: address })).id);
     expect(rogue.sentBadPoint).toBe(true);
     expect(r.error).toMatchObject({
       code: 'COORD_FROST_REFRESH_REFUSED',
@@ -403,7 +419,7 @@ describe('FROST share refresh relayed among three nodes', () => {
       reportedBy: 'n1',
       culprits: ['n2'],
     });
-    await until(() => [0, 2].every((i) => nodes[i]!.store.pendingRefreshes().length === 0), 'nothing kept');
+    await until(async () => [0, 2].every((i) => nodes[i]!.store.pendingRefreshes().length === 0), 'nothing kept');
     expect(signs(nodes[0]!.store.get(address)!.group, address, old[0]!, old[1]!)).toBe(true);
   });
 
@@ -417,8 +433,8 @@ describe('FROST share refresh relayed among three nodes', () => {
       }
       return r;
     };
-    const started = relay.start({ group: address });
-    await until(() => offline.has('n3'), 'n3 reported');
+    const started = await relay.start({ group: address });
+    await until(async () => offline.has('n3'), 'n3 reported');
     // its report was lost with it: the relay still waits for it
     const n3 = nodes[2]!;
     expect(n3.store.pendingRefreshes()).toEqual([started.id]);
@@ -426,10 +442,10 @@ describe('FROST share refresh relayed among three nodes', () => {
     nodes[2] = await openNode('n3', n3.identity);
     expect(nodes[2]!.store.pendingRefreshes()).toEqual([started.id]);
     offline.clear();
-    relay.sync('n3'); // its report never arrived: the refresh fails and n3 discards what it kept
+    await relay.sync('n3'); // its report never arrived: the refresh fails and n3 discards what it kept
     const failed = await settled(started.id);
     expect(failed.error).toMatchObject({ code: 'COORD_FROST_REFRESH_TIMEOUT', unreachable: ['n3'] });
-    await until(() => nodes[2]!.store.pendingRefreshes().length === 0, 'n3 discarded its new share');
+    await until(async () => nodes[2]!.store.pendingRefreshes().length === 0, 'n3 discarded its new share');
     expect(signs(nodes[0]!.store.get(address)!.group, address, old[0]!, old[2]!)).toBe(true);
 
     // Now n3's report arrives, and it dies before the adoption: on restart it is told the adopted digest.
@@ -437,7 +453,7 @@ describe('FROST share refresh relayed among three nodes', () => {
       if (id === 'n3' && r.step === 'round3') setImmediate(() => offline.add('n3'));
       return r;
     };
-    const second = relay.start({ group: address });
+    const second = await relay.start({ group: address });
     const adopted = await settled(second.id);
     expect(adopted.status).toBe('adopted');
     // the adopt frame was lost with its connection: n3 holds both shares, the old one current
@@ -448,8 +464,8 @@ describe('FROST share refresh relayed among three nodes', () => {
     nodes[2] = await openNode('n3', n3b.identity);
     expect(nodes[2]!.store.get(address)!.group).not.toEqual(adopted.group);
     offline.clear();
-    relay.sync('n3'); // restarted, it syncs: the coordinator tells it the adopted digest
-    await until(() => relay.get(second.id).acked.length === 3, 'all acknowledged');
+    await relay.sync('n3'); // restarted, it syncs: the coordinator tells it the adopted digest
+    await until(async () => (await relay.get(second.id)).acked.length === 3, 'all acknowledged');
     for (const n of nodes) {
       expect(n.store.get(address)!.group).toEqual(adopted.group);
       expect(n.store.pendingRefreshes()).toEqual([]);
@@ -467,21 +483,20 @@ describe('FROST share refresh relayed among three nodes', () => {
       if (r.step === 'round3') reported++;
       return r.step === 'round3' && reported === 3 ? undefined : r; // the third report is lost with the coordinator
     };
-    const started = relay.start({ group: address });
-    await until(() => nodes.every((n) => n.store.pendingRefreshes().length === 1), 'every node kept a new share');
-    // The coordinator process dies: nothing closes the relay; a new one opens the same file.
+    const started = await relay.start({ group: address });
+    await until(async () => nodes.every((n) => n.store.pendingRefreshes().length === 1), 'every node kept a new share');
+    // The coordinator process dies: nothing closes the relay; a new one opens the same store.
     const crashed = relay;
-    relay = new FrostRefreshRelay({
-      store: new FrostRefreshStore(join(dir, 'coordinator', 'frost-refresh.sqlite')),
-      dkg: dkgRelay,
-      logger: coordLogger,
-    });
+    relay = await FrostRefreshRelay.open({ store: coordStore!, dkg: dkgRelay, logger: coordLogger, exclusive: true });
     relay.attach(hub);
-    expect(relay.get(started.id)).toMatchObject({ status: 'failed', error: { code: 'COORD_FROST_REFRESH_TIMEOUT' } });
-    for (const n of nodes) relay.sync(n.id);
-    await until(() => nodes.every((n) => n.store.pendingRefreshes().length === 0), 'new shares discarded');
-    expect(relay.get(started.id).acked).toHaveLength(3);
-    crashed.close();
+    expect(await relay.get(started.id)).toMatchObject({
+      status: 'failed',
+      error: { code: 'COORD_FROST_REFRESH_TIMEOUT' },
+    });
+    for (const n of nodes) await relay.sync(n.id);
+    await until(async () => nodes.every((n) => n.store.pendingRefreshes().length === 0), 'new shares discarded');
+    expect((await relay.get(started.id)).acked).toHaveLength(3);
+    await crashed.close();
   });
 
   it('refuses malformed answers: a wrong count, packages to the wrong nodes, a group that is not one', async () => {
@@ -497,27 +512,27 @@ describe('FROST share refresh relayed among three nodes', () => {
       };
     };
     answer = (id, r) => (id === 'n1' && r.step === 'start' ? { ...r, statements: [] } : r);
-    expect((await settled(relay.start({ group: address }).id)).error).toMatchObject({
+    expect((await settled((await relay.start({ group: address })).id)).error).toMatchObject({
       code: 'COORD_FROST_REFRESH_BAD_STATEMENT',
       culprits: ['n1'],
     });
     answer = (id, r) => (id === 'n2' && r.step === 'round2' ? resign(id, r, (p) => (p.to = 1)) : r);
-    expect((await settled(relay.start({ group: address }).id)).error).toMatchObject({
+    expect((await settled((await relay.start({ group: address })).id)).error).toMatchObject({
       code: 'COORD_FROST_REFRESH_BAD_STATEMENT',
       culprits: ['n2'],
     });
     answer = (id, r) => (id === 'n3' && r.step === 'round3' ? resign(id, r, (p) => (p.group = { no: 1 })) : r);
-    expect((await settled(relay.start({ group: address }).id)).error).toMatchObject({
+    expect((await settled((await relay.start({ group: address })).id)).error).toMatchObject({
       code: 'COORD_FROST_REFRESH_BAD_STATEMENT',
       culprits: ['n3'],
     });
-    await until(() => nodes.every((n) => n.store.pendingRefreshes().length === 0), 'new shares discarded');
+    await until(async () => nodes.every((n) => n.store.pendingRefreshes().length === 0), 'new shares discarded');
   });
 
   it('an acknowledgement is taken only when signed by its node for this refresh and digest', async () => {
     answer = (id, r) => (id === 'n1' && r.step === 'adopt' ? undefined : r);
-    const r = await settled(relay.start({ group: address }).id);
-    await until(() => relay.get(r.id).acked.length === 2, 'n2 and n3 acknowledged');
+    const r = await settled((await relay.start({ group: address })).id);
+    await until(async () => (await relay.get(r.id)).acked.length === 2, 'n2 and n3 acknowledged');
     relay.onReply('n1', {
       refreshId: r.id,
       step: 'adopt',
@@ -533,28 +548,21 @@ describe('FROST share refresh relayed among three nodes', () => {
       nodeId: 'n1',
     });
     relay.onReply('n1', { refreshId: r.id, step: 'adopt', statements: [forged] });
-    expect(relay.get(r.id).acked).toEqual(['n2', 'n3']);
+    expect((await relay.get(r.id)).acked).toEqual(['n2', 'n3']);
     // told again on sync, it acknowledges properly
     answer = (_id, x) => x;
-    relay.sync('n1');
-    await until(() => relay.get(r.id).acked.length === 3, 'n1 acknowledged');
-    relay.sync('n1'); // nothing left to tell
-    // the file a coordinator opens in its data directory holds the same record
-    const again = FrostRefreshStore.at(join(dir, 'coordinator'));
-    expect(again.get(r.id)?.acked).toEqual(['n1', 'n2', 'n3']);
+    await relay.sync('n1');
+    await until(async () => (await relay.get(r.id)).acked.length === 3, 'n1 acknowledged');
+    await relay.sync('n1'); // nothing left to tell
+    // the store a coordinator opens in its data directory holds the same record
+    const again = openSqliteStore(join(dir, 'coordinator'));
+    expect(again.getFrostRefresh(r.id)?.acked).toEqual(['n1', 'n2', 'n3']);
     again.close();
-    // a file of a newer schema is refused before anything is written
-    const newer = new Database(join(dir, 'newer.sqlite'));
-    newer.pragma('user_version = 99');
-    newer.close();
-    expect(() => new FrostRefreshStore(join(dir, 'newer.sqlite'))).toThrow(
-      expect.objectContaining({ code: 'COORD_NEWER_SCHEMA' }),
-    );
   });
 
   it('a refresh step that times out names the silent node', async () => {
     answer = (id, r) => (id === 'n2' && r.step === 'round2' ? undefined : r);
-    const r = await settled(relay.start({ group: address }).id);
+    const r = await settled((await relay.start({ group: address })).id);
     expect(r.error).toMatchObject({ code: 'COORD_FROST_REFRESH_TIMEOUT', culprits: ['n2'] });
   });
 
@@ -618,8 +626,8 @@ describe('FROST share refresh relayed among three nodes', () => {
       reports.set(id, r.statements![0]!); // nobody's report reaches the relay
       return undefined;
     };
-    const started = relay.start({ group: address });
-    await until(() => nodes.every((n) => n.store.pendingRefreshes().length === 1) && reports.size === 3, 'kept');
+    const started = await relay.start({ group: address });
+    await until(async () => nodes.every((n) => n.store.pendingRefreshes().length === 1) && reports.size === 3, 'kept');
     const n = nodes[0]!;
     const before = n.store.get(address)!.group;
     const adopt = (digest: string, statements: SignedStatement[]) =>
@@ -653,7 +661,7 @@ describe('FROST share refresh relayed among three nodes', () => {
     // the relay ignores an acknowledgement that is an error, or of a refresh that was not adopted
     relay.onReply('n1', { refreshId: started.id, step: 'adopt', error: { code: 'X', message: 'x' } });
     relay.onReply('n1', { refreshId: 'unknown', step: 'round1' });
-    expect(relay.get(started.id).acked).toEqual([]);
+    expect((await relay.get(started.id)).acked).toEqual([]);
   });
 });
 
@@ -689,7 +697,7 @@ describe('FROST refresh routes on the real app', () => {
   });
 
   it('list a group’s refreshes and show one, as the relay records them', async () => {
-    const r = await settled(relay.start({ group: address }).id);
+    const r = await settled((await relay.start({ group: address })).id);
     const { registerFrostRoutes } = await import('../src/frost/routes.ts');
     const Fastify = (await import('fastify')).default;
     const app = Fastify();

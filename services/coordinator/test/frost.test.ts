@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { createTransportKey, type TransportKeyPair } from '@cosigner/frost/channel';
 import {
   type DkgMember,
@@ -24,8 +23,7 @@ import { tempDir } from '@cosigner/testkit/process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FrostDkgRelay, type HubLike } from '../src/frost/dkg.ts';
 import { groupView } from '../src/frost/routes.ts';
-import { FrostDkgStore } from '../src/frost/store.ts';
-import type { NodeRecord, NodeRepository } from '../src/store.ts';
+import { type NodeRecord, type NodeRepository, openSqliteStore, type Store } from '../src/store.ts';
 import { harness, TestNode } from './helpers.ts';
 
 /**
@@ -133,13 +131,13 @@ class Participant {
 }
 
 let dir: string;
-let store: FrostDkgStore;
+let store: Store | undefined;
 let relay: FrostDkgRelay;
 let parts: Participant[];
 let sent: { nodeId: string; body: Body<'frost-dkg'> }[];
 const offline = new Set<string>();
 
-function setup(behaviours: Behaviour[], stepTimeoutMs = 5000): void {
+async function setup(behaviours: Behaviour[], stepTimeoutMs = 5000): Promise<void> {
   parts = behaviours.map((b, i) => new Participant(`n${i + 1}`, b));
   const nodes = {
     getNode: (id: string) => {
@@ -161,14 +159,20 @@ function setup(behaviours: Behaviour[], stepTimeoutMs = 5000): void {
       return true;
     },
   };
-  store = new FrostDkgStore(join(dir, 'frost.sqlite'));
-  relay = new FrostDkgRelay({ store, nodes, logger: createLogger({ name: 't', level: 'silent' }), stepTimeoutMs });
+  store = openSqliteStore(dir);
+  relay = await FrostDkgRelay.open({
+    store,
+    nodes,
+    logger: createLogger({ name: 't', level: 'silent' }),
+    stepTimeoutMs,
+    exclusive: true,
+  });
   relay.attach(hub);
 }
 
 async function settle(id: string) {
   for (let i = 0; i < 400; i++) {
-    const r = relay.get(id);
+    const r = await relay.get(id);
     if (r.status !== 'running') return r;
     await new Promise((res) => setTimeout(res, 25));
   }
@@ -181,21 +185,22 @@ beforeEach(async () => {
   offline.clear();
 });
 afterEach(async () => {
-  relay?.close();
+  await relay?.close();
+  store?.close();
   await rm(dir, { recursive: true, force: true });
 });
 
 describe('FROST key-generation relay', () => {
   it('relays a 2-of-3 key generation and records the group every participant derived', async () => {
-    setup(['honest', 'honest', 'honest']);
+    await setup(['honest', 'honest', 'honest']);
     const started = await relay.start({ participants: ['n1', 'n2', 'n3'], threshold: 2, createdBy: 'k1' });
     expect(started).toMatchObject({ status: 'running', step: 'start', threshold: 2, createdBy: 'k1' });
     const r = await settle(started.id);
     expect(r).toMatchObject({ status: 'ready', step: 'confirm', address: parts[0]!.out!.address, error: null });
     expect(r.group).toEqual(parts[0]!.out!.group);
     expect(r.transcript).toBe(parts[2]!.out!.transcript);
-    expect(relay.get(r.address!).id).toBe(r.id);
-    expect(relay.list().map((x) => x.id)).toEqual([r.id]);
+    expect((await relay.get(r.address!)).id).toBe(r.id);
+    expect((await relay.list()).map((x) => x.id)).toEqual([r.id]);
     const view = groupView(r);
     expect(view).toMatchObject({ status: 'ready', address: r.address, groupPublicKey: r.group!.groupPublicKey });
     expect(view.participants.map((p) => p.verifyingShare)).toEqual([1, 2, 3].map((i) => r.group!.verifyingShares[i]));
@@ -216,7 +221,7 @@ describe('FROST key-generation relay', () => {
   });
 
   it('refuses a bad request: a repeated node, a threshold out of range, unknown or offline nodes, too many at once', async () => {
-    setup(['honest', 'honest', 'silent']);
+    await setup(['honest', 'honest', 'silent']);
     const code = async (f: () => unknown) => {
       try {
         await f();
@@ -253,9 +258,10 @@ describe('FROST key-generation relay', () => {
       [['honest', 'silent', 'honest'], { code: 'COORD_FROST_DKG_TIMEOUT', culprits: ['n2'] }],
     ];
     for (const [behaviours, error] of cases) {
-      relay?.close();
+      await relay?.close();
+      store?.close();
       sent = [];
-      setup(behaviours, 400);
+      await setup(behaviours, 400);
       const r = await settle((await relay.start({ participants: ['n1', 'n2', 'n3'], threshold: 2 })).id);
       expect(r.status, behaviours.join()).toBe('failed');
       expect(r.error, behaviours.join()).toMatchObject(error);
@@ -266,7 +272,7 @@ describe('FROST key-generation relay', () => {
   });
 
   it('fails a step it cannot deliver, ignores replies out of turn, and fails what was running when it stopped', async () => {
-    setup(['honest', 'honest']);
+    await setup(['honest', 'honest']);
     const r = await relay.start({ participants: ['n1', 'n2'], threshold: 2 });
     offline.add('n2');
     const failed = await settle(r.id);
@@ -274,21 +280,25 @@ describe('FROST key-generation relay', () => {
     // A reply to a session that is over, or from a node not waited for: ignored.
     relay.onReply('n1', { dkgId: r.id, step: 'round1', statements: [] });
     relay.onReply('n1', { dkgId: 'nope', step: 'start', statements: [] });
-    expect(relay.get(r.id).error!.code).toBe('COORD_FROST_NODE_UNAVAILABLE');
+    expect((await relay.get(r.id)).error!.code).toBe('COORD_FROST_NODE_UNAVAILABLE');
     // A session running when the coordinator stops is failed at the next start.
     offline.clear();
     const running = await relay.start({ participants: ['n1', 'n2'], threshold: 2 });
-    const direct = new FrostDkgStore(join(dir, 'frost.sqlite'));
-    direct.insert({ ...running, id: 'left-over', status: 'running', createdAt: 1, updatedAt: 1 });
-    direct.close();
-    relay.close();
-    const again = new FrostDkgRelay({
-      store: new FrostDkgStore(join(dir, 'frost.sqlite')),
+    store!.insertFrostDkg({ ...running, id: 'left-over', status: 'running', createdAt: 1, updatedAt: 1 });
+    await relay.close();
+    store!.close();
+    store = openSqliteStore(dir);
+    const again = await FrostDkgRelay.open({
+      store,
       nodes: { getNode: () => undefined } as unknown as NodeRepository,
       logger: createLogger({ name: 't', level: 'silent' }),
+      exclusive: true,
     });
-    expect(again.get('left-over')).toMatchObject({ status: 'failed', error: { code: 'COORD_FROST_DKG_TIMEOUT' } });
-    expect(again.get(running.id).status).toBe('failed');
+    expect(await again.get('left-over')).toMatchObject({
+      status: 'failed',
+      error: { code: 'COORD_FROST_DKG_TIMEOUT' },
+    });
+    expect((await again.get(running.id)).status).toBe('failed');
     // Each participant hears the abort when it next syncs (it may have confirmed the group meanwhile).
     const delivered: { nodeId: string; body: Body<'frost-dkg'> }[] = [];
     let reachable = false;
@@ -308,6 +318,20 @@ describe('FROST key-generation relay', () => {
     // (The other session was failed by close(), which told its participants then.)
     expect(delivered.map((d) => [d.nodeId, d.body.dkgId, d.body.step])).toEqual([['n1', 'left-over', 'abort']]);
     relay = again;
+  });
+
+  it('a session another replica recorded failed meanwhile ends failed: the group is dropped at every node', async () => {
+    await setup(['honest', 'honest', 'honest']);
+    const started = await relay.start({ participants: ['n1', 'n2', 'n3'], threshold: 2 });
+    // Another replica took this one for dead (its record was stale there) while the nodes still answer this one.
+    const lost = { code: 'COORD_FROST_RELAY_LOST', message: 'the replica relaying it stopped', culprits: [] };
+    expect(store!.failFrostDkg(started.id, lost, Date.now())).toBe(true);
+    for (let i = 0; i < 400 && !sent.some((x) => x.body.step === 'abort'); i++)
+      await new Promise((r) => setTimeout(r, 25));
+    // The relay finished all the same; the recorded outcome stands and every node is told to drop the group.
+    expect(parts.every((p) => p.steps.includes('confirm'))).toBe(true);
+    expect(sent.filter((x) => x.body.step === 'abort').map((x) => x.nodeId)).toEqual(['n1', 'n2', 'n3']);
+    expect(await relay.get(started.id)).toMatchObject({ status: 'failed', error: lost, address: null, group: null });
   });
 });
 

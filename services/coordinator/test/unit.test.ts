@@ -135,10 +135,10 @@ describe('store', () => {
     const s = openSqliteStore(d);
     s.close();
     const db = openCoordinatorDb(join(d, 'coordinator.db'));
-    expect(db.pragma('user_version', { simple: true })).toBe(7);
+    expect(db.pragma('user_version', { simple: true })).toBe(8);
     db.close();
     const again = openCoordinatorDb(join(d, 'coordinator.db'));
-    expect(again.pragma('user_version', { simple: true })).toBe(7);
+    expect(again.pragma('user_version', { simple: true })).toBe(8);
     // A file written by a newer coordinator is refused, not written to.
     again.pragma('user_version = 99');
     again.close();

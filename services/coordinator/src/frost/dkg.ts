@@ -4,9 +4,9 @@ import { type DkgRosterEntry, type DkgStatementPayload, rosterDigest } from '@co
 import type { Body, MessageType } from '@cosigner/protocol/messages';
 import type { Logger } from '@cosigner/runtime/logger';
 import { coordinatorErrors } from '../errors.ts';
-import type { AwaitableRepository, NodeRepository } from '../store.ts';
+import { type Awaitable, type AwaitableRepository, type FrostRepository, type NodeRepository, step } from '../store.ts';
 import { StepRelay, type StepRun } from './relay-steps.ts';
-import { type DkgError, type DkgRecord, type DkgStep, FrostDkgStore } from './store.ts';
+import type { DkgError, DkgRecord, DkgStep } from './store.ts';
 
 /**
  * The coordinator's part in FROST key generation (docs/architecture.md, "FROST key generation"): a relay that
@@ -26,12 +26,25 @@ import { type DkgError, type DkgRecord, type DkgStep, FrostDkgStore } from './st
  * something that is not its own statement of that step is named at once. Round-2 packages are encrypted node to
  * node (packages/frost channel.ts): the coordinator holds public data only, which it records with the group.
  * Any refusal, timeout or disagreement aborts the session at every node and is recorded with its culprits.
+ *
+ * The records are in the coordinator's one store (store.ts FrostRepository), which every replica on PostgreSQL
+ * shares: any replica answers for every group, and a FROST proposal sent to any replica finds its group. A session
+ * is driven by the replica that started it (its statements live in that replica's memory, the nodes answer on
+ * their session with it); if that replica dies, the session cannot go on. Another replica that sees it (reading it,
+ * listing, at its start) after no step was sent for longer than a step may take (`staleAfterMs`) records it failed
+ * with COORD_FROST_RELAY_LOST and aborts it at the nodes connected to it; the write is a compare-and-set that also
+ * requires the record still stale, so it never overrides a step or an outcome its driver wrote meanwhile.
  */
 
 /** How long one step may take across all participants (a 17-of-25 round 2 or 3 takes seconds per node). */
 export const DKG_STEP_TIMEOUT_MS = 120_000;
 /** How long an abort is kept for a node that missed it: a node forgets a session it confirmed after 10 minutes. */
 export const ABORT_RETENTION_MS = 600_000;
+/**
+ * How long after its last step a running session is taken as abandoned by a replica that does not drive it: a
+ * step's time-out plus a margin for clocks of replicas that differ (the record's times are each writer's clock).
+ */
+export const ABANDON_MARGIN_MS = 30_000;
 /** Key generations relayed at once. */
 export const MAX_RUNNING = 2;
 
@@ -44,6 +57,8 @@ export interface HubLike {
 
 interface Run extends StepRun<DkgStep> {
   rec: DkgRecord;
+  /** The session's store writes, in order (a step's record never lands after the outcome). */
+  writes: Promise<unknown>;
   /** The agreed group, once every round-3 result matched. */
   result?: { address: string; group: GroupPublic; transcript: string };
 }
@@ -59,7 +74,7 @@ const KIND: Record<DkgStep, DkgStatementPayload['kind']> = {
 const NEXT = { start: 'round1', round1: 'round2', round2: 'round3' } as const;
 
 export class FrostDkgRelay {
-  readonly #store: FrostDkgStore;
+  readonly #store: AwaitableRepository<FrostRepository>;
   readonly #nodes: AwaitableRepository<NodeRepository>;
   readonly #logger: Logger;
   readonly #stepTimeoutMs: number;
@@ -67,16 +82,22 @@ export class FrostDkgRelay {
   readonly #steps: StepRelay<DkgStep, Run, Partial<Body<'frost-dkg'>>>;
   #hub: HubLike | undefined;
 
+  readonly #staleAfterMs: number;
+
+  /** Use `open`, which also settles the sessions left running. */
   constructor(o: {
-    store: FrostDkgStore;
+    store: AwaitableRepository<FrostRepository>;
     nodes: AwaitableRepository<NodeRepository>;
     logger: Logger;
     stepTimeoutMs?: number;
+    /** How long after its last step a session this replica does not drive is abandoned (default: see above). */
+    abandonAfterMs?: number;
   }) {
     this.#store = o.store;
     this.#nodes = o.nodes;
     this.#logger = o.logger;
     this.#stepTimeoutMs = o.stepTimeoutMs ?? DKG_STEP_TIMEOUT_MS;
+    this.#staleAfterMs = o.abandonAfterMs ?? this.#stepTimeoutMs + ABANDON_MARGIN_MS;
     this.#steps = new StepRelay<DkgStep, Run, Partial<Body<'frost-dkg'>>>({
       name: 'key generation',
       idField: 'dkgId',
@@ -89,18 +110,78 @@ export class FrostDkgRelay {
       stepTimeoutMs: this.#stepTimeoutMs,
       logger: this.#logger,
       kind: (step) => KIND[step],
-      persist: (id, step) => this.#store.setStep(id, step),
+      persist: (id, step) => {
+        const run = this.#runs.get(id);
+        if (run) this.#write(run, () => this.#store.setFrostDkgStep(id, step, Date.now()));
+      },
       deliver: (run, to, step, extra) =>
         this.#hub?.send(to.nodeId, 'frost-dkg', { dkgId: run.rec.id, step, ...extra }) ?? false,
       fail: (run, error) => this.#fail(run, error),
     });
-    // A session open when the coordinator stopped cannot go on: the nodes' halves of it live in their memory
-    // and the statements gathered so far lived in ours.
-    for (const r of this.#store.running()) {
-      const message = 'The coordinator stopped during this key generation; start a new one.';
-      this.#store.fail(r.id, { code: 'COORD_FROST_DKG_TIMEOUT', message, culprits: [] });
-      this.#owed(r.id, r.participants, message);
+  }
+
+  /**
+   * A relay on `store`, its sessions left running settled: with `exclusive` (this process is the store's only
+   * writer: the embedded SQLite store, so a session left running was its own, cut off by its stop) every
+   * one (a session open when the coordinator stopped cannot go on: the nodes' halves of it live in their memory and
+   * the statements gathered so far lived in ours); on a shared store only those abandoned (see the class comment),
+   * as another replica may be driving the others.
+   */
+  static async open(o: {
+    store: AwaitableRepository<FrostRepository>;
+    nodes: AwaitableRepository<NodeRepository>;
+    logger: Logger;
+    stepTimeoutMs?: number;
+    abandonAfterMs?: number;
+    exclusive: boolean;
+  }): Promise<FrostDkgRelay> {
+    const relay = new FrostDkgRelay(o);
+    for (const r of await o.store.runningFrostDkgs()) {
+      if (o.exclusive) {
+        const message = 'The coordinator stopped during this key generation; start a new one.';
+        if (await o.store.failFrostDkg(r.id, { code: 'COORD_FROST_DKG_TIMEOUT', message, culprits: [] }, Date.now())) {
+          relay.#owed(r.id, r.participants, message);
+        }
+      } else await relay.#settle(r);
     }
+    return relay;
+  }
+
+  /** Chain a store write of `run` after its earlier ones; a failed write is logged (the step timer still runs). */
+  #write<T>(run: Run, fn: () => Awaitable<T>): Promise<T | undefined> {
+    const next = run.writes.then(fn).catch((e: unknown) => {
+      this.#logger.error({ err: (e as Error).message, dkgId: run.rec.id }, 'FROST key generation record not written');
+      return undefined;
+    });
+    run.writes = next;
+    return next;
+  }
+
+  /**
+   * `r` as it stands: a running session no replica drives any more (no step for `staleAfterMs`) is recorded failed
+   * here (COORD_FROST_RELAY_LOST) and aborted at the nodes; one this replica drives, or a fresh one, is left alone.
+   */
+  async #settle(r: DkgRecord): Promise<DkgRecord> {
+    const now = Date.now();
+    if (r.status !== 'running' || this.#runs.has(r.id) || r.updatedAt >= now - this.#staleAfterMs) return r;
+    const message = `The coordinator replica relaying this key generation stopped during ${r.step} (no step for ${Math.round((now - r.updatedAt) / 1000)} s); start a new one.`;
+    const error: DkgError = { code: 'COORD_FROST_RELAY_LOST', message, culprits: [] };
+    if (await this.#store.failFrostDkg(r.id, error, now, now - this.#staleAfterMs)) {
+      this.#logger.warn(
+        { dkgId: r.id, step: r.step },
+        'FROST key generation abandoned by its replica: recorded failed',
+      );
+      this.#abort(r.id, r.participants, message);
+    }
+    return (await this.#store.getFrostDkg(r.id)) ?? r;
+  }
+
+  /** Tell every participant the session is over; those not connected here hear it when they sync. */
+  #abort(dkgId: string, participants: readonly DkgRosterEntry[], reason: string): void {
+    const away = participants.filter(
+      (p) => !this.#hub?.send(p.nodeId, 'frost-dkg', { dkgId, step: 'abort', reason: reason.slice(0, 1024) }),
+    );
+    if (away.length > 0) this.#owed(dkgId, away, reason);
   }
 
   /** Aborts not yet delivered, by node: a node that was away hears them when it syncs. */
@@ -136,37 +217,39 @@ export class FrostDkgRelay {
     this.#hub = hub;
   }
 
-  get(idOrAddress: string): DkgRecord {
-    const r = this.#store.get(idOrAddress);
+  /** By id or group address, abandoned sessions settled (see the class comment). @throws COORD_FROST_GROUP_NOT_FOUND */
+  async get(idOrAddress: string): Promise<DkgRecord> {
+    const r = await this.#store.getFrostDkg(idOrAddress);
     if (!r) throw coordinatorErrors.error('COORD_FROST_GROUP_NOT_FOUND', { id: idOrAddress });
-    return r;
+    return this.#settle(r);
   }
 
-  /** A ready group by address (its public data), or undefined: what a FROST signing round runs with. */
-  readyGroup(address: string): (DkgRecord & { address: string; group: GroupPublic }) | undefined {
-    const r = this.#store.get(address);
-    if (r?.status !== 'ready' || r.address !== address || r.group === null) return undefined;
-    return r as DkgRecord & { address: string; group: GroupPublic };
+  /**
+   * A ready group by address (its public data), or undefined: what a FROST signing round runs with. A value, not a
+   * promise, on the synchronous SQLite store (so a grouped unit of work can call it).
+   */
+  readyGroup(address: string): Awaitable<ReadyGroup | undefined> {
+    return step(this.#store.getFrostDkg(address), (r) =>
+      r?.status !== 'ready' || r.address !== address || r.group === null ? undefined : (r as ReadyGroup),
+    );
   }
 
-  /** Record which group signs FROST proposal `proposalId` (frost/store.ts bindProposal). */
-  bindProposal(proposalId: string, address: string): void {
-    this.#store.bindProposal(proposalId, address);
+  /** Record which group signs FROST proposal `proposalId`, in the shared store (store.ts bindFrostProposal). */
+  bindProposal(proposalId: string, address: string): Awaitable<void> {
+    return this.#store.bindFrostProposal(proposalId, address, Date.now());
   }
 
-  /** The ready group FROST proposal `proposalId` was bound to. */
-  proposalGroup(proposalId: string): (DkgRecord & { address: string; group: GroupPublic }) | undefined {
-    const address = this.#store.proposalGroup(proposalId);
-    return address === undefined ? undefined : this.readyGroup(address);
+  /** The ready group FROST proposal `proposalId` was bound to, read from the store (so any replica finds it). */
+  proposalGroup(proposalId: string): Awaitable<ReadyGroup | undefined> {
+    return step(this.#store.frostProposalGroup(proposalId), (address) =>
+      address === undefined ? undefined : this.readyGroup(address),
+    );
   }
 
-  /** A share refresh of ready group `address` was adopted (refresh.ts): record its new public data. */
-  recordRefresh(address: string, v: { group: GroupPublic; transcript: string }): void {
-    this.#store.refreshed(address, v);
-  }
-
-  list(): DkgRecord[] {
-    return this.#store.list();
+  /** Newest first (at most 100), abandoned sessions settled. */
+  async list(): Promise<DkgRecord[]> {
+    const all = await this.#store.listFrostDkgs(100);
+    return Promise.all(all.map((r) => this.#settle(r)));
   }
 
   /**
@@ -231,12 +314,20 @@ export class FrostDkgRelay {
       createdAt: now,
       updatedAt: now,
     };
-    this.#store.insert(rec);
-    const run: Run = { rec, step: 'start', waiting: new Set(), replies: new Map(), timer: undefined };
+    await this.#store.insertFrostDkg(rec);
+    const run: Run = {
+      rec,
+      step: 'start',
+      waiting: new Set(),
+      replies: new Map(),
+      timer: undefined,
+      writes: Promise.resolve(),
+    };
     this.#runs.set(id, run);
     this.#logger.info({ dkgId: id, threshold: req.threshold, participants: ids }, 'FROST key generation started');
     this.#send(run, 'start', () => ({ threshold: rec.threshold, participants }));
-    return this.#store.get(id)!;
+    await run.writes;
+    return (await this.#store.getFrostDkg(id))!;
   }
 
   /** A node's answer to a step (hub.ts routes `frost-dkg-reply` frames here). Never throws into the hub. */
@@ -262,12 +353,13 @@ export class FrostDkgRelay {
     if (run.waiting.size === 0) this.#advance(run);
   }
 
-  /** Abort every running session (coordinator stopping). */
-  close(): void {
-    for (const run of [...this.#runs.values()]) {
+  /** Abort every running session (coordinator stopping); resolves once their records are written. */
+  async close(): Promise<void> {
+    const runs = [...this.#runs.values()];
+    for (const run of runs) {
       this.#fail(run, { code: 'COORD_FROST_DKG_TIMEOUT', message: 'The coordinator stopped.', culprits: [] });
     }
-    this.#store.close();
+    await Promise.all(runs.map((r) => r.writes));
   }
 
   #advance(run: Run): void {
@@ -284,8 +376,19 @@ export class FrostDkgRelay {
       default: {
         const r = run.result!;
         this.#runs.delete(run.rec.id);
-        this.#store.ready(run.rec.id, r);
-        this.#logger.info({ dkgId: run.rec.id, address: r.address }, 'FROST group generated');
+        void this.#write(run, async () => {
+          if (await this.#store.readyFrostDkg(run.rec.id, r, Date.now())) {
+            this.#logger.info({ dkgId: run.rec.id, address: r.address }, 'FROST group generated');
+            return;
+          }
+          // Another replica recorded it failed (it took this one for dead): its outcome stands, the nodes drop it.
+          const now = await this.#store.getFrostDkg(run.rec.id);
+          this.#logger.warn(
+            { dkgId: run.rec.id, code: now?.error?.code },
+            'FROST key generation finished after another replica recorded it failed; the group is dropped',
+          );
+          this.#abort(run.rec.id, run.rec.participants, now?.error?.message ?? 'The key generation failed.');
+        });
       }
     }
   }
@@ -342,17 +445,9 @@ export class FrostDkgRelay {
     clearTimeout(run.timer);
     if (this.#runs.get(run.rec.id) !== run) return;
     this.#runs.delete(run.rec.id);
-    this.#store.fail(run.rec.id, error);
+    void this.#write(run, () => this.#store.failFrostDkg(run.rec.id, error, Date.now()));
     // A node that already recorded the group drops it on abort (it is pending until confirm).
-    const away = run.rec.participants.filter(
-      (p) =>
-        !this.#hub?.send(p.nodeId, 'frost-dkg', {
-          dkgId: run.rec.id,
-          step: 'abort',
-          reason: error.message.slice(0, 1024),
-        }),
-    );
-    if (away.length > 0) this.#owed(run.rec.id, away, error.message);
+    this.#abort(run.rec.id, run.rec.participants, error.message);
     this.#logger.warn(
       { dkgId: run.rec.id, step: run.step, code: error.code, culprits: error.culprits },
       'FROST key generation aborted',
@@ -360,11 +455,5 @@ export class FrostDkgRelay {
   }
 }
 
-/** The relay with its store in the coordinator's data directory. */
-export function openFrostRelay(o: {
-  dataDir: string;
-  nodes: AwaitableRepository<NodeRepository>;
-  logger: Logger;
-}): FrostDkgRelay {
-  return new FrostDkgRelay({ store: FrostDkgStore.at(o.dataDir), nodes: o.nodes, logger: o.logger });
-}
+/** A ready group's record: what a FROST signing round runs with. */
+export type ReadyGroup = DkgRecord & { address: string; group: GroupPublic };

@@ -15,13 +15,14 @@ import type { FrostDkgRelay } from './dkg.ts';
  * of stored kind `frostTx`, run by kinds/frost.ts.
  * @throws COORD_FROST_GROUP_NOT_READY, COORD_FROST_GROUP_NOT_SIGNER, COORD_FROST_UNSUPPORTED
  */
-export function prepareFrost(
+export async function prepareFrost(
   relay: Pick<FrostDkgRelay, 'readyGroup'>,
   tx: PreparedTransaction,
   address: string,
   base: Prepared,
-): Prepared {
-  const g = relay.readyGroup(address);
+): Promise<Prepared> {
+  // Read from the coordinator's store, which every replica shares: a group made through any replica is found.
+  const g = await relay.readyGroup(address);
   if (!g) {
     throw coordinatorErrors.error(
       'COORD_FROST_GROUP_NOT_READY',

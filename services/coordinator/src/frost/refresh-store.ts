@@ -1,12 +1,11 @@
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { GroupPublic } from '@cosigner/frost/suite';
 import type { DkgRosterEntry, SignedStatement } from '@cosigner/protocol/frost-dkg';
-import { openMigratedDatabase } from '@cosigner/runtime/sqlite';
-import type Database from 'better-sqlite3';
-import { coordinatorErrors } from '../errors.ts';
 
-const MIGRATIONS_DIR = fileURLToPath(new URL('./refresh-migrations/', import.meta.url));
+/**
+ * The coordinator's FROST share refreshes and their two-phase adoption record: their shapes, and how a row of table
+ * frost_refresh (SQLite migration 008, PostgreSQL migration 004) reads. They live in the coordinator's one store
+ * (store.ts FrostRepository), shared by every replica on PostgreSQL.
+ */
 
 export type RefreshStatus = 'running' | 'adopted' | 'failed';
 export type RefreshStep = 'start' | 'round1' | 'round2' | 'round3' | 'adopt';
@@ -45,7 +44,8 @@ export interface RefreshRecord {
   updatedAt: number;
 }
 
-interface Row {
+/** A row of frost_refresh as both stores return it. */
+export interface RefreshRow {
   id: string;
   address: string;
   threshold: number;
@@ -65,131 +65,50 @@ interface Row {
   updated_at: number;
 }
 
-/**
- * The coordinator's record of FROST share refreshes (frost-refresh.sqlite in the data directory). Every write
- * commits and syncs alone: the adoption in particular is durable before any node is told to switch.
- * @throws COORD_NEWER_SCHEMA, COORD_MIGRATION_FAILED
- */
-export class FrostRefreshStore {
-  readonly #db: Database.Database;
+/** The columns of an INSERT INTO frost_refresh, in the order of refreshParams. */
+export const REFRESH_COLUMNS = [
+  'id',
+  'address',
+  'threshold',
+  'participants',
+  'roster',
+  'status',
+  'step',
+  'old_digest',
+  'digest',
+  'group_public',
+  'transcript',
+  'reports',
+  'error',
+  'acked',
+  'created_by',
+  'created_at',
+  'updated_at',
+] as const;
 
-  constructor(path: string) {
-    this.#db = openMigratedDatabase(path, {
-      migrationsDir: MIGRATIONS_DIR,
-      newerSchema: (d) => coordinatorErrors.error('COORD_NEWER_SCHEMA', d),
-      migrationFailed: (d, cause) => coordinatorErrors.error('COORD_MIGRATION_FAILED', d, { cause }),
-    });
-  }
-
-  static at(dataDir: string): FrostRefreshStore {
-    return new FrostRefreshStore(join(dataDir, 'frost-refresh.sqlite'));
-  }
-
-  insert(r: RefreshRecord): void {
-    this.#db
-      .prepare(
-        `INSERT INTO frost_refresh (id, address, threshold, participants, roster, status, step, old_digest, digest,
-           group_public, transcript, reports, error, acked, created_by, created_at, updated_at)
-         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-      )
-      .run(
-        r.id,
-        r.address,
-        r.threshold,
-        JSON.stringify(r.participants),
-        r.roster,
-        r.status,
-        r.step,
-        r.oldDigest,
-        r.digest,
-        r.group && JSON.stringify(r.group),
-        r.transcript,
-        r.reports && JSON.stringify(r.reports),
-        r.error && JSON.stringify(r.error),
-        JSON.stringify(r.acked),
-        r.createdBy,
-        r.createdAt,
-        r.updatedAt,
-      );
-  }
-
-  setStep(id: string, step: RefreshStep, at = Date.now()): void {
-    this.#db
-      .prepare(`UPDATE frost_refresh SET step = ?, updated_at = ? WHERE id = ? AND status = 'running'`)
-      .run(step, at, id);
-  }
-
-  /** The decision to switch: durable before any node hears it. */
-  adopt(
-    id: string,
-    v: { digest: string; group: GroupPublic; transcript: string; reports: SignedStatement[] },
-    at = Date.now(),
-  ): void {
-    this.#db
-      .prepare(
-        `UPDATE frost_refresh SET status = 'adopted', step = 'adopt', digest = ?, group_public = ?, transcript = ?,
-           reports = ?, updated_at = ? WHERE id = ? AND status = 'running'`,
-      )
-      .run(v.digest, JSON.stringify(v.group), v.transcript, JSON.stringify(v.reports), at, id);
-  }
-
-  fail(id: string, error: RefreshError, at = Date.now()): void {
-    this.#db
-      .prepare(
-        `UPDATE frost_refresh SET status = 'failed', error = ?, updated_at = ? WHERE id = ? AND status = 'running'`,
-      )
-      .run(JSON.stringify(error), at, id);
-  }
-
-  /** A participant acknowledged the outcome (idempotent). */
-  ack(id: string, nodeId: string, at = Date.now()): void {
-    this.#db.transaction(() => {
-      const r = this.get(id);
-      if (!r || r.acked.includes(nodeId)) return;
-      this.#db
-        .prepare('UPDATE frost_refresh SET acked = ?, updated_at = ? WHERE id = ?')
-        .run(JSON.stringify([...r.acked, nodeId].sort()), at, id);
-    })();
-  }
-
-  get(id: string): RefreshRecord | undefined {
-    const row = this.#db.prepare('SELECT * FROM frost_refresh WHERE id = ?').get(id) as Row | undefined;
-    return row && fromRow(row);
-  }
-
-  /** Newest first; of one group when `address` is given. */
-  list(address?: string, limit = 100): RefreshRecord[] {
-    const rows = (
-      address === undefined
-        ? this.#db.prepare('SELECT * FROM frost_refresh ORDER BY created_at DESC LIMIT ?').all(limit)
-        : this.#db
-            .prepare('SELECT * FROM frost_refresh WHERE address = ? ORDER BY created_at DESC LIMIT ?')
-            .all(address, limit)
-    ) as Row[];
-    return rows.map(fromRow);
-  }
-
-  running(): RefreshRecord[] {
-    return (this.#db.prepare(`SELECT * FROM frost_refresh WHERE status = 'running'`).all() as Row[]).map(fromRow);
-  }
-
-  /** Decided refreshes some participant has not acknowledged yet: what a node is told again when it syncs. */
-  unacknowledged(): RefreshRecord[] {
-    return (
-      this.#db
-        .prepare(`SELECT * FROM frost_refresh WHERE status != 'running' ORDER BY created_at DESC LIMIT 256`)
-        .all() as Row[]
-    )
-      .map(fromRow)
-      .filter((r) => r.acked.length < r.participants.length);
-  }
-
-  close(): void {
-    this.#db.close();
-  }
+export function refreshParams(r: RefreshRecord): unknown[] {
+  return [
+    r.id,
+    r.address,
+    r.threshold,
+    JSON.stringify(r.participants),
+    r.roster,
+    r.status,
+    r.step,
+    r.oldDigest,
+    r.digest,
+    r.group && JSON.stringify(r.group),
+    r.transcript,
+    r.reports && JSON.stringify(r.reports),
+    r.error && JSON.stringify(r.error),
+    JSON.stringify(r.acked),
+    r.createdBy,
+    r.createdAt,
+    r.updatedAt,
+  ];
 }
 
-function fromRow(r: Row): RefreshRecord {
+export function refreshFromRow(r: RefreshRow): RefreshRecord {
   return {
     id: r.id,
     address: r.address,

@@ -10,8 +10,9 @@ import {
 import type { Body } from '@cosigner/protocol/messages';
 import type { Logger } from '@cosigner/runtime/logger';
 import { coordinatorErrors } from '../errors.ts';
-import { DKG_STEP_TIMEOUT_MS, type FrostDkgRelay, type HubLike } from './dkg.ts';
-import { FrostRefreshStore, type RefreshError, type RefreshRecord, type RefreshStep } from './refresh-store.ts';
+import type { Awaitable, AwaitableRepository, FrostRepository } from '../store.ts';
+import { ABANDON_MARGIN_MS, DKG_STEP_TIMEOUT_MS, type FrostDkgRelay, type HubLike } from './dkg.ts';
+import type { RefreshError, RefreshRecord, RefreshStep } from './refresh-store.ts';
 import { StepRelay, type StepRun } from './relay-steps.ts';
 
 /**
@@ -34,6 +35,15 @@ import { StepRelay, type StepRun } from './relay-steps.ts';
  * waits for it, fails the refresh: every node keeps its current share. A node that missed the outcome (it was down,
  * e.g. killed between the phases) is told the recorded outcome when it syncs, also after a coordinator restart,
  * until it acknowledged it.
+ *
+ * The records are in the coordinator's one store, shared by every replica on PostgreSQL (store.ts
+ * FrostRepository). A refresh is driven by the replica that started it; at most one runs per group, whichever
+ * replica started it (a unique index on the running ones). Its outcome is one compare-and-set on `running`:
+ * `adoptFrostRefresh` (which also replaces the group's public data, in the same transaction) or
+ * `failFrostRefresh`. A replica that finds a refresh abandoned (no step for longer than a step may take, its driver
+ * gone) records it failed with COORD_FROST_RELAY_LOST, never over a decision its driver wrote meanwhile; a driver
+ * that then loses the compare-and-set tells the nodes the recorded outcome, not its own. Any replica tells a
+ * syncing node a decided outcome it has not acknowledged.
  */
 
 /** Refreshes relayed at once. */
@@ -51,13 +61,15 @@ const KIND: Record<Exclude<RefreshStep, 'adopt'>, DkgStatementPayload['kind']> =
 interface Run extends StepRun<RefreshStep> {
   rec: RefreshRecord;
   old: GroupPublic;
+  /** The refresh's store writes, in order (a step's record never lands after the outcome). */
+  writes: Promise<unknown>;
   transportKeys: Map<string, string>;
 }
 
 const NEXT = { start: 'round1', round1: 'round2', round2: 'round3' } as const;
 
 export class FrostRefreshRelay {
-  readonly #store: FrostRefreshStore;
+  readonly #store: AwaitableRepository<FrostRepository>;
   readonly #dkg: FrostDkgRelay;
   readonly #logger: Logger;
   readonly #stepTimeoutMs: number;
@@ -65,11 +77,22 @@ export class FrostRefreshRelay {
   readonly #steps: StepRelay<RefreshStep, Run, Partial<Body<'frost-refresh'>>>;
   #hub: HubLike | undefined;
 
-  constructor(o: { store: FrostRefreshStore; dkg: FrostDkgRelay; logger: Logger; stepTimeoutMs?: number }) {
+  readonly #staleAfterMs: number;
+
+  /** Use `open` (it also settles the refreshes left running). */
+  constructor(o: {
+    store: AwaitableRepository<FrostRepository>;
+    dkg: FrostDkgRelay;
+    logger: Logger;
+    stepTimeoutMs?: number;
+    /** How long after its last step a session this replica does not drive is abandoned (default: see above). */
+    abandonAfterMs?: number;
+  }) {
     this.#store = o.store;
     this.#dkg = o.dkg;
     this.#logger = o.logger;
     this.#stepTimeoutMs = o.stepTimeoutMs ?? DKG_STEP_TIMEOUT_MS;
+    this.#staleAfterMs = o.abandonAfterMs ?? this.#stepTimeoutMs + ABANDON_MARGIN_MS;
     this.#steps = new StepRelay<RefreshStep, Run, Partial<Body<'frost-refresh'>>>({
       name: 'share refresh',
       idField: 'refreshId',
@@ -82,7 +105,10 @@ export class FrostRefreshRelay {
       stepTimeoutMs: this.#stepTimeoutMs,
       logger: this.#logger,
       kind: (step) => KIND[step as Exclude<RefreshStep, 'adopt'>],
-      persist: (id, step) => this.#store.setStep(id, step),
+      persist: (id, step) => {
+        const run = this.#runs.get(id);
+        if (run) this.#write(run, () => this.#store.setFrostRefreshStep(id, step, Date.now()));
+      },
       deliver: (run, to, step, extra) =>
         this.#hub?.send(to.nodeId, 'frost-refresh', {
           refreshId: run.rec.id,
@@ -92,35 +118,90 @@ export class FrostRefreshRelay {
         }) ?? false,
       fail: (run, error) => this.#fail(run, error),
     });
-    // A refresh open when the coordinator stopped, and not decided, cannot go on (its statements lived in memory):
-    // it failed, and every participant is told to discard what it kept when it syncs (unacknowledged()).
-    for (const r of this.#store.running()) {
-      this.#store.fail(r.id, {
-        code: 'COORD_FROST_REFRESH_TIMEOUT',
-        message: 'The coordinator stopped during this share refresh; every node keeps its current share.',
-        culprits: [],
-      });
+  }
+
+  /**
+   * A relay on `store`. A refresh open when the coordinator stopped, and not decided, cannot go on (its statements
+   * lived in memory): with `exclusive` (one process on a SQLite store) every running one is recorded failed; on a
+   * shared store only those abandoned (see the class comment). Every participant is told to discard what it kept
+   * when it syncs (unacknowledgedFrostRefreshes).
+   */
+  static async open(o: {
+    store: AwaitableRepository<FrostRepository>;
+    dkg: FrostDkgRelay;
+    logger: Logger;
+    stepTimeoutMs?: number;
+    abandonAfterMs?: number;
+    exclusive: boolean;
+  }): Promise<FrostRefreshRelay> {
+    const relay = new FrostRefreshRelay(o);
+    for (const r of await o.store.runningFrostRefreshes()) {
+      if (o.exclusive) {
+        await o.store.failFrostRefresh(
+          r.id,
+          {
+            code: 'COORD_FROST_REFRESH_TIMEOUT',
+            message: 'The coordinator stopped during this share refresh; every node keeps its current share.',
+            culprits: [],
+          },
+          Date.now(),
+        );
+      } else await relay.#settle(r);
     }
+    return relay;
+  }
+
+  /** Chain a store write of `run` after its earlier ones; a failed write is logged. */
+  #write<T>(run: Run, fn: () => Awaitable<T>): Promise<T | undefined> {
+    const next = run.writes.then(fn).catch((e: unknown) => {
+      this.#logger.error({ err: (e as Error).message, refreshId: run.rec.id }, 'FROST refresh record not written');
+      return undefined;
+    });
+    run.writes = next;
+    return next;
+  }
+
+  /** `r` as it stands, recorded failed first when no replica drives it any more (see the class comment). */
+  async #settle(r: RefreshRecord): Promise<RefreshRecord> {
+    const now = Date.now();
+    if (r.status !== 'running' || this.#runs.has(r.id) || r.updatedAt >= now - this.#staleAfterMs) return r;
+    const error: RefreshError = {
+      code: 'COORD_FROST_RELAY_LOST',
+      message: `The coordinator replica relaying this share refresh stopped during ${r.step} (no step for ${Math.round((now - r.updatedAt) / 1000)} s); every node keeps its current share.`,
+      culprits: [],
+    };
+    if (await this.#store.failFrostRefresh(r.id, error, now, now - this.#staleAfterMs)) {
+      this.#logger.warn(
+        { refreshId: r.id, step: r.step },
+        'FROST share refresh abandoned by its replica: recorded failed',
+      );
+      const failed = await this.#store.getFrostRefresh(r.id);
+      if (failed) for (const p of failed.participants) await this.#tell(failed, p.nodeId);
+    }
+    return (await this.#store.getFrostRefresh(r.id)) ?? r;
   }
 
   attach(hub: HubLike): void {
     this.#hub = hub;
   }
 
-  get(id: string): RefreshRecord {
-    const r = this.#store.get(id);
+  /** @throws COORD_FROST_REFRESH_NOT_FOUND */
+  async get(id: string): Promise<RefreshRecord> {
+    const r = await this.#store.getFrostRefresh(id);
     if (!r) throw coordinatorErrors.error('COORD_FROST_REFRESH_NOT_FOUND', { id });
-    return r;
+    return this.#settle(r);
   }
 
   /** The address of a group given by id or address. @throws COORD_FROST_GROUP_NOT_FOUND */
-  groupAddress(group: string): string {
-    const g = this.#dkg.get(group);
+  async groupAddress(group: string): Promise<string> {
+    const g = await this.#dkg.get(group);
     return g.address ?? g.id;
   }
 
-  list(address?: string): RefreshRecord[] {
-    return this.#store.list(address);
+  /** Newest first (at most 100); of one group when `address` is given. */
+  async list(address?: string): Promise<RefreshRecord[]> {
+    const all = await this.#store.listFrostRefreshes(address, 100);
+    return Promise.all(all.map((r) => this.#settle(r)));
   }
 
   /**
@@ -128,14 +209,18 @@ export class FrostRefreshRelay {
    * @throws COORD_FROST_GROUP_NOT_FOUND, COORD_FROST_REFRESH_NOT_READY, COORD_FROST_REFRESH_RUNNING,
    *   COORD_FROST_NODE_UNAVAILABLE, COORD_FROST_BUSY
    */
-  start(req: { group: string; createdBy?: string | null }): RefreshRecord {
-    const g = this.#dkg.get(req.group);
+  async start(req: { group: string; createdBy?: string | null }): Promise<RefreshRecord> {
+    const g = await this.#dkg.get(req.group);
     if (g.status !== 'ready' || g.group === null || g.address === null) {
       throw coordinatorErrors.error('COORD_FROST_REFRESH_NOT_READY', { id: g.id, status: g.status });
     }
     const address = g.address;
-    if ([...this.#runs.values()].some((r) => r.rec.address === address)) {
-      throw coordinatorErrors.error('COORD_FROST_REFRESH_RUNNING', { address });
+    // One refresh per group at a time, across replicas: one abandoned by its replica is settled first, and the
+    // insert below is refused while another is running (the unique index, whichever replica inserts first).
+    for (const r of await this.#store.listFrostRefreshes(address, 100)) {
+      if (r.status === 'running' && (await this.#settle(r)).status === 'running') {
+        throw coordinatorErrors.error('COORD_FROST_REFRESH_RUNNING', { address });
+      }
     }
     const live = new Set(this.#hub?.connected().map((c) => c.nodeId));
     const offline = g.participants.map((p) => p.nodeId).filter((id) => !live.has(id));
@@ -171,10 +256,13 @@ export class FrostRefreshRelay {
       createdAt: now,
       updatedAt: now,
     };
-    this.#store.insert(rec);
+    if (!(await this.#store.insertFrostRefresh(rec))) {
+      throw coordinatorErrors.error('COORD_FROST_REFRESH_RUNNING', { address });
+    }
     const run: Run = {
       rec,
       old: g.group,
+      writes: Promise.resolve(),
       step: 'start',
       waiting: new Set(),
       replies: new Map(),
@@ -184,7 +272,8 @@ export class FrostRefreshRelay {
     this.#runs.set(id, run);
     this.#logger.info({ refreshId: id, address }, 'FROST share refresh started');
     this.#send(run, 'start', () => ({ participants: g.participants }));
-    return this.#store.get(id)!;
+    await run.writes;
+    return (await this.#store.getFrostRefresh(id))!;
   }
 
   /**
@@ -192,7 +281,7 @@ export class FrostRefreshRelay {
    * it lost), and a decided refresh it has not acknowledged is told again: `adopt` with the adopted digest, or
    * `abort`. This is how a node killed between the phases learns which share to keep.
    */
-  sync(nodeId: string): void {
+  async sync(nodeId: string): Promise<void> {
     for (const run of [...this.#runs.values()]) {
       if (run.waiting.has(nodeId) && run.step !== 'adopt') {
         this.#fail(run, {
@@ -203,14 +292,14 @@ export class FrostRefreshRelay {
         });
       }
     }
-    for (const r of this.#store.unacknowledged()) {
+    for (const r of await this.#store.unacknowledgedFrostRefreshes()) {
       if (!r.participants.some((p) => p.nodeId === nodeId) || r.acked.includes(nodeId)) continue;
-      this.#tell(r, nodeId);
+      await this.#tell(r, nodeId);
     }
   }
 
   /** Send a decided refresh's outcome to one node; an abort needs no answer, so a delivered one counts as heard. */
-  #tell(r: RefreshRecord, nodeId: string): void {
+  async #tell(r: RefreshRecord, nodeId: string): Promise<void> {
     if (r.status === 'adopted') {
       this.#hub?.send(nodeId, 'frost-refresh', {
         refreshId: r.id,
@@ -223,15 +312,21 @@ export class FrostRefreshRelay {
     }
     const reason = (r.error?.message ?? 'the refresh failed').slice(0, 1024);
     if (this.#hub?.send(nodeId, 'frost-refresh', { refreshId: r.id, address: r.address, step: 'abort', reason })) {
-      this.#store.ack(r.id, nodeId);
+      await this.#store.ackFrostRefresh(r.id, nodeId, Date.now());
     }
   }
 
   /** A node's answer (hub.ts routes `frost-refresh-reply` frames here). Never throws into the hub. */
   onReply(nodeId: string, body: Reply): void {
     try {
-      if (body.step === 'adopt') this.#onAdopted(nodeId, body);
-      else this.#onReply(nodeId, body);
+      if (body.step === 'adopt') {
+        this.#onAdopted(nodeId, body).catch((e: unknown) =>
+          this.#logger.error(
+            { err: (e as Error).message, refreshId: body.refreshId, nodeId },
+            'FROST refresh acknowledgement not recorded',
+          ),
+        );
+      } else this.#onReply(nodeId, body);
     } catch (e) {
       const run = this.#runs.get(body.refreshId);
       this.#logger.error(
@@ -249,8 +344,8 @@ export class FrostRefreshRelay {
   }
 
   /** A node's signed acknowledgement that it switched to the adopted group. */
-  #onAdopted(nodeId: string, body: Reply): void {
-    const r = this.#store.get(body.refreshId);
+  async #onAdopted(nodeId: string, body: Reply): Promise<void> {
+    const r = await this.#store.getFrostRefresh(body.refreshId);
     const me = r?.participants.find((p) => p.nodeId === nodeId);
     if (r?.status !== 'adopted' || !me) return;
     if (body.error) {
@@ -278,7 +373,7 @@ export class FrostRefreshRelay {
       );
       return;
     }
-    this.#store.ack(r.id, nodeId);
+    await this.#store.ackFrostRefresh(r.id, nodeId, Date.now());
     this.#logger.info({ refreshId: r.id, nodeId }, 'FROST refresh adopted at node');
   }
 
@@ -292,12 +387,13 @@ export class FrostRefreshRelay {
     if (run.waiting.size === 0) this.#advance(run);
   }
 
-  /** Abort every running refresh (coordinator stopping). */
-  close(): void {
-    for (const run of [...this.#runs.values()]) {
+  /** Abort every running refresh (coordinator stopping); resolves once their records are written. */
+  async close(): Promise<void> {
+    const runs = [...this.#runs.values()];
+    for (const run of runs) {
       this.#fail(run, { code: 'COORD_FROST_REFRESH_TIMEOUT', message: 'The coordinator stopped.', culprits: [] });
     }
-    this.#store.close();
+    await Promise.all(runs.map((r) => r.writes));
   }
 
   #advance(run: Run): void {
@@ -385,19 +481,25 @@ export class FrostRefreshRelay {
     clearTimeout(run.timer);
     this.#runs.delete(run.rec.id);
     const signed = run.rec.participants.flatMap((p) => run.replies.get(p.nodeId)!.statements);
-    this.#store.adopt(run.rec.id, {
-      digest: decision.group,
-      group,
-      transcript: decision.transcript,
-      reports: signed,
+    void this.#write(run, async () => {
+      // The decision and the group's new public data in one commit, before any node hears it; false when another
+      // replica recorded the refresh failed meanwhile (it took this one for dead): that outcome is the one told.
+      const adopted = await this.#store.adoptFrostRefresh(
+        run.rec.id,
+        { digest: decision.group, group, transcript: decision.transcript, reports: signed },
+        Date.now(),
+      );
+      if (adopted) {
+        this.#logger.info(
+          { refreshId: run.rec.id, address: run.rec.address, digest: decision.group },
+          'FROST share refresh adopted',
+        );
+      } else {
+        this.#logger.warn({ refreshId: run.rec.id }, 'FROST share refresh decided after another replica failed it');
+      }
+      const rec = (await this.#store.getFrostRefresh(run.rec.id))!;
+      for (const p of rec.participants) await this.#tell(rec, p.nodeId);
     });
-    this.#dkg.recordRefresh(run.rec.address, { group, transcript: decision.transcript });
-    this.#logger.info(
-      { refreshId: run.rec.id, address: run.rec.address, digest: decision.group },
-      'FROST share refresh adopted',
-    );
-    const rec = this.#store.get(run.rec.id)!;
-    for (const p of rec.participants) this.#tell(rec, p.nodeId);
   }
 
   #send(run: Run, step: RefreshStep, body: (to: DkgRosterEntry) => Partial<Body<'frost-refresh'>>): void {
@@ -408,17 +510,15 @@ export class FrostRefreshRelay {
     clearTimeout(run.timer);
     if (this.#runs.get(run.rec.id) !== run) return;
     this.#runs.delete(run.rec.id);
-    this.#store.fail(run.rec.id, error);
-    const rec = this.#store.get(run.rec.id)!;
-    for (const p of rec.participants) this.#tell(rec, p.nodeId);
+    void this.#write(run, async () => {
+      await this.#store.failFrostRefresh(run.rec.id, error, Date.now());
+      // The recorded outcome (an adoption can never be overridden: the write above is a compare-and-set).
+      const rec = (await this.#store.getFrostRefresh(run.rec.id))!;
+      for (const p of rec.participants) await this.#tell(rec, p.nodeId);
+    });
     this.#logger.warn(
       { refreshId: run.rec.id, step: run.step, code: error.code, culprits: error.culprits },
       'FROST share refresh failed',
     );
   }
-}
-
-/** The refresh relay with its store in the coordinator's data directory. */
-export function openFrostRefreshRelay(o: { dataDir: string; dkg: FrostDkgRelay; logger: Logger }): FrostRefreshRelay {
-  return new FrostRefreshRelay({ store: FrostRefreshStore.at(o.dataDir), dkg: o.dkg, logger: o.logger });
 }

@@ -187,7 +187,7 @@ export function registerFrostRoutes(
         response: { 200: ref, ...errors(401, 403, 404, 429) },
       },
     },
-    async (req) => groupView(relay.get(req.params.id)),
+    async (req) => groupView(await relay.get(req.params.id)),
   );
 
   app.get(
@@ -199,7 +199,7 @@ export function registerFrostRoutes(
         response: { 200: Type.Object({ groups: Type.Array(ref) }), ...errors(401, 403, 429) },
       },
     },
-    async () => ({ groups: relay.list().map(groupView) }),
+    async () => ({ groups: (await relay.list()).map(groupView) }),
   );
 }
 
@@ -224,7 +224,7 @@ function registerRefreshRoutes(app: FastifyInstance, refresh: FrostRefreshRelay)
       },
     },
     async (req, reply) => {
-      const rec = refresh.start({ group: req.params.id, createdBy: req.apiKey?.id ?? null });
+      const rec = await refresh.start({ group: req.params.id, createdBy: req.apiKey?.id ?? null });
       return reply.code(202).send(refreshView(rec));
     },
   );
@@ -239,7 +239,7 @@ function registerRefreshRoutes(app: FastifyInstance, refresh: FrostRefreshRelay)
         response: { 200: ref, ...errors(400, 401, 403, 404, 429) },
       },
     },
-    async (req) => refreshView(refresh.get(req.params.id)),
+    async (req) => refreshView(await refresh.get(req.params.id)),
   );
 
   app.get<{ Params: { id: string } }>(
@@ -252,6 +252,8 @@ function registerRefreshRoutes(app: FastifyInstance, refresh: FrostRefreshRelay)
         response: { 200: Type.Object({ refreshes: Type.Array(ref) }), ...errors(401, 403, 404, 429) },
       },
     },
-    async (req) => ({ refreshes: refresh.list(refresh.groupAddress(req.params.id)).map(refreshView) }),
+    async (req) => ({
+      refreshes: (await refresh.list(await refresh.groupAddress(req.params.id))).map(refreshView),
+    }),
   );
 }

@@ -1,12 +1,11 @@
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { GroupPublic } from '@cosigner/frost/suite';
 import type { DkgRosterEntry } from '@cosigner/protocol/frost-dkg';
-import { openMigratedDatabase } from '@cosigner/runtime/sqlite';
-import type Database from 'better-sqlite3';
-import { coordinatorErrors } from '../errors.ts';
 
-const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
+/**
+ * The coordinator's FROST records of key generations, the groups they made and the group each FROST proposal is
+ * bound to: their shapes, and how a row of table frost_dkg (SQLite migration 008, PostgreSQL migration 004) reads.
+ * They live in the coordinator's one store (store.ts FrostRepository), shared by every replica on PostgreSQL.
+ */
 
 export type DkgStatus = 'running' | 'ready' | 'failed';
 export type DkgStep = 'start' | 'round1' | 'round2' | 'round3' | 'confirm';
@@ -40,7 +39,8 @@ export interface DkgRecord {
   updatedAt: number;
 }
 
-interface Row {
+/** A row of frost_dkg as both stores return it. */
+export interface DkgRow {
   id: string;
   threshold: number;
   participants: string;
@@ -56,122 +56,49 @@ interface Row {
   updated_at: number;
 }
 
-/**
- * The coordinator's record of FROST key generations (its own SQLite file in the data directory, so this feature
- * adds no migration to the proposal store). Every write commits and syncs alone: key generation is rare.
- * @throws COORD_NEWER_SCHEMA, COORD_MIGRATION_FAILED
- */
-export class FrostDkgStore {
-  readonly #db: Database.Database;
+/** The parameters of an INSERT INTO frost_dkg, in column order (DKG_COLUMNS). */
+export const DKG_COLUMNS = [
+  'id',
+  'threshold',
+  'participants',
+  'roster',
+  'status',
+  'step',
+  'address',
+  'group_public',
+  'transcript',
+  'error',
+  'created_by',
+  'created_at',
+  'updated_at',
+] as const;
 
-  constructor(path: string) {
-    this.#db = openMigratedDatabase(path, {
-      migrationsDir: MIGRATIONS_DIR,
-      newerSchema: (d) => coordinatorErrors.error('COORD_NEWER_SCHEMA', d),
-      migrationFailed: (d, cause) => coordinatorErrors.error('COORD_MIGRATION_FAILED', d, { cause }),
-    });
-  }
-
-  static at(dataDir: string): FrostDkgStore {
-    return new FrostDkgStore(join(dataDir, 'frost.sqlite'));
-  }
-
-  insert(r: DkgRecord): void {
-    this.#db
-      .prepare(
-        `INSERT INTO frost_dkg (id, threshold, participants, roster, status, step, address, group_public, transcript,
-           error, created_by, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-      )
-      .run(
-        r.id,
-        r.threshold,
-        JSON.stringify(r.participants),
-        r.roster,
-        r.status,
-        r.step,
-        r.address,
-        r.group && JSON.stringify(r.group),
-        r.transcript,
-        r.error && JSON.stringify(r.error),
-        r.createdBy,
-        r.createdAt,
-        r.updatedAt,
-      );
-  }
-
-  /** Record the step sent (running sessions only). */
-  setStep(id: string, step: DkgStep, at = Date.now()): void {
-    this.#db
-      .prepare(`UPDATE frost_dkg SET step = ?, updated_at = ? WHERE id = ? AND status = 'running'`)
-      .run(step, at, id);
-  }
-
-  ready(id: string, v: { address: string; group: GroupPublic; transcript: string }, at = Date.now()): void {
-    this.#db
-      .prepare(
-        `UPDATE frost_dkg SET status = 'ready', address = ?, group_public = ?, transcript = ?, updated_at = ?
-         WHERE id = ? AND status = 'running'`,
-      )
-      .run(v.address, JSON.stringify(v.group), v.transcript, at, id);
-  }
-
-  /**
-   * A share refresh of the ready group `address` was adopted: the same key, a new commitment and new verifying
-   * shares (and the refresh's transcript), replacing the old public data.
-   */
-  refreshed(address: string, v: { group: GroupPublic; transcript: string }, at = Date.now()): void {
-    this.#db
-      .prepare(
-        `UPDATE frost_dkg SET group_public = ?, transcript = ?, updated_at = ? WHERE address = ? AND status = 'ready'`,
-      )
-      .run(JSON.stringify(v.group), v.transcript, at, address);
-  }
-
-  fail(id: string, error: DkgError, at = Date.now()): void {
-    this.#db
-      .prepare(`UPDATE frost_dkg SET status = 'failed', error = ?, updated_at = ? WHERE id = ? AND status = 'running'`)
-      .run(JSON.stringify(error), at, id);
-  }
-
-  /** By session id or by group address. */
-  get(idOrAddress: string): DkgRecord | undefined {
-    const row = this.#db.prepare('SELECT * FROM frost_dkg WHERE id = ? OR address = ?').get(idOrAddress, idOrAddress) as
-      | Row
-      | undefined;
-    return row && fromRow(row);
-  }
-
-  list(limit = 100): DkgRecord[] {
-    return (this.#db.prepare('SELECT * FROM frost_dkg ORDER BY created_at DESC LIMIT ?').all(limit) as Row[]).map(
-      fromRow,
-    );
-  }
-
-  /** Record which group signs a FROST proposal (before the proposal row is inserted). */
-  bindProposal(proposalId: string, address: string, at = Date.now()): void {
-    this.#db
-      .prepare('INSERT OR REPLACE INTO frost_proposals (proposal_id, address, created_at) VALUES (?, ?, ?)')
-      .run(proposalId, address, at);
-  }
-
-  /** The group address a FROST proposal names, if any. */
-  proposalGroup(proposalId: string): string | undefined {
-    const row = this.#db.prepare('SELECT address FROM frost_proposals WHERE proposal_id = ?').get(proposalId) as
-      | { address: string }
-      | undefined;
-    return row?.address;
-  }
-
-  running(): DkgRecord[] {
-    return (this.#db.prepare(`SELECT * FROM frost_dkg WHERE status = 'running'`).all() as Row[]).map(fromRow);
-  }
-
-  close(): void {
-    this.#db.close();
-  }
+export function dkgParams(r: DkgRecord): unknown[] {
+  return [
+    r.id,
+    r.threshold,
+    JSON.stringify(r.participants),
+    r.roster,
+    r.status,
+    r.step,
+    r.address,
+    r.group && JSON.stringify(r.group),
+    r.transcript,
+    r.error && JSON.stringify(r.error),
+    r.createdBy,
+    r.createdAt,
+    r.updatedAt,
+  ];
 }
 
-function fromRow(r: Row): DkgRecord {
+/** A FROST proposal's binding to the group that signs it (table frost_proposals). */
+export interface FrostProposalBinding {
+  proposalId: string;
+  address: string;
+  createdAt: number;
+}
+
+export function dkgFromRow(r: DkgRow): DkgRecord {
   return {
     id: r.id,
     threshold: r.threshold,

@@ -10,7 +10,7 @@ import { assembleEnvelope, selectMinimalSignatures } from '@cosigner/stellar/sig
 import type { AccountAuth } from '@cosigner/stellar/types';
 import type { MisbehaviourKind } from '../codes.ts';
 import { ed25519Weights, progress } from '../quorum.ts';
-import { type CoordinatorStore, type ProposalRecord, type SignatureRecord, step } from '../store.ts';
+import { type Awaitable, type CoordinatorStore, type ProposalRecord, type SignatureRecord, step } from '../store.ts';
 import type { Submitter } from '../submit.ts';
 import { type Approval, type Completion, type Fault, proposalFrame, type Round, type RoundKind } from './kind.ts';
 
@@ -84,8 +84,11 @@ export function frostKind(o: {
   store: CoordinatorStore;
   submitter: Submitter;
   logger: Logger;
-  /** The ready group a proposal was bound to at creation (frost/dkg.ts proposalGroup). */
-  groupOf(proposalId: string): FrostGroupRecord | undefined;
+  /**
+   * The ready group a proposal was bound to at creation (frost/dkg.ts proposalGroup: the shared store, so any
+   * replica finds it); a value, not a promise, on the SQLite store.
+   */
+  groupOf(proposalId: string): Awaitable<FrostGroupRecord | undefined>;
   /** Node ids connected now. */
   connected(): readonly string[];
   /** Flag a node that is not the one answering (a bad share found when another's completed the set). */
@@ -226,24 +229,23 @@ export function frostKind(o: {
       const d = prepared as DecodedTransaction | undefined;
       const decoded =
         d !== undefined && d.hash.toString('hex') === rec.hash ? d : decodeEnvelope(rec.xdr!, rec.network);
-      const g = o.groupOf(rec.id);
-      if (!g) throw new Error(`FROST proposal ${rec.id} names no ready group`);
-      return {
-        decoded,
-        address: g.address,
-        group: g.group,
-        threshold: g.threshold,
-        members: new Map(g.participants.map((p) => [p.nodeId, p.index])),
-        attempt: undefined,
-        attempts: 0,
-        excluded: new Set(),
-        signed: false,
-      };
+      return step(o.groupOf(rec.id), (g): FrostRoundState => {
+        if (!g) throw new Error(`FROST proposal ${rec.id} names no ready group`);
+        return {
+          decoded,
+          address: g.address,
+          group: g.group,
+          threshold: g.threshold,
+          members: new Map(g.participants.map((p) => [p.nodeId, p.index])),
+          attempt: undefined,
+          attempts: 0,
+          excluded: new Set(),
+          signed: false,
+        };
+      });
     },
-    announce: (rec) => {
-      const g = o.groupOf(rec.id);
-      return g ? { frost: { group: g.address, threshold: g.threshold } } : {};
-    },
+    announce: (rec) =>
+      step(o.groupOf(rec.id), (g) => (g ? { frost: { group: g.address, threshold: g.threshold } } : {})),
     helps: (round, node) => (round.state.members.has(node.nodeId) ? accountsOf(round) : []),
     request(round, node, accounts): Body<'proposal'> | null {
       const s = round.state;

@@ -99,8 +99,11 @@ export interface RoundKind<S = unknown, L = unknown> {
    * proposal route already decoded from the same bytes, to reuse when it matches.
    */
   open(rec: ProposalRecord, prepared?: unknown): Awaitable<S>;
-  /** Extra data of `proposal.created`, beyond the hash and the requirements. */
-  announce?(rec: ProposalRecord): Record<string, unknown>;
+  /**
+   * Extra data of `proposal.created`, beyond the hash and the requirements. Called inside the proposal's grouped
+   * unit of work: a value, not a promise, on the SQLite store (write it with `step`).
+   */
+  announce?(rec: ProposalRecord): Awaitable<Record<string, unknown>>;
   /**
    * The proposal frame for `node`, whose key can help `accounts`, or null to leave it out (a kind may choose a
    * subset of the nodes).

@@ -1,13 +1,19 @@
 import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { coordinatorErrors } from '../errors.ts';
-import { openCoordinatorDb } from '../store.ts';
+import { importLegacyFrostFiles } from '../frost/legacy.ts';
+import { REFRESH_COLUMNS } from '../frost/refresh-store.ts';
+import { DKG_COLUMNS } from '../frost/store.ts';
+import { openCoordinatorDb, openSqliteStoreFile } from '../store.ts';
 import type { PgStore } from './store.ts';
 
 /**
  * Copy a coordinator's embedded SQLite database into an empty PostgreSQL database: proposals with their
  * signatures, decisions and auth-entry signatures, the event stream, enrolled nodes with their counters and
- * misbehaviour records, and API keys (their hashes: keys are never stored). Row numbers (`n`, event `seq`) are
+ * misbehaviour records, API keys (their hashes: keys are never stored), and the FROST records (key generations
+ * and groups, proposal bindings, share refreshes; the old per-process FROST files of the data directory, if still
+ * there, are imported into the SQLite file first, as a coordinator does at start). Row numbers (`n`, event `seq`) are
  * kept, so list cursors and event-stream positions that clients hold stay valid, and the identity sequences
  * continue after them.
  *
@@ -31,6 +37,10 @@ export interface CopyReport {
   apiKeys: number;
   /** Callbacks still to deliver or given up on (the outbox). */
   callbacks: number;
+  /** FROST key generations (with the groups they made), proposal bindings and share refreshes. */
+  frostGroups: number;
+  frostProposals: number;
+  frostRefreshes: number;
 }
 
 /** Source table -> target table, the columns copied (same names on both sides), and the order rows are read in. */
@@ -139,6 +149,14 @@ export const COPIED_TABLES: readonly {
     columns: ['id', 'hash', 'scopes', 'label', 'created_at', 'revoked_at'],
     order: 'id',
   },
+  { key: 'frostGroups', table: 'frost_dkg', columns: [...DKG_COLUMNS], order: 'created_at, id' },
+  {
+    key: 'frostProposals',
+    table: 'frost_proposals',
+    columns: ['proposal_id', 'address', 'created_at'],
+    order: 'created_at, proposal_id',
+  },
+  { key: 'frostRefreshes', table: 'frost_refresh', columns: [...REFRESH_COLUMNS], order: 'created_at, id' },
 ];
 
 /** Rows per INSERT: one statement carries a JSON array of rows (json_populate_recordset). */
@@ -189,13 +207,20 @@ export async function copySqliteToPg(sqlitePath: string, target: PgStore): Promi
   // migrations the coordinator runs at start) and take the lock for the copy itself.
   assertSourceIdle(sqlitePath);
   openCoordinatorDb(sqlitePath).close();
+  const lite = openSqliteStoreFile(sqlitePath);
+  try {
+    await importLegacyFrostFiles(dirname(sqlitePath), lite);
+  } finally {
+    lite.close();
+  }
   const source = lockExclusive(sqlitePath);
   try {
     return await target.atomically(async (tx) => {
       const counts = (
         await tx.query<{ n: number }>(
           `SELECT (SELECT count(*) FROM proposals) + (SELECT count(*) FROM events) + (SELECT count(*) FROM nodes)
-             + (SELECT count(*) FROM api_keys) + (SELECT count(*) FROM misbehaviours) AS n`,
+             + (SELECT count(*) FROM api_keys) + (SELECT count(*) FROM misbehaviours)
+             + (SELECT count(*) FROM frost_dkg) + (SELECT count(*) FROM frost_refresh) AS n`,
         )
       ).rows[0]!.n;
       if (counts > 0) throw coordinatorErrors.error('COORD_COPY_TARGET_NOT_EMPTY', { rows: counts });

@@ -1,5 +1,11 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { GroupPublic } from '@cosigner/frost/suite';
+import type { SignedStatement } from '@cosigner/protocol/frost-dkg';
 import pg from 'pg';
+import type { RefreshError, RefreshRecord, RefreshRow, RefreshStep } from '../frost/refresh-store.ts';
+import { REFRESH_COLUMNS, refreshFromRow, refreshParams } from '../frost/refresh-store.ts';
+import type { DkgError, DkgRecord, DkgRow, DkgStep } from '../frost/store.ts';
+import { DKG_COLUMNS, dkgFromRow, dkgParams } from '../frost/store.ts';
 import * as dbRows from '../rows.ts';
 import type {
   ApiKeyRecord,
@@ -14,6 +20,8 @@ import type {
   DecisionRecord,
   EventRecord,
   EventRepository,
+  FrostRecords,
+  FrostRepository,
   MisbehaviourRecord,
   NodeRecord,
   NodeRepository,
@@ -38,6 +46,10 @@ import { migratePg } from './migrate.ts';
  * - Idempotency keys are UNIQUE in the database, not in a replica's memory: `INSERT ... ON CONFLICT DO NOTHING`
  *   waits for a concurrent insert of the same key to commit or roll back (PostgreSQL manual, INSERT "ON CONFLICT
  *   Clause"), so the same key sent to two replicas at once yields one proposal and both answer with it.
+ * - FROST records (frost_dkg, frost_proposals, frost_refresh): an outcome is a compare-and-set on
+ *   `status = 'running'` (an UPDATE's WHERE is re-checked on the row's newest version after a concurrent update
+ *   committed: READ COMMITTED, PostgreSQL manual 13.2.1), so two replicas deciding the same session record one
+ *   outcome; adopting a refresh and replacing its group's public data are one transaction.
  * - Events are numbered in commit order: an event insert takes a transaction-level advisory lock held until its
  *   commit, so a reader tailing `seq > last` from any replica never skips an event that commits after a later one
  *   (identity values are handed out at insert, not at commit).
@@ -48,7 +60,9 @@ type Asyncify<T> = {
 };
 
 /** The repositories of store.ts with every operation made asynchronous. */
-export type AsyncRepositories = Asyncify<ProposalRepository & EventRepository & NodeRepository & ApiKeyRepository>;
+export type AsyncRepositories = Asyncify<
+  ProposalRepository & EventRepository & NodeRepository & ApiKeyRepository & FrostRepository
+>;
 
 /**
  * The transaction of the unit of work running now (`atomically`, `grouped`), carried along its async calls: a
@@ -691,6 +705,200 @@ export class PgStore implements AsyncRepositories, CoordinatorStore {
 
   async countApiKeys(): Promise<number> {
     return (await this.#q<{ c: number }>('SELECT count(*) AS c FROM api_keys')).rows[0]!.c;
+  }
+
+  async insertFrostDkg(r: DkgRecord): Promise<void> {
+    await this.#q(
+      `INSERT INTO frost_dkg (${DKG_COLUMNS.join(', ')}) VALUES (${DKG_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`,
+      dkgParams(r),
+    );
+  }
+
+  async setFrostDkgStep(id: string, step: DkgStep, at: number): Promise<void> {
+    await this.#q(`UPDATE frost_dkg SET step = $1, updated_at = $2 WHERE id = $3 AND status = 'running'`, [
+      step,
+      at,
+      id,
+    ]);
+  }
+
+  async readyFrostDkg(
+    id: string,
+    v: { address: string; group: GroupPublic; transcript: string },
+    at: number,
+  ): Promise<boolean> {
+    const res = await this.#q(
+      `UPDATE frost_dkg SET status = 'ready', address = $1, group_public = $2, transcript = $3, updated_at = $4
+         WHERE id = $5 AND status = 'running'`,
+      [v.address, JSON.stringify(v.group), v.transcript, at, id],
+    );
+    return res.rowCount === 1;
+  }
+
+  async failFrostDkg(id: string, error: DkgError, at: number, staleBefore?: number): Promise<boolean> {
+    const res = await this.#q(
+      `UPDATE frost_dkg SET status = 'failed', error = $1, updated_at = $2
+         WHERE id = $3 AND status = 'running' AND ($4::bigint IS NULL OR updated_at < $4)`,
+      [JSON.stringify(error), at, id, staleBefore ?? null],
+    );
+    return res.rowCount === 1;
+  }
+
+  async getFrostDkg(idOrAddress: string): Promise<DkgRecord | undefined> {
+    const r = (await this.#q<DkgRow>('SELECT * FROM frost_dkg WHERE id = $1 OR address = $1', [idOrAddress])).rows[0];
+    return r && dkgFromRow(r);
+  }
+
+  async listFrostDkgs(limit: number): Promise<DkgRecord[]> {
+    const { rows } = await this.#q<DkgRow>('SELECT * FROM frost_dkg ORDER BY created_at DESC, id LIMIT $1', [limit]);
+    return rows.map(dkgFromRow);
+  }
+
+  async runningFrostDkgs(): Promise<DkgRecord[]> {
+    return (await this.#q<DkgRow>(`SELECT * FROM frost_dkg WHERE status = 'running'`)).rows.map(dkgFromRow);
+  }
+
+  async bindFrostProposal(proposalId: string, address: string, at: number): Promise<void> {
+    await this.#q(
+      `INSERT INTO frost_proposals (proposal_id, address, created_at) VALUES ($1, $2, $3)
+         ON CONFLICT (proposal_id) DO UPDATE SET address = excluded.address, created_at = excluded.created_at`,
+      [proposalId, address, at],
+    );
+  }
+
+  async frostProposalGroup(proposalId: string): Promise<string | undefined> {
+    const r = (
+      await this.#q<{ address: string }>('SELECT address FROM frost_proposals WHERE proposal_id = $1', [proposalId])
+    ).rows[0];
+    return r?.address;
+  }
+
+  async insertFrostRefresh(r: RefreshRecord): Promise<boolean> {
+    // DO NOTHING covers the partial unique index frost_refresh_one_running: a concurrent insert of a running refresh
+    // of the same group waits for the other to commit, then conflicts (one running refresh per group).
+    const res = await this.#q(
+      `INSERT INTO frost_refresh (${REFRESH_COLUMNS.join(', ')})
+         VALUES (${REFRESH_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')}) ON CONFLICT DO NOTHING`,
+      refreshParams(r),
+    );
+    return res.rowCount === 1;
+  }
+
+  async setFrostRefreshStep(id: string, step: RefreshStep, at: number): Promise<void> {
+    await this.#q(`UPDATE frost_refresh SET step = $1, updated_at = $2 WHERE id = $3 AND status = 'running'`, [
+      step,
+      at,
+      id,
+    ]);
+  }
+
+  async adoptFrostRefresh(
+    id: string,
+    v: { digest: string; group: GroupPublic; transcript: string; reports: SignedStatement[] },
+    at: number,
+  ): Promise<boolean> {
+    return this.atomically(async (tx) => {
+      const adopted = await tx.#q<{ address: string }>(
+        `UPDATE frost_refresh SET status = 'adopted', step = 'adopt', digest = $1, group_public = $2, transcript = $3,
+           reports = $4, updated_at = $5 WHERE id = $6 AND status = 'running' RETURNING address`,
+        [v.digest, JSON.stringify(v.group), v.transcript, JSON.stringify(v.reports), at, id],
+      );
+      const address = adopted.rows[0]?.address;
+      if (address === undefined) return false;
+      await tx.#q(
+        `UPDATE frost_dkg SET group_public = $1, transcript = $2, updated_at = $3 WHERE address = $4 AND status = 'ready'`,
+        [JSON.stringify(v.group), v.transcript, at, address],
+      );
+      return true;
+    });
+  }
+
+  async failFrostRefresh(id: string, error: RefreshError, at: number, staleBefore?: number): Promise<boolean> {
+    const res = await this.#q(
+      `UPDATE frost_refresh SET status = 'failed', error = $1, updated_at = $2
+         WHERE id = $3 AND status = 'running' AND ($4::bigint IS NULL OR updated_at < $4)`,
+      [JSON.stringify(error), at, id, staleBefore ?? null],
+    );
+    return res.rowCount === 1;
+  }
+
+  async ackFrostRefresh(id: string, nodeId: string, at: number): Promise<void> {
+    // One statement: the row is locked by the UPDATE and the condition re-read on its newest version, so two
+    // replicas acknowledging two nodes at once keep both.
+    await this.#q(
+      `UPDATE frost_refresh SET updated_at = $3, acked = (
+           SELECT json_agg(x ORDER BY x)::text FROM (
+             SELECT json_array_elements_text(acked::json) AS x UNION SELECT $2::text) AS a)
+         WHERE id = $1 AND NOT (acked::jsonb ? $2::text)`,
+      [id, nodeId, at],
+    );
+  }
+
+  async getFrostRefresh(id: string): Promise<RefreshRecord | undefined> {
+    const r = (await this.#q<RefreshRow>('SELECT * FROM frost_refresh WHERE id = $1', [id])).rows[0];
+    return r && refreshFromRow(r);
+  }
+
+  async listFrostRefreshes(address: string | undefined, limit: number): Promise<RefreshRecord[]> {
+    const { rows } = await this.#q<RefreshRow>(
+      'SELECT * FROM frost_refresh WHERE ($1::text IS NULL OR address = $1) ORDER BY created_at DESC, id LIMIT $2',
+      [address ?? null, limit],
+    );
+    return rows.map(refreshFromRow);
+  }
+
+  async runningFrostRefreshes(): Promise<RefreshRecord[]> {
+    return (await this.#q<RefreshRow>(`SELECT * FROM frost_refresh WHERE status = 'running'`)).rows.map(refreshFromRow);
+  }
+
+  async unacknowledgedFrostRefreshes(): Promise<RefreshRecord[]> {
+    const { rows } = await this.#q<RefreshRow>(
+      `SELECT * FROM frost_refresh WHERE status != 'running' ORDER BY created_at DESC, id LIMIT 256`,
+    );
+    return rows.map(refreshFromRow).filter((r) => r.acked.length < r.participants.length);
+  }
+
+  async frostRecords(): Promise<FrostRecords> {
+    const [dkgs, proposals, refreshes] = [
+      await this.#q<DkgRow>('SELECT * FROM frost_dkg ORDER BY created_at, id'),
+      await this.#q<{ proposal_id: string; address: string; created_at: number }>(
+        'SELECT * FROM frost_proposals ORDER BY created_at, proposal_id',
+      ),
+      await this.#q<RefreshRow>('SELECT * FROM frost_refresh ORDER BY created_at, id'),
+    ];
+    return {
+      dkgs: dkgs.rows.map(dkgFromRow),
+      proposals: proposals.rows.map((r) => ({
+        proposalId: r.proposal_id,
+        address: r.address,
+        createdAt: r.created_at,
+      })),
+      refreshes: refreshes.rows.map(refreshFromRow),
+    };
+  }
+
+  async importFrostRecords(records: FrostRecords): Promise<boolean> {
+    return this.atomically(async (tx) => {
+      // Replicas starting at once: the first takes the lock and imports; the others wait, then find rows and stop.
+      await tx.#q('LOCK TABLE frost_dkg, frost_proposals, frost_refresh IN SHARE ROW EXCLUSIVE MODE');
+      const held = (
+        await tx.#q<{ n: number }>(
+          `SELECT (SELECT count(*) FROM frost_dkg) + (SELECT count(*) FROM frost_proposals)
+             + (SELECT count(*) FROM frost_refresh) AS n`,
+        )
+      ).rows[0]!.n;
+      if (held > 0) return false;
+      for (const d of records.dkgs) await tx.insertFrostDkg(d);
+      for (const b of records.proposals) await tx.bindFrostProposal(b.proposalId, b.address, b.createdAt);
+      for (const r of records.refreshes) {
+        await tx.#q(
+          `INSERT INTO frost_refresh (${REFRESH_COLUMNS.join(', ')})
+             VALUES (${REFRESH_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`,
+          refreshParams(r),
+        );
+      }
+      return true;
+    });
   }
 
   /** Run raw SQL on this store's connection (the lease module and the copy use it inside `atomically`). */

@@ -152,6 +152,9 @@ describe('copy from SQLite to PostgreSQL', () => {
         misbehaviours: 1,
         apiKeys: 2,
         callbacks: 2,
+        frostGroups: 0,
+        frostProposals: 0,
+        frostRefreshes: 0,
       });
       const s = openSqliteStore(d);
       try {
@@ -206,12 +209,13 @@ describe('copy from SQLite to PostgreSQL', () => {
   it('an older SQLite file is migrated first; a missing one is named', async () => {
     const d = await dir();
     const path = join(d, 'coordinator.db');
-    // A file at schema 4 (as a coordinator of that version left it): its migrations 5 to 7 run before the copy.
+    // A file at schema 4 (as a coordinator of that version left it): its migrations 5 to 8 run before the copy.
     const s = openSqliteStore(d);
     s.insertProposal(proposal('old'));
     s.close();
     const raw = new Database(path);
-    raw.exec(`DROP TABLE callback_outbox; DROP TABLE auth_entries; DROP INDEX proposals_open; ALTER TABLE proposals DROP COLUMN follow_up_due;
+    raw.exec(`DROP TABLE frost_refresh; DROP TABLE frost_proposals; DROP TABLE frost_dkg;
+      DROP TABLE callback_outbox; DROP TABLE auth_entries; DROP INDEX proposals_open; ALTER TABLE proposals DROP COLUMN follow_up_due;
       ALTER TABLE proposals DROP COLUMN submit_follow_up; CREATE INDEX proposals_open ON proposals (n)
       WHERE status = 'pending' OR (status = 'signed' AND submit = 1 AND result IS NULL);`);
     raw.pragma('user_version = 4');
@@ -220,7 +224,7 @@ describe('copy from SQLite to PostgreSQL', () => {
     try {
       expect((await copySqliteToPg(path, dst)).proposals).toBe(1);
       const check = new Database(path);
-      expect(check.pragma('user_version', { simple: true })).toBe(7);
+      expect(check.pragma('user_version', { simple: true })).toBe(8);
       check.close();
       await expect(copySqliteToPg(join(d, 'nope.db'), dst)).rejects.toThrow(
         expect.objectContaining({ code: 'COORD_BAD_CONFIG', message: expect.stringContaining('nope.db') }),

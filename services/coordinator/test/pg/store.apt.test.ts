@@ -149,13 +149,14 @@ describe('PostgreSQL migrations', () => {
     const first = pools[0]!;
     try {
       const applied = await Promise.all(pools.map((p) => migratePg(p)));
-      expect(applied.filter((a) => a.length > 0)).toEqual([[1, 2, 3]]);
-      expect(latestPgVersion()).toBe(3);
+      expect(applied.filter((a) => a.length > 0)).toEqual([[1, 2, 3, 4]]);
+      expect(latestPgVersion()).toBe(4);
       const { rows } = await first.query('SELECT version, name FROM coordinator_schema ORDER BY version');
       expect(rows).toEqual([
         { version: 1, name: '001_init.sql' },
         { version: 2, name: '002_follow_up_due.sql' },
         { version: 3, name: '003_callback_outbox.sql' },
+        { version: 4, name: '004_frost.sql' },
       ]);
       expect(await migratePg(first)).toEqual([]);
     } finally {
@@ -180,7 +181,7 @@ describe('PostgreSQL migrations', () => {
       // The lock was released: another migration run does not wait for ever.
       await expect(migratePg(pool, PG_MIGRATIONS_DIR)).rejects.toThrow(expectCode('COORD_NEWER_SCHEMA'));
       await expect(PgStore.open(pool)).rejects.toThrow(
-        expect.objectContaining({ code: 'COORD_NEWER_SCHEMA', details: { version: 99, supported: 3 } }),
+        expect.objectContaining({ code: 'COORD_NEWER_SCHEMA', details: { version: 99, supported: 4 } }),
       );
       expect(pool.ended).toBe(true);
     } finally {
