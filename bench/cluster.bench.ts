@@ -42,7 +42,7 @@ import { createKmsClient } from '@cosigner/keys/aws-kms/kms-signer';
 import { type Cluster, type ClusterProcess, startCluster } from '@cosigner/launcher/cluster';
 import { COSIGNER_BIN, REPO_ROOT, tempDir, useBuiltJs } from '@cosigner/testkit/process';
 import { Account, Asset, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
-import { measureWindow, ProposalClient } from './load.ts';
+import { drawFrom, measureWindow, ProposalClient } from './load.ts';
 import { cpuSeconds, memoryMb } from './proc.ts';
 
 const SIZES = (process.env.BENCH_SIZES ?? '3,5').split(',').map(Number);
@@ -156,7 +156,7 @@ async function throughput(
   allProcs: () => ClusterProcess[],
 ): Promise<Throughput> {
   await client.warm(concurrency);
-  let next = 0;
+  const draw = drawFrom(pool);
   const cpuByProcess = (): Map<string, number> => {
     const m = new Map<string, number>();
     for (const p of allProcs()) m.set(p.name, cpuSeconds(p.pid));
@@ -173,11 +173,7 @@ async function throughput(
     concurrency,
     warmupMs: WARMUP_MS,
     windowMs: WINDOW_MS,
-    propose: () => {
-      const xdr = pool[next++];
-      if (xdr === undefined) throw new Error(`the pool of ${pool.length} transactions ran out: raise it`);
-      return client.propose(xdr);
-    },
+    propose: () => client.propose(draw()),
     sample: () => ({ cpu: cpuByProcess(), signs: signsByEmulator() }),
   });
   const { completed } = run;
@@ -246,7 +242,7 @@ async function runSize(n: number): Promise<SizeResult> {
   });
   const startSeconds = round1((performance.now() - t0) / 1000);
   const procs = (): ClusterProcess[] => [...cluster.kms, cluster.ledger, cluster.coordinator, ...cluster.nodes];
-  const client = new ProposalClient(cluster);
+  const client = new ProposalClient([cluster.coordinator.url], cluster.apiKey);
   try {
     await client.open();
     const dest = await cluster.fundedAccount();

@@ -187,7 +187,7 @@ interface RoundFigures {
 
 async function measure(s: Setup): Promise<RoundFigures> {
   const c = s.cluster!;
-  const client = new ProposalClient(c);
+  const client = new ProposalClient([c.coordinator.url], c.apiKey);
   await client.open();
   try {
     const lat: number[] = [];

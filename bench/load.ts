@@ -1,11 +1,11 @@
 /**
- * The client side and the measuring loop of the cluster benches (bench/cluster.bench.ts, bench/frost-cluster.bench.ts):
- * one keep-alive HTTP client that proposes and learns of each completion from the client event stream (/v1/events),
- * and one throughput loop that keeps `concurrency` proposals in flight over a warm-up and a measured window.
+ * The client side and the measuring loop of the cluster benches (bench/cluster.bench.ts, bench/frost-cluster.bench.ts,
+ * bench/store.bench.ts): one keep-alive HTTP client that proposes and learns of each completion from the client event
+ * stream (/v1/events), and one throughput loop that keeps `concurrency` proposals in flight over a warm-up and a
+ * measured window.
  */
 import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:http';
-import type { Cluster } from '@cosigner/launcher/cluster';
 import WebSocket from 'ws';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -13,27 +13,35 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The events that end a proposal without the awaited completion. */
 const FAILED = ['proposal.rejected', 'proposal.failed', 'proposal.expired', 'proposal.cancelled'];
 
-/** Keep-alive HTTP for proposals, one event-stream socket for completions. */
+/**
+ * Keep-alive HTTP for proposals, one event-stream socket per coordinator for completions. With several coordinators
+ * (replicas on one database) the proposals go to each in turn, as a load balancer without affinity would send them,
+ * and a completion counts from whichever replica reports it first.
+ */
 export class ProposalClient {
   readonly #agent = new Agent({ keepAlive: true, maxSockets: 256 });
-  readonly #url: URL;
+  readonly #urls: URL[];
   readonly #apiKey: string;
-  #ws: WebSocket | undefined;
+  readonly #sockets: WebSocket[] = [];
+  #turn = 0;
   /** proposal id -> resolver, for proposals whose completion is awaited. */
   readonly #waiting = new Map<string, { done: (at: number) => void; fail: (e: Error) => void }>();
   /** Completions that arrived before the POST answered (the event can beat the HTTP response). */
   readonly #early = new Map<string, number | Error>();
   #completion = 'quorum.reached';
 
-  constructor(cluster: Pick<Cluster, 'apiKey'> & { coordinator: { url: string } }) {
-    this.#url = new URL(cluster.coordinator.url);
-    this.#apiKey = cluster.apiKey;
+  /** `coordinators`: the base URL of each coordinator; `apiKey`: the key every request carries. */
+  constructor(coordinators: readonly string[], apiKey: string) {
+    this.#urls = coordinators.map((u) => new URL(u));
+    this.#apiKey = apiKey;
   }
 
   async open(): Promise<void> {
-    const ws = new WebSocket(new URL('/v1/events', this.#url), {
-      headers: { authorization: `Bearer ${this.#apiKey}` },
-    });
+    for (const url of this.#urls) this.#sockets.push(await this.#listen(url));
+  }
+
+  async #listen(url: URL): Promise<WebSocket> {
+    const ws = new WebSocket(new URL('/v1/events', url), { headers: { authorization: `Bearer ${this.#apiKey}` } });
     await new Promise<void>((res, rej) => {
       ws.once('open', () => res());
       ws.once('error', rej);
@@ -50,14 +58,14 @@ export class ProposalClient {
       if (outcome === undefined) return;
       const w = this.#waiting.get(e.proposalId);
       if (!w) {
-        this.#early.set(e.proposalId, outcome);
+        if (!this.#early.has(e.proposalId)) this.#early.set(e.proposalId, outcome);
         return;
       }
       this.#waiting.delete(e.proposalId);
       if (typeof outcome === 'number') w.done(outcome);
       else w.fail(outcome);
     });
-    this.#ws = ws;
+    return ws;
   }
 
   /** Which event ends a proposal for this phase: `quorum.reached` (signed) or `proposal.submitted`. */
@@ -74,10 +82,11 @@ export class ProposalClient {
     await Promise.all(
       Array.from(
         { length: n },
-        () =>
+        (_, i) =>
           new Promise<void>((res, rej) => {
+            const url = this.#urls[i % this.#urls.length]!;
             const req = request(
-              { host: this.#url.hostname, port: this.#url.port, path: '/healthz', method: 'GET', agent: this.#agent },
+              { host: url.hostname, port: url.port, path: '/healthz', method: 'GET', agent: this.#agent },
               (r) => {
                 r.resume();
                 r.on('end', () => res());
@@ -90,12 +99,12 @@ export class ProposalClient {
     );
   }
 
-  #post(body: string): Promise<{ status: number; text: string }> {
+  #post(url: URL, body: string): Promise<{ status: number; text: string }> {
     return new Promise((res, rej) => {
       const req = request(
         {
-          host: this.#url.hostname,
-          port: this.#url.port,
+          host: url.hostname,
+          port: url.port,
           path: '/v1/proposals',
           method: 'POST',
           agent: this.#agent,
@@ -121,8 +130,10 @@ export class ProposalClient {
    * [ms until the POST answered, ms until completion].
    */
   async propose(xdr: string, opts: { submit?: boolean; group?: string | undefined } = {}): Promise<[number, number]> {
+    const url = this.#urls[this.#turn++ % this.#urls.length]!;
     const t0 = performance.now();
     const r = await this.#post(
+      url,
       JSON.stringify({
         xdr,
         submit: opts.submit ?? false,
@@ -131,7 +142,7 @@ export class ProposalClient {
       }),
     );
     const accepted = performance.now();
-    if (r.status !== 201) throw new Error(`POST /v1/proposals answered ${r.status}: ${r.text}`);
+    if (r.status !== 201) throw new Error(`POST ${url.origin}/v1/proposals answered ${r.status}: ${r.text}`);
     const id = (JSON.parse(r.text) as { id: string }).id;
     const early = this.#early.get(id);
     let doneAt: number;
@@ -148,9 +159,19 @@ export class ProposalClient {
   }
 
   close(): void {
-    this.#ws?.close();
+    for (const ws of this.#sockets) ws.close();
     this.#agent.destroy();
   }
+}
+
+/** The transactions of `pool` one after another; running out is an error of the bench's sizing, said so. */
+export function drawFrom(pool: readonly string[]): () => string {
+  let next = 0;
+  return () => {
+    const xdr = pool[next++];
+    if (xdr === undefined) throw new Error(`the pool of ${pool.length} transactions ran out: raise it`);
+    return xdr;
+  };
 }
 
 /** What one throughput window measured. */
