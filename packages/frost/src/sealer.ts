@@ -7,18 +7,7 @@ import type { SealerConfig, ShareSealer } from './sealing/shared.ts';
  * re-exported here: the backends import it from there, so they and this module, which loads them, import no
  * circle.
  */
-export {
-  checkBlob,
-  checkContext,
-  gcmOpen,
-  gcmSeal,
-  type SealContext,
-  type SealedBlob,
-  type SealerConfig,
-  type SealerKind,
-  type ShareSealer,
-  sealAad,
-} from './sealing/shared.ts';
+export * from './sealing/shared.ts';
 
 /**
  * Build the sealer a config names. The local backend is refused in production (the service's mode or
