@@ -302,3 +302,41 @@ export async function drivenByA(
   expect(driverPid(lease.holder)).toBe(r.a.pid);
   return lease;
 }
+
+/**
+ * The start of a take-over case: two replicas on a fresh database `databaseName`, every node connected to A and
+ * its twin to B, a multisig account of the nodes, and a payment of `amount` XLM proposed on A (submit: true), whose
+ * round A drives with node-0's signature in.
+ */
+export async function roundDrivenByA(
+  env: ProcessEnv,
+  o: { databaseName: string; leaseMs: number; amount: string; idempotencyKey: string },
+): Promise<{
+  database: string;
+  c: ReplicaCluster;
+  replicas: Replicas;
+  twins: TestNode[];
+  master: Keypair;
+  seqBefore: bigint;
+  id: string;
+  lease: { holder: string; token: number };
+}> {
+  const database = await env.db.createDatabase(o.databaseName);
+  const c = await replicaCluster(env, database, o.leaseMs);
+  const replicas = await startReplicas(env, c);
+  const twins = await connectWithTwins(env, c, replicas);
+  const master = await env.multisigAccount(c.nodes.map((n) => n.stellarKey));
+  const dest = Keypair.random();
+  await env.fund(dest);
+  const seqBefore = await env.sequence(master.publicKey());
+  const xdr = await env.paymentXdr(master.publicKey(), dest.publicKey(), o.amount);
+  const created = await api(replicas.a.url, replicas.key, '/v1/proposals', {
+    xdr,
+    submit: true,
+    idempotencyKey: o.idempotencyKey,
+  });
+  expect(created.status).toBe(201);
+  const id = String(created.json.id);
+  const lease = await drivenByA(env, replicas, database, id);
+  return { database, c, replicas, twins, master, seqBefore, id, lease };
+}

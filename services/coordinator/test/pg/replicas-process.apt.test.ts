@@ -4,12 +4,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers.ts';
 import {
   api,
-  connectWithTwins,
-  drivenByA,
   driverPid,
   expectTakenOverOnce,
   leaseHolder,
   replicaCluster,
+  roundDrivenByA,
   startReplicas,
   submissionEnded,
   useProcessEnv,
@@ -57,22 +56,23 @@ const cluster = (database: string) => replicaCluster(env, database, LEASE_MS);
 
 describe('two coordinator processes on PostgreSQL', () => {
   it('kill -9 of the driving replica mid-round: the other takes over in time, re-asks, submits once', async () => {
-    const database = await env.db.createDatabase('replicas_round');
-    const c = await cluster(database);
-    const replicas = await startReplicas(env, c);
-    const { a, b, key } = replicas;
-    const twins = await connectWithTwins(env, c, replicas);
-    const master = await env.multisigAccount(c.nodes.map((n) => n.stellarKey));
-    const dest = Keypair.random();
-    await env.fund(dest);
-    const seqBefore = await env.sequence(master.publicKey());
-
-    const xdr = await env.paymentXdr(master.publicKey(), dest.publicKey(), '5');
-    const created = await api(a.url, key, '/v1/proposals', { xdr, submit: true, idempotencyKey: 'replica-kill-1' });
-    expect(created.status).toBe(201);
-    const id = String(created.json.id);
     // A drives it (it created it) and node-0's signature is in: then A dies.
-    const before = await drivenByA(env, replicas, database, id);
+    const {
+      database,
+      c,
+      replicas,
+      twins,
+      master,
+      seqBefore,
+      id,
+      lease: before,
+    } = await roundDrivenByA(env, {
+      databaseName: 'replicas_round',
+      leaseMs: LEASE_MS,
+      amount: '5',
+      idempotencyKey: 'replica-kill-1',
+    });
+    const { a, b, key } = replicas;
     await a.kill9();
     const died = Date.now();
 
@@ -139,20 +139,13 @@ describe('two coordinator processes on PostgreSQL', () => {
   }, 180_000);
 
   it('kill -9 of the driving replica while PostgreSQL restarts: 503 meanwhile, then the other replica finishes the round', async () => {
-    const database = await env.db.createDatabase('replicas_restart');
-    const c = await cluster(database);
-    const replicas = await startReplicas(env, c);
+    const { database, c, replicas, twins, master, seqBefore, id } = await roundDrivenByA(env, {
+      databaseName: 'replicas_restart',
+      leaseMs: LEASE_MS,
+      amount: '3',
+      idempotencyKey: 'pg-restart-1',
+    });
     const { a, b, key } = replicas;
-    const twins = await connectWithTwins(env, c, replicas);
-    const master = await env.multisigAccount(c.nodes.map((n) => n.stellarKey));
-    const dest = Keypair.random();
-    await env.fund(dest);
-    const seqBefore = await env.sequence(master.publicKey());
-    const xdr = await env.paymentXdr(master.publicKey(), dest.publicKey(), '3');
-    const created = await api(a.url, key, '/v1/proposals', { xdr, submit: true, idempotencyKey: 'pg-restart-1' });
-    expect(created.status).toBe(201);
-    const id = String(created.json.id);
-    await drivenByA(env, replicas, database, id);
     // The database goes down, the driver dies meanwhile, the database comes back.
     await env.db.stop('immediate');
     await a.kill9();
