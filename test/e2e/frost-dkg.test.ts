@@ -1,10 +1,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { createTransportKey, sealTo, type TransportKeyPair } from '@cosigner/frost/channel';
 import { type DkgMember, DkgParticipant, type DkgRound1Message, round2Aad, sessionDigest } from '@cosigner/frost/dkg';
 import { aggregate, commitNonces, signShare } from '@cosigner/frost/rounds';
-import { createShareSealer, type SealedBlob } from '@cosigner/frost/sealer';
 import { checkShare, type GroupPublic, type KeyShare } from '@cosigner/frost/suite';
 import type { Cluster } from '@cosigner/launcher/cluster';
 import {
@@ -30,7 +29,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeCoordinator } from '../adversarial/fake-coordinator.ts';
 import { RogueNode } from '../adversarial/rogue-node.ts';
-import { bytesSecret, filesUnder } from '../security/scan.ts';
+import { sharesInTheClear, unsealShare } from './helpers.ts';
 
 /**
  * FROST key generation among real processes: the testkit cluster (a KMS emulator per node over HTTP, the ledger
@@ -229,18 +228,9 @@ describe('FROST key generation among three real node processes', () => {
     const opened: KeyShare[] = [];
     for (let i = 0; i < 3; i++) {
       const row = nodeGroups(i)[0]!;
-      const sealer = await createShareSealer(frost.sealers[i]!, { production: false });
-      try {
-        const signingShare = await sealer.unseal(JSON.parse(row.sealed_share) as SealedBlob, {
-          purpose: 'frost-share',
-          node: ids[i]!,
-          group: address!,
-        });
-        opened.push(checkShare(group, { index: row.my_index, signingShare }));
-        shares.push({ label: `${ids[i]}'s share`, bytes: Buffer.from(signingShare) });
-      } finally {
-        await sealer.close();
-      }
+      const signingShare = await unsealShare(frost.sealers[i]!, row.sealed_share, { node: ids[i]!, group: address! });
+      opened.push(checkShare(group, { index: row.my_index, signingShare }));
+      shares.push({ label: `${ids[i]}'s share`, bytes: Buffer.from(signingShare) });
     }
     // Any two shares make one ordinary Ed25519 signature for the group's G... address.
     for (const pair of [
@@ -269,24 +259,16 @@ describe('FROST key generation among three real node processes', () => {
 
   it('no share is anywhere in the clear: files of the cluster (stores, logs), process environments, CLI output', async () => {
     expect(shares).toHaveLength(3);
-    const secrets = shares.map((s) => bytesSecret(s.label, s.bytes, []));
-    const found: string[] = [];
-    const look = (where: string, content: Buffer) => {
-      for (const s of secrets) if (s.forms.some((f) => content.includes(f))) found.push(`${where}: ${s.label}`);
-    };
+    const r = await sharesInTheClear(shares, {
+      dir,
+      processes: [...cluster.nodes, cluster.coordinator, cluster.ledger, ...cluster.kms],
+      texts: cliOutput.map((text) => ({ where: 'cosigner frost output', text })),
+    });
     // Control: the same look finds a share written in any of its encodings.
-    for (const f of secrets[0]!.forms) look('control', Buffer.concat([Buffer.from('x'), f, Buffer.from('y')]));
-    expect(found).toHaveLength(secrets[0]!.forms.length);
-    found.length = 0;
-    const files = await filesUnder(dir);
-    expect(files.some((f) => f.endsWith('frost.sqlite'))).toBe(true);
-    expect(files.some((f) => f.includes('logs'))).toBe(true);
-    for (const f of files) look(relative(dir, f), await readFile(f));
-    for (const p of [...cluster.nodes, cluster.coordinator, cluster.ledger, ...cluster.kms]) {
-      look(`${p.name} environment`, await readFile(`/proc/${p.pid}/environ`));
-    }
-    for (const out of cliOutput) look('cosigner frost output', Buffer.from(out));
-    expect(found).toEqual([]);
+    expect(r.control.found).toBe(r.control.forms);
+    expect(r.files.some((f) => f.endsWith('frost.sqlite'))).toBe(true);
+    expect(r.files.some((f) => f.includes('logs'))).toBe(true);
+    expect(r.found).toEqual([]);
   });
 
   it('a coordinator that alters a relayed round-2 package is named by its recipient; nobody keeps the group', async () => {

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { readFile, rm } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { groupDigest } from '@cosigner/frost/refresh';
 import { aggregate, commitNonces, signShare } from '@cosigner/frost/rounds';
-import { createShareSealer, type SealedBlob } from '@cosigner/frost/sealer';
 import { checkShare, type GroupPublic, type KeyShare } from '@cosigner/frost/suite';
 import type { Cluster } from '@cosigner/launcher/cluster';
 import {
@@ -17,7 +16,7 @@ import { runCosigner, tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bytesSecret, filesUnder } from '../security/scan.ts';
+import { sharesInTheClear, unsealShare } from './helpers.ts';
 
 /**
  * FROST share refresh among real processes: the testkit cluster (a KMS emulator per node over HTTP, the
@@ -91,20 +90,11 @@ describe('FROST share refresh among three real node processes', () => {
   /** Node i's current share, opened through its own KMS key (as the test's operator, with the node's principal). */
   const openShare = async (i: number): Promise<{ share: KeyShare; group: GroupPublic }> => {
     const row = groupRow(i);
-    const sealer = await createShareSealer(frost.sealers[i]!, { production: false });
-    try {
-      const signingShare = await sealer.unseal(JSON.parse(row.sealed_share) as SealedBlob, {
-        purpose: 'frost-share',
-        node: ids[i]!,
-        group: address,
-      });
-      if (!seen.some((x) => x.bytes.equals(signingShare))) {
-        seen.push({ label: `${ids[i]}'s share ${seen.length}`, bytes: Buffer.from(signingShare) });
-      }
-      return { share: { index: row.my_index, signingShare }, group: JSON.parse(row.group_public) as GroupPublic };
-    } finally {
-      await sealer.close();
+    const signingShare = await unsealShare(frost.sealers[i]!, row.sealed_share, { node: ids[i]!, group: address });
+    if (!seen.some((x) => x.bytes.equals(signingShare))) {
+      seen.push({ label: `${ids[i]}'s share ${seen.length}`, bytes: Buffer.from(signingShare) });
     }
+    return { share: { index: row.my_index, signingShare }, group: JSON.parse(row.group_public) as GroupPublic };
   };
 
   const signs = (group: GroupPublic, a: KeyShare, b: KeyShare): boolean => {
@@ -298,21 +288,13 @@ describe('FROST share refresh among three real node processes', () => {
 
   it('no share, old or new, is anywhere in the clear: files of the cluster, process environments, CLI output', async () => {
     expect(seen.length).toBeGreaterThanOrEqual(9);
-    const secrets = seen.map((s) => bytesSecret(s.label, s.bytes, []));
-    const found: string[] = [];
-    const look = (where: string, content: Buffer) => {
-      for (const s of secrets) if (s.forms.some((f) => content.includes(f))) found.push(`${where}: ${s.label}`);
-    };
-    for (const f of secrets[0]!.forms) look('control', Buffer.concat([Buffer.from('x'), f, Buffer.from('y')]));
-    expect(found).toHaveLength(secrets[0]!.forms.length);
-    found.length = 0;
-    const files = await filesUnder(dir);
-    expect(files.some((f) => f.endsWith('frost-refresh.sqlite'))).toBe(true);
-    for (const f of files) look(relative(dir, f), await readFile(f));
-    for (const p of [...cluster.nodes, cluster.coordinator, ...cluster.kms]) {
-      look(`${p.name} environment`, await readFile(`/proc/${p.pid}/environ`));
-    }
-    for (const out of cliOutput) look('cosigner frost output', Buffer.from(out));
-    expect(found).toEqual([]);
+    const r = await sharesInTheClear(seen, {
+      dir,
+      processes: [...cluster.nodes, cluster.coordinator, ...cluster.kms],
+      texts: cliOutput.map((text) => ({ where: 'cosigner frost output', text })),
+    });
+    expect(r.control.found).toBe(r.control.forms);
+    expect(r.files.some((f) => f.endsWith('frost-refresh.sqlite'))).toBe(true);
+    expect(r.found).toEqual([]);
   });
 });

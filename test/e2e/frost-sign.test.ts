@@ -1,6 +1,5 @@
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createShareSealer, type SealedBlob } from '@cosigner/frost/sealer';
 import type { Cluster, ProposalView } from '@cosigner/launcher/cluster';
 import {
   balanceStroops,
@@ -19,7 +18,7 @@ import { tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bytesSecret, filesUnder } from '../security/scan.ts';
+import { sealedShareOf, sharesInTheClear, unsealShare } from './helpers.ts';
 
 /**
  * FROST signing among real processes (docs/architecture.md "FROST signing"): the testkit cluster (a KMS emulator
@@ -227,35 +226,19 @@ describe('FROST signing among three real node processes', () => {
     // Each node's share, opened the way only the node can: its sealed copy through its own KMS key.
     const shares: { label: string; bytes: Buffer }[] = [];
     for (let i = 0; i < ids.length; i++) {
-      const db = new Database(join(dir, `node-${i}`, 'frost.sqlite'), { readonly: true, fileMustExist: true });
-      const row = db.prepare('SELECT sealed_share FROM frost_groups WHERE address = ?').get(address) as {
-        sealed_share: string;
-      };
-      db.close();
-      const sealer = await createShareSealer(frost.sealers[i]!, { production: false });
-      const opened = await sealer.unseal(JSON.parse(row.sealed_share) as SealedBlob, {
-        purpose: 'frost-share',
+      const opened = await unsealShare(frost.sealers[i]!, sealedShareOf(dir, i, address), {
         node: ids[i]!,
         group: address,
       });
-      await sealer.close();
       shares.push({ label: `${ids[i]} share`, bytes: Buffer.from(opened) });
     }
-    const secrets = shares.map((x) => bytesSecret(x.label, x.bytes, []));
-    const found: string[] = [];
-    const look = (where: string, content: Buffer) => {
-      for (const x of secrets) if (x.forms.some((f) => content.includes(f))) found.push(`${where}: ${x.label}`);
-    };
+    const r = await sharesInTheClear(shares, {
+      dir,
+      processes: [...cluster.nodes, cluster.coordinator, cluster.ledger, ...cluster.kms],
+    });
     // Control: the same look finds a share written in any of its encodings.
-    for (const f of secrets[0]!.forms) look('control', Buffer.concat([Buffer.from('x'), f, Buffer.from('y')]));
-    expect(found).toHaveLength(secrets[0]!.forms.length);
-    found.length = 0;
-    const files = await filesUnder(dir);
-    expect(files.some((f) => f.endsWith('frost-nonces.sqlite'))).toBe(true);
-    for (const f of files) look(f.slice(dir.length + 1), await readFile(f));
-    for (const p of [...cluster.nodes, cluster.coordinator, cluster.ledger, ...cluster.kms]) {
-      look(`${p.name} environment`, await readFile(`/proc/${p.pid}/environ`));
-    }
-    expect(found).toEqual([]);
+    expect(r.control.found).toBe(r.control.forms);
+    expect(r.files.some((f) => f.endsWith('frost-nonces.sqlite'))).toBe(true);
+    expect(r.found).toEqual([]);
   }, 120_000);
 });
