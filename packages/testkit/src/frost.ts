@@ -22,7 +22,7 @@ import {
 } from '@cosigner/launcher/cluster';
 import { Asset, type Keypair, Operation, StrKey, TransactionBuilder } from '@stellar/stellar-sdk';
 import { type CoordinatorApi, coordinatorApi } from './http.ts';
-import { COSIGNER_BIN, type CommandRun, runCosigner } from './process.ts';
+import { COSIGNER_BIN, type CommandRun, clusterFlags, runCosigner } from './process.ts';
 
 /** One member of a FROST roster as a node's `frost.expect` names it. */
 export interface RosterEntry {
@@ -34,6 +34,8 @@ export interface RosterEntry {
 export interface FrostExpectation {
   threshold: number;
   participants: readonly RosterEntry[];
+  /** The weight the group's key is to have on its accounts (what a node checks a key swap against), when set. */
+  accountWeight?: number;
 }
 
 /** A node's share sealer: a symmetric key in its KMS account, used with the node's own principal. */
@@ -219,12 +221,7 @@ export async function frostAccountSetup(
     return await runCosigner([
       'account',
       'setup',
-      '--horizon-url',
-      cluster.horizonUrl,
-      '--coordinator-url',
-      cluster.coordinator.url,
-      '--api-key-file',
-      cluster.adminKeyFile,
+      ...clusterFlags(cluster),
       '--account',
       o.account.publicKey(),
       '--frost-group',
