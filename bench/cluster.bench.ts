@@ -34,7 +34,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { Agent, request } from 'node:http';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SignCommand } from '@aws-sdk/client-kms';
@@ -43,7 +42,7 @@ import { createKmsClient } from '@cosigner/keys/aws-kms/kms-signer';
 import { type Cluster, type ClusterProcess, startCluster } from '@cosigner/launcher/cluster';
 import { COSIGNER_BIN, REPO_ROOT, tempDir, useBuiltJs } from '@cosigner/testkit/process';
 import { Account, Asset, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
-import WebSocket from 'ws';
+import { drawFrom, measureWindow, ProposalClient } from './load.ts';
 import { cpuSeconds, memoryMb } from './proc.ts';
 
 const SIZES = (process.env.BENCH_SIZES ?? '3,5').split(',').map(Number);
@@ -117,138 +116,6 @@ const load = (): number[] => loadavg().map((x) => Math.round(x * 100) / 100);
 const roleOf = (name: string): string =>
   name.startsWith('node-') ? 'node' : name.startsWith('kms-') ? 'kms-emulator' : name;
 
-/** The client side: keep-alive HTTP for proposals, one event-stream socket for completions. */
-class Client {
-  readonly #agent = new Agent({ keepAlive: true, maxSockets: 256 });
-  readonly #url: URL;
-  readonly #apiKey: string;
-  #ws: WebSocket | undefined;
-  /** proposal id -> resolver, for proposals whose completion is awaited. */
-  readonly #waiting = new Map<string, { done: (at: number) => void; fail: (e: Error) => void }>();
-  /** Completions that arrived before the POST answered (the event can beat the HTTP response). */
-  readonly #early = new Map<string, number | Error>();
-  #completion = 'quorum.reached';
-
-  constructor(cluster: Cluster) {
-    this.#url = new URL(cluster.coordinator.url);
-    this.#apiKey = cluster.apiKey;
-  }
-
-  async open(): Promise<void> {
-    const ws = new WebSocket(new URL('/v1/events', this.#url), {
-      headers: { authorization: `Bearer ${this.#apiKey}` },
-    });
-    await new Promise<void>((res, rej) => {
-      ws.once('open', () => res());
-      ws.once('error', rej);
-    });
-    ws.on('message', (data: Buffer) => {
-      const at = performance.now();
-      const e = JSON.parse(data.toString()) as { proposalId: string | null; type: string; data: unknown };
-      if (e.proposalId === null) return;
-      let outcome: number | Error | undefined;
-      if (e.type === this.#completion) outcome = at;
-      else if (['proposal.rejected', 'proposal.failed', 'proposal.expired', 'proposal.cancelled'].includes(e.type)) {
-        outcome = new Error(`proposal ${e.proposalId} ended ${e.type}: ${JSON.stringify(e.data)}`);
-      }
-      if (outcome === undefined) return;
-      const w = this.#waiting.get(e.proposalId);
-      if (!w) {
-        this.#early.set(e.proposalId, outcome);
-        return;
-      }
-      this.#waiting.delete(e.proposalId);
-      if (typeof outcome === 'number') w.done(outcome);
-      else w.fail(outcome);
-    });
-    this.#ws = ws;
-  }
-
-  /** Which event ends a proposal for this phase: `quorum.reached` (signed) or `proposal.submitted`. */
-  set completion(type: 'quorum.reached' | 'proposal.submitted') {
-    this.#completion = type;
-  }
-
-  /**
-   * Open `n` keep-alive connections before a throughput phase (one GET /healthz each, at once), so the phase
-   * measures the steady state of n clients. A burst of new connections while the cluster is loaded is answered
-   * slowly (bench/README.md, "the c=64 tail"): without this, the first burst made the whole p99 of the phase.
-   */
-  async warm(n: number): Promise<void> {
-    await Promise.all(
-      Array.from(
-        { length: n },
-        () =>
-          new Promise<void>((res, rej) => {
-            const req = request(
-              { host: this.#url.hostname, port: this.#url.port, path: '/healthz', method: 'GET', agent: this.#agent },
-              (r) => {
-                r.resume();
-                r.on('end', () => res());
-              },
-            );
-            req.on('error', rej);
-            req.end();
-          }),
-      ),
-    );
-  }
-
-  #post(body: string): Promise<{ status: number; text: string }> {
-    return new Promise((res, rej) => {
-      const req = request(
-        {
-          host: this.#url.hostname,
-          port: this.#url.port,
-          path: '/v1/proposals',
-          method: 'POST',
-          agent: this.#agent,
-          headers: {
-            'content-type': 'application/json',
-            'content-length': Buffer.byteLength(body),
-            authorization: `Bearer ${this.#apiKey}`,
-          },
-        },
-        (r) => {
-          const chunks: Buffer[] = [];
-          r.on('data', (c: Buffer) => chunks.push(c));
-          r.on('end', () => res({ status: r.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
-        },
-      );
-      req.on('error', rej);
-      req.end(body);
-    });
-  }
-
-  /** Propose and wait for completion; returns [ms until the POST answered, ms until completion]. */
-  async propose(xdr: string, submit: boolean): Promise<[number, number]> {
-    const t0 = performance.now();
-    const r = await this.#post(
-      JSON.stringify({ xdr, submit, idempotencyKey: `bench-${randomBytes(12).toString('hex')}` }),
-    );
-    const accepted = performance.now();
-    if (r.status !== 201) throw new Error(`POST /v1/proposals answered ${r.status}: ${r.text}`);
-    const id = (JSON.parse(r.text) as { id: string }).id;
-    const early = this.#early.get(id);
-    let doneAt: number;
-    if (early !== undefined) {
-      this.#early.delete(id);
-      if (early instanceof Error) throw early;
-      doneAt = early;
-    } else {
-      doneAt = await new Promise<number>((done, fail) => {
-        this.#waiting.set(id, { done, fail });
-      });
-    }
-    return [accepted - t0, doneAt - t0];
-  }
-
-  close(): void {
-    this.#ws?.close();
-    this.#agent.destroy();
-  }
-}
-
 /** Unsigned payments from the cluster account with consecutive sequence numbers from `firstSeq`. */
 function payments(cluster: Cluster, destination: string, firstSeq: bigint, count: number): string[] {
   const account = new Account(cluster.account.id, (firstSeq - 1n).toString());
@@ -283,23 +150,13 @@ interface Throughput {
 }
 
 async function throughput(
-  client: Client,
+  client: ProposalClient,
   pool: string[],
   concurrency: number,
   allProcs: () => ClusterProcess[],
 ): Promise<Throughput> {
   await client.warm(concurrency);
-  let next = 0;
-  const start = performance.now();
-  const windowStart = start + WARMUP_MS;
-  const windowEnd = windowStart + WINDOW_MS;
-  let completed = 0;
-  const lat: number[] = [];
-  const posted: number[] = [];
-  let cpuBefore: Map<string, number> | undefined;
-  let cpuAfter: Map<string, number> | undefined;
-  let signsBefore: Map<string, number> | undefined;
-  let signsAfter: Map<string, number> | undefined;
+  const draw = drawFrom(pool);
   const cpuByProcess = (): Map<string, number> => {
     const m = new Map<string, number>();
     for (const p of allProcs()) m.set(p.name, cpuSeconds(p.pid));
@@ -312,57 +169,36 @@ async function throughput(
         .filter((p) => roleOf(p.name) === 'kms-emulator')
         .map((p) => [p.name, emulatorSigns(p)]),
     );
-  const timers = [
-    setTimeout(() => {
-      cpuBefore = cpuByProcess();
-      signsBefore = signsByEmulator();
-    }, WARMUP_MS),
-    setTimeout(() => {
-      cpuAfter = cpuByProcess();
-      signsAfter = signsByEmulator();
-    }, WARMUP_MS + WINDOW_MS),
-  ];
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < windowEnd) {
-        const xdr = pool[next++];
-        if (xdr === undefined) throw new Error(`the pool of ${pool.length} transactions ran out: raise it`);
-        const t0 = performance.now();
-        const [answered, done] = await client.propose(xdr, false);
-        const at = t0 + done;
-        if (at >= windowStart && at < windowEnd) {
-          completed++;
-          lat.push(done);
-          posted.push(answered);
-        }
-      }
-    }),
-  );
-  for (const t of timers) clearTimeout(t);
+  const run = await measureWindow({
+    concurrency,
+    warmupMs: WARMUP_MS,
+    windowMs: WINDOW_MS,
+    propose: () => client.propose(draw()),
+    sample: () => ({ cpu: cpuByProcess(), signs: signsByEmulator() }),
+  });
+  const { completed } = run;
   const cpu: Record<string, number> = {};
   const byProcess: Record<string, number> = {};
   const emulators: Throughput['emulatorSigns'] = {};
-  if (cpuBefore && cpuAfter) {
-    const sums = new Map<string, number>();
-    for (const [name, after] of cpuAfter) {
-      const used = after - (cpuBefore.get(name) ?? 0);
-      byProcess[name] = round2((used * 1000) / Math.max(1, completed));
-      const role = name === 'bench client' ? name : roleOf(name);
-      sums.set(role, (sums.get(role) ?? 0) + used);
-      if (role === 'kms-emulator') {
-        const signs = (signsAfter?.get(name) ?? 0) - (signsBefore?.get(name) ?? 0);
-        emulators[name] = { signs, cpuMsPerSign: signs > 0 ? round2((used * 1000) / signs) : null };
-      }
+  const sums = new Map<string, number>();
+  for (const [name, after] of run.after.cpu) {
+    const used = after - (run.before.cpu.get(name) ?? 0);
+    byProcess[name] = round2((used * 1000) / Math.max(1, completed));
+    const role = name === 'bench client' ? name : roleOf(name);
+    sums.set(role, (sums.get(role) ?? 0) + used);
+    if (role === 'kms-emulator') {
+      const signs = (run.after.signs.get(name) ?? 0) - (run.before.signs.get(name) ?? 0);
+      emulators[name] = { signs, cpuMsPerSign: signs > 0 ? round2((used * 1000) / signs) : null };
     }
-    for (const [role, used] of sums) cpu[role] = round1((used * 1000) / Math.max(1, completed));
   }
+  for (const [role, used] of sums) cpu[role] = round1((used * 1000) / Math.max(1, completed));
   return {
     concurrency,
-    proposalsPerSecond: Math.round((completed * 1000) / WINDOW_MS),
+    proposalsPerSecond: Math.round((completed * 1000) / run.windowMs),
     completedInWindow: completed,
-    windowMs: WINDOW_MS,
-    latencyUnderLoad: summarize(lat),
-    postUnderLoad: summarize(posted),
+    windowMs: Math.round(run.windowMs),
+    latencyUnderLoad: summarize(run.latencies),
+    postUnderLoad: summarize(run.posted),
     cpuMsPerProposal: cpu,
     cpuMsPerProposalByProcess: byProcess,
     emulatorSigns: emulators,
@@ -406,7 +242,7 @@ async function runSize(n: number): Promise<SizeResult> {
   });
   const startSeconds = round1((performance.now() - t0) / 1000);
   const procs = (): ClusterProcess[] => [...cluster.kms, cluster.ledger, cluster.coordinator, ...cluster.nodes];
-  const client = new Client(cluster);
+  const client = new ProposalClient([cluster.coordinator.url], cluster.apiKey);
   try {
     await client.open();
     const dest = await cluster.fundedAccount();
@@ -440,7 +276,7 @@ async function runSize(n: number): Promise<SizeResult> {
       const subs: number[] = [];
       for (let i = 0; i < N_SUBMIT; i++) {
         const [xdr] = payments(cluster, dest.publicKey(), seq + 1n + BigInt(i), 1);
-        subs.push((await client.propose(xdr!, true))[1]);
+        subs.push((await client.propose(xdr!, { submit: true }))[1]);
       }
       submitted = { latency: summarize(subs), closeMs };
       client.completion = 'quorum.reached';
@@ -453,11 +289,11 @@ async function runSize(n: number): Promise<SizeResult> {
       nextSeq += BigInt(count);
       return p;
     };
-    for (const xdr of take(30)) await client.propose(xdr, false);
+    for (const xdr of take(30)) await client.propose(xdr);
     const lat: number[] = [];
     const post: number[] = [];
     for (const xdr of take(N_LATENCY)) {
-      const [answered, done] = await client.propose(xdr, false);
+      const [answered, done] = await client.propose(xdr);
       post.push(answered);
       lat.push(done);
     }

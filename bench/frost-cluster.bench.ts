@@ -26,17 +26,15 @@
  * profiled by V8's sampling profiler as in the cluster bench: `<pid>-<name>.cpuprofile` per process, read with
  * `pnpm exec tsx bench/profile-summary.ts <dir> --match coordinator --last S`).
  */
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { Agent, request } from 'node:http';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { type Cluster, type ClusterProcess, demoPolicyYaml, startCluster } from '@cosigner/launcher/cluster';
 import { COSIGNER_BIN, REPO_ROOT, tempDir, useBuiltJs } from '@cosigner/testkit/process';
 import { Account, Asset, Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
-import WebSocket from 'ws';
+import { measureWindow, ProposalClient } from './load.ts';
 import { cpuSeconds } from './proc.ts';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -80,107 +78,6 @@ const pct = (xs: number[], p: number): number => {
 };
 const r1 = (x: number): number => Math.round(x * 10) / 10;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Keep-alive HTTP for proposals, one event-stream socket for completions (`quorum.reached`). */
-class Client {
-  readonly #agent = new Agent({ keepAlive: true, maxSockets: 256 });
-  readonly #url: URL;
-  readonly #apiKey: string;
-  #ws: WebSocket | undefined;
-  readonly #waiting = new Map<string, { done: (at: number) => void; fail: (e: Error) => void }>();
-  readonly #early = new Map<string, number | Error>();
-
-  constructor(cluster: Cluster) {
-    this.#url = new URL(cluster.coordinator.url);
-    this.#apiKey = cluster.apiKey;
-  }
-
-  async open(): Promise<void> {
-    const ws = new WebSocket(new URL('/v1/events', this.#url), {
-      headers: { authorization: `Bearer ${this.#apiKey}` },
-    });
-    await new Promise<void>((res, rej) => {
-      ws.once('open', () => res());
-      ws.once('error', rej);
-    });
-    ws.on('message', (data: Buffer) => {
-      const at = performance.now();
-      const e = JSON.parse(data.toString()) as { proposalId: string | null; type: string; data: unknown };
-      if (e.proposalId === null) return;
-      let outcome: number | Error | undefined;
-      if (e.type === 'quorum.reached') outcome = at;
-      else if (['proposal.rejected', 'proposal.failed', 'proposal.expired', 'proposal.cancelled'].includes(e.type)) {
-        outcome = new Error(`proposal ${e.proposalId} ended ${e.type}: ${JSON.stringify(e.data)}`);
-      }
-      if (outcome === undefined) return;
-      const w = this.#waiting.get(e.proposalId);
-      if (!w) {
-        this.#early.set(e.proposalId, outcome);
-        return;
-      }
-      this.#waiting.delete(e.proposalId);
-      if (typeof outcome === 'number') w.done(outcome);
-      else w.fail(outcome);
-    });
-    this.#ws = ws;
-  }
-
-  #post(body: string): Promise<{ status: number; text: string }> {
-    return new Promise((res, rej) => {
-      const req = request(
-        {
-          host: this.#url.hostname,
-          port: this.#url.port,
-          path: '/v1/proposals',
-          method: 'POST',
-          agent: this.#agent,
-          headers: {
-            'content-type': 'application/json',
-            'content-length': Buffer.byteLength(body),
-            authorization: `Bearer ${this.#apiKey}`,
-          },
-        },
-        (r) => {
-          const chunks: Buffer[] = [];
-          r.on('data', (c: Buffer) => chunks.push(c));
-          r.on('end', () => res({ status: r.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
-        },
-      );
-      req.on('error', rej);
-      req.end(body);
-    });
-  }
-
-  /** Propose and wait for `quorum.reached`; returns the ms it took. */
-  async propose(xdr: string, group: string | undefined): Promise<number> {
-    const t0 = performance.now();
-    const r = await this.#post(
-      JSON.stringify({
-        xdr,
-        submit: false,
-        idempotencyKey: `bench-${randomBytes(12).toString('hex')}`,
-        ...(group ? { group } : {}),
-      }),
-    );
-    if (r.status !== 201) throw new Error(`POST /v1/proposals answered ${r.status}: ${r.text}`);
-    const id = (JSON.parse(r.text) as { id: string }).id;
-    const early = this.#early.get(id);
-    let doneAt: number;
-    if (early !== undefined) {
-      this.#early.delete(id);
-      if (early instanceof Error) throw early;
-      doneAt = early;
-    } else {
-      doneAt = await new Promise<number>((done, fail) => this.#waiting.set(id, { done, fail }));
-    }
-    return doneAt - t0;
-  }
-
-  close(): void {
-    this.#ws?.close();
-    this.#agent.destroy();
-  }
-}
 
 /** One unsigned payment from the setup's account, with the next of its far-ahead sequence numbers. */
 function payment(s: Setup): string {
@@ -304,7 +201,7 @@ interface RoundFigures {
 
 async function measure(s: Setup): Promise<RoundFigures> {
   const c = s.cluster!;
-  const client = new Client(c);
+  const client = new ProposalClient([c.coordinator.url], c.apiKey);
   await client.open();
   try {
     const cpu = (): Map<string, number> => new Map(procs(c).map((p) => [p.name, cpuSeconds(p.pid)]));
@@ -323,27 +220,17 @@ async function measure(s: Setup): Promise<RoundFigures> {
       Object.entries(byRole(idle0, cpu())).map(([k, v]) => [k, r1((v * 1000) / idleS)]),
     );
     const lat: number[] = [];
-    for (let i = 0; i < N_LATENCY; i++) lat.push(await client.propose(payment(s), s.group));
+    for (let i = 0; i < N_LATENCY; i++) lat.push((await client.propose(payment(s), { group: s.group }))[1]);
     // Throughput: CONCURRENCY clients in a loop; CPU and completions counted over the window after the warm-up.
-    let completed = 0;
-    let stop = false;
-    let inWindow = false;
-    const loops = Array.from({ length: CONCURRENCY }, async () => {
-      while (!stop) {
-        await client.propose(payment(s), s.group);
-        if (inWindow) completed += 1;
-      }
+    const run = await measureWindow({
+      concurrency: CONCURRENCY,
+      warmupMs: WARMUP_MS,
+      windowMs: WINDOW_MS,
+      propose: () => client.propose(payment(s), { group: s.group }),
+      sample: cpu,
     });
-    await sleep(WARMUP_MS);
-    const before = cpu();
-    inWindow = true;
-    const t0 = performance.now();
-    await sleep(WINDOW_MS);
-    inWindow = false;
-    const elapsed = performance.now() - t0;
-    const after = cpu();
-    stop = true;
-    await Promise.all(loops);
+    const { completed, before, after } = run;
+    const elapsed = run.windowMs;
     const spent = byRole(before, after);
     const cpuMsPerProposal = Object.fromEntries(
       Object.entries(spent).map(([k, v]) => [k, completed > 0 ? r1((v * 1000) / completed) : Number.NaN]),

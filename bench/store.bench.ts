@@ -22,14 +22,13 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
-import { Agent, request } from 'node:http';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { type Cluster, nodeSocketUrl, SERVICE_V8_FLAGS, startCluster } from '@cosigner/launcher/cluster';
 import { type PostgresServer, startPostgres } from '@cosigner/testkit/postgres';
 import { COSIGNER_BIN, REPO_ROOT, tempDir, useBuiltJs } from '@cosigner/testkit/process';
 import { Account, Asset, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
-import WebSocket from 'ws';
+import { drawFrom, measureWindow, ProposalClient } from './load.ts';
 import { cpuSeconds } from './proc.ts';
 
 const ROUNDS = Number(process.env.STORE_ROUNDS ?? 2);
@@ -51,108 +50,6 @@ const median = (xs: number[]): number => {
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
-
-/** Keep-alive HTTP to each coordinator in turn, and one event stream per coordinator for completions. */
-class Client {
-  readonly #agent = new Agent({ keepAlive: true, maxSockets: 256 });
-  readonly #urls: URL[];
-  readonly #apiKey: string;
-  readonly #sockets: WebSocket[] = [];
-  readonly #waiting = new Map<string, { done: (at: number) => void; fail: (e: Error) => void }>();
-  readonly #early = new Map<string, number | Error>();
-  #turn = 0;
-
-  constructor(urls: string[], apiKey: string) {
-    this.#urls = urls.map((u) => new URL(u));
-    this.#apiKey = apiKey;
-  }
-
-  /**
-   * One `/v1/events` socket per replica: a completion counts from whichever replica reports it first (the one that
-   * drove the round does; whether the other relays it does not matter here).
-   */
-  async open(): Promise<void> {
-    for (const url of this.#urls) {
-      const ws = new WebSocket(new URL('/v1/events', url), { headers: { authorization: `Bearer ${this.#apiKey}` } });
-      await new Promise<void>((res, rej) => {
-        ws.once('open', () => res());
-        ws.once('error', rej);
-      });
-      ws.on('message', (data: Buffer) => {
-        const at = performance.now();
-        const e = JSON.parse(data.toString()) as { proposalId: string | null; type: string; data: unknown };
-        if (e.proposalId === null) return;
-        let outcome: number | Error | undefined;
-        if (e.type === 'quorum.reached') outcome = at;
-        else if (['proposal.rejected', 'proposal.failed', 'proposal.expired', 'proposal.cancelled'].includes(e.type))
-          outcome = new Error(`proposal ${e.proposalId} ended ${e.type}: ${JSON.stringify(e.data)}`);
-        if (outcome === undefined) return;
-        const w = this.#waiting.get(e.proposalId);
-        if (!w) {
-          if (!this.#early.has(e.proposalId)) this.#early.set(e.proposalId, outcome);
-          return;
-        }
-        this.#waiting.delete(e.proposalId);
-        if (typeof outcome === 'number') w.done(outcome);
-        else w.fail(outcome);
-      });
-      this.#sockets.push(ws);
-    }
-  }
-
-  #post(url: URL, body: string): Promise<{ status: number; text: string }> {
-    return new Promise((res, rej) => {
-      const req = request(
-        {
-          host: url.hostname,
-          port: url.port,
-          path: '/v1/proposals',
-          method: 'POST',
-          agent: this.#agent,
-          headers: {
-            'content-type': 'application/json',
-            'content-length': Buffer.byteLength(body),
-            authorization: `Bearer ${this.#apiKey}`,
-          },
-        },
-        (r) => {
-          const chunks: Buffer[] = [];
-          r.on('data', (c: Buffer) => chunks.push(c));
-          r.on('end', () => res({ status: r.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
-        },
-      );
-      req.on('error', rej);
-      req.end(body);
-    });
-  }
-
-  /** Propose to the next coordinator in turn and wait for the signed envelope: ms from the POST to the event. */
-  async propose(xdr: string): Promise<number> {
-    const url = this.#urls[this.#turn++ % this.#urls.length]!;
-    const t0 = performance.now();
-    const r = await this.#post(
-      url,
-      JSON.stringify({ xdr, submit: false, idempotencyKey: `bench-${randomBytes(12).toString('hex')}` }),
-    );
-    if (r.status !== 201) throw new Error(`POST ${url.origin}/v1/proposals answered ${r.status}: ${r.text}`);
-    const id = (JSON.parse(r.text) as { id: string }).id;
-    const early = this.#early.get(id);
-    let doneAt: number;
-    if (early !== undefined) {
-      this.#early.delete(id);
-      if (early instanceof Error) throw early;
-      doneAt = early;
-    } else {
-      doneAt = await new Promise<number>((done, fail) => this.#waiting.set(id, { done, fail }));
-    }
-    return doneAt - t0;
-  }
-
-  close(): void {
-    for (const ws of this.#sockets) ws.close();
-    this.#agent.destroy();
-  }
-}
 
 function payments(cluster: Cluster, destination: string, firstSeq: bigint, count: number): string[] {
   const account = new Account(cluster.account.id, (firstSeq - 1n).toString());
@@ -272,7 +169,7 @@ async function runVariant(variant: Variant, round: number, db: PostgresServer | 
   });
   const urls = [cluster.coordinator.url, ...(replica ? [replica.url] : [])];
   const coordinatorPids = (): number[] => [cluster.coordinator.pid, ...(replica?.proc.pid ? [replica.proc.pid] : [])];
-  const client = new Client(urls, cluster.apiKey);
+  const client = new ProposalClient(urls, cluster.apiKey);
   try {
     await client.open();
     if (replica) await waitForNodesOn(replica.url, cluster.apiKey, 3);
@@ -286,41 +183,22 @@ async function runVariant(variant: Variant, round: number, db: PostgresServer | 
     };
     for (const xdr of take(30)) await client.propose(xdr);
     const lat: number[] = [];
-    for (const xdr of take(N_LATENCY)) lat.push(await client.propose(xdr));
+    for (const xdr of take(N_LATENCY)) lat.push((await client.propose(xdr))[1]);
     lat.sort((a, b) => a - b);
 
     const pool = take(Math.ceil(((WARMUP_MS + WINDOW_MS) / 1000) * 800) + C);
-    let next = 0;
-    let completed = 0;
-    const start = performance.now();
-    const windowStart = start + WARMUP_MS;
-    const windowEnd = windowStart + WINDOW_MS;
+    const draw = drawFrom(pool);
     const cpu = () => ({
       coord: coordinatorPids().reduce((s, p) => s + cpuSeconds(p), 0),
       pg: db && variant !== 'sqlite' ? postgresCpu(db) : Number.NaN,
     });
-    let before: ReturnType<typeof cpu> | undefined;
-    let after: ReturnType<typeof cpu> | undefined;
-    const timers = [
-      setTimeout(() => {
-        before = cpu();
-      }, WARMUP_MS),
-      setTimeout(() => {
-        after = cpu();
-      }, WARMUP_MS + WINDOW_MS),
-    ];
-    await Promise.all(
-      Array.from({ length: C }, async () => {
-        while (performance.now() < windowEnd) {
-          const xdr = pool[next++];
-          if (xdr === undefined) throw new Error(`the pool of ${pool.length} transactions ran out: raise it`);
-          const t0 = performance.now();
-          const at = t0 + (await client.propose(xdr));
-          if (at >= windowStart && at < windowEnd) completed++;
-        }
-      }),
-    );
-    for (const t of timers) clearTimeout(t);
+    const { completed, windowMs, before, after } = await measureWindow({
+      concurrency: C,
+      warmupMs: WARMUP_MS,
+      windowMs: WINDOW_MS,
+      propose: () => client.propose(draw()),
+      sample: cpu,
+    });
     const per = (x: number): number => round2((x * 1000) / Math.max(1, completed));
     return {
       variant,
@@ -331,10 +209,10 @@ async function runVariant(variant: Variant, round: number, db: PostgresServer | 
         p99Ms: round1(pct(lat, 99)),
         samples: lat.length,
       },
-      proposalsPerSecond: Math.round((completed * 1000) / WINDOW_MS),
+      proposalsPerSecond: Math.round((completed * 1000) / windowMs),
       cpuMsPerProposal: {
-        coordinators: before && after ? per(after.coord - before.coord) : Number.NaN,
-        postgres: before && after && Number.isFinite(after.pg) ? per(after.pg - before.pg) : null,
+        coordinators: per(after.coord - before.coord),
+        postgres: Number.isFinite(after.pg) ? per(after.pg - before.pg) : null,
       },
       loadavg: load(),
     };

@@ -1,13 +1,23 @@
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
-import { createShareSealer, type SealedBlob, type SealerConfig } from '@cosigner/frost/sealer';
-import { type Cluster, demoPolicyYaml, type ProposalView, startCluster } from '@cosigner/launcher/cluster';
-import { COSIGNER_BIN, runCosigner, tempDir } from '@cosigner/testkit/process';
-import { Asset, Keypair, Operation, StrKey, TransactionBuilder } from '@stellar/stellar-sdk';
+import type { Cluster, ProposalView } from '@cosigner/launcher/cluster';
+import {
+  balanceStroops,
+  checkGroupEnvelope,
+  type FrostCluster,
+  frostAccountSetup,
+  frostKeyGeneration,
+  fund,
+  paymentXdr,
+  proposeWithGroup,
+  startFrostCluster,
+} from '@cosigner/testkit/frost';
+import type { CoordinatorApi } from '@cosigner/testkit/http';
+import { tempDir } from '@cosigner/testkit/process';
+import { Keypair } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bytesSecret, filesUnder } from '../security/scan.ts';
+import { sealedShareOf, sharesInTheClear, unsealShare } from '../e2e/helpers.ts';
 
 /**
  * FROST under faults, among real processes (process backend: the launcher's cluster, SIGKILL and SIGSTOP on the
@@ -30,26 +40,16 @@ const T = 3;
 
 describe('chaos: FROST signing under kills and stops', () => {
   let dir: string;
+  let frost: FrostCluster;
   let cluster: Cluster;
+  let api: CoordinatorApi;
   let ids: string[];
   let address: string;
   const account = Keypair.random();
   let dest: string;
-  const sealers: SealerConfig[] = [];
   const outcomes: { id: string; amount: bigint; view: ProposalView }[] = [];
 
-  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> => {
-    const r = await fetch(`${cluster.coordinator.url}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${cluster.apiKey}`,
-        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: r.status, body: (await r.json()) as unknown };
-  };
-  const stroops = async (who: string): Promise<bigint> => BigInt((await cluster.nativeBalance(who)).replace('.', ''));
+  const stroops = (who: string): Promise<bigint> => balanceStroops(cluster, who);
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
   const nonceRows = (i: number): { round_id: string; commitment: string; state: string }[] => {
@@ -82,15 +82,13 @@ describe('chaos: FROST signing under kills and stops', () => {
 
   /** Proposes a payment of `xlm` and runs `fault` right after; waits for the proposal to end; records it. */
   const payUnder = async (xlm: bigint, fault: (id: string) => Promise<void>, after?: () => Promise<void>) => {
-    const source = await cluster.horizon.loadAccount(account.publicKey());
-    const xdr = new TransactionBuilder(source, { fee: '100', networkPassphrase: cluster.networkPassphrase })
-      .addOperation(Operation.payment({ destination: dest, asset: Asset.native(), amount: String(xlm) }))
-      .setTimeout(300)
-      .build()
-      .toXDR();
-    const r = await api('POST', '/v1/proposals', { xdr, submit: true, group: address });
-    expect(r.status, JSON.stringify(r.body)).toBe(201);
-    const id = (r.body as ProposalView).id;
+    const xdr = await paymentXdr(cluster, {
+      from: account.publicKey(),
+      to: dest,
+      amount: String(xlm),
+      timeoutSeconds: 300,
+    });
+    const { id } = await proposeWithGroup(api, { xdr, group: address });
     try {
       await fault(id);
       const view = await cluster.waitForProposal(id, { timeoutMs: 240_000 });
@@ -109,78 +107,34 @@ describe('chaos: FROST signing under kills and stops', () => {
 
   beforeAll(async () => {
     dir = await tempDir('cosigner-frost-chaos-');
-    cluster = await startCluster({
-      cosignerBin: COSIGNER_BIN,
+    frost = await startFrostCluster({
       dir,
       nodes: N,
       readyTimeoutMs: 300_000,
       coordinatorConfig: { logLevel: 'warn' },
       nodeConfig: { limits: { reconnectMaxMs: 1000 }, logLevel: 'warn' },
-      nodePolicy: ({ network, accounts }) =>
-        demoPolicyYaml({ network, account: accounts[0]!, maxXlm: '1000', extraAccounts: [account.publicKey()] }),
-      nodeConfigOf: async ({ index, nodes, kms }) => {
-        const admin = new KMSClient({
-          endpoint: kms.endpoint,
-          region: kms.region,
-          credentials: { accessKeyId: kms.admin.accessKeyId, secretAccessKey: kms.admin.secretAccessKey },
-        });
-        const made = await admin.send(
-          new CreateKeyCommand({ KeySpec: 'SYMMETRIC_DEFAULT', KeyUsage: 'ENCRYPT_DECRYPT' }),
-        );
-        admin.destroy();
-        const sealer: SealerConfig = {
-          type: 'aws-kms',
-          keyId: made.KeyMetadata!.KeyId!,
-          region: kms.region,
-          endpoint: kms.endpoint,
-          credentials: { accessKeyId: kms.node.accessKeyId, secretAccessKey: kms.node.secretAccessKey },
-        };
-        sealers[index] = sealer;
-        const roster = nodes.map((x) => ({ nodeId: x.id, identityKey: x.identityKey }));
-        return { frost: { sealer, expect: [{ threshold: T, participants: roster }] } };
-      },
+      frostAccounts: [account.publicKey()],
+      expect: [T],
     });
-    ids = cluster.nodeInfo.map((x) => x.id);
+    ({ cluster, api, ids } = frost);
     dest = (await cluster.fundedAccount()).publicKey();
-    const started = await api('POST', '/v1/frost/groups', { participants: ids, threshold: T });
+    const { started, group: g } = await frostKeyGeneration(api, {
+      participants: ids,
+      threshold: T,
+      timeoutMs: 300_000,
+    });
     expect(started.status).toBe(202);
-    const gid = (started.body as { id: string }).id;
-    const deadline = Date.now() + 300_000;
-    let g: { status: string; address: string | null };
-    for (;;) {
-      g = (await api('GET', `/v1/frost/groups/${gid}`)).body as typeof g;
-      if (g.status !== 'running' || Date.now() > deadline) break;
-      await sleep(300);
-    }
-    expect(g.status, JSON.stringify(g)).toBe('ready');
-    address = g.address!;
-    await fetch(`${cluster.horizonUrl}/friendbot?addr=${account.publicKey()}`);
-    const masterFile = join(dir, 'account.secret');
-    await writeFile(masterFile, account.secret(), { mode: 0o600 });
-    const done = await runCosigner([
-      'account',
-      'setup',
-      '--horizon-url',
-      cluster.horizonUrl,
-      '--coordinator-url',
-      cluster.coordinator.url,
-      '--api-key-file',
-      cluster.adminKeyFile,
-      '--account',
-      account.publicKey(),
-      '--frost-group',
-      `${address}:1`,
-      '--low',
-      '1',
-      '--med',
-      '1',
-      '--high',
-      '1',
-      '--master-key-file',
-      masterFile,
-    ]);
+    expect(g!.status, JSON.stringify(g)).toBe('ready');
+    address = g!.address!;
+    await fund(cluster, account.publicKey());
+    // The master key file is written for the command and removed after it.
+    const done = await frostAccountSetup(cluster, {
+      account,
+      group: address,
+      weight: 1,
+      thresholds: { low: 1, med: 1, high: 1 },
+    });
     expect(done.code, done.out).toBe(0);
-    await rm(masterFile);
   }, 600_000);
 
   afterAll(async () => {
@@ -239,15 +193,11 @@ describe('chaos: FROST signing under kills and stops', () => {
     await payUnder(5n, async () => {});
 
     // Every accepted proposal ended signed once (submitted, one signature: the group key's) or rejected with a code.
-    const hint = StrKey.decodeEd25519PublicKey(address).subarray(28);
     let paid = 0n;
     let submitted = 0;
     for (const o of outcomes) {
       if (o.view.status === 'submitted') {
-        const env = TransactionBuilder.fromXDR(o.view.envelope as string, cluster.networkPassphrase);
-        expect(env.signatures).toHaveLength(1);
-        const sig = env.signatures[0] as unknown as { hint: { value: Uint8Array } };
-        expect(Buffer.from(sig.hint.value).equals(hint)).toBe(true);
+        checkGroupEnvelope(o.view.envelope, address, cluster.networkPassphrase);
         paid += o.amount;
         submitted += 1;
       } else {
@@ -279,34 +229,21 @@ describe('chaos: FROST signing under kills and stops', () => {
   }, 900_000);
 
   it('no share is anywhere in the clear after the faults: files of the cluster, environments', async () => {
-    const secrets: ReturnType<typeof bytesSecret>[] = [];
+    const shares: { label: string; bytes: Buffer }[] = [];
     for (let i = 0; i < N; i++) {
-      const db = new Database(join(dir, `node-${i}`, 'frost.sqlite'), { readonly: true, fileMustExist: true });
-      const row = db.prepare('SELECT sealed_share FROM frost_groups WHERE address = ?').get(address) as {
-        sealed_share: string;
-      };
-      db.close();
-      const sealer = await createShareSealer(sealers[i]!, { production: false });
-      const opened = await sealer.unseal(JSON.parse(row.sealed_share) as SealedBlob, {
-        purpose: 'frost-share',
+      const opened = await unsealShare(frost.sealers[i]!, sealedShareOf(dir, i, address), {
         node: ids[i]!,
         group: address,
       });
-      await sealer.close();
-      secrets.push(bytesSecret(`${ids[i]} share`, Buffer.from(opened), []));
+      shares.push({ label: `${ids[i]} share`, bytes: Buffer.from(opened) });
     }
-    const found: string[] = [];
-    const look = (where: string, content: Buffer) => {
-      for (const x of secrets) if (x.forms.some((f) => content.includes(f))) found.push(`${where}: ${x.label}`);
-    };
+    expect(shares).toHaveLength(N);
+    const r = await sharesInTheClear(shares, {
+      dir,
+      processes: [...cluster.nodes, cluster.coordinator, cluster.ledger, ...cluster.kms],
+    });
     // Control: the look finds a share written in any of its encodings.
-    for (const f of secrets[0]!.forms) look('control', Buffer.concat([Buffer.from('x'), f, Buffer.from('y')]));
-    expect(found).toHaveLength(secrets[0]!.forms.length);
-    found.length = 0;
-    for (const f of await filesUnder(dir)) look(f.slice(dir.length + 1), await readFile(f));
-    for (const p of [...cluster.nodes, cluster.coordinator, cluster.ledger, ...cluster.kms]) {
-      look(`${p.name} environment`, await readFile(`/proc/${p.pid}/environ`));
-    }
-    expect(found).toEqual([]);
+    expect(r.control.found).toBe(r.control.forms);
+    expect(r.found).toEqual([]);
   }, 120_000);
 });

@@ -1,13 +1,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { appendFile, readFile, rm } from 'node:fs/promises';
-import { join, relative } from 'node:path';
-import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createTransportKey, sealTo, type TransportKeyPair } from '@cosigner/frost/channel';
 import { type DkgMember, DkgParticipant, type DkgRound1Message, round2Aad, sessionDigest } from '@cosigner/frost/dkg';
 import { aggregate, commitNonces, signShare } from '@cosigner/frost/rounds';
-import { createShareSealer, type SealedBlob, type SealerConfig } from '@cosigner/frost/sealer';
 import { checkShare, type GroupPublic, type KeyShare } from '@cosigner/frost/suite';
-import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
+import type { Cluster } from '@cosigner/launcher/cluster';
 import {
   type DkgRosterEntry,
   type DkgStatementPayload,
@@ -17,13 +15,21 @@ import {
 } from '@cosigner/protocol/frost-dkg';
 import { type Identity, identityFromPem } from '@cosigner/protocol/identity';
 import type { Body } from '@cosigner/protocol/messages';
-import { COSIGNER_BIN, runCosigner, tempDir } from '@cosigner/testkit/process';
+import {
+  type FrostCluster,
+  frostGroupOutcome,
+  type FrostGroupView as GroupView,
+  type RosterEntry,
+  startFrostCluster,
+} from '@cosigner/testkit/frost';
+import type { CoordinatorApi } from '@cosigner/testkit/http';
+import { runCosigner, tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeCoordinator } from '../adversarial/fake-coordinator.ts';
 import { RogueNode } from '../adversarial/rogue-node.ts';
-import { bytesSecret, filesUnder } from '../security/scan.ts';
+import { sharesInTheClear, unsealShare } from './helpers.ts';
 
 /**
  * FROST key generation among real processes: the testkit cluster (a KMS emulator per node over HTTP, the ledger
@@ -39,25 +45,6 @@ import { bytesSecret, filesUnder } from '../security/scan.ts';
  *   named by the node that receives it, and the others drop what they derived.
  */
 
-interface KmsPrincipal {
-  role: string;
-  accessKeyId: string;
-  secretAccessKey: string;
-}
-interface KmsAccount {
-  region: string;
-  principals: KmsPrincipal[];
-}
-interface GroupView {
-  id: string;
-  status: string;
-  threshold: number;
-  address: string | null;
-  groupPublicKey: string | null;
-  transcript: string | null;
-  participants: { index: number; nodeId: string; identityKey: string; verifyingShare?: string }[];
-  error: { code: string; message: string; reportedBy?: string; nodeCode?: string; culprits: string[] } | null;
-}
 interface NodeGroupRow {
   address: string;
   dkg_id: string;
@@ -71,35 +58,16 @@ interface NodeGroupRow {
 
 describe('FROST key generation among three real node processes', () => {
   let dir: string;
+  let frost: FrostCluster;
   let cluster: Cluster;
+  let api: CoordinatorApi;
   let ids: string[];
-  let roster: { nodeId: string; identityKey: string }[];
-  const sealers: SealerConfig[] = [];
+  let roster: RosterEntry[];
   /** Every share the test opened, to look for anywhere it must not be. */
   const shares: { label: string; bytes: Buffer }[] = [];
   const cliOutput: string[] = [];
 
-  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> => {
-    const r = await fetch(`${cluster.coordinator.url}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${cluster.apiKey}`,
-        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: r.status, body: (await r.json()) as unknown };
-  };
-
-  const outcome = async (id: string): Promise<GroupView> => {
-    const deadline = Date.now() + 180_000;
-    for (;;) {
-      const g = (await api('GET', `/v1/frost/groups/${id}`)).body as GroupView;
-      if (g.status !== 'running') return g;
-      if (Date.now() > deadline) throw new Error(`key generation ${id} still running`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  };
+  const outcome = (id: string): Promise<GroupView> => frostGroupOutcome(api, id);
 
   const nodeGroups = (i: number): NodeGroupRow[] => {
     const db = new Database(join(dir, `node-${i}`, 'frost.sqlite'), { readonly: true, fileMustExist: true });
@@ -121,50 +89,11 @@ describe('FROST key generation among three real node processes', () => {
 
   beforeAll(async () => {
     dir = await tempDir('cosigner-frost-dkg-');
-    cluster = await startCluster({ cosignerBin: COSIGNER_BIN, dir, nodeConfig: { limits: { reconnectMaxMs: 1000 } } });
-    ids = cluster.nodeInfo.map((x) => x.id);
-    roster = cluster.nodeInfo.map((x) => ({ nodeId: x.id, identityKey: x.identityKey }));
     // Each node's operator: a symmetric key in the node's own KMS account to seal shares with (created by the
     // account's administrator; the node's principal may GenerateDataKey / Decrypt / DescribeKey with it), and the
-    // rosters this node may join: the three nodes 2-of-3 and 3-of-3. JSON is YAML, so the section is appended.
-    for (let i = 0; i < ids.length; i++) {
-      const acct = (
-        JSON.parse(await readFile(cluster.kmsAccounts[i]!.accountsFile, 'utf8')) as { accounts: KmsAccount[] }
-      ).accounts[0]!;
-      const admin = acct.principals.find((p) => p.role === 'admin')!;
-      const node = acct.principals.find((p) => p.role === 'node')!;
-      const endpoint = cluster.kms[i]!.url;
-      const kms = new KMSClient({
-        endpoint,
-        region: acct.region,
-        credentials: { accessKeyId: admin.accessKeyId, secretAccessKey: admin.secretAccessKey },
-      });
-      const made = await kms.send(
-        new CreateKeyCommand({
-          KeySpec: 'SYMMETRIC_DEFAULT',
-          KeyUsage: 'ENCRYPT_DECRYPT',
-          Description: 'FROST share sealing',
-        }),
-      );
-      kms.destroy();
-      const sealer: SealerConfig = {
-        type: 'aws-kms',
-        keyId: made.KeyMetadata!.KeyId!,
-        region: acct.region,
-        endpoint,
-        credentials: { accessKeyId: node.accessKeyId, secretAccessKey: node.secretAccessKey },
-      };
-      sealers.push(sealer);
-      const frost = {
-        sealer,
-        expect: [
-          { threshold: 2, participants: roster },
-          { threshold: 3, participants: roster },
-        ],
-      };
-      await appendFile(cluster.nodeInfo[i]!.configFile, `\nfrost: ${JSON.stringify(frost)}\n`);
-      await cluster.restartNode(i);
-    }
+    // rosters this node may join: the three nodes 2-of-3 and 3-of-3.
+    frost = await startFrostCluster({ dir, nodeConfig: { limits: { reconnectMaxMs: 1000 } }, expect: [2, 3] });
+    ({ cluster, api, ids, roster } = frost);
   }, 300_000);
 
   afterAll(async () => {
@@ -299,18 +228,9 @@ describe('FROST key generation among three real node processes', () => {
     const opened: KeyShare[] = [];
     for (let i = 0; i < 3; i++) {
       const row = nodeGroups(i)[0]!;
-      const sealer = await createShareSealer(sealers[i]!, { production: false });
-      try {
-        const signingShare = await sealer.unseal(JSON.parse(row.sealed_share) as SealedBlob, {
-          purpose: 'frost-share',
-          node: ids[i]!,
-          group: address!,
-        });
-        opened.push(checkShare(group, { index: row.my_index, signingShare }));
-        shares.push({ label: `${ids[i]}'s share`, bytes: Buffer.from(signingShare) });
-      } finally {
-        await sealer.close();
-      }
+      const signingShare = await unsealShare(frost.sealers[i]!, row.sealed_share, { node: ids[i]!, group: address! });
+      opened.push(checkShare(group, { index: row.my_index, signingShare }));
+      shares.push({ label: `${ids[i]}'s share`, bytes: Buffer.from(signingShare) });
     }
     // Any two shares make one ordinary Ed25519 signature for the group's G... address.
     for (const pair of [
@@ -339,24 +259,16 @@ describe('FROST key generation among three real node processes', () => {
 
   it('no share is anywhere in the clear: files of the cluster (stores, logs), process environments, CLI output', async () => {
     expect(shares).toHaveLength(3);
-    const secrets = shares.map((s) => bytesSecret(s.label, s.bytes, []));
-    const found: string[] = [];
-    const look = (where: string, content: Buffer) => {
-      for (const s of secrets) if (s.forms.some((f) => content.includes(f))) found.push(`${where}: ${s.label}`);
-    };
+    const r = await sharesInTheClear(shares, {
+      dir,
+      processes: [...cluster.nodes, cluster.coordinator, cluster.ledger, ...cluster.kms],
+      texts: cliOutput.map((text) => ({ where: 'cosigner frost output', text })),
+    });
     // Control: the same look finds a share written in any of its encodings.
-    for (const f of secrets[0]!.forms) look('control', Buffer.concat([Buffer.from('x'), f, Buffer.from('y')]));
-    expect(found).toHaveLength(secrets[0]!.forms.length);
-    found.length = 0;
-    const files = await filesUnder(dir);
-    expect(files.some((f) => f.endsWith('frost.sqlite'))).toBe(true);
-    expect(files.some((f) => f.includes('logs'))).toBe(true);
-    for (const f of files) look(relative(dir, f), await readFile(f));
-    for (const p of [...cluster.nodes, cluster.coordinator, cluster.ledger, ...cluster.kms]) {
-      look(`${p.name} environment`, await readFile(`/proc/${p.pid}/environ`));
-    }
-    for (const out of cliOutput) look('cosigner frost output', Buffer.from(out));
-    expect(found).toEqual([]);
+    expect(r.control.found).toBe(r.control.forms);
+    expect(r.files.some((f) => f.endsWith('frost.sqlite'))).toBe(true);
+    expect(r.files.some((f) => f.includes('logs'))).toBe(true);
+    expect(r.found).toEqual([]);
   });
 
   it('a coordinator that alters a relayed round-2 package is named by its recipient; nobody keeps the group', async () => {

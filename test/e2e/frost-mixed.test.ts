@@ -1,9 +1,17 @@
-import { rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
-import { type Cluster, demoPolicyYaml, type ProposalView, startCluster } from '@cosigner/launcher/cluster';
-import { COSIGNER_BIN, runCosigner, tempDir } from '@cosigner/testkit/process';
-import { Asset, Keypair, Operation, StrKey, TransactionBuilder } from '@stellar/stellar-sdk';
+import { rm } from 'node:fs/promises';
+import type { Cluster } from '@cosigner/launcher/cluster';
+import {
+  type FrostCluster,
+  frostAccountSetup,
+  frostKeyGeneration,
+  fund,
+  paymentXdr,
+  payWithGroup,
+  startFrostCluster,
+} from '@cosigner/testkit/frost';
+import type { CoordinatorApi } from '@cosigner/testkit/http';
+import { tempDir } from '@cosigner/testkit/process';
+import { Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -19,7 +27,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 describe('FROST mixed mode: the group beside a native signer', () => {
   let dir: string;
+  let frost: FrostCluster;
   let cluster: Cluster;
+  let api: CoordinatorApi;
   let address: string;
   const recoveryAccount = Keypair.random();
   const shortAccount = Keypair.random();
@@ -27,111 +37,40 @@ describe('FROST mixed mode: the group beside a native signer', () => {
   const recovery = [Keypair.random(), Keypair.random()];
   let dest: string;
 
-  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> => {
-    const r = await fetch(`${cluster.coordinator.url}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${cluster.apiKey}`,
-        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: r.status, body: (await r.json()) as unknown };
-  };
+  const payment = (from: string, amount: string): Promise<string> => paymentXdr(cluster, { from, to: dest, amount });
 
-  const payment = async (from: string, amount: string): Promise<TransactionBuilder> => {
-    const source = await cluster.horizon.loadAccount(from);
-    return new TransactionBuilder(source, { fee: '100', networkPassphrase: cluster.networkPassphrase })
-      .addOperation(Operation.payment({ destination: dest, asset: Asset.native(), amount }))
-      .setTimeout(120);
-  };
-
-  /** `cosigner account setup` with the group and one native signer, signed by the account's master key. */
-  const setup = async (
+  /** `cosigner account setup` with the group and native signers, signed by the account's master key. */
+  const setup = (
     account: Keypair,
     signers: { group: number; native: string[] },
     t: { low: number; med: number; high: number },
     extra: string[] = [],
-  ) => {
-    const masterFile = join(dir, `${account.publicKey()}.secret`);
-    await writeFile(masterFile, account.secret(), { mode: 0o600 });
-    return runCosigner([
-      'account',
-      'setup',
-      '--horizon-url',
-      cluster.horizonUrl,
-      '--coordinator-url',
-      cluster.coordinator.url,
-      '--api-key-file',
-      cluster.adminKeyFile,
-      '--account',
-      account.publicKey(),
-      '--frost-group',
-      `${address}:${signers.group}`,
-      ...signers.native.flatMap((x) => ['--signer', x]),
-      '--low',
-      String(t.low),
-      '--med',
-      String(t.med),
-      '--high',
-      String(t.high),
-      '--master-key-file',
-      masterFile,
-      ...extra,
-    ]);
-  };
+  ) =>
+    frostAccountSetup(cluster, {
+      account,
+      group: address,
+      weight: signers.group,
+      signers: signers.native,
+      thresholds: t,
+      extraArgs: extra,
+    });
 
   beforeAll(async () => {
     dir = await tempDir('cosigner-frost-mixed-');
-    cluster = await startCluster({
-      cosignerBin: COSIGNER_BIN,
+    frost = await startFrostCluster({
       dir,
       readyTimeoutMs: 300_000,
       nodeConfig: { limits: { reconnectMaxMs: 1000 } },
-      nodePolicy: ({ network, accounts }) =>
-        demoPolicyYaml({
-          network,
-          account: accounts[0]!,
-          maxXlm: '1000',
-          extraAccounts: [recoveryAccount.publicKey(), shortAccount.publicKey()],
-        }),
-      nodeConfigOf: async ({ nodes, kms }) => {
-        const admin = new KMSClient({
-          endpoint: kms.endpoint,
-          region: kms.region,
-          credentials: { accessKeyId: kms.admin.accessKeyId, secretAccessKey: kms.admin.secretAccessKey },
-        });
-        const made = await admin.send(
-          new CreateKeyCommand({ KeySpec: 'SYMMETRIC_DEFAULT', KeyUsage: 'ENCRYPT_DECRYPT' }),
-        );
-        admin.destroy();
-        const sealer = {
-          type: 'aws-kms',
-          keyId: made.KeyMetadata!.KeyId!,
-          region: kms.region,
-          endpoint: kms.endpoint,
-          credentials: { accessKeyId: kms.node.accessKeyId, secretAccessKey: kms.node.secretAccessKey },
-        };
-        const roster = nodes.map((x) => ({ nodeId: x.id, identityKey: x.identityKey }));
-        return { frost: { sealer, expect: [{ threshold: 2, participants: roster }] } };
-      },
+      frostAccounts: [recoveryAccount.publicKey(), shortAccount.publicKey()],
+      expect: [2],
     });
-    const ids = cluster.nodeInfo.map((x) => x.id);
+    ({ cluster, api } = frost);
     dest = (await cluster.fundedAccount()).publicKey();
-    const started = await api('POST', '/v1/frost/groups', { participants: ids, threshold: 2 });
+    const { started, group: g } = await frostKeyGeneration(api, { participants: frost.ids, threshold: 2 });
     expect(started.status).toBe(202);
-    const id = (started.body as { id: string }).id;
-    const deadline = Date.now() + 180_000;
-    let g: { status: string; address: string | null };
-    for (;;) {
-      g = (await api('GET', `/v1/frost/groups/${id}`)).body as typeof g;
-      if (g.status !== 'running' || Date.now() > deadline) break;
-      await new Promise((r) => setTimeout(r, 300));
-    }
-    expect(g.status, JSON.stringify(g)).toBe('ready');
-    address = g.address!;
-    for (const a of [recoveryAccount, shortAccount])
-      await fetch(`${cluster.horizonUrl}/friendbot?addr=${a.publicKey()}`);
+    expect(g!.status, JSON.stringify(g)).toBe('ready');
+    address = g!.address!;
+    for (const a of [recoveryAccount, shortAccount]) await fund(cluster, a.publicKey());
   }, 600_000);
 
   afterAll(async () => {
@@ -158,20 +97,14 @@ describe('FROST mixed mode: the group beside a native signer', () => {
         .sort(),
     ).toEqual([`${address}:2`, ...recovery.map((k) => `${k.publicKey()}:1`)].sort());
 
-    const before = await cluster.nativeBalance(dest);
-    const r = await api('POST', '/v1/proposals', {
-      xdr: (await payment(recoveryAccount.publicKey(), '12')).build().toXDR(),
-      submit: true,
+    // Submitted with one signature, the group key's; 12 XLM moved on the ledger.
+    await payWithGroup(frost, {
+      from: recoveryAccount.publicKey(),
+      to: dest,
       group: address,
+      amount: '12',
+      timeoutMs: 120_000,
     });
-    expect(r.status, JSON.stringify(r.body)).toBe(201);
-    const p = await cluster.waitForProposal((r.body as ProposalView).id, { timeoutMs: 120_000 });
-    expect(p.status, JSON.stringify(p)).toBe('submitted');
-    const env = TransactionBuilder.fromXDR(p.envelope as string, cluster.networkPassphrase);
-    expect(env.signatures).toHaveLength(1);
-    const hint = (env.signatures[0] as unknown as { hint: { value: Uint8Array } }).hint.value;
-    expect(Buffer.from(hint).equals(StrKey.decodeEd25519PublicKey(address).subarray(28))).toBe(true);
-    expect(Number(await cluster.nativeBalance(dest)) - Number(before)).toBeCloseTo(12, 7);
 
     // The cluster lost: the two recovery keys remove the group from the account, no node involved; one alone cannot.
     const source = await cluster.horizon.loadAccount(recoveryAccount.publicKey());
@@ -194,7 +127,7 @@ describe('FROST mixed mode: the group beside a native signer', () => {
     // cached view of the account, kept about one ledger, round.accountCacheMs 5 s by default, has expired).
     await new Promise((r) => setTimeout(r, 6000));
     const gone = await api('POST', '/v1/proposals', {
-      xdr: (await payment(recoveryAccount.publicKey(), '1')).build().toXDR(),
+      xdr: await payment(recoveryAccount.publicKey(), '1'),
       group: address,
     });
     expect(gone.status).toBe(422);
@@ -218,7 +151,7 @@ describe('FROST mixed mode: the group beside a native signer', () => {
     expect(done.code, done.out).toBe(0);
     const listed = ((await api('GET', '/v1/proposals')).body as { items: unknown[] }).items.length;
     const r = await api('POST', '/v1/proposals', {
-      xdr: (await payment(shortAccount.publicKey(), '1')).build().toXDR(),
+      xdr: await payment(shortAccount.publicKey(), '1'),
       submit: true,
       group: address,
     });

@@ -1,17 +1,22 @@
 import { randomBytes } from 'node:crypto';
-import { appendFile, readFile, rm } from 'node:fs/promises';
-import { join, relative } from 'node:path';
-import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { groupDigest } from '@cosigner/frost/refresh';
 import { aggregate, commitNonces, signShare } from '@cosigner/frost/rounds';
-import { createShareSealer, type SealedBlob, type SealerConfig } from '@cosigner/frost/sealer';
 import { checkShare, type GroupPublic, type KeyShare } from '@cosigner/frost/suite';
-import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
-import { COSIGNER_BIN, runCosigner, tempDir } from '@cosigner/testkit/process';
+import type { Cluster } from '@cosigner/launcher/cluster';
+import {
+  type FrostCluster,
+  frostKeyGeneration,
+  type FrostGroupView as GroupView,
+  startFrostCluster,
+} from '@cosigner/testkit/frost';
+import type { CoordinatorApi } from '@cosigner/testkit/http';
+import { runCosigner, tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bytesSecret, filesUnder } from '../security/scan.ts';
+import { sharesInTheClear, unsealShare } from './helpers.ts';
 
 /**
  * FROST share refresh among real processes: the testkit cluster (a KMS emulator per node over HTTP, the
@@ -25,18 +30,6 @@ import { bytesSecret, filesUnder } from '../security/scan.ts';
  *   the adoption) keeps the blob matching the outcome the coordinator recorded once it restarts.
  */
 
-interface KmsPrincipal {
-  role: string;
-  accessKeyId: string;
-  secretAccessKey: string;
-}
-interface GroupView {
-  id: string;
-  status: string;
-  address: string | null;
-  groupPublicKey: string | null;
-  participants: { index: number; nodeId: string; verifyingShare?: string }[];
-}
 interface RefreshView {
   id: string;
   status: 'running' | 'adopted' | 'failed';
@@ -55,24 +48,13 @@ interface Row {
 
 describe('FROST share refresh among three real node processes', () => {
   let dir: string;
+  let frost: FrostCluster;
   let cluster: Cluster;
+  let api: CoordinatorApi;
   let ids: string[];
   let address: string;
-  const sealers: SealerConfig[] = [];
   const seen: { label: string; bytes: Buffer }[] = [];
   const cliOutput: string[] = [];
-
-  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> => {
-    const r = await fetch(`${cluster.coordinator.url}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${cluster.apiKey}`,
-        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: r.status, body: (await r.json()) as unknown };
-  };
 
   const eventually = async <T>(f: () => Promise<T | undefined> | T | undefined, what: string, ms = 60_000) => {
     const deadline = Date.now() + ms;
@@ -108,20 +90,11 @@ describe('FROST share refresh among three real node processes', () => {
   /** Node i's current share, opened through its own KMS key (as the test's operator, with the node's principal). */
   const openShare = async (i: number): Promise<{ share: KeyShare; group: GroupPublic }> => {
     const row = groupRow(i);
-    const sealer = await createShareSealer(sealers[i]!, { production: false });
-    try {
-      const signingShare = await sealer.unseal(JSON.parse(row.sealed_share) as SealedBlob, {
-        purpose: 'frost-share',
-        node: ids[i]!,
-        group: address,
-      });
-      if (!seen.some((x) => x.bytes.equals(signingShare))) {
-        seen.push({ label: `${ids[i]}'s share ${seen.length}`, bytes: Buffer.from(signingShare) });
-      }
-      return { share: { index: row.my_index, signingShare }, group: JSON.parse(row.group_public) as GroupPublic };
-    } finally {
-      await sealer.close();
+    const signingShare = await unsealShare(frost.sealers[i]!, row.sealed_share, { node: ids[i]!, group: address });
+    if (!seen.some((x) => x.bytes.equals(signingShare))) {
+      seen.push({ label: `${ids[i]}'s share ${seen.length}`, bytes: Buffer.from(signingShare) });
     }
+    return { share: { index: row.my_index, signingShare }, group: JSON.parse(row.group_public) as GroupPublic };
   };
 
   const signs = (group: GroupPublic, a: KeyShare, b: KeyShare): boolean => {
@@ -151,47 +124,12 @@ describe('FROST share refresh among three real node processes', () => {
 
   beforeAll(async () => {
     dir = await tempDir('cosigner-frost-refresh-');
-    cluster = await startCluster({ cosignerBin: COSIGNER_BIN, dir, nodeConfig: { limits: { reconnectMaxMs: 500 } } });
-    ids = cluster.nodeInfo.map((x) => x.id);
-    const roster = cluster.nodeInfo.map((x) => ({ nodeId: x.id, identityKey: x.identityKey }));
-    for (let i = 0; i < ids.length; i++) {
-      const acct = (
-        JSON.parse(await readFile(cluster.kmsAccounts[i]!.accountsFile, 'utf8')) as {
-          accounts: { region: string; principals: KmsPrincipal[] }[];
-        }
-      ).accounts[0]!;
-      const admin = acct.principals.find((p) => p.role === 'admin')!;
-      const node = acct.principals.find((p) => p.role === 'node')!;
-      const endpoint = cluster.kms[i]!.url;
-      const kms = new KMSClient({
-        endpoint,
-        region: acct.region,
-        credentials: { accessKeyId: admin.accessKeyId, secretAccessKey: admin.secretAccessKey },
-      });
-      const made = await kms.send(new CreateKeyCommand({ KeySpec: 'SYMMETRIC_DEFAULT', KeyUsage: 'ENCRYPT_DECRYPT' }));
-      kms.destroy();
-      const sealer: SealerConfig = {
-        type: 'aws-kms',
-        keyId: made.KeyMetadata!.KeyId!,
-        region: acct.region,
-        endpoint,
-        credentials: { accessKeyId: node.accessKeyId, secretAccessKey: node.secretAccessKey },
-      };
-      sealers.push(sealer);
-      const frost = { sealer, expect: [{ threshold: 2, participants: roster }] };
-      await appendFile(cluster.nodeInfo[i]!.configFile, `\nfrost: ${JSON.stringify(frost)}\n`);
-      await cluster.restartNode(i);
-    }
-    const started = await eventually(async () => {
-      const r = await api('POST', '/v1/frost/groups', { participants: ids, threshold: 2 });
-      return r.status === 202 ? (r.body as GroupView) : undefined;
-    }, 'every node connected');
-    const g = await eventually(async () => {
-      const v = (await api('GET', `/v1/frost/groups/${started.id}`)).body as GroupView;
-      return v.status === 'running' ? undefined : v;
-    }, 'the key generation');
-    expect(g.status).toBe('ready');
-    address = g.address!;
+    frost = await startFrostCluster({ dir, nodeConfig: { limits: { reconnectMaxMs: 500 } }, expect: [2] });
+    ({ cluster, api, ids } = frost);
+    const { started, group: g } = await frostKeyGeneration(api, { participants: ids, threshold: 2 });
+    expect(started.status, JSON.stringify(started.body)).toBe(202);
+    expect(g!.status).toBe('ready');
+    address = g!.address!;
   }, 300_000);
 
   afterAll(async () => {
@@ -350,21 +288,15 @@ describe('FROST share refresh among three real node processes', () => {
 
   it('no share, old or new, is anywhere in the clear: files of the cluster, process environments, CLI output', async () => {
     expect(seen.length).toBeGreaterThanOrEqual(9);
-    const secrets = seen.map((s) => bytesSecret(s.label, s.bytes, []));
-    const found: string[] = [];
-    const look = (where: string, content: Buffer) => {
-      for (const s of secrets) if (s.forms.some((f) => content.includes(f))) found.push(`${where}: ${s.label}`);
-    };
-    for (const f of secrets[0]!.forms) look('control', Buffer.concat([Buffer.from('x'), f, Buffer.from('y')]));
-    expect(found).toHaveLength(secrets[0]!.forms.length);
-    found.length = 0;
-    const files = await filesUnder(dir);
-    expect(files.some((f) => f.endsWith('frost-refresh.sqlite'))).toBe(true);
-    for (const f of files) look(relative(dir, f), await readFile(f));
-    for (const p of [...cluster.nodes, cluster.coordinator, ...cluster.kms]) {
-      look(`${p.name} environment`, await readFile(`/proc/${p.pid}/environ`));
-    }
-    for (const out of cliOutput) look('cosigner frost output', Buffer.from(out));
-    expect(found).toEqual([]);
+    const r = await sharesInTheClear(seen, {
+      dir,
+      processes: [...cluster.nodes, cluster.coordinator, ...cluster.kms],
+      texts: cliOutput.map((text) => ({ where: 'cosigner frost output', text })),
+    });
+    expect(r.control.found).toBe(r.control.forms);
+    // The coordinator's refresh records (with the nodes' signed statements) are in its one store, the nodes' in theirs.
+    expect(r.files.some((f) => f.endsWith('coordinator.db'))).toBe(true);
+    expect(r.files.some((f) => f.endsWith('frost.sqlite'))).toBe(true);
+    expect(r.found).toEqual([]);
   });
 });

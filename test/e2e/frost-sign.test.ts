@@ -1,13 +1,24 @@
-import { appendFile, readFile, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
-import { createShareSealer, type SealedBlob, type SealerConfig } from '@cosigner/frost/sealer';
-import { type Cluster, demoPolicyYaml, type ProposalView, startCluster } from '@cosigner/launcher/cluster';
-import { COSIGNER_BIN, runCosigner, tempDir } from '@cosigner/testkit/process';
-import { Asset, Keypair, Operation, StrKey, TransactionBuilder } from '@stellar/stellar-sdk';
+import type { Cluster, ProposalView } from '@cosigner/launcher/cluster';
+import {
+  balanceStroops,
+  checkGroupEnvelope,
+  type FrostCluster,
+  frostAccountSetup,
+  frostKeyGeneration,
+  fund,
+  paymentXdr,
+  payWithGroup,
+  proposeWithGroup,
+  startFrostCluster,
+} from '@cosigner/testkit/frost';
+import type { CoordinatorApi } from '@cosigner/testkit/http';
+import { tempDir } from '@cosigner/testkit/process';
+import { Keypair } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bytesSecret, filesUnder } from '../security/scan.ts';
+import { sealedShareOf, sharesInTheClear, unsealShare } from './helpers.ts';
 
 /**
  * FROST signing among real processes (docs/architecture.md "FROST signing"): the testkit cluster (a KMS emulator
@@ -22,12 +33,6 @@ import { bytesSecret, filesUnder } from '../security/scan.ts';
  *   reuse its nonce (FROST_NONCE_FORGOTTEN, its nonce record `lost`), and a fresh round pays.
  */
 
-interface KmsPrincipal {
-  role: string;
-  accessKeyId: string;
-  secretAccessKey: string;
-}
-
 interface Decision {
   nodeId: string;
   outcome: string;
@@ -36,26 +41,15 @@ interface Decision {
 
 describe('FROST signing among three real node processes', () => {
   let dir: string;
+  let frost: FrostCluster;
   let cluster: Cluster;
+  let api: CoordinatorApi;
   let ids: string[];
   let address: string;
   const frostAccount = Keypair.random();
   let dest: string;
-  const sealers: SealerConfig[] = [];
   /** The destination's native balance in stroops. */
-  const destBalance = async (): Promise<bigint> => BigInt((await cluster.nativeBalance(dest)).replace('.', ''));
-
-  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> => {
-    const r = await fetch(`${cluster.coordinator.url}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${cluster.apiKey}`,
-        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: r.status, body: (await r.json()) as unknown };
-  };
+  const destBalance = (): Promise<bigint> => balanceStroops(cluster, dest);
 
   const eventually = async <T>(get: () => Promise<T | undefined>, what: string, ms = 60_000): Promise<T> => {
     const deadline = Date.now() + ms;
@@ -68,30 +62,18 @@ describe('FROST signing among three real node processes', () => {
   };
 
   /** A payment from the FROST account, signed by nobody yet. */
-  const payment = async (amount: string): Promise<string> => {
-    const source = await cluster.horizon.loadAccount(frostAccount.publicKey());
-    return new TransactionBuilder(source, { fee: '100', networkPassphrase: cluster.networkPassphrase })
-      .addOperation(Operation.payment({ destination: dest, asset: Asset.native(), amount }))
-      .setTimeout(120)
-      .build()
-      .toXDR();
-  };
+  const payment = (amount: string): Promise<string> =>
+    paymentXdr(cluster, { from: frostAccount.publicKey(), to: dest, amount });
 
-  const propose = async (xdr: string): Promise<ProposalView> => {
-    const r = await api('POST', '/v1/proposals', { xdr, submit: true, group: address });
-    expect(r.status, JSON.stringify(r.body)).toBe(201);
-    return r.body as ProposalView;
-  };
+  const propose = (xdr: string): Promise<ProposalView> => proposeWithGroup(api, { xdr, group: address });
 
   /** The submitted envelope carries exactly one signature: the group key's. */
-  const expectOneGroupSignature = (p: ProposalView): void => {
-    const env = TransactionBuilder.fromXDR(p.envelope as string, cluster.networkPassphrase);
-    expect(env.signatures).toHaveLength(1);
-    const hint = StrKey.decodeEd25519PublicKey(address).subarray(28);
-    const sig = env.signatures[0] as unknown as { hint: { value: Uint8Array }; signature: { value: Uint8Array } };
-    expect(Buffer.from(sig.hint.value).equals(hint)).toBe(true);
-    expect(sig.signature.value).toHaveLength(64);
-  };
+  const expectOneGroupSignature = (p: ProposalView): void =>
+    checkGroupEnvelope(p.envelope, address, cluster.networkPassphrase);
+
+  /** Pay `amount` XLM from the FROST account to `dest`, checked on the ledger. */
+  const pay = (amount: string) =>
+    payWithGroup(frost, { from: frostAccount.publicKey(), to: dest, group: address, amount });
 
   /** A proposal's events (GET /v1/proposals/:id/events). */
   const eventsOf = async (id: string): Promise<{ type: string; data: Record<string, unknown> }[]> =>
@@ -112,87 +94,30 @@ describe('FROST signing among three real node processes', () => {
 
   beforeAll(async () => {
     dir = await tempDir('cosigner-frost-sign-');
-    cluster = await startCluster({
-      cosignerBin: COSIGNER_BIN,
+    // Each node's operator: a symmetric key in the node's own KMS account to seal its share, and the roster. The
+    // nodes cosign for the operator account and for the account the group key will control.
+    frost = await startFrostCluster({
       dir,
       nodeConfig: { limits: { reconnectMaxMs: 1000 } },
-      // The nodes cosign for the operator account and for the account the group key will control.
-      nodePolicy: ({ network, accounts }) =>
-        demoPolicyYaml({ network, account: accounts[0]!, maxXlm: '1000', extraAccounts: [frostAccount.publicKey()] }),
+      frostAccounts: [frostAccount.publicKey()],
+      expect: [2],
     });
-    ids = cluster.nodeInfo.map((x) => x.id);
+    ({ cluster, api, ids } = frost);
     dest = (await cluster.fundedAccount()).publicKey();
-    const roster = cluster.nodeInfo.map((x) => ({ nodeId: x.id, identityKey: x.identityKey }));
-    // Each node's operator: a symmetric key in the node's own KMS account to seal its share, and the roster.
-    for (let i = 0; i < ids.length; i++) {
-      const acct = (
-        JSON.parse(await readFile(cluster.kmsAccounts[i]!.accountsFile, 'utf8')) as {
-          accounts: { region: string; principals: KmsPrincipal[] }[];
-        }
-      ).accounts[0]!;
-      const admin = acct.principals.find((p) => p.role === 'admin')!;
-      const node = acct.principals.find((p) => p.role === 'node')!;
-      const endpoint = cluster.kms[i]!.url;
-      const kms = new KMSClient({
-        endpoint,
-        region: acct.region,
-        credentials: { accessKeyId: admin.accessKeyId, secretAccessKey: admin.secretAccessKey },
-      });
-      const made = await kms.send(new CreateKeyCommand({ KeySpec: 'SYMMETRIC_DEFAULT', KeyUsage: 'ENCRYPT_DECRYPT' }));
-      kms.destroy();
-      const sealer: SealerConfig = {
-        type: 'aws-kms',
-        keyId: made.KeyMetadata!.KeyId!,
-        region: acct.region,
-        endpoint,
-        credentials: { accessKeyId: node.accessKeyId, secretAccessKey: node.secretAccessKey },
-      };
-      sealers.push(sealer);
-      const frost = { sealer, expect: [{ threshold: 2, participants: roster }] };
-      await appendFile(cluster.nodeInfo[i]!.configFile, `\nfrost: ${JSON.stringify(frost)}\n`);
-      await cluster.restartNode(i);
-    }
-    const started = await api('POST', '/v1/frost/groups', { participants: ids, threshold: 2 });
+    const { started, group: g } = await frostKeyGeneration(api, { participants: ids, threshold: 2 });
     expect(started.status).toBe(202);
-    const id = (started.body as { id: string }).id;
-    const g = await eventually(
-      async () => {
-        const v = (await api('GET', `/v1/frost/groups/${id}`)).body as { status: string; address: string | null };
-        return v.status === 'running' ? undefined : v;
-      },
-      'the key generation',
-      180_000,
-    );
-    expect(g.status).toBe('ready');
-    address = g.address!;
+    expect(g!.status).toBe('ready');
+    address = g!.address!;
     // The account: funded, then `cosigner account setup --frost-group` makes the group key its only signer at
     // weight 2, thresholds 2, master weight 0 (the CLI checks the group is ready at the coordinator first).
-    await fetch(`${cluster.horizonUrl}/friendbot?addr=${frostAccount.publicKey()}`);
-    const masterFile = join(dir, 'frost-account.secret');
-    await writeFile(masterFile, frostAccount.secret(), { mode: 0o600 });
+    await fund(cluster, frostAccount.publicKey());
     const setup = (group: string) =>
-      runCosigner([
-        'account',
-        'setup',
-        '--horizon-url',
-        cluster.horizonUrl,
-        '--coordinator-url',
-        cluster.coordinator.url,
-        '--api-key-file',
-        cluster.adminKeyFile,
-        '--account',
-        frostAccount.publicKey(),
-        '--frost-group',
-        `${group}:2`,
-        '--low',
-        '2',
-        '--med',
-        '2',
-        '--high',
-        '2',
-        '--master-key-file',
-        masterFile,
-      ]);
+      frostAccountSetup(cluster, {
+        account: frostAccount,
+        group,
+        weight: 2,
+        thresholds: { low: 2, med: 2, high: 2 },
+      });
     const unknown = await setup(Keypair.random().publicKey());
     expect(unknown.code).not.toBe(0);
     expect(unknown.out).toContain('LIFECYCLE_CALL_FAILED');
@@ -209,13 +134,9 @@ describe('FROST signing among three real node processes', () => {
   it('an account whose only signer is the group key pays, with one signature from t of n nodes', async () => {
     const onLedger = await cluster.horizon.loadAccount(frostAccount.publicKey());
     expect(onLedger.signers.filter((s) => s.weight > 0).map((s) => [s.key, s.weight])).toEqual([[address, 2]]);
-    const before = await destBalance();
-    const p = await propose(await payment('25'));
-    expect(p.kind).toBe('frostTx');
-    const done = await cluster.waitForProposal(p.id, { timeoutMs: 90_000 });
-    expect(done.status, JSON.stringify(done)).toBe('submitted');
-    expectOneGroupSignature(done);
-    expect((await destBalance()) - before).toBe(250_000_000n);
+    // Proposed, submitted with one signature (the group key's), 25 XLM moved on the ledger.
+    const { proposal: done, signers } = await pay('25');
+    expect(signers).toHaveLength(2);
     // Two nodes took part; the approvals are theirs.
     const decisions = done.decisions as Decision[];
     expect(decisions.filter((d) => d.outcome === 'approve').length).toBeGreaterThanOrEqual(2);
@@ -237,12 +158,8 @@ describe('FROST signing among three real node processes', () => {
   it('with one node killed, the other two still pay', async () => {
     await cluster.stopService(ids[2]!, 'kill');
     try {
-      const before = await destBalance();
-      const p = await propose(await payment('5'));
-      const done = await cluster.waitForProposal(p.id, { timeoutMs: 90_000 });
-      expect(done.status, JSON.stringify(done)).toBe('submitted');
-      expectOneGroupSignature(done);
-      expect((await destBalance()) - before).toBe(50_000_000n);
+      const { signers } = await pay('5');
+      expect(signers).toEqual([ids[0], ids[1]]);
     } finally {
       await cluster.restartNode(2);
     }
@@ -309,35 +226,19 @@ describe('FROST signing among three real node processes', () => {
     // Each node's share, opened the way only the node can: its sealed copy through its own KMS key.
     const shares: { label: string; bytes: Buffer }[] = [];
     for (let i = 0; i < ids.length; i++) {
-      const db = new Database(join(dir, `node-${i}`, 'frost.sqlite'), { readonly: true, fileMustExist: true });
-      const row = db.prepare('SELECT sealed_share FROM frost_groups WHERE address = ?').get(address) as {
-        sealed_share: string;
-      };
-      db.close();
-      const sealer = await createShareSealer(sealers[i]!, { production: false });
-      const opened = await sealer.unseal(JSON.parse(row.sealed_share) as SealedBlob, {
-        purpose: 'frost-share',
+      const opened = await unsealShare(frost.sealers[i]!, sealedShareOf(dir, i, address), {
         node: ids[i]!,
         group: address,
       });
-      await sealer.close();
       shares.push({ label: `${ids[i]} share`, bytes: Buffer.from(opened) });
     }
-    const secrets = shares.map((x) => bytesSecret(x.label, x.bytes, []));
-    const found: string[] = [];
-    const look = (where: string, content: Buffer) => {
-      for (const x of secrets) if (x.forms.some((f) => content.includes(f))) found.push(`${where}: ${x.label}`);
-    };
+    const r = await sharesInTheClear(shares, {
+      dir,
+      processes: [...cluster.nodes, cluster.coordinator, cluster.ledger, ...cluster.kms],
+    });
     // Control: the same look finds a share written in any of its encodings.
-    for (const f of secrets[0]!.forms) look('control', Buffer.concat([Buffer.from('x'), f, Buffer.from('y')]));
-    expect(found).toHaveLength(secrets[0]!.forms.length);
-    found.length = 0;
-    const files = await filesUnder(dir);
-    expect(files.some((f) => f.endsWith('frost-nonces.sqlite'))).toBe(true);
-    for (const f of files) look(f.slice(dir.length + 1), await readFile(f));
-    for (const p of [...cluster.nodes, cluster.coordinator, cluster.ledger, ...cluster.kms]) {
-      look(`${p.name} environment`, await readFile(`/proc/${p.pid}/environ`));
-    }
-    expect(found).toEqual([]);
+    expect(r.control.found).toBe(r.control.forms);
+    expect(r.files.some((f) => f.endsWith('frost-nonces.sqlite'))).toBe(true);
+    expect(r.found).toEqual([]);
   }, 120_000);
 });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { DescribeKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
 import { signerChangePolicy } from '@cosigner/testkit/policy';
-import { COSIGNER_BIN, runCosigner, tempDir } from '@cosigner/testkit/process';
+import { COSIGNER_BIN, clusterFlags, runCosigner, tempDir } from '@cosigner/testkit/process';
 import { Keypair } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -77,14 +77,7 @@ describe('operator lifecycle on a cluster of real processes', () => {
         await post(`${cluster.nodes[i]!.url}/v1/roster`, { address: x.stellarKey, nodeId: x.id, by: 'e2e' });
       }
     }
-    target = [
-      '--horizon-url',
-      cluster.horizonUrl,
-      '--coordinator-url',
-      cluster.coordinator.url,
-      '--api-key-file',
-      cluster.adminKeyFile,
-    ];
+    target = clusterFlags(cluster);
   }, 300_000);
 
   afterAll(async () => {

@@ -6,7 +6,7 @@ import { KMSClient } from '@aws-sdk/client-kms';
 import { type Cluster, startCluster } from '@cosigner/launcher/cluster';
 import { setOptionsOps } from '@cosigner/policy/account-setup';
 import { signerChangePolicy } from '@cosigner/testkit/policy';
-import { COSIGNER_BIN, tempDir } from '@cosigner/testkit/process';
+import { COSIGNER_BIN, clusterFlags, tempDir } from '@cosigner/testkit/process';
 import { Asset, Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import { Command } from 'commander';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -407,12 +407,7 @@ describe('lifecycle commands in-process against a real cluster', () => {
       [
         'account',
         'setup',
-        '--horizon-url',
-        cluster.horizonUrl,
-        '--coordinator-url',
-        cluster.coordinator.url,
-        '--api-key-file',
-        cluster.adminKeyFile,
+        ...clusterFlags(cluster),
         '--account',
         a,
         ...cluster.nodeInfo.flatMap((x) => ['--signer', `${x.id}=${x.stellarKey}`]),

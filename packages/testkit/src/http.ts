@@ -34,3 +34,25 @@ export function rawRequest(
     req.end(opts.body);
   });
 }
+
+/** A call to the coordinator's HTTP API: the status and the parsed JSON body. */
+export type CoordinatorApi = (
+  method: string,
+  path: string,
+  body?: unknown,
+) => Promise<{ status: number; body: unknown }>;
+
+/** The coordinator's API with the cluster's admin key (`authorization: Bearer`), JSON in and out. */
+export function coordinatorApi(cluster: { coordinator: { url: string }; apiKey: string }): CoordinatorApi {
+  return async (method, path, body) => {
+    const r = await fetch(`${cluster.coordinator.url}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${cluster.apiKey}`,
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: r.status, body: (await r.json()) as unknown };
+  };
+}

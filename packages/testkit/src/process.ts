@@ -93,6 +93,14 @@ export function runCosigner(args: string[], env: NodeJS.ProcessEnv = {}): Promis
   return spawnCosigner(args, env).done;
 }
 
+/**
+ * The flags that point a `cosigner` lifecycle command (`account setup`, `node add`, `thresholds set`, ...) at a
+ * running cluster: its Horizon, its coordinator and the admin API key's file.
+ */
+export function clusterFlags(c: { horizonUrl: string; coordinator: { url: string }; adminKeyFile: string }): string[] {
+  return ['--horizon-url', c.horizonUrl, '--coordinator-url', c.coordinator.url, '--api-key-file', c.adminKeyFile];
+}
+
 /** Whether a process with this pid exists (signal 0 probes without sending anything). */
 export function alive(pid: number): boolean {
   try {

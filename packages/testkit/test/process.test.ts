@@ -1,11 +1,17 @@
 import { rm } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { randomKeypairs } from '../src/keypairs.ts';
-import { COSIGNER_BIN, startCosignerProcess, tempDir } from '../src/process.ts';
+import { COSIGNER_BIN, clusterFlags, startCosignerProcess, tempDir } from '../src/process.ts';
 
 describe('testkit', () => {
   it('points at the cosigner executable', () => {
     expect(COSIGNER_BIN).toMatch(/apps\/cli\/bin\/cosigner\.js$/);
+  });
+
+  it("points a lifecycle command at a cluster's Horizon, coordinator and admin key file", () => {
+    expect(
+      clusterFlags({ horizonUrl: 'http://h', coordinator: { url: 'http://c' }, adminKeyFile: '/k/admin.key' }),
+    ).toEqual(['--horizon-url', 'http://h', '--coordinator-url', 'http://c', '--api-key-file', '/k/admin.key']);
   });
 
   it('reports a process that exits before it is ready, with its output', async () => {

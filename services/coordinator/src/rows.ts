@@ -12,7 +12,7 @@ import type {
   ProposalStatus,
   SignatureRecord,
   SubmissionResult,
-} from './store.ts';
+} from './records.ts';
 
 /**
  * The row shapes of the coordinator's tables and their mapping to records, shared by the SQLite store

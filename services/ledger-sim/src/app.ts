@@ -21,10 +21,10 @@ import {
   transactionJson,
   transactionMalformed,
 } from './horizon.ts';
+import type { LedgerSim } from './ledger-sim.ts';
 import { registerRpc } from './rpc.ts';
 import {
   type AccountState,
-  type LedgerState,
   loadSnapshot,
   rootKeypair,
   LedgerState as State,
@@ -56,17 +56,7 @@ export interface LedgerSimOptions {
   listenHost?: string;
 }
 
-/** What the app exposes for tests and the server: the state, the engine and the ledger close. */
-export interface LedgerSim {
-  readonly state: LedgerState;
-  readonly engine: Engine;
-  /** Closes the open ledger now, then writes the snapshot if anything changed. */
-  close(): Promise<void>;
-  /** Writes the snapshot now (no-op without a data dir). */
-  save(): Promise<void>;
-  /** Submits a base64 envelope as POST /transactions does, and tells SSE listeners. */
-  submit(envelopeXdr: string): ReturnType<Engine['submit']>;
-}
+export type { LedgerSim };
 
 declare module 'fastify' {
   interface FastifyInstance {

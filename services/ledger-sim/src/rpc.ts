@@ -2,7 +2,7 @@ import { type DecodedTransaction, decodeEnvelope } from '@cosigner/stellar/decod
 import { accountIdOf } from '@cosigner/stellar/quorum';
 import { Address, Keypair, nativeToScVal, SignerKey, type Transaction, xdr } from '@stellar/stellar-sdk/base';
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { LedgerSim } from './app.ts';
+import type { LedgerSim } from './ledger-sim.ts';
 import { escrowBalanceKey, nonceKey, simulateInvocation } from './soroban.ts';
 import {
   type AccountState,

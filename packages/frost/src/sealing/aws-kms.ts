@@ -12,7 +12,7 @@ import {
   type SealerConfig,
   type ShareSealer,
   sealAad,
-} from '../sealer.ts';
+} from './shared.ts';
 
 export type KmsSealerConfig = Extract<SealerConfig, { type: 'aws-kms' }>;
 

@@ -14,7 +14,7 @@ import {
   type SealerConfig,
   type ShareSealer,
   sealAad,
-} from '../sealer.ts';
+} from './shared.ts';
 
 /**
  * The development sealer: AES-256-GCM under a 32-byte key in a private file (0600), created when absent. The key

@@ -22,7 +22,7 @@ import {
   type SealerConfig,
   type ShareSealer,
   sealAad,
-} from '../sealer.ts';
+} from './shared.ts';
 
 /**
  * The PKCS#11 sealer: AES-256-GCM computed by the HSM (CKM_AES_GCM, PKCS#11 v2.40 section 2.12.3) under an AES key

@@ -1,11 +1,11 @@
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type PostgresServer, startPostgres } from '@cosigner/testkit/postgres';
-import { type RunningProcess, runCosigner, startCosignerProcess, tempDir } from '@cosigner/testkit/process';
-import { Asset, Horizon, Keypair, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCosigner } from '@cosigner/testkit/process';
+import { Keypair } from '@stellar/stellar-sdk';
+import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { TestNode, waitFor } from '../helpers.ts';
+import { api, useProcessEnv } from './processes.ts';
 
 /**
  * The `cosigner coordinator` process on a real PostgreSQL server (config `store: {type: postgres}`), with the real
@@ -14,78 +14,15 @@ import { TestNode, waitFor } from '../helpers.ts';
  * 503 COORD_STORE_UNAVAILABLE meanwhile, service back by itself, nothing acknowledged lost.
  */
 const NETWORK = 'Coordinator PostgreSQL Process Test ; 2026';
-let sim: RunningProcess;
-let server: Horizon.Server;
-let pg: PostgresServer;
-const procs: RunningProcess[] = [];
-const dirs: string[] = [];
-
-beforeAll(async () => {
-  [sim, pg] = await Promise.all([
-    startCosignerProcess({
-      args: ['ledger-sim', '--in-memory', '--network', NETWORK, '--close-ms', '100'],
-      readyTimeoutMs: 60_000,
-    }),
-    startPostgres(),
-  ]);
-  server = new Horizon.Server(sim.url, { allowHttp: true });
-});
-afterAll(async () => {
-  for (const p of procs) await p.stop();
-  await sim?.stop();
-  await pg?.close();
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-async function fund(kp: Keypair): Promise<void> {
-  expect((await fetch(`${sim.url}/friendbot?addr=${kp.publicKey()}`)).status).toBe(200);
-}
-
-async function multisigAccount(nodeKeys: string[]): Promise<Keypair> {
-  const master = Keypair.random();
-  await fund(master);
-  const b = new TransactionBuilder(await server.loadAccount(master.publicKey()), {
-    fee: '100',
-    networkPassphrase: NETWORK,
-  });
-  for (const k of nodeKeys) b.addOperation(Operation.setOptions({ signer: { ed25519PublicKey: k, weight: 1 } }));
-  b.addOperation(Operation.setOptions({ masterWeight: 0, lowThreshold: 2, medThreshold: 2, highThreshold: 2 }));
-  const tx = b.setTimeout(60).build();
-  tx.sign(master);
-  await server.submitTransaction(tx, { skipMemoRequiredCheck: true });
-  return master;
-}
-
-async function paymentXdr(source: string, dest: string, amount: string): Promise<string> {
-  return new TransactionBuilder(await server.loadAccount(source), { fee: '100', networkPassphrase: NETWORK })
-    .addOperation(Operation.payment({ destination: dest, asset: Asset.native(), amount }))
-    .setTimeout(120)
-    .build()
-    .toEnvelope()
-    .toXDR('base64');
-}
-
-async function api(
-  base: string,
-  key: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await fetch(`${base}${path}`, {
-    method: body === undefined ? 'GET' : 'POST',
-    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
-}
+const env = useProcessEnv(NETWORK);
 
 describe('coordinator process on PostgreSQL', () => {
   it('CLI enrols and creates a key in the configured database; a payment is signed and submitted; PostgreSQL down: 503, then back by itself', async () => {
     const nodes = ['approve', 'approve', 'silent'].map(
       (b, i) => new TestNode(`node-${i}`, b as 'approve' | 'silent', { network: NETWORK }),
     );
-    const dir = await tempDir('coord-pg-proc-');
-    dirs.push(dir);
+    const { db: pg, server, sim } = env;
+    const dir = await env.dir('coord-pg-proc-');
     const database = await pg.createDatabase('coordinator');
     await writeFile(join(dir, 'db.password'), `${pg.password}\n`, { mode: 0o600 });
     const configFile = join(dir, 'coordinator.yaml');
@@ -134,20 +71,16 @@ describe('coordinator process on PostgreSQL', () => {
     expect(created.code, created.out).toBe(0);
     const key = (JSON.parse(created.out.trim().split('\n').at(-1)!) as { key: string }).key;
 
-    const master = await multisigAccount(nodes.map((n) => n.stellarKey));
+    const master = await env.multisigAccount(nodes.map((n) => n.stellarKey));
     const dest = Keypair.random();
-    await fund(dest);
-    const proc = await startCosignerProcess({
-      args: ['coordinator', '--config', configFile, '--horizon-url', sim.url],
-      readyTimeoutMs: 60_000,
-    });
-    procs.push(proc);
+    await env.fund(dest);
+    const proc = await env.start(['coordinator', '--config', configFile, '--horizon-url', sim.url]);
     const messageKey = Buffer.from(String(proc.ready.messageKey), 'base64');
     for (const n of nodes) expect(await n.connect(proc.url, messageKey)).toBe('welcome');
     await expect(readFile(join(dir, 'data', 'coordinator.db'))).rejects.toMatchObject({ code: 'ENOENT' });
 
     const submitted = async (amount: string, idempotencyKey: string): Promise<Record<string, unknown>> => {
-      const xdr = await paymentXdr(master.publicKey(), dest.publicKey(), amount);
+      const xdr = await env.paymentXdr(master.publicKey(), dest.publicKey(), amount);
       const res = await api(proc.url, key, '/v1/proposals', { xdr, submit: true, idempotencyKey });
       expect(res.status, JSON.stringify(res.json)).toBe(201);
       return waitFor(async () => {
@@ -165,7 +98,7 @@ describe('coordinator process on PostgreSQL', () => {
     expect(down.status).toBe(503);
     expect(down.json.code).toBe('COORD_STORE_UNAVAILABLE');
     const refused = await api(proc.url, key, '/v1/proposals', {
-      xdr: await paymentXdr(master.publicKey(), dest.publicKey(), '1'),
+      xdr: await env.paymentXdr(master.publicKey(), dest.publicKey(), '1'),
       submit: true,
     });
     expect(refused.status).toBe(503);

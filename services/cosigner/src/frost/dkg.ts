@@ -17,6 +17,7 @@ import type { AuditLog } from '../audit.ts';
 import { nodeErrors } from '../errors.ts';
 import type { FrostConfig } from './config.ts';
 import { FrostRefreshNode, refuseRefresh } from './refresh.ts';
+import { endSession, type SessionNaming } from './session.ts';
 import {
   asNodeError,
   culprits as blame,
@@ -59,6 +60,8 @@ type Step = Reply['step'];
 export const MAX_DKG_SESSIONS = 4;
 /** How key generation names relayed statements it refuses. */
 const NAMING = { idField: 'dkgId', what: 'key-generation' };
+/** How key generation records a session's end (session.ts). */
+const DKG_SESSION: SessionNaming = { event: 'frost.dkg.aborted', idField: 'dkgId' };
 
 interface Session {
   dkgId: string;
@@ -364,12 +367,19 @@ export class FrostDkgNode {
   }
 
   #drop(s: Session, reason: string, culprits: string[] = []): void {
-    clearTimeout(s.timer);
-    s.participant?.abort();
-    s.transport.secretKey.fill(0);
-    if (s.result) this.#o.store.deletePending(s.result.address);
-    if (this.#sessions.get(s.dkgId) === s) this.#sessions.delete(s.dkgId);
-    this.#o.audit.append('frost.dkg.aborted', { dkgId: s.dkgId, step: s.step, reason, culprits });
+    const pending = s.result?.address;
+    endSession(
+      {
+        naming: DKG_SESSION,
+        sessions: this.#sessions,
+        audit: this.#o.audit,
+        ...(pending ? { release: () => this.#o.store.deletePending(pending) } : {}),
+      },
+      s.dkgId,
+      s,
+      reason,
+      culprits,
+    );
   }
 }
 

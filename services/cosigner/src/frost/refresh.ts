@@ -23,6 +23,7 @@ import type { Logger } from 'pino';
 import type { AuditLog } from '../audit.ts';
 import { nodeErrors } from '../errors.ts';
 import type { FrostConfig } from './config.ts';
+import { endSession, type SessionNaming } from './session.ts';
 import {
   asNodeError,
   culprits as blame,
@@ -64,6 +65,8 @@ type Reply = Body<'frost-refresh-reply'>;
 
 /** How a refresh names relayed statements it refuses. */
 const NAMING = { idField: 'refreshId', what: 'share-refresh' };
+/** How a refresh records a session's end (session.ts). */
+const REFRESH_SESSION: SessionNaming = { event: 'frost.refresh.aborted', idField: 'refreshId' };
 type Step = Reply['step'];
 
 /** Refreshes open at once. */
@@ -404,11 +407,13 @@ export class FrostRefreshNode {
   }
 
   #drop(s: Session, reason: string, culprits: string[] = []): void {
-    clearTimeout(s.timer);
-    s.participant?.abort();
-    s.transport.secretKey.fill(0);
-    if (this.#sessions.get(s.refreshId) === s) this.#sessions.delete(s.refreshId);
-    this.#o.audit.append('frost.refresh.aborted', { refreshId: s.refreshId, step: s.step, reason, culprits });
+    endSession(
+      { naming: REFRESH_SESSION, sessions: this.#sessions, audit: this.#o.audit },
+      s.refreshId,
+      s,
+      reason,
+      culprits,
+    );
   }
 }
 
