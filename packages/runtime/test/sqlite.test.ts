@@ -84,9 +84,9 @@ describe('openMigratedDatabase', () => {
       expect(db.prepare('SELECT count(*) AS n FROM t').get()).toEqual({ n: 21 * 60 });
       expect(db.prepare('SELECT count(*) AS n FROM e').get()).toEqual({ n: 21 * 60 * 2 });
       expect(db.prepare("SELECT count(*) AS n FROM t WHERE k = 'k1007'").get()).toEqual({ n: 0 });
-      // The WAL's writes (about 2 per unit here); with sub-journals spilled to a file it was about 4.
-      console.log('PERUNIT', perUnit);
-      expect(perUnit).toBeLessThan(3);
+      // Write system calls per unit: about 1.4 (the WAL's) with the journal in memory, about 2.0 when the
+      // savepoint journal spills to a temporary file (the default temp_store).
+      expect(perUnit).toBeLessThan(1.7);
     } finally {
       db.close();
     }
