@@ -252,6 +252,46 @@ describe('the round engine hosts kinds beyond the three of the product', () => {
     await waitFor(() => (r.status(next.id) === 'signed' ? true : undefined), 'next signed');
   });
 
+  it('an approval whose unit fails is not kept (nothing of it written); the round completes from the next answers', async () => {
+    const r = await rig(3);
+    r.engine.register({
+      kinds: ['transaction'],
+      open: () => ({}),
+      request: ({ rec }, _node, accounts) => proposalFrame(rec, accounts, { kind: 'transaction', xdr: rec.xdr! }),
+      // n0's row names a proposal that does not exist: the foreign key fails its unit.
+      verify: ({ rec }, nodeId, stellarKey, _d, at) => ({
+        rows: {
+          signatures: [
+            {
+              proposalId: nodeId === 'n0' ? 'no-such-proposal' : rec.id,
+              signerKey: stellarKey,
+              nodeId,
+              signature: 'c2ln',
+              createdAt: at,
+            },
+          ],
+        },
+      }),
+      signers: ({ rec }) => new Set(r.store.signatures(rec.id).map((s) => s.signerKey)),
+      complete: ({ rec }) => {
+        const n = r.store.signatures(rec.id).length;
+        return n >= 2 ? { envelope: `RU5W${n}`, event: { signatures: n } } : null;
+      },
+      afterSigned: () => false,
+    });
+    const rec = r.propose();
+    await r.engine.start(rec);
+    expect(r.decide(0, rec)).toBe(true);
+    await new Promise((res) => setTimeout(res, 20));
+    expect(r.store.decisions(rec.id)).toEqual([]);
+    expect(r.status(rec.id)).toBe('pending');
+    r.decide(1, rec);
+    r.decide(2, rec);
+    await waitFor(() => (r.status(rec.id) === 'signed' ? true : undefined), 'signed');
+    expect(r.store.getProposal(rec.id)?.envelope).toBe('RU5W2');
+    expect(r.store.decisions(rec.id).map((d) => d.nodeId)).toEqual(['n1', 'n2']);
+  });
+
   it('a proposal of a kind no module runs is refused, not run by another', async () => {
     const r = await rig(1);
     r.engine.register(twoExchanges(r.store));
