@@ -43,7 +43,7 @@ import { type Cluster, type ClusterProcess, startCluster } from '@cosigner/launc
 import { COSIGNER_BIN, REPO_ROOT, tempDir, useBuiltJs } from '@cosigner/testkit/process';
 import { Account, Asset, Operation, TransactionBuilder } from '@stellar/stellar-sdk';
 import { drawFrom, measureWindow, ProposalClient } from './load.ts';
-import { cpuSeconds, memoryMb } from './proc.ts';
+import { cpuSeconds, memoryMb, syscalls } from './proc.ts';
 
 const SIZES = (process.env.BENCH_SIZES ?? '3,5').split(',').map(Number);
 const N_LATENCY = Number(process.env.BENCH_N ?? 300);
@@ -146,6 +146,8 @@ interface Throughput {
   cpuMsPerProposalByProcess: Record<string, number>;
   /** Per emulator: successful Signs in the window (from its audit log) and CPU ms per Sign. */
   emulatorSigns: Record<string, { signs: number; cpuMsPerSign: number | null }>;
+  /** Per process: read and write system calls per proposal in the window (/proc/<pid>/io; the load does not move it). */
+  syscallsPerProposal: Record<string, { reads: number; writes: number }>;
   loadavg: number[];
 }
 
@@ -163,6 +165,11 @@ async function throughput(
     m.set('bench client', cpuSeconds(process.pid));
     return m;
   };
+  const callsByProcess = (): Map<string, { reads: number; writes: number } | null> => {
+    const m = new Map<string, { reads: number; writes: number } | null>();
+    for (const p of allProcs()) m.set(p.name, syscalls(p.pid));
+    return m;
+  };
   const signsByEmulator = (): Map<string, number> =>
     new Map(
       allProcs()
@@ -174,7 +181,7 @@ async function throughput(
     warmupMs: WARMUP_MS,
     windowMs: WINDOW_MS,
     propose: () => client.propose(draw()),
-    sample: () => ({ cpu: cpuByProcess(), signs: signsByEmulator() }),
+    sample: () => ({ cpu: cpuByProcess(), signs: signsByEmulator(), calls: callsByProcess() }),
   });
   const { completed } = run;
   const cpu: Record<string, number> = {};
@@ -192,6 +199,13 @@ async function throughput(
     }
   }
   for (const [role, used] of sums) cpu[role] = round1((used * 1000) / Math.max(1, completed));
+  const calls: Throughput['syscallsPerProposal'] = {};
+  for (const [name, after] of run.after.calls) {
+    const before = run.before.calls.get(name);
+    if (!after || !before) continue;
+    const per = (n: number): number => round2(n / Math.max(1, completed));
+    calls[name] = { reads: per(after.reads - before.reads), writes: per(after.writes - before.writes) };
+  }
   return {
     concurrency,
     proposalsPerSecond: Math.round((completed * 1000) / run.windowMs),
@@ -202,6 +216,7 @@ async function throughput(
     cpuMsPerProposal: cpu,
     cpuMsPerProposalByProcess: byProcess,
     emulatorSigns: emulators,
+    syscallsPerProposal: calls,
     loadavg: load(),
   };
 }
@@ -410,7 +425,7 @@ function printRoleTable(r: SizeResult): void {
   console.log(`
 per-role CPU at c=${t.concurrency} (${t.proposalsPerSecond} proposals/s; loadavg ${t.loadavg.join(' ')})`);
   console.log(
-    `${'process'.padEnd(14)} ${'CPU ms/proposal'.padStart(16)} ${'CPU ms/Sign'.padStart(12)} ${'peak RSS MB'.padStart(12)}`,
+    `${'process'.padEnd(14)} ${'CPU ms/proposal'.padStart(16)} ${'CPU ms/Sign'.padStart(12)} ${'peak RSS MB'.padStart(12)} ${'reads/proposal'.padStart(15)} ${'writes/proposal'.padStart(16)}`,
   );
   const order = (name: string): number =>
     name === 'coordinator' ? 0 : name.startsWith('node-') ? 1 : name.startsWith('kms-') ? 2 : name === 'ledger' ? 3 : 4;
@@ -420,7 +435,7 @@ per-role CPU at c=${t.concurrency} (${t.proposalsPerSecond} proposals/s; loadavg
   for (const name of names) {
     const perSign = t.emulatorSigns[name]?.cpuMsPerSign;
     console.log(
-      `${name.padEnd(14)} ${t.cpuMsPerProposalByProcess[name]!.toFixed(2).padStart(16)} ${(perSign == null ? '' : perSign.toFixed(2)).padStart(12)} ${String(r.peakRssMb[name] ?? '').padStart(12)}`,
+      `${name.padEnd(14)} ${t.cpuMsPerProposalByProcess[name]!.toFixed(2).padStart(16)} ${(perSign == null ? '' : perSign.toFixed(2)).padStart(12)} ${String(r.peakRssMb[name] ?? '').padStart(12)} ${String(t.syscallsPerProposal[name]?.reads ?? '').padStart(15)} ${String(t.syscallsPerProposal[name]?.writes ?? '').padStart(16)}`,
     );
   }
 }

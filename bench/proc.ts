@@ -23,3 +23,20 @@ export function cpuSeconds(pid: number): number {
     return 0;
   }
 }
+
+/**
+ * Read and write system calls a process has made so far (/proc/<pid>/io `syscr`, `syscw`: read(2), write(2),
+ * writev(2) and the like, each call counted once). A figure the machine's load does not move: how many calls a
+ * piece of work takes. Null when the file cannot be read (another user's process, or not Linux).
+ */
+export function syscalls(pid: number): { reads: number; writes: number } | null {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const field = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+)$`, 'm').exec(io)?.[1] ?? Number.NaN);
+    const reads = field('syscr');
+    const writes = field('syscw');
+    return Number.isFinite(reads) && Number.isFinite(writes) ? { reads, writes } : null;
+  } catch {
+    return null;
+  }
+}

@@ -32,7 +32,7 @@ export interface OpenDatabaseOptions {
  *   others; SQLite gives its -wal and -shm files the mode of the main file (os_unix.c findCreateFileMode), and
  *   files left by an older version are tightened too;
  * - WAL (readers never block the writer) and synchronous=FULL (a commit is on disk, the WAL fsynced, before it
- *   returns); foreign keys enforced, said here rather than left to the driver's build default; a busy timeout for
+ *   returns); savepoint journals in memory (temp_store, below); foreign keys enforced, said here rather than left to the driver's build default; a busy timeout for
  *   the odd second connection (a CLI reading a live file);
  * - a schema newer than the code is refused before anything is written: older code must not write to a layout
  *   it does not know;
@@ -49,6 +49,14 @@ export function openMigratedDatabase(path: string, opts: OpenDatabaseOptions): D
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
+  // Savepoint (statement) journals in memory. Every unit of a group commit (group-commit.ts) runs in a SAVEPOINT,
+  // and SQLite keeps the original of each page a savepoint changes in a sub-journal so that the savepoint can be
+  // rolled back. With the default temp_store that journal spills past 64 KiB to an unlinked file in /var/tmp
+  // (pager.c openSubJournal, SQLITE_STMTJRNL_SPILL): under load about 80% of the coordinator's write system calls
+  // were to such files (strace, bench/README.md "The coordinator's CPU per proposal"). The journal is emptied when
+  // each unit's savepoint is released, so in memory it holds one unit's pages. No durability is involved: a
+  // sub-journal only undoes a savepoint of the open transaction and is never read in crash recovery (the WAL is).
+  db.pragma('temp_store = MEMORY');
   const current = db.pragma('user_version', { simple: true }) as number;
   const migrations = listMigrations(opts.migrationsDir);
   const latest = migrations.at(-1)?.version ?? 0;

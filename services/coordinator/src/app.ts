@@ -7,6 +7,7 @@ import { TokenBucket } from '@cosigner/protocol/replay';
 import { hostCheck } from '@cosigner/runtime/hosts';
 import { createLogger, type Logger } from '@cosigner/runtime/logger';
 import { newSecret, readSecretFile, writePrivateFile } from '@cosigner/runtime/secrets';
+import { writeBatch } from '@cosigner/runtime/write-batch';
 import type { AccountAuth } from '@cosigner/stellar/types';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
@@ -18,7 +19,7 @@ import { authenticate, ensureAdminKey, type Scope } from './apikeys.ts';
 import type { CoordinatorConfig } from './config.ts';
 import { consoleSocketKey, registerConsoleRoutes } from './console-routes.ts';
 import { coordinatorErrors } from './errors.ts';
-import { EVENT_TYPES, EventBus, EventSchema } from './events.ts';
+import { EVENT_TYPES, EventBus, EventSchema, eventJson } from './events.ts';
 import { FrostDkgRelay } from './frost/dkg.ts';
 import { importLegacyFrostFiles } from './frost/legacy.ts';
 import { prepareFrost } from './frost/proposals.ts';
@@ -819,8 +820,13 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     },
     (socket, req) => {
       const since = (req.query as { since?: number }).since;
+      // The events of one group commit reach a subscriber in one write (runtime/write-batch.ts), each serialised
+      // once for every subscriber (eventJson).
+      const batch = writeBatch(req.raw.socket);
       const send = (e: EventRecord): void => {
-        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(e));
+        if (socket.readyState !== socket.OPEN) return;
+        batch.beforeWrite();
+        socket.send(eventJson(e));
       };
       if (since === undefined) {
         socket.on('close', events.subscribe(send));
@@ -857,7 +863,9 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   registerFrostRoutes(app as unknown as FastifyInstance, { relay: frost, refresh: frostRefresh });
 
   // Nodes dial out to here; authentication is the protocol handshake (hub.ts), not an API key.
-  app.get('/v1/nodes/connect', { websocket: true, schema: { hide: true } }, (socket) => hub.handle(socket));
+  app.get('/v1/nodes/connect', { websocket: true, schema: { hide: true } }, (socket, req) =>
+    hub.handle(socket, req.raw.socket),
+  );
 
   app.get(
     '/healthz',

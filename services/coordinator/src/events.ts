@@ -177,6 +177,20 @@ export interface EventTailSource {
   listenEvents?(onNotify: () => void): () => Promise<void>;
 }
 
+/**
+ * The JSON text of an event, made once however many subscribers (event streams, the console) send it: an event
+ * record is never changed after it is stored, so its text is kept with it (weakly: it goes with the record).
+ */
+const eventTexts = new WeakMap<EventRecord, string>();
+export function eventJson(e: EventRecord): string {
+  let text = eventTexts.get(e);
+  if (text === undefined) {
+    text = JSON.stringify(e);
+    eventTexts.set(e, text);
+  }
+  return text;
+}
+
 const TAIL_BATCH = 500;
 /** Outbox rows taken per pass. */
 const CALLBACK_BATCH = 64;
@@ -409,7 +423,7 @@ export class EventBus {
    * 'refused' when the destination is not allowed (not retried), 'failed' otherwise (retried).
    */
   #post(url: string, e: EventRecord): Promise<'ok' | 'failed' | 'refused'> {
-    const body = JSON.stringify({ event: e });
+    const body = `{"event":${eventJson(e)}}`;
     const ts = String(Date.now());
     const refused = (why: string): 'refused' => {
       this.logger.warn({ proposalId: e.proposalId, seq: e.seq, reason: why }, 'callback destination refused');

@@ -4,6 +4,7 @@ import type { Identity } from '@cosigner/protocol/identity';
 import type { Body, MessageType } from '@cosigner/protocol/messages';
 import { ReplayGuard, TokenBucket } from '@cosigner/protocol/replay';
 import type { Logger } from '@cosigner/runtime/logger';
+import { type Corkable, type WriteBatch, writeBatch } from '@cosigner/runtime/write-batch';
 import type { WebSocket } from 'ws';
 import type { MisbehaviourKind } from './codes.ts';
 import type { Metrics } from './metrics.ts';
@@ -65,6 +66,8 @@ interface Session {
   identityKey: Buffer;
   sessionId: string;
   socket: WebSocket;
+  /** The frames of one turn leave in one write (runtime/write-batch.ts); absent without the raw socket. */
+  batch: WriteBatch | undefined;
   connectedAt: number;
   bucket: TokenBucket;
   dropped: number;
@@ -105,12 +108,17 @@ export class NodeHub {
   send<T extends MessageType>(nodeId: string, type: T, body: Body<T>): boolean {
     const s = this.#sessions.get(nodeId);
     if (!s || s.socket.readyState !== s.socket.OPEN) return false;
+    s.batch?.beforeWrite();
     s.socket.send(encodeFrame(this.o.identity, { type, body, from: 'coordinator', to: nodeId, session: s.sessionId }));
     return true;
   }
 
-  /** Take over a freshly upgraded socket: run the handshake, then the session. */
-  handle(socket: WebSocket): void {
+  /**
+   * Take over a freshly upgraded socket: run the handshake, then the session. `raw`: the TCP socket under it (the
+   * upgrade request's), so that the frames sent to the node in one turn share one write.
+   */
+  handle(socket: WebSocket, raw?: Corkable): void {
+    const batch = raw ? writeBatch(raw) : undefined;
     const challenge = randomBytes(32).toString('base64');
     this.#pending.add(socket);
     let session: Session | undefined;
@@ -141,7 +149,7 @@ export class NodeHub {
       if (authenticating) return;
       authenticating = true;
       clearTimeout(timer);
-      const done = this.#authenticate(socket, data, challenge);
+      const done = this.#authenticate(socket, data, challenge, batch);
       if (!(done instanceof Promise)) {
         session = done;
         return;
@@ -178,13 +186,24 @@ export class NodeHub {
   }
 
   /** A value on a synchronous store; on PostgreSQL a promise (the enrolment is read from the database). */
-  #authenticate(socket: WebSocket, data: Buffer, challenge: string): Awaitable<Session | undefined> {
+  #authenticate(
+    socket: WebSocket,
+    data: Buffer,
+    challenge: string,
+    batch: WriteBatch | undefined,
+  ): Awaitable<Session | undefined> {
     const claimed = peekSender(data);
     if (claimed === undefined) return this.#refuse(socket, CLOSE.UNKNOWN_NODE, 'unknown node: not enrolled');
-    return step(this.o.nodes.getNode(claimed), (enrolled) => this.#admit(socket, data, challenge, enrolled));
+    return step(this.o.nodes.getNode(claimed), (enrolled) => this.#admit(socket, data, challenge, enrolled, batch));
   }
 
-  #admit(socket: WebSocket, data: Buffer, challenge: string, enrolled: NodeRecord | undefined): Session | undefined {
+  #admit(
+    socket: WebSocket,
+    data: Buffer,
+    challenge: string,
+    enrolled: NodeRecord | undefined,
+    batch: WriteBatch | undefined,
+  ): Session | undefined {
     // The socket may have closed while the enrolment was read.
     if (socket.readyState !== socket.OPEN) return undefined;
     if (!enrolled) return this.#refuse(socket, CLOSE.UNKNOWN_NODE, 'unknown node: not enrolled');
@@ -227,6 +246,7 @@ export class NodeHub {
       identityKey,
       sessionId: randomUUID(),
       socket,
+      batch,
       connectedAt: now,
       bucket: new TokenBucket(this.o.framesPerSecond, this.o.frameBurst, now),
       dropped: 0,

@@ -60,6 +60,12 @@ interface Live<S = unknown> extends Round<S> {
   retries: Map<string, { count: number; timer?: NodeJS.Timeout }>;
   /** The round's lease when replicas share the database: held while this replica drives the round. */
   lease?: RoundLease;
+  /**
+   * Set by the approval unit that moved the round to `signed` inside a synchronous batch (SQLite's group commit:
+   * every unit of the batch shares its transaction and its fate), until that commit's outcome is known. A later
+   * unit of the same batch keeps its approval and skips the assembly, whose compare-and-set would fail anyway.
+   */
+  signedInBatch?: boolean;
 }
 
 /** A round completed: signed at `at` with its envelope, or to end as its kind said. */
@@ -468,9 +474,15 @@ export class RoundEngine {
       // Closed (expired, cancelled, settled) since this decision was queued: a late decision, already verified.
       if (this.#live.get(live.rec.id) !== live) return null;
       return step(this.o.store.recordApproval(decision, checked.rows), () =>
-        step(this.#emit(live.rec, 'node.approved', { nodeId, signerKey: stellarKey, ...checked.event }), () =>
-          this.#completeInStore(live),
-        ),
+        step(this.#emit(live.rec, 'node.approved', { nodeId, signerKey: stellarKey, ...checked.event }), () => {
+          // An earlier unit of this batch completed the round: its `signed` transition is in this transaction.
+          // Assembling again (a store read, the minimal set, the envelope, its decode and checkAuth) would end in
+          // a compare-and-set that fails; the approval above is kept all the same.
+          if (live.signedInBatch) return null;
+          const done = this.#completeInStore(live);
+          if (done !== null && !(done instanceof Promise) && !('end' in done)) live.signedInBatch = true;
+          return done;
+        }),
       );
     };
     const commit = () => (live.lease ? live.lease.write(unit) : this.o.store.grouped(unit));
@@ -481,7 +493,9 @@ export class RoundEngine {
         else if (this.#live.get(live.rec.id) === live) await this.#quiet(this.#askNext(live), live.rec.id);
       },
       (err: unknown) => {
-        // Nothing of this decision was written; the node is asked again when it reconnects or resyncs.
+        // Nothing of this decision was written (a failed commit undoes every unit of its batch, the `signed`
+        // transition included): the round is pending again, and the node is asked again when it resyncs.
+        live.signedInBatch = false;
         this.o.logger.error({ proposalId: live.rec.id, nodeId, err: (err as Error).message }, 'decision not stored');
       },
     );

@@ -207,6 +207,91 @@ describe('the round engine hosts kinds beyond the three of the product', () => {
     });
   });
 
+  it('approvals completing a round in one batch: each is kept, the round is assembled once and signed once', async () => {
+    const r = await rig(3);
+    let completes = 0;
+    r.engine.register({
+      kinds: ['transaction'],
+      open: () => ({}),
+      request: ({ rec }, _node, accounts) => proposalFrame(rec, accounts, { kind: 'transaction', xdr: rec.xdr! }),
+      verify: ({ rec }, nodeId, stellarKey, _d, at) => ({
+        rows: { signatures: [{ proposalId: rec.id, signerKey: stellarKey, nodeId, signature: 'c2ln', createdAt: at }] },
+      }),
+      signers: ({ rec }) => new Set(r.store.signatures(rec.id).map((s) => s.signerKey)),
+      complete: ({ rec }) => {
+        completes++;
+        const n = r.store.signatures(rec.id).length;
+        return n >= 2 ? { envelope: `RU5W${n}`, event: { signatures: n } } : null;
+      },
+      afterSigned: () => false,
+    });
+    const rec = r.propose();
+    await r.engine.start(rec);
+    r.sent.length = 0;
+    // The three answers arrive in one turn: their units share one group commit, in this order.
+    expect([r.decide(0, rec), r.decide(1, rec), r.decide(2, rec)]).toEqual([true, true, true]);
+    await waitFor(() => (r.status(rec.id) === 'signed' ? true : undefined), 'signed');
+    await waitFor(() => (r.store.eventsSince(0, 100).some((e) => e.type === 'quorum.reached') ? true : undefined), 'q');
+    // The first found the round incomplete, the second completed it; the third was kept without a second assembly.
+    expect(completes).toBe(2);
+    expect(r.store.getProposal(rec.id)?.envelope).toBe('RU5W2');
+    expect(r.store.signatures(rec.id)).toHaveLength(3);
+    expect(r.store.decisions(rec.id).map((d) => d.outcome)).toEqual(['approve', 'approve', 'approve']);
+    const events = r.store.eventsSince(0, 100).map((e) => e.type);
+    expect(events.filter((t) => t === 'quorum.reached')).toHaveLength(1);
+    expect(events.filter((t) => t === 'node.approved')).toHaveLength(3);
+    // Every node answered: nobody is told to cancel.
+    expect(r.sent.filter((s) => s.type === 'cancel')).toEqual([]);
+
+    // The next round completes by itself: the mark does not outlive its batch.
+    const next = r.propose();
+    await r.engine.start(next);
+    r.decide(0, next);
+    await waitFor(() => (r.store.signatures(next.id).length === 1 ? true : undefined), 'first kept');
+    r.decide(2, next);
+    await waitFor(() => (r.status(next.id) === 'signed' ? true : undefined), 'next signed');
+  });
+
+  it('an approval whose unit fails is not kept (nothing of it written); the round completes from the next answers', async () => {
+    const r = await rig(3);
+    r.engine.register({
+      kinds: ['transaction'],
+      open: () => ({}),
+      request: ({ rec }, _node, accounts) => proposalFrame(rec, accounts, { kind: 'transaction', xdr: rec.xdr! }),
+      // n0's row names a proposal that does not exist: the foreign key fails its unit.
+      verify: ({ rec }, nodeId, stellarKey, _d, at) => ({
+        rows: {
+          signatures: [
+            {
+              proposalId: nodeId === 'n0' ? 'no-such-proposal' : rec.id,
+              signerKey: stellarKey,
+              nodeId,
+              signature: 'c2ln',
+              createdAt: at,
+            },
+          ],
+        },
+      }),
+      signers: ({ rec }) => new Set(r.store.signatures(rec.id).map((s) => s.signerKey)),
+      complete: ({ rec }) => {
+        const n = r.store.signatures(rec.id).length;
+        return n >= 2 ? { envelope: `RU5W${n}`, event: { signatures: n } } : null;
+      },
+      afterSigned: () => false,
+    });
+    const rec = r.propose();
+    await r.engine.start(rec);
+    expect(r.decide(0, rec)).toBe(true);
+    await new Promise((res) => setTimeout(res, 20));
+    expect(r.store.decisions(rec.id)).toEqual([]);
+    expect(r.status(rec.id)).toBe('pending');
+    r.decide(1, rec);
+    r.decide(2, rec);
+    await waitFor(() => (r.status(rec.id) === 'signed' ? true : undefined), 'signed');
+    expect(r.store.getProposal(rec.id)?.envelope).toBe('RU5W2');
+    expect(r.store.decisions(rec.id).map((d) => d.nodeId)).toEqual(['n1', 'n2']);
+  });
+
   it('a proposal of a kind no module runs is refused, not run by another', async () => {
     const r = await rig(1);
     r.engine.register(twoExchanges(r.store));

@@ -675,11 +675,24 @@ describe('events and callbacks', () => {
     const client = new WebSocket(wsUrl, { headers: { authorization: `Bearer ${s.h.adminKey}` } });
     const seen: string[] = [];
     client.on('message', (d: Buffer) => seen.push((JSON.parse(d.toString()) as { type: string }).type));
-    await new Promise((r) => client.on('open', r));
+    // A second, live-only subscriber: the same text for every event (serialised once for all, eventJson), one
+    // event per message and in order although the events of one commit leave in one write (write-batch.ts).
+    const live = new WebSocket(wsUrl.replace('?since=0', ''), {
+      headers: { authorization: `Bearer ${s.h.adminKey}` },
+    });
+    const liveTexts: string[] = [];
+    live.on('message', (d: Buffer) => liveTexts.push(d.toString()));
+    await Promise.all([new Promise((r) => client.on('open', r)), new Promise((r) => live.on('open', r))]);
     await s.propose();
     await waitFor(() => (seen.includes('quorum.reached') ? true : undefined), 'quorum event');
     expect(seen[0]).toBe('proposal.created');
+    await waitFor(() => (liveTexts.some((t) => t.includes('quorum.reached')) ? true : undefined), 'live quorum');
+    const events = liveTexts.map((t) => JSON.parse(t) as { seq: number; type: string });
+    expect(events.map((e) => e.type)).toEqual(seen.slice(0, events.length));
+    expect(events.map((e) => e.seq)).toEqual([...events.map((e) => e.seq)].sort((a, b) => a - b));
+    expect(new Set(events.map((e) => e.seq)).size).toBe(events.length);
     client.close();
+    live.close();
   });
 
   it('gives up on a receiver that keeps failing after maxAttempts; a throwing subscriber harms nothing', async () => {
