@@ -269,6 +269,11 @@ export class Submitter {
       return true;
     });
     if (!moved) return;
+    // A transaction that needed an account's HIGH threshold may have changed its signers or thresholds (setOptions;
+    // stellar-core SetOptionsOpFrame::getThresholdLevel): the cached state of that account is stale now, and the
+    // next proposal (for example the first payment of a group the account was just swapped to) must see the new one.
+    const changed = rec.requirements.filter((r) => r.level === 'high').map((r) => r.accountId);
+    if (changed.length > 0) this.o.invalidateAccounts(changed);
     this.o.metrics.submissions.inc({ outcome: 'accepted' });
     this.o.metrics.proposalLatency.observe({ status: 'submitted' }, (Date.now() - rec.createdAt) / 1000);
   }

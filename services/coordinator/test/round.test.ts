@@ -439,6 +439,27 @@ describe('signing round', () => {
     expect(new Set(s.h.ledger.submitted)).toEqual(new Set([done.envelope]));
   });
 
+  it('a submitted transaction that needed HIGH (a signer change) drops the cached account; a payment keeps it', async () => {
+    const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')], {
+      config: { round: { accountCacheMs: 60_000, heartbeatMs: 1000 } },
+    });
+    const settle = async (body: Record<string, unknown>) => until(s, (await s.propose(body)).id, 'submitted');
+    await settle({ submit: true, xdr: payment(s.source, { seq: '100' }) });
+    const loads = s.h.ledger.loads;
+    await settle({ submit: true, xdr: payment(s.source, { seq: '101' }) });
+    expect(s.h.ledger.loads).toBe(loads);
+    const change = new TransactionBuilder(new Account(s.source, '102'), { fee: '100', networkPassphrase: NETWORK })
+      .addOperation(Operation.setOptions({ signer: { ed25519PublicKey: Keypair.random().publicKey(), weight: 1 } }))
+      .setTimeout(300)
+      .build()
+      .toXDR();
+    const signed = await settle({ submit: true, xdr: change });
+    expect(signed.requirements[0]).toMatchObject({ accountId: s.source, level: 'high' });
+    // The next proposal reads the account again: its signers may have changed.
+    await settle({ submit: true, xdr: payment(s.source, { seq: '103' }) });
+    expect(s.h.ledger.loads).toBe(loads + 1);
+  });
+
   it('the store failing as the outcome is recorded: the process lives on, and a resumed attempt records it without resending', async () => {
     const s = await setup([new TestNode('a'), new TestNode('b'), new TestNode('c')], {
       config: { round: { submitBackoffMs: 10, submitMaxBackoffMs: 50, heartbeatMs: 1000 } },
