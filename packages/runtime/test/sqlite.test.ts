@@ -1,4 +1,4 @@
-import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -52,10 +52,13 @@ describe('openMigratedDatabase', () => {
     }
   });
 
-  it('keeps savepoint journals in memory: a batch of savepoints writes only the WAL, and a rolled-back savepoint still undoes only its own rows', async () => {
+  it('keeps savepoint journals in memory, and a rolled-back savepoint still undoes only its own rows', () => {
     const db = openMigratedDatabase(join(dir, 'store.sqlite'), { migrationsDir: migrations, ...errors });
-    const writes = async () => Number(/^syscw:\s+(\d+)$/m.exec(await readFile('/proc/self/io', 'utf8'))?.[1]);
     try {
+      // temp_store=MEMORY (2): a group commit's savepoint journals no longer spill to temporary files (bench/README.md
+      // counts the write system calls it saved; a count is the bench's to print, since a test process shares its
+      // system-call counters with whatever else runs in it).
+      expect(db.pragma('temp_store', { simple: true })).toBe(2);
       db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT UNIQUE, v TEXT);');
       db.exec('CREATE TABLE e (seq INTEGER PRIMARY KEY, d TEXT); CREATE INDEX e_d ON e (d);');
       const row = db.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
@@ -77,16 +80,10 @@ describe('openMigratedDatabase', () => {
             }
           }
         })();
-      batch(0);
-      const before = await writes();
-      for (let b = 1; b <= 20; b++) batch(b * 1000);
-      const perUnit = ((await writes()) - before) / (20 * 64);
+      for (let b = 0; b <= 20; b++) batch(b * 1000);
       expect(db.prepare('SELECT count(*) AS n FROM t').get()).toEqual({ n: 21 * 60 });
       expect(db.prepare('SELECT count(*) AS n FROM e').get()).toEqual({ n: 21 * 60 * 2 });
       expect(db.prepare("SELECT count(*) AS n FROM t WHERE k = 'k1007'").get()).toEqual({ n: 0 });
-      // Write system calls per unit: about 1.4 (the WAL's) with the journal in memory, about 2.0 when the
-      // savepoint journal spills to a temporary file (the default temp_store).
-      expect(perUnit).toBeLessThan(1.7);
     } finally {
       db.close();
     }
