@@ -52,8 +52,11 @@ export interface CosignerNode {
   readonly reviewer: Reviewer;
   /** One session per coordinator URL of the config (session.ts CoordinatorSessions): up while any one is. */
   readonly session: CoordinatorSessions;
-  /** FROST key generation (frost/dkg.ts): the groups this node holds a share of. */
-  readonly frost: { groups(): NodeFrostGroup[] };
+  /**
+   * FROST key generation (frost/dkg.ts): the groups this node holds a share of, and their retirement by this
+   * node's operator (the store's change, open refreshes ended, the signing side's share and nonces zeroed).
+   */
+  readonly frost: { groups(): NodeFrostGroup[]; retire(address: string, by: string): Promise<NodeFrostGroup> };
   /** FROST signing rounds (frost/sign.ts). */
   readonly frostSigning: FrostSigning;
   readonly adminToken: string | undefined;
@@ -285,7 +288,11 @@ export async function createNode(
     metrics,
     reviewer,
     session,
-    frost,
+    frost: {
+      groups: () => frost.groups(),
+      retire: async (address, by) =>
+        (await frost.retire(address, { by, dropRounds: (a) => frostSigning.retire(a) })).group,
+    },
     frostSigning,
     adminToken,
     start: () => session.start(),

@@ -139,10 +139,10 @@ describe('FROST key generation at the node', () => {
       { type: 'local', keyFile: join(dir, 'node-0', 'seal.key') },
       { production: false },
     );
-    const share = await sealer.unseal(g.sealedShare, { purpose: 'frost-share', node: 'node-0', group: g.address });
+    const share = await sealer.unseal(g.sealedShare!, { purpose: 'frost-share', node: 'node-0', group: g.address });
     expect(checkShare(g.group as GroupPublic, { index: 1, signingShare: share }).index).toBe(1);
     await expect(
-      sealer.unseal(g.sealedShare, { purpose: 'frost-share', node: 'node-1', group: g.address }),
+      sealer.unseal(g.sealedShare!, { purpose: 'frost-share', node: 'node-1', group: g.address }),
     ).rejects.toMatchObject({ code: 'FROST_UNSEAL_FAILED' });
     await sealer.close();
     const types = nodes[0]!.db.prepare('SELECT type FROM audit').all() as { type: string }[];
@@ -152,7 +152,7 @@ describe('FROST key generation at the node', () => {
     const app = Fastify();
     registerFrostRoutes(
       app,
-      () => nodes[0]!.store.list(),
+      { groups: () => nodes[0]!.store.list() },
       async (req) => {
         if (req.headers.authorization !== 'Bearer t')
           throw Object.assign(new Error('no'), { statusCode: 401, code: 'NODE_UNAUTHORIZED' });
