@@ -55,7 +55,7 @@ export interface AppDeps {
   /** FROST group routes (frost/routes.ts) when given. */
   frostGroups?: () => NodeFrostGroup[];
   /** The retirement of a FROST group on this node (frost/dkg.ts `retire`); without it, no retire route. */
-  frostRetire?: (address: string, by: string) => Promise<NodeFrostGroup>;
+  frostRetire?: (address: string, by: string) => Promise<{ group: NodeFrostGroup; walCleared: boolean }>;
   logger?: Logger;
 }
 

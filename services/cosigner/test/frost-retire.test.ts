@@ -1,4 +1,4 @@
-import { cpSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,10 +14,12 @@ import { generateIdentity, type Identity } from '@cosigner/protocol/identity';
 import { createLogger } from '@cosigner/runtime/logger';
 import { Keypair } from '@stellar/stellar-sdk';
 import Database from 'better-sqlite3';
+import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeSession, runDkg } from '../../../packages/frost/test/helpers.ts';
 import { build } from '../src/app.ts';
 import { AuditLog } from '../src/audit.ts';
+import { frostRetire, type Io, register } from '../src/command.ts';
 import { openFrostDkg } from '../src/frost/dkg.ts';
 import { FrostSigning } from '../src/frost/sign.ts';
 import { FrostGroupStore, frostStorePath, type NodeFrostGroup } from '../src/frost/store.ts';
@@ -116,8 +118,8 @@ async function openNode() {
     audit,
     logger,
   });
-  const retire = async (address: string, by = 'admin:test') =>
-    (await frost.retire(address, { by, dropRounds: (a) => signing.retire(a) })).group;
+  const retire = (address: string, by = 'admin:test') =>
+    frost.retire(address, { by, dropRounds: (a) => signing.retire(a) });
   const app = build({
     reviewer,
     ledger,
@@ -142,6 +144,7 @@ async function openNode() {
     old,
     other,
     retire,
+    keep,
     async close() {
       await app.close();
       await signing.close();
@@ -359,6 +362,7 @@ describe('retiring a FROST group on a node', () => {
     });
     expect(again.statusCode).toBe(200);
     expect(again.json()).toEqual(res.json());
+    expect(res.json().walCleared).toBe(true);
     expect(audited()).toHaveLength(1);
     // The list shows it retired, beside the other.
     const listed = await app.inject({ method: 'GET', url: '/v1/frost/groups', headers: auth });
@@ -393,6 +397,24 @@ describe('retiring a FROST group on a node', () => {
     expect(signing.pending).toBe(0);
   });
 
+  it('says when a reader kept the log from being cleared; retiring again clears it', async () => {
+    const out = await node.keep('dkg-reader', roster);
+    const ciphertext = (node.store.get(out.address)!.sealedShare as SealedBlob).ciphertext;
+    // Another connection (an operator's sqlite3 shell, a backup) holds a read snapshot of the file: the checkpoint
+    // cannot copy the log back and empty it, so the main file still has the page with the share.
+    const reader = new Database(frostStorePath(node.home), { readonly: true });
+    reader.exec('BEGIN');
+    reader.prepare('SELECT count(*) FROM frost_groups').get();
+    const first = await node.frost.retire(out.address, { by: 'admin:test', dropRounds: async () => 0 });
+    expect(first).toMatchObject({ changed: true, walCleared: false, group: { status: 'retired' } });
+    expect(storeBytes(node.home).includes(ciphertext)).toBe(true);
+    reader.exec('COMMIT');
+    reader.close();
+    const second = await node.frost.retire(out.address, { by: 'admin:test', dropRounds: async () => 0 });
+    expect(second).toMatchObject({ changed: false, walCleared: true });
+    expect(storeBytes(node.home).includes(ciphertext)).toBe(false);
+  });
+
   it('a node without a frost section has no group to retire', async () => {
     const frost = await openFrostDkg({
       nodeId: 'node-x',
@@ -407,6 +429,79 @@ describe('retiring a FROST group on a node', () => {
       code: 'NODE_FROST_GROUP_UNKNOWN',
     });
     await frost.close();
+  });
+});
+
+describe('cosigner node frost retire and list', () => {
+  it("retire reaches the node's admin API with the token file and prints what was retired; refusals exit non-zero", async () => {
+    const out = await node.keep('dkg-cli', roster);
+    const url = await node.app.listen({ host: '127.0.0.1', port: 0 });
+    const tokenFile = join(dir, 'admin.token');
+    writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+    const run = async (args: string[]) => {
+      const lines: string[] = [];
+      const errs: string[] = [];
+      const io: Io = { out: (l) => lines.push(l), err: (l) => errs.push(l) };
+      const p = new Command('cosigner').exitOverride().configureOutput({ writeOut: () => {}, writeErr: () => {} });
+      register(p, io);
+      process.exitCode = 0;
+      await p.parseAsync(['node', 'cosigner', 'node', 'frost', ...args, '--admin-url', url]);
+      const code = process.exitCode;
+      process.exitCode = 0;
+      return { lines, errs, code };
+    };
+    try {
+      const withToken = ['--token-file', tokenFile];
+      // Without the token the node refuses; a --confirm that differs is refused before any request.
+      const denied = await run(['retire', '--group', out.address, '--confirm', out.address]);
+      expect(denied).toMatchObject({
+        code: 1,
+        errs: [expect.stringMatching(/^frost group not retired: NODE_UNAUTHORIZED/)],
+      });
+      const typo = await run(['retire', '--group', out.address, '--confirm', node.other.address, ...withToken]);
+      expect(typo.code).toBe(1);
+      expect(typo.errs[0]).toMatch(/--confirm must repeat --group/);
+      const stranger = Keypair.random().publicKey();
+      const unknown = await run(['retire', '--group', stranger, '--confirm', stranger, ...withToken]);
+      expect(unknown.errs[0]).toMatch(/NODE_FROST_GROUP_UNKNOWN/);
+      expect(node.store.get(out.address)!.status).toBe('confirmed');
+
+      const done = await run(['retire', '--group', out.address, '--confirm', out.address, '--by', 'bob', ...withToken]);
+      expect(done.code, done.errs.join('\n')).toBe(0);
+      expect(done.lines[0]).toMatch(new RegExp(`^retired FROST group ${out.address} on this node at \\d{4}-`));
+      expect(done.lines.join('\n')).toContain(`key generation dkg-cli, 2-of-3, this node's index 1`);
+      expect(done.lines.join('\n')).toContain(out.group.verifyingShares['1']!);
+      expect(node.store.get(out.address)).toMatchObject({ status: 'retired', sealedShare: null });
+      // Again: the same answer.
+      const again = await run(['retire', '--group', out.address, '--confirm', out.address, ...withToken]);
+      expect(again.lines).toEqual(done.lines);
+
+      // A reader holding the file open: the node answers the group retired but its log not cleared; the command
+      // says so and exits non-zero, and running it again once the reader is gone clears it.
+      const held = await node.keep('dkg-cli-reader', roster);
+      const reader = new Database(frostStorePath(node.home), { readonly: true });
+      reader.exec('BEGIN');
+      reader.prepare('SELECT count(*) FROM frost_groups').get();
+      const blocked = await run(['retire', '--group', held.address, '--confirm', held.address, ...withToken]);
+      expect(blocked.code).toBe(1);
+      expect(blocked.lines[0]).toMatch(/^retired FROST group/);
+      expect(blocked.errs[0]).toMatch(/write-ahead log is not cleared yet/);
+      reader.exec('COMMIT');
+      reader.close();
+      const cleared = await run(['retire', '--group', held.address, '--confirm', held.address, ...withToken]);
+      expect(cleared).toMatchObject({ code: 0, errs: [] });
+
+      const listed = await run(['list', ...withToken]);
+      expect(listed.code ?? 0).toBe(0);
+      const groups = JSON.parse(listed.lines.join('\n')).groups as { address: string; status: string }[];
+      expect(groups.find((g) => g.address === out.address)?.status).toBe('retired');
+      expect((await run(['list'])).code).toBe(1);
+    } finally {
+      await node.app.close();
+    }
+    await expect(
+      frostRetire({ adminUrl: 'http://127.0.0.1:1', group: out.address, confirm: out.address }, { out() {}, err() {} }),
+    ).rejects.toMatchObject({ code: 'NODE_ADMIN_UNREACHABLE' });
   });
 });
 

@@ -69,7 +69,7 @@ export function nodeGroupView(g: NodeFrostGroup) {
 /** What the routes reach of the node: its groups, and the retirement (absent: no retire route). */
 export interface FrostAdmin {
   groups(): NodeFrostGroup[];
-  retire?(address: string, by: string): Promise<NodeFrostGroup>;
+  retire?(address: string, by: string): Promise<{ group: NodeFrostGroup; walCleared: boolean }>;
 }
 
 /** `guard` is the admin API's token check (app.ts). */
@@ -96,7 +96,14 @@ export function registerFrostRoutes(
         params: RetireParams,
         body: RetireBody,
         response: {
-          200: Type.Object({ group: NodeGroupView }),
+          200: Type.Object({
+            group: NodeGroupView,
+            /**
+             * False when another connection held a read of frost.sqlite, so its write-ahead log could not be copied
+             * back and emptied: until it is, the main file may keep the page with the sealed share. Retire again.
+             */
+            walCleared: Type.Boolean(),
+          }),
           400: ErrorBody,
           401: ErrorBody,
           404: ErrorBody,
@@ -109,7 +116,8 @@ export function registerFrostRoutes(
       if (req.body.confirm !== address) {
         throw nodeErrors.error('NODE_FROST_RETIRE_UNCONFIRMED', { address, field: 'confirm' });
       }
-      return { group: nodeGroupView(await retire(address, `admin:${req.body.by ?? 'operator'}`)) };
+      const r = await retire(address, `admin:${req.body.by ?? 'operator'}`);
+      return { group: nodeGroupView(r.group), walCleared: r.walCleared };
     },
   );
 }
