@@ -7,6 +7,7 @@ import type { DkgOutput } from '@cosigner/frost/dkg';
 import { SqliteNonceStore } from '@cosigner/frost/nonce-store';
 import type { Commitment } from '@cosigner/frost/rounds';
 import type { SealedBlob } from '@cosigner/frost/sealer';
+import { createShareSealer } from '@cosigner/frost/sealer';
 import { createSigner } from '@cosigner/keys/factory';
 import { loadPolicy } from '@cosigner/policy/schema';
 import type { DkgRosterEntry } from '@cosigner/protocol/frost-dkg';
@@ -20,14 +21,16 @@ import { makeSession, runDkg } from '../../../packages/frost/test/helpers.ts';
 import { build } from '../src/app.ts';
 import { AuditLog } from '../src/audit.ts';
 import { frostRetire, type Io, register } from '../src/command.ts';
+import { loadConfig } from '../src/config.ts';
 import { openFrostDkg } from '../src/frost/dkg.ts';
 import { FrostSigning } from '../src/frost/sign.ts';
 import { FrostGroupStore, frostStorePath, type NodeFrostGroup } from '../src/frost/store.ts';
 import { ledgerPath, openLedgerDb, SigningLedger } from '../src/ledger.ts';
 import { createMetrics } from '../src/metrics.ts';
-import { frostNoncesPath } from '../src/node.ts';
+import { createNode, frostNoncesPath } from '../src/node.ts';
 import { type DecisionBody, type ProposalBody, SigningPipeline } from '../src/pipeline.ts';
-import { buildTx, NETWORK, pay, policyYaml, reviewerFor } from './helpers.ts';
+import { CoordinatorDouble } from './coordinator-double.ts';
+import { buildTx, NETWORK, pay, policyYaml, reviewerFor, writeNodeFiles } from './helpers.ts';
 
 /**
  * Retiring a FROST group on a node (docs/operations/frost.md "Retiring the old group"), in one process with the
@@ -429,6 +432,86 @@ describe('retiring a FROST group on a node', () => {
       code: 'NODE_FROST_GROUP_UNKNOWN',
     });
     await frost.close();
+  });
+});
+
+describe('a node wired in-process (createNode) over a real coordinator session', () => {
+  it('refuses both steps of a retired group over its session with the reason; the round it committed gets no share', async () => {
+    const d = join(dir, 'wired');
+    mkdirSync(d, { recursive: true });
+    const coord = await CoordinatorDouble.start({ network: NETWORK });
+    const keyFile = join(d, 'seal.key');
+    const files = await writeNodeFiles(d, {
+      coordinatorUrl: coord.url,
+      coordinatorKeys: [coord.identity.publicKeyB64],
+      policy: { accounts: [account], allow: [dest], maxPerTx: '100' },
+      extra: { frost: { sealer: { type: 'local', keyFile } } },
+    });
+    // The group, its share sealed with the node's own sealing key, recorded before the node starts.
+    const out = keyGeneration('dkg-wired');
+    const sealer = await createShareSealer({ type: 'local', keyFile }, { production: false });
+    const store = new FrostGroupStore(frostStorePath(files.dataDir));
+    store.insert({
+      address: out.address,
+      dkgId: 'dkg-wired',
+      roster: 'r',
+      threshold: 2,
+      participants: roster,
+      myIndex: 1,
+      group: out.group,
+      transcript: out.transcript,
+      sealedShare: await sealer.seal(out.share.signingShare, {
+        purpose: 'frost-share',
+        node: 'node-a',
+        group: out.address,
+      }),
+      sealerKind: 'local',
+      status: 'confirmed',
+      createdAt: Date.now(),
+    });
+    store.close();
+    await sealer.close();
+    const wired = await createNode(await loadConfig(files.config), { logger });
+    try {
+      wired.start();
+      await wired.session.waitUp();
+      const xdr = buildTx({ source: account, seq: '7', ops: [pay(dest, '1')] });
+      const frost = (step: 'commit' | 'sign', roundId: string, commitments?: Commitment[]) => ({
+        proposalId: roundId.split(':')[0]!,
+        kind: 'frost' as const,
+        networkPassphrase: NETWORK,
+        xdr,
+        frost: { group: out.address, roundId, step, ...(commitments ? { commitments } : {}) },
+      });
+      const decided = async (id: string, n: number) => {
+        await coord.waitFor(() => coord.decisions.filter((x) => x.proposalId === id).length >= n, `decision ${n}`);
+        return coord.decisions.filter((x) => x.proposalId === id)[n - 1]!;
+      };
+      coord.propose('node-a', frost('commit', 'w1:1'));
+      const committed = await decided('w1', 1);
+      expect(committed.outcome, JSON.stringify(committed.reasons)).toBe('approve');
+      expect(wired.frostSigning.pending).toBe(1);
+
+      expect(await wired.frost.retire(out.address, 'admin:test')).toMatchObject({
+        changed: true,
+        walCleared: true,
+        group: { status: 'retired', sealedShare: null },
+      });
+      expect(wired.frostSigning.pending).toBe(0);
+      coord.propose('node-a', frost('sign', 'w1:1', [committed.frost!.commitment!]));
+      const signed = await decided('w1', 2);
+      expect(signed.outcome).toBe('reject');
+      expect(signed.reasons.map((r) => r.code)).toEqual(['FROST_GROUP_RETIRED']);
+      expect(signed.frost?.share).toBeUndefined();
+      coord.propose('node-a', frost('commit', 'w2:1'));
+      const fresh = await decided('w2', 1);
+      expect(fresh.reasons.map((r) => r.code)).toEqual(['FROST_GROUP_RETIRED']);
+      expect(fresh.frost?.commitment).toBeUndefined();
+      expect(wired.audit.tail(50).map((e) => e.type)).toContain('frost.group.retired');
+    } finally {
+      await wired.close();
+      await coord.close();
+    }
   });
 });
 

@@ -32,7 +32,10 @@ export interface NodeFrostGroup {
 export interface Retirement {
   group: NodeFrostGroup;
   changed: boolean;
-  /** The write-ahead log was emptied after the change (false: another connection kept a read open; retry). */
+  /**
+   * The file was rewritten and its write-ahead log emptied after the change (false: another connection kept a read
+   * open, or held a lock; retry, since until then an old page may still be in the main file).
+   */
   walCleared: boolean;
 }
 
@@ -142,7 +145,8 @@ export class FrostGroupStore {
    * bytes of both are zeroed in the pages the transaction writes. Then the file is rewritten (VACUUM: no free page
    * or free block keeps an older copy, e.g. the share a refresh replaced before secure_delete was on) and the
    * write-ahead log checkpointed and truncated, so no frame of the log still holds a page with the sealed share.
-   * Idempotent: a retired group is answered as it is (the log is cleared again, in case a reader blocked it).
+   * Idempotent: a retired group is answered as it is (the file is rewritten and the log cleared again, in case a
+   * reader or a lock blocked it the first time).
    * @returns undefined when this store holds no such group, or only a pending one (`get` tells which)
    */
   retire(address: string, at: number): Retirement | undefined {
@@ -159,9 +163,22 @@ export class FrostGroupStore {
       return true;
     })();
     if (changed === undefined) return undefined;
-    if (changed) this.#db.exec('VACUUM');
-    const [ckpt] = this.#db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[];
-    return { group: this.get(address)!, changed, walCleared: ckpt?.busy === 0 };
+    return { group: this.get(address)!, changed, walCleared: this.#scrub() };
+  }
+
+  /**
+   * Rewrite the file and empty its write-ahead log (retire). Never throws: the retirement is committed already, and
+   * what follows it (the share in memory dropped, the audit entry) must still run; false says to try again.
+   */
+  #scrub(): boolean {
+    try {
+      this.#db.exec('VACUUM');
+      const [ckpt] = this.#db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[];
+      return ckpt?.busy === 0;
+    } catch {
+      /* v8 ignore next -- VACUUM fails only on a lock another process holds past busy_timeout, or a full disk */
+      return false;
+    }
   }
 
   /**
