@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { appendFile, readFile, rm } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { appendFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { aggregate, commitNonces, signShare } from '@cosigner/frost/rounds';
@@ -22,7 +23,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * again, it finishes with one transaction per account (the old group signs each: node-0 and node-1, node-2 refusing
  * a key it holds no share of). Afterwards a payment signed by the new group is applied by the ledger simulator,
  * and one signed by the old group is refused by the coordinator and, signed directly with two old shares, by the
- * ledger.
+ * ledger. Last, each old node's operator retires the old group on their own node with `cosigner node frost retire`
+ * (the swap's last lines say so) through the node's admin API and its token: the sealed old share is gone from
+ * every old node's frost.sqlite and its log, the node lists the group retired with its public data, its audit log
+ * records it, a node that never held it and a confirmation naming another group are refused, and the new group
+ * still pays.
  */
 
 interface KmsPrincipal {
@@ -49,6 +54,8 @@ describe('a new FROST group among four real node processes: one node replaced', 
   let ids: string[];
   let oldAddress: string;
   let newAddress: string;
+  /** The nodes' admin token (one file for the four, as the launcher supports), used as each operator would. */
+  let tokenFile: string;
   /** Two accounts whose only signer is the old group key (weight 1, thresholds 1, master weight 0). */
   const groupAccounts = [Keypair.random(), Keypair.random()];
   const sealers: SealerConfig[] = [];
@@ -110,10 +117,13 @@ describe('a new FROST group among four real node processes: one node replaced', 
 
   beforeAll(async () => {
     dir = await tempDir('cosigner-frost-new-group-');
+    tokenFile = join(dir, 'node-admin.token');
+    await writeFile(tokenFile, `${randomBytes(24).toString('hex')}\n`, { mode: 0o600 });
     cluster = await startCluster({
       cosignerBin: COSIGNER_BIN,
       dir,
       nodes: 4,
+      nodeConfig: { admin: { tokenFile } },
       // A normal deployment's node policy: payments, and signer changes for the nodes' own keys (clusterMembers:
       // a group key the node holds counts), weight 1 at most, on the operator account and the group's accounts.
       nodePolicy: ({ network, accounts }) =>
@@ -347,6 +357,9 @@ describe('a new FROST group among four real node processes: one node replaced', 
     const resumed = await swap([a, b]);
     expect(resumed.code, resumed.out).toBe(0);
     expect(resumed.out).toContain('retired');
+    // The swap ends by telling each old node's operator the command that destroys their share.
+    expect(resumed.out).toContain(`(${ids.slice(0, 3).join(', ')}) destroys its share on their own node`);
+    expect(resumed.out).toContain(`cosigner node frost retire --group ${oldAddress} --confirm ${oldAddress}`);
     for (const acct of [a, b]) {
       expect(await signersOf(acct)).toEqual([[newAddress, 1]]);
       // One transaction per account: its sequence number moved by one.
@@ -373,6 +386,10 @@ describe('a new FROST group among four real node processes: one node replaced', 
     expect(again.out).not.toContain('proposed');
     for (const acct of [a, b]) expect(await seqOf(acct)).toBe(before[acct]! + 1n);
 
+    // The coordinator reuses an account's signers for about one ledger (config round.accountCacheMs, 5 s by
+    // default; services/coordinator/src/app.ts loadAccount), and it loaded these accounts for the swap's proposals
+    // moments ago: its route checks below must see the swapped signers, so wait that long once.
+    await new Promise((r) => setTimeout(r, 5_500));
     // A payment signed by the new group is applied by the ledger simulator.
     const dest = (await cluster.fundedAccount()).publicKey();
     const payment = async (amount: string) =>
@@ -421,4 +438,113 @@ describe('a new FROST group among four real node processes: one node replaced', 
     expect(refused).toBe('tx_bad_auth');
     expect((await balance()) - start).toBe(70_000_000n);
   }, 360_000);
+  it("each old node's operator retires the old group on their node: its sealed share is gone, the new group still pays", async () => {
+    const nodeDir = (i: number) => join(dir, `node-${i}`);
+    const retire = (i: number, confirm = oldAddress) =>
+      runCosigner([
+        'node',
+        'frost',
+        'retire',
+        '--group',
+        oldAddress,
+        '--confirm',
+        confirm,
+        '--admin-url',
+        cluster.nodes[i]!.url,
+        '--token-file',
+        tokenFile,
+        '--by',
+        `operator-${i}`,
+      ]);
+    const listed = async (i: number) => {
+      const r = await fetch(`${cluster.nodes[i]!.url}/v1/frost/groups`, {
+        headers: { authorization: `Bearer ${(await readFile(tokenFile, 'utf8')).trim()}` },
+      });
+      expect(r.status).toBe(200);
+      return ((await r.json()) as { groups: { address: string; status: string; transcript: string }[] }).groups;
+    };
+    const fileBytes = (i: number) =>
+      Buffer.concat(
+        ['frost.sqlite', 'frost.sqlite-wal']
+          .map((f) => join(nodeDir(i), f))
+          .filter(existsSync)
+          .map((f) => readFileSync(f)),
+      );
+    // What each old node holds before: its sealed old share (the bytes to look for afterwards) and its public data.
+    const sealedBefore = [0, 1, 2].map(
+      (i) => (JSON.parse(rows(i).find((r) => r.address === oldAddress)!.sealed_share) as SealedBlob).ciphertext,
+    );
+    for (const [i, c] of sealedBefore.entries()) expect(fileBytes(i).includes(c)).toBe(true);
+    const publicBefore = (await listed(2)).find((g) => g.address === oldAddress)!;
+
+    // node-3 never held the old group; a confirmation naming another group (the new one) retires nothing.
+    const none = await retire(3);
+    expect(none.code).not.toBe(0);
+    expect(none.out).toContain('NODE_FROST_GROUP_UNKNOWN');
+    const slip = await retire(0, newAddress);
+    expect(slip.code).not.toBe(0);
+    expect(slip.out).toContain('--confirm must repeat --group');
+    expect((await listed(0)).map((g) => g.status)).toEqual(['confirmed', 'confirmed']);
+
+    for (const i of [0, 1, 2]) {
+      const r = await retire(i);
+      expect(r.code, r.out).toBe(0);
+      expect(r.out).toContain(`retired FROST group ${oldAddress} on this node`);
+      expect(r.out).toContain('its sealed share is destroyed');
+    }
+    // Run again: answered the same.
+    const again = await retire(0);
+    expect(again.code, again.out).toBe(0);
+    expect(again.out).toContain(`retired FROST group ${oldAddress} on this node`);
+
+    for (const i of [0, 1, 2]) {
+      // The node lists it retired with its public data; the sealed bytes are in neither its file nor its log.
+      const groups = await listed(i);
+      expect(groups.find((g) => g.address === oldAddress)).toMatchObject({
+        status: 'retired',
+        transcript: publicBefore.transcript,
+      });
+      expect(fileBytes(i).includes(sealedBefore[i]!)).toBe(false);
+      const db = new Database(join(nodeDir(i), 'frost.sqlite'), { readonly: true, fileMustExist: true });
+      try {
+        expect(db.prepare('SELECT status, sealed_share FROM frost_groups WHERE address = ?').get(oldAddress)).toEqual({
+          status: 'retired',
+          sealed_share: null,
+        });
+      } finally {
+        db.close();
+      }
+      const audit = new Database(join(nodeDir(i), 'ledger.sqlite'), { readonly: true, fileMustExist: true });
+      try {
+        const entries = audit.prepare(`SELECT data FROM audit WHERE type = 'frost.group.retired'`).all() as {
+          data: string;
+        }[];
+        expect(entries).toHaveLength(1);
+        expect(JSON.parse(entries[0]!.data)).toMatchObject({ address: oldAddress, by: `admin:operator-${i}` });
+      } finally {
+        audit.close();
+      }
+    }
+    // node-0 and node-1 keep the new group confirmed.
+    for (const i of [0, 1]) {
+      expect((await listed(i)).find((g) => g.address === newAddress)?.status).toBe('confirmed');
+    }
+
+    // The new group still pays.
+    const [a] = groupAccounts.map((k) => k.publicKey()) as [string];
+    const dest = (await cluster.fundedAccount()).publicKey();
+    const tx = new TransactionBuilder(await cluster.horizon.loadAccount(a), {
+      fee: '100',
+      networkPassphrase: cluster.networkPassphrase,
+    })
+      .addOperation(Operation.payment({ destination: dest, asset: Asset.native(), amount: '3' }))
+      .setTimeout(120)
+      .build();
+    const start = BigInt((await cluster.nativeBalance(dest)).replace('.', ''));
+    const byNew = await api('POST', '/v1/proposals', { xdr: tx.toXDR(), submit: true, group: newAddress });
+    expect(byNew.status, JSON.stringify(byNew.body)).toBe(201);
+    const done = await cluster.waitForProposal((byNew.body as { id: string }).id, { timeoutMs: 90_000 });
+    expect(done.status, JSON.stringify(done)).toBe('submitted');
+    expect(BigInt((await cluster.nativeBalance(dest)).replace('.', '')) - start).toBe(30_000_000n);
+  }, 240_000);
 });

@@ -413,6 +413,10 @@ describe('cosigner frost swap', () => {
     expect(process.exitCode ?? 0).toBe(0);
     for (const x of [a, b]) expect(await signersOf(x)).toEqual([[newAddress, 1]]);
     expect(o.lines.join('\n')).toContain('is retired');
+    // Each old node's operator is told the command that destroys its share (only they can reach their node).
+    expect(o.lines.join('\n')).toContain(
+      `[frost swap]   cosigner node frost retire --group ${oldAddress} --confirm ${oldAddress} --admin-url`,
+    );
   });
 
   it('does not retire the old group while an account got its key during the swap, and names that account', async () => {

@@ -167,7 +167,11 @@ async function shares(address: string): Promise<KeyShare[]> {
   return Promise.all(
     nodes.map(async (n) => {
       const g = n.store.get(address)!;
-      const signingShare = await n.sealer.unseal(g.sealedShare, { purpose: 'frost-share', node: n.id, group: address });
+      const signingShare = await n.sealer.unseal(g.sealedShare!, {
+        purpose: 'frost-share',
+        node: n.id,
+        group: address,
+      });
       return { index: g.myIndex, signingShare };
     }),
   );

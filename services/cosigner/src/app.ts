@@ -54,6 +54,8 @@ export interface AppDeps {
   policy?: NodePolicy;
   /** FROST group routes (frost/routes.ts) when given. */
   frostGroups?: () => NodeFrostGroup[];
+  /** The retirement of a FROST group on this node (frost/dkg.ts `retire`); without it, no retire route. */
+  frostRetire?: (address: string, by: string) => Promise<{ group: NodeFrostGroup; walCleared: boolean }>;
   logger?: Logger;
 }
 
@@ -208,7 +210,10 @@ export function build(deps: AppDeps) {
   if (deps.keyring) registerKeyringRoutes(app as unknown as FastifyInstance, deps.keyring, deps.adminToken);
   registerConsoleRoutes(app as unknown as FastifyInstance, deps.ledger, guard);
   if (deps.policy) registerPolicyRoutes(app as unknown as FastifyInstance, deps.policy, guard);
-  if (deps.frostGroups) registerFrostRoutes(app as unknown as FastifyInstance, deps.frostGroups, guard);
+  if (deps.frostGroups) {
+    const frost = { groups: deps.frostGroups, ...(deps.frostRetire ? { retire: deps.frostRetire } : {}) };
+    registerFrostRoutes(app as unknown as FastifyInstance, frost, guard);
+  }
 
   return app;
 }

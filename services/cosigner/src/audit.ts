@@ -41,6 +41,7 @@ export type AuditType =
   | 'frost.dkg.joined'
   | 'frost.dkg.aborted'
   | 'frost.group.created'
+  | 'frost.group.retired'
   | 'frost.group.dropped'
   | 'frost.nonces.recovered'
   | 'frost.share.released'

@@ -156,6 +156,61 @@ async function decide(
   if (res.status !== 200) process.exitCode = 1;
 }
 
+export interface FrostRetireOptions {
+  adminUrl: string;
+  tokenFile?: string;
+  group: string;
+  confirm: string;
+  by?: string;
+}
+
+/**
+ * `cosigner node frost retire`: POST /v1/frost/groups/:group/retire with the confirmation, and say what this node
+ * now holds of the group. The node checks `confirm` itself; a mismatch is refused here first, naming the flag.
+ * @returns whether the node answered the group retired
+ */
+export async function frostRetire(o: FrostRetireOptions, io: Io): Promise<boolean> {
+  if (o.confirm !== o.group) {
+    io.err('frost group not retired: --confirm must repeat --group exactly (it guards against the wrong group).');
+    return false;
+  }
+  const res = await adminCall(o.adminUrl, 'POST', `/v1/frost/groups/${encodeURIComponent(o.group)}/retire`, {
+    tokenFile: o.tokenFile,
+    body: { confirm: o.confirm, ...(o.by ? { by: o.by } : {}) },
+  });
+  const b = res.body as {
+    code?: string;
+    message?: string;
+    group?: {
+      address: string;
+      dkgId: string;
+      threshold: number;
+      participants: unknown[];
+      myIndex: number;
+      verifyingShares: Record<string, string>;
+      transcript: string;
+      retiredAt: number;
+    };
+    walCleared?: boolean;
+  };
+  if (res.status !== 200 || !b.group) {
+    io.err(`frost group not retired: ${b.code ?? res.status}: ${b.message ?? JSON.stringify(res.body)}`);
+    return false;
+  }
+  const g = b.group;
+  io.out(`retired FROST group ${g.address} on this node at ${new Date(g.retiredAt).toISOString()}`);
+  io.out(`  key generation ${g.dkgId}, ${g.threshold}-of-${g.participants.length}, this node's index ${g.myIndex}`);
+  io.out(`  its verifying share ${g.verifyingShares[String(g.myIndex)]}, transcript ${g.transcript}`);
+  io.out('  its sealed share is destroyed; the public record stays (cosigner node frost list)');
+  if (b.walCleared === false) {
+    io.err(
+      'warning: another reader held frost.sqlite open, so its write-ahead log is not cleared yet and the file may still hold the sealed bytes: close it and run this command again',
+    );
+    return false;
+  }
+  return true;
+}
+
 /** `cosigner node`: run a node, and its operator subcommands. */
 export function register(program: Command, io: Io = stdio): void {
   // `cosigner node` has options of its own (--config, --data-dir) and subcommands with the same names
@@ -271,6 +326,33 @@ export function register(program: Command, io: Io = stdio): void {
         io.err(`policy not reloaded: ${b.message ?? JSON.stringify(res.body)}`);
         process.exitCode = 1;
       }
+    });
+
+  const frost = node
+    .command('frost')
+    .description("this node's FROST groups (its own admin API, never the coordinator)");
+  frost
+    .command('list')
+    .description('the groups this node holds a share of, with their public data (compare them with the others)')
+    .requiredOption('--admin-url <url>', 'the node admin API')
+    .option('--token-file <file>', 'file holding the admin token')
+    .action(async (o: { adminUrl: string; tokenFile?: string }) => {
+      const res = await adminCall(o.adminUrl, 'GET', '/v1/frost/groups', { tokenFile: o.tokenFile });
+      io.out(JSON.stringify(res.body, null, 2));
+      if (res.status !== 200) process.exitCode = 1;
+    });
+  frost
+    .command('retire')
+    .description(
+      "retire a group on this node: its sealed share is destroyed for good, its public record stays, the node refuses every round of it (after 'cosigner frost swap' moved every account off it)",
+    )
+    .requiredOption('--admin-url <url>', 'the node admin API')
+    .option('--token-file <file>', 'file holding the admin token')
+    .requiredOption('--group <address>', 'the group to retire (G...)')
+    .requiredOption('--confirm <address>', 'the same address again: a guard against retiring the wrong group')
+    .option('--by <operator>', 'who retires it (kept in the audit log)')
+    .action(async (o: FrostRetireOptions) => {
+      if (!(await frostRetire(o, io))) process.exitCode = 1;
     });
 
   node

@@ -50,6 +50,25 @@ export const nodeErrors = defineErrors('cosigner-node', {
     status: 429,
     message: 'This node already runs as many key generations as it allows at once; try again when one has ended.',
   },
+  NODE_FROST_GROUP_UNKNOWN: {
+    status: 404,
+    message: 'This node holds no FROST group with this address (GET /v1/frost/groups lists those it holds).',
+  },
+  NODE_FROST_GROUP_PENDING: {
+    status: 409,
+    message:
+      'This FROST group is still pending here (its key generation has not confirmed it): there is nothing to retire yet; a key generation that fails drops it by itself.',
+  },
+  NODE_FROST_RETIRE_UNCONFIRMED: {
+    status: 400,
+    message:
+      "Retiring a FROST group destroys this node's share of it for good: the body must repeat the group address in `confirm`, and it does not.",
+  },
+  NODE_FROST_GROUP_RETIRED: {
+    status: 409,
+    message:
+      "This node's operator retired this FROST group: its share is destroyed here, so the node takes part in no key generation, refresh or signing round of it.",
+  },
   NODE_FROST_STORE_NEWER_SCHEMA: {
     status: 500,
     message: "The node's FROST group store was written by a newer version; refusing to open it.",

@@ -16,7 +16,7 @@ import { assertProductionSafe, type NodeConfig } from './config.ts';
 import { nodeErrors } from './errors.ts';
 import { openFrostDkg } from './frost/dkg.ts';
 import { FrostSigning } from './frost/sign.ts';
-import { membershipKey, type NodeFrostGroup } from './frost/store.ts';
+import { membershipKey, type NodeFrostGroup, type Retirement } from './frost/store.ts';
 import { Keyring } from './keyring.ts';
 import { ledgerPath, openLedgerDb, SigningLedger } from './ledger.ts';
 import { createMetrics, type NodeMetrics } from './metrics.ts';
@@ -52,8 +52,11 @@ export interface CosignerNode {
   readonly reviewer: Reviewer;
   /** One session per coordinator URL of the config (session.ts CoordinatorSessions): up while any one is. */
   readonly session: CoordinatorSessions;
-  /** FROST key generation (frost/dkg.ts): the groups this node holds a share of. */
-  readonly frost: { groups(): NodeFrostGroup[] };
+  /**
+   * FROST key generation (frost/dkg.ts): the groups this node holds a share of, and their retirement by this
+   * node's operator (the store's change, open refreshes ended, the signing side's share and nonces zeroed).
+   */
+  readonly frost: { groups(): NodeFrostGroup[]; retire(address: string, by: string): Promise<Retirement> };
   /** FROST signing rounds (frost/sign.ts). */
   readonly frostSigning: FrostSigning;
   readonly adminToken: string | undefined;
@@ -285,7 +288,10 @@ export async function createNode(
     metrics,
     reviewer,
     session,
-    frost,
+    frost: {
+      groups: () => frost.groups(),
+      retire: (address, by) => frost.retire(address, { by, dropRounds: (a) => frostSigning.retire(a) }),
+    },
     frostSigning,
     adminToken,
     start: () => session.start(),

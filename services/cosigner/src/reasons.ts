@@ -60,6 +60,12 @@ export const nodeReasons = defineReasons('cosigner-node', {
     outcome: 'reject',
     message: 'An operator rejected this held proposal, or the coordinator closed it.',
   },
+  FROST_GROUP_RETIRED: {
+    outcome: 'reject',
+    message:
+      "This node's operator retired the FROST group the proposal names (POST /v1/frost/groups/:address/retire): its " +
+      'share here is destroyed, so the node sends no commitment and no share for it, whichever step is asked.',
+  },
   FROST_SWAP_UNKNOWN_GROUP: {
     outcome: 'reject',
     message:

@@ -38,6 +38,7 @@ export async function start(opts: StartOptions): Promise<{ url: string; close: (
     keyring: node.keyring,
     policy: node.policy,
     frostGroups: () => node.frost.groups(),
+    frostRetire: (address, by) => node.frost.retire(address, by),
     logger,
   });
   await app.listen({ host: config.admin.host, port: config.admin.port });

@@ -139,10 +139,10 @@ describe('FROST key generation at the node', () => {
       { type: 'local', keyFile: join(dir, 'node-0', 'seal.key') },
       { production: false },
     );
-    const share = await sealer.unseal(g.sealedShare, { purpose: 'frost-share', node: 'node-0', group: g.address });
+    const share = await sealer.unseal(g.sealedShare!, { purpose: 'frost-share', node: 'node-0', group: g.address });
     expect(checkShare(g.group as GroupPublic, { index: 1, signingShare: share }).index).toBe(1);
     await expect(
-      sealer.unseal(g.sealedShare, { purpose: 'frost-share', node: 'node-1', group: g.address }),
+      sealer.unseal(g.sealedShare!, { purpose: 'frost-share', node: 'node-1', group: g.address }),
     ).rejects.toMatchObject({ code: 'FROST_UNSEAL_FAILED' });
     await sealer.close();
     const types = nodes[0]!.db.prepare('SELECT type FROM audit').all() as { type: string }[];
@@ -150,14 +150,10 @@ describe('FROST key generation at the node', () => {
     expect(nodes.every((x) => x.dkg.open === 0)).toBe(true);
     // The admin API lists the group's public data, never the sealed share, behind the admin guard.
     const app = Fastify();
-    registerFrostRoutes(
-      app,
-      () => nodes[0]!.store.list(),
-      async (req) => {
-        if (req.headers.authorization !== 'Bearer t')
-          throw Object.assign(new Error('no'), { statusCode: 401, code: 'NODE_UNAUTHORIZED' });
-      },
-    );
+    registerFrostRoutes(app, { groups: () => nodes[0]!.store.list() }, async (req) => {
+      if (req.headers.authorization !== 'Bearer t')
+        throw Object.assign(new Error('no'), { statusCode: 401, code: 'NODE_UNAUTHORIZED' });
+    });
     const listed = await app.inject({ method: 'GET', url: '/v1/frost/groups', headers: { authorization: 'Bearer t' } });
     expect(listed.json()).toEqual({ groups: [nodeGroupView(g)] });
     expect(listed.json().groups[0]).toMatchObject({
@@ -292,6 +288,19 @@ describe('FROST key generation at the node', () => {
       expect(errorOf(first.replies)).toMatchObject({ code: 'NODE_FROST_RELAY_TAMPERED' });
       await abortAll(nodes, first.dkgId);
     }
+  });
+
+  it('a late abort of the key generation drops a confirmed group, but not the record of one its operator retired', async () => {
+    nodes = await makeNodes(3, (r) => [{ threshold: 2, participants: r }]);
+    const { dkgId, replies } = await relay(nodes, 2);
+    expect(errorOf(replies)).toBeUndefined();
+    const address = nodes[0]!.store.list()[0]!.address;
+    // node-0's operator retired it (the store's change and the session's, as frost/dkg.ts openFrostDkg does).
+    expect(nodes[0]!.store.retire(address, Date.now())).toMatchObject({ changed: true });
+    nodes[0]!.dkg.retire(address);
+    await abortAll(nodes, dkgId);
+    expect(nodes[0]!.store.get(address)).toMatchObject({ status: 'retired', sealedShare: null });
+    expect(nodes[1]!.store.get(address)).toBeUndefined();
   });
 
   it('a result that differs in substance (signed by its author) is refused at confirm; nobody keeps the group', async () => {

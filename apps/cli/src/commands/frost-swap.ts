@@ -30,8 +30,10 @@ import type { GroupView } from './frost.ts';
  * expired) is proposed again under the next attempt's key by a later run, never by the run that saw it end.
  *
  * The old group is retired (recorded on the coordinator's event stream) only once Horizon lists no account signed
- * by its key. Neither the coordinator nor the nodes have a step that deletes a group's record or its shares yet;
- * the old key can no longer sign for any swapped account, since the ledger gives it no weight.
+ * by its key; the old key can no longer sign for any swapped account, since the ledger gives it no weight. The
+ * shares are each node's: the command ends by telling every operator of the old group's nodes to destroy theirs
+ * with `cosigner node frost retire` on their own node's admin API (docs/operations/frost.md "Retiring the old
+ * group"). The coordinator cannot do it for them: it has no way to a node's admin API, by design.
  */
 
 export interface SwapFlags {
@@ -140,6 +142,18 @@ async function accountsSignedBy(lc: Lifecycle, key: string): Promise<string[]> {
 const signs = (c: SignerConfiguration, key: string): boolean => c.signers.some((s) => s.key === key && s.weight > 0);
 
 /** A ready group from the coordinator, by address or key-generation id. */
+/**
+ * The last step of a swap, which only each node's operator can take: destroy the old group's share on their node
+ * (services/cosigner frost routes, `POST /v1/frost/groups/:address/retire` on the node's private admin API).
+ */
+export function retireInstructions(oldG: { address: string; participants: { nodeId: string }[] }): string[] {
+  const nodes = oldG.participants.map((p) => p.nodeId).join(', ');
+  return [
+    `next, each operator of the old group's nodes (${nodes}) destroys its share on their own node:`,
+    `  cosigner node frost retire --group ${oldG.address} --confirm ${oldG.address} --admin-url <that node's admin API> --token-file <its admin token file>`,
+  ];
+}
+
 async function readyGroup(lc: Lifecycle, group: string, option: string): Promise<GroupView & { address: string }> {
   const g = (await httpOk(lc.coordinator(`/v1/frost/groups/${encodeURIComponent(group)}`), {
     token: await lc.apiKey(),
@@ -258,6 +272,7 @@ export async function frostSwap(
     await save();
   }
   say(`every account is signed by ${newG.address}; the old group ${oldG.address} signs none and is retired`);
+  for (const line of retireInstructions(oldG)) say(line);
   if (f.json) io.out(JSON.stringify(state, null, 2));
   return state;
 

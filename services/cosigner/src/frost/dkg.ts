@@ -26,7 +26,7 @@ import {
   tampered as relayTampered,
   signOwn,
 } from './statements.ts';
-import { FrostGroupStore, frostStorePath, membershipKey, type NodeFrostGroup } from './store.ts';
+import { FrostGroupStore, frostStorePath, membershipKey, type NodeFrostGroup, type Retirement } from './store.ts';
 
 /**
  * The node's side of a FROST key generation relayed by the coordinator (docs/architecture.md, "FROST key
@@ -146,6 +146,18 @@ export class FrostDkgNode {
     }
   }
 
+  /**
+   * The group was retired here: a late abort of the key generation that made it no longer deletes its record (the
+   * retired record, public data only, is what its operator keeps).
+   */
+  retire(address: string): void {
+    for (const [dkgId, c] of this.#confirmed) {
+      if (c.address !== address) continue;
+      clearTimeout(c.timer);
+      this.#confirmed.delete(dkgId);
+    }
+  }
+
   /** Drop every session (node stopping). */
   close(): void {
     for (const s of [...this.#sessions.values()]) this.#drop(s, 'node stopping');
@@ -176,7 +188,11 @@ export class FrostDkgNode {
         { message: 'A start step names the threshold and the participants.' },
       );
     }
-    if (this.#sessions.has(dkgId) || this.#o.store.list().some((g) => g.dkgId === dkgId)) {
+    const same = this.#o.store.list().find((g) => g.dkgId === dkgId);
+    if (same?.status === 'retired') {
+      throw nodeErrors.error('NODE_FROST_GROUP_RETIRED', { dkgId, address: same.address });
+    }
+    if (this.#sessions.has(dkgId) || same) {
       throw nodeErrors.error('NODE_FROST_BAD_STEP', { dkgId }, { message: 'This key generation was started already.' });
     }
     if (this.#sessions.size >= MAX_DKG_SESSIONS)
@@ -195,6 +211,11 @@ export class FrostDkgNode {
       throw notExpected('no frost.expect entry of this node has this threshold and these participants and keys');
     }
     const done = this.#o.store.byMembership(membership);
+    if (done[0]?.status === 'retired') {
+      // The expectation was used by a group since retired: a new group of that roster needs a new expectation
+      // decision by the operator (a new roster), not a rerun of the old one.
+      throw nodeErrors.error('NODE_FROST_GROUP_RETIRED', { dkgId, address: done[0].address });
+    }
     if (done.length > 0) throw notExpected(`this expected group was generated already (${done[0]!.address})`);
 
     const roster = rosterDigest(dkgId, threshold, participants);
@@ -416,6 +437,14 @@ export async function openFrostDkg(o: {
   refresh(body: Body<'frost-refresh'>): Promise<Body<'frost-refresh-reply'> | undefined>;
   /** The groups this node holds a share of (public data and the sealed share). */
   groups(): NodeFrostGroup[];
+  /**
+   * Retire a group on this node (its operator's decision, through the admin API: docs/operations/frost.md
+   * "Retiring the old group"): the store overwrites its sealed share (store.ts `retire`), open refreshes of it end,
+   * `dropRounds` zeroes the signing side's share and nonces (frost/sign.ts `retire`), and `frost.group.retired` is
+   * audited. Idempotent: a retired group is answered as it is, with no second audit entry.
+   * @throws NODE_FROST_GROUP_UNKNOWN (no such group, or no frost section), NODE_FROST_GROUP_PENDING
+   */
+  retire(address: string, o: { by: string; dropRounds(address: string): Promise<number> }): Promise<Retirement>;
   /** What signing uses (frost/sign.ts): the group store and the sealer; absent without a frost section. */
   signing?: { store: FrostGroupStore; sealer: ShareSealer };
   close(): Promise<void>;
@@ -425,6 +454,9 @@ export async function openFrostDkg(o: {
       handle: async (b) => refuseDkg(b),
       refresh: async (b) => refuseRefresh(b),
       groups: () => [],
+      retire: async (address) => {
+        throw nodeErrors.error('NODE_FROST_GROUP_UNKNOWN', { address });
+      },
       close: async () => undefined,
     };
   }
@@ -442,6 +474,36 @@ export async function openFrostDkg(o: {
     handle: (b) => node.handle(b),
     refresh: (b) => refresher.handle(b),
     groups: () => store.list(),
+    async retire(address, { by, dropRounds }) {
+      const r = store.retire(address, Date.now());
+      if (!r) {
+        const pending = store.get(address)?.status === 'pending';
+        throw nodeErrors.error(pending ? 'NODE_FROST_GROUP_PENDING' : 'NODE_FROST_GROUP_UNKNOWN', { address });
+      }
+      // After the store's change: a step that starts from now on reads `retired` and is refused; these end the
+      // ones already running and wipe what they hold in memory.
+      node.retire(address);
+      refresher.retire(address);
+      const rounds = await dropRounds(address);
+      const g = r.group;
+      if (r.changed) {
+        o.audit.append('frost.group.retired', {
+          address,
+          dkgId: g.dkgId,
+          by,
+          index: g.myIndex,
+          verifyingShare: g.group.verifyingShares[String(g.myIndex)],
+          transcript: g.transcript,
+          sealer: g.sealerKind,
+          roundsDropped: rounds,
+        });
+        o.logger.info({ address, by, roundsDropped: rounds }, 'FROST group retired: its sealed share is destroyed');
+      }
+      if (!r.walCleared) {
+        o.logger.warn({ address }, 'FROST store log not truncated (another reader held it); retire again to clear it');
+      }
+      return r;
+    },
     signing: { store, sealer },
     async close() {
       node.close();

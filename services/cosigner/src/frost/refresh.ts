@@ -149,6 +149,11 @@ export class FrostRefreshNode {
     for (const s of [...this.#sessions.values()]) this.#drop(s, 'node stopping');
   }
 
+  /** The group was retired on this node: its open refresh sessions end now, their secrets wiped. */
+  retire(address: string): void {
+    for (const s of [...this.#sessions.values()]) if (s.address === address) this.#drop(s, 'group retired');
+  }
+
   #session(refreshId: string, after: Step): Session {
     const s = this.#sessions.get(refreshId);
     if (!s || s.step !== after) {
@@ -174,6 +179,7 @@ export class FrostRefreshNode {
     const notExpected = (reason: string) =>
       nodeErrors.error('NODE_FROST_NOT_EXPECTED', { refreshId, reason }, { message: `Not expected: ${reason}.` });
     const group = this.#o.store.get(address);
+    if (group?.status === 'retired') throw retiredGroup(address, refreshId);
     if (group?.status !== 'confirmed') throw notExpected(`this node holds no confirmed group ${address}`);
     // A refresh keeps the participants: exactly those recorded at key generation, with the same identity keys.
     const recorded = JSON.stringify([...group.participants].sort((a, b) => a.index - b.index));
@@ -253,7 +259,7 @@ export class FrostRefreshNode {
     );
     s.step = 'round3';
     const context = { purpose: 'frost-share', node: this.#o.nodeId, group: s.address };
-    const old = await this.#o.sealer.unseal(s.group.sealedShare, context);
+    const old = await this.#o.sealer.unseal(s.group.sealedShare!, context);
     let opened: Uint8Array | undefined;
     let out: ReturnType<RefreshParticipant['round3']> | undefined;
     try {
@@ -315,6 +321,7 @@ export class FrostRefreshNode {
     const { refreshId, address, digest } = body;
     const kept = this.#o.store.refresh(refreshId);
     const group = this.#o.store.get(address);
+    if (group?.status === 'retired') throw retiredGroup(address, refreshId);
     if (!kept) {
       // Adopted before (its digest is now the group's), or never kept here.
       if (group && digest && groupDigest(group.group) === digest) {
@@ -415,6 +422,11 @@ export class FrostRefreshNode {
       culprits,
     );
   }
+}
+
+/** The refusal of any step naming a group this node's operator retired (its share is gone). */
+export function retiredGroup(address: string, refreshId: string) {
+  return nodeErrors.error('NODE_FROST_GROUP_RETIRED', { refreshId, address });
 }
 
 /** The answer of a node without a `frost` section: it holds no group, so it joins no refresh. */

@@ -74,6 +74,7 @@ export interface FrostSigningOptions {
 
 const reason = (code: keyof typeof protocolReasons.specs, message?: string): Reason =>
   protocolReasons.reason(code, message === undefined ? {} : { message });
+const retired = (): Reason => nodeReasons.reason('FROST_GROUP_RETIRED', { field: 'frost.group' });
 
 /** The refusal for a packages/frost error of the sign step (the nonce store's and the round checks'). */
 export function refusalOf(e: unknown): Reason | undefined {
@@ -139,6 +140,9 @@ export class FrostSigning {
       return refuse(claimed, reason('FROST_ROUND_MALFORMED'));
     }
     const group = this.#o.groups?.get(f.group);
+    // A retired group (its operator destroyed this node's share) is refused with its own reason at either step,
+    // before the policy and before any nonce.
+    if (group?.status === 'retired') return refuse(claimed, retired());
     if (group?.status !== 'confirmed' || !this.#o.nonces || !this.#o.sealer) {
       return refuse(claimed, reason('FROST_GROUP_NOT_HELD'));
     }
@@ -155,6 +159,11 @@ export class FrostSigning {
       let commitment: Commitment;
       try {
         const held = await this.#signer(group);
+        // Retired while the share was opening or the reservation was written: no nonce is made for it.
+        if (!this.#live(f.group)) {
+          this.#drop(f.group);
+          return pipeline.finish(p.proposalId, prep.hash, 'reject', [retired()], { kind: 'frost' });
+        }
         commitment = held.signer.commit(f.roundId);
       } catch (e) {
         const why = refusalOf(e);
@@ -193,6 +202,8 @@ export class FrostSigning {
     const released = await pipeline.releaseShare(
       { ...r, auditData: { roundId: f.roundId, group: f.group, index: group.myIndex } },
       () => {
+        // Retired while this step waited: no share leaves (the retirement dropped the nonces; this says why).
+        if (!this.#live(f.group)) throw { reason: retired() };
         try {
           const share = Buffer.from(
             held.signer.sign(f.roundId, f.commitments as Commitment[], Buffer.from(prep.hash, 'hex')),
@@ -253,6 +264,25 @@ export class FrostSigning {
     return undefined;
   }
 
+  /** The group is still confirmed here (not retired since the step began). */
+  #live(address: string): boolean {
+    return this.#o.groups?.get(address)?.status === 'confirmed';
+  }
+
+  /**
+   * The group was retired on this node (frost/dkg.ts `retire`, after the store's change): its opened share and
+   * every outstanding nonce of its rounds are zeroed and dropped now, not at the idle timeout.
+   * @returns the number of rounds committed and not signed that were dropped
+   */
+  async retire(address: string): Promise<number> {
+    let dropped = 0;
+    for (const b of this.#rounds.values()) if (b.group === address) dropped++;
+    const held = this.#held.get(address);
+    this.#drop(address);
+    await held?.catch(() => undefined);
+    return dropped;
+  }
+
   /**
    * Rounds committed more than `idleMs` ago and never signed (the coordinator abandoned them for another attempt):
    * their nonces are zeroed and dropped, so a busy group does not keep them in memory for ever.
@@ -286,7 +316,7 @@ export class FrostSigning {
 
   async #open(g: NodeFrostGroup): Promise<Held> {
     const { sealer, nonces, nodeId } = this.#o;
-    const signingShare = await sealer!.unseal(g.sealedShare, {
+    const signingShare = await sealer!.unseal(g.sealedShare!, {
       purpose: 'frost-share',
       node: nodeId,
       group: g.address,
