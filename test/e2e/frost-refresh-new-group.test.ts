@@ -386,10 +386,8 @@ describe('a new FROST group among four real node processes: one node replaced', 
     expect(again.out).not.toContain('proposed');
     for (const acct of [a, b]) expect(await seqOf(acct)).toBe(before[acct]! + 1n);
 
-    // The coordinator reuses an account's signers for about one ledger (config round.accountCacheMs, 5 s by
-    // default; services/coordinator/src/app.ts loadAccount), and it loaded these accounts for the swap's proposals
-    // moments ago: its route checks below must see the swapped signers, so wait that long once.
-    await new Promise((r) => setTimeout(r, 5_500));
+    // No wait here: the coordinator caches an account's signers for about one ledger, but drops an account from
+    // that cache once it has submitted a transaction that needed its HIGH threshold (the swap did).
     // A payment signed by the new group is applied by the ledger simulator.
     const dest = (await cluster.fundedAccount()).publicKey();
     const payment = async (amount: string) =>

@@ -454,7 +454,7 @@ describe('signing round', () => {
       .build()
       .toXDR();
     const signed = await settle({ submit: true, xdr: change });
-    expect(signed.requirements[0]).toMatchObject({ accountId: s.source, level: 'high' });
+    expect((signed.requirements as unknown[])[0]).toMatchObject({ accountId: s.source, level: 'high' });
     // The next proposal reads the account again: its signers may have changed.
     await settle({ submit: true, xdr: payment(s.source, { seq: '103' }) });
     expect(s.h.ledger.loads).toBe(loads + 1);
