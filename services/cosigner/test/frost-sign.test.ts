@@ -214,6 +214,13 @@ describe('FROST signing at the node', () => {
     const changed = await a.frost.review(step({ ...other, proposalId: p.proposalId }, `${p.proposalId}:2`, second));
     expect(codes(changed)).toEqual(['FROST_MESSAGE_CHANGED']);
     expect(await reasonCount(a, 'FROST_MESSAGE_CHANGED')).toBe(1);
+    // Round two reuses round one's review only for the same bytes on the same network with no other hash claimed:
+    // the same bytes under another network or another claimed hash are reviewed afresh, and refused.
+    const net = 'Public Global Stellar Network ; September 2015';
+    const otherNet = await a.frost.review(step(p, `${p.proposalId}:2`, second, { networkPassphrase: net }));
+    expect(codes(otherNet)).toEqual(['WRONG_NETWORK']);
+    const otherHash = await a.frost.review(step(p, `${p.proposalId}:2`, second, { hash: 'ab'.repeat(32) }));
+    expect(codes(otherHash)).toEqual(['HASH_MISMATCH']);
     // A list without this node's commitment at all.
     const without = [second.find((c) => c.index !== a.index)!, { ...second[0]!, index: 3 }];
     const absent = await a.frost.review(

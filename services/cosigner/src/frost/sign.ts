@@ -46,6 +46,10 @@ interface Bound {
   group: string;
   hash: string;
   at: number;
+  /** What round one reviewed: its bytes and network, and the review's result (decode, hash, description). */
+  xdr: string;
+  network: string;
+  prep: Extract<ReturnType<Reviewer['prepare']>, { ok: true }>;
 }
 
 export interface FrostSigningOptions {
@@ -146,7 +150,17 @@ export class FrostSigning {
     if (group?.status !== 'confirmed' || !this.#o.nonces || !this.#o.sealer) {
       return refuse(claimed, reason('FROST_GROUP_NOT_HELD'));
     }
-    const prep = reviewer.prepare({ ...p, kind: 'transaction' });
+    // Round two over the very bytes this process reviewed in round one (same round id, XDR and network): the review
+    // of round one stands, and the transaction is not decoded and described again (it was a seventh of a node's
+    // CPU per FROST proposal). Anything else is reviewed afresh, and must come to the round's hash (below).
+    const committed = f.step === 'sign' ? this.#rounds.get(f.roundId) : undefined;
+    const prep =
+      committed !== undefined &&
+      committed.xdr === p.xdr &&
+      committed.network === p.networkPassphrase &&
+      (p.hash === undefined || p.hash === committed.hash)
+        ? committed.prep
+        : reviewer.prepare({ ...p, kind: 'transaction' });
     if (!prep.ok) return refuse(prep.hash, ...prep.reasons);
     const r = { kind: 'frost', proposalId: p.proposalId, hash: prep.hash };
     if (f.step === 'commit') {
@@ -175,7 +189,15 @@ export class FrostSigning {
         return pipeline.finish(p.proposalId, prep.hash, 'reject', [unavailable], { record: false, kind: 'frost' });
       }
       this.#forgetStale(pipeline.nowMs());
-      this.#rounds.set(f.roundId, { proposalId: p.proposalId, group: f.group, hash: prep.hash, at: pipeline.nowMs() });
+      this.#rounds.set(f.roundId, {
+        proposalId: p.proposalId,
+        group: f.group,
+        hash: prep.hash,
+        at: pipeline.nowMs(),
+        xdr: p.xdr!,
+        network: p.networkPassphrase,
+        prep,
+      });
       return { ...pipeline.approved(r), frost: { group: f.group, roundId: f.roundId, step: 'commit', commitment } };
     }
     // The sign step. Refusals here are recorded and counted like every decision (pipeline.finish).
