@@ -165,6 +165,9 @@ const ProposalView = Type.Object({
   transactionProposal: Type.Union([Type.String(), Type.Null()], {
     description: 'sorobanTx proposals: the proposal that signs and submits the envelope with the signed entries',
   }),
+  group: Type.Union([Type.String(), Type.Null()], {
+    description: 'frostTx proposals: the FROST group (G... address) that signs it',
+  }),
   result: Type.Union([
     Type.Null(),
     Type.Object({
@@ -309,6 +312,7 @@ async function view(store: CoordinatorStore, rec: ProposalRecord) {
   const authEntries = await signedEntriesOf(store, rec);
   const transactionProposal =
     rec.kind === 'sorobanTx' ? ((await store.getByIdempotencyKey(followUpKey(rec.id)))?.id ?? null) : null;
+  const group = rec.kind === 'frostTx' ? ((await store.frostProposalGroup(rec.id)) ?? null) : null;
   return {
     id: rec.id,
     status: rec.status,
@@ -338,6 +342,7 @@ async function view(store: CoordinatorStore, rec: ProposalRecord) {
     envelope: rec.envelope,
     authEntries,
     transactionProposal,
+    group,
     result: rec.result,
   };
 }

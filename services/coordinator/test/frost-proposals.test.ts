@@ -102,7 +102,15 @@ describe('proposals signed by a FROST group', () => {
     const res = await postAsAdmin(h!, '/v1/proposals', { xdr: payment(strong), group: address });
     expect(res.statusCode, res.body).toBe(201);
     const view = res.json() as { id: string; kind: string; status: string };
-    expect(view).toMatchObject({ kind: 'frostTx', status: 'pending' });
+    expect(view).toMatchObject({ kind: 'frostTx', status: 'pending', group: address });
+    // Read back, the proposal names the group that signs it; a native proposal names none.
+    const read = await h!.app.inject({
+      url: `/v1/proposals/${view.id}`,
+      headers: { authorization: `Bearer ${h!.adminKey}` },
+    });
+    expect(read.json()).toMatchObject({ id: view.id, group: address });
+    const native = await postAsAdmin(h!, '/v1/proposals', { xdr: payment(strong) });
+    expect(native.json()).toMatchObject({ kind: 'transaction', group: null });
     const created = h!.store.eventsOf(view.id, 10).find((e) => e.type === 'proposal.created');
     expect(created?.data).toMatchObject({ frost: { group: address, threshold: 2 } });
   });
