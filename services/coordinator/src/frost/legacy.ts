@@ -34,6 +34,18 @@ function open(path: string, migrationsDir: string): Database.Database {
   });
 }
 
+/** A record a stopped coordinator left running ends failed, as that coordinator would have recorded it at start. */
+function failIfRunning<R extends { status: string; error: unknown; updatedAt: number }>(
+  r: R,
+  now: number,
+  code: string,
+  message: string,
+): R {
+  return r.status === 'running'
+    ? { ...r, status: 'failed', error: { code, message, culprits: [] }, updatedAt: now }
+    : r;
+}
+
 /**
  * The records of the old files in `dataDir` (undefined when there are none). A session the old coordinator left
  * running could not go on after its stop (it would have recorded it failed at its next start): it is recorded
@@ -52,18 +64,12 @@ export function readLegacyFrostFiles(dataDir: string): FrostRecords | undefined 
       records.dkgs = (db.prepare('SELECT * FROM frost_dkg ORDER BY created_at, id').all() as DkgRow[])
         .map(dkgFromRow)
         .map((r) =>
-          r.status === 'running'
-            ? {
-                ...r,
-                status: 'failed' as const,
-                error: {
-                  code: 'COORD_FROST_DKG_TIMEOUT',
-                  message: 'The coordinator stopped during this key generation; start a new one.',
-                  culprits: [],
-                },
-                updatedAt: now,
-              }
-            : r,
+          failIfRunning(
+            r,
+            now,
+            'COORD_FROST_DKG_TIMEOUT',
+            'The coordinator stopped during this key generation; start a new one.',
+          ),
         );
       records.proposals = (
         db.prepare('SELECT * FROM frost_proposals ORDER BY created_at, proposal_id').all() as {
@@ -82,18 +88,12 @@ export function readLegacyFrostFiles(dataDir: string): FrostRecords | undefined 
       records.refreshes = (db.prepare('SELECT * FROM frost_refresh ORDER BY created_at, id').all() as RefreshRow[])
         .map(refreshFromRow)
         .map((r) =>
-          r.status === 'running'
-            ? {
-                ...r,
-                status: 'failed' as const,
-                error: {
-                  code: 'COORD_FROST_REFRESH_TIMEOUT',
-                  message: 'The coordinator stopped during this share refresh; every node keeps its current share.',
-                  culprits: [],
-                },
-                updatedAt: now,
-              }
-            : r,
+          failIfRunning(
+            r,
+            now,
+            'COORD_FROST_REFRESH_TIMEOUT',
+            'The coordinator stopped during this share refresh; every node keeps its current share.',
+          ),
         );
     } finally {
       db.close();
