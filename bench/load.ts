@@ -29,6 +29,12 @@ export class ProposalClient {
   /** Completions that arrived before the POST answered (the event can beat the HTTP response). */
   readonly #early = new Map<string, number | Error>();
   #completion = 'quorum.reached';
+  /**
+   * When set, the arrival of every `node.approved` event is kept per proposal and `propose` returns them: the c=1
+   * breakdown of where a proposal's time goes (POST answered, each approval, the completion).
+   */
+  traceApprovals = false;
+  readonly #approvals = new Map<string, number[]>();
 
   /** `coordinators`: the base URL of each coordinator; `apiKey`: the key every request carries. */
   constructor(coordinators: readonly string[], apiKey: string) {
@@ -50,6 +56,11 @@ export class ProposalClient {
       const at = performance.now();
       const e = JSON.parse(data.toString()) as { proposalId: string | null; type: string; data: unknown };
       if (e.proposalId === null) return;
+      if (this.traceApprovals && e.type === 'node.approved') {
+        const seen = this.#approvals.get(e.proposalId);
+        if (seen) seen.push(at);
+        else this.#approvals.set(e.proposalId, [at]);
+      }
       let outcome: number | Error | undefined;
       if (e.type === this.#completion) outcome = at;
       else if (FAILED.includes(e.type)) {
@@ -127,9 +138,12 @@ export class ProposalClient {
 
   /**
    * Propose (signed by the FROST `group` when given) and wait for the completion event; returns
-   * [ms until the POST answered, ms until completion].
+   * [ms until the POST answered, ms until completion, ms until each approval arrived (with `traceApprovals`)].
    */
-  async propose(xdr: string, opts: { submit?: boolean; group?: string | undefined } = {}): Promise<[number, number]> {
+  async propose(
+    xdr: string,
+    opts: { submit?: boolean; group?: string | undefined } = {},
+  ): Promise<[number, number, number[]]> {
     const url = this.#urls[this.#turn++ % this.#urls.length]!;
     const t0 = performance.now();
     const r = await this.#post(
@@ -155,7 +169,9 @@ export class ProposalClient {
         this.#waiting.set(id, { done, fail });
       });
     }
-    return [accepted - t0, doneAt - t0];
+    const approvals = this.#approvals.get(id) ?? [];
+    this.#approvals.delete(id);
+    return [accepted - t0, doneAt - t0, approvals.map((a) => a - t0)];
   }
 
   close(): void {
@@ -197,7 +213,7 @@ export async function measureWindow<S>(opts: {
   concurrency: number;
   warmupMs: number;
   windowMs: number;
-  propose: () => Promise<[number, number]>;
+  propose: () => Promise<readonly [number, number, ...unknown[]]>;
   sample: () => S;
 }): Promise<WindowRun<S>> {
   let stop = false;
