@@ -206,9 +206,10 @@ describe('two coordinator processes on PostgreSQL', () => {
       'every event delivered by B',
       30_000,
     );
-    // Delivered after A died (so by B), and each once: B claimed each row once and removed it once delivered.
+    // Delivered after A died (so by B), and each once: B claimed each row once and removed it once delivered. (B
+    // may add events of its own later, such as its resumption of the round: only A's events are counted here.)
     expect(receiver.delivered.every((d) => d.at >= died)).toBe(true);
-    expect(receiver.delivered.map((d) => d.seq).sort((x, y) => x - y)).toEqual(seqs);
+    expect(seqs.map((s) => receiver.delivered.filter((d) => d.seq === s).length)).toEqual(seqs.map(() => 1));
     for (const n of c.nodes) n.close();
   }, 180_000);
 });
