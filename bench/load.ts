@@ -208,11 +208,18 @@ export interface WindowRun<S> {
  * after another; after `warmupMs` the window opens with `sample()`, after `windowMs` more it closes with `sample()`
  * again, and the loops stop. A proposal counts for the window when it completed between the two samples, so the
  * counters and the count cover the same span.
+ *
+ * With `ratePerSecond` the load is open-loop instead: proposals start on a fixed schedule (one every 1000 / rate
+ * ms, taken by whichever client is free), so two clusters can be compared at the same rate. CPU per proposal falls
+ * as the rate rises (commits and socket writes are shared by more proposals), so a comparison between runs at
+ * different rates shows the batching as much as the code. The rate holds while fewer than `concurrency` are in
+ * flight; a cluster that cannot keep up shows it as a completed count below rate x window.
  */
 export async function measureWindow<S>(opts: {
   concurrency: number;
   warmupMs: number;
   windowMs: number;
+  ratePerSecond?: number | undefined;
   propose: () => Promise<readonly [number, number, ...unknown[]]>;
   sample: () => S;
 }): Promise<WindowRun<S>> {
@@ -221,8 +228,17 @@ export async function measureWindow<S>(opts: {
   let windowEnd = Number.POSITIVE_INFINITY;
   const latencies: number[] = [];
   const posted: number[] = [];
+  const interval = opts.ratePerSecond ? 1000 / opts.ratePerSecond : 0;
+  const begin = performance.now();
+  let slot = 0;
   const loops = Array.from({ length: opts.concurrency }, async () => {
     while (!stop) {
+      if (interval > 0) {
+        const due = begin + slot++ * interval;
+        const wait = due - performance.now();
+        if (wait > 0) await sleep(wait);
+        if (stop) break;
+      }
       const t0 = performance.now();
       const [answered, done] = await opts.propose();
       const at = t0 + done;
