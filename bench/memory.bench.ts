@@ -8,6 +8,8 @@
  * 2. MEM_LOAD_MS (default 8000) of signed-only proposals from MEM_C (default 64) clients, then per process the peak
  *    RSS (VmHWM from /proc, which sees between samples), the peak heap used / total the probe sampled every 100 ms,
  *    and the CPU ms per proposal (so a setting that trades memory for CPU shows both).
+ *    MEM_RATE=<n> starts n proposals per second (open loop, at most MEM_C in flight) instead of back to back, so
+ *    two settings compare at the same rate: CPU per proposal falls as the rate rises.
  *    MEM_NODE_FLAGS adds V8/Node flags to the nodes only, MEM_FLAGS to every child (e.g. --max-semi-space-size=4).
  * 3. MEM_SNAPSHOT=1: a heap snapshot of node-0 and of the coordinator at rest and after the load, summarised by
  *    bench/heap-summary.ts (what fills the heap) and kept as bench/results/memory-<phase>-<process>.heapsnapshot.
@@ -130,6 +132,8 @@ if (process.argv[2] === 'imports') {
 const REST_MS = Number(process.env.MEM_REST_MS ?? 3000);
 const LOAD_MS = Number(process.env.MEM_LOAD_MS ?? 8000);
 const C = Number(process.env.MEM_C ?? 64);
+/** MEM_RATE: proposals start on a fixed schedule (per second) instead of back to back; 0 = as fast as they go. */
+const RATE = Number(process.env.MEM_RATE ?? 0);
 const FLAGS = process.env.MEM_FLAGS ?? '';
 const NODE_FLAGS = process.env.MEM_NODE_FLAGS ?? '';
 const SNAPSHOT = process.env.MEM_SNAPSHOT === '1';
@@ -288,9 +292,16 @@ const tx = (): string =>
 const cpu0 = procs.map((p) => cpuSeconds(p.pid));
 const loadStart = performance.now();
 let done = 0;
+let slot = 0;
 await Promise.all(
   Array.from({ length: C }, async () => {
     while (performance.now() - loadStart < LOAD_MS) {
+      if (RATE > 0) {
+        // Open loop: a setting that costs CPU shows it as CPU per proposal at the same rate, not as a lower rate.
+        const wait = loadStart + (slot++ * 1000) / RATE - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        if (performance.now() - loadStart >= LOAD_MS) break;
+      }
       const id = await post(
         JSON.stringify({ xdr: tx(), submit: false, idempotencyKey: randomBytes(12).toString('hex') }),
       );
@@ -348,7 +359,7 @@ writeFileSync(join(RESULTS, 'memory.json'), `${JSON.stringify(result, null, 2)}\
 
 const cell = (v: number | null | undefined, w: number): string => String(v ?? '-').padStart(w);
 console.log(
-  `\n2-of-3 cluster, children from dist/, flags '${FLAGS}', node flags '${NODE_FLAGS}', c=${C}: ${done} proposals, ${result.perSecond}/s, load average ${result.loadavg.join(' ')}`,
+  `\n2-of-3 cluster, children from dist/, flags '${FLAGS}', node flags '${NODE_FLAGS}', c=${C}${RATE > 0 ? ` at ${RATE}/s` : ''}: ${done} proposals, ${result.perSecond}/s, load average ${result.loadavg.join(' ')}`,
 );
 console.log(
   `${'process'.padEnd(14)} | at rest: ${'RSS'.padStart(6)} ${'heap'.padStart(6)} ${'total'.padStart(6)} ${'new sp'.padStart(6)} ${'mods'.padStart(5)} ${'anon'.padStart(6)} ${'file'.padStart(5)} ${'thr'.padStart(3)} | under load: ${'peak RSS'.padStart(8)} ${'heap'.padStart(6)} ${'total'.padStart(6)} ${'extern'.padStart(6)} ${'native'.padStart(6)} ${'CPU ms/prop'.padStart(11)}`,
