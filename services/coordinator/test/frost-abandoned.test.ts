@@ -40,6 +40,26 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let dir: string;
 let store: Store;
+
+/** Group g1 (the key generation's output OUT) recorded as made and ready, as a refresh needs it. */
+function readyGroup(): void {
+  store.insertFrostDkg({
+    id: 'g1',
+    threshold: 2,
+    participants: PARTICIPANTS,
+    roster: 'r',
+    status: 'running',
+    step: 'confirm',
+    address: null,
+    group: null,
+    transcript: null,
+    error: null,
+    createdBy: null,
+    createdAt: 1,
+    updatedAt: Date.now(),
+  });
+  store.readyFrostDkg('g1', { address: OUT.address, group: OUT.group, transcript: 't' }, Date.now());
+}
 const opened: { close(): Promise<void> }[] = [];
 
 beforeEach(async () => {
@@ -123,22 +143,7 @@ describe('a FROST relay whose replica died', () => {
   });
 
   it('a refresh whose insert loses a race is refused as running; a step the store cannot write is logged', async () => {
-    store.insertFrostDkg({
-      id: 'g1',
-      threshold: 2,
-      participants: PARTICIPANTS,
-      roster: 'r',
-      status: 'running',
-      step: 'confirm',
-      address: null,
-      group: null,
-      transcript: null,
-      error: null,
-      createdBy: null,
-      createdAt: 1,
-      updatedAt: Date.now(),
-    });
-    store.readyFrostDkg('g1', { address: OUT.address, group: OUT.group, transcript: 't' }, Date.now());
+    readyGroup();
     // Between its look at the running refreshes (none yet) and its insert, another replica inserted one.
     let raced = false;
     const racing = new Proxy(store, {
@@ -191,22 +196,7 @@ describe('a FROST relay whose replica died', () => {
   });
 
   it('a refresh abandoned by its replica is failed when seen, its nodes told to keep their share; a new one may start', async () => {
-    store.insertFrostDkg({
-      id: 'g1',
-      threshold: 2,
-      participants: PARTICIPANTS,
-      roster: 'r',
-      status: 'running',
-      step: 'confirm',
-      address: null,
-      group: null,
-      transcript: null,
-      error: null,
-      createdBy: null,
-      createdAt: 1,
-      updatedAt: Date.now(),
-    });
-    store.readyFrostDkg('g1', { address: OUT.address, group: OUT.group, transcript: 't' }, Date.now());
+    readyGroup();
     const refreshRec = {
       address: OUT.address,
       threshold: 2,

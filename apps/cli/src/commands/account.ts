@@ -170,6 +170,18 @@ export class Lifecycle {
     this.#network = t.network;
   }
 
+  /** Every account in which `key` is a signer, from Horizon's account list (GET /accounts?signer=), all pages. */
+  async accountsSignedBy(key: string): Promise<string[]> {
+    const ids: string[] = [];
+    let page = await this.horizon.accounts().forSigner(key).limit(200).call();
+    while (page.records.length > 0) {
+      ids.push(...page.records.map((r) => r.account_id));
+      if (page.records.length < 200) break;
+      page = await page.next();
+    }
+    return ids;
+  }
+
   async network(): Promise<string> {
     if (!this.#network) {
       const root = await httpOk(new URL('/', this.t.horizonUrl).toString());

@@ -127,18 +127,6 @@ export function groupPublicOf(g: GroupView & { commitments?: string[] | null }):
   };
 }
 
-/** Every account in which `key` is a signer, from Horizon's account list (GET /accounts?signer=), all pages. */
-async function accountsSignedBy(lc: Lifecycle, key: string): Promise<string[]> {
-  const ids: string[] = [];
-  let page = await lc.horizon.accounts().forSigner(key).limit(200).call();
-  while (page.records.length > 0) {
-    ids.push(...page.records.map((r) => r.account_id));
-    if (page.records.length < 200) break;
-    page = await page.next();
-  }
-  return ids;
-}
-
 const signs = (c: SignerConfiguration, key: string): boolean => c.signers.some((s) => s.key === key && s.weight > 0);
 
 /** A ready group from the coordinator, by address or key-generation id. */
@@ -233,7 +221,7 @@ export async function frostSwap(
   const save = () => saveState(file, state);
   // Every account the old key signs must move: the old group is retired at the end, so an account left out would
   // keep a key whose group nobody runs any more. Checked before anything changes, and again in every run.
-  const missing = (await accountsSignedBy(lc, oldG.address)).filter((a) => !accounts.includes(a)).sort();
+  const missing = (await lc.accountsSignedBy(oldG.address)).filter((a) => !accounts.includes(a)).sort();
   if (missing.length > 0) {
     throw cliErrors.error(
       'LIFECYCLE_ACCOUNTS_MISSING',
@@ -254,7 +242,7 @@ export async function frostSwap(
     await swapAccount(account);
   }
   if (!state.retiredAt) {
-    const left = await accountsSignedBy(lc, oldG.address);
+    const left = await lc.accountsSignedBy(oldG.address);
     if (left.length > 0) {
       // Someone added the old key to an account while the swap ran: it is not retired, a rerun names the account.
       throw cliErrors.error(

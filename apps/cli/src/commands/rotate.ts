@@ -226,18 +226,6 @@ function killHook(env: NodeJS.ProcessEnv): (point: string) => void {
 
 const hasKey = (c: SignerConfiguration, key: string): boolean => c.signers.some((s) => s.key === key);
 
-/** Every account in which `key` is a signer, from Horizon's account list (GET /accounts?signer=), all pages. */
-async function accountsSignedBy(lc: Lifecycle, key: string): Promise<string[]> {
-  const ids: string[] = [];
-  let page = await lc.horizon.accounts().forSigner(key).limit(200).call();
-  while (page.records.length > 0) {
-    ids.push(...page.records.map((r) => r.account_id));
-    if (page.records.length < 200) break;
-    page = await page.next();
-  }
-  return ids;
-}
-
 export async function rotate(
   f: RotateFlags,
   io: Out = stdio,
@@ -264,7 +252,7 @@ export async function rotate(
     // Every account the old key signs must be in the rotation: the old key's KMS key is disabled and scheduled for
     // deletion at the end, so an account left out would keep a signer nobody can sign for (its quorum shrinks, or
     // it is locked out). Horizon lists the accounts by signer; the check is made once, before anything changes.
-    const missing = (await accountsSignedBy(lc, oldKey)).filter((a) => !f.account.includes(a));
+    const missing = (await lc.accountsSignedBy(oldKey)).filter((a) => !f.account.includes(a));
     if (missing.length > 0)
       throw cliErrors.error(
         'LIFECYCLE_ACCOUNTS_MISSING',
